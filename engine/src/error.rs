@@ -1,0 +1,44 @@
+//! The engine's error type. Each variant maps to one Kafka error code at the
+//! protocol edge (see the variant docs); the engine itself knows no codes.
+
+/// Everything that can go wrong in the storage engine.
+#[derive(thiserror::Error, Debug)]
+pub enum EngineError {
+    /// A batch failed validation (length, magic, CRC, record count).
+    /// Kafka: CORRUPT_MESSAGE.
+    #[error("corrupt message: {0}")]
+    CorruptMessage(String),
+    /// A batch (or a produce payload) is larger than the configured limit; the
+    /// value is the offending size in bytes. Kafka: MESSAGE_TOO_LARGE.
+    #[error("message too large: {0} bytes")]
+    MessageTooLarge(usize),
+    /// A read asked for an offset outside `[start, end]`.
+    /// Kafka: OFFSET_OUT_OF_RANGE.
+    #[error("offset {requested} out of range [{start}, {end}]")]
+    OffsetOutOfRange {
+        /// The offset that was asked for.
+        requested: i64,
+        /// The log start offset at the time of the request.
+        start: i64,
+        /// The high watermark at the time of the request.
+        end: i64,
+    },
+    /// The file system failed. Kafka: KAFKA_STORAGE_ERROR.
+    #[error("storage i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The log was closed (or deleted) before the operation could finish.
+    #[error("log closed")]
+    Closed,
+}
+
+/// Converts a glommio error (always an I/O failure for file operations) into
+/// [`EngineError::Io`]. Kept private so glommio types stay out of the API.
+pub(crate) fn io_err(e: glommio::GlommioError<()>) -> EngineError {
+    EngineError::Io(e.into())
+}
+
+/// An `InvalidData` I/O error for bytes on disk that do not parse: the engine
+/// wrote them, so this is storage corruption, not a client mistake.
+pub(crate) fn disk_corruption(msg: String) -> EngineError {
+    EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+}

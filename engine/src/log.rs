@@ -1,0 +1,827 @@
+//! `PartitionLog`: one partition's segmented log on one glommio executor.
+//!
+//! Produce path: [`PartitionLog::append`] validates the payload, assigns offsets
+//! synchronously (first poll), queues a [`Pending`] and wakes the writer task.
+//! The writer drains the queue, copies the batches (patched with their offsets)
+//! behind the active segment's partial last block into one aligned DMA buffer,
+//! writes it with one call, advances the high watermark and completes the
+//! `Written` appends; one fdatasync then completes every `Synced` append of
+//! the group (group commit).
+//!
+//! State ownership: the writer task alone changes segment sizes, indexes and
+//! the high watermark; `append` alone assigns offsets (except after a write
+//! failure, when the writer takes them back). No `RefCell` borrow is held
+//! across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::poll_fn;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::io::Directory;
+use glommio::Task;
+
+use crate::batch::{self, HEADER_LEN};
+use crate::error::{disk_corruption, io_err, EngineError};
+use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
+use crate::segment::{self, align_down, align_up, FileWindow, Segment};
+
+/// Largest segment the engine creates (file positions in the index are u32;
+/// one append may overshoot the limit, so keep half the range as headroom).
+pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// Largest single `append` payload; bounds one overshoot of the segment limit.
+pub const MAX_APPEND_BYTES: usize = i32::MAX as usize;
+/// The writer stops adding appends to one group write beyond this many bytes
+/// (a group always takes at least one append).
+pub const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
+/// Largest single DMA read a fetch issues (more is read in further calls).
+pub const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
+
+/// Tunables of one partition log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll a new segment when the active one would exceed this many bytes
+    /// (clamped to [`MAX_SEGMENT_BYTES`]).
+    pub segment_bytes: u64,
+    /// One sparse index entry at least every this many bytes of batches.
+    pub index_interval_bytes: u64,
+    /// A batch larger than this is rejected with `MessageTooLarge`.
+    pub max_batch_bytes: usize,
+    /// Every group write is followed by fdatasync before any append completes.
+    pub fsync_every_write: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            index_interval_bytes: 4096,
+            max_batch_bytes: (1 << 20) + 12,
+            fsync_every_write: false,
+        }
+    }
+}
+
+/// How far an append must get before it completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The write to the segment file completed (acks=1).
+    Written,
+    /// The write completed and was fdatasynced (acks=all).
+    Synced,
+}
+
+/// The offsets an append was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record of the first batch.
+    pub base_offset: i64,
+    /// Offset of the last record of the last batch.
+    pub last_offset: i64,
+}
+
+/// Counters of one log's writer, for tests, metrics and benches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Group writes issued to segment files (one per group and segment).
+    pub writes: u64,
+    /// fdatasync calls on the active segment (group commits and close).
+    pub syncs: u64,
+    /// Segments rolled (sealed and replaced) since open.
+    pub rolls: u64,
+}
+
+/// An append waiting for the writer.
+struct Pending {
+    records: Bytes,
+    base_offset: i64,
+    last_offset: i64,
+    durability: Durability,
+    done: LocalSender<Result<AppendInfo, EngineError>>,
+}
+
+impl Pending {
+    fn complete(self, result: Result<AppendInfo, EngineError>) {
+        // The appender may have gone away; nothing to tell it then.
+        let _ = self.done.try_send(result);
+    }
+
+    fn info(&self) -> AppendInfo {
+        AppendInfo {
+            base_offset: self.base_offset,
+            last_offset: self.last_offset,
+        }
+    }
+}
+
+/// `wait_beyond` callers parked until the high watermark passes their offset.
+#[derive(Default)]
+struct Waiters {
+    next_id: u64,
+    parked: BTreeMap<u64, (i64, Waker)>,
+}
+
+/// State shared by the log handle, the writer task and readers.
+struct Shared {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Next offset `append` will hand out.
+    next_offset: Cell<i64>,
+    /// One past the last offset written to a segment file.
+    high_watermark: Cell<i64>,
+    log_start_offset: Cell<i64>,
+    /// No new appends; the writer finishes the queue and stops.
+    closing: Cell<bool>,
+    /// Files closed; reads fail.
+    closed: Cell<bool>,
+    queue: RefCell<VecDeque<Pending>>,
+    segments: RefCell<BTreeMap<i64, Rc<Segment>>>,
+    waiters: RefCell<Waiters>,
+    stats: Cell<LogStats>,
+}
+
+impl Shared {
+    fn count(&self, f: impl FnOnce(&mut LogStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Wakes every `wait_beyond` whose offset is now below the high watermark
+    /// (all of them once closing).
+    fn wake_waiters(&self) {
+        let hw = self.high_watermark.get();
+        let all = self.closing.get();
+        let ready: Vec<Waker> = {
+            let mut w = self.waiters.borrow_mut();
+            let ids: Vec<u64> = w
+                .parked
+                .iter()
+                .filter(|(_, (off, _))| all || *off < hw)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| w.parked.remove(id))
+                .map(|(_, waker)| waker)
+                .collect()
+        };
+        for waker in ready {
+            waker.wake();
+        }
+    }
+
+    /// Fails every queued append and takes their offsets back. Called right
+    /// after a failed write, before any `.await`, so no append can slip in.
+    fn fail_queued(&self, err: &EngineError) {
+        let failed: Vec<Pending> = self.queue.borrow_mut().drain(..).collect();
+        self.next_offset.set(self.high_watermark.get());
+        for p in failed {
+            p.complete(Err(copy_err(err)));
+        }
+    }
+}
+
+/// A partition log: segments in one directory, one writer task. Lives on one
+/// glommio executor thread (not `Send`).
+pub struct PartitionLog {
+    shared: Rc<Shared>,
+    wake_writer: LocalSender<()>,
+    writer: RefCell<Option<Task<Result<(), EngineError>>>>,
+}
+
+impl PartitionLog {
+    /// Opens (creating the dir if missing) and recovers the log in `dir`;
+    /// spawns its writer task on the current glommio executor.
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
+        let mut config = config;
+        config.segment_bytes = config.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
+        let created = !dir.exists();
+        std::fs::create_dir_all(&dir)?;
+        if created {
+            // Make the new directory's own entry durable.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let parent = Directory::open(parent).await.map_err(io_err)?;
+                parent.sync().await.map_err(io_err)?;
+                parent.close().await.map_err(io_err)?;
+            }
+        }
+        segment::prime_iopoll_probe(&dir).await?;
+        let directory = Directory::open(&dir).await.map_err(io_err)?;
+        let recovered = recover(&dir, &directory, &config).await?;
+        let Recovered {
+            segments,
+            active,
+            tail,
+            policy,
+        } = recovered;
+        let log_start = segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(active.base_offset);
+        let hw = active.next_offset();
+        let shared = Rc::new(Shared {
+            dir,
+            config,
+            next_offset: Cell::new(hw),
+            high_watermark: Cell::new(hw),
+            log_start_offset: Cell::new(log_start),
+            closing: Cell::new(false),
+            closed: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            segments: RefCell::new(segments),
+            waiters: RefCell::new(Waiters::default()),
+            stats: Cell::new(LogStats::default()),
+        });
+        let (wake_writer, wake_rx) = local_channel::new_bounded(1);
+        let writer = Writer {
+            shared: shared.clone(),
+            directory,
+            dir_dirty: false,
+            active,
+            tail,
+            policy,
+        };
+        let task = glommio::spawn_local(writer.run(wake_rx));
+        Ok(Rc::new(PartitionLog {
+            shared,
+            wake_writer,
+            writer: RefCell::new(Some(task)),
+        }))
+    }
+
+    /// Validates every batch in `records`, assigns offsets, queues the write
+    /// and resolves once the data reached `durability`. Offsets are assigned
+    /// at the first poll; dropping the future after that does not cancel the
+    /// write.
+    pub async fn append(
+        &self,
+        records: Bytes,
+        durability: Durability,
+    ) -> Result<AppendInfo, EngineError> {
+        if records.len() > MAX_APPEND_BYTES {
+            return Err(EngineError::MessageTooLarge(records.len()));
+        }
+        let summary = batch::validate_records(&records, self.shared.config.max_batch_bytes)?;
+        if self.shared.closing.get() {
+            return Err(EngineError::Closed);
+        }
+        let base_offset = self.shared.next_offset.get();
+        let next = base_offset
+            .checked_add(summary.offset_count)
+            .ok_or_else(|| EngineError::CorruptMessage("offsets overflow i64".into()))?;
+        self.shared.next_offset.set(next);
+        let (done, result) = local_channel::new_bounded(1);
+        let pending = Pending {
+            records,
+            base_offset,
+            last_offset: next - 1,
+            durability,
+            done,
+        };
+        self.shared.queue.borrow_mut().push_back(pending);
+        // Full means a wake-up is already pending; the writer drains everything.
+        let _ = self.wake_writer.try_send(());
+        result.recv().await.unwrap_or(Err(EngineError::Closed))
+    }
+
+    /// First offset still stored.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.log_start_offset.get()
+    }
+
+    /// One past the last offset whose batch has been written to the file.
+    pub fn high_watermark(&self) -> i64 {
+        self.shared.high_watermark.get()
+    }
+
+    /// Writer counters since open.
+    pub fn stats(&self) -> LogStats {
+        self.shared.stats.get()
+    }
+
+    /// Whole batches starting with the one containing `offset`, up to
+    /// `max_bytes` in total but at least one batch (KIP-74), from one segment.
+    /// Empty when `offset == high_watermark()`.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, EngineError> {
+        if self.shared.closed.get() {
+            return Err(EngineError::Closed);
+        }
+        let hw = self.high_watermark();
+        let start = self.log_start_offset();
+        if offset < start || offset > hw {
+            return Err(EngineError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end: hw,
+            });
+        }
+        if offset == hw {
+            return Ok(Bytes::new());
+        }
+        let seg = self
+            .shared
+            .segments
+            .borrow()
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s.clone());
+        let seg =
+            seg.ok_or_else(|| disk_corruption(format!("no segment holds offset {offset}")))?;
+        // Read together with `hw` above (no await in between): every byte
+        // below `limit` belongs to a batch below the high watermark.
+        let limit = seg.size();
+        debug_assert!(offset < seg.next_offset() && seg.next_offset() <= hw);
+        let pos = seg.lookup(offset);
+        read_batches(&seg, pos, limit, offset, max_bytes).await
+    }
+
+    /// Resolves when `high_watermark() > offset`, or the log is closing.
+    pub async fn wait_beyond(&self, offset: i64) {
+        let shared = &self.shared;
+        let id = {
+            let mut w = shared.waiters.borrow_mut();
+            w.next_id += 1;
+            w.next_id
+        };
+        let _unpark = Unpark { shared, id };
+        poll_fn(|cx| {
+            if shared.high_watermark.get() > offset || shared.closing.get() {
+                return Poll::Ready(());
+            }
+            shared
+                .waiters
+                .borrow_mut()
+                .parked
+                .insert(id, (offset, cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Waits for queued writes, fdatasyncs, closes files. Later appends and
+    /// reads fail with `Closed`. A second call returns at once.
+    pub async fn close(&self) -> Result<(), EngineError> {
+        let task = self.writer.borrow_mut().take();
+        let Some(task) = task else { return Ok(()) };
+        self.shared.closing.set(true);
+        self.shared.wake_waiters();
+        let _ = self.wake_writer.try_send(());
+        let mut result = task.await;
+        self.shared.closed.set(true);
+        let segments = std::mem::take(&mut *self.shared.segments.borrow_mut());
+        for (_, seg) in segments {
+            let file = seg.file.clone();
+            drop(seg);
+            if let Err(e) = file.close_rc().await {
+                if result.is_ok() {
+                    result = Err(io_err(e));
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Removes a `wait_beyond` from the parked set when its future goes away.
+struct Unpark<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Unpark<'_> {
+    fn drop(&mut self) {
+        self.shared.waiters.borrow_mut().parked.remove(&self.id);
+    }
+}
+
+/// `EngineError` is not `Clone` (io::Error); failing a whole group needs copies.
+fn copy_err(e: &EngineError) -> EngineError {
+    match e {
+        EngineError::Io(io) => EngineError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        EngineError::CorruptMessage(m) => EngineError::CorruptMessage(m.clone()),
+        EngineError::MessageTooLarge(n) => EngineError::MessageTooLarge(*n),
+        EngineError::OffsetOutOfRange {
+            requested,
+            start,
+            end,
+        } => EngineError::OffsetOutOfRange {
+            requested: *requested,
+            start: *start,
+            end: *end,
+        },
+        EngineError::Closed => EngineError::Closed,
+    }
+}
+
+fn short_write(what: &str, n: usize, want: usize) -> EngineError {
+    EngineError::Io(std::io::Error::new(
+        std::io::ErrorKind::WriteZero,
+        format!("short {what} write: {n} of {want}"),
+    ))
+}
+
+/// Reads whole batches of `seg` from `pos` (a batch start at or before the
+/// one holding `offset`) up to `limit`: skips batches ending before
+/// `offset`, then copies batches until `max_bytes` (at least one).
+async fn read_batches(
+    seg: &Segment,
+    mut pos: u64,
+    limit: u64,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<Bytes, EngineError> {
+    let prefetch = max_bytes.min(MAX_READ_BYTES);
+    let mut window = FileWindow::new(&seg.file, seg.align, limit);
+    let corrupt = |pos: u64, why: String| {
+        disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset))
+    };
+    let mut out: Vec<u8> = Vec::new();
+    while pos < limit {
+        if limit - pos < HEADER_LEN as u64 {
+            return Err(corrupt(
+                pos,
+                "partial header below the high watermark".into(),
+            ));
+        }
+        let head = window.get(pos, HEADER_LEN, prefetch).await?;
+        let h = batch::parse_header(head).ok_or_else(|| corrupt(pos, "short header".into()))?;
+        batch::check_header(&h).map_err(|e| corrupt(pos, e))?;
+        let len = h.total_len();
+        if pos + len as u64 > limit {
+            return Err(corrupt(
+                pos,
+                format!("batch of {len} bytes crosses the end {limit}"),
+            ));
+        }
+        if h.last_offset() < offset {
+            pos += len as u64;
+            continue;
+        }
+        if !out.is_empty() && out.len() + len > max_bytes {
+            break;
+        }
+        let left = max_bytes.saturating_sub(out.len()).min(MAX_READ_BYTES);
+        let bytes = window.get(pos, len, left).await?;
+        out.extend_from_slice(bytes);
+        pos += len as u64;
+        if out.len() >= max_bytes {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(corrupt(pos, format!("offset {offset} not found")));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The writer task's own state: the active segment's partial last block and
+/// index policy, and whether the directory needs an fsync.
+struct Writer {
+    shared: Rc<Shared>,
+    directory: Directory,
+    dir_dirty: bool,
+    active: Rc<Segment>,
+    /// Bytes of the active segment in `[align_down(size), size)`.
+    tail: Vec<u8>,
+    policy: IndexPolicy,
+}
+
+impl Writer {
+    async fn run(mut self, wake: LocalReceiver<()>) -> Result<(), EngineError> {
+        loop {
+            let woke = wake.recv().await.is_some();
+            loop {
+                let group = self.take_group();
+                if group.is_empty() {
+                    break;
+                }
+                self.commit(group).await;
+            }
+            if !woke || self.shared.closing.get() {
+                break;
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// Takes queued appends, up to [`MAX_GROUP_BYTES`] (at least one).
+    fn take_group(&self) -> Vec<Pending> {
+        let mut queue = self.shared.queue.borrow_mut();
+        let mut group = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(p) = queue.pop_front() {
+            if !group.is_empty() && bytes + p.records.len() > MAX_GROUP_BYTES {
+                queue.push_front(p);
+                break;
+            }
+            bytes += p.records.len();
+            group.push(p);
+        }
+        group
+    }
+
+    /// Writes one group (rolling segments as needed), then completes it.
+    async fn commit(&mut self, mut group: Vec<Pending>) {
+        let mut written = 0usize;
+        let mut chunk_start = 0usize;
+        let mut chunk_bytes = 0u64;
+        let mut result = Ok(());
+        for i in 0..group.len() {
+            if self.needs_roll(&group[i], chunk_bytes) {
+                if chunk_start < i {
+                    result = self.write_chunk(&group[chunk_start..i]).await;
+                    if result.is_err() {
+                        break;
+                    }
+                    written = i;
+                }
+                result = self.roll(group[i].base_offset).await;
+                if result.is_err() {
+                    break;
+                }
+                chunk_start = i;
+                chunk_bytes = 0;
+            }
+            chunk_bytes += group[i].records.len() as u64;
+        }
+        if result.is_ok() && chunk_start < group.len() {
+            result = self.write_chunk(&group[chunk_start..]).await;
+            if result.is_ok() {
+                written = group.len();
+            }
+        }
+        let failed = group.split_off(written);
+        if let Err(err) = &result {
+            tracing::error!(dir = %self.shared.dir.display(), error = %err, "log write failed");
+            // Before any await: take back the offsets of everything not written.
+            self.shared.fail_queued(err);
+            for p in failed {
+                p.complete(Err(copy_err(err)));
+            }
+            // Best effort: drop whatever the failed write left past the end.
+            let _ = self.active.file.truncate(self.active.size()).await;
+        }
+        self.complete(group).await;
+    }
+
+    /// Completes appends that are in the file: `Written` ones now (unless
+    /// every write is synced), the rest after one fdatasync.
+    async fn complete(&mut self, group: Vec<Pending>) {
+        let sync_all = self.shared.config.fsync_every_write;
+        let mut to_sync = Vec::new();
+        for p in group {
+            if sync_all || p.durability == Durability::Synced {
+                to_sync.push(p);
+            } else {
+                let info = p.info();
+                p.complete(Ok(info));
+            }
+        }
+        if to_sync.is_empty() {
+            return;
+        }
+        let synced = self.sync().await;
+        for p in to_sync {
+            let info = p.info();
+            p.complete(match &synced {
+                Ok(()) => Ok(info),
+                Err(e) => Err(copy_err(e)),
+            });
+        }
+    }
+
+    /// fdatasync of the active segment, and of the directory if a file was
+    /// created since its last sync. Sealed segments were synced when sealed.
+    async fn sync(&mut self) -> Result<(), EngineError> {
+        self.active.file.fdatasync().await.map_err(io_err)?;
+        self.shared.count(|s| s.syncs += 1);
+        if self.dir_dirty {
+            self.directory.sync().await.map_err(io_err)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    fn needs_roll(&self, p: &Pending, chunk_bytes: u64) -> bool {
+        let used = self.active.size() + chunk_bytes;
+        if used == 0 {
+            return false;
+        }
+        let too_big = used + p.records.len() as u64 > self.shared.config.segment_bytes;
+        let offsets_overflow = p.last_offset - self.active.base_offset > i64::from(u32::MAX);
+        too_big || offsets_overflow
+    }
+
+    /// Writes `chunk` after the active segment's last batch: one aligned DMA
+    /// write starting at the partial last block. On success advances the
+    /// segment, its index and the high watermark.
+    async fn write_chunk(&mut self, chunk: &[Pending]) -> Result<(), EngineError> {
+        let seg = self.active.clone();
+        let align = seg.align;
+        let size = seg.size();
+        let block_start = align_down(size, align);
+        assert_eq!(
+            self.tail.len() as u64,
+            size - block_start,
+            "tail out of step with the segment"
+        );
+        assert_eq!(
+            seg.next_offset(),
+            self.shared.high_watermark.get(),
+            "active segment must end at the high watermark"
+        );
+        let data_len: u64 = chunk.iter().map(|p| p.records.len() as u64).sum();
+        let end = size + data_len;
+        let buf_len = (align_up(end, align) - block_start) as usize;
+        let mut buf = seg.file.alloc_dma_buffer(buf_len);
+        let dst = buf.as_bytes_mut();
+        dst[..self.tail.len()].copy_from_slice(&self.tail);
+        let mut at = self.tail.len();
+        let mut policy = self.policy;
+        let mut entries = Vec::new();
+        let mut next = seg.next_offset();
+        for p in chunk {
+            assert_eq!(p.base_offset, next, "offsets not contiguous");
+            let mut from = 0usize;
+            while from < p.records.len() {
+                let h = batch::parse_header(&p.records[from..]).expect("validated by append");
+                let len = h.total_len();
+                let out = &mut dst[at..at + len];
+                out.copy_from_slice(&p.records[from..from + len]);
+                batch::patch_header(out, next);
+                if policy.on_batch(len as u64) {
+                    let position =
+                        u32::try_from(block_start + at as u64).expect("segment positions fit u32");
+                    entries.push(IndexEntry {
+                        relative_offset: segment::relative(seg.base_offset, next),
+                        position,
+                    });
+                }
+                next += h.offset_count();
+                at += len;
+                from += len;
+            }
+            assert_eq!(
+                next - 1,
+                p.last_offset,
+                "append's offsets disagree with its batches"
+            );
+        }
+        debug_assert_eq!(block_start + at as u64, end);
+        dst[at..].fill(0);
+        let new_tail = dst[(align_down(end, align) - block_start) as usize..at].to_vec();
+        let n = seg.file.write_at(buf, block_start).await.map_err(io_err)?;
+        if n != buf_len {
+            return Err(short_write("segment", n, buf_len));
+        }
+        self.shared.count(|s| s.writes += 1);
+        self.tail = new_tail;
+        self.policy = policy;
+        seg.advance(end, next, &entries);
+        self.shared.high_watermark.set(next);
+        self.shared.wake_waiters();
+        Ok(())
+    }
+
+    /// Seals the active segment (truncate to its logical size, fdatasync,
+    /// write its index) and starts a new one at `base_offset`.
+    async fn roll(&mut self, base_offset: i64) -> Result<(), EngineError> {
+        let old = self.active.clone();
+        assert_eq!(
+            old.next_offset(),
+            base_offset,
+            "new segment must start where the old one ends"
+        );
+        old.file.truncate(old.size()).await.map_err(io_err)?;
+        old.file.fdatasync().await.map_err(io_err)?;
+        segment::write_index_file(&self.shared.dir, old.base_offset, &old.index_snapshot()).await?;
+        let file = segment::create_new(&segment::log_path(&self.shared.dir, base_offset)).await?;
+        let seg = Rc::new(Segment::new(
+            base_offset,
+            Rc::new(file),
+            0,
+            base_offset,
+            OffsetIndex::new(),
+        ));
+        self.shared
+            .segments
+            .borrow_mut()
+            .insert(base_offset, seg.clone());
+        self.active = seg;
+        self.tail.clear();
+        self.policy = IndexPolicy::new(self.shared.config.index_interval_bytes);
+        self.dir_dirty = true;
+        self.shared.count(|s| s.rolls += 1);
+        tracing::debug!(dir = %self.shared.dir.display(), base_offset, "rolled segment");
+        self.directory.sync().await.map_err(io_err)?;
+        self.dir_dirty = false;
+        Ok(())
+    }
+
+    /// Clean shutdown: drop the padding after the last batch, fdatasync.
+    async fn shutdown(mut self) -> Result<(), EngineError> {
+        debug_assert!(self.shared.queue.borrow().is_empty() || !self.shared.closing.get());
+        self.active
+            .file
+            .truncate(self.active.size())
+            .await
+            .map_err(io_err)?;
+        self.sync().await?;
+        self.directory.close().await.map_err(io_err)
+    }
+}
+
+/// What recovery hands to the log.
+struct Recovered {
+    segments: BTreeMap<i64, Rc<Segment>>,
+    active: Rc<Segment>,
+    tail: Vec<u8>,
+    policy: IndexPolicy,
+}
+
+/// Lists the segments in `dir`, loads the sealed ones, scans the last one and
+/// cuts it at the first bad or incomplete batch (durably).
+async fn recover(
+    dir: &Path,
+    directory: &Directory,
+    config: &LogConfig,
+) -> Result<Recovered, EngineError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_log_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    if bases.is_empty() {
+        let file = segment::create_new(&segment::log_path(dir, 0)).await?;
+        file.close().await.map_err(io_err)?;
+        directory.sync().await.map_err(io_err)?;
+        bases.push(0);
+    }
+    let mut segments = BTreeMap::new();
+    let mut expected: Option<i64> = None;
+    let check_chain = |expected: Option<i64>, base: i64| match expected {
+        Some(e) if e != base => Err(disk_corruption(format!(
+            "segment {base} in {} does not follow the previous one, which ends at {e}",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    };
+    let (last, sealed) = bases.split_last().expect("at least one segment");
+    for &base in sealed {
+        check_chain(expected, base)?;
+        let seg = segment::load_sealed(dir, base, config.index_interval_bytes).await?;
+        expected = Some(seg.next_offset());
+        segments.insert(base, Rc::new(seg));
+    }
+    let base = *last;
+    check_chain(expected, base)?;
+    let path = segment::log_path(dir, base);
+    let file = segment::open_rw(&path).await?;
+    let file_len = file.file_size().await.map_err(io_err)?;
+    let (end, index, policy) =
+        segment::scan_with_index(&file, base, file_len, config.index_interval_bytes).await?;
+    if end.position != file_len {
+        tracing::info!(
+            segment = %path.display(),
+            from = end.position,
+            to = file_len,
+            next_offset = end.next_offset,
+            "cutting the log after the last complete batch"
+        );
+        file.truncate(end.position).await.map_err(io_err)?;
+        file.fdatasync().await.map_err(io_err)?;
+    }
+    let align = segment::alignment_of(&file);
+    let block_start = align_down(end.position, align);
+    let tail = if block_start < end.position {
+        let mut window = FileWindow::new(&file, align, end.position);
+        window
+            .get(block_start, (end.position - block_start) as usize, 0)
+            .await?
+            .to_vec()
+    } else {
+        Vec::new()
+    };
+    let active = Rc::new(Segment::new(
+        base,
+        Rc::new(file),
+        end.position,
+        end.next_offset,
+        index,
+    ));
+    segments.insert(base, active.clone());
+    Ok(Recovered {
+        segments,
+        active,
+        tail,
+        policy,
+    })
+}

@@ -1,0 +1,125 @@
+//! Fetch: read every requested partition on its owner; if fewer than min_bytes
+//! are ready, long-poll until new data is appended or max_wait_ms passes.
+
+use crate::errors::partition_error_code;
+use futures::future::{join_all, select, select_all};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use std::pin::pin;
+use std::time::{Duration, Instant};
+use weir_shards::{FetchedPartition, PartitionError, Shard};
+
+/// Upper bound on a long poll, whatever the client asks for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    topic: TopicName,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> FetchResponse {
+    let wanted: Vec<Wanted> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Wanted {
+                topic: t.topic.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+            })
+        })
+        .collect();
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+
+    let mut results = read_all(shard, &wanted).await;
+    loop {
+        let ready: usize = results
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |f| f.records.len()))
+            .sum();
+        let any_error = results.iter().any(Result::is_err);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if ready >= min_bytes || any_error || left.is_zero() || wanted.is_empty() {
+            break;
+        }
+        wait_for_any(shard, &wanted, left).await;
+        results = read_all(shard, &wanted).await;
+    }
+    build_response(version, &wanted, results, max_bytes)
+}
+
+async fn read_all(
+    shard: &Shard,
+    wanted: &[Wanted],
+) -> Vec<Result<FetchedPartition, PartitionError>> {
+    join_all(
+        wanted
+            .iter()
+            .map(|w| shard.fetch(&w.topic.0, w.partition, w.offset, w.max_bytes)),
+    )
+    .await
+}
+
+/// Resolves when any partition's high watermark passes its fetch offset, or after `timeout`.
+async fn wait_for_any(shard: &Shard, wanted: &[Wanted], timeout: Duration) {
+    let waits = wanted
+        .iter()
+        .map(|w| Box::pin(shard.wait_beyond(&w.topic.0, w.partition, w.offset, timeout)));
+    let timer = pin!(glommio::timer::sleep(timeout));
+    select(select_all(waits), timer).await;
+}
+
+fn build_response(
+    version: i16,
+    wanted: &[Wanted],
+    results: Vec<Result<FetchedPartition, PartitionError>>,
+    max_bytes: usize,
+) -> FetchResponse {
+    let mut budget = max_bytes;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, result) in wanted.iter().zip(results) {
+        let mut data = PartitionData::default().with_partition_index(w.partition);
+        match result {
+            Ok(fetched) => {
+                data.high_watermark = fetched.high_watermark;
+                data.last_stable_offset = fetched.high_watermark;
+                if version >= 5 {
+                    data.log_start_offset = fetched.log_start_offset;
+                }
+                // The first non-empty partition always goes whole (KIP-74); later
+                // ones only while they fit in the response's max_bytes.
+                let size = fetched.records.len();
+                if size <= budget || budget == max_bytes {
+                    budget = budget.saturating_sub(size);
+                    data.records = Some(fetched.records);
+                } else {
+                    data.records = Some(bytes::Bytes::new());
+                }
+            }
+            Err(e) => {
+                data.error_code = partition_error_code(&e);
+                data.high_watermark = -1;
+                data.records = Some(bytes::Bytes::new());
+            }
+        }
+        match topics.last_mut() {
+            Some(last) if last.topic == w.topic => last.partitions.push(data),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(w.topic.clone())
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    FetchResponse::default().with_responses(topics)
+}

@@ -1,0 +1,102 @@
+//! Metadata: this broker, and the topics asked for (auto-created if allowed).
+
+use super::auto_create_topics;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use weir_shards::{MetadataSnapshot, Shard};
+
+pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> MetadataResponse {
+    let requested: Option<Vec<Option<String>>> = match request.topics {
+        // v0 has no null: an empty list means all topics.
+        Some(topics) if !(version == 0 && topics.is_empty()) => Some(
+            topics
+                .into_iter()
+                .map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+        _ => None,
+    };
+    if let Some(names) = &requested {
+        if version < 4 || request.allow_auto_topic_creation {
+            auto_create_topics(shard, names.iter().flatten().map(String::as_str)).await;
+        }
+    }
+    let snapshot = shard.metadata();
+    let node_id = BrokerId(shard.config().node_id);
+    let topics = match requested {
+        None => snapshot
+            .topics
+            .keys()
+            .map(|name| describe_topic(&snapshot, name, node_id, version))
+            .collect(),
+        Some(names) => names
+            .into_iter()
+            .map(|name| match name {
+                Some(name) => describe_topic(&snapshot, &name, node_id, version),
+                // v10+ may name a topic by id only; we do not look topics up by id yet.
+                None => MetadataResponseTopic::default()
+                    .with_error_code(ResponseError::UnknownTopicId.code()),
+            })
+            .collect(),
+    };
+    let (host, port) = shard
+        .config()
+        .advertised_host_port()
+        .unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(node_id)
+        .with_host(StrBytes::from_string(host))
+        .with_port(port);
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics);
+    if version >= 1 {
+        response.controller_id = node_id;
+    }
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(snapshot.cluster_id.clone()));
+    }
+    response
+}
+
+fn describe_topic(
+    snapshot: &MetadataSnapshot,
+    name: &str,
+    node_id: BrokerId,
+    version: i16,
+) -> MetadataResponseTopic {
+    let topic_name = TopicName(StrBytes::from_string(name.to_string()));
+    let Some(topic) = snapshot.topic(name) else {
+        let error = match weir_shards::metadata::validate_topic_name(name) {
+            Ok(()) => ResponseError::UnknownTopicOrPartition,
+            Err(_) => ResponseError::InvalidTopicException,
+        };
+        return MetadataResponseTopic::default()
+            .with_name(Some(topic_name))
+            .with_error_code(error.code());
+    };
+    let partitions = (0..topic.partitions)
+        .map(|index| {
+            let mut partition = MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(node_id)
+                .with_replica_nodes(vec![node_id])
+                .with_isr_nodes(vec![node_id]);
+            if version >= 7 {
+                partition.leader_epoch = 0;
+            }
+            partition
+        })
+        .collect();
+    let mut response = MetadataResponseTopic::default()
+        .with_name(Some(topic_name))
+        .with_partitions(partitions);
+    if version >= 10 {
+        response.topic_id = topic.id;
+    }
+    response
+}

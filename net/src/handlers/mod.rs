@@ -1,0 +1,171 @@
+//! One module per Kafka API. `decode` turns a frame into a typed request (or a
+//! reason to close the connection); `handle` answers it on the connection's shard.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
+use crate::codec::{encode_response, RequestFrame};
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::rc::Rc;
+use weir_shards::Shard;
+
+/// A decoded request with the version it was sent at.
+pub enum Request {
+    ApiVersions(ApiVersionsRequest),
+    /// An ApiVersions request at a version we do not speak: answered at v0 with
+    /// UNSUPPORTED_VERSION and our ranges, so the client can downgrade.
+    ApiVersionsUnsupported,
+    Metadata(MetadataRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+}
+
+/// Why a connection must be closed instead of answered (as Kafka does).
+#[derive(thiserror::Error, Debug)]
+pub enum DecodeError {
+    #[error("{0:?} v{1} is not supported")]
+    UnsupportedVersion(ApiKey, i16),
+    #[error("{0:?} is not implemented")]
+    NotImplemented(ApiKey),
+    #[error("malformed {0:?} v{1}: {2}")]
+    Malformed(ApiKey, i16, String),
+}
+
+pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
+    let key = frame.api_key;
+    let version = frame.header.request_api_version;
+    let Some((min, max)) = supported_range(key) else {
+        return Err(DecodeError::NotImplemented(key));
+    };
+    if key == ApiKey::ApiVersions && !(min..=max).contains(&version) {
+        return Ok(Request::ApiVersionsUnsupported);
+    }
+    let in_range = (min..=max).contains(&version);
+    if !in_range || (key == ApiKey::Produce && version < PRODUCE_RECORD_BATCH_MIN_VERSION) {
+        return Err(DecodeError::UnsupportedVersion(key, version));
+    }
+    let body = &mut frame.body;
+    let malformed = |e: anyhow::Error| DecodeError::Malformed(key, version, e.to_string());
+    let request = match key {
+        ApiKey::ApiVersions => Request::ApiVersions(decode_body(body, version).map_err(malformed)?),
+        ApiKey::Metadata => Request::Metadata(decode_body(body, version).map_err(malformed)?),
+        ApiKey::Produce => Request::Produce(decode_body(body, version).map_err(malformed)?),
+        ApiKey::Fetch => Request::Fetch(decode_body(body, version).map_err(malformed)?),
+        ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
+        ApiKey::CreateTopics => {
+            Request::CreateTopics(decode_body(body, version).map_err(malformed)?)
+        }
+        ApiKey::DeleteTopics => {
+            Request::DeleteTopics(decode_body(body, version).map_err(malformed)?)
+        }
+        other => return Err(DecodeError::NotImplemented(other)),
+    };
+    Ok(request)
+}
+
+fn decode_body<T: Decodable>(body: &mut Bytes, version: i16) -> anyhow::Result<T> {
+    let request = T::decode(body, version)?;
+    if !body.is_empty() {
+        anyhow::bail!("{} bytes left after the request body", body.len());
+    }
+    Ok(request)
+}
+
+/// Answers a request; `None` means no response is sent (Produce with acks=0).
+pub async fn handle(
+    shard: Rc<Shard>,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: Request,
+) -> anyhow::Result<Option<Bytes>> {
+    let respond = |body: &dyn EncodeAt| body.encode_frame(key, version, correlation_id).map(Some);
+    match request {
+        Request::ApiVersions(_) => respond(&api_versions::handle(version)),
+        Request::ApiVersionsUnsupported => api_versions::unsupported()
+            .encode_frame(key, 0, correlation_id)
+            .map(Some),
+        Request::Metadata(r) => respond(&metadata::handle(&shard, version, r).await),
+        Request::Produce(r) => match produce::handle(&shard, version, r).await {
+            Some(response) => respond(&response),
+            None => Ok(None),
+        },
+        Request::Fetch(r) => respond(&fetch::handle(&shard, version, r).await),
+        Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
+        Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
+        Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
+    }
+}
+
+/// Object-safe encoding of any response body into a whole frame.
+trait EncodeAt {
+    fn encode_frame(&self, key: ApiKey, version: i16, correlation_id: i32)
+        -> anyhow::Result<Bytes>;
+}
+
+impl<T: Encodable> EncodeAt for T {
+    fn encode_frame(
+        &self,
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> anyhow::Result<Bytes> {
+        encode_response(key, version, correlation_id, self)
+    }
+}
+
+/// Error messages go out as `StrBytes`.
+fn message(text: impl ToString) -> Option<StrBytes> {
+    Some(StrBytes::from_string(text.to_string()))
+}
+
+/// Creates the named topics that do not exist yet, with the broker default
+/// partition count, when `auto_create_topics` is on. Invalid names are left
+/// for the caller to report.
+async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a str>) {
+    if !shard.config().auto_create_topics {
+        return;
+    }
+    let snapshot = shard.metadata();
+    let missing: Vec<_> = names
+        .filter(|name| {
+            snapshot.topic(name).is_none()
+                && weir_shards::metadata::validate_topic_name(name).is_ok()
+        })
+        .map(|name| weir_shards::NewTopic {
+            name: name.to_string(),
+            partitions: -1,
+            replication_factor: -1,
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    for (topic, result) in missing
+        .iter()
+        .zip(shard.create_topics(missing.clone()).await)
+    {
+        match result {
+            Ok(created) => {
+                tracing::info!(topic = %created.name, partitions = created.partitions, "auto-created topic")
+            }
+            // Another request may have created it meanwhile; that is fine.
+            Err(weir_shards::TopicError::AlreadyExists) => {}
+            Err(e) => tracing::warn!(topic = %topic.name, "auto-create failed: {e}"),
+        }
+    }
+}

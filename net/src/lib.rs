@@ -1,0 +1,14 @@
+//! The Kafka wire protocol: framing, one handler per API, the connection loop,
+//! and a small blocking client for the `weir` tools and the bench.
+//!
+//! This crate holds no broker state: handlers decode a request, call the
+//! [`weir_shards::Shard`] of the connection's core, and encode the answer.
+
+pub mod apis;
+pub mod client;
+pub mod codec;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+
+pub use server::serve_shard;

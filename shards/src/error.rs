@@ -1,0 +1,34 @@
+//! Errors of the shard layer; the protocol edge maps them to Kafka error codes.
+
+use weir_engine::EngineError;
+
+/// Why an operation on one partition failed.
+#[derive(thiserror::Error, Debug)]
+pub enum PartitionError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The owning shard is gone (shutting down).
+    #[error("owning shard unavailable")]
+    ShardUnavailable,
+}
+
+/// Why a topic could not be created or deleted.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    #[error("topic already exists")]
+    AlreadyExists,
+    #[error("unknown topic")]
+    Unknown,
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("replication factor {0} is larger than the number of brokers (1)")]
+    InvalidReplicationFactor(i16),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("controller shard unavailable")]
+    ControllerUnavailable,
+}

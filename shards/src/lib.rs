@@ -1,0 +1,22 @@
+//! The thread-per-core layer: one shard per core, each owning its partitions.
+//!
+//! A [`Shard`] is the state of one glommio executor. Every partition is owned by
+//! exactly one shard ([`ownership::owner_of`]); a shard that needs a partition it
+//! does not own sends a [`messages::ShardMessage`] to the owner over the glommio
+//! channel mesh and awaits the reply. Topic metadata is owned by the controller
+//! shard (shard 0), which persists it and pushes an immutable snapshot to every
+//! shard after each change.
+
+pub mod config;
+pub mod error;
+pub mod messages;
+pub mod metadata;
+pub mod ownership;
+pub mod runtime;
+pub mod shard;
+
+pub use config::BrokerConfig;
+pub use error::{PartitionError, TopicError};
+pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
+pub use runtime::{run, RuntimeError, ShutdownSignal};
+pub use shard::{FetchedPartition, PartitionOffsets, Shard};

@@ -1,0 +1,217 @@
+//! Starting and stopping the shards: one pinned glommio executor per shard.
+
+use crate::config::BrokerConfig;
+use crate::messages::ShardMessage;
+use crate::metadata::MetadataStore;
+use crate::ownership::CONTROLLER_SHARD;
+use crate::shard::Shard;
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::{CpuSet, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Messages one shard may have queued for another before senders wait.
+const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+#[derive(thiserror::Error, Debug)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("shard failed: {0}")]
+    Shard(String),
+}
+
+/// Resolves when the broker is asked to stop. Cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownSignal(Shared<oneshot::Receiver<()>>);
+
+impl ShutdownSignal {
+    pub async fn wait(&self) {
+        // A dropped sender also means stop.
+        let _ = self.0.clone().await;
+    }
+}
+
+/// Runs the broker until SIGINT or SIGTERM: starts one executor per shard,
+/// recovers each shard's partitions, then runs `serve` on every shard.
+/// A second signal exits at once (the logs recover from that too).
+pub fn run<F, Fut>(config: BrokerConfig, serve: F) -> Result<(), RuntimeError>
+where
+    F: Fn(Rc<Shard>, ShutdownSignal) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        RuntimeError::Setup(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    check_io_uring()?;
+    let store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
+    let snapshot = store.snapshot();
+    let shard_count = config.shard_count();
+    block_stop_signals();
+
+    let store = Arc::new(Mutex::new(Some(store)));
+    let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| oneshot::channel()).unzip();
+    let stop_receivers = Arc::new(Mutex::new(
+        stop_receivers.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
+    let running = Arc::new(AtomicUsize::new(shard_count));
+    let mesh = MeshBuilder::<ShardMessage, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
+    let config = Arc::new(config);
+
+    let handles = LocalExecutorPoolBuilder::new(placement(shard_count))
+        .name("weir-shard")
+        .on_all_shards({
+            let running = running.clone();
+            move || async move {
+                let result = shard_main(config, snapshot, store, stop_receivers, mesh, serve).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                result
+            }
+        })
+        .map_err(|e| RuntimeError::Setup(format!("cannot start shard executors: {e}")))?;
+
+    wait_for_stop_signal(&running);
+    for stop in stop_senders {
+        let _ = stop.send(());
+    }
+    let mut failure = None;
+    for result in handles.join_all() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) => failure = Some(RuntimeError::Shard(e.to_string())),
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+async fn shard_main<F, Fut>(
+    config: Arc<BrokerConfig>,
+    snapshot: Arc<crate::MetadataSnapshot>,
+    store: Arc<Mutex<Option<MetadataStore>>>,
+    stop_receivers: Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>,
+    mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
+    serve: F,
+) -> Result<(), RuntimeError>
+where
+    F: Fn(Rc<Shard>, ShutdownSignal) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
+    let id = senders.peer_id();
+    let store = if id == CONTROLLER_SHARD {
+        store.lock().expect("startup lock").take()
+    } else {
+        None
+    };
+    let stop = stop_receivers.lock().expect("startup lock")[id]
+        .take()
+        .expect("one stop signal per shard");
+    let shard = Rc::new(Shard::new(id, config, snapshot, store, senders));
+    shard.open_owned_partitions().await;
+    for (_, from_peer) in receivers.streams() {
+        glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
+    }
+    tracing::debug!(shard = id, "shard ready");
+    serve(shard.clone(), ShutdownSignal(stop.shared())).await;
+    shard.close_all().await;
+    Ok(())
+}
+
+/// Answers another shard's messages; each in its own task so a long wait
+/// (a long-poll fetch) does not hold up the ones behind it.
+async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>) {
+    while let Some(msg) = from_peer.recv().await {
+        let shard = shard.clone();
+        glommio::spawn_local(async move { shard.handle_message(msg).await }).detach();
+    }
+}
+
+/// One executor per core where there are enough cores; more shards than cores
+/// (useful to exercise cross-shard paths) share the online cores.
+fn placement(shard_count: usize) -> PoolPlacement {
+    let online = CpuSet::online().ok();
+    let cores = online.as_ref().map_or(0, CpuSet::len);
+    match online {
+        Some(cpus) if shard_count <= cores => PoolPlacement::MaxSpread(shard_count, Some(cpus)),
+        Some(cpus) => PoolPlacement::Fenced(shard_count, cpus),
+        None => PoolPlacement::Unbound(shard_count),
+    }
+}
+
+/// Builds and drops one executor so that a missing io_uring fails here with
+/// advice, not later inside a shard thread.
+fn check_io_uring() -> Result<(), RuntimeError> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .make()
+        .map(drop)
+        .map_err(|e| {
+            RuntimeError::Setup(format!(
+                "io_uring could not be set up ({e}). Weir needs Linux 5.8 or newer with io_uring \
+             allowed (kernel.io_uring_disabled=0; containers: a seccomp profile that permits \
+             io_uring_setup/io_uring_enter) and a locked-memory limit of at least 512 KiB \
+             (`ulimit -l`, or LimitMEMLOCK= in a systemd unit)."
+            ))
+        })
+}
+
+fn stop_signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in this thread and so in every thread it starts,
+/// so they are only ever taken by `sigtimedwait` below.
+fn block_stop_signals() {
+    let set = stop_signal_set();
+    // SAFETY: `set` is a valid, initialised signal set.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+fn take_stop_signal(timeout: Duration) -> bool {
+    let set = stop_signal_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    // SAFETY: valid set and timespec; a null siginfo pointer is allowed.
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) > 0 }
+}
+
+/// Returns on the first stop signal, or once every shard has ended by itself.
+/// After the first signal a thread waits for a second one and exits at once.
+fn wait_for_stop_signal(running: &AtomicUsize) {
+    while running.load(Ordering::SeqCst) > 0 {
+        if take_stop_signal(Duration::from_millis(200)) {
+            tracing::info!(
+                "stopping: finishing in-flight work and closing logs (signal again to exit now)"
+            );
+            std::thread::spawn(|| loop {
+                if take_stop_signal(Duration::from_secs(3600)) {
+                    tracing::warn!("second stop signal: exiting without a clean shutdown");
+                    std::process::exit(130);
+                }
+            });
+            return;
+        }
+    }
+}

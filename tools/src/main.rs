@@ -1,0 +1,54 @@
+//! `weir`: run a broker, manage topics, produce and consume from the shell.
+
+mod consume;
+mod produce;
+mod serve;
+mod topics;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A Kafka-compatible, thread-per-core commit-log broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (defaults: 127.0.0.1:9092, data in ./weir-data, one shard per core).
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// Produce lines from standard input, one message per line.
+    Produce(produce::ProduceArgs),
+    /// Print messages of a topic.
+    Consume(consume::ConsumeArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topics(command) => topics::run(command),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("weir: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The `--bootstrap` flag every client command takes.
+#[derive(clap::Args, Clone)]
+struct Bootstrap {
+    /// host:port of a broker.
+    #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+}

@@ -1,0 +1,104 @@
+//! `weir serve`: flags and an optional TOML file over the embedded defaults.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use weir_shards::BrokerConfig;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with broker settings (keys as in BrokerConfig: listen, advertise, data_dir, ...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<String>,
+    /// host:port clients are told to connect to [default: the listen address].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory for logs and metadata [default: ./weir-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (pinned executors) [default: one per core].
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long)]
+    default_partitions: Option<i32>,
+    /// Create unknown topics on first use [default: true].
+    #[arg(long)]
+    auto_create_topics: Option<bool>,
+    /// Log filter, e.g. info or weir_net=debug [default: info, or $RUST_LOG].
+    #[arg(long)]
+    log: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let config = config(args).map_err(anyhow::Error::msg)?;
+    check_listen_address(&config.listen)?;
+    tracing::info!(
+        listen = %config.listen,
+        advertise = %config.advertise,
+        data_dir = %config.data_dir.display(),
+        shards = config.shard_count(),
+        "weir {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    weir_shards::run(config, weir_net::serve_shard)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => BrokerConfig::from_toml_file(path)?,
+        None => BrokerConfig::default(),
+    };
+    let advertise_given = args.advertise.is_some() || args.config.is_some();
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+        if !advertise_given {
+            config.advertise = config.listen.clone();
+        }
+    }
+    if let Some(advertise) = args.advertise {
+        config.advertise = advertise;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(shards) = args.shards {
+        config.shards = shards;
+    }
+    if let Some(partitions) = args.default_partitions {
+        if partitions < 1 {
+            return Err(format!(
+                "--default-partitions must be at least 1, not {partitions}"
+            ));
+        }
+        config.default_partitions = partitions;
+    }
+    if let Some(auto_create) = args.auto_create_topics {
+        config.auto_create_topics = auto_create;
+    }
+    config.advertised_host_port()?;
+    Ok(config)
+}
+
+/// Every shard binds with SO_REUSEPORT, which would let a second broker share
+/// the port silently; an ordinary bind first turns that into a clear error.
+fn check_listen_address(listen: &str) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(listen).map(drop).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (is another broker running there?)")
+    })
+}

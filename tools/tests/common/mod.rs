@@ -1,0 +1,403 @@
+//! A real `weir` broker process for integration tests, and the message set
+//! they produce and check.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A broker child process on a free port with its own data directory.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra_args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    pub fn start(extra_args: &[&str]) -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+            data_dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: Some(dir),
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .expect("broker log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("serve")
+            .args(["--listen", &self.bootstrap()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--shards", "2"])
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start weir");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(30));
+    }
+
+    /// The broker's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill broker");
+            child.wait().expect("reap broker");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+            assert!(
+                status.success(),
+                "broker exited with {status} after SIGTERM\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "broker did not exit within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < timeout,
+            "broker did not listen on {port} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The i-th test message: a key shared by every 1,000th message, a value of
+/// 1 to 4,000 bytes derived from i, and two headers.
+pub struct TestMessage {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+pub fn test_message(i: u64) -> TestMessage {
+    let len = (i.wrapping_mul(7919) % 4000 + 1) as usize;
+    let value = (0..len)
+        .map(|j| (i as usize).wrapping_mul(31).wrapping_add(j) as u8)
+        .collect();
+    TestMessage {
+        key: format!("key-{}", i % 1000),
+        value,
+        headers: vec![
+            ("index".into(), i.to_string().into_bytes()),
+            ("kind".into(), b"test".to_vec()),
+        ],
+    }
+}
+
+/// Collects what the broker acknowledged: message index -> (partition, offset).
+#[derive(Default)]
+pub struct Acks {
+    pub acked: Mutex<HashMap<u64, (i32, i64)>>,
+    /// How many were acknowledged, readable from other threads.
+    pub acked_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub failed: Mutex<Vec<(u64, String)>>,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<u64>;
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<u64>) {
+        match result {
+            Ok(m) => {
+                self.acked
+                    .lock()
+                    .unwrap()
+                    .insert(*index, (m.partition(), m.offset()));
+                self.acked_count
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Err((e, _)) => self.failed.lock().unwrap().push((*index, e.to_string())),
+        }
+    }
+}
+
+pub fn producer(bootstrap: &str, acks: &str) -> BaseProducer<Acks> {
+    producer_with(bootstrap, acks, Acks::default(), 30_000)
+}
+
+pub fn producer_with(
+    bootstrap: &str,
+    acks: &str,
+    context: Acks,
+    message_timeout_ms: u64,
+) -> BaseProducer<Acks> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("enable.idempotence", "false")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", message_timeout_ms.to_string())
+        .create_with_context(context)
+        .expect("producer")
+}
+
+/// Produces messages `range` to `topic` (partition chosen by key) and waits
+/// for every delivery report.
+pub fn produce_range(producer: &BaseProducer<Acks>, topic: &str, range: std::ops::Range<u64>) {
+    for i in range {
+        let m = test_message(i);
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(i))
+            .key(&m.key)
+            .payload(&m.value)
+            .headers(headers);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("send failed: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+pub fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("group.id", "unused-assign-only")
+        .create()
+        .expect("consumer")
+}
+
+/// A consumed message: partition, offset, key, value, headers.
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+fn to_consumed(m: &BorrowedMessage<'_>) -> Consumed {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Consumed {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().unwrap_or_default().to_vec(),
+        value: m.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+/// Reads every partition of `topic` from the beginning until each reached EOF.
+pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Consumed> {
+    let consumer = consumer(bootstrap);
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut at_eof = vec![false; partitions as usize];
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !at_eof.iter().all(|&e| e) {
+        assert!(
+            Instant::now() < deadline,
+            "consuming {topic} took too long; got {}",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_eof[m.partition() as usize] = false;
+                out.push(to_consumed(&m));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => at_eof[p as usize] = true,
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Checks that `consumed` holds messages `0..count`, each once, byte-identical,
+/// at contiguous offsets from 0 in each partition, with each key's messages in
+/// production order. Returns index -> (partition, offset).
+pub fn check_consumed(
+    consumed: &[Consumed],
+    count: u64,
+    partitions: i32,
+) -> HashMap<u64, (i32, i64)> {
+    let mut seen = HashMap::new();
+    let mut next_offset = vec![0i64; partitions as usize];
+    let mut last_index_of_key: HashMap<Vec<u8>, u64> = HashMap::new();
+    for c in consumed {
+        assert_eq!(
+            c.offset, next_offset[c.partition as usize],
+            "offsets of partition {} not contiguous",
+            c.partition
+        );
+        next_offset[c.partition as usize] += 1;
+        let index: u64 = std::str::from_utf8(&c.headers[0].1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected = test_message(index);
+        assert_eq!(c.key, expected.key.as_bytes(), "key of message {index}");
+        assert_eq!(c.value, expected.value, "value of message {index}");
+        assert_eq!(c.headers, expected.headers, "headers of message {index}");
+        assert!(
+            seen.insert(index, (c.partition, c.offset)).is_none(),
+            "message {index} consumed twice"
+        );
+        if let Some(previous) = last_index_of_key.insert(c.key.clone(), index) {
+            assert!(
+                previous < index,
+                "key order broken: {previous} after {index}"
+            );
+        }
+    }
+    assert_eq!(
+        seen.len() as u64,
+        count,
+        "consumed {} distinct messages, expected {count}",
+        seen.len()
+    );
+    assert!((0..count).all(|i| seen.contains_key(&i)));
+    seen
+}
+
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "topics",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+            "--bootstrap",
+            bootstrap,
+        ])
+        .output()
+        .expect("run weir topics create");
+    assert!(
+        output.status.success(),
+        "topics create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn data_dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        data_dir_size(&e.path())
+                    } else {
+                        e.metadata().map_or(0, |m| m.len())
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
