@@ -94,10 +94,7 @@ pub fn parse_header(buf: &[u8]) -> Option<BatchHeader> {
 /// record count against `lastOffsetDelta`. `Err` carries a reason.
 pub fn check_header(h: &BatchHeader) -> Result<(), String> {
     if h.batch_length < MIN_BATCH_LENGTH {
-        return Err(format!(
-            "batch length {} below minimum {}",
-            h.batch_length, MIN_BATCH_LENGTH
-        ));
+        return Err(format!("batch length {} below minimum {}", h.batch_length, MIN_BATCH_LENGTH));
     }
     if h.magic != MAGIC_V2 {
         return Err(format!("unsupported magic {}", h.magic));
@@ -106,16 +103,10 @@ pub fn check_header(h: &BatchHeader) -> Result<(), String> {
         return Err(format!("negative record count {}", h.records_count));
     }
     if h.last_offset_delta < 0 {
-        return Err(format!(
-            "negative last offset delta {}",
-            h.last_offset_delta
-        ));
+        return Err(format!("negative last offset delta {}", h.last_offset_delta));
     }
     if i64::from(h.last_offset_delta) < i64::from(h.records_count) - 1 {
-        return Err(format!(
-            "last offset delta {} too small for {} records",
-            h.last_offset_delta, h.records_count
-        ));
+        return Err(format!("last offset delta {} too small for {} records", h.last_offset_delta, h.records_count));
     }
     Ok(())
 }
@@ -125,10 +116,7 @@ pub fn check_crc(h: &BatchHeader, batch: &[u8]) -> Result<(), String> {
     debug_assert_eq!(batch.len(), h.total_len());
     let actual = crc32c::crc32c(&batch[CRC_START..]);
     if actual != h.crc {
-        return Err(format!(
-            "crc mismatch: header {:#010x}, computed {:#010x}",
-            h.crc, actual
-        ));
+        return Err(format!("crc mismatch: header {:#010x}, computed {:#010x}", h.crc, actual));
     }
     Ok(())
 }
@@ -140,11 +128,7 @@ pub fn check_batch_at(buf: &[u8]) -> Result<BatchHeader, String> {
     let h = parse_header(buf).ok_or_else(|| format!("incomplete header: {} bytes", buf.len()))?;
     check_header(&h)?;
     if buf.len() < h.total_len() {
-        return Err(format!(
-            "incomplete batch: {} of {} bytes",
-            buf.len(),
-            h.total_len()
-        ));
+        return Err(format!("incomplete batch: {} of {} bytes", buf.len(), h.total_len()));
     }
     check_crc(&h, &buf[..h.total_len()])?;
     Ok(h)
@@ -162,31 +146,21 @@ pub struct RecordsSummary {
 /// Validates a produce payload: one or more concatenated RecordBatch v2, each
 /// complete, well-formed, CRC-correct and at most `max_batch_bytes` long.
 /// Nothing is modified; one bad batch rejects the whole payload.
-pub fn validate_records(
-    records: &[u8],
-    max_batch_bytes: usize,
-) -> Result<RecordsSummary, EngineError> {
+pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<RecordsSummary, EngineError> {
     if records.is_empty() {
         return Err(EngineError::CorruptMessage("empty records".into()));
     }
     let mut pos = 0usize;
-    let mut summary = RecordsSummary {
-        batches: 0,
-        offset_count: 0,
-    };
+    let mut summary = RecordsSummary { batches: 0, offset_count: 0 };
     while pos < records.len() {
         let rest = &records[pos..];
         let h = parse_header(rest).ok_or_else(|| {
-            EngineError::CorruptMessage(format!(
-                "trailing {} bytes at {pos} are not a batch header",
-                rest.len()
-            ))
+            EngineError::CorruptMessage(format!("trailing {} bytes at {pos} are not a batch header", rest.len()))
         })?;
         if h.batch_length >= 0 && h.total_len() > max_batch_bytes {
             return Err(EngineError::MessageTooLarge(h.total_len()));
         }
-        check_header(&h)
-            .map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
+        check_header(&h).map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
         if rest.len() < h.total_len() {
             return Err(EngineError::CorruptMessage(format!(
                 "batch at {pos} truncated: {} of {} bytes",
@@ -235,21 +209,13 @@ mod tests {
         let mut r = batch(3, b"abc");
         r.extend(batch(1, b""));
         let s = validate_records(&r, 1 << 20).expect("valid");
-        assert_eq!(
-            s,
-            RecordsSummary {
-                batches: 2,
-                offset_count: 4
-            }
-        );
+        assert_eq!(s, RecordsSummary { batches: 2, offset_count: 4 });
     }
 
     #[test]
     fn rejects_bad_batches() {
         let good = batch(2, b"hello");
-        let corrupt = |r: Result<RecordsSummary, EngineError>| {
-            matches!(r, Err(EngineError::CorruptMessage(_)))
-        };
+        let corrupt = |r: Result<RecordsSummary, EngineError>| matches!(r, Err(EngineError::CorruptMessage(_)));
         assert!(corrupt(validate_records(&[], 1 << 20)));
         assert!(corrupt(validate_records(&good[..good.len() - 1], 1 << 20)));
         let mut trailing = good.clone();

@@ -42,9 +42,7 @@ impl OffsetIndex {
     /// Position of the last indexed batch whose base offset is <= `relative_offset`,
     /// or 0 (the segment start) when there is none.
     pub fn lookup(&self, relative_offset: u32) -> u32 {
-        let i = self
-            .entries
-            .partition_point(|e| e.relative_offset <= relative_offset);
+        let i = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
         if i == 0 {
             0
         } else {
@@ -84,17 +82,14 @@ impl OffsetIndex {
         if !chunks.remainder().is_empty() {
             return None;
         }
-        let mut index = OffsetIndex {
-            entries: Vec::with_capacity(bytes.len() / ENTRY_LEN),
-        };
+        let mut index = OffsetIndex { entries: Vec::with_capacity(bytes.len() / ENTRY_LEN) };
         for chunk in chunks {
             let entry = IndexEntry {
                 relative_offset: u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
                 position: u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
             };
             if let Some(last) = index.entries.last() {
-                if entry.relative_offset <= last.relative_offset || entry.position <= last.position
-                {
+                if entry.relative_offset <= last.relative_offset || entry.position <= last.position {
                     return None;
                 }
             }
@@ -118,10 +113,7 @@ pub struct IndexPolicy {
 impl IndexPolicy {
     /// A policy for a fresh segment.
     pub fn new(interval: u64) -> Self {
-        Self {
-            interval,
-            bytes_since_entry: 0,
-        }
+        Self { interval, bytes_since_entry: 0 }
     }
 
     /// Called for every batch appended, in order; returns true when this batch
@@ -144,14 +136,8 @@ mod tests {
     fn lookup_floors() {
         let mut ix = OffsetIndex::new();
         assert_eq!(ix.lookup(5), 0);
-        ix.push(IndexEntry {
-            relative_offset: 10,
-            position: 100,
-        });
-        ix.push(IndexEntry {
-            relative_offset: 20,
-            position: 200,
-        });
+        ix.push(IndexEntry { relative_offset: 10, position: 100 });
+        ix.push(IndexEntry { relative_offset: 20, position: 200 });
         assert_eq!(ix.lookup(9), 0);
         assert_eq!(ix.lookup(10), 100);
         assert_eq!(ix.lookup(19), 100);
@@ -169,23 +155,14 @@ mod tests {
     #[should_panic]
     fn push_rejects_non_monotonic() {
         let mut ix = OffsetIndex::new();
-        ix.push(IndexEntry {
-            relative_offset: 10,
-            position: 100,
-        });
-        ix.push(IndexEntry {
-            relative_offset: 10,
-            position: 200,
-        });
+        ix.push(IndexEntry { relative_offset: 10, position: 100 });
+        ix.push(IndexEntry { relative_offset: 10, position: 200 });
     }
 
     #[test]
     fn policy_spaces_entries() {
         let mut p = IndexPolicy::new(100);
-        let picks: Vec<bool> = [60, 60, 60, 10, 200, 5]
-            .iter()
-            .map(|&l| p.on_batch(l))
-            .collect();
+        let picks: Vec<bool> = [60, 60, 60, 10, 200, 5].iter().map(|&l| p.on_batch(l)).collect();
         assert_eq!(picks, [false, false, true, false, false, true]);
     }
 }

@@ -26,6 +26,6 @@ mod segment;
 
 pub use error::EngineError;
 pub use log::{
-    AppendInfo, Durability, LogConfig, LogStats, PartitionLog, MAX_APPEND_BYTES, MAX_GROUP_BYTES,
-    MAX_READ_BYTES, MAX_SEGMENT_BYTES,
+    AppendInfo, Durability, LogConfig, LogStats, PartitionLog, MAX_APPEND_BYTES, MAX_GROUP_BYTES, MAX_READ_BYTES,
+    MAX_SEGMENT_BYTES,
 };

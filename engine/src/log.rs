@@ -111,10 +111,7 @@ impl Pending {
     }
 
     fn info(&self) -> AppendInfo {
-        AppendInfo {
-            base_offset: self.base_offset,
-            last_offset: self.last_offset,
-        }
+        AppendInfo { base_offset: self.base_offset, last_offset: self.last_offset }
     }
 }
 
@@ -158,16 +155,8 @@ impl Shared {
         let all = self.closing.get();
         let ready: Vec<Waker> = {
             let mut w = self.waiters.borrow_mut();
-            let ids: Vec<u64> = w
-                .parked
-                .iter()
-                .filter(|(_, (off, _))| all || *off < hw)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| w.parked.remove(id))
-                .map(|(_, waker)| waker)
-                .collect()
+            let ids: Vec<u64> = w.parked.iter().filter(|(_, (off, _))| all || *off < hw).map(|(id, _)| *id).collect();
+            ids.iter().filter_map(|id| w.parked.remove(id)).map(|(_, waker)| waker).collect()
         };
         for waker in ready {
             waker.wake();
@@ -212,17 +201,8 @@ impl PartitionLog {
         segment::prime_iopoll_probe(&dir).await?;
         let directory = Directory::open(&dir).await.map_err(io_err)?;
         let recovered = recover(&dir, &directory, &config).await?;
-        let Recovered {
-            segments,
-            active,
-            tail,
-            policy,
-        } = recovered;
-        let log_start = segments
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(active.base_offset);
+        let Recovered { segments, active, tail, policy } = recovered;
+        let log_start = segments.keys().next().copied().unwrap_or(active.base_offset);
         let hw = active.next_offset();
         let shared = Rc::new(Shared {
             dir,
@@ -238,31 +218,16 @@ impl PartitionLog {
             stats: Cell::new(LogStats::default()),
         });
         let (wake_writer, wake_rx) = local_channel::new_bounded(1);
-        let writer = Writer {
-            shared: shared.clone(),
-            directory,
-            dir_dirty: false,
-            active,
-            tail,
-            policy,
-        };
+        let writer = Writer { shared: shared.clone(), directory, dir_dirty: false, active, tail, policy };
         let task = glommio::spawn_local(writer.run(wake_rx));
-        Ok(Rc::new(PartitionLog {
-            shared,
-            wake_writer,
-            writer: RefCell::new(Some(task)),
-        }))
+        Ok(Rc::new(PartitionLog { shared, wake_writer, writer: RefCell::new(Some(task)) }))
     }
 
     /// Validates every batch in `records`, assigns offsets, queues the write
     /// and resolves once the data reached `durability`. Offsets are assigned
     /// at the first poll; dropping the future after that does not cancel the
     /// write.
-    pub async fn append(
-        &self,
-        records: Bytes,
-        durability: Durability,
-    ) -> Result<AppendInfo, EngineError> {
+    pub async fn append(&self, records: Bytes, durability: Durability) -> Result<AppendInfo, EngineError> {
         if records.len() > MAX_APPEND_BYTES {
             return Err(EngineError::MessageTooLarge(records.len()));
         }
@@ -276,13 +241,7 @@ impl PartitionLog {
             .ok_or_else(|| EngineError::CorruptMessage("offsets overflow i64".into()))?;
         self.shared.next_offset.set(next);
         let (done, result) = local_channel::new_bounded(1);
-        let pending = Pending {
-            records,
-            base_offset,
-            last_offset: next - 1,
-            durability,
-            done,
-        };
+        let pending = Pending { records, base_offset, last_offset: next - 1, durability, done };
         self.shared.queue.borrow_mut().push_back(pending);
         // Full means a wake-up is already pending; the writer drains everything.
         let _ = self.wake_writer.try_send(());
@@ -314,24 +273,13 @@ impl PartitionLog {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
         if offset < start || offset > hw {
-            return Err(EngineError::OffsetOutOfRange {
-                requested: offset,
-                start,
-                end: hw,
-            });
+            return Err(EngineError::OffsetOutOfRange { requested: offset, start, end: hw });
         }
         if offset == hw {
             return Ok(Bytes::new());
         }
-        let seg = self
-            .shared
-            .segments
-            .borrow()
-            .range(..=offset)
-            .next_back()
-            .map(|(_, s)| s.clone());
-        let seg =
-            seg.ok_or_else(|| disk_corruption(format!("no segment holds offset {offset}")))?;
+        let seg = self.shared.segments.borrow().range(..=offset).next_back().map(|(_, s)| s.clone());
+        let seg = seg.ok_or_else(|| disk_corruption(format!("no segment holds offset {offset}")))?;
         // Read together with `hw` above (no await in between): every byte
         // below `limit` belongs to a batch below the high watermark.
         let limit = seg.size();
@@ -353,11 +301,7 @@ impl PartitionLog {
             if shared.high_watermark.get() > offset || shared.closing.get() {
                 return Poll::Ready(());
             }
-            shared
-                .waiters
-                .borrow_mut()
-                .parked
-                .insert(id, (offset, cx.waker().clone()));
+            shared.waiters.borrow_mut().parked.insert(id, (offset, cx.waker().clone()));
             Poll::Pending
         })
         .await
@@ -405,24 +349,15 @@ fn copy_err(e: &EngineError) -> EngineError {
         EngineError::Io(io) => EngineError::Io(std::io::Error::new(io.kind(), io.to_string())),
         EngineError::CorruptMessage(m) => EngineError::CorruptMessage(m.clone()),
         EngineError::MessageTooLarge(n) => EngineError::MessageTooLarge(*n),
-        EngineError::OffsetOutOfRange {
-            requested,
-            start,
-            end,
-        } => EngineError::OffsetOutOfRange {
-            requested: *requested,
-            start: *start,
-            end: *end,
-        },
+        EngineError::OffsetOutOfRange { requested, start, end } => {
+            EngineError::OffsetOutOfRange { requested: *requested, start: *start, end: *end }
+        }
         EngineError::Closed => EngineError::Closed,
     }
 }
 
 fn short_write(what: &str, n: usize, want: usize) -> EngineError {
-    EngineError::Io(std::io::Error::new(
-        std::io::ErrorKind::WriteZero,
-        format!("short {what} write: {n} of {want}"),
-    ))
+    EngineError::Io(std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short {what} write: {n} of {want}")))
 }
 
 /// Reads whole batches of `seg` from `pos` (a batch start at or before the
@@ -437,26 +372,18 @@ async fn read_batches(
 ) -> Result<Bytes, EngineError> {
     let prefetch = max_bytes.min(MAX_READ_BYTES);
     let mut window = FileWindow::new(&seg.file, seg.align, limit);
-    let corrupt = |pos: u64, why: String| {
-        disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset))
-    };
+    let corrupt = |pos: u64, why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
     let mut out: Vec<u8> = Vec::new();
     while pos < limit {
         if limit - pos < HEADER_LEN as u64 {
-            return Err(corrupt(
-                pos,
-                "partial header below the high watermark".into(),
-            ));
+            return Err(corrupt(pos, "partial header below the high watermark".into()));
         }
         let head = window.get(pos, HEADER_LEN, prefetch).await?;
         let h = batch::parse_header(head).ok_or_else(|| corrupt(pos, "short header".into()))?;
         batch::check_header(&h).map_err(|e| corrupt(pos, e))?;
         let len = h.total_len();
         if pos + len as u64 > limit {
-            return Err(corrupt(
-                pos,
-                format!("batch of {len} bytes crosses the end {limit}"),
-            ));
+            return Err(corrupt(pos, format!("batch of {len} bytes crosses the end {limit}")));
         }
         if h.last_offset() < offset {
             pos += len as u64;
@@ -625,11 +552,7 @@ impl Writer {
         let align = seg.align;
         let size = seg.size();
         let block_start = align_down(size, align);
-        assert_eq!(
-            self.tail.len() as u64,
-            size - block_start,
-            "tail out of step with the segment"
-        );
+        assert_eq!(self.tail.len() as u64, size - block_start, "tail out of step with the segment");
         assert_eq!(
             seg.next_offset(),
             self.shared.high_watermark.get(),
@@ -655,22 +578,14 @@ impl Writer {
                 out.copy_from_slice(&p.records[from..from + len]);
                 batch::patch_header(out, next);
                 if policy.on_batch(len as u64) {
-                    let position =
-                        u32::try_from(block_start + at as u64).expect("segment positions fit u32");
-                    entries.push(IndexEntry {
-                        relative_offset: segment::relative(seg.base_offset, next),
-                        position,
-                    });
+                    let position = u32::try_from(block_start + at as u64).expect("segment positions fit u32");
+                    entries.push(IndexEntry { relative_offset: segment::relative(seg.base_offset, next), position });
                 }
                 next += h.offset_count();
                 at += len;
                 from += len;
             }
-            assert_eq!(
-                next - 1,
-                p.last_offset,
-                "append's offsets disagree with its batches"
-            );
+            assert_eq!(next - 1, p.last_offset, "append's offsets disagree with its batches");
         }
         debug_assert_eq!(block_start + at as u64, end);
         dst[at..].fill(0);
@@ -692,26 +607,13 @@ impl Writer {
     /// write its index) and starts a new one at `base_offset`.
     async fn roll(&mut self, base_offset: i64) -> Result<(), EngineError> {
         let old = self.active.clone();
-        assert_eq!(
-            old.next_offset(),
-            base_offset,
-            "new segment must start where the old one ends"
-        );
+        assert_eq!(old.next_offset(), base_offset, "new segment must start where the old one ends");
         old.file.truncate(old.size()).await.map_err(io_err)?;
         old.file.fdatasync().await.map_err(io_err)?;
         segment::write_index_file(&self.shared.dir, old.base_offset, &old.index_snapshot()).await?;
         let file = segment::create_new(&segment::log_path(&self.shared.dir, base_offset)).await?;
-        let seg = Rc::new(Segment::new(
-            base_offset,
-            Rc::new(file),
-            0,
-            base_offset,
-            OffsetIndex::new(),
-        ));
-        self.shared
-            .segments
-            .borrow_mut()
-            .insert(base_offset, seg.clone());
+        let seg = Rc::new(Segment::new(base_offset, Rc::new(file), 0, base_offset, OffsetIndex::new()));
+        self.shared.segments.borrow_mut().insert(base_offset, seg.clone());
         self.active = seg;
         self.tail.clear();
         self.policy = IndexPolicy::new(self.shared.config.index_interval_bytes);
@@ -726,11 +628,7 @@ impl Writer {
     /// Clean shutdown: drop the padding after the last batch, fdatasync.
     async fn shutdown(mut self) -> Result<(), EngineError> {
         debug_assert!(self.shared.queue.borrow().is_empty() || !self.shared.closing.get());
-        self.active
-            .file
-            .truncate(self.active.size())
-            .await
-            .map_err(io_err)?;
+        self.active.file.truncate(self.active.size()).await.map_err(io_err)?;
         self.sync().await?;
         self.directory.close().await.map_err(io_err)
     }
@@ -746,11 +644,7 @@ struct Recovered {
 
 /// Lists the segments in `dir`, loads the sealed ones, scans the last one and
 /// cuts it at the first bad or incomplete batch (durably).
-async fn recover(
-    dir: &Path,
-    directory: &Directory,
-    config: &LogConfig,
-) -> Result<Recovered, EngineError> {
+async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Result<Recovered, EngineError> {
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -786,8 +680,7 @@ async fn recover(
     let path = segment::log_path(dir, base);
     let file = segment::open_rw(&path).await?;
     let file_len = file.file_size().await.map_err(io_err)?;
-    let (end, index, policy) =
-        segment::scan_with_index(&file, base, file_len, config.index_interval_bytes).await?;
+    let (end, index, policy) = segment::scan_with_index(&file, base, file_len, config.index_interval_bytes).await?;
     if end.position != file_len {
         tracing::info!(
             segment = %path.display(),
@@ -803,25 +696,11 @@ async fn recover(
     let block_start = align_down(end.position, align);
     let tail = if block_start < end.position {
         let mut window = FileWindow::new(&file, align, end.position);
-        window
-            .get(block_start, (end.position - block_start) as usize, 0)
-            .await?
-            .to_vec()
+        window.get(block_start, (end.position - block_start) as usize, 0).await?.to_vec()
     } else {
         Vec::new()
     };
-    let active = Rc::new(Segment::new(
-        base,
-        Rc::new(file),
-        end.position,
-        end.next_offset,
-        index,
-    ));
+    let active = Rc::new(Segment::new(base, Rc::new(file), end.position, end.next_offset, index));
     segments.insert(base, active.clone());
-    Ok(Recovered {
-        segments,
-        active,
-        tail,
-        policy,
-    })
+    Ok(Recovered { segments, active, tail, policy })
 }

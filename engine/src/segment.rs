@@ -102,13 +102,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub fn new(
-        base_offset: i64,
-        file: Rc<DmaFile>,
-        size: u64,
-        next_offset: i64,
-        index: OffsetIndex,
-    ) -> Self {
+    pub fn new(base_offset: i64, file: Rc<DmaFile>, size: u64, next_offset: i64, index: OffsetIndex) -> Self {
         let align = alignment_of(&file);
         Segment {
             base_offset,
@@ -132,10 +126,7 @@ impl Segment {
     /// index entries of the batches it contained.
     pub fn advance(&self, size: u64, next_offset: i64, entries: &[IndexEntry]) {
         assert!(size >= self.size.get(), "segment shrank");
-        assert!(
-            next_offset >= self.next_offset.get(),
-            "segment offsets went back"
-        );
+        assert!(next_offset >= self.next_offset.get(), "segment offsets went back");
         let mut index = self.index.borrow_mut();
         for e in entries {
             debug_assert!(u64::from(e.position) < size);
@@ -148,11 +139,7 @@ impl Segment {
     /// File position to start scanning from for `offset` (floor index entry).
     pub fn lookup(&self, offset: i64) -> u64 {
         let rel = offset - self.base_offset;
-        assert!(
-            rel >= 0,
-            "offset {offset} below segment base {}",
-            self.base_offset
-        );
+        assert!(rel >= 0, "offset {offset} below segment base {}", self.base_offset);
         let rel = u32::try_from(rel).unwrap_or(u32::MAX);
         u64::from(self.index.borrow().lookup(rel))
     }
@@ -175,29 +162,14 @@ pub(crate) struct FileWindow<'a> {
 
 impl<'a> FileWindow<'a> {
     pub fn new(file: &'a DmaFile, align: u64, limit: u64) -> Self {
-        FileWindow {
-            file,
-            align,
-            limit,
-            buf: None,
-            buf_start: 0,
-        }
+        FileWindow { file, align, limit, buf: None, buf_start: 0 }
     }
 
     /// Bytes `[pos, pos + len)`, reading `prefetch` bytes or more when they
     /// are not in the window yet. `pos + len` must not exceed the limit.
-    pub async fn get(
-        &mut self,
-        pos: u64,
-        len: usize,
-        prefetch: usize,
-    ) -> Result<&[u8], EngineError> {
+    pub async fn get(&mut self, pos: u64, len: usize, prefetch: usize) -> Result<&[u8], EngineError> {
         let end = pos + len as u64;
-        assert!(
-            end <= self.limit,
-            "read [{pos}, {end}) beyond limit {}",
-            self.limit
-        );
+        assert!(end <= self.limit, "read [{pos}, {end}) beyond limit {}", self.limit);
         let cached = match &self.buf {
             Some(b) => pos >= self.buf_start && end <= self.buf_start + b.len() as u64,
             None => false,
@@ -207,11 +179,7 @@ impl<'a> FileWindow<'a> {
             let start = align_down(pos, self.align);
             let want = len.max(prefetch).max(MIN_READ_BYTES) as u64;
             let stop = align_up((pos + want).min(self.limit).max(end), self.align);
-            let read = self
-                .file
-                .read_at_aligned(start, (stop - start) as usize)
-                .await
-                .map_err(io_err)?;
+            let read = self.file.read_at_aligned(start, (stop - start) as usize).await.map_err(io_err)?;
             if (read.len() as u64) < end - start {
                 return Err(disk_corruption(format!(
                     "short read at {start}: {} bytes, needed {}",
@@ -255,17 +223,9 @@ pub(crate) async fn scan(
     loop {
         let left = file_len - pos;
         if left == 0 {
-            return Ok(ScanEnd {
-                position: pos,
-                next_offset: offset,
-                clean: true,
-            });
+            return Ok(ScanEnd { position: pos, next_offset: offset, clean: true });
         }
-        let bad = ScanEnd {
-            position: pos,
-            next_offset: offset,
-            clean: false,
-        };
+        let bad = ScanEnd { position: pos, next_offset: offset, clean: false };
         if left < HEADER_LEN as u64 {
             return Ok(bad);
         }
@@ -273,10 +233,7 @@ pub(crate) async fn scan(
         let Some(h) = batch::parse_header(head) else {
             return Ok(bad);
         };
-        if batch::check_header(&h).is_err()
-            || h.base_offset != offset
-            || h.total_len() as u64 > left
-        {
+        if batch::check_header(&h).is_err() || h.base_offset != offset || h.total_len() as u64 > left {
             return Ok(bad);
         }
         let whole = window.get(pos, h.total_len(), SCAN_READ_BYTES).await?;
@@ -298,21 +255,11 @@ pub(crate) async fn scan_with_index(
 ) -> Result<(ScanEnd, OffsetIndex, IndexPolicy), EngineError> {
     let mut index = OffsetIndex::new();
     let mut policy = IndexPolicy::new(index_interval);
-    let end = scan(
-        file,
-        alignment_of(file),
-        file_len,
-        0,
-        base_offset,
-        |pos, h| {
-            if policy.on_batch(h.total_len() as u64) {
-                index.push(IndexEntry {
-                    relative_offset: relative(base_offset, h.base_offset),
-                    position: pos as u32,
-                });
-            }
-        },
-    )
+    let end = scan(file, alignment_of(file), file_len, 0, base_offset, |pos, h| {
+        if policy.on_batch(h.total_len() as u64) {
+            index.push(IndexEntry { relative_offset: relative(base_offset, h.base_offset), position: pos as u32 });
+        }
+    })
     .await?;
     Ok((end, index, policy))
 }
@@ -324,50 +271,27 @@ pub(crate) fn relative(base: i64, offset: i64) -> u32 {
 
 /// Opens a segment file for reading and writing, creating it if missing.
 pub(crate) async fn open_rw(path: &Path) -> Result<DmaFile, EngineError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .dma_open(path)
-        .await
-        .map_err(io_err)
+    OpenOptions::new().read(true).write(true).create(true).dma_open(path).await.map_err(io_err)
 }
 
 /// Creates a new, empty segment file; fails if it exists.
 pub(crate) async fn create_new(path: &Path) -> Result<DmaFile, EngineError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .dma_open(path)
-        .await
-        .map_err(io_err)
+    OpenOptions::new().read(true).write(true).create_new(true).dma_open(path).await.map_err(io_err)
 }
 
 /// Loads a sealed segment: its index from `<base>.index` (rebuilt by scanning
 /// when missing or invalid) and its end offset from the batches after the
 /// last index entry. A sealed segment must end cleanly.
-pub(crate) async fn load_sealed(
-    dir: &Path,
-    base_offset: i64,
-    index_interval: u64,
-) -> Result<Segment, EngineError> {
+pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u64) -> Result<Segment, EngineError> {
     let path = log_path(dir, base_offset);
-    let file = OpenOptions::new()
-        .read(true)
-        .dma_open(&path)
-        .await
-        .map_err(io_err)?;
+    let file = OpenOptions::new().read(true).dma_open(&path).await.map_err(io_err)?;
     let file_len = file.file_size().await.map_err(io_err)?;
     let align = alignment_of(&file);
     let loaded = read_index_file(dir, base_offset, file_len).await;
     let mut result = None;
     if let Some(index) = loaded {
         let (pos, offset) = match index.last() {
-            Some(e) => (
-                u64::from(e.position),
-                base_offset + i64::from(e.relative_offset),
-            ),
+            Some(e) => (u64::from(e.position), base_offset + i64::from(e.relative_offset)),
             None => (0, base_offset),
         };
         let end = scan(&file, align, file_len, pos, offset, |_, _| {}).await?;
@@ -380,8 +304,7 @@ pub(crate) async fn load_sealed(
     let (end, index) = match result {
         Some(r) => r,
         None => {
-            let (end, index, _) =
-                scan_with_index(&file, base_offset, file_len, index_interval).await?;
+            let (end, index, _) = scan_with_index(&file, base_offset, file_len, index_interval).await?;
             (end, index)
         }
     };
@@ -392,24 +315,14 @@ pub(crate) async fn load_sealed(
             end.position
         )));
     }
-    Ok(Segment::new(
-        base_offset,
-        Rc::new(file),
-        end.position,
-        end.next_offset,
-        index,
-    ))
+    Ok(Segment::new(base_offset, Rc::new(file), end.position, end.next_offset, index))
 }
 
 async fn read_index_file(dir: &Path, base_offset: i64, log_len: u64) -> Option<OffsetIndex> {
     let path = index_path(dir, base_offset);
     let file = DmaFile::open(&path).await.ok()?;
     let len = file.file_size().await.ok()?;
-    let bytes = if len == 0 {
-        None
-    } else {
-        file.read_at(0, len as usize).await.ok()
-    };
+    let bytes = if len == 0 { None } else { file.read_at(0, len as usize).await.ok() };
     let _ = file.close().await;
     match bytes {
         None if len == 0 => Some(OffsetIndex::new()),
@@ -420,11 +333,7 @@ async fn read_index_file(dir: &Path, base_offset: i64, log_len: u64) -> Option<O
 }
 
 /// Writes `<base>.index` for a segment being sealed and fdatasyncs it.
-pub(crate) async fn write_index_file(
-    dir: &Path,
-    base_offset: i64,
-    index: &OffsetIndex,
-) -> Result<(), EngineError> {
+pub(crate) async fn write_index_file(dir: &Path, base_offset: i64, index: &OffsetIndex) -> Result<(), EngineError> {
     let bytes = index.encode();
     let file = OpenOptions::new()
         .write(true)
@@ -448,10 +357,7 @@ async fn write_whole(file: &DmaFile, bytes: &[u8]) -> Result<(), EngineError> {
         dst[bytes.len()..].fill(0);
         let n = file.write_at(buf, 0).await.map_err(io_err)?;
         if n != padded {
-            return Err(EngineError::Io(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                "short index write",
-            )));
+            return Err(EngineError::Io(std::io::Error::new(std::io::ErrorKind::WriteZero, "short index write")));
         }
         file.truncate(bytes.len() as u64).await.map_err(io_err)?;
     }

@@ -17,10 +17,7 @@ fn append_read_round_trip() {
         for i in 0..20u8 {
             let records = i32::from(i % 4) + 1;
             let b = batch(records, 50 + 37 * usize::from(i), i);
-            let info = log
-                .append(bytes(b.clone()), Durability::Written)
-                .await
-                .expect("append");
+            let info = log.append(bytes(b.clone()), Durability::Written).await.expect("append");
             assert_eq!(info.base_offset, next);
             assert_eq!(info.last_offset, next + i64::from(records) - 1);
             expected.push((next, info.last_offset, stored(b, next)));
@@ -31,10 +28,7 @@ fn append_read_round_trip() {
         let (a, b) = (batch(2, 10, 100), batch(3, 20, 101));
         let mut both = a.clone();
         both.extend_from_slice(&b);
-        let info = log
-            .append(bytes(both), Durability::Synced)
-            .await
-            .expect("append two");
+        let info = log.append(bytes(both), Durability::Synced).await.expect("append two");
         assert_eq!((info.base_offset, info.last_offset), (next, next + 4));
         expected.push((next, next + 1, stored(a, next)));
         expected.push((next + 2, next + 4, stored(b, next + 2)));
@@ -47,11 +41,7 @@ fn append_read_round_trip() {
         for (first, last, bytes) in &expected {
             for offset in *first..=*last {
                 let got = log.read(offset, 0).await.expect("read one");
-                assert_eq!(
-                    &got[..],
-                    &bytes[..],
-                    "offset {offset}: max_bytes 0 still returns one whole batch"
-                );
+                assert_eq!(&got[..], &bytes[..], "offset {offset}: max_bytes 0 still returns one whole batch");
                 let got = log.read(offset, bytes.len() + 1).await.expect("read one");
                 assert_eq!(&got[..], &bytes[..], "a second batch does not fit");
             }
@@ -60,29 +50,19 @@ fn append_read_round_trip() {
         let two = expected[3].2.len() + expected[4].2.len();
         let got = log.read(expected[3].0, two).await.expect("read two");
         assert_eq!(batches_in(&got).len(), 2);
-        assert_eq!(
-            &got[..],
-            &[expected[3].2.clone(), expected[4].2.clone()].concat()[..]
-        );
+        assert_eq!(&got[..], &[expected[3].2.clone(), expected[4].2.clone()].concat()[..]);
         // Reading at the high watermark: empty. Beyond, or before the start: out of range.
         assert!(log.read(hw, 1000).await.expect("read at hw").is_empty());
         for bad in [-1, hw + 1, i64::MAX] {
             match log.read(bad, 1000).await {
-                Err(EngineError::OffsetOutOfRange {
-                    requested,
-                    start: 0,
-                    end,
-                }) => {
+                Err(EngineError::OffsetOutOfRange { requested, start: 0, end }) => {
                     assert_eq!((requested, end), (bad, hw));
                 }
                 other => panic!("offset {bad}: expected OffsetOutOfRange, got {other:?}"),
             }
         }
         log.close().await.expect("close");
-        assert!(matches!(
-            log.append(bytes(batch(1, 1, 0)), Durability::Written).await,
-            Err(EngineError::Closed)
-        ));
+        assert!(matches!(log.append(bytes(batch(1, 1, 0)), Durability::Written).await, Err(EngineError::Closed)));
         assert!(matches!(log.read(0, 100).await, Err(EngineError::Closed)));
     });
 }
@@ -91,15 +71,10 @@ fn append_read_round_trip() {
 fn invalid_batches_are_rejected_and_nothing_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     block_on(async move {
-        let config = LogConfig {
-            max_batch_bytes: 1000,
-            ..LogConfig::default()
-        };
+        let config = LogConfig { max_batch_bytes: 1000, ..LogConfig::default() };
         let log = open(dir.path(), config).await;
         let good = batch(3, 100, 1);
-        log.append(bytes(good.clone()), Durability::Written)
-            .await
-            .expect("append");
+        log.append(bytes(good.clone()), Durability::Written).await.expect("append");
         let before = read_all(&log, 0).await;
 
         let mut bad_crc = good.clone();
@@ -144,10 +119,7 @@ fn invalid_batches_are_rejected_and_nothing_is_written() {
         ));
         assert_eq!(log.high_watermark(), 3);
         assert_eq!(read_all(&log, 0).await, before);
-        let info = log
-            .append(bytes(good), Durability::Written)
-            .await
-            .expect("append after rejects");
+        let info = log.append(bytes(good), Durability::Written).await.expect("append after rejects");
         assert_eq!(info.base_offset, 3);
         log.close().await.expect("close");
     });
@@ -162,19 +134,11 @@ fn segments_roll_and_reads_cross_them_after_reopen() {
         let mut expected = Vec::new();
         for i in 0..40u8 {
             let b = batch(i32::from(i % 3) + 1, 100 + 13 * usize::from(i % 7), i);
-            let info = log
-                .append(bytes(b.clone()), Durability::Written)
-                .await
-                .expect("append");
-            expected.push((
-                info.base_offset,
-                info.last_offset,
-                stored(b, info.base_offset),
-            ));
+            let info = log.append(bytes(b.clone()), Durability::Written).await.expect("append");
+            expected.push((info.base_offset, info.last_offset, stored(b, info.base_offset)));
         }
         let hw = log.high_watermark();
-        let check = |log: std::rc::Rc<weir_engine::PartitionLog>,
-                     expected: Vec<(i64, i64, Vec<u8>)>| async move {
+        let check = |log: std::rc::Rc<weir_engine::PartitionLog>, expected: Vec<(i64, i64, Vec<u8>)>| async move {
             let all: Vec<u8> = expected.iter().flat_map(|e| e.2.clone()).collect();
             assert_eq!(read_all(&log, 0).await, all);
             for (first, last, b) in &expected {
@@ -192,17 +156,10 @@ fn segments_roll_and_reads_cross_them_after_reopen() {
         assert!(stats.rolls >= 3, "{stats:?}");
         let logs = files_with(&path, "log");
         assert_eq!(logs.len() as u64, stats.rolls + 1);
-        assert_eq!(
-            files_with(&path, "index").len(),
-            logs.len() - 1,
-            "sealed segments have an index file"
-        );
+        assert_eq!(files_with(&path, "index").len(), logs.len() - 1, "sealed segments have an index file");
         for sealed in &logs[..logs.len() - 1] {
             let len = std::fs::metadata(sealed).expect("stat").len();
-            assert!(
-                len <= 2000 && len % 4096 != 0,
-                "sealed segment truncated to its logical size ({len})"
-            );
+            assert!(len <= 2000 && len % 4096 != 0, "sealed segment truncated to its logical size ({len})");
         }
         log.close().await.expect("close");
 
@@ -218,10 +175,7 @@ fn segments_roll_and_reads_cross_them_after_reopen() {
         let log = open(&path, small_segments()).await;
         assert_eq!(log.high_watermark(), hw);
         check(log.clone(), expected.clone()).await;
-        let info = log
-            .append(bytes(batch(2, 300, 77)), Durability::Synced)
-            .await
-            .expect("append after reopen");
+        let info = log.append(bytes(batch(2, 300, 77)), Durability::Synced).await.expect("append after reopen");
         assert_eq!(info.base_offset, hw);
         log.close().await.expect("close");
     });
@@ -232,33 +186,19 @@ fn clean_reopen_is_byte_identical() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
     block_on(async move {
-        let config = LogConfig {
-            index_interval_bytes: 512,
-            ..LogConfig::default()
-        };
+        let config = LogConfig { index_interval_bytes: 512, ..LogConfig::default() };
         let log = open(&path, config.clone()).await;
         for i in 0..300u16 {
             let b = batch(i32::from(i % 5) + 1, usize::from(i * 7 % 900), i as u8);
-            log.append(
-                bytes(b),
-                if i % 2 == 0 {
-                    Durability::Written
-                } else {
-                    Durability::Synced
-                },
-            )
-            .await
-            .expect("append");
+            log.append(bytes(b), if i % 2 == 0 { Durability::Written } else { Durability::Synced })
+                .await
+                .expect("append");
         }
         let hw = log.high_watermark();
         let before = read_all(&log, 0).await;
         log.close().await.expect("close");
         let seg = &files_with(&path, "log")[0];
-        assert_eq!(
-            std::fs::read(seg).expect("read segment"),
-            before,
-            "file is exactly the batches, no padding"
-        );
+        assert_eq!(std::fs::read(seg).expect("read segment"), before, "file is exactly the batches, no padding");
 
         let log = open(&path, config).await;
         assert_eq!(log.high_watermark(), hw);
@@ -280,9 +220,7 @@ fn open_creates_missing_directories() {
     let nested = dir.path().join("topic-0").join("deeper");
     block_on(async move {
         let log = open(&nested, LogConfig::default()).await;
-        log.append(bytes(batch(1, 5, 0)), Durability::Synced)
-            .await
-            .expect("append");
+        log.append(bytes(batch(1, 5, 0)), Durability::Synced).await.expect("append");
         log.close().await.expect("close");
         assert_eq!(files_with(&nested, "log").len(), 1);
     });
@@ -298,10 +236,7 @@ fn io_error_fails_the_affected_appends_and_later_appends_retry() {
         // 211-byte batches: nine fit in a 2000-byte segment, the tenth rolls.
         for i in 0..9u8 {
             let b = batch(1, 150, i);
-            let info = log
-                .append(bytes(b.clone()), Durability::Written)
-                .await
-                .expect("append");
+            let info = log.append(bytes(b.clone()), Durability::Written).await.expect("append");
             want.extend(stored(b, info.base_offset));
         }
         assert_eq!(log.high_watermark(), 9);
@@ -311,10 +246,7 @@ fn io_error_fails_the_affected_appends_and_later_appends_retry() {
         let tasks: Vec<_> = (0..3u8)
             .map(|i| {
                 let log = log.clone();
-                glommio::spawn_local(async move {
-                    log.append(bytes(batch(1, 150, 50 + i)), Durability::Synced)
-                        .await
-                })
+                glommio::spawn_local(async move { log.append(bytes(batch(1, 150, 50 + i)), Durability::Synced).await })
             })
             .collect();
         for t in tasks {
@@ -327,14 +259,8 @@ fn io_error_fails_the_affected_appends_and_later_appends_retry() {
         assert_eq!(read_all(&log, 0).await, want);
         std::fs::remove_dir(&squatter).expect("unsquat");
         let b = batch(2, 150, 99);
-        let info = log
-            .append(bytes(b.clone()), Durability::Synced)
-            .await
-            .expect("retry succeeds");
-        assert_eq!(
-            info.base_offset, 9,
-            "failed appends gave their offsets back"
-        );
+        let info = log.append(bytes(b.clone()), Durability::Synced).await.expect("retry succeeds");
+        assert_eq!(info.base_offset, 9, "failed appends gave their offsets back");
         want.extend(stored(b, 9));
         log.close().await.expect("close");
 

@@ -17,18 +17,11 @@ fn concurrent_appends_get_contiguous_offsets_in_poll_order() {
         let mut tasks = Vec::new();
         for i in 0..200u8 {
             let log = log.clone();
-            let durability = if i % 3 == 0 {
-                Durability::Synced
-            } else {
-                Durability::Written
-            };
+            let durability = if i % 3 == 0 { Durability::Synced } else { Durability::Written };
             let b = batch(i32::from(i % 4) + 1, 20 + usize::from(i), i);
             // glommio polls spawned tasks in spawn order.
             tasks.push(glommio::spawn_local(async move {
-                let info = log
-                    .append(bytes(b.clone()), durability)
-                    .await
-                    .expect("append");
+                let info = log.append(bytes(b.clone()), durability).await.expect("append");
                 (info, b)
             }));
         }
@@ -45,10 +38,7 @@ fn concurrent_appends_get_contiguous_offsets_in_poll_order() {
         assert_eq!(read_all(&log, 0).await, want);
         let stats = log.stats();
         assert!(stats.writes < 200, "appends were grouped: {stats:?}");
-        assert!(
-            stats.syncs >= 1 && stats.syncs < 67,
-            "Synced appends shared fdatasyncs: {stats:?}"
-        );
+        assert!(stats.syncs >= 1 && stats.syncs < 67, "Synced appends shared fdatasyncs: {stats:?}");
         log.close().await.expect("close");
     });
 }
@@ -59,38 +49,22 @@ fn synced_appends_wait_for_fdatasync_and_written_ones_do_not() {
     block_on(async move {
         let log = open(dir.path(), LogConfig::default()).await;
         for i in 0..10 {
-            log.append(bytes(batch(1, 10, i)), Durability::Written)
-                .await
-                .expect("append");
+            log.append(bytes(batch(1, 10, i)), Durability::Written).await.expect("append");
         }
         assert_eq!(log.stats().syncs, 0, "acks=1 never waits for fdatasync");
         let before = log.stats();
-        log.append(bytes(batch(1, 10, 10)), Durability::Synced)
-            .await
-            .expect("append");
+        log.append(bytes(batch(1, 10, 10)), Durability::Synced).await.expect("append");
         let after = log.stats();
-        assert_eq!(
-            after.syncs,
-            before.syncs + 1,
-            "the Synced append completed after its fdatasync"
-        );
+        assert_eq!(after.syncs, before.syncs + 1, "the Synced append completed after its fdatasync");
         log.close().await.expect("close");
 
         let dir2 = tempfile::tempdir().expect("tempdir");
-        let config = LogConfig {
-            fsync_every_write: true,
-            ..LogConfig::default()
-        };
+        let config = LogConfig { fsync_every_write: true, ..LogConfig::default() };
         let log = open(dir2.path(), config).await;
         for i in 0..5 {
-            log.append(bytes(batch(1, 10, i)), Durability::Written)
-                .await
-                .expect("append");
+            log.append(bytes(batch(1, 10, i)), Durability::Written).await.expect("append");
             let s = log.stats();
-            assert_eq!(
-                s.syncs, s.writes,
-                "fsync_every_write syncs every group before completing"
-            );
+            assert_eq!(s.syncs, s.writes, "fsync_every_write syncs every group before completing");
         }
         log.close().await.expect("close");
     });
@@ -106,12 +80,7 @@ fn appends_spanning_rolls_in_one_group() {
                 let log = log.clone();
                 glommio::spawn_local(async move {
                     let b = batch(1, 300, i);
-                    (
-                        log.append(bytes(b.clone()), Durability::Synced)
-                            .await
-                            .expect("append"),
-                        b,
-                    )
+                    (log.append(bytes(b.clone()), Durability::Synced).await.expect("append"), b)
                 })
             })
             .collect();
@@ -143,9 +112,7 @@ fn wait_beyond_resolves_after_an_append_and_on_close() {
         });
         glommio::timer::sleep(Duration::from_millis(20)).await;
         assert!(!done.get(), "nothing appended yet");
-        log.append(bytes(batch(3, 10, 1)), Durability::Written)
-            .await
-            .expect("append");
+        log.append(bytes(batch(3, 10, 1)), Durability::Written).await.expect("append");
         assert_eq!(waiter.await, 3);
         // Already beyond: resolves at once.
         log.wait_beyond(2).await;

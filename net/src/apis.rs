@@ -15,49 +15,18 @@ pub struct SupportedApi {
 /// answered by closing the connection, as they cannot carry RecordBatch v2.
 /// Fetch stops at 12 (v13 names topics by id only); Metadata at 12.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    SupportedApi {
-        key: ApiKey::Produce,
-        min: 0,
-        max: 9,
-    },
-    SupportedApi {
-        key: ApiKey::Fetch,
-        min: 4,
-        max: 12,
-    },
-    SupportedApi {
-        key: ApiKey::ListOffsets,
-        min: 1,
-        max: 7,
-    },
-    SupportedApi {
-        key: ApiKey::Metadata,
-        min: 0,
-        max: 12,
-    },
-    SupportedApi {
-        key: ApiKey::ApiVersions,
-        min: 0,
-        max: 3,
-    },
-    SupportedApi {
-        key: ApiKey::CreateTopics,
-        min: 2,
-        max: 7,
-    },
-    SupportedApi {
-        key: ApiKey::DeleteTopics,
-        min: 1,
-        max: 6,
-    },
+    SupportedApi { key: ApiKey::Produce, min: 0, max: 9 },
+    SupportedApi { key: ApiKey::Fetch, min: 4, max: 12 },
+    SupportedApi { key: ApiKey::ListOffsets, min: 1, max: 7 },
+    SupportedApi { key: ApiKey::Metadata, min: 0, max: 12 },
+    SupportedApi { key: ApiKey::ApiVersions, min: 0, max: 3 },
+    SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },
+    SupportedApi { key: ApiKey::DeleteTopics, min: 1, max: 6 },
 ];
 
 /// The version range of `key`, if it is implemented.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED_APIS
-        .iter()
-        .find(|a| a.key == key)
-        .map(|a| (a.min, a.max))
+    SUPPORTED_APIS.iter().find(|a| a.key == key).map(|a| (a.min, a.max))
 }
 
 /// The lowest Produce version that carries RecordBatch v2.

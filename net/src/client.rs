@@ -28,9 +28,7 @@ pub struct Client {
 impl Client {
     /// Connects to the first address of `bootstrap` (host:port) that answers.
     pub fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-        let addrs = bootstrap
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve '{bootstrap}'"))?;
+        let addrs = bootstrap.to_socket_addrs().with_context(|| format!("cannot resolve '{bootstrap}'"))?;
         let mut last_error = anyhow!("'{bootstrap}' resolved to no address");
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
@@ -38,11 +36,7 @@ impl Client {
                     stream.set_read_timeout(Some(IO_TIMEOUT))?;
                     stream.set_write_timeout(Some(IO_TIMEOUT))?;
                     stream.set_nodelay(true)?;
-                    let mut client = Client {
-                        stream,
-                        next_correlation_id: 0,
-                        versions: HashMap::new(),
-                    };
+                    let mut client = Client { stream, next_correlation_id: 0, versions: HashMap::new() };
                     client.negotiate_versions()?;
                     return Ok(client);
                 }
@@ -63,21 +57,15 @@ impl Client {
         if response.error_code != 0 {
             bail!("ApiVersions failed with error code {}", response.error_code);
         }
-        self.versions = response
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect();
+        self.versions = response.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
         Ok(())
     }
 
     /// The version to use for `R`: the highest both sides support, at most `max`.
     pub fn version_for<R: Request>(&self, max: i16) -> anyhow::Result<i16> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
-        let (broker_min, broker_max) = *self
-            .versions
-            .get(&R::KEY)
-            .ok_or_else(|| anyhow!("the broker does not support {key:?}"))?;
+        let (broker_min, broker_max) =
+            *self.versions.get(&R::KEY).ok_or_else(|| anyhow!("the broker does not support {key:?}"))?;
         let version = broker_max.min(max).min(R::VERSIONS.max);
         if version < broker_min.max(R::VERSIONS.min) {
             bail!("no common version of {key:?}: broker has {broker_min}..={broker_max}, we have up to {max}");
@@ -97,11 +85,7 @@ impl Client {
         self.write_request(request, version).map(drop)
     }
 
-    fn write_request<R: Request>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> anyhow::Result<(ApiKey, i32)> {
+    fn write_request<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<(ApiKey, i32)> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
@@ -111,17 +95,13 @@ impl Client {
             .with_correlation_id(correlation_id)
             .with_client_id(Some(StrBytes::from_static_str("weir")));
         let frame = encode_request(&header, key, request)?;
-        self.stream
-            .write_all(&frame)
-            .with_context(|| format!("sending {key:?}"))?;
+        self.stream.write_all(&frame).with_context(|| format!("sending {key:?}"))?;
         Ok((key, correlation_id))
     }
 
     fn send_at<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
         let (key, correlation_id) = self.write_request(request, version)?;
-        let frame = self
-            .read_frame()
-            .with_context(|| format!("reading the {key:?} response"))?;
+        let frame = self.read_frame().with_context(|| format!("reading the {key:?} response"))?;
         let (answered, response) = decode_response::<R::Response>(key, version, frame)?;
         if answered != correlation_id {
             bail!("response correlation id {answered} does not match request {correlation_id}");
@@ -131,16 +111,12 @@ impl Client {
 
     fn read_frame(&mut self) -> anyhow::Result<Bytes> {
         let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => anyhow!("the broker closed the connection"),
-                _ => e.into(),
-            })?;
+        self.stream.read_exact(&mut len).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => anyhow!("the broker closed the connection"),
+            _ => e.into(),
+        })?;
         let len = i32::from_be_bytes(len);
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&n| n <= MAX_RESPONSE_BYTES);
+        let len = usize::try_from(len).ok().filter(|&n| n <= MAX_RESPONSE_BYTES);
         let len = len.ok_or_else(|| anyhow!("bad response length"))?;
         let mut frame = BytesMut::zeroed(len);
         self.stream.read_exact(&mut frame)?;

@@ -19,10 +19,7 @@ pub enum FrameError {
 
 /// Reads one frame's payload. `Ok(None)` when the peer closed between frames;
 /// a connection closed mid-frame is an `UnexpectedEof` error.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_bytes: usize,
-) -> Result<Option<Bytes>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
     let mut len = [0u8; 4];
     let mut filled = 0;
     while filled < len.len() {
@@ -58,15 +55,12 @@ pub enum HeaderError {
 
 /// Splits a frame into its decoded header and the undecoded body.
 pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, HeaderError> {
-    debug_assert!(
-        frame.len() >= MIN_REQUEST_BYTES,
-        "read_frame enforces the minimum"
-    );
+    debug_assert!(frame.len() >= MIN_REQUEST_BYTES, "read_frame enforces the minimum");
     let raw_key = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let api_key = ApiKey::try_from(raw_key).map_err(|_| HeaderError::UnknownApiKey(raw_key))?;
-    let newer_api_versions = api_key == ApiKey::ApiVersions
-        && crate::apis::supported_range(api_key).is_some_and(|(_, max)| version > max);
+    let newer_api_versions =
+        api_key == ApiKey::ApiVersions && crate::apis::supported_range(api_key).is_some_and(|(_, max)| version > max);
     if newer_api_versions {
         // A version newer than ours may have a header we cannot parse; the
         // v0 answer only needs the correlation id, which never moves.
@@ -75,20 +69,12 @@ pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, HeaderError> {
             .with_request_api_key(raw_key)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id);
-        return Ok(RequestFrame {
-            api_key,
-            header,
-            body: Bytes::new(),
-        });
+        return Ok(RequestFrame { api_key, header, body: Bytes::new() });
     }
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version)
-        .map_err(|e| HeaderError::Malformed(e.to_string()))?;
-    Ok(RequestFrame {
-        api_key,
-        header,
-        body: frame,
-    })
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| HeaderError::Malformed(e.to_string()))?;
+    Ok(RequestFrame { api_key, header, body: frame })
 }
 
 /// Encodes a whole response frame: length, header for `api_key`/`version`, body.
@@ -110,11 +96,7 @@ pub fn encode_response<T: Encodable>(
 }
 
 /// Encodes a whole request frame (used by the client).
-pub fn encode_request<T: Encodable>(
-    header: &RequestHeader,
-    api_key: ApiKey,
-    body: &T,
-) -> anyhow::Result<Bytes> {
+pub fn encode_request<T: Encodable>(header: &RequestHeader, api_key: ApiKey, body: &T) -> anyhow::Result<Bytes> {
     let header_version = api_key.request_header_version(header.request_api_version);
     let version = header.request_api_version;
     let size = header.compute_size(header_version)? + body.compute_size(version)?;
@@ -126,11 +108,7 @@ pub fn encode_request<T: Encodable>(
 }
 
 /// Splits a response frame into correlation id and body (used by the client).
-pub fn decode_response<T: Decodable>(
-    api_key: ApiKey,
-    version: i16,
-    mut frame: Bytes,
-) -> anyhow::Result<(i32, T)> {
+pub fn decode_response<T: Decodable>(api_key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Result<(i32, T)> {
     let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))?;
     let body = T::decode(&mut frame, version)?;
     Ok((header.correlation_id, body))
@@ -158,32 +136,17 @@ mod tests {
     #[test]
     fn unknown_api_key_is_reported() {
         let frame = Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0xff, 0xff]);
-        assert!(matches!(
-            decode_header(frame),
-            Err(HeaderError::UnknownApiKey(0x7f00))
-        ));
+        assert!(matches!(decode_header(frame), Err(HeaderError::UnknownApiKey(0x7f00))));
     }
 
     #[test]
     fn bad_lengths_are_refused() {
         let run = |bytes: &'static [u8]| {
-            futures_lite::future::block_on(read_frame(
-                &mut futures_lite::io::Cursor::new(bytes),
-                100,
-            ))
+            futures_lite::future::block_on(read_frame(&mut futures_lite::io::Cursor::new(bytes), 100))
         };
-        assert!(matches!(
-            run(&[0, 0, 0, 3, 1, 2, 3]),
-            Err(FrameError::BadLength(3, 100))
-        ));
-        assert!(matches!(
-            run(&[0xff, 0xff, 0xff, 0xff]),
-            Err(FrameError::BadLength(-1, 100))
-        ));
-        assert!(matches!(
-            run(&[0, 0, 1, 0]),
-            Err(FrameError::BadLength(256, 100))
-        ));
+        assert!(matches!(run(&[0, 0, 0, 3, 1, 2, 3]), Err(FrameError::BadLength(3, 100))));
+        assert!(matches!(run(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::BadLength(-1, 100))));
+        assert!(matches!(run(&[0, 0, 1, 0]), Err(FrameError::BadLength(256, 100))));
         assert!(matches!(run(&[0, 0, 0, 9, 1]), Err(FrameError::Io(_))));
         assert!(matches!(run(&[0, 0]), Err(FrameError::Io(_))));
         assert!(matches!(run(&[]), Ok(None)));

@@ -9,6 +9,7 @@ pub mod client;
 pub mod codec;
 pub mod errors;
 pub mod handlers;
+pub mod huge_alloc;
 pub mod server;
 
 pub use server::serve_shard;

@@ -30,11 +30,7 @@ pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) {
     let listener = match TcpListener::bind(&shard.config().listen) {
         Ok(listener) => listener,
         Err(e) => {
-            tracing::error!(
-                shard = shard.id(),
-                "cannot listen on {}: {e}",
-                shard.config().listen
-            );
+            tracing::error!(shard = shard.id(), "cannot listen on {}: {e}", shard.config().listen);
             return;
         }
     };
@@ -46,8 +42,7 @@ pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) {
         };
         match accepted {
             Ok(stream) => {
-                let (shard, shutdown, open) =
-                    (shard.clone(), shutdown.clone(), open_connections.clone());
+                let (shard, shutdown, open) = (shard.clone(), shutdown.clone(), open_connections.clone());
                 open.set(open.get() + 1);
                 glommio::spawn_local(async move {
                     serve_connection(shard, stream, shutdown).await;
@@ -69,9 +64,7 @@ pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) {
 }
 
 async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: ShutdownSignal) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
     let (reader, writer) = match split(stream) {
         Ok(halves) => halves,
@@ -80,18 +73,12 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
             return;
         }
     };
-    let (responses, pending) =
-        local_channel::new_bounded(shard.config().max_in_flight_per_connection);
+    let (responses, pending) = local_channel::new_bounded(shard.config().max_in_flight_per_connection);
     let writer_task = glommio::spawn_local(write_responses(writer, pending));
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_frame = shard.config().socket_request_max_bytes;
     loop {
-        let frame = match select(
-            pin!(read_frame(&mut reader, max_frame)),
-            pin!(shutdown.wait()),
-        )
-        .await
-        {
+        let frame = match select(pin!(read_frame(&mut reader, max_frame)), pin!(shutdown.wait())).await {
             Either::Left((frame, _)) => frame,
             Either::Right(_) => break,
         };
@@ -109,11 +96,8 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
                 break;
             }
         };
-        let (key, version, correlation_id) = (
-            frame.api_key,
-            frame.header.request_api_version,
-            frame.header.correlation_id,
-        );
+        let (key, version, correlation_id) =
+            (frame.api_key, frame.header.request_api_version, frame.header.correlation_id);
         let request = match handlers::decode(&mut frame) {
             Ok(request) => request,
             Err(e) => {
@@ -121,13 +105,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
                 break;
             }
         };
-        let task = glommio::spawn_local(handlers::handle(
-            shard.clone(),
-            key,
-            version,
-            correlation_id,
-            request,
-        ));
+        let task = glommio::spawn_local(handlers::handle(shard.clone(), key, version, correlation_id, request));
         if responses.send(task).await.is_err() {
             break; // the writer failed: the connection is done
         }

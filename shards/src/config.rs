@@ -56,8 +56,8 @@ impl Default for BrokerConfig {
 impl BrokerConfig {
     /// Reads a TOML file; keys missing from it keep their defaults.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
     }
 
@@ -76,9 +76,7 @@ impl BrokerConfig {
             .advertise
             .rsplit_once(':')
             .ok_or_else(|| format!("advertise address '{}' has no port", self.advertise))?;
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| format!("advertise address '{}' has a bad port", self.advertise))?;
+        let port = port.parse::<u16>().map_err(|_| format!("advertise address '{}' has a bad port", self.advertise))?;
         Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
     }
 }
@@ -102,18 +100,9 @@ mod tests {
 
     #[test]
     fn advertise_splits_host_and_port() {
-        let cfg = BrokerConfig {
-            advertise: "[::1]:9093".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            cfg.advertised_host_port().unwrap(),
-            ("::1".to_string(), 9093)
-        );
-        let bad = BrokerConfig {
-            advertise: "localhost".into(),
-            ..Default::default()
-        };
+        let cfg = BrokerConfig { advertise: "[::1]:9093".into(), ..Default::default() };
+        assert_eq!(cfg.advertised_host_port().unwrap(), ("::1".to_string(), 9093));
+        let bad = BrokerConfig { advertise: "localhost".into(), ..Default::default() };
         assert!(bad.advertised_host_port().is_err());
     }
 }

@@ -49,19 +49,9 @@ pub enum ShardMessage {
         reply: oneshot::Sender<Result<PartitionReply, PartitionError>>,
     },
     /// To the controller shard.
-    CreateTopics {
-        topics: Vec<NewTopic>,
-        reply: oneshot::Sender<TopicResults>,
-    },
+    CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<TopicResults> },
     /// To the controller shard.
-    DeleteTopics {
-        names: Vec<String>,
-        reply: oneshot::Sender<TopicResults>,
-    },
+    DeleteTopics { names: Vec<String>, reply: oneshot::Sender<TopicResults> },
     /// From the controller: adopt this snapshot, open new and drop deleted partitions.
-    MetadataChanged {
-        snapshot: Arc<MetadataSnapshot>,
-        deleted: Vec<TopicMetadata>,
-        reply: oneshot::Sender<()>,
-    },
+    MetadataChanged { snapshot: Arc<MetadataSnapshot>, deleted: Vec<TopicMetadata>, reply: oneshot::Sender<()> },
 }

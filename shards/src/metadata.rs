@@ -51,8 +51,7 @@ impl MetadataSnapshot {
 
     /// Whether `partition` exists in `topic`.
     pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
-        self.topic(topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition))
+        self.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))
     }
 }
 
@@ -68,10 +67,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name.len() > MAX_TOPIC_NAME_LEN {
         return bad("longer than 249 characters");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
         return bad("only ASCII alphanumerics, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -97,10 +93,7 @@ impl MetadataStore {
             },
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        Ok(MetadataStore {
-            path,
-            current: Arc::new(snapshot),
-        })
+        Ok(MetadataStore { path, current: Arc::new(snapshot) })
     }
 
     pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
@@ -108,33 +101,19 @@ impl MetadataStore {
     }
 
     /// Validates and records a new topic, persisted before it returns.
-    pub fn create_topic(
-        &mut self,
-        topic: &NewTopic,
-        default_partitions: i32,
-    ) -> Result<TopicMetadata, TopicError> {
+    pub fn create_topic(&mut self, topic: &NewTopic, default_partitions: i32) -> Result<TopicMetadata, TopicError> {
         validate_topic_name(&topic.name)?;
         if self.current.topics.contains_key(&topic.name) {
             return Err(TopicError::AlreadyExists);
         }
-        let partitions = if topic.partitions < 1 {
-            default_partitions
-        } else {
-            topic.partitions
-        };
+        let partitions = if topic.partitions < 1 { default_partitions } else { topic.partitions };
         if !(1..=MAX_PARTITIONS).contains(&partitions) || topic.partitions == 0 {
             return Err(TopicError::InvalidPartitions(topic.partitions));
         }
         if topic.replication_factor > 1 || topic.replication_factor == 0 {
-            return Err(TopicError::InvalidReplicationFactor(
-                topic.replication_factor,
-            ));
+            return Err(TopicError::InvalidReplicationFactor(topic.replication_factor));
         }
-        let created = TopicMetadata {
-            name: topic.name.clone(),
-            id: Uuid::new_v4(),
-            partitions,
-        };
+        let created = TopicMetadata { name: topic.name.clone(), id: Uuid::new_v4(), partitions };
         let mut next = self.clone_current();
         next.topics.insert(created.name.clone(), created.clone());
         self.persist(next)?;
@@ -168,9 +147,7 @@ impl MetadataStore {
         file.write_all(text.as_bytes()).map_err(storage)?;
         file.sync_all().map_err(storage)?;
         std::fs::rename(&tmp, &self.path).map_err(storage)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(storage)?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(storage)?;
         self.current = Arc::new(next);
         Ok(())
     }
@@ -181,11 +158,7 @@ mod tests {
     use super::*;
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
-        NewTopic {
-            name: name.into(),
-            partitions,
-            replication_factor: -1,
-        }
+        NewTopic { name: name.into(), partitions, replication_factor: -1 }
     }
 
     #[test]
@@ -199,11 +172,7 @@ mod tests {
         assert_eq!(reloaded.topic("clicks"), Some(&created));
         assert_eq!(reloaded.topic("defaulted").unwrap().partitions, 5);
         store.delete_topic("clicks").unwrap();
-        assert!(MetadataStore::load(dir.path())
-            .unwrap()
-            .snapshot()
-            .topic("clicks")
-            .is_none());
+        assert!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("clicks").is_none());
     }
 
     #[test]
@@ -211,28 +180,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = MetadataStore::load(dir.path()).unwrap();
         store.create_topic(&new_topic("a", 1), 1).unwrap();
-        assert_eq!(
-            store.create_topic(&new_topic("a", 1), 1),
-            Err(TopicError::AlreadyExists)
-        );
+        assert_eq!(store.create_topic(&new_topic("a", 1), 1), Err(TopicError::AlreadyExists));
         for name in ["", ".", "..", "a/b", "spaces no", &"x".repeat(250)] {
-            assert!(matches!(
-                store.create_topic(&new_topic(name, 1), 1),
-                Err(TopicError::InvalidName(_))
-            ));
+            assert!(matches!(store.create_topic(&new_topic(name, 1), 1), Err(TopicError::InvalidName(_))));
         }
-        assert_eq!(
-            store.create_topic(&new_topic("z", 0), 1),
-            Err(TopicError::InvalidPartitions(0))
-        );
-        let rf3 = NewTopic {
-            replication_factor: 3,
-            ..new_topic("r", 1)
-        };
-        assert_eq!(
-            store.create_topic(&rf3, 1),
-            Err(TopicError::InvalidReplicationFactor(3))
-        );
+        assert_eq!(store.create_topic(&new_topic("z", 0), 1), Err(TopicError::InvalidPartitions(0)));
+        let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 1) };
+        assert_eq!(store.create_topic(&rf3, 1), Err(TopicError::InvalidReplicationFactor(3)));
         assert_eq!(store.delete_topic("nope"), Err(TopicError::Unknown));
     }
 }

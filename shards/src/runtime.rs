@@ -46,12 +46,8 @@ where
     F: Fn(Rc<Shard>, ShutdownSignal) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        RuntimeError::Setup(format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| RuntimeError::Setup(format!("cannot create data directory {}: {e}", config.data_dir.display())))?;
     check_io_uring()?;
     let store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
     let snapshot = store.snapshot();
@@ -59,11 +55,8 @@ where
     block_stop_signals();
 
     let store = Arc::new(Mutex::new(Some(store)));
-    let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) =
-        (0..shard_count).map(|_| oneshot::channel()).unzip();
-    let stop_receivers = Arc::new(Mutex::new(
-        stop_receivers.into_iter().map(Some).collect::<Vec<_>>(),
-    ));
+    let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| oneshot::channel()).unzip();
+    let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
     let running = Arc::new(AtomicUsize::new(shard_count));
     let mesh = MeshBuilder::<ShardMessage, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
     let config = Arc::new(config);
@@ -107,19 +100,11 @@ where
     F: Fn(Rc<Shard>, ShutdownSignal) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let (senders, mut receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
+    let (senders, mut receivers) =
+        mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
     let id = senders.peer_id();
-    let store = if id == CONTROLLER_SHARD {
-        store.lock().expect("startup lock").take()
-    } else {
-        None
-    };
-    let stop = stop_receivers.lock().expect("startup lock")[id]
-        .take()
-        .expect("one stop signal per shard");
+    let store = if id == CONTROLLER_SHARD { store.lock().expect("startup lock").take() } else { None };
+    let stop = stop_receivers.lock().expect("startup lock")[id].take().expect("one stop signal per shard");
     let shard = Rc::new(Shard::new(id, config, snapshot, store, senders));
     shard.open_owned_partitions().await;
     for (_, from_peer) in receivers.streams() {
@@ -155,17 +140,14 @@ fn placement(shard_count: usize) -> PoolPlacement {
 /// Builds and drops one executor so that a missing io_uring fails here with
 /// advice, not later inside a shard thread.
 fn check_io_uring() -> Result<(), RuntimeError> {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .make()
-        .map(drop)
-        .map_err(|e| {
-            RuntimeError::Setup(format!(
-                "io_uring could not be set up ({e}). Weir needs Linux 5.8 or newer with io_uring \
+    LocalExecutorBuilder::new(Placement::Unbound).make().map(drop).map_err(|e| {
+        RuntimeError::Setup(format!(
+            "io_uring could not be set up ({e}). Weir needs Linux 5.8 or newer with io_uring \
              allowed (kernel.io_uring_disabled=0; containers: a seccomp profile that permits \
              io_uring_setup/io_uring_enter) and a locked-memory limit of at least 512 KiB \
              (`ulimit -l`, or LimitMEMLOCK= in a systemd unit)."
-            ))
-        })
+        ))
+    })
 }
 
 fn stop_signal_set() -> libc::sigset_t {
@@ -189,10 +171,7 @@ fn block_stop_signals() {
 
 fn take_stop_signal(timeout: Duration) -> bool {
     let set = stop_signal_set();
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as _,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
     // SAFETY: valid set and timespec; a null siginfo pointer is allowed.
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) > 0 }
 }
@@ -202,9 +181,7 @@ fn take_stop_signal(timeout: Duration) -> bool {
 fn wait_for_stop_signal(running: &AtomicUsize) {
     while running.load(Ordering::SeqCst) > 0 {
         if take_stop_signal(Duration::from_millis(200)) {
-            tracing::info!(
-                "stopping: finishing in-flight work and closing logs (signal again to exit now)"
-            );
+            tracing::info!("stopping: finishing in-flight work and closing logs (signal again to exit now)");
             std::thread::spawn(|| loop {
                 if take_stop_signal(Duration::from_secs(3600)) {
                     tracing::warn!("second stop signal: exiting without a clean shutdown");

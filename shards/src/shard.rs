@@ -91,17 +91,7 @@ impl Shard {
         records: Bytes,
         durability: Durability,
     ) -> Result<AppendInfo, PartitionError> {
-        match self
-            .partition_op(
-                topic,
-                partition,
-                PartitionOp::Produce {
-                    records,
-                    durability,
-                },
-            )
-            .await?
-        {
+        match self.partition_op(topic, partition, PartitionOp::Produce { records, durability }).await? {
             PartitionReply::Produced(info) => Ok(info),
             other => unreachable!("produce answered with {other:?}"),
         }
@@ -114,24 +104,14 @@ impl Shard {
         offset: i64,
         max_bytes: usize,
     ) -> Result<FetchedPartition, PartitionError> {
-        match self
-            .partition_op(topic, partition, PartitionOp::Fetch { offset, max_bytes })
-            .await?
-        {
+        match self.partition_op(topic, partition, PartitionOp::Fetch { offset, max_bytes }).await? {
             PartitionReply::Fetched(fetched) => Ok(fetched),
             other => unreachable!("fetch answered with {other:?}"),
         }
     }
 
-    pub async fn offsets(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<PartitionOffsets, PartitionError> {
-        match self
-            .partition_op(topic, partition, PartitionOp::Offsets)
-            .await?
-        {
+    pub async fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, PartitionError> {
+        match self.partition_op(topic, partition, PartitionOp::Offsets).await? {
             PartitionReply::Offsets(offsets) => Ok(offsets),
             other => unreachable!("offsets answered with {other:?}"),
         }
@@ -141,13 +121,7 @@ impl Shard {
     /// `timeout`, or at once if the partition is unknown.
     pub async fn wait_beyond(&self, topic: &str, partition: i32, offset: i64, timeout: Duration) {
         // Errors end the wait; the caller's next fetch reports them.
-        let _ = self
-            .partition_op(
-                topic,
-                partition,
-                PartitionOp::WaitBeyond { offset, timeout },
-            )
-            .await;
+        let _ = self.partition_op(topic, partition, PartitionOp::WaitBeyond { offset, timeout }).await;
     }
 
     /// Runs `op` on the shard that owns the partition: here, or over the mesh.
@@ -165,16 +139,8 @@ impl Shard {
             return self.run_partition_op(topic, partition, op).await;
         }
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMessage::Partition {
-            topic: topic.to_string(),
-            partition,
-            op,
-            reply,
-        };
-        self.peers
-            .send_to(owner, msg)
-            .await
-            .map_err(|_| PartitionError::ShardUnavailable)?;
+        let msg = ShardMessage::Partition { topic: topic.to_string(), partition, op, reply };
+        self.peers.send_to(owner, msg).await.map_err(|_| PartitionError::ShardUnavailable)?;
         answer.await.map_err(|_| PartitionError::ShardUnavailable)?
     }
 
@@ -195,10 +161,9 @@ impl Shard {
     ) -> Result<PartitionReply, PartitionError> {
         let log = self.local_log(topic, partition)?;
         Ok(match op {
-            PartitionOp::Produce {
-                records,
-                durability,
-            } => PartitionReply::Produced(log.append(records, durability).await?),
+            PartitionOp::Produce { records, durability } => {
+                PartitionReply::Produced(log.append(records, durability).await?)
+            }
             PartitionOp::Fetch { offset, max_bytes } => {
                 let records = log.read(offset, max_bytes).await?;
                 PartitionReply::Fetched(FetchedPartition {
@@ -227,8 +192,7 @@ impl Shard {
         }
         let count = topics.len();
         let (reply, answer) = oneshot::channel();
-        self.ask_controller(ShardMessage::CreateTopics { topics, reply }, answer, count)
-            .await
+        self.ask_controller(ShardMessage::CreateTopics { topics, reply }, answer, count).await
     }
 
     /// Deletes topics through the controller; results in request order.
@@ -238,8 +202,7 @@ impl Shard {
         }
         let count = names.len();
         let (reply, answer) = oneshot::channel();
-        self.ask_controller(ShardMessage::DeleteTopics { names, reply }, answer, count)
-            .await
+        self.ask_controller(ShardMessage::DeleteTopics { names, reply }, answer, count).await
     }
 
     async fn ask_controller(
@@ -256,13 +219,10 @@ impl Shard {
     }
 
     async fn controller_create_topics(&self, topics: Vec<NewTopic>) -> TopicResults {
-        let _serial = self.topic_changes.acquire(1).await;
+        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
         let results: TopicResults = {
             let mut store = self.controller_store().borrow_mut();
-            topics
-                .iter()
-                .map(|t| store.create_topic(t, self.config.default_partitions))
-                .collect()
+            topics.iter().map(|t| store.create_topic(t, self.config.default_partitions)).collect()
         };
         if results.iter().any(Result::is_ok) {
             self.publish_metadata(Vec::new()).await;
@@ -271,15 +231,12 @@ impl Shard {
     }
 
     async fn controller_delete_topics(&self, names: Vec<String>) -> TopicResults {
-        let _serial = self.topic_changes.acquire(1).await;
+        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
         let results: TopicResults = {
             let mut store = self.controller_store().borrow_mut();
             names.iter().map(|name| store.delete_topic(name)).collect()
         };
-        let deleted: Vec<TopicMetadata> = results
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect();
+        let deleted: Vec<TopicMetadata> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
         if !deleted.is_empty() {
             self.publish_metadata(deleted).await;
         }
@@ -287,9 +244,7 @@ impl Shard {
     }
 
     fn controller_store(&self) -> &RefCell<MetadataStore> {
-        self.store
-            .as_ref()
-            .expect("topic changes run on the controller shard only")
+        self.store.as_ref().expect("topic changes run on the controller shard only")
     }
 
     /// Pushes the store's snapshot to every shard and waits until all adopted it,
@@ -299,11 +254,7 @@ impl Shard {
         let mut acks = Vec::new();
         for peer in (0..self.shard_count).filter(|&p| p != self.id) {
             let (reply, ack) = oneshot::channel();
-            let msg = ShardMessage::MetadataChanged {
-                snapshot: snapshot.clone(),
-                deleted: deleted.clone(),
-                reply,
-            };
+            let msg = ShardMessage::MetadataChanged { snapshot: snapshot.clone(), deleted: deleted.clone(), reply };
             if self.peers.send_to(peer, msg).await.is_ok() {
                 acks.push(ack);
             }
@@ -314,27 +265,16 @@ impl Shard {
 
     /// Takes a newer snapshot, opens partitions it gives this shard, and
     /// closes and removes the logs of deleted topics.
-    pub(crate) async fn adopt_metadata(
-        &self,
-        snapshot: Arc<MetadataSnapshot>,
-        deleted: &[TopicMetadata],
-    ) {
+    pub(crate) async fn adopt_metadata(&self, snapshot: Arc<MetadataSnapshot>, deleted: &[TopicMetadata]) {
         if snapshot.version <= self.metadata.borrow().version {
             return;
         }
         *self.metadata.borrow_mut() = snapshot.clone();
         for topic in deleted {
-            if snapshot
-                .topic(&topic.name)
-                .is_some_and(|t| t.id != topic.id)
-            {
+            if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
             }
-            let logs = self
-                .logs
-                .borrow_mut()
-                .remove(&topic.name)
-                .unwrap_or_default();
+            let logs = self.logs.borrow_mut().remove(&topic.name).unwrap_or_default();
             for (partition, log) in logs {
                 if let Err(e) = log.close().await {
                     tracing::warn!(topic = %topic.name, partition, "closing deleted partition: {e}");
@@ -368,23 +308,12 @@ impl Shard {
         let snapshot = self.metadata();
         for topic in snapshot.topics.values() {
             for partition in 0..topic.partitions {
-                if self.owner(&topic.name, partition) != self.id
-                    || self.local_log(&topic.name, partition).is_ok()
-                {
+                if self.owner(&topic.name, partition) != self.id || self.local_log(&topic.name, partition).is_ok() {
                     continue;
                 }
-                match PartitionLog::open(
-                    self.partition_dir(&topic.name, partition),
-                    self.log_config(),
-                )
-                .await
-                {
+                match PartitionLog::open(self.partition_dir(&topic.name, partition), self.log_config()).await {
                     Ok(log) => {
-                        self.logs
-                            .borrow_mut()
-                            .entry(topic.name.clone())
-                            .or_default()
-                            .insert(partition, log);
+                        self.logs.borrow_mut().entry(topic.name.clone()).or_default().insert(partition, log);
                     }
                     Err(e) => {
                         tracing::error!(topic = %topic.name, partition, "cannot open partition: {e}")
@@ -397,12 +326,7 @@ impl Shard {
     /// Serves one message from another shard.
     pub(crate) async fn handle_message(&self, msg: ShardMessage) {
         match msg {
-            ShardMessage::Partition {
-                topic,
-                partition,
-                op,
-                reply,
-            } => {
+            ShardMessage::Partition { topic, partition, op, reply } => {
                 let _ = reply.send(self.run_partition_op(&topic, partition, op).await);
             }
             ShardMessage::CreateTopics { topics, reply } => {
@@ -411,11 +335,7 @@ impl Shard {
             ShardMessage::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.controller_delete_topics(names).await);
             }
-            ShardMessage::MetadataChanged {
-                snapshot,
-                deleted,
-                reply,
-            } => {
+            ShardMessage::MetadataChanged { snapshot, deleted, reply } => {
                 self.adopt_metadata(snapshot, &deleted).await;
                 let _ = reply.send(());
             }
@@ -424,12 +344,7 @@ impl Shard {
 
     /// Flushes and closes every log this shard owns (clean shutdown).
     pub(crate) async fn close_all(&self) {
-        let logs: Vec<_> = self
-            .logs
-            .borrow_mut()
-            .drain()
-            .flat_map(|(_, p)| p.into_values())
-            .collect();
+        let logs: Vec<_> = self.logs.borrow_mut().drain().flat_map(|(_, p)| p.into_values()).collect();
         for log in logs {
             if let Err(e) = log.close().await {
                 tracing::warn!("closing partition log: {e}");

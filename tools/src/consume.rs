@@ -46,36 +46,20 @@ pub struct ConsumeArgs {
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut client = Client::connect(&args.bootstrap.bootstrap)?;
     let response = metadata(&mut client, Some(&[&args.topic]), false)?;
-    let topic = response
-        .topics
-        .first()
-        .context("the broker returned no topic metadata")?;
+    let topic = response.topics.first().context("the broker returned no topic metadata")?;
     if let Some(e) = ResponseError::try_from_code(topic.error_code) {
         bail!("topic '{}': {e:?}: {e}", args.topic);
     }
     let partition_count = topic.partitions.len() as i32;
     let partitions: Vec<i32> = match args.partition {
         Some(p) if (0..partition_count).contains(&p) => vec![p],
-        Some(p) => bail!(
-            "topic '{}' has partitions 0..{}, not {p}",
-            args.topic,
-            partition_count - 1
-        ),
+        Some(p) => bail!("topic '{}' has partitions 0..{}, not {p}", args.topic, partition_count - 1),
         None => (0..partition_count).collect(),
     };
     let bounds = partition_offsets(&mut client, &args.topic, partition_count)?;
     let mut next: Vec<(i32, i64)> = partitions
         .iter()
-        .map(|&p| {
-            (
-                p,
-                if args.from_beginning {
-                    bounds[p as usize].0
-                } else {
-                    bounds[p as usize].1
-                },
-            )
-        })
+        .map(|&p| (p, if args.from_beginning { bounds[p as usize].0 } else { bounds[p as usize].1 }))
         .collect();
 
     let stdout = std::io::stdout();
@@ -88,18 +72,16 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             .with_min_bytes(1)
             .with_max_bytes(FETCH_MAX_BYTES)
             .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(&args.topic))
-                .with_partitions(
-                    next.iter()
-                        .map(|&(p, offset)| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(offset)
-                                .with_partition_max_bytes(PARTITION_MAX_BYTES)
-                        })
-                        .collect(),
-                )]);
+            .with_topics(vec![FetchTopic::default().with_topic(topic_name(&args.topic)).with_partitions(
+                next.iter()
+                    .map(|&(p, offset)| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(PARTITION_MAX_BYTES)
+                    })
+                    .collect(),
+            )]);
         let response = client.send(&request, 12)?;
         for data in response.responses.iter().flat_map(|t| &t.partitions) {
             let slot = next
@@ -107,13 +89,8 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 .find(|(p, _)| *p == data.partition_index)
                 .context("answer for a partition not asked for")?;
             if data.error_code == ResponseError::OffsetOutOfRange.code() {
-                let earliest = partition_offsets(&mut client, &args.topic, partition_count)?
-                    [slot.0 as usize]
-                    .0;
-                eprintln!(
-                    "weir: partition {} offset {} is out of range; continuing at {earliest}",
-                    slot.0, slot.1
-                );
+                let earliest = partition_offsets(&mut client, &args.topic, partition_count)?[slot.0 as usize].0;
+                eprintln!("weir: partition {} offset {} is out of range; continuing at {earliest}", slot.0, slot.1);
                 slot.1 = earliest;
                 continue;
             }
@@ -124,8 +101,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 continue;
             };
             while !records.is_empty() {
-                let set =
-                    RecordBatchDecoder::decode(&mut records).context("decoding a record batch")?;
+                let set = RecordBatchDecoder::decode(&mut records).context("decoding a record batch")?;
                 let start = slot.1;
                 for record in set.records.iter().filter(|r| r.offset >= start) {
                     if args.print_offsets {
@@ -147,10 +123,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
         out.flush()?;
-        if args
-            .idle_timeout_ms
-            .is_some_and(|ms| last_message.elapsed() >= Duration::from_millis(ms))
-        {
+        if args.idle_timeout_ms.is_some_and(|ms| last_message.elapsed() >= Duration::from_millis(ms)) {
             return Ok(());
         }
     }

@@ -7,12 +7,12 @@ mod topics;
 
 use clap::{Parser, Subcommand};
 
+/// Keeps hostile array lengths in requests from aborting the broker (see the module).
+#[global_allocator]
+static ALLOCATOR: weir_net::huge_alloc::LazyHugeAlloc = weir_net::huge_alloc::LazyHugeAlloc;
+
 #[derive(Parser)]
-#[command(
-    name = "weir",
-    version,
-    about = "A Kafka-compatible, thread-per-core commit-log broker"
-)]
+#[command(name = "weir", version, about = "A Kafka-compatible, thread-per-core commit-log broker")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

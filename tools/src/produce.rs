@@ -7,9 +7,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use weir_net::client::Client;
@@ -47,17 +45,12 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let partitions = partition_count(&mut client, &args.topic)?;
     if let Some(p) = args.partition {
         if !(0..partitions).contains(&p) {
-            bail!(
-                "topic '{}' has partitions 0..{}, not {p}",
-                args.topic,
-                partitions - 1
-            );
+            bail!("topic '{}' has partitions 0..{}, not {p}", args.topic, partitions - 1);
         }
     }
     let interactive = std::io::stdin().is_terminal();
     let mut pending: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
-    let (mut pending_lines, mut pending_bytes, mut produced, mut round_robin) =
-        (0usize, 0usize, 0u64, 0i32);
+    let (mut pending_lines, mut pending_bytes, mut produced, mut round_robin) = (0usize, 0usize, 0u64, 0i32);
     for line in std::io::stdin().lock().lines() {
         let line = line.context("reading standard input")?;
         let (key, value) = match &args.key_separator {
@@ -92,10 +85,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
 /// The topic's partition count, asking the broker to auto-create it.
 fn partition_count(client: &mut Client, topic: &str) -> anyhow::Result<i32> {
     let response = metadata(client, Some(&[topic]), true)?;
-    let t = response
-        .topics
-        .first()
-        .context("the broker returned no topic metadata")?;
+    let t = response.topics.first().context("the broker returned no topic metadata")?;
     if let Some(e) = ResponseError::try_from_code(t.error_code) {
         bail!("topic '{topic}': {e:?}: {e}");
     }
@@ -124,12 +114,7 @@ fn record(offset: i64, key: Option<Bytes>, value: Bytes) -> Record {
 }
 
 /// Sends one request with a batch per partition; returns how many were acknowledged.
-fn send(
-    client: &mut Client,
-    topic: &str,
-    acks: i16,
-    pending: &mut BTreeMap<i32, Vec<Record>>,
-) -> anyhow::Result<u64> {
+fn send(client: &mut Client, topic: &str, acks: i16, pending: &mut BTreeMap<i32, Vec<Record>>) -> anyhow::Result<u64> {
     if pending.is_empty() {
         return Ok(0);
     }
@@ -137,23 +122,13 @@ fn send(
     let mut partition_data = Vec::new();
     for (partition, records) in std::mem::take(pending) {
         let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
         RecordBatchEncoder::encode(&mut batch, &records, &options)?;
-        partition_data.push(
-            PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.freeze())),
-        );
+        partition_data.push(PartitionProduceData::default().with_index(partition).with_records(Some(batch.freeze())));
     }
-    let request = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(partition_data)]);
+    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(partition_data),
+    ]);
     if acks == 0 {
         client.send_no_response(&request, 9)?;
         return Ok(count);
@@ -162,10 +137,7 @@ fn send(
     for t in &response.responses {
         for p in &t.partition_responses {
             if let Some(e) = ResponseError::try_from_code(p.error_code) {
-                let detail = p
-                    .error_message
-                    .as_ref()
-                    .map_or(String::new(), |m| format!(" ({})", &**m));
+                let detail = p.error_message.as_ref().map_or(String::new(), |m| format!(" ({})", &**m));
                 bail!("producing to {topic}/{}: {e:?}: {e}{detail}", p.index);
             }
         }
@@ -219,10 +191,7 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
-            -58897971
-        );
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
         assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 }

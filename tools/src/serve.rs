@@ -33,11 +33,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = args
-        .log
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
+    let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
@@ -82,9 +78,7 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(partitions) = args.default_partitions {
         if partitions < 1 {
-            return Err(format!(
-                "--default-partitions must be at least 1, not {partitions}"
-            ));
+            return Err(format!("--default-partitions must be at least 1, not {partitions}"));
         }
         config.default_partitions = partitions;
     }
@@ -97,8 +91,17 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
 
 /// Every shard binds with SO_REUSEPORT, which would let a second broker share
 /// the port silently; an ordinary bind first turns that into a clear error.
+/// The probe never listens, so no client can connect to it by mistake.
 fn check_listen_address(listen: &str) -> anyhow::Result<()> {
-    std::net::TcpListener::bind(listen).map(drop).map_err(|e| {
-        anyhow::anyhow!("cannot listen on {listen}: {e} (is another broker running there?)")
-    })
+    use std::net::ToSocketAddrs;
+    let in_use =
+        |e: std::io::Error| anyhow::anyhow!("cannot listen on {listen}: {e} (is another broker running there?)");
+    let addr = listen
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("bad listen address '{listen}': {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("listen address '{listen}' resolves to nothing"))?;
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(in_use)?;
+    socket.bind(&addr.into()).map_err(in_use)
 }

@@ -7,8 +7,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, TopicName,
+    CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_net::client::Client;
@@ -45,11 +44,7 @@ pub enum TopicsCommand {
 
 pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
     match command {
-        TopicsCommand::Create {
-            name,
-            partitions,
-            bootstrap,
-        } => create(&bootstrap.bootstrap, &name, partitions),
+        TopicsCommand::Create { name, partitions, bootstrap } => create(&bootstrap.bootstrap, &name, partitions),
         TopicsCommand::List { bootstrap } => list(&bootstrap.bootstrap),
         TopicsCommand::Describe { name, bootstrap } => describe(&bootstrap.bootstrap, &name),
         TopicsCommand::Delete { name, bootstrap } => delete(&bootstrap.bootstrap, &name),
@@ -77,48 +72,27 @@ fn create(bootstrap: &str, name: &str, partitions: Option<i32>) -> anyhow::Resul
         .with_name(topic_name(name))
         .with_num_partitions(partitions.unwrap_or(-1))
         .with_replication_factor(-1);
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![topic])
-        .with_timeout_ms(30_000);
+    let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
     let response = client.send(&request, 7)?;
     for result in &response.topics {
-        check(
-            result.error_code,
-            result.error_message.as_ref(),
-            &format!("cannot create topic '{name}'"),
-        )?;
+        check(result.error_code, result.error_message.as_ref(), &format!("cannot create topic '{name}'"))?;
         println!("created topic {name}");
     }
     Ok(())
 }
 
 /// Metadata for `names`, or for all topics.
-pub fn metadata(
-    client: &mut Client,
-    names: Option<&[&str]>,
-    auto_create: bool,
-) -> anyhow::Result<MetadataResponse> {
-    let topics = names.map(|names| {
-        names
-            .iter()
-            .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
-            .collect()
-    });
-    let request = MetadataRequest::default()
-        .with_topics(topics)
-        .with_allow_auto_topic_creation(auto_create);
+pub fn metadata(client: &mut Client, names: Option<&[&str]>, auto_create: bool) -> anyhow::Result<MetadataResponse> {
+    let topics = names
+        .map(|names| names.iter().map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n)))).collect());
+    let request = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(auto_create);
     client.send(&request, 12)
 }
 
 fn list(bootstrap: &str) -> anyhow::Result<()> {
     let mut client = Client::connect(bootstrap)?;
     let response = metadata(&mut client, None, false)?;
-    let mut names: Vec<_> = response
-        .topics
-        .iter()
-        .filter_map(|t| t.name.as_ref())
-        .map(|n| n.0.to_string())
-        .collect();
+    let mut names: Vec<_> = response.topics.iter().filter_map(|t| t.name.as_ref()).map(|n| n.0.to_string()).collect();
     names.sort();
     for name in names {
         println!("{name}");
@@ -127,40 +101,24 @@ fn list(bootstrap: &str) -> anyhow::Result<()> {
 }
 
 /// (earliest, latest) offset of every partition of `topic`, by partition.
-pub fn partition_offsets(
-    client: &mut Client,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<Vec<(i64, i64)>> {
+pub fn partition_offsets(client: &mut Client, topic: &str, partitions: i32) -> anyhow::Result<Vec<(i64, i64)>> {
     let mut offsets = vec![(0, 0); partitions as usize];
     for (timestamp, earliest) in [(-2, true), (-1, false)] {
-        let request = ListOffsetsRequest::default()
-            .with_replica_id((-1).into())
-            .with_topics(vec![ListOffsetsTopic::default()
+        let request =
+            ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
                 .with_partitions(
                     (0..partitions)
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(p)
-                                .with_timestamp(timestamp)
-                        })
+                        .map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp))
                         .collect(),
                 )]);
         let response = client.send(&request, 7)?;
         for t in &response.topics {
             for p in &t.partitions {
-                check(
-                    p.error_code,
-                    None,
-                    &format!("offsets of {topic}/{}", p.partition_index),
-                )?;
-                let slot = offsets.get_mut(p.partition_index as usize).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "broker answered for unknown partition {}",
-                        p.partition_index
-                    )
-                })?;
+                check(p.error_code, None, &format!("offsets of {topic}/{}", p.partition_index))?;
+                let slot = offsets
+                    .get_mut(p.partition_index as usize)
+                    .ok_or_else(|| anyhow::anyhow!("broker answered for unknown partition {}", p.partition_index))?;
                 if earliest {
                     slot.0 = p.offset;
                 } else {
@@ -175,25 +133,12 @@ pub fn partition_offsets(
 fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
     let mut client = Client::connect(bootstrap)?;
     let response = metadata(&mut client, Some(&[name]), false)?;
-    let topic = response
-        .topics
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no metadata for '{name}'"))?;
-    check(
-        topic.error_code,
-        None,
-        &format!("cannot describe topic '{name}'"),
-    )?;
+    let topic = response.topics.first().ok_or_else(|| anyhow::anyhow!("no metadata for '{name}'"))?;
+    check(topic.error_code, None, &format!("cannot describe topic '{name}'"))?;
     let partitions = topic.partitions.len() as i32;
-    println!(
-        "topic {name}  id {}  partitions {partitions}",
-        topic.topic_id
-    );
+    println!("topic {name}  id {}  partitions {partitions}", topic.topic_id);
     let offsets = partition_offsets(&mut client, name, partitions)?;
-    println!(
-        "{:>9} {:>6} {:>15} {:>15} {:>12}",
-        "partition", "leader", "earliest", "latest", "messages"
-    );
+    println!("{:>9} {:>6} {:>15} {:>15} {:>12}", "partition", "leader", "earliest", "latest", "messages");
     for p in &topic.partitions {
         let (earliest, latest) = offsets[p.partition_index as usize];
         println!(
@@ -210,16 +155,10 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
 
 fn delete(bootstrap: &str, name: &str) -> anyhow::Result<()> {
     let mut client = Client::connect(bootstrap)?;
-    let request = DeleteTopicsRequest::default()
-        .with_topic_names(vec![topic_name(name)])
-        .with_timeout_ms(30_000);
+    let request = DeleteTopicsRequest::default().with_topic_names(vec![topic_name(name)]).with_timeout_ms(30_000);
     let response = client.send(&request, 5)?;
     for result in &response.responses {
-        check(
-            result.error_code,
-            result.error_message.as_ref(),
-            &format!("cannot delete topic '{name}'"),
-        )?;
+        check(result.error_code, result.error_message.as_ref(), &format!("cannot delete topic '{name}'"))?;
         println!("deleted topic {name}");
     }
     Ok(())

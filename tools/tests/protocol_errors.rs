@@ -6,13 +6,9 @@ use bytes::{BufMut, BytesMut};
 use common::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, FetchRequest, ProduceRequest, ResponseHeader, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchRequest, ProduceRequest, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -50,27 +46,17 @@ fn batch(values: &[&[u8]]) -> bytes::Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
     buf.freeze()
 }
 
 fn produce(client: &mut Client, topic: &str, acks: i16, records: bytes::Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
+    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default()
             .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
+    ]);
     let response = client.send(&request, 9).expect("produce answered");
     let p = &response.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
@@ -81,12 +67,9 @@ fn fetch(client: &mut Client, topic: &str, offset: i64) -> (i16, Option<bytes::B
         .with_replica_id((-1).into())
         .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
+        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+        ])]);
     let response = client.send(&request, 12).expect("fetch answered");
     let p = &response.responses[0].partitions[0];
     (p.error_code, p.records.clone())
@@ -102,12 +85,15 @@ fn assert_healthy(broker: &Broker, topic: &str) {
     assert!(records.unwrap().windows(11).any(|w| w == b"still alive"));
 }
 
+/// Prefixes `payload` with its length.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    [&(payload.len() as i32).to_be_bytes()[..], payload].concat()
+}
+
 /// Writes raw bytes and reports whether the broker closed the connection.
 fn closes_connection(broker: &Broker, bytes: &[u8]) -> bool {
     let mut stream = TcpStream::connect(broker.bootstrap()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     stream.write_all(bytes).unwrap();
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut rest = Vec::new();
@@ -121,33 +107,22 @@ fn malformed_frames_close_only_their_connection() {
     // A client that stays connected throughout.
     let mut bystander = Client::connect(&broker.bootstrap()).unwrap();
 
-    assert!(
-        closes_connection(&broker, &(-5i32).to_be_bytes()),
-        "negative length"
-    );
-    assert!(
-        closes_connection(&broker, &i32::MAX.to_be_bytes()),
-        "length over socket.request.max.bytes"
-    );
-    assert!(
-        closes_connection(&broker, &[0, 0, 0, 100, 0, 3, 0, 1]),
-        "truncated frame"
-    );
-    assert!(
-        closes_connection(&broker, &[0, 0, 0, 10, 0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]),
-        "unknown api key"
-    );
+    assert!(closes_connection(&broker, &(-5i32).to_be_bytes()), "negative length");
+    assert!(closes_connection(&broker, &i32::MAX.to_be_bytes()), "length over socket.request.max.bytes");
+    assert!(closes_connection(&broker, &[0, 0, 0, 100, 0, 3, 0, 1]), "truncated frame");
+    assert!(closes_connection(&broker, &[0, 0, 0, 10, 0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]), "unknown api key");
+    // Array counts far beyond the frame: Metadata v1 claiming 2^31-1 topics,
+    // Produce v3 claiming 2^31-1 topics (the decoder preallocates from them).
+    let metadata_v1 = [&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff][..], &[0x7f, 0xff, 0xff, 0xff]].concat();
+    assert!(closes_connection(&broker, &framed(&metadata_v1)), "huge Metadata array");
+    let produce_v3 =
+        [&[0, 0, 0, 3, 0, 0, 0, 2, 0xff, 0xff][..], &[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30, 0x7f, 0xff, 0xff, 0xff]]
+            .concat();
+    assert!(closes_connection(&broker, &framed(&produce_v3)), "huge Produce array");
     // A Metadata header followed by garbage for a body.
-    assert!(closes_connection(
-        &broker,
-        &[0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0xff, 0xff, 0xde, 0xad, 0xbe, 0xef]
-    ));
+    assert!(closes_connection(&broker, &[0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0xff, 0xff, 0xde, 0xad, 0xbe, 0xef]));
 
-    assert_eq!(
-        produce(&mut bystander, "t", 1, batch(&[b"x"])).0,
-        0,
-        "the other connection was disturbed"
-    );
+    assert_eq!(produce(&mut bystander, "t", 1, batch(&[b"x"])).0, 0, "the other connection was disturbed");
     assert_healthy(&broker, "t");
 }
 
@@ -171,10 +146,7 @@ fn unsupported_api_versions_version_gets_the_v0_answer() {
     assert_eq!(header.correlation_id, 7);
     let response = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(response.error_code, UNSUPPORTED_VERSION);
-    assert!(response
-        .api_keys
-        .iter()
-        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
+    assert!(response.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
 }
 
 #[test]
@@ -187,30 +159,14 @@ fn corrupt_and_oversized_batches_are_refused_and_nothing_is_stored() {
     let mut bad_crc = BytesMut::from(&good[..]);
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xff;
-    assert_eq!(
-        produce(&mut client, "t", 1, bad_crc.freeze()).0,
-        CORRUPT_MESSAGE
-    );
+    assert_eq!(produce(&mut client, "t", 1, bad_crc.freeze()).0, CORRUPT_MESSAGE);
     let mut bad_magic = BytesMut::from(&good[..]);
     bad_magic[16] = 1;
-    assert_eq!(
-        produce(&mut client, "t", 1, bad_magic.freeze()).0,
-        CORRUPT_MESSAGE
-    );
-    assert_eq!(
-        produce(&mut client, "t", 1, good.slice(..good.len() - 3)).0,
-        CORRUPT_MESSAGE,
-        "truncated batch"
-    );
+    assert_eq!(produce(&mut client, "t", 1, bad_magic.freeze()).0, CORRUPT_MESSAGE);
+    assert_eq!(produce(&mut client, "t", 1, good.slice(..good.len() - 3)).0, CORRUPT_MESSAGE, "truncated batch");
     let big = vec![7u8; 2 << 20];
-    assert_eq!(
-        produce(&mut client, "t", 1, batch(&[&big])).0,
-        MESSAGE_TOO_LARGE
-    );
-    assert_eq!(
-        produce(&mut client, "t", 5, good.clone()).0,
-        INVALID_REQUIRED_ACKS
-    );
+    assert_eq!(produce(&mut client, "t", 1, batch(&[&big])).0, MESSAGE_TOO_LARGE);
+    assert_eq!(produce(&mut client, "t", 5, good.clone()).0, INVALID_REQUIRED_ACKS);
 
     // Nothing of the refused batches was stored: the first good one lands at offset 0.
     assert_eq!(produce(&mut client, "t", -1, good), (0, 0));
@@ -221,24 +177,14 @@ fn corrupt_and_oversized_batches_are_refused_and_nothing_is_stored() {
 fn unknown_topics_and_offsets_out_of_range_get_their_error_codes() {
     let broker = Broker::start(&["--auto-create-topics", "false"]);
     let mut client = Client::connect(&broker.bootstrap()).unwrap();
-    assert_eq!(
-        produce(&mut client, "missing", 1, batch(&[b"x"])).0,
-        UNKNOWN_TOPIC_OR_PARTITION
-    );
-    assert_eq!(
-        fetch(&mut client, "missing", 0).0,
-        UNKNOWN_TOPIC_OR_PARTITION
-    );
+    assert_eq!(produce(&mut client, "missing", 1, batch(&[b"x"])).0, UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(fetch(&mut client, "missing", 0).0, UNKNOWN_TOPIC_OR_PARTITION);
 
     create_topic(&broker.bootstrap(), "t", 1);
     assert_eq!(produce(&mut client, "t", 1, batch(&[b"a", b"b"])).0, 0);
     assert_eq!(fetch(&mut client, "t", 3).0, OFFSET_OUT_OF_RANGE);
     assert_eq!(fetch(&mut client, "t", -1).0, OFFSET_OUT_OF_RANGE);
     let (error, records) = fetch(&mut client, "t", 2);
-    assert_eq!(
-        (error, records.map(|r| r.len())),
-        (0, Some(0)),
-        "fetching at the end is empty, not an error"
-    );
+    assert_eq!((error, records.map(|r| r.len())), (0, Some(0)), "fetching at the end is empty, not an error");
     assert_healthy(&broker, "t");
 }

@@ -19,27 +19,19 @@ fn keyed_messages_round_trip_before_and_after_a_clean_restart() {
     assert!(
         producer.context().failed.lock().unwrap().is_empty(),
         "delivery failures: {:?}",
-        &producer.context().failed.lock().unwrap()
-            [..5.min(producer.context().failed.lock().unwrap().len())]
+        &producer.context().failed.lock().unwrap()[..5.min(producer.context().failed.lock().unwrap().len())]
     );
     let acked = producer.context().acked.lock().unwrap().clone();
     drop(producer);
 
     let consumed = consume_all(&broker.bootstrap(), topic, PARTITIONS);
     let placed = check_consumed(&consumed, MESSAGES, PARTITIONS);
-    assert_eq!(
-        placed, acked,
-        "consumed offsets differ from acknowledged ones"
-    );
+    assert_eq!(placed, acked, "consumed offsets differ from acknowledged ones");
 
     broker.stop();
     broker.restart();
     let consumed = consume_all(&broker.bootstrap(), topic, PARTITIONS);
-    assert_eq!(
-        check_consumed(&consumed, MESSAGES, PARTITIONS),
-        acked,
-        "offsets changed across a restart"
-    );
+    assert_eq!(check_consumed(&consumed, MESSAGES, PARTITIONS), acked, "offsets changed across a restart");
 
     // The log keeps accepting writes after the restart, at the next offsets.
     let producer = common::producer(&broker.bootstrap(), "1");
@@ -76,8 +68,7 @@ fn a_waiting_consumer_gets_a_new_message_immediately() {
     consumer
         .assign(&{
             let mut tpl = rdkafka::TopicPartitionList::new();
-            tpl.add_partition_offset("live", 0, rdkafka::Offset::End)
-                .unwrap();
+            tpl.add_partition_offset("live", 0, rdkafka::Offset::End).unwrap();
             tpl
         })
         .unwrap();

@@ -11,10 +11,7 @@ use weir_engine::{LogConfig, PartitionLog};
 
 /// Runs `fut` on a fresh glommio executor.
 pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    glommio::LocalExecutorBuilder::default()
-        .make()
-        .expect("glommio executor")
-        .run(fut)
+    glommio::LocalExecutorBuilder::default().make().expect("glommio executor").run(fut)
 }
 
 /// A valid RecordBatch v2 with `records` records and `body_len` bytes of
@@ -66,17 +63,11 @@ pub async fn read_all(log: &PartitionLog, from: i64) -> Vec<u8> {
 }
 
 pub async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
-    PartitionLog::open(dir.to_path_buf(), config)
-        .await
-        .expect("open log")
+    PartitionLog::open(dir.to_path_buf(), config).await.expect("open log")
 }
 
 pub fn small_segments() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2000,
-        index_interval_bytes: 300,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 2000, index_interval_bytes: 300, ..LogConfig::default() }
 }
 
 /// Files in `dir` ending with `ext`, sorted.

@@ -9,10 +9,7 @@ pub fn handle(_version: i16) -> ApiVersionsResponse {
     let api_keys = SUPPORTED_APIS
         .iter()
         .map(|api| {
-            ApiVersion::default()
-                .with_api_key(api.key as i16)
-                .with_min_version(api.min)
-                .with_max_version(api.max)
+            ApiVersion::default().with_api_key(api.key as i16).with_min_version(api.min).with_max_version(api.max)
         })
         .collect();
     ApiVersionsResponse::default().with_api_keys(api_keys)

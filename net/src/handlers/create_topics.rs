@@ -7,11 +7,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use weir_shards::metadata::validate_topic_name;
 use weir_shards::{NewTopic, Shard, TopicError, TopicMetadata};
 
-pub async fn handle(
-    shard: &Shard,
-    version: i16,
-    request: CreateTopicsRequest,
-) -> CreateTopicsResponse {
+pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let new_topics: Vec<NewTopic> = request
         .topics
         .iter()
@@ -22,17 +18,9 @@ pub async fn handle(
         })
         .collect();
     let results: Vec<Result<Option<TopicMetadata>, TopicError>> = if request.validate_only {
-        new_topics
-            .iter()
-            .map(|t| validate_only(shard, t).map(|()| None))
-            .collect()
+        new_topics.iter().map(|t| validate_only(shard, t).map(|()| None)).collect()
     } else {
-        shard
-            .create_topics(new_topics)
-            .await
-            .into_iter()
-            .map(|r| r.map(Some))
-            .collect()
+        shard.create_topics(new_topics).await.into_iter().map(|r| r.map(Some)).collect()
     };
     let topics = request
         .topics
@@ -43,9 +31,7 @@ pub async fn handle(
             match result {
                 Ok(created) => {
                     if version >= 5 {
-                        let partitions = created
-                            .as_ref()
-                            .map_or(requested.num_partitions, |c| c.partitions);
+                        let partitions = created.as_ref().map_or(requested.num_partitions, |c| c.partitions);
                         response.num_partitions = partitions;
                         response.replication_factor = 1;
                     }
@@ -74,9 +60,7 @@ fn validate_only(shard: &Shard, topic: &NewTopic) -> Result<(), TopicError> {
         return Err(TopicError::InvalidPartitions(topic.partitions));
     }
     if topic.replication_factor == 0 || topic.replication_factor > 1 {
-        return Err(TopicError::InvalidReplicationFactor(
-            topic.replication_factor,
-        ));
+        return Err(TopicError::InvalidReplicationFactor(topic.replication_factor));
     }
     Ok(())
 }

@@ -7,11 +7,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use weir_shards::Shard;
 
-pub async fn handle(
-    shard: &Shard,
-    version: i16,
-    request: DeleteTopicsRequest,
-) -> DeleteTopicsResponse {
+pub async fn handle(shard: &Shard, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     // v6 names topics in `topics` (by name or id); earlier versions in `topic_names`.
     let names: Vec<Option<TopicName>> = if version >= 6 {
         request.topics.into_iter().map(|t| t.name).collect()

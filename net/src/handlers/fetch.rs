@@ -33,20 +33,13 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
         })
         .collect();
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes > 0 {
-        request.max_bytes as usize
-    } else {
-        usize::MAX
-    };
+    let max_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
 
     let mut results = read_all(shard, &wanted).await;
     loop {
-        let ready: usize = results
-            .iter()
-            .map(|r| r.as_ref().map_or(0, |f| f.records.len()))
-            .sum();
+        let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
         let any_error = results.iter().any(Result::is_err);
         let left = deadline.saturating_duration_since(Instant::now());
         if ready >= min_bytes || any_error || left.is_zero() || wanted.is_empty() {
@@ -58,23 +51,13 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     build_response(version, &wanted, results, max_bytes)
 }
 
-async fn read_all(
-    shard: &Shard,
-    wanted: &[Wanted],
-) -> Vec<Result<FetchedPartition, PartitionError>> {
-    join_all(
-        wanted
-            .iter()
-            .map(|w| shard.fetch(&w.topic.0, w.partition, w.offset, w.max_bytes)),
-    )
-    .await
+async fn read_all(shard: &Shard, wanted: &[Wanted]) -> Vec<Result<FetchedPartition, PartitionError>> {
+    join_all(wanted.iter().map(|w| shard.fetch(&w.topic.0, w.partition, w.offset, w.max_bytes))).await
 }
 
 /// Resolves when any partition's high watermark passes its fetch offset, or after `timeout`.
 async fn wait_for_any(shard: &Shard, wanted: &[Wanted], timeout: Duration) {
-    let waits = wanted
-        .iter()
-        .map(|w| Box::pin(shard.wait_beyond(&w.topic.0, w.partition, w.offset, timeout)));
+    let waits = wanted.iter().map(|w| Box::pin(shard.wait_beyond(&w.topic.0, w.partition, w.offset, timeout)));
     let timer = pin!(glommio::timer::sleep(timeout));
     select(select_all(waits), timer).await;
 }
@@ -114,11 +97,7 @@ fn build_response(
         }
         match topics.last_mut() {
             Some(last) if last.topic == w.topic => last.partitions.push(data),
-            _ => topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(w.topic.clone())
-                    .with_partitions(vec![data]),
-            ),
+            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic.clone()).with_partitions(vec![data])),
         }
     }
     FetchResponse::default().with_responses(topics)

@@ -12,12 +12,9 @@ use weir_shards::{MetadataSnapshot, Shard};
 pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> MetadataResponse {
     let requested: Option<Vec<Option<String>>> = match request.topics {
         // v0 has no null: an empty list means all topics.
-        Some(topics) if !(version == 0 && topics.is_empty()) => Some(
-            topics
-                .into_iter()
-                .map(|t| t.name.map(|n| n.0.to_string()))
-                .collect(),
-        ),
+        Some(topics) if !(version == 0 && topics.is_empty()) => {
+            Some(topics.into_iter().map(|t| t.name.map(|n| n.0.to_string())).collect())
+        }
         _ => None,
     };
     if let Some(names) = &requested {
@@ -28,32 +25,20 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     let snapshot = shard.metadata();
     let node_id = BrokerId(shard.config().node_id);
     let topics = match requested {
-        None => snapshot
-            .topics
-            .keys()
-            .map(|name| describe_topic(&snapshot, name, node_id, version))
-            .collect(),
+        None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, node_id, version)).collect(),
         Some(names) => names
             .into_iter()
             .map(|name| match name {
                 Some(name) => describe_topic(&snapshot, &name, node_id, version),
                 // v10+ may name a topic by id only; we do not look topics up by id yet.
-                None => MetadataResponseTopic::default()
-                    .with_error_code(ResponseError::UnknownTopicId.code()),
+                None => MetadataResponseTopic::default().with_error_code(ResponseError::UnknownTopicId.code()),
             })
             .collect(),
     };
-    let (host, port) = shard
-        .config()
-        .advertised_host_port()
-        .unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node_id)
-        .with_host(StrBytes::from_string(host))
-        .with_port(port);
-    let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_topics(topics);
+    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
+    let broker =
+        MetadataResponseBroker::default().with_node_id(node_id).with_host(StrBytes::from_string(host)).with_port(port);
+    let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
     if version >= 1 {
         response.controller_id = node_id;
     }
@@ -63,21 +48,14 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     response
 }
 
-fn describe_topic(
-    snapshot: &MetadataSnapshot,
-    name: &str,
-    node_id: BrokerId,
-    version: i16,
-) -> MetadataResponseTopic {
+fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, version: i16) -> MetadataResponseTopic {
     let topic_name = TopicName(StrBytes::from_string(name.to_string()));
     let Some(topic) = snapshot.topic(name) else {
         let error = match weir_shards::metadata::validate_topic_name(name) {
             Ok(()) => ResponseError::UnknownTopicOrPartition,
             Err(_) => ResponseError::InvalidTopicException,
         };
-        return MetadataResponseTopic::default()
-            .with_name(Some(topic_name))
-            .with_error_code(error.code());
+        return MetadataResponseTopic::default().with_name(Some(topic_name)).with_error_code(error.code());
     };
     let partitions = (0..topic.partitions)
         .map(|index| {
@@ -92,9 +70,7 @@ fn describe_topic(
             partition
         })
         .collect();
-    let mut response = MetadataResponseTopic::default()
-        .with_name(Some(topic_name))
-        .with_partitions(partitions);
+    let mut response = MetadataResponseTopic::default().with_name(Some(topic_name)).with_partitions(partitions);
     if version >= 10 {
         response.topic_id = topic.id;
     }

@@ -13,8 +13,8 @@ use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_response, RequestFrame};
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
@@ -66,12 +66,8 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::Produce => Request::Produce(decode_body(body, version).map_err(malformed)?),
         ApiKey::Fetch => Request::Fetch(decode_body(body, version).map_err(malformed)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
-        ApiKey::CreateTopics => {
-            Request::CreateTopics(decode_body(body, version).map_err(malformed)?)
-        }
-        ApiKey::DeleteTopics => {
-            Request::DeleteTopics(decode_body(body, version).map_err(malformed)?)
-        }
+        ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
         other => return Err(DecodeError::NotImplemented(other)),
     };
     Ok(request)
@@ -96,9 +92,7 @@ pub async fn handle(
     let respond = |body: &dyn EncodeAt| body.encode_frame(key, version, correlation_id).map(Some);
     match request {
         Request::ApiVersions(_) => respond(&api_versions::handle(version)),
-        Request::ApiVersionsUnsupported => api_versions::unsupported()
-            .encode_frame(key, 0, correlation_id)
-            .map(Some),
+        Request::ApiVersionsUnsupported => api_versions::unsupported().encode_frame(key, 0, correlation_id).map(Some),
         Request::Metadata(r) => respond(&metadata::handle(&shard, version, r).await),
         Request::Produce(r) => match produce::handle(&shard, version, r).await {
             Some(response) => respond(&response),
@@ -113,17 +107,11 @@ pub async fn handle(
 
 /// Object-safe encoding of any response body into a whole frame.
 trait EncodeAt {
-    fn encode_frame(&self, key: ApiKey, version: i16, correlation_id: i32)
-        -> anyhow::Result<Bytes>;
+    fn encode_frame(&self, key: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<Bytes>;
 }
 
 impl<T: Encodable> EncodeAt for T {
-    fn encode_frame(
-        &self,
-        key: ApiKey,
-        version: i16,
-        correlation_id: i32,
-    ) -> anyhow::Result<Bytes> {
+    fn encode_frame(&self, key: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<Bytes> {
         encode_response(key, version, correlation_id, self)
     }
 }
@@ -142,23 +130,13 @@ async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a s
     }
     let snapshot = shard.metadata();
     let missing: Vec<_> = names
-        .filter(|name| {
-            snapshot.topic(name).is_none()
-                && weir_shards::metadata::validate_topic_name(name).is_ok()
-        })
-        .map(|name| weir_shards::NewTopic {
-            name: name.to_string(),
-            partitions: -1,
-            replication_factor: -1,
-        })
+        .filter(|name| snapshot.topic(name).is_none() && weir_shards::metadata::validate_topic_name(name).is_ok())
+        .map(|name| weir_shards::NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1 })
         .collect();
     if missing.is_empty() {
         return;
     }
-    for (topic, result) in missing
-        .iter()
-        .zip(shard.create_topics(missing.clone()).await)
-    {
+    for (topic, result) in missing.iter().zip(shard.create_topics(missing.clone()).await) {
         match result {
             Ok(created) => {
                 tracing::info!(topic = %created.name, partitions = created.partitions, "auto-created topic")

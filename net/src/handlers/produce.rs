@@ -10,11 +10,7 @@ use weir_engine::Durability;
 use weir_shards::Shard;
 
 /// Returns `None` for acks=0: the client expects no response at all.
-pub async fn handle(
-    shard: &Shard,
-    version: i16,
-    request: ProduceRequest,
-) -> Option<ProduceResponse> {
+pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
     let durability = match request.acks {
         0 | 1 => Ok(Durability::Written),
         -1 => Ok(Durability::Synced),
@@ -29,10 +25,7 @@ pub async fn handle(
             async move {
                 let result = match (durability, data.records) {
                     (Err(code), _) => Err((code, None)),
-                    (Ok(_), None) => Err((
-                        ResponseError::CorruptMessage.code(),
-                        Some("no records".to_string()),
-                    )),
+                    (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
                     (Ok(durability), Some(records)) => shard
                         .produce(&name, data.index, records, durability)
                         .await
@@ -42,9 +35,7 @@ pub async fn handle(
             }
         }))
         .await;
-        TopicProduceResponse::default()
-            .with_name(topic.name)
-            .with_partition_responses(partitions)
+        TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions)
     }))
     .await;
     (request.acks != 0).then(|| ProduceResponse::default().with_responses(topics))

@@ -82,11 +82,7 @@ impl Broker {
             // SAFETY: plain kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let status = wait_with_timeout(&mut child, Duration::from_secs(30));
-            assert!(
-                status.success(),
-                "broker exited with {status} after SIGTERM\n{}",
-                self.log()
-            );
+            assert!(status.success(), "broker exited with {status} after SIGTERM\n{}", self.log());
         }
     }
 
@@ -97,9 +93,7 @@ impl Broker {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+        self.child.as_mut().is_some_and(|c| c.try_wait().expect("try_wait").is_none())
     }
 }
 
@@ -115,29 +109,19 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "broker did not exit within {timeout:?}"
-        );
+        assert!(start.elapsed() < timeout, "broker did not exit within {timeout:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for_port(port: u16, timeout: Duration) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < timeout,
-            "broker did not listen on {port} within {timeout:?}"
-        );
+        assert!(start.elapsed() < timeout, "broker did not listen on {port} within {timeout:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -152,16 +136,11 @@ pub struct TestMessage {
 
 pub fn test_message(i: u64) -> TestMessage {
     let len = (i.wrapping_mul(7919) % 4000 + 1) as usize;
-    let value = (0..len)
-        .map(|j| (i as usize).wrapping_mul(31).wrapping_add(j) as u8)
-        .collect();
+    let value = (0..len).map(|j| (i as usize).wrapping_mul(31).wrapping_add(j) as u8).collect();
     TestMessage {
         key: format!("key-{}", i % 1000),
         value,
-        headers: vec![
-            ("index".into(), i.to_string().into_bytes()),
-            ("kind".into(), b"test".to_vec()),
-        ],
+        headers: vec![("index".into(), i.to_string().into_bytes()), ("kind".into(), b"test".to_vec())],
     }
 }
 
@@ -181,12 +160,8 @@ impl ProducerContext for Acks {
     fn delivery(&self, result: &DeliveryResult<'_>, index: Box<u64>) {
         match result {
             Ok(m) => {
-                self.acked
-                    .lock()
-                    .unwrap()
-                    .insert(*index, (m.partition(), m.offset()));
-                self.acked_count
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.acked.lock().unwrap().insert(*index, (m.partition(), m.offset()));
+                self.acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             Err((e, _)) => self.failed.lock().unwrap().push((*index, e.to_string())),
         }
@@ -197,12 +172,7 @@ pub fn producer(bootstrap: &str, acks: &str) -> BaseProducer<Acks> {
     producer_with(bootstrap, acks, Acks::default(), 30_000)
 }
 
-pub fn producer_with(
-    bootstrap: &str,
-    acks: &str,
-    context: Acks,
-    message_timeout_ms: u64,
-) -> BaseProducer<Acks> {
+pub fn producer_with(bootstrap: &str, acks: &str, context: Acks, message_timeout_ms: u64) -> BaseProducer<Acks> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", acks)
@@ -220,22 +190,14 @@ pub fn produce_range(producer: &BaseProducer<Acks>, topic: &str, range: std::ops
         let m = test_message(i);
         let mut headers = OwnedHeaders::new();
         for (k, v) in &m.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
+            headers = headers.insert(Header { key: k, value: Some(v) });
         }
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(i))
-            .key(&m.key)
-            .payload(&m.value)
-            .headers(headers);
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(i)).key(&m.key).payload(&m.value).headers(headers);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
                 Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     r,
                 )) => {
                     record = r;
@@ -271,11 +233,7 @@ pub struct Consumed {
 fn to_consumed(m: &BorrowedMessage<'_>) -> Consumed {
     let headers = m
         .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
+        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
         .unwrap_or_default();
     Consumed {
         partition: m.partition(),
@@ -291,20 +249,14 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Consume
     let consumer = consumer(bootstrap);
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
+        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     consumer.assign(&assignment).expect("assign");
     let mut at_eof = vec![false; partitions as usize];
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !at_eof.iter().all(|&e| e) {
-        assert!(
-            Instant::now() < deadline,
-            "consuming {topic} took too long; got {}",
-            out.len()
-        );
+        assert!(Instant::now() < deadline, "consuming {topic} took too long; got {}", out.len());
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 at_eof[m.partition() as usize] = false;
@@ -321,68 +273,34 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Consume
 /// Checks that `consumed` holds messages `0..count`, each once, byte-identical,
 /// at contiguous offsets from 0 in each partition, with each key's messages in
 /// production order. Returns index -> (partition, offset).
-pub fn check_consumed(
-    consumed: &[Consumed],
-    count: u64,
-    partitions: i32,
-) -> HashMap<u64, (i32, i64)> {
+pub fn check_consumed(consumed: &[Consumed], count: u64, partitions: i32) -> HashMap<u64, (i32, i64)> {
     let mut seen = HashMap::new();
     let mut next_offset = vec![0i64; partitions as usize];
     let mut last_index_of_key: HashMap<Vec<u8>, u64> = HashMap::new();
     for c in consumed {
-        assert_eq!(
-            c.offset, next_offset[c.partition as usize],
-            "offsets of partition {} not contiguous",
-            c.partition
-        );
+        assert_eq!(c.offset, next_offset[c.partition as usize], "offsets of partition {} not contiguous", c.partition);
         next_offset[c.partition as usize] += 1;
-        let index: u64 = std::str::from_utf8(&c.headers[0].1)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let index: u64 = std::str::from_utf8(&c.headers[0].1).unwrap().parse().unwrap();
         let expected = test_message(index);
         assert_eq!(c.key, expected.key.as_bytes(), "key of message {index}");
         assert_eq!(c.value, expected.value, "value of message {index}");
         assert_eq!(c.headers, expected.headers, "headers of message {index}");
-        assert!(
-            seen.insert(index, (c.partition, c.offset)).is_none(),
-            "message {index} consumed twice"
-        );
+        assert!(seen.insert(index, (c.partition, c.offset)).is_none(), "message {index} consumed twice");
         if let Some(previous) = last_index_of_key.insert(c.key.clone(), index) {
-            assert!(
-                previous < index,
-                "key order broken: {previous} after {index}"
-            );
+            assert!(previous < index, "key order broken: {previous} after {index}");
         }
     }
-    assert_eq!(
-        seen.len() as u64,
-        count,
-        "consumed {} distinct messages, expected {count}",
-        seen.len()
-    );
+    assert_eq!(seen.len() as u64, count, "consumed {} distinct messages, expected {count}", seen.len());
     assert!((0..count).all(|i| seen.contains_key(&i)));
     seen
 }
 
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let output = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "topics",
-            "create",
-            topic,
-            "--partitions",
-            &partitions.to_string(),
-            "--bootstrap",
-            bootstrap,
-        ])
+        .args(["topics", "create", topic, "--partitions", &partitions.to_string(), "--bootstrap", bootstrap])
         .output()
         .expect("run weir topics create");
-    assert!(
-        output.status.success(),
-        "topics create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "topics create: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 pub fn data_dir_size(dir: &Path) -> u64 {
@@ -390,13 +308,7 @@ pub fn data_dir_size(dir: &Path) -> u64 {
         .map(|entries| {
             entries
                 .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        data_dir_size(&e.path())
-                    } else {
-                        e.metadata().map_or(0, |m| m.len())
-                    }
-                })
+                .map(|e| if e.path().is_dir() { data_dir_size(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) })
                 .sum()
         })
         .unwrap_or(0)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: every crate's tests (engine, shards, net, and the
+# integration tests that run the real broker against librdkafka), then the
+# kcat, kafka-python and kafkajs compatibility tests, which install those
+# clients if they are missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --release --workspace
+cargo test --release --workspace
+bash tools/tests/clients/run.sh

@@ -1,0 +1,126 @@
+//! The `weir` command line against a real broker: topics, produce, consume.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn weir(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run weir");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let output = weir(args, stdin);
+    assert!(output.status.success(), "weir {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn topics_can_be_created_listed_described_deleted_and_recreated() {
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    for name in ["first", "second", "third"] {
+        ok(&["topics", "create", name, "-p", "2", "-b", &b], None);
+    }
+    assert_eq!(ok(&["topics", "list", "-b", &b], None), "first\nsecond\nthird\n");
+    let again = weir(&["topics", "create", "first", "-b", &b], None);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("TopicAlreadyExists"));
+    let bad = weir(&["topics", "create", "no/slash", "-b", &b], None);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("InvalidTopicException"));
+
+    ok(&["produce", "-t", "second", "-b", &b], Some("a\nb\nc\n"));
+    let described = ok(&["topics", "describe", "second", "-b", &b], None);
+    assert!(described.contains("partitions 2"), "{described}");
+    let messages: i64 =
+        described.lines().skip(2).map(|l| l.split_whitespace().last().unwrap().parse::<i64>().unwrap()).sum();
+    assert_eq!(messages, 3, "{described}");
+
+    ok(&["topics", "delete", "second", "-b", &b], None);
+    assert_eq!(ok(&["topics", "list", "-b", &b], None), "first\nthird\n");
+    assert!(!broker.data_dir.join("second-0").exists(), "deleted topic's data is still on disk");
+    let missing = weir(&["topics", "delete", "second", "-b", &b], None);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("UnknownTopicOrPartition"));
+
+    // Recreated under the same name, it starts empty.
+    ok(&["topics", "create", "second", "-p", "1", "-b", &b], None);
+    assert_eq!(ok(&["consume", "-t", "second", "--from-beginning", "--idle-timeout-ms", "300", "-b", &b], None), "");
+}
+
+#[test]
+fn produce_and_consume_round_trip_keys_and_auto_create_many_topics() {
+    let broker = Broker::start(&["--default-partitions", "3"]);
+    let b = broker.bootstrap();
+    let lines: String = (0..500).map(|i| format!("k{}:value {i}\n", i % 7)).collect();
+    for topic in ["auto-a", "auto-b", "auto-c"] {
+        ok(&["produce", "-t", topic, "--key-separator", ":", "-b", &b], Some(&lines));
+    }
+    let out = ok(
+        &[
+            "consume",
+            "-t",
+            "auto-b",
+            "--from-beginning",
+            "--print-keys",
+            "--print-offsets",
+            "--key-separator",
+            ":",
+            "-n",
+            "500",
+            "-b",
+            &b,
+        ],
+        None,
+    );
+    let mut got: Vec<(String, String)> = Vec::new();
+    let mut next_offset = std::collections::HashMap::new();
+    for line in out.lines() {
+        let mut fields = line.splitn(4, ':');
+        let (partition, offset, key, value) =
+            (fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap());
+        let expected = next_offset.entry(partition.to_string()).or_insert(0i64);
+        assert_eq!(offset.parse::<i64>().unwrap(), *expected, "offsets of partition {partition}");
+        *expected += 1;
+        got.push((key.to_string(), value.to_string()));
+    }
+    assert_eq!(got.len(), 500);
+    // Each key went to one partition, in the order produced.
+    for k in 0..7 {
+        let key = format!("k{k}");
+        let values: Vec<_> = got.iter().filter(|(gk, _)| *gk == key).map(|(_, v)| v.clone()).collect();
+        let expected: Vec<_> = (0..500).filter(|i| i % 7 == k).map(|i| format!("value {i}")).collect();
+        assert_eq!(values, expected, "messages of {key}");
+    }
+    let listed = ok(&["topics", "list", "-b", &b], None);
+    assert_eq!(listed, "auto-a\nauto-b\nauto-c\n");
+}
+
+#[test]
+fn consume_from_the_end_sees_only_new_messages() {
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    ok(&["produce", "-t", "tail", "-b", &b], Some("old\n"));
+    let consumer = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["consume", "-t", "tail", "-n", "1", "--idle-timeout-ms", "20000", "-b", &b])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the consumer time to look up the end before producing.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    ok(&["produce", "-t", "tail", "-b", &b], Some("new\n"));
+    let output = consumer.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "new\n");
+}
