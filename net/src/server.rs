@@ -26,14 +26,9 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Accepts connections on this shard until shutdown, then lets the open ones
 /// finish what they have in flight (bounded by `SHUTDOWN_GRACE`).
-pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) {
-    let listener = match TcpListener::bind(&shard.config().listen) {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(shard = shard.id(), "cannot listen on {}: {e}", shard.config().listen);
-            return;
-        }
-    };
+pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) -> Result<(), String> {
+    let listener = TcpListener::bind(&shard.config().listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", shard.config().listen))?;
     let open_connections = Rc::new(Cell::new(0usize));
     loop {
         let accepted = match select(pin!(listener.accept()), pin!(shutdown.wait())).await {
@@ -61,6 +56,7 @@ pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) {
     while open_connections.get() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    Ok(())
 }
 
 async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: ShutdownSignal) {

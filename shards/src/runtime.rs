@@ -40,11 +40,12 @@ impl ShutdownSignal {
 
 /// Runs the broker until SIGINT or SIGTERM: starts one executor per shard,
 /// recovers each shard's partitions, then runs `serve` on every shard.
+/// If any shard's `serve` fails, every shard is stopped and the error returned.
 /// A second signal exits at once (the logs recover from that too).
 pub fn run<F, Fut>(config: BrokerConfig, serve: F) -> Result<(), RuntimeError>
 where
     F: Fn(Rc<Shard>, ShutdownSignal) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
+    Fut: Future<Output = Result<(), String>> + 'static,
 {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| RuntimeError::Setup(format!("cannot create data directory {}: {e}", config.data_dir.display())))?;
@@ -73,7 +74,7 @@ where
         })
         .map_err(|e| RuntimeError::Setup(format!("cannot start shard executors: {e}")))?;
 
-    wait_for_stop_signal(&running);
+    wait_for_stop_signal(&running, shard_count);
     for stop in stop_senders {
         let _ = stop.send(());
     }
@@ -98,7 +99,7 @@ async fn shard_main<F, Fut>(
 ) -> Result<(), RuntimeError>
 where
     F: Fn(Rc<Shard>, ShutdownSignal) -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = Result<(), String>>,
 {
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
@@ -111,9 +112,9 @@ where
         glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }
     tracing::debug!(shard = id, "shard ready");
-    serve(shard.clone(), ShutdownSignal(stop.shared())).await;
+    let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
     shard.close_all().await;
-    Ok(())
+    served.map_err(|e| RuntimeError::Shard(format!("shard {id}: {e}")))
 }
 
 /// Answers another shard's messages; each in its own task so a long wait
@@ -176,10 +177,10 @@ fn take_stop_signal(timeout: Duration) -> bool {
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) > 0 }
 }
 
-/// Returns on the first stop signal, or once every shard has ended by itself.
-/// After the first signal a thread waits for a second one and exits at once.
-fn wait_for_stop_signal(running: &AtomicUsize) {
-    while running.load(Ordering::SeqCst) > 0 {
+/// Returns on the first stop signal, or as soon as any shard ended by itself
+/// (it failed). After a signal, a thread waits for a second one and exits at once.
+fn wait_for_stop_signal(running: &AtomicUsize, shard_count: usize) {
+    while running.load(Ordering::SeqCst) == shard_count {
         if take_stop_signal(Duration::from_millis(200)) {
             tracing::info!("stopping: finishing in-flight work and closing logs (signal again to exit now)");
             std::thread::spawn(|| loop {
