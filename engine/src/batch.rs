@@ -186,6 +186,49 @@ pub fn patch_header(batch: &mut [u8], base_offset: i64) {
     batch[12..16].copy_from_slice(&0i32.to_be_bytes());
 }
 
+/// Attributes: the compression codec bits (0 = none).
+pub const ATTR_COMPRESSION_MASK: i16 = 0x07;
+/// Attributes: the timestamp-type bit (set = LogAppendTime).
+pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+/// Attributes: the batch is part of a transaction.
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// Attributes: the batch is a control batch (transaction markers).
+pub const ATTR_CONTROL: i16 = 0x20;
+
+/// The batch's attributes (`buf` starts with a whole header).
+pub fn attributes(buf: &[u8]) -> i16 {
+    i16::from_be_bytes([buf[21], buf[22]])
+}
+
+/// The batch's baseTimestamp.
+pub fn base_timestamp(buf: &[u8]) -> i64 {
+    be_i64(buf, 27)
+}
+
+/// The batch's maxTimestamp (with LogAppendTime: the append time).
+pub fn max_timestamp(buf: &[u8]) -> i64 {
+    be_i64(buf, 35)
+}
+
+/// Recomputes and stores the CRC-32C of a whole batch.
+pub fn rewrite_crc(batch: &mut [u8]) {
+    assert!(batch.len() >= HEADER_LEN);
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Applies `message.timestamp.type=LogAppendTime` to a whole batch, as Kafka
+/// does: the timestamp-type attribute is set and maxTimestamp becomes
+/// `append_time_ms`; both are inside the CRC, which is recomputed.
+/// (baseTimestamp and the record deltas stay; readers take maxTimestamp.)
+pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
+    assert!(batch.len() >= HEADER_LEN);
+    let attrs = attributes(batch) | ATTR_LOG_APPEND_TIME;
+    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch[35..43].copy_from_slice(&append_time_ms.to_be_bytes());
+    rewrite_crc(batch);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +289,16 @@ mod tests {
         assert_eq!(h.base_offset, 1234);
         assert_eq!(h.last_offset(), 1237);
         assert_eq!(&b[12..16], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn log_append_time_rewrites_crc() {
+        let mut b = batch(2, b"xy");
+        let before = b.clone();
+        set_log_append_time(&mut b, 42);
+        let h = check_batch_at(&b).expect("crc recomputed");
+        assert_ne!(h.crc, parse_header(&before).expect("header").crc);
+        assert_eq!(max_timestamp(&b), 42);
+        assert_eq!(attributes(&b) & ATTR_LOG_APPEND_TIME, ATTR_LOG_APPEND_TIME);
     }
 }

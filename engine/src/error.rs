@@ -31,6 +31,24 @@ pub enum EngineError {
     Closed,
 }
 
+impl EngineError {
+    /// True for a write that failed because the device (or quota) is full
+    /// (ENOSPC, EDQUOT, or a short direct write). Still `Io`, so still
+    /// KAFKA_STORAGE_ERROR; stored data is intact and reads keep working, and
+    /// appends succeed again once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            EngineError::Io(e) => {
+                e.kind() == std::io::ErrorKind::StorageFull
+                    || e.kind() == std::io::ErrorKind::QuotaExceeded
+                    // ENOSPC, EDQUOT on Linux.
+                    || matches!(e.raw_os_error(), Some(28 | 122))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Converts a glommio error (always an I/O failure for file operations) into
 /// [`EngineError::Io`]. Kept private so glommio types stay out of the API.
 pub(crate) fn io_err(e: glommio::GlommioError<()>) -> EngineError {

@@ -9,8 +9,20 @@
 //! - `<base offset:020>.index`: sparse offset index (u32 relative offset, u32
 //!   position, big-endian), written and fdatasynced when the segment is sealed.
 //!   The active segment's index lives in memory and is rebuilt at open.
+//! - `<base offset:020>.timeindex`: sparse time index, Kafka's layout (i64
+//!   timestamp, u32 relative offset), written with the offset index.
+//! - `log-start-offset`: the log start offset after retention or
+//!   DeleteRecords (replaced atomically).
+//! - `<base offset:020>.log.cleaned`: a compacted copy being written; renamed
+//!   over the `.log` when complete, removed at open otherwise.
 //!
-//! Invariants: offsets are contiguous across batches and segments; index
+//! Maintenance (called by the owner of the log, never a hidden task):
+//! [`PartitionLog::enforce_retention`], [`PartitionLog::delete_records`],
+//! [`PartitionLog::compact`]. Compaction leaves gaps between batches of
+//! sealed segments; a segment still ends at the offset it ended at.
+//!
+//! Invariants: offsets increase across batches and segments (contiguous in
+//! the active segment and until compaction); index
 //! entries strictly increase; bytes at or past the high watermark are never
 //! returned to readers; one writer task per log changes files and the high
 //! watermark; nothing holds a `RefCell` borrow across an `.await`.
@@ -19,13 +31,20 @@
 //! cuts it durably at the first bad or incomplete batch.
 
 pub mod batch;
+mod cache;
+mod compaction;
 mod error;
 pub mod index;
 mod log;
+pub mod records;
+mod retention;
 mod segment;
+pub mod timeindex;
 
+pub use compaction::{CompactionOutcome, MAX_KEYS as MAX_COMPACTION_KEYS};
 pub use error::EngineError;
 pub use log::{
-    AppendInfo, Durability, LogConfig, LogStats, PartitionLog, MAX_APPEND_BYTES, MAX_GROUP_BYTES, MAX_READ_BYTES,
-    MAX_SEGMENT_BYTES,
+    now_ms, AppendInfo, CleanupPolicy, Durability, LogConfig, LogStats, PartitionLog, TimestampType, MAX_APPEND_BYTES,
+    MAX_GROUP_BYTES, MAX_READ_BYTES, MAX_SEGMENT_BYTES,
 };
+pub use retention::RetentionOutcome;

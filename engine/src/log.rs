@@ -8,27 +8,43 @@
 //! `Written` appends; one fdatasync then completes every `Synced` append of
 //! the group (group commit).
 //!
-//! State ownership: the writer task alone changes segment sizes, indexes and
-//! the high watermark; `append` alone assigns offsets (except after a write
-//! failure, when the writer takes them back). No `RefCell` borrow is held
-//! across an `.await`.
+//! Durability: `Synced` appends always wait for an fdatasync that covers
+//! them. `Written` appends complete after the write; the flush policy
+//! (`flush_messages`, `flush_ms`, `fsync_every_write`) decides when the writer
+//! fdatasyncs them anyway (with `flush_messages == Some(1)` or
+//! `fsync_every_write` they wait for it, like `Synced`).
+//!
+//! Reads are served from the read cache (the last `cache_bytes` written) when
+//! they can be, else from the segment files with DMA reads.
+//!
+//! State ownership: the writer task alone changes segment sizes, indexes, the
+//! read cache and the high watermark; `append` alone assigns offsets (except
+//! after a write failure, when the writer takes them back). Retention,
+//! `delete_records` and compaction (`retention.rs`, `compaction.rs`) change
+//! only sealed segments and the log start offset, one at a time (the
+//! maintenance semaphore). No `RefCell` borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::Directory;
+use glommio::sync::Semaphore;
 use glommio::Task;
 
 use crate::batch::{self, HEADER_LEN};
+use crate::cache::{Chunk, ReadCache};
 use crate::error::{disk_corruption, io_err, EngineError};
-use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
-use crate::segment::{self, align_down, align_up, FileWindow, Segment};
+use crate::index::IndexPolicy;
+use crate::records;
+use crate::retention;
+use crate::segment::{self, align_down, align_up, FileWindow, IndexAdditions, Indexes, Offsets, Segment};
 
 /// Largest segment the engine creates (file positions in the index are u32;
 /// one append may overshoot the limit, so keep half the range as headroom).
@@ -51,8 +67,38 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// A batch larger than this is rejected with `MessageTooLarge`.
     pub max_batch_bytes: usize,
-    /// Every group write is followed by fdatasync before any append completes.
+    /// Every group write is followed by fdatasync before any append completes
+    /// (the same as `flush_messages: Some(1)`).
     pub fsync_every_write: bool,
+    /// Kafka `flush.messages`: fdatasync once this many offsets were written
+    /// since the last sync. `None`: never for this reason. `Some(1)`: every
+    /// write, and `Written` appends wait for it.
+    pub flush_messages: Option<u64>,
+    /// Kafka `flush.ms`: fdatasync when the oldest unsynced write is this
+    /// old (a timer in the writer fires it even when no more appends come).
+    /// `None`: never for this reason.
+    pub flush_ms: Option<u64>,
+    /// Kafka `segment.ms`: roll the active segment at the next append once its
+    /// first write is this old (wall clock; a segment recovered at open counts
+    /// from the open). `None`: only `segment_bytes` rolls.
+    pub segment_ms: Option<u64>,
+    /// Kafka `retention.ms`: [`PartitionLog::enforce_retention`] deletes sealed
+    /// segments whose largest timestamp is older than this. `None`: -1.
+    pub retention_ms: Option<u64>,
+    /// Kafka `retention.bytes`: [`PartitionLog::enforce_retention`] deletes the
+    /// oldest sealed segments while the log stays at or above this size
+    /// without them. `None`: -1.
+    pub retention_bytes: Option<u64>,
+    /// Kafka `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// Kafka `delete.retention.ms`: compaction keeps a tombstone (null value)
+    /// until its timestamp is this old.
+    pub delete_retention_ms: u64,
+    /// Kafka `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// Bytes of recently written batches kept in memory for tailing readers;
+    /// 0 disables the read cache.
+    pub cache_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -62,8 +108,56 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: (1 << 20) + 12,
             fsync_every_write: false,
+            flush_messages: None,
+            flush_ms: None,
+            segment_ms: None,
+            retention_ms: None,
+            retention_bytes: None,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            timestamp_type: TimestampType::CreateTime,
+            cache_bytes: 4 << 20,
         }
     }
+}
+
+/// Kafka `cleanup.policy`: what happens to old data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// `delete`: retention deletes old segments; compaction does nothing.
+    Delete,
+    /// `compact`: compaction keeps the newest record per key; retention does nothing.
+    Compact,
+    /// `compact,delete`: both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// True when retention deletes segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// True when compaction runs.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// Kafka `message.timestamp.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Timestamps are the producer's; batches are stored as produced.
+    CreateTime,
+    /// The writer sets each batch's maxTimestamp to the append time and its
+    /// timestamp-type attribute, and recomputes the CRC (the stored bytes then
+    /// differ from the produced ones, as in Kafka).
+    LogAppendTime,
+}
+
+/// Milliseconds since the Unix epoch, the clock of timestamps and retention.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How far an append must get before it completes.
@@ -82,6 +176,9 @@ pub struct AppendInfo {
     pub base_offset: i64,
     /// Offset of the last record of the last batch.
     pub last_offset: i64,
+    /// The append time given to the batches with `LogAppendTime`; -1 with
+    /// `CreateTime` (ProduceResponse's `log_append_time_ms`).
+    pub log_append_time: i64,
 }
 
 /// Counters of one log's writer, for tests, metrics and benches.
@@ -93,6 +190,14 @@ pub struct LogStats {
     pub syncs: u64,
     /// Segments rolled (sealed and replaced) since open.
     pub rolls: u64,
+    /// Reads answered from the read cache (no disk I/O).
+    pub cache_hits: u64,
+    /// DMA reads issued by `read`, timestamp lookups and compaction.
+    pub disk_reads: u64,
+    /// Segments deleted by retention or `delete_records`.
+    pub segments_deleted: u64,
+    /// Segments rewritten by compaction.
+    pub segments_compacted: u64,
 }
 
 /// An append waiting for the writer.
@@ -110,8 +215,8 @@ impl Pending {
         let _ = self.done.try_send(result);
     }
 
-    fn info(&self) -> AppendInfo {
-        AppendInfo { base_offset: self.base_offset, last_offset: self.last_offset }
+    fn info(&self, log_append_time: i64) -> AppendInfo {
+        AppendInfo { base_offset: self.base_offset, last_offset: self.last_offset, log_append_time }
     }
 }
 
@@ -123,26 +228,30 @@ struct Waiters {
 }
 
 /// State shared by the log handle, the writer task and readers.
-struct Shared {
-    dir: PathBuf,
-    config: LogConfig,
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub config: LogConfig,
     /// Next offset `append` will hand out.
     next_offset: Cell<i64>,
     /// One past the last offset written to a segment file.
-    high_watermark: Cell<i64>,
-    log_start_offset: Cell<i64>,
+    pub high_watermark: Cell<i64>,
+    pub log_start_offset: Cell<i64>,
     /// No new appends; the writer finishes the queue and stops.
-    closing: Cell<bool>,
+    pub closing: Cell<bool>,
     /// Files closed; reads fail.
-    closed: Cell<bool>,
+    pub closed: Cell<bool>,
     queue: RefCell<VecDeque<Pending>>,
-    segments: RefCell<BTreeMap<i64, Rc<Segment>>>,
+    /// Every segment by base offset; the last one is the active segment.
+    pub segments: RefCell<BTreeMap<i64, Rc<Segment>>>,
     waiters: RefCell<Waiters>,
     stats: Cell<LogStats>,
+    pub cache: RefCell<ReadCache>,
+    /// One retention, `delete_records` or compaction run at a time.
+    pub maintenance: Semaphore,
 }
 
 impl Shared {
-    fn count(&self, f: impl FnOnce(&mut LogStats)) {
+    pub fn count(&self, f: impl FnOnce(&mut LogStats)) {
         let mut s = self.stats.get();
         f(&mut s);
         self.stats.set(s);
@@ -177,7 +286,7 @@ impl Shared {
 /// A partition log: segments in one directory, one writer task. Lives on one
 /// glommio executor thread (not `Send`).
 pub struct PartitionLog {
-    shared: Rc<Shared>,
+    pub(crate) shared: Rc<Shared>,
     wake_writer: LocalSender<()>,
     writer: RefCell<Option<Task<Result<(), EngineError>>>>,
 }
@@ -202,8 +311,17 @@ impl PartitionLog {
         let directory = Directory::open(&dir).await.map_err(io_err)?;
         let recovered = recover(&dir, &directory, &config).await?;
         let Recovered { segments, active, tail, policy } = recovered;
-        let log_start = segments.keys().next().copied().unwrap_or(active.base_offset);
         let hw = active.next_offset();
+        let first_base = segments.keys().next().copied().unwrap_or(active.base_offset);
+        let mut log_start = first_base;
+        if let Some(saved) = retention::read_checkpoint(&dir).await {
+            if saved > hw {
+                tracing::warn!(dir = %dir.display(), saved, hw, "log start offset beyond the recovered end; using the end");
+            }
+            log_start = saved.clamp(first_base, hw);
+        }
+        let active_since = (active.size() > 0).then(now_ms);
+        let cache = ReadCache::new(config.cache_bytes);
         let shared = Rc::new(Shared {
             dir,
             config,
@@ -216,9 +334,22 @@ impl PartitionLog {
             segments: RefCell::new(segments),
             waiters: RefCell::new(Waiters::default()),
             stats: Cell::new(LogStats::default()),
+            cache: RefCell::new(cache),
+            maintenance: Semaphore::new(1),
         });
         let (wake_writer, wake_rx) = local_channel::new_bounded(1);
-        let writer = Writer { shared: shared.clone(), directory, dir_dirty: false, active, tail, policy };
+        let writer = Writer {
+            shared: shared.clone(),
+            directory,
+            dir_dirty: false,
+            active,
+            tail,
+            policy,
+            unflushed: 0,
+            unflushed_since: None,
+            active_since,
+            group_time: -1,
+        };
         let task = glommio::spawn_local(writer.run(wake_rx));
         Ok(Rc::new(PartitionLog { shared, wake_writer, writer: RefCell::new(Some(task)) }))
     }
@@ -278,14 +409,92 @@ impl PartitionLog {
         if offset == hw {
             return Ok(Bytes::new());
         }
-        let seg = self.shared.segments.borrow().range(..=offset).next_back().map(|(_, s)| s.clone());
-        let seg = seg.ok_or_else(|| disk_corruption(format!("no segment holds offset {offset}")))?;
+        let cached = self.shared.cache.borrow().read(offset, max_bytes);
+        if let Some(bytes) = cached {
+            self.shared.count(|s| s.cache_hits += 1);
+            return Ok(bytes);
+        }
+        let seg = self.segment_for(offset)?;
         // Read together with `hw` above (no await in between): every byte
         // below `limit` belongs to a batch below the high watermark.
         let limit = seg.size();
         debug_assert!(offset < seg.next_offset() && seg.next_offset() <= hw);
         let pos = seg.lookup(offset);
-        read_batches(&seg, pos, limit, offset, max_bytes).await
+        let mut reads = 0;
+        let result = read_batches(&seg, pos, limit, offset, max_bytes, &mut reads).await;
+        self.shared.count(|s| s.disk_reads += reads);
+        result
+    }
+
+    fn segment_for(&self, offset: i64) -> Result<Rc<Segment>, EngineError> {
+        let seg = self.shared.segments.borrow().range(..=offset).next_back().map(|(_, s)| s.clone());
+        seg.ok_or_else(|| disk_corruption(format!("no segment holds offset {offset}")))
+    }
+
+    /// Kafka ListOffsets by timestamp: the first record at or after the log
+    /// start whose timestamp is >= `timestamp`, as (offset, its timestamp);
+    /// `None` when there is none. Record-exact for plain batches; for a
+    /// compressed batch, its first offset and its maxTimestamp.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, EngineError> {
+        if self.shared.closed.get() {
+            return Err(EngineError::Closed);
+        }
+        let start = self.log_start_offset();
+        let segments: Vec<Rc<Segment>> = self.shared.segments.borrow().values().cloned().collect();
+        for seg in segments {
+            let limit = seg.size();
+            if seg.next_offset() <= start || seg.max_time().is_none_or(|(max, _)| max < timestamp) {
+                continue;
+            }
+            let from = seg.time_floor(timestamp).max(start);
+            let pos = seg.lookup(from.max(seg.base_offset));
+            let mut reads = 0;
+            let found = find_in_segment(&seg, pos, limit, from, &mut reads, |b, h| {
+                first_record_at(b, h, from, |ts| ts >= timestamp)
+            })
+            .await;
+            self.shared.count(|s| s.disk_reads += reads);
+            if let Some(found) = found? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Kafka ListOffsets MAX_TIMESTAMP (-3): the record with the largest
+    /// timestamp (the first of equals), as (offset, timestamp); `None` when
+    /// the log is empty.
+    pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, EngineError> {
+        if self.shared.closed.get() {
+            return Err(EngineError::Closed);
+        }
+        let start = self.log_start_offset();
+        let mut best: Option<(Rc<Segment>, i64, i64)> = None;
+        for seg in self.shared.segments.borrow().values() {
+            if seg.next_offset() <= start {
+                continue;
+            }
+            if let Some((ts, at)) = seg.max_time() {
+                if best.as_ref().is_none_or(|b| ts > b.1) {
+                    best = Some((seg.clone(), ts, at));
+                }
+            }
+        }
+        let Some((seg, max, at)) = best else { return Ok(None) };
+        let limit = seg.size();
+        let pos = seg.lookup(at);
+        let from = at.max(start);
+        let mut reads = 0;
+        let found =
+            find_in_segment(&seg, pos, limit, from, &mut reads, |b, h| first_record_at(b, h, from, |ts| ts >= max))
+                .await;
+        self.shared.count(|s| s.disk_reads += reads);
+        Ok(Some(found?.unwrap_or((from, max))))
+    }
+
+    /// Bytes of all segments (what DescribeLogDirs reports).
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.segments.borrow().values().map(|s| s.size()).sum()
     }
 
     /// Resolves when `high_watermark() > offset`, or the log is closing.
@@ -316,6 +525,9 @@ impl PartitionLog {
         self.shared.wake_waiters();
         let _ = self.wake_writer.try_send(());
         let mut result = task.await;
+        // Maintenance stops at its next step once `closing` is set; wait for it.
+        let permit = self.shared.maintenance.acquire_permit(1).await;
+        self.shared.cache.borrow_mut().clear();
         self.shared.closed.set(true);
         let segments = std::mem::take(&mut *self.shared.segments.borrow_mut());
         for (_, seg) in segments {
@@ -327,6 +539,7 @@ impl PartitionLog {
                 }
             }
         }
+        drop(permit);
         result
     }
 }
@@ -356,8 +569,85 @@ fn copy_err(e: &EngineError) -> EngineError {
     }
 }
 
+/// A short O_DIRECT write to a regular file means the device ran out of
+/// space (or quota) part-way, so it is reported as `StorageFull`.
 fn short_write(what: &str, n: usize, want: usize) -> EngineError {
-    EngineError::Io(std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short {what} write: {n} of {want}")))
+    EngineError::Io(std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        format!("short {what} write: {n} of {want} bytes (device full?)"),
+    ))
+}
+
+/// The first record of `batch` (header `h`) at or after `from` whose
+/// timestamp satisfies `hit`, as (offset, timestamp). Compressed and control
+/// batches count as one record at their first offset with their maxTimestamp.
+fn first_record_at(batch: &[u8], h: &batch::BatchHeader, from: i64, hit: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
+    if records::is_plain(batch) {
+        if let Ok(recs) = records::parse(batch) {
+            return recs
+                .iter()
+                .map(|r| (h.base_offset + i64::from(r.offset_delta), r.timestamp))
+                .find(|&(o, ts)| o >= from && hit(ts));
+        }
+    }
+    let max = batch::max_timestamp(batch);
+    hit(max).then_some((h.base_offset.max(from), max))
+}
+
+/// Walks whole batches of `seg` from `pos` (a batch start) to `limit`,
+/// skipping those that end before `from`, and returns the first answer of
+/// `probe(batch, header)` (it sees only batches whose maxTimestamp it might
+/// want: all of them; the probe decides).
+async fn find_in_segment(
+    seg: &Segment,
+    mut pos: u64,
+    limit: u64,
+    from: i64,
+    reads: &mut u64,
+    probe: impl Fn(&[u8], &batch::BatchHeader) -> Option<(i64, i64)>,
+) -> Result<Option<(i64, i64)>, EngineError> {
+    let mut window = FileWindow::new(&seg.file, seg.align, limit);
+    let corrupt = |pos: u64, why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
+    let mut result = Ok(None);
+    while pos < limit {
+        if limit - pos < HEADER_LEN as u64 {
+            result = Err(corrupt(pos, "partial header".into()));
+            break;
+        }
+        let head = match window.get(pos, HEADER_LEN, 1 << 20).await {
+            Ok(h) => h,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let Some(h) = batch::parse_header(head).filter(|h| batch::check_header(h).is_ok()) else {
+            result = Err(corrupt(pos, "bad header".into()));
+            break;
+        };
+        let len = h.total_len();
+        if pos + len as u64 > limit {
+            result = Err(corrupt(pos, "batch crosses the end".into()));
+            break;
+        }
+        if h.last_offset() >= from {
+            match window.get(pos, len, 1 << 20).await {
+                Ok(bytes) => {
+                    if let Some(found) = probe(bytes, &h) {
+                        result = Ok(Some(found));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        pos += len as u64;
+    }
+    *reads += window.reads;
+    result
 }
 
 /// Reads whole batches of `seg` from `pos` (a batch start at or before the
@@ -365,13 +655,28 @@ fn short_write(what: &str, n: usize, want: usize) -> EngineError {
 /// `offset`, then copies batches until `max_bytes` (at least one).
 async fn read_batches(
     seg: &Segment,
+    pos: u64,
+    limit: u64,
+    offset: i64,
+    max_bytes: usize,
+    reads: &mut u64,
+) -> Result<Bytes, EngineError> {
+    let prefetch = max_bytes.min(MAX_READ_BYTES);
+    let mut window = FileWindow::new(&seg.file, seg.align, limit);
+    let result = read_batches_in(seg, &mut window, pos, limit, offset, max_bytes, prefetch).await;
+    *reads += window.reads;
+    result
+}
+
+async fn read_batches_in(
+    seg: &Segment,
+    window: &mut FileWindow<'_>,
     mut pos: u64,
     limit: u64,
     offset: i64,
     max_bytes: usize,
+    prefetch: usize,
 ) -> Result<Bytes, EngineError> {
-    let prefetch = max_bytes.min(MAX_READ_BYTES);
-    let mut window = FileWindow::new(&seg.file, seg.align, limit);
     let corrupt = |pos: u64, why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
     let mut out: Vec<u8> = Vec::new();
     while pos < limit {
@@ -407,7 +712,8 @@ async fn read_batches(
 }
 
 /// The writer task's own state: the active segment's partial last block and
-/// index policy, and whether the directory needs an fsync.
+/// index policy, the flush policy's counters, and whether the directory needs
+/// an fsync.
 struct Writer {
     shared: Rc<Shared>,
     directory: Directory,
@@ -416,12 +722,41 @@ struct Writer {
     /// Bytes of the active segment in `[align_down(size), size)`.
     tail: Vec<u8>,
     policy: IndexPolicy,
+    /// Offsets written since the last fdatasync.
+    unflushed: u64,
+    /// When the oldest unsynced write completed.
+    unflushed_since: Option<Instant>,
+    /// Wall-clock ms of the active segment's first write (for `segment_ms`).
+    active_since: Option<i64>,
+    /// Append time of the group being written (`LogAppendTime`), else -1.
+    group_time: i64,
+}
+
+/// Why the writer woke up.
+enum Wake {
+    /// Appends were queued (or the log is closing).
+    Message,
+    /// The handle went away.
+    Closed,
+    /// The `flush_ms` deadline passed.
+    FlushDue,
 }
 
 impl Writer {
     async fn run(mut self, wake: LocalReceiver<()>) -> Result<(), EngineError> {
         loop {
-            let woke = wake.recv().await.is_some();
+            let woke = match self.wait(&wake).await {
+                Wake::Message => true,
+                Wake::Closed => false,
+                Wake::FlushDue => {
+                    if self.flush_due() {
+                        if let Err(e) = self.sync().await {
+                            tracing::error!(dir = %self.shared.dir.display(), error = %e, "flush.ms sync failed");
+                        }
+                    }
+                    continue;
+                }
+            };
             loop {
                 let group = self.take_group();
                 if group.is_empty() {
@@ -434,6 +769,30 @@ impl Writer {
             }
         }
         self.shutdown().await
+    }
+
+    /// Waits for a wake-up message, or for the `flush_ms` deadline of the
+    /// oldest unsynced write.
+    async fn wait(&self, wake: &LocalReceiver<()>) -> Wake {
+        let deadline = match (self.shared.config.flush_ms, self.unflushed_since) {
+            (Some(ms), Some(since)) => Some(since + Duration::from_millis(ms)),
+            _ => None,
+        };
+        let mut recv = std::pin::pin!(wake.recv());
+        let mut timer =
+            deadline.map(|d| Box::pin(glommio::timer::Timer::new(d.saturating_duration_since(Instant::now()))));
+        poll_fn(|cx| {
+            if let Poll::Ready(m) = recv.as_mut().poll(cx) {
+                return Poll::Ready(if m.is_some() { Wake::Message } else { Wake::Closed });
+            }
+            if let Some(t) = timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::FlushDue);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Takes queued appends, up to [`MAX_GROUP_BYTES`] (at least one).
@@ -454,6 +813,10 @@ impl Writer {
 
     /// Writes one group (rolling segments as needed), then completes it.
     async fn commit(&mut self, mut group: Vec<Pending>) {
+        self.group_time = match self.shared.config.timestamp_type {
+            TimestampType::LogAppendTime => now_ms(),
+            TimestampType::CreateTime => -1,
+        };
         let mut written = 0usize;
         let mut chunk_start = 0usize;
         let mut chunk_bytes = 0u64;
@@ -491,30 +854,41 @@ impl Writer {
                 p.complete(Err(copy_err(err)));
             }
             // Best effort: drop whatever the failed write left past the end.
+            // The in-memory tail still matches the file up to `size`, and the
+            // next write rewrites the partial block from its start.
             let _ = self.active.file.truncate(self.active.size()).await;
         }
         self.complete(group).await;
     }
 
-    /// Completes appends that are in the file: `Written` ones now (unless
-    /// every write is synced), the rest after one fdatasync.
+    /// Completes appends that are in the file: `Written` ones now (unless the
+    /// policy syncs every write), `Synced` ones after one fdatasync; syncs
+    /// anyway when the flush policy says so.
     async fn complete(&mut self, group: Vec<Pending>) {
-        let sync_all = self.shared.config.fsync_every_write;
+        let config = &self.shared.config;
+        let sync_all = config.fsync_every_write || config.flush_messages == Some(1);
+        if !group.is_empty() {
+            self.unflushed += group.iter().map(|p| (p.last_offset - p.base_offset + 1) as u64).sum::<u64>();
+            self.unflushed_since.get_or_insert_with(Instant::now);
+        }
         let mut to_sync = Vec::new();
         for p in group {
             if sync_all || p.durability == Durability::Synced {
                 to_sync.push(p);
             } else {
-                let info = p.info();
+                let info = p.info(self.group_time);
                 p.complete(Ok(info));
             }
         }
-        if to_sync.is_empty() {
+        if to_sync.is_empty() && !self.flush_due() {
             return;
         }
         let synced = self.sync().await;
+        if let Err(e) = &synced {
+            tracing::error!(dir = %self.shared.dir.display(), error = %e, "fdatasync failed");
+        }
         for p in to_sync {
-            let info = p.info();
+            let info = p.info(self.group_time);
             p.complete(match &synced {
                 Ok(()) => Ok(info),
                 Err(e) => Err(copy_err(e)),
@@ -522,14 +896,31 @@ impl Writer {
         }
     }
 
+    /// True when the flush policy wants the unsynced writes synced now.
+    fn flush_due(&self) -> bool {
+        let config = &self.shared.config;
+        let by_count = config.flush_messages.is_some_and(|n| self.unflushed >= n);
+        let by_age = match (config.flush_ms, self.unflushed_since) {
+            (Some(ms), Some(since)) => since.elapsed() >= Duration::from_millis(ms),
+            _ => false,
+        };
+        self.unflushed > 0 && (by_count || by_age)
+    }
+
     /// fdatasync of the active segment, and of the directory if a file was
     /// created since its last sync. Sealed segments were synced when sealed.
     async fn sync(&mut self) -> Result<(), EngineError> {
+        let unflushed = self.unflushed;
         self.active.file.fdatasync().await.map_err(io_err)?;
         self.shared.count(|s| s.syncs += 1);
         if self.dir_dirty {
             self.directory.sync().await.map_err(io_err)?;
             self.dir_dirty = false;
+        }
+        // Writes that completed while syncing are not covered: keep them.
+        self.unflushed -= unflushed.min(self.unflushed);
+        if self.unflushed == 0 {
+            self.unflushed_since = None;
         }
         Ok(())
     }
@@ -541,12 +932,16 @@ impl Writer {
         }
         let too_big = used + p.records.len() as u64 > self.shared.config.segment_bytes;
         let offsets_overflow = p.last_offset - self.active.base_offset > i64::from(u32::MAX);
-        too_big || offsets_overflow
+        let too_old = match (self.shared.config.segment_ms, self.active_since) {
+            (Some(ms), Some(since)) => now_ms().saturating_sub(since) >= ms as i64,
+            _ => false,
+        };
+        too_big || offsets_overflow || too_old
     }
 
     /// Writes `chunk` after the active segment's last batch: one aligned DMA
     /// write starting at the partial last block. On success advances the
-    /// segment, its index and the high watermark.
+    /// segment, its indexes, the read cache and the high watermark.
     async fn write_chunk(&mut self, chunk: &[Pending]) -> Result<(), EngineError> {
         let seg = self.active.clone();
         let align = seg.align;
@@ -564,10 +959,13 @@ impl Writer {
         let mut buf = seg.file.alloc_dma_buffer(buf_len);
         let dst = buf.as_bytes_mut();
         dst[..self.tail.len()].copy_from_slice(&self.tail);
-        let mut at = self.tail.len();
+        let tail_len = self.tail.len();
+        let mut at = tail_len;
         let mut policy = self.policy;
-        let mut entries = Vec::new();
-        let mut next = seg.next_offset();
+        let mut added = IndexAdditions { max_time: seg.max_time(), ..IndexAdditions::default() };
+        let mut cached_batches = Vec::new();
+        let first = seg.next_offset();
+        let mut next = first;
         for p in chunk {
             assert_eq!(p.base_offset, next, "offsets not contiguous");
             let mut from = 0usize;
@@ -577,10 +975,12 @@ impl Writer {
                 let out = &mut dst[at..at + len];
                 out.copy_from_slice(&p.records[from..from + len]);
                 batch::patch_header(out, next);
-                if policy.on_batch(len as u64) {
-                    let position = u32::try_from(block_start + at as u64).expect("segment positions fit u32");
-                    entries.push(IndexEntry { relative_offset: segment::relative(seg.base_offset, next), position });
+                if self.group_time >= 0 {
+                    batch::set_log_append_time(out, self.group_time);
                 }
+                let position = block_start + at as u64;
+                added.on_batch(&mut policy, seg.base_offset, position, next, len as u64, batch::max_timestamp(out));
+                cached_batches.push((next + h.offset_count() - 1, (at - tail_len) as u32));
                 next += h.offset_count();
                 at += len;
                 from += len;
@@ -590,6 +990,8 @@ impl Writer {
         debug_assert_eq!(block_start + at as u64, end);
         dst[at..].fill(0);
         let new_tail = dst[(align_down(end, align) - block_start) as usize..at].to_vec();
+        // The cache's copy; the DMA buffer is given to the kernel below.
+        let cached = self.shared.cache.borrow().enabled().then(|| Bytes::copy_from_slice(&dst[tail_len..at]));
         let n = seg.file.write_at(buf, block_start).await.map_err(io_err)?;
         if n != buf_len {
             return Err(short_write("segment", n, buf_len));
@@ -597,31 +999,52 @@ impl Writer {
         self.shared.count(|s| s.writes += 1);
         self.tail = new_tail;
         self.policy = policy;
-        seg.advance(end, next, &entries);
+        self.active_since.get_or_insert_with(now_ms);
+        seg.advance(end, next, &added);
+        if let Some(bytes) = cached {
+            self.shared.cache.borrow_mut().push(Chunk {
+                segment: seg.base_offset,
+                base: first,
+                next,
+                bytes,
+                batches: cached_batches,
+            });
+        }
         self.shared.high_watermark.set(next);
         self.shared.wake_waiters();
         Ok(())
     }
 
     /// Seals the active segment (truncate to its logical size, fdatasync,
-    /// write its index) and starts a new one at `base_offset`.
+    /// write its indexes) and starts a new one at `base_offset`.
     async fn roll(&mut self, base_offset: i64) -> Result<(), EngineError> {
         let old = self.active.clone();
         assert_eq!(old.next_offset(), base_offset, "new segment must start where the old one ends");
         old.file.truncate(old.size()).await.map_err(io_err)?;
         old.file.fdatasync().await.map_err(io_err)?;
-        segment::write_index_file(&self.shared.dir, old.base_offset, &old.index_snapshot()).await?;
-        let file = segment::create_new(&segment::log_path(&self.shared.dir, base_offset)).await?;
-        let seg = Rc::new(Segment::new(base_offset, Rc::new(file), 0, base_offset, OffsetIndex::new()));
+        old.seal_time_index();
+        segment::write_index_files(&self.shared.dir, &old).await?;
+        let path = segment::log_path(&self.shared.dir, base_offset);
+        let file = if path.exists() {
+            // Left behind by a roll that failed after creating it (a full
+            // disk); nothing was written to it.
+            let file = segment::open_rw(&path).await?;
+            file.truncate(0).await.map_err(io_err)?;
+            file
+        } else {
+            segment::create_new(&path).await?
+        };
+        let seg = Rc::new(Segment::new(base_offset, Rc::new(file), 0, base_offset, Indexes::default()));
+        self.dir_dirty = true;
+        self.directory.sync().await.map_err(io_err)?;
+        self.dir_dirty = false;
         self.shared.segments.borrow_mut().insert(base_offset, seg.clone());
         self.active = seg;
         self.tail.clear();
         self.policy = IndexPolicy::new(self.shared.config.index_interval_bytes);
-        self.dir_dirty = true;
+        self.active_since = None;
         self.shared.count(|s| s.rolls += 1);
         tracing::debug!(dir = %self.shared.dir.display(), base_offset, "rolled segment");
-        self.directory.sync().await.map_err(io_err)?;
-        self.dir_dirty = false;
         Ok(())
     }
 
@@ -643,8 +1066,10 @@ struct Recovered {
 }
 
 /// Lists the segments in `dir`, loads the sealed ones, scans the last one and
-/// cuts it at the first bad or incomplete batch (durably).
+/// cuts it at the first bad or incomplete batch (durably). Removes what an
+/// interrupted compaction, deletion or checkpoint left behind.
 async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Result<Recovered, EngineError> {
+    retention::remove_leftovers(dir, directory).await?;
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -680,7 +1105,8 @@ async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Resul
     let path = segment::log_path(dir, base);
     let file = segment::open_rw(&path).await?;
     let file_len = file.file_size().await.map_err(io_err)?;
-    let (end, index, policy) = segment::scan_with_index(&file, base, file_len, config.index_interval_bytes).await?;
+    let (end, indexes, policy) =
+        segment::scan_with_index(&file, base, file_len, config.index_interval_bytes, Offsets::Contiguous).await?;
     if end.position != file_len {
         tracing::info!(
             segment = %path.display(),
@@ -700,7 +1126,7 @@ async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Resul
     } else {
         Vec::new()
     };
-    let active = Rc::new(Segment::new(base, Rc::new(file), end.position, end.next_offset, index));
+    let active = Rc::new(Segment::new(base, Rc::new(file), end.position, end.next_offset, indexes));
     segments.insert(base, active.clone());
     Ok(Recovered { segments, active, tail, policy })
 }

@@ -12,6 +12,7 @@ use glommio::io::{DmaFile, OpenOptions, ReadResult};
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
+use crate::timeindex::{TimeEntry, TimeIndex};
 
 /// Smallest read issued against a segment file (reads are rounded up to it).
 pub(crate) const MIN_READ_BYTES: usize = 64 * 1024;
@@ -62,6 +63,16 @@ pub(crate) fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.index"))
 }
 
+/// File name of a segment's sealed time index.
+pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// File name of a compacted segment being written (renamed over the log).
+pub(crate) fn cleaned_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log.cleaned"))
+}
+
 /// Parses `<20 digits>.log` into a base offset.
 pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
     let digits = name.strip_suffix(".log")?;
@@ -99,10 +110,14 @@ pub(crate) struct Segment {
     /// One past the last offset stored in this segment.
     next_offset: Cell<i64>,
     index: RefCell<OffsetIndex>,
+    time_index: RefCell<TimeIndex>,
+    /// Largest batch maxTimestamp and the base offset of the first batch
+    /// with it; `None` while empty.
+    max_time: Cell<Option<(i64, i64)>>,
 }
 
 impl Segment {
-    pub fn new(base_offset: i64, file: Rc<DmaFile>, size: u64, next_offset: i64, index: OffsetIndex) -> Self {
+    pub fn new(base_offset: i64, file: Rc<DmaFile>, size: u64, next_offset: i64, indexes: Indexes) -> Self {
         let align = alignment_of(&file);
         Segment {
             base_offset,
@@ -110,8 +125,34 @@ impl Segment {
             align,
             size: Cell::new(size),
             next_offset: Cell::new(next_offset),
-            index: RefCell::new(index),
+            index: RefCell::new(indexes.offsets),
+            time_index: RefCell::new(indexes.times),
+            max_time: Cell::new(indexes.max_time),
         }
+    }
+
+    /// Largest batch maxTimestamp and the base offset of its batch.
+    pub fn max_time(&self) -> Option<(i64, i64)> {
+        self.max_time.get()
+    }
+
+    /// Offset to start a timestamp search from: every batch before it has a
+    /// maxTimestamp below `timestamp`.
+    pub fn time_floor(&self, timestamp: i64) -> i64 {
+        let e = self.time_index.borrow().floor_below(timestamp);
+        e.map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset))
+    }
+
+    /// Adds the final time index entry (the segment's maximum) at seal.
+    pub fn seal_time_index(&self) {
+        if let Some((ts, offset)) = self.max_time.get() {
+            let relative_offset = relative(self.base_offset, offset);
+            self.time_index.borrow_mut().maybe_push(TimeEntry { timestamp: ts, relative_offset });
+        }
+    }
+
+    pub fn time_index_snapshot(&self) -> TimeIndex {
+        self.time_index.borrow().clone()
     }
 
     pub fn size(&self) -> u64 {
@@ -124,13 +165,20 @@ impl Segment {
 
     /// Records a completed write: new logical size, next offset and the
     /// index entries of the batches it contained.
-    pub fn advance(&self, size: u64, next_offset: i64, entries: &[IndexEntry]) {
+    pub fn advance(&self, size: u64, next_offset: i64, added: &IndexAdditions) {
         assert!(size >= self.size.get(), "segment shrank");
         assert!(next_offset >= self.next_offset.get(), "segment offsets went back");
         let mut index = self.index.borrow_mut();
-        for e in entries {
+        for e in &added.offsets {
             debug_assert!(u64::from(e.position) < size);
             index.push(*e);
+        }
+        let mut times = self.time_index.borrow_mut();
+        for e in &added.times {
+            times.maybe_push(*e);
+        }
+        if added.max_time.is_some() {
+            self.max_time.set(added.max_time);
         }
         self.size.set(size);
         self.next_offset.set(next_offset);
@@ -158,11 +206,13 @@ pub(crate) struct FileWindow<'a> {
     limit: u64,
     buf: Option<ReadResult>,
     buf_start: u64,
+    /// DMA reads issued so far.
+    pub reads: u64,
 }
 
 impl<'a> FileWindow<'a> {
     pub fn new(file: &'a DmaFile, align: u64, limit: u64) -> Self {
-        FileWindow { file, align, limit, buf: None, buf_start: 0 }
+        FileWindow { file, align, limit, buf: None, buf_start: 0, reads: 0 }
     }
 
     /// Bytes `[pos, pos + len)`, reading `prefetch` bytes or more when they
@@ -179,6 +229,7 @@ impl<'a> FileWindow<'a> {
             let start = align_down(pos, self.align);
             let want = len.max(prefetch).max(MIN_READ_BYTES) as u64;
             let stop = align_up((pos + want).min(self.limit).max(end), self.align);
+            self.reads += 1;
             let read = self.file.read_at_aligned(start, (stop - start) as usize).await.map_err(io_err)?;
             if (read.len() as u64) < end - start {
                 return Err(disk_corruption(format!(
@@ -207,9 +258,20 @@ pub(crate) struct ScanEnd {
     pub clean: bool,
 }
 
+/// How strictly [`scan`] checks batch offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offsets {
+    /// Each batch starts right after the previous one (active segments).
+    Contiguous,
+    /// Each batch starts at or after the end of the previous one (sealed
+    /// segments, where compaction leaves gaps).
+    Increasing,
+}
+
 /// Walks batches from `pos` (which must start a batch with base offset
-/// `offset`) to `file_len`, checking length, magic, CRC and offset
-/// contiguity, and calls `on_batch(position, header)` for each good one.
+/// `offset`, or at or above it with [`Offsets::Increasing`]) to `file_len`,
+/// checking length, magic, CRC and offsets, and calls
+/// `on_batch(position, header, header bytes)` for each good one.
 /// Stops at the first bad or incomplete batch; zero padding counts as bad.
 pub(crate) async fn scan(
     file: &DmaFile,
@@ -217,7 +279,8 @@ pub(crate) async fn scan(
     file_len: u64,
     mut pos: u64,
     mut offset: i64,
-    mut on_batch: impl FnMut(u64, &BatchHeader),
+    offsets: Offsets,
+    mut on_batch: impl FnMut(u64, &BatchHeader, &[u8]),
 ) -> Result<ScanEnd, EngineError> {
     let mut window = FileWindow::new(file, align, file_len);
     loop {
@@ -233,35 +296,91 @@ pub(crate) async fn scan(
         let Some(h) = batch::parse_header(head) else {
             return Ok(bad);
         };
-        if batch::check_header(&h).is_err() || h.base_offset != offset || h.total_len() as u64 > left {
+        let offset_ok = match offsets {
+            Offsets::Contiguous => h.base_offset == offset,
+            Offsets::Increasing => h.base_offset >= offset,
+        };
+        if batch::check_header(&h).is_err() || !offset_ok || h.total_len() as u64 > left {
             return Ok(bad);
         }
         let whole = window.get(pos, h.total_len(), SCAN_READ_BYTES).await?;
         if batch::check_crc(&h, whole).is_err() {
             return Ok(bad);
         }
-        on_batch(pos, &h);
+        on_batch(pos, &h, &whole[..HEADER_LEN]);
         pos += h.total_len() as u64;
         offset = h.last_offset() + 1;
     }
 }
 
-/// Rebuilds a segment's index by scanning it from the start.
+/// A segment's in-memory indexes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Indexes {
+    pub offsets: OffsetIndex,
+    pub times: TimeIndex,
+    /// (largest batch maxTimestamp, base offset of its batch).
+    pub max_time: Option<(i64, i64)>,
+}
+
+/// Index entries and the new maximum timestamp from one write.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IndexAdditions {
+    pub offsets: Vec<IndexEntry>,
+    pub times: Vec<TimeEntry>,
+    pub max_time: Option<(i64, i64)>,
+}
+
+impl IndexAdditions {
+    /// Accounts for one batch of `len` bytes at `position` of the segment at
+    /// `seg_base`, given the index policy: an offset entry when the policy
+    /// says so, and then a time entry if the maximum timestamp grew.
+    pub fn on_batch(
+        &mut self,
+        policy: &mut IndexPolicy,
+        seg_base: i64,
+        position: u64,
+        base_offset: i64,
+        len: u64,
+        max_timestamp: i64,
+    ) {
+        if self.max_time.is_none_or(|(t, _)| max_timestamp > t) {
+            self.max_time = Some((max_timestamp, base_offset));
+        }
+        if policy.on_batch(len) {
+            let position = u32::try_from(position).expect("segment positions fit u32");
+            self.offsets.push(IndexEntry { relative_offset: relative(seg_base, base_offset), position });
+            let (timestamp, at) = self.max_time.expect("set above");
+            let entry = TimeEntry { timestamp, relative_offset: relative(seg_base, at) };
+            if self.times.last().is_none_or(|l| l.timestamp < timestamp) {
+                self.times.push(entry);
+            }
+        }
+    }
+}
+
+/// Rebuilds a segment's indexes by scanning it from the start.
 pub(crate) async fn scan_with_index(
     file: &DmaFile,
     base_offset: i64,
     file_len: u64,
     index_interval: u64,
-) -> Result<(ScanEnd, OffsetIndex, IndexPolicy), EngineError> {
-    let mut index = OffsetIndex::new();
+    offsets: Offsets,
+) -> Result<(ScanEnd, Indexes, IndexPolicy), EngineError> {
+    let mut added = IndexAdditions::default();
+    let mut times = TimeIndex::new();
     let mut policy = IndexPolicy::new(index_interval);
-    let end = scan(file, alignment_of(file), file_len, 0, base_offset, |pos, h| {
-        if policy.on_batch(h.total_len() as u64) {
-            index.push(IndexEntry { relative_offset: relative(base_offset, h.base_offset), position: pos as u32 });
+    let end = scan(file, alignment_of(file), file_len, 0, base_offset, offsets, |pos, h, head| {
+        added.on_batch(&mut policy, base_offset, pos, h.base_offset, h.total_len() as u64, batch::max_timestamp(head));
+        for e in added.times.drain(..) {
+            times.maybe_push(e);
         }
     })
     .await?;
-    Ok((end, index, policy))
+    let mut index = OffsetIndex::new();
+    for e in added.offsets {
+        index.push(e);
+    }
+    Ok((end, Indexes { offsets: index, times, max_time: added.max_time }, policy))
 }
 
 /// `offset - base` as the u32 stored in the index.
@@ -294,18 +413,23 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
             Some(e) => (u64::from(e.position), base_offset + i64::from(e.relative_offset)),
             None => (0, base_offset),
         };
-        let end = scan(&file, align, file_len, pos, offset, |_, _| {}).await?;
-        if end.clean && (end.position > pos || file_len == 0) {
-            result = Some((end, index));
-        } else {
-            tracing::warn!(segment = %path.display(), "index does not match the log; rebuilding it");
+        let end = scan(&file, align, file_len, pos, offset, Offsets::Increasing, |_, _, _| {}).await?;
+        let times = read_time_index_file(dir, base_offset, end.next_offset - base_offset).await;
+        match times {
+            Some(times)
+                if end.clean && (end.position > pos || file_len == 0) && (file_len == 0) == times.is_empty() =>
+            {
+                let max_time = times.last().map(|e| (e.timestamp, base_offset + i64::from(e.relative_offset)));
+                result = Some((end, Indexes { offsets: index, times, max_time }));
+            }
+            _ => tracing::warn!(segment = %path.display(), "indexes do not match the log; rebuilding them"),
         }
     }
-    let (end, index) = match result {
+    let (end, indexes) = match result {
         Some(r) => r,
         None => {
-            let (end, index, _) = scan_with_index(&file, base_offset, file_len, index_interval).await?;
-            (end, index)
+            let scanned = scan_with_index(&file, base_offset, file_len, index_interval, Offsets::Increasing).await?;
+            (scanned.0, scanned.1)
         }
     };
     if !end.clean {
@@ -315,7 +439,23 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
             end.position
         )));
     }
-    Ok(Segment::new(base_offset, Rc::new(file), end.position, end.next_offset, index))
+    let seg = Segment::new(base_offset, Rc::new(file), end.position, end.next_offset, indexes);
+    seg.seal_time_index();
+    Ok(seg)
+}
+
+async fn read_time_index_file(dir: &Path, base_offset: i64, offset_span: i64) -> Option<TimeIndex> {
+    let bytes = read_small_file(&time_index_path(dir, base_offset)).await?;
+    TimeIndex::decode(&bytes, offset_span)
+}
+
+/// The whole content of a small file, or `None` when it cannot be read.
+pub(crate) async fn read_small_file(path: &Path) -> Option<Vec<u8>> {
+    let file = DmaFile::open(path).await.ok()?;
+    let len = file.file_size().await.ok()?;
+    let bytes = if len == 0 { Some(Vec::new()) } else { file.read_at(0, len as usize).await.ok().map(|b| b.to_vec()) };
+    let _ = file.close().await;
+    bytes.filter(|b| b.len() as u64 == len)
 }
 
 async fn read_index_file(dir: &Path, base_offset: i64, log_len: u64) -> Option<OffsetIndex> {
@@ -332,17 +472,19 @@ async fn read_index_file(dir: &Path, base_offset: i64, log_len: u64) -> Option<O
     }
 }
 
-/// Writes `<base>.index` for a segment being sealed and fdatasyncs it.
-pub(crate) async fn write_index_file(dir: &Path, base_offset: i64, index: &OffsetIndex) -> Result<(), EngineError> {
-    let bytes = index.encode();
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(index_path(dir, base_offset))
-        .await
-        .map_err(io_err)?;
-    let result = write_whole(&file, &bytes).await;
+/// Writes `<base>.index` and `<base>.timeindex` for a sealed segment and
+/// fdatasyncs them.
+pub(crate) async fn write_index_files(dir: &Path, seg: &Segment) -> Result<(), EngineError> {
+    let base = seg.base_offset;
+    write_file(&index_path(dir, base), &seg.index_snapshot().encode()).await?;
+    write_file(&time_index_path(dir, base), &seg.time_index_snapshot().encode()).await
+}
+
+/// Creates or replaces `path` with `bytes` and fdatasyncs it (not its
+/// directory entry).
+pub(crate) async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).dma_open(path).await.map_err(io_err)?;
+    let result = write_whole(&file, bytes).await;
     let closed = file.close().await.map_err(io_err);
     result.and(closed)
 }

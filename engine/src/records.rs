@@ -1,0 +1,201 @@
+//! Records inside an uncompressed RecordBatch v2: what compaction and
+//! timestamp lookups need (offset, timestamp, key, whether the value is null),
+//! and rebuilding a batch from a subset of its records.
+//!
+//! Record layout (after the 61-byte batch header; varints are zigzag):
+//!
+//! ```text
+//! length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
+//! keyLength varint | key | valueLength varint | value | headerCount varint | headers
+//! ```
+//!
+//! `length` counts the bytes after itself. A key or value length of -1 is null.
+
+use crate::batch::{self, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD};
+
+/// One record of a batch, borrowed from the batch bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Offset of the record minus the batch's base offset.
+    pub offset_delta: i32,
+    /// The record's timestamp: baseTimestamp + delta, or the batch's
+    /// maxTimestamp when the batch uses LogAppendTime.
+    pub timestamp: i64,
+    /// The key; `None` when null.
+    pub key: Option<&'a [u8]>,
+    /// True when the value is null (a tombstone).
+    pub tombstone: bool,
+    /// The whole record, its length varint included.
+    pub bytes: &'a [u8],
+}
+
+/// True when the batch's records can be parsed without a codec: not
+/// compressed and not a control batch.
+pub fn is_plain(batch: &[u8]) -> bool {
+    let attrs = batch::attributes(batch);
+    attrs & ATTR_COMPRESSION_MASK == 0 && attrs & ATTR_CONTROL == 0
+}
+
+/// Reads a zigzag varint (up to 64 bits) at `*pos`.
+fn varlong(buf: &[u8], pos: &mut usize) -> Result<i64, String> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos).ok_or("varint past the end")?;
+        *pos += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Result<i32, String> {
+    let v = varlong(buf, pos)?;
+    i32::try_from(v).map_err(|_| format!("varint {v} out of i32 range"))
+}
+
+/// Bytes `[*pos, *pos + len)` for a nullable length; advances `pos`.
+fn nullable<'a>(buf: &'a [u8], pos: &mut usize, len: i32) -> Result<Option<&'a [u8]>, String> {
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = pos.checked_add(len as usize).filter(|&e| e <= buf.len()).ok_or("field past the record end")?;
+    let out = &buf[*pos..end];
+    *pos = end;
+    Ok(Some(out))
+}
+
+/// Parses every record of a whole, plain (see [`is_plain`]) batch.
+pub fn parse(batch: &[u8]) -> Result<Vec<Record<'_>>, String> {
+    let h = batch::parse_header(batch).ok_or("short batch header")?;
+    if batch.len() != h.total_len() {
+        return Err(format!("batch is {} bytes, header says {}", batch.len(), h.total_len()));
+    }
+    let log_append = batch::attributes(batch) & ATTR_LOG_APPEND_TIME != 0;
+    let base_ts = batch::base_timestamp(batch);
+    let max_ts = batch::max_timestamp(batch);
+    let mut out = Vec::with_capacity(h.records_count.clamp(0, 4096) as usize);
+    let mut pos = HEADER_LEN;
+    for _ in 0..h.records_count {
+        let start = pos;
+        let len = varint(batch, &mut pos)?;
+        let end = pos.checked_add(usize::try_from(len).map_err(|_| "negative record length")?);
+        let end = end.filter(|&e| e <= batch.len()).ok_or("record past the batch end")?;
+        let body = &batch[..end];
+        pos += 1; // attributes
+        let ts_delta = varlong(body, &mut pos)?;
+        let offset_delta = varint(body, &mut pos)?;
+        let key_len = varint(body, &mut pos)?;
+        let key = nullable(body, &mut pos, key_len)?;
+        let value_len = varint(body, &mut pos)?;
+        if offset_delta < 0 || offset_delta > h.last_offset_delta {
+            return Err(format!("offset delta {offset_delta} outside the batch"));
+        }
+        let timestamp = if log_append { max_ts } else { base_ts.wrapping_add(ts_delta) };
+        out.push(Record { offset_delta, timestamp, key, tombstone: value_len < 0, bytes: &batch[start..end] });
+        pos = end;
+    }
+    if pos != batch.len() {
+        return Err(format!("{} bytes after the last record", batch.len() - pos));
+    }
+    Ok(out)
+}
+
+/// A copy of `batch` holding only `keep` (records of that batch, in order):
+/// same base offset, lastOffsetDelta, timestamps and attributes (so the batch
+/// still spans its original offsets), new recordsCount, length and CRC.
+pub fn rebuild(batch: &[u8], keep: &[Record<'_>]) -> Vec<u8> {
+    let body: usize = keep.iter().map(|r| r.bytes.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + body);
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    for r in keep {
+        out.extend_from_slice(r.bytes);
+    }
+    let length = i32::try_from(out.len() - LOG_OVERHEAD).expect("smaller than the original batch");
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let count = i32::try_from(keep.len()).expect("fewer records than the original batch");
+    out[57..61].copy_from_slice(&count.to_be_bytes());
+    batch::rewrite_crc(&mut out);
+    out
+}
+
+/// Test and tool helper: encodes one record (no headers).
+pub fn encode_record(offset_delta: i32, timestamp_delta: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut body = vec![0u8];
+    put(&mut body, timestamp_delta);
+    put(&mut body, i64::from(offset_delta));
+    for field in [key, value] {
+        match field {
+            Some(f) => {
+                put(&mut body, f.len() as i64);
+                body.extend_from_slice(f);
+            }
+            None => put(&mut body, -1),
+        }
+    }
+    put(&mut body, 0);
+    let mut out = Vec::with_capacity(body.len() + 5);
+    put(&mut out, body.len() as i64);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Test and tool helper: a plain CreateTime batch (base offset 0) of records
+/// `(key, value)` with timestamps `base_ts + i`.
+pub fn encode_batch(base_ts: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+    let mut b = vec![0u8; HEADER_LEN];
+    for (i, (k, v)) in records.iter().enumerate() {
+        b.extend(encode_record(i as i32, i as i64, *k, *v));
+    }
+    let n = records.len() as i32;
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[16] = 2;
+    b[23..27].copy_from_slice(&(n - 1).max(0).to_be_bytes());
+    b[27..35].copy_from_slice(&base_ts.to_be_bytes());
+    b[35..43].copy_from_slice(&(base_ts + i64::from(n - 1).max(0)).to_be_bytes());
+    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    b[57..61].copy_from_slice(&n.to_be_bytes());
+    batch::rewrite_crc(&mut b);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_rebuild() {
+        let b = encode_batch(1000, &[(Some(b"a"), Some(b"1")), (None, Some(b"22")), (Some(b"a"), None)]);
+        batch::check_batch_at(&b).expect("valid");
+        let recs = parse(&b).expect("parse");
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].key, recs[0].tombstone, recs[0].timestamp), (Some(&b"a"[..]), false, 1000));
+        assert_eq!((recs[1].key, recs[1].offset_delta), (None, 1));
+        assert_eq!((recs[2].tombstone, recs[2].timestamp), (true, 1002));
+        let small = rebuild(&b, &recs[1..2]);
+        let h = batch::check_batch_at(&small).expect("rebuilt batch valid");
+        assert_eq!((h.records_count, h.last_offset_delta), (1, 2));
+        assert_eq!(parse(&small).expect("parse")[0].offset_delta, 1);
+        let empty = rebuild(&b, &[]);
+        assert_eq!(batch::check_batch_at(&empty).expect("empty batch valid").records_count, 0);
+        let mut bad = b.clone();
+        bad[HEADER_LEN] = 0x7e; // record length 63: past the end
+        assert!(parse(&bad).is_err());
+    }
+}
