@@ -1,5 +1,6 @@
 //! `weir`: run a broker, manage topics, produce and consume from the shell.
 
+mod bench;
 mod consume;
 mod produce;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print messages of a topic.
     Consume(consume::ConsumeArgs),
+    /// Load generator: produce, consume, e2e and sweep against any Kafka-compatible broker.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() {
@@ -38,6 +42,7 @@ fn main() {
         Command::Topics(command) => topics::run(command),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Bench(command) => bench::run(command),
     };
     if let Err(e) = result {
         eprintln!("weir: {e:#}");

@@ -1,0 +1,129 @@
+//! Engine micro-benchmarks: append, read by offset, sparse-index lookup.
+//! Run: `cargo bench -p weir-bench --bench engine` (data in a temp dir on the
+//! filesystem of $TMPDIR; direct I/O, so the page cache does not flatter reads).
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::time::{Duration, Instant};
+use weir_engine::batch::{HEADER_LEN, LOG_OVERHEAD};
+use weir_engine::index::{IndexEntry, OffsetIndex};
+use weir_engine::{Durability, LogConfig, PartitionLog};
+
+/// A valid RecordBatch v2 of `records` records and `body_len` record bytes
+/// (what engine/tests/common builds).
+fn batch(records: i32, body_len: usize) -> Bytes {
+    let mut b = vec![0u8; HEADER_LEN];
+    b.extend((0..body_len).map(|i| (i as u8).wrapping_mul(31) | 1));
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    b[16] = 2;
+    b[23..27].copy_from_slice(&(records - 1).max(0).to_be_bytes());
+    b[27..35].copy_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b[57..61].copy_from_slice(&records.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+fn executor() -> glommio::LocalExecutor {
+    glommio::LocalExecutorBuilder::default().make().expect("glommio executor")
+}
+
+/// `iters` appends of `batch`, `concurrent` at a time, on a fresh log.
+fn append(batch: &Bytes, durability: Durability, concurrent: u64, iters: u64) -> Duration {
+    let dir = tempfile::tempdir().expect("temp dir");
+    executor().run(async {
+        let log = PartitionLog::open(dir.path().join("p-0"), LogConfig::default()).await.expect("open");
+        let start = Instant::now();
+        let mut done = 0;
+        while done < iters {
+            let n = concurrent.min(iters - done);
+            let appends = (0..n).map(|_| log.append(batch.clone(), durability));
+            for r in futures::future::join_all(appends).await {
+                r.expect("append");
+            }
+            done += n;
+        }
+        let elapsed = start.elapsed();
+        log.close().await.expect("close");
+        elapsed
+    })
+}
+
+fn bench_append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_append");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let b = batch(100, 100 * 1030);
+    group.throughput(Throughput::Bytes(b.len() as u64));
+    for (name, durability, concurrent) in [
+        ("100x1KiB_written_1", Durability::Written, 1),
+        ("100x1KiB_written_16", Durability::Written, 16),
+        ("100x1KiB_synced_16", Durability::Synced, 16),
+    ] {
+        group.bench_function(name, |bencher| bencher.iter_custom(|iters| append(&b, durability, concurrent, iters)));
+    }
+    group.finish();
+}
+
+fn bench_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_read");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let b = batch(100, 100 * 1030);
+    const BATCHES: i64 = 1000;
+    group.throughput(Throughput::Bytes(1 << 20));
+    group.bench_function("1MiB_at_random_offset", |bencher| {
+        bencher.iter_custom(|iters| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            executor().run(async {
+                let log = PartitionLog::open(dir.path().join("p-0"), LogConfig::default()).await.expect("open");
+                for _ in 0..BATCHES {
+                    log.append(b.clone(), Durability::Written).await.expect("append");
+                }
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let offset = (rng % (BATCHES as u64 * 100)) as i64;
+                    let bytes = log.read(offset, 1 << 20).await.expect("read");
+                    assert!(!bytes.is_empty());
+                }
+                let elapsed = start.elapsed();
+                log.close().await.expect("close");
+                elapsed
+            })
+        })
+    });
+    group.finish();
+}
+
+fn bench_index(c: &mut Criterion) {
+    let mut index = OffsetIndex::new();
+    // A full 1 GiB segment of 100 KiB batches indexed every 4 KiB: one entry per batch.
+    for i in 0..10_000u32 {
+        index.push(IndexEntry { relative_offset: i * 100, position: i * 103_061 });
+    }
+    let mut group = c.benchmark_group("engine_index");
+    group.bench_function("lookup_10k_entries", |bencher| {
+        bencher.iter_batched(
+            || 0x2545_f491u32,
+            |mut x| {
+                let mut sum = 0u64;
+                for _ in 0..64 {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    sum += u64::from(index.lookup(x % 1_000_000));
+                }
+                sum
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_append, bench_read, bench_index);
+criterion_main!(benches);
