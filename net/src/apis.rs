@@ -13,7 +13,8 @@ pub struct SupportedApi {
 /// Produce starts at 0 because librdkafka disables features on a broker whose
 /// Produce range does not (KAFKA-18659); v0-v2 (pre-v2 message formats) are
 /// answered by closing the connection, as they cannot carry RecordBatch v2.
-/// Fetch stops at 12 (v13 names topics by id only); Metadata at 12.
+/// Fetch stops at 12 (v13 names topics by id only); Metadata at 12. The group
+/// APIs stop before the versions that belong to the KIP-848 consumer protocol.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::Produce, min: 0, max: 9 },
     SupportedApi { key: ApiKey::Fetch, min: 4, max: 12 },
@@ -22,6 +23,17 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::ApiVersions, min: 0, max: 3 },
     SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },
     SupportedApi { key: ApiKey::DeleteTopics, min: 1, max: 6 },
+    SupportedApi { key: ApiKey::FindCoordinator, min: 0, max: 4 },
+    SupportedApi { key: ApiKey::JoinGroup, min: 0, max: 9 },
+    SupportedApi { key: ApiKey::SyncGroup, min: 0, max: 5 },
+    SupportedApi { key: ApiKey::Heartbeat, min: 0, max: 4 },
+    SupportedApi { key: ApiKey::LeaveGroup, min: 0, max: 5 },
+    SupportedApi { key: ApiKey::OffsetCommit, min: 2, max: 8 },
+    SupportedApi { key: ApiKey::OffsetFetch, min: 1, max: 8 },
+    SupportedApi { key: ApiKey::ListGroups, min: 0, max: 4 },
+    SupportedApi { key: ApiKey::DescribeGroups, min: 0, max: 5 },
+    SupportedApi { key: ApiKey::DeleteGroups, min: 0, max: 2 },
+    SupportedApi { key: ApiKey::OffsetDelete, min: 0, max: 0 },
 ];
 
 /// The version range of `key`, if it is implemented.

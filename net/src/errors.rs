@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 use weir_engine::EngineError;
+use weir_shards::groups::GroupError;
 use weir_shards::{PartitionError, TopicError};
 
 pub fn partition_error_code(e: &PartitionError) -> i16 {
@@ -28,4 +29,31 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::ControllerUnavailable => ResponseError::NotController,
     };
     error.code()
+}
+
+pub fn group_error_code(e: Option<GroupError>) -> i16 {
+    let Some(e) = e else { return 0 };
+    let error = match e {
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+    };
+    error.code()
+}
+
+/// `group_error_code` of a result.
+pub fn group_result_code<T>(result: &Result<T, GroupError>) -> i16 {
+    group_error_code(result.as_ref().err().copied())
 }

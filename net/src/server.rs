@@ -101,7 +101,11 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
                 break;
             }
         };
-        let task = glommio::spawn_local(handlers::handle(shard.clone(), key, version, correlation_id, request));
+        let client = handlers::ClientInfo {
+            client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
+            host: format!("/{}", peer.rsplit_once(':').map_or(peer.as_str(), |(host, _)| host)),
+        };
+        let task = glommio::spawn_local(handlers::handle(shard.clone(), key, version, correlation_id, client, request));
         if responses.send(task).await.is_err() {
             break; // the writer failed: the connection is done
         }

@@ -12,8 +12,9 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// Address every shard listens on (SO_REUSEPORT).
     pub listen: String,
-    /// host:port clients are told to connect to (`advertised.listeners`).
-    pub advertise: String,
+    /// host:port clients are told to connect to (`advertised.listeners`);
+    /// unset, the listen address.
+    pub advertise: Option<String>,
     /// Root of all partition logs and broker metadata.
     pub data_dir: PathBuf,
     /// Number of shards (executors pinned to cores); 0 means one per online core.
@@ -32,6 +33,14 @@ pub struct BrokerConfig {
     pub fsync_every_write: bool,
     /// Requests a connection may have in flight before the broker stops reading from it.
     pub max_in_flight_per_connection: usize,
+    /// A new group waits this long for more members before its first generation
+    /// (`group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Allowed consumer session timeouts (`group.min/max.session.timeout.ms`).
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// Most members one group may have (`group.max.size`).
+    pub group_max_size: usize,
 }
 
 impl Default for BrokerConfig {
@@ -39,7 +48,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             node_id: 0,
             listen: "127.0.0.1:9092".into(),
-            advertise: "127.0.0.1:9092".into(),
+            advertise: None,
             data_dir: PathBuf::from("weir-data"),
             shards: 0,
             default_partitions: 1,
@@ -49,6 +58,10 @@ impl Default for BrokerConfig {
             segment_bytes: 1 << 30,
             fsync_every_write: false,
             max_in_flight_per_connection: 64,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 10_000,
         }
     }
 }
@@ -70,13 +83,17 @@ impl BrokerConfig {
         }
     }
 
+    /// The address clients are told to connect to.
+    pub fn advertised(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.listen)
+    }
+
     /// The advertised address split into host and port.
     pub fn advertised_host_port(&self) -> Result<(String, i32), String> {
-        let (host, port) = self
-            .advertise
-            .rsplit_once(':')
-            .ok_or_else(|| format!("advertise address '{}' has no port", self.advertise))?;
-        let port = port.parse::<u16>().map_err(|_| format!("advertise address '{}' has a bad port", self.advertise))?;
+        let advertise = self.advertised();
+        let (host, port) =
+            advertise.rsplit_once(':').ok_or_else(|| format!("advertise address '{advertise}' has no port"))?;
+        let port = port.parse::<u16>().map_err(|_| format!("advertise address '{advertise}' has a bad port"))?;
         Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
     }
 }
@@ -100,9 +117,11 @@ mod tests {
 
     #[test]
     fn advertise_splits_host_and_port() {
-        let cfg = BrokerConfig { advertise: "[::1]:9093".into(), ..Default::default() };
+        let cfg = BrokerConfig { advertise: Some("[::1]:9093".into()), ..Default::default() };
         assert_eq!(cfg.advertised_host_port().unwrap(), ("::1".to_string(), 9093));
-        let bad = BrokerConfig { advertise: "localhost".into(), ..Default::default() };
+        let bad = BrokerConfig { advertise: Some("localhost".into()), ..Default::default() };
         assert!(bad.advertised_host_port().is_err());
+        let unset = BrokerConfig { listen: "0.0.0.0:9000".into(), ..Default::default() };
+        assert_eq!(unset.advertised_host_port().unwrap(), ("0.0.0.0".to_string(), 9000));
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod messages;
 pub mod metadata;
 pub mod ownership;

@@ -4,6 +4,10 @@
 //! awaiting task on the requesting shard when the owner answers.
 
 use crate::error::{PartitionError, TopicError};
+use crate::groups::{
+    CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
+    SyncResponse,
+};
 use crate::metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
 use crate::shard::{FetchedPartition, PartitionOffsets};
 use bytes::Bytes;
@@ -41,6 +45,54 @@ pub enum PartitionReply {
 
 pub type TopicResults = Vec<Result<TopicMetadata, TopicError>>;
 
+/// Work on one consumer group, run by the shard that owns the group.
+pub enum GroupOp {
+    Join(JoinRequest),
+    Sync(SyncRequest),
+    Heartbeat {
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    },
+    Leave(Vec<MemberRef>),
+    Commit {
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<OffsetToCommit>,
+    },
+    /// `None`: every committed offset of the group.
+    FetchOffsets(Option<Vec<(String, i32)>>),
+    Describe,
+    /// Every group of the shard it is sent to (the group id is ignored).
+    List,
+    Delete,
+    DeleteOffsets(Vec<(String, i32)>),
+}
+
+pub struct OffsetToCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: CommittedOffset,
+}
+
+pub type GroupResult<T> = Result<T, GroupError>;
+
+pub enum GroupReply {
+    Join(JoinResponse),
+    Sync(SyncResponse),
+    Heartbeat(GroupResult<()>),
+    /// One result per member, in request order.
+    Leave(Vec<GroupResult<()>>),
+    /// One result per offset, in request order.
+    Commit(Vec<GroupResult<()>>),
+    Offsets(Vec<((String, i32), Option<CommittedOffset>)>),
+    Describe(GroupDescription),
+    List(Vec<GroupListing>),
+    Delete(GroupResult<()>),
+    DeleteOffsets(GroupResult<Vec<GroupResult<()>>>),
+}
+
 pub enum ShardMessage {
     Partition {
         topic: String,
@@ -49,9 +101,24 @@ pub enum ShardMessage {
         reply: oneshot::Sender<Result<PartitionReply, PartitionError>>,
     },
     /// To the controller shard.
-    CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<TopicResults> },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        reply: oneshot::Sender<TopicResults>,
+    },
     /// To the controller shard.
-    DeleteTopics { names: Vec<String>, reply: oneshot::Sender<TopicResults> },
+    DeleteTopics {
+        names: Vec<String>,
+        reply: oneshot::Sender<TopicResults>,
+    },
+    Group {
+        group_id: String,
+        op: GroupOp,
+        reply: oneshot::Sender<GroupReply>,
+    },
     /// From the controller: adopt this snapshot, open new and drop deleted partitions.
-    MetadataChanged { snapshot: Arc<MetadataSnapshot>, deleted: Vec<TopicMetadata>, reply: oneshot::Sender<()> },
+    MetadataChanged {
+        snapshot: Arc<MetadataSnapshot>,
+        deleted: Vec<TopicMetadata>,
+        reply: oneshot::Sender<()>,
+    },
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 /// Messages one shard may have queued for another before senders wait.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
+/// How often group sessions and rebalance deadlines are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
 
 #[derive(thiserror::Error, Debug)]
 pub enum RuntimeError {
@@ -47,8 +49,14 @@ where
     F: Fn(Rc<Shard>, ShutdownSignal) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
+    let mut config = config;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| RuntimeError::Setup(format!("cannot create data directory {}: {e}", config.data_dir.display())))?;
+    // glommio opens directories by absolute path only: a relative one fails
+    // later, partition by partition, with EBADF.
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| {
+        RuntimeError::Setup(format!("cannot resolve data directory {}: {e}", config.data_dir.display()))
+    })?;
     check_io_uring()?;
     let store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
     let snapshot = store.snapshot();
@@ -111,6 +119,7 @@ where
     for (_, from_peer) in receivers.streams() {
         glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }
+    glommio::spawn_local(tick_groups(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
     let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
     shard.close_all().await;
@@ -123,6 +132,14 @@ async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>
     while let Some(msg) = from_peer.recv().await {
         let shard = shard.clone();
         glommio::spawn_local(async move { shard.handle_message(msg).await }).detach();
+    }
+}
+
+/// Session expiry and rebalance deadlines of the groups this shard owns.
+async fn tick_groups(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(GROUP_TICK).await;
+        shard.tick_groups();
     }
 }
 

@@ -103,7 +103,9 @@ fn record(offset: i64, key: Option<Bytes>, value: Bytes) -> Record {
         producer_epoch: -1,
         timestamp_type: TimestampType::Creation,
         offset,
-        sequence: -1,
+        // The encoder starts a new batch unless offset - sequence is the same
+        // for every record; this keeps one batch, with base sequence -1 (none).
+        sequence: offset as i32 - 1,
         timestamp: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),

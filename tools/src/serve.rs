@@ -44,7 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_listen_address(&config.listen)?;
     tracing::info!(
         listen = %config.listen,
-        advertise = %config.advertise,
+        advertise = %config.advertised(),
         data_dir = %config.data_dir.display(),
         shards = config.shard_count(),
         "weir {} starting",
@@ -60,15 +60,11 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
         Some(path) => BrokerConfig::from_toml_file(path)?,
         None => BrokerConfig::default(),
     };
-    let advertise_given = args.advertise.is_some() || args.config.is_some();
     if let Some(listen) = args.listen {
         config.listen = listen;
-        if !advertise_given {
-            config.advertise = config.listen.clone();
-        }
     }
     if let Some(advertise) = args.advertise {
-        config.advertise = advertise;
+        config.advertise = Some(advertise);
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
@@ -89,19 +85,31 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     Ok(config)
 }
 
-/// Every shard binds with SO_REUSEPORT, which would let a second broker share
-/// the port silently; an ordinary bind first turns that into a clear error.
-/// The probe never listens, so no client can connect to it by mistake.
+/// Every shard binds with SO_REUSEPORT, which would let a second broker of the
+/// same user share the port silently; connection attempts first turn that into
+/// a clear error. A broker killed a moment ago can leave listening sockets
+/// behind for up to a few seconds (its io_uring is torn down asynchronously),
+/// so the port only counts as taken if it keeps accepting for `PROBE_FOR`.
 fn check_listen_address(listen: &str) -> anyhow::Result<()> {
-    use std::net::ToSocketAddrs;
-    let in_use =
-        |e: std::io::Error| anyhow::anyhow!("cannot listen on {listen}: {e} (is another broker running there?)");
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+    use std::time::{Duration, Instant};
+    const PROBE_FOR: Duration = Duration::from_secs(5);
     let addr = listen
         .to_socket_addrs()
         .map_err(|e| anyhow::anyhow!("bad listen address '{listen}': {e}"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("listen address '{listen}' resolves to nothing"))?;
-    let socket =
-        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(in_use)?;
-    socket.bind(&addr.into()).map_err(in_use)
+    let target = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    };
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_ok() {
+        if start.elapsed() > PROBE_FOR {
+            anyhow::bail!("cannot listen on {listen}: another process is already listening there");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }

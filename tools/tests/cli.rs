@@ -124,3 +124,29 @@ fn consume_from_the_end_sees_only_new_messages() {
     let output = consumer.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), "new\n");
 }
+
+#[test]
+fn serve_with_its_defaults_keeps_data_in_a_relative_weir_data() {
+    // The README's `weir serve`: no --data-dir, so ./weir-data, a relative path.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let b = format!("127.0.0.1:{port}");
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--listen", &b])
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(&b).is_err() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "broker did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ok(&["produce", "-t", "defaults", "-b", &b], Some("one\ntwo\n"));
+    let consumed =
+        ok(&["consume", "-t", "defaults", "--from-beginning", "-n", "2", "--idle-timeout-ms", "10000", "-b", &b], None);
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    assert_eq!(consumed, "one\ntwo\n");
+    assert!(dir.path().join("weir-data/defaults-0").is_dir());
+}

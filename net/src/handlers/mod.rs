@@ -3,18 +3,31 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_response, RequestFrame};
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
@@ -32,6 +45,23 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
+}
+
+/// Who sent a request, for JoinGroup's member descriptions.
+pub struct ClientInfo {
+    pub client_id: String,
+    pub host: String,
 }
 
 /// Why a connection must be closed instead of answered (as Kafka does).
@@ -68,6 +98,17 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
+        ApiKey::FindCoordinator => Request::FindCoordinator(decode_body(body, version).map_err(malformed)?),
+        ApiKey::JoinGroup => Request::JoinGroup(decode_body(body, version).map_err(malformed)?),
+        ApiKey::SyncGroup => Request::SyncGroup(decode_body(body, version).map_err(malformed)?),
+        ApiKey::Heartbeat => Request::Heartbeat(decode_body(body, version).map_err(malformed)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(decode_body(body, version).map_err(malformed)?),
+        ApiKey::OffsetCommit => Request::OffsetCommit(decode_body(body, version).map_err(malformed)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(decode_body(body, version).map_err(malformed)?),
+        ApiKey::ListGroups => Request::ListGroups(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeGroups => Request::DescribeGroups(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(body, version).map_err(malformed)?),
+        ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(body, version).map_err(malformed)?),
         other => return Err(DecodeError::NotImplemented(other)),
     };
     Ok(request)
@@ -87,6 +128,7 @@ pub async fn handle(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
+    client: ClientInfo,
     request: Request,
 ) -> anyhow::Result<Option<Bytes>> {
     let respond = |body: &dyn EncodeAt| body.encode_frame(key, version, correlation_id).map(Some);
@@ -102,6 +144,17 @@ pub async fn handle(
         Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
         Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
         Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
+        Request::FindCoordinator(r) => respond(&find_coordinator::handle(&shard, version, r).await),
+        Request::JoinGroup(r) => respond(&join_group::handle(&shard, version, &client, r).await),
+        Request::SyncGroup(r) => respond(&sync_group::handle(&shard, version, r).await),
+        Request::Heartbeat(r) => respond(&heartbeat::handle(&shard, r).await),
+        Request::LeaveGroup(r) => respond(&leave_group::handle(&shard, version, r).await),
+        Request::OffsetCommit(r) => respond(&offset_commit::handle(&shard, r).await),
+        Request::OffsetFetch(r) => respond(&offset_fetch::handle(&shard, version, r).await),
+        Request::ListGroups(r) => respond(&list_groups::handle(&shard, version, r).await),
+        Request::DescribeGroups(r) => respond(&describe_groups::handle(&shard, version, r).await),
+        Request::DeleteGroups(r) => respond(&delete_groups::handle(&shard, r).await),
+        Request::OffsetDelete(r) => respond(&offset_delete::handle(&shard, r).await),
     }
 }
 
@@ -119,6 +172,10 @@ impl<T: Encodable> EncodeAt for T {
 /// Error messages go out as `StrBytes`.
 fn message(text: impl ToString) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.to_string()))
+}
+
+fn str_bytes(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
 }
 
 /// Creates the named topics that do not exist yet, with the broker default

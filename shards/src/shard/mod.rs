@@ -1,7 +1,10 @@
 //! One shard: the state owned by one executor, and the routing of work to owners.
 
+mod groups;
+
 use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
+use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults};
 use crate::metadata::{MetadataSnapshot, MetadataStore, NewTopic, TopicMetadata};
 use crate::ownership::{owner_of, CONTROLLER_SHARD};
@@ -45,6 +48,8 @@ pub struct Shard {
     peers: Senders<ShardMessage>,
     /// Serialises topic changes on the controller so snapshots go out in order.
     topic_changes: glommio::sync::Semaphore,
+    /// The consumer groups whose `__consumer_offsets` partition this shard owns.
+    groups: RefCell<GroupCoordinator>,
 }
 
 impl Shard {
@@ -58,12 +63,18 @@ impl Shard {
         Shard {
             id,
             shard_count: peers.nr_consumers(),
-            config,
             metadata: RefCell::new(snapshot),
             store: store.map(RefCell::new),
             logs: RefCell::new(HashMap::new()),
             peers,
             topic_changes: glommio::sync::Semaphore::new(1),
+            groups: RefCell::new(GroupCoordinator::new(GroupConfig {
+                initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+                min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+                max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+                max_size: config.group_max_size,
+            })),
+            config,
         }
     }
 
@@ -186,7 +197,25 @@ impl Shard {
     }
 
     /// Creates topics through the controller; results in request order.
+    /// Internal topics (`__consumer_offsets`) are the broker's to create.
     pub async fn create_topics(&self, topics: Vec<NewTopic>) -> TopicResults {
+        if topics.iter().any(|t| t.name == OFFSETS_TOPIC) {
+            return topics
+                .iter()
+                .map(|t| {
+                    let reserved = TopicError::InvalidName(format!("'{}' is reserved for the broker", t.name));
+                    if t.name == OFFSETS_TOPIC {
+                        Err(reserved)
+                    } else {
+                        Err(TopicError::ControllerUnavailable)
+                    }
+                })
+                .collect();
+        }
+        self.create_topics_unchecked(topics).await
+    }
+
+    async fn create_topics_unchecked(&self, topics: Vec<NewTopic>) -> TopicResults {
         if self.id == CONTROLLER_SHARD {
             return self.controller_create_topics(topics).await;
         }
@@ -196,7 +225,15 @@ impl Shard {
     }
 
     /// Deletes topics through the controller; results in request order.
+    /// Internal topics cannot be deleted.
     pub async fn delete_topics(&self, names: Vec<String>) -> TopicResults {
+        if names.iter().any(|n| n == OFFSETS_TOPIC) {
+            let reserved = || TopicError::InvalidName(format!("'{OFFSETS_TOPIC}' is reserved for the broker"));
+            return names
+                .iter()
+                .map(|n| Err(if n == OFFSETS_TOPIC { reserved() } else { TopicError::ControllerUnavailable }))
+                .collect();
+        }
         if self.id == CONTROLLER_SHARD {
             return self.controller_delete_topics(names).await;
         }
@@ -313,6 +350,9 @@ impl Shard {
                 }
                 match PartitionLog::open(self.partition_dir(&topic.name, partition), self.log_config()).await {
                     Ok(log) => {
+                        if topic.name == OFFSETS_TOPIC {
+                            self.replay_offsets_partition(partition, &log).await;
+                        }
                         self.logs.borrow_mut().entry(topic.name.clone()).or_default().insert(partition, log);
                     }
                     Err(e) => {
@@ -334,6 +374,9 @@ impl Shard {
             }
             ShardMessage::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.controller_delete_topics(names).await);
+            }
+            ShardMessage::Group { group_id, op, reply } => {
+                let _ = reply.send(self.run_group_op(&group_id, op).await);
             }
             ShardMessage::MetadataChanged { snapshot, deleted, reply } => {
                 self.adopt_metadata(snapshot, &deleted).await;

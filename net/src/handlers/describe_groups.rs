@@ -1,0 +1,42 @@
+//! DescribeGroups: state, protocol and members (with assignments) of groups.
+
+use super::str_bytes;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use weir_shards::messages::{GroupOp, GroupReply};
+use weir_shards::Shard;
+
+pub async fn handle(shard: &Shard, version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let mut groups = Vec::new();
+    for group_id in request.groups {
+        let GroupReply::Describe(described) = shard.group_op(&group_id.0, GroupOp::Describe).await else {
+            unreachable!("DescribeGroups answered with another reply");
+        };
+        let members = described
+            .members
+            .into_iter()
+            .map(|m| {
+                let member = DescribedGroupMember::default()
+                    .with_member_id(str_bytes(m.member_id))
+                    .with_client_id(str_bytes(m.client_id))
+                    .with_client_host(str_bytes(m.client_host))
+                    .with_member_metadata(m.metadata)
+                    .with_member_assignment(m.assignment);
+                if version >= 4 {
+                    member.with_group_instance_id(m.instance_id.map(str_bytes))
+                } else {
+                    member
+                }
+            })
+            .collect();
+        groups.push(
+            DescribedGroup::default()
+                .with_group_id(GroupId(group_id.0))
+                .with_group_state(str_bytes(described.state.name()))
+                .with_protocol_type(str_bytes(described.protocol_type))
+                .with_protocol_data(str_bytes(described.protocol))
+                .with_members(members),
+        );
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}

@@ -1,0 +1,57 @@
+//! OffsetCommit: persisted in `__consumer_offsets` before it is acknowledged.
+
+use crate::errors::group_result_code;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use weir_shards::groups::CommittedOffset;
+use weir_shards::messages::{GroupOp, GroupReply, OffsetToCommit};
+use weir_shards::Shard;
+
+pub async fn handle(shard: &Shard, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group_id = request.group_id.0.to_string();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let offsets: Vec<OffsetToCommit> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetToCommit {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_timestamp_ms: now_ms,
+                },
+            })
+        })
+        .collect();
+    let op = GroupOp::Commit {
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.map(|i| i.to_string()),
+        generation: request.generation_id_or_member_epoch,
+        offsets,
+    };
+    let GroupReply::Commit(results) = shard.group_op(&group_id, op).await else {
+        unreachable!("OffsetCommit answered with another reply");
+    };
+    let mut results = results.iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = results.next().map_or(0, group_result_code);
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,42 @@
+//! OffsetDelete: forget committed offsets of topics the group no longer reads.
+
+use crate::errors::{group_error_code, group_result_code};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use weir_shards::messages::{GroupOp, GroupReply};
+use weir_shards::Shard;
+
+pub async fn handle(shard: &Shard, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)))
+        .collect();
+    let GroupReply::DeleteOffsets(result) =
+        shard.group_op(&request.group_id.0, GroupOp::DeleteOffsets(partitions)).await
+    else {
+        unreachable!("OffsetDelete answered with another reply");
+    };
+    let results = match result {
+        Ok(results) => results,
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error_code(Some(e))),
+    };
+    let mut results = results.iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(results.next().map_or(0, group_result_code))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}

@@ -1,0 +1,457 @@
+//! All groups one shard owns, and their committed offsets.
+
+use super::group::{Group, GroupState};
+use super::{
+    CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, Responder,
+    SyncRequest, SyncResponse,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Kafka's `group.*` settings.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
+    pub initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    /// `group.max.size`.
+    pub max_size: usize,
+}
+
+/// What one group's metadata record holds (members are not persisted: after a
+/// restart they rejoin, as their heartbeats get UNKNOWN_MEMBER_ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+}
+
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    groups: HashMap<String, Group>,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig) -> GroupCoordinator {
+        GroupCoordinator { config, groups: HashMap::new() }
+    }
+
+    pub fn join(&mut self, now: Instant, req: JoinRequest, respond: Responder<JoinResponse>) {
+        let refuse = |respond: Responder<JoinResponse>, error| {
+            let _ = respond.send(JoinResponse { error: Some(error), ..Default::default() });
+        };
+        if req.group_id.is_empty() {
+            return refuse(respond, GroupError::InvalidGroupId);
+        }
+        let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+        if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
+            return refuse(respond, GroupError::InvalidSessionTimeout);
+        }
+        let group = self.groups.entry(req.group_id.clone()).or_insert_with(|| Group::new(req.group_id.clone()));
+        group.join(now, &self.config, req, respond);
+    }
+
+    pub fn sync(&mut self, now: Instant, req: SyncRequest, respond: Responder<SyncResponse>) {
+        match self.groups.get_mut(&req.group_id) {
+            Some(group) => group.sync(now, req, respond),
+            None => {
+                let _ = respond.send(SyncResponse { error: Some(GroupError::UnknownMemberId), ..Default::default() });
+            }
+        }
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        now: Instant,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        let group = self.groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        group.heartbeat(now, member_id, instance_id, generation)
+    }
+
+    pub fn leave(&mut self, now: Instant, group_id: &str, members: &[MemberRef]) -> Vec<Result<(), GroupError>> {
+        match self.groups.get_mut(group_id) {
+            Some(group) => group.leave(now, &self.config, members),
+            None => vec![Err(GroupError::UnknownMemberId); members.len()],
+        }
+    }
+
+    pub fn validate_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        match self.groups.get(group_id) {
+            Some(group) => group.validate_commit(member_id, instance_id, generation),
+            None if generation < 0 => Ok(()),
+            None => Err(GroupError::IllegalGeneration),
+        }
+    }
+
+    /// Records a committed offset (already persisted), creating the group if needed.
+    pub fn apply_commit(&mut self, group_id: &str, topic: &str, partition: i32, offset: CommittedOffset) {
+        let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
+        group.offsets.insert((topic.to_string(), partition), offset);
+    }
+
+    /// Forgets a committed offset (replaying a tombstone, or OffsetDelete).
+    pub fn remove_commit(&mut self, group_id: &str, topic: &str, partition: i32) {
+        if let Some(group) = self.groups.get_mut(group_id) {
+            group.offsets.remove(&(topic.to_string(), partition));
+        }
+    }
+
+    /// The committed offset of one partition.
+    pub fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<&CommittedOffset> {
+        self.groups.get(group_id)?.offsets.get(&(topic.to_string(), partition))
+    }
+
+    /// Every committed offset of a group, by (topic, partition).
+    pub fn all_committed(&self, group_id: &str) -> Vec<((String, i32), CommittedOffset)> {
+        self.groups
+            .get(group_id)
+            .map_or_else(Vec::new, |g| g.offsets.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    pub fn list(&self) -> Vec<GroupListing> {
+        self.groups
+            .values()
+            .map(|g| GroupListing {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state,
+            })
+            .collect()
+    }
+
+    /// A group unknown here is described as Dead, as Kafka does.
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        match self.groups.get(group_id) {
+            Some(g) => GroupDescription {
+                group_id: g.id.clone(),
+                state: g.state,
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                protocol: g.protocol.clone().unwrap_or_default(),
+                members: g.describe_members(),
+            },
+            None => GroupDescription {
+                group_id: group_id.to_string(),
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        }
+    }
+
+    /// Checks that a group may be deleted: it exists and has no members.
+    pub fn check_deletable(&self, group_id: &str) -> Result<(), GroupError> {
+        let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        if group.is_empty() {
+            Ok(())
+        } else {
+            Err(GroupError::NonEmptyGroup)
+        }
+    }
+
+    /// Drops a group and its offsets (after its tombstones were persisted).
+    pub fn remove_group(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+    }
+
+    /// Whether committed offsets of `topic` may be deleted from the group.
+    pub fn check_offset_deletable(&self, group_id: &str, topic: &str) -> Result<(), GroupError> {
+        let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        match group.subscribed_topics() {
+            Some(topics) if topics.iter().any(|t| t == topic) => Err(GroupError::GroupSubscribedToTopic),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn tick(&mut self, now: Instant) {
+        for group in self.groups.values_mut() {
+            group.tick(now, &self.config);
+        }
+    }
+
+    /// Metadata of the groups whose generation or state changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<GroupMetadata> {
+        self.groups
+            .values_mut()
+            .filter_map(|g| std::mem::take(&mut g.dirty).then_some(&*g))
+            .map(|g| GroupMetadata {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                generation: g.generation,
+                protocol: g.protocol.clone(),
+                leader: g.leader.clone(),
+            })
+            .collect()
+    }
+
+    /// Replays a persisted group metadata record: the group comes back Empty
+    /// at its generation, and its members rejoin.
+    pub fn restore_group(&mut self, metadata: GroupMetadata) {
+        let group =
+            self.groups.entry(metadata.group_id.clone()).or_insert_with(|| Group::new(metadata.group_id.clone()));
+        group.generation = metadata.generation;
+        group.protocol_type = Some(metadata.protocol_type).filter(|t| !t.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::JoinedMember;
+    use super::*;
+    use bytes::Bytes;
+    use futures::channel::oneshot;
+
+    const SESSION_MS: i32 = 10_000;
+    const DELAY: Duration = Duration::from_millis(100);
+
+    fn coordinator(delay_ms: u64) -> GroupCoordinator {
+        GroupCoordinator::new(GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(delay_ms),
+            min_session_timeout: Duration::from_millis(6_000),
+            max_session_timeout: Duration::from_millis(300_000),
+            max_size: 100,
+        })
+    }
+
+    fn join_request(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            instance_id: instance.map(String::from),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: SESSION_MS,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from(format!("meta-{p}")))).collect(),
+            require_known_member_id: false,
+        }
+    }
+
+    fn join(c: &mut GroupCoordinator, now: Instant, req: JoinRequest) -> oneshot::Receiver<JoinResponse> {
+        let (tx, rx) = oneshot::channel();
+        c.join(now, req, tx);
+        rx
+    }
+
+    fn sync(
+        c: &mut GroupCoordinator,
+        now: Instant,
+        member: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> oneshot::Receiver<SyncResponse> {
+        let (tx, rx) = oneshot::channel();
+        let req = SyncRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            instance_id: None,
+            generation,
+            protocol_type: None,
+            protocol: None,
+            assignments,
+        };
+        c.sync(now, req, tx);
+        rx
+    }
+
+    fn ready<T>(rx: &mut oneshot::Receiver<T>) -> T {
+        rx.try_recv().expect("sender alive").expect("answered already")
+    }
+
+    fn pending<T>(rx: &mut oneshot::Receiver<T>) {
+        assert!(rx.try_recv().expect("sender alive").is_none(), "answered too early");
+    }
+
+    /// Two members join within the initial delay, the leader assigns, both are Stable.
+    fn stable_group(c: &mut GroupCoordinator, now: Instant) -> (String, String) {
+        let mut a = join(c, now, join_request("", None, &["range"]));
+        let mut b = join(c, now, join_request("", None, &["range"]));
+        pending(&mut a);
+        c.tick(now + DELAY);
+        let (a, b) = (ready(&mut a), ready(&mut b));
+        assert_eq!((a.error, b.error), (None, None));
+        assert_eq!(a.generation, 1);
+        let (leader, follower) = if a.leader == a.member_id { (a, b) } else { (b, a) };
+        assert_eq!(leader.members.len(), 2);
+        assert!(follower.members.is_empty());
+        let mut follower_sync = sync(c, now, &follower.member_id, 1, vec![]);
+        pending(&mut follower_sync);
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"L")),
+            (follower.member_id.clone(), Bytes::from_static(b"F")),
+        ];
+        let mut leader_sync = sync(c, now, &leader.member_id, 1, assignments);
+        assert_eq!(ready(&mut leader_sync).assignment, Bytes::from_static(b"L"));
+        assert_eq!(ready(&mut follower_sync).assignment, Bytes::from_static(b"F"));
+        assert_eq!(c.describe("g").state, GroupState::Stable);
+        (leader.member_id, follower.member_id)
+    }
+
+    #[test]
+    fn members_join_sync_and_become_stable() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, follower) = stable_group(&mut c, now);
+        assert_eq!(c.heartbeat(now, "g", &leader, None, 1), Ok(()));
+        assert_eq!(c.heartbeat(now, "g", &follower, None, 0), Err(GroupError::IllegalGeneration));
+        assert_eq!(c.heartbeat(now, "g", "stranger", None, 1), Err(GroupError::UnknownMemberId));
+        assert_eq!(c.take_changed().len(), 1);
+    }
+
+    #[test]
+    fn a_new_member_triggers_a_rebalance_that_waits_for_everyone() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, follower) = stable_group(&mut c, now);
+        let mut third = join(&mut c, now, join_request("", None, &["range"]));
+        pending(&mut third);
+        assert_eq!(c.heartbeat(now, "g", &leader, None, 1), Err(GroupError::RebalanceInProgress));
+        let mut l = join(&mut c, now, join_request(&leader, None, &["range"]));
+        pending(&mut l);
+        let mut f = join(&mut c, now, join_request(&follower, None, &["range"]));
+        let (l, f, t) = (ready(&mut l), ready(&mut f), ready(&mut third));
+        assert_eq!((l.generation, f.generation, t.generation), (2, 2, 2));
+        assert_eq!(l.leader, leader, "the leader stays the leader");
+        assert_eq!(l.members.len(), 3);
+    }
+
+    #[test]
+    fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_deadline() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, follower) = stable_group(&mut c, now);
+        let mut l = join(&mut c, now, join_request(&leader, None, &["range"]));
+        c.tick(now + Duration::from_secs(5));
+        pending(&mut l);
+        // Past the 30 s rebalance timeout: the follower is dropped.
+        c.tick(now + Duration::from_secs(31));
+        let l = ready(&mut l);
+        assert_eq!((l.error, l.generation, l.members.len()), (None, 2, 1));
+        assert_eq!(c.heartbeat(now, "g", &follower, None, 2), Err(GroupError::UnknownMemberId));
+    }
+
+    #[test]
+    fn expired_sessions_and_leaving_members_rebalance_the_group() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, follower) = stable_group(&mut c, now);
+        // The follower keeps heartbeating; the leader goes silent.
+        let later = now + Duration::from_millis(SESSION_MS as u64 - 1000);
+        assert_eq!(c.heartbeat(later, "g", &follower, None, 1), Ok(()));
+        c.tick(now + Duration::from_millis(SESSION_MS as u64 + 1));
+        assert_eq!(c.describe("g").members.len(), 1);
+        assert_eq!(c.heartbeat(later, "g", &follower, None, 1), Err(GroupError::RebalanceInProgress));
+        let mut f = join(&mut c, later, join_request(&follower, None, &["range"]));
+        let f = ready(&mut f);
+        assert_eq!((f.generation, f.leader.as_str()), (2, follower.as_str()), "the survivor leads");
+        let leave = c.leave(later, "g", &[MemberRef { member_id: follower.clone(), instance_id: None }]);
+        assert_eq!(leave, vec![Ok(())]);
+        assert_eq!(c.describe("g").state, GroupState::Empty);
+        assert_eq!(
+            c.leave(later, "g", &[MemberRef { member_id: leader, instance_id: None }]),
+            vec![Err(GroupError::UnknownMemberId)]
+        );
+    }
+
+    #[test]
+    fn new_dynamic_members_first_get_member_id_required() {
+        let mut c = coordinator(0);
+        let now = Instant::now();
+        let mut first =
+            join(&mut c, now, JoinRequest { require_known_member_id: true, ..join_request("", None, &["range"]) });
+        let first = ready(&mut first);
+        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
+        assert!(first.member_id.starts_with("client-"));
+        let mut again = join(&mut c, now, join_request(&first.member_id, None, &["range"]));
+        assert_eq!(ready(&mut again).error, None);
+        let mut stranger = join(&mut c, now, join_request("made-up", None, &["range"]));
+        assert_eq!(ready(&mut stranger).error, Some(GroupError::UnknownMemberId));
+    }
+
+    #[test]
+    fn static_members_rejoin_without_a_rebalance_and_fence_their_old_id() {
+        let mut c = coordinator(0);
+        let now = Instant::now();
+        let mut a = join(&mut c, now, join_request("", Some("instance-a"), &["range"]));
+        let a = ready(&mut a);
+        let mut s = sync(&mut c, now, &a.member_id, 1, vec![(a.member_id.clone(), Bytes::from_static(b"A"))]);
+        assert_eq!(ready(&mut s).assignment, Bytes::from_static(b"A"));
+        // The same instance restarts with no member id.
+        let mut again = join(&mut c, now, join_request("", Some("instance-a"), &["range"]));
+        let again = ready(&mut again);
+        assert_eq!((again.error, again.generation), (None, 1), "no new generation");
+        assert_ne!(again.member_id, a.member_id);
+        assert_eq!(c.describe("g").state, GroupState::Stable);
+        assert_eq!(c.heartbeat(now, "g", &a.member_id, Some("instance-a"), 1), Err(GroupError::FencedInstanceId));
+        let mut s = sync(&mut c, now, &again.member_id, 1, vec![]);
+        assert_eq!(ready(&mut s).assignment, Bytes::from_static(b"A"), "keeps its assignment");
+    }
+
+    #[test]
+    fn protocols_must_be_shared_and_the_most_preferred_common_one_wins() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let mut a = join(&mut c, now, join_request("", None, &["cooperative-sticky", "range"]));
+        let mut b = join(&mut c, now, join_request("", None, &["range", "cooperative-sticky"]));
+        let mut d = join(&mut c, now, join_request("", None, &["cooperative-sticky"]));
+        c.tick(now + DELAY);
+        let (a, b, d) = (ready(&mut a), ready(&mut b), ready(&mut d));
+        assert_eq!(a.protocol.as_deref(), Some("cooperative-sticky"));
+        let leader = [&a, &b, &d].into_iter().find(|r| r.member_id == r.leader).unwrap();
+        let metadata: Vec<&JoinedMember> = leader.members.iter().collect();
+        assert!(metadata.iter().all(|m| m.metadata == Bytes::from_static(b"meta-cooperative-sticky")));
+        let _ = (b, d);
+        let mut other = join(&mut c, now, join_request("", None, &["roundrobin"]));
+        assert_eq!(ready(&mut other).error, Some(GroupError::InconsistentGroupProtocol));
+    }
+
+    #[test]
+    fn the_initial_delay_gathers_members_before_the_first_generation() {
+        let mut c = coordinator(3_000);
+        let now = Instant::now();
+        let mut a = join(&mut c, now, join_request("", None, &["range"]));
+        c.tick(now + Duration::from_millis(2_000));
+        let mut b = join(&mut c, now + Duration::from_millis(2_000), join_request("", None, &["range"]));
+        c.tick(now + Duration::from_millis(4_000));
+        pending(&mut a);
+        c.tick(now + Duration::from_millis(5_001));
+        assert_eq!((ready(&mut a).generation, ready(&mut b).generation), (1, 1));
+    }
+
+    #[test]
+    fn commits_are_checked_against_member_and_generation() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        assert_eq!(c.validate_commit("solo", "", None, -1), Ok(()), "standalone consumers may commit");
+        assert_eq!(c.validate_commit("", "", None, -1), Err(GroupError::InvalidGroupId));
+        let (leader, _) = stable_group(&mut c, now);
+        assert_eq!(c.validate_commit("g", &leader, None, 1), Ok(()));
+        assert_eq!(c.validate_commit("g", &leader, None, 7), Err(GroupError::IllegalGeneration));
+        assert_eq!(c.validate_commit("g", "who", None, 1), Err(GroupError::UnknownMemberId));
+        assert_eq!(c.validate_commit("g", "", None, -1), Err(GroupError::UnknownMemberId));
+        assert_eq!(c.check_deletable("g"), Err(GroupError::NonEmptyGroup));
+        assert_eq!(c.check_deletable("nope"), Err(GroupError::GroupIdNotFound));
+        let offset = CommittedOffset { offset: 42, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0 };
+        c.apply_commit("g", "t", 0, offset.clone());
+        assert_eq!(c.committed("g", "t", 0), Some(&offset));
+    }
+}

@@ -1,0 +1,234 @@
+//! The records of `__consumer_offsets`, in Kafka's own key/value schemas:
+//! offset commit key v1 / value v3, group metadata key v2 / value v3 (with no
+//! members: after a restart members rejoin). A null value is a tombstone.
+
+use super::coordinator::GroupMetadata;
+use super::CommittedOffset;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+const OFFSET_KEY_VERSION: i16 = 1;
+const OFFSET_VALUE_VERSION: i16 = 3;
+const GROUP_KEY_VERSION: i16 = 2;
+const GROUP_VALUE_VERSION: i16 = 3;
+
+/// One decoded record of `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsRecord {
+    Commit { group_id: String, topic: String, partition: i32, offset: Option<CommittedOffset> },
+    Group { group_id: String, metadata: Option<GroupMetadata> },
+}
+
+fn put_string(buf: &mut BytesMut, s: &str) {
+    buf.put_i16(s.len() as i16);
+    buf.put_slice(s.as_bytes());
+}
+
+fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_string(buf, s),
+        None => buf.put_i16(-1),
+    }
+}
+
+fn get_nullable_string(buf: &mut Bytes) -> Option<Option<String>> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let len = buf.get_i16();
+    if len < 0 {
+        return Some(None);
+    }
+    if buf.remaining() < len as usize {
+        return None;
+    }
+    Some(Some(String::from_utf8_lossy(&buf.split_to(len as usize)).into_owned()))
+}
+
+fn get_string(buf: &mut Bytes) -> Option<String> {
+    get_nullable_string(buf)?
+}
+
+impl OffsetsRecord {
+    fn key(&self) -> Bytes {
+        let mut key = BytesMut::new();
+        match self {
+            OffsetsRecord::Commit { group_id, topic, partition, .. } => {
+                key.put_i16(OFFSET_KEY_VERSION);
+                put_string(&mut key, group_id);
+                put_string(&mut key, topic);
+                key.put_i32(*partition);
+            }
+            OffsetsRecord::Group { group_id, .. } => {
+                key.put_i16(GROUP_KEY_VERSION);
+                put_string(&mut key, group_id);
+            }
+        }
+        key.freeze()
+    }
+
+    fn value(&self) -> Option<Bytes> {
+        let mut value = BytesMut::new();
+        match self {
+            OffsetsRecord::Commit { offset: Some(o), .. } => {
+                value.put_i16(OFFSET_VALUE_VERSION);
+                value.put_i64(o.offset);
+                value.put_i32(o.leader_epoch);
+                put_string(&mut value, o.metadata.as_deref().unwrap_or(""));
+                value.put_i64(o.commit_timestamp_ms);
+            }
+            OffsetsRecord::Group { metadata: Some(m), .. } => {
+                value.put_i16(GROUP_VALUE_VERSION);
+                put_string(&mut value, &m.protocol_type);
+                value.put_i32(m.generation);
+                put_nullable_string(&mut value, m.protocol.as_deref());
+                put_nullable_string(&mut value, m.leader.as_deref());
+                value.put_i64(0); // current_state_timestamp
+                value.put_i32(0); // members: not persisted
+            }
+            OffsetsRecord::Commit { offset: None, .. } | OffsetsRecord::Group { metadata: None, .. } => return None,
+        }
+        Some(value.freeze())
+    }
+
+    /// Decodes a key and value; `None` for a record of a schema we do not know.
+    pub fn decode(mut key: Bytes, value: Option<Bytes>) -> Option<OffsetsRecord> {
+        if key.remaining() < 2 {
+            return None;
+        }
+        match key.get_i16() {
+            0 | 1 => {
+                let group_id = get_string(&mut key)?;
+                let topic = get_string(&mut key)?;
+                if key.remaining() < 4 {
+                    return None;
+                }
+                let partition = key.get_i32();
+                let offset = match value {
+                    None => None,
+                    Some(v) => Some(decode_offset_value(v)?),
+                };
+                Some(OffsetsRecord::Commit { group_id, topic, partition, offset })
+            }
+            2 => {
+                let group_id = get_string(&mut key)?;
+                let metadata = match value {
+                    None => None,
+                    Some(mut v) => {
+                        if v.remaining() < 2 {
+                            return None;
+                        }
+                        let _version = v.get_i16();
+                        let protocol_type = get_string(&mut v)?;
+                        if v.remaining() < 4 {
+                            return None;
+                        }
+                        let generation = v.get_i32();
+                        let protocol = get_nullable_string(&mut v)?;
+                        let leader = get_nullable_string(&mut v)?;
+                        Some(GroupMetadata { group_id: group_id.clone(), protocol_type, generation, protocol, leader })
+                    }
+                };
+                Some(OffsetsRecord::Group { group_id, metadata })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Offset commit value versions 1 and 3 (what Kafka writes today; v2 adds an
+/// expire timestamp after the commit timestamp, which is read past).
+fn decode_offset_value(mut v: Bytes) -> Option<CommittedOffset> {
+    if v.remaining() < 10 {
+        return None;
+    }
+    let version = v.get_i16();
+    let offset = v.get_i64();
+    let leader_epoch = if version >= 3 && v.remaining() >= 4 { v.get_i32() } else { -1 };
+    let metadata = get_string(&mut v)?;
+    let commit_timestamp_ms = if v.remaining() >= 8 { v.get_i64() } else { 0 };
+    Some(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata: Some(metadata).filter(|m| !m.is_empty()),
+        commit_timestamp_ms,
+    })
+}
+
+/// One uncompressed RecordBatch v2 holding `records`.
+pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // One batch: the encoder splits where offset - sequence changes.
+            sequence: i as i32 - 1,
+            timestamp: timestamp_ms,
+            key: Some(r.key()),
+            value: r.value(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encoding records in memory cannot fail");
+    buf.freeze()
+}
+
+/// Every record in `batches` (concatenated RecordBatch v2 as read from the log).
+pub fn decode_batches(mut batches: Bytes) -> Result<Vec<OffsetsRecord>, String> {
+    let mut out = Vec::new();
+    while batches.has_remaining() {
+        let set = RecordBatchDecoder::decode(&mut batches).map_err(|e| e.to_string())?;
+        out.extend(set.records.into_iter().filter_map(|r| OffsetsRecord::decode(r.key?, r.value)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_a_batch() {
+        let records = vec![
+            OffsetsRecord::Commit {
+                group_id: "g".into(),
+                topic: "t".into(),
+                partition: 3,
+                offset: Some(CommittedOffset {
+                    offset: 99,
+                    leader_epoch: 2,
+                    metadata: Some("meta".into()),
+                    commit_timestamp_ms: 1234,
+                }),
+            },
+            OffsetsRecord::Commit { group_id: "g".into(), topic: "t".into(), partition: 4, offset: None },
+            OffsetsRecord::Group {
+                group_id: "g".into(),
+                metadata: Some(GroupMetadata {
+                    group_id: "g".into(),
+                    protocol_type: "consumer".into(),
+                    generation: 7,
+                    protocol: Some("range".into()),
+                    leader: None,
+                }),
+            },
+            OffsetsRecord::Group { group_id: "gone".into(), metadata: None },
+        ];
+        let batch = encode_batch(&records, 5);
+        let header = weir_engine::batch::parse_header(&batch).unwrap();
+        assert_eq!(header.total_len(), batch.len(), "one batch for all records");
+        assert_eq!(decode_batches(batch).unwrap(), records);
+    }
+}

@@ -1,0 +1,364 @@
+//! The shard's side of consumer groups: routing group requests to the owning
+//! shard, running them on its `GroupCoordinator`, and persisting offsets and
+//! group metadata in `__consumer_offsets`.
+
+use super::Shard;
+use crate::error::TopicError;
+use crate::groups::log_records::{decode_batches, encode_batch, OffsetsRecord};
+use crate::groups::{
+    offsets_partition_of, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS,
+};
+use crate::messages::{GroupOp, GroupReply, OffsetToCommit, ShardMessage};
+use crate::metadata::NewTopic;
+use crate::ownership::owner_of;
+use futures::channel::oneshot;
+use futures::future::join_all;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
+use weir_engine::{Durability, PartitionLog};
+
+/// Kafka's `offset.metadata.max.bytes`.
+const MAX_OFFSET_METADATA_BYTES: usize = 4096;
+/// Read size while replaying `__consumer_offsets` at start.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Shard {
+    /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
+    /// the first FindCoordinator).
+    pub async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
+        if self.metadata().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let topic =
+            NewTopic { name: OFFSETS_TOPIC.into(), partitions: OFFSETS_TOPIC_PARTITIONS, replication_factor: -1 };
+        match self.create_topics_unchecked(vec![topic]).await.pop() {
+            Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err(TopicError::ControllerUnavailable),
+        }
+    }
+
+    fn group_owner(&self, group_id: &str) -> usize {
+        owner_of(OFFSETS_TOPIC, offsets_partition_of(group_id), self.shard_count)
+    }
+
+    /// Runs `op` on the shard that owns `group_id`.
+    pub async fn group_op(&self, group_id: &str, op: GroupOp) -> GroupReply {
+        self.group_op_on(self.group_owner(group_id), group_id, op).await
+    }
+
+    async fn group_op_on(&self, shard: usize, group_id: &str, op: GroupOp) -> GroupReply {
+        if shard == self.id {
+            return self.run_group_op(group_id, op).await;
+        }
+        let unavailable = unavailable_reply(&op);
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMessage::Group { group_id: group_id.to_string(), op, reply };
+        if self.peers.send_to(shard, msg).await.is_err() {
+            return unavailable;
+        }
+        answer.await.unwrap_or(unavailable)
+    }
+
+    /// Every group of every shard.
+    pub async fn list_groups(&self) -> Vec<GroupListing> {
+        let replies = join_all((0..self.shard_count).map(|shard| self.group_op_on(shard, "", GroupOp::List))).await;
+        replies.into_iter().flat_map(|r| if let GroupReply::List(groups) = r { groups } else { Vec::new() }).collect()
+    }
+
+    fn offsets_log(&self, group_id: &str) -> Option<Rc<PartitionLog>> {
+        self.local_log(OFFSETS_TOPIC, offsets_partition_of(group_id)).ok()
+    }
+
+    pub(crate) async fn run_group_op(&self, group_id: &str, op: GroupOp) -> GroupReply {
+        // List is per shard; everything else needs the group's offsets partition here.
+        if !matches!(op, GroupOp::List) && self.offsets_log(group_id).is_none() {
+            return unavailable_reply(&op);
+        }
+        let now = Instant::now();
+        let reply = match op {
+            GroupOp::Join(req) => {
+                let (respond, answer) = oneshot::channel();
+                self.groups.borrow_mut().join(now, req, respond);
+                self.persist_group_changes();
+                GroupReply::Join(answer.await.unwrap_or_else(|_| JoinResponse {
+                    error: Some(GroupError::CoordinatorNotAvailable),
+                    ..Default::default()
+                }))
+            }
+            GroupOp::Sync(req) => {
+                let (respond, answer) = oneshot::channel();
+                self.groups.borrow_mut().sync(now, req, respond);
+                self.persist_group_changes();
+                GroupReply::Sync(answer.await.unwrap_or_else(|_| SyncResponse {
+                    error: Some(GroupError::CoordinatorNotAvailable),
+                    ..Default::default()
+                }))
+            }
+            GroupOp::Heartbeat { member_id, instance_id, generation } => {
+                let result =
+                    self.groups.borrow_mut().heartbeat(now, group_id, &member_id, instance_id.as_deref(), generation);
+                GroupReply::Heartbeat(result)
+            }
+            GroupOp::Leave(members) => {
+                let results = self.groups.borrow_mut().leave(now, group_id, &members);
+                self.persist_group_changes();
+                GroupReply::Leave(results)
+            }
+            GroupOp::Commit { member_id, instance_id, generation, offsets } => GroupReply::Commit(
+                self.commit_offsets(group_id, &member_id, instance_id.as_deref(), generation, offsets).await,
+            ),
+            GroupOp::FetchOffsets(partitions) => {
+                let groups = self.groups.borrow();
+                GroupReply::Offsets(match partitions {
+                    None => groups.all_committed(group_id).into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                    Some(partitions) => partitions
+                        .into_iter()
+                        .map(|(topic, p)| {
+                            let committed = groups.committed(group_id, &topic, p).cloned();
+                            ((topic, p), committed)
+                        })
+                        .collect(),
+                })
+            }
+            GroupOp::Describe => GroupReply::Describe(self.groups.borrow().describe(group_id)),
+            GroupOp::List => GroupReply::List(self.groups.borrow().list()),
+            GroupOp::Delete => GroupReply::Delete(self.delete_group(group_id).await),
+            GroupOp::DeleteOffsets(partitions) => {
+                GroupReply::DeleteOffsets(self.delete_offsets(group_id, partitions).await)
+            }
+        };
+        reply
+    }
+
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<OffsetToCommit>,
+    ) -> Vec<Result<(), GroupError>> {
+        if let Err(e) = self.groups.borrow().validate_commit(group_id, member_id, instance_id, generation) {
+            return vec![Err(e); offsets.len()];
+        }
+        let metadata = self.metadata();
+        let mut results: Vec<Result<(), GroupError>> = offsets
+            .iter()
+            .map(|o| {
+                if !metadata.has_partition(&o.topic, o.partition) {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else if o.offset.metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA_BYTES) {
+                    Err(GroupError::OffsetMetadataTooLarge)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let accepted: Vec<&OffsetToCommit> =
+            offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
+        if accepted.is_empty() {
+            return results;
+        }
+        let records: Vec<OffsetsRecord> = accepted
+            .iter()
+            .map(|o| OffsetsRecord::Commit {
+                group_id: group_id.to_string(),
+                topic: o.topic.clone(),
+                partition: o.partition,
+                offset: Some(o.offset.clone()),
+            })
+            .collect();
+        if let Err(e) = self.append_offsets_records(group_id, &records, Durability::Synced).await {
+            tracing::warn!(group = group_id, "persisting offsets failed: {e}");
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(GroupError::CoordinatorNotAvailable);
+            }
+            return results;
+        }
+        let mut groups = self.groups.borrow_mut();
+        for o in accepted {
+            groups.apply_commit(group_id, &o.topic, o.partition, o.offset.clone());
+        }
+        results
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        self.groups.borrow().check_deletable(group_id)?;
+        let committed = self.groups.borrow().all_committed(group_id);
+        let mut records: Vec<OffsetsRecord> = committed
+            .into_iter()
+            .map(|((topic, partition), _)| OffsetsRecord::Commit {
+                group_id: group_id.to_string(),
+                topic,
+                partition,
+                offset: None,
+            })
+            .collect();
+        records.push(OffsetsRecord::Group { group_id: group_id.to_string(), metadata: None });
+        self.append_offsets_records(group_id, &records, Durability::Synced)
+            .await
+            .map_err(|_| GroupError::CoordinatorNotAvailable)?;
+        self.groups.borrow_mut().remove_group(group_id);
+        Ok(())
+    }
+
+    async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let checks: Vec<Result<(), GroupError>> = {
+            let groups = self.groups.borrow();
+            groups.check_offset_deletable(group_id, "").or_else(|e| match e {
+                GroupError::GroupSubscribedToTopic => Ok(()),
+                other => Err(other),
+            })?;
+            partitions.iter().map(|(topic, _)| groups.check_offset_deletable(group_id, topic)).collect()
+        };
+        let records: Vec<OffsetsRecord> = partitions
+            .iter()
+            .zip(&checks)
+            .filter(|(_, c)| c.is_ok())
+            .map(|((topic, partition), _)| OffsetsRecord::Commit {
+                group_id: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                offset: None,
+            })
+            .collect();
+        if !records.is_empty() {
+            self.append_offsets_records(group_id, &records, Durability::Synced)
+                .await
+                .map_err(|_| GroupError::CoordinatorNotAvailable)?;
+            let mut groups = self.groups.borrow_mut();
+            for ((topic, partition), _) in partitions.iter().zip(&checks).filter(|(_, c)| c.is_ok()) {
+                groups.remove_commit(group_id, topic, *partition);
+            }
+        }
+        Ok(checks)
+    }
+
+    async fn append_offsets_records(
+        &self,
+        group_id: &str,
+        records: &[OffsetsRecord],
+        durability: Durability,
+    ) -> Result<(), String> {
+        let log = self.offsets_log(group_id).ok_or("offsets partition not open here")?;
+        log.append(encode_batch(records, now_ms()), durability).await.map(drop).map_err(|e| e.to_string())
+    }
+
+    /// Writes the metadata of groups whose generation or state changed. Not
+    /// awaited: members do not wait for it (after a restart they rejoin anyway).
+    pub(crate) fn persist_group_changes(&self) {
+        let changed = self.groups.borrow_mut().take_changed();
+        let mut by_partition: BTreeMap<i32, Vec<OffsetsRecord>> = BTreeMap::new();
+        for metadata in changed {
+            by_partition
+                .entry(offsets_partition_of(&metadata.group_id))
+                .or_default()
+                .push(OffsetsRecord::Group { group_id: metadata.group_id.clone(), metadata: Some(metadata) });
+        }
+        for (partition, records) in by_partition {
+            let Ok(log) = self.local_log(OFFSETS_TOPIC, partition) else { continue };
+            let batch = encode_batch(&records, now_ms());
+            // Spawned tasks first run in spawn order, so group records keep their order.
+            glommio::spawn_local(async move {
+                if let Err(e) = log.append(batch, Durability::Written).await {
+                    tracing::warn!(partition, "persisting group metadata failed: {e}");
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Session expiry and rebalance deadlines; called periodically.
+    pub fn tick_groups(&self) {
+        self.groups.borrow_mut().tick(Instant::now());
+        self.persist_group_changes();
+    }
+
+    /// Replays a `__consumer_offsets` partition into the coordinator (at start).
+    pub(crate) async fn replay_offsets_partition(&self, partition: i32, log: &PartitionLog) {
+        let mut offset = log.log_start_offset();
+        let end = log.high_watermark();
+        let mut replayed = 0usize;
+        while offset < end {
+            let batches = match log.read(offset, REPLAY_READ_BYTES).await {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(partition, offset, "replaying __consumer_offsets failed: {e}");
+                    return;
+                }
+            };
+            offset = match offset_after(&batches) {
+                Some(next) => next,
+                None => break,
+            };
+            let records = match decode_batches(batches) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::error!(partition, "undecodable __consumer_offsets batch: {e}");
+                    continue;
+                }
+            };
+            let mut groups = self.groups.borrow_mut();
+            for record in records {
+                replayed += 1;
+                match record {
+                    OffsetsRecord::Commit { group_id, topic, partition, offset: Some(o) } => {
+                        groups.apply_commit(&group_id, &topic, partition, o)
+                    }
+                    OffsetsRecord::Commit { group_id, topic, partition, offset: None } => {
+                        groups.remove_commit(&group_id, &topic, partition)
+                    }
+                    OffsetsRecord::Group { metadata: Some(m), .. } => groups.restore_group(m),
+                    OffsetsRecord::Group { group_id, metadata: None } => groups.remove_group(&group_id),
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(partition, records = replayed, "restored consumer group state");
+        }
+    }
+}
+
+/// The offset following the last batch in `batches`.
+fn offset_after(batches: &[u8]) -> Option<i64> {
+    let (mut pos, mut next) = (0, None);
+    while let Some(header) = batches.get(pos..).and_then(weir_engine::batch::parse_header) {
+        next = Some(header.last_offset() + 1);
+        pos += header.total_len();
+    }
+    next
+}
+
+/// What a group request gets when its owner cannot serve it (yet).
+fn unavailable_reply(op: &GroupOp) -> GroupReply {
+    let e = GroupError::CoordinatorNotAvailable;
+    match op {
+        GroupOp::Join(_) => GroupReply::Join(JoinResponse { error: Some(e), ..Default::default() }),
+        GroupOp::Sync(_) => GroupReply::Sync(SyncResponse { error: Some(e), ..Default::default() }),
+        GroupOp::Heartbeat { .. } => GroupReply::Heartbeat(Err(e)),
+        GroupOp::Leave(members) => GroupReply::Leave(vec![Err(e); members.len()]),
+        GroupOp::Commit { offsets, .. } => GroupReply::Commit(vec![Err(e); offsets.len()]),
+        GroupOp::FetchOffsets(_) => GroupReply::Offsets(Vec::new()),
+        GroupOp::Describe => GroupReply::Describe(crate::groups::GroupDescription {
+            group_id: String::new(),
+            state: crate::groups::GroupState::Dead,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }),
+        GroupOp::List => GroupReply::List(Vec::new()),
+        GroupOp::Delete => GroupReply::Delete(Err(e)),
+        GroupOp::DeleteOffsets(_) => GroupReply::DeleteOffsets(Err(e)),
+    }
+}

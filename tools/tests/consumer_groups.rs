@@ -1,0 +1,368 @@
+//! Consumer groups with librdkafka: partitions split among members, taken
+//! over when a member dies, committed offsets resumed after restarts.
+
+mod common;
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Short timeouts so takeovers happen within seconds.
+const BROKER_CONFIG: &str = "group_initial_rebalance_delay_ms = 300\ngroup_min_session_timeout_ms = 1000\n";
+const SESSION_TIMEOUT_MS: &str = "3000";
+
+fn broker() -> Broker {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let config = dir.join("weir.toml");
+    std::fs::write(&config, BROKER_CONFIG).unwrap();
+    Broker::start(&["--config", config.to_str().unwrap()])
+}
+
+/// Records which partitions were revoked and assigned, in order.
+#[derive(Default, Clone)]
+struct RebalanceLog(Arc<Mutex<Vec<(bool, BTreeSet<i32>)>>>);
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.0.lock().unwrap().push((false, tpl.elements().iter().map(|e| e.partition()).collect()));
+        }
+    }
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.0.lock().unwrap().push((true, tpl.elements().iter().map(|e| e.partition()).collect()));
+        }
+    }
+}
+
+fn group_consumer(bootstrap: &str, group: &str, strategy: &str) -> BaseConsumer<RebalanceLog> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", "500")
+        .set("partition.assignment.strategy", strategy)
+        .create_with_context(RebalanceLog::default())
+        .expect("consumer")
+}
+
+fn assigned(consumer: &BaseConsumer<RebalanceLog>) -> BTreeSet<i32> {
+    consumer.assignment().unwrap().elements().iter().map(|e| e.partition()).collect()
+}
+
+/// Polls every consumer until `done` holds (or fails after `timeout`); each
+/// message seen is recorded as (consumer index, partition, offset, index
+/// header) and committed after it is recorded (asynchronously: the order of
+/// commits per partition is kept, and the test does not wait for each).
+fn poll_until(
+    consumers: &[&BaseConsumer<RebalanceLog>],
+    seen: &mut Vec<(usize, i32, i64, u64)>,
+    timeout: Duration,
+    mut done: impl FnMut(&[(usize, i32, i64, u64)]) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done(seen) {
+        assert!(Instant::now() < deadline, "condition not reached in {timeout:?}; saw {} messages", seen.len());
+        for (i, consumer) in consumers.iter().enumerate() {
+            if let Some(result) = consumer.poll(Duration::from_millis(20)) {
+                // Errors here are librdkafka's transient reports (a broker restarting);
+                // what the test checks is which messages arrive.
+                let Ok(m) = result else { continue };
+                let headers = rdkafka::message::Headers::get(m.headers().unwrap(), 0);
+                let index = std::str::from_utf8(headers.value.unwrap()).unwrap().parse().unwrap();
+                seen.push((i, m.partition(), m.offset(), index));
+                consumer.commit_message(&m, CommitMode::Async).expect("commit");
+            }
+        }
+    }
+}
+
+/// Produces `range` and returns where each message landed: index -> (partition, offset).
+fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<u64>) -> HashMap<u64, (i32, i64)> {
+    let producer = producer(bootstrap, "all");
+    produce_range(&producer, topic, range.clone());
+    let acked = producer.context().acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), range.count());
+    acked
+}
+
+#[test]
+fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
+    let broker = broker();
+    let b = broker.bootstrap();
+    create_topic(&b, "split", 6);
+    let first = group_consumer(&b, "splitters", "range");
+    let second = group_consumer(&b, "splitters", "range");
+    first.subscribe(&["split"]).unwrap();
+    second.subscribe(&["split"]).unwrap();
+    let mut victim = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_consumer", "--nocapture", "--test-threads", "1"])
+        .env("WEIR_CHILD_CONSUMER", format!("{b},split,splitters"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let victim_lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = victim_lines.clone();
+        let stdout = victim.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    // Wait for one generation with all three members: 2 + 2 + 2 partitions.
+    let mut seen = Vec::new();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(30), |_| {
+        // The harness prints "test child_consumer ... " before the first line, hence `split_once`.
+        let lines = victim_lines.lock().unwrap();
+        let victim_has = lines.iter().rev().find_map(|l| l.split_once("assigned ").map(|(_, p)| p.to_string()));
+        assigned(&first).len() == 2
+            && assigned(&second).len() == 2
+            && victim_has.is_some_and(|p| p.split(' ').count() == 2)
+    });
+    let (a, b_parts) = (assigned(&first), assigned(&second));
+    assert!(a.is_disjoint(&b_parts), "overlapping assignments {a:?} {b_parts:?}");
+
+    let placed = produce(&b, "split", 0..6000);
+    // The victim consumes its share too; wait until the survivors got theirs.
+    let survivors_share = placed.values().filter(|(p, _)| a.contains(p) || b_parts.contains(p)).count();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |seen| seen.len() == survivors_share);
+    for (consumer, partition, _, _) in &seen {
+        let mine = if *consumer == 0 { &a } else { &b_parts };
+        assert!(mine.contains(partition), "consumer {consumer} read partition {partition} it does not own");
+    }
+
+    // SIGKILL: no LeaveGroup, so only the session timeout tells the group.
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    reader.join().unwrap();
+    let victim_seen: Vec<u64> = victim_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.strip_prefix("message ").and_then(|rest| rest.split(' ').nth(2)).map(|i| i.parse().unwrap()))
+        .collect();
+    let killed_at = Instant::now();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(30), |_| {
+        assigned(&first).len() + assigned(&second).len() == 6
+    });
+    // Session timeout (3 s) plus heartbeats and a rejoin; far below the 30 s limit above.
+    eprintln!("takeover after {:?}", killed_at.elapsed());
+    produce(&b, "split", 6000..12000);
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |seen| {
+        let all: HashSet<u64> = seen.iter().map(|s| s.3).chain(victim_seen.iter().copied()).collect();
+        all.len() == 12000
+    });
+    let mut final_parts = assigned(&first);
+    final_parts.extend(assigned(&second));
+    assert_eq!(final_parts, (0..6).collect(), "the survivors own every partition");
+    // At-least-once: every message consumed; duplicates only from the victim's last uncommitted ones.
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for i in seen.iter().map(|s| s.3).chain(victim_seen.iter().copied()) {
+        *counts.entry(i).or_default() += 1;
+    }
+    let duplicates = counts.values().filter(|&&c| c > 1).count();
+    assert!(
+        duplicates <= 2,
+        "{duplicates} messages consumed twice; commits after processing allow at most one per partition taken over"
+    );
+}
+
+/// The victim of the test above, run as a separate process so that it can be
+/// SIGKILLed. Prints its assignment and every message it commits.
+#[test]
+#[ignore = "run as a child process by three_consumers_split_six_partitions_and_take_over_from_a_killed_one"]
+fn child_consumer() {
+    let spec = std::env::var("WEIR_CHILD_CONSUMER").expect("WEIR_CHILD_CONSUMER=bootstrap,topic,group");
+    let mut parts = spec.split(',');
+    let (bootstrap, topic, group) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let consumer = group_consumer(bootstrap, group, "range");
+    consumer.subscribe(&[topic]).unwrap();
+    let mut last = BTreeSet::new();
+    loop {
+        let now = assigned(&consumer);
+        if now != last {
+            println!("assigned {}", now.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "));
+            last = now;
+        }
+        if let Some(result) = consumer.poll(Duration::from_millis(50)) {
+            let Ok(m) = result else { continue };
+            let header = rdkafka::message::Headers::get(m.headers().unwrap(), 0);
+            let index = std::str::from_utf8(header.value.unwrap()).unwrap();
+            consumer.commit_message(&m, CommitMode::Sync).expect("commit");
+            println!("message {} {} {index}", m.partition(), m.offset());
+        }
+    }
+}
+
+#[test]
+fn a_restarted_consumer_resumes_after_its_commits_even_after_a_broker_sigkill() {
+    let mut broker = broker();
+    let b = broker.bootstrap();
+    create_topic(&b, "resume", 2);
+    produce(&b, "resume", 0..1000);
+    let mut seen = Vec::new();
+    {
+        let consumer = group_consumer(&b, "resumers", "range");
+        consumer.subscribe(&["resume"]).unwrap();
+        poll_until(&[&consumer], &mut seen, Duration::from_secs(30), |seen| seen.len() >= 600);
+        // Dropping the consumer closes it: a final commit and LeaveGroup.
+        drop(consumer);
+    }
+    if std::env::var("SKIP_KILL").is_err() {
+        broker.kill();
+        broker.restart();
+    }
+    let b = broker.bootstrap();
+    let consumer = group_consumer(&b, "resumers", "range");
+    // OffsetFetch after the restart returns what was committed before it.
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition("resume", 0);
+    wanted.add_partition("resume", 1);
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("OffsetFetch after the restart: {e}\n{}", broker.log()));
+    let committed_total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            other => panic!("no committed offset: {other:?}"),
+        })
+        .sum();
+    assert_eq!(committed_total, seen.len() as i64, "committed offsets cover exactly what was processed");
+    consumer.subscribe(&["resume"]).unwrap();
+    poll_until(&[&consumer], &mut seen, Duration::from_secs(30), |seen| seen.len() >= 1000);
+    std::thread::sleep(Duration::from_millis(500));
+    poll_until(&[&consumer], &mut seen, Duration::from_secs(1), |_| true);
+    let indexes: Vec<u64> = seen.iter().map(|s| s.3).collect();
+    let distinct: HashSet<u64> = indexes.iter().copied().collect();
+    assert_eq!((indexes.len(), distinct.len()), (1000, 1000), "each message exactly once across the restarts");
+}
+
+#[test]
+fn cooperative_sticky_rebalances_keep_unaffected_partitions() {
+    let broker = broker();
+    let b = broker.bootstrap();
+    create_topic(&b, "sticky", 6);
+    let first = group_consumer(&b, "stickies", "cooperative-sticky");
+    let second = group_consumer(&b, "stickies", "cooperative-sticky");
+    first.subscribe(&["sticky"]).unwrap();
+    second.subscribe(&["sticky"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(30), |_| {
+        assigned(&first).len() + assigned(&second).len() == 6
+            && !assigned(&first).is_empty()
+            && !assigned(&second).is_empty()
+    });
+    let (before_first, before_second) = (assigned(&first), assigned(&second));
+    first.context().0.lock().unwrap().clear();
+    second.context().0.lock().unwrap().clear();
+
+    let third = group_consumer(&b, "stickies", "cooperative-sticky");
+    third.subscribe(&["sticky"]).unwrap();
+    poll_until(&[&first, &second, &third], &mut seen, Duration::from_secs(30), |_| {
+        assigned(&first).len() == 2 && assigned(&second).len() == 2 && assigned(&third).len() == 2
+    });
+    let moved = assigned(&third);
+    for (consumer, before) in [(&first, &before_first), (&second, &before_second)] {
+        let after = assigned(consumer);
+        assert!(after.is_subset(before), "a member gained partitions it did not have: {before:?} -> {after:?}");
+        for (assign, partitions) in consumer.context().0.lock().unwrap().iter() {
+            if !assign {
+                assert!(partitions.is_subset(&moved), "revoked {partitions:?}, but only {moved:?} moved");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_group_requests_get_kafka_error_codes() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let broker = broker();
+    let mut client = weir_net::client::Client::connect(&broker.bootstrap()).unwrap();
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let group = GroupId(s("errors"));
+    let found = client.send(&FindCoordinatorRequest::default().with_key(s("errors")), 3).unwrap();
+    assert_eq!((found.error_code, found.port), (0, broker.port as i32));
+
+    let join = |member: &str, session_ms: i32| {
+        JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_session_timeout_ms(session_ms)
+            .with_rebalance_timeout_ms(5000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(s("range"))])
+    };
+    assert_eq!(client.send(&join("", 10), 5).unwrap().error_code, 26, "INVALID_SESSION_TIMEOUT");
+    assert_eq!(client.send(&join("made-up", 3000), 5).unwrap().error_code, 25, "UNKNOWN_MEMBER_ID");
+    let first = client.send(&join("", 3000), 5).unwrap();
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let joined = client.send(&join(&first.member_id, 3000), 5).unwrap();
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let member = joined.member_id.clone();
+
+    let heartbeat = |generation: i32, member: &StrBytes| {
+        HeartbeatRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(generation)
+            .with_member_id(member.clone())
+    };
+    assert_eq!(client.send(&heartbeat(7, &member), 3).unwrap().error_code, 22, "ILLEGAL_GENERATION");
+    assert_eq!(client.send(&heartbeat(1, &s("nobody")), 3).unwrap().error_code, 25, "UNKNOWN_MEMBER_ID");
+    let sync =
+        SyncGroupRequest::default().with_group_id(group.clone()).with_generation_id(0).with_member_id(member.clone());
+    assert_eq!(client.send(&sync, 3).unwrap().error_code, 22, "ILLEGAL_GENERATION");
+    let sync = sync.with_generation_id(1).with_assignments(vec![]);
+    assert_eq!(client.send(&sync, 3).unwrap().error_code, 0);
+    assert_eq!(client.send(&heartbeat(1, &member), 3).unwrap().error_code, 0);
+
+    create_topic(&broker.bootstrap(), "t", 1);
+    let commit = |generation: i32, member: &StrBytes, topic: &str| {
+        OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(member.clone())
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)])])
+    };
+    let code = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+    assert_eq!(code(client.send(&commit(0, &member, "t"), 8).unwrap()), 22, "ILLEGAL_GENERATION");
+    assert_eq!(code(client.send(&commit(1, &s("nobody"), "t"), 8).unwrap()), 25, "UNKNOWN_MEMBER_ID");
+    assert_eq!(code(client.send(&commit(1, &member, "no-such-topic"), 8).unwrap()), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(code(client.send(&commit(1, &member, "t"), 8).unwrap()), 0);
+
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group.clone(), GroupId(s("never-existed"))]);
+    let deleted = client.send(&delete, 2).unwrap();
+    assert_eq!(
+        deleted.results.iter().map(|r| r.error_code).collect::<Vec<_>>(),
+        vec![68, 69],
+        "NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND"
+    );
+    let leave = LeaveGroupRequest::default().with_group_id(group.clone()).with_member_id(member.clone());
+    assert_eq!(client.send(&leave, 2).unwrap().error_code, 0);
+    let deleted = client.send(&DeleteGroupsRequest::default().with_groups_names(vec![group.clone()]), 2).unwrap();
+    assert_eq!(deleted.results[0].error_code, 0, "an empty group can be deleted");
+    let fetched =
+        client.send(&OffsetFetchRequest::default().with_group_id(group.clone()).with_topics(None), 7).unwrap();
+    assert!(fetched.topics.is_empty(), "its offsets went with it");
+}
