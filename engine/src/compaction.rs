@@ -87,7 +87,7 @@ impl PartitionLog {
         if shared.closing.get() {
             return Err(EngineError::Closed);
         }
-        if !shared.config.cleanup_policy.compacts() {
+        if !shared.config().cleanup_policy.compacts() {
             return Ok(outcome);
         }
         let sealed: Vec<Rc<Segment>> = {
@@ -114,7 +114,7 @@ impl PartitionLog {
             .await?;
             mapped += 1;
         }
-        let horizon = now_ms.saturating_sub(shared.config.delete_retention_ms as i64);
+        let horizon = now_ms.saturating_sub(shared.config().delete_retention_ms as i64);
         for seg in &sealed[..mapped] {
             if shared.closing.get() {
                 break;
@@ -169,7 +169,7 @@ impl PartitionLog {
             .dma_open(&cleaned_path)
             .await
             .map_err(io_err)?;
-        let mut out = Cleaned::new(file, seg.base_offset, shared.config.index_interval_bytes);
+        let mut out = Cleaned::new(file, seg.base_offset, shared.config().index_interval_bytes);
         let limit = seg.size();
         let last_offset = seg.next_offset() - 1;
         let mut window = FileWindow::new(&seg.file, seg.align, limit);

@@ -58,7 +58,7 @@ pub const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
 
 /// Tunables of one partition log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll a new segment when the active one would exceed this many bytes
     /// (clamped to [`MAX_SEGMENT_BYTES`]).
@@ -230,7 +230,8 @@ struct Waiters {
 /// State shared by the log handle, the writer task and readers.
 pub(crate) struct Shared {
     pub dir: PathBuf,
-    pub config: LogConfig,
+    /// Replaced whole by [`PartitionLog::set_config`]; read with `config()`.
+    config: Cell<LogConfig>,
     /// Next offset `append` will hand out.
     next_offset: Cell<i64>,
     /// One past the last offset written to a segment file.
@@ -251,6 +252,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The current configuration (a copy: it may change between awaits).
+    pub fn config(&self) -> LogConfig {
+        self.config.get()
+    }
+
     pub fn count(&self, f: impl FnOnce(&mut LogStats)) {
         let mut s = self.stats.get();
         f(&mut s);
@@ -324,7 +330,7 @@ impl PartitionLog {
         let cache = ReadCache::new(config.cache_bytes);
         let shared = Rc::new(Shared {
             dir,
-            config,
+            config: Cell::new(config),
             next_offset: Cell::new(hw),
             high_watermark: Cell::new(hw),
             log_start_offset: Cell::new(log_start),
@@ -362,7 +368,7 @@ impl PartitionLog {
         if records.len() > MAX_APPEND_BYTES {
             return Err(EngineError::MessageTooLarge(records.len()));
         }
-        let summary = batch::validate_records(&records, self.shared.config.max_batch_bytes)?;
+        let summary = batch::validate_records(&records, self.shared.config().max_batch_bytes)?;
         if self.shared.closing.get() {
             return Err(EngineError::Closed);
         }
@@ -377,6 +383,27 @@ impl PartitionLog {
         // Full means a wake-up is already pending; the writer drains everything.
         let _ = self.wake_writer.try_send(());
         result.recv().await.unwrap_or(Err(EngineError::Closed))
+    }
+
+    /// Replaces the configuration of the open log (a topic config change).
+    /// Takes effect at the next append, write, flush decision and maintenance
+    /// run; `cache_bytes` and `index_interval_bytes` stay as opened.
+    pub fn set_config(&self, config: LogConfig) {
+        let old = self.shared.config();
+        let config = LogConfig {
+            segment_bytes: config.segment_bytes.clamp(1, MAX_SEGMENT_BYTES),
+            cache_bytes: old.cache_bytes,
+            index_interval_bytes: old.index_interval_bytes,
+            ..config
+        };
+        self.shared.config.set(config);
+        // The flush deadline may have moved; let the writer recompute it.
+        let _ = self.wake_writer.try_send(());
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> LogConfig {
+        self.shared.config()
     }
 
     /// First offset still stored.
@@ -774,7 +801,7 @@ impl Writer {
     /// Waits for a wake-up message, or for the `flush_ms` deadline of the
     /// oldest unsynced write.
     async fn wait(&self, wake: &LocalReceiver<()>) -> Wake {
-        let deadline = match (self.shared.config.flush_ms, self.unflushed_since) {
+        let deadline = match (self.shared.config().flush_ms, self.unflushed_since) {
             (Some(ms), Some(since)) => Some(since + Duration::from_millis(ms)),
             _ => None,
         };
@@ -813,7 +840,7 @@ impl Writer {
 
     /// Writes one group (rolling segments as needed), then completes it.
     async fn commit(&mut self, mut group: Vec<Pending>) {
-        self.group_time = match self.shared.config.timestamp_type {
+        self.group_time = match self.shared.config().timestamp_type {
             TimestampType::LogAppendTime => now_ms(),
             TimestampType::CreateTime => -1,
         };
@@ -865,7 +892,7 @@ impl Writer {
     /// policy syncs every write), `Synced` ones after one fdatasync; syncs
     /// anyway when the flush policy says so.
     async fn complete(&mut self, group: Vec<Pending>) {
-        let config = &self.shared.config;
+        let config = self.shared.config();
         let sync_all = config.fsync_every_write || config.flush_messages == Some(1);
         if !group.is_empty() {
             self.unflushed += group.iter().map(|p| (p.last_offset - p.base_offset + 1) as u64).sum::<u64>();
@@ -898,7 +925,7 @@ impl Writer {
 
     /// True when the flush policy wants the unsynced writes synced now.
     fn flush_due(&self) -> bool {
-        let config = &self.shared.config;
+        let config = self.shared.config();
         let by_count = config.flush_messages.is_some_and(|n| self.unflushed >= n);
         let by_age = match (config.flush_ms, self.unflushed_since) {
             (Some(ms), Some(since)) => since.elapsed() >= Duration::from_millis(ms),
@@ -930,9 +957,9 @@ impl Writer {
         if used == 0 {
             return false;
         }
-        let too_big = used + p.records.len() as u64 > self.shared.config.segment_bytes;
+        let too_big = used + p.records.len() as u64 > self.shared.config().segment_bytes;
         let offsets_overflow = p.last_offset - self.active.base_offset > i64::from(u32::MAX);
-        let too_old = match (self.shared.config.segment_ms, self.active_since) {
+        let too_old = match (self.shared.config().segment_ms, self.active_since) {
             (Some(ms), Some(since)) => now_ms().saturating_sub(since) >= ms as i64,
             _ => false,
         };
@@ -1041,7 +1068,7 @@ impl Writer {
         self.shared.segments.borrow_mut().insert(base_offset, seg.clone());
         self.active = seg;
         self.tail.clear();
-        self.policy = IndexPolicy::new(self.shared.config.index_interval_bytes);
+        self.policy = IndexPolicy::new(self.shared.config().index_interval_bytes);
         self.active_since = None;
         self.shared.count(|s| s.rolls += 1);
         tracing::debug!(dir = %self.shared.dir.display(), base_offset, "rolled segment");

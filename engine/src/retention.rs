@@ -104,7 +104,7 @@ impl PartitionLog {
         if shared.closing.get() {
             return Err(EngineError::Closed);
         }
-        let config = &shared.config;
+        let config = shared.config();
         let mut outcome = RetentionOutcome { log_start_offset: self.log_start_offset(), ..Default::default() };
         if !config.cleanup_policy.deletes() || (config.retention_ms.is_none() && config.retention_bytes.is_none()) {
             return Ok(outcome);

@@ -187,7 +187,7 @@ fn clean_reopen_is_byte_identical() {
     let path = dir.path().to_path_buf();
     block_on(async move {
         let config = LogConfig { index_interval_bytes: 512, ..LogConfig::default() };
-        let log = open(&path, config.clone()).await;
+        let log = open(&path, config).await;
         for i in 0..300u16 {
             let b = batch(i32::from(i % 5) + 1, usize::from(i * 7 % 900), i as u8);
             log.append(bytes(b), if i % 2 == 0 { Durability::Written } else { Durability::Synced })

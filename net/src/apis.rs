@@ -15,6 +15,8 @@ pub struct SupportedApi {
 /// answered by closing the connection, as they cannot carry RecordBatch v2.
 /// Fetch stops at 12 (v13 names topics by id only); Metadata at 12. The group
 /// APIs stop before the versions that belong to the KIP-848 consumer protocol.
+/// DescribeConfigs starts at 1 (v0 was removed from Kafka 4 and from the
+/// protocol crate); librdkafka and kafka-python speak v1 or v2.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::Produce, min: 0, max: 9 },
     SupportedApi { key: ApiKey::Fetch, min: 4, max: 12 },
@@ -34,6 +36,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::DescribeGroups, min: 0, max: 5 },
     SupportedApi { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     SupportedApi { key: ApiKey::OffsetDelete, min: 0, max: 0 },
+    SupportedApi { key: ApiKey::DeleteRecords, min: 0, max: 2 },
+    SupportedApi { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
+    SupportedApi { key: ApiKey::AlterConfigs, min: 0, max: 2 },
+    SupportedApi { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 },
 ];
 
 /// The version range of `key`, if it is implemented.

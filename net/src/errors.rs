@@ -25,6 +25,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
         TopicError::ControllerUnavailable => ResponseError::NotController,
     };

@@ -1,7 +1,9 @@
 //! Broker configuration: embedded defaults, overridable by a TOML file and flags.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use weir_engine::{CleanupPolicy, LogConfig, TimestampType};
 
 /// Everything a broker process needs to start. Field names follow Kafka's
 /// settings where Kafka has one (e.g. `num_partitions` is `num.partitions`).
@@ -41,6 +43,12 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// Most members one group may have (`group.max.size`).
     pub group_max_size: usize,
+    /// How often each shard applies `retention.ms` / `retention.bytes` to its
+    /// logs (`log.retention.check.interval.ms`).
+    pub log_retention_check_interval_ms: u64,
+    /// How often each shard compacts the logs of compacted topics
+    /// (`log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -62,6 +70,8 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 10_000,
+            log_retention_check_interval_ms: 300_000,
+            log_cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -98,9 +108,217 @@ impl BrokerConfig {
     }
 }
 
+/// The topic configs Weir knows (Kafka's names), sorted. Any other name is
+/// refused with INVALID_CONFIG.
+pub const TOPIC_CONFIG_NAMES: &[&str] = &[
+    CLEANUP_POLICY,
+    "delete.retention.ms",
+    "flush.messages",
+    "flush.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+/// The one list-valued topic config (IncrementalAlterConfigs APPEND/SUBTRACT).
+pub const CLEANUP_POLICY: &str = "cleanup.policy";
+
+/// Kafka's "never" for `flush.messages` and `flush.ms`.
+const NEVER: i64 = i64::MAX;
+
+/// DescribeConfigs `config_type` codes (KIP-569).
+pub mod config_type {
+    pub const BOOLEAN: i8 = 1;
+    pub const STRING: i8 = 2;
+    pub const INT: i8 = 3;
+    pub const LONG: i8 = 5;
+    pub const LIST: i8 = 7;
+}
+
+/// The DescribeConfigs type of a topic config.
+pub fn topic_config_type(name: &str) -> i8 {
+    match name {
+        "max.message.bytes" | "min.insync.replicas" | "segment.bytes" => config_type::INT,
+        "message.timestamp.type" => config_type::STRING,
+        CLEANUP_POLICY => config_type::LIST,
+        _ => config_type::LONG,
+    }
+}
+
+/// Checks one topic config; returns the value to store (trimmed, lists
+/// normalised) or why it is refused.
+pub fn validate_topic_config(name: &str, value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let number = |min: i64, max: i64| -> Result<String, String> {
+        match value.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n.to_string()),
+            Ok(n) => Err(format!("{name}: {n} is outside [{min}, {max}]")),
+            Err(_) => Err(format!("{name}: '{value}' is not an integer")),
+        }
+    };
+    let int = i64::from(i32::MAX);
+    match name {
+        "segment.bytes" => number(14, int),
+        "max.message.bytes" => number(0, int),
+        "segment.ms" | "flush.messages" => number(1, i64::MAX),
+        "delete.retention.ms" | "flush.ms" => number(0, i64::MAX),
+        "retention.ms" | "retention.bytes" => number(-1, i64::MAX),
+        "min.insync.replicas" => number(1, 1).map_err(|_| format!("{name}: a single broker has one replica; only 1")),
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(value.to_string()),
+            _ => Err(format!("{name}: '{value}' is not CreateTime or LogAppendTime")),
+        },
+        CLEANUP_POLICY => parse_cleanup_policy(value).map(|_| normalise_list(value)),
+        _ => Err(format!("unknown topic config '{name}'")),
+    }
+}
+
+/// `compact,delete` (any order, spaces allowed; duplicates ignored).
+fn parse_cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
+    let (mut compact, mut delete) = (false, false);
+    for item in value.split(',').map(str::trim) {
+        match item {
+            "compact" => compact = true,
+            "delete" => delete = true,
+            _ => return Err(format!("{CLEANUP_POLICY}: '{item}' is not compact or delete")),
+        }
+    }
+    match (compact, delete) {
+        (true, true) => Ok(CleanupPolicy::CompactDelete),
+        (true, false) => Ok(CleanupPolicy::Compact),
+        (false, true) => Ok(CleanupPolicy::Delete),
+        (false, false) => Err(format!("{CLEANUP_POLICY}: empty")),
+    }
+}
+
+/// The items of a list value, trimmed, deduplicated, in first-seen order.
+pub fn list_items(value: &str) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if !items.iter().any(|i| i == item) {
+            items.push(item.to_string());
+        }
+    }
+    items
+}
+
+fn normalise_list(value: &str) -> String {
+    list_items(value).join(",")
+}
+
+impl BrokerConfig {
+    /// A topic config's value when the topic does not set it. Internal
+    /// topics (`__consumer_offsets`) are compacted, as in Kafka.
+    pub fn topic_config_default(&self, topic: &str, name: &str) -> String {
+        match name {
+            CLEANUP_POLICY if topic.starts_with("__") => "compact".into(),
+            CLEANUP_POLICY => "delete".into(),
+            "segment.bytes" => self.segment_bytes.min(i32::MAX as u64).to_string(),
+            "max.message.bytes" => self.message_max_bytes.min(i32::MAX as usize).to_string(),
+            "segment.ms" | "retention.ms" => "604800000".into(),
+            "retention.bytes" => "-1".into(),
+            "delete.retention.ms" => "86400000".into(),
+            "flush.messages" | "flush.ms" => NEVER.to_string(),
+            "min.insync.replicas" => "1".into(),
+            "message.timestamp.type" => "CreateTime".into(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every known topic config of `topic`: (name, value, set on the topic).
+    pub fn effective_topic_configs(
+        &self,
+        topic: &str,
+        explicit: &BTreeMap<String, String>,
+    ) -> Vec<(&'static str, String, bool)> {
+        TOPIC_CONFIG_NAMES
+            .iter()
+            .map(|&name| match explicit.get(name) {
+                Some(value) => (name, value.clone(), true),
+                None => (name, self.topic_config_default(topic, name), false),
+            })
+            .collect()
+    }
+
+    /// The engine configuration of `topic`'s logs: its explicit configs over
+    /// the broker defaults. Stored configs were validated when set; a value
+    /// that no longer parses falls back to the default.
+    pub fn log_config(&self, topic: &str, explicit: &BTreeMap<String, String>) -> LogConfig {
+        let value = |name: &str| explicit.get(name).cloned().unwrap_or_else(|| self.topic_config_default(topic, name));
+        let long = |name: &str| {
+            value(name).parse::<i64>().unwrap_or_else(|_| self.topic_config_default(topic, name).parse().unwrap_or(-1))
+        };
+        let at_least_zero = |n: i64| u64::try_from(n).ok();
+        let unless_never = |n: i64| if n == NEVER { None } else { at_least_zero(n) };
+        LogConfig {
+            segment_bytes: at_least_zero(long("segment.bytes")).unwrap_or(self.segment_bytes),
+            max_batch_bytes: at_least_zero(long("max.message.bytes")).map_or(self.message_max_bytes, |n| n as usize),
+            fsync_every_write: self.fsync_every_write,
+            flush_messages: unless_never(long("flush.messages")),
+            flush_ms: unless_never(long("flush.ms")),
+            segment_ms: at_least_zero(long("segment.ms")),
+            retention_ms: at_least_zero(long("retention.ms")),
+            retention_bytes: at_least_zero(long("retention.bytes")),
+            cleanup_policy: parse_cleanup_policy(&value(CLEANUP_POLICY)).unwrap_or(CleanupPolicy::Delete),
+            delete_retention_ms: at_least_zero(long("delete.retention.ms")).unwrap_or(86_400_000),
+            timestamp_type: match value("message.timestamp.type").as_str() {
+                "LogAppendTime" => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+            ..LogConfig::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_configs_validate_and_map_to_the_log() {
+        assert_eq!(validate_topic_config("segment.bytes", " 1024 "), Ok("1024".into()));
+        assert!(validate_topic_config("segment.bytes", "10").is_err());
+        assert!(validate_topic_config("segment.bytes", "x").is_err());
+        assert!(validate_topic_config("no.such.config", "1").is_err());
+        assert!(validate_topic_config("message.timestamp.type", "Wallclock").is_err());
+        assert!(validate_topic_config("min.insync.replicas", "2").is_err());
+        assert_eq!(validate_topic_config(CLEANUP_POLICY, "delete, compact,delete"), Ok("delete,compact".into()));
+        assert!(validate_topic_config(CLEANUP_POLICY, "compact,forever").is_err());
+        assert!(validate_topic_config(CLEANUP_POLICY, "").is_err());
+
+        let broker = BrokerConfig::default();
+        let defaults = broker.log_config("t", &BTreeMap::new());
+        assert_eq!(defaults.segment_bytes, 1 << 30);
+        assert_eq!(defaults.retention_ms, Some(604_800_000));
+        assert_eq!((defaults.retention_bytes, defaults.flush_messages, defaults.flush_ms), (None, None, None));
+        assert_eq!(defaults.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(broker.log_config("__consumer_offsets", &BTreeMap::new()).cleanup_policy, CleanupPolicy::Compact);
+        let set: BTreeMap<String, String> = [
+            ("segment.bytes", "2048"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "4096"),
+            ("cleanup.policy", "compact,delete"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("flush.messages", "1"),
+            ("max.message.bytes", "100"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let log = broker.log_config("t", &set);
+        assert_eq!((log.segment_bytes, log.retention_ms, log.retention_bytes), (2048, None, Some(4096)));
+        assert_eq!(log.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(log.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!((log.flush_messages, log.max_batch_bytes), (Some(1), 100));
+        let effective = broker.effective_topic_configs("t", &set);
+        assert_eq!(effective.len(), TOPIC_CONFIG_NAMES.len());
+        assert!(effective.contains(&("segment.bytes", "2048".into(), true)));
+        assert!(effective.contains(&("segment.ms", "604800000".into(), false)));
+    }
 
     #[test]
     fn toml_overrides_only_given_keys() {

@@ -27,6 +27,8 @@ pub enum TopicError {
     InvalidPartitions(i32),
     #[error("replication factor {0} is larger than the number of brokers (1)")]
     InvalidReplicationFactor(i16),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("controller shard unavailable")]

@@ -8,13 +8,13 @@ use crate::groups::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
     SyncResponse,
 };
-use crate::metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
-use crate::shard::{FetchedPartition, PartitionOffsets};
+use crate::metadata::{ConfigAlteration, MetadataSnapshot, NewTopic, TopicConfigs, TopicMetadata};
+use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_engine::{AppendInfo, Durability};
+use weir_engine::Durability;
 
 /// Work on one partition, run by the shard that owns it.
 #[derive(Debug)]
@@ -28,6 +28,15 @@ pub enum PartitionOp {
         max_bytes: usize,
     },
     Offsets,
+    /// ListOffsets by timestamp: the first offset whose record timestamp is
+    /// at least `timestamp`; [`MAX_TIMESTAMP`]: the record with the largest.
+    OffsetForTimestamp {
+        timestamp: i64,
+    },
+    /// DeleteRecords: move the log start offset up to `before_offset`.
+    DeleteRecords {
+        before_offset: i64,
+    },
     /// Resolve once the high watermark passes `offset`, or after `timeout`.
     WaitBeyond {
         offset: i64,
@@ -35,11 +44,18 @@ pub enum PartitionOp {
     },
 }
 
+/// ListOffsets' MAX_TIMESTAMP (-3).
+pub const MAX_TIMESTAMP: i64 = -3;
+
 #[derive(Debug)]
 pub enum PartitionReply {
-    Produced(AppendInfo),
+    Produced(ProducedPartition),
     Fetched(FetchedPartition),
     Offsets(PartitionOffsets),
+    /// (offset, timestamp) of the record found, if any.
+    TimestampOffset(Option<(i64, i64)>),
+    /// The log start offset after DeleteRecords.
+    RecordsDeleted(i64),
     Waited,
 }
 
@@ -102,7 +118,14 @@ pub enum ShardMessage {
     },
     /// To the controller shard.
     CreateTopics {
-        topics: Vec<NewTopic>,
+        topics: Vec<(NewTopic, TopicConfigs)>,
+        reply: oneshot::Sender<TopicResults>,
+    },
+    /// To the controller shard: change the configs of topics (each result
+    /// holds the topic with its new configs).
+    AlterTopicConfigs {
+        alterations: Vec<(String, ConfigAlteration)>,
+        validate_only: bool,
         reply: oneshot::Sender<TopicResults>,
     },
     /// To the controller shard.

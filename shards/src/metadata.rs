@@ -1,10 +1,12 @@
-//! Topic metadata: what topics exist, their ids and partition counts.
+//! Topic metadata: what topics exist, their ids, partition counts and the
+//! topic configs set on them (validated against `config::TOPIC_CONFIG_NAMES`).
 //!
 //! The controller shard owns the one mutable [`MetadataStore`]; every shard
 //! reads an immutable [`MetadataSnapshot`] that the controller replaces after
 //! each change. The store is persisted as TOML in `<data_dir>/metadata.toml`,
 //! replaced atomically (write, fsync, rename, fsync dir).
 
+use crate::config::{list_items, validate_topic_config, CLEANUP_POLICY, TOPIC_CONFIG_NAMES};
 use crate::error::TopicError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +25,31 @@ pub struct TopicMetadata {
     pub name: String,
     pub id: Uuid,
     pub partitions: i32,
+    /// Topic configs set explicitly (validated, normalised); the rest are the
+    /// broker's defaults (`BrokerConfig::topic_config_default`).
+    #[serde(default)]
+    pub configs: TopicConfigs,
+}
+
+/// Explicitly set topic configs by name.
+pub type TopicConfigs = BTreeMap<String, String>;
+
+/// Validates every (name, value) pair; a `None` value leaves the config unset.
+pub fn validate_topic_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<TopicConfigs, TopicError> {
+    let mut valid = TopicConfigs::new();
+    for (name, value) in configs {
+        let Some(value) = value else {
+            if !TOPIC_CONFIG_NAMES.contains(&name) {
+                return Err(TopicError::InvalidConfig(format!("unknown topic config '{name}'")));
+            }
+            continue;
+        };
+        let value = validate_topic_config(name, value).map_err(TopicError::InvalidConfig)?;
+        valid.insert(name.to_string(), value);
+    }
+    Ok(valid)
 }
 
 /// A topic to create: partitions < 1 means the broker default.
@@ -52,6 +79,73 @@ impl MetadataSnapshot {
     /// Whether `partition` exists in `topic`.
     pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
         self.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))
+    }
+}
+
+/// A change to a topic's configs, applied by the controller to the current set.
+#[derive(Clone, Debug)]
+pub enum ConfigAlteration {
+    /// AlterConfigs: the new explicit set (a `None` value leaves a config unset).
+    Replace(Vec<(String, Option<String>)>),
+    /// IncrementalAlterConfigs: operations applied in order.
+    Incremental(Vec<ConfigOp>),
+}
+
+/// One IncrementalAlterConfigs operation (KIP-339).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    /// Back to the broker default.
+    Delete(String),
+    /// Add items to a list config (`cleanup.policy`).
+    Append(String, String),
+    /// Remove items from a list config.
+    Subtract(String, String),
+}
+
+impl ConfigAlteration {
+    /// The explicit configs after this change, validated. `default` gives a
+    /// config's default value (APPEND and SUBTRACT start from it when unset).
+    pub fn apply(&self, current: &TopicConfigs, default: impl Fn(&str) -> String) -> Result<TopicConfigs, TopicError> {
+        let ops = match self {
+            ConfigAlteration::Replace(pairs) => {
+                return validate_topic_configs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
+            }
+            ConfigAlteration::Incremental(ops) => ops,
+        };
+        let mut next = current.clone();
+        for op in ops {
+            match op {
+                ConfigOp::Set(name, value) => {
+                    let value = validate_topic_config(name, value).map_err(TopicError::InvalidConfig)?;
+                    next.insert(name.clone(), value);
+                }
+                ConfigOp::Delete(name) => {
+                    validate_topic_configs([(name.as_str(), None)])?;
+                    next.remove(name);
+                }
+                ConfigOp::Append(name, value) | ConfigOp::Subtract(name, value) => {
+                    if name != CLEANUP_POLICY {
+                        let why = format!("{name} is not a list config; APPEND and SUBTRACT apply to {CLEANUP_POLICY}");
+                        return Err(TopicError::InvalidConfig(why));
+                    }
+                    let base = next.get(name).cloned().unwrap_or_else(|| default(name));
+                    let mut items = list_items(&base);
+                    for item in list_items(value) {
+                        if matches!(op, ConfigOp::Append(..)) {
+                            if !items.contains(&item) {
+                                items.push(item);
+                            }
+                        } else {
+                            items.retain(|i| *i != item);
+                        }
+                    }
+                    let value = validate_topic_config(name, &items.join(",")).map_err(TopicError::InvalidConfig)?;
+                    next.insert(name.clone(), value);
+                }
+            }
+        }
+        Ok(next)
     }
 }
 
@@ -100,8 +194,14 @@ impl MetadataStore {
         self.current.clone()
     }
 
-    /// Validates and records a new topic, persisted before it returns.
-    pub fn create_topic(&mut self, topic: &NewTopic, default_partitions: i32) -> Result<TopicMetadata, TopicError> {
+    /// Validates and records a new topic with its (validated) configs,
+    /// persisted before it returns.
+    pub fn create_topic(
+        &mut self,
+        topic: &NewTopic,
+        configs: &TopicConfigs,
+        default_partitions: i32,
+    ) -> Result<TopicMetadata, TopicError> {
         validate_topic_name(&topic.name)?;
         if self.current.topics.contains_key(&topic.name) {
             return Err(TopicError::AlreadyExists);
@@ -113,11 +213,22 @@ impl MetadataStore {
         if topic.replication_factor > 1 || topic.replication_factor == 0 {
             return Err(TopicError::InvalidReplicationFactor(topic.replication_factor));
         }
-        let created = TopicMetadata { name: topic.name.clone(), id: Uuid::new_v4(), partitions };
+        let created =
+            TopicMetadata { name: topic.name.clone(), id: Uuid::new_v4(), partitions, configs: configs.clone() };
         let mut next = self.clone_current();
         next.topics.insert(created.name.clone(), created.clone());
         self.persist(next)?;
         Ok(created)
+    }
+
+    /// Replaces the explicit configs of a topic (already validated).
+    pub fn set_topic_configs(&mut self, name: &str, configs: TopicConfigs) -> Result<TopicMetadata, TopicError> {
+        let mut next = self.clone_current();
+        let topic = next.topics.get_mut(name).ok_or(TopicError::Unknown)?;
+        topic.configs = configs;
+        let changed = topic.clone();
+        self.persist(next)?;
+        Ok(changed)
     }
 
     /// Removes a topic; returns what it was.
@@ -165,8 +276,8 @@ mod tests {
     fn topics_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = MetadataStore::load(dir.path()).unwrap();
-        let created = store.create_topic(&new_topic("clicks", 3), 1).unwrap();
-        store.create_topic(&new_topic("defaulted", -1), 5).unwrap();
+        let created = store.create_topic(&new_topic("clicks", 3), &TopicConfigs::new(), 1).unwrap();
+        store.create_topic(&new_topic("defaulted", -1), &TopicConfigs::new(), 5).unwrap();
         let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
         assert_eq!(reloaded.cluster_id, store.snapshot().cluster_id);
         assert_eq!(reloaded.topic("clicks"), Some(&created));
@@ -177,16 +288,69 @@ mod tests {
 
     #[test]
     fn bad_topics_are_refused() {
+        let none = TopicConfigs::new();
         let dir = tempfile::tempdir().unwrap();
         let mut store = MetadataStore::load(dir.path()).unwrap();
-        store.create_topic(&new_topic("a", 1), 1).unwrap();
-        assert_eq!(store.create_topic(&new_topic("a", 1), 1), Err(TopicError::AlreadyExists));
+        store.create_topic(&new_topic("a", 1), &none, 1).unwrap();
+        assert_eq!(store.create_topic(&new_topic("a", 1), &none, 1), Err(TopicError::AlreadyExists));
         for name in ["", ".", "..", "a/b", "spaces no", &"x".repeat(250)] {
-            assert!(matches!(store.create_topic(&new_topic(name, 1), 1), Err(TopicError::InvalidName(_))));
+            assert!(matches!(store.create_topic(&new_topic(name, 1), &none, 1), Err(TopicError::InvalidName(_))));
         }
-        assert_eq!(store.create_topic(&new_topic("z", 0), 1), Err(TopicError::InvalidPartitions(0)));
+        assert_eq!(store.create_topic(&new_topic("z", 0), &none, 1), Err(TopicError::InvalidPartitions(0)));
         let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 1) };
-        assert_eq!(store.create_topic(&rf3, 1), Err(TopicError::InvalidReplicationFactor(3)));
+        assert_eq!(store.create_topic(&rf3, &none, 1), Err(TopicError::InvalidReplicationFactor(3)));
         assert_eq!(store.delete_topic("nope"), Err(TopicError::Unknown));
+    }
+
+    #[test]
+    fn configs_are_validated_persisted_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::load(dir.path()).unwrap();
+        let bad = validate_topic_configs([("retention.ms", Some("soon"))]);
+        assert!(matches!(bad, Err(TopicError::InvalidConfig(_))));
+        let unknown = validate_topic_configs([("retention.forever", None)]);
+        assert!(matches!(unknown, Err(TopicError::InvalidConfig(_))));
+        let configs = validate_topic_configs([("segment.bytes", Some("4096")), ("retention.ms", None)]).unwrap();
+        assert_eq!(configs.len(), 1);
+        store.create_topic(&new_topic("c", 1), &configs, 1).unwrap();
+        let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+        assert_eq!(reloaded.topic("c").unwrap().configs.get("segment.bytes").map(String::as_str), Some("4096"));
+        let replaced = validate_topic_configs([("cleanup.policy", Some("compact"))]).unwrap();
+        store.set_topic_configs("c", replaced.clone()).unwrap();
+        assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("c").unwrap().configs, replaced);
+        assert_eq!(store.set_topic_configs("nope", replaced), Err(TopicError::Unknown));
+    }
+
+    #[test]
+    fn incremental_alterations() {
+        let default = |name: &str| if name == "cleanup.policy" { "delete".to_string() } else { "0".to_string() };
+        let current: TopicConfigs = [("retention.ms".to_string(), "1000".to_string())].into();
+        let ops = ConfigAlteration::Incremental(vec![
+            ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+            ConfigOp::Delete("retention.ms".into()),
+            ConfigOp::Set("segment.bytes".into(), "2048".into()),
+        ]);
+        let next = ops.apply(&current, default).unwrap();
+        assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
+        assert_eq!(next.get("segment.bytes").map(String::as_str), Some("2048"));
+        assert!(!next.contains_key("retention.ms"));
+        let subtract =
+            ConfigAlteration::Incremental(vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())]);
+        assert_eq!(subtract.apply(&next, default).unwrap().get("cleanup.policy").map(String::as_str), Some("compact"));
+        let emptied = ConfigAlteration::Incremental(vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())]);
+        assert!(matches!(emptied.apply(&current, default), Err(TopicError::InvalidConfig(_))));
+        let not_list = ConfigAlteration::Incremental(vec![ConfigOp::Append("retention.ms".into(), "1".into())]);
+        assert!(matches!(not_list.apply(&current, default), Err(TopicError::InvalidConfig(_))));
+        let replace = ConfigAlteration::Replace(vec![("segment.ms".into(), Some("5".into()))]);
+        assert_eq!(replace.apply(&current, default).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_metadata_file_without_configs_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "cluster_id = \"abc\"\n[topics.t]\nname = \"t\"\nid = \"67e55044-10b1-426f-9247-bb680e5fe0c8\"\npartitions = 2\n";
+        std::fs::write(dir.path().join("metadata.toml"), old).unwrap();
+        let snapshot = MetadataStore::load(dir.path()).unwrap().snapshot();
+        assert!(snapshot.topic("t").unwrap().configs.is_empty());
     }
 }

@@ -20,6 +20,8 @@ use std::time::Duration;
 const MESH_CHANNEL_CAPACITY: usize = 1024;
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK: Duration = Duration::from_millis(100);
+/// Shortest interval between two retention or compaction passes.
+const MIN_MAINTENANCE_INTERVAL_MS: u64 = 10;
 
 #[derive(thiserror::Error, Debug)]
 pub enum RuntimeError {
@@ -120,6 +122,7 @@ where
         glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }
     glommio::spawn_local(tick_groups(shard.clone())).detach();
+    glommio::spawn_local(maintain_logs(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
     let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
     shard.close_all().await;
@@ -141,6 +144,32 @@ async fn tick_groups(shard: Rc<Shard>) {
         glommio::timer::sleep(GROUP_TICK).await;
         shard.tick_groups();
     }
+}
+
+/// The log maintenance of this shard's partitions: retention every
+/// `log_retention_check_interval_ms`, compaction every `log_cleaner_backoff_ms`,
+/// each in its own task so a long compaction does not hold up retention.
+/// Each pass takes one log at a time; the engine yields between its steps.
+async fn maintain_logs(shard: Rc<Shard>) {
+    let every = |ms: u64| Duration::from_millis(ms.max(MIN_MAINTENANCE_INTERVAL_MS));
+    let retention_interval = every(shard.config().log_retention_check_interval_ms);
+    let cleaner_interval = every(shard.config().log_cleaner_backoff_ms);
+    let retention = glommio::spawn_local({
+        let shard = shard.clone();
+        async move {
+            loop {
+                glommio::timer::sleep(retention_interval).await;
+                shard.enforce_retention().await;
+            }
+        }
+    });
+    let cleaner = glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(cleaner_interval).await;
+            shard.compact_logs().await;
+        }
+    });
+    futures::future::join(retention, cleaner).await;
 }
 
 /// One executor per core where there are enough cores; more shards than cores

@@ -1,13 +1,16 @@
-//! `weir topics create|list|describe|delete`, over the Kafka protocol.
+//! `weir topics create|list|describe|alter|delete`, over the Kafka protocol.
 
 use crate::Bootstrap;
 use anyhow::bail;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_net::client::Client;
@@ -20,6 +23,9 @@ pub enum TopicsCommand {
         /// Number of partitions [default: the broker's default].
         #[arg(long, short = 'p')]
         partitions: Option<i32>,
+        /// A topic config, e.g. `retention.ms=3600000` (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "NAME=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
@@ -28,9 +34,21 @@ pub enum TopicsCommand {
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
-    /// Show partitions with their earliest and latest offsets.
+    /// Show partitions with their earliest and latest offsets, and the topic's configs.
     Describe {
         name: String,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Set topic configs, or return them to the broker default.
+    Alter {
+        name: String,
+        /// A topic config to set, e.g. `cleanup.policy=compact` (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "NAME=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+        /// A topic config to return to the default (repeatable).
+        #[arg(long = "delete-config", value_name = "NAME")]
+        delete_configs: Vec<String>,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
@@ -44,10 +62,23 @@ pub enum TopicsCommand {
 
 pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
     match command {
-        TopicsCommand::Create { name, partitions, bootstrap } => create(&bootstrap.bootstrap, &name, partitions),
+        TopicsCommand::Create { name, partitions, configs, bootstrap } => {
+            create(&bootstrap.bootstrap, &name, partitions, &configs)
+        }
         TopicsCommand::List { bootstrap } => list(&bootstrap.bootstrap),
         TopicsCommand::Describe { name, bootstrap } => describe(&bootstrap.bootstrap, &name),
+        TopicsCommand::Alter { name, configs, delete_configs, bootstrap } => {
+            alter(&bootstrap.bootstrap, &name, &configs, &delete_configs)
+        }
         TopicsCommand::Delete { name, bootstrap } => delete(&bootstrap.bootstrap, &name),
+    }
+}
+
+/// `NAME=VALUE`.
+fn parse_config(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.to_string())),
+        _ => Err(format!("'{arg}' is not NAME=VALUE")),
     }
 }
 
@@ -66,12 +97,21 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
     Ok(())
 }
 
-fn create(bootstrap: &str, name: &str, partitions: Option<i32>) -> anyhow::Result<()> {
+fn create(bootstrap: &str, name: &str, partitions: Option<i32>, configs: &[(String, String)]) -> anyhow::Result<()> {
     let mut client = Client::connect(bootstrap)?;
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_value(Some(v.clone().into()))
+        })
+        .collect();
     let topic = CreatableTopic::default()
         .with_name(topic_name(name))
         .with_num_partitions(partitions.unwrap_or(-1))
-        .with_replication_factor(-1);
+        .with_replication_factor(-1)
+        .with_configs(configs);
     let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
     let response = client.send(&request, 7)?;
     for result in &response.topics {
@@ -136,7 +176,16 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
     let topic = response.topics.first().ok_or_else(|| anyhow::anyhow!("no metadata for '{name}'"))?;
     check(topic.error_code, None, &format!("cannot describe topic '{name}'"))?;
     let partitions = topic.partitions.len() as i32;
-    println!("topic {name}  id {}  partitions {partitions}", topic.topic_id);
+    // One line, before the partition table (scripts read the table's rows).
+    let configs: Vec<String> = topic_configs(&mut client, name)?
+        .into_iter()
+        .map(|(config, value, set)| format!("{}{config}={value}", if set { "*" } else { "" }))
+        .collect();
+    println!(
+        "topic {name}  id {}  partitions {partitions}  configs (*: set on the topic): {}",
+        topic.topic_id,
+        configs.join(" ")
+    );
     let offsets = partition_offsets(&mut client, name, partitions)?;
     println!("{:>9} {:>6} {:>15} {:>15} {:>12}", "partition", "leader", "earliest", "latest", "messages");
     for p in &topic.partitions {
@@ -150,6 +199,52 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
             latest - earliest
         );
     }
+    Ok(())
+}
+
+/// DESCRIBE_CONFIGS source of a config set on the topic itself.
+const SOURCE_TOPIC: i8 = 1;
+const RESOURCE_TOPIC: i8 = 2;
+
+/// (name, value, set on the topic) of every config of `topic`.
+pub fn topic_configs(client: &mut Client, topic: &str) -> anyhow::Result<Vec<(String, String, bool)>> {
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(RESOURCE_TOPIC)
+        .with_resource_name(StrBytes::from_string(topic.to_string()))
+        .with_configuration_keys(None);
+    let response = client.send(&DescribeConfigsRequest::default().with_resources(vec![resource]), 4)?;
+    let result = response.results.first().ok_or_else(|| anyhow::anyhow!("no configs for '{topic}'"))?;
+    check(result.error_code, result.error_message.as_ref(), &format!("cannot describe configs of '{topic}'"))?;
+    Ok(result
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or("").to_string(), c.config_source == SOURCE_TOPIC))
+        .collect())
+}
+
+fn alter(bootstrap: &str, name: &str, set: &[(String, String)], delete: &[String]) -> anyhow::Result<()> {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    if set.is_empty() && delete.is_empty() {
+        bail!("nothing to change: give --config NAME=VALUE or --delete-config NAME");
+    }
+    let mut client = Client::connect(bootstrap)?;
+    let op = |config: &str, operation, value: Option<&String>| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(config.to_string()))
+            .with_config_operation(operation)
+            .with_value(value.map(|v| StrBytes::from_string(v.clone())))
+    };
+    let configs = set.iter().map(|(k, v)| op(k, SET, Some(v))).chain(delete.iter().map(|k| op(k, DELETE, None)));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(RESOURCE_TOPIC)
+        .with_resource_name(StrBytes::from_string(name.to_string()))
+        .with_configs(configs.collect());
+    let response = client.send(&IncrementalAlterConfigsRequest::default().with_resources(vec![resource]), 1)?;
+    for result in &response.responses {
+        check(result.error_code, result.error_message.as_ref(), &format!("cannot alter topic '{name}'"))?;
+    }
+    println!("altered topic {name}");
     Ok(())
 }
 

@@ -1,27 +1,38 @@
 //! CreateTopics: through the controller shard, which persists the metadata.
+//! Topic configs are validated here (INVALID_CONFIG per topic); from v5 the
+//! response lists every config of a created topic with its source.
 
-use super::message;
+use super::describe_configs::topic_entries;
+use super::{message, str_bytes};
 use crate::errors::topic_error_code;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use weir_shards::metadata::validate_topic_name;
-use weir_shards::{NewTopic, Shard, TopicError, TopicMetadata};
+use weir_shards::metadata::{validate_topic_configs, validate_topic_name, TopicConfigs};
+use weir_shards::{BrokerConfig, NewTopic, Shard, TopicError, TopicMetadata};
 
 pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
-    let new_topics: Vec<NewTopic> = request
-        .topics
-        .iter()
-        .map(|t| NewTopic {
+    // Topics whose configs do not validate are answered without asking the controller.
+    let mut results: Vec<Option<Result<TopicMetadata, TopicError>>> = Vec::new();
+    let mut to_create = Vec::new();
+    for t in &request.topics {
+        let new_topic = NewTopic {
             name: t.name.0.to_string(),
             partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-        })
-        .collect();
-    let results: Vec<Result<Option<TopicMetadata>, TopicError>> = if request.validate_only {
-        new_topics.iter().map(|t| validate_only(shard, t).map(|()| None)).collect()
-    } else {
-        shard.create_topics(new_topics).await.into_iter().map(|r| r.map(Some)).collect()
-    };
+        };
+        match configs_of(t) {
+            Err(e) => results.push(Some(Err(e))),
+            Ok(configs) if request.validate_only => results.push(Some(validate_only(shard, &new_topic, configs))),
+            Ok(configs) => {
+                results.push(None);
+                to_create.push((new_topic, configs));
+            }
+        }
+    }
+    let mut created =
+        if to_create.is_empty() { Vec::new() } else { shard.create_topics_with_configs(to_create).await }.into_iter();
+    let results = results.into_iter().map(|r| r.unwrap_or_else(|| created.next().unwrap_or(Err(TopicError::Unknown))));
     let topics = request
         .topics
         .into_iter()
@@ -29,14 +40,14 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
         .map(|(requested, result)| {
             let mut response = CreatableTopicResult::default().with_name(requested.name);
             match result {
-                Ok(created) => {
+                Ok(topic) => {
                     if version >= 5 {
-                        let partitions = created.as_ref().map_or(requested.num_partitions, |c| c.partitions);
-                        response.num_partitions = partitions;
+                        response.num_partitions = topic.partitions;
                         response.replication_factor = 1;
+                        response.configs = Some(config_results(shard.config(), &topic));
                     }
-                    if version >= 7 {
-                        response.topic_id = created.map_or_else(Default::default, |c| c.id);
+                    if version >= 7 && !request.validate_only {
+                        response.topic_id = topic.id;
                     }
                 }
                 Err(e) => {
@@ -50,8 +61,26 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-/// The checks a real create would make, without creating.
-fn validate_only(shard: &Shard, topic: &NewTopic) -> Result<(), TopicError> {
+fn configs_of(topic: &CreatableTopic) -> Result<TopicConfigs, TopicError> {
+    validate_topic_configs(topic.configs.iter().map(|c| (&*c.name, c.value.as_deref())))
+}
+
+fn config_results(config: &BrokerConfig, topic: &TopicMetadata) -> Vec<CreatableTopicConfigs> {
+    topic_entries(config, topic)
+        .into_iter()
+        .map(|entry| {
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(entry.name))
+                .with_value(Some(str_bytes(entry.value)))
+                .with_read_only(entry.read_only)
+                .with_config_source(entry.source)
+        })
+        .collect()
+}
+
+/// The checks a real create would make, without creating; the topic as it
+/// would be (its id is not reported).
+fn validate_only(shard: &Shard, topic: &NewTopic, configs: TopicConfigs) -> Result<TopicMetadata, TopicError> {
     validate_topic_name(&topic.name)?;
     if shard.metadata().topic(&topic.name).is_some() {
         return Err(TopicError::AlreadyExists);
@@ -62,5 +91,6 @@ fn validate_only(shard: &Shard, topic: &NewTopic) -> Result<(), TopicError> {
     if topic.replication_factor == 0 || topic.replication_factor > 1 {
         return Err(TopicError::InvalidReplicationFactor(topic.replication_factor));
     }
-    Ok(())
+    let partitions = if topic.partitions < 0 { shard.config().default_partitions } else { topic.partitions };
+    Ok(TopicMetadata { name: topic.name.clone(), id: Default::default(), partitions, configs })
 }

@@ -1,11 +1,12 @@
-//! ListOffsets: the earliest (-2) and latest (-1) offsets of partitions.
+//! ListOffsets: the earliest (-2) and latest (-1) offsets of partitions, the
+//! record with the largest timestamp (-3, v7+), or the first offset whose
+//! record timestamp is at least the given one (what offsetsForTimes uses).
 
 use crate::errors::partition_error_code;
 use futures::future::join_all;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use weir_shards::Shard;
+use weir_shards::{PartitionError, Shard};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
@@ -16,19 +17,10 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
             let name = &topic.name.0;
             async move {
                 let mut response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                // Lookups by timestamp need the time index, which does not exist yet.
-                if p.timestamp != LATEST_TIMESTAMP && p.timestamp != EARLIEST_TIMESTAMP {
-                    response.error_code = ResponseError::InvalidRequest.code();
-                    response.offset = -1;
-                    return response;
-                }
-                match shard.offsets(name, p.partition_index).await {
-                    Ok(offsets) => {
-                        response.offset = if p.timestamp == EARLIEST_TIMESTAMP {
-                            offsets.log_start_offset
-                        } else {
-                            offsets.high_watermark
-                        };
+                match lookup(shard, name, p.partition_index, p.timestamp).await {
+                    Ok((offset, timestamp)) => {
+                        response.offset = offset;
+                        response.timestamp = timestamp;
                         if version >= 4 {
                             response.leader_epoch = 0;
                         }
@@ -46,4 +38,14 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
     }))
     .await;
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for one partition; (-1, -1) when no record matches.
+async fn lookup(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), PartitionError> {
+    match timestamp {
+        EARLIEST_TIMESTAMP => Ok((shard.offsets(topic, partition).await?.log_start_offset, -1)),
+        LATEST_TIMESTAMP => Ok((shard.offsets(topic, partition).await?.high_watermark, -1)),
+        // MAX_TIMESTAMP (-3) and real timestamps: the time index.
+        _ => Ok(shard.offset_for_timestamp(topic, partition, timestamp).await?.unwrap_or((-1, -1))),
+    }
 }

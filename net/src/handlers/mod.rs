@@ -1,14 +1,18 @@
 //! One module per Kafka API. `decode` turns a frame into a typed request (or a
 //! reason to close the connection); `handle` answers it on the connection's shard.
 
+mod alter_configs;
 mod api_versions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
+mod describe_configs;
 mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -24,8 +28,9 @@ use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_response, RequestFrame};
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
     SyncGroupRequest,
 };
@@ -56,6 +61,10 @@ pub enum Request {
     DescribeGroups(DescribeGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    DeleteRecords(DeleteRecordsRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
 }
 
 /// Who sent a request, for JoinGroup's member descriptions.
@@ -109,6 +118,12 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::DescribeGroups => Request::DescribeGroups(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(body, version).map_err(malformed)?),
         ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(body, version).map_err(malformed)?),
+        ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(body, version).map_err(malformed)?),
+        ApiKey::IncrementalAlterConfigs => {
+            Request::IncrementalAlterConfigs(decode_body(body, version).map_err(malformed)?)
+        }
         other => return Err(DecodeError::NotImplemented(other)),
     };
     Ok(request)
@@ -155,6 +170,10 @@ pub async fn handle(
         Request::DescribeGroups(r) => respond(&describe_groups::handle(&shard, version, r).await),
         Request::DeleteGroups(r) => respond(&delete_groups::handle(&shard, r).await),
         Request::OffsetDelete(r) => respond(&offset_delete::handle(&shard, r).await),
+        Request::DeleteRecords(r) => respond(&delete_records::handle(&shard, r).await),
+        Request::DescribeConfigs(r) => respond(&describe_configs::handle(&shard, version, r)),
+        Request::AlterConfigs(r) => respond(&alter_configs::handle(&shard, r).await),
+        Request::IncrementalAlterConfigs(r) => respond(&incremental_alter_configs::handle(&shard, r).await),
     }
 }
 

@@ -7,6 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use weir_engine::Durability;
+use weir_shards::shard::ProducedPartition;
 use weir_shards::Shard;
 
 /// Returns `None` for acks=0: the client expects no response at all.
@@ -44,11 +45,18 @@ pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Opt
 fn partition_response(
     version: i16,
     index: i32,
-    result: Result<weir_engine::AppendInfo, (i16, Option<String>)>,
+    result: Result<ProducedPartition, (i16, Option<String>)>,
 ) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default().with_index(index);
     match result {
-        Ok(info) => response.base_offset = info.base_offset,
+        Ok(produced) => {
+            response.base_offset = produced.info.base_offset;
+            // -1 unless the topic uses LogAppendTime.
+            response.log_append_time_ms = produced.info.log_append_time;
+            if version >= 5 {
+                response.log_start_offset = produced.log_start_offset;
+            }
+        }
         Err((code, text)) => {
             response.error_code = code;
             response.base_offset = -1;

@@ -5,8 +5,8 @@ mod groups;
 use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
 use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
-use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults};
-use crate::metadata::{MetadataSnapshot, MetadataStore, NewTopic, TopicMetadata};
+use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
+use crate::metadata::{ConfigAlteration, MetadataSnapshot, MetadataStore, NewTopic, TopicConfigs, TopicMetadata};
 use crate::ownership::{owner_of, CONTROLLER_SHARD};
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -19,13 +19,20 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_engine::{AppendInfo, Durability, LogConfig, PartitionLog};
+use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 /// Records read from one partition, with the offsets a Fetch response reports.
 #[derive(Debug)]
 pub struct FetchedPartition {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// An append's offsets, with the log start offset a Produce response reports.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducedPartition {
+    pub info: AppendInfo,
     pub log_start_offset: i64,
 }
 
@@ -101,9 +108,9 @@ impl Shard {
         partition: i32,
         records: Bytes,
         durability: Durability,
-    ) -> Result<AppendInfo, PartitionError> {
+    ) -> Result<ProducedPartition, PartitionError> {
         match self.partition_op(topic, partition, PartitionOp::Produce { records, durability }).await? {
-            PartitionReply::Produced(info) => Ok(info),
+            PartitionReply::Produced(produced) => Ok(produced),
             other => unreachable!("produce answered with {other:?}"),
         }
     }
@@ -125,6 +132,30 @@ impl Shard {
         match self.partition_op(topic, partition, PartitionOp::Offsets).await? {
             PartitionReply::Offsets(offsets) => Ok(offsets),
             other => unreachable!("offsets answered with {other:?}"),
+        }
+    }
+
+    /// ListOffsets by timestamp: (offset, timestamp) of the first record
+    /// whose timestamp is at least `timestamp`, or of the record with the
+    /// largest timestamp for [`MAX_TIMESTAMP`]; `None` when there is none.
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, PartitionError> {
+        match self.partition_op(topic, partition, PartitionOp::OffsetForTimestamp { timestamp }).await? {
+            PartitionReply::TimestampOffset(found) => Ok(found),
+            other => unreachable!("offset_for_timestamp answered with {other:?}"),
+        }
+    }
+
+    /// DeleteRecords: moves the log start offset up to `before_offset` (-1:
+    /// the high watermark); returns the new log start offset.
+    pub async fn delete_records(&self, topic: &str, partition: i32, before_offset: i64) -> Result<i64, PartitionError> {
+        match self.partition_op(topic, partition, PartitionOp::DeleteRecords { before_offset }).await? {
+            PartitionReply::RecordsDeleted(start) => Ok(start),
+            other => unreachable!("delete_records answered with {other:?}"),
         }
     }
 
@@ -173,7 +204,8 @@ impl Shard {
         let log = self.local_log(topic, partition)?;
         Ok(match op {
             PartitionOp::Produce { records, durability } => {
-                PartitionReply::Produced(log.append(records, durability).await?)
+                let info = log.append(records, durability).await?;
+                PartitionReply::Produced(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             }
             PartitionOp::Fetch { offset, max_bytes } => {
                 let records = log.read(offset, max_bytes).await?;
@@ -187,6 +219,16 @@ impl Shard {
                 log_start_offset: log.log_start_offset(),
                 high_watermark: log.high_watermark(),
             }),
+            PartitionOp::OffsetForTimestamp { timestamp } => {
+                PartitionReply::TimestampOffset(if timestamp == MAX_TIMESTAMP {
+                    log.max_timestamp().await?
+                } else {
+                    log.offset_for_timestamp(timestamp).await?
+                })
+            }
+            PartitionOp::DeleteRecords { before_offset } => {
+                PartitionReply::RecordsDeleted(log.delete_records(before_offset).await?)
+            }
             PartitionOp::WaitBeyond { offset, timeout } => {
                 let data = pin!(log.wait_beyond(offset));
                 let timer = pin!(glommio::timer::sleep(timeout));
@@ -199,10 +241,16 @@ impl Shard {
     /// Creates topics through the controller; results in request order.
     /// Internal topics (`__consumer_offsets`) are the broker's to create.
     pub async fn create_topics(&self, topics: Vec<NewTopic>) -> TopicResults {
-        if topics.iter().any(|t| t.name == OFFSETS_TOPIC) {
+        self.create_topics_with_configs(topics.into_iter().map(|t| (t, TopicConfigs::new())).collect()).await
+    }
+
+    /// Creates topics with their topic configs (validated by the caller with
+    /// `metadata::validate_topic_configs`); results in request order.
+    pub async fn create_topics_with_configs(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
+        if topics.iter().any(|(t, _)| t.name == OFFSETS_TOPIC) {
             return topics
                 .iter()
-                .map(|t| {
+                .map(|(t, _)| {
                     let reserved = TopicError::InvalidName(format!("'{}' is reserved for the broker", t.name));
                     if t.name == OFFSETS_TOPIC {
                         Err(reserved)
@@ -212,16 +260,36 @@ impl Shard {
                 })
                 .collect();
         }
-        self.create_topics_unchecked(topics).await
+        self.create_configured_topics_unchecked(topics).await
     }
 
     async fn create_topics_unchecked(&self, topics: Vec<NewTopic>) -> TopicResults {
+        self.create_configured_topics_unchecked(topics.into_iter().map(|t| (t, TopicConfigs::new())).collect()).await
+    }
+
+    async fn create_configured_topics_unchecked(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
         if self.id == CONTROLLER_SHARD {
             return self.controller_create_topics(topics).await;
         }
         let count = topics.len();
         let (reply, answer) = oneshot::channel();
         self.ask_controller(ShardMessage::CreateTopics { topics, reply }, answer, count).await
+    }
+
+    /// Changes topic configs through the controller; results in request
+    /// order, each the topic with its new configs. With `validate_only`,
+    /// nothing changes.
+    pub async fn alter_topic_configs(
+        &self,
+        alterations: Vec<(String, ConfigAlteration)>,
+        validate_only: bool,
+    ) -> TopicResults {
+        if self.id == CONTROLLER_SHARD {
+            return self.controller_alter_configs(alterations, validate_only).await;
+        }
+        let count = alterations.len();
+        let (reply, answer) = oneshot::channel();
+        self.ask_controller(ShardMessage::AlterTopicConfigs { alterations, validate_only, reply }, answer, count).await
     }
 
     /// Deletes topics through the controller; results in request order.
@@ -255,13 +323,40 @@ impl Shard {
         answer.await.unwrap_or_else(|_| unavailable())
     }
 
-    async fn controller_create_topics(&self, topics: Vec<NewTopic>) -> TopicResults {
+    async fn controller_create_topics(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
         let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
         let results: TopicResults = {
             let mut store = self.controller_store().borrow_mut();
-            topics.iter().map(|t| store.create_topic(t, self.config.default_partitions)).collect()
+            topics.iter().map(|(t, configs)| store.create_topic(t, configs, self.config.default_partitions)).collect()
         };
         if results.iter().any(Result::is_ok) {
+            self.publish_metadata(Vec::new()).await;
+        }
+        results
+    }
+
+    async fn controller_alter_configs(
+        &self,
+        alterations: Vec<(String, ConfigAlteration)>,
+        validate_only: bool,
+    ) -> TopicResults {
+        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
+        let results: TopicResults = {
+            let mut store = self.controller_store().borrow_mut();
+            alterations
+                .iter()
+                .map(|(name, alteration)| {
+                    let current = store.snapshot().topic(name).cloned().ok_or(TopicError::Unknown)?;
+                    let configs =
+                        alteration.apply(&current.configs, |config| self.config.topic_config_default(name, config))?;
+                    if validate_only {
+                        return Ok(TopicMetadata { configs, ..current });
+                    }
+                    store.set_topic_configs(name, configs)
+                })
+                .collect()
+        };
+        if !validate_only && results.iter().any(Result::is_ok) {
             self.publish_metadata(Vec::new()).await;
         }
         results
@@ -300,13 +395,15 @@ impl Shard {
         join_all(acks).await;
     }
 
-    /// Takes a newer snapshot, opens partitions it gives this shard, and
-    /// closes and removes the logs of deleted topics.
+    /// Takes a newer snapshot, gives open logs their topic's changed configs,
+    /// opens partitions it gives this shard, and closes and removes the logs
+    /// of deleted topics.
     pub(crate) async fn adopt_metadata(&self, snapshot: Arc<MetadataSnapshot>, deleted: &[TopicMetadata]) {
         if snapshot.version <= self.metadata.borrow().version {
             return;
         }
-        *self.metadata.borrow_mut() = snapshot.clone();
+        let previous = std::mem::replace(&mut *self.metadata.borrow_mut(), snapshot.clone());
+        self.apply_config_changes(&previous, &snapshot);
         for topic in deleted {
             if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
@@ -325,16 +422,70 @@ impl Shard {
         self.open_owned_partitions().await;
     }
 
+    /// Hands the new configs of topics whose configs changed to their open logs.
+    fn apply_config_changes(&self, previous: &MetadataSnapshot, next: &MetadataSnapshot) {
+        let logs = self.logs.borrow();
+        for topic in next.topics.values() {
+            let Some(old) = previous.topic(&topic.name) else { continue };
+            if old.id != topic.id || old.configs == topic.configs {
+                continue;
+            }
+            let config = self.config.log_config(&topic.name, &topic.configs);
+            for log in logs.get(&topic.name).into_iter().flat_map(|p| p.values()) {
+                log.set_config(config);
+            }
+            tracing::info!(topic = %topic.name, configs = ?topic.configs, "topic configs changed");
+        }
+    }
+
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
 
-    fn log_config(&self) -> LogConfig {
-        LogConfig {
-            segment_bytes: self.config.segment_bytes,
-            max_batch_bytes: self.config.message_max_bytes,
-            fsync_every_write: self.config.fsync_every_write,
-            ..LogConfig::default()
+    /// Every log this shard has open, for the maintenance passes.
+    fn open_logs(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
+        let logs = self.logs.borrow();
+        let mut all: Vec<_> = logs
+            .iter()
+            .flat_map(|(topic, partitions)| partitions.iter().map(move |(p, log)| (topic.clone(), *p, log.clone())))
+            .collect();
+        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all
+    }
+
+    /// One `retention.ms` / `retention.bytes` pass over this shard's logs,
+    /// one log at a time (Kafka's `log.retention.check.interval.ms` task).
+    pub(crate) async fn enforce_retention(&self) {
+        for (topic, partition, log) in self.open_logs() {
+            if !log.config().cleanup_policy.deletes() {
+                continue;
+            }
+            match log.enforce_retention(now_ms()).await {
+                Ok(done) if done.segments_deleted > 0 => tracing::info!(
+                    topic = %topic, partition, segments = done.segments_deleted, bytes = done.bytes_deleted,
+                    log_start_offset = done.log_start_offset, "retention deleted segments"
+                ),
+                Ok(_) | Err(EngineError::Closed) => {}
+                Err(e) => tracing::warn!(topic = %topic, partition, "retention failed: {e}"),
+            }
+        }
+    }
+
+    /// One compaction pass over this shard's logs of compacted topics, one
+    /// log at a time (Kafka's log cleaner, every `log.cleaner.backoff.ms`).
+    pub(crate) async fn compact_logs(&self) {
+        for (topic, partition, log) in self.open_logs() {
+            if !log.config().cleanup_policy.compacts() {
+                continue;
+            }
+            match log.compact(now_ms()).await {
+                Ok(done) if done.segments_rewritten > 0 => tracing::info!(
+                    topic = %topic, partition, segments = done.segments_rewritten, records_removed = done.records_removed,
+                    bytes_before = done.bytes_before, bytes_after = done.bytes_after, "compacted"
+                ),
+                Ok(_) | Err(EngineError::Closed) => {}
+                Err(e) => tracing::warn!(topic = %topic, partition, "compaction failed: {e}"),
+            }
         }
     }
 
@@ -348,7 +499,8 @@ impl Shard {
                 if self.owner(&topic.name, partition) != self.id || self.local_log(&topic.name, partition).is_ok() {
                     continue;
                 }
-                match PartitionLog::open(self.partition_dir(&topic.name, partition), self.log_config()).await {
+                let config = self.config.log_config(&topic.name, &topic.configs);
+                match PartitionLog::open(self.partition_dir(&topic.name, partition), config).await {
                     Ok(log) => {
                         if topic.name == OFFSETS_TOPIC {
                             self.replay_offsets_partition(partition, &log).await;
@@ -371,6 +523,9 @@ impl Shard {
             }
             ShardMessage::CreateTopics { topics, reply } => {
                 let _ = reply.send(self.controller_create_topics(topics).await);
+            }
+            ShardMessage::AlterTopicConfigs { alterations, validate_only, reply } => {
+                let _ = reply.send(self.controller_alter_configs(alterations, validate_only).await);
             }
             ShardMessage::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.controller_delete_topics(names).await);

@@ -1,0 +1,550 @@
+//! Topic configs and log management through Kafka clients: CreateTopics with
+//! configs, DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, the `weir
+//! topics` commands, and each config changing what the broker does
+//! (segment.bytes, segment.ms, retention.ms, retention.bytes,
+//! max.message.bytes, message.timestamp.type, cleanup.policy=compact), plus
+//! DeleteRecords and ListOffsets by timestamp.
+
+mod common;
+
+use common::*;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_request;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, CreateTopicsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, ProduceRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as WireTimestampType,
+};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::future::Future;
+use std::path::Path;
+use std::pin::pin;
+use std::process::Command;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::time::{Duration, Instant};
+use weir_net::client::Client;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A broker whose retention and compaction passes run every 200 ms.
+fn broker() -> (Broker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, "log_retention_check_interval_ms = 200\nlog_cleaner_backoff_ms = 200\n").unwrap();
+    let broker = Broker::start(&["--config", config.to_str().unwrap()]);
+    (broker, dir)
+}
+
+/// Runs an rdkafka admin future to completion (the admin client polls on its own thread).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client")
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new().request_timeout(Some(TIMEOUT))
+}
+
+/// Creates a one-partition topic with `configs`; the broker's error code on failure.
+fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    configs: &[(&str, &str)],
+) -> Result<(), RDKafkaErrorCode> {
+    let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let results = block_on(admin.create_topics([&topic], &options())).expect("create_topics");
+    results.into_iter().next().expect("one result").map(drop).map_err(|(_, code)| code)
+}
+
+/// name -> (value, set on the topic) of every config DescribeConfigs reports.
+fn describe(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> std::collections::HashMap<String, (String, bool)> {
+    let results = block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options())).expect("describe");
+    let resource = results.into_iter().next().expect("one result").expect("describe ok");
+    resource
+        .entries
+        .into_iter()
+        .map(|e| (e.name, (e.value.unwrap_or_default(), e.source == ConfigSource::DynamicTopic)))
+        .collect()
+}
+
+/// Sends one record to partition 0 (opaque `index`) without waiting.
+fn send(producer: &BaseProducer<Acks>, topic: &str, index: u64, key: &str, value: &[u8], timestamp: Option<i64>) {
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(index)).partition(0).key(key).payload(value);
+    if let Some(ts) = timestamp {
+        record = record.timestamp(ts);
+    }
+    producer.send(record).map_err(|(e, _)| e).expect("send");
+    producer.poll(Duration::ZERO);
+}
+
+fn flush(producer: &BaseProducer<Acks>) {
+    producer.flush(TIMEOUT).expect("flush");
+    let failed = producer.context().failed.lock().unwrap();
+    assert!(failed.is_empty(), "deliveries failed: {:?}", &failed[..failed.len().min(3)]);
+}
+
+/// The `.log` segment files of partition 0 of `topic`.
+fn log_files(data_dir: &Path, topic: &str) -> usize {
+    std::fs::read_dir(data_dir.join(format!("{topic}-0")))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .count()
+}
+
+/// (earliest, latest) offsets of partition 0, by ListOffsets.
+fn watermarks(bootstrap: &str, topic: &str) -> (i64, i64) {
+    consumer(bootstrap).fetch_watermarks(topic, 0, TIMEOUT).expect("watermarks")
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn weir(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("run weir");
+    assert!(
+        output.status.success(),
+        "weir {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+#[test]
+fn configs_are_created_described_altered_and_persisted() {
+    let (mut broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+
+    create(&admin, "configured", &[("segment.bytes", "4096"), ("cleanup.policy", "compact")]).unwrap();
+    assert_eq!(create(&admin, "bad-name", &[("retention.forever", "1")]), Err(RDKafkaErrorCode::InvalidConfig));
+    assert_eq!(create(&admin, "bad-value", &[("retention.ms", "soon")]), Err(RDKafkaErrorCode::InvalidConfig));
+    assert_eq!(create(&admin, "bad-policy", &[("cleanup.policy", "archive")]), Err(RDKafkaErrorCode::InvalidConfig));
+
+    let configs = describe(&admin, "configured");
+    assert_eq!(configs["segment.bytes"], ("4096".to_string(), true));
+    assert_eq!(configs["cleanup.policy"], ("compact".to_string(), true));
+    assert_eq!(configs["retention.ms"], ("604800000".to_string(), false));
+    assert_eq!(configs["message.timestamp.type"], ("CreateTime".to_string(), false));
+    assert_eq!(configs["max.message.bytes"], ("1048588".to_string(), false));
+
+    // The broker's own settings: read-only, from its config file.
+    let results = block_on(admin.describe_configs([&ResourceSpecifier::Broker(0)], &options())).expect("describe");
+    let broker_configs = results.into_iter().next().unwrap().expect("broker configs");
+    let interval = broker_configs.get("log.retention.check.interval.ms").expect("listed");
+    assert_eq!((interval.value.as_deref(), interval.is_read_only), (Some("200"), true));
+    assert_eq!(broker_configs.get("log.segment.bytes").and_then(|e| e.value.as_deref()), Some("1073741824"));
+
+    // AlterConfigs replaces the whole set.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("configured")).set("retention.ms", "3600000");
+    let results = block_on(admin.alter_configs([&alter], &options())).expect("alter_configs");
+    assert!(results[0].is_ok(), "{results:?}");
+    let configs = describe(&admin, "configured");
+    assert_eq!(configs["retention.ms"], ("3600000".to_string(), true));
+    assert_eq!(configs["segment.bytes"], ("1073741824".to_string(), false));
+    assert_eq!(configs["cleanup.policy"], ("delete".to_string(), false));
+    // (rdkafka 0.39 does not report per-resource AlterConfigs errors: ask directly.)
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let bad =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("configured"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("segment.bytes"))
+                .with_value(Some(s("-5")))])]);
+    let response = client.send(&bad, 2).unwrap();
+    assert_eq!(response.responses[0].error_code, ResponseError::InvalidConfig.code());
+    assert_eq!(describe(&admin, "configured")["retention.ms"], ("3600000".to_string(), true));
+
+    // IncrementalAlterConfigs: APPEND and SUBTRACT on the list config, SET, DELETE.
+    let op = |name: &str, operation: i8, value: Option<&str>| {
+        AlterableConfig::default().with_name(s(name)).with_config_operation(operation).with_value(value.map(s))
+    };
+    let incremental = |configs: Vec<AlterableConfig>| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("configured"))
+            .with_configs(configs)])
+    };
+    let response = client
+        .send(&incremental(vec![op("cleanup.policy", 2, Some("compact")), op("retention.ms", 1, None)]), 1)
+        .unwrap();
+    assert_eq!(response.responses[0].error_code, 0, "{:?}", response.responses[0].error_message);
+    let configs = describe(&admin, "configured");
+    assert_eq!(configs["cleanup.policy"], ("delete,compact".to_string(), true));
+    assert_eq!(configs["retention.ms"], ("604800000".to_string(), false));
+    let response = client.send(&incremental(vec![op("cleanup.policy", 3, Some("delete"))]), 1).unwrap();
+    assert_eq!(response.responses[0].error_code, 0);
+    assert_eq!(describe(&admin, "configured")["cleanup.policy"].0, "compact");
+    let response = client.send(&incremental(vec![op("no.such.config", 0, Some("1"))]), 1).unwrap();
+    assert_eq!(response.responses[0].error_code, ResponseError::InvalidConfig.code());
+
+    // CreateTopics v5+ answers with every config and its source.
+    let request = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(s("answered")))
+        .with_num_partitions(1)
+        .with_replication_factor(-1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(s("retention.bytes"))
+            .with_value(Some(s("1000")))])]);
+    let response = client.send(&request, 7).unwrap();
+    let returned = response.topics[0].configs.clone().expect("configs in a v7 response");
+    let find = |name: &str| {
+        returned.iter().find(|c| &*c.name == name).map(|c| (c.value.as_deref().map(str::to_string), c.config_source))
+    };
+    assert_eq!(find("retention.bytes"), Some((Some("1000".to_string()), 1)));
+    assert_eq!(find("retention.ms"), Some((Some("604800000".to_string()), 5)));
+
+    // The CLI: create with --config, alter with --config / --delete-config, describe.
+    weir(&[
+        "topics",
+        "create",
+        "cli",
+        "--config",
+        "segment.ms=60000",
+        "--config",
+        "retention.bytes=99999",
+        "-b",
+        &bootstrap,
+    ]);
+    weir(&[
+        "topics",
+        "alter",
+        "cli",
+        "--config",
+        "max.message.bytes=5000",
+        "--delete-config",
+        "segment.ms",
+        "-b",
+        &bootstrap,
+    ]);
+    let described = weir(&["topics", "describe", "cli", "-b", &bootstrap]);
+    assert!(described.contains(" *max.message.bytes=5000"), "{described}");
+    assert!(described.contains(" *retention.bytes=99999"), "{described}");
+    assert!(described.contains(" segment.ms=604800000"), "{described}");
+    let refused = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["topics", "alter", "cli", "--config", "flush.messages=0", "-b", &bootstrap])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("InvalidConfig"), "{refused:?}");
+
+    // Configs survive a restart.
+    drop(admin);
+    broker.stop();
+    broker.restart();
+    let admin = self::admin(&bootstrap);
+    assert_eq!(describe(&admin, "configured")["cleanup.policy"], ("compact".to_string(), true));
+    assert_eq!(describe(&admin, "cli")["max.message.bytes"], ("5000".to_string(), true));
+}
+
+#[test]
+fn segment_bytes_rolls_and_retention_bytes_deletes_old_segments() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "rolled", &[("segment.bytes", "4096")]).unwrap();
+    let producer = producer(&bootstrap, "all");
+    for i in 0..200 {
+        send(&producer, "rolled", i, &format!("k{i}"), &[b'x'; 200], None);
+        if i % 10 == 9 {
+            flush(&producer);
+        }
+    }
+    flush(&producer);
+    let segments = log_files(&broker.data_dir, "rolled");
+    assert!(segments >= 8, "200 records of ~270 bytes in 4 KiB segments make many segments, got {segments}");
+    assert_eq!(watermarks(&bootstrap, "rolled"), (0, 200));
+
+    // Changing retention.bytes on the live topic: old segments go, the log start advances.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("rolled"))
+        .set("segment.bytes", "4096")
+        .set("retention.bytes", "10000");
+    assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
+    wait_until("retention.bytes deleted old segments", TIMEOUT, || watermarks(&bootstrap, "rolled").0 > 0);
+    // Batches of 10 records (~2.7 KB) fill a segment each: 4 sealed ones reach 10 KB, plus the active one.
+    wait_until("only a few segments are left", TIMEOUT, || log_files(&broker.data_dir, "rolled") <= 6);
+    let (earliest, latest) = watermarks(&bootstrap, "rolled");
+    assert_eq!(latest, 200);
+    assert!(earliest >= 140, "about 10 KB (~40 records) are kept, earliest is {earliest}");
+    let consumed = consume_all(&bootstrap, "rolled", 1);
+    assert_eq!(consumed.first().map(|c| c.offset), Some(earliest));
+    assert_eq!(consumed.len() as i64, latest - earliest);
+}
+
+#[test]
+fn segment_ms_rolls_and_retention_ms_deletes_old_segments() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+
+    create(&admin, "timed", &[("segment.ms", "300")]).unwrap();
+    let producer = producer(&bootstrap, "all");
+    for i in 0..3 {
+        send(&producer, "timed", i, "k", b"v", None);
+        flush(&producer);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(log_files(&broker.data_dir, "timed"), 3, "segment.ms=300 rolls before each append 500 ms later");
+
+    // Records an hour old in sealed segments, then fresh ones.
+    create(&admin, "expiring", &[("segment.bytes", "2048"), ("retention.ms", "60000")]).unwrap();
+    let an_hour_ago = rdkafka::util::millis_to_epoch(std::time::SystemTime::now()) - 3_600_000;
+    for i in 0..50 {
+        send(&producer, "expiring", i, &format!("old{i}"), &[b'o'; 100], Some(an_hour_ago + i as i64));
+    }
+    flush(&producer);
+    for i in 50..100 {
+        send(&producer, "expiring", i, &format!("new{i}"), &[b'n'; 100], None);
+    }
+    flush(&producer);
+    wait_until("retention.ms deleted the hour-old segments", TIMEOUT, || watermarks(&bootstrap, "expiring").0 > 0);
+    let (earliest, latest) = watermarks(&bootstrap, "expiring");
+    assert!(earliest <= 50 && latest == 100, "only old records go: earliest {earliest}, latest {latest}");
+}
+
+#[test]
+fn max_message_bytes_is_per_topic_and_follows_alter() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "small", &[("max.message.bytes", "1000")]).unwrap();
+    create(&admin, "large", &[]).unwrap();
+
+    let try_send = |topic: &str, size: usize| -> Result<(), String> {
+        let producer = producer_with(&bootstrap, "all", Acks::default(), 10_000);
+        send(&producer, topic, 0, "k", &vec![b'x'; size], None);
+        producer.flush(TIMEOUT).expect("flush");
+        let failed = producer.context().failed.lock().unwrap();
+        failed.first().map_or(Ok(()), |(_, e)| Err(e.clone()))
+    };
+    let too_large = try_send("small", 5000).unwrap_err();
+    assert!(too_large.contains("too large"), "{too_large}");
+    try_send("small", 500).unwrap();
+    try_send("large", 5000).unwrap();
+
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("large")).set("max.message.bytes", "1000");
+    assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
+    let too_large = try_send("large", 5000).unwrap_err();
+    assert!(too_large.contains("too large"), "{too_large}");
+}
+
+#[test]
+fn log_append_time_replaces_producer_timestamps() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "appended", &[("message.timestamp.type", "LogAppendTime")]).unwrap();
+    create(&admin, "created", &[]).unwrap();
+    let producer = producer(&bootstrap, "all");
+    let before = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
+    for topic in ["appended", "created"] {
+        send(&producer, topic, 0, "k", b"v", Some(1_000_000));
+    }
+    flush(&producer);
+    let after = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
+
+    let timestamp_of = |topic: &str| {
+        let consumer = consumer(&bootstrap);
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        consumer.assign(&assignment).unwrap();
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < TIMEOUT, "no message in {topic}");
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                return m.timestamp();
+            }
+        }
+    };
+    match timestamp_of("appended") {
+        Timestamp::LogAppendTime(ts) => assert!((before..=after).contains(&ts), "{ts} not in [{before}, {after}]"),
+        other => panic!("expected a LogAppendTime timestamp, got {other:?}"),
+    }
+    assert_eq!(timestamp_of("created"), Timestamp::CreateTime(1_000_000));
+
+    // The Produce response carries the append time and the log start offset.
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: WireTimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_000_000,
+        key: Some(bytes::Bytes::from_static(b"k")),
+        value: Some(bytes::Bytes::from_static(b"v")),
+        headers: Default::default(),
+    };
+    let mut batch = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut batch, [&record], &options).unwrap();
+    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(TopicName(s("appended"))).with_partition_data(vec![
+            PartitionProduceData::default().with_index(0).with_records(Some(batch.freeze())),
+        ]),
+    ]);
+    let response = client.send(&produce, 9).unwrap();
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.base_offset, 1);
+    assert!(partition.log_append_time_ms >= before, "log_append_time_ms {}", partition.log_append_time_ms);
+    assert_eq!(partition.log_start_offset, 0);
+}
+
+#[test]
+fn compaction_keeps_the_newest_value_of_each_key() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "table", &[("cleanup.policy", "compact"), ("segment.bytes", "1024")]).unwrap();
+    let producer = producer(&bootstrap, "all");
+    let mut index = 0;
+    for round in 0..5 {
+        for key in 0..10 {
+            send(&producer, "table", index, &format!("key{key}"), format!("round{round}").as_bytes(), None);
+            index += 1;
+        }
+        flush(&producer);
+    }
+    // Enough records with unique keys behind them that every round is in a sealed segment.
+    for i in 0..60 {
+        send(&producer, "table", index, &format!("filler{i}"), &[b'f'; 100], None);
+        index += 1;
+    }
+    flush(&producer);
+    let acked = producer.context().acked.lock().unwrap().clone();
+
+    let mut consumed = Vec::new();
+    wait_until("compaction removed the old rounds", TIMEOUT, || {
+        consumed = consume_all(&bootstrap, "table", 1);
+        consumed.iter().filter(|c| c.key.starts_with(b"key")).count() == 10
+    });
+    for c in consumed.iter().filter(|c| c.key.starts_with(b"key")) {
+        assert_eq!(c.value, b"round4", "key {} kept an old value", String::from_utf8_lossy(&c.key));
+    }
+    // Offsets are unchanged: every survivor is where it was acknowledged.
+    let by_offset: std::collections::HashMap<i64, u64> = acked.iter().map(|(i, (_, o))| (*o, *i)).collect();
+    for c in &consumed {
+        let i = by_offset[&c.offset];
+        let expected_key = if i < 50 { format!("key{}", i % 10) } else { format!("filler{}", i - 50) };
+        assert_eq!(c.key, expected_key.as_bytes(), "record at offset {} moved", c.offset);
+    }
+    assert_eq!(consumed.iter().filter(|c| c.key.starts_with(b"filler")).count(), 60);
+    assert_eq!(watermarks(&bootstrap, "table"), (0, 110));
+}
+
+#[test]
+fn list_offsets_by_timestamp_and_delete_records() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    // Timestamps from 1970: without retention.ms=-1 the default 7 days would delete them.
+    create(&admin, "history", &[("segment.bytes", "1024"), ("retention.ms", "-1")]).unwrap();
+    let producer = producer(&bootstrap, "all");
+    for i in 0..20u64 {
+        // Timestamps 1000, 2000, ... with one out-of-order maximum at offset 7.
+        let ts = if i == 7 { 1_000_000 } else { (i as i64 + 1) * 1000 };
+        send(&producer, "history", i, &format!("k{i}"), &[b'h'; 100], Some(ts));
+        flush(&producer);
+    }
+
+    let consumer = consumer(&bootstrap);
+    let lookup = |ts: i64| {
+        let mut query = TopicPartitionList::new();
+        query.add_partition_offset("history", 0, Offset::Offset(ts)).unwrap();
+        let answer = consumer.offsets_for_times(query, TIMEOUT).expect("offsets_for_times");
+        answer.find_partition("history", 0).unwrap().offset()
+    };
+    assert_eq!(lookup(0), Offset::Offset(0));
+    assert_eq!(lookup(3500), Offset::Offset(3));
+    assert_eq!(lookup(9000), Offset::Offset(7), "offset 7's timestamp is the first >= 9000");
+    assert_eq!(lookup(20_000), Offset::Offset(7));
+    assert_eq!(lookup(2_000_000), Offset::End, "no record is that new");
+
+    // MAX_TIMESTAMP (-3, ListOffsets v7).
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let request =
+        ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(s("history")))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-3)])]);
+    let response = client.send(&request, 7).unwrap();
+    let max = &response.topics[0].partitions[0];
+    assert_eq!((max.error_code, max.offset, max.timestamp), (0, 7, 1_000_000));
+
+    // DeleteRecords moves the low watermark; reads and ListOffsets follow.
+    let mut delete = TopicPartitionList::new();
+    delete.add_partition_offset("history", 0, Offset::Offset(12)).unwrap();
+    let result = block_on(admin.delete_records(&delete, &options())).expect("delete_records");
+    let partition = result.find_partition("history", 0).unwrap();
+    assert!(partition.error().is_ok(), "{:?}", partition.error());
+    assert_eq!(partition.offset(), Offset::Offset(12));
+    assert_eq!(watermarks(&bootstrap, "history"), (12, 20));
+    let consumed = consume_all(&bootstrap, "history", 1);
+    assert_eq!(consumed.iter().map(|c| c.offset).collect::<Vec<_>>(), (12..20).collect::<Vec<_>>());
+    assert_eq!(lookup(0), Offset::Offset(12), "lookups start at the new log start");
+
+    let mut beyond = TopicPartitionList::new();
+    beyond.add_partition_offset("history", 0, Offset::Offset(100)).unwrap();
+    let result = block_on(admin.delete_records(&beyond, &options()));
+    let refused = match result {
+        Ok(list) => list.find_partition("history", 0).unwrap().error().is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "deleting beyond the high watermark is OFFSET_OUT_OF_RANGE");
+    assert_eq!(watermarks(&bootstrap, "history"), (12, 20));
+}
