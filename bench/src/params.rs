@@ -105,9 +105,13 @@ pub struct Params {
     /// Producer connections, each with a sender and a receiver thread; partitions are shared out among them.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
-    /// Consumers, each fetching an equal share of the partitions (assigned, not a group).
+    /// Consumers, each fetching an equal share of the partitions (or, with --group, what the group assigns).
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
+    /// Consumers join this consumer group, which splits the partitions among them; they start at the
+    /// group's committed offsets and commit as they go.
+    #[arg(long)]
+    pub group: Option<String>,
     /// Bytes of each message value.
     #[arg(long, short = 's', default_value_t = 1024)]
     pub message_size: usize,
@@ -189,6 +193,9 @@ impl Params {
         let finite_positive = |v: f64| v.is_finite() && v > 0.0;
         if self.topic.is_empty() || self.topic.len() > 249 {
             return Err("--topic must be 1 to 249 characters".into());
+        }
+        if self.group.is_some() && (self.dry_run || !mode.consumes()) {
+            return Err("--group needs consumers on a real broker (consume or e2e, without --dry-run)".into());
         }
         if !self.topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return Err(format!("--topic '{}' may only hold ASCII letters, digits, '.', '_' and '-'", self.topic));

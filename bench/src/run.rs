@@ -9,7 +9,7 @@ use crate::params::{Mode, Params, StartAt};
 use crate::report::{Generator, Report, Sample, Throughput};
 use crate::stats::Latency;
 use crate::wire::Conn;
-use crate::workers::{self, wall_clock_ns, Clock, ConsumerLane, Counters, ProducerLane};
+use crate::workers::{self, wall_clock_ns, Clock, ConsumerLane, Counters, GroupLane, ProducerLane};
 use anyhow::{anyhow, bail};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -73,9 +73,16 @@ pub fn run(mode: Mode, params: &Params, progress: bool) -> anyhow::Result<Report
     // Consumers first: in e2e they must know where the topic ends before anything is produced.
     let mut consumer_lanes = Vec::new();
     if mode.consumes() {
-        for parts in share(partitions, params.consumers) {
-            for (addr, parts) in by_leader(&parts, &leaders) {
+        // With a group, every consumer asks the group for its partitions (and
+        // fetches from the bootstrap broker: single-node clusters only, for now).
+        let lanes: Vec<(String, Vec<i32>)> = match &params.group {
+            Some(_) => vec![(params.bootstrap.clone(), Vec::new()); params.consumers],
+            None => share(partitions, params.consumers).iter().flat_map(|parts| by_leader(parts, &leaders)).collect(),
+        };
+        for (addr, parts) in lanes {
+            {
                 consumer_lanes.push(ConsumerLane {
+                    group: params.group.clone().map(|name| GroupLane { name, partitions }),
                     addr,
                     topic: topic_name.clone(),
                     partitions: parts,

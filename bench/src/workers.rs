@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir_net::group_member::GroupMember;
 
 /// The run's time base: intended send times become wall-clock nanoseconds in
 /// each message, and consumers turn their clock into the same scale.
@@ -200,8 +201,20 @@ fn send_loop(
     }
 }
 
+/// A consumer that gets its partitions from a consumer group.
+pub struct GroupLane {
+    pub name: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
+}
+
+/// How often a group consumer commits its position.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// One consumer connection's work.
 pub struct ConsumerLane {
+    /// `Some`: `partitions` is ignored; the group assigns them.
+    pub group: Option<GroupLane>,
     pub addr: String,
     pub topic: String,
     pub partitions: Vec<i32>,
@@ -228,10 +241,21 @@ pub fn consume(
     let mut conn = Conn::connect(&lane.addr, lane.timeout)?;
     let version = conn.version_for::<FetchRequest>(4, 12)?;
     conn.set_read_timeout(lane.timeout + Duration::from_millis(lane.max_wait_ms as u64))?;
-    let starts = admin::offsets(&mut conn, &lane.topic, &lane.partitions, lane.from_latest)?;
+    let mut member = None;
+    let mut partitions = lane.partitions.clone();
+    let all_partitions: Vec<i32> = match &lane.group {
+        Some(group) => {
+            let (joined, assigned) = GroupMember::join(&lane.addr, &group.name, &lane.topic, group.partitions)?;
+            member = Some(joined);
+            partitions = assigned;
+            (0..group.partitions).collect()
+        }
+        None => lane.partitions.clone(),
+    };
     let ends =
-        if lane.stop_at_end { Some(admin::offsets(&mut conn, &lane.topic, &lane.partitions, true)?) } else { None };
-    let mut next: Vec<(i32, i64)> = lane.partitions.iter().map(|p| (*p, starts[p])).collect();
+        if lane.stop_at_end { Some(admin::offsets(&mut conn, &lane.topic, &all_partitions, true)?) } else { None };
+    let mut next = start_positions(&mut conn, member.as_mut(), &lane, &partitions)?;
+    let mut last_commit = Instant::now();
     let _ = ready.send(());
     let clock = go.recv().context("the run was abandoned before it started")?;
     let topic = admin::topic_name(&lane.topic);
@@ -239,6 +263,15 @@ pub fn consume(
     loop {
         if counters.stop_consuming.load(Ordering::Relaxed) {
             break;
+        }
+        if let Some(member) = member.as_mut() {
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
+                member.commit(&next)?;
+                last_commit = Instant::now();
+            }
+            if let Some(assigned) = member.heartbeat_if_due()? {
+                next = start_positions(&mut conn, Some(member), &lane, &assigned)?;
+            }
         }
         let wanted: Vec<(i32, i64)> = match &ends {
             Some(ends) => next.iter().copied().filter(|(p, o)| *o < ends[p]).collect(),
@@ -291,6 +324,26 @@ pub fn consume(
             counters.consumed_bytes.fetch_add(s.payload_bytes, Ordering::Relaxed);
         }
     }
+    if let Some(mut member) = member {
+        member.commit(&next)?;
+        member.leave()?;
+    }
     conn.shutdown();
     Ok(latency)
+}
+
+/// Where to start reading `partitions`: the group's committed offsets where
+/// there are some, else the earliest or latest offsets.
+fn start_positions(
+    conn: &mut Conn,
+    member: Option<&mut GroupMember>,
+    lane: &ConsumerLane,
+    partitions: &[i32],
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let committed = match member {
+        Some(member) => member.committed(partitions)?,
+        None => Default::default(),
+    };
+    let fallback = admin::offsets(conn, &lane.topic, partitions, lane.from_latest)?;
+    Ok(partitions.iter().map(|p| (*p, committed.get(p).copied().unwrap_or(fallback[p]))).collect())
 }

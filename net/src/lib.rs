@@ -8,6 +8,7 @@ pub mod apis;
 pub mod client;
 pub mod codec;
 pub mod errors;
+pub mod group_member;
 pub mod handlers;
 pub mod huge_alloc;
 pub mod server;

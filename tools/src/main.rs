@@ -2,6 +2,7 @@
 
 mod bench;
 mod consume;
+mod groups;
 mod produce;
 mod serve;
 mod topics;
@@ -30,6 +31,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print messages of a topic.
     Consume(consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
     /// Load generator: produce, consume, e2e and sweep against any Kafka-compatible broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,11 +41,18 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `weir consume | head` should end quietly, as shell tools do. (The broker
+        // keeps Rust's default: a closed socket is an error to handle, not a signal.)
+        // SAFETY: setting a signal disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Topics(command) => topics::run(command),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Groups(command) => groups::run(command),
         Command::Bench(command) => bench::run(command),
     };
     if let Err(e) = result {

@@ -366,3 +366,80 @@ fn bad_group_requests_get_kafka_error_codes() {
         client.send(&OffsetFetchRequest::default().with_group_id(group.clone()).with_topics(None), 7).unwrap();
     assert!(fetched.topics.is_empty(), "its offsets went with it");
 }
+
+fn weir(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("run weir");
+    assert!(output.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// (partition, committed, lag) rows of `weir groups describe`.
+fn described_offsets(b: &str, group: &str) -> Vec<(i32, i64, i64)> {
+    weir(&["groups", "describe", group, "-b", b])
+        .lines()
+        .skip(2)
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn bench_consumes_with_a_group_and_the_groups_cli_shows_resets_and_deletes_it() {
+    let broker = broker();
+    let b = broker.bootstrap();
+    create_topic(&b, "benched", 4);
+    let placed = produce(&b, "benched", 0..4000);
+    let json = broker.data_dir.with_extension("json");
+    weir(&[
+        "bench",
+        "consume",
+        "-b",
+        &b,
+        "-t",
+        "benched",
+        "-p",
+        "4",
+        "--consumers",
+        "2",
+        "--group",
+        "benchers",
+        "--warmup",
+        "0",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let report: String = std::fs::read_to_string(&json).unwrap();
+    assert!(report.contains("\"messages\":4000") || report.contains("\"messages\": 4000"), "{report}");
+
+    let listed = weir(&["groups", "list", "-b", &b]);
+    assert!(
+        listed.lines().any(|l| l.starts_with("benchers") && l.contains("consumer") && l.contains("Empty")),
+        "{listed}"
+    );
+    let ends: HashMap<i32, i64> =
+        (0..4).map(|p| (p, placed.values().filter(|(q, _)| *q == p).count() as i64)).collect();
+    let offsets = described_offsets(&b, "benchers");
+    assert_eq!(offsets.len(), 4);
+    for (partition, committed, lag) in offsets {
+        assert_eq!((committed, lag), (ends[&partition], 0), "partition {partition}: the group read everything");
+    }
+
+    let plan = weir(&["groups", "reset-offsets", "benchers", "-t", "benched", "--to-earliest", "-b", &b]);
+    assert!(plan.contains("dry run"));
+    assert!(described_offsets(&b, "benchers").iter().all(|&(_, _, lag)| lag == 0), "a dry run changes nothing");
+    weir(&["groups", "reset-offsets", "benchers", "-t", "benched", "--to-earliest", "--execute", "-b", &b]);
+    for (partition, committed, lag) in described_offsets(&b, "benchers") {
+        assert_eq!((committed, lag), (0, ends[&partition]), "partition {partition} reset to the start");
+    }
+    // A consumer of the group now reads everything again.
+    let consumer = group_consumer(&b, "benchers", "range");
+    consumer.subscribe(&["benched"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&consumer], &mut seen, Duration::from_secs(30), |seen| seen.len() == 4000);
+    drop(consumer);
+
+    weir(&["groups", "delete", "benchers", "-b", &b]);
+    assert!(!weir(&["groups", "list", "-b", &b]).contains("benchers"));
+}

@@ -3,14 +3,14 @@
 //
 // Usage: node kafkajs_roundtrip.js BOOTSTRAP TOPIC
 //
-// kafkajs consumers always join a consumer group, and the broker has no group
-// coordinator yet, so this test covers what works without groups:
 //   * admin.createTopics (2 partitions), admin.listTopics, admin.fetchTopicMetadata,
 //     admin.describeCluster;
 //   * producer.send of 500 keyed messages with headers, acks=-1 (idempotence off),
 //     the last 100 of them gzip-compressed;
 //   * admin.fetchTopicOffsets: low watermarks 0, high watermarks summing to 500 and
-//     matching the offsets the Produce responses reported.
+//     matching the offsets the Produce responses reported;
+//   * two consumers in one group read all 500 (each at least once, in order per
+//     partition), commit, and admin.fetchOffsets / describeGroups show it.
 'use strict';
 
 const { Kafka, logLevel, CompressionTypes, Partitioners } = require('kafkajs');
@@ -139,11 +139,54 @@ async function main() {
   if (total !== N_MESSAGES) {
     fail(`high watermarks sum to ${total}, expected ${N_MESSAGES}: ${JSON.stringify(offsets)}`);
   }
+  const groupId = `${topic}-group`;
+  const seen = new Map(); // seq -> count
+  const lastOffset = new Map(); // `${consumer}/${partition}` -> offset
+  const consumers = [0, 1].map(() => kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 1000 }));
+  for (const [i, consumer] of consumers.entries()) {
+    await step(`consumer ${i} connect/subscribe`, async () => {
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+    });
+    await step(`consumer ${i} run`, () => consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const key = `${i}/${partition}`;
+        const offset = Number(message.offset);
+        if (lastOffset.has(key) && offset <= lastOffset.get(key)) {
+          fail(`consumer ${i} partition ${partition}: offset ${offset} after ${lastOffset.get(key)}`);
+        }
+        lastOffset.set(key, offset);
+        const seq = message.headers.seq.toString();
+        seen.set(seq, (seen.get(seq) || 0) + 1);
+      },
+    }));
+  }
+  const deadline = Date.now() + 60000;
+  while (seen.size < N_MESSAGES) {
+    if (Date.now() > deadline) fail(`the group consumed ${seen.size} of ${N_MESSAGES} messages in 60 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const [i, consumer] of consumers.entries()) {
+    await step(`consumer ${i} disconnect`, () => consumer.disconnect()); // commits and leaves
+  }
+  const committed = await step('admin.fetchOffsets', () => admin.fetchOffsets({ groupId, topics: [topic] }));
+  const committedByPartition = committed[0].partitions.map((p) => [p.partition, Number(p.offset)]);
+  for (const o of offsets) {
+    const c = committedByPartition.find(([p]) => p === o.partition);
+    if (!c || c[1] !== Number(o.high)) {
+      fail(`group committed ${JSON.stringify(committedByPartition)}, expected the high watermarks ${JSON.stringify(offsets)}`);
+    }
+  }
+  const described = await step('admin.describeGroups', () => admin.describeGroups([groupId]));
+  const group = described.groups[0];
+  if (group.state !== 'Empty' || group.protocolType !== 'consumer') {
+    fail(`describeGroups after both left: ${JSON.stringify(group)}`);
+  }
   await step('admin.disconnect', () => admin.disconnect());
 
   console.log(`ok kafkajs: createTopics/listTopics/describeCluster/fetchTopicMetadata, ${N_MESSAGES} messages produced `
     + `(acks=-1, last ${PER_SEND} gzip), high watermarks ${JSON.stringify(offsets.map((o) => [o.partition, Number(o.high)]))}`
-    + ' (consume not tested: kafkajs consumers need consumer groups)');
+    + `, group of 2 consumed all (max ${Math.max(...seen.values())} deliveries of one message) and committed the ends`);
 }
 
 main().catch((err) => fail('unexpected error', err));

@@ -147,6 +147,7 @@ run_test() {
 }
 
 run_test kafka-python "$VENV/bin/python" "$HERE/kafka_python_roundtrip.py" "$BOOTSTRAP" "compat-kafka-python-$RUN_ID"
+run_test kafka-python-groups "$VENV/bin/python" "$HERE/kafka_python_groups.py" "$BOOTSTRAP" "compat-kafka-python-groups-$RUN_ID"
 run_test kcat bash "$HERE/kcat_roundtrip.sh" "$BOOTSTRAP" "compat-kcat-$RUN_ID"
 run_test kafkajs node "$HERE/kafkajs_roundtrip.js" "$BOOTSTRAP" "compat-kafkajs-$RUN_ID"
 
