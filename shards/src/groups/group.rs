@@ -1,8 +1,10 @@
 //! One consumer group's state machine (Kafka's classic rebalance protocol).
 //!
+//! ```text
 //!     Empty ──join──► PreparingRebalance ──all rejoined / timeout──► CompletingRebalance
 //!       ▲                   ▲                                              │ leader's SyncGroup
 //!       └── last member ────┴──── join, leave, session expiry ◄── Stable ◄─┘
+//! ```
 //!
 //! Requests that must wait (JoinGroup until the rebalance completes, SyncGroup
 //! until the leader's assignment arrives) leave a [`Responder`] on the member.
