@@ -3,7 +3,7 @@
 //! readable at the offset it was acknowledged with, that offsets are
 //! contiguous, and that the log accepts new writes.
 //!
-//! `WEIR_CRASH_KILLS` sets the number of kills (default 100, about two
+//! `WEIR_CRASH_KILLS` sets the number of kills (default 200, about four
 //! minutes); `WEIR_CRASH_SEED` replays a run (the seed is printed).
 
 mod common;
@@ -203,7 +203,7 @@ fn read_from(bootstrap: &str, from: &BTreeMap<i32, i64>) -> HashMap<(i32, i64), 
 
 #[test]
 fn acknowledged_messages_survive_hundreds_of_sigkills() {
-    let kills = env_u64("WEIR_CRASH_KILLS").unwrap_or(100);
+    let kills = env_u64("WEIR_CRASH_KILLS").unwrap_or(200);
     let seed = env_u64("WEIR_CRASH_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
     });

@@ -438,6 +438,49 @@ mod tests {
     }
 
     #[test]
+    fn hundreds_of_members_stabilise_in_one_generation() {
+        let mut c = GroupCoordinator::new(GroupConfig { max_size: 1000, ..coordinator(100).config });
+        let now = Instant::now();
+        let mut joins: Vec<_> = (0..300).map(|_| join(&mut c, now, join_request("", None, &["range"]))).collect();
+        c.tick(now + DELAY);
+        let joined: Vec<JoinResponse> = joins.iter_mut().map(ready).collect();
+        assert!(joined.iter().all(|j| j.error.is_none() && j.generation == 1));
+        let leader = joined.iter().find(|j| j.member_id == j.leader).expect("one leader");
+        assert_eq!(leader.members.len(), 300);
+        let assignments =
+            leader.members.iter().map(|m| (m.member_id.clone(), Bytes::from(m.member_id.clone()))).collect();
+        let mut syncs: Vec<_> = joined
+            .iter()
+            .filter(|j| j.member_id != j.leader)
+            .map(|j| sync(&mut c, now, &j.member_id, 1, vec![]))
+            .collect();
+        let mut leader_sync = sync(&mut c, now, &leader.member_id, 1, assignments);
+        assert_eq!(ready(&mut leader_sync).assignment, Bytes::from(leader.member_id.clone()));
+        for (rx, j) in syncs.iter_mut().zip(joined.iter().filter(|j| j.member_id != j.leader)) {
+            assert_eq!(ready(rx).assignment, Bytes::from(j.member_id.clone()), "each member gets its own assignment");
+        }
+        let described = c.describe("g");
+        assert_eq!((described.state, described.members.len()), (GroupState::Stable, 300));
+        // One member leaves: the other 299 rejoin into generation 2.
+        let gone = joined[7].member_id.clone();
+        assert_eq!(c.leave(now, "g", &[MemberRef { member_id: gone.clone(), instance_id: None }]), vec![Ok(())]);
+        let mut rejoins: Vec<_> = joined
+            .iter()
+            .filter(|j| j.member_id != gone)
+            .map(|j| join(&mut c, now, join_request(&j.member_id, None, &["range"])))
+            .collect();
+        assert!(rejoins.iter_mut().map(ready).all(|r| r.generation == 2 && r.error.is_none()));
+    }
+
+    #[test]
+    fn a_group_refuses_members_beyond_its_maximum_size() {
+        let mut c = coordinator(100);
+        let mut joins: Vec<_> =
+            (0..101).map(|_| join(&mut c, Instant::now(), join_request("", None, &["range"]))).collect();
+        assert_eq!(ready(joins.last_mut().unwrap()).error, Some(GroupError::GroupMaxSizeReached));
+    }
+
+    #[test]
     fn commits_are_checked_against_member_and_generation() {
         let mut c = coordinator(100);
         let now = Instant::now();
