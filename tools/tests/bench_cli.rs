@@ -1,38 +1,12 @@
 //! `weir bench` against a real `weir serve`: each mode runs briefly, writes
 //! its JSON with the figures and an SVG plot. Nothing here asserts speed.
 
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use common::Broker;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker(data_dir: &Path) -> (Broker, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", "--listen", &addr, "--shards", "2", "--log", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start weir serve");
-    let start = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "broker did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Broker(child), addr)
-}
 
 fn bench(args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_weir")).arg("bench").args(args).output().expect("run weir bench");
@@ -67,7 +41,8 @@ fn assert_latency(v: &serde_json::Value) {
 #[test]
 fn produce_consume_and_e2e_write_figures_and_plots() {
     let dir = tempfile::tempdir().unwrap();
-    let (_broker, addr) = start_broker(&dir.path().join("data"));
+    let broker = Broker::start(&[]);
+    let addr = broker.bootstrap();
     let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     let common = ["-b", &addr, "--topic", "bench-test", "--partitions", "2", "--message-size", "200"];
     let short = ["--duration", "1.5", "--warmup", "0.5", "--batch-size", "20"];
@@ -133,10 +108,7 @@ fn dry_run_measures_the_generator_alone() {
 
 #[test]
 fn bad_input_fails_fast_with_a_message() {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    }; // closed again: nothing listens there
+    let dead = format!("127.0.0.1:{}", common::free_port()); // nothing listens there
     let cases: &[(&[&str], &str)] = &[
         (&["produce", "--message-size", "abc"], "invalid value"),
         (&["produce", "--partitions", "0"], "--partitions"),
@@ -157,8 +129,8 @@ fn bad_input_fails_fast_with_a_message() {
 
 #[test]
 fn a_broker_that_dies_mid_run_fails_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut broker, addr) = start_broker(&dir.path().join("data"));
+    let mut broker = Broker::start(&[]);
+    let addr = broker.bootstrap();
     let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["bench", "produce", "-b", &addr, "--duration", "30", "--timeout", "5", "--rate", "1000"])
         .stdout(Stdio::null())
@@ -166,7 +138,7 @@ fn a_broker_that_dies_mid_run_fails_the_run() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    broker.0.kill().unwrap();
+    broker.kill();
     let start = Instant::now();
     let status = loop {
         if let Some(s) = run.try_wait().unwrap() {
