@@ -10,8 +10,11 @@ use kafka_protocol::records::RecordBatchDecoder;
 use std::io::Write;
 use std::time::{Duration, Instant};
 use weir_net::client::Client;
+use weir_net::group_member::GroupMember;
 
 const FETCH_WAIT_MS: i32 = 500;
+/// How often a group member commits its position.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const FETCH_MAX_BYTES: i32 = 50 << 20;
 
@@ -23,8 +26,13 @@ pub struct ConsumeArgs {
     #[arg(long)]
     from_beginning: bool,
     /// Only this partition.
-    #[arg(long, short = 'p')]
+    #[arg(long, short = 'p', conflicts_with = "group")]
     partition: Option<i32>,
+    /// Consume as a member of this consumer group: the group assigns the
+    /// partitions, reading starts at its committed offsets, and the position is
+    /// committed every second and on exit.
+    #[arg(long, short = 'g')]
+    group: Option<String>,
     /// Print each key before its value, separated by --key-separator.
     #[arg(long)]
     print_keys: bool,
@@ -57,15 +65,35 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         None => (0..partition_count).collect(),
     };
     let bounds = partition_offsets(&mut client, &args.topic, partition_count)?;
-    let mut next: Vec<(i32, i64)> = partitions
-        .iter()
-        .map(|&p| (p, if args.from_beginning { bounds[p as usize].0 } else { bounds[p as usize].1 }))
-        .collect();
+    let start = |p: i32| if args.from_beginning { bounds[p as usize].0 } else { bounds[p as usize].1 };
+    let mut member = match &args.group {
+        Some(group) => Some(GroupMember::join(&args.bootstrap.bootstrap, group, &args.topic, partition_count)?),
+        None => None,
+    };
+    let mut next = match member.as_mut() {
+        Some((member, assigned)) => group_positions(member, assigned, &start)?,
+        None => partitions.iter().map(|&p| (p, start(p))).collect(),
+    };
+    let mut last_commit = Instant::now();
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut printed, mut last_message) = (0u64, Instant::now());
-    loop {
+    'consume: loop {
+        if let Some((member, _)) = member.as_mut() {
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
+                member.commit(&next)?;
+                last_commit = Instant::now();
+            }
+            if let Some(assigned) = member.heartbeat_if_due()? {
+                next = group_positions(member, &assigned, &start)?;
+            }
+            if next.is_empty() {
+                // More members than partitions: wait for a rebalance to give us some.
+                std::thread::sleep(Duration::from_millis(FETCH_WAIT_MS as u64));
+                continue;
+            }
+        }
         let request = FetchRequest::default()
             .with_replica_id((-1).into())
             .with_max_wait_ms(FETCH_WAIT_MS)
@@ -117,14 +145,30 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     printed += 1;
                     last_message = Instant::now();
                     if args.max_messages.is_some_and(|max| printed >= max) {
-                        return Ok(out.flush()?);
+                        break 'consume;
                     }
                 }
             }
         }
         out.flush()?;
         if args.idle_timeout_ms.is_some_and(|ms| last_message.elapsed() >= Duration::from_millis(ms)) {
-            return Ok(());
+            break;
         }
     }
+    out.flush()?;
+    if let Some((mut member, _)) = member {
+        member.commit(&next)?;
+        member.leave()?;
+    }
+    Ok(())
+}
+
+/// Where a group member starts on `assigned`: the committed offsets, else `start`.
+fn group_positions(
+    member: &mut GroupMember,
+    assigned: &[i32],
+    start: &impl Fn(i32) -> i64,
+) -> anyhow::Result<Vec<(i32, i64)>> {
+    let committed = member.committed(assigned)?;
+    Ok(assigned.iter().map(|&p| (p, committed.get(&p).copied().unwrap_or_else(|| start(p)))).collect())
 }

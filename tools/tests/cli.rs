@@ -150,3 +150,38 @@ fn serve_with_its_defaults_keeps_data_in_a_relative_weir_data() {
     assert_eq!(consumed, "one\ntwo\n");
     assert!(dir.path().join("weir-data/defaults-0").is_dir());
 }
+
+#[test]
+fn consume_with_a_group_resumes_after_its_committed_position() {
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    ok(&["topics", "create", "grouped", "-p", "3", "-b", &b], None);
+    let lines: String = (0..30).map(|i| format!("m{i}\n")).collect();
+    ok(&["produce", "-t", "grouped", "-b", &b], Some(&lines));
+    let consume = |n: &str| {
+        ok(
+            &[
+                "consume",
+                "-t",
+                "grouped",
+                "--group",
+                "readers",
+                "--from-beginning",
+                "-n",
+                n,
+                "--idle-timeout-ms",
+                "15000",
+                "-b",
+                &b,
+            ],
+            None,
+        )
+    };
+    let first = consume("30");
+    assert_eq!(first.lines().count(), 30);
+    ok(&["produce", "-t", "grouped", "-b", &b], Some("new1\nnew2\n"));
+    // --from-beginning only applies where the group has committed nothing.
+    let mut second: Vec<String> = consume("2").lines().map(String::from).collect();
+    second.sort();
+    assert_eq!(second, vec!["new1", "new2"]);
+}
