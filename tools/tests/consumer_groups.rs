@@ -443,3 +443,45 @@ fn bench_consumes_with_a_group_and_the_groups_cli_shows_resets_and_deletes_it() 
     weir(&["groups", "delete", "benchers", "-b", &b]);
     assert!(!weir(&["groups", "list", "-b", &b]).contains("benchers"));
 }
+
+fn static_consumer(bootstrap: &str, group: &str, instance: &str) -> BaseConsumer<RebalanceLog> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.instance.id", instance)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create_with_context(RebalanceLog::default())
+        .expect("consumer")
+}
+
+#[test]
+fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
+    let broker = broker();
+    let b = broker.bootstrap();
+    create_topic(&b, "statics", 4);
+    let stayer = static_consumer(&b, "static-group", "stayer");
+    let mut leaver = static_consumer(&b, "static-group", "restarter");
+    stayer.subscribe(&["statics"]).unwrap();
+    leaver.subscribe(&["statics"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&stayer, &leaver], &mut seen, Duration::from_secs(30), |_| {
+        assigned(&stayer).len() == 2 && assigned(&leaver).len() == 2
+    });
+    let (stayer_parts, leaver_parts) = (assigned(&stayer), assigned(&leaver));
+    stayer.context().0.lock().unwrap().clear();
+
+    // A static member that closes sends no LeaveGroup; restarted with the same
+    // instance id within the session timeout it takes its old place.
+    drop(leaver);
+    leaver = static_consumer(&b, "static-group", "restarter");
+    leaver.subscribe(&["statics"]).unwrap();
+    poll_until(&[&stayer, &leaver], &mut seen, Duration::from_secs(30), |_| assigned(&leaver) == leaver_parts);
+    // Keep polling a while: no rebalance may reach the member that stayed.
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    poll_until(&[&stayer, &leaver], &mut seen, Duration::from_secs(10), |_| Instant::now() > quiet_until);
+    assert_eq!(assigned(&stayer), stayer_parts);
+    assert!(stayer.context().0.lock().unwrap().is_empty(), "the member that stayed saw a rebalance");
+}
