@@ -4,6 +4,7 @@
 //! This crate holds no broker state: handlers decode a request, call the
 //! [`weir_shards::Shard`] of the connection's core, and encode the answer.
 
+pub mod admin;
 pub mod apis;
 pub mod client;
 pub mod codec;
@@ -11,6 +12,7 @@ pub mod errors;
 pub mod group_member;
 pub mod handlers;
 pub mod huge_alloc;
+pub mod metrics;
 pub mod server;
 
 pub use server::serve_shard;

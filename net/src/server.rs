@@ -2,8 +2,14 @@
 //!
 //! Each connection has a reader task and a writer task. The reader decodes
 //! frames and starts a task per request, up to `max_in_flight_per_connection`
-//! at once (then it stops reading: backpressure); the writer sends the answers
-//! in request order, as Kafka requires.
+//! at once and up to `queued_max_request_bytes` of in-flight frames (then it
+//! stops reading: backpressure); the writer sends the answers in request
+//! order, as Kafka requires, and gives each request's bytes back once its
+//! answer is written.
+//!
+//! A new connection over `max_connections` or `max_connections_per_ip` (all
+//! shards together) is closed at once; one that sends no request for
+//! `connections_max_idle_ms` is closed.
 
 use crate::codec::{decode_header, read_frame};
 use crate::handlers;
@@ -12,12 +18,14 @@ use futures::future::{select, Either};
 use futures_lite::io::{AsyncWriteExt, BufReader};
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::{Semaphore, StaticPermit};
+use kafka_protocol::messages::ApiKey;
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::pin::pin;
 use std::rc::Rc;
-use std::time::Duration;
-use weir_shards::{Shard, ShutdownSignal};
+use std::time::{Duration, Instant};
+use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -29,6 +37,10 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) -> Result<(), String> {
     let listener = TcpListener::bind(&shard.config().listen)
         .map_err(|e| format!("cannot listen on {}: {e}", shard.config().listen))?;
+    if shard.id() == weir_shards::ownership::CONTROLLER_SHARD {
+        start_admin_endpoint(&shard, &shutdown);
+    }
+    shard.metrics().serving.set(true);
     let open_connections = Rc::new(Cell::new(0usize));
     loop {
         let accepted = match select(pin!(listener.accept()), pin!(shutdown.wait())).await {
@@ -37,10 +49,14 @@ pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) -> Result<(
         };
         match accepted {
             Ok(stream) => {
+                let Some(permit) = admit(&shard, &stream) else { continue };
                 let (shard, shutdown, open) = (shard.clone(), shutdown.clone(), open_connections.clone());
                 open.set(open.get() + 1);
+                shard.metrics().connection_opened();
                 glommio::spawn_local(async move {
-                    serve_connection(shard, stream, shutdown).await;
+                    serve_connection(shard.clone(), stream, shutdown).await;
+                    drop(permit);
+                    shard.metrics().connection_closed();
                     open.set(open.get() - 1);
                 })
                 .detach();
@@ -52,11 +68,42 @@ pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) -> Result<(
             }
         }
     }
-    let waited = std::time::Instant::now();
+    shard.metrics().serving.set(false);
+    let waited = Instant::now();
     while open_connections.get() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Counts a new connection against the broker-wide limits; over them, the
+/// connection is closed at once (as Kafka does).
+fn admit(shard: &Shard, stream: &TcpStream) -> Option<ConnectionPermit> {
+    let peer = stream.peer_addr().ok()?; // already gone
+    match shard.connections().admit(peer.ip()) {
+        Ok(permit) => Some(permit),
+        Err(why) => {
+            shard.metrics().connection_refused(why);
+            tracing::debug!(%peer, "closing new connection: {why:?}");
+            None
+        }
+    }
+}
+
+/// Starts the admin HTTP endpoint on this shard, if one is configured. A
+/// failure to bind is logged and the broker serves Kafka without it.
+fn start_admin_endpoint(shard: &Rc<Shard>, shutdown: &ShutdownSignal) {
+    let address = &shard.config().admin_listen;
+    if address.is_empty() {
+        return;
+    }
+    match crate::admin::bind(address) {
+        Ok(listener) => {
+            tracing::info!(admin = %address, "admin endpoint serving /health and /metrics");
+            glommio::spawn_local(crate::admin::serve(shard.clone(), listener, shutdown.clone())).detach();
+        }
+        Err(e) => tracing::error!(admin = %address, "cannot listen on the admin address, serving without it: {e}"),
+    }
 }
 
 async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: ShutdownSignal) {
@@ -69,15 +116,31 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
             return;
         }
     };
-    let (responses, pending) = local_channel::new_bounded(shard.config().max_in_flight_per_connection);
-    let writer_task = glommio::spawn_local(write_responses(writer, pending));
+    let config = shard.config();
+    let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
+    let writer_task = glommio::spawn_local(write_responses(shard.clone(), writer, pending));
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let max_frame = shard.config().socket_request_max_bytes;
+    let max_frame = config.socket_request_max_bytes;
+    let idle = Duration::from_millis(config.connections_max_idle_ms);
+    // Bytes of the frames whose answers are not written yet.
+    let budget_bytes = config.queued_max_request_bytes as u64;
+    let budget = Rc::new(Semaphore::new(budget_bytes));
     loop {
-        let frame = match select(pin!(read_frame(&mut reader, max_frame)), pin!(shutdown.wait())).await {
+        let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(glommio::timer::sleep(idle)));
+        let frame = match select(pin!(read_frame(&mut reader, max_frame)), select(stopping, idle_timer)).await {
             Either::Left((frame, _)) => frame,
-            Either::Right(_) => break,
+            Either::Right((Either::Left(_), _)) => break, // shutdown
+            Either::Right((Either::Right(_), _)) => {
+                shard.metrics().connection_idle_closed();
+                tracing::debug!(%peer, "closing connection idle for {idle:?}");
+                break;
+            }
         };
+        let frame_bytes = match &frame {
+            Ok(Some(frame)) => frame.len() + 4,
+            _ => 0,
+        };
+        shard.metrics().add_bytes_in(frame_bytes);
         let mut frame = match frame {
             Ok(Some(frame)) => match decode_header(frame) {
                 Ok(frame) => frame,
@@ -105,8 +168,11 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
             host: format!("/{}", peer.rsplit_once(':').map_or(peer.as_str(), |(host, _)| host)),
         };
-        let task = glommio::spawn_local(handlers::handle(shard.clone(), key, version, correlation_id, client, request));
-        if responses.send(task).await.is_err() {
+        // Backpressure: wait until the answers already written free enough
+        // of the budget. A frame larger than the whole budget waits for all.
+        let Ok(permit) = budget.acquire_static_permit((frame_bytes as u64).min(budget_bytes)).await else { break };
+        let task = glommio::spawn_local(timed(shard.clone(), key, version, correlation_id, client, request));
+        if responses.send((task, permit)).await.is_err() {
             break; // the writer failed: the connection is done
         }
     }
@@ -128,19 +194,42 @@ fn split(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
     Ok((stream, writer))
 }
 
+/// Answers a request and records the latency of produce and fetch.
+async fn timed(
+    shard: Rc<Shard>,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client: handlers::ClientInfo,
+    request: handlers::Request,
+) -> anyhow::Result<Option<Bytes>> {
+    let started = Instant::now();
+    let answer = handlers::handle(shard.clone(), key, version, correlation_id, client, request).await;
+    match key {
+        ApiKey::Produce => shard.metrics().produce_latency.record(started.elapsed()),
+        ApiKey::Fetch => shard.metrics().fetch_latency.record(started.elapsed()),
+        _ => {}
+    }
+    answer
+}
+
 type ResponseTask = glommio::Task<anyhow::Result<Option<Bytes>>>;
 
+/// Writes the answers in request order; each request's permit (its share of
+/// `queued_max_request_bytes`) is given back once its answer is written.
 async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
     mut writer: W,
-    pending: local_channel::LocalReceiver<ResponseTask>,
+    pending: local_channel::LocalReceiver<(ResponseTask, StaticPermit)>,
 ) {
-    while let Some(task) = pending.recv().await {
+    while let Some((task, _permit)) = pending.recv().await {
         match task.await {
             Ok(Some(response)) => {
                 if let Err(e) = writer.write_all(&response).await {
                     tracing::debug!("write failed: {e}");
                     return;
                 }
+                shard.metrics().add_bytes_out(response.len());
             }
             Ok(None) => {}
             Err(e) => {

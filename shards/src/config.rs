@@ -35,6 +35,22 @@ pub struct BrokerConfig {
     pub fsync_every_write: bool,
     /// Requests a connection may have in flight before the broker stops reading from it.
     pub max_in_flight_per_connection: usize,
+    /// Sum of the frame sizes of one connection's in-flight requests before the
+    /// broker stops reading from it (Kafka's `queued.max.request.bytes`, here
+    /// per connection). A single larger frame is still served, alone.
+    pub queued_max_request_bytes: usize,
+    /// Most client connections the broker holds at once, all shards together
+    /// (`max.connections`); a new connection over it is closed at once.
+    pub max_connections: usize,
+    /// Most connections from one IP address (`max.connections.per.ip`); a new
+    /// connection over it is closed at once.
+    pub max_connections_per_ip: usize,
+    /// A connection that sends no request for this long is closed
+    /// (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// host:port of the admin HTTP endpoint (`GET /health`, `GET /metrics`);
+    /// empty: no admin endpoint.
+    pub admin_listen: String,
     /// A new group waits this long for more members before its first generation
     /// (`group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: u64,
@@ -66,6 +82,11 @@ impl Default for BrokerConfig {
             segment_bytes: 1 << 30,
             fsync_every_write: false,
             max_in_flight_per_connection: 64,
+            queued_max_request_bytes: 104_857_600,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            connections_max_idle_ms: 600_000,
+            admin_listen: "127.0.0.1:9644".into(),
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -82,6 +103,23 @@ impl BrokerConfig {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+    }
+
+    /// Refuses limits that would make the broker unusable.
+    pub fn validate(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("max_in_flight_per_connection", self.max_in_flight_per_connection as u64),
+            ("queued_max_request_bytes", self.queued_max_request_bytes as u64),
+            ("connections_max_idle_ms", self.connections_max_idle_ms),
+        ];
+        for (name, value) in at_least_one {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        self.advertised_host_port().map(drop)
     }
 
     /// The number of shards to run: the configured count, or one per online core.
@@ -326,6 +364,11 @@ mod tests {
         assert_eq!(cfg.listen, "0.0.0.0:9000");
         assert_eq!(cfg.shards, 3);
         assert_eq!(cfg.default_partitions, 1);
+        assert_eq!(cfg.connections_max_idle_ms, 600_000);
+        let limits: BrokerConfig =
+            toml::from_str("max_connections = 10\nmax_connections_per_ip = 2\nadmin_listen = \"\"").unwrap();
+        assert_eq!((limits.max_connections, limits.max_connections_per_ip), (10, 2));
+        assert!(limits.admin_listen.is_empty());
     }
 
     #[test]

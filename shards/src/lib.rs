@@ -19,5 +19,8 @@ pub mod shard;
 pub use config::BrokerConfig;
 pub use error::{PartitionError, TopicError};
 pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
-pub use runtime::{run, RuntimeError, ShutdownSignal};
-pub use shard::{FetchedPartition, PartitionOffsets, Shard};
+pub use runtime::{run, ConnectionLimits, ConnectionPermit, ConnectionRefused, RuntimeError, ShutdownSignal};
+pub use shard::{
+    FetchedPartition, HistogramSnapshot, PartitionOffsets, PartitionStats, Shard, ShardMetrics, ShardStats,
+    LATENCY_BUCKETS_US,
+};

@@ -9,7 +9,7 @@ use crate::groups::{
     SyncResponse,
 };
 use crate::metadata::{ConfigAlteration, MetadataSnapshot, NewTopic, TopicConfigs, TopicMetadata};
-use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition};
+use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition, ShardStats};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use std::sync::Arc;
@@ -137,6 +137,10 @@ pub enum ShardMessage {
         group_id: String,
         op: GroupOp,
         reply: oneshot::Sender<GroupReply>,
+    },
+    /// For the admin endpoint: this shard's counters and partition figures.
+    Stats {
+        reply: oneshot::Sender<ShardStats>,
     },
     /// From the controller: adopt this snapshot, open new and drop deleted partitions.
     MetadataChanged {

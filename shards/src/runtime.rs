@@ -10,7 +10,9 @@ use futures::future::{FutureExt, Shared};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{CpuSet, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,6 +72,7 @@ where
     let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
     let running = Arc::new(AtomicUsize::new(shard_count));
     let mesh = MeshBuilder::<ShardMessage, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
+    let connections = Arc::new(ConnectionLimits::new(config.max_connections, config.max_connections_per_ip));
     let config = Arc::new(config);
 
     let handles = LocalExecutorPoolBuilder::new(placement(shard_count))
@@ -77,7 +80,7 @@ where
         .on_all_shards({
             let running = running.clone();
             move || async move {
-                let result = shard_main(config, snapshot, store, stop_receivers, mesh, serve).await;
+                let result = shard_main(config, connections, snapshot, store, stop_receivers, mesh, serve).await;
                 running.fetch_sub(1, Ordering::SeqCst);
                 result
             }
@@ -101,6 +104,7 @@ where
 
 async fn shard_main<F, Fut>(
     config: Arc<BrokerConfig>,
+    connections: Arc<ConnectionLimits>,
     snapshot: Arc<crate::MetadataSnapshot>,
     store: Arc<Mutex<Option<MetadataStore>>>,
     stop_receivers: Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>,
@@ -116,7 +120,7 @@ where
     let id = senders.peer_id();
     let store = if id == CONTROLLER_SHARD { store.lock().expect("startup lock").take() } else { None };
     let stop = stop_receivers.lock().expect("startup lock")[id].take().expect("one stop signal per shard");
-    let shard = Rc::new(Shard::new(id, config, snapshot, store, senders));
+    let shard = Rc::new(Shard::new(id, config, connections, snapshot, store, senders));
     shard.open_owned_partitions().await;
     for (_, from_peer) in receivers.streams() {
         glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
@@ -127,6 +131,73 @@ where
     let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
     shard.close_all().await;
     served.map_err(|e| RuntimeError::Shard(format!("shard {id}: {e}")))
+}
+
+/// The client connections of the whole broker, counted at accept and close
+/// only (never on the request path), against `max_connections` and
+/// `max_connections_per_ip`.
+pub struct ConnectionLimits {
+    max_total: usize,
+    max_per_ip: usize,
+    open: Mutex<OpenConnections>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a new connection was closed at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionRefused {
+    MaxConnections,
+    MaxConnectionsPerIp,
+}
+
+/// One admitted connection; dropping it gives its place back.
+pub struct ConnectionPermit {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimits {
+    pub fn new(max_total: usize, max_per_ip: usize) -> ConnectionLimits {
+        ConnectionLimits { max_total, max_per_ip, open: Mutex::new(OpenConnections::default()) }
+    }
+
+    /// Counts a new connection from `ip`, or says which limit it is over.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, ConnectionRefused> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.max_total {
+            return Err(ConnectionRefused::MaxConnections);
+        }
+        let from_ip = open.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return Err(ConnectionRefused::MaxConnectionsPerIp);
+        }
+        *from_ip += 1;
+        open.total += 1;
+        Ok(ConnectionPermit { limits: self.clone(), ip })
+    }
+
+    /// Connections open now, all shards together.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(open.total > 0, "connection count underflow");
+        open.total -= 1;
+        let from_ip = open.per_ip.get_mut(&self.ip).expect("an admitted IP is counted");
+        *from_ip -= 1;
+        if *from_ip == 0 {
+            open.per_ip.remove(&self.ip);
+        }
+    }
 }
 
 /// Answers another shard's messages; each in its own task so a long wait
@@ -237,5 +308,25 @@ fn wait_for_stop_signal(running: &AtomicUsize, shard_count: usize) {
             });
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_count_totals_and_ips() {
+        let limits = Arc::new(ConnectionLimits::new(3, 2));
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).err(), Some(ConnectionRefused::MaxConnectionsPerIp));
+        let _b1 = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).err(), Some(ConnectionRefused::MaxConnections));
+        assert_eq!(limits.open(), 3);
+        drop(a1);
+        assert_eq!(limits.open(), 2);
+        let _a3 = limits.admit(a).unwrap();
     }
 }

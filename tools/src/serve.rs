@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Create unknown topics on first use [default: true].
     #[arg(long)]
     auto_create_topics: Option<bool>,
+    /// host:port of the admin HTTP endpoint (/health, /metrics); "" turns it off
+    /// [default: 127.0.0.1:9644].
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// Log filter, e.g. info or weir_net=debug [default: info, or $RUST_LOG].
     #[arg(long)]
     log: Option<String>,
@@ -47,6 +51,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         advertise = %config.advertised(),
         data_dir = %config.data_dir.display(),
         shards = config.shard_count(),
+        admin = %config.admin_listen,
         "weir {} starting",
         env!("CARGO_PKG_VERSION")
     );
@@ -81,7 +86,10 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     if let Some(auto_create) = args.auto_create_topics {
         config.auto_create_topics = auto_create;
     }
-    config.advertised_host_port()?;
+    if let Some(admin) = args.admin_listen {
+        config.admin_listen = admin;
+    }
+    config.validate()?;
     Ok(config)
 }
 

@@ -139,7 +139,7 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     let placed = produce(&b, "split", 0..6000);
     // The victim consumes its share too; wait until the survivors got theirs.
     let survivors_share = placed.values().filter(|(p, _)| a.contains(p) || b_parts.contains(p)).count();
-    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |seen| seen.len() == survivors_share);
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(120), |seen| seen.len() == survivors_share);
     for (consumer, partition, _, _) in &seen {
         let mine = if *consumer == 0 { &a } else { &b_parts };
         assert!(mine.contains(partition), "consumer {consumer} read partition {partition} it does not own");
@@ -162,7 +162,7 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     // Session timeout (3 s) plus heartbeats and a rejoin; far below the 30 s limit above.
     eprintln!("takeover after {:?}", killed_at.elapsed());
     produce(&b, "split", 6000..12000);
-    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |seen| {
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(120), |seen| {
         let all: HashSet<u64> = seen.iter().map(|s| s.3).chain(victim_seen.iter().copied()).collect();
         all.len() == 12000
     });

@@ -26,6 +26,7 @@ mod sync_group;
 
 use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_response, RequestFrame};
+use crate::metrics::ResponseErrorCode;
 use bytes::Bytes;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
@@ -146,14 +147,25 @@ pub async fn handle(
     client: ClientInfo,
     request: Request,
 ) -> anyhow::Result<Option<Bytes>> {
-    let respond = |body: &dyn EncodeAt| body.encode_frame(key, version, correlation_id).map(Some);
+    let count = |error_code: i16| shard.metrics().count_request(key as i16, error_code);
+    let respond = |body: &dyn EncodeAt| {
+        count(body.error_code());
+        body.encode_frame(key, version, correlation_id).map(Some)
+    };
     match request {
         Request::ApiVersions(_) => respond(&api_versions::handle(version)),
-        Request::ApiVersionsUnsupported => api_versions::unsupported().encode_frame(key, 0, correlation_id).map(Some),
+        Request::ApiVersionsUnsupported => {
+            let response = api_versions::unsupported();
+            count(ResponseErrorCode::error_code(&response));
+            response.encode_frame(key, 0, correlation_id).map(Some)
+        }
         Request::Metadata(r) => respond(&metadata::handle(&shard, version, r).await),
         Request::Produce(r) => match produce::handle(&shard, version, r).await {
             Some(response) => respond(&response),
-            None => Ok(None),
+            None => {
+                count(0); // acks=0: no answer, errors are not reported
+                Ok(None)
+            }
         },
         Request::Fetch(r) => respond(&fetch::handle(&shard, version, r).await),
         Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
@@ -177,14 +189,19 @@ pub async fn handle(
     }
 }
 
-/// Object-safe encoding of any response body into a whole frame.
+/// Object-safe encoding of any response body into a whole frame, and the
+/// error code it is counted under.
 trait EncodeAt {
     fn encode_frame(&self, key: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<Bytes>;
+    fn error_code(&self) -> i16;
 }
 
-impl<T: Encodable> EncodeAt for T {
+impl<T: Encodable + ResponseErrorCode> EncodeAt for T {
     fn encode_frame(&self, key: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<Bytes> {
         encode_response(key, version, correlation_id, self)
+    }
+    fn error_code(&self) -> i16 {
+        ResponseErrorCode::error_code(self)
     }
 }
 

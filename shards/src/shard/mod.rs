@@ -8,12 +8,13 @@ use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
 use crate::metadata::{ConfigAlteration, MetadataSnapshot, MetadataStore, NewTopic, TopicConfigs, TopicMetadata};
 use crate::ownership::{owner_of, CONTROLLER_SHARD};
+use crate::runtime::ConnectionLimits;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{join_all, select};
 use glommio::channels::channel_mesh::Senders;
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
@@ -42,6 +43,125 @@ pub struct PartitionOffsets {
     pub high_watermark: i64,
 }
 
+/// Upper bounds, in microseconds, of the latency histogram buckets; one more
+/// bucket (+Inf) holds the rest.
+pub const LATENCY_BUCKETS_US: [u64; 15] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 30_000_000,
+];
+
+/// A latency histogram of one shard: a count per bucket and the sum.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: Cell<u64>,
+}
+
+impl Histogram {
+    pub fn record(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BUCKETS_US.iter().position(|&bound| us <= bound).unwrap_or(LATENCY_BUCKETS_US.len());
+        bump(&self.counts[bucket], 1);
+        bump(&self.sum_us, us);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot { counts: self.counts.iter().map(Cell::get).collect(), sum_us: self.sum_us.get() }
+    }
+}
+
+/// A histogram's figures: `counts[i]` fell in bucket `i` (not cumulative).
+#[derive(Clone, Debug, Default)]
+pub struct HistogramSnapshot {
+    pub counts: Vec<u64>,
+    pub sum_us: u64,
+}
+
+fn bump(cell: &Cell<u64>, n: u64) {
+    cell.set(cell.get().saturating_add(n));
+}
+
+/// The counters of one shard, moved by its connections and handlers. Plain
+/// cells: only the shard's own thread touches them, and nothing locks.
+#[derive(Default)]
+pub struct ShardMetrics {
+    /// The shard's Kafka listener is accepting connections.
+    pub serving: Cell<bool>,
+    /// Requests answered, by (API key, error code).
+    requests: RefCell<BTreeMap<(i16, i16), u64>>,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    connections_open: Cell<u64>,
+    connections_accepted: Cell<u64>,
+    refused_max_connections: Cell<u64>,
+    refused_max_connections_per_ip: Cell<u64>,
+    connections_idle_closed: Cell<u64>,
+    pub produce_latency: Histogram,
+    pub fetch_latency: Histogram,
+}
+
+impl ShardMetrics {
+    pub fn count_request(&self, api_key: i16, error_code: i16) {
+        *self.requests.borrow_mut().entry((api_key, error_code)).or_insert(0) += 1;
+    }
+    pub fn add_bytes_in(&self, n: usize) {
+        bump(&self.bytes_in, n as u64);
+    }
+    pub fn add_bytes_out(&self, n: usize) {
+        bump(&self.bytes_out, n as u64);
+    }
+    pub fn connection_opened(&self) {
+        bump(&self.connections_accepted, 1);
+        bump(&self.connections_open, 1);
+    }
+    pub fn connection_closed(&self) {
+        debug_assert!(self.connections_open.get() > 0);
+        self.connections_open.set(self.connections_open.get().saturating_sub(1));
+    }
+    pub fn connection_refused(&self, why: crate::runtime::ConnectionRefused) {
+        match why {
+            crate::runtime::ConnectionRefused::MaxConnections => bump(&self.refused_max_connections, 1),
+            crate::runtime::ConnectionRefused::MaxConnectionsPerIp => bump(&self.refused_max_connections_per_ip, 1),
+        }
+    }
+    pub fn connection_idle_closed(&self) {
+        bump(&self.connections_idle_closed, 1);
+    }
+}
+
+/// What one shard reports to the admin endpoint.
+#[derive(Clone, Debug)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub serving: bool,
+    /// ((API key, error code), requests), sorted.
+    pub requests: Vec<((i16, i16), u64)>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connections_open: u64,
+    pub connections_accepted: u64,
+    pub refused_max_connections: u64,
+    pub refused_max_connections_per_ip: u64,
+    pub connections_idle_closed: u64,
+    pub produce_latency: HistogramSnapshot,
+    pub fetch_latency: HistogramSnapshot,
+    /// The partitions this shard owns, sorted.
+    pub partitions: Vec<PartitionStats>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PartitionStats {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start_offset: i64,
+    /// The log end offset (the high watermark: a single replica).
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+}
+
+/// How long the admin endpoint waits for a shard's figures.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The state of one executor. Lives in an `Rc`; never crosses threads.
 pub struct Shard {
     id: usize,
@@ -57,12 +177,16 @@ pub struct Shard {
     topic_changes: glommio::sync::Semaphore,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: RefCell<GroupCoordinator>,
+    /// Shared by all shards; touched only when a connection opens or closes.
+    connections: Arc<ConnectionLimits>,
+    metrics: ShardMetrics,
 }
 
 impl Shard {
     pub(crate) fn new(
         id: usize,
         config: Arc<BrokerConfig>,
+        connections: Arc<ConnectionLimits>,
         snapshot: Arc<MetadataSnapshot>,
         store: Option<MetadataStore>,
         peers: Senders<ShardMessage>,
@@ -82,7 +206,70 @@ impl Shard {
                 max_size: config.group_max_size,
             })),
             config,
+            connections,
+            metrics: ShardMetrics::default(),
         }
+    }
+
+    /// The broker-wide connection limits.
+    pub fn connections(&self) -> &Arc<ConnectionLimits> {
+        &self.connections
+    }
+
+    /// This shard's counters.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    /// This shard's counters and the figures of the partitions it owns.
+    pub fn stats(&self) -> ShardStats {
+        let m = &self.metrics;
+        let partitions = self
+            .open_logs()
+            .into_iter()
+            .map(|(topic, partition, log)| PartitionStats {
+                topic,
+                partition,
+                log_start_offset: log.log_start_offset(),
+                high_watermark: log.high_watermark(),
+                size_bytes: log.size_bytes(),
+            })
+            .collect();
+        ShardStats {
+            shard: self.id,
+            serving: m.serving.get(),
+            requests: m.requests.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
+            bytes_in: m.bytes_in.get(),
+            bytes_out: m.bytes_out.get(),
+            connections_open: m.connections_open.get(),
+            connections_accepted: m.connections_accepted.get(),
+            refused_max_connections: m.refused_max_connections.get(),
+            refused_max_connections_per_ip: m.refused_max_connections_per_ip.get(),
+            connections_idle_closed: m.connections_idle_closed.get(),
+            produce_latency: m.produce_latency.snapshot(),
+            fetch_latency: m.fetch_latency.snapshot(),
+            partitions,
+        }
+    }
+
+    /// Every shard's stats, in shard order; `None` for a shard that did not
+    /// answer within `STATS_TIMEOUT`.
+    pub async fn gather_stats(&self) -> Vec<Option<ShardStats>> {
+        let ask = |peer: usize| async move {
+            if peer == self.id {
+                return Some(self.stats());
+            }
+            let asked = async {
+                let (reply, answer) = oneshot::channel();
+                self.peers.send_to(peer, ShardMessage::Stats { reply }).await.ok()?;
+                answer.await.ok()
+            };
+            match select(pin!(asked), pin!(glommio::timer::sleep(STATS_TIMEOUT))).await {
+                futures::future::Either::Left((stats, _)) => stats,
+                futures::future::Either::Right(_) => None,
+            }
+        };
+        join_all((0..self.shard_count).map(ask)).await
     }
 
     pub fn id(&self) -> usize {
@@ -532,6 +719,9 @@ impl Shard {
             }
             ShardMessage::Group { group_id, op, reply } => {
                 let _ = reply.send(self.run_group_op(&group_id, op).await);
+            }
+            ShardMessage::Stats { reply } => {
+                let _ = reply.send(self.stats());
             }
             ShardMessage::MetadataChanged { snapshot, deleted, reply } => {
                 self.adopt_metadata(snapshot, &deleted).await;

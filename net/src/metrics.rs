@@ -1,0 +1,261 @@
+//! The broker's metrics in Prometheus' text format, and the error code each
+//! response is counted under.
+//!
+//! Each shard counts in its own [`weir_shards::ShardMetrics`] (plain cells);
+//! the admin endpoint gathers every shard's [`ShardStats`] and renders them
+//! here, one series per shard (label `shard`).
+
+use kafka_protocol::messages::*;
+use std::fmt::Write;
+use weir_shards::{HistogramSnapshot, ShardStats, LATENCY_BUCKETS_US};
+
+/// The error code a response is counted under in `weir_requests_total`: its
+/// top-level error code if that is not NONE, else the first non-NONE code of
+/// its topics, partitions, groups or resources, else NONE (0).
+pub trait ResponseErrorCode {
+    fn error_code(&self) -> i16;
+}
+
+fn first_error(top: i16, codes: impl IntoIterator<Item = i16>) -> i16 {
+    if top != 0 {
+        return top;
+    }
+    codes.into_iter().find(|&c| c != 0).unwrap_or(0)
+}
+
+macro_rules! top_level_error_code {
+    ($($response:ty),* $(,)?) => {$(
+        impl ResponseErrorCode for $response {
+            fn error_code(&self) -> i16 {
+                self.error_code
+            }
+        }
+    )*};
+}
+
+top_level_error_code!(ApiVersionsResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse);
+
+macro_rules! error_code_with {
+    ($($response:ty => |$r:ident| $top:expr, $codes:expr;)*) => {$(
+        impl ResponseErrorCode for $response {
+            fn error_code(&self) -> i16 {
+                let $r = self;
+                first_error($top, $codes)
+            }
+        }
+    )*};
+}
+
+error_code_with! {
+    MetadataResponse => |r| r.error_code, r.topics.iter().map(|t| t.error_code);
+    ProduceResponse => |r| 0, r.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code));
+    FetchResponse => |r| r.error_code, r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    ListOffsetsResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    CreateTopicsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
+    DeleteTopicsResponse => |r| 0, r.responses.iter().map(|t| t.error_code);
+    FindCoordinatorResponse => |r| r.error_code, r.coordinators.iter().map(|c| c.error_code);
+    LeaveGroupResponse => |r| r.error_code, r.members.iter().map(|m| m.error_code);
+    ListGroupsResponse => |r| r.error_code, [];
+    OffsetCommitResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    OffsetFetchResponse => |r| r.error_code, r.groups.iter().map(|g| g.error_code)
+        .chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+        .chain(r.groups.iter().flat_map(|g| g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))));
+    DescribeGroupsResponse => |r| 0, r.groups.iter().map(|g| g.error_code);
+    DeleteGroupsResponse => |r| 0, r.results.iter().map(|g| g.error_code);
+    OffsetDeleteResponse => |r| r.error_code, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    DeleteRecordsResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    DescribeConfigsResponse => |r| 0, r.results.iter().map(|c| c.error_code);
+    AlterConfigsResponse => |r| 0, r.responses.iter().map(|c| c.error_code);
+    IncrementalAlterConfigsResponse => |r| 0, r.responses.iter().map(|c| c.error_code);
+}
+
+/// The name Kafka gives an API key, for the `api` label.
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key).map_or_else(|_| format!("ApiKey{key}"), |k| format!("{k:?}"))
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// (name, type, help, value) of a per-shard series.
+type ShardSeries = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
+/// (name, help, histogram) of a per-shard histogram.
+type ShardHistogram = (&'static str, &'static str, fn(&ShardStats) -> &HistogramSnapshot);
+/// (name, help, value) of a per-partition gauge.
+type PartitionSeries = (&'static str, &'static str, fn(&weir_shards::PartitionStats) -> String);
+
+/// Renders every shard's figures; a shard that did not answer is reported
+/// with `weir_shard_up 0` and nothing else.
+pub fn render(shards: &[Option<ShardStats>]) -> String {
+    let mut out = String::new();
+    let answered = || shards.iter().flatten();
+    family(&mut out, "weir_shard_up", "gauge", "1 if the shard answered and its Kafka listener is serving.");
+    for (id, stats) in shards.iter().enumerate() {
+        let up = stats.as_ref().is_some_and(|s| s.serving);
+        let _ = writeln!(out, "weir_shard_up{{shard=\"{id}\"}} {}", u8::from(up));
+    }
+    family(&mut out, "weir_requests_total", "counter", "Requests answered, by API and error code (0: NONE).");
+    for s in answered() {
+        for ((key, code), n) in &s.requests {
+            let _ = writeln!(
+                out,
+                "weir_requests_total{{shard=\"{}\",api=\"{}\",error_code=\"{code}\"}} {n}",
+                s.shard,
+                api_name(*key)
+            );
+        }
+    }
+    let per_shard: [ShardSeries; 7] = [
+        ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
+        ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
+        ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
+        ("weir_connections_accepted_total", "counter", "Client connections admitted.", |s| s.connections_accepted),
+        (
+            "weir_connections_idle_closed_total",
+            "counter",
+            "Connections closed after connections_max_idle_ms without a request.",
+            |s| s.connections_idle_closed,
+        ),
+        (
+            "weir_connections_refused_max_connections_total",
+            "counter",
+            "New connections closed at once: max_connections reached.",
+            |s| s.refused_max_connections,
+        ),
+        (
+            "weir_connections_refused_max_connections_per_ip_total",
+            "counter",
+            "New connections closed at once: max_connections_per_ip reached.",
+            |s| s.refused_max_connections_per_ip,
+        ),
+    ];
+    for (name, kind, help, value) in per_shard {
+        family(&mut out, name, kind, help);
+        for s in answered() {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, value(s));
+        }
+    }
+    let histograms: [ShardHistogram; 2] = [
+        ("weir_produce_latency_seconds", "Produce requests, from decoded to answered.", |s| &s.produce_latency),
+        ("weir_fetch_latency_seconds", "Fetch requests, from decoded to answered (long polls included).", |s| {
+            &s.fetch_latency
+        }),
+    ];
+    for (name, help, histogram) in histograms {
+        family(&mut out, name, "histogram", help);
+        for s in answered() {
+            render_histogram(&mut out, name, s.shard, histogram(s));
+        }
+    }
+    let partitions: [PartitionSeries; 3] = [
+        ("weir_partition_log_end_offset", "The partition's log end offset (high watermark).", |p| {
+            p.high_watermark.to_string()
+        }),
+        ("weir_partition_log_start_offset", "The partition's log start offset.", |p| p.log_start_offset.to_string()),
+        ("weir_partition_size_bytes", "Bytes of the partition's segments.", |p| p.size_bytes.to_string()),
+    ];
+    for (name, help, value) in partitions {
+        family(&mut out, name, "gauge", help);
+        for s in answered() {
+            for p in &s.partitions {
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                    s.shard,
+                    label(&p.topic),
+                    p.partition,
+                    value(p)
+                );
+            }
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn render_histogram(out: &mut String, name: &str, shard: usize, h: &HistogramSnapshot) {
+    let mut cumulative = 0u64;
+    for (i, count) in h.counts.iter().enumerate() {
+        cumulative += count;
+        let le = LATENCY_BUCKETS_US.get(i).map_or_else(|| "+Inf".to_string(), |&us| seconds(us));
+        let _ = writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {}", seconds(h.sum_us));
+    let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {cumulative}");
+}
+
+/// Microseconds as decimal seconds, without float rounding noise.
+fn seconds(us: u64) -> String {
+    let (whole, frac) = (us / 1_000_000, us % 1_000_000);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    format!("{whole}.{frac:06}").trim_end_matches('0').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_print_exactly() {
+        assert_eq!(seconds(500), "0.0005");
+        assert_eq!(seconds(2_500_000), "2.5");
+        assert_eq!(seconds(30_000_000), "30");
+    }
+
+    #[test]
+    fn error_code_is_the_first_error() {
+        assert_eq!(first_error(0, [0, 3, 6]), 3);
+        assert_eq!(first_error(15, [3]), 15);
+        assert_eq!(first_error(0, []), 0);
+    }
+
+    #[test]
+    fn renders_counters_histograms_and_partitions() {
+        let stats = ShardStats {
+            shard: 1,
+            serving: true,
+            requests: vec![((0, 0), 5), ((0, 3), 1)],
+            bytes_in: 100,
+            bytes_out: 50,
+            connections_open: 2,
+            connections_accepted: 3,
+            refused_max_connections: 0,
+            refused_max_connections_per_ip: 0,
+            connections_idle_closed: 1,
+            produce_latency: HistogramSnapshot {
+                counts: {
+                    let mut c = vec![0; LATENCY_BUCKETS_US.len() + 1];
+                    c[0] = 2;
+                    c[LATENCY_BUCKETS_US.len()] = 1;
+                    c
+                },
+                sum_us: 31_000_000,
+            },
+            fetch_latency: HistogramSnapshot { counts: vec![0; LATENCY_BUCKETS_US.len() + 1], sum_us: 0 },
+            partitions: vec![weir_shards::PartitionStats {
+                topic: "t".into(),
+                partition: 0,
+                log_start_offset: 0,
+                high_watermark: 7,
+                size_bytes: 4096,
+            }],
+        };
+        let text = render(&[None, Some(stats)]);
+        assert!(text.contains("weir_shard_up{shard=\"0\"} 0"), "{text}");
+        assert!(text.contains("weir_shard_up{shard=\"1\"} 1"));
+        assert!(text.contains("weir_requests_total{shard=\"1\",api=\"Produce\",error_code=\"3\"} 1"), "{text}");
+        assert!(text.contains("weir_produce_latency_seconds_bucket{shard=\"1\",le=\"0.0005\"} 2"));
+        assert!(text.contains("weir_produce_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 3"));
+        assert!(text.contains("weir_produce_latency_seconds_count{shard=\"1\"} 3"));
+        assert!(text.contains("weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 7"));
+        assert!(text.contains("weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096"));
+        assert!(text.contains("weir_connections_idle_closed_total{shard=\"1\"} 1"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Connection limits: max_connections, max_connections_per_ip,
+//! connections_max_idle_ms and queued_max_request_bytes, each against a real
+//! broker configured with a small limit.
+
+mod common;
+
+use bytes::{BufMut, BytesMut};
+use common::*;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+/// A broker whose config file holds `toml` (and no admin endpoint).
+fn broker_with(toml: &str) -> (Broker, tempfile::NamedTempFile) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "admin_listen = \"\"\n{toml}").unwrap();
+    let broker = Broker::start(&["--config", file.path().to_str().unwrap()]);
+    (broker, file)
+}
+
+/// ApiVersions v0, correlation id 7, no client id.
+const API_VERSIONS_V0: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+
+/// Reads one response frame; `None` if the broker closed the connection.
+fn read_response(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// Sends ApiVersions; whether the broker answered it.
+fn answers(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(&API_VERSIONS_V0).is_ok() && read_response(stream).is_some()
+}
+
+/// A connection the broker admitted and answers on. Retries for a while:
+/// the broker's start probe can hold a place for a moment.
+fn admitted(port: u16, from: Ipv4Addr) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = connect_from(from, port);
+        if answers(&mut stream) {
+            return stream;
+        }
+        assert!(Instant::now() < deadline, "no connection from {from} admitted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the local address `from`
+/// (any 127.x.y.z works on Linux loopback).
+fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we create and then hand to TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(from, 0);
+        let bound = libc::bind(fd, std::ptr::addr_of!(local).cast(), len);
+        assert_eq!(bound, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let remote = sockaddr(Ipv4Addr::LOCALHOST, port);
+        let connected = libc::connect(fd, std::ptr::addr_of!(remote).cast(), len);
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
+
+fn local(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+#[test]
+fn max_connections_closes_new_connections_over_the_limit() {
+    let (broker, _config) = broker_with("max_connections = 3");
+    // Two shards: the limit holds for the broker, not per shard.
+    let held: Vec<TcpStream> = (1..=3).map(|i| admitted(broker.port, local(i))).collect();
+    for attempt in 0..5 {
+        let mut extra = connect_from(local(10 + attempt), broker.port);
+        assert!(!answers(&mut extra), "connection {} over max_connections was answered", 4 + attempt);
+    }
+    // A freed place is given to the next connection.
+    drop(held);
+    let _again: Vec<TcpStream> = (1..=3).map(|i| admitted(broker.port, local(20 + i))).collect();
+}
+
+#[test]
+fn max_connections_per_ip_closes_new_connections_from_that_ip() {
+    let (broker, _config) = broker_with("max_connections_per_ip = 2");
+    let _a: Vec<TcpStream> = (0..2).map(|_| admitted(broker.port, local(1))).collect();
+    for _ in 0..5 {
+        let mut extra = connect_from(local(1), broker.port);
+        assert!(!answers(&mut extra), "a third connection from 127.0.0.1 was answered");
+    }
+    // Other addresses are not held back.
+    let _b: Vec<TcpStream> = (0..2).map(|_| admitted(broker.port, local(2))).collect();
+}
+
+#[test]
+fn connections_max_idle_ms_closes_idle_connections_only() {
+    let (broker, _config) = broker_with("connections_max_idle_ms = 1000");
+    let mut idle = admitted(broker.port, local(1));
+    let mut busy = admitted(broker.port, local(1));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(answers(&mut busy), "a connection sending requests was closed");
+    }
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    assert!(matches!(idle.read_to_end(&mut rest), Ok(0)), "the idle connection is still open");
+    assert!(!answers(&mut idle));
+}
+
+/// A Fetch v12 frame that long-polls an empty partition for `max_wait_ms`.
+fn long_poll_fetch(topic: &str, correlation_id: i32, max_wait_ms: i32) -> Vec<u8> {
+    let version = 12;
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id);
+    let mut payload = BytesMut::new();
+    header.encode(&mut payload, ApiKey::Fetch.request_header_version(version)).unwrap();
+    request.encode(&mut payload, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(payload.len() as i32);
+    frame.extend_from_slice(&payload);
+    frame.to_vec()
+}
+
+#[test]
+fn queued_max_request_bytes_stops_reading_until_answers_free_the_budget() {
+    // Room for two in-flight fetch frames, not three.
+    let frame_bytes = long_poll_fetch("empty", 0, 1000).len();
+    let (broker, _config) = broker_with(&format!("queued_max_request_bytes = {}", frame_bytes * 5 / 2));
+    create_topic(&broker.bootstrap(), "empty", 1);
+    let mut stream = admitted(broker.port, local(1));
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let start = Instant::now();
+    // Four pipelined long polls of 1 s each. With every frame read at once
+    // they would all be answered after about 1 s; with room for two, the
+    // last two are read only when the first two are answered: about 2 s.
+    let frames: Vec<u8> = (1..=4).flat_map(|id| long_poll_fetch("empty", id, 1000)).collect();
+    stream.write_all(&frames).unwrap();
+    let mut answered_at = Vec::new();
+    for id in 1..=4 {
+        let response = read_response(&mut stream).expect("fetch answered");
+        assert_eq!(i32::from_be_bytes(response[..4].try_into().unwrap()), id, "answers in request order");
+        answered_at.push(start.elapsed());
+    }
+    assert!(answered_at[1] < Duration::from_millis(1900), "the first two were held back: {answered_at:?}");
+    assert!(answered_at[3] >= Duration::from_millis(1900), "all four were read at once: {answered_at:?}");
+    // The connection still works afterwards.
+    assert!(answers(&mut stream));
+}
+
+#[test]
+fn limits_are_checked_at_start() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "max_connections = 0").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--config", file.path().to_str().unwrap(), "--listen"])
+        .arg(SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()).to_string())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_connections must be at least 1"));
+}
