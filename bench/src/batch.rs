@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use weir_net::records::plain_record;
 
 /// Byte offsets in a RecordBatch v2 (Kafka's DefaultRecordBatch).
 const BATCH_LENGTH_AT: usize = 8;
@@ -144,23 +145,7 @@ impl Template {
                 } else {
                     value.clone()
                 };
-                Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: -1,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: i as i64,
-                    // kafka-protocol starts a new batch unless offset - sequence is constant;
-                    // the batch's base sequence stays -1 (not idempotent).
-                    sequence: i as i32 - 1,
-                    timestamp: millis,
-                    key,
-                    value: Some(value),
-                    headers: Default::default(),
-                }
+                plain_record(i, millis, key, Some(value))
             })
             .collect();
         let mut batch = BytesMut::new();

@@ -7,10 +7,11 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use weir_net::client::Client;
+use weir_net::records::{now_ms, plain_record};
 
 /// A request is sent once this many lines are waiting (or at end of input;
 /// from a terminal, every line is sent as it is typed).
@@ -70,7 +71,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         };
         pending_bytes += value.len() + key.as_ref().map_or(0, |k| k.len());
         let batch = pending.entry(partition).or_default();
-        batch.push(record(batch.len() as i64, key, Bytes::from(value)));
+        batch.push(plain_record(batch.len(), now_ms(), key, Some(Bytes::from(value))));
         pending_lines += 1;
         if interactive || pending_lines >= LINES_PER_REQUEST || pending_bytes >= BYTES_PER_REQUEST {
             produced += send(&mut client, &args.topic, acks, &mut pending)?;
@@ -90,29 +91,6 @@ fn partition_count(client: &mut Client, topic: &str) -> anyhow::Result<i32> {
         bail!("topic '{topic}': {e:?}: {e}");
     }
     Ok(t.partitions.len() as i32)
-}
-
-/// A record at `offset` within its batch (the broker assigns the real offsets).
-fn record(offset: i64, key: Option<Bytes>, value: Bytes) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset,
-        // The encoder starts a new batch unless offset - sequence is the same
-        // for every record; this keeps one batch, with base sequence -1 (none).
-        sequence: offset as i32 - 1,
-        timestamp: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-        key,
-        value: Some(value),
-        headers: Default::default(),
-    }
 }
 
 /// Sends one request with a batch per partition; returns how many were acknowledged.

@@ -8,11 +8,12 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchRequest, ProduceRequest, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use weir_net::client::Client;
+use weir_net::records::plain_record;
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -29,21 +30,7 @@ fn batch(values: &[&[u8]]) -> bytes::Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1,
-            key: None,
-            value: Some(bytes::Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
+        .map(|(i, v)| plain_record(i, 1, None, Some(bytes::Bytes::copy_from_slice(v))))
         .collect();
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
