@@ -26,6 +26,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },
     SupportedApi { key: ApiKey::DeleteTopics, min: 1, max: 6 },
     SupportedApi { key: ApiKey::FindCoordinator, min: 0, max: 4 },
+    SupportedApi { key: ApiKey::InitProducerId, min: 0, max: 4 },
     SupportedApi { key: ApiKey::JoinGroup, min: 0, max: 9 },
     SupportedApi { key: ApiKey::SyncGroup, min: 0, max: 5 },
     SupportedApi { key: ApiKey::Heartbeat, min: 0, max: 4 },

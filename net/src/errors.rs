@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use weir_engine::EngineError;
 use weir_shards::groups::GroupError;
+use weir_shards::producers::ProducerError;
 use weir_shards::{PartitionError, TopicError};
 
 pub fn partition_error_code(e: &PartitionError) -> i16 {
@@ -14,6 +15,13 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::Engine(EngineError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
         PartitionError::Engine(EngineError::Io(_)) => ResponseError::KafkaStorageError,
         PartitionError::Engine(EngineError::Closed) => ResponseError::NotLeaderOrFollower,
+        PartitionError::Producer(ProducerError::OutOfOrderSequence) => ResponseError::OutOfOrderSequenceNumber,
+        PartitionError::Producer(ProducerError::InvalidProducerEpoch) => ResponseError::InvalidProducerEpoch,
+        PartitionError::Producer(ProducerError::UnknownProducerId) => ResponseError::UnknownProducerId,
+        // Clients count this as written: the batch in flight will be stored once.
+        PartitionError::DuplicateInFlight => ResponseError::DuplicateSequenceNumber,
+        PartitionError::Unsupported(_) => ResponseError::InvalidRequest,
+        PartitionError::InvalidRecord => ResponseError::InvalidRecord,
     };
     error.code()
 }

@@ -33,7 +33,13 @@ macro_rules! top_level_error_code {
     )*};
 }
 
-top_level_error_code!(ApiVersionsResponse, JoinGroupResponse, SyncGroupResponse, HeartbeatResponse);
+top_level_error_code!(
+    ApiVersionsResponse,
+    JoinGroupResponse,
+    SyncGroupResponse,
+    HeartbeatResponse,
+    InitProducerIdResponse
+);
 
 macro_rules! error_code_with {
     ($($response:ty => |$r:ident| $top:expr, $codes:expr;)*) => {$(

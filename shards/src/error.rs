@@ -12,6 +12,18 @@ pub enum PartitionError {
     /// The owning shard is gone (shutting down).
     #[error("owning shard unavailable")]
     ShardUnavailable,
+    /// An idempotent producer's batch out of sequence or from a stale epoch.
+    #[error("producer state: {0:?}")]
+    Producer(crate::producers::ProducerError),
+    /// A retry of a batch that is still being written: it will be stored once.
+    #[error("duplicate of a batch still being written")]
+    DuplicateInFlight,
+    /// A request this broker cannot serve yet (transactions).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// An idempotent produce must carry exactly one batch.
+    #[error("an idempotent produce request must carry exactly one batch")]
+    InvalidRecord,
 }
 
 /// Why a topic could not be created or deleted.

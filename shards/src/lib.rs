@@ -13,6 +13,7 @@ pub mod groups;
 pub mod messages;
 pub mod metadata;
 pub mod ownership;
+pub mod producers;
 pub mod runtime;
 pub mod shard;
 

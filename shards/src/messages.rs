@@ -129,6 +129,10 @@ pub enum ShardMessage {
         reply: oneshot::Sender<TopicResults>,
     },
     /// To the controller shard.
+    /// To the controller shard: a new producer id (InitProducerId).
+    AllocateProducerId {
+        reply: oneshot::Sender<Result<i64, TopicError>>,
+    },
     DeleteTopics {
         names: Vec<String>,
         reply: oneshot::Sender<TopicResults>,

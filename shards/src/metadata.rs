@@ -67,6 +67,9 @@ pub struct MetadataSnapshot {
     #[serde(skip)]
     pub version: u64,
     pub cluster_id: String,
+    /// The next producer id InitProducerId hands out (ids are never reused).
+    #[serde(default)]
+    pub next_producer_id: i64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
 }
@@ -183,6 +186,7 @@ impl MetadataStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetadataSnapshot {
                 version: 0,
                 cluster_id: Uuid::new_v4().simple().to_string(),
+                next_producer_id: 0,
                 topics: BTreeMap::new(),
             },
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
@@ -243,8 +247,18 @@ impl MetadataStore {
         MetadataSnapshot {
             version: self.current.version + 1,
             cluster_id: self.current.cluster_id.clone(),
+            next_producer_id: self.current.next_producer_id,
             topics: self.current.topics.clone(),
         }
+    }
+
+    /// A new producer id, persisted as used before it is returned.
+    pub fn allocate_producer_id(&mut self) -> Result<i64, TopicError> {
+        let mut next = self.clone_current();
+        let id = next.next_producer_id;
+        next.next_producer_id += 1;
+        self.persist(next)?;
+        Ok(id)
     }
 
     /// Atomically replaces the file, then the in-memory snapshot.

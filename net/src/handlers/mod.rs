@@ -13,6 +13,7 @@ mod fetch;
 mod find_coordinator;
 mod heartbeat;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -31,9 +32,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
-    SyncGroupRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
@@ -52,6 +53,7 @@ pub enum Request {
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
     FindCoordinator(FindCoordinatorRequest),
+    InitProducerId(InitProducerIdRequest),
     JoinGroup(JoinGroupRequest),
     SyncGroup(SyncGroupRequest),
     Heartbeat(HeartbeatRequest),
@@ -109,6 +111,7 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(decode_body(body, version).map_err(malformed)?),
+        ApiKey::InitProducerId => Request::InitProducerId(decode_body(body, version).map_err(malformed)?),
         ApiKey::JoinGroup => Request::JoinGroup(decode_body(body, version).map_err(malformed)?),
         ApiKey::SyncGroup => Request::SyncGroup(decode_body(body, version).map_err(malformed)?),
         ApiKey::Heartbeat => Request::Heartbeat(decode_body(body, version).map_err(malformed)?),
@@ -172,6 +175,7 @@ pub async fn handle(
         Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
         Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
         Request::FindCoordinator(r) => respond(&find_coordinator::handle(&shard, version, r).await),
+        Request::InitProducerId(r) => respond(&init_producer_id::handle(&shard, version, r).await),
         Request::JoinGroup(r) => respond(&join_group::handle(&shard, version, &client, r).await),
         Request::SyncGroup(r) => respond(&sync_group::handle(&shard, version, r).await),
         Request::Heartbeat(r) => respond(&heartbeat::handle(&shard, r).await),

@@ -1,6 +1,7 @@
 //! One shard: the state owned by one executor, and the routing of work to owners.
 
 mod groups;
+mod idempotence;
 
 use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
@@ -177,6 +178,10 @@ pub struct Shard {
     topic_changes: glommio::sync::Semaphore,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: RefCell<GroupCoordinator>,
+    /// Idempotent producers' state per partition, loaded from the log tail on first use.
+    producer_states: RefCell<HashMap<(String, i32), Rc<RefCell<crate::producers::ProducerStates>>>>,
+    /// Loads producer state one partition at a time.
+    producer_loading: glommio::sync::Semaphore,
     /// Shared by all shards; touched only when a connection opens or closes.
     connections: Arc<ConnectionLimits>,
     metrics: ShardMetrics,
@@ -199,6 +204,8 @@ impl Shard {
             logs: RefCell::new(HashMap::new()),
             peers,
             topic_changes: glommio::sync::Semaphore::new(1),
+            producer_states: RefCell::new(HashMap::new()),
+            producer_loading: glommio::sync::Semaphore::new(1),
             groups: RefCell::new(GroupCoordinator::new(GroupConfig {
                 initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
                 min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
@@ -391,7 +398,10 @@ impl Shard {
         let log = self.local_log(topic, partition)?;
         Ok(match op {
             PartitionOp::Produce { records, durability } => {
-                let info = log.append(records, durability).await?;
+                let info = match crate::producers::producer_batch(&records) {
+                    Some(batch) => self.append_idempotent(topic, partition, &log, batch, records, durability).await?,
+                    None => log.append(records, durability).await?,
+                };
                 PartitionReply::Produced(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             }
             PartitionOp::Fetch { offset, max_bytes } => {
@@ -595,6 +605,7 @@ impl Shard {
             if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
             }
+            self.producer_states.borrow_mut().retain(|(t, _), _| *t != topic.name);
             let logs = self.logs.borrow_mut().remove(&topic.name).unwrap_or_default();
             for (partition, log) in logs {
                 if let Err(e) = log.close().await {
@@ -716,6 +727,9 @@ impl Shard {
             }
             ShardMessage::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.controller_delete_topics(names).await);
+            }
+            ShardMessage::AllocateProducerId { reply } => {
+                let _ = reply.send(self.controller_store().borrow_mut().allocate_producer_id());
             }
             ShardMessage::Group { group_id, op, reply } => {
                 let _ = reply.send(self.run_group_op(&group_id, op).await);

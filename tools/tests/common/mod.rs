@@ -318,3 +318,20 @@ pub fn data_dir_size(dir: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A protocol client, retrying for a while: right after a restart the old
+/// broker's listening sockets can linger (its io_uring is torn down
+/// asynchronously) and reset the first connections.
+pub fn client(bootstrap: &str) -> weir_net::client::Client {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match weir_net::client::Client::connect(bootstrap) {
+            Ok(client) => return client,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("connecting to {bootstrap}: {e:#}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("cannot connect to {bootstrap}: {e:#}"),
+        }
+    }
+}
