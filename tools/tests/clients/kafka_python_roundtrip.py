@@ -5,7 +5,7 @@ Usage: kafka_python_roundtrip.py BOOTSTRAP TOPIC
 
 Creates TOPIC with 3 partitions (KafkaAdminClient / CreateTopics), produces
 2,000 keyed messages with headers and values from 1 byte to ~20 KiB
-(acks=all, idempotence off), then reads everything back with a group-less
+(acks=all, idempotent: the kafka-python 3.x default), then reads everything back with a group-less
 KafkaConsumer (assign + seek_to_beginning) and checks that:
   * every message comes back exactly once, byte-identical (key, value,
     headers, CreateTime timestamp);
@@ -88,7 +88,7 @@ def main():
         bootstrap_servers=bootstrap,
         client_id="weir-compat-producer",
         acks="all",
-        enable_idempotence=False,          # broker has no InitProducerId
+        enable_idempotence=True,
         max_in_flight_requests_per_connection=1,  # so produce order == log order even on retry
         linger_ms=5,
         max_request_size=1_048_576,

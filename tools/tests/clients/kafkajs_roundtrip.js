@@ -5,7 +5,7 @@
 //
 //   * admin.createTopics (2 partitions), admin.listTopics, admin.fetchTopicMetadata,
 //     admin.describeCluster;
-//   * producer.send of 500 keyed messages with headers, acks=-1 (idempotence off),
+//   * producer.send of 500 keyed messages with headers, acks=-1, idempotent,
 //     the last 100 of them gzip-compressed;
 //   * admin.fetchTopicOffsets: low watermarks 0, high watermarks summing to 500 and
 //     matching the offsets the Produce responses reported;
@@ -85,7 +85,7 @@ async function main() {
 
   const producer = kafka.producer({
     createPartitioner: Partitioners.DefaultPartitioner, // Java-compatible murmur2; silences the v2 notice
-    idempotent: false, // the broker has no InitProducerId
+    idempotent: true,
     allowAutoTopicCreation: false,
     maxInFlightRequests: 1,
   });
