@@ -23,6 +23,11 @@ const PROTOCOL_TYPE: &str = "consumer";
 const ASSIGNOR: &str = "range";
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a join retries a coordinator that is not available yet.
+const COORDINATOR_RETRY: Duration = Duration::from_secs(10);
+
+/// The pause before retrying a retriable group error.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -102,6 +107,7 @@ impl GroupMember {
 
     /// Joins (again) and syncs; returns this member's partitions.
     pub fn rejoin(&mut self) -> anyhow::Result<Vec<i32>> {
+        let retry_until = Instant::now() + COORDINATOR_RETRY;
         let subscription = ConsumerProtocolSubscription::default().with_topics(vec![str_bytes(&self.topic)]);
         loop {
             let request = JoinGroupRequest::default()
@@ -120,6 +126,13 @@ impl GroupMember {
                 Some(ResponseError::MemberIdRequired) => continue,
                 Some(ResponseError::UnknownMemberId) => {
                     self.member_id.clear();
+                    continue;
+                }
+                // Retriable, as for every Kafka client: the coordinator is still loading.
+                Some(ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress)
+                    if Instant::now() < retry_until =>
+                {
+                    std::thread::sleep(RETRY_BACKOFF);
                     continue;
                 }
                 Some(e) => bail!("joining group '{}': {e:?}", self.group),

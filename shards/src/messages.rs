@@ -146,10 +146,16 @@ pub enum ShardMessage {
     Stats {
         reply: oneshot::Sender<ShardStats>,
     },
-    /// From the controller: adopt this snapshot, open new and drop deleted partitions.
-    MetadataChanged {
+    /// From the controller, first of two phases: drop the partitions of
+    /// deleted topics and open those the snapshot gives this shard.
+    PrepareMetadata {
         snapshot: Arc<MetadataSnapshot>,
         deleted: Vec<TopicMetadata>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Second phase, once every shard has prepared: serve by this snapshot.
+    AdoptMetadata {
+        snapshot: Arc<MetadataSnapshot>,
         reply: oneshot::Sender<()>,
     },
 }

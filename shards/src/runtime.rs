@@ -121,7 +121,7 @@ where
     let store = if id == CONTROLLER_SHARD { store.lock().expect("startup lock").take() } else { None };
     let stop = stop_receivers.lock().expect("startup lock")[id].take().expect("one stop signal per shard");
     let shard = Rc::new(Shard::new(id, config, connections, snapshot, store, senders));
-    shard.open_owned_partitions().await;
+    shard.open_owned_partitions(&shard.metadata()).await;
     for (_, from_peer) in receivers.streams() {
         glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }

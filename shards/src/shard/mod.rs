@@ -580,27 +580,34 @@ impl Shard {
     /// so that a client told "created" finds the topic on any shard.
     async fn publish_metadata(&self, deleted: Vec<TopicMetadata>) {
         let snapshot = self.controller_store().borrow().snapshot();
+        // Two phases, so that no shard routes a request to a partition whose
+        // owner has not opened it yet: every shard opens (and drops) logs,
+        // then every shard starts serving by the new snapshot.
         let mut acks = Vec::new();
         for peer in (0..self.shard_count).filter(|&p| p != self.id) {
             let (reply, ack) = oneshot::channel();
-            let msg = ShardMessage::MetadataChanged { snapshot: snapshot.clone(), deleted: deleted.clone(), reply };
+            let msg = ShardMessage::PrepareMetadata { snapshot: snapshot.clone(), deleted: deleted.clone(), reply };
             if self.peers.send_to(peer, msg).await.is_ok() {
                 acks.push(ack);
             }
         }
-        self.adopt_metadata(snapshot, &deleted).await;
+        self.prepare_metadata(&snapshot, &deleted).await;
+        join_all(acks).await;
+        let mut acks = Vec::new();
+        for peer in (0..self.shard_count).filter(|&p| p != self.id) {
+            let (reply, ack) = oneshot::channel();
+            if self.peers.send_to(peer, ShardMessage::AdoptMetadata { snapshot: snapshot.clone(), reply }).await.is_ok()
+            {
+                acks.push(ack);
+            }
+        }
+        self.adopt_metadata(snapshot);
         join_all(acks).await;
     }
 
-    /// Takes a newer snapshot, gives open logs their topic's changed configs,
-    /// opens partitions it gives this shard, and closes and removes the logs
-    /// of deleted topics.
-    pub(crate) async fn adopt_metadata(&self, snapshot: Arc<MetadataSnapshot>, deleted: &[TopicMetadata]) {
-        if snapshot.version <= self.metadata.borrow().version {
-            return;
-        }
-        let previous = std::mem::replace(&mut *self.metadata.borrow_mut(), snapshot.clone());
-        self.apply_config_changes(&previous, &snapshot);
+    /// Closes and removes the logs of deleted topics and opens the partitions
+    /// the snapshot gives this shard.
+    pub(crate) async fn prepare_metadata(&self, snapshot: &MetadataSnapshot, deleted: &[TopicMetadata]) {
         for topic in deleted {
             if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
@@ -617,7 +624,16 @@ impl Shard {
                 }
             }
         }
-        self.open_owned_partitions().await;
+        self.open_owned_partitions(snapshot).await;
+    }
+
+    /// Serves by a newer snapshot and gives open logs their topic's changed configs.
+    pub(crate) fn adopt_metadata(&self, snapshot: Arc<MetadataSnapshot>) {
+        if snapshot.version <= self.metadata.borrow().version {
+            return;
+        }
+        let previous = std::mem::replace(&mut *self.metadata.borrow_mut(), snapshot.clone());
+        self.apply_config_changes(&previous, &snapshot);
     }
 
     /// Hands the new configs of topics whose configs changed to their open logs.
@@ -690,8 +706,7 @@ impl Shard {
     /// Opens (recovering) every partition of the snapshot this shard owns and
     /// has not opened yet. A partition that fails to open is logged and stays
     /// unavailable; the others still serve.
-    pub(crate) async fn open_owned_partitions(&self) {
-        let snapshot = self.metadata();
+    pub(crate) async fn open_owned_partitions(&self, snapshot: &MetadataSnapshot) {
         for topic in snapshot.topics.values() {
             for partition in 0..topic.partitions {
                 if self.owner(&topic.name, partition) != self.id || self.local_log(&topic.name, partition).is_ok() {
@@ -737,8 +752,12 @@ impl Shard {
             ShardMessage::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
-            ShardMessage::MetadataChanged { snapshot, deleted, reply } => {
-                self.adopt_metadata(snapshot, &deleted).await;
+            ShardMessage::PrepareMetadata { snapshot, deleted, reply } => {
+                self.prepare_metadata(&snapshot, &deleted).await;
+                let _ = reply.send(());
+            }
+            ShardMessage::AdoptMetadata { snapshot, reply } => {
+                self.adopt_metadata(snapshot);
                 let _ = reply.send(());
             }
         }
