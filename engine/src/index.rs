@@ -116,6 +116,15 @@ impl IndexPolicy {
         Self { interval, bytes_since_entry: 0 }
     }
 
+    /// A policy resumed where a clean shutdown left it.
+    pub fn resume(interval: u64, bytes_since_entry: u64) -> Self {
+        Self { interval, bytes_since_entry }
+    }
+
+    pub fn bytes_since_entry(&self) -> u64 {
+        self.bytes_since_entry
+    }
+
     /// Called for every batch appended, in order; returns true when this batch
     /// (starting at its position, `len` bytes long) gets an entry.
     pub fn on_batch(&mut self, len: u64) -> bool {

@@ -27,11 +27,16 @@
 //! returned to readers; one writer task per log changes files and the high
 //! watermark; nothing holds a `RefCell` borrow across an `.await`.
 //!
+//! - `clean-shutdown`: left by a clean close (the active segment's length,
+//!   next offset and index state); removed durably at open.
+//!
 //! Recovery scans the last segment (length, magic, CRC, offset contiguity) and
-//! cuts it durably at the first bad or incomplete batch.
+//! cuts it durably at the first bad or incomplete batch, unless a clean-shutdown
+//! marker matching the segment's length says how it ends.
 
 pub mod batch;
 mod cache;
+mod clean_shutdown;
 mod compaction;
 mod error;
 pub mod index;

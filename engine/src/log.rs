@@ -40,6 +40,7 @@ use glommio::Task;
 
 use crate::batch::{self, HEADER_LEN};
 use crate::cache::{Chunk, ReadCache};
+use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::IndexPolicy;
 use crate::records;
@@ -198,6 +199,10 @@ pub struct LogStats {
     pub segments_deleted: u64,
     /// Segments rewritten by compaction.
     pub segments_compacted: u64,
+    /// Bytes of the active segment scanned by recovery at open: all of it
+    /// after an unclean stop, only what follows its last index entry after
+    /// a clean shutdown.
+    pub recovery_scanned_bytes: u64,
 }
 
 /// An append waiting for the writer.
@@ -316,7 +321,7 @@ impl PartitionLog {
         segment::prime_iopoll_probe(&dir).await?;
         let directory = Directory::open(&dir).await.map_err(io_err)?;
         let recovered = recover(&dir, &directory, &config).await?;
-        let Recovered { segments, active, tail, policy } = recovered;
+        let Recovered { segments, active, tail, policy, scanned } = recovered;
         let hw = active.next_offset();
         let first_base = segments.keys().next().copied().unwrap_or(active.base_offset);
         let mut log_start = first_base;
@@ -339,7 +344,7 @@ impl PartitionLog {
             queue: RefCell::new(VecDeque::new()),
             segments: RefCell::new(segments),
             waiters: RefCell::new(Waiters::default()),
-            stats: Cell::new(LogStats::default()),
+            stats: Cell::new(LogStats { recovery_scanned_bytes: scanned, ..LogStats::default() }),
             cache: RefCell::new(cache),
             maintenance: Semaphore::new(1),
         });
@@ -1075,11 +1080,24 @@ impl Writer {
         Ok(())
     }
 
-    /// Clean shutdown: drop the padding after the last batch, fdatasync.
+    /// Clean shutdown: drop the padding after the last batch, fdatasync,
+    /// write the active segment's indexes and the clean-shutdown marker.
     async fn shutdown(mut self) -> Result<(), EngineError> {
         debug_assert!(self.shared.queue.borrow().is_empty() || !self.shared.closing.get());
-        self.active.file.truncate(self.active.size()).await.map_err(io_err)?;
+        let active = self.active.clone();
+        active.file.truncate(active.size()).await.map_err(io_err)?;
         self.sync().await?;
+        let dir = &self.shared.dir;
+        segment::write_index_files(dir, &active).await?;
+        let marker = CleanShutdown {
+            base_offset: active.base_offset,
+            size: active.size(),
+            next_offset: active.next_offset(),
+            bytes_since_index_entry: self.policy.bytes_since_entry(),
+            max_time: active.max_time(),
+        };
+        clean_shutdown::write(dir, &marker).await?;
+        self.directory.sync().await.map_err(io_err)?;
         self.directory.close().await.map_err(io_err)
     }
 }
@@ -1090,12 +1108,15 @@ struct Recovered {
     active: Rc<Segment>,
     tail: Vec<u8>,
     policy: IndexPolicy,
+    /// Bytes of the active segment the scan read.
+    scanned: u64,
 }
 
 /// Lists the segments in `dir`, loads the sealed ones, scans the last one and
 /// cuts it at the first bad or incomplete batch (durably). Removes what an
 /// interrupted compaction, deletion or checkpoint left behind.
 async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Result<Recovered, EngineError> {
+    let clean = clean_shutdown::take(dir, directory).await?;
     retention::remove_leftovers(dir, directory).await?;
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -1132,15 +1153,33 @@ async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Resul
     let path = segment::log_path(dir, base);
     let file = segment::open_rw(&path).await?;
     let file_len = file.file_size().await.map_err(io_err)?;
-    let (end, indexes, policy) =
-        segment::scan_with_index(&file, base, file_len, config.index_interval_bytes, Offsets::Contiguous).await?;
+    let trusted = match clean.filter(|m| m.base_offset == base && m.size == file_len) {
+        Some(marker) => {
+            segment::load_cleanly_closed(dir, &file, &marker, file_len, config.index_interval_bytes).await?
+        }
+        None => None,
+    };
+    let (end, indexes, policy, scanned) = match trusted {
+        Some((end, indexes, policy)) => {
+            let scanned = file_len - indexes.offsets.last().map_or(0, |e| u64::from(e.position));
+            (end, indexes, policy, scanned)
+        }
+        None => {
+            let (end, indexes, policy) =
+                segment::scan_with_index(&file, base, file_len, config.index_interval_bytes, Offsets::Contiguous)
+                    .await?;
+            (end, indexes, policy, file_len)
+        }
+    };
     if end.position != file_len {
+        // After an unclean stop this is usually the zero padding of the last
+        // block; anything else is a write the crash interrupted.
         tracing::info!(
             segment = %path.display(),
             from = end.position,
             to = file_len,
             next_offset = end.next_offset,
-            "cutting the log after the last complete batch"
+            "recovered up to the last complete batch; dropping the bytes after it"
         );
         file.truncate(end.position).await.map_err(io_err)?;
         file.fdatasync().await.map_err(io_err)?;
@@ -1155,5 +1194,5 @@ async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Resul
     };
     let active = Rc::new(Segment::new(base, Rc::new(file), end.position, end.next_offset, indexes));
     segments.insert(base, active.clone());
-    Ok(Recovered { segments, active, tail, policy })
+    Ok(Recovered { segments, active, tail, policy, scanned })
 }

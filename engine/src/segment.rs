@@ -10,6 +10,7 @@ use std::rc::Rc;
 use glommio::io::{DmaFile, OpenOptions, ReadResult};
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::clean_shutdown::CleanShutdown;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
 use crate::timeindex::{TimeEntry, TimeIndex};
@@ -442,6 +443,35 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
     let seg = Segment::new(base_offset, Rc::new(file), end.position, end.next_offset, indexes);
     seg.seal_time_index();
     Ok(seg)
+}
+
+/// The active segment's end and indexes as a clean shutdown recorded them
+/// (`file_len` must be the recorded size): only the batches after its last
+/// index entry are scanned, to check that they end where the marker says.
+/// `None` when the index files or that check do not fit the marker.
+pub(crate) async fn load_cleanly_closed(
+    dir: &Path,
+    file: &DmaFile,
+    marker: &CleanShutdown,
+    file_len: u64,
+    index_interval: u64,
+) -> Result<Option<(ScanEnd, Indexes, IndexPolicy)>, EngineError> {
+    let base = marker.base_offset;
+    let offsets = read_index_file(dir, base, file_len).await;
+    let times = read_time_index_file(dir, base, marker.next_offset - base).await;
+    let (Some(offsets), Some(times)) = (offsets, times) else {
+        tracing::warn!(dir = %dir.display(), base, "clean-shutdown indexes unreadable; scanning the segment");
+        return Ok(None);
+    };
+    let (pos, offset) =
+        offsets.last().map_or((0, base), |e| (u64::from(e.position), base + i64::from(e.relative_offset)));
+    let end = scan(file, alignment_of(file), file_len, pos, offset, Offsets::Contiguous, |_, _, _| {}).await?;
+    if !end.clean || end.next_offset != marker.next_offset {
+        tracing::warn!(dir = %dir.display(), base, "segment does not end as the clean-shutdown marker says; scanning it");
+        return Ok(None);
+    }
+    let policy = IndexPolicy::resume(index_interval, marker.bytes_since_index_entry);
+    Ok(Some((end, Indexes { offsets, times, max_time: marker.max_time }, policy)))
 }
 
 async fn read_time_index_file(dir: &Path, base_offset: i64, offset_span: i64) -> Option<TimeIndex> {

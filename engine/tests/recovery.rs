@@ -101,7 +101,9 @@ fn zero_padding_and_garbage_after_the_end_are_dropped() {
     check_recovers(dir.path(), &all, all.len(), last.2, "zero padding");
     assert!(std::fs::metadata(&seg).expect("stat").len() < 8192, "padding cut");
 
-    // A flipped byte in the last batch: cut at its start.
+    // A flipped byte in the last batch: cut at its start. The file keeps its
+    // length, so the clean-shutdown marker matches it: the check of the
+    // batches after the last index entry is what catches this.
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(base.path(), dir.path());
     let seg = segment_file(dir.path());
@@ -146,4 +148,64 @@ fn cut_in_the_last_of_several_segments() {
     drop(f);
     // Each batch is 61 + 150 = 211 bytes and holds one offset.
     check_recovers(&path, &all, all.len() - 211, hw - 1, "cut in last segment");
+}
+
+#[test]
+fn a_clean_shutdown_spares_the_scan_and_an_unclean_stop_after_it_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (all, bounds) = build(dir.path(), 40);
+    let marker = dir.path().join("clean-shutdown");
+    assert!(marker.exists(), "a clean close leaves the marker");
+    let path = dir.path().to_path_buf();
+    let next = bounds.last().expect("batches").2;
+    block_on(async move {
+        let config = LogConfig { index_interval_bytes: 100, ..LogConfig::default() };
+        let log = open(&path, config).await;
+        let scanned = log.stats().recovery_scanned_bytes;
+        assert!(scanned > 0 && scanned < all.len() as u64 / 4, "only the tail after the last index entry: {scanned}");
+        assert!(!marker.exists(), "open removes the marker before accepting writes");
+        assert_eq!(log.high_watermark(), next);
+        assert_eq!(read_all(&log, 0).await, all, "every batch, read through the reloaded index");
+        for &(_, _, after) in &bounds[..bounds.len() - 1] {
+            let first = batches_in(&log.read(after, 1).await.expect("read"))[0].0;
+            assert_eq!(first, after, "the reloaded index places reads");
+        }
+        let fresh = batch(3, 70, 77);
+        log.append(bytes(fresh.clone()), Durability::Synced).await.expect("append");
+        // An unclean stop: the writer is dropped without closing the log.
+        drop(log);
+
+        let log = open(&path, config).await;
+        assert!(!marker.exists());
+        let mut want = all.clone();
+        want.extend(stored(fresh, next));
+        let scanned = log.stats().recovery_scanned_bytes;
+        assert!(scanned >= want.len() as u64, "no marker: the whole segment is scanned ({scanned})");
+        assert_eq!(read_all(&log, 0).await, want);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_marker_that_does_not_fit_the_segment_is_not_believed() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let (all, bounds) = build(base.path(), 8);
+    let last = *bounds.last().expect("batches");
+    // (A damaged last batch under a marker: `zero_padding_and_garbage_after_the_end_are_dropped`.)
+
+    // The marker says the segment ends later than it does (same length, offsets lie).
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(base.path(), dir.path());
+    let marker = dir.path().join("clean-shutdown");
+    let text = std::fs::read_to_string(&marker).expect("marker");
+    let mut words: Vec<String> = text.split_whitespace().map(String::from).collect();
+    words[3] = (last.2 + 5).to_string();
+    std::fs::write(&marker, words.join(" ")).expect("write marker");
+    check_recovers(dir.path(), &all, all.len(), last.2, "marker with a wrong next offset");
+
+    // An unreadable marker.
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(base.path(), dir.path());
+    std::fs::write(dir.path().join("clean-shutdown"), b"garbage").expect("write marker");
+    check_recovers(dir.path(), &all, all.len(), last.2, "unreadable marker");
 }

@@ -88,6 +88,18 @@ impl Broker {
         }
     }
 
+    /// SIGTERM then SIGINT at once (the second stop signal forces an exit;
+    /// two different signals cannot merge into one pending signal); returns
+    /// the exit status.
+    pub fn signal_twice(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("broker running");
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+        wait_with_timeout(&mut child, Duration::from_secs(30))
+    }
+
     /// Starts again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
