@@ -10,6 +10,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
     let error = match e {
         PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         PartitionError::ShardUnavailable => ResponseError::NotLeaderOrFollower,
+        PartitionError::Offline => ResponseError::KafkaStorageError,
         PartitionError::Engine(EngineError::CorruptMessage(_)) => ResponseError::CorruptMessage,
         PartitionError::Engine(EngineError::MessageTooLarge(_)) => ResponseError::MessageTooLarge,
         PartitionError::Engine(EngineError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,

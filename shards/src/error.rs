@@ -9,6 +9,9 @@ pub enum PartitionError {
     UnknownTopicOrPartition,
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The partition's log could not be opened (damaged or unreadable storage).
+    #[error("partition offline: its log could not be opened")]
+    Offline,
     /// The owning shard is gone (shutting down).
     #[error("owning shard unavailable")]
     ShardUnavailable,

@@ -21,6 +21,7 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_REQUIRED_ACKS: i16 = 21;
+const KAFKA_STORAGE_ERROR: i16 = 56;
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
@@ -173,5 +174,25 @@ fn unknown_topics_and_offsets_out_of_range_get_their_error_codes() {
     assert_eq!(fetch(&mut client, "t", -1).0, OFFSET_OUT_OF_RANGE);
     let (error, records) = fetch(&mut client, "t", 2);
     assert_eq!((error, records.map(|r| r.len())), (0, Some(0)), "fetching at the end is empty, not an error");
+    assert_healthy(&broker, "t");
+}
+
+#[test]
+fn a_partition_whose_log_cannot_open_answers_kafka_storage_error() {
+    let mut broker = Broker::start(&["--auto-create-topics", "false"]);
+    create_topic(&broker.bootstrap(), "broken", 1);
+    create_topic(&broker.bootstrap(), "t", 1);
+    let mut before = client(&broker.bootstrap());
+    assert_eq!(produce(&mut before, "broken", -1, batch(&[b"a", b"b"])).0, 0);
+    broker.stop();
+    // A segment that does not follow the one before it: the log refuses to open.
+    std::fs::write(broker.data_dir.join("broken-0").join("00000000000000000099.log"), b"").expect("write");
+    broker.restart();
+
+    // Not UNKNOWN_TOPIC_OR_PARTITION, which clients would retry for ever.
+    let mut client = client(&broker.bootstrap());
+    assert_eq!(produce(&mut client, "broken", -1, batch(&[b"c"])).0, KAFKA_STORAGE_ERROR);
+    assert_eq!(fetch(&mut client, "broken", 0).0, KAFKA_STORAGE_ERROR);
+    assert!(broker.log().contains("stays offline"), "{}", broker.log());
     assert_healthy(&broker, "t");
 }

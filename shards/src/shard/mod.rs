@@ -15,7 +15,7 @@ use futures::channel::oneshot;
 use futures::future::{join_all, select};
 use glommio::channels::channel_mesh::Senders;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
@@ -173,6 +173,8 @@ pub struct Shard {
     store: Option<RefCell<MetadataStore>>,
     /// Open logs of the partitions this shard owns, by topic then partition.
     logs: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
+    /// Owned partitions whose log failed to open (damaged or unreadable storage).
+    offline: RefCell<HashSet<(String, i32)>>,
     peers: Senders<ShardMessage>,
     /// Serialises topic changes on the controller so snapshots go out in order.
     topic_changes: glommio::sync::Semaphore,
@@ -202,6 +204,7 @@ impl Shard {
             metadata: RefCell::new(snapshot),
             store: store.map(RefCell::new),
             logs: RefCell::new(HashMap::new()),
+            offline: RefCell::new(HashSet::new()),
             peers,
             topic_changes: glommio::sync::Semaphore::new(1),
             producer_states: RefCell::new(HashMap::new()),
@@ -381,12 +384,13 @@ impl Shard {
     }
 
     fn local_log(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, PartitionError> {
-        self.logs
-            .borrow()
-            .get(topic)
-            .and_then(|partitions| partitions.get(&partition))
-            .cloned()
-            .ok_or(PartitionError::UnknownTopicOrPartition)
+        self.logs.borrow().get(topic).and_then(|partitions| partitions.get(&partition)).cloned().ok_or_else(|| {
+            if self.offline.borrow().contains(&(topic.to_string(), partition)) {
+                PartitionError::Offline
+            } else {
+                PartitionError::UnknownTopicOrPartition
+            }
+        })
     }
 
     async fn run_partition_op(
@@ -614,6 +618,7 @@ impl Shard {
             }
             self.producer_states.borrow_mut().retain(|(t, _), _| *t != topic.name);
             let logs = self.logs.borrow_mut().remove(&topic.name).unwrap_or_default();
+            self.offline.borrow_mut().retain(|(t, _)| *t != topic.name);
             for (partition, log) in logs {
                 if let Err(e) = log.close().await {
                     tracing::warn!(topic = %topic.name, partition, "closing deleted partition: {e}");
@@ -715,13 +720,15 @@ impl Shard {
                 let config = self.config.log_config(&topic.name, &topic.configs);
                 match PartitionLog::open(self.partition_dir(&topic.name, partition), config).await {
                     Ok(log) => {
+                        self.offline.borrow_mut().remove(&(topic.name.clone(), partition));
                         if topic.name == OFFSETS_TOPIC {
                             self.replay_offsets_partition(partition, &log).await;
                         }
                         self.logs.borrow_mut().entry(topic.name.clone()).or_default().insert(partition, log);
                     }
                     Err(e) => {
-                        tracing::error!(topic = %topic.name, partition, "cannot open partition: {e}")
+                        tracing::error!(topic = %topic.name, partition, "cannot open partition, it stays offline: {e}");
+                        self.offline.borrow_mut().insert((topic.name.clone(), partition));
                     }
                 }
             }
