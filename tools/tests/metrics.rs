@@ -338,3 +338,23 @@ fn group_lag_is_what_the_group_has_not_committed() {
     assert_eq!(sum(&none, "weir_group_lag", &["group=\"lagging\""]), 0.0, "{none}");
     assert_eq!(sum(&none, "weir_group_committed_offset", &["group=\"lagging\""]), 1010.0, "{none}");
 }
+
+#[test]
+fn logs_can_be_json_lines_at_the_level_asked() {
+    let mut broker = Broker::start(&["--log-format", "json", "--log", "debug"]);
+    broker.stop();
+    let log = broker.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let logged = |level: &str, message: &str| {
+        lines
+            .iter()
+            .any(|l| l["level"] == level && l["fields"]["message"].as_str().is_some_and(|m| m.contains(message)))
+    };
+    assert!(logged("INFO", "starting"), "{log}");
+    assert!(logged("DEBUG", "shard ready"), "--log debug shows debug lines\n{log}");
+    assert!(logged("INFO", "stopped cleanly"), "{log}");
+    assert!(lines.iter().all(|l| l["timestamp"].is_string()), "{log}");
+}
