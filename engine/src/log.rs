@@ -421,6 +421,12 @@ impl PartitionLog {
         self.shared.high_watermark.get()
     }
 
+    /// Appends waiting for the writer to take them: more than a few means
+    /// the writer (the disk) does not keep up with the producers.
+    pub fn queued_appends(&self) -> usize {
+        self.shared.queue.borrow().len()
+    }
+
     /// Writer counters since open.
     pub fn stats(&self) -> LogStats {
         self.shared.stats.get()

@@ -44,6 +44,28 @@ fn concurrent_appends_get_contiguous_offsets_in_poll_order() {
 }
 
 #[test]
+fn appends_are_counted_while_they_wait_for_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async move {
+        let log = open(dir.path(), LogConfig::default()).await;
+        let tasks: Vec<_> = (0..3u8)
+            .map(|i| {
+                let log = log.clone();
+                glommio::spawn_local(async move { log.append(bytes(batch(1, 10, i)), Durability::Written).await })
+            })
+            .collect();
+        // glommio polls a new task at once here and runs the writer it woke
+        // only at this task's next await: all three wait in the queue.
+        assert_eq!(log.queued_appends(), 3);
+        for t in tasks {
+            t.await.expect("append");
+        }
+        assert_eq!(log.queued_appends(), 0, "the writer took them all");
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn synced_appends_wait_for_fdatasync_and_written_ones_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     block_on(async move {

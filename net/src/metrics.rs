@@ -3,11 +3,13 @@
 //!
 //! Each shard counts in its own [`weir_shards::ShardMetrics`] (plain cells);
 //! the admin endpoint gathers every shard's [`ShardStats`] and renders them
-//! here, one series per shard (label `shard`).
+//! here, one series per shard (label `shard`), and the consumer groups'
+//! offsets, whose lag joins a coordinator's figures to a partition owner's.
 
 use kafka_protocol::messages::*;
+use std::collections::HashMap;
 use std::fmt::Write;
-use weir_shards::{HistogramSnapshot, ShardStats, LATENCY_BUCKETS_US};
+use weir_shards::{GroupOffsetStats, HistogramSnapshot, ShardStats, LATENCY_BUCKETS_US};
 
 /// The error code a response is counted under in `weir_requests_total`: its
 /// top-level error code if that is not NONE, else the first non-NONE code of
@@ -113,7 +115,19 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             );
         }
     }
-    let per_shard: [ShardSeries; 7] = [
+    family(
+        &mut out,
+        "weir_shard_cpu_seconds_total",
+        "counter",
+        "CPU time of the shard's thread (its busy time), by mode.",
+    );
+    for s in answered() {
+        for (mode, time) in [("user", s.cpu_time.0), ("system", s.cpu_time.1)] {
+            let busy = seconds(u64::try_from(time.as_micros()).unwrap_or(u64::MAX));
+            let _ = writeln!(out, "weir_shard_cpu_seconds_total{{shard=\"{}\",mode=\"{mode}\"}} {busy}", s.shard);
+        }
+    }
+    let per_shard: [ShardSeries; 10] = [
         ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
         ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
         ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
@@ -136,6 +150,24 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             "New connections closed at once: max_connections_per_ip reached.",
             |s| s.refused_max_connections_per_ip,
         ),
+        (
+            "weir_shard_requests_in_flight",
+            "gauge",
+            "Kafka requests the shard is answering (long-poll fetches included).",
+            |s| s.requests_in_flight,
+        ),
+        (
+            "weir_shard_peer_requests_in_flight",
+            "gauge",
+            "Messages from other shards taken off the mesh and not answered yet.",
+            |s| s.peer_requests_in_flight,
+        ),
+        (
+            "weir_shard_appends_queued",
+            "gauge",
+            "Appends waiting for their partition's writer, the shard's partitions together.",
+            |s| s.appends_queued,
+        ),
     ];
     for (name, kind, help, value) in per_shard {
         family(&mut out, name, kind, help);
@@ -143,11 +175,16 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, value(s));
         }
     }
-    let histograms: [ShardHistogram; 2] = [
+    let histograms: [ShardHistogram; 3] = [
         ("weir_produce_latency_seconds", "Produce requests, from decoded to answered.", |s| &s.produce_latency),
         ("weir_fetch_latency_seconds", "Fetch requests, from decoded to answered (long polls included).", |s| {
             &s.fetch_latency
         }),
+        (
+            "weir_shard_scheduling_delay_seconds",
+            "How much later than asked a 100 ms timer ran: time the shard was busy with other tasks.",
+            |s| &s.scheduling_delay,
+        ),
     ];
     for (name, help, histogram) in histograms {
         family(&mut out, name, "histogram", help);
@@ -177,7 +214,35 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             }
         }
     }
+    render_group_offsets(&mut out, shards);
     out
+}
+
+/// Each group's committed offsets (from the group's coordinator) and lag
+/// behind the log end offset (from the partition's owner), as Kafka's
+/// consumer-group tools show them. No lag for a partition whose owner did not
+/// answer or for a committed offset below 0 (none).
+fn render_group_offsets(out: &mut String, shards: &[Option<ShardStats>]) {
+    let log_end: HashMap<(&str, i32), i64> = shards
+        .iter()
+        .flatten()
+        .flat_map(|s| s.partitions.iter().map(|p| ((p.topic.as_str(), p.partition), p.high_watermark)))
+        .collect();
+    let offsets = || shards.iter().flatten().flat_map(|s| &s.group_offsets);
+    let series = |o: &GroupOffsetStats| {
+        format!("{{group=\"{}\",topic=\"{}\",partition=\"{}\"}}", label(&o.group), label(&o.topic), o.partition)
+    };
+    family(out, "weir_group_committed_offset", "gauge", "The group's committed offset of the partition.");
+    for o in offsets() {
+        let _ = writeln!(out, "weir_group_committed_offset{} {}", series(o), o.committed_offset);
+    }
+    family(out, "weir_group_lag", "gauge", "The partition's log end offset minus the group's committed offset.");
+    for o in offsets().filter(|o| o.committed_offset >= 0) {
+        if let Some(end) = log_end.get(&(o.topic.as_str(), o.partition)) {
+            // The owner's figures may be older than the coordinator's: never below 0.
+            let _ = writeln!(out, "weir_group_lag{} {}", series(o), (end - o.committed_offset).max(0));
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -207,6 +272,7 @@ fn seconds(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn seconds_print_exactly() {
@@ -225,15 +291,11 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_partitions() {
         let stats = ShardStats {
-            shard: 1,
-            serving: true,
             requests: vec![((0, 0), 5), ((0, 3), 1)],
             bytes_in: 100,
             bytes_out: 50,
             connections_open: 2,
             connections_accepted: 3,
-            refused_max_connections: 0,
-            refused_max_connections_per_ip: 0,
             connections_idle_closed: 1,
             produce_latency: HistogramSnapshot {
                 counts: {
@@ -244,7 +306,10 @@ mod tests {
                 },
                 sum_us: 31_000_000,
             },
-            fetch_latency: HistogramSnapshot { counts: vec![0; LATENCY_BUCKETS_US.len() + 1], sum_us: 0 },
+            cpu_time: (Duration::from_micros(1_250_000), Duration::from_millis(20)),
+            requests_in_flight: 4,
+            peer_requests_in_flight: 2,
+            appends_queued: 9,
             partitions: vec![weir_shards::PartitionStats {
                 topic: "t".into(),
                 partition: 0,
@@ -252,16 +317,88 @@ mod tests {
                 high_watermark: 7,
                 size_bytes: 4096,
             }],
+            ..idle_shard(1)
         };
         let text = render(&[None, Some(stats)]);
-        assert!(text.contains("weir_shard_up{shard=\"0\"} 0"), "{text}");
-        assert!(text.contains("weir_shard_up{shard=\"1\"} 1"));
-        assert!(text.contains("weir_requests_total{shard=\"1\",api=\"Produce\",error_code=\"3\"} 1"), "{text}");
-        assert!(text.contains("weir_produce_latency_seconds_bucket{shard=\"1\",le=\"0.0005\"} 2"));
-        assert!(text.contains("weir_produce_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 3"));
-        assert!(text.contains("weir_produce_latency_seconds_count{shard=\"1\"} 3"));
-        assert!(text.contains("weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 7"));
-        assert!(text.contains("weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096"));
-        assert!(text.contains("weir_connections_idle_closed_total{shard=\"1\"} 1"));
+        for sample in [
+            "weir_shard_up{shard=\"0\"} 0",
+            "weir_shard_up{shard=\"1\"} 1",
+            "weir_requests_total{shard=\"1\",api=\"Produce\",error_code=\"3\"} 1",
+            "weir_produce_latency_seconds_bucket{shard=\"1\",le=\"0.0005\"} 2",
+            "weir_produce_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 3",
+            "weir_produce_latency_seconds_count{shard=\"1\"} 3",
+            "weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 7",
+            "weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096",
+            "weir_connections_idle_closed_total{shard=\"1\"} 1",
+            "weir_shard_cpu_seconds_total{shard=\"1\",mode=\"user\"} 1.25",
+            "weir_shard_cpu_seconds_total{shard=\"1\",mode=\"system\"} 0.02",
+            "weir_shard_requests_in_flight{shard=\"1\"} 4",
+            "weir_shard_peer_requests_in_flight{shard=\"1\"} 2",
+            "weir_shard_appends_queued{shard=\"1\"} 9",
+            "weir_shard_scheduling_delay_seconds_count{shard=\"1\"} 0",
+        ] {
+            assert!(text.lines().any(|line| line == sample), "no {sample} in\n{text}");
+        }
+    }
+
+    fn idle_shard(shard: usize) -> ShardStats {
+        let empty = HistogramSnapshot { counts: vec![0; LATENCY_BUCKETS_US.len() + 1], sum_us: 0 };
+        ShardStats {
+            shard,
+            serving: true,
+            requests: Vec::new(),
+            bytes_in: 0,
+            bytes_out: 0,
+            connections_open: 0,
+            connections_accepted: 0,
+            refused_max_connections: 0,
+            refused_max_connections_per_ip: 0,
+            connections_idle_closed: 0,
+            produce_latency: empty.clone(),
+            fetch_latency: empty.clone(),
+            cpu_time: (Duration::ZERO, Duration::ZERO),
+            requests_in_flight: 0,
+            peer_requests_in_flight: 0,
+            appends_queued: 0,
+            scheduling_delay: empty,
+            partitions: Vec::new(),
+            group_offsets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn group_lag_joins_the_coordinators_offsets_to_the_owners_log_ends() {
+        let partition = |partition, high_watermark| weir_shards::PartitionStats {
+            topic: "t".into(),
+            partition,
+            log_start_offset: 0,
+            high_watermark,
+            size_bytes: 0,
+        };
+        let committed = |group: &str, partition, committed_offset| GroupOffsetStats {
+            group: group.into(),
+            topic: "t".into(),
+            partition,
+            committed_offset,
+        };
+        // Shard 0 coordinates the groups; shard 1 owns partition 0, shard 2
+        // (down) partition 1.
+        let coordinator = ShardStats {
+            group_offsets: vec![
+                committed("g", 0, 30),
+                committed("g", 1, 5),
+                committed("late", 0, 120),
+                committed("n", 0, -1),
+            ],
+            ..idle_shard(0)
+        };
+        let owner = ShardStats { partitions: vec![partition(0, 100)], ..idle_shard(1) };
+        let text = render(&[Some(coordinator), Some(owner), None]);
+        assert!(text.contains("weir_group_committed_offset{group=\"g\",topic=\"t\",partition=\"0\"} 30"), "{text}");
+        assert!(text.contains("weir_group_committed_offset{group=\"g\",topic=\"t\",partition=\"1\"} 5"));
+        assert!(text.contains("weir_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 70"));
+        assert!(!text.contains("weir_group_lag{group=\"g\",topic=\"t\",partition=\"1\"}"), "owner down: no lag");
+        assert!(text.contains("weir_group_lag{group=\"late\",topic=\"t\",partition=\"0\"} 0"), "never below 0");
+        assert!(!text.contains("weir_group_lag{group=\"n\""), "no lag without a committed offset");
     }
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Messages one shard may have queued for another before senders wait.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -24,6 +24,8 @@ const MESH_CHANNEL_CAPACITY: usize = 1024;
 const GROUP_TICK: Duration = Duration::from_millis(100);
 /// Shortest interval between two retention or compaction passes.
 const MIN_MAINTENANCE_INTERVAL_MS: u64 = 10;
+/// How often each shard measures how late its timers run.
+const SCHEDULING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(thiserror::Error, Debug)]
 pub enum RuntimeError {
@@ -127,6 +129,7 @@ where
     }
     glommio::spawn_local(tick_groups(shard.clone())).detach();
     glommio::spawn_local(maintain_logs(shard.clone())).detach();
+    glommio::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
     let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
     shard.close_all().await;
@@ -202,11 +205,45 @@ impl Drop for ConnectionPermit {
 
 /// Answers another shard's messages; each in its own task so a long wait
 /// (a long-poll fetch) does not hold up the ones behind it.
+/// Each is counted in flight from the moment it is taken off the mesh, so
+/// work the shard has no time to start yet shows as a backlog; except the
+/// admin endpoint's request for figures, which would count itself.
 async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>) {
     while let Some(msg) = from_peer.recv().await {
+        let counted = !matches!(msg, ShardMessage::Stats { .. });
+        let in_flight = counted.then(|| shard.metrics().peer_requests_in_flight.enter());
         let shard = shard.clone();
-        glommio::spawn_local(async move { shard.handle_message(msg).await }).detach();
+        glommio::spawn_local(async move {
+            shard.handle_message(msg).await;
+            drop(in_flight);
+        })
+        .detach();
     }
+}
+
+/// Records how much later than asked a short sleep ends: on a shard whose
+/// thread is busy, a woken task waits behind the others.
+async fn probe_scheduling_delay(shard: Rc<Shard>) {
+    loop {
+        let asleep = Instant::now();
+        glommio::timer::sleep(SCHEDULING_PROBE_INTERVAL).await;
+        shard.metrics().scheduling_delay.record(asleep.elapsed().saturating_sub(SCHEDULING_PROBE_INTERVAL));
+    }
+}
+
+/// CPU time the calling thread has used: (user, system). Called on a shard,
+/// it is that shard's busy time (an idle glommio executor sleeps in the kernel).
+pub(crate) fn thread_cpu_time() -> (Duration, Duration) {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut usage) != 0 {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        usage
+    };
+    let duration = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    (duration(usage.ru_utime), duration(usage.ru_stime))
 }
 
 /// Session expiry and rebalance deadlines of the groups this shard owns.

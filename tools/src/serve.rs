@@ -34,16 +34,27 @@ pub struct ServeArgs {
     /// Log filter, e.g. info or weir_net=debug [default: info, or $RUST_LOG].
     #[arg(long)]
     log: Option<String>,
+    /// Log lines as human-readable text or as one JSON object each (for log collectors).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.with_ansi(false).json().init(),
+    }
     let config = config(args).map_err(anyhow::Error::msg)?;
     check_listen_address(&config.listen)?;
     tracing::info!(

@@ -150,6 +150,7 @@ pub async fn handle(
     client: ClientInfo,
     request: Request,
 ) -> anyhow::Result<Option<Bytes>> {
+    let _in_flight = shard.metrics().requests_in_flight.enter();
     let count = |error_code: i16| shard.metrics().count_request(key as i16, error_code);
     let respond = |body: &dyn EncodeAt| {
         count(body.error_code());

@@ -126,6 +126,15 @@ impl GroupCoordinator {
             .map_or_else(Vec::new, |g| g.offsets.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
+    /// Every committed offset of every group here, as (group, topic, partition, offset).
+    pub fn every_committed_offset(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> {
+        self.groups.values().flat_map(|g| {
+            g.offsets.iter().map(move |((topic, partition), committed)| {
+                (g.id.as_str(), topic.as_str(), *partition, committed.offset)
+            })
+        })
+    }
+
     pub fn list(&self) -> Vec<GroupListing> {
         self.groups
             .values()
@@ -496,5 +505,9 @@ mod tests {
         let offset = CommittedOffset { offset: 42, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0 };
         c.apply_commit("g", "t", 0, offset.clone());
         assert_eq!(c.committed("g", "t", 0), Some(&offset));
+        c.apply_commit("solo", "t", 1, CommittedOffset { offset: 7, ..offset });
+        let mut all: Vec<_> = c.every_committed_offset().collect();
+        all.sort();
+        assert_eq!(all, vec![("g", "t", 0, 42), ("solo", "t", 1, 7)]);
     }
 }

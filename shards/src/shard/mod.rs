@@ -82,6 +82,31 @@ fn bump(cell: &Cell<u64>, n: u64) {
     cell.set(cell.get().saturating_add(n));
 }
 
+/// A count of pieces of work in progress on one shard: each is counted while
+/// the guard [`InFlight::enter`] returns lives, however its task ends.
+#[derive(Default)]
+pub struct InFlight(Rc<Cell<u64>>);
+
+impl InFlight {
+    pub fn enter(&self) -> InFlightGuard {
+        bump(&self.0, 1);
+        InFlightGuard(self.0.clone())
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+pub struct InFlightGuard(Rc<Cell<u64>>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        debug_assert!(self.0.get() > 0);
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// The counters of one shard, moved by its connections and handlers. Plain
 /// cells: only the shard's own thread touches them, and nothing locks.
 #[derive(Default)]
@@ -99,6 +124,13 @@ pub struct ShardMetrics {
     connections_idle_closed: Cell<u64>,
     pub produce_latency: Histogram,
     pub fetch_latency: Histogram,
+    /// Kafka requests being answered (from decoded to answered; long polls included).
+    pub requests_in_flight: InFlight,
+    /// Messages from other shards being served (taken off the mesh, not answered yet).
+    pub peer_requests_in_flight: InFlight,
+    /// How much later than asked a periodic timer ran: time the shard's
+    /// thread was too busy with other tasks to run it.
+    pub scheduling_delay: Histogram,
 }
 
 impl ShardMetrics {
@@ -146,8 +178,25 @@ pub struct ShardStats {
     pub connections_idle_closed: u64,
     pub produce_latency: HistogramSnapshot,
     pub fetch_latency: HistogramSnapshot,
+    /// CPU time of the shard's thread: (user, system).
+    pub cpu_time: (Duration, Duration),
+    pub requests_in_flight: u64,
+    pub peer_requests_in_flight: u64,
+    /// Appends waiting for their partition's writer, all partitions together.
+    pub appends_queued: u64,
+    pub scheduling_delay: HistogramSnapshot,
     /// The partitions this shard owns, sorted.
     pub partitions: Vec<PartitionStats>,
+    /// The committed offsets of the groups this shard coordinates, sorted.
+    pub group_offsets: Vec<GroupOffsetStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupOffsetStats {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub committed_offset: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -231,11 +280,14 @@ impl Shard {
         &self.metrics
     }
 
-    /// This shard's counters and the figures of the partitions it owns.
+    /// This shard's counters, the figures of the partitions it owns and the
+    /// offsets of the groups it coordinates. Runs on the shard's own thread
+    /// (its CPU time is read here).
     pub fn stats(&self) -> ShardStats {
         let m = &self.metrics;
-        let partitions = self
-            .open_logs()
+        let logs = self.open_logs();
+        let appends_queued = logs.iter().map(|(_, _, log)| log.queued_appends() as u64).sum();
+        let partitions = logs
             .into_iter()
             .map(|(topic, partition, log)| PartitionStats {
                 topic,
@@ -245,6 +297,18 @@ impl Shard {
                 size_bytes: log.size_bytes(),
             })
             .collect();
+        let mut group_offsets: Vec<GroupOffsetStats> = self
+            .groups
+            .borrow()
+            .every_committed_offset()
+            .map(|(group, topic, partition, committed_offset)| GroupOffsetStats {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                partition,
+                committed_offset,
+            })
+            .collect();
+        group_offsets.sort();
         ShardStats {
             shard: self.id,
             serving: m.serving.get(),
@@ -258,7 +322,13 @@ impl Shard {
             connections_idle_closed: m.connections_idle_closed.get(),
             produce_latency: m.produce_latency.snapshot(),
             fetch_latency: m.fetch_latency.snapshot(),
+            cpu_time: crate::runtime::thread_cpu_time(),
+            requests_in_flight: m.requests_in_flight.get(),
+            peer_requests_in_flight: m.peer_requests_in_flight.get(),
+            appends_queued,
+            scheduling_delay: m.scheduling_delay.snapshot(),
             partitions,
+            group_offsets,
         }
     }
 
