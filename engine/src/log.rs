@@ -588,6 +588,7 @@ fn copy_err(e: &EngineError) -> EngineError {
     match e {
         EngineError::Io(io) => EngineError::Io(std::io::Error::new(io.kind(), io.to_string())),
         EngineError::CorruptMessage(m) => EngineError::CorruptMessage(m.clone()),
+        EngineError::InvalidRecord(m) => EngineError::InvalidRecord(m.clone()),
         EngineError::MessageTooLarge(n) => EngineError::MessageTooLarge(*n),
         EngineError::OffsetOutOfRange { requested, start, end } => {
             EngineError::OffsetOutOfRange { requested: *requested, start: *start, end: *end }

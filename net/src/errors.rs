@@ -11,6 +11,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         PartitionError::ShardUnavailable => ResponseError::NotLeaderOrFollower,
         PartitionError::Engine(EngineError::CorruptMessage(_)) => ResponseError::CorruptMessage,
+        PartitionError::Engine(EngineError::InvalidRecord(_)) => ResponseError::InvalidRecord,
         PartitionError::Engine(EngineError::MessageTooLarge(_)) => ResponseError::MessageTooLarge,
         PartitionError::Engine(EngineError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
         PartitionError::Engine(EngineError::Io(_)) => ResponseError::KafkaStorageError,
