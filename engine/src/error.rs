@@ -65,3 +65,8 @@ pub(crate) fn io_err(e: glommio::GlommioError<()>) -> EngineError {
 pub(crate) fn disk_corruption(msg: String) -> EngineError {
     EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
 }
+
+/// True for an error made by [`disk_corruption`].
+pub(crate) fn is_disk_corruption(e: &EngineError) -> bool {
+    matches!(e, EngineError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData)
+}

@@ -70,3 +70,42 @@ fn sealed_segment_gap_beyond_the_index_range_fails_the_open() {
         }
     });
 }
+
+/// A sealed segment's index is trusted at open; an entry that points inside
+/// a batch (found by the fuzzer in a damaged `.index`) used to make every
+/// read through it fail with a storage error. Reads and timestamp lookups
+/// now walk that segment from its start instead.
+#[test]
+fn index_entry_inside_a_batch_does_not_make_data_unreadable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let ts = 1_700_000_000_000;
+    block_on(async move {
+        let log = open(&path, LogConfig { segment_bytes: 1000, ..config() }).await;
+        for i in 0..12 {
+            let value = vec![b'v'; 40 + 7 * i as usize];
+            let records = weir_engine::records::encode_batch(ts + i, &[(Some(b"k"), Some(&value))]);
+            log.append(bytes(records), Durability::Synced).await.expect("append");
+        }
+        let before = read_all(&log, 0).await;
+        log.close().await.expect("close");
+        let index = files_with(&path, "index").into_iter().next().expect("a sealed segment");
+        let mut entries = std::fs::read(&index).expect("read index");
+        assert!(entries.len() >= 16, "at least two entries");
+        // Move the first entry's position one byte into its batch.
+        let damaged = i64::from(u32::from_be_bytes(entries[0..4].try_into().expect("4 bytes")));
+        let position = u32::from_be_bytes(entries[4..8].try_into().expect("4 bytes"));
+        entries[4..8].copy_from_slice(&(position + 1).to_be_bytes());
+        std::fs::write(&index, entries).expect("damage the index");
+
+        let log = open(&path, config()).await;
+        for offset in 0..log.high_watermark() {
+            let one = log.read(offset, 1).await.expect("every offset reads");
+            assert_eq!(batches_in(&one)[0].0, offset);
+        }
+        assert_eq!(read_all(&log, 0).await, before);
+        let found = log.offset_for_timestamp(ts + damaged).await.expect("timestamp lookup");
+        assert_eq!(found, Some((damaged, ts + damaged)));
+        log.close().await.expect("close");
+    });
+}
