@@ -75,3 +75,5 @@ for target in "${TARGETS[@]}"; do
     "$bin/$target" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="artifacts/$target/" "$@" "target/new-corpus/$target" "corpus/$target"
 done
+# Reached only when no target failed (set -e stops at the first crash).
+echo "fuzz: ${#TARGETS[@]} passed, 0 failed"
