@@ -143,9 +143,17 @@ pub struct RecordsSummary {
     pub offset_count: i64,
 }
 
+/// Most offsets one produce payload may take: with the writer's roll before
+/// an append that would not fit, every offset of an append stays within the
+/// u32 relative offsets of its segment. (Record counts are claimed, not
+/// counted, so this bounds what a few header bytes can claim.)
+pub const MAX_PAYLOAD_OFFSETS: i64 = i32::MAX as i64;
+
 /// Validates a produce payload: one or more concatenated RecordBatch v2, each
-/// complete, well-formed, CRC-correct and at most `max_batch_bytes` long.
-/// Nothing is modified; one bad batch rejects the whole payload.
+/// complete, well-formed, CRC-correct and at most `max_batch_bytes` long, and
+/// each with one offset per record, as Kafka requires of producers (stored
+/// batches may have fewer records after compaction). Nothing is modified; one
+/// bad batch rejects the whole payload.
 pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<RecordsSummary, EngineError> {
     if records.is_empty() {
         return Err(EngineError::CorruptMessage("empty records".into()));
@@ -170,8 +178,17 @@ pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<Record
         }
         check_crc(&h, &rest[..h.total_len()])
             .map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
+        if h.records_count == 0 || h.offset_count() != i64::from(h.records_count) {
+            return Err(EngineError::InvalidRecord(format!(
+                "batch at {pos}: {} records for offset range 0..={}",
+                h.records_count, h.last_offset_delta
+            )));
+        }
         summary.batches += 1;
         summary.offset_count += h.offset_count();
+        if summary.offset_count > MAX_PAYLOAD_OFFSETS {
+            return Err(EngineError::InvalidRecord(format!("payload claims over {MAX_PAYLOAD_OFFSETS} offsets")));
+        }
         pos += h.total_len();
     }
     debug_assert_eq!(pos, records.len());
@@ -279,6 +296,25 @@ mod tests {
         assert!(
             matches!(validate_records(&good, good.len() - 1), Err(EngineError::MessageTooLarge(n)) if n == good.len())
         );
+    }
+
+    #[test]
+    fn offsets_must_match_the_record_count() {
+        let claiming = |records: i32, last_offset_delta: i32| {
+            let mut b = batch(1, b"r");
+            b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+            b[57..61].copy_from_slice(&records.to_be_bytes());
+            rewrite_crc(&mut b);
+            b
+        };
+        let invalid = |r: Result<RecordsSummary, EngineError>| matches!(r, Err(EngineError::InvalidRecord(_)));
+        assert!(invalid(validate_records(&claiming(1, i32::MAX), 1 << 20)), "sparse offsets");
+        assert!(invalid(validate_records(&claiming(0, 0), 1 << 20)), "no records");
+        // Header bytes alone could claim 2^31 offsets per batch: more than a
+        // segment's relative offsets hold.
+        let huge = claiming(i32::MAX, i32::MAX - 1);
+        assert_eq!(validate_records(&huge, 1 << 20).expect("one huge claim").offset_count, i64::from(i32::MAX));
+        assert!(invalid(validate_records(&[huge.clone(), claiming(1, 0)].concat(), 1 << 20)), "over i32::MAX");
     }
 
     #[test]

@@ -8,6 +8,11 @@ pub enum EngineError {
     /// Kafka: CORRUPT_MESSAGE.
     #[error("corrupt message: {0}")]
     CorruptMessage(String),
+    /// A well-formed batch Kafka refuses: its offset range and record count
+    /// disagree, or a payload claims more offsets than one segment holds.
+    /// Kafka: INVALID_RECORD.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// A batch (or a produce payload) is larger than the configured limit; the
     /// value is the offending size in bytes. Kafka: MESSAGE_TOO_LARGE.
     #[error("message too large: {0} bytes")]
@@ -59,4 +64,9 @@ pub(crate) fn io_err(e: glommio::GlommioError<()>) -> EngineError {
 /// wrote them, so this is storage corruption, not a client mistake.
 pub(crate) fn disk_corruption(msg: String) -> EngineError {
     EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+}
+
+/// True for an error made by [`disk_corruption`].
+pub(crate) fn is_disk_corruption(e: &EngineError) -> bool {
+    matches!(e, EngineError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData)
 }

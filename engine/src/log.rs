@@ -41,7 +41,7 @@ use glommio::Task;
 use crate::batch::{self, HEADER_LEN};
 use crate::cache::{Chunk, ReadCache};
 use crate::clean_shutdown::{self, CleanShutdown};
-use crate::error::{disk_corruption, io_err, EngineError};
+use crate::error::{disk_corruption, io_err, is_disk_corruption, EngineError};
 use crate::index::IndexPolicy;
 use crate::records;
 use crate::retention;
@@ -459,7 +459,10 @@ impl PartitionLog {
         debug_assert!(offset < seg.next_offset() && seg.next_offset() <= hw);
         let pos = seg.lookup(offset);
         let mut reads = 0;
-        let result = read_batches(&seg, pos, limit, offset, max_bytes, &mut reads).await;
+        let mut result = read_batches(&seg, pos, limit, offset, max_bytes, &mut reads).await;
+        if retry_from_start(&seg, pos, offset, &result) {
+            result = read_batches(&seg, 0, limit, offset, max_bytes, &mut reads).await;
+        }
         self.shared.count(|s| s.disk_reads += reads);
         result
     }
@@ -487,10 +490,11 @@ impl PartitionLog {
             let from = seg.time_floor(timestamp).max(start);
             let pos = seg.lookup(from.max(seg.base_offset));
             let mut reads = 0;
-            let found = find_in_segment(&seg, pos, limit, from, &mut reads, |b, h| {
-                first_record_at(b, h, from, |ts| ts >= timestamp)
-            })
-            .await;
+            let probe = |b: &[u8], h: &batch::BatchHeader| first_record_at(b, h, from, |ts| ts >= timestamp);
+            let mut found = find_in_segment(&seg, pos, limit, from, &mut reads, &probe).await;
+            if retry_from_start(&seg, pos, from, &found) {
+                found = find_in_segment(&seg, 0, limit, from, &mut reads, &probe).await;
+            }
             self.shared.count(|s| s.disk_reads += reads);
             if let Some(found) = found? {
                 return Ok(Some(found));
@@ -523,9 +527,11 @@ impl PartitionLog {
         let pos = seg.lookup(at);
         let from = at.max(start);
         let mut reads = 0;
-        let found =
-            find_in_segment(&seg, pos, limit, from, &mut reads, |b, h| first_record_at(b, h, from, |ts| ts >= max))
-                .await;
+        let probe = |b: &[u8], h: &batch::BatchHeader| first_record_at(b, h, from, |ts| ts >= max);
+        let mut found = find_in_segment(&seg, pos, limit, from, &mut reads, &probe).await;
+        if retry_from_start(&seg, pos, from, &found) {
+            found = find_in_segment(&seg, 0, limit, from, &mut reads, &probe).await;
+        }
         self.shared.count(|s| s.disk_reads += reads);
         Ok(Some(found?.unwrap_or((from, max))))
     }
@@ -594,11 +600,26 @@ impl Drop for Unpark<'_> {
     }
 }
 
+/// True when a walk of `seg` that started at an index position (`pos > 0`)
+/// met data that does not parse, so it should be done again from the
+/// segment start. A sealed segment's index is trusted at open (as Kafka
+/// does; checking every entry would read the whole segment), so a damaged
+/// index shows up here; the walk from the start checks every batch header.
+fn retry_from_start<T>(seg: &Segment, pos: u64, offset: i64, result: &Result<T, EngineError>) -> bool {
+    let Err(e) = result else { return false };
+    let retry = pos > 0 && is_disk_corruption(e);
+    if retry {
+        tracing::warn!(segment = seg.base_offset, offset, error = %e, "index entry leads to bad data; reading from the segment start");
+    }
+    retry
+}
+
 /// `EngineError` is not `Clone` (io::Error); failing a whole group needs copies.
 fn copy_err(e: &EngineError) -> EngineError {
     match e {
         EngineError::Io(io) => EngineError::Io(std::io::Error::new(io.kind(), io.to_string())),
         EngineError::CorruptMessage(m) => EngineError::CorruptMessage(m.clone()),
+        EngineError::InvalidRecord(m) => EngineError::InvalidRecord(m.clone()),
         EngineError::MessageTooLarge(n) => EngineError::MessageTooLarge(*n),
         EngineError::OffsetOutOfRange { requested, start, end } => {
             EngineError::OffsetOutOfRange { requested: *requested, start: *start, end: *end }

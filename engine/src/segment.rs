@@ -269,15 +269,18 @@ pub(crate) enum Offsets {
     Increasing,
 }
 
-/// Walks batches from `pos` (which must start a batch with base offset
-/// `offset`, or at or above it with [`Offsets::Increasing`]) to `file_len`,
-/// checking length, magic, CRC and offsets, and calls
-/// `on_batch(position, header, header bytes)` for each good one.
-/// Stops at the first bad or incomplete batch; zero padding counts as bad.
+/// Walks batches of the segment at `seg_base` from `pos` (which must start a
+/// batch with base offset `offset`, or at or above it with
+/// [`Offsets::Increasing`]) to `file_len`, checking length, magic, CRC and
+/// offsets, and calls `on_batch(position, header, header bytes)` for each good
+/// one. Stops at the first bad or incomplete batch; zero padding counts as
+/// bad, and so does a batch with offsets the segment cannot index.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn scan(
     file: &DmaFile,
     align: u64,
     file_len: u64,
+    seg_base: i64,
     mut pos: u64,
     mut offset: i64,
     offsets: Offsets,
@@ -304,14 +307,29 @@ pub(crate) async fn scan(
         if batch::check_header(&h).is_err() || !offset_ok || h.total_len() as u64 > left {
             return Ok(bad);
         }
+        let Some(end) = indexable_end(seg_base, &h) else {
+            return Ok(bad);
+        };
         let whole = window.get(pos, h.total_len(), SCAN_READ_BYTES).await?;
         if batch::check_crc(&h, whole).is_err() {
             return Ok(bad);
         }
         on_batch(pos, &h, &whole[..HEADER_LEN]);
         pos += h.total_len() as u64;
-        offset = h.last_offset() + 1;
+        offset = end;
     }
+}
+
+/// One past the last offset of a batch (header checked) read from the segment
+/// at `seg_base`, if the segment can hold it: every offset at or above the
+/// base and within the u32 relative offsets of the indexes. The writer never
+/// writes other batches (it rolls first), but files are not trusted.
+fn indexable_end(seg_base: i64, h: &BatchHeader) -> Option<i64> {
+    let last = h.base_offset.checked_add(i64::from(h.last_offset_delta))?;
+    if h.base_offset.checked_sub(seg_base)? < 0 || last.checked_sub(seg_base)? > i64::from(u32::MAX) {
+        return None;
+    }
+    last.checked_add(1)
 }
 
 /// A segment's in-memory indexes.
@@ -370,7 +388,7 @@ pub(crate) async fn scan_with_index(
     let mut added = IndexAdditions::default();
     let mut times = TimeIndex::new();
     let mut policy = IndexPolicy::new(index_interval);
-    let end = scan(file, alignment_of(file), file_len, 0, base_offset, offsets, |pos, h, head| {
+    let end = scan(file, alignment_of(file), file_len, base_offset, 0, base_offset, offsets, |pos, h, head| {
         added.on_batch(&mut policy, base_offset, pos, h.base_offset, h.total_len() as u64, batch::max_timestamp(head));
         for e in added.times.drain(..) {
             times.maybe_push(e);
@@ -414,7 +432,7 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
             Some(e) => (u64::from(e.position), base_offset + i64::from(e.relative_offset)),
             None => (0, base_offset),
         };
-        let end = scan(&file, align, file_len, pos, offset, Offsets::Increasing, |_, _, _| {}).await?;
+        let end = scan(&file, align, file_len, base_offset, pos, offset, Offsets::Increasing, |_, _, _| {}).await?;
         let times = read_time_index_file(dir, base_offset, end.next_offset - base_offset).await;
         match times {
             Some(times)
@@ -465,7 +483,7 @@ pub(crate) async fn load_cleanly_closed(
     };
     let (pos, offset) =
         offsets.last().map_or((0, base), |e| (u64::from(e.position), base + i64::from(e.relative_offset)));
-    let end = scan(file, alignment_of(file), file_len, pos, offset, Offsets::Contiguous, |_, _, _| {}).await?;
+    let end = scan(file, alignment_of(file), file_len, base, pos, offset, Offsets::Contiguous, |_, _, _| {}).await?;
     if !end.clean || end.next_offset != marker.next_offset {
         tracing::warn!(dir = %dir.display(), base, "segment does not end as the clean-shutdown marker says; scanning it");
         return Ok(None);

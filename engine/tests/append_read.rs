@@ -67,6 +67,42 @@ fn append_read_round_trip() {
     });
 }
 
+/// A batch's header alone claims its offsets (records are not counted), so
+/// one payload of four 4 KiB batches claiming 2^31 - 1 offsets each once
+/// overflowed the segment's u32 relative offsets at an index entry and
+/// panicked the writer. Such payloads, and batches whose offsets and record
+/// count disagree, are INVALID_RECORD, as in Kafka.
+#[test]
+fn batches_claiming_offsets_without_records_are_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async move {
+        let log = open(dir.path(), LogConfig::default()).await;
+        let claiming = |records: i32, last_offset_delta: i32| {
+            let mut b = batch(1, 4100, 4);
+            b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+            b[57..61].copy_from_slice(&records.to_be_bytes());
+            weir_engine::batch::rewrite_crc(&mut b);
+            b
+        };
+        let huge = claiming(i32::MAX, i32::MAX - 1);
+        let invalid = [
+            ("sparse offsets", claiming(1, i32::MAX)),
+            ("no records", claiming(0, 0)),
+            ("four huge claims", [huge.clone(), huge.clone(), huge.clone(), huge].concat()),
+        ];
+        for (what, records) in invalid {
+            match log.append(bytes(records), Durability::Synced).await {
+                Err(EngineError::InvalidRecord(_)) => {}
+                other => panic!("{what}: expected InvalidRecord, got {other:?}"),
+            }
+        }
+        assert_eq!(log.high_watermark(), 0);
+        let info = log.append(bytes(batch(2, 30, 5)), Durability::Synced).await.expect("a valid batch");
+        assert_eq!((info.base_offset, info.last_offset), (0, 1));
+        log.close().await.expect("close");
+    });
+}
+
 #[test]
 fn invalid_batches_are_rejected_and_nothing_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");

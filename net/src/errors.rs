@@ -12,6 +12,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::ShardUnavailable => ResponseError::NotLeaderOrFollower,
         PartitionError::Offline => ResponseError::KafkaStorageError,
         PartitionError::Engine(EngineError::CorruptMessage(_)) => ResponseError::CorruptMessage,
+        PartitionError::Engine(EngineError::InvalidRecord(_)) => ResponseError::InvalidRecord,
         PartitionError::Engine(EngineError::MessageTooLarge(_)) => ResponseError::MessageTooLarge,
         PartitionError::Engine(EngineError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
         PartitionError::Engine(EngineError::Io(_)) => ResponseError::KafkaStorageError,

@@ -1,0 +1,240 @@
+//! Writes seed inputs for every fuzz target into `<out>/<target>/`: request
+//! frames of every implemented API and version encoded by kafka-protocol,
+//! record batches as clients send them, and partition directories written by
+//! the engine itself. tools/fuzz.sh merges them into the committed corpus.
+//!
+//! Usage: `fuzz_seeds <out dir>`
+
+use std::path::{Path, PathBuf};
+
+// Built with the targets' coverage flags, it needs libFuzzer's coverage
+// callbacks linked in (not its `main`: this binary has its own).
+extern crate libfuzzer_sys;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+use weir_engine::{batch, records, Durability, LogConfig, PartitionLog};
+use weir_fuzz::PartitionFiles;
+use weir_net::apis::SUPPORTED_APIS;
+
+fn main() {
+    let out = PathBuf::from(std::env::args().nth(1).expect("usage: fuzz_seeds <out dir>"));
+    let mut frames = Vec::new();
+    let mut decode = Vec::new();
+    for (index, api) in SUPPORTED_APIS.iter().enumerate() {
+        for version in api.min..=api.max {
+            for body in request_bodies(api.key, version) {
+                let header_version = api.key.request_header_version(version);
+                let header = RequestHeader::default()
+                    .with_request_api_key(api.key as i16)
+                    .with_request_api_version(version)
+                    .with_correlation_id(7)
+                    .with_client_id(Some(StrBytes::from_static_str("fuzz-seed")));
+                let mut frame = BytesMut::new();
+                if header.encode(&mut frame, header_version).is_err() {
+                    continue;
+                }
+                frame.extend_from_slice(&body);
+                let mut whole = (frame.len() as u32).to_be_bytes().to_vec();
+                whole.extend_from_slice(&frame);
+                frames.push(whole);
+                // request_decode: API index, version from one below the range, body.
+                let mut input = vec![index as u8, (version - api.min + 1) as u8];
+                input.extend_from_slice(&body);
+                decode.push(input);
+            }
+        }
+    }
+    // Two frames in one stream, as pipelining clients send them.
+    let pipelined = [frames[0].clone(), frames[frames.len() - 1].clone()].concat();
+    frames.push(pipelined);
+    write_all(&out.join("request_frame"), &frames);
+    write_all(&out.join("request_decode"), &decode);
+    let batches = client_batches();
+    let batch_inputs: Vec<Vec<u8>> =
+        batches.iter().flat_map(|b| [0u8, 2].map(|flags| [&[flags][..], b].concat())).collect();
+    write_all(&out.join("record_batch"), &batch_inputs);
+    let segments = weir_fuzz::block_on(partition_directories());
+    let segment_inputs: Vec<Vec<u8>> = segments.iter().map(PartitionFiles::encode).collect();
+    for (files, input) in segments.iter().zip(&segment_inputs) {
+        assert_eq!(&PartitionFiles::decode(input), files, "the input layout round-trips");
+    }
+    write_all(&out.join("segment_recovery"), &segment_inputs);
+}
+
+fn write_all(dir: &Path, inputs: &[Vec<u8>]) {
+    std::fs::create_dir_all(dir).expect("seed directory");
+    for (i, input) in inputs.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i:04}")), input).expect("write a seed");
+    }
+    println!("{}: {} seeds", dir.display(), inputs.len());
+}
+
+/// Bodies of `key` at `version`: the default request and a filled-in one,
+/// those that this version can encode (fields newer than it cannot be set).
+fn request_bodies(key: ApiKey, version: i16) -> Vec<Bytes> {
+    let topic = || TopicName(StrBytes::from_static_str("clicks"));
+    let v = version;
+    let bodies = match key {
+        ApiKey::Produce => {
+            let records = Bytes::from(records::encode_batch(1_700_000_000_000, &[(Some(b"k"), Some(b"v"))]));
+            let partition = PartitionProduceData::default().with_index(0).with_records(Some(records));
+            let data = TopicProduceData::default().with_name(topic()).with_partition_data(vec![partition]);
+            let filled = ProduceRequest::default().with_acks(-1).with_topic_data(vec![data]);
+            vec![encoded(ProduceRequest::default(), v), encoded(filled, v)]
+        }
+        ApiKey::Fetch => {
+            let partition = FetchPartition::default().with_partition(1).with_fetch_offset(5);
+            let topic = FetchTopic::default().with_topic(topic()).with_partitions(vec![partition]);
+            let filled = FetchRequest::default().with_max_wait_ms(500).with_topics(vec![topic]);
+            vec![encoded(FetchRequest::default(), v), encoded(filled, v)]
+        }
+        ApiKey::ListOffsets => {
+            let partition = ListOffsetsPartition::default().with_timestamp(-1);
+            let topic = ListOffsetsTopic::default().with_name(topic()).with_partitions(vec![partition]);
+            vec![
+                encoded(ListOffsetsRequest::default(), v),
+                encoded(ListOffsetsRequest::default().with_topics(vec![topic]), v),
+            ]
+        }
+        ApiKey::Metadata => {
+            let topics = vec![MetadataRequestTopic::default().with_name(Some(topic()))];
+            vec![
+                encoded(MetadataRequest::default(), v),
+                encoded(MetadataRequest::default().with_topics(Some(topics)), v),
+            ]
+        }
+        ApiKey::CreateTopics => {
+            let config = CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("60000")));
+            let topic = CreatableTopic::default().with_name(topic()).with_num_partitions(3).with_configs(vec![config]);
+            let filled = CreateTopicsRequest::default().with_topics(vec![topic]);
+            vec![encoded(CreateTopicsRequest::default(), v), encoded(filled, v)]
+        }
+        ApiKey::JoinGroup => {
+            let protocol = JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 6, b'c', b'l', b'i', b'c', b'k', b's']));
+            let filled = JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("group")))
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![protocol]);
+            vec![encoded(JoinGroupRequest::default(), v), encoded(filled, v)]
+        }
+        ApiKey::ApiVersions => vec![encoded(ApiVersionsRequest::default(), v)],
+        ApiKey::DeleteTopics => vec![encoded(DeleteTopicsRequest::default(), v)],
+        ApiKey::FindCoordinator => vec![encoded(FindCoordinatorRequest::default(), v)],
+        ApiKey::InitProducerId => vec![encoded(InitProducerIdRequest::default(), v)],
+        ApiKey::SyncGroup => vec![encoded(SyncGroupRequest::default(), v)],
+        ApiKey::Heartbeat => vec![encoded(HeartbeatRequest::default(), v)],
+        ApiKey::LeaveGroup => vec![encoded(LeaveGroupRequest::default(), v)],
+        ApiKey::OffsetCommit => vec![encoded(OffsetCommitRequest::default(), v)],
+        ApiKey::OffsetFetch => vec![encoded(OffsetFetchRequest::default(), v)],
+        ApiKey::ListGroups => vec![encoded(ListGroupsRequest::default(), v)],
+        ApiKey::DescribeGroups => vec![encoded(DescribeGroupsRequest::default(), v)],
+        ApiKey::DeleteGroups => vec![encoded(DeleteGroupsRequest::default(), v)],
+        ApiKey::OffsetDelete => vec![encoded(OffsetDeleteRequest::default(), v)],
+        ApiKey::DeleteRecords => vec![encoded(DeleteRecordsRequest::default(), v)],
+        ApiKey::DescribeConfigs => vec![encoded(DescribeConfigsRequest::default(), v)],
+        ApiKey::AlterConfigs => vec![encoded(AlterConfigsRequest::default(), v)],
+        ApiKey::IncrementalAlterConfigs => vec![encoded(IncrementalAlterConfigsRequest::default(), v)],
+        other => panic!("{other:?} is in SUPPORTED_APIS but has no seed"),
+    };
+    bodies.into_iter().flatten().collect()
+}
+
+/// `request` at `version`, unless it sets a field this version lacks.
+fn encoded<T: Encodable>(request: T, version: i16) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    request.encode(&mut buf, version).ok()?;
+    Some(buf.freeze())
+}
+
+/// Record payloads as clients send them: plain batches with keys, nulls and
+/// tombstones, one encoded by kafka-protocol with headers, an idempotent one,
+/// compressed and control ones (opaque to the engine), two batches in a row.
+fn client_batches() -> Vec<Vec<u8>> {
+    let plain =
+        records::encode_batch(1_700_000_000_000, &[(Some(b"a"), Some(b"1")), (None, Some(b"2")), (Some(b"a"), None)]);
+    let mut idempotent = records::encode_batch(5, &[(None, Some(b"x")), (None, Some(b"y"))]);
+    idempotent[43..51].copy_from_slice(&42i64.to_be_bytes());
+    idempotent[51..53].copy_from_slice(&0i16.to_be_bytes());
+    idempotent[53..57].copy_from_slice(&0i32.to_be_bytes());
+    batch::rewrite_crc(&mut idempotent);
+    let with_attributes = |attributes: i16| {
+        let mut b = plain.clone();
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        batch::rewrite_crc(&mut b);
+        b
+    };
+    let mut with_headers = BytesMut::new();
+    let mut record = weir_net::records::plain_record(0, 1_700_000_000_000, Some(Bytes::from_static(b"key")), None);
+    record.headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")));
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut with_headers, &[record], &options).expect("encode a batch");
+    vec![
+        plain.clone(),
+        idempotent,
+        with_attributes(batch::ATTR_COMPRESSION_MASK & 1),
+        with_attributes(batch::ATTR_CONTROL),
+        with_headers.to_vec(),
+        [plain.clone(), records::encode_batch(9, &[])].concat(),
+    ]
+}
+
+/// Partition directories the engine wrote: one active segment; a sealed
+/// segment with its indexes before it; the same after DeleteRecords (a log
+/// start checkpoint).
+async fn partition_directories() -> Vec<PartitionFiles> {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let mut inputs = Vec::new();
+    for (name, appends, delete_before) in [("active", 3, None), ("sealed", 12, None), ("deleted", 12, Some(4))] {
+        let dir = std::path::absolute(scratch.path().join(name)).expect("absolute path");
+        let config = LogConfig { segment_bytes: 1000, index_interval_bytes: 128, ..LogConfig::default() };
+        let log = PartitionLog::open(dir.clone(), config).await.expect("open a log");
+        for i in 0..appends {
+            let value = vec![b'v'; 40 + i * 7];
+            let key = format!("key-{}", i % 4);
+            let batch = records::encode_batch(1_700_000_000_000 + i as i64, &[(Some(key.as_bytes()), Some(&value))]);
+            log.append(batch.into(), Durability::Synced).await.expect("append");
+        }
+        if let Some(offset) = delete_before {
+            log.delete_records(offset).await.expect("delete records");
+        }
+        log.close().await.expect("close");
+        inputs.push(read_partition(&dir));
+    }
+    inputs
+}
+
+/// The files of a partition directory with at most two segments.
+fn read_partition(dir: &Path) -> PartitionFiles {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list the partition")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    assert!(logs.len() <= 2, "the seeds hold at most a sealed and an active segment: {logs:?}");
+    let active = logs.pop().expect("an active segment");
+    let read = |path: PathBuf| std::fs::read(path).ok();
+    let sealed = logs.pop();
+    PartitionFiles {
+        sealed_index: sealed.as_ref().and_then(|p| read(p.with_extension("index"))),
+        sealed_time_index: sealed.as_ref().and_then(|p| read(p.with_extension("timeindex"))),
+        sealed_log: sealed.and_then(read),
+        active_log: std::fs::read(active).expect("the active segment"),
+        log_start_offset: read(dir.join("log-start-offset")),
+        active_base: None,
+        fix_crcs: false,
+    }
+}
