@@ -33,6 +33,7 @@
 pub mod batch;
 mod cache;
 mod compaction;
+mod direct_read;
 mod error;
 pub mod index;
 mod log;
