@@ -33,7 +33,6 @@
 pub mod batch;
 mod cache;
 mod compaction;
-mod direct_read;
 mod error;
 pub mod index;
 mod log;

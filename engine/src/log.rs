@@ -448,9 +448,7 @@ impl PartitionLog {
         debug_assert!(offset < seg.next_offset() && seg.next_offset() <= hw);
         let pos = seg.lookup(offset);
         let mut reads = 0;
-        // The index points at most about one interval before the batch wanted.
-        let slack = self.config().index_interval_bytes.min(MAX_READ_BYTES as u64) as usize;
-        let result = read_batches(&seg, pos, limit, offset, max_bytes, slack, &mut reads).await;
+        let result = read_batches(&seg, pos, limit, offset, max_bytes, &mut reads).await;
         self.shared.count(|s| s.disk_reads += reads);
         result
     }
@@ -680,109 +678,65 @@ async fn find_in_segment(
 }
 
 /// Reads whole batches of `seg` from `pos` (a batch start at or before the
-/// one holding `offset`) up to `limit`: skips batches ending before `offset`,
-/// then takes batches until `max_bytes` (at least one). What is returned is a
-/// slice of one disk read into memory of its own (no copy): that read covers
-/// `max_bytes` and `slack` bytes to skip; a first batch it does not hold
-/// whole is read again alone, and batches past its end are left for the
-/// next fetch.
+/// one holding `offset`) up to `limit`: skips batches ending before
+/// `offset`, then copies batches until `max_bytes` (at least one).
 async fn read_batches(
     seg: &Segment,
     pos: u64,
     limit: u64,
     offset: i64,
     max_bytes: usize,
-    slack: usize,
     reads: &mut u64,
 ) -> Result<Bytes, EngineError> {
+    let prefetch = max_bytes.min(MAX_READ_BYTES);
+    let mut window = FileWindow::new(&seg.file, seg.align, limit);
+    let result = read_batches_in(seg, &mut window, pos, limit, offset, max_bytes, prefetch).await;
+    *reads += window.reads;
+    result
+}
+
+async fn read_batches_in(
+    seg: &Segment,
+    window: &mut FileWindow<'_>,
+    mut pos: u64,
+    limit: u64,
+    offset: i64,
+    max_bytes: usize,
+    prefetch: usize,
+) -> Result<Bytes, EngineError> {
     let corrupt = |pos: u64, why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
-    let want = max_bytes.min(MAX_READ_BYTES).saturating_add(slack);
-    let mut window = OwnedWindow::read(seg, pos, HEADER_LEN, want, limit, reads).await?;
-    // The batches taken: `[first, end)`.
-    let (mut first, mut end) = (None, pos);
-    while end < limit {
-        if limit - end < HEADER_LEN as u64 {
-            return Err(corrupt(end, "partial header below the high watermark".into()));
+    // Sized once: growing by doubling would copy the batches again.
+    let mut out: Vec<u8> = Vec::with_capacity(max_bytes.min(MAX_READ_BYTES).min((limit - pos) as usize));
+    while pos < limit {
+        if limit - pos < HEADER_LEN as u64 {
+            return Err(corrupt(pos, "partial header below the high watermark".into()));
         }
-        if !window.holds(end, HEADER_LEN) {
-            if first.is_some() {
-                break;
-            }
-            window = OwnedWindow::read(seg, end, HEADER_LEN, want, limit, reads).await?;
-        }
-        let h = batch::parse_header(window.at(end, HEADER_LEN)).ok_or_else(|| corrupt(end, "short header".into()))?;
-        batch::check_header(&h).map_err(|e| corrupt(end, e))?;
+        let head = window.get(pos, HEADER_LEN, prefetch).await?;
+        let h = batch::parse_header(head).ok_or_else(|| corrupt(pos, "short header".into()))?;
+        batch::check_header(&h).map_err(|e| corrupt(pos, e))?;
         let len = h.total_len();
-        if end + len as u64 > limit {
-            return Err(corrupt(end, format!("batch of {len} bytes crosses the end {limit}")));
+        if pos + len as u64 > limit {
+            return Err(corrupt(pos, format!("batch of {len} bytes crosses the end {limit}")));
         }
         if h.last_offset() < offset {
-            end += len as u64;
+            pos += len as u64;
             continue;
         }
-        let taken = first.map_or(0, |first| (end - first) as usize);
-        if taken > 0 && taken + len > max_bytes {
+        if !out.is_empty() && out.len() + len > max_bytes {
             break;
         }
-        if !window.holds(end, len) {
-            if first.is_some() {
-                break;
-            }
-            window = OwnedWindow::read(seg, end, len, want, limit, reads).await?;
-        }
-        let first = *first.get_or_insert(end);
-        end += len as u64;
-        if (end - first) as usize >= max_bytes {
+        let left = max_bytes.saturating_sub(out.len()).min(MAX_READ_BYTES);
+        let bytes = window.get(pos, len, left).await?;
+        out.extend_from_slice(bytes);
+        pos += len as u64;
+        if out.len() >= max_bytes {
             break;
         }
     }
-    match first {
-        Some(first) => Ok(window.bytes.slice((first - window.start) as usize..(end - window.start) as usize)),
-        None => Err(corrupt(end, format!("offset {offset} not found"))),
+    if out.is_empty() {
+        return Err(corrupt(pos, format!("offset {offset} not found")));
     }
-}
-
-/// One aligned disk read of a segment, in memory of its own.
-struct OwnedWindow {
-    start: u64,
-    bytes: Bytes,
-}
-
-impl OwnedWindow {
-    /// Reads from `pos` at least `need` bytes and up to `want` (never past
-    /// `limit`, which `pos + need` must not pass), aligned outwards.
-    async fn read(
-        seg: &Segment,
-        pos: u64,
-        need: usize,
-        want: usize,
-        limit: u64,
-        reads: &mut u64,
-    ) -> Result<Self, EngineError> {
-        let start = align_down(pos, seg.align);
-        let stop = align_up((pos + want.max(need) as u64).min(limit).max(pos + need as u64), seg.align);
-        *reads += 1;
-        let bytes = seg.read_owned(start, stop).await?;
-        let window = OwnedWindow { start, bytes };
-        if !window.holds(pos, need) {
-            return Err(disk_corruption(format!(
-                "segment {}: short read at {start}: {} bytes, needed {}",
-                seg.base_offset,
-                window.bytes.len(),
-                pos + need as u64 - start
-            )));
-        }
-        Ok(window)
-    }
-
-    fn holds(&self, pos: u64, len: usize) -> bool {
-        pos >= self.start && pos + len as u64 <= self.start + self.bytes.len() as u64
-    }
-
-    fn at(&self, pos: u64, len: usize) -> &[u8] {
-        let from = (pos - self.start) as usize;
-        &self.bytes[from..from + len]
-    }
+    Ok(Bytes::from(out))
 }
 
 /// The writer task's own state: the active segment's partial last block and

@@ -3,15 +3,13 @@
 //! aligned window reader, the batch scanner used by recovery, and the helpers
 //! that open, recover and seal segment files. Writing lives in `log.rs`.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions, ReadResult};
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::direct_read::ReadFd;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
 use crate::timeindex::{TimeEntry, TimeIndex};
@@ -116,8 +114,6 @@ pub(crate) struct Segment {
     /// Largest batch maxTimestamp and the base offset of the first batch
     /// with it; `None` while empty.
     max_time: Cell<Option<(i64, i64)>>,
-    /// The descriptor consumer reads use, made at the first one.
-    read_fd: OnceCell<ReadFd>,
 }
 
 impl Segment {
@@ -132,22 +128,7 @@ impl Segment {
             index: RefCell::new(indexes.offsets),
             time_index: RefCell::new(indexes.times),
             max_time: Cell::new(indexes.max_time),
-            read_fd: OnceCell::new(),
         }
-    }
-
-    /// Bytes `[start, stop)` (aligned) into memory of their own, as one `Bytes`;
-    /// fewer at the end of the file.
-    pub async fn read_owned(&self, start: u64, stop: u64) -> Result<Bytes, EngineError> {
-        let fd = match self.read_fd.get() {
-            Some(fd) => fd.clone(),
-            None => {
-                let fd = ReadFd::dup(&self.file)?;
-                let _ = self.read_fd.set(fd.clone());
-                fd
-            }
-        };
-        fd.read(start, (stop - start) as usize, self.align as usize).await
     }
 
     /// Largest batch maxTimestamp and the base offset of its batch.

@@ -301,15 +301,10 @@ fn disk_reads_return_whole_batches_for_every_offset_and_size() {
                     }
                     assert_eq!(at, got.len(), "offset {offset}, max {max_bytes}: ends at a batch end");
                     assert!(got.len() <= max_bytes.max(expected[i].2.len()), "offset {offset}, max {max_bytes}");
-                    // The bytes lie where the aligned direct read put them,
-                    // not in a copy: their address is their file position
-                    // modulo the (4 KiB or larger) alignment.
-                    let position: usize = expected[..i].iter().map(|e| e.2.len()).sum();
-                    assert_eq!(got.as_ptr() as usize % 4096, position % 4096, "offset {offset}: a copy");
                 }
             }
         }
-        assert_eq!(log.read(0, 16 << 20).await.expect("read all").len(), total, "one read covers max_bytes");
+        assert_eq!(log.read(0, 16 << 20).await.expect("read all").len(), total, "one read takes up to max_bytes");
         assert_eq!(log.stats().cache_hits, 0);
         log.close().await.expect("close");
     });
