@@ -116,6 +116,13 @@ fn errors_are_counted_by_error_code() {
 fn a_request_head_too_large_is_refused() {
     let admin = format!("127.0.0.1:{}", free_port());
     let _broker = Broker::start(&["--admin-listen", &admin]);
+    // The Kafka port opens before the admin endpoint and the other shard are
+    // up: wait for health first, so the check after the huge request means something.
+    let started = std::time::Instant::now();
+    while TcpStream::connect(&admin).is_err() || http(&admin, "GET", "/health").0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the broker never became healthy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut stream = TcpStream::connect(&admin).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(64 * 1024));
