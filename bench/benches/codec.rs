@@ -64,6 +64,33 @@ fn bench_decode_produce(c: &mut Criterion) {
     group.bench_function("encode_fetch_response_v12_1MiB_chunked", |b| {
         b.iter(|| weir_net::codec::encode_fetch_response(12, 7, &response).expect("encode"))
     });
+    // The same bytes spread over 100 partitions (10 KiB each) of 10 topics:
+    // the chunked encoding's cost per partition.
+    let spread = FetchResponse::default().with_responses(
+        (0..10)
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(format!("bench-{t}"))))
+                    .with_partitions(
+                        (0..10)
+                            .map(|p| {
+                                let at = (t * 10 + p) * 10_240;
+                                PartitionData::default()
+                                    .with_partition_index(p as i32)
+                                    .with_high_watermark(1_000_000)
+                                    .with_records(Some(records.slice(at..at + 10_240)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    group.bench_function("encode_fetch_response_v12_100x10KiB_copied", |b| {
+        b.iter(|| weir_net::codec::encode_response(ApiKey::Fetch, 12, 7, &spread).expect("encode"))
+    });
+    group.bench_function("encode_fetch_response_v12_100x10KiB_chunked", |b| {
+        b.iter(|| weir_net::codec::encode_fetch_response(12, 7, &spread).expect("encode"))
+    });
     group.finish();
 }
 
