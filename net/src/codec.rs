@@ -97,12 +97,8 @@ impl ResponseFrame {
     }
 
     /// Bytes on the wire, length prefix included.
-    pub fn len(&self) -> usize {
+    pub fn wire_bytes(&self) -> usize {
         self.chunks().iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -275,7 +271,7 @@ mod tests {
                 let frame = encode_fetch_response(version, 42, &response).unwrap();
                 let joined: Vec<u8> = frame.chunks().iter().flat_map(|c| c.iter().copied()).collect();
                 assert_eq!(joined, expected[..], "version {version}, {} partitions", records.len());
-                assert_eq!(frame.len(), expected.len());
+                assert_eq!(frame.wire_bytes(), expected.len());
                 let passed: Vec<&Bytes> = records.iter().flatten().filter(|r| !r.is_empty()).collect();
                 let same_memory: Vec<&Bytes> = frame
                     .chunks()

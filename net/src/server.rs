@@ -229,7 +229,7 @@ async fn write_responses(
                     tracing::debug!("write failed: {e}");
                     return;
                 }
-                shard.metrics().add_bytes_out(response.len());
+                shard.metrics().add_bytes_out(response.wire_bytes());
             }
             Ok(None) => {}
             Err(e) => {
