@@ -1,5 +1,6 @@
 //! Codec micro-benchmarks with kafka-protocol: decode a ProduceRequest as the
-//! broker receives it, encode a FetchResponse as the broker answers.
+//! broker receives it, encode a FetchResponse as kafka-protocol does (one
+//! buffer) and as the broker answers (records passed through as chunks).
 //! Run: `cargo bench -p weir-bench --bench codec`.
 
 use bytes::{Bytes, BytesMut};
@@ -55,8 +56,40 @@ fn bench_decode_produce(c: &mut Criterion) {
             .with_high_watermark(1_000_000)
             .with_records(Some(records.clone()))])]);
     group.throughput(Throughput::Bytes(records.len() as u64));
-    group.bench_function("encode_fetch_response_v12_1MiB", |b| {
+    // kafka-protocol's own encoding into one buffer (the records copied), and
+    // the broker's: small chunks around the records, passed through.
+    group.bench_function("encode_fetch_response_v12_1MiB_copied", |b| {
         b.iter(|| weir_net::codec::encode_response(ApiKey::Fetch, 12, 7, &response).expect("encode"))
+    });
+    group.bench_function("encode_fetch_response_v12_1MiB_chunked", |b| {
+        b.iter(|| weir_net::codec::encode_fetch_response(12, 7, &response).expect("encode"))
+    });
+    // The same bytes spread over 100 partitions (10 KiB each) of 10 topics:
+    // the chunked encoding's cost per partition.
+    let spread = FetchResponse::default().with_responses(
+        (0..10)
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(format!("bench-{t}"))))
+                    .with_partitions(
+                        (0..10)
+                            .map(|p| {
+                                let at = (t * 10 + p) * 10_240;
+                                PartitionData::default()
+                                    .with_partition_index(p as i32)
+                                    .with_high_watermark(1_000_000)
+                                    .with_records(Some(records.slice(at..at + 10_240)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    group.bench_function("encode_fetch_response_v12_100x10KiB_copied", |b| {
+        b.iter(|| weir_net::codec::encode_response(ApiKey::Fetch, 12, 7, &spread).expect("encode"))
+    });
+    group.bench_function("encode_fetch_response_v12_100x10KiB_chunked", |b| {
+        b.iter(|| weir_net::codec::encode_fetch_response(12, 7, &spread).expect("encode"))
     });
     group.finish();
 }

@@ -66,33 +66,62 @@ fn bench_append(c: &mut Criterion) {
     group.finish();
 }
 
+/// A log of `BATCHES` copies of `b` (100 records each) on disk, far larger
+/// than the read cache, and the time `read_all` takes over it for `iters`.
+fn read_log(b: &Bytes, iters: u64, read_all: impl AsyncFn(&PartitionLog, u64)) -> Duration {
+    let dir = tempfile::tempdir().expect("temp dir");
+    executor().run(async {
+        let log = PartitionLog::open(dir.path().join("p-0"), LogConfig::default()).await.expect("open");
+        for _ in 0..READ_BATCHES {
+            log.append(b.clone(), Durability::Written).await.expect("append");
+        }
+        let start = Instant::now();
+        read_all(&log, iters).await;
+        let elapsed = start.elapsed();
+        log.close().await.expect("close");
+        elapsed
+    })
+}
+
+const READ_BATCHES: i64 = 1000;
+
 fn bench_read(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_read");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
     let b = batch(100, 100 * 1030);
-    const BATCHES: i64 = 1000;
     group.throughput(Throughput::Bytes(1 << 20));
     group.bench_function("1MiB_at_random_offset", |bencher| {
         bencher.iter_custom(|iters| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            executor().run(async {
-                let log = PartitionLog::open(dir.path().join("p-0"), LogConfig::default()).await.expect("open");
-                for _ in 0..BATCHES {
-                    log.append(b.clone(), Durability::Written).await.expect("append");
-                }
+            read_log(&b, iters, async |log, iters| {
                 let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-                let start = Instant::now();
                 for _ in 0..iters {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
-                    let offset = (rng % (BATCHES as u64 * 100)) as i64;
+                    let offset = (rng % (READ_BATCHES as u64 * 100)) as i64;
                     let bytes = log.read(offset, 1 << 20).await.expect("read");
                     assert!(!bytes.is_empty());
                 }
-                let elapsed = start.elapsed();
-                log.close().await.expect("close");
-                elapsed
+            })
+        })
+    });
+    // A consumer catching up: 1 MiB fetches from where the last one ended,
+    // from the start again at the end of the log; throughput counts the
+    // bytes actually returned.
+    let log_bytes = READ_BATCHES as u64 * b.len() as u64;
+    group.throughput(Throughput::Bytes(log_bytes));
+    group.bench_function("whole_log_in_1MiB_fetches", |bencher| {
+        bencher.iter_custom(|iters| {
+            read_log(&b, iters, async |log, iters| {
+                for _ in 0..iters {
+                    let (mut offset, mut read) = (0, 0);
+                    while offset < log.high_watermark() {
+                        let bytes = log.read(offset, 1 << 20).await.expect("read");
+                        offset += (bytes.len() / b.len()) as i64 * 100;
+                        read += bytes.len() as u64;
+                    }
+                    assert_eq!(read, log_bytes);
+                }
             })
         })
     });

@@ -737,7 +737,8 @@ async fn read_batches_in(
     prefetch: usize,
 ) -> Result<Bytes, EngineError> {
     let corrupt = |pos: u64, why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
-    let mut out: Vec<u8> = Vec::new();
+    // Sized once: growing by doubling would copy the batches again.
+    let mut out: Vec<u8> = Vec::with_capacity(max_bytes.min(MAX_READ_BYTES).min((limit - pos) as usize));
     while pos < limit {
         if limit - pos < HEADER_LEN as u64 {
             return Err(corrupt(pos, "partial header below the high watermark".into()));

@@ -306,3 +306,42 @@ fn io_error_fails_the_affected_appends_and_later_appends_retry() {
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn disk_reads_return_whole_batches_for_every_offset_and_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async move {
+        // No cache: every read goes to the disk. Batch sizes from tiny to
+        // larger than a read window, so reads skip, stop at and re-read.
+        let log = open(dir.path(), LogConfig { cache_bytes: 0, ..LogConfig::default() }).await;
+        let mut expected = Vec::new();
+        for i in 0..30u8 {
+            let body = [40usize, 5_000, 70_000, 300_000, 900][usize::from(i) % 5] + usize::from(i);
+            let b = batch(i32::from(i % 3) + 1, body, i);
+            let info = log.append(bytes(b.clone()), Durability::Written).await.expect("append");
+            expected.push((info.base_offset, info.last_offset, stored(b, info.base_offset)));
+        }
+        let total: usize = expected.iter().map(|e| e.2.len()).sum();
+        for (i, (first, last, _)) in expected.iter().enumerate() {
+            for offset in [*first, *last] {
+                for max_bytes in [0, 1, 4_000, 100_000, 1 << 20, 16 << 20] {
+                    let got = log.read(offset, max_bytes).await.expect("read");
+                    // Whole batches, from the one holding `offset`, in order.
+                    let mut at = 0;
+                    for e in &expected[i..] {
+                        if at == got.len() {
+                            break;
+                        }
+                        assert_eq!(&got[at..at + e.2.len()], &e.2[..], "offset {offset}, max {max_bytes}");
+                        at += e.2.len();
+                    }
+                    assert_eq!(at, got.len(), "offset {offset}, max {max_bytes}: ends at a batch end");
+                    assert!(got.len() <= max_bytes.max(expected[i].2.len()), "offset {offset}, max {max_bytes}");
+                }
+            }
+        }
+        assert_eq!(log.read(0, 16 << 20).await.expect("read all").len(), total, "one read takes up to max_bytes");
+        assert_eq!(log.stats().cache_hits, 0);
+        log.close().await.expect("close");
+    });
+}

@@ -1,8 +1,10 @@
 //! Kafka framing: a 4-byte big-endian length, then a request header and body.
 
+use crate::chunked::ChunkedBuf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::io;
 
@@ -77,6 +79,29 @@ pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, HeaderError> {
     Ok(RequestFrame { api_key, header, body: frame })
 }
 
+/// A response frame as the connection writer sends it.
+pub enum ResponseFrame {
+    /// One buffer (every API but Fetch).
+    Whole(Bytes),
+    /// Small encoded pieces around record bytes passed through from the log
+    /// or its cache (Fetch), to be written in order.
+    Chunks(Vec<Bytes>),
+}
+
+impl ResponseFrame {
+    pub fn chunks(&self) -> &[Bytes] {
+        match self {
+            ResponseFrame::Whole(bytes) => std::slice::from_ref(bytes),
+            ResponseFrame::Chunks(chunks) => chunks,
+        }
+    }
+
+    /// Bytes on the wire, length prefix included.
+    pub fn wire_bytes(&self) -> usize {
+        self.chunks().iter().map(Bytes::len).sum()
+    }
+}
+
 /// Encodes a whole response frame: length, header for `api_key`/`version`, body.
 pub fn encode_response<T: Encodable>(
     api_key: ApiKey,
@@ -84,15 +109,56 @@ pub fn encode_response<T: Encodable>(
     correlation_id: i32,
     body: &T,
 ) -> anyhow::Result<Bytes> {
-    let header_version = api_key.response_header_version(version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let size = response_size(api_key, version, body)?;
     let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(i32::try_from(size)?);
-    header.encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
+    encode_response_into(&mut buf, api_key, version, correlation_id, body, size)?;
     debug_assert_eq!(buf.len(), 4 + size);
     Ok(buf.freeze())
+}
+
+/// Encodes a Fetch response frame like [`encode_response`], with each
+/// partition's records passed through as its own chunk.
+pub fn encode_fetch_response(version: i16, correlation_id: i32, body: &FetchResponse) -> anyhow::Result<ResponseFrame> {
+    let records = body.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.clone());
+    encode_response_chunks(ApiKey::Fetch, version, correlation_id, body, records).map(ResponseFrame::Chunks)
+}
+
+/// Encodes a response frame like [`encode_response`], as chunks in which each
+/// of `pass_through` (byte fields of `body`, in encoding order) is its own
+/// chunk, the same memory, not a copy.
+fn encode_response_chunks<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+    pass_through: impl IntoIterator<Item = Bytes>,
+) -> anyhow::Result<Vec<Bytes>> {
+    let size = response_size(api_key, version, body)?;
+    let mut buf = ChunkedBuf::new(4 + size, pass_through);
+    encode_response_into(&mut buf, api_key, version, correlation_id, body, size)?;
+    debug_assert_eq!(buf.offset(), 4 + size);
+    Ok(buf.finish())
+}
+
+/// Header and body size of a response, without the length prefix.
+fn response_size<T: Encodable>(api_key: ApiKey, version: i16, body: &T) -> anyhow::Result<usize> {
+    let header_version = api_key.response_header_version(version);
+    Ok(ResponseHeader::default().compute_size(header_version)? + body.compute_size(version)?)
+}
+
+fn encode_response_into<B: ByteBufMut, T: Encodable>(
+    buf: &mut B,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+    size: usize,
+) -> anyhow::Result<()> {
+    let header_version = api_key.response_header_version(version);
+    buf.put_i32(i32::try_from(size)?);
+    ResponseHeader::default().with_correlation_id(correlation_id).encode(buf, header_version)?;
+    body.encode(buf, version)?;
+    Ok(())
 }
 
 /// Encodes a whole request frame (used by the client).
@@ -131,6 +197,92 @@ mod tests {
         assert_eq!(decoded.header.correlation_id, 42);
         let mut body = decoded.body;
         MetadataRequest::decode(&mut body, 9).unwrap();
+    }
+
+    /// A Fetch response with every field `version` has set to a non-default
+    /// value: several topics and partitions, records empty, absent and large,
+    /// partition errors, aborted transactions, and v12's tagged fields.
+    fn fetch_response(version: i16, records: &[Option<Bytes>]) -> FetchResponse {
+        use kafka_protocol::messages::fetch_response::*;
+        use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let partition = |i: usize, records: &Option<Bytes>| {
+            let mut p = PartitionData::default()
+                .with_partition_index(i as i32)
+                .with_error_code(if i % 3 == 2 { 1 } else { 0 })
+                .with_high_watermark(1000 + i as i64)
+                .with_last_stable_offset(900 + i as i64)
+                .with_records(records.clone());
+            if i % 2 == 0 {
+                p.aborted_transactions = Some(
+                    (0..i)
+                        .map(|t| {
+                            AbortedTransaction::default().with_producer_id(ProducerId(t as i64)).with_first_offset(7)
+                        })
+                        .collect(),
+                );
+            }
+            if version >= 5 {
+                p.log_start_offset = 10 + i as i64;
+            }
+            if version >= 11 {
+                p.preferred_read_replica = BrokerId(i as i32 % 2 - 1);
+            }
+            if version >= 12 && i == 1 {
+                p.diverging_epoch = EpochEndOffset::default().with_epoch(3).with_end_offset(500);
+                p.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(4);
+                p.snapshot_id = SnapshotId::default().with_end_offset(40).with_epoch(1);
+            }
+            p
+        };
+        let topics = records
+            .chunks(3)
+            .enumerate()
+            .map(|(t, chunk)| {
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(format!("topic-{t}"))))
+                    .with_partitions(chunk.iter().enumerate().map(|(i, r)| partition(t * 3 + i, r)).collect())
+            })
+            .collect();
+        let mut response = FetchResponse::default().with_throttle_time_ms(5).with_responses(topics);
+        if version >= 7 {
+            response.error_code = 0;
+            response.session_id = 77;
+        }
+        response
+    }
+
+    #[test]
+    fn chunked_fetch_responses_equal_kafka_protocol_and_pass_records_through() {
+        let batch = |len: usize, fill: u8| Some(Bytes::from(vec![fill; len]));
+        let cases: Vec<Vec<Option<Bytes>>> = vec![
+            vec![],
+            vec![None],
+            vec![Some(Bytes::new())],
+            vec![batch(1, 1)],
+            vec![batch(300, 2), None, Some(Bytes::new()), batch(70_000, 3), batch(5, 4), None, batch(128, 5)],
+            // A slice of a larger buffer, as the read cache serves it.
+            vec![Some(Bytes::from(vec![9u8; 4096]).slice(100..3000)), batch(1, 6)],
+        ];
+        for version in 4..=12 {
+            for records in &cases {
+                let response = fetch_response(version, records);
+                let expected = encode_response(ApiKey::Fetch, version, 42, &response).unwrap();
+                let frame = encode_fetch_response(version, 42, &response).unwrap();
+                let joined: Vec<u8> = frame.chunks().iter().flat_map(|c| c.iter().copied()).collect();
+                assert_eq!(joined, expected[..], "version {version}, {} partitions", records.len());
+                assert_eq!(frame.wire_bytes(), expected.len());
+                let passed: Vec<&Bytes> = records.iter().flatten().filter(|r| !r.is_empty()).collect();
+                let same_memory: Vec<&Bytes> = frame
+                    .chunks()
+                    .iter()
+                    .filter(|c| passed.iter().any(|r| r.as_ptr() == c.as_ptr() && r.len() == c.len()))
+                    .collect();
+                assert_eq!(same_memory.len(), passed.len(), "version {version}: every records chunk is passed through");
+                let small = frame.chunks().len() - passed.len();
+                assert!(small <= passed.len() + 1, "version {version}: {small} small chunks around records");
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod apis;
+mod chunked;
 pub mod client;
 pub mod codec;
 pub mod errors;

@@ -11,7 +11,7 @@
 //! shards together) is closed at once; one that sends no request for
 //! `connections_max_idle_ms` is closed.
 
-use crate::codec::{decode_header, read_frame};
+use crate::codec::{decode_header, read_frame, ResponseFrame};
 use crate::handlers;
 use bytes::Bytes;
 use futures::future::{select, Either};
@@ -202,7 +202,7 @@ async fn timed(
     correlation_id: i32,
     client: handlers::ClientInfo,
     request: handlers::Request,
-) -> anyhow::Result<Option<Bytes>> {
+) -> anyhow::Result<Option<ResponseFrame>> {
     let started = Instant::now();
     let answer = handlers::handle(shard.clone(), key, version, correlation_id, client, request).await;
     match key {
@@ -213,23 +213,23 @@ async fn timed(
     answer
 }
 
-type ResponseTask = glommio::Task<anyhow::Result<Option<Bytes>>>;
+type ResponseTask = glommio::Task<anyhow::Result<Option<ResponseFrame>>>;
 
 /// Writes the answers in request order; each request's permit (its share of
 /// `queued_max_request_bytes`) is given back once its answer is written.
-async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
+async fn write_responses(
     shard: Rc<Shard>,
-    mut writer: W,
+    mut writer: TcpStream,
     pending: local_channel::LocalReceiver<(ResponseTask, StaticPermit)>,
 ) {
     while let Some((task, _permit)) = pending.recv().await {
         match task.await {
             Ok(Some(response)) => {
-                if let Err(e) = writer.write_all(&response).await {
+                if let Err(e) = write_chunks(&mut writer, response.chunks()).await {
                     tracing::debug!("write failed: {e}");
                     return;
                 }
-                shard.metrics().add_bytes_out(response.len());
+                shard.metrics().add_bytes_out(response.wire_bytes());
             }
             Ok(None) => {}
             Err(e) => {
@@ -239,4 +239,99 @@ async fn write_responses<W: futures_lite::AsyncWrite + Unpin>(
         }
     }
     let _ = writer.close().await;
+}
+
+/// At most this many chunks go to one `sendmsg` (Linux allows 1024).
+const MAX_IOVECS: usize = 64;
+
+/// Writes `chunks` in order, as many per `sendmsg` as the socket takes
+/// (glommio's TcpStream writes one buffer per call, which for a Fetch
+/// response would be a send per partition); when the socket is full, waits
+/// for room with glommio's own write, which sends part of the first chunk.
+async fn write_chunks(writer: &mut TcpStream, chunks: &[Bytes]) -> std::io::Result<()> {
+    // The first unsent byte: chunk `index`, at `offset`.
+    let (mut index, mut offset) = (0, 0);
+    while index < chunks.len() {
+        if offset == chunks[index].len() {
+            (index, offset) = (index + 1, 0);
+            continue;
+        }
+        let mut sent = match send_vectored(writer.as_raw_fd(), &chunks[index..], offset) {
+            Some(sent) => sent?,
+            None => writer.write(&chunks[index][offset..]).await?,
+        };
+        if sent == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while sent > 0 {
+            let step = sent.min(chunks[index].len() - offset);
+            (sent, offset) = (sent - step, offset + step);
+            if offset == chunks[index].len() {
+                (index, offset) = (index + 1, 0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One non-blocking `sendmsg` of the chunks from `offset` into the first;
+/// `None` when the socket has no room.
+fn send_vectored(fd: std::os::fd::RawFd, chunks: &[Bytes], offset: usize) -> Option<std::io::Result<usize>> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
+    let mut count = 0;
+    for (i, chunk) in chunks.iter().take(MAX_IOVECS).enumerate() {
+        let part = if i == 0 { &chunk[offset..] } else { &chunk[..] };
+        iov[count] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+        count += 1;
+    }
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = count as _;
+    loop {
+        // SAFETY: `msg` points at `count` iovecs over live `Bytes`; sendmsg only reads them.
+        let sent = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Some(Ok(sent as usize));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return None,
+            _ => return Some(Err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::io::AsyncReadExt;
+
+    #[test]
+    fn chunks_arrive_whole_and_in_order_through_a_full_socket() {
+        glommio::LocalExecutorBuilder::default().make().expect("executor").run(async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            // Many small chunks and some larger than a socket buffer, so the
+            // writer meets a full socket and resumes mid-chunk.
+            let chunks: Vec<Bytes> = (0..300usize)
+                .map(|i| Bytes::from(vec![i as u8; if i % 50 == 7 { 3 << 20 } else { 1 + i * 13 % 200 }]))
+                .collect();
+            let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            let reader = glommio::spawn_local(async move {
+                let mut stream = listener.accept().await.expect("accept");
+                glommio::timer::sleep(Duration::from_millis(50)).await; // let the socket fill
+                let mut received = Vec::new();
+                stream.read_to_end(&mut received).await.expect("read");
+                received
+            });
+            let mut writer = TcpStream::connect(address).await.expect("connect");
+            write_chunks(&mut writer, &chunks).await.expect("write");
+            writer.close().await.expect("close");
+            let received = reader.await;
+            assert_eq!(received.len(), expected.len());
+            assert!(received == expected, "bytes differ");
+        });
+    }
 }

@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 fn broker_with_admin(extra_args: &[&str]) -> (Broker, String) {
     let admin = format!("127.0.0.1:{}", free_port());
     let broker = Broker::start(&[&["--admin-listen", admin.as_str()], extra_args].concat());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&admin).is_err() {
-        assert!(Instant::now() < deadline, "the admin endpoint did not listen on {admin}\n{}", broker.log());
+    // The Kafka port opens before the admin endpoint and the other shard are
+    // up: wait until the broker says it is healthy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&admin).is_err() || http(&admin, "GET", "/health").0 != 200 {
+        assert!(Instant::now() < deadline, "the admin endpoint did not become healthy on {admin}\n{}", broker.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     (broker, admin)

@@ -26,7 +26,7 @@ mod produce;
 mod sync_group;
 
 use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
-use crate::codec::{encode_response, RequestFrame};
+use crate::codec::{encode_fetch_response, encode_response, RequestFrame, ResponseFrame};
 use crate::metrics::ResponseErrorCode;
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -149,19 +149,19 @@ pub async fn handle(
     correlation_id: i32,
     client: ClientInfo,
     request: Request,
-) -> anyhow::Result<Option<Bytes>> {
+) -> anyhow::Result<Option<ResponseFrame>> {
     let _in_flight = shard.metrics().requests_in_flight.enter();
     let count = |error_code: i16| shard.metrics().count_request(key as i16, error_code);
     let respond = |body: &dyn EncodeAt| {
         count(body.error_code());
-        body.encode_frame(key, version, correlation_id).map(Some)
+        body.encode_frame(key, version, correlation_id).map(|frame| Some(ResponseFrame::Whole(frame)))
     };
     match request {
         Request::ApiVersions(_) => respond(&api_versions::handle(version)),
         Request::ApiVersionsUnsupported => {
             let response = api_versions::unsupported();
             count(ResponseErrorCode::error_code(&response));
-            response.encode_frame(key, 0, correlation_id).map(Some)
+            response.encode_frame(key, 0, correlation_id).map(|frame| Some(ResponseFrame::Whole(frame)))
         }
         Request::Metadata(r) => respond(&metadata::handle(&shard, version, r).await),
         Request::Produce(r) => match produce::handle(&shard, version, r).await {
@@ -171,7 +171,11 @@ pub async fn handle(
                 Ok(None)
             }
         },
-        Request::Fetch(r) => respond(&fetch::handle(&shard, version, r).await),
+        Request::Fetch(r) => {
+            let response = fetch::handle(&shard, version, r).await;
+            count(ResponseErrorCode::error_code(&response));
+            encode_fetch_response(version, correlation_id, &response).map(Some)
+        }
         Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
         Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
         Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
