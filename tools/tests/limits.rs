@@ -179,6 +179,44 @@ fn queued_max_request_bytes_stops_reading_until_answers_free_the_budget() {
 }
 
 #[test]
+fn queued_max_request_bytes_is_taken_before_a_frame_is_read() {
+    // Room for one long poll only: a big frame behind it must stay unread
+    // (in the client's and the kernel's buffers, not the broker's memory)
+    // until the long poll is answered.
+    let long_poll = long_poll_fetch("empty", 1, 3000);
+    let (broker, _config) = broker_with(&format!("queued_max_request_bytes = {}", long_poll.len()));
+    create_topic(&broker.bootstrap(), "empty", 1);
+    let mut stream = admitted(broker.port, local(1));
+    stream.write_all(&long_poll).unwrap();
+    let big = 64 << 20;
+    stream.write_all(&(big as i32).to_be_bytes()).unwrap();
+    let rss_before = broker.rss_bytes();
+    stream.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    let mut written = 0;
+    let start = Instant::now();
+    while written < big && start.elapsed() < Duration::from_millis(2000) {
+        match stream.write(&chunk[..chunk.len().min(big - written)]) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    let rss_grown = broker.rss_bytes().saturating_sub(rss_before);
+    assert!(written < big / 2, "the broker read {written} bytes of a frame it had no budget for");
+    assert!(rss_grown < big as u64 / 2, "the broker grew by {rss_grown} bytes while it had no budget");
+    // Once the long poll is answered the budget is free and the frame is read.
+    stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    while written < big {
+        let n = chunk.len().min(big - written);
+        stream.write_all(&chunk[..n]).expect("the rest of the frame is read after the long poll");
+        written += n;
+    }
+    let answer = read_response(&mut stream).expect("long poll answered");
+    assert_eq!(i32::from_be_bytes(answer[..4].try_into().unwrap()), 1);
+}
+
+#[test]
 fn limits_are_checked_at_start() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "max_connections = 0").unwrap();
