@@ -8,6 +8,9 @@
 //! order, as Kafka requires, and gives each request's bytes back once its
 //! answer is written.
 //!
+//! A connection whose answers cannot be written for
+//! `response_write_timeout_ms` (the client does not read them) is closed.
+//!
 //! A new connection over `max_connections` or `max_connections_per_ip` (all
 //! shards together) is closed at once; one that sends no request for
 //! `connections_max_idle_ms` is closed.
@@ -117,11 +120,25 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
             return;
         }
     };
-    let (responses, pending) = local_channel::new_bounded(shard.config().max_in_flight_per_connection);
+    let config = shard.config();
+    // A write that makes no progress for this long fails, which ends the writer.
+    let stall = Duration::from_millis(config.response_write_timeout_ms);
+    if let Err(e) = writer.set_write_timeout(Some(stall)) {
+        tracing::warn!(%peer, "cannot set up connection: {e}");
+        return;
+    }
+    let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
     let writer_task = glommio::spawn_local(write_responses(shard.clone(), writer, pending));
-    read_requests(&shard, reader, &peer, &shutdown, responses).await;
-    // The writer sends what is in flight, then the connection closes.
-    let _ = writer_task.await;
+    let reading = pin!(read_requests(&shard, reader, &peer, &shutdown, responses));
+    match select(reading, writer_task).await {
+        // The writer sends what is in flight, then the connection closes.
+        Either::Left((_, writer_task)) => {
+            let _ = writer_task.await;
+        }
+        // The writer failed (or stalled): stop reading too (dropping the reader
+        // drops the requests in flight) and close the connection.
+        Either::Right(_) => tracing::info!(%peer, "closing connection: its responses could not be written"),
+    }
 }
 
 /// Reads requests until the peer closes or sends something malformed, the

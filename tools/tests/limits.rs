@@ -217,6 +217,29 @@ fn queued_max_request_bytes_is_taken_before_a_frame_is_read() {
 }
 
 #[test]
+fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
+    let (broker, _config) = broker_with("response_write_timeout_ms = 1000");
+    create_topic(&broker.bootstrap(), "full", 1);
+    produce_range(&producer(&broker.bootstrap(), "1"), "full", 0..600); // about 1.2 MB
+    let mut stream = admitted(broker.port, local(1));
+    // 64 fetches of up to 1 MiB each: more than the socket buffers hold.
+    let fetches = 64;
+    let requests: Vec<u8> = (1..=fetches).flat_map(|id| long_poll_fetch("full", id, 0)).collect();
+    stream.write_all(&requests).unwrap();
+    // Not reading for longer than the timeout stalls the broker's writes.
+    std::thread::sleep(Duration::from_millis(3000));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answered = 0;
+    while answered < fetches && read_response(&mut stream).is_some() {
+        answered += 1;
+    }
+    assert!(answered < fetches, "all {fetches} answers came: the stalled connection was kept open");
+    assert!(!answers(&mut stream), "the stalled connection still answers");
+    // Other connections are served.
+    assert!(answers(&mut admitted(broker.port, local(2))));
+}
+
+#[test]
 fn limits_are_checked_at_start() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "max_connections = 0").unwrap();
