@@ -1,5 +1,6 @@
-//! Connection limits: max_connections, max_connections_per_ip,
-//! connections_max_idle_ms and queued_max_request_bytes, each against a real
+//! Connection limits (max_connections, max_connections_per_ip,
+//! connections_max_idle_ms, queued_max_request_bytes,
+//! response_write_timeout_ms) and Produce's timeout_ms, each against a real
 //! broker configured with a small limit.
 
 mod common;
@@ -7,12 +8,15 @@ mod common;
 use bytes::{BufMut, BytesMut};
 use common::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader, TopicName};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
+use weir_net::records::{now_ms, plain_record};
 
 /// A broker whose config file holds `toml` (and no admin endpoint).
 fn broker_with(toml: &str) -> (Broker, tempfile::NamedTempFile) {
@@ -237,6 +241,35 @@ fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
     assert!(!answers(&mut stream), "the stalled connection still answers");
     // Other connections are served.
     assert!(answers(&mut admitted(broker.port, local(2))));
+}
+
+/// Produces one batch of `records` 1 MiB records at acks=-1; (error code, base offset).
+fn produce_durably(client: &mut weir_net::client::Client, records: usize, timeout_ms: i32) -> (i16, i64) {
+    let value = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let batch: Vec<Record> = (0..records).map(|i| plain_record(i, now_ms(), None, Some(value.clone()))).collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("durable")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(buf.freeze()))]),
+    ]);
+    let response = client.send(&request, 9).unwrap();
+    let partition = &response.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+#[test]
+fn produce_timeout_ms_bounds_the_wait_for_a_durable_write() {
+    const REQUEST_TIMED_OUT: i16 = 7;
+    let (broker, _config) = broker_with("message_max_bytes = 67108864");
+    create_topic(&broker.bootstrap(), "durable", 1);
+    let mut client = client(&broker.bootstrap());
+    // 16 MiB written and synced cannot be done in 1 ms.
+    assert_eq!(produce_durably(&mut client, 16, 1).0, REQUEST_TIMED_OUT);
+    // The timed-out write still completes: the next batch comes after it.
+    assert_eq!(produce_durably(&mut client, 1, 30_000), (0, 16));
 }
 
 #[test]
