@@ -129,6 +129,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
     }
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
     let writer_task = glommio::spawn_local(write_responses(shard.clone(), writer, pending));
+    let socket = reader.as_raw_fd();
     let reading = pin!(read_requests(&shard, reader, &peer, &shutdown, responses));
     match select(reading, writer_task).await {
         // The writer sends what is in flight, then the connection closes.
@@ -136,9 +137,23 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
             let _ = writer_task.await;
         }
         // The writer failed (or stalled): stop reading too (dropping the reader
-        // drops the requests in flight) and close the connection.
-        Either::Right(_) => tracing::info!(%peer, "closing connection: its responses could not be written"),
+        // drops the requests in flight) and reset the connection. A plain
+        // close would queue a FIN behind the unsent answers, which a client
+        // that does not read never gets, and the kernel would keep them.
+        Either::Right(_) => {
+            tracing::info!(%peer, "resetting connection: its responses could not be written");
+            reset_on_close(socket);
+        }
     }
+}
+
+/// Makes closing `socket` send a reset and drop unsent data (SO_LINGER 0).
+fn reset_on_close(socket: std::os::fd::RawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+    // SAFETY: setsockopt on a descriptor the connection's reader still owns,
+    // with a valid linger struct.
+    unsafe { libc::setsockopt(socket, libc::SOL_SOCKET, libc::SO_LINGER, std::ptr::addr_of!(linger).cast(), len) };
 }
 
 /// Reads requests until the peer closes or sends something malformed, the

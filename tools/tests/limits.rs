@@ -5,12 +5,11 @@
 
 mod common;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use common::*;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -131,29 +130,7 @@ fn connections_max_idle_ms_closes_idle_connections_only() {
 
 /// A Fetch v12 frame that long-polls an empty partition for `max_wait_ms`.
 fn long_poll_fetch(topic: &str, correlation_id: i32, max_wait_ms: i32) -> Vec<u8> {
-    let version = 12;
-    let request = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id);
-    let mut payload = BytesMut::new();
-    header.encode(&mut payload, ApiKey::Fetch.request_header_version(version)).unwrap();
-    request.encode(&mut payload, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(payload.len() as i32);
-    frame.extend_from_slice(&payload);
-    frame.to_vec()
+    weir_bench::crowd::fetch_frame(topic, correlation_id, max_wait_ms, 1 << 20).unwrap().to_vec()
 }
 
 #[test]

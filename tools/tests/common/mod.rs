@@ -101,9 +101,7 @@ impl Broker {
 
     /// The broker's resident memory now (`VmRSS`), in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("broker status");
-        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS line");
-        kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("VmRSS in kB") * 1024
+        weir_bench::crowd::rss_bytes(self.pid()).expect("broker VmRSS")
     }
 
     pub fn is_running(&mut self) -> bool {
