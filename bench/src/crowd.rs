@@ -8,15 +8,22 @@
 //! - slow readers: pipeline Metadata and Fetch requests as fast as the socket
 //!   takes them and never read an answer (small socket buffers, so the
 //!   broker's writes stall soon and the crowd costs the kernel little).
+//!
+//! [`run`] measures an e2e run alone, then the same run among the crowd.
 
+use crate::params::{Mode, Params};
+use crate::report::Report;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, MetadataRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_net::codec::encode_request;
 
@@ -40,6 +47,135 @@ pub struct CrowdSize {
     /// Connections that pipeline Metadata and Fetch requests and never read the answers.
     #[arg(long, default_value_t = 500)]
     pub slow: usize,
+}
+
+/// `weir bench crowd`: an e2e run alone, then among a crowd.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CrowdArgs {
+    #[command(flatten)]
+    pub params: Params,
+    #[command(flatten)]
+    pub size: CrowdSize,
+    /// Process id of the broker, to report its resident memory (local brokers only).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+}
+
+/// The figures of a crowd run.
+pub struct CrowdReport {
+    pub alone: Report,
+    pub among_crowd: Report,
+    pub size: CrowdSize,
+    pub gathered_s: f64,
+    /// Crowd connections the broker held at the end of the crowded run.
+    pub held: usize,
+    pub idle_open: usize,
+    pub garbage_closed: usize,
+    pub slow_closed: usize,
+    /// Broker VmRSS: after the run alone, and the peak during the crowded run.
+    pub rss_alone: Option<u64>,
+    pub rss_peak_among_crowd: Option<u64>,
+}
+
+/// Runs `args.params` as an e2e run alone, gathers the crowd, runs it again.
+/// Slow readers fetch the run's topic.
+pub fn run(args: &CrowdArgs) -> anyhow::Result<CrowdReport> {
+    let open_files = raise_open_files_limit();
+    let needed = (args.size.idle + args.size.garbage + args.size.slow) as u64 + 100;
+    if open_files < needed {
+        bail!("the open-file limit is {open_files}; the crowd needs {needed} (raise `ulimit -Hn`)");
+    }
+    let alone = crate::run::run(Mode::E2e, &args.params, false)?;
+    let rss_alone = args.broker_pid.map(rss_bytes).transpose()?;
+    let sampler = args.broker_pid.map(RssPeak::sample);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&args.params.bootstrap)?
+        .next()
+        .context("--bootstrap resolves to no address")?;
+    let started = Instant::now();
+    let crowd = Crowd::gather(addr, args.size, &args.params.topic)?;
+    let gathered_s = started.elapsed().as_secs_f64();
+    let among_crowd = crate::run::run(Mode::E2e, &args.params, false)?;
+    Ok(CrowdReport {
+        alone,
+        among_crowd,
+        size: args.size,
+        gathered_s,
+        held: crowd.held(),
+        idle_open: crowd.idle_open(),
+        garbage_closed: crowd.garbage_closed,
+        slow_closed: crowd.slow_closed(),
+        rss_alone,
+        rss_peak_among_crowd: sampler.map(RssPeak::stop),
+    })
+}
+
+impl CrowdReport {
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let mib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{} MiB", b >> 20));
+        let (s, total) = (self.size, self.size.idle + self.size.garbage + self.size.slow);
+        let _ = writeln!(
+            out,
+            "crowd: {total} connections ({} idle, {} garbage, {} slow readers) opened in {:.1} s",
+            s.idle, s.garbage, s.slow, self.gathered_s
+        );
+        let _ = writeln!(
+            out,
+            "  held at the end: {} (idle {}/{}); garbage closed {}/{}; slow readers closed {}/{}",
+            self.held, self.idle_open, s.idle, self.garbage_closed, s.garbage, self.slow_closed, s.slow
+        );
+        let _ = writeln!(
+            out,
+            "  broker RSS: {} after the run alone, {} peak among the crowd",
+            mib(self.rss_alone),
+            mib(self.rss_peak_among_crowd)
+        );
+        for (name, report) in [("alone", &self.alone), ("among the crowd", &self.among_crowd)] {
+            let rate = |t: &Option<crate::report::Throughput>| {
+                t.as_ref().map_or("-".to_string(), |t| format!("{:.0} msg/s {:.1} MB/s", t.messages_per_s, t.mb_per_s))
+            };
+            let p99 = report.e2e_latency.as_ref().map_or("-".to_string(), |l| format!("{:.2} ms", l.p99_ms));
+            let _ = writeln!(
+                out,
+                "  real client {name}: produce {}, consume {}, e2e p99 {p99}",
+                rate(&report.produce),
+                rate(&report.consume)
+            );
+        }
+        out
+    }
+}
+
+/// The highest VmRSS of a process, sampled every 50 ms until stopped.
+pub struct RssPeak {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    sampler: std::thread::JoinHandle<()>,
+}
+
+impl RssPeak {
+    pub fn sample(pid: u32) -> RssPeak {
+        let (peak, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let sampler = std::thread::spawn({
+            let (peak, stop) = (peak.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(rss) = rss_bytes(pid) {
+                        peak.fetch_max(rss, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        RssPeak { peak, stop, sampler }
+    }
+
+    /// Stops sampling; the peak seen.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.sampler.join();
+        self.peak.load(Ordering::SeqCst)
+    }
 }
 
 /// The crowd's connections, held until it is dropped.

@@ -13,10 +13,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_bench::crowd::{raise_open_files_limit, rss_bytes, Crowd, CrowdSize};
+use weir_bench::crowd::{raise_open_files_limit, Crowd, CrowdSize, RssPeak};
 use weir_net::records::{now_ms, plain_record};
 
 const MESSAGES: u64 = 5_000;
@@ -50,23 +48,6 @@ fn fill_for_slow_readers(bootstrap: &str, topic: &str) {
     }
 }
 
-/// The highest broker RSS seen by a sampler thread until `stop` is set.
-fn sample_peak_rss(pid: u32, stop: Arc<AtomicBool>) -> (Arc<AtomicU64>, std::thread::JoinHandle<()>) {
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = std::thread::spawn({
-        let peak = peak.clone();
-        move || {
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok(rss) = rss_bytes(pid) {
-                    peak.fetch_max(rss, Ordering::SeqCst);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    });
-    (peak, sampler)
-}
-
 #[test]
 fn a_real_client_is_served_through_a_hostile_crowd() {
     let connections = (CROWD.idle + CROWD.garbage + CROWD.slow) as u64;
@@ -84,8 +65,7 @@ fn a_real_client_is_served_through_a_hostile_crowd() {
     create_topic(&bootstrap, "crowd", 1);
     fill_for_slow_readers(&bootstrap, "crowd");
     let rss_before = broker.rss_bytes();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (peak, sampler) = sample_peak_rss(broker.pid(), stop.clone());
+    let sampler = RssPeak::sample(broker.pid());
 
     let started = Instant::now();
     let addr: SocketAddr = bootstrap.parse().unwrap();
@@ -106,10 +86,8 @@ fn a_real_client_is_served_through_a_hostile_crowd() {
     let stalled = log.lines().filter(|l| l.contains("could not be written")).count();
     assert_eq!(crowd.slow_closed(), CROWD.slow, "slow readers still open after the write timeout ({stalled} stalled)");
     assert_eq!(crowd.idle_open(), CROWD.idle, "idle connections were dropped");
-    stop.store(true, Ordering::SeqCst);
-    sampler.join().unwrap();
+    let peak = sampler.stop();
     assert!(broker.is_running(), "the broker died; its log:\n{}", broker.log());
-    let peak = peak.load(Ordering::SeqCst);
     eprintln!(
         "crowd of {connections} gathered in {gathered:?}; broker RSS {} MiB before, peak {} MiB",
         rss_before >> 20,
