@@ -4,12 +4,12 @@
 //! frames and starts a task per request, up to `max_in_flight_per_connection`
 //! at once and up to `queued_max_request_bytes` of in-flight frames (then it
 //! stops reading: backpressure, applied after a frame's length and before its
-//! payload is read, so no connection holds more); the writer sends the answers in request
-//! order, as Kafka requires, and gives each request's bytes back once its
-//! answer is written.
+//! payload, so no connection holds more); the writer sends the answers in
+//! request order, as Kafka requires, and gives each request's bytes back once
+//! its answer is written.
 //!
 //! A connection whose answers cannot be written for
-//! `response_write_timeout_ms` (the client does not read them) is closed.
+//! `response_write_timeout_ms` (the client does not read them) is reset.
 //!
 //! A new connection over `max_connections` or `max_connections_per_ip` (all
 //! shards together) is closed at once; one that sends no request for
