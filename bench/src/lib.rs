@@ -10,11 +10,13 @@
 //! - [`stats`]: hdrhistogram latencies and their percentiles.
 //! - [`report`], [`plot`]: the JSON report, the summary, the SVG charts.
 //! - [`sweep`]: capacity planning over offered rates.
+//! - [`crowd`]: idle, garbage and slow-reader connections for load runs.
 //! - [`fake`]: the instant-answer broker behind `--dry-run`.
 //! - [`admin`], [`wire`]: topic set-up and the connection with timeouts.
 
 pub mod admin;
 pub mod batch;
+pub mod crowd;
 pub mod fake;
 pub mod pace;
 pub mod params;

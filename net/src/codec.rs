@@ -19,9 +19,14 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// Reads one frame's payload. `Ok(None)` when the peer closed between frames;
-/// a connection closed mid-frame is an `UnexpectedEof` error.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+/// Reads a frame's 4-byte length and checks it against `max_bytes`; returns
+/// the payload length. `Ok(None)` when the peer closed between frames.
+/// The payload is read separately ([`read_frame_payload`]) so the caller can
+/// wait for room for it first.
+pub async fn read_frame_length<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut len = [0u8; 4];
     let mut filled = 0;
     while filled < len.len() {
@@ -35,9 +40,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_bytes: usize) 
     if len < MIN_REQUEST_BYTES as i32 || len as usize > max_bytes {
         return Err(FrameError::BadLength(i64::from(len), max_bytes));
     }
-    let mut payload = BytesMut::zeroed(len as usize);
+    Ok(Some(len as usize))
+}
+
+/// Reads a frame's payload of `len` bytes (from [`read_frame_length`]); a
+/// connection closed before its end is an `UnexpectedEof` error.
+pub async fn read_frame_payload<R: AsyncRead + Unpin>(reader: &mut R, len: usize) -> Result<Bytes, FrameError> {
+    let mut payload = BytesMut::zeroed(len);
     reader.read_exact(&mut payload).await?;
-    Ok(Some(payload.freeze()))
+    Ok(payload.freeze())
 }
 
 /// A request whose header has been decoded; `body` is what follows it.
@@ -57,7 +68,7 @@ pub enum HeaderError {
 
 /// Splits a frame into its decoded header and the undecoded body.
 pub fn decode_header(mut frame: Bytes) -> Result<RequestFrame, HeaderError> {
-    debug_assert!(frame.len() >= MIN_REQUEST_BYTES, "read_frame enforces the minimum");
+    debug_assert!(frame.len() >= MIN_REQUEST_BYTES, "read_frame_length enforces the minimum");
     let raw_key = (&frame[0..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let api_key = ApiKey::try_from(raw_key).map_err(|_| HeaderError::UnknownApiKey(raw_key))?;
@@ -294,7 +305,13 @@ mod tests {
     #[test]
     fn bad_lengths_are_refused() {
         let run = |bytes: &'static [u8]| {
-            futures_lite::future::block_on(read_frame(&mut futures_lite::io::Cursor::new(bytes), 100))
+            futures_lite::future::block_on(async {
+                let mut reader = futures_lite::io::Cursor::new(bytes);
+                match read_frame_length(&mut reader, 100).await? {
+                    Some(len) => read_frame_payload(&mut reader, len).await.map(Some),
+                    None => Ok(None),
+                }
+            })
         };
         assert!(matches!(run(&[0, 0, 0, 3, 1, 2, 3]), Err(FrameError::BadLength(3, 100))));
         assert!(matches!(run(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::BadLength(-1, 100))));
@@ -302,5 +319,6 @@ mod tests {
         assert!(matches!(run(&[0, 0, 0, 9, 1]), Err(FrameError::Io(_))));
         assert!(matches!(run(&[0, 0]), Err(FrameError::Io(_))));
         assert!(matches!(run(&[]), Ok(None)));
+        assert!(matches!(run(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]), Ok(Some(p)) if p.len() == 8));
     }
 }

@@ -3,20 +3,24 @@
 //! Each connection has a reader task and a writer task. The reader decodes
 //! frames and starts a task per request, up to `max_in_flight_per_connection`
 //! at once and up to `queued_max_request_bytes` of in-flight frames (then it
-//! stops reading: backpressure); the writer sends the answers in request
-//! order, as Kafka requires, and gives each request's bytes back once its
-//! answer is written.
+//! stops reading: backpressure, applied after a frame's length and before its
+//! payload, so no connection holds more); the writer sends the answers in
+//! request order, as Kafka requires, and gives each request's bytes back once
+//! its answer is written.
+//!
+//! A connection whose answers cannot be written for
+//! `response_write_timeout_ms` (the client does not read them) is reset.
 //!
 //! A new connection over `max_connections` or `max_connections_per_ip` (all
 //! shards together) is closed at once; one that sends no request for
 //! `connections_max_idle_ms` is closed.
 
-use crate::codec::{decode_header, read_frame, ResponseFrame};
+use crate::codec::{decode_header, read_frame_length, read_frame_payload, ResponseFrame};
 use crate::handlers;
 use bytes::Bytes;
 use futures::future::{select, Either};
 use futures_lite::io::{AsyncWriteExt, BufReader};
-use glommio::channels::local_channel;
+use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
 use kafka_protocol::messages::ApiKey;
@@ -117,8 +121,52 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
         }
     };
     let config = shard.config();
+    // A write that makes no progress for this long fails, which ends the writer.
+    let stall = Duration::from_millis(config.response_write_timeout_ms);
+    if let Err(e) = writer.set_write_timeout(Some(stall)) {
+        tracing::warn!(%peer, "cannot set up connection: {e}");
+        return;
+    }
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
     let writer_task = glommio::spawn_local(write_responses(shard.clone(), writer, pending));
+    let socket = reader.as_raw_fd();
+    let reading = pin!(read_requests(&shard, reader, &peer, &shutdown, responses));
+    match select(reading, writer_task).await {
+        // The writer sends what is in flight, then the connection closes.
+        Either::Left((_, writer_task)) => {
+            let _ = writer_task.await;
+        }
+        // The writer failed (or stalled): stop reading too (dropping the reader
+        // drops the requests in flight) and reset the connection. A plain
+        // close would queue a FIN behind the unsent answers, which a client
+        // that does not read never gets, and the kernel would keep them.
+        Either::Right(_) => {
+            tracing::info!(%peer, "resetting connection: its responses could not be written");
+            reset_on_close(socket);
+        }
+    }
+}
+
+/// Makes closing `socket` send a reset and drop unsent data (SO_LINGER 0).
+fn reset_on_close(socket: std::os::fd::RawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+    // SAFETY: setsockopt on a descriptor the connection's reader still owns,
+    // with a valid linger struct.
+    unsafe { libc::setsockopt(socket, libc::SOL_SOCKET, libc::SO_LINGER, std::ptr::addr_of!(linger).cast(), len) };
+}
+
+/// Reads requests until the peer closes or sends something malformed, the
+/// connection idles, or the broker stops; starts a task per request and
+/// queues it for the writer.
+async fn read_requests(
+    shard: &Rc<Shard>,
+    reader: TcpStream,
+    peer: &str,
+    shutdown: &ShutdownSignal,
+    responses: LocalSender<(ResponseTask, StaticPermit)>,
+) {
+    let config = shard.config();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_frame = config.socket_request_max_bytes;
     let idle = Duration::from_millis(config.connections_max_idle_ms);
@@ -126,30 +174,37 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
     let budget_bytes = config.queued_max_request_bytes as u64;
     let budget = Rc::new(Semaphore::new(budget_bytes));
     loop {
-        let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(glommio::timer::sleep(idle)));
-        let frame = match select(pin!(read_frame(&mut reader, max_frame)), select(stopping, idle_timer)).await {
-            Either::Left((frame, _)) => frame,
-            Either::Right((Either::Left(_), _)) => break, // shutdown
-            Either::Right((Either::Right(_), _)) => {
-                shard.metrics().connection_idle_closed();
-                tracing::debug!(%peer, "closing connection idle for {idle:?}");
+        let Some(len) =
+            unless_idle_or_stopping(shard, peer, read_frame_length(&mut reader, max_frame), idle, shutdown).await
+        else {
+            break;
+        };
+        let len = match len {
+            Ok(Some(len)) => len,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(%peer, "closing connection: {e}");
                 break;
             }
         };
-        let frame_bytes = match &frame {
-            Ok(Some(frame)) => frame.len() + 4,
-            _ => 0,
+        let frame_bytes = len + 4;
+        // Backpressure before the payload is read, so a connection holds at
+        // most its budget: wait until the answers already written free
+        // enough of it. A frame larger than the whole budget waits for all.
+        let wanted = (frame_bytes as u64).min(budget_bytes);
+        let permit = match select(pin!(budget.acquire_static_permit(wanted)), pin!(shutdown.wait())).await {
+            Either::Left((Ok(permit), _)) => permit,
+            _ => break,
+        };
+        let Some(payload) =
+            unless_idle_or_stopping(shard, peer, read_frame_payload(&mut reader, len), idle, shutdown).await
+        else {
+            break;
         };
         shard.metrics().add_bytes_in(frame_bytes);
-        let mut frame = match frame {
-            Ok(Some(frame)) => match decode_header(frame) {
-                Ok(frame) => frame,
-                Err(e) => {
-                    tracing::info!(%peer, "closing connection: {e}");
-                    break;
-                }
-            },
-            Ok(None) => break,
+        let decoded = payload.map_err(anyhow::Error::from).and_then(|payload| Ok(decode_header(payload)?));
+        let mut frame = match decoded {
+            Ok(frame) => frame,
             Err(e) => {
                 tracing::info!(%peer, "closing connection: {e}");
                 break;
@@ -166,19 +221,34 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
         };
         let client = handlers::ClientInfo {
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
-            host: format!("/{}", peer.rsplit_once(':').map_or(peer.as_str(), |(host, _)| host)),
+            host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
         };
-        // Backpressure: wait until the answers already written free enough
-        // of the budget. A frame larger than the whole budget waits for all.
-        let Ok(permit) = budget.acquire_static_permit((frame_bytes as u64).min(budget_bytes)).await else { break };
         let task = glommio::spawn_local(timed(shard.clone(), key, version, correlation_id, client, request));
         if responses.send((task, permit)).await.is_err() {
             break; // the writer failed: the connection is done
         }
     }
-    drop(responses);
-    // The writer sends what is in flight, then the connection closes.
-    let _ = writer_task.await;
+}
+
+/// Runs one read of the connection unless the broker stops or the
+/// connection stays idle for `idle` first (`None`: close the connection).
+async fn unless_idle_or_stopping<T>(
+    shard: &Shard,
+    peer: &str,
+    read: impl std::future::Future<Output = T>,
+    idle: Duration,
+    shutdown: &ShutdownSignal,
+) -> Option<T> {
+    let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(glommio::timer::sleep(idle)));
+    match select(pin!(read), select(stopping, idle_timer)).await {
+        Either::Left((done, _)) => Some(done),
+        Either::Right((Either::Left(_), _)) => None, // shutdown
+        Either::Right((Either::Right(_), _)) => {
+            shard.metrics().connection_idle_closed();
+            tracing::debug!(%peer, "closing connection idle for {idle:?}");
+            None
+        }
+    }
 }
 
 /// Two handles on one socket (a dup'd descriptor), so the reader and the writer

@@ -48,6 +48,11 @@ pub struct BrokerConfig {
     /// A connection that sends no request for this long is closed
     /// (`connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
+    /// A connection whose responses cannot be written for this long (the
+    /// client stopped reading them) is closed, so it holds neither memory nor
+    /// a task forever. Kafka's clients give up on a request after
+    /// `request.timeout.ms`, 30 s by default; this is the same.
+    pub response_write_timeout_ms: u64,
     /// host:port of the admin HTTP endpoint (`GET /health`, `GET /metrics`);
     /// empty: no admin endpoint.
     pub admin_listen: String,
@@ -86,6 +91,7 @@ impl Default for BrokerConfig {
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
             connections_max_idle_ms: 600_000,
+            response_write_timeout_ms: 30_000,
             admin_listen: "127.0.0.1:9644".into(),
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
@@ -113,6 +119,7 @@ impl BrokerConfig {
             ("max_in_flight_per_connection", self.max_in_flight_per_connection as u64),
             ("queued_max_request_bytes", self.queued_max_request_bytes as u64),
             ("connections_max_idle_ms", self.connections_max_idle_ms),
+            ("response_write_timeout_ms", self.response_write_timeout_ms),
         ];
         for (name, value) in at_least_one {
             if value == 0 {

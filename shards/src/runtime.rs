@@ -64,6 +64,8 @@ where
         RuntimeError::Setup(format!("cannot resolve data directory {}: {e}", config.data_dir.display()))
     })?;
     check_io_uring()?;
+    let open_files = raise_open_files_limit();
+    tracing::info!(open_files, "open-file limit (each client connection takes two)");
     let store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
     let snapshot = store.snapshot();
     let shard_count = config.shard_count();
@@ -303,6 +305,23 @@ fn check_io_uring() -> Result<(), RuntimeError> {
              (`ulimit -l`, or LimitMEMLOCK= in a systemd unit)."
         ))
     })
+}
+
+/// Raises the soft open-file limit to the hard one: the default soft limit
+/// (often 1024) would cap the broker at a few hundred connections. Returns
+/// the limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        }
+    }
+    limit.rlim_cur
 }
 
 fn stop_signal_set() -> libc::sigset_t {

@@ -1,4 +1,4 @@
-//! `weir bench produce|consume|e2e|sweep`: the load generator's command line.
+//! `weir bench produce|consume|e2e|sweep|crowd`: the load generator's command line.
 //! The work is in the `weir-bench` crate; this prints and writes the results.
 
 use anyhow::Context;
@@ -17,6 +17,9 @@ pub enum BenchCommand {
     E2e(Params),
     /// Step the offered rate and find the highest throughput whose p99 stays under --p99-max-ms.
     Sweep(SweepArgs),
+    /// An e2e run alone, then among a crowd of idle, garbage and slow-reader connections; report
+    /// both throughputs, the connections held and (with --broker-pid) the broker's memory.
+    Crowd(weir_bench::crowd::CrowdArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -25,6 +28,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Consume(p) => (Mode::Consume, p),
         BenchCommand::E2e(p) => (Mode::E2e, p),
         BenchCommand::Sweep(args) => return run_sweep(args),
+        BenchCommand::Crowd(args) => {
+            print!("{}", weir_bench::crowd::run(&args)?.summary());
+            return Ok(());
+        }
     };
     let report = weir_bench::run::run(mode, &params, true)?;
     print!("{}", report.summary());

@@ -1,18 +1,21 @@
-//! Connection limits: max_connections, max_connections_per_ip,
-//! connections_max_idle_ms and queued_max_request_bytes, each against a real
+//! Connection limits (max_connections, max_connections_per_ip,
+//! connections_max_idle_ms, queued_max_request_bytes,
+//! response_write_timeout_ms) and Produce's timeout_ms, each against a real
 //! broker configured with a small limit.
 
 mod common;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use common::*;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
+use weir_net::records::{now_ms, plain_record};
 
 /// A broker whose config file holds `toml` (and no admin endpoint).
 fn broker_with(toml: &str) -> (Broker, tempfile::NamedTempFile) {
@@ -127,29 +130,7 @@ fn connections_max_idle_ms_closes_idle_connections_only() {
 
 /// A Fetch v12 frame that long-polls an empty partition for `max_wait_ms`.
 fn long_poll_fetch(topic: &str, correlation_id: i32, max_wait_ms: i32) -> Vec<u8> {
-    let version = 12;
-    let request = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id);
-    let mut payload = BytesMut::new();
-    header.encode(&mut payload, ApiKey::Fetch.request_header_version(version)).unwrap();
-    request.encode(&mut payload, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(payload.len() as i32);
-    frame.extend_from_slice(&payload);
-    frame.to_vec()
+    weir_bench::crowd::fetch_frame(topic, correlation_id, max_wait_ms, 1 << 20).unwrap().to_vec()
 }
 
 #[test]
@@ -176,6 +157,105 @@ fn queued_max_request_bytes_stops_reading_until_answers_free_the_budget() {
     assert!(answered_at[3] >= Duration::from_millis(1900), "all four were read at once: {answered_at:?}");
     // The connection still works afterwards.
     assert!(answers(&mut stream));
+}
+
+#[test]
+fn queued_max_request_bytes_is_taken_before_a_frame_is_read() {
+    // Room for one long poll only: a big frame behind it must stay unread
+    // (in the client's and the kernel's buffers, not the broker's memory)
+    // until the long poll is answered.
+    let long_poll = long_poll_fetch("empty", 1, 3000);
+    let (broker, _config) = broker_with(&format!("queued_max_request_bytes = {}", long_poll.len()));
+    create_topic(&broker.bootstrap(), "empty", 1);
+    let mut stream = admitted(broker.port, local(1));
+    stream.write_all(&long_poll).unwrap();
+    let big = 64 << 20;
+    stream.write_all(&(big as i32).to_be_bytes()).unwrap();
+    let rss_before = broker.rss_bytes();
+    stream.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    let mut written = 0;
+    let start = Instant::now();
+    while written < big && start.elapsed() < Duration::from_millis(2000) {
+        match stream.write(&chunk[..chunk.len().min(big - written)]) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    let rss_grown = broker.rss_bytes().saturating_sub(rss_before);
+    assert!(written < big / 2, "the broker read {written} bytes of a frame it had no budget for");
+    assert!(rss_grown < big as u64 / 2, "the broker grew by {rss_grown} bytes while it had no budget");
+    // Once the long poll is answered the budget is free and the frame is read.
+    stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    while written < big {
+        let n = chunk.len().min(big - written);
+        stream.write_all(&chunk[..n]).expect("the rest of the frame is read after the long poll");
+        written += n;
+    }
+    let answer = read_response(&mut stream).expect("long poll answered");
+    assert_eq!(i32::from_be_bytes(answer[..4].try_into().unwrap()), 1);
+}
+
+#[test]
+fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
+    let (broker, _config) = broker_with("response_write_timeout_ms = 1000");
+    create_topic(&broker.bootstrap(), "full", 1);
+    produce_range(&producer(&broker.bootstrap(), "1"), "full", 0..600); // about 1.2 MB
+    let mut stream = admitted(broker.port, local(1));
+    // 64 fetches of up to 1 MiB each: more than the socket buffers hold.
+    let fetches = 64;
+    let requests: Vec<u8> = (1..=fetches).flat_map(|id| long_poll_fetch("full", id, 0)).collect();
+    stream.write_all(&requests).unwrap();
+    // Not reading for longer than the timeout stalls the broker's writes.
+    std::thread::sleep(Duration::from_millis(3000));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answered = 0;
+    let mut len = [0u8; 4];
+    let ended = loop {
+        if let Err(e) = stream.read_exact(&mut len) {
+            break e.kind();
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        if let Err(e) = stream.read_exact(&mut body) {
+            break e.kind();
+        }
+        answered += 1;
+    };
+    assert!(answered < fetches, "all {fetches} answers came: the stalled connection was kept open");
+    use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
+    assert!(matches!(ended, ConnectionReset | UnexpectedEof), "the connection was not closed: {ended:?}");
+    // Other connections are served.
+    assert!(answers(&mut admitted(broker.port, local(2))));
+}
+
+/// Produces one batch of `records` 1 MiB records at acks=-1; (error code, base offset).
+fn produce_durably(client: &mut weir_net::client::Client, records: usize, timeout_ms: i32) -> (i16, i64) {
+    let value = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let batch: Vec<Record> = (0..records).map(|i| plain_record(i, now_ms(), None, Some(value.clone()))).collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("durable")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(buf.freeze()))]),
+    ]);
+    let response = client.send(&request, 9).unwrap();
+    let partition = &response.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+#[test]
+fn produce_timeout_ms_bounds_the_wait_for_a_durable_write() {
+    const REQUEST_TIMED_OUT: i16 = 7;
+    let (broker, _config) = broker_with("message_max_bytes = 67108864");
+    create_topic(&broker.bootstrap(), "durable", 1);
+    let mut client = client(&broker.bootstrap());
+    // 16 MiB written and synced cannot be done in 1 ms.
+    assert_eq!(produce_durably(&mut client, 16, 1).0, REQUEST_TIMED_OUT);
+    // The timed-out write still completes: the next batch comes after it.
+    assert_eq!(produce_durably(&mut client, 1, 30_000), (0, 16));
 }
 
 #[test]

@@ -2,16 +2,24 @@
 
 use super::{auto_create_topics, message};
 use crate::errors::partition_error_code;
-use futures::future::join_all;
+use bytes::Bytes;
+use futures::future::{join_all, select, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 use weir_engine::Durability;
 use weir_shards::shard::ProducedPartition;
-use weir_shards::Shard;
+use weir_shards::{PartitionError, Shard};
 
 /// Returns `None` for acks=0: the client expects no response at all.
-pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+    // acks=-1 waits for the write to be durable until `timeout_ms` after the
+    // request came (Kafka's wait for the in-sync replicas); negative is 0.
+    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let durability = match request.acks {
         0 | 1 => Ok(Durability::Written),
         -1 => Ok(Durability::Synced),
@@ -27,10 +35,12 @@ pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Opt
                 let result = match (durability, data.records) {
                     (Err(code), _) => Err((code, None)),
                     (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
-                    (Ok(durability), Some(records)) => shard
-                        .produce(&name, data.index, records, durability)
-                        .await
-                        .map_err(|e| (partition_error_code(&e), Some(e.to_string()))),
+                    (Ok(Durability::Synced), Some(records)) => {
+                        durable_by(shard.clone(), name, data.index, records, deadline).await
+                    }
+                    (Ok(durability), Some(records)) => {
+                        shard.produce(&name, data.index, records, durability).await.map_err(error_of)
+                    }
                 };
                 partition_response(version, data.index, result)
             }
@@ -42,11 +52,37 @@ pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Opt
     (request.acks != 0).then(|| ProduceResponse::default().with_responses(topics))
 }
 
-fn partition_response(
-    version: i16,
-    index: i32,
-    result: Result<ProducedPartition, (i16, Option<String>)>,
-) -> PartitionProduceResponse {
+type PartitionResult = Result<ProducedPartition, (i16, Option<String>)>;
+
+fn error_of(e: PartitionError) -> (i16, Option<String>) {
+    (partition_error_code(&e), Some(e.to_string()))
+}
+
+/// A durable append, answered REQUEST_TIMED_OUT if it is not done by
+/// `deadline`. An append cannot be abandoned halfway, so it runs in a task
+/// of its own that completes after the answer; a producer that retries the
+/// batch idempotently gets its offsets back as a duplicate.
+async fn durable_by(
+    shard: Rc<Shard>,
+    topic: StrBytes,
+    partition: i32,
+    records: Bytes,
+    deadline: Instant,
+) -> PartitionResult {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let append =
+        glommio::spawn_local(async move { shard.produce(&topic, partition, records, Durability::Synced).await });
+    match select(append.detach(), pin!(glommio::timer::sleep(timeout))).await {
+        Either::Left((Some(result), _)) => result.map_err(error_of),
+        Either::Left((None, _)) => Err(error_of(PartitionError::ShardUnavailable)), // the task did not finish
+        Either::Right(_) => Err((
+            ResponseError::RequestTimedOut.code(),
+            Some("the write was not durable within timeout_ms; it completes in the background".to_string()),
+        )),
+    }
+}
+
+fn partition_response(version: i16, index: i32, result: PartitionResult) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default().with_index(index);
     match result {
         Ok(produced) => {

@@ -106,6 +106,16 @@ impl Broker {
         self.spawn();
     }
 
+    /// The broker's process id (it must be running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker running").id()
+    }
+
+    /// The broker's resident memory now (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        weir_bench::crowd::rss_bytes(self.pid()).expect("broker VmRSS")
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().expect("try_wait").is_none())
     }
