@@ -11,6 +11,7 @@
 #   bash tools/fuzz.sh build                  # build only
 #   bash tools/fuzz.sh seeds DIR              # write fresh seed inputs into DIR/<target>
 #   bash tools/fuzz.sh cmin TARGET DIR...     # re-minimize corpus/TARGET with the inputs in DIR...
+#   FUZZ_ASAN=1 bash tools/fuzz.sh ...        # with AddressSanitizer (not in CI: 2x the build)
 #
 # New inputs a run finds go to fuzz/target/new-corpus/<target>, never into
 # the committed corpus (fuzz/corpus/<target>; see ARCHITECTURE.md, Fuzzing).
@@ -35,10 +36,17 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table
  -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth
  -Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Cdebug-assertions ${RUSTFLAGS:-}"
+# FUZZ_ASAN=1 adds AddressSanitizer (for the unsafe code: the allocator,
+# glommio). Stable rustc takes -Zsanitizer only with RUSTC_BOOTSTRAP=1; its
+# own target folder keeps both builds.
+if [[ ${FUZZ_ASAN:-0} == 1 ]]; then
+    export RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/asan
+    RUSTFLAGS="$RUSTFLAGS -Zsanitizer=address"
+fi
 # A --target build keeps the instrumentation out of build scripts and proc macros.
 triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --release --locked --target "$triple" --bins
-bin=target/$triple/release
+bin=${CARGO_TARGET_DIR:-target}/$triple/release
 
 # segment_recovery writes a partition directory per input: on tmpfs that is
 # ~40x faster than on disk.
