@@ -20,6 +20,8 @@ pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Opt
     if durability.is_ok() {
         auto_create_topics(shard, request.topic_data.iter().map(|t| &*t.name.0)).await;
     }
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let transactional_id = transactional_id.as_deref();
     let topics = join_all(request.topic_data.into_iter().map(|topic| async move {
         let partitions = join_all(topic.partition_data.into_iter().map(|data| {
             let name = topic.name.0.clone();
@@ -28,7 +30,7 @@ pub async fn handle(shard: &Shard, version: i16, request: ProduceRequest) -> Opt
                     (Err(code), _) => Err((code, None)),
                     (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
                     (Ok(durability), Some(records)) => shard
-                        .produce(&name, data.index, records, durability)
+                        .produce(&name, data.index, records, durability, transactional_id)
                         .await
                         .map_err(|e| (partition_error_code(&e), Some(e.to_string()))),
                 };

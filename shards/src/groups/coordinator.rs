@@ -34,11 +34,21 @@ pub struct GroupMetadata {
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: HashMap<String, Group>,
+    /// Offsets committed inside transactions (TxnOffsetCommit), by producer
+    /// id: applied when its commit marker is written, dropped on abort.
+    pending: HashMap<i64, Vec<PendingOffset>>,
+}
+
+struct PendingOffset {
+    group_id: String,
+    topic: String,
+    partition: i32,
+    offset: CommittedOffset,
 }
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
-        GroupCoordinator { config, groups: HashMap::new() }
+        GroupCoordinator { config, groups: HashMap::new(), pending: HashMap::new() }
     }
 
     pub fn join(&mut self, now: Instant, req: JoinRequest, respond: Responder<JoinResponse>) {
@@ -105,6 +115,35 @@ impl GroupCoordinator {
     pub fn apply_commit(&mut self, group_id: &str, topic: &str, partition: i32, offset: CommittedOffset) {
         let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
         group.offsets.insert((topic.to_string(), partition), offset);
+    }
+
+    /// Holds an offset committed in the producer's transaction (already persisted).
+    pub fn add_pending(
+        &mut self,
+        producer_id: i64,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+        offset: CommittedOffset,
+    ) {
+        let pending = PendingOffset { group_id: group_id.to_string(), topic: topic.to_string(), partition, offset };
+        self.pending.entry(producer_id).or_default().push(pending);
+    }
+
+    /// The producer's transaction ended with a marker in `offsets_partition`:
+    /// its offsets for the groups of that partition are applied or dropped.
+    pub fn end_txn(&mut self, producer_id: i64, commit: bool, offsets_partition: i32) {
+        let Some(pending) = self.pending.remove(&producer_id) else { return };
+        let (ended, kept): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|p| super::offsets_partition_of(&p.group_id) == offsets_partition);
+        if !kept.is_empty() {
+            self.pending.insert(producer_id, kept);
+        }
+        if commit {
+            for p in ended {
+                self.apply_commit(&p.group_id, &p.topic, p.partition, p.offset);
+            }
+        }
     }
 
     /// Forgets a committed offset (replaying a tombstone, or OffsetDelete).
