@@ -48,6 +48,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::AddOffsetsToTxn, min: 0, max: 3 },
     SupportedApi { key: ApiKey::EndTxn, min: 0, max: 3 },
     SupportedApi { key: ApiKey::TxnOffsetCommit, min: 0, max: 3 },
+    SupportedApi { key: ApiKey::DescribeProducers, min: 0, max: 0 },
+    SupportedApi { key: ApiKey::DescribeTransactions, min: 0, max: 0 },
+    SupportedApi { key: ApiKey::ListTransactions, min: 0, max: 1 },
 ];
 
 /// The version range of `key`, if it is implemented.

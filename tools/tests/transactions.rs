@@ -327,3 +327,48 @@ fn consume_transform_produce_killed_and_restarted_yields_each_output_once() {
     // The aborted attempts are in the log, seen by read_uncommitted readers.
     assert!(read_values(&bootstrap, "output", 1, "read_uncommitted").len() > total as usize);
 }
+
+fn weir(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("run weir");
+    assert!(output.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// DescribeProducers for partition 0: (producer id, epoch, current transaction start offset).
+fn producers(bootstrap: &str, topic: &str) -> Vec<(i64, i32, i64)> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::DescribeProducersRequest;
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_indexes(vec![0])]);
+    let response = client(bootstrap).send(&request, 0).unwrap();
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.active_producers.iter().map(|s| (s.producer_id.0, s.producer_epoch, s.current_txn_start_offset)).collect()
+}
+
+#[test]
+fn operators_see_transactions_and_producers() {
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    create_topic(&b, "watched", 1);
+    let producer = txn_producer(&b, "watched-tx", 45_000);
+    producer.begin_transaction().unwrap();
+    send(&producer, "watched", 0, labels("x", 0..3));
+
+    let listed = weir(&["transactions", "list", "-b", &b]);
+    let line = listed.lines().find(|l| l.starts_with("watched-tx")).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.ends_with("Ongoing"), "{listed}");
+    let described = weir(&["transactions", "describe", "watched-tx", "-b", &b]);
+    assert!(described.contains("state Ongoing") && described.contains("timeout 45000 ms"), "{described}");
+    assert!(described.contains("watched  partitions 0"), "{described}");
+    let active = producers(&b, "watched");
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].2, 0, "the open transaction starts at offset 0");
+
+    producer.commit_transaction(TIMEOUT).unwrap();
+    let listed = weir(&["transactions", "list", "--state", "CompleteCommit", "-b", &b]);
+    assert!(listed.lines().any(|l| l.starts_with("watched-tx")), "{listed}");
+    assert!(!weir(&["transactions", "list", "--state", "Ongoing", "-b", &b]).contains("watched-tx"));
+    assert_eq!(producers(&b, "watched")[0].2, -1, "no open transaction");
+}

@@ -11,6 +11,8 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
+mod describe_transactions;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -21,6 +23,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -36,10 +39,11 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey, ApiVersionsRequest,
     CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
-    SyncGroupRequest, TxnOffsetCommitRequest,
+    DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
@@ -77,6 +81,9 @@ pub enum Request {
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
     EndTxn(EndTxnRequest),
     TxnOffsetCommit(TxnOffsetCommitRequest),
+    DescribeProducers(DescribeProducersRequest),
+    DescribeTransactions(DescribeTransactionsRequest),
+    ListTransactions(ListTransactionsRequest),
 }
 
 /// Who sent a request, for JoinGroup's member descriptions.
@@ -141,6 +148,9 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(decode_body(body, version).map_err(malformed)?),
         ApiKey::EndTxn => Request::EndTxn(decode_body(body, version).map_err(malformed)?),
         ApiKey::TxnOffsetCommit => Request::TxnOffsetCommit(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeProducers => Request::DescribeProducers(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeTransactions => Request::DescribeTransactions(decode_body(body, version).map_err(malformed)?),
+        ApiKey::ListTransactions => Request::ListTransactions(decode_body(body, version).map_err(malformed)?),
         other => return Err(DecodeError::NotImplemented(other)),
     };
     Ok(request)
@@ -207,6 +217,9 @@ pub async fn handle(
         Request::AddOffsetsToTxn(r) => respond(&add_offsets_to_txn::handle(&shard, version, r).await),
         Request::EndTxn(r) => respond(&end_txn::handle(&shard, version, r).await),
         Request::TxnOffsetCommit(r) => respond(&txn_offset_commit::handle(&shard, version, r).await),
+        Request::DescribeProducers(r) => respond(&describe_producers::handle(&shard, r).await),
+        Request::DescribeTransactions(r) => respond(&describe_transactions::handle(&shard, r).await),
+        Request::ListTransactions(r) => respond(&list_transactions::handle(&shard, r).await),
     }
 }
 
