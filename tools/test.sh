@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: every crate's tests (engine, shards, net, and the
 # integration tests that run the real broker against librdkafka), then the
-# kcat, kafka-python and kafkajs compatibility tests, which install those
+# kcat, kafka-python, confluent-kafka and kafkajs compatibility tests, which install those
 # clients if they are missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
