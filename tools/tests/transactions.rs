@@ -8,7 +8,9 @@ mod common;
 
 use common::*;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{InitProducerIdRequest, ListOffsetsRequest, TopicName, TransactionalId};
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, InitProducerIdRequest, ListOffsetsRequest, TopicName, TransactionalId,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -172,6 +174,10 @@ fn the_coordinator_aborts_a_transaction_past_its_timeout() {
 /// InitProducerId for a transactional id over the raw protocol: (id, epoch).
 fn init_raw(bootstrap: &str, transactional_id: &str) -> (i64, i16) {
     let mut client = client(bootstrap);
+    // As clients do: find the coordinator first (which creates __transaction_state).
+    let find =
+        FindCoordinatorRequest::default().with_key_type(1).with_key(StrBytes::from_string(transactional_id.into()));
+    assert_eq!(client.send(&find, 3).unwrap().error_code, 0);
     let request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_string(transactional_id.into()))))
         .with_transaction_timeout_ms(60_000);
@@ -371,4 +377,77 @@ fn operators_see_transactions_and_producers() {
     assert!(listed.lines().any(|l| l.starts_with("watched-tx")), "{listed}");
     assert!(!weir(&["transactions", "list", "--state", "Ongoing", "-b", &b]).contains("watched-tx"));
     assert_eq!(producers(&b, "watched")[0].2, -1, "no open transaction");
+}
+
+/// One transactional batch of `count` records from `producer` starting at sequence `first_seq`.
+fn txn_batch((id, epoch): (i64, i16), first_seq: i32, count: usize) -> bytes::Bytes {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let records: Vec<_> = (0..count)
+        .map(|i| {
+            let mut r = weir_net::records::plain_record(i, 1, None, Some(bytes::Bytes::from(format!("v{i}"))));
+            r.producer_id = id;
+            r.producer_epoch = epoch;
+            r.sequence = first_seq + i as i32;
+            r.transactional = true;
+            r
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    buf.freeze()
+}
+
+#[test]
+fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, EndTxnRequest, ProduceRequest, ProducerId};
+    const INVALID_TXN_STATE: i16 = 48;
+    const PRODUCER_FENCED: i16 = 90;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    create_topic(&b, "guarded", 1);
+    let producer = init_raw(&b, "guard");
+    let txn_id = || TransactionalId(StrBytes::from_static_str("guard"));
+    let mut c = client(&b);
+    let mut produce = |records: bytes::Bytes| {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_transactional_id(Some(txn_id()))
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("guarded")))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+        c.send(&request, 9).unwrap().responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce(txn_batch(producer, 0, 2)), INVALID_TXN_STATE, "the partition was not added");
+
+    let mut c2 = client(&b);
+    let add = |c: &mut weir_net::client::Client, epoch: i16, version: i16| {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id())
+            .with_v3_and_below_producer_id(ProducerId(producer.0))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("guarded")))
+                .with_partitions(vec![0])]);
+        c.send(&request, version).unwrap().results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    };
+    assert_eq!(add(&mut c2, producer.1 - 1, 3), PRODUCER_FENCED, "an older epoch");
+    assert_eq!(add(&mut c2, producer.1 - 1, 1), INVALID_PRODUCER_EPOCH, "before v2 there was no PRODUCER_FENCED");
+    assert_eq!(add(&mut c2, producer.1, 3), 0);
+    assert_eq!(produce(txn_batch(producer, 0, 2)), 0);
+    assert_eq!(produce(txn_batch(producer, 2, 2)), 0);
+    let end = EndTxnRequest::default()
+        .with_transactional_id(txn_id())
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(true);
+    assert_eq!(c2.send(&end, 3).unwrap().error_code, 0);
+    assert_eq!(c2.send(&end, 3).unwrap().error_code, 0, "a retried EndTxn is answered the same");
+    assert_eq!(produce(txn_batch(producer, 4, 2)), INVALID_TXN_STATE, "the transaction has ended");
+    assert_eq!(latest_offsets(&b, "guarded"), (5, 5), "4 records and the commit marker");
 }

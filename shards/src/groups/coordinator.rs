@@ -536,4 +536,27 @@ mod tests {
         c.apply_commit("g", "t", 0, offset.clone());
         assert_eq!(c.committed("g", "t", 0), Some(&offset));
     }
+
+    #[test]
+    fn transactional_offsets_apply_on_commit_in_their_partition_only() {
+        let mut c = coordinator(0);
+        let at = |offset| CommittedOffset { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0 };
+        // Two groups whose offsets live in different __consumer_offsets partitions.
+        let (a, b) = ("group-a", "group-b");
+        let (pa, pb) = (super::super::offsets_partition_of(a), super::super::offsets_partition_of(b));
+        assert_ne!(pa, pb);
+        c.add_pending(7, a, "t", 0, at(10));
+        c.add_pending(7, b, "t", 0, at(20));
+        c.add_pending(8, a, "t", 1, at(30));
+        assert_eq!(c.committed(a, "t", 0), None, "pending until the marker");
+        c.end_txn(7, true, pa);
+        assert_eq!(c.committed(a, "t", 0).map(|o| o.offset), Some(10));
+        assert_eq!(c.committed(b, "t", 0), None, "its marker has not reached group-b's partition");
+        c.end_txn(7, true, pb);
+        assert_eq!(c.committed(b, "t", 0).map(|o| o.offset), Some(20));
+        c.end_txn(8, false, pa);
+        assert_eq!(c.committed(a, "t", 1), None, "aborted");
+        c.end_txn(8, true, pa);
+        assert_eq!(c.committed(a, "t", 1), None, "dropped for good");
+    }
 }
