@@ -59,6 +59,7 @@ pub fn group_error_code(e: Option<GroupError>) -> i16 {
         GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
     };
     error.code()
 }

@@ -102,8 +102,12 @@ pub enum GroupOp {
         generation: i32,
         offsets: Vec<OffsetToCommit>,
     },
-    /// `None`: every committed offset of the group.
-    FetchOffsets(Option<Vec<(String, i32)>>),
+    /// `partitions: None`: every committed offset of the group.
+    /// `require_stable` (KIP-447): offsets pending in a transaction are refused.
+    FetchOffsets {
+        partitions: Option<Vec<(String, i32)>>,
+        require_stable: bool,
+    },
     Describe,
     /// Every group of the shard it is sent to (the group id is ignored).
     List,
@@ -147,7 +151,7 @@ pub enum GroupReply {
     Leave(Vec<GroupResult<()>>),
     /// One result per offset, in request order.
     Commit(Vec<GroupResult<()>>),
-    Offsets(Vec<((String, i32), Option<CommittedOffset>)>),
+    Offsets(Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>),
     Describe(GroupDescription),
     List(Vec<GroupListing>),
     Delete(GroupResult<()>),

@@ -401,9 +401,17 @@ fn txn_batch((id, epoch): (i64, i16), first_seq: i32, count: usize) -> bytes::By
 #[test]
 fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() {
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{AddPartitionsToTxnRequest, EndTxnRequest, ProduceRequest, ProducerId};
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, OffsetFetchRequest, ProduceRequest,
+        ProducerId, TxnOffsetCommitRequest,
+    };
     const INVALID_TXN_STATE: i16 = 48;
+    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     const PRODUCER_FENCED: i16 = 90;
     const INVALID_PRODUCER_EPOCH: i16 = 47;
 
@@ -441,6 +449,40 @@ fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() 
     assert_eq!(add(&mut c2, producer.1, 3), 0);
     assert_eq!(produce(txn_batch(producer, 0, 2)), 0);
     assert_eq!(produce(txn_batch(producer, 2, 2)), 0);
+
+    // Offsets in the transaction: pending (KIP-447's require_stable sees them) until it commits.
+    let add_offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id())
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(StrBytes::from_static_str("guard-group")));
+    assert_eq!(c2.send(&add_offsets, 3).unwrap().error_code, 0);
+    let commit_offset = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id())
+        .with_group_id(GroupId(StrBytes::from_static_str("guard-group")))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("guarded")))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(2)])]);
+    assert_eq!(c2.send(&commit_offset, 3).unwrap().topics[0].partitions[0].error_code, 0);
+    let fetch_offset = |c: &mut weir_net::client::Client, require_stable: bool| {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("guard-group")))
+            .with_require_stable(require_stable)
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("guarded")))
+                .with_partition_indexes(vec![0])]));
+        let response = c.send(&request, 7).unwrap();
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    };
+    assert_eq!(fetch_offset(&mut c2, true), (UNSTABLE_OFFSET_COMMIT, -1));
+    assert_eq!(fetch_offset(&mut c2, false), (0, -1), "not committed yet");
+
     let end = EndTxnRequest::default()
         .with_transactional_id(txn_id())
         .with_producer_id(ProducerId(producer.0))
@@ -448,6 +490,7 @@ fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() 
         .with_committed(true);
     assert_eq!(c2.send(&end, 3).unwrap().error_code, 0);
     assert_eq!(c2.send(&end, 3).unwrap().error_code, 0, "a retried EndTxn is answered the same");
+    assert_eq!(fetch_offset(&mut c2, true), (0, 2), "committed with the transaction");
     assert_eq!(produce(txn_batch(producer, 4, 2)), INVALID_TXN_STATE, "the transaction has ended");
     assert_eq!(latest_offsets(&b, "guarded"), (5, 5), "4 records and the commit marker");
 }

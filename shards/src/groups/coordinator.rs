@@ -146,6 +146,12 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether a transaction holds an offset of this partition pending.
+    pub fn has_pending(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let pending = |p: &PendingOffset| p.group_id == group_id && p.topic == topic && p.partition == partition;
+        self.pending.values().flatten().any(pending)
+    }
+
     /// Forgets a committed offset (replaying a tombstone, or OffsetDelete).
     pub fn remove_commit(&mut self, group_id: &str, topic: &str, partition: i32) {
         if let Some(group) = self.groups.get_mut(group_id) {
@@ -549,12 +555,14 @@ mod tests {
         c.add_pending(7, b, "t", 0, at(20));
         c.add_pending(8, a, "t", 1, at(30));
         assert_eq!(c.committed(a, "t", 0), None, "pending until the marker");
+        assert!(c.has_pending(a, "t", 0) && !c.has_pending(a, "t", 2));
         c.end_txn(7, true, pa);
         assert_eq!(c.committed(a, "t", 0).map(|o| o.offset), Some(10));
         assert_eq!(c.committed(b, "t", 0), None, "its marker has not reached group-b's partition");
         c.end_txn(7, true, pb);
         assert_eq!(c.committed(b, "t", 0).map(|o| o.offset), Some(20));
         c.end_txn(8, false, pa);
+        assert!(!c.has_pending(a, "t", 1));
         assert_eq!(c.committed(a, "t", 1), None, "aborted");
         c.end_txn(8, true, pa);
         assert_eq!(c.committed(a, "t", 1), None, "dropped for good");

@@ -68,6 +68,8 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the group has reached its maximum size")]
     GroupMaxSizeReached,
+    #[error("the offset is pending in a transaction")]
+    UnstableOffsetCommit,
 }
 
 pub struct JoinRequest {

@@ -6,7 +6,8 @@ use super::Shard;
 use crate::error::TopicError;
 use crate::groups::log_records::{decode_batches, encode_batch, OffsetsEntry, OffsetsRecord};
 use crate::groups::{
-    offsets_partition_of, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS,
+    offsets_partition_of, CommittedOffset, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC,
+    OFFSETS_TOPIC_PARTITIONS,
 };
 use crate::messages::{GroupOp, GroupReply, OffsetToCommit, ShardMessage, TxnCommit, TxnOffsetError};
 use crate::metadata::NewTopic;
@@ -115,9 +116,9 @@ impl Shard {
                 self.commit_offsets(group_id, &member_id, instance_id.as_deref(), generation, offsets).await,
             ),
             GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(self.commit_offsets_in_txn(group_id, commit).await),
-            GroupOp::FetchOffsets(partitions) => {
+            GroupOp::FetchOffsets { partitions, require_stable } => {
                 let groups = self.groups.borrow();
-                GroupReply::Offsets(match partitions {
+                let offsets: Vec<((String, i32), Option<CommittedOffset>)> = match partitions {
                     None => groups.all_committed(group_id).into_iter().map(|(k, v)| (k, Some(v))).collect(),
                     Some(partitions) => partitions
                         .into_iter()
@@ -126,7 +127,18 @@ impl Shard {
                             ((topic, p), committed)
                         })
                         .collect(),
-                })
+                };
+                // KIP-447: a read_committed consumer waits for offsets still in a transaction.
+                let unstable = |(t, p): &(String, i32)| require_stable && groups.has_pending(group_id, t, *p);
+                GroupReply::Offsets(
+                    offsets
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = if unstable(&k) { Err(GroupError::UnstableOffsetCommit) } else { Ok(v) };
+                            (k, v)
+                        })
+                        .collect(),
+                )
             }
             GroupOp::Describe => GroupReply::Describe(self.groups.borrow().describe(group_id)),
             GroupOp::List => GroupReply::List(self.groups.borrow().list()),
@@ -427,7 +439,7 @@ fn unavailable_reply(op: &GroupOp) -> GroupReply {
         GroupOp::Leave(members) => GroupReply::Leave(vec![Err(e); members.len()]),
         GroupOp::Commit { offsets, .. } => GroupReply::Commit(vec![Err(e); offsets.len()]),
         GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(vec![Err(TxnOffsetError::Group(e)); commit.offsets.len()]),
-        GroupOp::FetchOffsets(_) => GroupReply::Offsets(Vec::new()),
+        GroupOp::FetchOffsets { .. } => GroupReply::Offsets(Vec::new()),
         GroupOp::Describe => GroupReply::Describe(crate::groups::GroupDescription {
             group_id: String::new(),
             state: crate::groups::GroupState::Dead,
