@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: every crate's tests (engine, shards, net, and the
 # integration tests that run the real broker against librdkafka), then the
-# kcat, kafka-python and kafkajs compatibility tests, which install those
-# clients if they are missing, then every fuzz target for a bounded time from
-# its committed corpus (tools/fuzz.sh; FUZZ_SECONDS each).
+# kcat, kafka-python, confluent-kafka and kafkajs compatibility tests, which
+# install those clients if they are missing, then every fuzz target for a
+# bounded time from its committed corpus (tools/fuzz.sh; FUZZ_SECONDS each).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --workspace

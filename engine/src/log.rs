@@ -427,6 +427,11 @@ impl PartitionLog {
         self.shared.queue.borrow().len()
     }
 
+    /// The offset the next append will be given (past appends still being written).
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.next_offset.get()
+    }
+
     /// Writer counters since open.
     pub fn stats(&self) -> LogStats {
         self.shared.stats.get()

@@ -17,6 +17,9 @@ pub struct SupportedApi {
 /// APIs stop before the versions that belong to the KIP-848 consumer protocol.
 /// DescribeConfigs starts at 1 (v0 was removed from Kafka 4 and from the
 /// protocol crate); librdkafka and kafka-python speak v1 or v2.
+/// AddPartitionsToTxn stops at 3 (v4+ is the brokers' batched form), and the
+/// transaction APIs before the versions of KIP-890 part 2 (epoch bump per
+/// transaction, TRANSACTION_ABORTABLE).
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::Produce, min: 0, max: 9 },
     SupportedApi { key: ApiKey::Fetch, min: 4, max: 12 },
@@ -41,6 +44,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
     SupportedApi { key: ApiKey::AlterConfigs, min: 0, max: 2 },
     SupportedApi { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 },
+    SupportedApi { key: ApiKey::AddPartitionsToTxn, min: 0, max: 3 },
+    SupportedApi { key: ApiKey::AddOffsetsToTxn, min: 0, max: 3 },
+    SupportedApi { key: ApiKey::EndTxn, min: 0, max: 3 },
+    SupportedApi { key: ApiKey::TxnOffsetCommit, min: 0, max: 3 },
+    SupportedApi { key: ApiKey::DescribeProducers, min: 0, max: 0 },
+    SupportedApi { key: ApiKey::DescribeTransactions, min: 0, max: 0 },
+    SupportedApi { key: ApiKey::ListTransactions, min: 0, max: 1 },
 ];
 
 /// The version range of `key`, if it is implemented.

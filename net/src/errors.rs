@@ -4,6 +4,7 @@ use kafka_protocol::error::ResponseError;
 use weir_engine::EngineError;
 use weir_shards::groups::GroupError;
 use weir_shards::producers::ProducerError;
+use weir_shards::transactions::TxnError;
 use weir_shards::{PartitionError, TopicError};
 
 pub fn partition_error_code(e: &PartitionError) -> i16 {
@@ -22,7 +23,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::Producer(ProducerError::UnknownProducerId) => ResponseError::UnknownProducerId,
         // Clients count this as written: the batch in flight will be stored once.
         PartitionError::DuplicateInFlight => ResponseError::DuplicateSequenceNumber,
-        PartitionError::Unsupported(_) => ResponseError::InvalidRequest,
+        PartitionError::Txn(e) => return txn_error_code(*e, true),
         PartitionError::InvalidRecord => ResponseError::InvalidRecord,
     };
     error.code()
@@ -60,6 +61,7 @@ pub fn group_error_code(e: Option<GroupError>) -> i16 {
         GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
     };
     error.code()
 }
@@ -67,4 +69,27 @@ pub fn group_error_code(e: Option<GroupError>) -> i16 {
 /// `group_error_code` of a result.
 pub fn group_result_code<T>(result: &Result<T, GroupError>) -> i16 {
     group_error_code(result.as_ref().err().copied())
+}
+
+/// A transaction error as the request's version knows it: PRODUCER_FENCED
+/// (KIP-588) only where `fenced_known`, INVALID_PRODUCER_EPOCH before.
+pub fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
+    let error = match e {
+        TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::ProducerFenced if fenced_known => ResponseError::ProducerFenced,
+        TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        TxnError::InvalidTransactionalId => ResponseError::InvalidRequest,
+    };
+    error.code()
+}
+
+/// `txn_error_code` of a result.
+pub fn txn_result_code<T>(result: &Result<T, TxnError>, fenced_known: bool) -> i16 {
+    result.as_ref().err().map_or(0, |e| txn_error_code(*e, fenced_known))
 }

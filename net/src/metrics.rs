@@ -40,7 +40,9 @@ top_level_error_code!(
     JoinGroupResponse,
     SyncGroupResponse,
     HeartbeatResponse,
-    InitProducerIdResponse
+    InitProducerIdResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
 );
 
 macro_rules! error_code_with {
@@ -75,6 +77,12 @@ error_code_with! {
     DescribeConfigsResponse => |r| 0, r.results.iter().map(|c| c.error_code);
     AlterConfigsResponse => |r| 0, r.responses.iter().map(|c| c.error_code);
     IncrementalAlterConfigsResponse => |r| 0, r.responses.iter().map(|c| c.error_code);
+    AddPartitionsToTxnResponse => |r| r.error_code,
+        r.results_by_topic_v3_and_below.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code));
+    TxnOffsetCommitResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    DescribeProducersResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    DescribeTransactionsResponse => |r| 0, r.transaction_states.iter().map(|t| t.error_code);
+    ListTransactionsResponse => |r| r.error_code, [];
 }
 
 /// The name Kafka gives an API key, for the `api` label.

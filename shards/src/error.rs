@@ -21,11 +21,11 @@ pub enum PartitionError {
     /// A retry of a batch that is still being written: it will be stored once.
     #[error("duplicate of a batch still being written")]
     DuplicateInFlight,
-    /// A request this broker cannot serve yet (transactions).
-    #[error("{0}")]
-    Unsupported(&'static str),
-    /// An idempotent produce must carry exactly one batch.
-    #[error("an idempotent produce request must carry exactly one batch")]
+    /// A transactional batch the transaction coordinator did not allow.
+    #[error("transaction: {0}")]
+    Txn(crate::transactions::TxnError),
+    /// An idempotent produce must carry exactly one batch, and no control batch.
+    #[error("an idempotent produce request must carry exactly one batch, not a control batch")]
     InvalidRecord,
 }
 

@@ -14,8 +14,10 @@ pub mod messages;
 pub mod metadata;
 pub mod ownership;
 pub mod producers;
+pub mod records;
 pub mod runtime;
 pub mod shard;
+pub mod transactions;
 
 pub use config::BrokerConfig;
 pub use error::{PartitionError, TopicError};

@@ -10,6 +10,7 @@ use crate::groups::{
 };
 use crate::metadata::{ConfigAlteration, MetadataSnapshot, NewTopic, TopicConfigs, TopicMetadata};
 use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition, ShardStats};
+use crate::transactions::{TxnError, TxnMetadata};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use std::sync::Arc;
@@ -22,10 +23,13 @@ pub enum PartitionOp {
     Produce {
         records: Bytes,
         durability: Durability,
+        /// The producer's transactional id (Produce v3+), to verify a transactional batch.
+        transactional_id: Option<String>,
     },
     Fetch {
         offset: i64,
         max_bytes: usize,
+        read_committed: bool,
     },
     Offsets,
     /// ListOffsets by timestamp: the first offset whose record timestamp is
@@ -41,7 +45,16 @@ pub enum PartitionOp {
     WaitBeyond {
         offset: i64,
         timeout: Duration,
+        read_committed: bool,
     },
+    /// From the transaction coordinator: end the producer's transaction here.
+    WriteMarker {
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    },
+    /// DescribeProducers.
+    Producers,
 }
 
 /// ListOffsets' MAX_TIMESTAMP (-3).
@@ -57,6 +70,18 @@ pub enum PartitionReply {
     /// The log start offset after DeleteRecords.
     RecordsDeleted(i64),
     Waited,
+    MarkerWritten,
+    Producers(Vec<ProducerDescription>),
+}
+
+/// A producer of a partition, as DescribeProducers shows it.
+#[derive(Debug, Clone)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    /// The first offset of its open transaction, or -1.
+    pub current_txn_start_offset: i64,
 }
 
 pub type TopicResults = Vec<Result<TopicMetadata, TopicError>>;
@@ -77,13 +102,37 @@ pub enum GroupOp {
         generation: i32,
         offsets: Vec<OffsetToCommit>,
     },
-    /// `None`: every committed offset of the group.
-    FetchOffsets(Option<Vec<(String, i32)>>),
+    /// `partitions: None`: every committed offset of the group.
+    /// `require_stable` (KIP-447): offsets pending in a transaction are refused.
+    FetchOffsets {
+        partitions: Option<Vec<(String, i32)>>,
+        require_stable: bool,
+    },
     Describe,
     /// Every group of the shard it is sent to (the group id is ignored).
     List,
     Delete,
     DeleteOffsets(Vec<(String, i32)>),
+    TxnCommit(TxnCommit),
+}
+
+/// TxnOffsetCommit: offsets committed as part of a producer's transaction.
+pub struct TxnCommit {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    /// -1 from clients that name no member (before v3).
+    pub generation: i32,
+    pub offsets: Vec<OffsetToCommit>,
+}
+
+/// Why one offset of a TxnOffsetCommit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOffsetError {
+    Group(GroupError),
+    Txn(TxnError),
 }
 
 pub struct OffsetToCommit {
@@ -102,11 +151,52 @@ pub enum GroupReply {
     Leave(Vec<GroupResult<()>>),
     /// One result per offset, in request order.
     Commit(Vec<GroupResult<()>>),
-    Offsets(Vec<((String, i32), Option<CommittedOffset>)>),
+    Offsets(Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>),
     Describe(GroupDescription),
     List(Vec<GroupListing>),
     Delete(GroupResult<()>),
     DeleteOffsets(GroupResult<Vec<GroupResult<()>>>),
+    /// One result per offset, in request order.
+    TxnCommit(Vec<Result<(), TxnOffsetError>>),
+}
+
+/// Work on one transactional id, run by the shard that owns it.
+pub enum TxnOp {
+    /// `expected`: the producer id and epoch a v3+ client holds (KIP-360).
+    InitProducerId {
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    },
+    AddPartitions {
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    },
+    EndTxn {
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    },
+    /// From a partition's owner: may this producer write to the partition now?
+    Verify {
+        producer_id: i64,
+        epoch: i16,
+        topic: String,
+        partition: i32,
+    },
+    Describe,
+    /// Every transactional id of the shard it is sent to.
+    List,
+}
+
+pub enum TxnReply {
+    /// (producer id, epoch).
+    ProducerId(Result<(i64, i16), TxnError>),
+    Done(Result<(), TxnError>),
+    /// One result per partition, in request order.
+    Added(Vec<Result<(), TxnError>>),
+    Describe(Option<TxnMetadata>),
+    List(Vec<TxnMetadata>),
 }
 
 pub enum ShardMessage {
@@ -141,6 +231,11 @@ pub enum ShardMessage {
         group_id: String,
         op: GroupOp,
         reply: oneshot::Sender<GroupReply>,
+    },
+    Txn {
+        transactional_id: String,
+        op: TxnOp,
+        reply: oneshot::Sender<TxnReply>,
     },
     /// For the admin endpoint: this shard's counters and partition figures.
     Stats {

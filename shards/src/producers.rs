@@ -1,7 +1,9 @@
-//! Idempotent producers (KIP-98 without transactions): per partition, the
-//! last five batches of every producer id, so a retried batch is answered
-//! with its original offset instead of being written twice, and a gap or a
-//! stale epoch is refused. A plain state machine; the shard feeds it.
+//! Idempotent and transactional producers (KIP-98), per partition: the last
+//! five batches of every producer id, so a retried batch is answered with its
+//! original offset instead of being written twice, and a gap or a stale epoch
+//! is refused; and the partition's open and aborted transactions, which give
+//! the last stable offset and the aborted list of read_committed fetches.
+//! Plain state machines; the shard feeds them.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -17,6 +19,7 @@ const PRODUCER_EPOCH: std::ops::Range<usize> = 51..53;
 const BASE_SEQUENCE: std::ops::Range<usize> = 53..57;
 const HEADER_LEN: usize = 61;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
 
 /// The producer fields of one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct ProducerBatch {
     pub first_seq: i32,
     pub last_seq: i32,
     pub transactional: bool,
+    /// A transaction marker (written by the coordinator, never by clients).
+    pub control: bool,
 }
 
 /// Reads the producer fields of a (validated) batch; `None` without a producer id.
@@ -40,12 +45,14 @@ pub fn producer_batch(batch: &[u8]) -> Option<ProducerBatch> {
     }
     let first_seq = i32::from_be_bytes(be(BASE_SEQUENCE).try_into().ok()?);
     let delta = i32::from_be_bytes(be(LAST_OFFSET_DELTA).try_into().ok()?);
+    let attributes = i16::from_be_bytes(be(ATTRIBUTES).try_into().ok()?);
     Some(ProducerBatch {
         producer_id,
         epoch: i16::from_be_bytes(be(PRODUCER_EPOCH).try_into().ok()?),
         first_seq,
         last_seq: next_seq(first_seq, delta.max(0)),
-        transactional: i16::from_be_bytes(be(ATTRIBUTES).try_into().ok()?) & ATTR_TRANSACTIONAL != 0,
+        transactional: attributes & ATTR_TRANSACTIONAL != 0,
+        control: attributes & ATTR_CONTROL != 0,
     })
 }
 
@@ -88,6 +95,7 @@ struct Producer {
 #[derive(Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
+    pub txns: PartitionTxns,
 }
 
 impl ProducerStates {
@@ -160,9 +168,104 @@ impl ProducerStates {
         }
     }
 
+    /// A transaction marker of `epoch` was written: an older epoch of the
+    /// producer is fenced from now on, and a newer one starts its sequences at 0.
+    pub fn apply_marker(&mut self, producer_id: i64, epoch: i16) {
+        let p = self.producers.entry(producer_id).or_insert(Producer { epoch, batches: VecDeque::new() });
+        if epoch > p.epoch {
+            *p = Producer { epoch, batches: VecDeque::new() };
+        }
+    }
+
+    /// The producers of this partition: (producer id, epoch, last sequence, base offset of its last batch).
+    pub fn describe(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut all: Vec<_> = self
+            .producers
+            .iter()
+            .map(|(id, p)| {
+                let last = p.batches.back();
+                (*id, p.epoch, last.map_or(-1, |b| b.last_seq), last.and_then(|b| b.base_offset).unwrap_or(-1))
+            })
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     fn slot(&mut self, b: &ProducerBatch) -> Option<&mut BatchSeen> {
         let p = self.producers.get_mut(&b.producer_id)?;
         p.batches.iter_mut().find(|s| s.first_seq == b.first_seq && s.last_seq == b.last_seq)
+    }
+}
+
+/// An aborted transaction of a partition: its producer, first offset and marker offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+/// The transactions of one partition.
+#[derive(Default)]
+pub struct PartitionTxns {
+    /// Open transactions: producer id → (epoch, first offset).
+    open: HashMap<i64, (i16, i64)>,
+    /// Aborted transactions in marker order (so by `last_offset`).
+    aborted: Vec<AbortedTxn>,
+}
+
+impl PartitionTxns {
+    /// Whether the producer has a transaction open here at this epoch.
+    pub fn is_open(&self, producer_id: i64, epoch: i16) -> bool {
+        self.open.get(&producer_id).is_some_and(|(e, _)| *e == epoch)
+    }
+
+    /// Opens the producer's transaction at `first_offset` unless one is
+    /// open; returns whether it was opened now.
+    pub fn begin(&mut self, producer_id: i64, epoch: i16, first_offset: i64) -> bool {
+        if self.open.contains_key(&producer_id) {
+            return false;
+        }
+        self.open.insert(producer_id, (epoch, first_offset));
+        true
+    }
+
+    /// The first batch of a transaction opened by `begin` failed to append.
+    pub fn forget(&mut self, producer_id: i64) {
+        self.open.remove(&producer_id);
+    }
+
+    /// A marker at `marker_offset` ended the producer's transaction.
+    pub fn end(&mut self, producer_id: i64, commit: bool, marker_offset: i64) {
+        let Some((_, first_offset)) = self.open.remove(&producer_id) else { return };
+        if !commit {
+            debug_assert!(self.aborted.last().is_none_or(|a| a.last_offset < marker_offset));
+            self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset: marker_offset });
+        }
+    }
+
+    /// The last stable offset: the first offset of the oldest open
+    /// transaction, or the high watermark.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.open.values().map(|(_, first)| *first).min().map_or(high_watermark, |f| f.min(high_watermark))
+    }
+
+    /// The aborted transactions that overlap offsets `from..to`, as
+    /// (producer id, first offset), for a read_committed fetch.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..].iter().filter(|a| a.first_offset < to).map(|a| (a.producer_id, a.first_offset)).collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start offset.
+    pub fn prune(&mut self, log_start_offset: i64) {
+        let below = self.aborted.partition_point(|a| a.last_offset < log_start_offset);
+        self.aborted.drain(..below);
+    }
+
+    /// The open transactions, as (producer id, epoch, first offset).
+    pub fn open(&self) -> impl Iterator<Item = (i64, i16, i64)> + '_ {
+        self.open.iter().map(|(id, (epoch, first))| (*id, *epoch, *first))
     }
 }
 
@@ -177,6 +280,7 @@ mod tests {
             first_seq,
             last_seq: next_seq(first_seq, records - 1),
             transactional: false,
+            control: false,
         }
     }
 
@@ -244,5 +348,38 @@ mod tests {
         assert_eq!((b.producer_id, b.epoch, b.first_seq, b.last_seq, b.transactional), (42, 3, 10, 14, false));
         header[PRODUCER_ID].copy_from_slice(&(-1i64).to_be_bytes());
         assert_eq!(producer_batch(&header), None);
+    }
+
+    #[test]
+    fn markers_fence_older_epochs() {
+        let mut s = ProducerStates::default();
+        assert_eq!(s.check(&batch(0, 0, 3)), Ok(Verdict::Append));
+        s.apply_marker(7, 0);
+        assert_eq!(s.check(&batch(0, 3, 1)), Ok(Verdict::Append), "same epoch: sequences go on");
+        s.apply_marker(7, 1);
+        assert_eq!(s.check(&batch(0, 4, 1)), Err(ProducerError::InvalidProducerEpoch));
+        assert_eq!(s.check(&batch(1, 0, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn open_transactions_hold_the_last_stable_offset_and_aborts_are_listed() {
+        let mut t = PartitionTxns::default();
+        assert_eq!(t.last_stable_offset(10), 10);
+        assert!(t.begin(1, 0, 10));
+        assert!(!t.begin(1, 0, 12), "already open");
+        assert!(t.begin(2, 0, 11));
+        assert!(t.is_open(1, 0) && !t.is_open(1, 1));
+        assert_eq!(t.last_stable_offset(20), 10);
+        t.end(1, false, 13);
+        assert_eq!(t.last_stable_offset(20), 11);
+        t.end(2, true, 14);
+        assert_eq!(t.last_stable_offset(20), 20);
+        assert!(t.begin(1, 0, 15));
+        t.end(1, false, 16);
+        assert_eq!(t.aborted_between(0, 20), vec![(1, 10), (1, 15)]);
+        assert_eq!(t.aborted_between(14, 20), vec![(1, 15)], "the first ended before 14");
+        assert_eq!(t.aborted_between(0, 12), vec![(1, 10)], "the second starts after the range");
+        t.prune(14);
+        assert_eq!(t.aborted_between(0, 20), vec![(1, 15)]);
     }
 }

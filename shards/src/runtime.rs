@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 const MESH_CHANNEL_CAPACITY: usize = 1024;
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK: Duration = Duration::from_millis(100);
+/// Kafka checks for timed-out transactions every 10 s; a finer tick ends them closer to their timeout.
+const TRANSACTION_TICK: Duration = Duration::from_millis(500);
 /// Shortest interval between two retention or compaction passes.
 const MIN_MAINTENANCE_INTERVAL_MS: u64 = 10;
 /// How often each shard measures how late its timers run.
@@ -130,6 +132,7 @@ where
         glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }
     glommio::spawn_local(tick_groups(shard.clone())).detach();
+    glommio::spawn_local(tick_transactions(shard.clone())).detach();
     glommio::spawn_local(maintain_logs(shard.clone())).detach();
     glommio::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
@@ -253,6 +256,14 @@ async fn tick_groups(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(GROUP_TICK).await;
         shard.tick_groups();
+    }
+}
+
+/// Transactions of this shard's ids left half-ended or past their timeout.
+async fn tick_transactions(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(TRANSACTION_TICK).await;
+        shard.tick_transactions();
     }
 }
 

@@ -78,7 +78,7 @@ fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-fn fail_on(code: i16, what: &str) -> anyhow::Result<()> {
+pub(crate) fn fail_on(code: i16, what: &str) -> anyhow::Result<()> {
     match ResponseError::try_from_code(code) {
         Some(e) => bail!("{what}: {e:?}: {e}"),
         None => Ok(()),

@@ -6,6 +6,7 @@ mod groups;
 mod produce;
 mod serve;
 mod topics;
+mod transactions;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,9 @@ enum Command {
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
+    /// List and describe transactional ids and their transactions.
+    #[command(subcommand)]
+    Transactions(transactions::TransactionsCommand),
     /// Load generator: produce, consume, e2e and sweep against any Kafka-compatible broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,6 +57,7 @@ fn main() {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Groups(command) => groups::run(command),
+        Command::Transactions(command) => transactions::run(command),
         Command::Bench(command) => bench::run(command),
     };
     if let Err(e) = result {

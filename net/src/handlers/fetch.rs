@@ -3,11 +3,15 @@
 
 use crate::errors::partition_error_code;
 use futures::future::{join_all, select, select_all};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use std::pin::pin;
 use std::time::{Duration, Instant};
 use weir_shards::{FetchedPartition, PartitionError, Shard};
+
+/// Fetch's isolation_level for read_committed.
+const READ_COMMITTED: i8 = 1;
 
 /// Upper bound on a long poll, whatever the client asks for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -36,8 +40,9 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     let max_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
+    let read_committed = request.isolation_level == READ_COMMITTED;
 
-    let mut results = read_all(shard, &wanted).await;
+    let mut results = read_all(shard, &wanted, read_committed).await;
     loop {
         let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
         let any_error = results.iter().any(Result::is_err);
@@ -45,19 +50,25 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
         if ready >= min_bytes || any_error || left.is_zero() || wanted.is_empty() {
             break;
         }
-        wait_for_any(shard, &wanted, left).await;
-        results = read_all(shard, &wanted).await;
+        wait_for_any(shard, &wanted, left, read_committed).await;
+        results = read_all(shard, &wanted, read_committed).await;
     }
     build_response(version, &wanted, results, max_bytes)
 }
 
-async fn read_all(shard: &Shard, wanted: &[Wanted]) -> Vec<Result<FetchedPartition, PartitionError>> {
-    join_all(wanted.iter().map(|w| shard.fetch(&w.topic.0, w.partition, w.offset, w.max_bytes))).await
+async fn read_all(
+    shard: &Shard,
+    wanted: &[Wanted],
+    read_committed: bool,
+) -> Vec<Result<FetchedPartition, PartitionError>> {
+    join_all(wanted.iter().map(|w| shard.fetch(&w.topic.0, w.partition, w.offset, w.max_bytes, read_committed))).await
 }
 
-/// Resolves when any partition's high watermark passes its fetch offset, or after `timeout`.
-async fn wait_for_any(shard: &Shard, wanted: &[Wanted], timeout: Duration) {
-    let waits = wanted.iter().map(|w| Box::pin(shard.wait_beyond(&w.topic.0, w.partition, w.offset, timeout)));
+/// Resolves when any partition's high watermark (read_committed: last
+/// stable offset) passes its fetch offset, or after `timeout`.
+async fn wait_for_any(shard: &Shard, wanted: &[Wanted], timeout: Duration, read_committed: bool) {
+    let waits =
+        wanted.iter().map(|w| Box::pin(shard.wait_beyond(&w.topic.0, w.partition, w.offset, timeout, read_committed)));
     let timer = pin!(glommio::timer::sleep(timeout));
     select(select_all(waits), timer).await;
 }
@@ -75,7 +86,15 @@ fn build_response(
         match result {
             Ok(fetched) => {
                 data.high_watermark = fetched.high_watermark;
-                data.last_stable_offset = fetched.high_watermark;
+                data.last_stable_offset = fetched.last_stable_offset;
+                data.aborted_transactions = fetched.aborted_transactions.map(|aborted| {
+                    aborted
+                        .into_iter()
+                        .map(|(id, first)| {
+                            AbortedTransaction::default().with_producer_id(ProducerId(id)).with_first_offset(first)
+                        })
+                        .collect()
+                });
                 if version >= 5 {
                     data.log_start_offset = fetched.log_start_offset;
                 }

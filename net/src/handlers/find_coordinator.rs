@@ -1,5 +1,6 @@
-//! FindCoordinator: this broker coordinates every group (single node). The
-//! first request creates `__consumer_offsets`, as Kafka does.
+//! FindCoordinator: this broker coordinates every group and transactional
+//! id (single node). The first request of each kind creates
+//! `__consumer_offsets` or `__transaction_state`, as Kafka does.
 
 use super::{message, str_bytes};
 use kafka_protocol::error::ResponseError;
@@ -8,6 +9,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use weir_shards::Shard;
 
 const GROUP_KEY_TYPE: i8 = 0;
+const TRANSACTION_KEY_TYPE: i8 = 1;
 
 pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let keys: Vec<String> = if version >= 4 {
@@ -17,12 +19,19 @@ pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest
     };
     let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
     let node = BrokerId(shard.config().node_id);
-    let error = if request.key_type != GROUP_KEY_TYPE {
-        // Transaction coordinators come with transactions.
-        Some((ResponseError::CoordinatorNotAvailable.code(), "transactions are not supported yet".to_string()))
-    } else {
-        shard.ensure_offsets_topic().await.err().map(|e| (ResponseError::CoordinatorNotAvailable.code(), e.to_string()))
+    let created = match request.key_type {
+        GROUP_KEY_TYPE => shard.ensure_offsets_topic().await.map_err(|e| e.to_string()),
+        TRANSACTION_KEY_TYPE => shard.ensure_transaction_topic().await.map_err(|e| e.to_string()),
+        other => Err(format!("unknown coordinator key type {other}")),
     };
+    let error = created.err().map(|text| {
+        let code = if (GROUP_KEY_TYPE..=TRANSACTION_KEY_TYPE).contains(&request.key_type) {
+            ResponseError::CoordinatorNotAvailable
+        } else {
+            ResponseError::InvalidRequest
+        };
+        (code.code(), text)
+    });
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = keys

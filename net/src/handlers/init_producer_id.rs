@@ -1,33 +1,43 @@
-//! InitProducerId: producer ids for idempotent producers. Transactional ids
-//! are refused until transactions exist.
+//! InitProducerId: producer ids for idempotent producers, and for
+//! transactional ones the id and next epoch kept by the transaction
+//! coordinator (which fences the previous producer of the transactional id
+//! and aborts its open transaction).
 
+use crate::errors::txn_error_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use weir_shards::messages::{TxnOp, TxnReply};
 use weir_shards::Shard;
 
+/// The first version that knows PRODUCER_FENCED.
+const PRODUCER_FENCED_VERSION: i16 = 4;
+
 pub async fn handle(shard: &Shard, version: i16, request: InitProducerIdRequest) -> InitProducerIdResponse {
-    let refuse = |error: ResponseError| {
-        InitProducerIdResponse::default()
-            .with_error_code(error.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
+    let refuse = |code: i16| {
+        InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
     };
-    if request.transactional_id.is_some() {
-        return refuse(ResponseError::TransactionalIdAuthorizationFailed);
-    }
     // v3+ (KIP-360): a producer that lost track of its sequences asks for the
     // next epoch of the id it has.
-    let bump = version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0;
-    if bump && request.producer_epoch < i16::MAX - 1 {
-        return InitProducerIdResponse::default()
-            .with_producer_id(request.producer_id)
-            .with_producer_epoch(request.producer_epoch + 1);
+    let claimed = (version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+        .then_some((request.producer_id.0, request.producer_epoch));
+    if let Some(transactional_id) = &request.transactional_id {
+        let op = TxnOp::InitProducerId { timeout_ms: request.transaction_timeout_ms, expected: claimed };
+        return match shard.txn_op(&transactional_id.0, op).await {
+            TxnReply::ProducerId(Ok((id, epoch))) => {
+                InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(epoch)
+            }
+            TxnReply::ProducerId(Err(e)) => refuse(txn_error_code(e, version >= PRODUCER_FENCED_VERSION)),
+            _ => unreachable!("InitProducerId answered with another reply"),
+        };
+    }
+    if let Some((id, epoch)) = claimed.filter(|(_, epoch)| *epoch < i16::MAX - 1) {
+        return InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(epoch + 1);
     }
     match shard.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::warn!("allocating a producer id failed: {e}");
-            refuse(ResponseError::CoordinatorNotAvailable)
+            refuse(ResponseError::CoordinatorNotAvailable.code())
         }
     }
 }

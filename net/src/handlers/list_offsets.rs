@@ -10,14 +10,16 @@ use weir_shards::{PartitionError, Shard};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
+const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = join_all(request.topics.into_iter().map(|topic| async move {
         let partitions = join_all(topic.partitions.iter().map(|p| {
             let name = &topic.name.0;
             async move {
                 let mut response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                match lookup(shard, name, p.partition_index, p.timestamp).await {
+                match lookup(shard, name, p.partition_index, p.timestamp, read_committed).await {
                     Ok((offset, timestamp)) => {
                         response.offset = offset;
                         response.timestamp = timestamp;
@@ -41,10 +43,20 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
 }
 
 /// (offset, timestamp) for one partition; (-1, -1) when no record matches.
-async fn lookup(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), PartitionError> {
+/// read_committed's latest is the last stable offset.
+async fn lookup(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), PartitionError> {
     match timestamp {
         EARLIEST_TIMESTAMP => Ok((shard.offsets(topic, partition).await?.log_start_offset, -1)),
-        LATEST_TIMESTAMP => Ok((shard.offsets(topic, partition).await?.high_watermark, -1)),
+        LATEST_TIMESTAMP => {
+            let offsets = shard.offsets(topic, partition).await?;
+            Ok((if read_committed { offsets.last_stable_offset } else { offsets.high_watermark }, -1))
+        }
         // MAX_TIMESTAMP (-3) and real timestamps: the time index.
         _ => Ok(shard.offset_for_timestamp(topic, partition, timestamp).await?.unwrap_or((-1, -1))),
     }

@@ -72,7 +72,7 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, ve
         .collect();
     let mut response = MetadataResponseTopic::default().with_name(Some(topic_name)).with_partitions(partitions);
     if version >= 1 {
-        response.is_internal = name == weir_shards::groups::OFFSETS_TOPIC;
+        response.is_internal = weir_shards::shard::is_internal_topic(name);
     }
     if version >= 10 {
         response.topic_id = topic.id;

@@ -1,6 +1,8 @@
 //! One module per Kafka API. `decode` turns a frame into a typed request (or a
 //! reason to close the connection); `handle` answers it on the connection's shard.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod create_topics;
@@ -9,6 +11,9 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -18,23 +23,27 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_fetch_response, encode_response, RequestFrame, ResponseFrame};
 use crate::metrics::ResponseErrorCode;
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey, ApiVersionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
@@ -68,6 +77,13 @@ pub enum Request {
     DescribeConfigs(DescribeConfigsRequest),
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    EndTxn(EndTxnRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
+    DescribeProducers(DescribeProducersRequest),
+    DescribeTransactions(DescribeTransactionsRequest),
+    ListTransactions(ListTransactionsRequest),
 }
 
 /// Who sent a request, for JoinGroup's member descriptions.
@@ -128,6 +144,13 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(decode_body(body, version).map_err(malformed)?)
         }
+        ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(decode_body(body, version).map_err(malformed)?),
+        ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(decode_body(body, version).map_err(malformed)?),
+        ApiKey::EndTxn => Request::EndTxn(decode_body(body, version).map_err(malformed)?),
+        ApiKey::TxnOffsetCommit => Request::TxnOffsetCommit(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeProducers => Request::DescribeProducers(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeTransactions => Request::DescribeTransactions(decode_body(body, version).map_err(malformed)?),
+        ApiKey::ListTransactions => Request::ListTransactions(decode_body(body, version).map_err(malformed)?),
         other => return Err(DecodeError::NotImplemented(other)),
     };
     Ok(request)
@@ -195,6 +218,13 @@ pub async fn handle(
         Request::DescribeConfigs(r) => respond(&describe_configs::handle(&shard, version, r)),
         Request::AlterConfigs(r) => respond(&alter_configs::handle(&shard, r).await),
         Request::IncrementalAlterConfigs(r) => respond(&incremental_alter_configs::handle(&shard, r).await),
+        Request::AddPartitionsToTxn(r) => respond(&add_partitions_to_txn::handle(&shard, version, r).await),
+        Request::AddOffsetsToTxn(r) => respond(&add_offsets_to_txn::handle(&shard, version, r).await),
+        Request::EndTxn(r) => respond(&end_txn::handle(&shard, version, r).await),
+        Request::TxnOffsetCommit(r) => respond(&txn_offset_commit::handle(&shard, version, r).await),
+        Request::DescribeProducers(r) => respond(&describe_producers::handle(&shard, r).await),
+        Request::DescribeTransactions(r) => respond(&describe_transactions::handle(&shard, r).await),
+        Request::ListTransactions(r) => respond(&list_transactions::handle(&shard, r).await),
     }
 }
 

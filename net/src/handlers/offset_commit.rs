@@ -3,29 +3,36 @@
 use crate::errors::group_result_code;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use weir_shards::groups::CommittedOffset;
-use weir_shards::messages::{GroupOp, GroupReply, OffsetToCommit};
+use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
+
+/// The offsets of an OffsetCommit or TxnOffsetCommit request (the same
+/// fields in different generated types), committed at `$now_ms`.
+macro_rules! offsets_to_commit {
+    ($topics:expr, $now_ms:expr) => {{
+        let now_ms: i64 = $now_ms;
+        $topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| weir_shards::messages::OffsetToCommit {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    offset: weir_shards::groups::CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        commit_timestamp_ms: now_ms,
+                    },
+                })
+            })
+            .collect::<Vec<_>>()
+    }};
+}
+pub(super) use offsets_to_commit;
 
 pub async fn handle(shard: &Shard, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let offsets: Vec<OffsetToCommit> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| OffsetToCommit {
-                topic: t.name.0.to_string(),
-                partition: p.partition_index,
-                offset: CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                    commit_timestamp_ms: now_ms,
-                },
-            })
-        })
-        .collect();
+    let offsets = offsets_to_commit!(request.topics, weir_engine::now_ms());
     let op = GroupOp::Commit {
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.map(|i| i.to_string()),

@@ -1,6 +1,7 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8).
 
 use super::str_bytes;
+use crate::errors::group_error_code;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
@@ -8,16 +9,19 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use std::collections::BTreeMap;
 use weir_shards::groups::CommittedOffset;
-use weir_shards::messages::{GroupOp, GroupReply};
+use weir_shards::messages::{GroupOp, GroupReply, GroupResult};
 use weir_shards::Shard;
 
 const MULTI_GROUP_VERSION: i16 = 8;
+/// The first version with require_stable (KIP-447).
+const REQUIRE_STABLE_VERSION: i16 = 7;
 
 /// Committed offsets by topic, then partition; `None` where nothing is committed.
-type Committed = BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>>;
+type Committed = BTreeMap<String, Vec<(i32, GroupResult<Option<CommittedOffset>>)>>;
 
-async fn fetch(shard: &Shard, group_id: &str, wanted: Option<Vec<(String, i32)>>) -> Committed {
-    let GroupReply::Offsets(offsets) = shard.group_op(group_id, GroupOp::FetchOffsets(wanted)).await else {
+async fn fetch(shard: &Shard, group_id: &str, wanted: Option<Vec<(String, i32)>>, require_stable: bool) -> Committed {
+    let op = GroupOp::FetchOffsets { partitions: wanted, require_stable };
+    let GroupReply::Offsets(offsets) = shard.group_op(group_id, op).await else {
         unreachable!("OffsetFetch answered with another reply");
     };
     let mut by_topic: Committed = BTreeMap::new();
@@ -27,10 +31,12 @@ async fn fetch(shard: &Shard, group_id: &str, wanted: Option<Vec<(String, i32)>>
     by_topic
 }
 
-fn offset_fields(committed: &Option<CommittedOffset>) -> (i64, i32, String) {
+/// (offset, leader epoch, metadata, error code) of one partition.
+fn offset_fields(committed: &GroupResult<Option<CommittedOffset>>) -> (i64, i32, String, i16) {
     match committed {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata.clone().unwrap_or_default()),
-        None => (-1, -1, String::new()),
+        Ok(Some(c)) => (c.offset, c.leader_epoch, c.metadata.clone().unwrap_or_default(), 0),
+        Ok(None) => (-1, -1, String::new(), 0),
+        Err(e) => (-1, -1, String::new(), group_error_code(Some(*e))),
     }
 }
 
@@ -41,16 +47,17 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
             let wanted = group.topics.map(|topics| {
                 topics.iter().flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p))).collect()
             });
-            let committed = fetch(shard, &group.group_id.0, wanted).await;
+            let committed = fetch(shard, &group.group_id.0, wanted, request.require_stable).await;
             let topics = committed
                 .into_iter()
                 .map(|(topic, partitions)| {
                     let partitions = partitions
                         .iter()
                         .map(|(p, c)| {
-                            let (offset, epoch, metadata) = offset_fields(c);
+                            let (offset, epoch, metadata, code) = offset_fields(c);
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(*p)
+                                .with_error_code(code)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(str_bytes(metadata)))
@@ -69,16 +76,18 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
     let wanted = request.topics.map(|topics| {
         topics.iter().flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p))).collect()
     });
-    let committed = fetch(shard, &request.group_id.0, wanted).await;
+    let committed =
+        fetch(shard, &request.group_id.0, wanted, version >= REQUIRE_STABLE_VERSION && request.require_stable).await;
     let topics = committed
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .iter()
                 .map(|(p, c)| {
-                    let (offset, epoch, metadata) = offset_fields(c);
+                    let (offset, epoch, metadata, code) = offset_fields(c);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(*p)
+                        .with_error_code(code)
                         .with_committed_offset(offset)
                         .with_metadata(Some(str_bytes(metadata)));
                     if version >= 5 {

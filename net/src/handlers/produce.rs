@@ -28,6 +28,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
     if durability.is_ok() {
         auto_create_topics(shard, request.topic_data.iter().map(|t| &*t.name.0)).await;
     }
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let transactional_id = transactional_id.as_deref();
     let topics = join_all(request.topic_data.into_iter().map(|topic| async move {
         let partitions = join_all(topic.partition_data.into_iter().map(|data| {
             let name = topic.name.0.clone();
@@ -36,10 +38,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                     (Err(code), _) => Err((code, None)),
                     (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
                     (Ok(Durability::Synced), Some(records)) => {
-                        durable_by(shard.clone(), name, data.index, records, deadline).await
+                        let transactional_id = transactional_id.map(str::to_string);
+                        durable_by(shard.clone(), name, data.index, records, transactional_id, deadline).await
                     }
                     (Ok(durability), Some(records)) => {
-                        shard.produce(&name, data.index, records, durability).await.map_err(error_of)
+                        shard.produce(&name, data.index, records, durability, transactional_id).await.map_err(error_of)
                     }
                 };
                 partition_response(version, data.index, result)
@@ -67,11 +70,13 @@ async fn durable_by(
     topic: StrBytes,
     partition: i32,
     records: Bytes,
+    transactional_id: Option<String>,
     deadline: Instant,
 ) -> PartitionResult {
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let append =
-        glommio::spawn_local(async move { shard.produce(&topic, partition, records, Durability::Synced).await });
+    let append = glommio::spawn_local(async move {
+        shard.produce(&topic, partition, records, Durability::Synced, transactional_id.as_deref()).await
+    });
     match select(append.detach(), pin!(glommio::timer::sleep(timeout))).await {
         Either::Left((Some(result), _)) => result.map_err(error_of),
         Either::Left((None, _)) => Err(error_of(PartitionError::ShardUnavailable)), // the task did not finish

@@ -34,11 +34,21 @@ pub struct GroupMetadata {
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: HashMap<String, Group>,
+    /// Offsets committed inside transactions (TxnOffsetCommit), by producer
+    /// id: applied when its commit marker is written, dropped on abort.
+    pending: HashMap<i64, Vec<PendingOffset>>,
+}
+
+struct PendingOffset {
+    group_id: String,
+    topic: String,
+    partition: i32,
+    offset: CommittedOffset,
 }
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
-        GroupCoordinator { config, groups: HashMap::new() }
+        GroupCoordinator { config, groups: HashMap::new(), pending: HashMap::new() }
     }
 
     pub fn join(&mut self, now: Instant, req: JoinRequest, respond: Responder<JoinResponse>) {
@@ -105,6 +115,41 @@ impl GroupCoordinator {
     pub fn apply_commit(&mut self, group_id: &str, topic: &str, partition: i32, offset: CommittedOffset) {
         let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
         group.offsets.insert((topic.to_string(), partition), offset);
+    }
+
+    /// Holds an offset committed in the producer's transaction (already persisted).
+    pub fn add_pending(
+        &mut self,
+        producer_id: i64,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+        offset: CommittedOffset,
+    ) {
+        let pending = PendingOffset { group_id: group_id.to_string(), topic: topic.to_string(), partition, offset };
+        self.pending.entry(producer_id).or_default().push(pending);
+    }
+
+    /// The producer's transaction ended with a marker in `offsets_partition`:
+    /// its offsets for the groups of that partition are applied or dropped.
+    pub fn end_txn(&mut self, producer_id: i64, commit: bool, offsets_partition: i32) {
+        let Some(pending) = self.pending.remove(&producer_id) else { return };
+        let (ended, kept): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|p| super::offsets_partition_of(&p.group_id) == offsets_partition);
+        if !kept.is_empty() {
+            self.pending.insert(producer_id, kept);
+        }
+        if commit {
+            for p in ended {
+                self.apply_commit(&p.group_id, &p.topic, p.partition, p.offset);
+            }
+        }
+    }
+
+    /// Whether a transaction holds an offset of this partition pending.
+    pub fn has_pending(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let pending = |p: &PendingOffset| p.group_id == group_id && p.topic == topic && p.partition == partition;
+        self.pending.values().flatten().any(pending)
     }
 
     /// Forgets a committed offset (replaying a tombstone, or OffsetDelete).
@@ -509,5 +554,30 @@ mod tests {
         let mut all: Vec<_> = c.every_committed_offset().collect();
         all.sort();
         assert_eq!(all, vec![("g", "t", 0, 42), ("solo", "t", 1, 7)]);
+    }
+
+    #[test]
+    fn transactional_offsets_apply_on_commit_in_their_partition_only() {
+        let mut c = coordinator(0);
+        let at = |offset| CommittedOffset { offset, leader_epoch: -1, metadata: None, commit_timestamp_ms: 0 };
+        // Two groups whose offsets live in different __consumer_offsets partitions.
+        let (a, b) = ("group-a", "group-b");
+        let (pa, pb) = (super::super::offsets_partition_of(a), super::super::offsets_partition_of(b));
+        assert_ne!(pa, pb);
+        c.add_pending(7, a, "t", 0, at(10));
+        c.add_pending(7, b, "t", 0, at(20));
+        c.add_pending(8, a, "t", 1, at(30));
+        assert_eq!(c.committed(a, "t", 0), None, "pending until the marker");
+        assert!(c.has_pending(a, "t", 0) && !c.has_pending(a, "t", 2));
+        c.end_txn(7, true, pa);
+        assert_eq!(c.committed(a, "t", 0).map(|o| o.offset), Some(10));
+        assert_eq!(c.committed(b, "t", 0), None, "its marker has not reached group-b's partition");
+        c.end_txn(7, true, pb);
+        assert_eq!(c.committed(b, "t", 0).map(|o| o.offset), Some(20));
+        c.end_txn(8, false, pa);
+        assert!(!c.has_pending(a, "t", 1));
+        assert_eq!(c.committed(a, "t", 1), None, "aborted");
+        c.end_txn(8, true, pa);
+        assert_eq!(c.committed(a, "t", 1), None, "dropped for good");
     }
 }

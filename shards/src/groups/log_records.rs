@@ -4,10 +4,10 @@
 
 use super::coordinator::GroupMetadata;
 use super::CommittedOffset;
+use crate::records::{keyed_batch, Writer};
+use crate::transactions::markers::control_commits;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const OFFSET_VALUE_VERSION: i16 = 3;
@@ -157,40 +157,49 @@ fn decode_offset_value(mut v: Bytes) -> Option<CommittedOffset> {
     })
 }
 
-/// One uncompressed RecordBatch v2 holding `records`.
-pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64) -> Bytes {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // One batch: the encoder splits where offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
-            key: Some(r.key()),
-            value: r.value(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encoding records in memory cannot fail");
-    buf.freeze()
+/// One uncompressed RecordBatch v2 holding `records`, written by `writer`
+/// (transactional for TxnOffsetCommit).
+pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64, writer: Writer) -> Bytes {
+    let entries: Vec<(Bytes, Option<Bytes>)> = records.iter().map(|r| (r.key(), r.value())).collect();
+    keyed_batch(&entries, timestamp_ms, writer)
+}
+
+/// A record of `__consumer_offsets` with how it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsEntry {
+    Record(OffsetsRecord),
+    /// Written by TxnOffsetCommit: applies when the producer's transaction commits.
+    Transactional {
+        producer_id: i64,
+        record: OffsetsRecord,
+    },
+    /// The end of a producer's transaction.
+    Marker {
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 /// Every record in `batches` (concatenated RecordBatch v2 as read from the log).
-pub fn decode_batches(mut batches: Bytes) -> Result<Vec<OffsetsRecord>, String> {
+pub fn decode_batches(mut batches: Bytes) -> Result<Vec<OffsetsEntry>, String> {
     let mut out = Vec::new();
     while batches.has_remaining() {
         let set = RecordBatchDecoder::decode(&mut batches).map_err(|e| e.to_string())?;
-        out.extend(set.records.into_iter().filter_map(|r| OffsetsRecord::decode(r.key?, r.value)));
+        for r in set.records {
+            let Some(key) = r.key else { continue };
+            if r.control {
+                if let Some(commit) = control_commits(&key) {
+                    out.push(OffsetsEntry::Marker { producer_id: r.producer_id, commit });
+                }
+                continue;
+            }
+            let Some(record) = OffsetsRecord::decode(key, r.value) else { continue };
+            out.push(if r.transactional {
+                OffsetsEntry::Transactional { producer_id: r.producer_id, record }
+            } else {
+                OffsetsEntry::Record(record)
+            });
+        }
     }
     Ok(out)
 }
@@ -226,9 +235,19 @@ mod tests {
             },
             OffsetsRecord::Group { group_id: "gone".into(), metadata: None },
         ];
-        let batch = encode_batch(&records, 5);
+        let batch = encode_batch(&records, 5, Writer::Broker);
         let header = weir_engine::batch::parse_header(&batch).unwrap();
         assert_eq!(header.total_len(), batch.len(), "one batch for all records");
-        assert_eq!(decode_batches(batch).unwrap(), records);
+        let plain: Vec<OffsetsEntry> = records.iter().cloned().map(OffsetsEntry::Record).collect();
+        assert_eq!(decode_batches(batch).unwrap(), plain);
+        let mut both = BytesMut::from(&encode_batch(&records[..1], 5, Writer::Transaction(9, 1))[..]);
+        both.extend_from_slice(&crate::transactions::markers::marker_batch(9, 1, true, 6));
+        assert_eq!(
+            decode_batches(both.freeze()).unwrap(),
+            vec![
+                OffsetsEntry::Transactional { producer_id: 9, record: records[0].clone() },
+                OffsetsEntry::Marker { producer_id: 9, commit: true }
+            ]
+        );
     }
 }

@@ -22,9 +22,14 @@ pub const OFFSETS_TOPIC_PARTITIONS: i32 = 50;
 
 /// The `__consumer_offsets` partition that holds `group_id` (Java's String.hashCode).
 pub fn offsets_partition_of(group_id: &str) -> i32 {
-    let hash = group_id.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    java_hash_partition(group_id, OFFSETS_TOPIC_PARTITIONS)
+}
+
+/// Kafka's placement of a key in an internal topic: `abs(key.hashCode()) % partitions`.
+pub fn java_hash_partition(key: &str, partitions: i32) -> i32 {
+    let hash = key.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
     // Kafka's Utils.abs maps i32::MIN to 0.
-    (if hash == i32::MIN { 0 } else { hash.abs() }) % OFFSETS_TOPIC_PARTITIONS
+    (if hash == i32::MIN { 0 } else { hash.abs() }) % partitions
 }
 
 /// How the coordinator answers a request that must wait (JoinGroup, SyncGroup).
@@ -63,6 +68,8 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the group has reached its maximum size")]
     GroupMaxSizeReached,
+    #[error("the offset is pending in a transaction")]
+    UnstableOffsetCommit,
 }
 
 pub struct JoinRequest {

@@ -4,13 +4,15 @@
 
 use super::Shard;
 use crate::error::TopicError;
-use crate::groups::log_records::{decode_batches, encode_batch, OffsetsRecord};
+use crate::groups::log_records::{decode_batches, encode_batch, OffsetsEntry, OffsetsRecord};
 use crate::groups::{
-    offsets_partition_of, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS,
+    offsets_partition_of, CommittedOffset, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC,
+    OFFSETS_TOPIC_PARTITIONS,
 };
-use crate::messages::{GroupOp, GroupReply, OffsetToCommit, ShardMessage};
+use crate::messages::{GroupOp, GroupReply, OffsetToCommit, ShardMessage, TxnCommit, TxnOffsetError};
 use crate::metadata::NewTopic;
 use crate::ownership::owner_of;
+use crate::records::Writer;
 use futures::channel::oneshot;
 use futures::future::join_all;
 use std::collections::BTreeMap;
@@ -113,9 +115,10 @@ impl Shard {
             GroupOp::Commit { member_id, instance_id, generation, offsets } => GroupReply::Commit(
                 self.commit_offsets(group_id, &member_id, instance_id.as_deref(), generation, offsets).await,
             ),
-            GroupOp::FetchOffsets(partitions) => {
+            GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(self.commit_offsets_in_txn(group_id, commit).await),
+            GroupOp::FetchOffsets { partitions, require_stable } => {
                 let groups = self.groups.borrow();
-                GroupReply::Offsets(match partitions {
+                let offsets: Vec<((String, i32), Option<CommittedOffset>)> = match partitions {
                     None => groups.all_committed(group_id).into_iter().map(|(k, v)| (k, Some(v))).collect(),
                     Some(partitions) => partitions
                         .into_iter()
@@ -124,7 +127,18 @@ impl Shard {
                             ((topic, p), committed)
                         })
                         .collect(),
-                })
+                };
+                // KIP-447: a read_committed consumer waits for offsets still in a transaction.
+                let unstable = |(t, p): &(String, i32)| require_stable && groups.has_pending(group_id, t, *p);
+                GroupReply::Offsets(
+                    offsets
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = if unstable(&k) { Err(GroupError::UnstableOffsetCommit) } else { Ok(v) };
+                            (k, v)
+                        })
+                        .collect(),
+                )
             }
             GroupOp::Describe => GroupReply::Describe(self.groups.borrow().describe(group_id)),
             GroupOp::List => GroupReply::List(self.groups.borrow().list()),
@@ -147,8 +161,31 @@ impl Shard {
         if let Err(e) = self.groups.borrow().validate_commit(group_id, member_id, instance_id, generation) {
             return vec![Err(e); offsets.len()];
         }
+        let mut results = self.check_offsets(&offsets);
+        let accepted: Vec<&OffsetToCommit> =
+            offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
+        if accepted.is_empty() {
+            return results;
+        }
+        let records = commit_records(group_id, &accepted);
+        if let Err(e) = self.append_offsets_records(group_id, &records, Writer::Broker).await {
+            tracing::warn!(group = group_id, "persisting offsets failed: {e}");
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(GroupError::CoordinatorNotAvailable);
+            }
+            return results;
+        }
+        let mut groups = self.groups.borrow_mut();
+        for o in accepted {
+            groups.apply_commit(group_id, &o.topic, o.partition, o.offset.clone());
+        }
+        results
+    }
+
+    /// Each offset's own checks: a known partition, metadata within the limit.
+    fn check_offsets(&self, offsets: &[OffsetToCommit]) -> Vec<Result<(), GroupError>> {
         let metadata = self.metadata();
-        let mut results: Vec<Result<(), GroupError>> = offsets
+        offsets
             .iter()
             .map(|o| {
                 if !metadata.has_partition(&o.topic, o.partition) {
@@ -159,31 +196,51 @@ impl Shard {
                     Ok(())
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// TxnOffsetCommit: the offsets are written to the group's partition as
+    /// part of the producer's transaction and applied by its commit marker.
+    async fn commit_offsets_in_txn(&self, group_id: &str, commit: TxnCommit) -> Vec<Result<(), TxnOffsetError>> {
+        let count = commit.offsets.len();
+        let partition = offsets_partition_of(group_id);
+        let verified = self
+            .verify_txn_partition(&commit.transactional_id, commit.producer_id, commit.epoch, OFFSETS_TOPIC, partition)
+            .await;
+        if let Err(e) = verified {
+            return vec![Err(TxnOffsetError::Txn(e)); count];
+        }
+        // v3+ clients name their member and generation (KIP-447); older ones send none.
+        if commit.generation >= 0 || !commit.member_id.is_empty() {
+            let valid = self.groups.borrow().validate_commit(
+                group_id,
+                &commit.member_id,
+                commit.instance_id.as_deref(),
+                commit.generation,
+            );
+            if let Err(e) = valid {
+                return vec![Err(TxnOffsetError::Group(e)); count];
+            }
+        }
+        let mut results: Vec<Result<(), TxnOffsetError>> =
+            self.check_offsets(&commit.offsets).into_iter().map(|r| r.map_err(TxnOffsetError::Group)).collect();
         let accepted: Vec<&OffsetToCommit> =
-            offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
+            commit.offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
         if accepted.is_empty() {
             return results;
         }
-        let records: Vec<OffsetsRecord> = accepted
-            .iter()
-            .map(|o| OffsetsRecord::Commit {
-                group_id: group_id.to_string(),
-                topic: o.topic.clone(),
-                partition: o.partition,
-                offset: Some(o.offset.clone()),
-            })
-            .collect();
-        if let Err(e) = self.append_offsets_records(group_id, &records, Durability::Synced).await {
-            tracing::warn!(group = group_id, "persisting offsets failed: {e}");
+        let records = commit_records(group_id, &accepted);
+        let writer = Writer::Transaction(commit.producer_id, commit.epoch);
+        if let Err(e) = self.append_offsets_records(group_id, &records, writer).await {
+            tracing::warn!(group = group_id, "persisting transactional offsets failed: {e}");
             for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(GroupError::CoordinatorNotAvailable);
+                *r = Err(TxnOffsetError::Group(GroupError::CoordinatorNotAvailable));
             }
             return results;
         }
         let mut groups = self.groups.borrow_mut();
         for o in accepted {
-            groups.apply_commit(group_id, &o.topic, o.partition, o.offset.clone());
+            groups.add_pending(commit.producer_id, group_id, &o.topic, o.partition, o.offset.clone());
         }
         results
     }
@@ -201,7 +258,7 @@ impl Shard {
             })
             .collect();
         records.push(OffsetsRecord::Group { group_id: group_id.to_string(), metadata: None });
-        self.append_offsets_records(group_id, &records, Durability::Synced)
+        self.append_offsets_records(group_id, &records, Writer::Broker)
             .await
             .map_err(|_| GroupError::CoordinatorNotAvailable)?;
         self.groups.borrow_mut().remove_group(group_id);
@@ -233,7 +290,7 @@ impl Shard {
             })
             .collect();
         if !records.is_empty() {
-            self.append_offsets_records(group_id, &records, Durability::Synced)
+            self.append_offsets_records(group_id, &records, Writer::Broker)
                 .await
                 .map_err(|_| GroupError::CoordinatorNotAvailable)?;
             let mut groups = self.groups.borrow_mut();
@@ -244,14 +301,18 @@ impl Shard {
         Ok(checks)
     }
 
+    /// Appends records with acks=all durability.
     async fn append_offsets_records(
         &self,
         group_id: &str,
         records: &[OffsetsRecord],
-        durability: Durability,
+        writer: Writer,
     ) -> Result<(), String> {
         let log = self.offsets_log(group_id).ok_or("offsets partition not open here")?;
-        log.append(encode_batch(records, now_ms()), durability).await.map(drop).map_err(|e| e.to_string())
+        log.append(encode_batch(records, now_ms(), writer), Durability::Synced)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// Writes the metadata of groups whose generation or state changed. Not
@@ -267,7 +328,7 @@ impl Shard {
         }
         for (partition, records) in by_partition {
             let Ok(log) = self.local_log(OFFSETS_TOPIC, partition) else { continue };
-            let batch = encode_batch(&records, now_ms());
+            let batch = encode_batch(&records, now_ms(), Writer::Broker);
             // Spawned tasks first run in spawn order, so group records keep their order.
             glommio::spawn_local(async move {
                 if let Err(e) = log.append(batch, Durability::Written).await {
@@ -310,8 +371,23 @@ impl Shard {
                 }
             };
             let mut groups = self.groups.borrow_mut();
-            for record in records {
+            for entry in records {
                 replayed += 1;
+                let record = match entry {
+                    OffsetsEntry::Record(record) => record,
+                    OffsetsEntry::Transactional {
+                        producer_id,
+                        record: OffsetsRecord::Commit { group_id, topic, partition: p, offset: Some(o) },
+                    } => {
+                        groups.add_pending(producer_id, &group_id, &topic, p, o);
+                        continue;
+                    }
+                    OffsetsEntry::Transactional { .. } => continue,
+                    OffsetsEntry::Marker { producer_id, commit } => {
+                        groups.end_txn(producer_id, commit, partition);
+                        continue;
+                    }
+                };
                 match record {
                     OffsetsRecord::Commit { group_id, topic, partition, offset: Some(o) } => {
                         groups.apply_commit(&group_id, &topic, partition, o)
@@ -331,13 +407,26 @@ impl Shard {
 }
 
 /// The offset following the last batch in `batches`.
-fn offset_after(batches: &[u8]) -> Option<i64> {
+pub(super) fn offset_after(batches: &[u8]) -> Option<i64> {
     let (mut pos, mut next) = (0, None);
     while let Some(header) = batches.get(pos..).and_then(weir_engine::batch::parse_header) {
         next = Some(header.last_offset() + 1);
         pos += header.total_len();
     }
     next
+}
+
+/// The records of accepted offset commits.
+fn commit_records(group_id: &str, accepted: &[&OffsetToCommit]) -> Vec<OffsetsRecord> {
+    accepted
+        .iter()
+        .map(|o| OffsetsRecord::Commit {
+            group_id: group_id.to_string(),
+            topic: o.topic.clone(),
+            partition: o.partition,
+            offset: Some(o.offset.clone()),
+        })
+        .collect()
 }
 
 /// What a group request gets when its owner cannot serve it (yet).
@@ -349,7 +438,8 @@ fn unavailable_reply(op: &GroupOp) -> GroupReply {
         GroupOp::Heartbeat { .. } => GroupReply::Heartbeat(Err(e)),
         GroupOp::Leave(members) => GroupReply::Leave(vec![Err(e); members.len()]),
         GroupOp::Commit { offsets, .. } => GroupReply::Commit(vec![Err(e); offsets.len()]),
-        GroupOp::FetchOffsets(_) => GroupReply::Offsets(Vec::new()),
+        GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(vec![Err(TxnOffsetError::Group(e)); commit.offsets.len()]),
+        GroupOp::FetchOffsets { .. } => GroupReply::Offsets(Vec::new()),
         GroupOp::Describe => GroupReply::Describe(crate::groups::GroupDescription {
             group_id: String::new(),
             state: crate::groups::GroupState::Dead,

@@ -1,21 +1,20 @@
-//! The shard's side of idempotent producers: producer ids from the
-//! controller, and the sequence checks around an append.
+//! The shard's side of idempotent and transactional producers: producer ids
+//! from the controller, the sequence checks around an append, and the
+//! partition's transactions (rebuilt from the log on first use).
 
 use super::Shard;
 use crate::error::{PartitionError, TopicError};
 use crate::messages::ShardMessage;
 use crate::ownership::CONTROLLER_SHARD;
 use crate::producers::{producer_batch, ProducerBatch, ProducerStates, Verdict};
+use crate::transactions::markers::marker_commits;
+use crate::transactions::TxnError;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use std::cell::RefCell;
 use std::rc::Rc;
 use weir_engine::{AppendInfo, Durability, PartitionLog};
 
-/// How far back from the end the log is read to rebuild producer state. A
-/// producer whose last batches are older gets UNKNOWN_PRODUCER_ID for a
-/// non-zero sequence, and clients then bump their epoch (KIP-360).
-const REPLAY_OFFSETS: i64 = 20_000;
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 impl Shard {
@@ -32,7 +31,10 @@ impl Shard {
     }
 
     /// Appends a batch of an idempotent producer unless it is a retry of one
-    /// already stored, whose offsets are returned instead.
+    /// already stored, whose offsets are returned instead. The first
+    /// transactional batch of a producer here is verified with its
+    /// transaction coordinator and opens the transaction in this partition.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn append_idempotent(
         &self,
         topic: &str,
@@ -41,15 +43,19 @@ impl Shard {
         batch: ProducerBatch,
         records: Bytes,
         durability: Durability,
+        transactional_id: Option<&str>,
     ) -> Result<AppendInfo, PartitionError> {
-        if batch.transactional {
-            return Err(PartitionError::Unsupported("transactions are not supported yet"));
-        }
         let single = weir_engine::batch::parse_header(&records).is_some_and(|h| h.total_len() == records.len());
-        if !single {
+        if !single || batch.control {
             return Err(PartitionError::InvalidRecord);
         }
         let states = self.producer_states(topic, partition, log).await?;
+        if batch.transactional && !states.borrow().txns.is_open(batch.producer_id, batch.epoch) {
+            let transactional_id = transactional_id.ok_or(PartitionError::Txn(TxnError::InvalidTxnState))?;
+            self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, partition)
+                .await
+                .map_err(PartitionError::Txn)?;
+        }
         let verdict = states.borrow_mut().check(&batch).map_err(PartitionError::Producer)?;
         let records_in_batch = i64::from(batch.last_seq.wrapping_sub(batch.first_seq)) + 1;
         match verdict {
@@ -57,45 +63,58 @@ impl Shard {
                 Ok(AppendInfo { base_offset, last_offset: base_offset + records_in_batch - 1, log_append_time: -1 })
             }
             Verdict::Duplicate(None) => Err(PartitionError::DuplicateInFlight),
-            Verdict::Append => match log.append(records, durability).await {
-                Ok(info) => {
-                    states.borrow_mut().complete(&batch, info.base_offset);
-                    Ok(info)
+            Verdict::Append => {
+                // Opened before the append, at the offset it will get (no
+                // await in between), so no reader sees the batch before the
+                // last stable offset holds it back.
+                let opened = batch.transactional
+                    && states.borrow_mut().txns.begin(batch.producer_id, batch.epoch, log.log_end_offset());
+                match log.append(records, durability).await {
+                    Ok(info) => {
+                        states.borrow_mut().complete(&batch, info.base_offset);
+                        Ok(info)
+                    }
+                    Err(e) => {
+                        let mut states = states.borrow_mut();
+                        states.abort(&batch);
+                        if opened {
+                            states.txns.forget(batch.producer_id);
+                        }
+                        Err(e.into())
+                    }
                 }
-                Err(e) => {
-                    states.borrow_mut().abort(&batch);
-                    Err(e.into())
-                }
-            },
+            }
         }
     }
 
-    /// The partition's producer state, rebuilt from the log's tail on first use.
-    async fn producer_states(
+    /// The partition's producer state, rebuilt from the log on first use.
+    pub(super) async fn producer_states(
         &self,
         topic: &str,
         partition: i32,
         log: &PartitionLog,
     ) -> Result<Rc<RefCell<ProducerStates>>, PartitionError> {
-        let key = (topic.to_string(), partition);
-        if let Some(states) = self.producer_states.borrow().get(&key) {
-            return Ok(states.clone());
+        let loaded = |shard: &Shard| shard.producer_states.borrow().get(topic).and_then(|p| p.get(&partition)).cloned();
+        if let Some(states) = loaded(self) {
+            return Ok(states);
         }
         let _one_load_at_a_time = self.producer_loading.acquire_permit(1).await.expect("never closed");
-        if let Some(states) = self.producer_states.borrow().get(&key) {
-            return Ok(states.clone());
+        if let Some(states) = loaded(self) {
+            return Ok(states);
         }
         let states = Rc::new(RefCell::new(replay_producers(log).await?));
-        self.producer_states.borrow_mut().insert(key, states.clone());
+        self.producer_states.borrow_mut().entry(topic.to_string()).or_default().insert(partition, states.clone());
         Ok(states)
     }
 }
 
-/// Producer state from the last `REPLAY_OFFSETS` offsets of the log.
+/// Producer state and transactions from the whole log. (Kafka keeps
+/// snapshots and a per-segment index of aborted transactions instead; here a
+/// partition's first use after a start reads it once.)
 async fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, PartitionError> {
     let mut states = ProducerStates::default();
     let end = log.high_watermark();
-    let mut offset = (end - REPLAY_OFFSETS).max(log.log_start_offset());
+    let mut offset = log.log_start_offset();
     while offset < end {
         let batches = log.read(offset, REPLAY_READ_BYTES).await?;
         if batches.is_empty() {
@@ -104,8 +123,20 @@ async fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, Partitio
         let mut pos = 0;
         while let Some(header) = batches.get(pos..).and_then(weir_engine::batch::parse_header) {
             let bytes = &batches[pos..(pos + header.total_len()).min(batches.len())];
-            if let Some(b) = producer_batch(bytes).filter(|b| !b.transactional) {
-                states.replay(&b, header.base_offset);
+            match producer_batch(bytes) {
+                Some(b) if b.control => {
+                    if let Some(commit) = marker_commits(bytes) {
+                        states.apply_marker(b.producer_id, b.epoch);
+                        states.txns.end(b.producer_id, commit, header.base_offset);
+                    }
+                }
+                Some(b) => {
+                    if b.transactional {
+                        states.txns.begin(b.producer_id, b.epoch, header.base_offset);
+                    }
+                    states.replay(&b, header.base_offset);
+                }
+                None => {}
             }
             offset = header.last_offset() + 1;
             pos += header.total_len();

@@ -2,6 +2,8 @@
 
 mod groups;
 mod idempotence;
+mod partition_txns;
+mod transactions;
 
 use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
@@ -10,6 +12,7 @@ use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, M
 use crate::metadata::{ConfigAlteration, MetadataSnapshot, MetadataStore, NewTopic, TopicConfigs, TopicMetadata};
 use crate::ownership::{owner_of, CONTROLLER_SHARD};
 use crate::runtime::ConnectionLimits;
+use crate::transactions::TRANSACTION_STATE_TOPIC;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{join_all, select};
@@ -28,7 +31,11 @@ use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 pub struct FetchedPartition {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed only: the aborted transactions overlapping the records,
+    /// as (producer id, first offset).
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 /// An append's offsets, with the log start offset a Produce response reports.
@@ -42,6 +49,7 @@ pub struct ProducedPartition {
 pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
 }
 
 /// Upper bounds, in microseconds, of the latency histogram buckets; one more
@@ -209,6 +217,11 @@ pub struct PartitionStats {
     pub size_bytes: u64,
 }
 
+/// Topics only the broker writes: clients may neither create nor delete them.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
 /// How long the admin endpoint waits for a shard's figures.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -229,8 +242,10 @@ pub struct Shard {
     topic_changes: glommio::sync::Semaphore,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: RefCell<GroupCoordinator>,
-    /// Idempotent producers' state per partition, loaded from the log tail on first use.
-    producer_states: RefCell<HashMap<(String, i32), Rc<RefCell<crate::producers::ProducerStates>>>>,
+    /// Producers' state per partition (topic, then partition), loaded from the log on first use.
+    producer_states: RefCell<HashMap<String, HashMap<i32, Rc<RefCell<crate::producers::ProducerStates>>>>>,
+    /// The transactional ids whose `__transaction_state` partition this shard owns.
+    transactions: RefCell<transactions::TxnCoordinator>,
     /// Loads producer state one partition at a time.
     producer_loading: glommio::sync::Semaphore,
     /// Shared by all shards; touched only when a connection opens or closes.
@@ -258,6 +273,7 @@ impl Shard {
             topic_changes: glommio::sync::Semaphore::new(1),
             producer_states: RefCell::new(HashMap::new()),
             producer_loading: glommio::sync::Semaphore::new(1),
+            transactions: RefCell::new(Default::default()),
             groups: RefCell::new(GroupCoordinator::new(GroupConfig {
                 initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
                 min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
@@ -375,21 +391,28 @@ impl Shard {
         partition: i32,
         records: Bytes,
         durability: Durability,
+        transactional_id: Option<&str>,
     ) -> Result<ProducedPartition, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::Produce { records, durability }).await? {
+        let transactional_id = transactional_id.map(str::to_string);
+        match self
+            .partition_op(topic, partition, PartitionOp::Produce { records, durability, transactional_id })
+            .await?
+        {
             PartitionReply::Produced(produced) => Ok(produced),
             other => unreachable!("produce answered with {other:?}"),
         }
     }
 
+    /// Reads from `offset`; read_committed stops at the last stable offset.
     pub async fn fetch(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
         max_bytes: usize,
+        read_committed: bool,
     ) -> Result<FetchedPartition, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::Fetch { offset, max_bytes }).await? {
+        match self.partition_op(topic, partition, PartitionOp::Fetch { offset, max_bytes, read_committed }).await? {
             PartitionReply::Fetched(fetched) => Ok(fetched),
             other => unreachable!("fetch answered with {other:?}"),
         }
@@ -426,11 +449,13 @@ impl Shard {
         }
     }
 
-    /// Resolves when the partition's high watermark passes `offset`, after
-    /// `timeout`, or at once if the partition is unknown.
-    pub async fn wait_beyond(&self, topic: &str, partition: i32, offset: i64, timeout: Duration) {
+    /// Resolves when the partition's high watermark (read_committed: its last
+    /// stable offset) passes `offset`, after `timeout`, or at once if the
+    /// partition is unknown.
+    pub async fn wait_beyond(&self, topic: &str, partition: i32, offset: i64, timeout: Duration, read_committed: bool) {
         // Errors end the wait; the caller's next fetch reports them.
-        let _ = self.partition_op(topic, partition, PartitionOp::WaitBeyond { offset, timeout }).await;
+        let op = PartitionOp::WaitBeyond { offset, timeout, read_committed };
+        let _ = self.partition_op(topic, partition, op).await;
     }
 
     /// Runs `op` on the shard that owns the partition: here, or over the mesh.
@@ -471,24 +496,23 @@ impl Shard {
     ) -> Result<PartitionReply, PartitionError> {
         let log = self.local_log(topic, partition)?;
         Ok(match op {
-            PartitionOp::Produce { records, durability } => {
+            PartitionOp::Produce { records, durability, transactional_id } => {
                 let info = match crate::producers::producer_batch(&records) {
-                    Some(batch) => self.append_idempotent(topic, partition, &log, batch, records, durability).await?,
+                    Some(batch) => {
+                        let txn_id = transactional_id.as_deref();
+                        self.append_idempotent(topic, partition, &log, batch, records, durability, txn_id).await?
+                    }
                     None => log.append(records, durability).await?,
                 };
                 PartitionReply::Produced(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             }
-            PartitionOp::Fetch { offset, max_bytes } => {
-                let records = log.read(offset, max_bytes).await?;
-                PartitionReply::Fetched(FetchedPartition {
-                    records,
-                    high_watermark: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
-                })
-            }
+            PartitionOp::Fetch { offset, max_bytes, read_committed } => PartitionReply::Fetched(
+                self.read_partition(topic, partition, &log, offset, max_bytes, read_committed).await?,
+            ),
             PartitionOp::Offsets => PartitionReply::Offsets(PartitionOffsets {
                 log_start_offset: log.log_start_offset(),
                 high_watermark: log.high_watermark(),
+                last_stable_offset: self.last_stable_offset(topic, partition, &log).await?,
             }),
             PartitionOp::OffsetForTimestamp { timestamp } => {
                 PartitionReply::TimestampOffset(if timestamp == MAX_TIMESTAMP {
@@ -500,11 +524,22 @@ impl Shard {
             PartitionOp::DeleteRecords { before_offset } => {
                 PartitionReply::RecordsDeleted(log.delete_records(before_offset).await?)
             }
-            PartitionOp::WaitBeyond { offset, timeout } => {
-                let data = pin!(log.wait_beyond(offset));
-                let timer = pin!(glommio::timer::sleep(timeout));
-                select(data, timer).await;
+            PartitionOp::WaitBeyond { offset, timeout, read_committed } => {
+                if read_committed {
+                    self.wait_stable_beyond(topic, partition, &log, offset, timeout).await?;
+                } else {
+                    let data = pin!(log.wait_beyond(offset));
+                    let timer = pin!(glommio::timer::sleep(timeout));
+                    select(data, timer).await;
+                }
                 PartitionReply::Waited
+            }
+            PartitionOp::WriteMarker { producer_id, epoch, commit } => {
+                self.write_marker(topic, partition, &log, producer_id, epoch, commit).await?;
+                PartitionReply::MarkerWritten
+            }
+            PartitionOp::Producers => {
+                PartitionReply::Producers(self.partition_producers(topic, partition, &log).await?)
             }
         })
     }
@@ -518,12 +553,12 @@ impl Shard {
     /// Creates topics with their topic configs (validated by the caller with
     /// `metadata::validate_topic_configs`); results in request order.
     pub async fn create_topics_with_configs(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
-        if topics.iter().any(|(t, _)| t.name == OFFSETS_TOPIC) {
+        if topics.iter().any(|(t, _)| is_internal_topic(&t.name)) {
             return topics
                 .iter()
                 .map(|(t, _)| {
                     let reserved = TopicError::InvalidName(format!("'{}' is reserved for the broker", t.name));
-                    if t.name == OFFSETS_TOPIC {
+                    if is_internal_topic(&t.name) {
                         Err(reserved)
                     } else {
                         Err(TopicError::ControllerUnavailable)
@@ -566,11 +601,11 @@ impl Shard {
     /// Deletes topics through the controller; results in request order.
     /// Internal topics cannot be deleted.
     pub async fn delete_topics(&self, names: Vec<String>) -> TopicResults {
-        if names.iter().any(|n| n == OFFSETS_TOPIC) {
-            let reserved = || TopicError::InvalidName(format!("'{OFFSETS_TOPIC}' is reserved for the broker"));
+        if names.iter().any(|n| is_internal_topic(n)) {
+            let reserved = |n: &str| TopicError::InvalidName(format!("'{n}' is reserved for the broker"));
             return names
                 .iter()
-                .map(|n| Err(if n == OFFSETS_TOPIC { reserved() } else { TopicError::ControllerUnavailable }))
+                .map(|n| Err(if is_internal_topic(n) { reserved(n) } else { TopicError::ControllerUnavailable }))
                 .collect();
         }
         if self.id == CONTROLLER_SHARD {
@@ -686,7 +721,7 @@ impl Shard {
             if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
             }
-            self.producer_states.borrow_mut().retain(|(t, _), _| *t != topic.name);
+            self.producer_states.borrow_mut().remove(&topic.name);
             let logs = self.logs.borrow_mut().remove(&topic.name).unwrap_or_default();
             self.offline.borrow_mut().retain(|(t, _)| *t != topic.name);
             for (partition, log) in logs {
@@ -793,6 +828,8 @@ impl Shard {
                         self.offline.borrow_mut().remove(&(topic.name.clone(), partition));
                         if topic.name == OFFSETS_TOPIC {
                             self.replay_offsets_partition(partition, &log).await;
+                        } else if topic.name == TRANSACTION_STATE_TOPIC {
+                            self.replay_transaction_partition(partition, &log).await;
                         }
                         self.logs.borrow_mut().entry(topic.name.clone()).or_default().insert(partition, log);
                     }
@@ -825,6 +862,9 @@ impl Shard {
             }
             ShardMessage::Group { group_id, op, reply } => {
                 let _ = reply.send(self.run_group_op(&group_id, op).await);
+            }
+            ShardMessage::Txn { transactional_id, op, reply } => {
+                let _ = reply.send(self.run_txn_op(&transactional_id, op).await);
             }
             ShardMessage::Stats { reply } => {
                 let _ = reply.send(self.stats());

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compatibility tests of the weir broker with real third-party Kafka clients:
-# kafka-python (pure Python), kcat (librdkafka, C) and kafkajs (pure JS).
+# kafka-python (pure Python), confluent-kafka (Python over librdkafka), kcat
+# (librdkafka, C) and kafkajs (pure JS).
 #
 # Usage (from anywhere, after `cargo build --release`):
 #   bash tools/tests/clients/run.sh
@@ -8,7 +9,7 @@
 #   WEIR          broker binary (default: target/release/weir under the repo root)
 #   TEST_TIMEOUT  seconds allowed per client test (default: 180)
 #
-# Installs what is missing (kcat from apt, kafka-python into tools/tests/clients/.venv,
+# Installs what is missing (kcat from apt, kafka-python and confluent-kafka into tools/tests/clients/.venv,
 # kafkajs into tools/tests/clients/node_modules, all pinned), starts one broker on a free
 # port with a fresh data dir, runs every client test against it with its own fresh
 # topic(s), always stops the broker, and ends with the line "N passed, M failed".
@@ -23,7 +24,7 @@ WEIR=${WEIR:-target/release/weir}
 export WEIR
 TEST_TIMEOUT=${TEST_TIMEOUT:-180}
 
-KAFKA_PYTHON_REQ="$HERE/requirements.txt"   # pins kafka-python
+KAFKA_PYTHON_REQ="$HERE/requirements.txt"   # pins kafka-python and confluent-kafka
 VENV="$HERE/.venv"
 
 log() { echo "== $*"; }
@@ -47,7 +48,9 @@ log "kcat: $(kcat -V 2>&1 | grep -m1 -o 'Version .*' || true)"
 
 want_kp=$(sed -n 's/^kafka-python==//p' "$KAFKA_PYTHON_REQ")
 have_kp=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kafka-python"))' 2> /dev/null || true)
-if [[ $have_kp != "$want_kp" ]]; then
+want_ck=$(sed -n 's/^confluent-kafka==//p' "$KAFKA_PYTHON_REQ")
+have_ck=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("confluent-kafka"))' 2> /dev/null || true)
+if [[ $have_kp != "$want_kp" || $have_ck != "$want_ck" ]]; then
   if [[ ! -x $VENV/bin/python ]]; then
     log "creating virtualenv $VENV"
     if ! python3 -m venv "$VENV" 2> /dev/null; then
@@ -58,10 +61,11 @@ if [[ $have_kp != "$want_kp" ]]; then
       python3 -m venv "$VENV"
     fi
   fi
-  log "installing kafka-python $want_kp (pip)"
+  log "installing kafka-python $want_kp and confluent-kafka $want_ck (pip)"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$KAFKA_PYTHON_REQ"
 fi
 log "kafka-python: $("$VENV/bin/python" -c 'import kafka; print(kafka.__version__)')"
+log "confluent-kafka: $("$VENV/bin/python" -c 'import importlib.metadata as m, confluent_kafka as c; print(m.version("confluent-kafka"), "librdkafka", c.libversion()[0])')"
 
 want_kafkajs=$(node -p "require('$HERE/package.json').dependencies.kafkajs")
 have_kafkajs=$(node -p "try { require('$HERE/node_modules/kafkajs/package.json').version } catch (e) { '' }")
@@ -148,6 +152,7 @@ run_test() {
 
 run_test kafka-python "$VENV/bin/python" "$HERE/kafka_python_roundtrip.py" "$BOOTSTRAP" "compat-kafka-python-$RUN_ID"
 run_test kafka-python-groups "$VENV/bin/python" "$HERE/kafka_python_groups.py" "$BOOTSTRAP" "compat-kafka-python-groups-$RUN_ID"
+run_test confluent-kafka-transactions "$VENV/bin/python" "$HERE/confluent_transactions.py" "$BOOTSTRAP" "compat-confluent-txn-$RUN_ID"
 run_test kcat bash "$HERE/kcat_roundtrip.sh" "$BOOTSTRAP" "compat-kcat-$RUN_ID"
 run_test kafkajs node "$HERE/kafkajs_roundtrip.js" "$BOOTSTRAP" "compat-kafkajs-$RUN_ID"
 

@@ -1,0 +1,48 @@
+//! AddPartitionsToTxn (v0-3, from producers): partitions join the producer's
+//! transaction before its first batch to them.
+
+use crate::errors::txn_result_code;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+use weir_shards::messages::{TxnOp, TxnReply};
+use weir_shards::Shard;
+
+/// The first version that knows PRODUCER_FENCED.
+const PRODUCER_FENCED_VERSION: i16 = 2;
+
+pub async fn handle(shard: &Shard, version: i16, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    let partitions: Vec<(String, i32)> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+        .collect();
+    let op = TxnOp::AddPartitions {
+        producer_id: request.v3_and_below_producer_id.0,
+        epoch: request.v3_and_below_producer_epoch,
+        partitions,
+    };
+    let TxnReply::Added(results) = shard.txn_op(&request.v3_and_below_transactional_id.0, op).await else {
+        unreachable!("AddPartitionsToTxn answered with another reply");
+    };
+    let mut results = results.iter();
+    let topics = request
+        .v3_and_below_topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = results.next().map_or(0, |r| txn_result_code(r, version >= PRODUCER_FENCED_VERSION));
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(code)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default().with_name(t.name).with_results_by_partition(partitions)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}

@@ -1,0 +1,53 @@
+//! TxnOffsetCommit: a consumer group's offsets committed as part of a
+//! producer's transaction (visible once it commits, dropped if it aborts).
+
+use super::offset_commit::offsets_to_commit;
+use crate::errors::{group_error_code, txn_error_code};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use weir_shards::messages::{GroupOp, GroupReply, TxnCommit, TxnOffsetError};
+use weir_shards::Shard;
+
+/// The first version that knows PRODUCER_FENCED.
+const PRODUCER_FENCED_VERSION: i16 = 2;
+
+pub async fn handle(shard: &Shard, version: i16, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let offsets = offsets_to_commit!(request.topics, weir_engine::now_ms());
+    let commit = TxnCommit {
+        transactional_id: request.transactional_id.0.to_string(),
+        producer_id: request.producer_id.0,
+        epoch: request.producer_epoch,
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.map(|i| i.to_string()),
+        generation: request.generation_id,
+        offsets,
+    };
+    let GroupReply::TxnCommit(results) = shard.group_op(&request.group_id.0, GroupOp::TxnCommit(commit)).await else {
+        unreachable!("TxnOffsetCommit answered with another reply");
+    };
+    let code = |r: &Result<(), TxnOffsetError>| match r {
+        Ok(()) => 0,
+        Err(TxnOffsetError::Group(e)) => group_error_code(Some(*e)),
+        Err(TxnOffsetError::Txn(e)) => txn_error_code(*e, version >= PRODUCER_FENCED_VERSION),
+    };
+    let mut results = results.iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(results.next().map_or(0, code))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,177 @@
+//! The partition's side of transactions: markers written for the
+//! coordinator, the last stable offset, read_committed reads and waits, and
+//! the producers DescribeProducers shows.
+
+use super::{FetchedPartition, Shard};
+use crate::error::PartitionError;
+use crate::groups::OFFSETS_TOPIC;
+use crate::messages::ProducerDescription;
+use crate::transactions::markers::marker_batch;
+use futures::future::select;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+use weir_engine::{now_ms, Durability, PartitionLog};
+
+/// How often a read_committed long poll looks again while the high
+/// watermark is past its offset but the last stable offset is not (markers
+/// do not wake waiters).
+const STABLE_POLL: Duration = Duration::from_millis(10);
+
+impl Shard {
+    pub(super) async fn last_stable_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+    ) -> Result<i64, PartitionError> {
+        let states = self.producer_states(topic, partition, log).await?;
+        let lso = states.borrow().txns.last_stable_offset(log.high_watermark());
+        Ok(lso)
+    }
+
+    /// Reads whole batches from `offset`; read_committed stops at the last
+    /// stable offset and lists the aborted transactions the records overlap.
+    pub(super) async fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+        offset: i64,
+        max_bytes: usize,
+        read_committed: bool,
+    ) -> Result<FetchedPartition, PartitionError> {
+        let states = self.producer_states(topic, partition, log).await?;
+        let mut records = log.read(offset, max_bytes).await?;
+        let high_watermark = log.high_watermark();
+        let last_stable_offset = states.borrow().txns.last_stable_offset(high_watermark);
+        let mut aborted_transactions = None;
+        if read_committed {
+            // The last stable offset is a batch's base offset: cut there (no copy).
+            let end = batches_below(&records, last_stable_offset);
+            records.truncate(end);
+            let upper = last_offset_in(&records).map_or(offset, |last| last + 1);
+            let mut states = states.borrow_mut();
+            states.txns.prune(log.log_start_offset());
+            aborted_transactions = Some(states.txns.aborted_between(offset, upper));
+        }
+        Ok(FetchedPartition {
+            records,
+            high_watermark,
+            last_stable_offset,
+            log_start_offset: log.log_start_offset(),
+            aborted_transactions,
+        })
+    }
+
+    /// Waits until the last stable offset passes `offset`, or `timeout`.
+    pub(super) async fn wait_stable_beyond(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<(), PartitionError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.last_stable_offset(topic, partition, log).await? > offset {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            if log.high_watermark() > offset {
+                glommio::timer::sleep(left.min(STABLE_POLL)).await;
+            } else {
+                select(pin!(log.wait_beyond(offset)), pin!(glommio::timer::sleep(left))).await;
+            }
+        }
+    }
+
+    /// Ends the producer's transaction in this partition with a marker
+    /// (acks=all), fencing older epochs of the producer.
+    pub(super) async fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), PartitionError> {
+        let states = self.producer_states(topic, partition, log).await?;
+        let info = log.append(marker_batch(producer_id, epoch, commit, now_ms()), Durability::Synced).await?;
+        {
+            let mut states = states.borrow_mut();
+            states.apply_marker(producer_id, epoch);
+            states.txns.end(producer_id, commit, info.base_offset);
+        }
+        if topic == OFFSETS_TOPIC {
+            self.groups.borrow_mut().end_txn(producer_id, commit, partition);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn partition_producers(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+    ) -> Result<Vec<ProducerDescription>, PartitionError> {
+        let states = self.producer_states(topic, partition, log).await?;
+        let states = states.borrow();
+        let open: std::collections::HashMap<i64, i64> = states.txns.open().map(|(id, _, first)| (id, first)).collect();
+        Ok(states
+            .describe()
+            .into_iter()
+            .map(|(producer_id, epoch, last_sequence, _)| ProducerDescription {
+                producer_id,
+                epoch,
+                last_sequence,
+                current_txn_start_offset: open.get(&producer_id).copied().unwrap_or(-1),
+            })
+            .collect())
+    }
+}
+
+/// The length of the whole batches of `records` whose base offset is below `limit`.
+fn batches_below(records: &[u8], limit: i64) -> usize {
+    let mut pos = 0;
+    while let Some(header) = records.get(pos..).and_then(weir_engine::batch::parse_header) {
+        if header.base_offset >= limit || pos + header.total_len() > records.len() {
+            break;
+        }
+        pos += header.total_len();
+    }
+    pos
+}
+
+/// The last offset of the last whole batch in `records`.
+fn last_offset_in(records: &[u8]) -> Option<i64> {
+    super::groups::offset_after(records).map(|next| next - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{keyed_batch, Writer};
+    use bytes::Bytes;
+
+    #[test]
+    fn reads_are_cut_at_the_batch_that_starts_at_the_limit() {
+        let mut records = Vec::new();
+        for base in [10i64, 12] {
+            let mut batch =
+                keyed_batch(&[(Bytes::from("k"), None), (Bytes::from("k"), None)], 0, Writer::Broker).to_vec();
+            weir_engine::batch::patch_header(&mut batch, base);
+            records.extend_from_slice(&batch);
+        }
+        let one = records.len() / 2;
+        assert_eq!(batches_below(&records, 12), one);
+        assert_eq!(batches_below(&records, 13), records.len());
+        assert_eq!(batches_below(&records, 10), 0);
+        assert_eq!(last_offset_in(&records), Some(13));
+        assert_eq!(batches_below(&records[..one + 5], 100), one, "a partial batch is not counted");
+    }
+}

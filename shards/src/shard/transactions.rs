@@ -1,0 +1,376 @@
+//! The shard's side of transactions: routing transactional-id requests to
+//! the coordinating shard, persisting each state change in
+//! `__transaction_state` before answering, writing the markers to every
+//! partition of a transaction, and aborting transactions past their timeout.
+
+use super::Shard;
+use crate::error::{PartitionError, TopicError};
+use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TxnOp, TxnReply};
+use crate::metadata::NewTopic;
+use crate::ownership::owner_of;
+use crate::records::{keyed_batch, Writer};
+use crate::transactions::log_records;
+use crate::transactions::{
+    plan_init, transaction_partition_of, EndStep, TxnError, TxnMetadata, TxnState, TRANSACTION_STATE_PARTITIONS,
+    TRANSACTION_STATE_TOPIC,
+};
+use futures::channel::oneshot;
+use futures::future::join_all;
+use std::collections::{HashMap, HashSet};
+use weir_engine::{now_ms, Durability, PartitionLog};
+
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// The transactional ids this shard coordinates.
+#[derive(Default)]
+pub(crate) struct TxnCoordinator {
+    txns: HashMap<String, TxnMetadata>,
+    /// Ids with a state change in flight; other requests for them get
+    /// CONCURRENT_TRANSACTIONS (clients retry it).
+    busy: HashSet<String>,
+}
+
+/// Marks an id busy while it lives.
+struct Busy<'a> {
+    shard: &'a Shard,
+    id: String,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.shard.transactions.borrow_mut().busy.remove(&self.id);
+    }
+}
+
+impl Shard {
+    /// Creates `__transaction_state` if it does not exist yet (on the first
+    /// FindCoordinator for a transaction, as Kafka does).
+    pub async fn ensure_transaction_topic(&self) -> Result<(), TopicError> {
+        if self.metadata().topic(TRANSACTION_STATE_TOPIC).is_some() {
+            return Ok(());
+        }
+        let topic = NewTopic {
+            name: TRANSACTION_STATE_TOPIC.into(),
+            partitions: TRANSACTION_STATE_PARTITIONS,
+            replication_factor: -1,
+        };
+        match self.create_topics_unchecked(vec![topic]).await.pop() {
+            Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err(TopicError::ControllerUnavailable),
+        }
+    }
+
+    /// Runs `op` on the shard that coordinates `transactional_id`.
+    pub async fn txn_op(&self, transactional_id: &str, op: TxnOp) -> TxnReply {
+        let owner = owner_of(TRANSACTION_STATE_TOPIC, transaction_partition_of(transactional_id), self.shard_count);
+        self.txn_op_on(owner, transactional_id, op).await
+    }
+
+    async fn txn_op_on(&self, shard: usize, transactional_id: &str, op: TxnOp) -> TxnReply {
+        if shard == self.id {
+            return self.run_txn_op(transactional_id, op).await;
+        }
+        let unavailable = unavailable_reply(&op);
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMessage::Txn { transactional_id: transactional_id.to_string(), op, reply };
+        if self.peers.send_to(shard, msg).await.is_err() {
+            return unavailable;
+        }
+        answer.await.unwrap_or(unavailable)
+    }
+
+    /// Every transaction of every shard.
+    pub async fn list_transactions(&self) -> Vec<TxnMetadata> {
+        let replies = join_all((0..self.shard_count).map(|shard| self.txn_op_on(shard, "", TxnOp::List))).await;
+        replies.into_iter().flat_map(|r| if let TxnReply::List(txns) = r { txns } else { Vec::new() }).collect()
+    }
+
+    /// Asks the coordinator whether a transactional batch (or offsets) of
+    /// this producer may go to the partition (KIP-890's verification).
+    pub(crate) async fn verify_txn_partition(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), TxnError> {
+        let op = TxnOp::Verify { producer_id, epoch, topic: topic.to_string(), partition };
+        match self.txn_op(transactional_id, op).await {
+            TxnReply::Done(result) => result,
+            _ => Err(TxnError::CoordinatorNotAvailable),
+        }
+    }
+
+    pub(crate) async fn run_txn_op(&self, id: &str, op: TxnOp) -> TxnReply {
+        let partition = transaction_partition_of(id);
+        if !matches!(op, TxnOp::List) && self.local_log(TRANSACTION_STATE_TOPIC, partition).is_err() {
+            return unavailable_reply(&op);
+        }
+        match op {
+            TxnOp::InitProducerId { timeout_ms, expected } => {
+                TxnReply::ProducerId(self.init_transactional_producer(id, timeout_ms, expected).await)
+            }
+            TxnOp::AddPartitions { producer_id, epoch, partitions } => {
+                TxnReply::Added(self.add_partitions(id, producer_id, epoch, partitions).await)
+            }
+            TxnOp::EndTxn { producer_id, epoch, commit } => {
+                TxnReply::Done(self.end_transaction(id, producer_id, epoch, commit).await)
+            }
+            TxnOp::Verify { producer_id, epoch, topic, partition } => {
+                let txns = self.transactions.borrow();
+                let current = txns.txns.get(id).ok_or(TxnError::InvalidProducerIdMapping);
+                TxnReply::Done(current.and_then(|m| m.verify_partition(producer_id, epoch, &topic, partition)))
+            }
+            TxnOp::Describe => TxnReply::Describe(self.transactions.borrow().txns.get(id).cloned()),
+            TxnOp::List => {
+                let mut all: Vec<TxnMetadata> = self.transactions.borrow().txns.values().cloned().collect();
+                all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+                TxnReply::List(all)
+            }
+        }
+    }
+
+    fn lock_txn(&self, id: &str) -> Result<Busy<'_>, TxnError> {
+        if !self.transactions.borrow_mut().busy.insert(id.to_string()) {
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        Ok(Busy { shard: self, id: id.to_string() })
+    }
+
+    fn txn(&self, id: &str) -> Option<TxnMetadata> {
+        self.transactions.borrow().txns.get(id).cloned()
+    }
+
+    async fn init_transactional_producer(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), TxnError> {
+        let _busy = self.lock_txn(id)?;
+        let current = self.txn(id);
+        // A fresh producer id only when the id is new or its epochs run out.
+        let fresh = if current.as_ref().is_none_or(|c| c.epoch >= i16::MAX - 2) {
+            Some(self.allocate_producer_id().await.map_err(|_| TxnError::CoordinatorNotAvailable)?)
+        } else {
+            None
+        };
+        let step = plan_init(current.as_ref(), id, timeout_ms, expected, || fresh.unwrap_or(-1), now_ms())?;
+        if step.next.producer_id < 0 {
+            return Err(TxnError::CoordinatorNotAvailable);
+        }
+        if let Some(abort) = step.abort_first {
+            // The previous producer's transaction is aborted under a bumped
+            // epoch, which fences it everywhere.
+            self.persist_txn(&abort).await?;
+            if !self.write_markers(&abort).await {
+                return Err(TxnError::ConcurrentTransactions);
+            }
+        }
+        self.persist_txn(&step.next).await?;
+        Ok((step.next.producer_id, step.next.epoch))
+    }
+
+    async fn add_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Vec<Result<(), TxnError>> {
+        let all = |e: TxnError| vec![Err(e); partitions.len()];
+        let metadata = self.metadata();
+        if partitions.iter().any(|(t, p)| !metadata.has_partition(t, *p)) {
+            return partitions
+                .iter()
+                .map(|(t, p)| {
+                    Err(if metadata.has_partition(t, *p) {
+                        TxnError::OperationNotAttempted
+                    } else {
+                        TxnError::UnknownTopicOrPartition
+                    })
+                })
+                .collect();
+        }
+        let _busy = match self.lock_txn(id) {
+            Ok(busy) => busy,
+            Err(e) => return all(e),
+        };
+        let Some(current) = self.txn(id) else { return all(TxnError::InvalidProducerIdMapping) };
+        let planned =
+            current.check_producer(producer_id, epoch).and_then(|_| current.add_partitions(&partitions, now_ms()));
+        match planned {
+            Err(e) => all(e),
+            Ok(None) => vec![Ok(()); partitions.len()],
+            Ok(Some(next)) => match self.persist_txn(&next).await {
+                Ok(()) => vec![Ok(()); partitions.len()],
+                Err(e) => all(e),
+            },
+        }
+    }
+
+    async fn end_transaction(&self, id: &str, producer_id: i64, epoch: i16, commit: bool) -> Result<(), TxnError> {
+        let _busy = self.lock_txn(id)?;
+        let current = self.txn(id).ok_or(TxnError::InvalidProducerIdMapping)?;
+        current.check_producer(producer_id, epoch)?;
+        match current.end(commit, now_ms())? {
+            EndStep::AlreadyDone => Ok(()),
+            EndStep::Prepare(prepared) => {
+                self.persist_txn(&prepared).await?;
+                // Decided: from here the outcome survives a crash. Markers
+                // that cannot be written now are retried by the tick.
+                if self.write_markers(&prepared).await {
+                    if let Err(e) = self.persist_txn(&prepared.completed(now_ms())).await {
+                        tracing::warn!(transactional_id = id, "completing a transaction failed: {e}");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the transaction's marker to each of its partitions; false if
+    /// one could not be written (the state stays Prepare, to be retried).
+    async fn write_markers(&self, m: &TxnMetadata) -> bool {
+        let commit = m.state == TxnState::PrepareCommit;
+        let metadata = self.metadata();
+        let written = join_all(m.partitions.iter().map(|(topic, partition)| {
+            let op = PartitionOp::WriteMarker { producer_id: m.producer_id, epoch: m.epoch, commit };
+            let gone = !metadata.has_partition(topic, *partition);
+            async move {
+                if gone {
+                    return true; // a deleted topic has nothing left to end
+                }
+                match self.partition_op(topic, *partition, op).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, partition, "writing a transaction marker failed: {e}");
+                        false
+                    }
+                }
+            }
+        }))
+        .await;
+        written.into_iter().all(|ok| ok)
+    }
+
+    /// Appends the new state of a transactional id (acks=all), then adopts it.
+    async fn persist_txn(&self, m: &TxnMetadata) -> Result<(), TxnError> {
+        let log = self
+            .local_log(TRANSACTION_STATE_TOPIC, transaction_partition_of(&m.transactional_id))
+            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
+        let entry = (log_records::key(&m.transactional_id), Some(log_records::value(m)));
+        let batch = keyed_batch(&[entry], now_ms(), Writer::Broker);
+        if let Err(e) = log.append(batch, Durability::Synced).await {
+            tracing::warn!(transactional_id = %m.transactional_id, "persisting transaction state failed: {e}");
+            return Err(TxnError::CoordinatorNotAvailable);
+        }
+        self.transactions.borrow_mut().txns.insert(m.transactional_id.clone(), m.clone());
+        Ok(())
+    }
+
+    /// Finishes transactions left in a Prepare state (after a restart or a
+    /// failed marker) and aborts, with a bumped epoch, those past their
+    /// timeout; called periodically.
+    pub fn tick_transactions(self: &std::rc::Rc<Self>) {
+        let now = now_ms();
+        let due: Vec<TxnMetadata> = {
+            let txns = self.transactions.borrow();
+            txns.txns
+                .values()
+                .filter(|m| !txns.busy.contains(&m.transactional_id))
+                .filter(|m| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) || m.timed_out(now))
+                .cloned()
+                .collect()
+        };
+        for m in due {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                let Ok(_busy) = shard.lock_txn(&m.transactional_id) else { return };
+                let prepared = match m.state {
+                    TxnState::Ongoing => {
+                        let Some(abort) = m.fenced_abort(now_ms()) else { return };
+                        tracing::info!(transactional_id = %m.transactional_id, "aborting a timed-out transaction");
+                        if shard.persist_txn(&abort).await.is_err() {
+                            return;
+                        }
+                        abort
+                    }
+                    _ => m,
+                };
+                if shard.write_markers(&prepared).await {
+                    let _ = shard.persist_txn(&prepared.completed(now_ms())).await;
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Replays a `__transaction_state` partition into the coordinator (at start).
+    pub(crate) async fn replay_transaction_partition(&self, partition: i32, log: &PartitionLog) {
+        let mut offset = log.log_start_offset();
+        let end = log.high_watermark();
+        let mut replayed = 0usize;
+        while offset < end {
+            let mut batches = match log.read(offset, REPLAY_READ_BYTES).await {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(partition, offset, "replaying __transaction_state failed: {e}");
+                    return;
+                }
+            };
+            offset = match super::groups::offset_after(&batches) {
+                Some(next) => next,
+                None => break,
+            };
+            let mut txns = self.transactions.borrow_mut();
+            while !batches.is_empty() {
+                let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut batches) {
+                    Ok(set) => set,
+                    Err(e) => {
+                        tracing::error!(partition, "undecodable __transaction_state batch: {e}");
+                        break;
+                    }
+                };
+                for record in set.records {
+                    let Some(id) = record.key.and_then(log_records::decode_key) else { continue };
+                    replayed += 1;
+                    match record.value.and_then(|v| log_records::decode_value(id.clone(), v)) {
+                        Some(m) => txns.txns.insert(id, m),
+                        None => txns.txns.remove(&id),
+                    };
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(partition, records = replayed, "restored transaction state");
+        }
+    }
+
+    /// DescribeProducers: the producers of one partition.
+    pub async fn describe_producers(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<crate::messages::ProducerDescription>, PartitionError> {
+        match self.partition_op(topic, partition, PartitionOp::Producers).await? {
+            PartitionReply::Producers(producers) => Ok(producers),
+            other => unreachable!("describe_producers answered with {other:?}"),
+        }
+    }
+}
+
+/// What a transaction request gets when its coordinator cannot serve it (yet).
+fn unavailable_reply(op: &TxnOp) -> TxnReply {
+    let e = TxnError::CoordinatorNotAvailable;
+    match op {
+        TxnOp::InitProducerId { .. } => TxnReply::ProducerId(Err(e)),
+        TxnOp::AddPartitions { partitions, .. } => TxnReply::Added(vec![Err(e); partitions.len()]),
+        TxnOp::EndTxn { .. } | TxnOp::Verify { .. } => TxnReply::Done(Err(e)),
+        TxnOp::Describe => TxnReply::Describe(None),
+        TxnOp::List => TxnReply::List(Vec::new()),
+    }
+}
