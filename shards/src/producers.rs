@@ -212,6 +212,8 @@ pub struct PartitionTxns {
     open: HashMap<i64, (i16, i64)>,
     /// Aborted transactions in marker order (so by `last_offset`).
     aborted: Vec<AbortedTxn>,
+    /// Markers written so far, to tell whether one came during an await.
+    markers: u64,
 }
 
 impl PartitionTxns {
@@ -237,11 +239,17 @@ impl PartitionTxns {
 
     /// A marker at `marker_offset` ended the producer's transaction.
     pub fn end(&mut self, producer_id: i64, commit: bool, marker_offset: i64) {
+        self.markers += 1;
         let Some((_, first_offset)) = self.open.remove(&producer_id) else { return };
         if !commit {
             debug_assert!(self.aborted.last().is_none_or(|a| a.last_offset < marker_offset));
             self.aborted.push(AbortedTxn { producer_id, first_offset, last_offset: marker_offset });
         }
+    }
+
+    /// How many markers this partition has taken (since its state was loaded).
+    pub fn markers_written(&self) -> u64 {
+        self.markers
     }
 
     /// The last stable offset: the first offset of the oldest open

@@ -16,6 +16,8 @@ use std::rc::Rc;
 use weir_engine::{AppendInfo, Durability, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
+/// Verifications of a transactional batch that a marker overtook, before it is refused.
+const VERIFY_ATTEMPTS: usize = 8;
 
 impl Shard {
     /// A producer id never handed out before (persisted by the controller).
@@ -52,9 +54,24 @@ impl Shard {
         let states = self.producer_states(topic, partition, log).await?;
         if batch.transactional && !states.borrow().txns.is_open(batch.producer_id, batch.epoch) {
             let transactional_id = transactional_id.ok_or(PartitionError::Txn(TxnError::InvalidTxnState))?;
-            self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, partition)
-                .await
-                .map_err(PartitionError::Txn)?;
+            // A marker written while the coordinator was asked may have ended
+            // the transaction it allowed: then ask again, or the batch would
+            // open a transaction nobody ends.
+            let mut verified = false;
+            for _ in 0..VERIFY_ATTEMPTS {
+                let markers = states.borrow().txns.markers_written();
+                self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, partition)
+                    .await
+                    .map_err(PartitionError::Txn)?;
+                if states.borrow().txns.markers_written() == markers {
+                    verified = true;
+                    break;
+                }
+            }
+            if !verified {
+                return Err(PartitionError::Txn(TxnError::ConcurrentTransactions));
+                // retriable
+            }
         }
         let verdict = states.borrow_mut().check(&batch).map_err(PartitionError::Producer)?;
         let records_in_batch = i64::from(batch.last_seq.wrapping_sub(batch.first_seq)) + 1;
