@@ -29,6 +29,11 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     /// Largest request frame accepted (`socket.request.max.bytes`).
     pub socket_request_max_bytes: usize,
+    /// Most record bytes one Fetch response carries, whatever the client
+    /// asks for (`fetch.max.bytes`; the first batch still goes whole, KIP-74).
+    /// Partitions are read against this budget, so it also bounds what one
+    /// fetch holds in memory.
+    pub fetch_max_bytes: usize,
     /// Roll a new segment at this size (`log.segment.bytes`).
     pub segment_bytes: u64,
     /// fdatasync after every write, not only for acks=all (`log.flush.interval.messages=1`).
@@ -84,6 +89,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
+            fetch_max_bytes: 57_671_680,
             segment_bytes: 1 << 30,
             fsync_every_write: false,
             max_in_flight_per_connection: 64,
@@ -125,6 +131,9 @@ impl BrokerConfig {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if self.fetch_max_bytes < 1024 {
+            return Err("fetch_max_bytes must be at least 1024".into());
         }
         self.advertised_host_port().map(drop)
     }

@@ -259,6 +259,51 @@ fn produce_timeout_ms_bounds_the_wait_for_a_durable_write() {
 }
 
 #[test]
+fn fetch_max_bytes_caps_a_response_whatever_the_client_asks() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let (broker, _config) = broker_with("fetch_max_bytes = 65536");
+    create_topic(&broker.bootstrap(), "capped", 4);
+    let mut client = client(&broker.bootstrap());
+    let value = bytes::Bytes::from(vec![3u8; 40 << 10]);
+    let partitions = (0..4)
+        .map(|p| {
+            let mut buf = BytesMut::new();
+            let record = [plain_record(0, now_ms(), None, Some(value.clone()))];
+            let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+            RecordBatchEncoder::encode(&mut buf, &record, &options).unwrap();
+            PartitionProduceData::default().with_index(p).with_records(Some(buf.freeze()))
+        })
+        .collect();
+    let name = TopicName(StrBytes::from_static_str("capped"));
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default().with_name(name.clone()).with_partition_data(partitions)]);
+    let produced = client.send(&produce, 9).unwrap();
+    assert!(produced.responses[0].partition_responses.iter().all(|p| p.error_code == 0));
+
+    // The client allows 100 MiB and 1 MiB per partition: 4 x 40 KiB would fit.
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(100 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(name).with_partitions(
+            (0..4)
+                .map(|p| {
+                    FetchPartition::default().with_partition(p).with_fetch_offset(0).with_partition_max_bytes(1 << 20)
+                })
+                .collect(),
+        )]);
+    let fetched = client.send(&fetch, 12).unwrap();
+    let partitions = &fetched.responses[0].partitions;
+    let sizes: Vec<usize> = partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).collect();
+    assert!(sizes[0] > 40 << 10, "the first partition goes whole: {sizes:?}");
+    assert!(sizes.iter().sum::<usize>() <= 65536, "fetch_max_bytes caps the response: {sizes:?}");
+    assert!(partitions.iter().all(|p| p.error_code == 0 && p.high_watermark == 1), "every partition's offsets");
+}
+
+#[test]
 fn limits_are_checked_at_start() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "max_connections = 0").unwrap();

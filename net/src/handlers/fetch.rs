@@ -37,12 +37,13 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
         })
         .collect();
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
+    let asked = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
+    let max_bytes = asked.min(shard.config().fetch_max_bytes);
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
 
-    let mut results = read_all(shard, &wanted, read_committed).await;
+    let mut results = read_all(shard, &wanted, read_committed, max_bytes).await;
     loop {
         let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
         let any_error = results.iter().any(Result::is_err);
@@ -51,17 +52,62 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
             break;
         }
         wait_for_any(shard, &wanted, left, read_committed).await;
-        results = read_all(shard, &wanted, read_committed).await;
+        results = read_all(shard, &wanted, read_committed, max_bytes).await;
     }
     build_response(version, &wanted, results, max_bytes)
 }
 
+/// Reads the partitions in request order against the response's byte
+/// budget, in rounds: a round reads at once the next partitions whose shares
+/// (each its partition_max_bytes, at most what the budget has left) fit in
+/// the budget, so one fetch holds about `max_bytes` however many partitions
+/// it names (plus one batch per partition whose first batch is larger than
+/// its share, KIP-74). Partitions after the budget is spent are answered
+/// with their offsets only.
 async fn read_all(
     shard: &Shard,
     wanted: &[Wanted],
     read_committed: bool,
+    max_bytes: usize,
 ) -> Vec<Result<FetchedPartition, PartitionError>> {
-    join_all(wanted.iter().map(|w| shard.fetch(&w.topic.0, w.partition, w.offset, w.max_bytes, read_committed))).await
+    let mut results = Vec::with_capacity(wanted.len());
+    let mut left = max_bytes;
+    while results.len() < wanted.len() {
+        let mut round = Vec::new();
+        let mut planned = 0;
+        for w in &wanted[results.len()..] {
+            let share = w.max_bytes.min(left - planned);
+            if share == 0 && planned > 0 {
+                break; // the budget is planned out: see what this round used first
+            }
+            planned += share;
+            round.push((w, share));
+        }
+        let read = join_all(round.iter().map(|&(w, share)| async move {
+            if share == 0 {
+                offsets_only(shard, w).await
+            } else {
+                shard.fetch(&w.topic.0, w.partition, w.offset, share, read_committed).await
+            }
+        }))
+        .await;
+        let used: usize = read.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
+        left = left.saturating_sub(used);
+        results.extend(read);
+    }
+    results
+}
+
+/// A partition's offsets and no records: what a fetch past the budget gets.
+async fn offsets_only(shard: &Shard, w: &Wanted) -> Result<FetchedPartition, PartitionError> {
+    let offsets = shard.offsets(&w.topic.0, w.partition).await?;
+    Ok(FetchedPartition {
+        records: bytes::Bytes::new(),
+        high_watermark: offsets.high_watermark,
+        last_stable_offset: offsets.last_stable_offset,
+        log_start_offset: offsets.log_start_offset,
+        aborted_transactions: None,
+    })
 }
 
 /// Resolves when any partition's high watermark (read_committed: last
