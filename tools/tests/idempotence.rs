@@ -11,8 +11,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 use weir_net::client::Client;
 use weir_net::records::plain_record;
@@ -87,14 +91,15 @@ fn sequences_deduplicate_and_fence() {
     assert!(after_restart > other, "ids are not reused after a restart");
 }
 
-#[test]
-fn an_idempotent_librdkafka_producer_writes_each_message_once_across_a_broker_sigkill() {
-    let mut broker = Broker::start(&[]);
-    let topic = "exactly-once";
-    create_topic(&broker.bootstrap(), topic, 3);
+/// Produces messages `0..count` idempotently (acks=all) on another thread;
+/// returns it (acknowledged, failed) and a live count of acknowledgements.
+fn produce_idempotently(
+    bootstrap: String,
+    topic: &'static str,
+    count: u64,
+) -> (JoinHandle<(Acked, Vec<(u64, String)>)>, Arc<AtomicUsize>) {
     let context = Acks::default();
     let acked = context.acked_count.clone();
-    let bootstrap = broker.bootstrap();
     let producing = std::thread::spawn(move || {
         let producer: BaseProducer<Acks> = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
@@ -104,21 +109,117 @@ fn an_idempotent_librdkafka_producer_writes_each_message_once_across_a_broker_si
             .set("reconnect.backoff.ms", "50")
             .create_with_context(context)
             .expect("producer");
-        produce_range(&producer, topic, 0..30_000);
+        produce_range(&producer, topic, 0..count);
         let failed = producer.context().failed.lock().unwrap().clone();
         let acked = producer.context().acked.lock().unwrap().clone();
         (acked, failed)
     });
+    (producing, acked)
+}
+
+type Acked = HashMap<u64, (i32, i64)>;
+
+/// Every message acknowledged once, stored exactly once at the offset it was
+/// acknowledged with, in order per key.
+fn check_exactly_once(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: u64,
+    (acked, failed): (Acked, Vec<(u64, String)>),
+) {
+    assert!(failed.is_empty(), "delivery failures: {:?}", &failed[..failed.len().min(5)]);
+    assert_eq!(acked.len() as u64, count);
+    let consumed = consume_all(bootstrap, topic, partitions);
+    let placed: Acked = check_consumed(&consumed, count, partitions);
+    assert_eq!(placed, acked);
+}
+
+#[test]
+fn an_idempotent_librdkafka_producer_writes_each_message_once_across_a_broker_sigkill() {
+    let mut broker = Broker::start(&[]);
+    let topic = "exactly-once";
+    create_topic(&broker.bootstrap(), topic, 3);
+    let (producing, acked) = produce_idempotently(broker.bootstrap(), topic, 30_000);
     while acked.load(Ordering::SeqCst) < 8_000 {
         std::thread::sleep(Duration::from_millis(5));
     }
     broker.kill();
     broker.restart();
-    let (acked, failed) = producing.join().unwrap();
-    assert!(failed.is_empty(), "delivery failures: {:?}", &failed[..failed.len().min(5)]);
-    assert_eq!(acked.len(), 30_000);
-    // Each message exactly once, at the offset it was acknowledged with, in order per key.
-    let consumed = consume_all(&broker.bootstrap(), topic, 3);
-    let placed: HashMap<u64, (i32, i64)> = check_consumed(&consumed, 30_000, 3);
-    assert_eq!(placed, acked);
+    check_exactly_once(&broker.bootstrap(), topic, 3, 30_000, producing.join().unwrap());
+}
+
+#[test]
+fn produce_answers_lost_after_the_write_are_retried_without_duplicates() {
+    // Clients reach the broker only through a proxy that cuts the connection
+    // instead of passing on every 5th Produce answer: the batch is written,
+    // the producer never hears of it and retries.
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let advertised = proxy.local_addr().unwrap();
+    let broker = Broker::start(&["--advertise", &advertised.to_string()]);
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let broker_addr: SocketAddr = broker.bootstrap().parse().unwrap();
+    std::thread::spawn({
+        let cuts = cuts.clone();
+        move || cut_produce_answers(proxy, broker_addr, 5, &cuts)
+    });
+    let topic = "answers-lost";
+    create_topic(&broker.bootstrap(), topic, 3);
+    let (producing, _) = produce_idempotently(advertised.to_string(), topic, 20_000);
+    let result = producing.join().unwrap();
+    assert!(cuts.load(Ordering::SeqCst) >= 3, "too few answers were cut to prove anything");
+    check_exactly_once(&advertised.to_string(), topic, 3, 20_000, result);
+}
+
+/// Proxies each client connection to `broker`, except that every `every`-th
+/// Produce answer (over all connections) is dropped along with the connection.
+fn cut_produce_answers(proxy: TcpListener, broker: SocketAddr, every: usize, cuts: &AtomicUsize) {
+    let answers = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for client in proxy.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(broker) else { continue };
+            let produce_ids = Arc::new(Mutex::new(HashSet::new()));
+            let (to_server, from_client) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            let ids = produce_ids.clone();
+            scope.spawn(move || {
+                // Requests pass as they are; Produce correlation ids are noted.
+                forward_frames(from_client, to_server, |frame| {
+                    if frame.len() >= 8 && i16::from_be_bytes([frame[0], frame[1]]) == 0 {
+                        ids.lock().unwrap().insert(i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
+                    }
+                    true
+                })
+            });
+            let answers = answers.clone();
+            scope.spawn(move || {
+                forward_frames(server, client, |frame| {
+                    let id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                    let is_produce = produce_ids.lock().unwrap().remove(&id);
+                    let cut = is_produce && answers.fetch_add(1, Ordering::SeqCst) % every == every - 1;
+                    if cut {
+                        cuts.fetch_add(1, Ordering::SeqCst);
+                    }
+                    !cut
+                })
+            });
+        }
+    });
+}
+
+/// Copies size-prefixed frames from `from` to `to` while `pass(frame)` says
+/// so; then shuts both connections down.
+fn forward_frames(mut from: TcpStream, mut to: TcpStream, mut pass: impl FnMut(&[u8]) -> bool) {
+    let mut size = [0u8; 4];
+    while from.read_exact(&mut size).is_ok() {
+        let mut frame = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+        if from.read_exact(&mut frame).is_err() || !pass(&frame) {
+            break;
+        }
+        if to.write_all(&size).and_then(|_| to.write_all(&frame)).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
 }
