@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_net::codec::{decode_header, read_frame};
+use weir_net::codec::{decode_header, read_frame_length, read_frame_payload};
 use weir_net::handlers;
 
 // As in the broker binary: huge array counts in requests must not abort.
@@ -18,9 +18,13 @@ fuzz_target!(|data: &[u8]| {
     let mut stream = futures_lite::io::Cursor::new(data);
     futures_lite::future::block_on(async {
         loop {
-            let frame = match read_frame(&mut stream, MAX_FRAME_BYTES).await {
-                Ok(Some(frame)) => frame,
+            let len = match read_frame_length(&mut stream, MAX_FRAME_BYTES).await {
+                Ok(Some(len)) => len,
                 Ok(None) => return,
+                Err(e) => return drop(e.to_string()),
+            };
+            let frame = match read_frame_payload(&mut stream, len).await {
+                Ok(frame) => frame,
                 Err(e) => return drop(e.to_string()),
             };
             let mut frame = match decode_header(frame) {
