@@ -8,6 +8,11 @@
 //! request order, as Kafka requires, and gives each request's bytes back once
 //! its answer is written.
 //!
+//! A Fetch is answered only once the connection's previous Fetch answer is
+//! written: an answer can be `fetch_max_bytes` large, and a client that
+//! pipelines fetches without reading them must not make the broker hold
+//! many (Kafka holds one answer per connection).
+//!
 //! A connection whose answers cannot be written for
 //! `response_write_timeout_ms` (the client does not read them) is reset.
 //!
@@ -173,6 +178,7 @@ async fn read_requests(
     // Bytes of the frames whose answers are not written yet.
     let budget_bytes = config.queued_max_request_bytes as u64;
     let budget = Rc::new(Semaphore::new(budget_bytes));
+    let fetch_answer = Rc::new(Semaphore::new(1));
     loop {
         let Some(len) =
             unless_idle_or_stopping(shard, peer, read_frame_length(&mut reader, max_frame), idle, shutdown).await
@@ -223,7 +229,9 @@ async fn read_requests(
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
             host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
         };
-        let task = glommio::spawn_local(timed(shard.clone(), key, version, correlation_id, client, request));
+        let fetch_answer = (key == ApiKey::Fetch).then(|| fetch_answer.clone());
+        let task =
+            glommio::spawn_local(answer(shard.clone(), key, version, correlation_id, client, request, fetch_answer));
         if responses.send((task, permit)).await.is_err() {
             break; // the writer failed: the connection is done
         }
@@ -264,29 +272,43 @@ fn split(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
     Ok((stream, writer))
 }
 
-/// Answers a request and records the latency of produce and fetch.
-async fn timed(
+/// An answer for the writer (`None`: the request wants none), holding the
+/// connection's Fetch slot, if it took it, until the answer is written.
+struct Answer {
+    frame: Option<ResponseFrame>,
+    _fetch_slot: Option<StaticPermit>,
+}
+
+/// Answers a request and records the latency of produce and fetch. A Fetch
+/// first takes the connection's one Fetch slot (`fetch_answer`).
+async fn answer(
     shard: Rc<Shard>,
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     client: handlers::ClientInfo,
     request: handlers::Request,
-) -> anyhow::Result<Option<ResponseFrame>> {
+    fetch_answer: Option<Rc<Semaphore>>,
+) -> anyhow::Result<Answer> {
+    let fetch_slot = match fetch_answer {
+        Some(slot) => Some(slot.acquire_static_permit(1).await.map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
     let started = Instant::now();
-    let answer = handlers::handle(shard.clone(), key, version, correlation_id, client, request).await;
+    let frame = handlers::handle(shard.clone(), key, version, correlation_id, client, request).await?;
     match key {
         ApiKey::Produce => shard.metrics().produce_latency.record(started.elapsed()),
         ApiKey::Fetch => shard.metrics().fetch_latency.record(started.elapsed()),
         _ => {}
     }
-    answer
+    Ok(Answer { frame, _fetch_slot: fetch_slot })
 }
 
-type ResponseTask = glommio::Task<anyhow::Result<Option<ResponseFrame>>>;
+type ResponseTask = glommio::Task<anyhow::Result<Answer>>;
 
 /// Writes the answers in request order; each request's permit (its share of
-/// `queued_max_request_bytes`) is given back once its answer is written.
+/// `queued_max_request_bytes`) and Fetch slot are given back once its
+/// answer is written.
 async fn write_responses(
     shard: Rc<Shard>,
     mut writer: TcpStream,
@@ -294,14 +316,14 @@ async fn write_responses(
 ) {
     while let Some((task, _permit)) = pending.recv().await {
         match task.await {
-            Ok(Some(response)) => {
+            Ok(Answer { frame: Some(response), .. }) => {
                 if let Err(e) = write_chunks(&mut writer, response.chunks()).await {
                     tracing::debug!("write failed: {e}");
                     return;
                 }
                 shard.metrics().add_bytes_out(response.wire_bytes());
             }
-            Ok(None) => {}
+            Ok(Answer { frame: None, .. }) => {}
             Err(e) => {
                 tracing::error!("cannot encode a response, closing the connection: {e:#}");
                 return;

@@ -133,23 +133,51 @@ fn long_poll_fetch(topic: &str, correlation_id: i32, max_wait_ms: i32) -> Vec<u8
     weir_bench::crowd::fetch_frame(topic, correlation_id, max_wait_ms, 1 << 20).unwrap().to_vec()
 }
 
+/// A JoinGroup v2 frame: the first member of `group`, answered once the
+/// group's initial rebalance delay has passed.
+fn first_join(group: &str, correlation_id: i32) -> Vec<u8> {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{ApiKey, GroupId, JoinGroupRequest, RequestHeader};
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0]))]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::JoinGroup as i16)
+        .with_request_api_version(2)
+        .with_correlation_id(correlation_id);
+    weir_net::codec::encode_request(&header, ApiKey::JoinGroup, &request).unwrap().to_vec()
+}
+
 #[test]
 fn queued_max_request_bytes_stops_reading_until_answers_free_the_budget() {
-    // Room for two in-flight fetch frames, not three.
-    let frame_bytes = long_poll_fetch("empty", 0, 1000).len();
-    let (broker, _config) = broker_with(&format!("queued_max_request_bytes = {}", frame_bytes * 5 / 2));
-    create_topic(&broker.bootstrap(), "empty", 1);
+    // Room for two in-flight JoinGroup frames, not three.
+    let frame_bytes = first_join("group-1", 1).len();
+    let (broker, _config) = broker_with(&format!(
+        "queued_max_request_bytes = {}\ngroup_initial_rebalance_delay_ms = 1000",
+        frame_bytes * 5 / 2
+    ));
     let mut stream = admitted(broker.port, local(1));
     stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    // The coordinator's partitions exist before the clock starts.
+    let find = kafka_protocol::messages::FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_static_str("group-0"))
+        .with_key_type(0);
+    assert_eq!(client(&broker.bootstrap()).send(&find, 3).unwrap().error_code, 0);
     let start = Instant::now();
-    // Four pipelined long polls of 1 s each. With every frame read at once
-    // they would all be answered after about 1 s; with room for two, the
-    // last two are read only when the first two are answered: about 2 s.
-    let frames: Vec<u8> = (1..=4).flat_map(|id| long_poll_fetch("empty", id, 1000)).collect();
+    // Four pipelined joins of four new groups, each answered after 1 s. With
+    // every frame read at once they would all be answered after about 1 s;
+    // with room for two, the last two are read only when the first two are
+    // answered: about 2 s.
+    let frames: Vec<u8> = (1..=4).flat_map(|id| first_join(&format!("group-{id}"), id)).collect();
     stream.write_all(&frames).unwrap();
     let mut answered_at = Vec::new();
     for id in 1..=4 {
-        let response = read_response(&mut stream).expect("fetch answered");
+        let response = read_response(&mut stream).expect("join answered");
         assert_eq!(i32::from_be_bytes(response[..4].try_into().unwrap()), id, "answers in request order");
         answered_at.push(start.elapsed());
     }
@@ -301,6 +329,49 @@ fn fetch_max_bytes_caps_a_response_whatever_the_client_asks() {
     assert!(sizes[0] > 40 << 10, "the first partition goes whole: {sizes:?}");
     assert!(sizes.iter().sum::<usize>() <= 65536, "fetch_max_bytes caps the response: {sizes:?}");
     assert!(partitions.iter().all(|p| p.error_code == 0 && p.high_watermark == 1), "every partition's offsets");
+}
+
+/// A Fetch v12 frame for partition 0 of `topic` from offset 0, allowing `max_bytes` in all and per partition.
+fn fetch_everything(topic: &str, correlation_id: i32, max_bytes: i32) -> Vec<u8> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader};
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(max_bytes)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(correlation_id);
+    weir_net::codec::encode_request(&header, ApiKey::Fetch, &request).unwrap().to_vec()
+}
+
+#[test]
+fn a_connection_holds_one_fetch_answer_at_a_time() {
+    // 32 MiB in the partition; a client pipelines 16 fetches of all of it and
+    // reads nothing. Were every fetch answered at once, the broker would hold
+    // 16 x 32 MiB of answers for that one connection.
+    let (broker, _config) = broker_with("message_max_bytes = 40000000");
+    create_topic(&broker.bootstrap(), "durable", 1);
+    assert_eq!(produce_durably(&mut client(&broker.bootstrap()), 32, 30_000), (0, 0));
+    let rss_before = broker.rss_bytes();
+    let mut stream = admitted(broker.port, local(1));
+    let fetches = 16;
+    let requests: Vec<u8> = (1..=fetches).flat_map(|id| fetch_everything("durable", id, 64 << 20)).collect();
+    stream.write_all(&requests).unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    let rss_grown = broker.rss_bytes().saturating_sub(rss_before);
+    assert!(rss_grown < 160 << 20, "the broker grew by {} MiB for one connection that does not read", rss_grown >> 20);
+    // Each fetch is answered, whole and in order, once the client reads.
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for id in 1..=fetches {
+        let answer = read_response(&mut stream).expect("fetch answered");
+        assert_eq!(i32::from_be_bytes(answer[..4].try_into().unwrap()), id, "answers in request order");
+        assert!(answer.len() > 32 << 20, "answer {id} holds the whole partition: {} bytes", answer.len());
+    }
 }
 
 #[test]

@@ -122,7 +122,18 @@ impl Broker {
 }
 
 impl Drop for Broker {
+    /// When the test failed, says how the broker was doing (still running
+    /// or dead, and its log) and keeps its data directory to look at.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let state = match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(None)) => "still running".to_string(),
+                Some(Ok(Some(status))) => format!("dead: {status}"),
+                _ => "not running".to_string(),
+            };
+            let kept = self._dir.take().map(|d| d.keep());
+            eprintln!("broker {state}; data kept in {kept:?}; its log:\n{}", self.log());
+        }
         self.kill();
     }
 }
