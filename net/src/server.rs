@@ -8,7 +8,7 @@
 //! request order, as Kafka requires, and gives each request's bytes back once
 //! its answer is written.
 //!
-//! A Fetch is answered only once the connection's previous Fetch answer is
+//! A Fetch is handled only once the connection's previous Fetch answer is
 //! written: an answer can be `fetch_max_bytes` large, and a client that
 //! pipelines fetches without reading them must not make the broker hold
 //! many (Kafka holds one answer per connection).
@@ -23,6 +23,7 @@
 use crate::codec::{decode_header, read_frame_length, read_frame_payload, ResponseFrame};
 use crate::handlers;
 use bytes::Bytes;
+use futures::channel::oneshot;
 use futures::future::{select, Either};
 use futures_lite::io::{AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -178,7 +179,8 @@ async fn read_requests(
     // Bytes of the frames whose answers are not written yet.
     let budget_bytes = config.queued_max_request_bytes as u64;
     let budget = Rc::new(Semaphore::new(budget_bytes));
-    let fetch_answer = Rc::new(Semaphore::new(1));
+    // Resolves once the previous Fetch's answer is written (or dropped).
+    let mut previous_fetch_written: Option<oneshot::Receiver<()>> = None;
     loop {
         let Some(len) =
             unless_idle_or_stopping(shard, peer, read_frame_length(&mut reader, max_frame), idle, shutdown).await
@@ -229,9 +231,12 @@ async fn read_requests(
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
             host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
         };
-        let fetch_answer = (key == ApiKey::Fetch).then(|| fetch_answer.clone());
+        let fetch_turn = (key == ApiKey::Fetch).then(|| {
+            let (written, turn_of_next) = oneshot::channel();
+            FetchTurn { after: previous_fetch_written.replace(turn_of_next), written }
+        });
         let task =
-            glommio::spawn_local(answer(shard.clone(), key, version, correlation_id, client, request, fetch_answer));
+            glommio::spawn_local(answer(shard.clone(), key, version, correlation_id, client, request, fetch_turn));
         if responses.send((task, permit)).await.is_err() {
             break; // the writer failed: the connection is done
         }
@@ -272,15 +277,24 @@ fn split(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
     Ok((stream, writer))
 }
 
-/// An answer for the writer (`None`: the request wants none), holding the
-/// connection's Fetch slot, if it took it, until the answer is written.
+/// A Fetch's place in the connection's line of fetches: it starts `after`
+/// the previous one's answer is written, and its own answer, once written
+/// (or dropped), lets the next start. Handed over in request order, so a
+/// later fetch can never hold the turn an earlier one waits for.
+struct FetchTurn {
+    after: Option<oneshot::Receiver<()>>,
+    written: oneshot::Sender<()>,
+}
+
+/// An answer for the writer (`None`: the request wants none), holding a
+/// Fetch's turn until the answer is written.
 struct Answer {
     frame: Option<ResponseFrame>,
-    _fetch_slot: Option<StaticPermit>,
+    _fetch_written: Option<oneshot::Sender<()>>,
 }
 
 /// Answers a request and records the latency of produce and fetch. A Fetch
-/// first takes the connection's one Fetch slot (`fetch_answer`).
+/// first waits for its turn.
 async fn answer(
     shard: Rc<Shard>,
     key: ApiKey,
@@ -288,10 +302,15 @@ async fn answer(
     correlation_id: i32,
     client: handlers::ClientInfo,
     request: handlers::Request,
-    fetch_answer: Option<Rc<Semaphore>>,
+    fetch_turn: Option<FetchTurn>,
 ) -> anyhow::Result<Answer> {
-    let fetch_slot = match fetch_answer {
-        Some(slot) => Some(slot.acquire_static_permit(1).await.map_err(|e| anyhow::anyhow!("{e}"))?),
+    let fetch_written = match fetch_turn {
+        Some(FetchTurn { after, written }) => {
+            if let Some(previous) = after {
+                let _ = previous.await; // written, or dropped with its connection
+            }
+            Some(written)
+        }
         None => None,
     };
     let started = Instant::now();
@@ -301,14 +320,14 @@ async fn answer(
         ApiKey::Fetch => shard.metrics().fetch_latency.record(started.elapsed()),
         _ => {}
     }
-    Ok(Answer { frame, _fetch_slot: fetch_slot })
+    Ok(Answer { frame, _fetch_written: fetch_written })
 }
 
 type ResponseTask = glommio::Task<anyhow::Result<Answer>>;
 
 /// Writes the answers in request order; each request's permit (its share of
-/// `queued_max_request_bytes`) and Fetch slot are given back once its
-/// answer is written.
+/// `queued_max_request_bytes`) is given back, and a Fetch's turn passed on,
+/// once its answer is written.
 async fn write_responses(
     shard: Rc<Shard>,
     mut writer: TcpStream,
