@@ -70,11 +70,24 @@ fn poll_until(
     consumers: &[&BaseConsumer<RebalanceLog>],
     seen: &mut Vec<(usize, i32, i64, u64)>,
     timeout: Duration,
-    mut done: impl FnMut(&[(usize, i32, i64, u64)]) -> bool,
+    done: impl FnMut(&[(usize, i32, i64, u64)]) -> bool,
 ) {
+    let reached = poll_for(consumers, seen, timeout, done);
+    assert!(reached, "condition not reached in {timeout:?}; saw {} messages", seen.len());
+}
+
+/// `poll_until` that says whether `done` held in time instead of failing.
+fn poll_for(
+    consumers: &[&BaseConsumer<RebalanceLog>],
+    seen: &mut Vec<(usize, i32, i64, u64)>,
+    timeout: Duration,
+    mut done: impl FnMut(&[(usize, i32, i64, u64)]) -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while !done(seen) {
-        assert!(Instant::now() < deadline, "condition not reached in {timeout:?}; saw {} messages", seen.len());
+        if Instant::now() >= deadline {
+            return false;
+        }
         for (i, consumer) in consumers.iter().enumerate() {
             if let Some(result) = consumer.poll(Duration::from_millis(20)) {
                 // Errors here are librdkafka's transient reports (a broker restarting);
@@ -87,6 +100,7 @@ fn poll_until(
             }
         }
     }
+    true
 }
 
 /// Produces `range` and returns where each message landed: index -> (partition, offset).
@@ -161,11 +175,38 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     });
     // Session timeout (3 s) plus heartbeats and a rejoin; far below the 30 s limit above.
     eprintln!("takeover after {:?}", killed_at.elapsed());
-    produce(&b, "split", 6000..12000);
-    poll_until(&[&first, &second], &mut seen, Duration::from_secs(120), |seen| {
-        let all: HashSet<u64> = seen.iter().map(|s| s.3).chain(victim_seen.iter().copied()).collect();
-        all.len() == 12000
-    });
+    let mut placed_all = placed;
+    placed_all.extend(produce(&b, "split", 6000..12000));
+    let all_seen = |seen: &[(usize, i32, i64, u64)]| -> HashSet<u64> {
+        seen.iter().map(|s| s.3).chain(victim_seen.iter().copied()).collect()
+    };
+    if !poll_for(&[&first, &second], &mut seen, Duration::from_secs(120), |seen| all_seen(seen).len() == 12000) {
+        // Which messages no consumer got, by partition: (first, last offset, count).
+        let got = all_seen(&seen);
+        let mut missing: HashMap<i32, (i64, i64, usize)> = HashMap::new();
+        for (_, (p, o)) in placed_all.iter().filter(|(i, _)| !got.contains(i)) {
+            let m = missing.entry(*p).or_insert((*o, *o, 0));
+            (m.0, m.1, m.2) = (m.0.min(*o), m.1.max(*o), m.2 + 1);
+        }
+        let victim_last: HashMap<i32, i64> = victim_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("message "))
+            .filter_map(|rest| {
+                let mut f = rest.split(' ');
+                Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+            })
+            .fold(HashMap::new(), |mut last, (p, o)| {
+                last.insert(p, o);
+                last
+            });
+        panic!(
+            "{} of 12000 messages consumed; missing (partition: first, last offset, count) {missing:?}; \
+             survivors had {a:?} and {b_parts:?}, the victim's last offsets {victim_last:?}",
+            got.len()
+        );
+    }
     let mut final_parts = assigned(&first);
     final_parts.extend(assigned(&second));
     assert_eq!(final_parts, (0..6).collect(), "the survivors own every partition");
