@@ -201,9 +201,12 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
                 last.insert(p, o);
                 last
             });
+        // Messages that came from somewhere other than where they were stored.
+        let misplaced: Vec<_> = seen.iter().filter(|s| placed_all.get(&s.3) != Some(&(s.1, s.2))).take(5).collect();
         panic!(
             "{} of 12000 messages consumed; missing (partition: first, last offset, count) {missing:?}; \
-             survivors had {a:?} and {b_parts:?}, the victim's last offsets {victim_last:?}",
+             survivors had {a:?} and {b_parts:?}, the victim's last offsets {victim_last:?}; \
+             misplaced (consumer, partition, offset, index) {misplaced:?}",
             got.len()
         );
     }
