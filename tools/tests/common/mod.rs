@@ -14,6 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The broker binary the tests start: this build's `weir`, or the one
+/// `WEIR_TEST_BROKER` names (say, a build with a sanitizer).
+pub fn broker_binary() -> std::ffi::OsString {
+    std::env::var_os("WEIR_TEST_BROKER").unwrap_or_else(|| env!("CARGO_BIN_EXE_weir").into())
+}
+
 /// A broker child process on a free port with its own data directory.
 pub struct Broker {
     child: Option<Child>,
@@ -48,7 +54,7 @@ impl Broker {
             .append(true)
             .open(self.data_dir.with_extension("log"))
             .expect("broker log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let child = Command::new(broker_binary())
             .arg("serve")
             .args(["--listen", &self.bootstrap()])
             .arg("--data-dir")
