@@ -253,6 +253,26 @@ fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
 
+/// The per-partition answers to a request that names topics and their
+/// partitions, in request order: `codes` gives each partition's error code in
+/// that order (0 where it runs short), `partition` builds a partition's answer
+/// and `topic` a topic's from its partitions' answers.
+fn answer_partitions<T, P, RP, RT>(
+    topics: Vec<T>,
+    partitions_of: impl Fn(&T) -> &[P],
+    mut codes: impl Iterator<Item = i16>,
+    partition: impl Fn(&P, i16) -> RP,
+    topic: impl Fn(T, Vec<RP>) -> RT,
+) -> Vec<RT> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let answers = partitions_of(&t).iter().map(|p| partition(p, codes.next().unwrap_or(0))).collect();
+            topic(t, answers)
+        })
+        .collect()
+}
+
 /// Creates the named topics that do not exist yet, with the broker default
 /// partition count, when `auto_create_topics` is on. Invalid names are left
 /// for the caller to report.
