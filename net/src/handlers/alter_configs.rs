@@ -7,7 +7,6 @@ use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::message;
 use crate::errors::topic_error_code;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -15,7 +14,14 @@ use weir_shards::metadata::ConfigAlteration;
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, request: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = alter(shard, &request.resources, request.validate_only).await;
+    let resources = request.resources.iter().map(|r| Resource {
+        resource_type: r.resource_type,
+        name: &r.resource_name,
+        alteration: Ok(ConfigAlteration::Replace(
+            r.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
+        )),
+    });
+    let responses = alter(shard, resources, request.validate_only).await;
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -23,23 +29,23 @@ pub async fn handle(shard: &Shard, request: AlterConfigsRequest) -> AlterConfigs
 /// request, in request order: INVALID_REQUEST for a resource type that cannot
 /// be altered, INVALID_CONFIG for an alteration that cannot be read, and the
 /// controller's answer (one call for all the rest) otherwise.
-pub async fn alter<Q: ConfigResource, R: ResourceResponse>(
+pub async fn alter<'a, R: ResourceResponse>(
     shard: &Shard,
-    resources: &[Q],
+    resources: impl ExactSizeIterator<Item = Resource<'a>>,
     validate_only: bool,
 ) -> Vec<R> {
     let mut responses = Vec::with_capacity(resources.len());
     let mut alterations = Vec::new();
     let mut altered = Vec::new();
     for resource in resources {
-        let mut response = R::new(resource.resource_type(), resource.resource_name().clone());
-        let alteration = match unsupported_resource(resource.resource_type()) {
+        let mut response = R::new(resource.resource_type, resource.name.clone());
+        let alteration = match unsupported_resource(resource.resource_type) {
             Some(why) => Err((ResponseError::InvalidRequest, why)),
-            None => resource.alteration().map_err(|why| (ResponseError::InvalidConfig, why)),
+            None => resource.alteration.map_err(|why| (ResponseError::InvalidConfig, why)),
         };
         match alteration {
             Ok(alteration) => {
-                alterations.push((resource.resource_name().to_string(), alteration));
+                alterations.push((resource.name.to_string(), alteration));
                 altered.push(responses.len());
             }
             Err((error, why)) => response.set_error(error.code(), message(why)),
@@ -64,25 +70,12 @@ fn unsupported_resource(resource_type: i8) -> Option<String> {
     }
 }
 
-/// A resource of either request: what it names and what it asks.
-pub trait ConfigResource {
-    fn resource_type(&self) -> i8;
-    fn resource_name(&self) -> &StrBytes;
-    /// The alteration asked for, or why it cannot be read.
-    fn alteration(&self) -> Result<ConfigAlteration, String>;
-}
-
-impl ConfigResource for AlterConfigsResource {
-    fn resource_type(&self) -> i8 {
-        self.resource_type
-    }
-    fn resource_name(&self) -> &StrBytes {
-        &self.resource_name
-    }
-    fn alteration(&self) -> Result<ConfigAlteration, String> {
-        let pairs = self.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())));
-        Ok(ConfigAlteration::Replace(pairs.collect()))
-    }
+/// A resource of either request: what it names and the alteration it asks
+/// for, or why that cannot be read.
+pub struct Resource<'a> {
+    pub resource_type: i8,
+    pub name: &'a StrBytes,
+    pub alteration: Result<ConfigAlteration, String>,
 }
 
 /// The two AlterConfigs response types have the same shape.

@@ -1,10 +1,9 @@
 //! IncrementalAlterConfigs (KIP-339): SET, DELETE, APPEND and SUBTRACT on a
 //! topic's configs, applied by the controller to the current set.
 
-use super::alter_configs::{alter, ConfigResource};
+use super::alter_configs::{alter, Resource};
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
-use kafka_protocol::protocol::StrBytes;
 use weir_shards::metadata::{ConfigAlteration, ConfigOp};
 use weir_shards::Shard;
 
@@ -14,20 +13,13 @@ const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
 pub async fn handle(shard: &Shard, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let responses = alter(shard, &request.resources, request.validate_only).await;
+    let resources = request.resources.iter().map(|r| Resource {
+        resource_type: r.resource_type,
+        name: &r.resource_name,
+        alteration: config_ops(r).map(ConfigAlteration::Incremental),
+    });
+    let responses = alter(shard, resources, request.validate_only).await;
     IncrementalAlterConfigsResponse::default().with_responses(responses)
-}
-
-impl ConfigResource for AlterConfigsResource {
-    fn resource_type(&self) -> i8 {
-        self.resource_type
-    }
-    fn resource_name(&self) -> &StrBytes {
-        &self.resource_name
-    }
-    fn alteration(&self) -> Result<ConfigAlteration, String> {
-        config_ops(self).map(ConfigAlteration::Incremental)
-    }
 }
 
 fn config_ops(resource: &AlterConfigsResource) -> Result<Vec<ConfigOp>, String> {

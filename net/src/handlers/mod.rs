@@ -273,6 +273,23 @@ fn answer_partitions<T, P, RP, RT>(
         .collect()
 }
 
+/// [`answer_partitions`] for the response types whose topics have `name` and
+/// `partitions` and whose partitions have `partition_index` and `error_code`
+/// (OffsetCommit, OffsetDelete, TxnOffsetCommit: the same fields in different
+/// generated types).
+macro_rules! answer_partition_codes {
+    ($topics:expr, $codes:expr, $topic:ident, $partition:ident) => {
+        super::answer_partitions(
+            $topics,
+            |t| &t.partitions,
+            $codes,
+            |p, code| $partition::default().with_partition_index(p.partition_index).with_error_code(code),
+            |t, partitions| $topic::default().with_name(t.name).with_partitions(partitions),
+        )
+    };
+}
+use answer_partition_codes;
+
 /// Creates the named topics that do not exist yet, with the broker default
 /// partition count, when `auto_create_topics` is on. Invalid names are left
 /// for the caller to report.

@@ -1,6 +1,6 @@
 //! OffsetCommit: persisted in `__consumer_offsets` before it is acknowledged.
 
-use super::answer_partitions;
+use super::answer_partition_codes;
 use crate::errors::group_result_code;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
@@ -43,14 +43,8 @@ pub async fn handle(shard: &Shard, request: OffsetCommitRequest) -> OffsetCommit
     let GroupReply::Commit(results) = shard.group_op(&group_id, op).await else {
         unreachable!("OffsetCommit answered with another reply");
     };
-    let topics = answer_partitions(
-        request.topics,
-        |t| &t.partitions,
-        results.iter().map(group_result_code),
-        |p, code| {
-            OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code)
-        },
-        |t, partitions| OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions),
-    );
+    let codes = results.iter().map(group_result_code);
+    let topics =
+        answer_partition_codes!(request.topics, codes, OffsetCommitResponseTopic, OffsetCommitResponsePartition);
     OffsetCommitResponse::default().with_topics(topics)
 }
