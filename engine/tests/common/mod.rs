@@ -1,6 +1,8 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod small_fs;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
