@@ -5,25 +5,16 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::time::{Duration, Instant};
-use weir_engine::batch::{HEADER_LEN, LOG_OVERHEAD};
+use weir_engine::batch::BatchBuilder;
 use weir_engine::index::{IndexEntry, OffsetIndex};
 use weir_engine::{Durability, LogConfig, PartitionLog};
 
-/// A valid RecordBatch v2 of `records` records and `body_len` record bytes
-/// (what engine/tests/common builds).
+/// A valid RecordBatch v2 of `records` records and `body_len` record bytes.
 fn batch(records: i32, body_len: usize) -> Bytes {
-    let mut b = vec![0u8; HEADER_LEN];
-    b.extend((0..body_len).map(|i| (i as u8).wrapping_mul(31) | 1));
-    let len = (b.len() - LOG_OVERHEAD) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    b[16] = 2;
-    b[23..27].copy_from_slice(&(records - 1).max(0).to_be_bytes());
-    b[27..35].copy_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b[57..61].copy_from_slice(&records.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(b)
+    let body: Vec<u8> = (0..body_len).map(|i| (i as u8).wrapping_mul(31) | 1).collect();
+    let batch =
+        BatchBuilder { leader_epoch: -1, base_timestamp: 1_700_000_000_000, ..BatchBuilder::new(records) }.build(&body);
+    Bytes::from(batch)
 }
 
 fn executor() -> glommio::LocalExecutor {

@@ -14,16 +14,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use weir_engine::batch::{self as batch_format, ATTR_COMPRESSION_MASK, HEADER_LEN, MAGIC_V2, MIN_BATCH_LENGTH};
 use weir_net::records::plain_record;
 
-/// Byte offsets in a RecordBatch v2 (Kafka's DefaultRecordBatch).
-const BATCH_LENGTH_AT: usize = 8;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const RECORD_COUNT_AT: usize = 57;
-const RECORDS_AT: usize = 61;
 const KEY_BYTES: usize = 8;
 
 /// What a producer writes: topic, payload shape and settings.
@@ -119,8 +112,7 @@ impl Template {
                     }
                 }
                 let batch = &mut self.frame[layout.batch_at..layout.batch_at + layout.batch_len];
-                let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-                batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+                batch_format::rewrite_crc(batch);
             }
         }
         patch_correlation_id(&mut self.frame, correlation_id);
@@ -221,11 +213,13 @@ struct RecordAt {
 
 /// Walks the records of one uncompressed batch (`batch` holds exactly the batch).
 fn records_of(batch: &[u8]) -> anyhow::Result<Vec<RecordAt>> {
-    ensure!(batch.len() >= RECORDS_AT, "record batch of {} bytes is shorter than its header", batch.len());
-    let count = i32::from_be_bytes(batch[RECORD_COUNT_AT..RECORDS_AT].try_into().expect("4 bytes"));
+    let Some(header) = batch_format::parse_header(batch) else {
+        bail!("record batch of {} bytes is shorter than its header", batch.len())
+    };
+    let count = header.records_count;
     ensure!(count >= 0, "negative record count");
     let mut out = Vec::with_capacity(count.min(100_000) as usize);
-    let mut at = RECORDS_AT;
+    let mut at = HEADER_LEN;
     for _ in 0..count {
         let len = varint(batch, &mut at)?;
         let start = at;
@@ -274,23 +268,22 @@ pub struct Scan {
 pub fn scan(records: &[u8], fetch_offset: i64, mut stamp: impl FnMut(u64)) -> anyhow::Result<Scan> {
     let mut s = Scan { next_offset: fetch_offset, ..Scan::default() };
     let mut at = 0;
-    while records.len() - at >= RECORDS_AT {
+    while let Some(h) = batch_format::parse_header(&records[at..]) {
+        ensure!(h.batch_length >= MIN_BATCH_LENGTH, "batch length {} is below a header's", h.batch_length);
         let b = &records[at..];
-        let base_offset = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
-        let length = i32::from_be_bytes(b[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].try_into().expect("4 bytes"));
-        let total = usize::try_from(length).context("negative batch length")? + 12;
+        let total = h.total_len();
         if total > b.len() {
             break; // a partial batch at the end of a fetch
         }
         let batch = &b[..total];
         at += total;
-        ensure!(batch[MAGIC_AT] == 2, "batch at offset {base_offset} has magic {}, not 2", batch[MAGIC_AT]);
-        let last_delta = i32::from_be_bytes(batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].try_into()?);
-        let last_offset = base_offset + i64::from(last_delta);
+        let base_offset = h.base_offset;
+        ensure!(h.magic == MAGIC_V2, "batch at offset {base_offset} has magic {}, not 2", h.magic);
+        let last_offset = h.last_offset();
         if last_offset < s.next_offset {
             continue;
         }
-        let compressed = batch[ATTRIBUTES_AT + 1] & 0x07 != 0;
+        let compressed = batch_format::attributes(batch) & ATTR_COMPRESSION_MASK != 0;
         if compressed {
             let mut bytes = Bytes::copy_from_slice(batch);
             let set = RecordBatchDecoder::decode(&mut bytes).context("decompressing a fetched batch")?;
@@ -345,8 +338,7 @@ mod tests {
         let mut body = decoded.body;
         let request = ProduceRequest::decode(&mut body, version).unwrap();
         let mut records = request.topic_data[0].partition_data[0].records.clone().unwrap();
-        let crc = u32::from_be_bytes(records[CRC_AT..CRC_AT + 4].try_into().unwrap());
-        assert_eq!(crc, crc32c::crc32c(&records[ATTRIBUTES_AT..]), "batch CRC at v{version}");
+        batch_format::check_batch_at(&records).unwrap_or_else(|e| panic!("batch at v{version}: {e}"));
         let set = RecordBatchDecoder::decode(&mut records).expect("valid batch");
         (decoded.header.correlation_id, set.records)
     }

@@ -246,22 +246,70 @@ pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
     rewrite_crc(batch);
 }
 
+/// The header of a well-formed RecordBatch v2 to build around a body the
+/// engine treats as opaque record bytes, for tests, benches, examples, fuzz
+/// seeds and [`crate::records::encode_batch`]. [`BatchBuilder::new`] claims
+/// `records` records with lastOffsetDelta `records - 1` and sets every other
+/// field to 0; set fields with `BatchBuilder { leader_epoch: 9,
+/// ..BatchBuilder::new(1) }`. A lastOffsetDelta apart from the record count
+/// makes the invalid batches that validation is tested with. The base offset
+/// is 0, and [`BatchBuilder::build`] sets a matching length and CRC.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchBuilder {
+    pub records: i32,
+    pub last_offset_delta: i32,
+    /// partitionLeaderEpoch (the broker overwrites it with 0).
+    pub leader_epoch: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    /// -1 with producer_epoch and base_sequence -1: no producer.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl BatchBuilder {
+    /// A batch claiming `records` records.
+    pub fn new(records: i32) -> Self {
+        BatchBuilder {
+            records,
+            last_offset_delta: records.saturating_sub(1).max(0),
+            leader_epoch: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: 0,
+            producer_epoch: 0,
+            base_sequence: 0,
+        }
+    }
+
+    /// The batch: this header, then `body`.
+    pub fn build(&self, body: &[u8]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(HEADER_LEN + body.len());
+        b.resize(HEADER_LEN, 0);
+        b.extend_from_slice(body);
+        let length = i32::try_from(b.len() - LOG_OVERHEAD).expect("a batch under 2 GiB");
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        b[12..16].copy_from_slice(&self.leader_epoch.to_be_bytes());
+        b[16] = MAGIC_V2 as u8;
+        b[23..27].copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        b[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        b[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        b[43..51].copy_from_slice(&self.producer_id.to_be_bytes());
+        b[51..53].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&self.base_sequence.to_be_bytes());
+        b[57..61].copy_from_slice(&self.records.to_be_bytes());
+        rewrite_crc(&mut b);
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn batch(records: i32, body: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; HEADER_LEN];
-        b.extend_from_slice(body);
-        let len = (b.len() - LOG_OVERHEAD) as i32;
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        b[12..16].copy_from_slice(&7i32.to_be_bytes());
-        b[16] = 2;
-        b[23..27].copy_from_slice(&(records - 1).max(0).to_be_bytes());
-        b[57..61].copy_from_slice(&records.to_be_bytes());
-        let crc = crc32c::crc32c(&b[CRC_START..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        b
+        BatchBuilder { leader_epoch: 7, ..BatchBuilder::new(records) }.build(body)
     }
 
     #[test]
@@ -290,8 +338,7 @@ mod tests {
         let mut short_len = good.clone();
         short_len[8..12].copy_from_slice(&48i32.to_be_bytes());
         assert!(corrupt(validate_records(&short_len, 1 << 20)));
-        let mut bad_delta = batch(5, b"x");
-        bad_delta[23..27].copy_from_slice(&2i32.to_be_bytes());
+        let bad_delta = BatchBuilder { last_offset_delta: 2, ..BatchBuilder::new(5) }.build(b"x");
         assert!(corrupt(validate_records(&bad_delta, 1 << 20)));
         assert!(
             matches!(validate_records(&good, good.len() - 1), Err(EngineError::MessageTooLarge(n)) if n == good.len())
@@ -301,11 +348,7 @@ mod tests {
     #[test]
     fn offsets_must_match_the_record_count() {
         let claiming = |records: i32, last_offset_delta: i32| {
-            let mut b = batch(1, b"r");
-            b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
-            b[57..61].copy_from_slice(&records.to_be_bytes());
-            rewrite_crc(&mut b);
-            b
+            BatchBuilder { last_offset_delta, ..BatchBuilder::new(records) }.build(b"r")
         };
         let invalid = |r: Result<RecordsSummary, EngineError>| matches!(r, Err(EngineError::InvalidRecord(_)));
         assert!(invalid(validate_records(&claiming(1, i32::MAX), 1 << 20)), "sparse offsets");

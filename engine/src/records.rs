@@ -11,7 +11,9 @@
 //!
 //! `length` counts the bytes after itself. A key or value length of -1 is null.
 
-use crate::batch::{self, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD};
+use crate::batch::{
+    self, BatchBuilder, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD,
+};
 
 /// One record of a batch, borrowed from the batch bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,23 +158,20 @@ pub fn encode_record(offset_delta: i32, timestamp_delta: i64, key: Option<&[u8]>
 /// Test and tool helper: a plain CreateTime batch (base offset 0) of records
 /// `(key, value)` with timestamps `base_ts + i`.
 pub fn encode_batch(base_ts: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
-    let mut b = vec![0u8; HEADER_LEN];
+    let mut body = Vec::new();
     for (i, (k, v)) in records.iter().enumerate() {
-        b.extend(encode_record(i as i32, i as i64, *k, *v));
+        body.extend(encode_record(i as i32, i as i64, *k, *v));
     }
     let n = records.len() as i32;
-    let len = (b.len() - LOG_OVERHEAD) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    b[16] = 2;
-    b[23..27].copy_from_slice(&(n - 1).max(0).to_be_bytes());
-    b[27..35].copy_from_slice(&base_ts.to_be_bytes());
-    b[35..43].copy_from_slice(&(base_ts + i64::from(n - 1).max(0)).to_be_bytes());
-    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    b[57..61].copy_from_slice(&n.to_be_bytes());
-    batch::rewrite_crc(&mut b);
-    b
+    BatchBuilder {
+        base_timestamp: base_ts,
+        max_timestamp: base_ts + i64::from(n - 1).max(0),
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        ..BatchBuilder::new(n)
+    }
+    .build(&body)
 }
 
 #[cfg(test)]

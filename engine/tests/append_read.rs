@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use weir_engine::batch::BatchBuilder;
 use weir_engine::{Durability, EngineError, LogConfig};
 
 #[test]
@@ -78,11 +79,7 @@ fn batches_claiming_offsets_without_records_are_invalid() {
     block_on(async move {
         let log = open(dir.path(), LogConfig::default()).await;
         let claiming = |records: i32, last_offset_delta: i32| {
-            let mut b = batch(1, 4100, 4);
-            b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
-            b[57..61].copy_from_slice(&records.to_be_bytes());
-            weir_engine::batch::rewrite_crc(&mut b);
-            b
+            BatchBuilder { last_offset_delta, ..builder(records) }.build(&body(4100, 4))
         };
         let huge = claiming(i32::MAX, i32::MAX - 1);
         let invalid = [

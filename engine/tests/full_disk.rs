@@ -5,40 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use common::small_fs::SmallFs;
 use common::*;
 use weir_engine::{Durability, EngineError, LogConfig};
-
-/// A small tmpfs mounted on a temporary directory; unmounted on drop.
-struct SmallFs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("fs");
-        std::fs::create_dir(&path).expect("mount point");
-        let status =
-            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).status();
-        match status {
-            Ok(s) if s.success() => Some(SmallFs { path, _dir: dir }),
-            other => {
-                eprintln!("SKIPPED: cannot mount a tmpfs ({other:?}); the full-disk test needs root");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 fn fill_file(path: &Path, bytes: usize) {
     std::fs::write(path, vec![0x5a; bytes]).expect("filler");
@@ -46,7 +17,8 @@ fn fill_file(path: &Path, bytes: usize) {
 
 #[test]
 fn full_disk_fails_appends_keeps_data_and_recovers_when_space_is_freed() {
-    let Some(fs) = SmallFs::mount("2m") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(fs) = SmallFs::mount(&dir.path().join("fs"), "2m") else { return };
     let filler = fs.path.join("filler");
     fill_file(&filler, 600 * 1024);
     let log_dir = fs.path.join("topic-0");

@@ -15,9 +15,6 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,81 +23,6 @@ const TOPIC: &str = "crash";
 const PARTITIONS: i32 = 2;
 /// Messages produced per round at most (bounds the data directory).
 const ROUND_MESSAGES: u64 = 1_500;
-
-/// A broker restarted on a fresh port each time: after a SIGKILL the old
-/// port has TIME_WAIT connections, and `weir serve`'s address probe (a bind
-/// without SO_REUSEADDR) refuses it for a minute.
-struct KillableBroker {
-    child: Option<Child>,
-    port: u16,
-    data_dir: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl KillableBroker {
-    fn start() -> KillableBroker {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut b = KillableBroker {
-            child: None,
-            port: 0,
-            data_dir: dir.path().join("data"),
-            log: dir.path().join("broker.log"),
-            _dir: dir,
-        };
-        b.spawn();
-        b
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        self.port = free_port();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("serve")
-            .args(["--listen", &self.bootstrap()])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--shards", "2"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start weir");
-        self.child = Some(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(self.is_running(), "broker exited at start:\n{}", self.log());
-            assert!(start.elapsed() < Duration::from_secs(30), "broker did not listen:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().expect("try_wait").is_none())
-    }
-
-    /// SIGKILL: no chance to flush or close anything.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill broker");
-            child.wait().expect("reap broker");
-        }
-    }
-}
-
-impl Drop for KillableBroker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// xorshift64*: small, seedable, good enough to pick kill points.
 struct Rng(u64);
@@ -209,7 +131,7 @@ fn acknowledged_messages_survive_hundreds_of_sigkills() {
     });
     eprintln!("crash harness: {kills} kills, WEIR_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
-    let mut broker = KillableBroker::start();
+    let mut broker = Broker::start(&[]);
     create_topic(&broker.bootstrap(), TOPIC, PARTITIONS);
     let started = Instant::now();
     let mut all_acked: HashMap<u64, (i32, i64)> = HashMap::new();
@@ -231,7 +153,7 @@ fn acknowledged_messages_survive_hundreds_of_sigkills() {
         stop.store(true, Ordering::SeqCst);
         let acked = producing.join().expect("producer thread");
         next_index += ROUND_MESSAGES;
-        broker.spawn();
+        broker.restart_on_a_new_port();
 
         // This round's acks, read back from the lowest acked offset of each
         // partition (earlier rounds are checked again at the end).

@@ -5,74 +5,19 @@
 //! a message otherwise).
 
 mod common;
+#[path = "../../engine/tests/common/small_fs.rs"]
+mod small_fs;
 
 use common::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use small_fs::SmallFs;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOPIC: &str = "full";
-
-/// A tmpfs of `size` mounted on `path`; unmounted (lazily) on drop.
-struct SmallFs {
-    path: PathBuf,
-}
-
-impl SmallFs {
-    fn mount(path: &Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(path).expect("mount point");
-        let status =
-            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).status();
-        match status {
-            Ok(s) if s.success() => Some(SmallFs { path: path.to_path_buf() }),
-            other => {
-                eprintln!("SKIPPED: cannot mount a tmpfs ({other:?}); the full-disk test needs root");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-struct ServeProcess(Child);
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data_dir: &Path, port: u16, log: &Path) -> ServeProcess {
-    let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--shards", "2"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start weir");
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "broker did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ServeProcess(child)
-}
 
 /// acks=all without retries, so a storage error reaches the delivery report.
 fn strict_producer(bootstrap: &str) -> BaseProducer<Acks> {
@@ -125,10 +70,8 @@ fn full_disk_gives_storage_errors_and_writes_resume_after_freeing_space() {
     let Some(fs) = SmallFs::mount(&data_dir, "4m") else { return };
     let filler = data_dir.join("filler");
     std::fs::write(&filler, vec![0x5a; 1536 * 1024]).expect("filler");
-    let port = free_port();
-    let bootstrap = format!("127.0.0.1:{port}");
-    let log = dir.path().join("broker.log");
-    let mut broker = serve(&data_dir, port, &log);
+    let mut broker = Broker::start_in(data_dir.clone(), &[]);
+    let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, TOPIC, 1);
 
     let producer = strict_producer(&bootstrap);
@@ -141,9 +84,9 @@ fn full_disk_gives_storage_errors_and_writes_resume_after_freeing_space() {
     let failed = producer.context().failed.lock().unwrap().clone();
     let expected = KafkaError::MessageProduction(RDKafkaErrorCode::KafkaStorageError).to_string();
     for (_, error) in &failed {
-        assert_eq!(error, &expected, "a full disk is KAFKA_STORAGE_ERROR\n{}", std::fs::read_to_string(&log).unwrap());
+        assert_eq!(error, &expected, "a full disk is KAFKA_STORAGE_ERROR\n{}", broker.log());
     }
-    assert!(broker.0.try_wait().expect("try_wait").is_none(), "the broker keeps running");
+    assert!(broker.is_running(), "the broker keeps running");
     let acked = producer.context().acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "a good part was stored first");
 
@@ -162,7 +105,6 @@ fn full_disk_gives_storage_errors_and_writes_resume_after_freeing_space() {
     let mut all = acked;
     all.extend(resumed);
     assert_eq!(check_acked(&bootstrap, &all), stored + 20);
-    let _ = broker.0.kill();
-    let _ = broker.0.wait();
+    broker.kill();
     drop(fs);
 }

@@ -8,12 +8,11 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchRequest, ProduceRequest, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+use weir_engine::records::encode_batch;
 use weir_net::client::Client;
-use weir_net::records::plain_record;
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -27,16 +26,10 @@ fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
+/// A plain batch of these values (no keys), as a client sends it.
 fn batch(values: &[&[u8]]) -> bytes::Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| plain_record(i, 1, None, Some(bytes::Bytes::copy_from_slice(v))))
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.freeze()
+    let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
+    bytes::Bytes::from(encode_batch(1, &records))
 }
 
 fn produce(client: &mut Client, topic: &str, acks: i16, records: bytes::Bytes) -> (i16, i64) {

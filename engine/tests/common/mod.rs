@@ -1,12 +1,14 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod small_fs;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use weir_engine::batch::{self, HEADER_LEN, LOG_OVERHEAD};
+use weir_engine::batch::{self, BatchBuilder};
 use weir_engine::{LogConfig, PartitionLog};
 
 /// Runs `fut` on a fresh glommio executor.
@@ -17,18 +19,17 @@ pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
 /// A valid RecordBatch v2 with `records` records and `body_len` bytes of
 /// (arbitrary, seed-dependent) record bytes. baseOffset 0, leader epoch 9.
 pub fn batch(records: i32, body_len: usize, seed: u8) -> Vec<u8> {
-    let mut b = vec![0u8; HEADER_LEN];
-    b.extend((0..body_len).map(|i| seed.wrapping_add(i as u8).wrapping_mul(31) | 1));
-    let len = (b.len() - LOG_OVERHEAD) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    b[12..16].copy_from_slice(&9i32.to_be_bytes());
-    b[16] = 2;
-    b[23..27].copy_from_slice(&(records - 1).max(0).to_be_bytes());
-    b[27..35].copy_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b[57..61].copy_from_slice(&records.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+    builder(records).build(&body(body_len, seed))
+}
+
+/// What [`batch`] builds with, for tests that set more of the header.
+pub fn builder(records: i32) -> BatchBuilder {
+    BatchBuilder { leader_epoch: 9, base_timestamp: 1_700_000_000_000, ..BatchBuilder::new(records) }
+}
+
+/// `len` arbitrary, seed-dependent record bytes.
+pub fn body(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add(i as u8).wrapping_mul(31) | 1).collect()
 }
 
 /// The batch as the engine stores it once given `base_offset`.

@@ -1,6 +1,7 @@
 //! AddPartitionsToTxn (v0-3, from producers): partitions join the producer's
 //! transaction before its first batch to them.
 
+use super::answer_partitions;
 use crate::errors::txn_result_code;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
@@ -26,23 +27,14 @@ pub async fn handle(shard: &Shard, version: i16, request: AddPartitionsToTxnRequ
     let TxnReply::Added(results) = shard.txn_op(&request.v3_and_below_transactional_id.0, op).await else {
         unreachable!("AddPartitionsToTxn answered with another reply");
     };
-    let mut results = results.iter();
-    let topics = request
-        .v3_and_below_topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let code = results.next().map_or(0, |r| txn_result_code(r, version >= PRODUCER_FENCED_VERSION));
-                    AddPartitionsToTxnPartitionResult::default()
-                        .with_partition_index(*p)
-                        .with_partition_error_code(code)
-                })
-                .collect();
+    let topics = answer_partitions(
+        request.v3_and_below_topics,
+        |t| &t.partitions,
+        results.iter().map(|r| txn_result_code(r, version >= PRODUCER_FENCED_VERSION)),
+        |p, code| AddPartitionsToTxnPartitionResult::default().with_partition_index(*p).with_partition_error_code(code),
+        |t, partitions| {
             AddPartitionsToTxnTopicResult::default().with_name(t.name).with_results_by_partition(partitions)
-        })
-        .collect();
+        },
+    );
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
 }

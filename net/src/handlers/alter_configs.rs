@@ -1,5 +1,7 @@
 //! AlterConfigs: replaces the whole set of a topic's configs (what is not in
 //! the request goes back to its default). Broker settings are read-only.
+//! Also what IncrementalAlterConfigs shares with it: the resource checks and
+//! the one call to the controller.
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::message;
@@ -7,31 +9,60 @@ use crate::errors::topic_error_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
 use weir_shards::metadata::ConfigAlteration;
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, request: AlterConfigsRequest) -> AlterConfigsResponse {
-    let mut responses: Vec<AlterConfigsResourceResponse> = Vec::new();
-    let mut alterations = Vec::new();
-    for resource in &request.resources {
-        let mut response = AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        if let Some(why) = unsupported_resource(resource.resource_type) {
-            response.error_code = ResponseError::InvalidRequest.code();
-            response.error_message = message(why);
-        } else {
-            let pairs = resource.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())));
-            alterations.push((resource.resource_name.to_string(), ConfigAlteration::Replace(pairs.collect())));
-        }
-        responses.push(response);
-    }
-    apply(shard, alterations, request.validate_only, responses.iter_mut().filter(|r| r.error_code == 0)).await;
+    let resources = request.resources.iter().map(|r| Resource {
+        resource_type: r.resource_type,
+        name: &r.resource_name,
+        alteration: Ok(ConfigAlteration::Replace(
+            r.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
+        )),
+    });
+    let responses = alter(shard, resources, request.validate_only).await;
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// Answers every resource of an AlterConfigs or IncrementalAlterConfigs
+/// request, in request order: INVALID_REQUEST for a resource type that cannot
+/// be altered, INVALID_CONFIG for an alteration that cannot be read, and the
+/// controller's answer (one call for all the rest) otherwise.
+pub async fn alter<'a, R: ResourceResponse>(
+    shard: &Shard,
+    resources: impl ExactSizeIterator<Item = Resource<'a>>,
+    validate_only: bool,
+) -> Vec<R> {
+    let mut responses = Vec::with_capacity(resources.len());
+    let mut alterations = Vec::new();
+    let mut altered = Vec::new();
+    for resource in resources {
+        let mut response = R::new(resource.resource_type, resource.name.clone());
+        let alteration = match unsupported_resource(resource.resource_type) {
+            Some(why) => Err((ResponseError::InvalidRequest, why)),
+            None => resource.alteration.map_err(|why| (ResponseError::InvalidConfig, why)),
+        };
+        match alteration {
+            Ok(alteration) => {
+                alterations.push((resource.name.to_string(), alteration));
+                altered.push(responses.len());
+            }
+            Err((error, why)) => response.set_error(error.code(), message(why)),
+        }
+        responses.push(response);
+    }
+    let results = shard.alter_topic_configs(alterations, validate_only).await;
+    for (i, result) in altered.into_iter().zip(results) {
+        if let Err(e) = result {
+            responses[i].set_error(topic_error_code(&e), message(&e));
+        }
+    }
+    responses
+}
+
 /// Why configs of `resource_type` cannot be altered, if they cannot.
-pub fn unsupported_resource(resource_type: i8) -> Option<String> {
+fn unsupported_resource(resource_type: i8) -> Option<String> {
     match resource_type {
         RESOURCE_TOPIC => None,
         RESOURCE_BROKER => Some("broker configs are static: set them in the broker's config file".into()),
@@ -39,35 +70,35 @@ pub fn unsupported_resource(resource_type: i8) -> Option<String> {
     }
 }
 
-/// Sends the alterations to the controller and fills in each response's error.
-pub async fn apply<'a, R: ResourceResponse + 'a>(
-    shard: &Shard,
-    alterations: Vec<(String, ConfigAlteration)>,
-    validate_only: bool,
-    responses: impl Iterator<Item = &'a mut R>,
-) {
-    let results = shard.alter_topic_configs(alterations, validate_only).await;
-    for (response, result) in responses.zip(results) {
-        if let Err(e) = result {
-            response.set_error(topic_error_code(&e), message(&e));
-        }
-    }
+/// A resource of either request: what it names and the alteration it asks
+/// for, or why that cannot be read.
+pub struct Resource<'a> {
+    pub resource_type: i8,
+    pub name: &'a StrBytes,
+    pub alteration: Result<ConfigAlteration, String>,
 }
 
 /// The two AlterConfigs response types have the same shape.
 pub trait ResourceResponse {
-    fn set_error(&mut self, code: i16, message: Option<kafka_protocol::protocol::StrBytes>);
+    fn new(resource_type: i8, resource_name: StrBytes) -> Self;
+    fn set_error(&mut self, code: i16, message: Option<StrBytes>);
 }
 
 impl ResourceResponse for AlterConfigsResourceResponse {
-    fn set_error(&mut self, code: i16, message: Option<kafka_protocol::protocol::StrBytes>) {
+    fn new(resource_type: i8, resource_name: StrBytes) -> Self {
+        Self::default().with_resource_type(resource_type).with_resource_name(resource_name)
+    }
+    fn set_error(&mut self, code: i16, message: Option<StrBytes>) {
         self.error_code = code;
         self.error_message = message;
     }
 }
 
 impl ResourceResponse for kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse {
-    fn set_error(&mut self, code: i16, message: Option<kafka_protocol::protocol::StrBytes>) {
+    fn new(resource_type: i8, resource_name: StrBytes) -> Self {
+        Self::default().with_resource_type(resource_type).with_resource_name(resource_name)
+    }
+    fn set_error(&mut self, code: i16, message: Option<StrBytes>) {
         self.error_code = code;
         self.error_message = message;
     }

@@ -253,6 +253,43 @@ fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
 
+/// The per-partition answers to a request that names topics and their
+/// partitions, in request order: `codes` gives each partition's error code in
+/// that order (0 where it runs short), `partition` builds a partition's answer
+/// and `topic` a topic's from its partitions' answers.
+fn answer_partitions<T, P, RP, RT>(
+    topics: Vec<T>,
+    partitions_of: impl Fn(&T) -> &[P],
+    mut codes: impl Iterator<Item = i16>,
+    partition: impl Fn(&P, i16) -> RP,
+    topic: impl Fn(T, Vec<RP>) -> RT,
+) -> Vec<RT> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let answers = partitions_of(&t).iter().map(|p| partition(p, codes.next().unwrap_or(0))).collect();
+            topic(t, answers)
+        })
+        .collect()
+}
+
+/// [`answer_partitions`] for the response types whose topics have `name` and
+/// `partitions` and whose partitions have `partition_index` and `error_code`
+/// (OffsetCommit, OffsetDelete, TxnOffsetCommit: the same fields in different
+/// generated types).
+macro_rules! answer_partition_codes {
+    ($topics:expr, $codes:expr, $topic:ident, $partition:ident) => {
+        super::answer_partitions(
+            $topics,
+            |t| &t.partitions,
+            $codes,
+            |p, code| $partition::default().with_partition_index(p.partition_index).with_error_code(code),
+            |t, partitions| $topic::default().with_name(t.name).with_partitions(partitions),
+        )
+    };
+}
+use answer_partition_codes;
+
 /// Creates the named topics that do not exist yet, with the broker default
 /// partition count, when `auto_create_topics` is on. Invalid names are left
 /// for the caller to report.

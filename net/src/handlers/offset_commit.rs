@@ -1,5 +1,6 @@
 //! OffsetCommit: persisted in `__consumer_offsets` before it is acknowledged.
 
+use super::answer_partition_codes;
 use crate::errors::group_result_code;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
@@ -42,23 +43,8 @@ pub async fn handle(shard: &Shard, request: OffsetCommitRequest) -> OffsetCommit
     let GroupReply::Commit(results) = shard.group_op(&group_id, op).await else {
         unreachable!("OffsetCommit answered with another reply");
     };
-    let mut results = results.iter();
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let code = results.next().map_or(0, group_result_code);
-                    OffsetCommitResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(code)
-                })
-                .collect();
-            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+    let codes = results.iter().map(group_result_code);
+    let topics =
+        answer_partition_codes!(request.topics, codes, OffsetCommitResponseTopic, OffsetCommitResponsePartition);
     OffsetCommitResponse::default().with_topics(topics)
 }

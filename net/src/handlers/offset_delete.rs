@@ -1,5 +1,6 @@
 //! OffsetDelete: forget committed offsets of topics the group no longer reads.
 
+use super::answer_partition_codes;
 use crate::errors::{group_error_code, group_result_code};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
@@ -21,22 +22,8 @@ pub async fn handle(shard: &Shard, request: OffsetDeleteRequest) -> OffsetDelete
         Ok(results) => results,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error_code(Some(e))),
     };
-    let mut results = results.iter();
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    OffsetDeleteResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(results.next().map_or(0, group_result_code))
-                })
-                .collect();
-            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+    let codes = results.iter().map(group_result_code);
+    let topics =
+        answer_partition_codes!(request.topics, codes, OffsetDeleteResponseTopic, OffsetDeleteResponsePartition);
     OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -40,6 +40,22 @@ fn offset_fields(committed: &GroupResult<Option<CommittedOffset>>) -> (i64, i32,
     }
 }
 
+/// The answer's topics, one a topic of `committed`: `partition` answers each
+/// partition from its index and [`offset_fields`], `topic` each topic.
+fn answer<RP, RT>(
+    committed: Committed,
+    partition: impl Fn(i32, (i64, i32, String, i16)) -> RP,
+    topic: impl Fn(TopicName, Vec<RP>) -> RT,
+) -> Vec<RT> {
+    committed
+        .into_iter()
+        .map(|(name, partitions)| {
+            let answers = partitions.iter().map(|(p, c)| partition(*p, offset_fields(c))).collect();
+            topic(TopicName(str_bytes(name)), answers)
+        })
+        .collect()
+}
+
 pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
     if version >= MULTI_GROUP_VERSION {
         let mut groups = Vec::new();
@@ -48,26 +64,18 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
                 topics.iter().flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p))).collect()
             });
             let committed = fetch(shard, &group.group_id.0, wanted, request.require_stable).await;
-            let topics = committed
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    let partitions = partitions
-                        .iter()
-                        .map(|(p, c)| {
-                            let (offset, epoch, metadata, code) = offset_fields(c);
-                            OffsetFetchResponsePartitions::default()
-                                .with_partition_index(*p)
-                                .with_error_code(code)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(epoch)
-                                .with_metadata(Some(str_bytes(metadata)))
-                        })
-                        .collect();
-                    OffsetFetchResponseTopics::default()
-                        .with_name(TopicName(str_bytes(topic)))
-                        .with_partitions(partitions)
-                })
-                .collect();
+            let topics = answer(
+                committed,
+                |p, (offset, epoch, metadata, code)| {
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(p)
+                        .with_error_code(code)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(str_bytes(metadata)))
+                },
+                |name, partitions| OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions),
+            );
             groups
                 .push(OffsetFetchResponseGroup::default().with_group_id(GroupId(group.group_id.0)).with_topics(topics));
         }
@@ -78,27 +86,21 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
     });
     let committed =
         fetch(shard, &request.group_id.0, wanted, version >= REQUIRE_STABLE_VERSION && request.require_stable).await;
-    let topics = committed
-        .into_iter()
-        .map(|(topic, partitions)| {
-            let partitions = partitions
-                .iter()
-                .map(|(p, c)| {
-                    let (offset, epoch, metadata, code) = offset_fields(c);
-                    let partition = OffsetFetchResponsePartition::default()
-                        .with_partition_index(*p)
-                        .with_error_code(code)
-                        .with_committed_offset(offset)
-                        .with_metadata(Some(str_bytes(metadata)));
-                    if version >= 5 {
-                        partition.with_committed_leader_epoch(epoch)
-                    } else {
-                        partition
-                    }
-                })
-                .collect();
-            OffsetFetchResponseTopic::default().with_name(TopicName(str_bytes(topic))).with_partitions(partitions)
-        })
-        .collect();
+    let topics = answer(
+        committed,
+        |p, (offset, epoch, metadata, code)| {
+            let partition = OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(code)
+                .with_committed_offset(offset)
+                .with_metadata(Some(str_bytes(metadata)));
+            if version >= 5 {
+                partition.with_committed_leader_epoch(epoch)
+            } else {
+                partition
+            }
+        },
+        |name, partitions| OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions),
+    );
     OffsetFetchResponse::default().with_topics(topics)
 }

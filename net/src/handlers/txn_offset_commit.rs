@@ -1,6 +1,7 @@
 //! TxnOffsetCommit: a consumer group's offsets committed as part of a
 //! producer's transaction (visible once it commits, dropped if it aborts).
 
+use super::answer_partition_codes;
 use super::offset_commit::offsets_to_commit;
 use crate::errors::{group_error_code, txn_error_code};
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -32,22 +33,8 @@ pub async fn handle(shard: &Shard, version: i16, request: TxnOffsetCommitRequest
         Err(TxnOffsetError::Group(e)) => group_error_code(Some(*e)),
         Err(TxnOffsetError::Txn(e)) => txn_error_code(*e, version >= PRODUCER_FENCED_VERSION),
     };
-    let mut results = results.iter();
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    TxnOffsetCommitResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(results.next().map_or(0, code))
-                })
-                .collect();
-            TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+    let codes = results.iter().map(code);
+    let topics =
+        answer_partition_codes!(request.topics, codes, TxnOffsetCommitResponseTopic, TxnOffsetCommitResponsePartition);
     TxnOffsetCommitResponse::default().with_topics(topics)
 }

@@ -32,6 +32,24 @@ def txn_producer(transactional_id):
     return p
 
 
+def messages(consumer, partitions, eof, timeout_message):
+    """Yields what `consumer` polls until all its `partitions` partitions are at
+    their end; `eof` holds those that are, and carries over between calls. Fails
+    with timeout_message() after TIMEOUT seconds."""
+    deadline = time.time() + TIMEOUT
+    while len(eof) < partitions:
+        assert time.time() < deadline, timeout_message()
+        m = consumer.poll(0.1)
+        if m is None:
+            continue
+        if m.error():
+            assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+            eof.add(m.partition())
+            continue
+        eof.discard(m.partition())
+        yield m
+
+
 def read_values(topic, partitions, isolation):
     c = Consumer({
         "bootstrap.servers": BOOTSTRAP,
@@ -41,17 +59,8 @@ def read_values(topic, partitions, isolation):
         "isolation.level": isolation,
     })
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    eof, values, deadline = set(), [], time.time() + TIMEOUT
-    while len(eof) < partitions:
-        assert time.time() < deadline, f"reading {topic} timed out with {len(values)} values"
-        m = c.poll(0.1)
-        if m is None:
-            continue
-        if m.error():
-            assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-            eof.add(m.partition())
-            continue
-        eof.discard(m.partition())
+    values = []
+    for m in messages(c, partitions, set(), lambda: f"reading {topic} timed out with {len(values)} values"):
         values.append(m.value().decode())
     c.close()
     return values
@@ -94,18 +103,11 @@ def transform_run(crash_after, batch, offsets_before_crash):
     consumer.assign([TopicPartition(INPUT, p) for p in range(2)])
     processed, eof = 0, set()
     while True:
-        taken, deadline = [], time.time() + TIMEOUT
-        while len(taken) < batch and len(eof) < 2:
-            assert time.time() < deadline, "input stalled"
-            m = consumer.poll(0.1)
-            if m is None:
-                continue
-            if m.error():
-                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                eof.add(m.partition())
-                continue
-            eof.discard(m.partition())
+        taken = []
+        for m in messages(consumer, 2, eof, lambda: "input stalled"):
             taken.append(m)
+            if len(taken) == batch:
+                break
         if not taken:
             consumer.close()
             return True

@@ -32,13 +32,19 @@ pub struct Broker {
 impl Broker {
     pub fn start(extra_args: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data_dir = dir.path().join("data");
+        let mut broker = Broker::start_in(dir.path().join("data"), extra_args);
+        broker._dir = Some(dir);
+        broker
+    }
+
+    /// A broker with its data in `data_dir` (its log beside it, in `<data_dir>.log`).
+    pub fn start_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
         let mut broker = Broker {
             child: None,
             port: free_port(),
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            _dir: Some(dir),
+            _dir: None,
         };
         broker.spawn();
         broker
@@ -66,8 +72,17 @@ impl Broker {
             .spawn()
             .expect("start weir");
         self.child = Some(child);
-        if !wait_for_port(self.port, Duration::from_secs(30)) {
-            panic!("broker did not listen on {} within 30 s; its log:\n{}", self.port, self.log());
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(self.is_running(), "broker exited at start; its log:\n{}", self.log());
+            let waited = start.elapsed();
+            assert!(
+                waited < Duration::from_secs(30),
+                "broker did not listen on {} within 30 s; its log:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -109,6 +124,15 @@ impl Broker {
     /// Starts again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
+        self.spawn();
+    }
+
+    /// Starts again on the same data directory and a fresh port: after a
+    /// SIGKILL the old port has TIME_WAIT connections, and `weir serve`'s
+    /// address probe (a bind without SO_REUSEADDR) refuses it for a minute.
+    pub fn restart_on_a_new_port(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.port = free_port();
         self.spawn();
     }
 
@@ -157,17 +181,6 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
 }
 
 /// The i-th test message: a key shared by every 1,000th message, a value of
