@@ -152,6 +152,9 @@ pub fn run(mode: Mode, params: &Params, progress: bool) -> anyhow::Result<Report
         deadline: (!count_mode).then_some(deadline),
     };
     let cpu_start = cpu_seconds();
+    // Before any lane may start: a fast consumer can read a small topic
+    // before the loop below takes its first look.
+    let first = snap(&counters, start);
     for go in gos {
         let _ = go.send(clock);
     }
@@ -177,8 +180,9 @@ pub fn run(mode: Mode, params: &Params, progress: bool) -> anyhow::Result<Report
     // Sample, print, and decide when the measured window ends.
     let (mut producers_left, mut consumers_left) = (producers, consumers);
     let (mut produce_latency, mut e2e_latency) = (Latency::new(), Latency::new());
-    let mut samples: Vec<Snap> = vec![snap(&counters, start)];
-    let (mut warm, mut end): (Option<Snap>, Option<Snap>) = (None, None);
+    let mut samples: Vec<Snap> = vec![first];
+    let mut warm = (warmup_end <= start).then_some(first);
+    let mut end: Option<Snap> = None;
     let mut producers_done_at: Option<Instant> = None;
     let mut next_tick = start + Duration::from_secs(1);
     let stderr_is_terminal = progress && std::io::stderr().is_terminal();
