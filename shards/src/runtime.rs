@@ -133,6 +133,7 @@ where
     }
     glommio::spawn_local(tick_groups(shard.clone())).detach();
     glommio::spawn_local(tick_transactions(shard.clone())).detach();
+    glommio::spawn_local(expire_ids(shard.clone())).detach();
     glommio::spawn_local(maintain_logs(shard.clone())).detach();
     glommio::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
@@ -267,7 +268,33 @@ async fn tick_transactions(shard: Rc<Shard>) {
     }
 }
 
-/// The log maintenance of this shard's partitions: retention every
+/// Producer ids idle past `producer_id_expiration_ms` in this shard's
+/// partitions, and transactional ids idle past `transactional_id_expiration_ms`
+/// among those it coordinates, each checked at its own interval.
+async fn expire_ids(shard: Rc<Shard>) {
+    let every = |ms: u64| Duration::from_millis(ms.max(MIN_MAINTENANCE_INTERVAL_MS));
+    let producers_interval = every(shard.config().producer_id_expiration_check_interval_ms);
+    let txns_interval = every(shard.config().transaction_remove_expired_transaction_cleanup_interval_ms);
+    let producers = glommio::spawn_local({
+        let shard = shard.clone();
+        async move {
+            loop {
+                glommio::timer::sleep(producers_interval).await;
+                shard.expire_producers();
+            }
+        }
+    });
+    let txns = glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(txns_interval).await;
+            shard.expire_transactional_ids().await;
+        }
+    });
+    futures::future::join(producers, txns).await;
+}
+
+/// The log maintenance of this shard's partitions: retention (and producer
+/// state snapshots of the logs that grew) every
 /// `log_retention_check_interval_ms`, compaction every `log_cleaner_backoff_ms`,
 /// each in its own task so a long compaction does not hold up retention.
 /// Each pass takes one log at a time; the engine yields between its steps.
@@ -281,6 +308,7 @@ async fn maintain_logs(shard: Rc<Shard>) {
             loop {
                 glommio::timer::sleep(retention_interval).await;
                 shard.enforce_retention().await;
+                shard.snapshot_producers(false).await;
             }
         }
     });
