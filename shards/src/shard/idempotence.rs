@@ -19,10 +19,11 @@ use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
 /// A partition's producer state is snapshotted by the maintenance pass once
-/// its log grew this much since the last snapshot: a restart then replays at
-/// most about this much (a fraction of a second), and a busy partition writes
-/// a snapshot (a few KiB per producer) only every 64 MiB.
-pub(crate) const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+/// its log rolled a segment (as Kafka does) or grew this much since the last
+/// snapshot: a restart then replays at most about this much (a fraction of a
+/// second), and a busy partition writes a snapshot (tens of bytes per
+/// producer) only every 64 MiB.
+const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
 
 /// A partition's producer state and what the shard keeps around it.
 #[derive(Default)]
@@ -34,6 +35,8 @@ pub(crate) struct PartitionProducers {
     writing: Cell<u32>,
     /// Log size when the last snapshot was taken (lowered when retention shrinks the log).
     size_at_snapshot: Cell<u64>,
+    /// The log's segment rolls (since it opened) when the last snapshot was taken.
+    rolls_at_snapshot: Cell<u64>,
     /// read_committed long polls waiting for the last stable offset to move.
     stable_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
@@ -185,6 +188,7 @@ impl Shard {
         self.metrics.add_producer_state_replayed_bytes(replayed);
         let producers = Rc::new(PartitionProducers { state: RefCell::new(state), ..Default::default() });
         producers.size_at_snapshot.set(log.size_bytes());
+        producers.rolls_at_snapshot.set(log.stats().rolls);
         self.producer_states.borrow_mut().entry(topic.to_string()).or_default().insert(partition, producers.clone());
         Ok(producers)
     }
@@ -195,16 +199,18 @@ impl Shard {
         loaded.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, s)| (t.clone(), *p, s.clone()))).collect()
     }
 
-    /// Snapshots the producer state of the loaded partitions whose log grew
-    /// by `SNAPSHOT_EVERY_BYTES` since their last snapshot (the maintenance
-    /// pass), or of all of them (`always`, at clean shutdown).
+    /// Snapshots the producer state of the loaded partitions whose log
+    /// rolled a segment or grew by `SNAPSHOT_EVERY_BYTES` since their last
+    /// snapshot (the maintenance pass), or of all of them (`always`, at
+    /// clean shutdown).
     pub(crate) async fn snapshot_producers(&self, always: bool) {
         for (topic, partition, producers) in self.loaded_producers() {
             let Ok(log) = self.local_log(&topic, partition) else { continue };
-            let size = log.size_bytes();
+            let (size, rolls) = (log.size_bytes(), log.stats().rolls);
             let base = producers.size_at_snapshot.get().min(size);
             producers.size_at_snapshot.set(base);
-            if !always && size - base < SNAPSHOT_EVERY_BYTES {
+            let rolled = rolls != producers.rolls_at_snapshot.get();
+            if !always && !rolled && size - base < SNAPSHOT_EVERY_BYTES {
                 continue;
             }
             // Taken with no await between reading the state and the high
@@ -216,7 +222,10 @@ impl Shard {
                 continue;
             };
             match log.write_producer_snapshot(offset, &encoded).await {
-                Ok(()) => producers.size_at_snapshot.set(size),
+                Ok(()) => {
+                    producers.size_at_snapshot.set(size);
+                    producers.rolls_at_snapshot.set(rolls);
+                }
                 Err(EngineError::Closed) => {}
                 Err(e) => tracing::warn!(topic = %topic, partition, "writing a producer state snapshot failed: {e}"),
             }
