@@ -216,7 +216,13 @@ impl Shard {
             // Taken with no await between reading the state and the high
             // watermark, and only when nothing is between check and update.
             let offset = log.high_watermark();
-            let encoded = (producers.writing.get() == 0).then(|| producers.state.borrow().encode_snapshot()).flatten();
+            let encoded = (producers.writing.get() == 0)
+                .then(|| {
+                    let mut state = producers.state.borrow_mut();
+                    state.txns.prune(log.log_start_offset());
+                    state.encode_snapshot()
+                })
+                .flatten();
             let Some(encoded) = encoded else {
                 tracing::debug!(topic = %topic, partition, "producer batches in flight; snapshot left for later");
                 continue;
