@@ -54,16 +54,24 @@ fn snapshot_name(offset: i64) -> String {
     format!("{offset:020}.snapshot")
 }
 
-#[test]
-fn a_restart_loads_the_snapshot_and_replays_only_the_log_after_it() {
-    let (mut broker, admin) = broker_with_admin(&[]);
+/// A broker with its admin endpoint, and partition 0 of `topic` holding
+/// `batches` batches of 10 records from one idempotent producer, returned.
+fn broker_with_batches(extra_args: &[&str], topic: &str, batches: i32) -> (Broker, String, (i64, i16)) {
+    let (broker, admin) = broker_with_admin(extra_args);
     let b = broker.bootstrap();
-    create_topic(&b, "snap", 1);
+    create_topic(&b, topic, 1);
     let mut c = client(&b);
     let p = init_producer_id(&mut c);
-    for i in 0..20 {
-        assert_eq!(produce(&mut c, "snap", p, i * 10, 10), (0, i64::from(i) * 10));
+    for i in 0..batches {
+        assert_eq!(produce(&mut c, topic, p, i * 10, 10), (0, i64::from(i) * 10));
     }
+    (broker, admin, p)
+}
+
+#[test]
+fn a_restart_loads_the_snapshot_and_replays_only_the_log_after_it() {
+    let (mut broker, admin, p) = broker_with_batches(&[], "snap", 20);
+    let b = broker.bootstrap();
     broker.stop();
     assert_eq!(snapshots(&broker, "snap"), vec![snapshot_name(200)], "a clean shutdown snapshots the producers");
 
@@ -92,14 +100,8 @@ fn a_restart_loads_the_snapshot_and_replays_only_the_log_after_it() {
 
 #[test]
 fn a_damaged_snapshot_or_one_beyond_the_log_end_is_ignored() {
-    let (mut broker, admin) = broker_with_admin(&[]);
+    let (mut broker, admin, p) = broker_with_batches(&[], "damaged", 5);
     let b = broker.bootstrap();
-    create_topic(&b, "damaged", 1);
-    let mut c = client(&b);
-    let p = init_producer_id(&mut c);
-    for i in 0..5 {
-        assert_eq!(produce(&mut c, "damaged", p, i * 10, 10), (0, i64::from(i) * 10));
-    }
     broker.stop();
     let dir = partition_dir(&broker, "damaged");
     let snapshot = dir.join(snapshot_name(50));
@@ -147,14 +149,8 @@ fn a_segment_roll_leads_to_a_snapshot_that_a_crash_restart_uses() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weir.toml");
     std::fs::write(&config, "segment_bytes = 16384\nlog_retention_check_interval_ms = 100\n").unwrap();
-    let (mut broker, admin) = broker_with_admin(&["--config", config.to_str().unwrap()]);
+    let (mut broker, admin, p) = broker_with_batches(&["--config", config.to_str().unwrap()], "rolling", 100);
     let b = broker.bootstrap();
-    create_topic(&b, "rolling", 1);
-    let mut c = client(&b);
-    let p = init_producer_id(&mut c);
-    for i in 0..100 {
-        assert_eq!(produce(&mut c, "rolling", p, i * 10, 10), (0, i64::from(i) * 10));
-    }
     let deadline = Instant::now() + Duration::from_secs(20);
     while snapshots(&broker, "rolling").is_empty() {
         assert!(Instant::now() < deadline, "no snapshot after segments rolled");
