@@ -194,4 +194,28 @@ mod tests {
         huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(ProducerStates::decode_snapshot(&huge), None, "a count larger than the bytes");
     }
+
+    #[test]
+    fn mutated_snapshots_never_panic() {
+        let bytes = sample().encode_snapshot().unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut mutated = bytes.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % mutated.len();
+                mutated[at] = next() as u8;
+            }
+            mutated.truncate(next() as usize % (bytes.len() + 1));
+            // Refused or accepted, never a panic; an accepted one encodes again.
+            if let Some(state) = ProducerStates::decode_snapshot(&mutated) {
+                assert!(state.encode_snapshot().is_some());
+            }
+        }
+    }
 }
