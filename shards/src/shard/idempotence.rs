@@ -18,6 +18,8 @@ use std::rc::Rc;
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
+/// Verifications of a transactional batch that a marker overtook, before it is refused.
+const VERIFY_ATTEMPTS: usize = 8;
 /// A partition's producer state is snapshotted by the maintenance pass once
 /// its log rolled a segment (as Kafka does) or grew this much since the last
 /// snapshot: a restart then replays at most about this much (a fraction of a
@@ -76,8 +78,6 @@ impl PartitionProducers {
         }
     }
 }
-/// Verifications of a transactional batch that a marker overtook, before it is refused.
-const VERIFY_ATTEMPTS: usize = 8;
 
 impl Shard {
     /// A producer id never handed out before (persisted by the controller).
@@ -187,7 +187,8 @@ impl Shard {
         tracing::debug!(topic, partition, snapshot_offset, replayed_bytes = replayed, "loaded producer state");
         self.metrics.add_producer_state_replayed_bytes(replayed);
         let producers = Rc::new(PartitionProducers { state: RefCell::new(state), ..Default::default() });
-        producers.size_at_snapshot.set(log.size_bytes());
+        // As if snapshotted where the replay began, so a long replay is soon spared to the next start.
+        producers.size_at_snapshot.set(log.size_bytes().saturating_sub(replayed));
         producers.rolls_at_snapshot.set(log.stats().rolls);
         self.producer_states.borrow_mut().entry(topic.to_string()).or_default().insert(partition, producers.clone());
         Ok(producers)
