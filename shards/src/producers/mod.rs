@@ -74,8 +74,6 @@ pub enum ProducerError {
     OutOfOrderSequence,
     /// INVALID_PRODUCER_EPOCH: an epoch older than the one seen.
     InvalidProducerEpoch,
-    /// UNKNOWN_PRODUCER_ID: no state for this producer and it does not start at 0.
-    UnknownProducerId,
 }
 
 /// What to do with a batch.
@@ -120,9 +118,9 @@ impl ProducerStates {
     pub fn check(&mut self, b: &ProducerBatch) -> Result<Verdict, ProducerError> {
         let seen = BatchSeen { first_seq: b.first_seq, last_seq: b.last_seq, base_offset: None };
         let Some(p) = self.producers.get_mut(&b.producer_id) else {
-            if b.first_seq != 0 {
-                return Err(ProducerError::UnknownProducerId);
-            }
+            // Any sequence, as Kafka since 2.5 (KIP-360): the producer's
+            // batches were deleted (retention, DeleteRecords) or it expired,
+            // and refusing would make the client resend what it buffered.
             self.producers.insert(b.producer_id, Producer::new(b.epoch, VecDeque::from([seen]), b.max_timestamp));
             return Ok(Verdict::Append);
         };
@@ -352,7 +350,8 @@ mod tests {
         assert_eq!(s.check(&batch(4, 0, 1)), Ok(Verdict::Append));
         assert_eq!(s.check(&batch(0, 9, 1)).err(), Some(ProducerError::InvalidProducerEpoch));
         let mut fresh = ProducerStates::default();
-        assert_eq!(fresh.check(&batch(0, 3, 1)), Err(ProducerError::UnknownProducerId));
+        assert_eq!(fresh.check(&batch(0, 3, 1)), Ok(Verdict::Append), "no state: any sequence");
+        assert_eq!(fresh.check(&batch(0, 5, 1)), Err(ProducerError::OutOfOrderSequence), "then they follow on");
     }
 
     #[test]
@@ -418,7 +417,7 @@ mod tests {
         assert!(s.txns.begin(8, 0, 1));
         assert_eq!(s.expire(1100, 100), 1, "producer 7 idle 100 ms; 8 has a transaction open");
         assert_eq!(s.describe().iter().map(|p| p.0).collect::<Vec<_>>(), vec![8]);
-        assert_eq!(s.check(&batch(0, 1, 1)), Err(ProducerError::UnknownProducerId), "forgotten");
+        assert_eq!(s.check(&batch(0, 9, 1)), Ok(Verdict::Append), "forgotten: a gap is no longer seen");
         s.txns.end(8, true, 2);
         s.apply_marker(8, 0, 1050);
         assert_eq!(s.expire(1149, 100), 0, "the marker counts as activity");
