@@ -29,6 +29,10 @@
 //!
 //! - `clean-shutdown`: left by a clean close (the active segment's length,
 //!   next offset and index state); removed durably at open.
+//! - `<offset:020>.snapshot`: producer state describing the batches below
+//!   `offset`, written and read for the log's owner (opaque bytes here, with
+//!   a CRC); the newest three are kept, those above the recovered end are
+//!   removed durably at open.
 //!
 //! Recovery scans the last segment (length, magic, CRC, offset contiguity) and
 //! cuts it durably at the first bad or incomplete batch, unless a clean-shutdown
@@ -41,6 +45,7 @@ mod compaction;
 mod error;
 pub mod index;
 mod log;
+mod producer_snapshot;
 pub mod records;
 mod retention;
 mod segment;

@@ -43,6 +43,7 @@ use crate::cache::{Chunk, ReadCache};
 use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{disk_corruption, io_err, is_disk_corruption, EngineError};
 use crate::index::IndexPolicy;
+use crate::producer_snapshot;
 use crate::records;
 use crate::retention;
 use crate::segment::{self, align_down, align_up, FileWindow, IndexAdditions, Indexes, Offsets, Segment};
@@ -254,6 +255,8 @@ pub(crate) struct Shared {
     pub cache: RefCell<ReadCache>,
     /// One retention, `delete_records` or compaction run at a time.
     pub maintenance: Semaphore,
+    /// One producer state snapshot written at a time (they share a temporary).
+    snapshots: Semaphore,
 }
 
 impl Shared {
@@ -323,6 +326,9 @@ impl PartitionLog {
         let recovered = recover(&dir, &directory, &config).await?;
         let Recovered { segments, active, tail, policy, scanned } = recovered;
         let hw = active.next_offset();
+        if producer_snapshot::remove_above(&dir, hw)? {
+            directory.sync().await.map_err(io_err)?;
+        }
         let first_base = segments.keys().next().copied().unwrap_or(active.base_offset);
         let mut log_start = first_base;
         if let Some(saved) = retention::read_checkpoint(&dir).await {
@@ -347,6 +353,7 @@ impl PartitionLog {
             stats: Cell::new(LogStats { recovery_scanned_bytes: scanned, ..LogStats::default() }),
             cache: RefCell::new(cache),
             maintenance: Semaphore::new(1),
+            snapshots: Semaphore::new(1),
         });
         let (wake_writer, wake_rx) = local_channel::new_bounded(1);
         let writer = Writer {
@@ -539,6 +546,21 @@ impl PartitionLog {
         }
         self.shared.count(|s| s.disk_reads += reads);
         Ok(Some(found?.unwrap_or((from, max))))
+    }
+
+    /// Saves the owner's producer state, which describes exactly the batches
+    /// below `offset` (at most the high watermark), as the snapshot of `offset`.
+    pub async fn write_producer_snapshot(&self, offset: i64, state: &[u8]) -> Result<(), EngineError> {
+        assert!(offset <= self.high_watermark(), "a snapshot cannot describe batches not written yet");
+        let _one_at_a_time = self.shared.snapshots.acquire_permit(1).await.map_err(|_| EngineError::Closed)?;
+        producer_snapshot::write(&self.shared.dir, offset, state).await
+    }
+
+    /// The newest intact producer state snapshot: (offset, state). Those
+    /// above the recovered end were removed at open, so the log holds every
+    /// batch below its offset.
+    pub async fn read_producer_snapshot(&self) -> Result<Option<(i64, Vec<u8>)>, EngineError> {
+        producer_snapshot::read_newest(&self.shared.dir, self.high_watermark()).await
     }
 
     /// Bytes of all segments (what DescribeLogDirs reports).

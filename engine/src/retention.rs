@@ -54,7 +54,7 @@ async fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), EngineError> {
     sync_dir(dir).await
 }
 
-async fn sync_dir(dir: &Path) -> Result<(), EngineError> {
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), EngineError> {
     let d = Directory::open(dir).await.map_err(io_err)?;
     let synced = d.sync().await.map_err(io_err);
     let closed = d.close().await.map_err(io_err);

@@ -1,6 +1,6 @@
 //! The records of a Produce partition, checked as the broker checks them
 //! before and while appending: the idempotence fields
-//! (`shards/src/producers.rs`, read before validation), then
+//! (`shards/src/producers/mod.rs`, read before validation), then
 //! `batch::validate_records`. Every batch that passes must survive what the
 //! engine later does to stored batches: offset patching and LogAppendTime by
 //! the writer, record parsing by timestamp lookups and compaction, and

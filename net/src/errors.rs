@@ -20,7 +20,6 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::Engine(EngineError::Closed) => ResponseError::NotLeaderOrFollower,
         PartitionError::Producer(ProducerError::OutOfOrderSequence) => ResponseError::OutOfOrderSequenceNumber,
         PartitionError::Producer(ProducerError::InvalidProducerEpoch) => ResponseError::InvalidProducerEpoch,
-        PartitionError::Producer(ProducerError::UnknownProducerId) => ResponseError::UnknownProducerId,
         // Clients count this as written: the batch in flight will be stored once.
         PartitionError::DuplicateInFlight => ResponseError::DuplicateSequenceNumber,
         PartitionError::Txn(e) => return txn_error_code(*e, true),

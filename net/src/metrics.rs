@@ -135,7 +135,7 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             let _ = writeln!(out, "weir_shard_cpu_seconds_total{{shard=\"{}\",mode=\"{mode}\"}} {busy}", s.shard);
         }
     }
-    let per_shard: [ShardSeries; 10] = [
+    let per_shard: [ShardSeries; 11] = [
         ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
         ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
         ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
@@ -145,6 +145,12 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             "counter",
             "Connections closed after connections_max_idle_ms without a request.",
             |s| s.connections_idle_closed,
+        ),
+        (
+            "weir_producer_state_replayed_bytes_total",
+            "counter",
+            "Log bytes read to rebuild producer state: the log after the newest snapshot.",
+            |s| s.producer_state_replayed_bytes,
         ),
         (
             "weir_connections_refused_max_connections_total",
@@ -305,6 +311,7 @@ mod tests {
             connections_open: 2,
             connections_accepted: 3,
             connections_idle_closed: 1,
+            producer_state_replayed_bytes: 77,
             produce_latency: HistogramSnapshot {
                 counts: {
                     let mut c = vec![0; LATENCY_BUCKETS_US.len() + 1];
@@ -338,6 +345,7 @@ mod tests {
             "weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 7",
             "weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096",
             "weir_connections_idle_closed_total{shard=\"1\"} 1",
+            "weir_producer_state_replayed_bytes_total{shard=\"1\"} 77",
             "weir_shard_cpu_seconds_total{shard=\"1\",mode=\"user\"} 1.25",
             "weir_shard_cpu_seconds_total{shard=\"1\",mode=\"system\"} 0.02",
             "weir_shard_requests_in_flight{shard=\"1\"} 4",
@@ -362,6 +370,7 @@ mod tests {
             refused_max_connections: 0,
             refused_max_connections_per_ip: 0,
             connections_idle_closed: 0,
+            producer_state_replayed_bytes: 0,
             produce_latency: empty.clone(),
             fetch_latency: empty.clone(),
             cpu_time: (Duration::ZERO, Duration::ZERO),

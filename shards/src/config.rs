@@ -75,6 +75,21 @@ pub struct BrokerConfig {
     /// How often each shard compacts the logs of compacted topics
     /// (`log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
+    /// A partition forgets the state of a producer id that wrote nothing to
+    /// it for this long (`producer.id.expiration.ms`; by the batches'
+    /// maxTimestamp, as Kafka), unless it has a transaction open there. Its
+    /// next batch must then start a sequence again.
+    pub producer_id_expiration_ms: u64,
+    /// How often each shard looks for expired producer ids
+    /// (`producer.id.expiration.check.interval.ms`).
+    pub producer_id_expiration_check_interval_ms: u64,
+    /// The transaction coordinator forgets a transactional id with no
+    /// transaction in progress after this long without a state change
+    /// (`transactional.id.expiration.ms`), writing a tombstone for it.
+    pub transactional_id_expiration_ms: u64,
+    /// How often the coordinator looks for expired transactional ids
+    /// (`transaction.remove.expired.transaction.cleanup.interval.ms`).
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -105,6 +120,10 @@ impl Default for BrokerConfig {
             group_max_size: 10_000,
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
+            transactional_id_expiration_ms: 604_800_000,
+            transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
         }
     }
 }
@@ -126,6 +145,13 @@ impl BrokerConfig {
             ("queued_max_request_bytes", self.queued_max_request_bytes as u64),
             ("connections_max_idle_ms", self.connections_max_idle_ms),
             ("response_write_timeout_ms", self.response_write_timeout_ms),
+            ("producer_id_expiration_ms", self.producer_id_expiration_ms),
+            ("producer_id_expiration_check_interval_ms", self.producer_id_expiration_check_interval_ms),
+            ("transactional_id_expiration_ms", self.transactional_id_expiration_ms),
+            (
+                "transaction_remove_expired_transaction_cleanup_interval_ms",
+                self.transaction_remove_expired_transaction_cleanup_interval_ms,
+            ),
         ];
         for (name, value) in at_least_one {
             if value == 0 {

@@ -133,7 +133,7 @@ where
     }
     glommio::spawn_local(tick_groups(shard.clone())).detach();
     glommio::spawn_local(tick_transactions(shard.clone())).detach();
-    glommio::spawn_local(maintain_logs(shard.clone())).detach();
+    spawn_maintenance(&shard);
     glommio::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
     let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
@@ -267,30 +267,42 @@ async fn tick_transactions(shard: Rc<Shard>) {
     }
 }
 
-/// The log maintenance of this shard's partitions: retention every
-/// `log_retention_check_interval_ms`, compaction every `log_cleaner_backoff_ms`,
-/// each in its own task so a long compaction does not hold up retention.
-/// Each pass takes one log at a time; the engine yields between its steps.
-async fn maintain_logs(shard: Rc<Shard>) {
-    let every = |ms: u64| Duration::from_millis(ms.max(MIN_MAINTENANCE_INTERVAL_MS));
-    let retention_interval = every(shard.config().log_retention_check_interval_ms);
-    let cleaner_interval = every(shard.config().log_cleaner_backoff_ms);
-    let retention = glommio::spawn_local({
-        let shard = shard.clone();
-        async move {
-            loop {
-                glommio::timer::sleep(retention_interval).await;
-                shard.enforce_retention().await;
-            }
-        }
-    });
-    let cleaner = glommio::spawn_local(async move {
+/// Runs `pass` on the shard every `ms` (at least
+/// `MIN_MAINTENANCE_INTERVAL_MS`), one pass at a time, in a task of its own
+/// so that a long pass (a compaction) holds up no other.
+fn spawn_every<F, Fut>(shard: &Rc<Shard>, ms: u64, pass: F)
+where
+    F: Fn(Rc<Shard>) -> Fut + 'static,
+    Fut: Future<Output = ()>,
+{
+    let interval = Duration::from_millis(ms.max(MIN_MAINTENANCE_INTERVAL_MS));
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
         loop {
-            glommio::timer::sleep(cleaner_interval).await;
-            shard.compact_logs().await;
+            glommio::timer::sleep(interval).await;
+            pass(shard.clone()).await;
         }
+    })
+    .detach();
+}
+
+/// The periodic passes over this shard's partitions and transactional ids:
+/// retention, then producer state snapshots of the logs that rolled or grew
+/// (`log_retention_check_interval_ms`); compaction (`log_cleaner_backoff_ms`);
+/// expiry of idle producer ids (`producer_id_expiration_check_interval_ms`)
+/// and transactional ids
+/// (`transaction_remove_expired_transaction_cleanup_interval_ms`). Each pass
+/// takes one log at a time; the engine yields between its steps.
+fn spawn_maintenance(shard: &Rc<Shard>) {
+    let c = shard.config();
+    spawn_every(shard, c.log_retention_check_interval_ms, |s| async move {
+        s.enforce_retention().await;
+        s.snapshot_producers(false).await;
     });
-    futures::future::join(retention, cleaner).await;
+    spawn_every(shard, c.log_cleaner_backoff_ms, |s| async move { s.compact_logs().await });
+    spawn_every(shard, c.producer_id_expiration_check_interval_ms, |s| async move { s.expire_producers() });
+    let txn_ids_interval = c.transaction_remove_expired_transaction_cleanup_interval_ms;
+    spawn_every(shard, txn_ids_interval, |s| async move { s.expire_transactional_ids().await });
 }
 
 /// One executor per core where there are enough cores; more shards than cores

@@ -14,50 +14,6 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A broker with its admin endpoint on a free port, once that endpoint accepts
-/// connections (the controller shard binds it after the Kafka port, which
-/// another shard may already answer on).
-fn broker_with_admin(extra_args: &[&str]) -> (Broker, String) {
-    let admin = format!("127.0.0.1:{}", free_port());
-    let broker = Broker::start(&[&["--admin-listen", admin.as_str()], extra_args].concat());
-    // The Kafka port opens before the admin endpoint and the other shard are
-    // up: wait until the broker says it is healthy.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&admin).is_err() || http(&admin, "GET", "/health").0 != 200 {
-        assert!(Instant::now() < deadline, "the admin endpoint did not become healthy on {admin}\n{}", broker.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (broker, admin)
-}
-
-/// One HTTP/1.1 request to the admin endpoint: (status code, body).
-fn http(admin: &str, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin endpoint");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {admin}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the whole response (Connection: close)");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|l| l.trim().parse().ok())
-        .expect("Content-Length");
-    assert_eq!(body.len(), length, "body length");
-    (status, body.to_string())
-}
-
-/// Sum of the samples of `name` whose labels contain every one of `labels`.
-fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .map(|l| l.rsplit_once(' ').expect("a value").1.parse::<f64>().expect("a number"))
-        .sum()
-}
-
 #[test]
 fn metrics_follow_produce_and_fetch() {
     let (broker, admin) = broker_with_admin(&[]);

@@ -340,19 +340,6 @@ fn weir(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// DescribeProducers for partition 0: (producer id, epoch, current transaction start offset).
-fn producers(bootstrap: &str, topic: &str) -> Vec<(i64, i32, i64)> {
-    use kafka_protocol::messages::describe_producers_request::TopicRequest;
-    use kafka_protocol::messages::DescribeProducersRequest;
-    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
-        .with_name(TopicName(StrBytes::from_string(topic.into())))
-        .with_partition_indexes(vec![0])]);
-    let response = client(bootstrap).send(&request, 0).unwrap();
-    let p = &response.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0);
-    p.active_producers.iter().map(|s| (s.producer_id.0, s.producer_epoch, s.current_txn_start_offset)).collect()
-}
-
 #[test]
 fn operators_see_transactions_and_producers() {
     let broker = Broker::start(&[]);
@@ -368,47 +355,32 @@ fn operators_see_transactions_and_producers() {
     let described = weir(&["transactions", "describe", "watched-tx", "-b", &b]);
     assert!(described.contains("state Ongoing") && described.contains("timeout 45000 ms"), "{described}");
     assert!(described.contains("watched  partitions 0"), "{described}");
-    let active = producers(&b, "watched");
+    let active = describe_producers(&b, "watched");
     assert_eq!(active.len(), 1);
-    assert_eq!(active[0].2, 0, "the open transaction starts at offset 0");
+    assert_eq!(active[0].3, 0, "the open transaction starts at offset 0");
 
     producer.commit_transaction(TIMEOUT).unwrap();
     let listed = weir(&["transactions", "list", "--state", "CompleteCommit", "-b", &b]);
     assert!(listed.lines().any(|l| l.starts_with("watched-tx")), "{listed}");
     assert!(!weir(&["transactions", "list", "--state", "Ongoing", "-b", &b]).contains("watched-tx"));
-    assert_eq!(producers(&b, "watched")[0].2, -1, "no open transaction");
+    assert_eq!(describe_producers(&b, "watched")[0].3, -1, "no open transaction");
 }
 
 /// One transactional batch of `count` records from `producer` starting at sequence `first_seq`.
-fn txn_batch((id, epoch): (i64, i16), first_seq: i32, count: usize) -> bytes::Bytes {
-    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
-    let records: Vec<_> = (0..count)
-        .map(|i| {
-            let mut r = weir_net::records::plain_record(i, 1, None, Some(bytes::Bytes::from(format!("v{i}"))));
-            r.producer_id = id;
-            r.producer_epoch = epoch;
-            r.sequence = first_seq + i as i32;
-            r.transactional = true;
-            r
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.freeze()
+fn txn_batch(producer: (i64, i16), first_seq: i32, count: usize) -> bytes::Bytes {
+    producer_batch(producer, first_seq, count, true, 1)
 }
 
 #[test]
 fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() {
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::{
-        AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, OffsetFetchRequest, ProduceRequest,
-        ProducerId, TxnOffsetCommitRequest,
+        AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, OffsetFetchRequest, ProducerId,
+        TxnOffsetCommitRequest,
     };
     const INVALID_TXN_STATE: i16 = 48;
     const UNSTABLE_OFFSET_COMMIT: i16 = 88;
@@ -421,16 +393,7 @@ fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() 
     let producer = init_raw(&b, "guard");
     let txn_id = || TransactionalId(StrBytes::from_static_str("guard"));
     let mut c = client(&b);
-    let mut produce = |records: bytes::Bytes| {
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_transactional_id(Some(txn_id()))
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("guarded")))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
-        c.send(&request, 9).unwrap().responses[0].partition_responses[0].error_code
-    };
+    let mut produce = |records: bytes::Bytes| produce_batch(&mut c, "guarded", Some("guard"), records).0;
     assert_eq!(produce(txn_batch(producer, 0, 2)), INVALID_TXN_STATE, "the partition was not added");
 
     let mut c2 = client(&b);
@@ -493,4 +456,90 @@ fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() 
     assert_eq!(fetch_offset(&mut c2, true), (0, 2), "committed with the transaction");
     assert_eq!(produce(txn_batch(producer, 4, 2)), INVALID_TXN_STATE, "the transaction has ended");
     assert_eq!(latest_offsets(&b, "guarded"), (5, 5), "4 records and the commit marker");
+}
+
+/// Whether `weir transactions list` shows `transactional_id`, asked again
+/// for a while if the broker cannot be reached: right after a restart the old
+/// broker's socket may reset connections, or the new one not listen yet.
+fn listed(bootstrap: &str, transactional_id: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let output = loop {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["transactions", "list", "-b", bootstrap])
+            .output()
+            .expect("run weir");
+        if output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(output.status.success(), "weir transactions list: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().lines().any(|l| l.split_whitespace().next() == Some(transactional_id))
+}
+
+#[test]
+fn idle_transactional_ids_expire_and_stay_forgotten_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    let settings = "transactional_id_expiration_ms = 1000\n\
+                    transaction_remove_expired_transaction_cleanup_interval_ms = 100\n";
+    std::fs::write(&config, settings).unwrap();
+    let mut broker = Broker::start(&["--config", config.to_str().unwrap()]);
+    let b = broker.bootstrap();
+    create_topic(&b, "expiry", 1);
+    let done = txn_producer(&b, "done-tx", 60_000);
+    done.begin_transaction().unwrap();
+    send(&done, "expiry", 0, labels("done", 0..2));
+    done.commit_transaction(TIMEOUT).unwrap();
+    let open = txn_producer(&b, "open-tx", 60_000);
+    open.begin_transaction().unwrap();
+    send(&open, "expiry", 0, labels("open", 0..2));
+    assert!(listed(&b, "done-tx") && listed(&b, "open-tx"));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed(&b, "done-tx") {
+        assert!(Instant::now() < deadline, "the idle transactional id was not forgotten");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(listed(&b, "open-tx"), "an id with a transaction in progress stays");
+
+    broker.kill();
+    broker.restart();
+    assert!(listed(&b, "open-tx"), "the coordinator's state is back");
+    assert!(!listed(&b, "done-tx"), "the tombstone keeps it forgotten");
+}
+
+#[test]
+fn the_commit_marker_wakes_a_read_committed_long_poll() {
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    create_topic(&b, "prompt", 1);
+    let producer = txn_producer(&b, "prompt-tx", 60_000);
+    producer.begin_transaction().unwrap();
+    send(&producer, "prompt", 0, labels("p", 0..3));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("group.id", "prompt")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "20000")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("prompt", 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    // Its fetch now waits at the broker: the records are written but not stable.
+    assert!(consumer.poll(Duration::from_secs(1)).is_none());
+
+    producer.commit_transaction(TIMEOUT).unwrap();
+    let committed = Instant::now();
+    let mut values = Vec::new();
+    while values.len() < 3 {
+        assert!(committed.elapsed() < TIMEOUT, "nothing read after the commit");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8(m.unwrap().payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(values, labels("p", 0..3));
+    // Without the wake-up the fetch would end at fetch.wait.max.ms.
+    assert!(committed.elapsed() < Duration::from_secs(10), "read {:?} after the commit", committed.elapsed());
 }

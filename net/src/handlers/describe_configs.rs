@@ -98,6 +98,18 @@ fn broker_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
         fixed("socket.request.max.bytes", config.socket_request_max_bytes.to_string(), config_type::INT),
         fixed("log.retention.check.interval.ms", config.log_retention_check_interval_ms.to_string(), config_type::LONG),
         fixed("log.cleaner.backoff.ms", config.log_cleaner_backoff_ms.to_string(), config_type::LONG),
+        fixed("producer.id.expiration.ms", config.producer_id_expiration_ms.to_string(), config_type::INT),
+        fixed(
+            "producer.id.expiration.check.interval.ms",
+            config.producer_id_expiration_check_interval_ms.to_string(),
+            config_type::INT,
+        ),
+        fixed("transactional.id.expiration.ms", config.transactional_id_expiration_ms.to_string(), config_type::INT),
+        fixed(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            config.transaction_remove_expired_transaction_cleanup_interval_ms.to_string(),
+            config_type::INT,
+        ),
     ];
     for &name in TOPIC_CONFIG_NAMES {
         let source = if from_broker_file(name) { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };

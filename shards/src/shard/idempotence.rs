@@ -1,6 +1,8 @@
 //! The shard's side of idempotent and transactional producers: producer ids
 //! from the controller, the sequence checks around an append, and the
-//! partition's transactions (rebuilt from the log on first use).
+//! partition's producer state and transactions, loaded on first use from its
+//! newest snapshot plus the log after it, snapshotted again at clean
+//! shutdown and as the log grows, and expired when idle.
 
 use super::Shard;
 use crate::error::{PartitionError, TopicError};
@@ -11,13 +13,71 @@ use crate::transactions::markers::marker_commits;
 use crate::transactions::TxnError;
 use bytes::Bytes;
 use futures::channel::oneshot;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use weir_engine::{AppendInfo, Durability, PartitionLog};
+use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
 /// Verifications of a transactional batch that a marker overtook, before it is refused.
 const VERIFY_ATTEMPTS: usize = 8;
+/// A partition's producer state is snapshotted by the maintenance pass once
+/// its log rolled a segment (as Kafka does) or grew this much since the last
+/// snapshot: a restart then replays at most about this much (a fraction of a
+/// second), and a busy partition writes a snapshot (tens of bytes per
+/// producer) only every 64 MiB.
+const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+
+/// A partition's producer state and what the shard keeps around it.
+#[derive(Default)]
+pub(crate) struct PartitionProducers {
+    pub state: RefCell<ProducerStates>,
+    /// Producer batches and markers between their check and their state
+    /// update. The state describes the log below its high watermark exactly
+    /// only when none is: snapshots are taken then.
+    writing: Cell<u32>,
+    /// Log size when the last snapshot was taken (lowered when retention shrinks the log).
+    size_at_snapshot: Cell<u64>,
+    /// The log's segment rolls (since it opened) when the last snapshot was taken.
+    rolls_at_snapshot: Cell<u64>,
+    /// read_committed long polls waiting for the last stable offset to move.
+    stable_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+}
+
+/// Counts a producer batch or marker as being written while it lives.
+pub(super) struct Writing(Rc<PartitionProducers>);
+
+impl Writing {
+    pub(super) fn new(producers: &Rc<PartitionProducers>) -> Writing {
+        producers.writing.set(producers.writing.get() + 1);
+        Writing(producers.clone())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.writing.set(self.0.writing.get() - 1);
+    }
+}
+
+impl PartitionProducers {
+    /// Resolves once `stable_moved` is called, for a waiter registered now.
+    pub(super) fn stable_moved_later(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = self.stable_waiters.borrow_mut();
+        // Waiters that timed out dropped their receivers; this bounds the
+        // list by the long polls alive.
+        waiters.retain(|w| !w.is_canceled());
+        waiters.push(tx);
+        rx
+    }
+
+    /// The last stable offset may have moved: wakes the read_committed long polls.
+    pub(super) fn stable_moved(&self) {
+        for waiter in self.stable_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+}
 
 impl Shard {
     /// A producer id never handed out before (persisted by the controller).
@@ -51,7 +111,8 @@ impl Shard {
         if !single || batch.control {
             return Err(PartitionError::InvalidRecord);
         }
-        let states = self.producer_states(topic, partition, log).await?;
+        let producers = self.producer_states(topic, partition, log).await?;
+        let states = &producers.state;
         if batch.transactional && !states.borrow().txns.is_open(batch.producer_id, batch.epoch) {
             let transactional_id = transactional_id.ok_or(PartitionError::Txn(TxnError::InvalidTxnState))?;
             // A marker written while the coordinator was asked may have ended
@@ -73,6 +134,7 @@ impl Shard {
                 // retriable
             }
         }
+        let _writing = Writing::new(&producers);
         let verdict = states.borrow_mut().check(&batch).map_err(PartitionError::Producer)?;
         let records_in_batch = i64::from(batch.last_seq.wrapping_sub(batch.first_seq)) + 1;
         match verdict {
@@ -96,6 +158,8 @@ impl Shard {
                         states.abort(&batch);
                         if opened {
                             states.txns.forget(batch.producer_id);
+                            drop(states);
+                            producers.stable_moved();
                         }
                         Err(e.into())
                     }
@@ -104,13 +168,13 @@ impl Shard {
         }
     }
 
-    /// The partition's producer state, rebuilt from the log on first use.
+    /// The partition's producer state, loaded on first use.
     pub(super) async fn producer_states(
         &self,
         topic: &str,
         partition: i32,
         log: &PartitionLog,
-    ) -> Result<Rc<RefCell<ProducerStates>>, PartitionError> {
+    ) -> Result<Rc<PartitionProducers>, PartitionError> {
         let loaded = |shard: &Shard| shard.producer_states.borrow().get(topic).and_then(|p| p.get(&partition)).cloned();
         if let Some(states) = loaded(self) {
             return Ok(states);
@@ -119,31 +183,114 @@ impl Shard {
         if let Some(states) = loaded(self) {
             return Ok(states);
         }
-        let states = Rc::new(RefCell::new(replay_producers(log).await?));
-        self.producer_states.borrow_mut().entry(topic.to_string()).or_default().insert(partition, states.clone());
-        Ok(states)
+        let (state, snapshot_offset, replayed) = load_producers(log).await?;
+        tracing::debug!(topic, partition, snapshot_offset, replayed_bytes = replayed, "loaded producer state");
+        self.metrics.add_producer_state_replayed_bytes(replayed);
+        let producers = Rc::new(PartitionProducers { state: RefCell::new(state), ..Default::default() });
+        // As if snapshotted where the replay began, so a long replay is soon spared to the next start.
+        producers.size_at_snapshot.set(log.size_bytes().saturating_sub(replayed));
+        producers.rolls_at_snapshot.set(log.stats().rolls);
+        self.producer_states.borrow_mut().entry(topic.to_string()).or_default().insert(partition, producers.clone());
+        Ok(producers)
+    }
+
+    /// The partitions whose producer state is loaded.
+    fn loaded_producers(&self) -> Vec<(String, i32, Rc<PartitionProducers>)> {
+        let loaded = self.producer_states.borrow();
+        loaded.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, s)| (t.clone(), *p, s.clone()))).collect()
+    }
+
+    /// Snapshots the producer state of the loaded partitions whose log
+    /// rolled a segment or grew by `SNAPSHOT_EVERY_BYTES` since their last
+    /// snapshot (the maintenance pass), or of all of them (`always`, at
+    /// clean shutdown).
+    pub(crate) async fn snapshot_producers(&self, always: bool) {
+        for (topic, partition, producers) in self.loaded_producers() {
+            let Ok(log) = self.local_log(&topic, partition) else { continue };
+            let (size, rolls) = (log.size_bytes(), log.stats().rolls);
+            let base = producers.size_at_snapshot.get().min(size);
+            producers.size_at_snapshot.set(base);
+            let rolled = rolls != producers.rolls_at_snapshot.get();
+            if !always && !rolled && size - base < SNAPSHOT_EVERY_BYTES {
+                continue;
+            }
+            // Taken with no await between reading the state and the high
+            // watermark, and only when nothing is between check and update.
+            let offset = log.high_watermark();
+            let encoded = (producers.writing.get() == 0)
+                .then(|| {
+                    let mut state = producers.state.borrow_mut();
+                    state.txns.prune(log.log_start_offset());
+                    state.encode_snapshot()
+                })
+                .flatten();
+            let Some(encoded) = encoded else {
+                tracing::debug!(topic = %topic, partition, "producer batches in flight; snapshot left for later");
+                continue;
+            };
+            match log.write_producer_snapshot(offset, &encoded).await {
+                Ok(()) => {
+                    producers.size_at_snapshot.set(size);
+                    producers.rolls_at_snapshot.set(rolls);
+                }
+                Err(EngineError::Closed) => {}
+                Err(e) => tracing::warn!(topic = %topic, partition, "writing a producer state snapshot failed: {e}"),
+            }
+        }
+    }
+
+    /// Forgets producers idle longer than `producer_id_expiration_ms`
+    /// (Kafka's check every `producer_id_expiration_check_interval_ms`).
+    pub(crate) fn expire_producers(&self) {
+        let expiration_ms = i64::try_from(self.config.producer_id_expiration_ms).unwrap_or(i64::MAX);
+        let now = now_ms();
+        for (topic, partition, producers) in self.loaded_producers() {
+            let expired = producers.state.borrow_mut().expire(now, expiration_ms);
+            if expired > 0 {
+                tracing::info!(topic = %topic, partition, producers = expired, "expired idle producer ids");
+            }
+        }
     }
 }
 
-/// Producer state and transactions from the whole log. (Kafka keeps
-/// snapshots and a per-segment index of aborted transactions instead; here a
-/// partition's first use after a start reads it once.)
-async fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, PartitionError> {
-    let mut states = ProducerStates::default();
+/// Producer state from the newest snapshot (if any) and the log after it:
+/// (state, snapshot offset or -1, bytes of log replayed).
+async fn load_producers(log: &PartitionLog) -> Result<(ProducerStates, i64, u64), PartitionError> {
+    let snapshot = log.read_producer_snapshot().await?.and_then(|(offset, bytes)| {
+        let state = ProducerStates::decode_snapshot(&bytes);
+        if state.is_none() {
+            tracing::warn!(offset, "ignoring a producer state snapshot that does not decode");
+        }
+        Some((state?, offset))
+    });
+    let (states, from) = snapshot.unwrap_or((ProducerStates::default(), -1));
+    let offset = from.max(log.log_start_offset());
+    let (states, replayed) = replay_producers(log, states, offset).await?;
+    Ok((states, from, replayed))
+}
+
+/// Adds the producer batches and markers of the log from `offset` (a batch
+/// boundary) to `states`; returns them with the bytes read.
+async fn replay_producers(
+    log: &PartitionLog,
+    mut states: ProducerStates,
+    mut offset: i64,
+) -> Result<(ProducerStates, u64), PartitionError> {
     let end = log.high_watermark();
-    let mut offset = log.log_start_offset();
+    let mut replayed = 0u64;
     while offset < end {
         let batches = log.read(offset, REPLAY_READ_BYTES).await?;
         if batches.is_empty() {
             break;
         }
+        replayed += batches.len() as u64;
         let mut pos = 0;
         while let Some(header) = batches.get(pos..).and_then(weir_engine::batch::parse_header) {
             let bytes = &batches[pos..(pos + header.total_len()).min(batches.len())];
             match producer_batch(bytes) {
                 Some(b) if b.control => {
                     if let Some(commit) = marker_commits(bytes) {
-                        states.apply_marker(b.producer_id, b.epoch);
+                        states.apply_marker(b.producer_id, b.epoch, b.max_timestamp);
                         states.txns.end(b.producer_id, commit, header.base_offset);
                     }
                 }
@@ -159,5 +306,5 @@ async fn replay_producers(log: &PartitionLog) -> Result<ProducerStates, Partitio
             pos += header.total_len();
         }
     }
-    Ok(states)
+    Ok((states, replayed))
 }

@@ -130,6 +130,8 @@ pub struct ShardMetrics {
     refused_max_connections: Cell<u64>,
     refused_max_connections_per_ip: Cell<u64>,
     connections_idle_closed: Cell<u64>,
+    /// Log bytes read to rebuild producer state (the tail after a snapshot).
+    producer_state_replayed_bytes: Cell<u64>,
     pub produce_latency: Histogram,
     pub fetch_latency: Histogram,
     /// Kafka requests being answered (from decoded to answered; long polls included).
@@ -168,6 +170,9 @@ impl ShardMetrics {
     pub fn connection_idle_closed(&self) {
         bump(&self.connections_idle_closed, 1);
     }
+    pub fn add_producer_state_replayed_bytes(&self, n: u64) {
+        bump(&self.producer_state_replayed_bytes, n);
+    }
 }
 
 /// What one shard reports to the admin endpoint.
@@ -184,6 +189,7 @@ pub struct ShardStats {
     pub refused_max_connections: u64,
     pub refused_max_connections_per_ip: u64,
     pub connections_idle_closed: u64,
+    pub producer_state_replayed_bytes: u64,
     pub produce_latency: HistogramSnapshot,
     pub fetch_latency: HistogramSnapshot,
     /// CPU time of the shard's thread: (user, system).
@@ -243,7 +249,7 @@ pub struct Shard {
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: RefCell<GroupCoordinator>,
     /// Producers' state per partition (topic, then partition), loaded from the log on first use.
-    producer_states: RefCell<HashMap<String, HashMap<i32, Rc<RefCell<crate::producers::ProducerStates>>>>>,
+    producer_states: RefCell<HashMap<String, HashMap<i32, Rc<idempotence::PartitionProducers>>>>,
     /// The transactional ids whose `__transaction_state` partition this shard owns.
     transactions: RefCell<transactions::TxnCoordinator>,
     /// Loads producer state one partition at a time.
@@ -336,6 +342,7 @@ impl Shard {
             refused_max_connections: m.refused_max_connections.get(),
             refused_max_connections_per_ip: m.refused_max_connections_per_ip.get(),
             connections_idle_closed: m.connections_idle_closed.get(),
+            producer_state_replayed_bytes: m.producer_state_replayed_bytes.get(),
             produce_latency: m.produce_latency.snapshot(),
             fetch_latency: m.fetch_latency.snapshot(),
             cpu_time: crate::runtime::thread_cpu_time(),
@@ -880,8 +887,10 @@ impl Shard {
         }
     }
 
-    /// Flushes and closes every log this shard owns (clean shutdown).
+    /// Snapshots the loaded producer state, then flushes and closes every
+    /// log this shard owns (clean shutdown).
     pub(crate) async fn close_all(&self) {
+        self.snapshot_producers(true).await;
         let logs: Vec<_> = self.logs.borrow_mut().drain().flat_map(|(_, p)| p.into_values()).collect();
         for log in logs {
             if let Err(e) = log.close().await {

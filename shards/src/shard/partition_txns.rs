@@ -2,6 +2,7 @@
 //! coordinator, the last stable offset, read_committed reads and waits, and
 //! the producers DescribeProducers shows.
 
+use super::idempotence::Writing;
 use super::{FetchedPartition, Shard};
 use crate::error::PartitionError;
 use crate::groups::OFFSETS_TOPIC;
@@ -12,11 +13,6 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 use weir_engine::{now_ms, Durability, PartitionLog};
 
-/// How often a read_committed long poll looks again while the high
-/// watermark is past its offset but the last stable offset is not (markers
-/// do not wake waiters).
-const STABLE_POLL: Duration = Duration::from_millis(10);
-
 impl Shard {
     pub(super) async fn last_stable_offset(
         &self,
@@ -24,8 +20,8 @@ impl Shard {
         partition: i32,
         log: &PartitionLog,
     ) -> Result<i64, PartitionError> {
-        let states = self.producer_states(topic, partition, log).await?;
-        let lso = states.borrow().txns.last_stable_offset(log.high_watermark());
+        let producers = self.producer_states(topic, partition, log).await?;
+        let lso = producers.state.borrow().txns.last_stable_offset(log.high_watermark());
         Ok(lso)
     }
 
@@ -40,7 +36,8 @@ impl Shard {
         max_bytes: usize,
         read_committed: bool,
     ) -> Result<FetchedPartition, PartitionError> {
-        let states = self.producer_states(topic, partition, log).await?;
+        let producers = self.producer_states(topic, partition, log).await?;
+        let states = &producers.state;
         let mut records = log.read(offset, max_bytes).await?;
         let high_watermark = log.high_watermark();
         let last_stable_offset = states.borrow().txns.last_stable_offset(high_watermark);
@@ -64,6 +61,8 @@ impl Shard {
     }
 
     /// Waits until the last stable offset passes `offset`, or `timeout`.
+    /// It moves when the high watermark does (no transaction open) or when
+    /// a marker ends the oldest open transaction, which wakes the waiters.
     pub(super) async fn wait_stable_beyond(
         &self,
         topic: &str,
@@ -72,19 +71,25 @@ impl Shard {
         offset: i64,
         timeout: Duration,
     ) -> Result<(), PartitionError> {
+        let producers = self.producer_states(topic, partition, log).await?;
         let deadline = Instant::now() + timeout;
         loop {
-            if self.last_stable_offset(topic, partition, log).await? > offset {
+            // Registered before the check, with no await between: a marker
+            // written after the check wakes this waiter.
+            let moved = producers.stable_moved_later();
+            let high_watermark = log.high_watermark();
+            if producers.state.borrow().txns.last_stable_offset(high_watermark) > offset {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(());
             }
-            if log.high_watermark() > offset {
-                glommio::timer::sleep(left.min(STABLE_POLL)).await;
+            let timer = pin!(glommio::timer::sleep(left));
+            if high_watermark > offset {
+                select(moved, timer).await;
             } else {
-                select(pin!(log.wait_beyond(offset)), pin!(glommio::timer::sleep(left))).await;
+                select(pin!(log.wait_beyond(offset)), timer).await;
             }
         }
     }
@@ -100,13 +105,16 @@ impl Shard {
         epoch: i16,
         commit: bool,
     ) -> Result<(), PartitionError> {
-        let states = self.producer_states(topic, partition, log).await?;
-        let info = log.append(marker_batch(producer_id, epoch, commit, now_ms()), Durability::Synced).await?;
+        let producers = self.producer_states(topic, partition, log).await?;
+        let _writing = Writing::new(&producers);
+        let timestamp = now_ms();
+        let info = log.append(marker_batch(producer_id, epoch, commit, timestamp), Durability::Synced).await?;
         {
-            let mut states = states.borrow_mut();
-            states.apply_marker(producer_id, epoch);
+            let mut states = producers.state.borrow_mut();
+            states.apply_marker(producer_id, epoch, timestamp);
             states.txns.end(producer_id, commit, info.base_offset);
         }
+        producers.stable_moved();
         if topic == OFFSETS_TOPIC {
             self.groups.borrow_mut().end_txn(producer_id, commit, partition);
         }
@@ -119,8 +127,8 @@ impl Shard {
         partition: i32,
         log: &PartitionLog,
     ) -> Result<Vec<ProducerDescription>, PartitionError> {
-        let states = self.producer_states(topic, partition, log).await?;
-        let states = states.borrow();
+        let producers = self.producer_states(topic, partition, log).await?;
+        let states = producers.state.borrow();
         let open: std::collections::HashMap<i64, i64> = states.txns.open().map(|(id, _, first)| (id, first)).collect();
         Ok(states
             .describe()

@@ -14,6 +14,7 @@ use crate::transactions::{
     plan_init, transaction_partition_of, EndStep, TxnError, TxnMetadata, TxnState, TRANSACTION_STATE_PARTITIONS,
     TRANSACTION_STATE_TOPIC,
 };
+use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::join_all;
 use std::collections::{HashMap, HashSet};
@@ -258,17 +259,46 @@ impl Shard {
 
     /// Appends the new state of a transactional id (acks=all), then adopts it.
     async fn persist_txn(&self, m: &TxnMetadata) -> Result<(), TxnError> {
-        let log = self
-            .local_log(TRANSACTION_STATE_TOPIC, transaction_partition_of(&m.transactional_id))
-            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
-        let entry = (log_records::key(&m.transactional_id), Some(log_records::value(m)));
-        let batch = keyed_batch(&[entry], now_ms(), Writer::Broker);
-        if let Err(e) = log.append(batch, Durability::Synced).await {
-            tracing::warn!(transactional_id = %m.transactional_id, "persisting transaction state failed: {e}");
-            return Err(TxnError::CoordinatorNotAvailable);
-        }
+        self.append_txn_record(&m.transactional_id, Some(log_records::value(m))).await?;
         self.transactions.borrow_mut().txns.insert(m.transactional_id.clone(), m.clone());
         Ok(())
+    }
+
+    /// Appends a record of a transactional id to its `__transaction_state`
+    /// partition (acks=all); `None` is a tombstone.
+    async fn append_txn_record(&self, id: &str, value: Option<Bytes>) -> Result<(), TxnError> {
+        let log = self
+            .local_log(TRANSACTION_STATE_TOPIC, transaction_partition_of(id))
+            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
+        let batch = keyed_batch(&[(log_records::key(id), value)], now_ms(), Writer::Broker);
+        log.append(batch, Durability::Synced).await.map_err(|e| {
+            tracing::warn!(transactional_id = %id, "persisting transaction state failed: {e}");
+            TxnError::CoordinatorNotAvailable
+        })?;
+        Ok(())
+    }
+
+    /// Forgets the ids with no transaction in progress and no change for
+    /// `transactional_id_expiration_ms`, each with a tombstone so that a
+    /// restart does not bring it back.
+    pub(crate) async fn expire_transactional_ids(&self) {
+        let expiration_ms = i64::try_from(self.config.transactional_id_expiration_ms).unwrap_or(i64::MAX);
+        let due: Vec<String> = {
+            let now = now_ms();
+            let txns = self.transactions.borrow();
+            txns.txns.values().filter(|m| m.expired(now, expiration_ms)).map(|m| m.transactional_id.clone()).collect()
+        };
+        for id in due {
+            let Ok(_busy) = self.lock_txn(&id) else { continue };
+            // A request may have changed it since it was listed.
+            if !self.txn(&id).is_some_and(|m| m.expired(now_ms(), expiration_ms)) {
+                continue;
+            }
+            if self.append_txn_record(&id, None).await.is_ok() {
+                self.transactions.borrow_mut().txns.remove(&id);
+                tracing::info!(transactional_id = %id, "expired an idle transactional id");
+            }
+        }
     }
 
     /// Finishes transactions left in a Prepare state (after a restart or a

@@ -190,6 +190,14 @@ impl TxnMetadata {
         self.state == TxnState::Ongoing && now_ms.saturating_sub(self.start_ms) > i64::from(self.timeout_ms)
     }
 
+    /// Whether the coordinator may forget the id (Kafka's
+    /// `transactional.id.expiration.ms`): no transaction in progress and no
+    /// state change for `expiration_ms`.
+    pub fn expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        let idle = matches!(self.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort);
+        idle && now_ms.saturating_sub(self.last_update_ms) >= expiration_ms
+    }
+
     /// Whether a transactional batch of this producer may go to `partition`.
     pub fn verify_partition(&self, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> Result<(), TxnError> {
         self.check_producer(producer_id, epoch)?;
@@ -341,5 +349,16 @@ mod tests {
         assert!(!ongoing.timed_out(61_000));
         assert!(ongoing.timed_out(61_001));
         assert_eq!(ongoing.fenced_abort(0).unwrap().epoch, 1);
+    }
+
+    #[test]
+    fn idle_ids_expire_unless_a_transaction_is_in_progress() {
+        let m = init(None).unwrap().next;
+        assert!(!m.expired(100, 100) && m.expired(101, 100), "last changed at 1");
+        let ongoing = m.add_partitions(&[("a".into(), 0)], 5).unwrap().unwrap();
+        assert!(!ongoing.expired(i64::MAX, 100));
+        let EndStep::Prepare(prepare) = ongoing.end(false, 6).unwrap() else { panic!() };
+        assert!(!prepare.expired(i64::MAX, 100));
+        assert!(prepare.completed(7).expired(107, 100));
     }
 }

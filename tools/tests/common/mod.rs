@@ -8,6 +8,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -386,4 +387,136 @@ pub fn client(bootstrap: &str) -> weir_net::client::Client {
             Err(e) => panic!("cannot connect to {bootstrap}: {e:#}"),
         }
     }
+}
+
+/// InitProducerId without a transactional id: (producer id, epoch).
+pub fn init_producer_id(client: &mut weir_net::client::Client) -> (i64, i16) {
+    let request = kafka_protocol::messages::InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let response = client.send(&request, 4).unwrap();
+    assert_eq!(response.error_code, 0);
+    (response.producer_id.0, response.producer_epoch)
+}
+
+/// One batch of `count` records from producer `id`/`epoch` starting at
+/// sequence `first_seq`, every record stamped `timestamp_ms`.
+pub fn producer_batch(
+    (id, epoch): (i64, i16),
+    first_seq: i32,
+    count: usize,
+    transactional: bool,
+    timestamp_ms: i64,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let records: Vec<_> = (0..count)
+        .map(|i| {
+            let value = bytes::Bytes::from(format!("{id}-{}", first_seq + i as i32));
+            let mut r = weir_net::records::plain_record(i, timestamp_ms, None, Some(value));
+            r.producer_id = id;
+            r.producer_epoch = epoch;
+            r.sequence = first_seq + i as i32;
+            r.transactional = transactional;
+            r
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    buf.freeze()
+}
+
+/// Produces `records` (acks=all) to partition 0 of `topic`: (error code, base offset).
+pub fn produce_batch(
+    client: &mut weir_net::client::Client,
+    topic: &str,
+    transactional_id: Option<&str>,
+    records: bytes::Bytes,
+) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
+    use kafka_protocol::protocol::StrBytes;
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_transactional_id(transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))))
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+    let response = client.send(&request, 9).unwrap();
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// DescribeProducers for partition 0 of `topic`: (producer id, epoch, last
+/// sequence, current transaction start offset) of each.
+pub fn describe_producers(bootstrap: &str, topic: &str) -> Vec<(i64, i32, i32, i64)> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{DescribeProducersRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_indexes(vec![0])]);
+    let response = client(bootstrap).send(&request, 0).unwrap();
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.active_producers
+        .iter()
+        .map(|s| (s.producer_id.0, s.producer_epoch, s.last_sequence, s.current_txn_start_offset))
+        .collect()
+}
+
+/// A broker with its admin endpoint on a free port, once that endpoint accepts
+/// connections (the controller shard binds it after the Kafka port, which
+/// another shard may already answer on).
+pub fn broker_with_admin(extra_args: &[&str]) -> (Broker, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start(&[&["--admin-listen", admin.as_str()], extra_args].concat());
+    wait_until_healthy(&broker, &admin);
+    (broker, admin)
+}
+
+/// Waits until the broker says it is healthy on its admin endpoint: the
+/// Kafka port opens before the admin endpoint and the other shard are up,
+/// and right after a restart the old broker's socket may still reset connections.
+pub fn wait_until_healthy(broker: &Broker, admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while try_http(admin, "GET", "/health").map(|r| r.0).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the admin endpoint did not become healthy on {admin}\n{}", broker.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request to the admin endpoint: (status code, body).
+pub fn http(admin: &str, method: &str, path: &str) -> (u16, String) {
+    try_http(admin, method, path).expect("an answer from the admin endpoint")
+}
+
+/// `http`, with the connection's errors returned.
+fn try_http(admin: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(admin)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {admin}\r\n\r\n")?;
+    let mut response = String::new();
+    // Connection: close, so the answer ends where the stream does.
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|l| l.trim().parse().ok())
+        .expect("Content-Length");
+    assert_eq!(body.len(), length, "body length");
+    Ok((status, body.to_string()))
+}
+
+/// Sum of the samples of `name` whose labels contain every one of `labels`.
+pub fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .map(|l| l.rsplit_once(' ').expect("a value").1.parse::<f64>().expect("a number"))
+        .sum()
 }

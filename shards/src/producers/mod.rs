@@ -3,7 +3,10 @@
 //! original offset instead of being written twice, and a gap or a stale epoch
 //! is refused; and the partition's open and aborted transactions, which give
 //! the last stable offset and the aborted list of read_committed fetches.
-//! Plain state machines; the shard feeds them.
+//! Plain state machines; the shard feeds them. `snapshot` encodes them for
+//! the engine's snapshot files.
+
+mod snapshot;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -14,6 +17,7 @@ const BATCHES_PER_PRODUCER: usize = 5;
 /// Header bytes of RecordBatch v2 this module reads.
 const ATTRIBUTES: std::ops::Range<usize> = 21..23;
 const LAST_OFFSET_DELTA: std::ops::Range<usize> = 23..27;
+const MAX_TIMESTAMP: std::ops::Range<usize> = 35..43;
 const PRODUCER_ID: std::ops::Range<usize> = 43..51;
 const PRODUCER_EPOCH: std::ops::Range<usize> = 51..53;
 const BASE_SEQUENCE: std::ops::Range<usize> = 53..57;
@@ -31,6 +35,8 @@ pub struct ProducerBatch {
     pub transactional: bool,
     /// A transaction marker (written by the coordinator, never by clients).
     pub control: bool,
+    /// The batch's maxTimestamp: when the producer was last active, for expiry (as Kafka).
+    pub max_timestamp: i64,
 }
 
 /// Reads the producer fields of a (validated) batch; `None` without a producer id.
@@ -53,6 +59,7 @@ pub fn producer_batch(batch: &[u8]) -> Option<ProducerBatch> {
         last_seq: next_seq(first_seq, delta.max(0)),
         transactional: attributes & ATTR_TRANSACTIONAL != 0,
         control: attributes & ATTR_CONTROL != 0,
+        max_timestamp: i64::from_be_bytes(be(MAX_TIMESTAMP).try_into().ok()?),
     })
 }
 
@@ -67,8 +74,6 @@ pub enum ProducerError {
     OutOfOrderSequence,
     /// INVALID_PRODUCER_EPOCH: an epoch older than the one seen.
     InvalidProducerEpoch,
-    /// UNKNOWN_PRODUCER_ID: no state for this producer and it does not start at 0.
-    UnknownProducerId,
 }
 
 /// What to do with a batch.
@@ -80,19 +85,28 @@ pub enum Verdict {
     Duplicate(Option<i64>),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct BatchSeen {
     first_seq: i32,
     last_seq: i32,
     base_offset: Option<i64>,
 }
 
+#[derive(Debug, PartialEq)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchSeen>,
+    /// maxTimestamp of its last batch or marker.
+    last_timestamp: i64,
 }
 
-#[derive(Default)]
+impl Producer {
+    fn new(epoch: i16, batches: VecDeque<BatchSeen>, last_timestamp: i64) -> Producer {
+        Producer { epoch, batches, last_timestamp }
+    }
+}
+
+#[derive(Default, Debug, PartialEq)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
     pub txns: PartitionTxns,
@@ -104,10 +118,10 @@ impl ProducerStates {
     pub fn check(&mut self, b: &ProducerBatch) -> Result<Verdict, ProducerError> {
         let seen = BatchSeen { first_seq: b.first_seq, last_seq: b.last_seq, base_offset: None };
         let Some(p) = self.producers.get_mut(&b.producer_id) else {
-            if b.first_seq != 0 {
-                return Err(ProducerError::UnknownProducerId);
-            }
-            self.producers.insert(b.producer_id, Producer { epoch: b.epoch, batches: VecDeque::from([seen]) });
+            // Any sequence, as Kafka since 2.5 (KIP-360): the producer's
+            // batches were deleted (retention, DeleteRecords) or it expired,
+            // and refusing would make the client resend what it buffered.
+            self.producers.insert(b.producer_id, Producer::new(b.epoch, VecDeque::from([seen]), b.max_timestamp));
             return Ok(Verdict::Append);
         };
         if b.epoch < p.epoch {
@@ -117,7 +131,7 @@ impl ProducerStates {
             if b.first_seq != 0 {
                 return Err(ProducerError::OutOfOrderSequence);
             }
-            *p = Producer { epoch: b.epoch, batches: VecDeque::from([seen]) };
+            *p = Producer::new(b.epoch, VecDeque::from([seen]), b.max_timestamp);
             return Ok(Verdict::Append);
         }
         if let Some(dup) = p.batches.iter().find(|s| s.first_seq == b.first_seq && s.last_seq == b.last_seq) {
@@ -131,6 +145,7 @@ impl ProducerStates {
         if p.batches.len() > BATCHES_PER_PRODUCER {
             p.batches.pop_front();
         }
+        p.last_timestamp = b.max_timestamp;
         Ok(Verdict::Append)
     }
 
@@ -156,25 +171,42 @@ impl ProducerStates {
 
     /// Records a batch found in the log (rebuilding the state at start).
     pub fn replay(&mut self, b: &ProducerBatch, base_offset: i64) {
-        let p = self.producers.entry(b.producer_id).or_insert(Producer { epoch: b.epoch, batches: VecDeque::new() });
+        let p = self.producers.entry(b.producer_id).or_insert(Producer::new(b.epoch, VecDeque::new(), b.max_timestamp));
         if b.epoch > p.epoch {
-            *p = Producer { epoch: b.epoch, batches: VecDeque::new() };
+            *p = Producer::new(b.epoch, VecDeque::new(), b.max_timestamp);
         } else if b.epoch < p.epoch {
             return;
         }
+        p.last_timestamp = b.max_timestamp;
         p.batches.push_back(BatchSeen { first_seq: b.first_seq, last_seq: b.last_seq, base_offset: Some(base_offset) });
         if p.batches.len() > BATCHES_PER_PRODUCER {
             p.batches.pop_front();
         }
     }
 
-    /// A transaction marker of `epoch` was written: an older epoch of the
-    /// producer is fenced from now on, and a newer one starts its sequences at 0.
-    pub fn apply_marker(&mut self, producer_id: i64, epoch: i16) {
-        let p = self.producers.entry(producer_id).or_insert(Producer { epoch, batches: VecDeque::new() });
+    /// A transaction marker of `epoch`, stamped `timestamp`, was written: an
+    /// older epoch of the producer is fenced from now on, and a newer one
+    /// starts its sequences at 0.
+    pub fn apply_marker(&mut self, producer_id: i64, epoch: i16, timestamp: i64) {
+        let p = self.producers.entry(producer_id).or_insert(Producer::new(epoch, VecDeque::new(), timestamp));
         if epoch > p.epoch {
-            *p = Producer { epoch, batches: VecDeque::new() };
+            *p = Producer::new(epoch, VecDeque::new(), timestamp);
         }
+        p.last_timestamp = p.last_timestamp.max(timestamp);
+    }
+
+    /// Forgets producers idle for `expiration_ms` at `now` (Kafka's
+    /// `producer.id.expiration.ms`), except those with a transaction open
+    /// here or a batch being written; returns how many.
+    pub fn expire(&mut self, now: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        let txns = &self.txns;
+        self.producers.retain(|id, p| {
+            let idle = now.saturating_sub(p.last_timestamp) >= expiration_ms;
+            let writing = p.batches.iter().any(|b| b.base_offset.is_none());
+            !idle || writing || txns.open.contains_key(id)
+        });
+        before - self.producers.len()
     }
 
     /// The producers of this partition: (producer id, epoch, last sequence, base offset of its last batch).
@@ -206,7 +238,7 @@ pub struct AbortedTxn {
 }
 
 /// The transactions of one partition.
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq)]
 pub struct PartitionTxns {
     /// Open transactions: producer id → (epoch, first offset).
     open: HashMap<i64, (i16, i64)>,
@@ -289,6 +321,7 @@ mod tests {
             last_seq: next_seq(first_seq, records - 1),
             transactional: false,
             control: false,
+            max_timestamp: 1000,
         }
     }
 
@@ -317,7 +350,8 @@ mod tests {
         assert_eq!(s.check(&batch(4, 0, 1)), Ok(Verdict::Append));
         assert_eq!(s.check(&batch(0, 9, 1)).err(), Some(ProducerError::InvalidProducerEpoch));
         let mut fresh = ProducerStates::default();
-        assert_eq!(fresh.check(&batch(0, 3, 1)), Err(ProducerError::UnknownProducerId));
+        assert_eq!(fresh.check(&batch(0, 3, 1)), Ok(Verdict::Append), "no state: any sequence");
+        assert_eq!(fresh.check(&batch(0, 5, 1)), Err(ProducerError::OutOfOrderSequence), "then they follow on");
     }
 
     #[test]
@@ -362,11 +396,32 @@ mod tests {
     fn markers_fence_older_epochs() {
         let mut s = ProducerStates::default();
         assert_eq!(s.check(&batch(0, 0, 3)), Ok(Verdict::Append));
-        s.apply_marker(7, 0);
+        s.apply_marker(7, 0, 1000);
         assert_eq!(s.check(&batch(0, 3, 1)), Ok(Verdict::Append), "same epoch: sequences go on");
-        s.apply_marker(7, 1);
+        s.apply_marker(7, 1, 1000);
         assert_eq!(s.check(&batch(0, 4, 1)), Err(ProducerError::InvalidProducerEpoch));
         assert_eq!(s.check(&batch(1, 0, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_in_a_transaction_or_writing() {
+        let mut s = ProducerStates::default();
+        let b = batch(0, 0, 1);
+        assert_eq!(s.check(&b), Ok(Verdict::Append));
+        assert_eq!(s.expire(10_000, 100), 0, "its batch is being written");
+        s.complete(&b, 0);
+        assert_eq!(s.expire(1099, 100), 0, "idle 99 ms");
+        let other = ProducerBatch { producer_id: 8, transactional: true, ..batch(0, 0, 1) };
+        assert_eq!(s.check(&other), Ok(Verdict::Append));
+        s.complete(&other, 1);
+        assert!(s.txns.begin(8, 0, 1));
+        assert_eq!(s.expire(1100, 100), 1, "producer 7 idle 100 ms; 8 has a transaction open");
+        assert_eq!(s.describe().iter().map(|p| p.0).collect::<Vec<_>>(), vec![8]);
+        assert_eq!(s.check(&batch(0, 9, 1)), Ok(Verdict::Append), "forgotten: a gap is no longer seen");
+        s.txns.end(8, true, 2);
+        s.apply_marker(8, 0, 1050);
+        assert_eq!(s.expire(1149, 100), 0, "the marker counts as activity");
+        assert_eq!(s.expire(1150, 100), 1);
     }
 
     #[test]
