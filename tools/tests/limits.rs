@@ -137,7 +137,7 @@ fn long_poll_fetch(topic: &str, correlation_id: i32, max_wait_ms: i32) -> Vec<u8
 /// group's initial rebalance delay has passed.
 fn first_join(group: &str, correlation_id: i32) -> Vec<u8> {
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-    use kafka_protocol::messages::{ApiKey, GroupId, JoinGroupRequest, RequestHeader};
+    use kafka_protocol::messages::{ApiKey, GroupId, JoinGroupRequest};
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
         .with_session_timeout_ms(10_000)
@@ -146,11 +146,21 @@ fn first_join(group: &str, correlation_id: i32) -> Vec<u8> {
         .with_protocols(vec![JoinGroupRequestProtocol::default()
             .with_name(StrBytes::from_static_str("range"))
             .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0]))]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::JoinGroup as i16)
-        .with_request_api_version(2)
+    frame(ApiKey::JoinGroup, 2, correlation_id, &request)
+}
+
+/// A request frame as a client sends it.
+fn frame<T: kafka_protocol::protocol::Encodable>(
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &T,
+) -> Vec<u8> {
+    let header = kafka_protocol::messages::RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
         .with_correlation_id(correlation_id);
-    weir_net::codec::encode_request(&header, ApiKey::JoinGroup, &request).unwrap().to_vec()
+    weir_net::codec::encode_request(&header, key, request).unwrap().to_vec()
 }
 
 #[test]
@@ -334,7 +344,7 @@ fn fetch_max_bytes_caps_a_response_whatever_the_client_asks() {
 /// A Fetch v12 frame for partition 0 of `topic` from offset 0, allowing `max_bytes` in all and per partition.
 fn fetch_everything(topic: &str, correlation_id: i32, max_bytes: i32) -> Vec<u8> {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader};
+    use kafka_protocol::messages::{ApiKey, FetchRequest};
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(0)
@@ -342,11 +352,7 @@ fn fetch_everything(topic: &str, correlation_id: i32, max_bytes: i32) -> Vec<u8>
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(max_bytes)])]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(12)
-        .with_correlation_id(correlation_id);
-    weir_net::codec::encode_request(&header, ApiKey::Fetch, &request).unwrap().to_vec()
+    frame(ApiKey::Fetch, 12, correlation_id, &request)
 }
 
 #[test]

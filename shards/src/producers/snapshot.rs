@@ -1,10 +1,12 @@
 //! The bytes of a producer state snapshot (the engine frames and stores
 //! them): version 1, then big-endian
 //!
-//!     producers: u32 count, each id i64, epoch i16, last timestamp i64,
-//!                u8 batch count (at most 5), each first seq i32, last seq i32, base offset i64
-//!     open transactions: u32 count, each producer id i64, epoch i16, first offset i64
-//!     aborted transactions: u32 count, each producer id i64, first offset i64, marker offset i64
+//! ```text
+//! producers: u32 count, each id i64, epoch i16, last timestamp i64,
+//!            u8 batch count (at most 5), each first seq i32, last seq i32, base offset i64
+//! open transactions: u32 count, each producer id i64, epoch i16, first offset i64
+//! aborted transactions: u32 count, each producer id i64, first offset i64, marker offset i64
+//! ```
 //!
 //! Decoding checks every count against the bytes left and the invariants of
 //! the state, so a snapshot that does not parse whole is refused, never trusted.
