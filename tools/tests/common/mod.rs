@@ -180,8 +180,20 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
     }
 }
 
+/// A port nothing listens on now and no other test of this process got.
+/// (The kernel hands the port it just freed to the next bind of port 0, and
+/// the broker binds with SO_REUSEPORT: two tests started together could get
+/// one port, and their brokers would share it.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The i-th test message: a key shared by every 1,000th message, a value of
