@@ -221,7 +221,13 @@ async fn read_requests(
         let (key, version, correlation_id) =
             (frame.api_key, frame.header.request_api_version, frame.header.correlation_id);
         let request = match handlers::decode(&mut frame) {
-            Ok(request) => request,
+            Ok(handlers::Decoded { request, ignored_bytes }) => {
+                if ignored_bytes > 0 {
+                    tracing::debug!(%peer, "{key:?} v{version}: ignored {ignored_bytes} bytes after the request body");
+                    shard.metrics().add_request_bytes_ignored(ignored_bytes);
+                }
+                request
+            }
             Err(e) => {
                 tracing::info!(%peer, "closing connection: {e}");
                 break;

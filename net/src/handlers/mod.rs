@@ -103,14 +103,21 @@ pub enum DecodeError {
     Malformed(ApiKey, i16, String),
 }
 
-pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
+/// A decoded request and the bytes left after its body, which are ignored as
+/// Kafka ignores them (librdkafka's all-topics Metadata v9+ leaves three).
+pub struct Decoded {
+    pub request: Request,
+    pub ignored_bytes: usize,
+}
+
+pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
     let key = frame.api_key;
     let version = frame.header.request_api_version;
     let Some((min, max)) = supported_range(key) else {
         return Err(DecodeError::NotImplemented(key));
     };
     if key == ApiKey::ApiVersions && !(min..=max).contains(&version) {
-        return Ok(Request::ApiVersionsUnsupported);
+        return Ok(Decoded { request: Request::ApiVersionsUnsupported, ignored_bytes: 0 });
     }
     let in_range = (min..=max).contains(&version);
     if !in_range || (key == ApiKey::Produce && version < PRODUCE_RECORD_BATCH_MIN_VERSION) {
@@ -153,15 +160,12 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Request, DecodeError> {
         ApiKey::ListTransactions => Request::ListTransactions(decode_body(body, version).map_err(malformed)?),
         other => return Err(DecodeError::NotImplemented(other)),
     };
-    Ok(request)
+    Ok(Decoded { request, ignored_bytes: body.len() })
 }
 
+/// Decodes a body from the front of `body`, leaving what follows it there.
 fn decode_body<T: Decodable>(body: &mut Bytes, version: i16) -> anyhow::Result<T> {
-    let request = T::decode(body, version)?;
-    if !body.is_empty() {
-        anyhow::bail!("{} bytes left after the request body", body.len());
-    }
-    Ok(request)
+    T::decode(body, version)
 }
 
 /// Answers a request; `None` means no response is sent (Produce with acks=0).
@@ -314,5 +318,45 @@ async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a s
             Err(weir_shards::TopicError::AlreadyExists) => {}
             Err(e) => tracing::warn!(topic = %topic.name, "auto-create failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::RequestHeader;
+
+    fn frame(key: ApiKey, version: i16, body: &[u8]) -> RequestFrame {
+        let header = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version);
+        RequestFrame { api_key: key, header, body: Bytes::copy_from_slice(body) }
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_ignored_as_kafka_ignores_them() {
+        // librdkafka's all-topics Metadata v12: a 4-byte placeholder where the
+        // compact array count (one byte, 0 = null = all topics) goes, then its
+        // allow_auto_topic_creation, include_topic_authorized_operations and
+        // empty tags. Kafka reads the fields from the placeholder and ignores
+        // the last three bytes.
+        let mut all_topics = frame(ApiKey::Metadata, 12, &[0, 0, 0, 0, 1, 0, 0]);
+        let Ok(Decoded { request: Request::Metadata(request), ignored_bytes }) = decode(&mut all_topics) else {
+            panic!("librdkafka's all-topics Metadata v12 was refused");
+        };
+        assert_eq!(request.topics, None);
+        assert_eq!(ignored_bytes, 3);
+
+        let mut exact = frame(ApiKey::Metadata, 12, &[0, 1, 0, 0]);
+        let Ok(Decoded { ignored_bytes: 0, .. }) = decode(&mut exact) else {
+            panic!("an exact body was not taken whole")
+        };
+    }
+
+    #[test]
+    fn a_body_too_short_is_still_malformed() {
+        // A compact array of two topics, then nothing.
+        let mut short = frame(ApiKey::Metadata, 12, &[3]);
+        assert!(matches!(decode(&mut short), Err(DecodeError::Malformed(ApiKey::Metadata, 12, _))));
+        let mut empty = frame(ApiKey::Produce, 9, &[]);
+        assert!(matches!(decode(&mut empty), Err(DecodeError::Malformed(ApiKey::Produce, 9, _))));
     }
 }

@@ -132,6 +132,8 @@ pub struct ShardMetrics {
     connections_idle_closed: Cell<u64>,
     /// Log bytes read to rebuild producer state (the tail after a snapshot).
     producer_state_replayed_bytes: Cell<u64>,
+    /// Bytes after a request body, ignored as Kafka ignores them.
+    request_bytes_ignored: Cell<u64>,
     pub produce_latency: Histogram,
     pub fetch_latency: Histogram,
     /// Kafka requests being answered (from decoded to answered; long polls included).
@@ -173,6 +175,9 @@ impl ShardMetrics {
     pub fn add_producer_state_replayed_bytes(&self, n: u64) {
         bump(&self.producer_state_replayed_bytes, n);
     }
+    pub fn add_request_bytes_ignored(&self, n: usize) {
+        bump(&self.request_bytes_ignored, n as u64);
+    }
 }
 
 /// What one shard reports to the admin endpoint.
@@ -190,6 +195,7 @@ pub struct ShardStats {
     pub refused_max_connections_per_ip: u64,
     pub connections_idle_closed: u64,
     pub producer_state_replayed_bytes: u64,
+    pub request_bytes_ignored: u64,
     pub produce_latency: HistogramSnapshot,
     pub fetch_latency: HistogramSnapshot,
     /// CPU time of the shard's thread: (user, system).
@@ -343,6 +349,7 @@ impl Shard {
             refused_max_connections_per_ip: m.refused_max_connections_per_ip.get(),
             connections_idle_closed: m.connections_idle_closed.get(),
             producer_state_replayed_bytes: m.producer_state_replayed_bytes.get(),
+            request_bytes_ignored: m.request_bytes_ignored.get(),
             produce_latency: m.produce_latency.snapshot(),
             fetch_latency: m.fetch_latency.snapshot(),
             cpu_time: crate::runtime::thread_cpu_time(),
