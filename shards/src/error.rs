@@ -44,6 +44,10 @@ pub enum TopicError {
     InvalidReplicationFactor(i16),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("controller shard unavailable")]

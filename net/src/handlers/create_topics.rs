@@ -16,10 +16,12 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
     let mut results: Vec<Option<Result<TopicMetadata, TopicError>>> = Vec::new();
     let mut to_create = Vec::new();
     for t in &request.topics {
-        let new_topic = NewTopic {
-            name: t.name.0.to_string(),
-            partitions: t.num_partitions,
-            replication_factor: t.replication_factor,
+        let new_topic = match new_topic(t, shard.config().node_id) {
+            Ok(new_topic) => new_topic,
+            Err(e) => {
+                results.push(Some(Err(e)));
+                continue;
+            }
         };
         match configs_of(t) {
             Err(e) => results.push(Some(Err(e))),
@@ -59,6 +61,46 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// The topic an entry asks for. Explicit replica assignments give the
+/// partition count (numPartitions and replicationFactor are then -1, as
+/// Kafka requires); with one broker, each partition's replicas are it alone.
+fn new_topic(topic: &CreatableTopic, node_id: i32) -> Result<NewTopic, TopicError> {
+    let name = topic.name.0.to_string();
+    if topic.assignments.is_empty() {
+        return Ok(NewTopic { name, partitions: topic.num_partitions, replication_factor: topic.replication_factor });
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err(TopicError::InvalidRequest(
+            "Both numPartitions or replicationFactor and replicasAssignments were set. \
+             Both cannot be used at the same time."
+                .into(),
+        ));
+    }
+    let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+    indexes.sort_unstable();
+    if indexes.iter().zip(0..).any(|(&index, expected)| index != expected) {
+        return Err(TopicError::InvalidReplicaAssignment(
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    for assignment in &topic.assignments {
+        let replicas: Vec<i32> = assignment.broker_ids.iter().map(|b| b.0).collect();
+        let problem = match replicas.as_slice() {
+            [] => "The manual partition assignment includes an empty replica list.".to_string(),
+            [only] if *only == node_id => continue,
+            [first, ..] if replicas.iter().all(|&b| b == node_id) => {
+                format!("The manual partition assignment includes the broker {first} more than once.")
+            }
+            _ => {
+                let unknown = replicas.iter().find(|&&b| b != node_id).unwrap_or(&node_id);
+                format!("The manual partition assignment includes broker {unknown}, but no such broker is registered.")
+            }
+        };
+        return Err(TopicError::InvalidReplicaAssignment(problem));
+    }
+    Ok(NewTopic { name, partitions: topic.assignments.len() as i32, replication_factor: 1 })
 }
 
 fn configs_of(topic: &CreatableTopic) -> Result<TopicConfigs, TopicError> {
