@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# librdkafka's own integration test suite (tests/ of the librdkafka release
+# that the rdkafka-sys crate bundles, the same source Cargo already
+# downloaded for the rdkafka tests) against a fresh `weir serve`.
+#
+# Every test in tests/test.c's table that needs a broker is run in full mode
+# (not -Q), one test number per test-runner process, with upstream's
+# settings: auto-created topics with 4 partitions like upstream's test
+# cluster, test.topic.random=true, and TEST_KAFKA_VERSION of a 4.1 broker
+# (Weir, like Kafka 4, takes RecordBatch v2 only: the tests leave out the
+# older message formats for it). Tests of the "noautocreate" scenario run
+# against a second broker with auto_create_topics off, as upstream runs
+# them. Tests that need what Weir does not have yet are skipped with their
+# reason, from skipped.txt beside this file (each names the issue that
+# builds it).
+#
+#   bash tools/tests/librdkafka/run.sh            # every test
+#   bash tools/tests/librdkafka/run.sh 0081 0044  # these test numbers
+# Environment:
+#   WEIR                 broker binary (default: target/release/weir)
+#   LIBRDKAFKA_JOBS      test numbers run at once (default: 3)
+#   LIBRDKAFKA_TIMEOUT   seconds one test number may take (default: 600)
+#   TEST_TIMEOUT_MULTIPLIER  librdkafka's test.timeout.multiplier (default: 2)
+#
+# Prints PASS/FAIL/SKIP per test and ends with "N passed, M failed, K skipped";
+# a failed test's log stays in target/librdkafka-tests/logs/.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+cd "$ROOT"
+
+WEIR=${WEIR:-target/release/weir}
+[[ $WEIR == /* ]] || WEIR="$ROOT/$WEIR"
+JOBS=${LIBRDKAFKA_JOBS:-3}
+TIMEOUT=${LIBRDKAFKA_TIMEOUT:-600}
+MULTIPLIER=${TEST_TIMEOUT_MULTIPLIER:-2}
+WORK="$ROOT/target/librdkafka-tests"
+
+log() { echo "== $*"; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+if [[ ! -x $WEIR ]]; then
+  echo "broker binary $WEIR not found or not executable (run cargo build --release)" >&2
+  exit 2
+fi
+
+# --- build librdkafka and its test-runner ------------------------------------
+# zstd and RapidJSON are optional to librdkafka, but without them the tests
+# of zstd and of the statistics JSON are skipped.
+missing=()
+for pkg in zlib1g-dev libssl-dev libzstd-dev rapidjson-dev; do
+  dpkg -s "$pkg" > /dev/null 2>&1 || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  log "installing ${missing[*]} (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
+fi
+
+manifest=$(cargo metadata --format-version 1 --locked | python3 -c '
+import json, sys
+print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "rdkafka-sys"))')
+source_dir="$(dirname "$manifest")/librdkafka"
+version=$(sed -n 's/^#define RD_KAFKA_VERSION *0x\([0-9a-f]*\).*/\1/p' "$source_dir/src/rdkafka.h")
+build="$WORK/librdkafka-$version"
+runner="$build/tests/test-runner"
+if [[ ! -x $runner ]]; then
+  log "building librdkafka's test-runner from $source_dir"
+  rm -rf "$build"
+  mkdir -p "$WORK"
+  cp -a "$source_dir" "$build"
+  (
+    cd "$build"
+    ./configure --disable-gssapi --disable-curl > "$WORK/configure.log" 2>&1 ||
+      { cat "$WORK/configure.log"; exit 1; }
+    make -j"$(nproc)" libs > "$WORK/make.log" 2>&1 || { tail -50 "$WORK/make.log"; exit 1; }
+    make -C tests -j"$(nproc)" test-runner > "$WORK/make-tests.log" 2>&1 ||
+      { tail -50 "$WORK/make-tests.log"; exit 1; }
+  )
+fi
+tests_dir="$build/tests"
+log "librdkafka $(sed -n 's/^#define RD_KAFKA_VERSION *\(0x[0-9a-f]*\).*/\1/p' "$source_dir/src/rdkafka.h")" \
+  "($(basename "$(dirname "$source_dir")")), test-runner $runner"
+
+# --- which tests ----------------------------------------------------------------
+# Every entry of tests/test.c's table: name, flags, scenario.
+table=$(python3 "$HERE/test_table.py" "$tests_dir/test.c")
+declare -A skip_reason=()
+while IFS= read -r line; do
+  [[ -z $line || $line == \#* ]] && continue
+  skip_reason[${line%% *}]=${line#* }
+done < "$HERE/skipped.txt"
+
+wanted=("$@")
+selected=()   # "number scenario"
+not_run=()    # SKIP lines of the tests skipped here
+while read -r name flags scenario; do
+  number=${name%%_*}
+  [[ $flags == *TEST_F_LOCAL* || $flags == *TEST_F_MANUAL* ]] && continue
+  [[ $flags == *TEST_F_KNOWN_ISSUE* && $flags != *TEST_F_KNOWN_ISSUE_* ]] && continue
+  if [[ ${#wanted[@]} -gt 0 && " ${wanted[*]} " != *" $number "* ]]; then continue; fi
+  if [[ -n ${skip_reason[$name]:-} ]]; then
+    not_run+=("SKIP $name: ${skip_reason[$name]}")
+    continue
+  fi
+  case $scenario in
+    *default*) entry="$number default" ;;
+    *noautocreate*) entry="$number noautocreate" ;;
+    *) not_run+=("SKIP $name: scenario $scenario only"); continue ;;
+  esac
+  [[ " ${selected[*]} " == *" $entry "* ]] || selected+=("$entry")
+done <<< "$table"
+
+# --- brokers --------------------------------------------------------------------
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pids=()
+dirs=()
+stop_brokers() {
+  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
+  for dir in "${dirs[@]}"; do rm -rf "$dir"; done
+}
+trap stop_brokers EXIT
+trap 'exit 130' INT TERM
+
+# start_broker NAME AUTO_CREATE: echoes the bootstrap address.
+start_broker() {
+  local port data
+  port=$(free_port)
+  data=$(mktemp -d -t "weir-librdkafka-$1.XXXXXX")
+  dirs+=("$data")
+  "$WEIR" serve --listen "127.0.0.1:$port" --data-dir "$data" --shards 2 --default-partitions 4 \
+    --auto-create-topics "$2" --admin-listen "" > "$WORK/broker-$1.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do
+    if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$port" 2> /dev/null; then
+      BOOTSTRAP="127.0.0.1:$port"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "broker $1 did not start:" >&2
+  cat "$WORK/broker-$1.log" >&2
+  exit 1
+}
+mkdir -p "$WORK/logs"
+rm -f "$WORK"/logs/*
+start_broker default true
+default_bootstrap=$BOOTSTRAP
+start_broker noautocreate false
+noautocreate_bootstrap=$BOOTSTRAP
+for scenario in default noautocreate; do
+  bootstrap_var=${scenario}_bootstrap
+  cat > "$WORK/test-$scenario.conf" <<CONF
+bootstrap.servers=${!bootstrap_var}
+test.topic.random=true
+test.timeout.multiplier=$MULTIPLIER
+CONF
+done
+# kafka-topics.sh for the tests that create or change topics through
+# Kafka's Java CLI, which is not installable here: it runs `weir topics`.
+mkdir -p "$WORK/kafka/bin"
+cat > "$WORK/kafka/bin/kafka-topics.sh" <<SHIM
+#!/usr/bin/env bash
+exec python3 "$HERE/kafka_topics_shim.py" "$WEIR" "\$@"
+SHIM
+chmod +x "$WORK/kafka/bin/kafka-topics.sh"
+
+# --- run --------------------------------------------------------------------------
+run_one() { # number scenario
+  local number=$1 scenario=$2 bootstrap_var=${2}_bootstrap out="$WORK/logs/$1-$2.log" rc=0
+  # (A runner that aborts would make bash report it on stderr: the log says more.)
+  { (
+    cd "$tests_dir"
+    LD_LIBRARY_PATH="$build/src:$build/src-cpp" TEST_KAFKA_VERSION=4.1.0 \
+      RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
+      timeout -k 10 "$TIMEOUT" ./test-runner -L -s "$scenario" "$number"
+  ) > "$out" 2>&1 || rc=$?; } 2> /dev/null
+  # The runner's summary table (| name | STATE | duration | reason), or,
+  # where a failure aborted it before the table, its failure lines.
+  sed 's/\x1b\[[0-9;]*m//g' "$out" | awk -F'|' -v number="$number" -v rc="$rc" '
+    $2 ~ "^ " number "_" {
+      gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $3); gsub(/^ +| +$/, "", $4); gsub(/^ +| +$/, "", $5)
+      # Silent skips: local tests, other scenarios.
+      if ($3 == "SKIPPED" && ($5 == "" || $5 ~ /negative test flags/)) next
+      state = ($3 == "PASSED") ? "PASS" : ($3 == "SKIPPED") ? "SKIP" : "FAIL"
+      printf "%s %s (%s)%s\n", state, $2, $4, ($5 != "" ? ": " $5 : "")
+      rows++
+      failed += (state == "FAIL")
+    }
+    /^### Test "/ && $0 !~ /"<MAIN>"/ { why = $0; getline detail; aborted[++n] = why " " detail }
+    END {
+      if (!rows) for (i = 1; i <= n; i++) { print "FAIL " number ": " aborted[i]; failed++ }
+      # A runner that failed with no failed test: a crash, a timeout, or
+      # librdkafka threads left running at exit.
+      if (rc != 0 && !failed) printf "FAIL %s: test-runner exit %s, see its log\n", number, rc
+    }'
+}
+
+export -f run_one
+export WORK TIMEOUT tests_dir build default_bootstrap noautocreate_bootstrap
+
+log "running ${#selected[@]} test numbers, $JOBS at a time"
+results="$WORK/results.txt"
+printf '%s\n' "${not_run[@]}" | tee "$results"
+printf '%s\n' "${selected[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"' | tee -a "$results"
+
+passed=$(grep -c '^PASS ' "$results" || true)
+failed=$(grep -c '^FAIL ' "$results" || true)
+skipped=$(grep -c '^SKIP ' "$results" || true)
+if [[ $failed -gt 0 ]]; then
+  log "failed: $(grep '^FAIL ' "$results" | cut -d' ' -f2 | tr '\n' ' ')(logs in $WORK/logs)"
+fi
+echo "librdkafka: $passed passed, $failed failed, $skipped skipped"
+[[ $failed -eq 0 ]]
