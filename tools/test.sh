@@ -2,11 +2,13 @@
 # The whole test suite: every crate's tests (engine, shards, net, and the
 # integration tests that run the real broker against librdkafka), then the
 # kcat, kafka-python, confluent-kafka and kafkajs compatibility tests, which
-# install those clients if they are missing, then every fuzz target for a
-# bounded time from its committed corpus (tools/fuzz.sh; FUZZ_SECONDS each).
+# install those clients if they are missing, then librdkafka's own test suite
+# (tools/tests/librdkafka/run.sh), then every fuzz target for a bounded time
+# from its committed corpus (tools/fuzz.sh; FUZZ_SECONDS each).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --workspace
 cargo test --release --workspace
 bash tools/tests/clients/run.sh
+bash tools/tests/librdkafka/run.sh
 bash tools/fuzz.sh

@@ -191,7 +191,10 @@ run_one() { # number scenario
     }
     /^### Test "/ && $0 !~ /"<MAIN>"/ { why = $0; getline detail; aborted[++n] = why " " detail }
     END {
-      if (!rows) for (i = 1; i <= n; i++) { print "FAIL " number ": " aborted[i]; failed++ }
+      if (!rows && n) {
+        printf "FAIL %s: %s%s\n", number, aborted[1], (n > 1 ? " (and " n - 1 " more failures)" : "")
+        failed++
+      }
       # A runner that failed with no failed test: a crash, a timeout, or
       # librdkafka threads left running at exit.
       if (rc != 0 && !failed) printf "FAIL %s: test-runner exit %s, see its log\n", number, rc
