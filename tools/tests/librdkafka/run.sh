@@ -21,6 +21,8 @@
 #   LIBRDKAFKA_JOBS      test numbers run at once (default: 3)
 #   LIBRDKAFKA_TIMEOUT   seconds one test number may take (default: 600)
 #   TEST_TIMEOUT_MULTIPLIER  librdkafka's test.timeout.multiplier (default: 2)
+#   LIBRDKAFKA_RUNNER_ARGS   more test-runner flags, e.g. -P (every producer
+#                        idempotent, as upstream's idempotent run)
 #
 # Prints PASS/FAIL/SKIP per test and ends with "N passed, M failed, K skipped";
 # a failed test's log stays in target/librdkafka-tests/logs/.
@@ -175,7 +177,7 @@ run_one() { # number scenario
     cd "$tests_dir"
     LD_LIBRARY_PATH="$build/src:$build/src-cpp" TEST_KAFKA_VERSION=4.1.0 \
       RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
-      timeout -k 10 "$TIMEOUT" ./test-runner -L -s "$scenario" "$number"
+      timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "$scenario" "$number"
   ) > "$out" 2>&1 || rc=$?; } 2> /dev/null
   # The runner's summary table (| name | STATE | duration | reason), or,
   # where a failure aborted it before the table, its failure lines.
