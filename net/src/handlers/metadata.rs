@@ -1,6 +1,5 @@
 //! Metadata: this broker, and the topics asked for (auto-created if allowed).
 
-use super::auto_create_topics;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -78,4 +77,31 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, ve
         response.topic_id = topic.id;
     }
     response
+}
+
+/// Creates the named topics that do not exist yet, with the broker default
+/// partition count, when `auto_create_topics` is on. Invalid names are left
+/// for the caller to report.
+async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a str>) {
+    if !shard.config().auto_create_topics {
+        return;
+    }
+    let snapshot = shard.metadata();
+    let missing: Vec<_> = names
+        .filter(|name| snapshot.topic(name).is_none() && weir_shards::metadata::validate_topic_name(name).is_ok())
+        .map(|name| weir_shards::NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1 })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    for (topic, result) in missing.iter().zip(shard.create_topics(missing.clone()).await) {
+        match result {
+            Ok(created) => {
+                tracing::info!(topic = %created.name, partitions = created.partitions, "auto-created topic")
+            }
+            // Another request may have created it meanwhile; that is fine.
+            Err(weir_shards::TopicError::AlreadyExists) => {}
+            Err(e) => tracing::warn!(topic = %topic.name, "auto-create failed: {e}"),
+        }
+    }
 }
