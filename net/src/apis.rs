@@ -28,6 +28,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::ApiVersions, min: 0, max: 3 },
     SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },
     SupportedApi { key: ApiKey::DeleteTopics, min: 1, max: 6 },
+    SupportedApi { key: ApiKey::CreatePartitions, min: 0, max: 3 },
     SupportedApi { key: ApiKey::FindCoordinator, min: 0, max: 4 },
     SupportedApi { key: ApiKey::InitProducerId, min: 0, max: 4 },
     SupportedApi { key: ApiKey::JoinGroup, min: 0, max: 9 },

@@ -5,6 +5,7 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
@@ -38,12 +39,12 @@ use crate::metrics::ResponseErrorCode;
 use bytes::Bytes;
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey, ApiVersionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
-    TxnOffsetCommitRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest,
+    EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
@@ -61,6 +62,7 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    CreatePartitions(CreatePartitionsRequest),
     FindCoordinator(FindCoordinatorRequest),
     InitProducerId(InitProducerIdRequest),
     JoinGroup(JoinGroupRequest),
@@ -133,6 +135,7 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
+        ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(body, version).map_err(malformed)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(decode_body(body, version).map_err(malformed)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode_body(body, version).map_err(malformed)?),
         ApiKey::JoinGroup => Request::JoinGroup(decode_body(body, version).map_err(malformed)?),
@@ -206,6 +209,7 @@ pub async fn handle(
         Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
         Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
         Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
+        Request::CreatePartitions(r) => respond(&create_partitions::handle(&shard, r).await),
         Request::FindCoordinator(r) => respond(&find_coordinator::handle(&shard, version, r).await),
         Request::InitProducerId(r) => respond(&init_producer_id::handle(&shard, version, r).await),
         Request::JoinGroup(r) => respond(&join_group::handle(&shard, version, &client, r).await),
@@ -293,33 +297,6 @@ macro_rules! answer_partition_codes {
     };
 }
 use answer_partition_codes;
-
-/// Creates the named topics that do not exist yet, with the broker default
-/// partition count, when `auto_create_topics` is on. Invalid names are left
-/// for the caller to report.
-async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a str>) {
-    if !shard.config().auto_create_topics {
-        return;
-    }
-    let snapshot = shard.metadata();
-    let missing: Vec<_> = names
-        .filter(|name| snapshot.topic(name).is_none() && weir_shards::metadata::validate_topic_name(name).is_ok())
-        .map(|name| weir_shards::NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1 })
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    for (topic, result) in missing.iter().zip(shard.create_topics(missing.clone()).await) {
-        match result {
-            Ok(created) => {
-                tracing::info!(topic = %created.name, partitions = created.partitions, "auto-created topic")
-            }
-            // Another request may have created it meanwhile; that is fine.
-            Err(weir_shards::TopicError::AlreadyExists) => {}
-            Err(e) => tracing::warn!(topic = %topic.name, "auto-create failed: {e}"),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
