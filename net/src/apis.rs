@@ -24,6 +24,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::Produce, min: 0, max: 9 },
     SupportedApi { key: ApiKey::Fetch, min: 4, max: 12 },
     SupportedApi { key: ApiKey::ListOffsets, min: 1, max: 7 },
+    SupportedApi { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
     SupportedApi { key: ApiKey::Metadata, min: 0, max: 12 },
     SupportedApi { key: ApiKey::ApiVersions, min: 0, max: 3 },
     SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },

@@ -61,6 +61,7 @@ error_code_with! {
     ProduceResponse => |r| 0, r.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code));
     FetchResponse => |r| r.error_code, r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     ListOffsetsResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    OffsetForLeaderEpochResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     CreateTopicsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
     DeleteTopicsResponse => |r| 0, r.responses.iter().map(|t| t.error_code);
     CreatePartitionsResponse => |r| 0, r.results.iter().map(|t| t.error_code);

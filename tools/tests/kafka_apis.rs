@@ -1,7 +1,7 @@
 //! The APIs and versions clients call beyond produce, fetch and groups:
 //! topic auto-creation (Metadata only, as Kafka), CreatePartitions through
-//! librdkafka's admin client and `weir topics alter --partitions`, with
-//! Kafka's answers to bad requests.
+//! librdkafka's admin client and `weir topics alter --partitions`,
+//! OffsetForLeaderEpoch (KIP-320), with Kafka's answers to bad requests.
 
 mod common;
 
@@ -9,10 +9,11 @@ use common::*;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    TopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewPartitions};
@@ -20,6 +21,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -254,4 +256,87 @@ fn weir_topics_alter_adds_partitions() {
     assert!(!shrunk.status.success());
     let stderr = String::from_utf8_lossy(&shrunk.stderr);
     assert!(stderr.contains("The topic cli currently has 3 partition(s); 2 would not be an increase."), "{stderr}");
+}
+
+/// OffsetForLeaderEpoch of partitions 0 and 1 of `topic`, asking for
+/// `epoch` with `current` as the client's current leader epoch, at `version`:
+/// (error code, leader epoch, end offset) of each.
+fn epoch_end_offsets(client: &mut Client, topic: &str, current: i32, epoch: i32, version: i16) -> Vec<(i16, i32, i64)> {
+    let partitions = (0..2)
+        .map(|p| {
+            OffsetForLeaderPartition::default()
+                .with_partition(p)
+                .with_current_leader_epoch(current)
+                .with_leader_epoch(epoch)
+        })
+        .collect();
+    let mut request = OffsetForLeaderEpochRequest::default()
+        .with_topics(vec![OffsetForLeaderTopic::default().with_topic(name(topic)).with_partitions(partitions)]);
+    if version >= 3 {
+        request.replica_id = BrokerId(-1);
+    }
+    let response = client.send(&request, version).expect("offset for leader epoch answered");
+    response.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect()
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_as_a_one_broker_kafka() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.bootstrap(), "epochs", 1);
+    let mut c = client(&broker.bootstrap());
+    for _ in 0..3 {
+        assert_eq!(produce(&mut c, "epochs", 0), 0);
+    }
+    let unknown = code(ResponseError::UnknownTopicOrPartition);
+    for version in 2..=4 {
+        // Epoch 0, the only one, ends at the log end offset; partition 1 does not exist.
+        assert_eq!(epoch_end_offsets(&mut c, "epochs", -1, 0, version), [(0, 0, 3), (unknown, -1, -1)]);
+        assert_eq!(epoch_end_offsets(&mut c, "epochs", 0, 0, version)[0], (0, 0, 3));
+        // An epoch above the current one, or none, has no end offset.
+        assert_eq!(epoch_end_offsets(&mut c, "epochs", 0, 5, version)[0], (0, -1, -1));
+        assert_eq!(epoch_end_offsets(&mut c, "epochs", -1, -1, version)[0], (0, -1, -1));
+        // The client's view of the current epoch is checked first.
+        let unknown_epoch = code(ResponseError::UnknownLeaderEpoch);
+        assert_eq!(epoch_end_offsets(&mut c, "epochs", 1, 0, version)[0], (unknown_epoch, -1, -1));
+        assert_eq!(epoch_end_offsets(&mut c, "missing", 0, 0, version), [(unknown, -1, -1), (unknown, -1, -1)]);
+    }
+    // A follower (replica id 3, v3+) is answered the same.
+    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(3)).with_topics(vec![
+        OffsetForLeaderTopic::default()
+            .with_topic(name("epochs"))
+            .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0)]),
+    ]);
+    let p = &c.send(&request, 4).unwrap().topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 3));
+}
+
+#[test]
+fn librdkafka_validates_a_seek_with_a_leader_epoch_through_offset_for_leader_epoch() {
+    let (broker, admin) = broker_with_admin(&[]);
+    let b = broker.bootstrap();
+    create_topic(&b, "validated", 1);
+    send_to(&b, "validated", &[(0, "a"), (0, "b")]);
+    let consumer = consumer(&b);
+    let mut from_start = TopicPartitionList::new();
+    from_start.add_partition_offset("validated", 0, Offset::Beginning).unwrap();
+    consumer.assign(&from_start).unwrap();
+    receive(&consumer, &["a", "b"]);
+    // A seek to offset 1 in leader epoch 0 (what a committed position
+    // carries; the rdkafka crate has no setter for it) is validated (KIP-320)
+    // before fetching resumes.
+    let mut seek = TopicPartitionList::new();
+    seek.add_partition_offset("validated", 0, Offset::Offset(1)).unwrap();
+    let topic = std::ffi::CString::new("validated").unwrap();
+    // SAFETY: `seek` owns the list and outlives the element pointer, which
+    // `find` returns for the partition added just above.
+    unsafe {
+        let element = rdkafka::bindings::rd_kafka_topic_partition_list_find(seek.ptr(), topic.as_ptr(), 0);
+        assert!(!element.is_null());
+        rdkafka::bindings::rd_kafka_topic_partition_set_leader_epoch(element, 0);
+    }
+    consumer.seek_partitions(seek, TIMEOUT).expect("seek");
+    assert_eq!(receive(&consumer, &["b"]), [(0, "b".to_string())], "the validated position was not kept");
+    let metrics = http(&admin, "GET", "/metrics").1;
+    let validated = sum(&metrics, "weir_requests_total", &["api=\"OffsetForLeaderEpoch\"", "error_code=\"0\""]);
+    assert!(validated >= 1.0, "librdkafka did not validate its position:\n{metrics}");
 }

@@ -64,7 +64,7 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, ve
                 .with_replica_nodes(vec![node_id])
                 .with_isr_nodes(vec![node_id]);
             if version >= 7 {
-                partition.leader_epoch = 0;
+                partition.leader_epoch = super::LEADER_EPOCH;
             }
             partition
         })

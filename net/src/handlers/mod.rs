@@ -29,6 +29,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
@@ -37,15 +38,8 @@ use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_fetch_response, encode_response, RequestFrame, ResponseFrame};
 use crate::metrics::ResponseErrorCode;
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey, ApiVersionsRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest,
-    EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
-    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest,
-};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
 use weir_shards::Shard;
@@ -60,6 +54,7 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
@@ -133,6 +128,7 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::Produce => Request::Produce(decode_body(body, version).map_err(malformed)?),
         ApiKey::Fetch => Request::Fetch(decode_body(body, version).map_err(malformed)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
+        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode_body(body, version).map_err(malformed)?),
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(body, version).map_err(malformed)?),
@@ -207,6 +203,7 @@ pub async fn handle(
             encode_fetch_response(version, correlation_id, &response).map(Some)
         }
         Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
+        Request::OffsetForLeaderEpoch(r) => respond(&offset_for_leader_epoch::handle(&shard, r).await),
         Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
         Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
         Request::CreatePartitions(r) => respond(&create_partitions::handle(&shard, r).await),
@@ -249,6 +246,20 @@ impl<T: Encodable + ResponseErrorCode> EncodeAt for T {
     }
     fn error_code(&self) -> i16 {
         ResponseErrorCode::error_code(self)
+    }
+}
+
+/// The leader epoch of every partition: a single broker has led each one
+/// since it was created, and a restart does not change the leader.
+const LEADER_EPOCH: i32 = 0;
+
+/// Kafka's check of the leader epoch a client believes current (-1: none
+/// given): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+fn current_leader_epoch_error(current_leader_epoch: i32) -> Option<i16> {
+    match current_leader_epoch {
+        -1 | LEADER_EPOCH => None,
+        epoch if epoch < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch.code()),
+        _ => Some(ResponseError::UnknownLeaderEpoch.code()),
     }
 }
 
