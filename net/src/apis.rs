@@ -44,6 +44,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::OffsetDelete, min: 0, max: 0 },
     SupportedApi { key: ApiKey::DeleteRecords, min: 0, max: 2 },
     SupportedApi { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
+    SupportedApi { key: ApiKey::DescribeCluster, min: 0, max: 2 },
     SupportedApi { key: ApiKey::AlterConfigs, min: 0, max: 2 },
     SupportedApi { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 },
     SupportedApi { key: ApiKey::AddPartitionsToTxn, min: 0, max: 3 },

@@ -37,6 +37,7 @@ macro_rules! top_level_error_code {
 
 top_level_error_code!(
     ApiVersionsResponse,
+    DescribeClusterResponse,
     JoinGroupResponse,
     SyncGroupResponse,
     HeartbeatResponse,

@@ -12,8 +12,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, DescribeClusterRequest, MetadataRequest,
+    MetadataResponse, OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewPartitions};
@@ -339,4 +339,35 @@ fn librdkafka_validates_a_seek_with_a_leader_epoch_through_offset_for_leader_epo
     let metrics = http(&admin, "GET", "/metrics").1;
     let validated = sum(&metrics, "weir_requests_total", &["api=\"OffsetForLeaderEpoch\"", "error_code=\"0\""]);
     assert!(validated >= 1.0, "librdkafka did not validate its position:\n{metrics}");
+}
+
+#[test]
+fn describe_cluster_names_this_broker_as_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, "node_id = 3\n").unwrap();
+    let broker = Broker::start(&["--config", config.to_str().unwrap()]);
+    let mut c = client(&broker.bootstrap());
+    let cluster_id = metadata_at(&mut c, "any", false, 12).cluster_id.unwrap();
+    for version in 0..=2 {
+        let request = DescribeClusterRequest::default().with_include_cluster_authorized_operations(version == 2);
+        let response = c.send(&request, version).unwrap();
+        assert_eq!(response.error_code, 0);
+        assert_eq!((response.cluster_id.clone(), response.controller_id), (cluster_id.clone(), BrokerId(3)));
+        let brokers: Vec<_> = response.brokers.iter().map(|b| (b.broker_id, b.host.to_string(), b.port)).collect();
+        assert_eq!(brokers, [(BrokerId(3), "127.0.0.1".to_string(), broker.port as i32)]);
+        // Without an authorizer Kafka allows every cluster operation: CREATE,
+        // ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+        let expected_operations = if version == 2 { 0b1_1111_1010_0000 } else { i32::MIN };
+        assert_eq!(response.cluster_authorized_operations, expected_operations);
+        if version >= 1 {
+            assert_eq!(response.endpoint_type, 1);
+        }
+    }
+    // Brokers do not describe the controllers' endpoints.
+    let controllers = c.send(&DescribeClusterRequest::default().with_endpoint_type(2), 1).unwrap();
+    assert_eq!(controllers.error_code, code(ResponseError::MismatchedEndpointType));
+    assert!(controllers.brokers.is_empty());
+    let unknown = c.send(&DescribeClusterRequest::default().with_endpoint_type(9), 2).unwrap();
+    assert_eq!(unknown.error_code, code(ResponseError::UnsupportedEndpointType));
 }

@@ -23,7 +23,7 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     }
     let snapshot = shard.metadata();
     let node_id = BrokerId(shard.config().node_id);
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, node_id, version)).collect(),
         Some(names) => names
             .into_iter()
@@ -34,15 +34,23 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
             })
             .collect(),
     };
-    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
-    let broker =
-        MetadataResponseBroker::default().with_node_id(node_id).with_host(StrBytes::from_string(host)).with_port(port);
+    let (host, port) = super::advertised_address(shard);
+    let broker = MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port);
+    if request.include_topic_authorized_operations && version >= 8 {
+        for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
+            topic.topic_authorized_operations = super::TOPIC_OPERATIONS;
+        }
+    }
     let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
     if version >= 1 {
         response.controller_id = node_id;
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(snapshot.cluster_id.clone()));
+    }
+    // Asked for from v8 (the cluster's until v10): without an authorizer, everything.
+    if request.include_cluster_authorized_operations && (8..=10).contains(&version) {
+        response.cluster_authorized_operations = super::CLUSTER_OPERATIONS;
     }
     response
 }

@@ -10,6 +10,7 @@ mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_producers;
@@ -72,6 +73,7 @@ pub enum Request {
     OffsetDelete(OffsetDeleteRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeConfigs(DescribeConfigsRequest),
+    DescribeCluster(DescribeClusterRequest),
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     AddPartitionsToTxn(AddPartitionsToTxnRequest),
@@ -146,6 +148,7 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(body, version).map_err(malformed)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeCluster => Request::DescribeCluster(decode_body(body, version).map_err(malformed)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(body, version).map_err(malformed)?),
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(decode_body(body, version).map_err(malformed)?)
@@ -221,6 +224,7 @@ pub async fn handle(
         Request::OffsetDelete(r) => respond(&offset_delete::handle(&shard, r).await),
         Request::DeleteRecords(r) => respond(&delete_records::handle(&shard, r).await),
         Request::DescribeConfigs(r) => respond(&describe_configs::handle(&shard, version, r)),
+        Request::DescribeCluster(r) => respond(&describe_cluster::handle(&shard, version, r)),
         Request::AlterConfigs(r) => respond(&alter_configs::handle(&shard, r).await),
         Request::IncrementalAlterConfigs(r) => respond(&incremental_alter_configs::handle(&shard, r).await),
         Request::AddPartitionsToTxn(r) => respond(&add_partitions_to_txn::handle(&shard, version, r).await),
@@ -261,6 +265,30 @@ fn current_leader_epoch_error(current_leader_epoch: i32) -> Option<i16> {
         epoch if epoch < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch.code()),
         _ => Some(ResponseError::UnknownLeaderEpoch.code()),
     }
+}
+
+/// The operations a client may perform, as the bit field Kafka reports when
+/// asked (`include_*_authorized_operations`): without an authorizer, every
+/// operation the resource supports (Kafka's `AclEntry.supportedOperations`;
+/// bit n is the AclOperation with code n).
+const fn operations(codes: &[u8]) -> i32 {
+    let mut field = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        field |= 1 << codes[i];
+        i += 1;
+    }
+    field
+}
+/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+const CLUSTER_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
+/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const TOPIC_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
+
+/// The host and port clients are told to connect to.
+fn advertised_address(shard: &Shard) -> (StrBytes, i32) {
+    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
+    (StrBytes::from_string(host), port)
 }
 
 /// Error messages go out as `StrBytes`.
