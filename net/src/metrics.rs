@@ -37,6 +37,7 @@ macro_rules! top_level_error_code {
 
 top_level_error_code!(
     ApiVersionsResponse,
+    DescribeClusterResponse,
     JoinGroupResponse,
     SyncGroupResponse,
     HeartbeatResponse,
@@ -61,8 +62,10 @@ error_code_with! {
     ProduceResponse => |r| 0, r.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code));
     FetchResponse => |r| r.error_code, r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     ListOffsetsResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    OffsetForLeaderEpochResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     CreateTopicsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
     DeleteTopicsResponse => |r| 0, r.responses.iter().map(|t| t.error_code);
+    CreatePartitionsResponse => |r| 0, r.results.iter().map(|t| t.error_code);
     FindCoordinatorResponse => |r| r.error_code, r.coordinators.iter().map(|c| c.error_code);
     LeaveGroupResponse => |r| r.error_code, r.members.iter().map(|m| m.error_code);
     ListGroupsResponse => |r| r.error_code, [];

@@ -40,6 +40,12 @@ pub enum TopicError {
     InvalidName(String),
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    /// CreatePartitions with a count that does not add partitions (Kafka's message).
+    #[error("{0}")]
+    NotAnIncrease(String),
+    /// CreatePartitions with replica assignments this cluster cannot take (Kafka's message).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error("replication factor {0} is larger than the number of brokers (1)")]
     InvalidReplicationFactor(i16),
     #[error("invalid config: {0}")]

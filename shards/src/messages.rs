@@ -8,7 +8,7 @@ use crate::groups::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
     SyncResponse,
 };
-use crate::metadata::{ConfigAlteration, MetadataSnapshot, NewTopic, TopicConfigs, TopicMetadata};
+use crate::metadata::{ConfigAlteration, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata};
 use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition, ShardStats};
 use crate::transactions::{TxnError, TxnMetadata};
 use bytes::Bytes;
@@ -218,11 +218,18 @@ pub enum ShardMessage {
         validate_only: bool,
         reply: oneshot::Sender<TopicResults>,
     },
-    /// To the controller shard.
+    /// To the controller shard: raise topics' partition counts (each result
+    /// holds the topic as it is, or would be with `validate_only`).
+    CreatePartitions {
+        increases: Vec<PartitionIncrease>,
+        validate_only: bool,
+        reply: oneshot::Sender<TopicResults>,
+    },
     /// To the controller shard: a new producer id (InitProducerId).
     AllocateProducerId {
         reply: oneshot::Sender<Result<i64, TopicError>>,
     },
+    /// To the controller shard.
     DeleteTopics {
         names: Vec<String>,
         reply: oneshot::Sender<TopicResults>,

@@ -60,6 +60,72 @@ pub struct NewTopic {
     pub replication_factor: i16,
 }
 
+/// CreatePartitions of one topic: the new total `count`, and optionally the
+/// brokers of each added partition (as many lists as partitions added).
+#[derive(Clone, Debug)]
+pub struct PartitionIncrease {
+    pub name: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+impl PartitionIncrease {
+    /// Kafka's controller checks, in its order: the count must add
+    /// partitions, and each given assignment must name registered `brokers`,
+    /// each once, as many as the topic's replicas (one here).
+    pub fn check(&self, topic: &TopicMetadata, brokers: &[i32]) -> Result<(), TopicError> {
+        let current = topic.partitions;
+        if self.count == current {
+            return Err(TopicError::NotAnIncrease(format!("Topic already has {current} partition(s).")));
+        }
+        if self.count < current {
+            return Err(TopicError::NotAnIncrease(format!(
+                "The topic {} currently has {current} partition(s); {} would not be an increase.",
+                self.name, self.count
+            )));
+        }
+        if self.count > MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(self.count));
+        }
+        let Some(assignments) = &self.assignments else { return Ok(()) };
+        let additional = self.count - current;
+        let invalid = |why: String| Err(TopicError::InvalidReplicaAssignment(why));
+        if assignments.len() != additional as usize {
+            return invalid(format!(
+                "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+                assignments.len()
+            ));
+        }
+        for replicas in assignments {
+            if replicas.is_empty() {
+                return invalid("The manual partition assignment includes an empty replica list.".into());
+            }
+            let mut sorted = replicas.clone();
+            sorted.sort_unstable();
+            for (i, broker) in sorted.iter().enumerate() {
+                if !brokers.contains(broker) {
+                    return invalid(format!(
+                        "The manual partition assignment includes broker {broker}, but no such broker is registered."
+                    ));
+                }
+                if i > 0 && sorted[i - 1] == *broker {
+                    return invalid(format!(
+                        "The manual partition assignment includes the broker {broker} more than once."
+                    ));
+                }
+            }
+            if replicas.len() != 1 {
+                return invalid(format!(
+                    "The manual partition assignment includes a partition with {} replica(s), but this is not \
+                     consistent with previous partitions, which have 1 replica(s).",
+                    replicas.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An immutable view of all topics, shared by every shard.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct MetadataSnapshot {
@@ -235,6 +301,26 @@ impl MetadataStore {
         Ok(changed)
     }
 
+    /// Raises a topic's partition count (checked with
+    /// [`PartitionIncrease::check`]); with `validate_only`, returns the topic
+    /// as it would be and changes nothing.
+    pub fn add_partitions(
+        &mut self,
+        increase: &PartitionIncrease,
+        brokers: &[i32],
+        validate_only: bool,
+    ) -> Result<TopicMetadata, TopicError> {
+        let current = self.current.topic(&increase.name).ok_or(TopicError::Unknown)?;
+        increase.check(current, brokers)?;
+        let grown = TopicMetadata { partitions: increase.count, ..current.clone() };
+        if !validate_only {
+            let mut next = self.clone_current();
+            next.topics.insert(grown.name.clone(), grown.clone());
+            self.persist(next)?;
+        }
+        Ok(grown)
+    }
+
     /// Removes a topic; returns what it was.
     pub fn delete_topic(&mut self, name: &str) -> Result<TopicMetadata, TopicError> {
         let mut next = self.clone_current();
@@ -357,6 +443,47 @@ mod tests {
         assert!(matches!(not_list.apply(&current, default), Err(TopicError::InvalidConfig(_))));
         let replace = ConfigAlteration::Replace(vec![("segment.ms".into(), Some("5".into()))]);
         assert_eq!(replace.apply(&current, default).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn partitions_are_added_as_kafka_checks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::load(dir.path()).unwrap();
+        let created = store.create_topic(&new_topic("t", 2), &TopicConfigs::new(), 1).unwrap();
+        let increase = |count, assignments| PartitionIncrease { name: "t".into(), count, assignments };
+        let message = |r: Result<TopicMetadata, TopicError>| r.unwrap_err().to_string();
+        assert_eq!(message(store.add_partitions(&increase(2, None), &[1], false)), "Topic already has 2 partition(s).");
+        assert_eq!(
+            message(store.add_partitions(&increase(1, None), &[1], false)),
+            "The topic t currently has 2 partition(s); 1 would not be an increase."
+        );
+        assert_eq!(
+            store.add_partitions(&increase(MAX_PARTITIONS + 1, None), &[1], false),
+            Err(TopicError::InvalidPartitions(MAX_PARTITIONS + 1))
+        );
+        let unknown = PartitionIncrease { name: "nope".into(), ..increase(3, None) };
+        assert_eq!(store.add_partitions(&unknown, &[1], false), Err(TopicError::Unknown));
+        for (assignments, why) in [
+            (vec![vec![1]], "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."),
+            (vec![vec![1], vec![]], "The manual partition assignment includes an empty replica list."),
+            (
+                vec![vec![1], vec![2]],
+                "The manual partition assignment includes broker 2, but no such broker is registered.",
+            ),
+            (vec![vec![1], vec![1, 1]], "The manual partition assignment includes the broker 1 more than once."),
+        ] {
+            let result = store.add_partitions(&increase(4, Some(assignments)), &[1], false);
+            assert_eq!(result, Err(TopicError::InvalidReplicaAssignment(why.into())));
+        }
+        let two_replicas = store.add_partitions(&increase(3, Some(vec![vec![1, 2]])), &[1, 2], false);
+        assert!(message(two_replicas).contains("a partition with 2 replica(s)"));
+
+        let checked = store.add_partitions(&increase(4, Some(vec![vec![1], vec![1]])), &[1], true).unwrap();
+        assert_eq!(checked.partitions, 4);
+        assert_eq!(store.snapshot().topic("t").unwrap().partitions, 2, "validate_only changed the topic");
+        let grown = store.add_partitions(&increase(5, None), &[1], false).unwrap();
+        assert_eq!(grown, TopicMetadata { partitions: 5, ..created });
+        assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("t"), Some(&grown));
     }
 
     #[test]

@@ -3,14 +3,15 @@
 use crate::Bootstrap;
 use anyhow::bail;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_net::client::Client;
@@ -40,9 +41,12 @@ pub enum TopicsCommand {
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
-    /// Set topic configs, or return them to the broker default.
+    /// Add partitions, set topic configs, or return configs to the broker default.
     Alter {
         name: String,
+        /// The new partition count: partitions are only ever added, never removed.
+        #[arg(long, short = 'p')]
+        partitions: Option<i32>,
         /// A topic config to set, e.g. `cleanup.policy=compact` (repeatable).
         #[arg(long = "config", short = 'c', value_name = "NAME=VALUE", value_parser = parse_config)]
         configs: Vec<(String, String)>,
@@ -67,8 +71,8 @@ pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
         }
         TopicsCommand::List { bootstrap } => list(&bootstrap.bootstrap),
         TopicsCommand::Describe { name, bootstrap } => describe(&bootstrap.bootstrap, &name),
-        TopicsCommand::Alter { name, configs, delete_configs, bootstrap } => {
-            alter(&bootstrap.bootstrap, &name, &configs, &delete_configs)
+        TopicsCommand::Alter { name, partitions, configs, delete_configs, bootstrap } => {
+            alter(&bootstrap.bootstrap, &name, partitions, &configs, &delete_configs)
         }
         TopicsCommand::Delete { name, bootstrap } => delete(&bootstrap.bootstrap, &name),
     }
@@ -222,13 +226,40 @@ pub fn topic_configs(client: &mut Client, topic: &str) -> anyhow::Result<Vec<(St
         .collect())
 }
 
-fn alter(bootstrap: &str, name: &str, set: &[(String, String)], delete: &[String]) -> anyhow::Result<()> {
-    const SET: i8 = 0;
-    const DELETE: i8 = 1;
-    if set.is_empty() && delete.is_empty() {
-        bail!("nothing to change: give --config NAME=VALUE or --delete-config NAME");
+fn alter(
+    bootstrap: &str,
+    name: &str,
+    partitions: Option<i32>,
+    set: &[(String, String)],
+    delete: &[String],
+) -> anyhow::Result<()> {
+    if partitions.is_none() && set.is_empty() && delete.is_empty() {
+        bail!("nothing to change: give --partitions N, --config NAME=VALUE or --delete-config NAME");
     }
     let mut client = Client::connect(bootstrap)?;
+    if let Some(count) = partitions {
+        add_partitions(&mut client, name, count)?;
+    }
+    if !set.is_empty() || !delete.is_empty() {
+        alter_configs(&mut client, name, set, delete)?;
+    }
+    println!("altered topic {name}");
+    Ok(())
+}
+
+fn add_partitions(client: &mut Client, name: &str, count: i32) -> anyhow::Result<()> {
+    let topic = CreatePartitionsTopic::default().with_name(topic_name(name)).with_count(count).with_assignments(None);
+    let request = CreatePartitionsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+    let response = client.send(&request, 3)?;
+    for result in &response.results {
+        check(result.error_code, result.error_message.as_ref(), &format!("cannot add partitions to '{name}'"))?;
+    }
+    Ok(())
+}
+
+fn alter_configs(client: &mut Client, name: &str, set: &[(String, String)], delete: &[String]) -> anyhow::Result<()> {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
     let op = |config: &str, operation, value: Option<&String>| {
         AlterableConfig::default()
             .with_name(StrBytes::from_string(config.to_string()))
@@ -244,7 +275,6 @@ fn alter(bootstrap: &str, name: &str, set: &[(String, String)], delete: &[String
     for result in &response.responses {
         check(result.error_code, result.error_message.as_ref(), &format!("cannot alter topic '{name}'"))?;
     }
-    println!("altered topic {name}");
     Ok(())
 }
 

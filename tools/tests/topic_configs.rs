@@ -26,18 +26,13 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::future::Future;
 use std::path::Path;
-use std::pin::pin;
 use std::process::Command;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
 use std::time::{Duration, Instant};
 use weir_net::client::Client;
 
@@ -50,29 +45,6 @@ fn broker() -> (Broker, tempfile::TempDir) {
     std::fs::write(&config, "log_retention_check_interval_ms = 200\nlog_cleaner_backoff_ms = 200\n").unwrap();
     let broker = Broker::start(&["--config", config.to_str().unwrap()]);
     (broker, dir)
-}
-
-/// Runs an rdkafka admin future to completion (the admin client polls on its own thread).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client")
 }
 
 fn options() -> AdminOptions {

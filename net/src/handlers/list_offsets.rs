@@ -24,7 +24,7 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
                         response.offset = offset;
                         response.timestamp = timestamp;
                         if version >= 4 {
-                            response.leader_epoch = 0;
+                            response.leader_epoch = super::LEADER_EPOCH;
                         }
                     }
                     Err(e) => {

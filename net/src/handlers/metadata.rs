@@ -1,6 +1,5 @@
 //! Metadata: this broker, and the topics asked for (auto-created if allowed).
 
-use super::auto_create_topics;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -24,7 +23,7 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     }
     let snapshot = shard.metadata();
     let node_id = BrokerId(shard.config().node_id);
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, node_id, version)).collect(),
         Some(names) => names
             .into_iter()
@@ -35,15 +34,23 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
             })
             .collect(),
     };
-    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
-    let broker =
-        MetadataResponseBroker::default().with_node_id(node_id).with_host(StrBytes::from_string(host)).with_port(port);
+    let (host, port) = super::advertised_address(shard);
+    let broker = MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port);
+    if request.include_topic_authorized_operations && version >= 8 {
+        for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
+            topic.topic_authorized_operations = super::TOPIC_OPERATIONS;
+        }
+    }
     let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
     if version >= 1 {
         response.controller_id = node_id;
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(snapshot.cluster_id.clone()));
+    }
+    // Asked for from v8 (the cluster's until v10): without an authorizer, everything.
+    if request.include_cluster_authorized_operations && (8..=10).contains(&version) {
+        response.cluster_authorized_operations = super::CLUSTER_OPERATIONS;
     }
     response
 }
@@ -65,7 +72,7 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, ve
                 .with_replica_nodes(vec![node_id])
                 .with_isr_nodes(vec![node_id]);
             if version >= 7 {
-                partition.leader_epoch = 0;
+                partition.leader_epoch = super::LEADER_EPOCH;
             }
             partition
         })
@@ -78,4 +85,31 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, ve
         response.topic_id = topic.id;
     }
     response
+}
+
+/// Creates the named topics that do not exist yet, with the broker default
+/// partition count, when `auto_create_topics` is on. Invalid names are left
+/// for the caller to report.
+async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a str>) {
+    if !shard.config().auto_create_topics {
+        return;
+    }
+    let snapshot = shard.metadata();
+    let missing: Vec<_> = names
+        .filter(|name| snapshot.topic(name).is_none() && weir_shards::metadata::validate_topic_name(name).is_ok())
+        .map(|name| weir_shards::NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1 })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    for (topic, result) in missing.iter().zip(shard.create_topics(missing.clone()).await) {
+        match result {
+            Ok(created) => {
+                tracing::info!(topic = %created.name, partitions = created.partitions, "auto-created topic")
+            }
+            // Another request may have created it meanwhile; that is fine.
+            Err(weir_shards::TopicError::AlreadyExists) => {}
+            Err(e) => tracing::warn!(topic = %topic.name, "auto-create failed: {e}"),
+        }
+    }
 }

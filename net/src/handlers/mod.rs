@@ -5,10 +5,12 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_producers;
@@ -28,6 +30,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
@@ -36,15 +39,8 @@ use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_fetch_response, encode_response, RequestFrame, ResponseFrame};
 use crate::metrics::ResponseErrorCode;
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey, ApiVersionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
-    TxnOffsetCommitRequest,
-};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
 use weir_shards::Shard;
@@ -59,8 +55,10 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    CreatePartitions(CreatePartitionsRequest),
     FindCoordinator(FindCoordinatorRequest),
     InitProducerId(InitProducerIdRequest),
     JoinGroup(JoinGroupRequest),
@@ -75,6 +73,7 @@ pub enum Request {
     OffsetDelete(OffsetDeleteRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeConfigs(DescribeConfigsRequest),
+    DescribeCluster(DescribeClusterRequest),
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     AddPartitionsToTxn(AddPartitionsToTxnRequest),
@@ -131,8 +130,10 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::Produce => Request::Produce(decode_body(body, version).map_err(malformed)?),
         ApiKey::Fetch => Request::Fetch(decode_body(body, version).map_err(malformed)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
+        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode_body(body, version).map_err(malformed)?),
         ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
+        ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(body, version).map_err(malformed)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(decode_body(body, version).map_err(malformed)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode_body(body, version).map_err(malformed)?),
         ApiKey::JoinGroup => Request::JoinGroup(decode_body(body, version).map_err(malformed)?),
@@ -147,6 +148,7 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(body, version).map_err(malformed)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeCluster => Request::DescribeCluster(decode_body(body, version).map_err(malformed)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(body, version).map_err(malformed)?),
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(decode_body(body, version).map_err(malformed)?)
@@ -204,8 +206,10 @@ pub async fn handle(
             encode_fetch_response(version, correlation_id, &response).map(Some)
         }
         Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
+        Request::OffsetForLeaderEpoch(r) => respond(&offset_for_leader_epoch::handle(&shard, r).await),
         Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
         Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
+        Request::CreatePartitions(r) => respond(&create_partitions::handle(&shard, r).await),
         Request::FindCoordinator(r) => respond(&find_coordinator::handle(&shard, version, r).await),
         Request::InitProducerId(r) => respond(&init_producer_id::handle(&shard, version, r).await),
         Request::JoinGroup(r) => respond(&join_group::handle(&shard, version, &client, r).await),
@@ -220,6 +224,7 @@ pub async fn handle(
         Request::OffsetDelete(r) => respond(&offset_delete::handle(&shard, r).await),
         Request::DeleteRecords(r) => respond(&delete_records::handle(&shard, r).await),
         Request::DescribeConfigs(r) => respond(&describe_configs::handle(&shard, version, r)),
+        Request::DescribeCluster(r) => respond(&describe_cluster::handle(&shard, version, r)),
         Request::AlterConfigs(r) => respond(&alter_configs::handle(&shard, r).await),
         Request::IncrementalAlterConfigs(r) => respond(&incremental_alter_configs::handle(&shard, r).await),
         Request::AddPartitionsToTxn(r) => respond(&add_partitions_to_txn::handle(&shard, version, r).await),
@@ -246,6 +251,44 @@ impl<T: Encodable + ResponseErrorCode> EncodeAt for T {
     fn error_code(&self) -> i16 {
         ResponseErrorCode::error_code(self)
     }
+}
+
+/// The leader epoch of every partition: a single broker has led each one
+/// since it was created, and a restart does not change the leader.
+const LEADER_EPOCH: i32 = 0;
+
+/// Kafka's check of the leader epoch a client believes current (-1: none
+/// given): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+fn current_leader_epoch_error(current_leader_epoch: i32) -> Option<i16> {
+    match current_leader_epoch {
+        -1 | LEADER_EPOCH => None,
+        epoch if epoch < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch.code()),
+        _ => Some(ResponseError::UnknownLeaderEpoch.code()),
+    }
+}
+
+/// The operations a client may perform, as the bit field Kafka reports when
+/// asked (`include_*_authorized_operations`): without an authorizer, every
+/// operation the resource supports (Kafka's `AclEntry.supportedOperations`;
+/// bit n is the AclOperation with code n).
+const fn operations(codes: &[u8]) -> i32 {
+    let mut field = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        field |= 1 << codes[i];
+        i += 1;
+    }
+    field
+}
+/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+const CLUSTER_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
+/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const TOPIC_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
+
+/// The host and port clients are told to connect to.
+fn advertised_address(shard: &Shard) -> (StrBytes, i32) {
+    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
+    (StrBytes::from_string(host), port)
 }
 
 /// Error messages go out as `StrBytes`.
@@ -293,33 +336,6 @@ macro_rules! answer_partition_codes {
     };
 }
 use answer_partition_codes;
-
-/// Creates the named topics that do not exist yet, with the broker default
-/// partition count, when `auto_create_topics` is on. Invalid names are left
-/// for the caller to report.
-async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a str>) {
-    if !shard.config().auto_create_topics {
-        return;
-    }
-    let snapshot = shard.metadata();
-    let missing: Vec<_> = names
-        .filter(|name| snapshot.topic(name).is_none() && weir_shards::metadata::validate_topic_name(name).is_ok())
-        .map(|name| weir_shards::NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1 })
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    for (topic, result) in missing.iter().zip(shard.create_topics(missing.clone()).await) {
-        match result {
-            Ok(created) => {
-                tracing::info!(topic = %created.name, partitions = created.partitions, "auto-created topic")
-            }
-            // Another request may have created it meanwhile; that is fine.
-            Err(weir_shards::TopicError::AlreadyExists) => {}
-            Err(e) => tracing::warn!(topic = %topic.name, "auto-create failed: {e}"),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,8 @@
 //! Produce: validate and append each partition's batches on its owning shard.
+//! An unknown topic is UNKNOWN_TOPIC_OR_PARTITION, never auto-created: as in
+//! Kafka, only Metadata creates topics (clients ask for it there first).
 
-use super::{auto_create_topics, message};
+use super::message;
 use crate::errors::partition_error_code;
 use bytes::Bytes;
 use futures::future::{join_all, select, Either};
@@ -25,9 +27,6 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         -1 => Ok(Durability::Synced),
         _ => Err(ResponseError::InvalidRequiredAcks.code()),
     };
-    if durability.is_ok() {
-        auto_create_topics(shard, request.topic_data.iter().map(|t| &*t.name.0)).await;
-    }
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let transactional_id = transactional_id.as_deref();
     let topics = join_all(request.topic_data.into_iter().map(|topic| async move {

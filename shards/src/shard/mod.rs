@@ -9,7 +9,9 @@ use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
 use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
-use crate::metadata::{ConfigAlteration, MetadataSnapshot, MetadataStore, NewTopic, TopicConfigs, TopicMetadata};
+use crate::metadata::{
+    ConfigAlteration, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
+};
 use crate::ownership::{owner_of, CONTROLLER_SHARD};
 use crate::runtime::ConnectionLimits;
 use crate::transactions::TRANSACTION_STATE_TOPIC;
@@ -232,6 +234,19 @@ pub struct PartitionStats {
 /// Topics only the broker writes: clients may neither create nor delete them.
 pub fn is_internal_topic(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
+/// A request that names an internal topic among others is refused whole:
+/// the internal ones as reserved, the others as not attempted.
+fn refuse_internal_topics<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<TopicResults> {
+    if !names.clone().any(is_internal_topic) {
+        return None;
+    }
+    let refuse = |n: &str| match is_internal_topic(n) {
+        true => TopicError::InvalidName(format!("'{n}' is reserved for the broker")),
+        false => TopicError::ControllerUnavailable,
+    };
+    Some(names.map(|n| Err(refuse(n))).collect())
 }
 
 /// How long the admin endpoint waits for a shard's figures.
@@ -567,18 +582,8 @@ impl Shard {
     /// Creates topics with their topic configs (validated by the caller with
     /// `metadata::validate_topic_configs`); results in request order.
     pub async fn create_topics_with_configs(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
-        if topics.iter().any(|(t, _)| is_internal_topic(&t.name)) {
-            return topics
-                .iter()
-                .map(|(t, _)| {
-                    let reserved = TopicError::InvalidName(format!("'{}' is reserved for the broker", t.name));
-                    if is_internal_topic(&t.name) {
-                        Err(reserved)
-                    } else {
-                        Err(TopicError::ControllerUnavailable)
-                    }
-                })
-                .collect();
+        if let Some(refused) = refuse_internal_topics(topics.iter().map(|(t, _)| t.name.as_str())) {
+            return refused;
         }
         self.create_configured_topics_unchecked(topics).await
     }
@@ -612,15 +617,24 @@ impl Shard {
         self.ask_controller(ShardMessage::AlterTopicConfigs { alterations, validate_only, reply }, answer, count).await
     }
 
+    /// Raises topics' partition counts through the controller (CreatePartitions);
+    /// results in request order. Every shard opens the partitions it gains
+    /// before the new count is served. The partition count of an internal topic
+    /// is the broker's (groups and transactional ids are hashed over it).
+    pub async fn create_partitions(&self, increases: Vec<PartitionIncrease>, validate_only: bool) -> TopicResults {
+        if self.id == CONTROLLER_SHARD {
+            return self.controller_create_partitions(increases, validate_only).await;
+        }
+        let count = increases.len();
+        let (reply, answer) = oneshot::channel();
+        self.ask_controller(ShardMessage::CreatePartitions { increases, validate_only, reply }, answer, count).await
+    }
+
     /// Deletes topics through the controller; results in request order.
     /// Internal topics cannot be deleted.
     pub async fn delete_topics(&self, names: Vec<String>) -> TopicResults {
-        if names.iter().any(|n| is_internal_topic(n)) {
-            let reserved = |n: &str| TopicError::InvalidName(format!("'{n}' is reserved for the broker"));
-            return names
-                .iter()
-                .map(|n| Err(if is_internal_topic(n) { reserved(n) } else { TopicError::ControllerUnavailable }))
-                .collect();
+        if let Some(refused) = refuse_internal_topics(names.iter().map(String::as_str)) {
+            return refused;
         }
         if self.id == CONTROLLER_SHARD {
             return self.controller_delete_topics(names).await;
@@ -675,6 +689,27 @@ impl Shard {
                     store.set_topic_configs(name, configs)
                 })
                 .collect()
+        };
+        if !validate_only && results.iter().any(Result::is_ok) {
+            self.publish_metadata(Vec::new()).await;
+        }
+        results
+    }
+
+    async fn controller_create_partitions(
+        &self,
+        increases: Vec<PartitionIncrease>,
+        validate_only: bool,
+    ) -> TopicResults {
+        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
+        let brokers = [self.config.node_id];
+        let results: TopicResults = {
+            let mut store = self.controller_store().borrow_mut();
+            let add = |increase: &PartitionIncrease| match is_internal_topic(&increase.name) {
+                true => Err(TopicError::InvalidName(format!("'{}' is reserved for the broker", increase.name))),
+                false => store.add_partitions(increase, &brokers, validate_only),
+            };
+            increases.iter().map(add).collect()
         };
         if !validate_only && results.iter().any(Result::is_ok) {
             self.publish_metadata(Vec::new()).await;
@@ -867,6 +902,9 @@ impl Shard {
             }
             ShardMessage::AlterTopicConfigs { alterations, validate_only, reply } => {
                 let _ = reply.send(self.controller_alter_configs(alterations, validate_only).await);
+            }
+            ShardMessage::CreatePartitions { increases, validate_only, reply } => {
+                let _ = reply.send(self.controller_create_partitions(increases, validate_only).await);
             }
             ShardMessage::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.controller_delete_topics(names).await);

@@ -1,0 +1,42 @@
+//! DescribeCluster: the cluster id, the controller and the brokers (this
+//! one), as AdminClient.describeCluster shows them. Brokers serve the broker
+//! endpoint type only; a request for the controllers' endpoints gets Kafka's
+//! MISMATCHED_ENDPOINT_TYPE (v0 has no endpoint type: always brokers).
+
+use super::{advertised_address, message, CLUSTER_OPERATIONS};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+use weir_shards::Shard;
+
+const BROKER_ENDPOINTS: i8 = 1;
+const CONTROLLER_ENDPOINTS: i8 = 2;
+
+pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    if request.endpoint_type != BROKER_ENDPOINTS {
+        let (error, why) = match request.endpoint_type {
+            CONTROLLER_ENDPOINTS => (
+                ResponseError::MismatchedEndpointType,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER"
+                    .to_string(),
+            ),
+            other => (ResponseError::UnsupportedEndpointType, format!("Unsupported endpoint type {other}")),
+        };
+        return DescribeClusterResponse::default().with_error_code(error.code()).with_error_message(message(why));
+    }
+    let node_id = BrokerId(shard.config().node_id);
+    let (host, port) = advertised_address(shard);
+    let broker = DescribeClusterBroker::default().with_broker_id(node_id).with_host(host).with_port(port);
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(shard.metadata().cluster_id.clone()))
+        .with_controller_id(node_id)
+        .with_brokers(vec![broker]);
+    if version >= 1 {
+        response.endpoint_type = BROKER_ENDPOINTS;
+    }
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
+    response
+}
