@@ -14,6 +14,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::Offline => ResponseError::KafkaStorageError,
         PartitionError::Engine(EngineError::CorruptMessage(_)) => ResponseError::CorruptMessage,
         PartitionError::Engine(EngineError::InvalidRecord(_)) => ResponseError::InvalidRecord,
+        PartitionError::Engine(EngineError::InvalidTimestamp(_)) => ResponseError::InvalidTimestamp,
         PartitionError::Engine(EngineError::MessageTooLarge(_)) => ResponseError::MessageTooLarge,
         PartitionError::Engine(EngineError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
         PartitionError::Engine(EngineError::Io(_)) => ResponseError::KafkaStorageError,
@@ -36,6 +37,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::InvalidRequest(_) => ResponseError::InvalidRequest,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
         TopicError::ControllerUnavailable => ResponseError::NotController,
     };

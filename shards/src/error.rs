@@ -44,6 +44,10 @@ pub enum TopicError {
     InvalidReplicationFactor(i16),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A request Kafka refuses as a whole (e.g. a static broker config to
+    /// change at runtime).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("controller shard unavailable")]
