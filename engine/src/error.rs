@@ -13,6 +13,11 @@ pub enum EngineError {
     /// Kafka: INVALID_RECORD.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A CreateTime record stamped outside the topic's
+    /// `message.timestamp.before.max.ms` / `after.max.ms` of the append time.
+    /// Kafka: INVALID_TIMESTAMP.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// A batch (or a produce payload) is larger than the configured limit; the
     /// value is the offending size in bytes. Kafka: MESSAGE_TOO_LARGE.
     #[error("message too large: {0} bytes")]

@@ -84,6 +84,10 @@ pub struct LogConfig {
     /// first write is this old (wall clock; a segment recovered at open counts
     /// from the open). `None`: only `segment_bytes` rolls.
     pub segment_ms: Option<u64>,
+    /// Kafka `segment.jitter.ms`: each segment rolls by `segment_ms` less a
+    /// random amount below this (and below `segment_ms`), so many logs
+    /// created together do not roll together.
+    pub segment_jitter_ms: u64,
     /// Kafka `retention.ms`: [`PartitionLog::enforce_retention`] deletes sealed
     /// segments whose largest timestamp is older than this. `None`: -1.
     pub retention_ms: Option<u64>,
@@ -96,8 +100,16 @@ pub struct LogConfig {
     /// Kafka `delete.retention.ms`: compaction keeps a tombstone (null value)
     /// until its timestamp is this old.
     pub delete_retention_ms: u64,
+    /// Kafka `min.compaction.lag.ms`: compaction stops at the first sealed
+    /// segment holding a record younger than this.
+    pub min_compaction_lag_ms: u64,
     /// Kafka `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// Kafka `message.timestamp.before.max.ms` / `after.max.ms`: with
+    /// CreateTime, a batch with a record this far behind (ahead of) the
+    /// append time is refused. `None`: no bound.
+    pub timestamp_before_max_ms: Option<u64>,
+    pub timestamp_after_max_ms: Option<u64>,
     /// Bytes of recently written batches kept in memory for tailing readers;
     /// 0 disables the read cache.
     pub cache_bytes: usize,
@@ -113,11 +125,15 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             segment_ms: None,
+            segment_jitter_ms: 0,
             retention_ms: None,
             retention_bytes: None,
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: None,
+            timestamp_after_max_ms: None,
             cache_bytes: 4 << 20,
         }
     }
@@ -380,7 +396,12 @@ impl PartitionLog {
         if records.len() > MAX_APPEND_BYTES {
             return Err(EngineError::MessageTooLarge(records.len()));
         }
-        let summary = batch::validate_records(&records, self.shared.config().max_batch_bytes)?;
+        let config = self.shared.config();
+        let summary = batch::validate_records(&records, config.max_batch_bytes)?;
+        if config.timestamp_type == TimestampType::CreateTime {
+            let (before, after) = (config.timestamp_before_max_ms, config.timestamp_after_max_ms);
+            records::check_timestamps(&records, now_ms(), before, after)?;
+        }
         if self.shared.closing.get() {
             return Err(EngineError::Closed);
         }
@@ -646,6 +667,7 @@ fn copy_err(e: &EngineError) -> EngineError {
     match e {
         EngineError::Io(io) => EngineError::Io(std::io::Error::new(io.kind(), io.to_string())),
         EngineError::CorruptMessage(m) => EngineError::CorruptMessage(m.clone()),
+        EngineError::InvalidTimestamp(m) => EngineError::InvalidTimestamp(m.clone()),
         EngineError::InvalidRecord(m) => EngineError::InvalidRecord(m.clone()),
         EngineError::MessageTooLarge(n) => EngineError::MessageTooLarge(*n),
         EngineError::OffsetOutOfRange { requested, start, end } => {
@@ -1019,8 +1041,12 @@ impl Writer {
         }
         let too_big = used + p.records.len() as u64 > self.shared.config().segment_bytes;
         let offsets_overflow = p.last_offset - self.active.base_offset > i64::from(u32::MAX);
-        let too_old = match (self.shared.config().segment_ms, self.active_since) {
-            (Some(ms), Some(since)) => now_ms().saturating_sub(since) >= ms as i64,
+        let config = self.shared.config();
+        let too_old = match (config.segment_ms, self.active_since) {
+            (Some(ms), Some(since)) => {
+                let ms = ms - roll_jitter(config.segment_jitter_ms.min(ms), self.active.base_offset);
+                now_ms().saturating_sub(since) >= ms as i64
+            }
             _ => false,
         };
         too_big || offsets_overflow || too_old
@@ -1250,4 +1276,16 @@ async fn recover(dir: &Path, directory: &Directory, config: &LogConfig) -> Resul
     let active = Rc::new(Segment::new(base, Rc::new(file), end.position, end.next_offset, indexes));
     segments.insert(base, active.clone());
     Ok(Recovered { segments, active, tail, policy, scanned })
+}
+
+/// A segment's share of `segment.jitter.ms` (Kafka's randomSegmentJitter):
+/// below `bound`, random per process, fixed for the segment.
+fn roll_jitter(bound: u64, segment_base: i64) -> u64 {
+    if bound == 0 {
+        return 0;
+    }
+    thread_local! {
+        static SEED: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
+    }
+    SEED.with(|seed| std::hash::BuildHasher::hash_one(seed, segment_base)) % bound
 }

@@ -14,6 +14,7 @@
 use crate::batch::{
     self, BatchBuilder, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD,
 };
+use crate::error::EngineError;
 
 /// One record of a batch, borrowed from the batch bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +103,52 @@ pub fn parse(batch: &[u8]) -> Result<Vec<Record<'_>>, String> {
         return Err(format!("{} bytes after the last record", batch.len() - pos));
     }
     Ok(out)
+}
+
+/// Kafka's bounds on CreateTime timestamps (`message.timestamp.before.max.ms`
+/// and `after.max.ms`): every record of the validated payload `records` must
+/// be stamped within [`now_ms - before`, `now_ms + after`]; -1 (no timestamp)
+/// passes, as in Kafka. A plain batch is checked by its maxTimestamp and,
+/// with a `before` bound, record by record; a compressed one (its records
+/// are not read here) by its baseTimestamp (the first record's) and
+/// maxTimestamp.
+pub fn check_timestamps(
+    records: &[u8],
+    now_ms: i64,
+    before_max_ms: Option<u64>,
+    after_max_ms: Option<u64>,
+) -> Result<(), EngineError> {
+    if before_max_ms.is_none() && after_max_ms.is_none() {
+        return Ok(());
+    }
+    let ms = |bound: u64| i64::try_from(bound).unwrap_or(i64::MAX);
+    let earliest = before_max_ms.map_or(i64::MIN, |b| now_ms.saturating_sub(ms(b)));
+    let latest = after_max_ms.map_or(i64::MAX, |a| now_ms.saturating_add(ms(a)));
+    let outside = |ts: i64| ts != -1 && (ts < earliest || ts > latest);
+    let mut pos = 0;
+    while pos < records.len() {
+        let h =
+            batch::parse_header(&records[pos..]).ok_or_else(|| EngineError::CorruptMessage("short batch".into()))?;
+        let one =
+            records.get(pos..pos + h.total_len()).ok_or_else(|| EngineError::CorruptMessage("short batch".into()))?;
+        let mut bad = [batch::max_timestamp(one)].into_iter().find(|&ts| outside(ts));
+        if bad.is_none() && before_max_ms.is_some() {
+            bad = if is_plain(one) {
+                let parsed = parse(one).map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
+                parsed.iter().map(|r| r.timestamp).find(|&ts| outside(ts))
+            } else {
+                Some(batch::base_timestamp(one)).filter(|&ts| outside(ts))
+            };
+        }
+        if let Some(ts) = bad {
+            return Err(EngineError::InvalidTimestamp(format!(
+                "timestamp {ts} of a record in the batch at {pos} is outside [{earliest}, {latest}] \
+                 (message.timestamp.before.max.ms / after.max.ms)"
+            )));
+        }
+        pos += h.total_len();
+    }
+    Ok(())
 }
 
 /// A copy of `batch` holding only `keep` (records of that batch, in order):
@@ -196,5 +243,26 @@ mod tests {
         let mut bad = b.clone();
         bad[HEADER_LEN] = 0x7e; // record length 63: past the end
         assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_checked_against_the_bounds() {
+        let b = encode_batch(1000, &[(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))]); // 1000, 1001
+        let two = [b.clone(), b.clone()].concat();
+        let refused = |r: Result<(), EngineError>| matches!(r, Err(EngineError::InvalidTimestamp(_)));
+        assert!(check_timestamps(&two, 1000, None, None).is_ok());
+        assert!(check_timestamps(&two, 1000, Some(0), Some(1)).is_ok());
+        assert!(refused(check_timestamps(&two, 1000, None, Some(0))), "1001 is ahead of 1000");
+        // maxTimestamp 1001 is within; the first record (1000) is not.
+        assert!(refused(check_timestamps(&two, 1001, Some(0), None)));
+        assert!(check_timestamps(&two, 5000, Some(4000), None).is_ok());
+        // No timestamp (-1) passes.
+        let untimed = encode_batch(-1, &[(Some(b"a"), Some(b"1"))]);
+        assert!(check_timestamps(&untimed, 1000, Some(0), Some(0)).is_ok());
+        // A compressed batch is judged by its baseTimestamp and maxTimestamp.
+        let mut compressed = b.clone();
+        compressed[22] |= 1; // gzip; its body is not read
+        assert!(refused(check_timestamps(&compressed, 1001, Some(0), None)));
+        assert!(check_timestamps(&compressed, 1000, Some(0), Some(1)).is_ok());
     }
 }

@@ -43,16 +43,17 @@ pub enum TopicError {
     /// CreatePartitions with a count that does not add partitions (Kafka's message).
     #[error("{0}")]
     NotAnIncrease(String),
-    /// CreatePartitions with replica assignments this cluster cannot take (Kafka's message).
+    /// Replica assignments (CreateTopics, CreatePartitions) this cluster
+    /// cannot take (Kafka's message).
     #[error("{0}")]
     InvalidReplicaAssignment(String),
     #[error("replication factor {0} is larger than the number of brokers (1)")]
     InvalidReplicationFactor(i16),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
-    #[error("{0}")]
-    InvalidReplicaAssignment(String),
-    #[error("{0}")]
+    /// A request Kafka refuses as a whole (e.g. a static broker config to
+    /// change at runtime).
+    #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("storage error: {0}")]
     Storage(String),

@@ -17,6 +17,7 @@ pub mod producers;
 pub mod records;
 pub mod runtime;
 pub mod shard;
+pub mod topic_config;
 pub mod transactions;
 
 pub use config::BrokerConfig;

@@ -8,7 +8,9 @@ use crate::groups::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
     SyncResponse,
 };
-use crate::metadata::{ConfigAlteration, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata};
+use crate::metadata::{
+    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
+};
 use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition, ShardStats};
 use crate::transactions::{TxnError, TxnMetadata};
 use bytes::Bytes;
@@ -211,12 +213,12 @@ pub enum ShardMessage {
         topics: Vec<(NewTopic, TopicConfigs)>,
         reply: oneshot::Sender<TopicResults>,
     },
-    /// To the controller shard: change the configs of topics (each result
-    /// holds the topic with its new configs).
-    AlterTopicConfigs {
-        alterations: Vec<(String, ConfigAlteration)>,
+    /// To the controller shard: change the configs of topics or the dynamic
+    /// broker configs.
+    AlterConfigs {
+        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
         validate_only: bool,
-        reply: oneshot::Sender<TopicResults>,
+        reply: oneshot::Sender<Vec<Result<(), TopicError>>>,
     },
     /// To the controller shard: raise topics' partition counts (each result
     /// holds the topic as it is, or would be with `validate_only`).

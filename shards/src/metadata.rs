@@ -1,13 +1,17 @@
 //! Topic metadata: what topics exist, their ids, partition counts and the
-//! topic configs set on them (validated against `config::TOPIC_CONFIG_NAMES`).
+//! topic configs set on them (validated by `topic_config`), and the dynamic
+//! broker configs.
 //!
 //! The controller shard owns the one mutable [`MetadataStore`]; every shard
 //! reads an immutable [`MetadataSnapshot`] that the controller replaces after
 //! each change. The store is persisted as TOML in `<data_dir>/metadata.toml`,
 //! replaced atomically (write, fsync, rename, fsync dir).
 
-use crate::config::{list_items, validate_topic_config, CLEANUP_POLICY, TOPIC_CONFIG_NAMES};
 use crate::error::TopicError;
+use crate::topic_config::{
+    config_type, is_dynamic_broker_config, is_topic_config_name, list_items, topic_config, validate_combination,
+    validate_dynamic_broker_config, validate_topic_config, DynamicBrokerConfigs,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,7 +30,7 @@ pub struct TopicMetadata {
     pub id: Uuid,
     pub partitions: i32,
     /// Topic configs set explicitly (validated, normalised); the rest are the
-    /// broker's defaults (`BrokerConfig::topic_config_default`).
+    /// broker's defaults (`BrokerConfig::topic_config_chain`).
     #[serde(default)]
     pub configs: TopicConfigs,
 }
@@ -34,22 +38,85 @@ pub struct TopicMetadata {
 /// Explicitly set topic configs by name.
 pub type TopicConfigs = BTreeMap<String, String>;
 
-/// Validates every (name, value) pair; a `None` value leaves the config unset.
+/// Validates every (name, value) pair of a topic; a `None` value leaves the
+/// config unset, as does a name Kafka 4.0 removed (accepted, ignored).
 pub fn validate_topic_configs<'a>(
     configs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
 ) -> Result<TopicConfigs, TopicError> {
-    let mut valid = TopicConfigs::new();
-    for (name, value) in configs {
-        let Some(value) = value else {
-            if !TOPIC_CONFIG_NAMES.contains(&name) {
-                return Err(TopicError::InvalidConfig(format!("unknown topic config '{name}'")));
-            }
-            continue;
-        };
-        let value = validate_topic_config(name, value).map_err(TopicError::InvalidConfig)?;
-        valid.insert(name.to_string(), value);
-    }
+    let valid = ConfigScope::Topic.validate_all(configs)?;
+    ConfigScope::Topic.check_combination(&valid)?;
     Ok(valid)
+}
+
+/// Which configs an alteration changes: a topic's, or the dynamic broker
+/// configs (their names, values and errors differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigScope {
+    Topic,
+    Broker,
+}
+
+impl ConfigScope {
+    /// The value to store, `None` for one accepted and ignored, or the error.
+    fn check(self, name: &str, value: &str) -> Result<Option<String>, TopicError> {
+        match self {
+            ConfigScope::Topic => validate_topic_config(name, value).map_err(TopicError::InvalidConfig),
+            ConfigScope::Broker => self.check_name(name).and_then(|()| {
+                validate_dynamic_broker_config(name, value).map(Some).map_err(TopicError::InvalidConfig)
+            }),
+        }
+    }
+
+    fn check_name(self, name: &str) -> Result<(), TopicError> {
+        match self {
+            ConfigScope::Topic if is_topic_config_name(name) => Ok(()),
+            ConfigScope::Topic => Err(TopicError::InvalidConfig(format!("unknown topic config '{name}'"))),
+            ConfigScope::Broker if is_dynamic_broker_config(name) => Ok(()),
+            // Kafka's answer for a static or unknown broker config.
+            ConfigScope::Broker => {
+                Err(TopicError::InvalidRequest(format!("Cannot update these configs dynamically: [{name}]")))
+            }
+        }
+    }
+
+    fn is_list(self, name: &str) -> bool {
+        let topic_name = match self {
+            ConfigScope::Topic => Some(name),
+            ConfigScope::Broker => {
+                crate::topic_config::TOPIC_CONFIGS.iter().find(|d| d.synonym == Some(name)).map(|d| d.name)
+            }
+        };
+        topic_name.and_then(topic_config).is_some_and(|d| d.config_type == config_type::LIST)
+    }
+
+    fn validate_all<'a>(
+        self,
+        configs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<TopicConfigs, TopicError> {
+        let mut valid = TopicConfigs::new();
+        for (name, value) in configs {
+            self.check_name(name)?;
+            if let Some(value) = value.map(|v| self.check(name, v)).transpose()?.flatten() {
+                valid.insert(name.to_string(), value);
+            }
+        }
+        Ok(valid)
+    }
+
+    /// Kafka's checks across a topic's configs (the explicit ones over
+    /// Kafka's defaults).
+    fn check_combination(self, configs: &TopicConfigs) -> Result<(), TopicError> {
+        if self == ConfigScope::Broker {
+            return Ok(());
+        }
+        let value = |name: &str| {
+            configs
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| topic_config(name).map_or_else(String::new, |d| d.default.into()))
+        };
+        validate_combination(value).map_err(TopicError::InvalidConfig)
+    }
 }
 
 /// A topic to create: partitions < 1 means the broker default.
@@ -138,6 +205,9 @@ pub struct MetadataSnapshot {
     pub next_producer_id: i64,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// Broker configs set at runtime (KIP-226).
+    #[serde(default)]
+    pub dynamic_broker_configs: DynamicBrokerConfigs,
 }
 
 impl MetadataSnapshot {
@@ -149,6 +219,16 @@ impl MetadataSnapshot {
     pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
         self.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))
     }
+}
+
+/// Whose configs an alteration changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigTarget {
+    Topic(String),
+    /// The dynamic configs of this broker (the resource named by its node id).
+    Broker,
+    /// The dynamic cluster-wide broker defaults (the resource with the empty name).
+    ClusterDefault,
 }
 
 /// A change to a topic's configs, applied by the controller to the current set.
@@ -173,12 +253,20 @@ pub enum ConfigOp {
 }
 
 impl ConfigAlteration {
-    /// The explicit configs after this change, validated. `default` gives a
-    /// config's default value (APPEND and SUBTRACT start from it when unset).
-    pub fn apply(&self, current: &TopicConfigs, default: impl Fn(&str) -> String) -> Result<TopicConfigs, TopicError> {
+    /// The explicit configs of `scope` after this change, validated.
+    /// `default` gives a config's value without them (APPEND and SUBTRACT
+    /// start from it when unset).
+    pub fn apply(
+        &self,
+        scope: ConfigScope,
+        current: &TopicConfigs,
+        default: impl Fn(&str) -> String,
+    ) -> Result<TopicConfigs, TopicError> {
         let ops = match self {
             ConfigAlteration::Replace(pairs) => {
-                return validate_topic_configs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
+                let next = scope.validate_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())))?;
+                scope.check_combination(&next)?;
+                return Ok(next);
             }
             ConfigAlteration::Incremental(ops) => ops,
         };
@@ -186,16 +274,18 @@ impl ConfigAlteration {
         for op in ops {
             match op {
                 ConfigOp::Set(name, value) => {
-                    let value = validate_topic_config(name, value).map_err(TopicError::InvalidConfig)?;
-                    next.insert(name.clone(), value);
+                    if let Some(value) = scope.check(name, value)? {
+                        next.insert(name.clone(), value);
+                    }
                 }
                 ConfigOp::Delete(name) => {
-                    validate_topic_configs([(name.as_str(), None)])?;
+                    scope.check_name(name)?;
                     next.remove(name);
                 }
                 ConfigOp::Append(name, value) | ConfigOp::Subtract(name, value) => {
-                    if name != CLEANUP_POLICY {
-                        let why = format!("{name} is not a list config; APPEND and SUBTRACT apply to {CLEANUP_POLICY}");
+                    scope.check_name(name)?;
+                    if !scope.is_list(name) {
+                        let why = format!("{name} is not a list config; APPEND and SUBTRACT apply to lists");
                         return Err(TopicError::InvalidConfig(why));
                     }
                     let base = next.get(name).cloned().unwrap_or_else(|| default(name));
@@ -209,11 +299,13 @@ impl ConfigAlteration {
                             items.retain(|i| *i != item);
                         }
                     }
-                    let value = validate_topic_config(name, &items.join(",")).map_err(TopicError::InvalidConfig)?;
-                    next.insert(name.clone(), value);
+                    if let Some(value) = scope.check(name, &items.join(","))? {
+                        next.insert(name.clone(), value);
+                    }
                 }
             }
         }
+        scope.check_combination(&next)?;
         Ok(next)
     }
 }
@@ -254,6 +346,7 @@ impl MetadataStore {
                 cluster_id: Uuid::new_v4().simple().to_string(),
                 next_producer_id: 0,
                 topics: BTreeMap::new(),
+                dynamic_broker_configs: DynamicBrokerConfigs::default(),
             },
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
@@ -321,6 +414,19 @@ impl MetadataStore {
         Ok(grown)
     }
 
+    /// Replaces the dynamic broker configs of this broker (`cluster_default`
+    /// false) or of the whole cluster (already validated).
+    pub fn set_dynamic_broker_configs(
+        &mut self,
+        cluster_default: bool,
+        configs: TopicConfigs,
+    ) -> Result<(), TopicError> {
+        let mut next = self.clone_current();
+        let dynamic = &mut next.dynamic_broker_configs;
+        *(if cluster_default { &mut dynamic.cluster_default } else { &mut dynamic.broker }) = configs;
+        self.persist(next)
+    }
+
     /// Removes a topic; returns what it was.
     pub fn delete_topic(&mut self, name: &str) -> Result<TopicMetadata, TopicError> {
         let mut next = self.clone_current();
@@ -335,6 +441,7 @@ impl MetadataStore {
             cluster_id: self.current.cluster_id.clone(),
             next_producer_id: self.current.next_producer_id,
             topics: self.current.topics.clone(),
+            dynamic_broker_configs: self.current.dynamic_broker_configs.clone(),
         }
     }
 
@@ -430,19 +537,40 @@ mod tests {
             ConfigOp::Delete("retention.ms".into()),
             ConfigOp::Set("segment.bytes".into(), "2048".into()),
         ]);
-        let next = ops.apply(&current, default).unwrap();
+        let next = ops.apply(ConfigScope::Topic, &current, default).unwrap();
         assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
         assert_eq!(next.get("segment.bytes").map(String::as_str), Some("2048"));
         assert!(!next.contains_key("retention.ms"));
         let subtract =
             ConfigAlteration::Incremental(vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())]);
-        assert_eq!(subtract.apply(&next, default).unwrap().get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert_eq!(
+            subtract.apply(ConfigScope::Topic, &next, default).unwrap().get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
         let emptied = ConfigAlteration::Incremental(vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())]);
-        assert!(matches!(emptied.apply(&current, default), Err(TopicError::InvalidConfig(_))));
+        assert!(matches!(emptied.apply(ConfigScope::Topic, &current, default), Err(TopicError::InvalidConfig(_))));
         let not_list = ConfigAlteration::Incremental(vec![ConfigOp::Append("retention.ms".into(), "1".into())]);
-        assert!(matches!(not_list.apply(&current, default), Err(TopicError::InvalidConfig(_))));
+        assert!(matches!(not_list.apply(ConfigScope::Topic, &current, default), Err(TopicError::InvalidConfig(_))));
         let replace = ConfigAlteration::Replace(vec![("segment.ms".into(), Some("5".into()))]);
-        assert_eq!(replace.apply(&current, default).unwrap().len(), 1);
+        assert_eq!(replace.apply(ConfigScope::Topic, &current, default).unwrap().len(), 1);
+        let ignored = ConfigAlteration::Replace(vec![("message.format.version".into(), Some("2.8".into()))]);
+        assert!(ignored.apply(ConfigScope::Topic, &current, default).unwrap().is_empty());
+        let lags = ConfigAlteration::Incremental(vec![ConfigOp::Set("min.compaction.lag.ms".into(), "10".into())]);
+        let conflicting = TopicConfigs::from([("max.compaction.lag.ms".to_string(), "5".to_string())]);
+        assert!(matches!(lags.apply(ConfigScope::Topic, &conflicting, default), Err(TopicError::InvalidConfig(_))));
+
+        // Broker scope: Kafka's broker names; a static one is an invalid request.
+        let broker = ConfigAlteration::Incremental(vec![
+            ConfigOp::Set("log.retention.ms".into(), "5000".into()),
+            ConfigOp::Append("log.cleanup.policy".into(), "compact".into()),
+        ]);
+        let next = broker.apply(ConfigScope::Broker, &TopicConfigs::new(), |_| "delete".into()).unwrap();
+        assert_eq!(next.get("log.cleanup.policy").map(String::as_str), Some("delete,compact"));
+        let static_one = ConfigAlteration::Incremental(vec![ConfigOp::Set("log.dirs".into(), "/tmp".into())]);
+        let refused = static_one.apply(ConfigScope::Broker, &TopicConfigs::new(), default);
+        assert!(matches!(refused, Err(TopicError::InvalidRequest(_))));
+        let bad = ConfigAlteration::Replace(vec![("log.retention.ms".into(), Some("soon".into()))]);
+        assert!(matches!(bad.apply(ConfigScope::Broker, &current, default), Err(TopicError::InvalidConfig(_))));
     }
 
     #[test]

@@ -78,7 +78,8 @@ where
     let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
     let running = Arc::new(AtomicUsize::new(shard_count));
     let mesh = MeshBuilder::<ShardMessage, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
-    let connections = Arc::new(ConnectionLimits::new(config.max_connections, config.max_connections_per_ip));
+    let (max_connections, max_per_ip) = config.connection_limits(&snapshot.dynamic_broker_configs);
+    let connections = Arc::new(ConnectionLimits::new(max_connections, max_per_ip));
     let config = Arc::new(config);
 
     let handles = LocalExecutorPoolBuilder::new(placement(shard_count))
@@ -145,8 +146,10 @@ where
 /// only (never on the request path), against `max_connections` and
 /// `max_connections_per_ip`.
 pub struct ConnectionLimits {
-    max_total: usize,
-    max_per_ip: usize,
+    /// `max.connections` and `max.connections.per.ip`, changed at runtime by
+    /// dynamic broker configs.
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     open: Mutex<OpenConnections>,
 }
 
@@ -171,17 +174,27 @@ pub struct ConnectionPermit {
 
 impl ConnectionLimits {
     pub fn new(max_total: usize, max_per_ip: usize) -> ConnectionLimits {
-        ConnectionLimits { max_total, max_per_ip, open: Mutex::new(OpenConnections::default()) }
+        ConnectionLimits {
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
+            open: Mutex::new(OpenConnections::default()),
+        }
+    }
+
+    /// New limits for connections accepted from now on (those open stay).
+    pub fn set_limits(&self, max_total: usize, max_per_ip: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// Counts a new connection from `ip`, or says which limit it is over.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, ConnectionRefused> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.total >= self.max_total {
+        if open.total >= self.max_total.load(Ordering::Relaxed) {
             return Err(ConnectionRefused::MaxConnections);
         }
         let from_ip = open.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= self.max_per_ip {
+        if *from_ip >= self.max_per_ip.load(Ordering::Relaxed) {
             return Err(ConnectionRefused::MaxConnectionsPerIp);
         }
         *from_ip += 1;

@@ -1,7 +1,7 @@
-//! AlterConfigs: replaces the whole set of a topic's configs (what is not in
-//! the request goes back to its default). Broker settings are read-only.
-//! Also what IncrementalAlterConfigs shares with it: the resource checks and
-//! the one call to the controller.
+//! AlterConfigs: replaces the whole set of a topic's configs, or of the
+//! dynamic broker configs (what is not in the request goes back to its
+//! default). Also what IncrementalAlterConfigs shares with it: the resource
+//! checks and the one call to the controller.
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::message;
@@ -10,7 +10,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-use weir_shards::metadata::ConfigAlteration;
+use weir_shards::metadata::{ConfigAlteration, ConfigTarget};
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, request: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -39,20 +39,21 @@ pub async fn alter<'a, R: ResourceResponse>(
     let mut altered = Vec::new();
     for resource in resources {
         let mut response = R::new(resource.resource_type, resource.name.clone());
-        let alteration = match unsupported_resource(resource.resource_type) {
-            Some(why) => Err((ResponseError::InvalidRequest, why)),
-            None => resource.alteration.map_err(|why| (ResponseError::InvalidConfig, why)),
+        let target = target_of(shard, resource.resource_type, resource.name);
+        let alteration = match target {
+            Err(why) => Err((ResponseError::InvalidRequest, why)),
+            Ok(target) => resource.alteration.map(|a| (target, a)).map_err(|why| (ResponseError::InvalidConfig, why)),
         };
         match alteration {
             Ok(alteration) => {
-                alterations.push((resource.name.to_string(), alteration));
+                alterations.push(alteration);
                 altered.push(responses.len());
             }
             Err((error, why)) => response.set_error(error.code(), message(why)),
         }
         responses.push(response);
     }
-    let results = shard.alter_topic_configs(alterations, validate_only).await;
+    let results = shard.alter_configs(alterations, validate_only).await;
     for (i, result) in altered.into_iter().zip(results) {
         if let Err(e) = result {
             responses[i].set_error(topic_error_code(&e), message(&e));
@@ -61,12 +62,16 @@ pub async fn alter<'a, R: ResourceResponse>(
     responses
 }
 
-/// Why configs of `resource_type` cannot be altered, if they cannot.
-fn unsupported_resource(resource_type: i8) -> Option<String> {
+/// Whose configs a resource names, or why it cannot be altered: a topic,
+/// this broker (its node id) or the cluster-wide broker default (the empty
+/// name).
+fn target_of(shard: &Shard, resource_type: i8, name: &str) -> Result<ConfigTarget, String> {
     match resource_type {
-        RESOURCE_TOPIC => None,
-        RESOURCE_BROKER => Some("broker configs are static: set them in the broker's config file".into()),
-        other => Some(format!("resource type {other} is not supported")),
+        RESOURCE_TOPIC => Ok(ConfigTarget::Topic(name.to_string())),
+        RESOURCE_BROKER if name.is_empty() => Ok(ConfigTarget::ClusterDefault),
+        RESOURCE_BROKER if name == shard.config().node_id.to_string() => Ok(ConfigTarget::Broker),
+        RESOURCE_BROKER => Err(format!("this is broker {}, not '{name}'", shard.config().node_id)),
+        other => Err(format!("resource type {other} is not supported")),
     }
 }
 

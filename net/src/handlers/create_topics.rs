@@ -9,7 +9,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use weir_shards::metadata::{validate_topic_configs, validate_topic_name, TopicConfigs};
-use weir_shards::{BrokerConfig, NewTopic, Shard, TopicError, TopicMetadata};
+use weir_shards::{NewTopic, Shard, TopicError, TopicMetadata};
 
 pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
     // Topics whose configs do not validate are answered without asking the controller.
@@ -46,7 +46,7 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
                     if version >= 5 {
                         response.num_partitions = topic.partitions;
                         response.replication_factor = 1;
-                        response.configs = Some(config_results(shard.config(), &topic));
+                        response.configs = Some(config_results(shard, &topic));
                     }
                     if version >= 7 && !request.validate_only {
                         response.topic_id = topic.id;
@@ -107,8 +107,8 @@ fn configs_of(topic: &CreatableTopic) -> Result<TopicConfigs, TopicError> {
     validate_topic_configs(topic.configs.iter().map(|c| (&*c.name, c.value.as_deref())))
 }
 
-fn config_results(config: &BrokerConfig, topic: &TopicMetadata) -> Vec<CreatableTopicConfigs> {
-    topic_entries(config, topic)
+fn config_results(shard: &Shard, topic: &TopicMetadata) -> Vec<CreatableTopicConfigs> {
+    topic_entries(shard.config(), &shard.metadata().dynamic_broker_configs, topic)
         .into_iter()
         .map(|entry| {
             CreatableTopicConfigs::default()

@@ -1,6 +1,6 @@
-//! DescribeConfigs: a topic's configs (those set on it and the broker
-//! defaults for the rest), and the broker's own settings, which come from its
-//! config file and so are read-only.
+//! DescribeConfigs: a topic's configs (set on it, or where its default comes
+//! from), and the broker's: the dynamic ones (KIP-226) with their layers, and
+//! the settings of its config file, read-only.
 
 use super::{message, str_bytes};
 use kafka_protocol::error::ResponseError;
@@ -9,17 +9,17 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
-use weir_shards::config::{config_type, topic_config_type, TOPIC_CONFIG_NAMES};
+use weir_shards::groups::OFFSETS_TOPIC_PARTITIONS;
+use weir_shards::topic_config::{
+    config_type, dynamic_broker_config_info, dynamic_broker_config_name, dynamic_broker_config_names, source,
+    ConfigValue, DynamicBrokerConfigs, TOPIC_CONFIGS,
+};
+use weir_shards::transactions::TRANSACTION_STATE_PARTITIONS;
 use weir_shards::{BrokerConfig, Shard, TopicMetadata};
 
 /// Config resource types (`ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-
-/// `config_source` values (KIP-226).
-pub const SOURCE_TOPIC: i8 = 1;
-pub const SOURCE_STATIC_BROKER: i8 = 4;
-pub const SOURCE_DEFAULT: i8 = 5;
 
 /// One config as DescribeConfigs and CreateTopics report it.
 pub struct ConfigEntry {
@@ -28,106 +28,152 @@ pub struct ConfigEntry {
     pub source: i8,
     pub config_type: i8,
     pub read_only: bool,
-    /// Where the value would come from without the topic's own setting.
-    pub synonyms: Vec<(&'static str, String, i8)>,
+    pub doc: &'static str,
+    /// Every value it has, the one in force first (Kafka's synonyms).
+    pub synonyms: Vec<ConfigValue>,
 }
 
-/// The broker setting a topic config defaults to (Kafka's synonym).
-fn broker_synonym(topic_config: &str) -> &'static str {
-    match topic_config {
-        "cleanup.policy" => "log.cleanup.policy",
-        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
-        "flush.messages" => "log.flush.interval.messages",
-        "flush.ms" => "log.flush.interval.ms",
-        "max.message.bytes" => "message.max.bytes",
-        "message.timestamp.type" => "log.message.timestamp.type",
-        "min.insync.replicas" => "min.insync.replicas",
-        "retention.bytes" => "log.retention.bytes",
-        "retention.ms" => "log.retention.ms",
-        "segment.bytes" => "log.segment.bytes",
-        "segment.ms" => "log.roll.ms",
-        _ => "",
+impl ConfigEntry {
+    fn from_chain(name: &'static str, chain: Vec<ConfigValue>, config_type: i8, doc: &'static str) -> ConfigEntry {
+        let head =
+            chain.first().cloned().unwrap_or(ConfigValue { name, value: String::new(), source: source::DEFAULT });
+        ConfigEntry {
+            name,
+            value: head.value,
+            source: head.source,
+            config_type,
+            read_only: false,
+            doc,
+            synonyms: chain,
+        }
     }
 }
 
-/// Whether the broker's config file sets what a topic config defaults to.
-fn from_broker_file(topic_config: &str) -> bool {
-    matches!(topic_config, "segment.bytes" | "max.message.bytes")
-}
-
-/// Every topic config of `topic`: set ones with source DYNAMIC_TOPIC_CONFIG,
-/// the others with the broker default's source.
-pub fn topic_entries(config: &BrokerConfig, topic: &TopicMetadata) -> Vec<ConfigEntry> {
-    config
-        .effective_topic_configs(&topic.name, &topic.configs)
-        .into_iter()
-        .map(|(name, value, set)| {
-            let default = config.topic_config_default(&topic.name, name);
-            let default_source = if from_broker_file(name) { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
-            let mut synonyms = Vec::new();
-            if set {
-                synonyms.push((name, value.clone(), SOURCE_TOPIC));
-            }
-            synonyms.push((broker_synonym(name), default, default_source));
-            ConfigEntry {
-                name,
-                value,
-                source: if set { SOURCE_TOPIC } else { default_source },
-                config_type: topic_config_type(name),
-                read_only: false,
-                synonyms,
-            }
+/// Every topic config of `topic` with where its value comes from.
+pub fn topic_entries(config: &BrokerConfig, dynamic: &DynamicBrokerConfigs, topic: &TopicMetadata) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let chain = config.topic_config_chain(dynamic, &topic.name, &topic.configs, def);
+            ConfigEntry::from_chain(def.name, chain, def.config_type, def.doc)
         })
         .collect()
 }
 
-/// The broker's settings under Kafka's names, all read-only.
-fn broker_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
-    let fixed = |name, value: String, config_type| ConfigEntry {
-        name,
-        value,
-        source: SOURCE_STATIC_BROKER,
-        config_type,
-        read_only: true,
-        synonyms: Vec::new(),
-    };
-    let mut entries = vec![
-        fixed("node.id", config.node_id.to_string(), config_type::INT),
-        fixed("num.partitions", config.default_partitions.to_string(), config_type::INT),
-        fixed("auto.create.topics.enable", config.auto_create_topics.to_string(), config_type::BOOLEAN),
-        fixed("socket.request.max.bytes", config.socket_request_max_bytes.to_string(), config_type::INT),
-        fixed("log.retention.check.interval.ms", config.log_retention_check_interval_ms.to_string(), config_type::LONG),
-        fixed("log.cleaner.backoff.ms", config.log_cleaner_backoff_ms.to_string(), config_type::LONG),
-        fixed("producer.id.expiration.ms", config.producer_id_expiration_ms.to_string(), config_type::INT),
-        fixed(
+/// The broker's settings that only its config file sets (read-only), under
+/// Kafka's names.
+fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static str)> {
+    use config_type::{BOOLEAN, INT, LIST, LONG, SHORT, STRING};
+    let (host, port) = c.advertised_host_port().unwrap_or_default();
+    vec![
+        ("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), STRING, "The address clients are told."),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), BOOLEAN, "Create unknown topics on use."),
+        ("broker.id", c.node_id.to_string(), INT, "This broker's id."),
+        ("connections.max.idle.ms", c.connections_max_idle_ms.to_string(), LONG, "Idle connections are closed."),
+        ("default.replication.factor", "1".into(), INT, "A single broker: one replica."),
+        ("fetch.max.bytes", c.fetch_max_bytes.to_string(), INT, "Most record bytes of one Fetch answer."),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+            INT,
+            "First rebalance delay.",
+        ),
+        ("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string(), INT, "Largest session timeout."),
+        ("group.max.size", c.group_max_size.to_string(), INT, "Most members of one group."),
+        ("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), INT, "Smallest session timeout."),
+        ("listeners", format!("PLAINTEXT://{}", c.listen), STRING, "The address the broker listens on."),
+        ("log.cleaner.backoff.ms", c.log_cleaner_backoff_ms.to_string(), LONG, "Compaction pass interval."),
+        ("log.dirs", c.data_dir.display().to_string(), LIST, "The data directory."),
+        (
+            "log.retention.check.interval.ms",
+            c.log_retention_check_interval_ms.to_string(),
+            LONG,
+            "Retention pass interval.",
+        ),
+        ("node.id", c.node_id.to_string(), INT, "This broker's id."),
+        ("num.partitions", c.default_partitions.to_string(), INT, "Partitions of an auto-created topic."),
+        (
+            "offsets.topic.num.partitions",
+            OFFSETS_TOPIC_PARTITIONS.to_string(),
+            INT,
+            "Partitions of __consumer_offsets.",
+        ),
+        ("offsets.topic.replication.factor", "1".into(), SHORT, "A single broker: one replica."),
+        (
             "producer.id.expiration.check.interval.ms",
-            config.producer_id_expiration_check_interval_ms.to_string(),
-            config_type::INT,
+            c.producer_id_expiration_check_interval_ms.to_string(),
+            INT,
+            "Producer id expiry pass.",
         ),
-        fixed("transactional.id.expiration.ms", config.transactional_id_expiration_ms.to_string(), config_type::INT),
-        fixed(
+        ("producer.id.expiration.ms", c.producer_id_expiration_ms.to_string(), INT, "Idle producer ids are forgotten."),
+        (
+            "queued.max.request.bytes",
+            c.queued_max_request_bytes.to_string(),
+            LONG,
+            "Unanswered request bytes per connection.",
+        ),
+        ("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), INT, "Largest request frame."),
+        (
             "transaction.remove.expired.transaction.cleanup.interval.ms",
-            config.transaction_remove_expired_transaction_cleanup_interval_ms.to_string(),
-            config_type::INT,
+            c.transaction_remove_expired_transaction_cleanup_interval_ms.to_string(),
+            INT,
+            "Transactional id expiry pass.",
         ),
-    ];
-    for &name in TOPIC_CONFIG_NAMES {
-        let source = if from_broker_file(name) { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
-        entries.push(ConfigEntry {
-            source,
-            ..fixed(broker_synonym(name), config.topic_config_default("", name), topic_config_type(name))
-        });
+        ("transaction.state.log.min.isr", "1".into(), INT, "A single broker: one replica."),
+        (
+            "transaction.state.log.num.partitions",
+            TRANSACTION_STATE_PARTITIONS.to_string(),
+            INT,
+            "Partitions of __transaction_state.",
+        ),
+        ("transaction.state.log.replication.factor", "1".into(), SHORT, "A single broker: one replica."),
+        (
+            "transactional.id.expiration.ms",
+            c.transactional_id_expiration_ms.to_string(),
+            INT,
+            "Idle transactional ids are forgotten.",
+        ),
+    ]
+}
+
+/// This broker's configs: the dynamic ones with their layers, then the
+/// static ones (STATIC_BROKER_CONFIG where the config file differs from
+/// Weir's default), sorted by name.
+fn broker_entries(config: &BrokerConfig, dynamic: &DynamicBrokerConfigs) -> Vec<ConfigEntry> {
+    let mut entries: Vec<ConfigEntry> = dynamic_broker_config_names()
+        .into_iter()
+        .map(|name| {
+            let (config_type, doc) = dynamic_broker_config_info(name);
+            ConfigEntry::from_chain(name, config.broker_config_chain(dynamic, name), config_type, doc)
+        })
+        .collect();
+    let defaults = static_settings(&BrokerConfig::default());
+    for ((name, value, config_type, doc), (_, default, _, _)) in static_settings(config).into_iter().zip(defaults) {
+        let source = if value == default { source::DEFAULT } else { source::STATIC_BROKER };
+        let synonyms = vec![ConfigValue { name, value: value.clone(), source }];
+        entries.push(ConfigEntry { name, value, source, config_type, read_only: true, doc, synonyms });
     }
     entries.sort_by_key(|e| e.name);
     entries
 }
 
-pub fn handle(shard: &Shard, version: i16, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let results = request
-        .resources
-        .into_iter()
-        .map(|resource| describe(shard, version, resource, request.include_synonyms))
-        .collect();
+/// The cluster-wide default resource: the dynamic defaults set, only.
+fn cluster_default_entries(dynamic: &DynamicBrokerConfigs) -> Vec<ConfigEntry> {
+    dynamic
+        .cluster_default
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = dynamic_broker_config_name(name)?;
+            let (config_type, doc) = dynamic_broker_config_info(name);
+            let chain = vec![ConfigValue { name, value: value.clone(), source: source::DYNAMIC_DEFAULT_BROKER }];
+            Some(ConfigEntry::from_chain(name, chain, config_type, doc))
+        })
+        .collect()
+}
+
+pub fn handle(shard: &Shard, version: i16, mut request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let resources = std::mem::take(&mut request.resources);
+    let results = resources.into_iter().map(|resource| describe(shard, version, resource, &request)).collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
@@ -135,24 +181,25 @@ fn describe(
     shard: &Shard,
     version: i16,
     resource: DescribeConfigsResource,
-    include_synonyms: bool,
+    request: &DescribeConfigsRequest,
 ) -> DescribeConfigsResult {
     let mut result = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
     let name = &*resource.resource_name;
+    let metadata = shard.metadata();
+    let dynamic = &metadata.dynamic_broker_configs;
     let entries = match resource.resource_type {
-        RESOURCE_TOPIC => match shard.metadata().topic(name) {
-            Some(topic) => topic_entries(shard.config(), topic),
+        RESOURCE_TOPIC => match metadata.topic(name) {
+            Some(topic) => topic_entries(shard.config(), dynamic, topic),
             None => {
                 result.error_code = ResponseError::UnknownTopicOrPartition.code();
                 result.error_message = message(format!("unknown topic '{name}'"));
                 return result;
             }
         },
-        RESOURCE_BROKER if name.is_empty() || name == shard.config().node_id.to_string() => {
-            broker_entries(shard.config())
-        }
+        RESOURCE_BROKER if name.is_empty() => cluster_default_entries(dynamic),
+        RESOURCE_BROKER if name == shard.config().node_id.to_string() => broker_entries(shard.config(), dynamic),
         RESOURCE_BROKER => {
             result.error_code = ResponseError::InvalidRequest.code();
             result.error_message = message(format!("this is broker {}, not '{name}'", shard.config().node_id));
@@ -167,32 +214,34 @@ fn describe(
     // No keys (null or empty, as Kafka reads it): every config.
     let keys = resource.configuration_keys.as_ref().filter(|keys| !keys.is_empty());
     let wanted = |entry: &ConfigEntry| keys.is_none_or(|keys| keys.iter().any(|k| &**k == entry.name));
-    result.configs = entries
-        .into_iter()
-        .filter(wanted)
-        .map(|entry| {
-            let mut config = DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(entry.name))
-                .with_value(Some(str_bytes(entry.value)))
-                .with_read_only(entry.read_only)
-                .with_config_source(entry.source);
-            if include_synonyms {
-                config.synonyms = entry
-                    .synonyms
-                    .into_iter()
-                    .map(|(name, value, source)| {
-                        DescribeConfigsSynonym::default()
-                            .with_name(str_bytes(name))
-                            .with_value(Some(str_bytes(value)))
-                            .with_source(source)
-                    })
-                    .collect();
-            }
-            if version >= 3 {
-                config.config_type = entry.config_type;
-            }
-            config
-        })
-        .collect();
+    result.configs = entries.into_iter().filter(wanted).map(|entry| entry_result(version, request, entry)).collect();
     result
+}
+
+fn entry_result(version: i16, request: &DescribeConfigsRequest, entry: ConfigEntry) -> DescribeConfigsResourceResult {
+    let mut config = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(entry.name))
+        .with_value(Some(str_bytes(entry.value)))
+        .with_read_only(entry.read_only)
+        .with_is_sensitive(false)
+        .with_config_source(entry.source);
+    if request.include_synonyms {
+        config.synonyms = entry
+            .synonyms
+            .into_iter()
+            .map(|s| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(s.name))
+                    .with_value(Some(str_bytes(s.value)))
+                    .with_source(s.source)
+            })
+            .collect();
+    }
+    if version >= 3 {
+        config.config_type = entry.config_type;
+        if request.include_documentation {
+            config.documentation = Some(str_bytes(entry.doc));
+        }
+    }
+    config
 }

@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs (KIP-339): SET, DELETE, APPEND and SUBTRACT on a
-//! topic's configs, applied by the controller to the current set.
+//! topic's configs or the dynamic broker configs, applied by the controller
+//! to the current set.
 
 use super::alter_configs::{alter, Resource};
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;

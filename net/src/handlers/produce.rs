@@ -10,11 +10,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use weir_engine::Durability;
 use weir_shards::shard::ProducedPartition;
+use weir_shards::topic_config::CLEANUP_POLICY;
 use weir_shards::{PartitionError, Shard};
 
 /// Returns `None` for acks=0: the client expects no response at all.
@@ -33,9 +35,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         let partitions = join_all(topic.partition_data.into_iter().map(|data| {
             let name = topic.name.0.clone();
             async move {
+                let refused = data.records.as_ref().and_then(|r| topic_refuses(shard, &name, request.acks, r));
                 let result = match (durability, data.records) {
                     (Err(code), _) => Err((code, None)),
                     (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
+                    (Ok(_), Some(_)) if refused.is_some() => Err(refused.expect("checked")),
                     (Ok(Durability::Synced), Some(records)) => {
                         let transactional_id = transactional_id.map(str::to_string);
                         durable_by(shard.clone(), name, data.index, records, transactional_id, deadline).await
@@ -55,6 +59,31 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
 }
 
 type PartitionResult = Result<ProducedPartition, (i16, Option<String>)>;
+
+/// What the topic's configs refuse before the append, as Kafka: acks=all
+/// with `min.insync.replicas` above the one replica a single broker has
+/// (NOT_ENOUGH_REPLICAS), and a record without a key on a compacted topic
+/// (INVALID_RECORD, the whole batch; records of any codec are read).
+fn topic_refuses(shard: &Shard, topic: &str, acks: i16, records: &Bytes) -> Option<(i16, Option<String>)> {
+    let metadata = shard.metadata();
+    let configs = &metadata.topic(topic)?.configs;
+    let value = |name| shard.config().topic_config_value(&metadata.dynamic_broker_configs, topic, configs, name);
+    let min_isr = value("min.insync.replicas");
+    if acks == -1 && min_isr.parse::<i32>().is_ok_and(|n| n > 1) {
+        let why = format!("min.insync.replicas is {min_isr}; this topic has one in-sync replica");
+        return Some((ResponseError::NotEnoughReplicas.code(), Some(why)));
+    }
+    if !value(CLEANUP_POLICY).split(',').any(|p| p == "compact") {
+        return None;
+    }
+    // A payload that does not decode is left to the log's validation.
+    let batches = RecordBatchDecoder::decode_all(&mut records.clone()).ok()?;
+    let keyless = batches.iter().flat_map(|b| &b.records).any(|r| r.key.is_none() && !r.control);
+    keyless.then(|| {
+        let why = format!("compacted topic '{topic}' cannot accept a record without a key");
+        (ResponseError::InvalidRecord.code(), Some(why))
+    })
+}
 
 fn error_of(e: PartitionError) -> (i16, Option<String>) {
     (partition_error_code(&e), Some(e.to_string()))

@@ -10,10 +10,12 @@ use crate::error::{PartitionError, TopicError};
 use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
 use crate::metadata::{
-    ConfigAlteration, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
+    ConfigAlteration, ConfigScope, ConfigTarget, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease,
+    TopicConfigs, TopicMetadata,
 };
 use crate::ownership::{owner_of, CONTROLLER_SHARD};
 use crate::runtime::ConnectionLimits;
+use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -601,20 +603,20 @@ impl Shard {
         self.ask_controller(ShardMessage::CreateTopics { topics, reply }, answer, count).await
     }
 
-    /// Changes topic configs through the controller; results in request
-    /// order, each the topic with its new configs. With `validate_only`,
-    /// nothing changes.
-    pub async fn alter_topic_configs(
+    /// Changes topic configs or the dynamic broker configs through the
+    /// controller; results in request order. With `validate_only`, nothing
+    /// changes.
+    pub async fn alter_configs(
         &self,
-        alterations: Vec<(String, ConfigAlteration)>,
+        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
         validate_only: bool,
-    ) -> TopicResults {
+    ) -> Vec<Result<(), TopicError>> {
         if self.id == CONTROLLER_SHARD {
             return self.controller_alter_configs(alterations, validate_only).await;
         }
         let count = alterations.len();
         let (reply, answer) = oneshot::channel();
-        self.ask_controller(ShardMessage::AlterTopicConfigs { alterations, validate_only, reply }, answer, count).await
+        self.ask_controller(ShardMessage::AlterConfigs { alterations, validate_only, reply }, answer, count).await
     }
 
     /// Raises topics' partition counts through the controller (CreatePartitions);
@@ -644,12 +646,12 @@ impl Shard {
         self.ask_controller(ShardMessage::DeleteTopics { names, reply }, answer, count).await
     }
 
-    async fn ask_controller(
+    async fn ask_controller<T: Clone>(
         &self,
         msg: ShardMessage,
-        answer: oneshot::Receiver<TopicResults>,
+        answer: oneshot::Receiver<Vec<Result<T, TopicError>>>,
         count: usize,
-    ) -> TopicResults {
+    ) -> Vec<Result<T, TopicError>> {
         let unavailable = || vec![Err(TopicError::ControllerUnavailable); count];
         if self.peers.send_to(CONTROLLER_SHARD, msg).await.is_err() {
             return unavailable();
@@ -671,22 +673,44 @@ impl Shard {
 
     async fn controller_alter_configs(
         &self,
-        alterations: Vec<(String, ConfigAlteration)>,
+        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
         validate_only: bool,
-    ) -> TopicResults {
+    ) -> Vec<Result<(), TopicError>> {
         let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
-        let results: TopicResults = {
+        let results: Vec<Result<(), TopicError>> = {
             let mut store = self.controller_store().borrow_mut();
             alterations
                 .iter()
-                .map(|(name, alteration)| {
-                    let current = store.snapshot().topic(name).cloned().ok_or(TopicError::Unknown)?;
-                    let configs =
-                        alteration.apply(&current.configs, |config| self.config.topic_config_default(name, config))?;
-                    if validate_only {
-                        return Ok(TopicMetadata { configs, ..current });
+                .map(|(target, alteration)| {
+                    let snapshot = store.snapshot();
+                    let dynamic = &snapshot.dynamic_broker_configs;
+                    match target {
+                        ConfigTarget::Topic(name) => {
+                            let current = snapshot.topic(name).ok_or(TopicError::Unknown)?;
+                            let unset = TopicConfigs::new();
+                            let default = |config: &str| self.config.topic_config_value(dynamic, name, &unset, config);
+                            let configs = alteration.apply(ConfigScope::Topic, &current.configs, default)?;
+                            if validate_only {
+                                return Ok(());
+                            }
+                            store.set_topic_configs(name, configs).map(drop)
+                        }
+                        ConfigTarget::Broker | ConfigTarget::ClusterDefault => {
+                            let cluster_default = *target == ConfigTarget::ClusterDefault;
+                            let current = if cluster_default { &dynamic.cluster_default } else { &dynamic.broker };
+                            let static_layers = DynamicBrokerConfigs::default();
+                            let default = |config: &str| {
+                                dynamic_broker_config_name(config).map_or_else(String::new, |name| {
+                                    self.config.broker_config_chain(&static_layers, name).swap_remove(0).value
+                                })
+                            };
+                            let configs = alteration.apply(ConfigScope::Broker, current, default)?;
+                            if validate_only {
+                                return Ok(());
+                            }
+                            store.set_dynamic_broker_configs(cluster_default, configs)
+                        }
                     }
-                    store.set_topic_configs(name, configs)
                 })
                 .collect()
         };
@@ -795,19 +819,30 @@ impl Shard {
         self.apply_config_changes(&previous, &snapshot);
     }
 
-    /// Hands the new configs of topics whose configs changed to their open logs.
+    /// Hands the new configs of topics whose configs changed (all topics,
+    /// when the dynamic broker configs changed) to their open logs, and the
+    /// connection limits to the listener.
     fn apply_config_changes(&self, previous: &MetadataSnapshot, next: &MetadataSnapshot) {
+        let dynamic = &next.dynamic_broker_configs;
+        let broker_changed = previous.dynamic_broker_configs != *dynamic;
+        if broker_changed {
+            let (total, per_ip) = self.config.connection_limits(dynamic);
+            self.connections.set_limits(total, per_ip);
+            tracing::info!(configs = ?dynamic, "dynamic broker configs changed");
+        }
         let logs = self.logs.borrow();
         for topic in next.topics.values() {
             let Some(old) = previous.topic(&topic.name) else { continue };
-            if old.id != topic.id || old.configs == topic.configs {
+            if old.id != topic.id || (old.configs == topic.configs && !broker_changed) {
                 continue;
             }
-            let config = self.config.log_config(&topic.name, &topic.configs);
+            let config = self.config.log_config(dynamic, &topic.name, &topic.configs);
             for log in logs.get(&topic.name).into_iter().flat_map(|p| p.values()) {
                 log.set_config(config);
             }
-            tracing::info!(topic = %topic.name, configs = ?topic.configs, "topic configs changed");
+            if old.configs != topic.configs {
+                tracing::info!(topic = %topic.name, configs = ?topic.configs, "topic configs changed");
+            }
         }
     }
 
@@ -871,7 +906,7 @@ impl Shard {
                 if self.owner(&topic.name, partition) != self.id || self.local_log(&topic.name, partition).is_ok() {
                     continue;
                 }
-                let config = self.config.log_config(&topic.name, &topic.configs);
+                let config = self.config.log_config(&snapshot.dynamic_broker_configs, &topic.name, &topic.configs);
                 match PartitionLog::open(self.partition_dir(&topic.name, partition), config).await {
                     Ok(log) => {
                         self.offline.borrow_mut().remove(&(topic.name.clone(), partition));
@@ -900,7 +935,7 @@ impl Shard {
             ShardMessage::CreateTopics { topics, reply } => {
                 let _ = reply.send(self.controller_create_topics(topics).await);
             }
-            ShardMessage::AlterTopicConfigs { alterations, validate_only, reply } => {
+            ShardMessage::AlterConfigs { alterations, validate_only, reply } => {
                 let _ = reply.send(self.controller_alter_configs(alterations, validate_only).await);
             }
             ShardMessage::CreatePartitions { increases, validate_only, reply } => {
