@@ -12,7 +12,8 @@
 # against a second broker with auto_create_topics off, as upstream runs
 # them. Tests that need what Weir does not have yet are skipped with their
 # reason, from skipped.txt beside this file (each names the issue that
-# builds it).
+# builds it); a test of which only some subtests need it runs subtest by
+# subtest, the others (subtests.txt).
 #
 #   bash tools/tests/librdkafka/run.sh            # every test
 #   bash tools/tests/librdkafka/run.sh 0081 0044  # these test numbers
@@ -94,8 +95,13 @@ while IFS= read -r line; do
   skip_reason[${line%% *}]=${line#* }
 done < "$HERE/skipped.txt"
 
+declare -A subtests=()
+while read -r name functions; do
+  [[ -z $name || $name == \#* ]] || subtests[$name]=$functions
+done < "$HERE/subtests.txt"
+
 wanted=("$@")
-selected=()   # "number scenario"
+selected=()   # "number scenario [subtest]"
 not_run=()    # SKIP lines of the tests skipped here
 while read -r name flags scenario; do
   number=${name%%_*}
@@ -111,7 +117,14 @@ while read -r name flags scenario; do
     *noautocreate*) entry="$number noautocreate" ;;
     *) not_run+=("SKIP $name: scenario $scenario only"); continue ;;
   esac
-  [[ " ${selected[*]} " == *" $entry "* ]] || selected+=("$entry")
+  if [[ -n ${subtests[$name]:-} ]]; then
+    for function in ${subtests[$name]}; do selected+=("$entry $function"); done
+    for skipped in "${!skip_reason[@]}"; do
+      [[ $skipped == "$name:"* ]] && not_run+=("SKIP $skipped: ${skip_reason[$skipped]}")
+    done
+  elif [[ " ${selected[*]} " != *" $entry "* ]]; then
+    selected+=("$entry")
+  fi
 done <<< "$table"
 
 # --- brokers --------------------------------------------------------------------
@@ -170,36 +183,37 @@ SHIM
 chmod +x "$WORK/kafka/bin/kafka-topics.sh"
 
 # --- run --------------------------------------------------------------------------
-run_one() { # number scenario
-  local number=$1 scenario=$2 bootstrap_var=${2}_bootstrap out="$WORK/logs/$1-$2.log" rc=0
+run_one() { # number scenario [subtest function]
+  local number=$1 scenario=$2 subtest=${3:-} bootstrap_var=${2}_bootstrap rc=0
+  local out="$WORK/logs/$1-$2${3:+-$3}.log"
   # (A runner that aborts would make bash report it on stderr: the log says more.)
   { (
     cd "$tests_dir"
     LD_LIBRARY_PATH="$build/src:$build/src-cpp" TEST_KAFKA_VERSION=4.1.0 \
-      RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
+      RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" SUBTESTS="${subtest:+$subtest:}" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
       timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "$scenario" "$number"
   ) > "$out" 2>&1 || rc=$?; } 2> /dev/null
   # The runner's summary table (| name | STATE | duration | reason), or,
   # where a failure aborted it before the table, its failure lines.
-  sed 's/\x1b\[[0-9;]*m//g' "$out" | awk -F'|' -v number="$number" -v rc="$rc" '
+  sed 's/\x1b\[[0-9;]*m//g' "$out" | awk -F'|' -v number="$number" -v rc="$rc" -v subtest="${subtest:+:$subtest}" '
     $2 ~ "^ " number "_" {
       gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $3); gsub(/^ +| +$/, "", $4); gsub(/^ +| +$/, "", $5)
       # Silent skips: local tests, other scenarios.
       if ($3 == "SKIPPED" && ($5 == "" || $5 ~ /negative test flags/)) next
       state = ($3 == "PASSED") ? "PASS" : ($3 == "SKIPPED") ? "SKIP" : "FAIL"
-      printf "%s %s (%s)%s\n", state, $2, $4, ($5 != "" ? ": " $5 : "")
+      printf "%s %s%s (%s)%s\n", state, $2, subtest, $4, ($5 != "" ? ": " $5 : "")
       rows++
       failed += (state == "FAIL")
     }
     /^### Test "/ && $0 !~ /"<MAIN>"/ { why = $0; getline detail; aborted[++n] = why " " detail }
     END {
       if (!rows && n) {
-        printf "FAIL %s: %s%s\n", number, aborted[1], (n > 1 ? " (and " n - 1 " more failures)" : "")
+        printf "FAIL %s%s: %s%s\n", number, subtest, aborted[1], (n > 1 ? " (and " n - 1 " more failures)" : "")
         failed++
       }
       # A runner that failed with no failed test: a crash, a timeout, or
       # librdkafka threads left running at exit.
-      if (rc != 0 && !failed) printf "FAIL %s: test-runner exit %s, see its log\n", number, rc
+      if (rc != 0 && !failed) printf "FAIL %s%s: test-runner exit %s, see its log\n", number, subtest, rc
     }'
 }
 
@@ -209,7 +223,7 @@ export WORK TIMEOUT tests_dir build default_bootstrap noautocreate_bootstrap
 log "running ${#selected[@]} test numbers, $JOBS at a time"
 results="$WORK/results.txt"
 printf '%s\n' "${not_run[@]}" | tee "$results"
-printf '%s\n' "${selected[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1"' | tee -a "$results"
+printf '%s\n' "${selected[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' run_one | tee -a "$results"
 
 passed=$(grep -c '^PASS ' "$results" || true)
 failed=$(grep -c '^FAIL ' "$results" || true)
