@@ -13,8 +13,10 @@
 //!    (same base offset and lastOffsetDelta, new count, length and CRC); a
 //!    batch that loses all is dropped, except the segment's last batch, which
 //!    stays as an empty batch so the segment still ends where it did.
-//!    Compressed, control and transactional batches, and records without a
-//!    key, are kept as they are (no codecs in the engine).
+//!    A compressed batch is judged by its decompressed records and, when it
+//!    loses some, compressed again with its codec (as Kafka's cleaner does).
+//!    Control and transactional batches, batches that do not decompress, and
+//!    records without a key are kept as they are.
 //! 3. Swap, crash-safe at every step: fdatasync the `.cleaned` file; delete
 //!    the old `.index`/`.timeindex` and fsync the directory; rename
 //!    `.cleaned` over `.log` and fsync the directory; then write the new
@@ -33,7 +35,8 @@ use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 
-use crate::batch::{self, BatchHeader, ATTR_TRANSACTIONAL, HEADER_LEN};
+use crate::batch::{self, BatchHeader, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_LEN};
+use crate::compression;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexPolicy, OffsetIndex};
 use crate::log::PartitionLog;
@@ -71,9 +74,17 @@ fn key_hash(key: &[u8]) -> KeyHash {
     (a.finish(), b.finish())
 }
 
-/// True when compaction may look inside the batch.
-fn compactable(batch: &[u8]) -> bool {
-    records::is_plain(batch) && batch::attributes(batch) & ATTR_TRANSACTIONAL == 0
+/// The batch as compaction sees it, uncompressed (`None`: kept as it is:
+/// control and transactional batches, and ones that do not decompress).
+fn compactable(batch: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let attributes = batch::attributes(batch);
+    if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+        return None;
+    }
+    if attributes & ATTR_COMPRESSION_MASK == 0 {
+        return Some(Cow::Borrowed(batch));
+    }
+    compression::decompressed(batch).ok().map(Cow::Owned)
 }
 
 impl PartitionLog {
@@ -90,9 +101,12 @@ impl PartitionLog {
         if !shared.config().cleanup_policy.compacts() {
             return Ok(outcome);
         }
-        // min.compaction.lag.ms: stop at the first segment with a younger record.
-        let lag_start = now_ms.saturating_sub(i64::try_from(shared.config().min_compaction_lag_ms).unwrap_or(i64::MAX));
-        let old_enough = |seg: &Rc<Segment>| seg.max_time().is_none_or(|(ts, _)| ts <= lag_start);
+        // min.compaction.lag.ms: stop at the first segment with a younger
+        // record. Like Kafka, a lag of 0 looks at no timestamp (producers'
+        // clocks may run ahead of the broker's).
+        let lag = shared.config().min_compaction_lag_ms;
+        let lag_start = now_ms.saturating_sub(i64::try_from(lag).unwrap_or(i64::MAX));
+        let old_enough = |seg: &Rc<Segment>| lag == 0 || seg.max_time().is_none_or(|(ts, _)| ts <= lag_start);
         let sealed: Vec<Rc<Segment>> = {
             let segments = shared.segments.borrow();
             segments.values().take(segments.len() - 1).take_while(|s| old_enough(s)).cloned().collect()
@@ -104,13 +118,10 @@ impl PartitionLog {
                 break;
             }
             self.for_each_batch(seg, |b, h| {
-                if compactable(b) {
-                    if let Ok(recs) = records::parse(b) {
-                        for r in recs {
-                            if let Some(k) = r.key {
-                                map.insert(key_hash(k), h.base_offset + i64::from(r.offset_delta));
-                            }
-                        }
+                let Some(plain) = compactable(b) else { return };
+                for r in records::parse(&plain).unwrap_or_default() {
+                    if let Some(k) = r.key {
+                        map.insert(key_hash(k), h.base_offset + i64::from(r.offset_delta));
                     }
                 }
             })
@@ -281,10 +292,10 @@ fn filter_batch<'a>(
     is_last: bool,
     removed: &mut u64,
 ) -> Option<Cow<'a, [u8]>> {
-    if !compactable(whole) {
+    let Some(plain) = compactable(whole) else {
         return Some(Cow::Borrowed(whole));
-    }
-    let Ok(recs) = records::parse(whole) else {
+    };
+    let Ok(recs) = records::parse(&plain) else {
         return Some(Cow::Borrowed(whole));
     };
     let keep: Vec<records::Record<'_>> = recs
@@ -303,7 +314,13 @@ fn filter_batch<'a>(
     } else if keep.is_empty() && !is_last {
         None
     } else {
-        Some(Cow::Owned(records::rebuild(whole, &keep)))
+        let rebuilt = records::rebuild(&plain, &keep);
+        let codec = batch::attributes(whole) & ATTR_COMPRESSION_MASK;
+        if codec == 0 {
+            return Some(Cow::Owned(rebuilt));
+        }
+        // Compressed as before; the records it decompressed from compress again.
+        Some(Cow::Owned(compression::compressed(&rebuilt, codec).expect("records that decompressed compress")))
     }
 }
 

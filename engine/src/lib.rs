@@ -42,6 +42,7 @@ pub mod batch;
 mod cache;
 mod clean_shutdown;
 mod compaction;
+pub mod compression;
 mod error;
 pub mod index;
 mod log;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
+use weir_engine::compression;
 use weir_engine::records::{self, encode_batch};
 use weir_engine::{CleanupPolicy, Durability, LogConfig, PartitionLog};
 
@@ -30,7 +31,9 @@ async fn all_records(log: &PartitionLog) -> Vec<Rec> {
     while pos < bytes.len() {
         let h = weir_engine::batch::check_batch_at(&bytes[pos..]).expect("valid batch");
         let b = &bytes[pos..pos + h.total_len()];
-        for r in records::parse(b).expect("records") {
+        let compressed = weir_engine::batch::attributes(b) & weir_engine::batch::ATTR_COMPRESSION_MASK != 0;
+        let plain = if compressed { compression::decompressed(b).expect("decompresses") } else { b.to_vec() };
+        for r in records::parse(&plain).expect("records") {
             let value = if r.tombstone { None } else { Some(r.bytes.to_vec()) };
             out.push((h.base_offset + i64::from(r.offset_delta), r.key.expect("keyed").to_vec(), value));
         }
@@ -42,6 +45,11 @@ async fn all_records(log: &PartitionLog) -> Vec<Rec> {
 /// Writes 300 records over 8 keys (every 13th a tombstone) with timestamps
 /// `ts0 + i`; returns every record as read back.
 async fn fill(log: &PartitionLog, ts0: i64) -> Vec<Rec> {
+    fill_compressed(log, ts0, 0).await
+}
+
+/// [`fill`] with batches compressed by `codec` (0: none).
+async fn fill_compressed(log: &PartitionLog, ts0: i64, codec: i16) -> Vec<Rec> {
     let mut i = 0i64;
     while i < 300 {
         let n = (i % 4 + 1) as usize;
@@ -54,7 +62,11 @@ async fn fill(log: &PartitionLog, ts0: i64) -> Vec<Rec> {
             .collect();
         let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
             owned.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        log.append(bytes(encode_batch(ts0 + i, &recs)), Durability::Written).await.expect("append");
+        let mut batch = encode_batch(ts0 + i, &recs);
+        if codec != 0 {
+            batch = compression::compressed(&batch, codec).expect("compress");
+        }
+        log.append(bytes(batch), Durability::Written).await.expect("append");
         i += n as i64;
     }
     all_records(log).await
@@ -123,6 +135,32 @@ fn compaction_keeps_the_newest_record_per_key_and_offsets() {
         assert_eq!(all_records(&log).await.len(), want.len() + 1);
         log.close().await.expect("close");
     });
+}
+
+#[test]
+fn compressed_batches_are_compacted_and_stay_compressed() {
+    for codec in 1..=4 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        block_on(async move {
+            let now = weir_engine::now_ms();
+            let log = open(&path, config()).await;
+            let before = fill_compressed(&log, now, codec).await;
+            let base = active_base(&path);
+            let out = log.compact(now).await.expect("compact");
+            assert!(out.segments_rewritten > 0 && out.records_removed > 0, "codec {codec}: {out:?}");
+            assert_eq!(all_records(&log).await, expected(&before, base, false), "codec {codec}");
+            let batches = read_all(&log, 0).await;
+            let mut pos = 0;
+            while pos < batches.len() {
+                let h = weir_engine::batch::check_batch_at(&batches[pos..]).expect("valid batch");
+                let attributes = weir_engine::batch::attributes(&batches[pos..]);
+                assert_eq!(attributes & weir_engine::batch::ATTR_COMPRESSION_MASK, codec, "still compressed");
+                pos += h.total_len();
+            }
+            log.close().await.expect("close");
+        });
+    }
 }
 
 #[test]
