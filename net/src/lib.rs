@@ -9,6 +9,7 @@ pub mod apis;
 mod chunked;
 pub mod client;
 pub mod codec;
+pub mod compression;
 pub mod errors;
 pub mod group_member;
 pub mod handlers;

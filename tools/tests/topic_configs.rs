@@ -837,3 +837,76 @@ fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
     let segment = &describe_v4(&mut client, TOPIC, "defaulted").1["segment.bytes"];
     assert_eq!((segment.value.as_deref(), segment.config_source), (Some("2000000"), 2));
 }
+
+/// The codec bits of each batch stored in partition 0 of `topic`, by a raw Fetch.
+fn stored_codecs(client: &mut Client, topic: &str) -> Vec<i16> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ])]);
+    let fetched = client.send(&fetch, 12).unwrap();
+    let mut records = fetched.responses[0].partitions[0].records.clone().unwrap_or_default();
+    // Every record reads back whole (kafka-protocol decodes every codec).
+    let decoded = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records.clone()).expect("decodes");
+    for record in decoded.iter().flat_map(|set| &set.records) {
+        assert_eq!(record.value.as_deref(), Some(&b"v"[..]));
+    }
+    let mut codecs = Vec::new();
+    while records.len() >= 61 {
+        let length = i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize;
+        codecs.push(i16::from_be_bytes(records[21..23].try_into().unwrap()) & 7);
+        let _ = records.split_to(12 + length);
+    }
+    codecs
+}
+
+#[test]
+fn compression_type_recompresses_as_kafka_does() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "zstd", &[("compression.type", "zstd"), ("compression.zstd.level", "1")]).unwrap();
+    create(&admin, "uncompressed", &[("compression.type", "uncompressed")]).unwrap();
+    create(&admin, "as-sent", &[]).unwrap();
+    create(&admin, "snappy-compacted", &[("compression.type", "snappy"), ("cleanup.policy", "compact")]).unwrap();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    for topic in ["zstd", "uncompressed", "as-sent", "snappy-compacted"] {
+        for compression in [Compression::None, Compression::Gzip, Compression::Lz4] {
+            let batch = keyed_batch(&[Some("a"), Some("b"), Some("c")], now, compression);
+            assert_eq!(produce_batch(&mut client, topic, None, batch).0, 0, "{topic} {compression:?}");
+        }
+    }
+    assert_eq!(stored_codecs(&mut client, "zstd"), [4, 4, 4]);
+    assert_eq!(stored_codecs(&mut client, "uncompressed"), [0, 0, 0]);
+    assert_eq!(stored_codecs(&mut client, "as-sent"), [0, 1, 3]);
+    assert_eq!(stored_codecs(&mut client, "snappy-compacted"), [2, 2, 2]);
+    // The records read back whole through librdkafka (built without zstd here).
+    for topic in ["uncompressed", "snappy-compacted"] {
+        let consumer = consumer(&bootstrap);
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut keys = Vec::new();
+        let start = Instant::now();
+        while keys.len() < 9 && start.elapsed() < TIMEOUT {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("message");
+                assert_eq!(message.payload(), Some(&b"v"[..]));
+                keys.push(String::from_utf8(message.key().unwrap().to_vec()).unwrap());
+            }
+        }
+        assert_eq!(keys, ["a", "b", "c"].repeat(3), "{topic}");
+    }
+    // Changed at runtime: the next batches follow.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("as-sent")).set("compression.type", "gzip");
+    assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
+    let batch = keyed_batch(&[Some("d")], now, Compression::Lz4);
+    assert_eq!(produce_batch(&mut client, "as-sent", None, batch).0, 0);
+    assert_eq!(stored_codecs(&mut client, "as-sent"), [0, 1, 3, 1]);
+}
