@@ -91,8 +91,9 @@ impl PartitionLog {
             return Ok(outcome);
         }
         // min.compaction.lag.ms: stop at the first segment with a younger record.
-        let lag_start = now_ms.saturating_sub(i64::try_from(shared.config().min_compaction_lag_ms).unwrap_or(i64::MAX));
-        let old_enough = |seg: &Rc<Segment>| seg.max_time().is_none_or(|(ts, _)| ts <= lag_start);
+        let lag = i64::try_from(shared.config().min_compaction_lag_ms).unwrap_or(i64::MAX);
+        let old_enough =
+            |seg: &Rc<Segment>| lag == 0 || seg.max_time().is_none_or(|(ts, _)| ts <= now_ms.saturating_sub(lag));
         let sealed: Vec<Rc<Segment>> = {
             let segments = shared.segments.borrow();
             segments.values().take(segments.len() - 1).take_while(|s| old_enough(s)).cloned().collect()

@@ -168,3 +168,26 @@ fn interrupted_compaction_leaves_a_consistent_log() {
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn min_compaction_lag_leaves_young_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async move {
+        let now = weir_engine::now_ms();
+        let log = open(dir.path(), LogConfig { min_compaction_lag_ms: 1000, ..config() }).await;
+        let before = fill(&log, now).await;
+        let base = active_base(dir.path());
+        // Every sealed segment has records younger than the lag.
+        assert_eq!(log.compact(now).await.expect("compact").segments_rewritten, 0);
+        assert_eq!(all_records(&log).await, before);
+        // 1.1 s on, only segments whose records are all older than now + 100 qualify.
+        let partly = log.compact(now + 1100).await.expect("compact");
+        assert!(partly.segments_rewritten > 0, "{partly:?}");
+        let after = all_records(&log).await;
+        assert!(after.iter().filter(|r| r.0 >= 100).eq(before.iter().filter(|r| r.0 >= 100)), "young records kept");
+        // Once all are old enough, compaction finishes the job.
+        log.compact(now + 10_000).await.expect("compact");
+        assert_eq!(all_records(&log).await, expected(&before, base, false));
+        log.close().await.expect("close");
+    });
+}
