@@ -709,7 +709,7 @@ fn produce_is_checked_against_the_topic_configs() {
     create(&admin, "plain", &[]).unwrap();
     create(&admin, "isr2", &[("min.insync.replicas", "2")]).unwrap();
     let mut client = Client::connect(&bootstrap).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
 
     // A compacted topic refuses a batch with a record without a key, whatever the codec.
     for compression in [Compression::None, Compression::Lz4, Compression::Gzip] {
@@ -759,7 +759,7 @@ fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
     create(&admin, "defaulted", &[]).unwrap();
     create(&admin, "overridden", &[("max.message.bytes", "100000")]).unwrap();
     let mut client = Client::connect(&bootstrap).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
     let big = || keyed_batch(&[Some(&"x".repeat(5000))], now, Compression::None);
     assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, 0);
 
@@ -875,7 +875,7 @@ fn compression_type_recompresses_as_kafka_does() {
     create(&admin, "as-sent", &[]).unwrap();
     create(&admin, "snappy-compacted", &[("compression.type", "snappy"), ("cleanup.policy", "compact")]).unwrap();
     let mut client = Client::connect(&bootstrap).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
     for topic in ["zstd", "uncompressed", "as-sent", "snappy-compacted"] {
         for compression in [Compression::None, Compression::Gzip, Compression::Lz4] {
             let batch = keyed_batch(&[Some("a"), Some("b"), Some("c")], now, compression);
