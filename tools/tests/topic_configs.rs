@@ -836,6 +836,14 @@ fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
     assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, 0, "message.max.bytes is unset again");
     let segment = &describe_v4(&mut client, TOPIC, "defaulted").1["segment.bytes"];
     assert_eq!((segment.value.as_deref(), segment.config_source), (Some("2000000"), 2));
+
+    // max.connections: new connections over it are closed; open ones stay.
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("max.connections", SET, Some("1"))]);
+    assert_eq!(error, 0);
+    assert!(Client::connect(&bootstrap).is_err(), "a connection over max.connections is closed");
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("max.connections", DELETE, None)]);
+    assert_eq!(error, 0);
+    Client::connect(&bootstrap).expect("back to the config file's limit");
 }
 
 /// The codec bits of each batch stored in partition 0 of `topic`, by a raw Fetch.
