@@ -36,7 +36,7 @@ use std::rc::Rc;
 use glommio::io::{DmaFile, OpenOptions};
 
 use crate::batch::{self, BatchHeader, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_LEN};
-use crate::compression;
+use crate::compression::{self, Codec};
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexPolicy, OffsetIndex};
 use crate::log::PartitionLog;
@@ -84,7 +84,7 @@ fn compactable(batch: &[u8]) -> Option<Cow<'_, [u8]>> {
     if attributes & ATTR_COMPRESSION_MASK == 0 {
         return Some(Cow::Borrowed(batch));
     }
-    compression::decompressed(batch).ok().map(Cow::Owned)
+    compression::with_codec(batch, Codec::None, 0).ok().map(Cow::Owned)
 }
 
 impl PartitionLog {
@@ -315,12 +315,16 @@ fn filter_batch<'a>(
         None
     } else {
         let rebuilt = records::rebuild(&plain, &keep);
-        let codec = batch::attributes(whole) & ATTR_COMPRESSION_MASK;
-        if codec == 0 {
-            return Some(Cow::Owned(rebuilt));
+        match Codec::of(whole) {
+            Ok(Codec::None) => Some(Cow::Owned(rebuilt)),
+            // Compressed as before, at the codec's default level. The records
+            // decompressed, so they compress; if not, the batch stays whole.
+            Ok(codec) => Some(
+                compression::with_codec(&rebuilt, codec, codec.default_level())
+                    .map_or(Cow::Borrowed(whole), Cow::Owned),
+            ),
+            Err(_) => Some(Cow::Borrowed(whole)),
         }
-        // Compressed as before; the records it decompressed from compress again.
-        Some(Cow::Owned(compression::compressed(&rebuilt, codec).expect("records that decompressed compress")))
     }
 }
 

@@ -1,90 +1,222 @@
-//! The record codecs of RecordBatch v2 (the low three bits of a batch's
-//! attributes: 1 gzip, 2 snappy, 3 lz4, 4 zstd), for what must look inside a
-//! compressed batch: compaction. kafka-protocol's codecs, so the framings
-//! Kafka uses (xerial snappy, the LZ4 frame format) are the clients' own.
-
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+//! The record codecs of Kafka batches (attributes bits 0-2): gzip, snappy
+//! (xerial framing as the Java client writes it, or raw), lz4 (frame format)
+//! and zstd. Decompression is bounded: a batch that would expand beyond the
+//! limit is refused, so a small request cannot make the broker allocate
+//! gigabytes.
 
 use crate::batch::{self, ATTR_COMPRESSION_MASK, HEADER_LEN, LOG_OVERHEAD};
+use std::io::{Read, Write};
 
-/// The uncompressed batch a compressed one stands for: the same header with
-/// the codec bits cleared (length and CRC rewritten), and the records
-/// decompressed.
-pub fn decompressed(compressed: &[u8]) -> Result<Vec<u8>, String> {
-    let codec = batch::attributes(compressed) & ATTR_COMPRESSION_MASK;
-    let mut data = Bytes::copy_from_slice(&compressed[HEADER_LEN..]);
-    let records = match codec {
-        1 => Gzip::decompress(&mut data, take),
-        2 => Snappy::decompress(&mut data, take),
-        3 => Lz4::decompress(&mut data, take),
-        4 => Zstd::decompress(&mut data, take),
-        other => return Err(format!("unknown compression codec {other}")),
-    }
-    .map_err(|e| format!("cannot decompress ({codec}): {e:#}"))?;
-    let mut plain = Vec::with_capacity(HEADER_LEN + records.len());
-    plain.extend_from_slice(&compressed[..HEADER_LEN]);
-    plain[22] &= !(ATTR_COMPRESSION_MASK as u8);
-    plain.extend_from_slice(&records);
-    set_length_and_crc(&mut plain)?;
-    Ok(plain)
+/// Most bytes one batch's records may take once decompressed.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+/// A batch codec, by its attribute bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    None = 0,
+    Gzip = 1,
+    Snappy = 2,
+    Lz4 = 3,
+    Zstd = 4,
 }
 
-/// `plain`, an uncompressed batch, with its records compressed by `codec`
-/// (1-4): attributes, length and CRC rewritten.
-pub fn compressed(plain: &[u8], codec: i16) -> Result<Vec<u8>, String> {
-    let records = &plain[HEADER_LEN..];
-    let mut out = BytesMut::with_capacity(HEADER_LEN + records.len() / 2);
-    out.extend_from_slice(&plain[..HEADER_LEN]);
-    let put = |buf: &mut BytesMut| {
-        buf.extend_from_slice(records);
-        Ok(())
+impl Codec {
+    /// The codec of a batch (`buf` starts with a whole header).
+    pub fn of(buf: &[u8]) -> Result<Codec, String> {
+        match batch::attributes(buf) & ATTR_COMPRESSION_MASK {
+            0 => Ok(Codec::None),
+            1 => Ok(Codec::Gzip),
+            2 => Ok(Codec::Snappy),
+            3 => Ok(Codec::Lz4),
+            4 => Ok(Codec::Zstd),
+            other => Err(format!("unknown compression codec {other}")),
+        }
+    }
+
+    /// The topic config of its level, if it has one.
+    pub fn level_config(self) -> Option<&'static str> {
+        match self {
+            Codec::Gzip => Some("compression.gzip.level"),
+            Codec::Lz4 => Some("compression.lz4.level"),
+            Codec::Zstd => Some("compression.zstd.level"),
+            Codec::None | Codec::Snappy => None,
+        }
+    }
+
+    /// The level of the topic config's default (`compression.<codec>.level`).
+    pub fn default_level(self) -> i32 {
+        match self {
+            Codec::Gzip => -1,
+            Codec::Lz4 => 9,
+            Codec::Zstd => 3,
+            Codec::None | Codec::Snappy => 0,
+        }
+    }
+
+    /// Kafka's `compression.type` names; `None` for `producer`.
+    pub fn by_name(name: &str) -> Option<Codec> {
+        match name {
+            "uncompressed" => Some(Codec::None),
+            "gzip" => Some(Codec::Gzip),
+            "snappy" => Some(Codec::Snappy),
+            "lz4" => Some(Codec::Lz4),
+            "zstd" => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// xerial snappy-java's stream header (magic, version 1, compatible 1).
+const XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+/// snappy-java's block size.
+const XERIAL_BLOCK: usize = 32 * 1024;
+
+/// `data` decompressed, at most `limit` bytes.
+pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let bounded = |reader: &mut dyn Read| -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| format!("{codec:?}: {e}"))?;
+        if out.len() > limit {
+            return Err(format!("records decompress to more than {limit} bytes"));
+        }
+        Ok(out)
     };
     match codec {
-        1 => Gzip::compress(&mut out, put),
-        2 => Snappy::compress(&mut out, put),
-        3 => Lz4::compress(&mut out, put),
-        4 => Zstd::compress(&mut out, put),
-        other => return Err(format!("unknown compression codec {other}")),
+        Codec::None => Ok(data.to_vec()),
+        Codec::Gzip => bounded(&mut flate2::read::MultiGzDecoder::new(data)),
+        Codec::Lz4 => bounded(&mut lz4::Decoder::new(data).map_err(|e| format!("lz4: {e}"))?),
+        Codec::Zstd => bounded(&mut zstd::stream::read::Decoder::new(data).map_err(|e| format!("zstd: {e}"))?),
+        Codec::Snappy => snappy_decompress(data, limit),
     }
-    .map_err(|e| format!("cannot compress ({codec}): {e:#}"))?;
-    let mut out = out.to_vec();
-    out[22] = (out[22] & !(ATTR_COMPRESSION_MASK as u8)) | codec as u8;
-    set_length_and_crc(&mut out)?;
+}
+
+fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let block = |compressed: &[u8], out: &mut Vec<u8>| -> Result<(), String> {
+        let len = snap::raw::decompress_len(compressed).map_err(|e| format!("snappy: {e}"))?;
+        if out.len() + len > limit {
+            return Err(format!("records decompress to more than {limit} bytes"));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        snap::raw::Decoder::new().decompress(compressed, &mut out[start..]).map_err(|e| format!("snappy: {e}"))?;
+        Ok(())
+    };
+    let Some(mut rest) = data.strip_prefix(&XERIAL_MAGIC[..]) else {
+        block(data, &mut out)?; // Raw snappy, as snappy-java falls back to.
+        return Ok(out);
+    };
+    while !rest.is_empty() {
+        let (len, after) = rest.split_at_checked(4).ok_or("snappy: truncated block length")?;
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (compressed, after) = after.split_at_checked(len).ok_or("snappy: truncated block")?;
+        block(compressed, &mut out)?;
+        rest = after;
+    }
     Ok(out)
 }
 
-fn set_length_and_crc(batch: &mut [u8]) -> Result<(), String> {
-    let length = i32::try_from(batch.len() - LOG_OVERHEAD).map_err(|_| "batch too large".to_string())?;
-    batch[8..12].copy_from_slice(&length.to_be_bytes());
-    batch::rewrite_crc(batch);
-    Ok(())
+/// `data` compressed; `level` is the topic's `compression.<codec>.level`
+/// (gzip -1: the codec's default).
+pub fn compress(codec: Codec, data: &[u8], level: i32) -> Result<Vec<u8>, String> {
+    let io = |e: std::io::Error| format!("{codec:?}: {e}");
+    match codec {
+        Codec::None => Ok(data.to_vec()),
+        Codec::Gzip => {
+            let level = u32::try_from(level).map_or(flate2::Compression::default(), flate2::Compression::new);
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
+            encoder.write_all(data).map_err(io)?;
+            encoder.finish().map_err(io)
+        }
+        Codec::Lz4 => {
+            let mut encoder = lz4::EncoderBuilder::new()
+                .level(u32::try_from(level).unwrap_or(9))
+                .block_mode(lz4::BlockMode::Independent)
+                .build(Vec::new())
+                .map_err(io)?;
+            encoder.write_all(data).map_err(io)?;
+            let (out, result) = encoder.finish();
+            result.map(|()| out).map_err(io)
+        }
+        Codec::Zstd => zstd::stream::encode_all(data, level).map_err(io),
+        Codec::Snappy => {
+            let mut out = XERIAL_MAGIC.to_vec();
+            let mut encoder = snap::raw::Encoder::new();
+            for chunk in data.chunks(XERIAL_BLOCK) {
+                let compressed = encoder.compress_vec(chunk).map_err(|e| format!("snappy: {e}"))?;
+                out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&compressed);
+            }
+            Ok(out)
+        }
+    }
 }
 
-fn take(buf: &mut Bytes) -> anyhow::Result<Bytes> {
-    Ok(buf.copy_to_bytes(buf.remaining()))
+/// A copy of the whole, CRC-checked batch `batch` with its records in
+/// `codec`: the header is kept (offsets, producer, sequence, timestamps),
+/// its codec bits, length and CRC are set anew. The records must parse
+/// once decompressed (a codec may end a truncated stream quietly).
+pub fn with_codec(batch: &[u8], codec: Codec, level: i32) -> Result<Vec<u8>, String> {
+    let records = decompress(Codec::of(batch)?, &batch[HEADER_LEN..], MAX_DECOMPRESSED_BYTES)?;
+    let plain = assemble(batch, Codec::None, &records)?;
+    crate::records::parse(&plain).map_err(|e| format!("records do not parse once decompressed: {e}"))?;
+    if codec == Codec::None {
+        return Ok(plain);
+    }
+    assemble(batch, codec, &compress(codec, &records, level)?)
+}
+
+/// `batch`'s header (codec, length and CRC set) followed by `records`.
+fn assemble(batch: &[u8], codec: Codec, records: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(records);
+    let length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| "batch over 2 GiB".to_string())?;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = (batch::attributes(batch) & !ATTR_COMPRESSION_MASK) | codec as i16;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch::rewrite_crc(&mut out);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records;
+    use crate::records::{encode_batch, parse};
 
     #[test]
     fn every_codec_round_trips_a_batch() {
-        let plain =
-            records::encode_batch(1_000, &[(Some(b"k1"), Some(b"v1")), (Some(b"k2"), None), (None, Some(b"v3"))]);
-        for codec in 1..=4 {
-            let packed = compressed(&plain, codec).unwrap();
-            assert_eq!(batch::attributes(&packed) & ATTR_COMPRESSION_MASK, codec);
-            let header = batch::parse_header(&packed).unwrap();
-            batch::check_crc(&header, &packed).unwrap();
-            let unpacked = decompressed(&packed).unwrap();
-            assert_eq!(unpacked[HEADER_LEN..], plain[HEADER_LEN..], "codec {codec}");
-            assert_eq!(records::parse(&unpacked).unwrap().len(), 3);
+        let plain = encode_batch(1000, &[(Some(b"k"), Some(b"v")), (None, Some(&[7u8; 100_000]))]);
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let level = if codec == Codec::Gzip { -1 } else { 3 };
+            let compressed = with_codec(&plain, codec, level).unwrap();
+            assert!(compressed.len() < plain.len() / 10, "{codec:?}");
+            batch::check_batch_at(&compressed).expect("valid batch");
+            assert_eq!(Codec::of(&compressed), Ok(codec));
+            let back = with_codec(&compressed, Codec::None, 0).unwrap();
+            assert_eq!(back, plain, "{codec:?}");
+            assert_eq!(parse(&back).unwrap()[1].key, None);
         }
-        let mut garbage = compressed(&plain, 1).unwrap();
-        garbage[HEADER_LEN + 12] ^= 0xff;
-        assert!(decompressed(&garbage).is_err());
+    }
+
+    #[test]
+    fn decompression_is_bounded_and_bad_input_refused() {
+        let zeros = vec![0u8; 1 << 20];
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let level = if codec == Codec::Gzip { -1 } else { 1 };
+            let compressed = compress(codec, &zeros, level).unwrap();
+            assert_eq!(decompress(codec, &compressed, 1 << 20).unwrap().len(), 1 << 20);
+            assert!(decompress(codec, &compressed, 1000).is_err(), "{codec:?} not bounded");
+            assert!(decompress(codec, b"not compressed at all", 1 << 20).is_err(), "{codec:?} garbage");
+        }
+        // A truncated stream is refused, by its codec or by its records.
+        let plain = encode_batch(1000, &[(Some(b"k"), Some(&[1u8; 50_000])), (Some(b"j"), Some(b"v"))]);
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let compressed = with_codec(&plain, codec, 1).unwrap();
+            let truncated = &compressed[..compressed.len() - 20];
+            assert!(with_codec(truncated, Codec::None, 0).is_err(), "{codec:?} truncated");
+        }
+        // A raw snappy block claiming 4 GiB is refused before any allocation.
+        assert!(decompress(Codec::Snappy, &[0xff, 0xff, 0xff, 0xff, 0x0f], 1 << 20).is_err());
     }
 }

@@ -1289,3 +1289,17 @@ fn roll_jitter(bound: u64, segment_base: i64) -> u64 {
     }
     SEED.with(|seed| std::hash::BuildHasher::hash_one(seed, segment_base)) % bound
 }
+
+#[cfg(test)]
+mod tests {
+    use super::roll_jitter;
+
+    #[test]
+    fn roll_jitter_is_below_its_bound_and_fixed_per_segment() {
+        assert_eq!(roll_jitter(0, 42), 0);
+        let jitters: Vec<u64> = (0..200).map(|base| roll_jitter(1000, base)).collect();
+        assert!(jitters.iter().all(|&j| j < 1000));
+        assert!(jitters.iter().any(|&j| j != jitters[0]), "segments get different jitters");
+        assert_eq!(roll_jitter(1000, 7), roll_jitter(1000, 7));
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
-use weir_engine::compression;
+use weir_engine::compression::{self, Codec};
 use weir_engine::records::{self, encode_batch};
 use weir_engine::{CleanupPolicy, Durability, LogConfig, PartitionLog};
 
@@ -31,8 +31,7 @@ async fn all_records(log: &PartitionLog) -> Vec<Rec> {
     while pos < bytes.len() {
         let h = weir_engine::batch::check_batch_at(&bytes[pos..]).expect("valid batch");
         let b = &bytes[pos..pos + h.total_len()];
-        let compressed = weir_engine::batch::attributes(b) & weir_engine::batch::ATTR_COMPRESSION_MASK != 0;
-        let plain = if compressed { compression::decompressed(b).expect("decompresses") } else { b.to_vec() };
+        let plain = compression::with_codec(b, Codec::None, 0).expect("decompresses");
         for r in records::parse(&plain).expect("records") {
             let value = if r.tombstone { None } else { Some(r.bytes.to_vec()) };
             out.push((h.base_offset + i64::from(r.offset_delta), r.key.expect("keyed").to_vec(), value));
@@ -45,11 +44,11 @@ async fn all_records(log: &PartitionLog) -> Vec<Rec> {
 /// Writes 300 records over 8 keys (every 13th a tombstone) with timestamps
 /// `ts0 + i`; returns every record as read back.
 async fn fill(log: &PartitionLog, ts0: i64) -> Vec<Rec> {
-    fill_compressed(log, ts0, 0).await
+    fill_compressed(log, ts0, Codec::None).await
 }
 
 /// [`fill`] with batches compressed by `codec` (0: none).
-async fn fill_compressed(log: &PartitionLog, ts0: i64, codec: i16) -> Vec<Rec> {
+async fn fill_compressed(log: &PartitionLog, ts0: i64, codec: Codec) -> Vec<Rec> {
     let mut i = 0i64;
     while i < 300 {
         let n = (i % 4 + 1) as usize;
@@ -62,10 +61,8 @@ async fn fill_compressed(log: &PartitionLog, ts0: i64, codec: i16) -> Vec<Rec> {
             .collect();
         let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
             owned.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        let mut batch = encode_batch(ts0 + i, &recs);
-        if codec != 0 {
-            batch = compression::compressed(&batch, codec).expect("compress");
-        }
+        let batch =
+            compression::with_codec(&encode_batch(ts0 + i, &recs), codec, codec.default_level()).expect("compress");
         log.append(bytes(batch), Durability::Written).await.expect("append");
         i += n as i64;
     }
@@ -139,7 +136,7 @@ fn compaction_keeps_the_newest_record_per_key_and_offsets() {
 
 #[test]
 fn compressed_batches_are_compacted_and_stay_compressed() {
-    for codec in 1..=4 {
+    for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_path_buf();
         block_on(async move {
@@ -148,14 +145,13 @@ fn compressed_batches_are_compacted_and_stay_compressed() {
             let before = fill_compressed(&log, now, codec).await;
             let base = active_base(&path);
             let out = log.compact(now).await.expect("compact");
-            assert!(out.segments_rewritten > 0 && out.records_removed > 0, "codec {codec}: {out:?}");
-            assert_eq!(all_records(&log).await, expected(&before, base, false), "codec {codec}");
+            assert!(out.segments_rewritten > 0 && out.records_removed > 0, "{codec:?}: {out:?}");
+            assert_eq!(all_records(&log).await, expected(&before, base, false), "{codec:?}");
             let batches = read_all(&log, 0).await;
             let mut pos = 0;
             while pos < batches.len() {
                 let h = weir_engine::batch::check_batch_at(&batches[pos..]).expect("valid batch");
-                let attributes = weir_engine::batch::attributes(&batches[pos..]);
-                assert_eq!(attributes & weir_engine::batch::ATTR_COMPRESSION_MASK, codec, "still compressed");
+                assert_eq!(Codec::of(&batches[pos..]), Ok(codec), "still compressed");
                 pos += h.total_len();
             }
             log.close().await.expect("close");
@@ -202,6 +198,29 @@ fn interrupted_compaction_leaves_a_consistent_log() {
             }
         }
         let log = open(&path, config()).await;
+        assert_eq!(all_records(&log).await, expected(&before, base, false));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn min_compaction_lag_leaves_young_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async move {
+        let now = weir_engine::now_ms();
+        let log = open(dir.path(), LogConfig { min_compaction_lag_ms: 1000, ..config() }).await;
+        let before = fill(&log, now).await;
+        let base = active_base(dir.path());
+        // Every sealed segment has records younger than the lag.
+        assert_eq!(log.compact(now).await.expect("compact").segments_rewritten, 0);
+        assert_eq!(all_records(&log).await, before);
+        // 1.1 s on, only segments whose records are all older than now + 100 qualify.
+        let partly = log.compact(now + 1100).await.expect("compact");
+        assert!(partly.segments_rewritten > 0, "{partly:?}");
+        let after = all_records(&log).await;
+        assert!(after.iter().filter(|r| r.0 >= 100).eq(before.iter().filter(|r| r.0 >= 100)), "young records kept");
+        // Once all are old enough, compaction finishes the job.
+        log.compact(now + 10_000).await.expect("compact");
         assert_eq!(all_records(&log).await, expected(&before, base, false));
         log.close().await.expect("close");
     });

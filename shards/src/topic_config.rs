@@ -101,7 +101,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Valid::GzipLevel,
         "-1",
         Some("compression.gzip.level"),
-        "Level of compression.type=gzip. Stored; Weir keeps the producer's compression.",
+        "Level of compression.type=gzip, used when the broker recompresses.",
     ),
     def(
         "compression.lz4.level",
@@ -109,7 +109,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Valid::Range(1, 17),
         "9",
         Some("compression.lz4.level"),
-        "Level of compression.type=lz4. Stored; Weir keeps the producer's compression.",
+        "Level of compression.type=lz4, used when the broker recompresses.",
     ),
     def(
         "compression.type",
@@ -117,7 +117,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Valid::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
         "producer",
         Some("compression.type"),
-        "Codec of stored batches. Stored; Weir keeps the producer's compression (as with producer).",
+        "Codec of stored batches: producer keeps the producer's; any other is what the broker recompresses to.",
     ),
     def(
         "compression.zstd.level",
@@ -125,7 +125,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Valid::Range(-131_072, 22),
         "3",
         Some("compression.zstd.level"),
-        "Level of compression.type=zstd. Stored; Weir keeps the producer's compression.",
+        "Level of compression.type=zstd, used when the broker recompresses.",
     ),
     def(
         "delete.retention.ms",

@@ -11,12 +11,14 @@ use common::*;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_request;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, CreateTopicsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, ProduceRequest,
-    TopicName,
+    AlterConfigsRequest, CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -519,4 +521,372 @@ fn list_offsets_by_timestamp_and_delete_records() {
     };
     assert!(refused, "deleting beyond the high watermark is OFFSET_OUT_OF_RANGE");
     assert_eq!(watermarks(&bootstrap, "history"), (12, 20));
+}
+
+/// A batch of records with these keys, stamped `timestamp_ms`, in `compression`.
+fn keyed_batch(keys: &[Option<&str>], timestamp_ms: i64, compression: Compression) -> bytes::Bytes {
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let key = key.map(|k| bytes::Bytes::from(k.to_string()));
+            weir_net::records::plain_record(i, timestamp_ms, key, Some(bytes::Bytes::from_static(b"v")))
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    buf.freeze()
+}
+
+/// DescribeConfigs v4 of one resource, with synonyms and documentation:
+/// its error code and its configs by name.
+fn describe_v4(
+    client: &mut Client,
+    resource_type: i8,
+    name: &str,
+) -> (i16, std::collections::HashMap<String, DescribeConfigsResourceResult>) {
+    let request = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_include_documentation(true)
+        .with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(None)]);
+    let mut response = client.send(&request, 4).unwrap();
+    let result = response.results.remove(0);
+    (result.error_code, result.configs.into_iter().map(|c| (c.name.to_string(), c)).collect())
+}
+
+/// (name, value, source) of each synonym of a described config.
+fn synonyms(config: &DescribeConfigsResourceResult) -> Vec<(String, String, i8)> {
+    config
+        .synonyms
+        .iter()
+        .map(|s| (s.name.to_string(), s.value.as_deref().unwrap_or_default().to_string(), s.source))
+        .collect()
+}
+
+/// IncrementalAlterConfigs of one resource: its error code and message.
+fn alter_incrementally(
+    client: &mut Client,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> (i16, String) {
+    let configs = ops
+        .iter()
+        .map(|(n, op, v)| AlterableConfig::default().with_name(s(n)).with_config_operation(*op).with_value(v.map(s)))
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(name))
+        .with_configs(configs)]);
+    let response = client.send(&request, 1).unwrap();
+    let r = &response.responses[0];
+    (r.error_code, r.error_message.as_deref().unwrap_or_default().to_string())
+}
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+
+#[test]
+fn kafka_topic_configs_are_accepted_described_and_checked() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    // What Kafka Streams, Connect and the admin tools create topics with.
+    let configs = [
+        ("min.compaction.lag.ms", "100"),
+        ("max.compaction.lag.ms", "86400000"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("segment.index.bytes", "1048576"),
+        ("index.interval.bytes", "1024"),
+        ("preallocate", "true"),
+        ("compression.type", "lz4"),
+        ("message.timestamp.before.max.ms", "3600000"),
+        ("message.timestamp.after.max.ms", "3600000"),
+        ("unclean.leader.election.enable", "false"),
+        ("file.delete.delay.ms", "1000"),
+        ("segment.jitter.ms", "10"),
+        ("leader.replication.throttled.replicas", "*"),
+        ("follower.replication.throttled.replicas", "0:0"),
+        ("min.insync.replicas", "2"),
+        // Removed in Kafka 4.0, still sent by older clients: accepted, ignored.
+        ("message.format.version", "2.8-IV1"),
+        ("message.timestamp.difference.max.ms", "1000"),
+    ];
+    create(&admin, "streams", &configs).unwrap();
+    let bad = [
+        ("min.cleanable.dirty.ratio", "2"),
+        ("compression.type", "brotli"),
+        ("preallocate", "yes"),
+        ("message.timestamp.before.max.ms", "-1"),
+        ("leader.replication.throttled.replicas", "all"),
+        ("remote.storage.enable", "true"),
+        ("message.downconversion.enable", "maybe"),
+    ];
+    for (name, value) in bad {
+        assert_eq!(create(&admin, "refused", &[(name, value)]), Err(RDKafkaErrorCode::InvalidConfig), "{name}={value}");
+    }
+    let lags = [("min.compaction.lag.ms", "1000"), ("max.compaction.lag.ms", "10")];
+    assert_eq!(create(&admin, "refused", &lags), Err(RDKafkaErrorCode::InvalidConfig));
+
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let (error, described) = describe_v4(&mut client, TOPIC, "streams");
+    assert_eq!(error, 0);
+    for (name, value) in &configs[..configs.len() - 2] {
+        let config = &described[*name];
+        assert_eq!((config.value.as_deref(), config.config_source), (Some(*value), 1), "{name}");
+    }
+    assert!(!described.contains_key("message.format.version"));
+    let ratio = &described["min.cleanable.dirty.ratio"];
+    assert_eq!(ratio.config_type, 6, "DOUBLE");
+    assert!(ratio.documentation.as_deref().is_some_and(|d| !d.is_empty()));
+    assert_eq!(described["preallocate"].config_type, 1, "BOOLEAN");
+    // Never set: DEFAULT_CONFIG, with the broker config it defaults to.
+    let retention = &described["retention.ms"];
+    assert_eq!(
+        (retention.value.as_deref(), retention.config_source, retention.read_only),
+        (Some("604800000"), 5, false)
+    );
+    assert_eq!(synonyms(retention), [("log.retention.ms".to_string(), "604800000".to_string(), 5)]);
+    let ratio_synonyms = synonyms(ratio);
+    assert_eq!(ratio_synonyms[0], ("min.cleanable.dirty.ratio".to_string(), "0.01".to_string(), 1));
+    assert_eq!(ratio_synonyms[1], ("log.cleaner.min.cleanable.ratio".to_string(), "0.5".to_string(), 5));
+    // rdkafka sees the same sources.
+    let results = block_on(admin.describe_configs([&ResourceSpecifier::Topic("streams")], &options())).unwrap();
+    let resource = results.into_iter().next().unwrap().unwrap();
+    let entry = resource.get("segment.ms").unwrap();
+    assert!(entry.is_default && entry.source == ConfigSource::Default, "{entry:?}");
+    assert_eq!(resource.get("min.compaction.lag.ms").unwrap().source, ConfigSource::DynamicTopic);
+
+    // IncrementalAlterConfigs: a removed name is accepted and stays absent.
+    let (error, _) =
+        alter_incrementally(&mut client, TOPIC, "streams", &[("message.format.version", SET, Some("3.0"))]);
+    assert_eq!(error, 0);
+    let (error, _) =
+        alter_incrementally(&mut client, TOPIC, "streams", &[("min.compaction.lag.ms", SET, Some("999999999999"))]);
+    assert_eq!(error, ResponseError::InvalidConfig.code(), "min lag above max lag");
+}
+
+#[test]
+fn produce_is_checked_against_the_topic_configs() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "compacted", &[("cleanup.policy", "compact")]).unwrap();
+    create(&admin, "recent", &[("message.timestamp.before.max.ms", "3600000")]).unwrap();
+    create(&admin, "plain", &[]).unwrap();
+    create(&admin, "isr2", &[("min.insync.replicas", "2")]).unwrap();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
+
+    // A compacted topic refuses a batch with a record without a key, whatever the codec.
+    for compression in [Compression::None, Compression::Lz4, Compression::Gzip] {
+        let keyless = keyed_batch(&[Some("a"), None], now, compression);
+        assert_eq!(produce_batch(&mut client, "compacted", None, keyless).0, ResponseError::InvalidRecord.code());
+        let keyed = keyed_batch(&[Some("a"), Some("b")], now, compression);
+        assert_eq!(produce_batch(&mut client, "compacted", None, keyed).0, 0);
+    }
+    assert_eq!(produce_batch(&mut client, "plain", None, keyed_batch(&[None], now, Compression::None)).0, 0);
+    // Through librdkafka too.
+    let producer = producer_with(&bootstrap, "all", Acks::default(), 10_000);
+    producer
+        .send(BaseRecord::<(), [u8], Box<u64>>::with_opaque_to("compacted", Box::new(0)).payload(&b"v"[..]))
+        .unwrap();
+    producer.flush(TIMEOUT).unwrap();
+    let failed = producer.context().failed.lock().unwrap().clone();
+    assert!(failed.first().is_some_and(|(_, e)| e.contains("InvalidRecord")), "{failed:?}");
+
+    // Timestamps: before.max.ms on "recent", the default after.max.ms (1 h) everywhere.
+    let old = keyed_batch(&[Some("a")], now - 2 * 3_600_000, Compression::None);
+    assert_eq!(produce_batch(&mut client, "recent", None, old.clone()).0, ResponseError::InvalidTimestamp.code());
+    assert_eq!(produce_batch(&mut client, "plain", None, old).0, 0);
+    let ahead = keyed_batch(&[Some("a")], now + 2 * 3_600_000, Compression::Zstd);
+    assert_eq!(produce_batch(&mut client, "plain", None, ahead).0, ResponseError::InvalidTimestamp.code());
+    assert_eq!(produce_batch(&mut client, "recent", None, keyed_batch(&[Some("a")], now, Compression::None)).0, 0);
+    // LogAppendTime topics take any producer timestamp.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("recent")).set("message.timestamp.type", "LogAppendTime");
+    assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
+    let old = keyed_batch(&[Some("a")], now - 2 * 3_600_000, Compression::None);
+    assert_eq!(produce_batch(&mut client, "recent", None, old).0, 0);
+
+    // min.insync.replicas=2: acks=all cannot be met by one broker; acks=1 can.
+    let batch = keyed_batch(&[Some("a")], now, Compression::None);
+    assert_eq!(produce_batch(&mut client, "isr2", None, batch.clone()).0, ResponseError::NotEnoughReplicas.code());
+    let request =
+        ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s("isr2")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+    assert_eq!(client.send(&request, 9).unwrap().responses[0].partition_responses[0].error_code, 0);
+}
+
+#[test]
+fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
+    let (mut broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "defaulted", &[]).unwrap();
+    create(&admin, "overridden", &[("max.message.bytes", "100000")]).unwrap();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
+    let big = || keyed_batch(&[Some(&"x".repeat(5000))], now, Compression::None);
+    assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, 0);
+
+    // This broker's message.max.bytes: in force at once for topics without their own.
+    let (error, why) = alter_incrementally(&mut client, BROKER, "0", &[("message.max.bytes", SET, Some("1000"))]);
+    assert_eq!(error, 0, "{why}");
+    assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, ResponseError::MessageTooLarge.code());
+    assert_eq!(produce_batch(&mut client, "overridden", None, big()).0, 0);
+
+    // The cluster-wide default is below this broker's setting.
+    let (error, _) = alter_incrementally(&mut client, BROKER, "", &[("log.retention.ms", SET, Some("5000"))]);
+    assert_eq!(error, 0);
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("log.retention.ms", SET, Some("7000"))]);
+    assert_eq!(error, 0);
+    let (_, topic) = describe_v4(&mut client, TOPIC, "defaulted");
+    let retention = &topic["retention.ms"];
+    assert_eq!((retention.value.as_deref(), retention.config_source), (Some("7000"), 2));
+    let expected = [("7000", 2), ("5000", 3), ("604800000", 5)]
+        .map(|(v, source)| ("log.retention.ms".to_string(), v.to_string(), source));
+    assert_eq!(synonyms(retention), expected);
+    let (_, broker_configs) = describe_v4(&mut client, BROKER, "0");
+    let max_bytes = &broker_configs["message.max.bytes"];
+    assert_eq!((max_bytes.value.as_deref(), max_bytes.config_source, max_bytes.read_only), (Some("1000"), 2, false));
+    for name in [
+        "log.retention.ms",
+        "num.partitions",
+        "auto.create.topics.enable",
+        "default.replication.factor",
+        "min.insync.replicas",
+        "offsets.topic.replication.factor",
+        "log.segment.bytes",
+        "log.cleanup.policy",
+        "max.connections",
+        "max.connections.per.ip",
+        "log.dirs",
+        "broker.id",
+    ] {
+        assert!(broker_configs.contains_key(name), "{name} not listed");
+    }
+    assert!(broker_configs["log.dirs"].read_only && !broker_configs["log.cleanup.policy"].read_only);
+    assert_eq!(broker_configs["num.partitions"].config_source, 5);
+    let (_, cluster) = describe_v4(&mut client, BROKER, "");
+    assert_eq!(cluster.len(), 1);
+    assert_eq!(
+        (cluster["log.retention.ms"].value.as_deref(), cluster["log.retention.ms"].config_source),
+        (Some("5000"), 3)
+    );
+
+    // Static, unknown, badly valued or another broker's: refused as Kafka does.
+    let (error, why) = alter_incrementally(&mut client, BROKER, "0", &[("log.dirs", SET, Some("/tmp"))]);
+    assert_eq!(error, ResponseError::InvalidRequest.code());
+    assert!(why.contains("Cannot update these configs dynamically"), "{why}");
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("log.retention.ms", SET, Some("soon"))]);
+    assert_eq!(error, ResponseError::InvalidConfig.code());
+    let (error, _) = alter_incrementally(&mut client, BROKER, "7", &[("log.retention.ms", SET, Some("1"))]);
+    assert_eq!(error, ResponseError::InvalidRequest.code());
+
+    // Persisted: the same after a restart.
+    drop(admin);
+    broker.stop();
+    broker.restart();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, ResponseError::MessageTooLarge.code());
+    let (_, topic) = describe_v4(&mut client, TOPIC, "defaulted");
+    assert_eq!(topic["retention.ms"].value.as_deref(), Some("7000"));
+
+    // DELETE goes back to the layer below; AlterConfigs through rdkafka replaces the set.
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("log.retention.ms", DELETE, None)]);
+    assert_eq!(error, 0);
+    assert_eq!(describe_v4(&mut client, TOPIC, "defaulted").1["retention.ms"].value.as_deref(), Some("5000"));
+    let admin = self::admin(&bootstrap);
+    let reset = AlterConfig::new(ResourceSpecifier::Broker(0)).set("log.segment.bytes", "2000000");
+    assert!(block_on(admin.alter_configs([&reset], &options())).unwrap()[0].is_ok());
+    assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, 0, "message.max.bytes is unset again");
+    let segment = &describe_v4(&mut client, TOPIC, "defaulted").1["segment.bytes"];
+    assert_eq!((segment.value.as_deref(), segment.config_source), (Some("2000000"), 2));
+
+    // max.connections: new connections over it are closed; open ones stay.
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("max.connections", SET, Some("1"))]);
+    assert_eq!(error, 0);
+    assert!(Client::connect(&bootstrap).is_err(), "a connection over max.connections is closed");
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("max.connections", DELETE, None)]);
+    assert_eq!(error, 0);
+    Client::connect(&bootstrap).expect("back to the config file's limit");
+}
+
+/// The codec bits of each batch stored in partition 0 of `topic`, by a raw Fetch.
+fn stored_codecs(client: &mut Client, topic: &str) -> Vec<i16> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ])]);
+    let fetched = client.send(&fetch, 12).unwrap();
+    let mut records = fetched.responses[0].partitions[0].records.clone().unwrap_or_default();
+    // Every record reads back whole (kafka-protocol decodes every codec).
+    let decoded = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records.clone()).expect("decodes");
+    for record in decoded.iter().flat_map(|set| &set.records) {
+        assert_eq!(record.value.as_deref(), Some(&b"v"[..]));
+    }
+    let mut codecs = Vec::new();
+    while records.len() >= 61 {
+        let length = i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize;
+        codecs.push(i16::from_be_bytes(records[21..23].try_into().unwrap()) & 7);
+        let _ = records.split_to(12 + length);
+    }
+    codecs
+}
+
+#[test]
+fn compression_type_recompresses_as_kafka_does() {
+    let (broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    create(&admin, "zstd", &[("compression.type", "zstd"), ("compression.zstd.level", "1")]).unwrap();
+    create(&admin, "uncompressed", &[("compression.type", "uncompressed")]).unwrap();
+    create(&admin, "as-sent", &[]).unwrap();
+    create(&admin, "snappy-compacted", &[("compression.type", "snappy"), ("cleanup.policy", "compact")]).unwrap();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
+    for topic in ["zstd", "uncompressed", "as-sent", "snappy-compacted"] {
+        for compression in [Compression::None, Compression::Gzip, Compression::Lz4] {
+            let batch = keyed_batch(&[Some("a"), Some("b"), Some("c")], now, compression);
+            assert_eq!(produce_batch(&mut client, topic, None, batch).0, 0, "{topic} {compression:?}");
+        }
+    }
+    assert_eq!(stored_codecs(&mut client, "zstd"), [4, 4, 4]);
+    assert_eq!(stored_codecs(&mut client, "uncompressed"), [0, 0, 0]);
+    assert_eq!(stored_codecs(&mut client, "as-sent"), [0, 1, 3]);
+    assert_eq!(stored_codecs(&mut client, "snappy-compacted"), [2, 2, 2]);
+    // The records read back whole through librdkafka (built without zstd here).
+    for topic in ["uncompressed", "snappy-compacted"] {
+        let consumer = consumer(&bootstrap);
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut keys = Vec::new();
+        let start = Instant::now();
+        while keys.len() < 9 && start.elapsed() < TIMEOUT {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("message");
+                assert_eq!(message.payload(), Some(&b"v"[..]));
+                keys.push(String::from_utf8(message.key().unwrap().to_vec()).unwrap());
+            }
+        }
+        assert_eq!(keys, ["a", "b", "c"].repeat(3), "{topic}");
+    }
+    // Changed at runtime: the next batches follow.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("as-sent")).set("compression.type", "gzip");
+    assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
+    let batch = keyed_batch(&[Some("d")], now, Compression::Lz4);
+    assert_eq!(produce_batch(&mut client, "as-sent", None, batch).0, 0);
+    assert_eq!(stored_codecs(&mut client, "as-sent"), [0, 1, 3, 1]);
 }

@@ -10,10 +10,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use weir_engine::batch;
+use weir_engine::compression::{with_codec, Codec};
 use weir_engine::Durability;
 use weir_shards::shard::ProducedPartition;
 use weir_shards::topic_config::CLEANUP_POLICY;
@@ -29,22 +30,23 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         -1 => Ok(Durability::Synced),
         _ => Err(ResponseError::InvalidRequiredAcks.code()),
     };
+    let acks = request.acks;
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let transactional_id = transactional_id.as_deref();
     let topics = join_all(request.topic_data.into_iter().map(|topic| async move {
         let partitions = join_all(topic.partition_data.into_iter().map(|data| {
             let name = topic.name.0.clone();
             async move {
-                let refused = data.records.as_ref().and_then(|r| topic_refuses(shard, &name, request.acks, r));
-                let result = match (durability, data.records) {
+                let records = data.records.map(|r| as_topic_takes(shard, &name, acks, r));
+                let result = match (durability, records) {
                     (Err(code), _) => Err((code, None)),
                     (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
-                    (Ok(_), Some(_)) if refused.is_some() => Err(refused.expect("checked")),
-                    (Ok(Durability::Synced), Some(records)) => {
+                    (Ok(_), Some(Err(refused))) => Err(refused),
+                    (Ok(Durability::Synced), Some(Ok(records))) => {
                         let transactional_id = transactional_id.map(str::to_string);
                         durable_by(shard.clone(), name, data.index, records, transactional_id, deadline).await
                     }
-                    (Ok(durability), Some(records)) => {
+                    (Ok(durability), Some(Ok(records))) => {
                         shard.produce(&name, data.index, records, durability, transactional_id).await.map_err(error_of)
                     }
                 };
@@ -60,29 +62,63 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
 
 type PartitionResult = Result<ProducedPartition, (i16, Option<String>)>;
 
-/// What the topic's configs refuse before the append, as Kafka: acks=all
-/// with `min.insync.replicas` above the one replica a single broker has
-/// (NOT_ENOUGH_REPLICAS), and a record without a key on a compacted topic
-/// (INVALID_RECORD, the whole batch; records of any codec are read).
-fn topic_refuses(shard: &Shard, topic: &str, acks: i16, records: &Bytes) -> Option<(i16, Option<String>)> {
+/// The records as the topic's configs have them appended, as Kafka: acks=all
+/// with `min.insync.replicas` above the one replica a single broker has is
+/// NOT_ENOUGH_REPLICAS; on a compacted topic a batch with a record without
+/// a key is INVALID_RECORD; with `compression.type` other than `producer`,
+/// batches in another codec are recompressed. A payload that does not
+/// validate is passed on untouched for the log to refuse.
+fn as_topic_takes(shard: &Shard, topic: &str, acks: i16, records: Bytes) -> Result<Bytes, (i16, Option<String>)> {
     let metadata = shard.metadata();
-    let configs = &metadata.topic(topic)?.configs;
+    let Some(configs) = metadata.topic(topic).map(|t| &t.configs) else { return Ok(records) };
     let value = |name| shard.config().topic_config_value(&metadata.dynamic_broker_configs, topic, configs, name);
     let min_isr = value("min.insync.replicas");
     if acks == -1 && min_isr.parse::<i32>().is_ok_and(|n| n > 1) {
         let why = format!("min.insync.replicas is {min_isr}; this topic has one in-sync replica");
-        return Some((ResponseError::NotEnoughReplicas.code(), Some(why)));
+        return Err((ResponseError::NotEnoughReplicas.code(), Some(why)));
     }
-    if !value(CLEANUP_POLICY).split(',').any(|p| p == "compact") {
-        return None;
+    let compacted = value(CLEANUP_POLICY).split(',').any(|p| p == "compact");
+    let target = Codec::by_name(&value("compression.type"));
+    if !compacted && target.is_none() {
+        return Ok(records);
     }
-    // A payload that does not decode is left to the log's validation.
-    let batches = RecordBatchDecoder::decode_all(&mut records.clone()).ok()?;
-    let keyless = batches.iter().flat_map(|b| &b.records).any(|r| r.key.is_none() && !r.control);
-    keyless.then(|| {
-        let why = format!("compacted topic '{topic}' cannot accept a record without a key");
-        (ResponseError::InvalidRecord.code(), Some(why))
-    })
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let Ok(header) = batch::check_batch_at(&records[pos..]) else { return Ok(records) };
+        batches.push(&records[pos..pos + header.total_len()]);
+        pos += header.total_len();
+    }
+    let refused = |code: ResponseError, why: String| (code.code(), Some(why));
+    let mut out = Vec::with_capacity(records.len());
+    for one in batches {
+        let codec = Codec::of(one).map_err(|e| refused(ResponseError::CorruptMessage, e))?;
+        let control = batch::attributes(one) & batch::ATTR_CONTROL != 0;
+        let plain = if compacted && codec != Codec::None && !control {
+            Some(with_codec(one, Codec::None, 0).map_err(|e| refused(ResponseError::CorruptMessage, e))?)
+        } else {
+            None
+        };
+        if compacted && !control {
+            let parsed = weir_engine::records::parse(plain.as_deref().unwrap_or(one))
+                .map_err(|e| refused(ResponseError::CorruptMessage, e))?;
+            if parsed.iter().any(|r| r.key.is_none()) {
+                let why = format!("compacted topic '{topic}' cannot accept a record without a key");
+                return Err(refused(ResponseError::InvalidRecord, why));
+            }
+        }
+        match target.filter(|&t| t != codec && !control) {
+            Some(Codec::None) if plain.is_some() => out.extend_from_slice(plain.as_deref().expect("some")),
+            Some(target) => {
+                let level = target.level_config().map_or(-1, |name| value(name).parse().unwrap_or(-1));
+                let recompressed =
+                    with_codec(one, target, level).map_err(|e| refused(ResponseError::CorruptMessage, e))?;
+                out.extend_from_slice(&recompressed);
+            }
+            None => out.extend_from_slice(one),
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 fn error_of(e: PartitionError) -> (i16, Option<String>) {
