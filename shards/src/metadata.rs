@@ -9,8 +9,9 @@
 
 use crate::error::TopicError;
 use crate::topic_config::{
-    config_type, is_dynamic_broker_config, is_topic_config_name, list_items, topic_config, validate_combination,
-    validate_dynamic_broker_config, validate_topic_config, DynamicBrokerConfigs,
+    config_type, dynamic_broker_config_info, group_config, is_dynamic_broker_config, is_topic_config_name, list_items,
+    topic_config, validate_combination, validate_dynamic_broker_config, validate_group_config, validate_topic_config,
+    DynamicBrokerConfigs,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,12 +49,13 @@ pub fn validate_topic_configs<'a>(
     Ok(valid)
 }
 
-/// Which configs an alteration changes: a topic's, or the dynamic broker
-/// configs (their names, values and errors differ).
+/// Which configs an alteration changes: a topic's, the dynamic broker
+/// configs or a consumer group's (their names, values and errors differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigScope {
     Topic,
     Broker,
+    Group,
 }
 
 impl ConfigScope {
@@ -64,6 +66,7 @@ impl ConfigScope {
             ConfigScope::Broker => self.check_name(name).and_then(|()| {
                 validate_dynamic_broker_config(name, value).map(Some).map_err(TopicError::InvalidConfig)
             }),
+            ConfigScope::Group => validate_group_config(name, value).map(Some).map_err(TopicError::InvalidConfig),
         }
     }
 
@@ -76,17 +79,19 @@ impl ConfigScope {
             ConfigScope::Broker => {
                 Err(TopicError::InvalidRequest(format!("Cannot update these configs dynamically: [{name}]")))
             }
+            ConfigScope::Group if group_config(name).is_some() => Ok(()),
+            ConfigScope::Group => Err(TopicError::InvalidConfig(format!("Unknown group config name: {name}"))),
         }
     }
 
     fn is_list(self, name: &str) -> bool {
-        let topic_name = match self {
-            ConfigScope::Topic => Some(name),
+        match self {
+            ConfigScope::Topic => topic_config(name).is_some_and(|d| d.config_type == config_type::LIST),
             ConfigScope::Broker => {
-                crate::topic_config::TOPIC_CONFIGS.iter().find(|d| d.synonym == Some(name)).map(|d| d.name)
+                is_dynamic_broker_config(name) && dynamic_broker_config_info(name).0 == config_type::LIST
             }
-        };
-        topic_name.and_then(topic_config).is_some_and(|d| d.config_type == config_type::LIST)
+            ConfigScope::Group => false,
+        }
     }
 
     fn validate_all<'a>(
@@ -106,7 +111,7 @@ impl ConfigScope {
     /// Kafka's checks across a topic's configs (the explicit ones over
     /// Kafka's defaults).
     fn check_combination(self, configs: &TopicConfigs) -> Result<(), TopicError> {
-        if self == ConfigScope::Broker {
+        if self != ConfigScope::Topic {
             return Ok(());
         }
         let value = |name: &str| {
@@ -208,6 +213,9 @@ pub struct MetadataSnapshot {
     /// Broker configs set at runtime (KIP-226).
     #[serde(default)]
     pub dynamic_broker_configs: DynamicBrokerConfigs,
+    /// Configs set on consumer groups (KIP-848), by group id.
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, TopicConfigs>,
 }
 
 impl MetadataSnapshot {
@@ -229,6 +237,8 @@ pub enum ConfigTarget {
     Broker,
     /// The dynamic cluster-wide broker defaults (the resource with the empty name).
     ClusterDefault,
+    /// A consumer group's configs (it need not exist yet, as in Kafka).
+    Group(String),
 }
 
 /// A change to a topic's configs, applied by the controller to the current set.
@@ -341,13 +351,9 @@ impl MetadataStore {
         let snapshot = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<MetadataSnapshot>(&text)
                 .map_err(|e| format!("corrupt metadata file {}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetadataSnapshot {
-                version: 0,
-                cluster_id: Uuid::new_v4().simple().to_string(),
-                next_producer_id: 0,
-                topics: BTreeMap::new(),
-                dynamic_broker_configs: DynamicBrokerConfigs::default(),
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                MetadataSnapshot { cluster_id: Uuid::new_v4().simple().to_string(), ..MetadataSnapshot::default() }
+            }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
         Ok(MetadataStore { path, current: Arc::new(snapshot) })
@@ -427,6 +433,17 @@ impl MetadataStore {
         self.persist(next)
     }
 
+    /// Replaces the configs set on consumer group `group` (already validated).
+    pub fn set_group_configs(&mut self, group: &str, configs: TopicConfigs) -> Result<(), TopicError> {
+        let mut next = self.clone_current();
+        if configs.is_empty() {
+            next.group_configs.remove(group);
+        } else {
+            next.group_configs.insert(group.to_string(), configs);
+        }
+        self.persist(next)
+    }
+
     /// Removes a topic; returns what it was.
     pub fn delete_topic(&mut self, name: &str) -> Result<TopicMetadata, TopicError> {
         let mut next = self.clone_current();
@@ -442,6 +459,7 @@ impl MetadataStore {
             next_producer_id: self.current.next_producer_id,
             topics: self.current.topics.clone(),
             dynamic_broker_configs: self.current.dynamic_broker_configs.clone(),
+            group_configs: self.current.group_configs.clone(),
         }
     }
 

@@ -32,6 +32,8 @@ pub mod source {
     pub const DYNAMIC_DEFAULT_BROKER: i8 = 3;
     pub const STATIC_BROKER: i8 = 4;
     pub const DEFAULT: i8 = 5;
+    /// Set on a consumer group (KIP-848).
+    pub const GROUP: i8 = 8;
 }
 
 /// What values a topic config takes.
@@ -51,11 +53,13 @@ enum Valid {
     ThrottledReplicas,
     /// gzip: -1 (the codec's default) or 1..=9.
     GzipLevel,
+    /// Any text.
+    Any,
 }
 
-/// One topic config as Kafka defines it.
+/// One config (a topic's, or a dynamic broker config) as Kafka defines it.
 #[derive(Debug)]
-pub struct TopicConfigDef {
+pub struct ConfigDef {
     pub name: &'static str,
     pub config_type: i8,
     valid: Valid,
@@ -79,14 +83,14 @@ const fn def(
     default: &'static str,
     synonym: Option<&'static str>,
     doc: &'static str,
-) -> TopicConfigDef {
-    TopicConfigDef { name, config_type, valid, default, synonym, doc }
+) -> ConfigDef {
+    ConfigDef { name, config_type, valid, default, synonym, doc }
 }
 
 use config_type::{BOOLEAN, DOUBLE, INT, LIST, LONG, STRING};
 
 /// Every topic config of Kafka 4.x, sorted by name.
-pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def(
         CLEANUP_POLICY,
         LIST,
@@ -362,11 +366,55 @@ const IGNORED_TOPIC_CONFIGS: &[(&str, Valid)] = &[
     ("message.timestamp.difference.max.ms", Valid::Range(0, MAX)),
 ];
 
-/// Broker limits that change at runtime besides the topic defaults.
-const DYNAMIC_LIMITS: &[&str] = &["max.connections", "max.connections.per.ip"];
+/// Kafka's dynamic broker configs (KIP-226, `DynamicBrokerConfig`) that are
+/// not topic defaults. Weir enforces the connection limits. The thread pool,
+/// log cleaner and Kerberos login settings are accepted, checked, stored and
+/// described as Kafka does, because admin tools and client test suites set
+/// them, but change nothing here: Weir runs one thread per core, compacts on
+/// the shard that owns the partition, and has no SASL/GSSAPI.
+const OTHER_DYNAMIC_BROKER_CONFIGS: &[ConfigDef] = &[
+    def("background.threads", INT, Valid::Range(1, INT_MAX), "10", None, INERT),
+    def("log.cleaner.backoff.ms", LONG, Valid::Range(0, MAX), "15000", None, INERT),
+    def("log.cleaner.dedupe.buffer.size", LONG, Valid::Range(0, MAX), "134217728", None, INERT),
+    def("log.cleaner.io.buffer.load.factor", DOUBLE, Valid::Ratio, "0.9", None, INERT),
+    def("log.cleaner.io.buffer.size", INT, Valid::Range(0, INT_MAX), "524288", None, INERT),
+    def("log.cleaner.threads", INT, Valid::Range(0, INT_MAX), "1", None, INERT),
+    def(
+        "max.connections",
+        INT,
+        Valid::Range(0, INT_MAX),
+        "2147483647",
+        None,
+        "Most client connections in all; over it a new one is closed.",
+    ),
+    def(
+        "max.connections.per.ip",
+        INT,
+        Valid::Range(0, INT_MAX),
+        "2147483647",
+        None,
+        "Most client connections from one IP address; over it a new one is closed.",
+    ),
+    def("num.io.threads", INT, Valid::Range(1, INT_MAX), "8", None, INERT),
+    def("num.network.threads", INT, Valid::Range(1, INT_MAX), "3", None, INERT),
+    def("num.recovery.threads.per.data.dir", INT, Valid::Range(1, INT_MAX), "2", None, INERT),
+    def("num.replica.fetchers", INT, Valid::Range(1, INT_MAX), "1", None, INERT),
+    def("sasl.kerberos.kinit.cmd", STRING, Valid::Any, "/usr/bin/kinit", None, INERT),
+    def("sasl.kerberos.min.time.before.relogin", LONG, Valid::Range(0, MAX), "60000", None, INERT),
+    def("sasl.kerberos.principal.to.local.rules", LIST, Valid::Any, "DEFAULT", None, INERT),
+    def("sasl.kerberos.service.name", STRING, Valid::Any, "", None, INERT),
+    def("sasl.kerberos.ticket.renew.jitter", DOUBLE, Valid::Ratio, "0.05", None, INERT),
+    def("sasl.kerberos.ticket.renew.window.factor", DOUBLE, Valid::Ratio, "0.8", None, INERT),
+];
+
+const INERT: &str = "Accepted and stored as Kafka does; no effect in Weir (one thread per core, no SASL/GSSAPI yet).";
+
+fn other_dynamic_broker_config(name: &str) -> Option<&'static ConfigDef> {
+    OTHER_DYNAMIC_BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
 
 /// The definition of topic config `name`.
-pub fn topic_config(name: &str) -> Option<&'static TopicConfigDef> {
+pub fn topic_config(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
@@ -428,6 +476,7 @@ fn check(name: &str, config_type: i8, valid: Valid, value: &str) -> Result<Strin
             None => Err(format!("{name}: '{value}' is not one of {}", allowed.join(", "))),
         },
         Valid::CleanupPolicy => parse_cleanup_policy(value).map(|_| list_items(value).join(",")),
+        Valid::Any => Ok(value.to_string()),
         Valid::ThrottledReplicas => {
             let items = list_items(value);
             let pair = |item: &str| {
@@ -472,44 +521,99 @@ pub fn list_items(value: &str) -> Vec<String> {
 }
 
 /// The topic config a broker config is the default of.
-fn topic_config_of_synonym(broker_name: &str) -> Option<&'static TopicConfigDef> {
+fn topic_config_of_synonym(broker_name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.synonym == Some(broker_name))
 }
 
+/// The configs a consumer group may set (KIP-848, Kafka 4's `GroupConfig`),
+/// each over the broker config it defaults to. Kafka bounds them by the
+/// broker's `group.consumer.min/max.*` settings, here Kafka's defaults (so
+/// the heartbeat interval is always below the session timeout, as Kafka
+/// requires).
+/// (Share and streams groups are not built, so neither are their configs.)
+pub const GROUP_CONFIGS: &[ConfigDef] = &[
+    def(
+        "consumer.heartbeat.interval.ms",
+        INT,
+        Valid::Range(5000, 15000),
+        "5000",
+        Some("group.consumer.heartbeat.interval.ms"),
+        "How often a member of this consumer group heartbeats (group.protocol=consumer).",
+    ),
+    def(
+        "consumer.session.timeout.ms",
+        INT,
+        Valid::Range(45000, 60000),
+        "45000",
+        Some("group.consumer.session.timeout.ms"),
+        "A member of this consumer group without a heartbeat for this long is removed (group.protocol=consumer).",
+    ),
+];
+
+/// The definition of group config `name`.
+pub fn group_config(name: &str) -> Option<&'static ConfigDef> {
+    GROUP_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks one group config: the value to store or why it is refused.
+pub fn validate_group_config(name: &str, value: &str) -> Result<String, String> {
+    match group_config(name) {
+        Some(def) => check(name, def.config_type, def.valid, value),
+        None => Err(format!("Unknown group config name: {name}")),
+    }
+}
+
+/// Group config `def` of a group with `explicit` configs, the value in
+/// force first: set on the group, then Kafka's default of its broker config.
+pub fn group_config_chain(explicit: &BTreeMap<String, String>, def: &'static ConfigDef) -> Vec<ConfigValue> {
+    let set =
+        explicit.get(def.name).map(|value| ConfigValue { name: def.name, value: value.clone(), source: source::GROUP });
+    let synonym = def.synonym.unwrap_or(def.name);
+    set.into_iter()
+        .chain([ConfigValue { name: synonym, value: def.default.to_string(), source: source::DEFAULT }])
+        .collect()
+}
+
 /// True for the broker configs AlterConfigs may change at runtime: the
-/// broker defaults of topic configs and the connection limits.
+/// broker defaults of topic configs and `OTHER_DYNAMIC_BROKER_CONFIGS`.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
     dynamic_broker_config_name(name).is_some()
 }
 
 /// The name of a dynamic broker config, as stored in the table.
 pub fn dynamic_broker_config_name(name: &str) -> Option<&'static str> {
-    topic_config_of_synonym(name)
-        .and_then(|d| d.synonym)
-        .or_else(|| DYNAMIC_LIMITS.iter().copied().find(|n| *n == name))
+    dynamic_broker_config_def(name).map(|(name, _)| name)
+}
+
+/// A dynamic broker config's name and the definition of its values (for a
+/// topic default, the topic config's).
+fn dynamic_broker_config_def(name: &str) -> Option<(&'static str, &'static ConfigDef)> {
+    match topic_config_of_synonym(name) {
+        Some(def) => def.synonym.map(|synonym| (synonym, def)),
+        None => other_dynamic_broker_config(name).map(|def| (def.name, def)),
+    }
 }
 
 /// Every dynamic broker config name, sorted.
 pub fn dynamic_broker_config_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> =
-        TOPIC_CONFIGS.iter().filter_map(|d| d.synonym).chain(DYNAMIC_LIMITS.iter().copied()).collect();
+    let mut names: Vec<&'static str> = TOPIC_CONFIGS
+        .iter()
+        .filter_map(|d| d.synonym)
+        .chain(OTHER_DYNAMIC_BROKER_CONFIGS.iter().map(|d| d.name))
+        .collect();
     names.sort_unstable();
     names
 }
 
 /// The broker-level type and documentation of a dynamic broker config.
 pub fn dynamic_broker_config_info(name: &str) -> (i8, &'static str) {
-    match topic_config_of_synonym(name) {
-        Some(def) => (def.config_type, def.doc),
-        None => (INT, "Most client connections (in all, or from one IP address); over it a new one is closed."),
-    }
+    dynamic_broker_config_def(name).map_or((STRING, ""), |(_, def)| (def.config_type, def.doc))
 }
 
 /// Checks a dynamic broker config: the value to store or why it is refused.
 pub fn validate_dynamic_broker_config(name: &str, value: &str) -> Result<String, String> {
-    match topic_config_of_synonym(name) {
-        Some(def) => check(name, def.config_type, def.valid, value),
-        None if DYNAMIC_LIMITS.contains(&name) => check(name, INT, Valid::Range(0, INT_MAX), value),
+    match dynamic_broker_config_def(name) {
+        Some((_, def)) => check(name, def.config_type, def.valid, value),
         None => Err(format!("Cannot update these configs dynamically: [{name}]")),
     }
 }
@@ -546,10 +650,7 @@ impl BrokerConfig {
             "max.connections.per.ip" => self.max_connections_per_ip.min(INT_MAX as usize).to_string(),
             _ => return None,
         };
-        let kafka_default = match broker_name {
-            "max.connections" | "max.connections.per.ip" => INT_MAX.to_string(),
-            _ => topic_config_of_synonym(broker_name).map_or_else(String::new, |d| d.default.to_string()),
-        };
+        let kafka_default = dynamic_broker_config_def(broker_name).map_or("", |(_, d)| d.default);
         (value != kafka_default).then_some(value)
     }
 
@@ -565,11 +666,8 @@ impl BrokerConfig {
         push(dynamic.broker.get(name).cloned(), source::DYNAMIC_BROKER);
         push(dynamic.cluster_default.get(name).cloned(), source::DYNAMIC_DEFAULT_BROKER);
         push(self.static_value(name), source::STATIC_BROKER);
-        let default = match topic_config_of_synonym(name) {
-            Some(def) => def.default.to_string(),
-            None => INT_MAX.to_string(),
-        };
-        push(Some(default), source::DEFAULT);
+        let default = dynamic_broker_config_def(name).map_or("", |(_, def)| def.default);
+        push(Some(default.to_string()), source::DEFAULT);
         chain
     }
 
@@ -582,7 +680,7 @@ impl BrokerConfig {
         dynamic: &DynamicBrokerConfigs,
         topic: &str,
         explicit: &BTreeMap<String, String>,
-        def: &'static TopicConfigDef,
+        def: &'static ConfigDef,
     ) -> Vec<ConfigValue> {
         let mut chain = Vec::new();
         let set = explicit
@@ -851,5 +949,13 @@ mod tests {
         assert!(validate_dynamic_broker_config("max.connections", "-1").is_err());
         let refused = validate_dynamic_broker_config("log.dirs", "/tmp").unwrap_err();
         assert!(refused.contains("Cannot update these configs dynamically"), "{refused}");
+        // Kafka's thread and Kerberos settings are accepted (and checked) though inert here.
+        assert_eq!(
+            validate_dynamic_broker_config("sasl.kerberos.min.time.before.relogin", "58000"),
+            Ok("58000".into())
+        );
+        assert_eq!(validate_dynamic_broker_config("background.threads", " 9"), Ok("9".into()));
+        assert!(validate_dynamic_broker_config("background.threads", "0").is_err());
+        assert_eq!(dynamic_broker_config_info("background.threads").0, INT);
     }
 }

@@ -588,6 +588,7 @@ fn alter_incrementally(
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const GROUP: i8 = 32;
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 
@@ -691,6 +692,16 @@ fn produce_is_checked_against_the_topic_configs() {
         assert_eq!(produce_batch(&mut client, "compacted", None, keyed).0, 0);
     }
     assert_eq!(produce_batch(&mut client, "plain", None, keyed_batch(&[None], now, Compression::None)).0, 0);
+    // Each keyless record is named in record_errors, for the client to fail
+    // those and retry the rest (librdkafka's _INVALID_DIFFERENT_RECORD).
+    let mixed = keyed_batch(&[Some("a"), None, Some("b"), None], now, Compression::Lz4);
+    let refused = produce_answer(&mut client, "compacted", None, mixed);
+    assert_eq!(refused.error_code, ResponseError::InvalidRecord.code());
+    assert_eq!(refused.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), [1, 3]);
+    assert!(refused
+        .record_errors
+        .iter()
+        .all(|e| e.batch_index_error_message.as_ref().is_some_and(|m| m.contains("key"))));
     // Through librdkafka too.
     let producer = producer_with(&bootstrap, "all", Acks::default(), 10_000);
     producer
@@ -788,6 +799,19 @@ fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
     assert_eq!(error, ResponseError::InvalidConfig.code());
     let (error, _) = alter_incrementally(&mut client, BROKER, "7", &[("log.retention.ms", SET, Some("1"))]);
     assert_eq!(error, ResponseError::InvalidRequest.code());
+    // Kafka's per-broker thread and Kerberos settings: accepted and described (inert here).
+    let kerberos =
+        [("sasl.kerberos.min.time.before.relogin", SET, Some("58000")), ("background.threads", SET, Some("9"))];
+    assert_eq!(alter_incrementally(&mut client, BROKER, "0", &kerberos).0, 0);
+    let (_, broker_configs) = describe_v4(&mut client, BROKER, "0");
+    let relogin = &broker_configs["sasl.kerberos.min.time.before.relogin"];
+    assert_eq!((relogin.value.as_deref(), relogin.config_source, relogin.config_type), (Some("58000"), 2, 5));
+    assert_eq!(broker_configs["background.threads"].value.as_deref(), Some("9"));
+    let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("background.threads", SET, Some("0"))]);
+    assert_eq!(error, ResponseError::InvalidConfig.code());
+    assert_eq!(alter_incrementally(&mut client, BROKER, "0", &[("background.threads", DELETE, None)]).0, 0);
+    let threads = &describe_v4(&mut client, BROKER, "0").1["background.threads"];
+    assert_eq!((threads.value.as_deref(), threads.config_source), (Some("10"), 5));
 
     // Persisted: the same after a restart.
     drop(admin);
@@ -816,6 +840,45 @@ fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
     let (error, _) = alter_incrementally(&mut client, BROKER, "0", &[("max.connections", DELETE, None)]);
     assert_eq!(error, 0);
     Client::connect(&bootstrap).expect("back to the config file's limit");
+}
+
+#[test]
+fn group_configs_are_set_described_checked_and_persisted() {
+    let (mut broker, _dir) = broker();
+    let bootstrap = broker.bootstrap();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    // Any group id, existing or not, as in Kafka 4: every group config with its default.
+    let (error, configs) = describe_v4(&mut client, GROUP, "no-such-group");
+    assert_eq!(error, 0);
+    let session = &configs["consumer.session.timeout.ms"];
+    assert_eq!((session.value.as_deref(), session.config_source), (Some("45000"), 5));
+    assert!(configs.contains_key("consumer.heartbeat.interval.ms"));
+
+    let set = [("consumer.session.timeout.ms", SET, Some("50000"))];
+    assert_eq!(alter_incrementally(&mut client, GROUP, "clicks", &set), (0, String::new()));
+    for (ops, error) in [
+        (vec![("consumer.session.timeout.ms", SET, Some("1000"))], ResponseError::InvalidConfig),
+        (vec![("consumer.heartbeat.interval.ms", SET, Some("20000"))], ResponseError::InvalidConfig),
+        (vec![("no.such.config", SET, Some("1"))], ResponseError::InvalidConfig),
+    ] {
+        assert_eq!(alter_incrementally(&mut client, GROUP, "clicks", &ops).0, error.code(), "{ops:?}");
+    }
+    broker.stop();
+    broker.restart();
+    let mut client = Client::connect(&bootstrap).unwrap();
+    let (_, configs) = describe_v4(&mut client, GROUP, "clicks");
+    let session = &configs["consumer.session.timeout.ms"];
+    assert_eq!((session.value.as_deref(), session.config_source), (Some("50000"), 8));
+    let expected = [("consumer.session.timeout.ms", "50000", 8), ("group.consumer.session.timeout.ms", "45000", 5)]
+        .map(|(n, v, source)| (n.to_string(), v.to_string(), source));
+    assert_eq!(synonyms(session), expected);
+    assert_eq!(
+        describe_v4(&mut client, GROUP, "other").1["consumer.session.timeout.ms"].value.as_deref(),
+        Some("45000")
+    );
+    let delete = [("consumer.session.timeout.ms", DELETE, None)];
+    assert_eq!(alter_incrementally(&mut client, GROUP, "clicks", &delete).0, 0);
+    assert_eq!(describe_v4(&mut client, GROUP, "clicks").1["consumer.session.timeout.ms"].config_source, 5);
 }
 
 /// The codec bits of each batch stored in partition 0 of `topic`, by a raw Fetch.

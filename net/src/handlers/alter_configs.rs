@@ -1,9 +1,9 @@
-//! AlterConfigs: replaces the whole set of a topic's configs, or of the
-//! dynamic broker configs (what is not in the request goes back to its
+//! AlterConfigs: replaces the whole set of a topic's configs, of the
+//! dynamic broker configs or of a consumer group's (what is not in the request goes back to its
 //! default). Also what IncrementalAlterConfigs shares with it: the resource
 //! checks and the one call to the controller.
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::message;
 use crate::errors::topic_error_code;
 use kafka_protocol::error::ResponseError;
@@ -63,14 +63,15 @@ pub async fn alter<'a, R: ResourceResponse>(
 }
 
 /// Whose configs a resource names, or why it cannot be altered: a topic,
-/// this broker (its node id) or the cluster-wide broker default (the empty
-/// name).
+/// this broker (its node id), the cluster-wide broker default (the empty
+/// name) or a consumer group.
 fn target_of(shard: &Shard, resource_type: i8, name: &str) -> Result<ConfigTarget, String> {
     match resource_type {
         RESOURCE_TOPIC => Ok(ConfigTarget::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(ConfigTarget::ClusterDefault),
         RESOURCE_BROKER if name == shard.config().node_id.to_string() => Ok(ConfigTarget::Broker),
         RESOURCE_BROKER => Err(format!("this is broker {}, not '{name}'", shard.config().node_id)),
+        RESOURCE_GROUP if !name.is_empty() => Ok(ConfigTarget::Group(name.to_string())),
         other => Err(format!("resource type {other} is not supported")),
     }
 }

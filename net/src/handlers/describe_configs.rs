@@ -1,6 +1,6 @@
 //! DescribeConfigs: a topic's configs (set on it, or where its default comes
 //! from), and the broker's: the dynamic ones (KIP-226) with their layers, and
-//! the settings of its config file, read-only.
+//! the settings of its config file, read-only; a consumer group's (KIP-848).
 
 use super::{message, str_bytes};
 use kafka_protocol::error::ResponseError;
@@ -11,8 +11,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use weir_shards::groups::OFFSETS_TOPIC_PARTITIONS;
 use weir_shards::topic_config::{
-    config_type, dynamic_broker_config_info, dynamic_broker_config_name, dynamic_broker_config_names, source,
-    ConfigValue, DynamicBrokerConfigs, TOPIC_CONFIGS,
+    config_type, dynamic_broker_config_info, dynamic_broker_config_name, dynamic_broker_config_names,
+    group_config_chain, source, ConfigValue, DynamicBrokerConfigs, GROUP_CONFIGS, TOPIC_CONFIGS,
 };
 use weir_shards::transactions::TRANSACTION_STATE_PARTITIONS;
 use weir_shards::{BrokerConfig, Shard, TopicMetadata};
@@ -20,6 +20,7 @@ use weir_shards::{BrokerConfig, Shard, TopicMetadata};
 /// Config resource types (`ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// One config as DescribeConfigs and CreateTopics report it.
 pub struct ConfigEntry {
@@ -57,6 +58,16 @@ pub fn topic_entries(config: &BrokerConfig, dynamic: &DynamicBrokerConfigs, topi
             let chain = config.topic_config_chain(dynamic, &topic.name, &topic.configs, def);
             ConfigEntry::from_chain(def.name, chain, def.config_type, def.doc)
         })
+        .collect()
+}
+
+/// Every config of consumer group `group` (known or not, as in Kafka).
+fn group_entries(metadata: &weir_shards::MetadataSnapshot, group: &str) -> Vec<ConfigEntry> {
+    let unset = Default::default();
+    let explicit = metadata.group_configs.get(group).unwrap_or(&unset);
+    GROUP_CONFIGS
+        .iter()
+        .map(|def| ConfigEntry::from_chain(def.name, group_config_chain(explicit, def), def.config_type, def.doc))
         .collect()
 }
 
@@ -198,6 +209,7 @@ fn describe(
                 return result;
             }
         },
+        RESOURCE_GROUP => group_entries(&metadata, name),
         RESOURCE_BROKER if name.is_empty() => cluster_default_entries(dynamic),
         RESOURCE_BROKER if name == shard.config().node_id.to_string() => broker_entries(shard.config(), dynamic),
         RESOURCE_BROKER => {

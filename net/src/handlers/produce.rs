@@ -7,7 +7,9 @@ use crate::errors::partition_error_code;
 use bytes::Bytes;
 use futures::future::{join_all, select, Either};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::pin::pin;
@@ -39,8 +41,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
             async move {
                 let records = data.records.map(|r| as_topic_takes(shard, &name, acks, r));
                 let result = match (durability, records) {
-                    (Err(code), _) => Err((code, None)),
-                    (Ok(_), None) => Err((ResponseError::CorruptMessage.code(), Some("no records".to_string()))),
+                    (Err(code), _) => Err(Refused { code, message: None, record_errors: Vec::new() }),
+                    (Ok(_), None) => Err(Refused::new(ResponseError::CorruptMessage, "no records")),
                     (Ok(_), Some(Err(refused))) => Err(refused),
                     (Ok(Durability::Synced), Some(Ok(records))) => {
                         let transactional_id = transactional_id.map(str::to_string);
@@ -60,7 +62,23 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
     (request.acks != 0).then(|| ProduceResponse::default().with_responses(topics))
 }
 
-type PartitionResult = Result<ProducedPartition, (i16, Option<String>)>;
+type PartitionResult = Result<ProducedPartition, Refused>;
+
+/// Why a partition's records were not appended. `record_errors` holds the
+/// index and reason of each record that failed validation (Produce v8+): a
+/// client fails those records with the error and the rest of the batch with
+/// its own "invalid different record" error, as Kafka's LogValidator tells it.
+struct Refused {
+    code: i16,
+    message: Option<String>,
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Refused {
+    fn new(error: ResponseError, message: impl Into<String>) -> Refused {
+        Refused { code: error.code(), message: Some(message.into()), record_errors: Vec::new() }
+    }
+}
 
 /// The records as the topic's configs have them appended, as Kafka: acks=all
 /// with `min.insync.replicas` above the one replica a single broker has is
@@ -68,14 +86,14 @@ type PartitionResult = Result<ProducedPartition, (i16, Option<String>)>;
 /// a key is INVALID_RECORD; with `compression.type` other than `producer`,
 /// batches in another codec are recompressed. A payload that does not
 /// validate is passed on untouched for the log to refuse.
-fn as_topic_takes(shard: &Shard, topic: &str, acks: i16, records: Bytes) -> Result<Bytes, (i16, Option<String>)> {
+fn as_topic_takes(shard: &Shard, topic: &str, acks: i16, records: Bytes) -> Result<Bytes, Refused> {
     let metadata = shard.metadata();
     let Some(configs) = metadata.topic(topic).map(|t| &t.configs) else { return Ok(records) };
     let value = |name| shard.config().topic_config_value(&metadata.dynamic_broker_configs, topic, configs, name);
     let min_isr = value("min.insync.replicas");
     if acks == -1 && min_isr.parse::<i32>().is_ok_and(|n| n > 1) {
         let why = format!("min.insync.replicas is {min_isr}; this topic has one in-sync replica");
-        return Err((ResponseError::NotEnoughReplicas.code(), Some(why)));
+        return Err(Refused::new(ResponseError::NotEnoughReplicas, why));
     }
     let compacted = value(CLEANUP_POLICY).split(',').any(|p| p == "compact");
     let target = Codec::by_name(&value("compression.type"));
@@ -89,40 +107,47 @@ fn as_topic_takes(shard: &Shard, topic: &str, acks: i16, records: Bytes) -> Resu
         batches.push(&records[pos..pos + header.total_len()]);
         pos += header.total_len();
     }
-    let refused = |code: ResponseError, why: String| (code.code(), Some(why));
     let mut out = Vec::with_capacity(records.len());
+    let mut keyless = Vec::new();
+    let mut record_index = 0;
     for one in batches {
-        let codec = Codec::of(one).map_err(|e| refused(ResponseError::CorruptMessage, e))?;
+        let codec = Codec::of(one).map_err(|e| Refused::new(ResponseError::CorruptMessage, e))?;
         let control = batch::attributes(one) & batch::ATTR_CONTROL != 0;
         let plain = if compacted && codec != Codec::None && !control {
-            Some(with_codec(one, Codec::None, 0).map_err(|e| refused(ResponseError::CorruptMessage, e))?)
+            Some(with_codec(one, Codec::None, 0).map_err(|e| Refused::new(ResponseError::CorruptMessage, e))?)
         } else {
             None
         };
         if compacted && !control {
             let parsed = weir_engine::records::parse(plain.as_deref().unwrap_or(one))
-                .map_err(|e| refused(ResponseError::CorruptMessage, e))?;
-            if parsed.iter().any(|r| r.key.is_none()) {
-                let why = format!("compacted topic '{topic}' cannot accept a record without a key");
-                return Err(refused(ResponseError::InvalidRecord, why));
-            }
+                .map_err(|e| Refused::new(ResponseError::CorruptMessage, e))?;
+            keyless.extend(parsed.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| record_index + i));
+            record_index += parsed.len();
         }
         match target.filter(|&t| t != codec && !control) {
             Some(Codec::None) if plain.is_some() => out.extend_from_slice(plain.as_deref().expect("some")),
             Some(target) => {
                 let level = target.level_config().map_or(-1, |name| value(name).parse().unwrap_or(-1));
                 let recompressed =
-                    with_codec(one, target, level).map_err(|e| refused(ResponseError::CorruptMessage, e))?;
+                    with_codec(one, target, level).map_err(|e| Refused::new(ResponseError::CorruptMessage, e))?;
                 out.extend_from_slice(&recompressed);
             }
             None => out.extend_from_slice(one),
         }
     }
+    if !keyless.is_empty() {
+        let why = format!("Compacted topic cannot accept message without key in topic '{topic}'");
+        return Err(Refused {
+            code: ResponseError::InvalidRecord.code(),
+            message: Some(format!("{} record(s) rejected: {why}", keyless.len())),
+            record_errors: keyless.into_iter().map(|i| (i as i32, why.clone())).collect(),
+        });
+    }
     Ok(Bytes::from(out))
 }
 
-fn error_of(e: PartitionError) -> (i16, Option<String>) {
-    (partition_error_code(&e), Some(e.to_string()))
+fn error_of(e: PartitionError) -> Refused {
+    Refused { code: partition_error_code(&e), message: Some(e.to_string()), record_errors: Vec::new() }
 }
 
 /// A durable append, answered REQUEST_TIMED_OUT if it is not done by
@@ -144,9 +169,9 @@ async fn durable_by(
     match select(append.detach(), pin!(glommio::timer::sleep(timeout))).await {
         Either::Left((Some(result), _)) => result.map_err(error_of),
         Either::Left((None, _)) => Err(error_of(PartitionError::ShardUnavailable)), // the task did not finish
-        Either::Right(_) => Err((
-            ResponseError::RequestTimedOut.code(),
-            Some("the write was not durable within timeout_ms; it completes in the background".to_string()),
+        Either::Right(_) => Err(Refused::new(
+            ResponseError::RequestTimedOut,
+            "the write was not durable within timeout_ms; it completes in the background",
         )),
     }
 }
@@ -162,11 +187,20 @@ fn partition_response(version: i16, index: i32, result: PartitionResult) -> Part
                 response.log_start_offset = produced.log_start_offset;
             }
         }
-        Err((code, text)) => {
-            response.error_code = code;
+        Err(refused) => {
+            response.error_code = refused.code;
             response.base_offset = -1;
             if version >= 8 {
-                response.error_message = text.and_then(message);
+                response.error_message = refused.message.and_then(message);
+                response.record_errors = refused
+                    .record_errors
+                    .into_iter()
+                    .map(|(index, why)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(message(why))
+                    })
+                    .collect();
             }
         }
     }

@@ -710,6 +710,15 @@ impl Shard {
                             }
                             store.set_dynamic_broker_configs(cluster_default, configs)
                         }
+                        ConfigTarget::Group(group) => {
+                            let unset = TopicConfigs::new();
+                            let current = snapshot.group_configs.get(group).unwrap_or(&unset);
+                            let configs = alteration.apply(ConfigScope::Group, current, |_| String::new())?;
+                            if validate_only {
+                                return Ok(());
+                            }
+                            store.set_group_configs(group, configs)
+                        }
                     }
                 })
                 .collect()

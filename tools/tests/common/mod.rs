@@ -447,6 +447,18 @@ pub fn produce_batch(
     transactional_id: Option<&str>,
     records: bytes::Bytes,
 ) -> (i16, i64) {
+    let p = produce_answer(client, topic, transactional_id, records);
+    (p.error_code, p.base_offset)
+}
+
+/// Produce v9 (acks=all) of `records` to partition 0 of `topic`: the
+/// partition's whole answer.
+pub fn produce_answer(
+    client: &mut weir_net::client::Client,
+    topic: &str,
+    transactional_id: Option<&str>,
+    records: bytes::Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
     use kafka_protocol::protocol::StrBytes;
@@ -457,9 +469,8 @@ pub fn produce_batch(
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.into())))
             .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
-    let response = client.send(&request, 9).unwrap();
-    let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    let mut response = client.send(&request, 9).unwrap();
+    response.responses.remove(0).partition_responses.remove(0)
 }
 
 /// DescribeProducers for partition 0 of `topic`: (producer id, epoch, last
