@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: every crate's tests (engine, shards, net, and the
 # integration tests that run the real broker against librdkafka), then the
-# kcat, kafka-python, confluent-kafka and kafkajs compatibility tests, which
-# install those clients if they are missing, then librdkafka's own test suite
+# client compatibility tests (kcat, kafka-python, aiokafka, confluent-kafka,
+# kafkajs, sarama, confluent-kafka-go), which install those clients if they
+# are missing, then librdkafka's own test suite
 # (tools/tests/librdkafka/run.sh), then every fuzz target for a bounded time
 # from its committed corpus (tools/fuzz.sh; FUZZ_SECONDS each).
 set -euo pipefail

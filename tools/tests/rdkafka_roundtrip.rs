@@ -92,3 +92,62 @@ fn a_waiting_consumer_gets_a_new_message_immediately() {
         }
     }
 }
+
+/// librdkafka's all-topics Metadata (what `fetch_metadata(None, ..)`, `kcat -L`
+/// and every regex subscription send) lists every topic, and a consumer
+/// subscribed to a regex reads the topics that match and only those. Weir
+/// once closed the connection on that request (bytes after the body), and a
+/// regex subscription then silently read nothing.
+#[test]
+fn all_topics_metadata_and_a_regex_subscription() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+    let broker = Broker::start(&[]);
+    let topics = ["regex-a", "regex-b", "other"];
+    let producer = producer(&broker.bootstrap(), "all");
+    for topic in topics {
+        create_topic(&broker.bootstrap(), topic, 2);
+        produce_range(&producer, topic, 0..100);
+    }
+    assert!(producer.context().failed.lock().unwrap().is_empty());
+    drop(producer);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "regex")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).expect("all-topics metadata");
+    for topic in topics {
+        let t = metadata.topics().iter().find(|t| t.name() == topic);
+        let t = t.unwrap_or_else(|| panic!("all-topics metadata lacks {topic}"));
+        assert!(t.error().is_none(), "{topic}: {:?}", t.error());
+        assert_eq!(t.partitions().len(), 2, "partitions of {topic}");
+    }
+    assert_eq!(metadata.brokers().len(), 1);
+
+    consumer.subscribe(&["^regex-.*"]).expect("subscribe");
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 200 {
+        assert!(Instant::now() < deadline, "the regex subscription read {} of 200 messages", seen.len());
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                assert!(m.topic().starts_with("regex-"), "read {} through ^regex-.*", m.topic());
+                assert!(seen.insert((m.topic().to_string(), m.partition(), m.offset())), "read twice");
+            }
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            panic!("a message past the 200: {:?}", m.map(|m| (m.topic().to_string(), m.offset())));
+        }
+    }
+}

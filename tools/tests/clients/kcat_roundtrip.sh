@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Round trip through the broker with kcat (librdkafka), plain and gzip-compressed.
+# Round trip through the broker with kcat (librdkafka), plain and compressed, and
+# the codec topics that cross_read.py reads with another client.
 #
 # Usage: [WEIR=path/to/weir] kcat_roundtrip.sh BOOTSTRAP TOPIC_PREFIX
 #
@@ -10,6 +11,9 @@
 #   * offsets are contiguous from 0 in each partition,
 #   * within each partition, lines come back in the order they were sent,
 #   * the payloads (including a ~10 KiB value) are byte-identical.
+# Then for each of gzip, snappy, lz4 and zstd, the codec topic of compat.py's
+# records (4 partitions, librdkafka's default partitioner), and `kcat -L` of
+# all topics lists them.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -18,6 +22,7 @@ if [[ $# -ne 2 ]]; then
 fi
 BOOTSTRAP=$1
 PREFIX=$2
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 N=1000
 WEIR=${WEIR:-weir}
 WORK=$(mktemp -d)
@@ -118,3 +123,18 @@ run_codec none   "${PREFIX}-plain"  auto
 run_codec none   "${PREFIX}-plain3" 3
 run_codec gzip   "${PREFIX}-gzip"   3
 run_codec snappy "${PREFIX}-snappy" 3
+
+for codec in gzip snappy lz4 zstd; do
+  topic="${PREFIX}-codec-kcat-${codec}" # compat.codec_topic
+  timeout 30 "$WEIR" topics create --bootstrap "$BOOTSTRAP" --partitions 4 "$topic" > "$WORK/create.out" 2>&1 \
+    || fail "[$codec] setup: weir topics create failed: $(cat "$WORK/create.out")"
+  python3 "$HERE/compat.py" records kcat "$codec" > "$WORK/codec.txt"
+  timeout 60 kcat "${KCAT_COMMON[@]}" -P -t "$topic" -K: -z "$codec" -X acks=all < "$WORK/codec.txt" 2> "$WORK/produce.err" \
+    || fail "[$codec] produce to $topic failed: $(cat "$WORK/produce.err")"
+done
+timeout 30 kcat "${KCAT_COMMON[@]}" -L > "$WORK/meta_all.txt" 2>&1 || fail "kcat -L (all topics) failed: $(cat "$WORK/meta_all.txt")"
+for codec in gzip snappy lz4 zstd; do
+  grep -q "topic \"${PREFIX}-codec-kcat-${codec}\" with 4 partitions" "$WORK/meta_all.txt" \
+    || fail "kcat -L (all topics) does not list ${PREFIX}-codec-kcat-${codec} with 4 partitions"
+done
+echo "ok kcat: codec topics gzip, snappy, lz4, zstd written, kcat -L lists them"

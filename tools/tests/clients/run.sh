@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
 # Compatibility tests of the weir broker with real third-party Kafka clients:
-# kafka-python (pure Python), confluent-kafka (Python over librdkafka), kcat
-# (librdkafka, C) and kafkajs (pure JS).
+# kafka-python and aiokafka (pure Python), confluent-kafka (Python over
+# librdkafka), kcat (librdkafka, C), kafkajs (pure JS), and in Go sarama and
+# confluent-kafka-go (over librdkafka), built offline from Debian's source
+# packages in GOPATH mode (go/src/weir-compat).
+#
+# Each client lists all topics (the all-topics Metadata request Weir once
+# refused from librdkafka), the ones with an admin API run an admin scenario
+# (create with configs, describe, alter, create partitions, delete), and each
+# writes one topic per compression codec it has, read back by a different
+# client on the partitions its writer's documented default partitioner gives
+# (cross_read.py). kafkajs writes gzip only: its other codecs are plugins.
+#
+# Left out: segmentio's kafka-go as Debian packages it (0.2.1): it writes
+# message format v1 with Produce v2 and reads with Fetch v2, which Kafka 4
+# removed (KIP-724, KIP-896); it has no option for RecordBatch v2.
 #
 # Usage (from anywhere, after `cargo build --release`):
 #   bash tools/tests/clients/run.sh
@@ -9,63 +22,55 @@
 #   WEIR          broker binary (default: target/release/weir under the repo root)
 #   TEST_TIMEOUT  seconds allowed per client test (default: 180)
 #
-# Installs what is missing (kcat from apt, kafka-python and confluent-kafka into tools/tests/clients/.venv,
-# kafkajs into tools/tests/clients/node_modules, all pinned), starts one broker on a free
-# port with a fresh data dir, runs every client test against it with its own fresh
-# topic(s), always stops the broker, and ends with the line "N passed, M failed".
+# Installs what is missing, all pinned: kcat and the Go packages from apt, the
+# Python clients into tools/tests/clients/.venv (requirements.txt), kafkajs into
+# tools/tests/clients/node_modules; builds the Go program into go/bin; starts one
+# broker on a free port with a fresh data dir, runs every client test against it
+# with its own fresh topic(s), always stops the broker, and ends with the line
+# "N passed, M failed".
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 cd "$ROOT"
+source "$ROOT/tools/tests/setup.sh"
 
-WEIR=${WEIR:-target/release/weir}
-[[ $WEIR == /* ]] || WEIR="$ROOT/$WEIR"
-export WEIR
+require_weir
 TEST_TIMEOUT=${TEST_TIMEOUT:-180}
-
-KAFKA_PYTHON_REQ="$HERE/requirements.txt"   # pins kafka-python and confluent-kafka
+REQUIREMENTS="$HERE/requirements.txt"
 VENV="$HERE/.venv"
-
-log() { echo "== $*"; }
-
-if [[ ! -x $WEIR ]]; then
-  echo "broker binary $WEIR not found or not executable (run cargo build --release)" >&2
-  exit 2
-fi
-
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
+GO_BIN="$HERE/go/bin/weir-compat"
 
 # --- install the clients --------------------------------------------------------
-if ! command -v kcat > /dev/null; then
-  log "installing kcat (apt)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat
-fi
+# golang-github-shopify-sarama-dev is sarama 1.22 (import path
+# github.com/Shopify/sarama); confluent-kafka-go's package brings librdkafka-dev.
+apt_install kcat golang-go golang-github-shopify-sarama-dev golang-github-confluentinc-confluent-kafka-go-dev
 log "kcat: $(kcat -V 2>&1 | grep -m1 -o 'Version .*' || true)"
 
-want_kp=$(sed -n 's/^kafka-python==//p' "$KAFKA_PYTHON_REQ")
-have_kp=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kafka-python"))' 2> /dev/null || true)
-want_ck=$(sed -n 's/^confluent-kafka==//p' "$KAFKA_PYTHON_REQ")
-have_ck=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("confluent-kafka"))' 2> /dev/null || true)
-if [[ $have_kp != "$want_kp" || $have_ck != "$want_ck" ]]; then
+pinned_missing() {
+  "$VENV/bin/python" - "$REQUIREMENTS" << 'PY' 2> /dev/null || echo missing
+import importlib.metadata as m, sys
+for line in open(sys.argv[1]):
+    name, _, version = line.strip().partition("==")
+    if name and m.version(name) != version:
+        print(name)
+PY
+}
+if [[ -n $(pinned_missing) ]]; then
   if [[ ! -x $VENV/bin/python ]]; then
     log "creating virtualenv $VENV"
     if ! python3 -m venv "$VENV" 2> /dev/null; then
       # Debian's own python3 needs python3-venv for `python3 -m venv`.
       rm -rf "$VENV"
-      as_root apt-get update -qq
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      apt_install python3-venv
       python3 -m venv "$VENV"
     fi
   fi
-  log "installing kafka-python $want_kp and confluent-kafka $want_ck (pip)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$KAFKA_PYTHON_REQ"
+  log "installing $(tr '\n' ' ' < "$REQUIREMENTS")(pip)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS"
 fi
-log "kafka-python: $("$VENV/bin/python" -c 'import kafka; print(kafka.__version__)')"
-log "confluent-kafka: $("$VENV/bin/python" -c 'import importlib.metadata as m, confluent_kafka as c; print(m.version("confluent-kafka"), "librdkafka", c.libversion()[0])')"
+log "python clients: $("$VENV/bin/python" -c 'import importlib.metadata as m, confluent_kafka as c
+print(", ".join(n + " " + m.version(n) for n in ("kafka-python", "aiokafka", "confluent-kafka")), "(librdkafka", c.libversion()[0] + ")")')"
 
 want_kafkajs=$(node -p "require('$HERE/package.json').dependencies.kafkajs")
 have_kafkajs=$(node -p "try { require('$HERE/node_modules/kafkajs/package.json').version } catch (e) { '' }")
@@ -75,8 +80,13 @@ if [[ $have_kafkajs != "$want_kafkajs" ]]; then
 fi
 log "kafkajs: $(node -p "require('$HERE/node_modules/kafkajs/package.json').version")"
 
+mkdir -p "$HERE/go/bin"
+log "building $GO_BIN ($(go version | cut -d' ' -f3), GOPATH mode, offline)"
+(cd "$HERE" && GO111MODULE=off GOFLAGS= GOPROXY=off GOPATH="/usr/share/gocode:$HERE/go" \
+  go build -o "$GO_BIN" weir-compat 2> "$HERE/go/build.log") || { cat "$HERE/go/build.log" >&2; exit 1; }
+
 # --- start the broker -----------------------------------------------------------
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 BOOTSTRAP=127.0.0.1:$PORT
 DATA_DIR=$(mktemp -d -t weir-clients-data.XXXXXX)
 BROKER_LOG=$(mktemp -t weir-clients-broker.XXXXXX.log)
@@ -101,25 +111,7 @@ trap 'exit 130' INT TERM
 log "starting $WEIR serve --listen $BOOTSTRAP --data-dir $DATA_DIR --shards 2"
 "$WEIR" serve --listen "$BOOTSTRAP" --data-dir "$DATA_DIR" --shards 2 > "$BROKER_LOG" 2>&1 &
 BROKER_PID=$!
-
-ready=0
-for _ in $(seq 200); do   # up to 20 s
-  if ! kill -0 "$BROKER_PID" 2> /dev/null; then
-    echo "broker exited during startup:" >&2
-    cat "$BROKER_LOG" >&2
-    exit 1
-  fi
-  if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$PORT" 2> /dev/null; then
-    ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [[ $ready -ne 1 ]]; then
-  echo "broker did not accept connections on $BOOTSTRAP within 20 s:" >&2
-  cat "$BROKER_LOG" >&2
-  exit 1
-fi
+wait_for_broker "$BROKER_PID" "$PORT" "$BROKER_LOG"
 
 # --- run the client tests -------------------------------------------------------
 RUN_ID=$(date +%s)-$$
@@ -150,11 +142,25 @@ run_test() {
   fi
 }
 
-run_test kafka-python "$VENV/bin/python" "$HERE/kafka_python_roundtrip.py" "$BOOTSTRAP" "compat-kafka-python-$RUN_ID"
-run_test kafka-python-groups "$VENV/bin/python" "$HERE/kafka_python_groups.py" "$BOOTSTRAP" "compat-kafka-python-groups-$RUN_ID"
-run_test confluent-kafka-transactions "$VENV/bin/python" "$HERE/confluent_transactions.py" "$BOOTSTRAP" "compat-confluent-txn-$RUN_ID"
-run_test kcat bash "$HERE/kcat_roundtrip.sh" "$BOOTSTRAP" "compat-kcat-$RUN_ID"
-run_test kafkajs node "$HERE/kafkajs_roundtrip.js" "$BOOTSTRAP" "compat-kafkajs-$RUN_ID"
+PY="$VENV/bin/python"
+P="compat-$RUN_ID"
+ALL_CODECS=gzip,snappy,lz4,zstd
+run_test partitioner-hashes "$PY" "$HERE/compat.py"
+run_test kafka-python "$PY" "$HERE/kafka_python_roundtrip.py" "$BOOTSTRAP" "$P-kafka-python"
+run_test kafka-python-groups "$PY" "$HERE/kafka_python_groups.py" "$BOOTSTRAP" "$P-kafka-python-groups"
+run_test kafka-python-admin "$PY" "$HERE/kafka_python_admin.py" "$BOOTSTRAP" "$P-kp"
+run_test aiokafka "$PY" "$HERE/aiokafka_roundtrip.py" "$BOOTSTRAP" "$P-aiokafka"
+run_test confluent-kafka-transactions "$PY" "$HERE/confluent_transactions.py" "$BOOTSTRAP" "$P-confluent-txn"
+run_test confluent-kafka-admin "$PY" "$HERE/confluent_admin.py" "$BOOTSTRAP" "$P-ck"
+run_test kcat bash "$HERE/kcat_roundtrip.sh" "$BOOTSTRAP" "$P-kcat"
+run_test kafkajs node "$HERE/kafkajs_roundtrip.js" "$BOOTSTRAP" "$P-kafkajs"
+run_test kafkajs-admin node "$HERE/kafkajs_admin.js" "$BOOTSTRAP" "$P-kjs"
+run_test sarama "$GO_BIN" sarama "$BOOTSTRAP" "$P-sarama"
+run_test confluent-kafka-go "$GO_BIN" confluent-kafka-go "$BOOTSTRAP" "$P-ckgo"
+run_test cross-read-codecs "$PY" "$HERE/cross_read.py" "$BOOTSTRAP" \
+  "confluent-kafka:$P-ck:$ALL_CODECS" "kafka-python:$P-kp:$ALL_CODECS" "aiokafka:$P-aiokafka:$ALL_CODECS" \
+  "kcat:$P-kcat:$ALL_CODECS" "kafkajs:$P-kjs:gzip" "sarama:$P-sarama:$ALL_CODECS" \
+  "confluent-kafka-go:$P-ckgo:$ALL_CODECS"
 
 if [[ $failed -gt 0 ]]; then
   log "failed: ${failed_names[*]}; last 40 lines of the broker log:"

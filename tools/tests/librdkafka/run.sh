@@ -32,34 +32,18 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 cd "$ROOT"
+source "$ROOT/tools/tests/setup.sh"
 
-WEIR=${WEIR:-target/release/weir}
-[[ $WEIR == /* ]] || WEIR="$ROOT/$WEIR"
+require_weir
 JOBS=${LIBRDKAFKA_JOBS:-3}
 TIMEOUT=${LIBRDKAFKA_TIMEOUT:-600}
 MULTIPLIER=${TEST_TIMEOUT_MULTIPLIER:-2}
 WORK="$ROOT/target/librdkafka-tests"
 
-log() { echo "== $*"; }
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-
-if [[ ! -x $WEIR ]]; then
-  echo "broker binary $WEIR not found or not executable (run cargo build --release)" >&2
-  exit 2
-fi
-
 # --- build librdkafka and its test-runner ------------------------------------
 # zstd and RapidJSON are optional to librdkafka, but without them the tests
 # of zstd and of the statistics JSON are skipped.
-missing=()
-for pkg in zlib1g-dev libssl-dev libzstd-dev rapidjson-dev; do
-  dpkg -s "$pkg" > /dev/null 2>&1 || missing+=("$pkg")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  log "installing ${missing[*]} (apt)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
-fi
+apt_install zlib1g-dev libssl-dev libzstd-dev rapidjson-dev
 
 manifest=$(cargo metadata --format-version 1 --locked | python3 -c '
 import json, sys
@@ -128,7 +112,6 @@ while read -r name flags scenario; do
 done <<< "$table"
 
 # --- brokers --------------------------------------------------------------------
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pids=()
 dirs=()
 stop_brokers() {
@@ -139,7 +122,7 @@ stop_brokers() {
 trap stop_brokers EXIT
 trap 'exit 130' INT TERM
 
-# start_broker NAME AUTO_CREATE: echoes the bootstrap address.
+# start_broker NAME AUTO_CREATE: sets BOOTSTRAP to its address.
 start_broker() {
   local port data
   port=$(free_port)
@@ -148,16 +131,8 @@ start_broker() {
   "$WEIR" serve --listen "127.0.0.1:$port" --data-dir "$data" --shards 2 --default-partitions 4 \
     --auto-create-topics "$2" --admin-listen "" > "$WORK/broker-$1.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 200); do
-    if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$port" 2> /dev/null; then
-      BOOTSTRAP="127.0.0.1:$port"
-      return
-    fi
-    sleep 0.1
-  done
-  echo "broker $1 did not start:" >&2
-  cat "$WORK/broker-$1.log" >&2
-  exit 1
+  wait_for_broker "$!" "$port" "$WORK/broker-$1.log"
+  BOOTSTRAP="127.0.0.1:$port"
 }
 mkdir -p "$WORK/logs"
 rm -f "$WORK"/logs/*

@@ -1,0 +1,54 @@
+# Shell set-up shared by the scripts that test weir with third-party code
+# (tools/tests/clients/run.sh, tools/tests/librdkafka/run.sh); sourced, after
+# ROOT is set to the repository root.
+
+log() { echo "== $*"; }
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# require_weir: WEIR (default target/release/weir under ROOT) made absolute,
+# exported, and checked to be an executable.
+require_weir() {
+  WEIR=${WEIR:-target/release/weir}
+  [[ $WEIR == /* ]] || WEIR="$ROOT/$WEIR"
+  export WEIR
+  if [[ ! -x $WEIR ]]; then
+    echo "broker binary $WEIR not found or not executable (run cargo build --release)" >&2
+    exit 2
+  fi
+}
+
+# apt_install PACKAGE...: installs those of the Debian packages that are not.
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg -s "$pkg" > /dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing ${missing[*]} (apt)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
+  fi
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# wait_for_broker PID PORT LOG: waits up to 20 s for the broker process PID to
+# accept connections on PORT; exits with its log if it dies or does not.
+wait_for_broker() {
+  local pid=$1 port=$2 broker_log=$3
+  for _ in $(seq 200); do
+    if ! kill -0 "$pid" 2> /dev/null; then
+      echo "broker exited during startup:" >&2
+      cat "$broker_log" >&2
+      exit 1
+    fi
+    if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$port" 2> /dev/null; then
+      return
+    fi
+    sleep 0.1
+  done
+  echo "broker did not accept connections on port $port within 20 s:" >&2
+  cat "$broker_log" >&2
+  exit 1
+}
