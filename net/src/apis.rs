@@ -13,7 +13,9 @@ pub struct SupportedApi {
 /// Produce starts at 0 because librdkafka disables features on a broker whose
 /// Produce range does not (KAFKA-18659); v0-v2 (pre-v2 message formats) are
 /// answered by closing the connection, as they cannot carry RecordBatch v2.
-/// Fetch stops at 12 (v13 names topics by id only); Metadata at 12. The group
+/// Fetch stops at 17 and Produce at 11, Metadata at 13 and ListOffsets at 10,
+/// the newest Kafka 4.1 serves (Produce v12 is KIP-890 part 2's implicit
+/// AddPartitionsToTxn, v13 and Fetch v18 not yet served by 4.1). The group
 /// APIs stop before the versions that belong to the KIP-848 consumer protocol.
 /// DescribeConfigs starts at 1 (v0 was removed from Kafka 4 and from the
 /// protocol crate); librdkafka and kafka-python speak v1 or v2.
@@ -21,11 +23,11 @@ pub struct SupportedApi {
 /// transaction APIs before the versions of KIP-890 part 2 (epoch bump per
 /// transaction, TRANSACTION_ABORTABLE).
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    SupportedApi { key: ApiKey::Produce, min: 0, max: 9 },
-    SupportedApi { key: ApiKey::Fetch, min: 4, max: 12 },
-    SupportedApi { key: ApiKey::ListOffsets, min: 1, max: 7 },
+    SupportedApi { key: ApiKey::Produce, min: 0, max: 11 },
+    SupportedApi { key: ApiKey::Fetch, min: 4, max: 17 },
+    SupportedApi { key: ApiKey::ListOffsets, min: 1, max: 10 },
     SupportedApi { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
-    SupportedApi { key: ApiKey::Metadata, min: 0, max: 12 },
+    SupportedApi { key: ApiKey::Metadata, min: 0, max: 13 },
     SupportedApi { key: ApiKey::ApiVersions, min: 0, max: 3 },
     SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },
     SupportedApi { key: ApiKey::DeleteTopics, min: 1, max: 6 },
@@ -54,6 +56,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::DescribeProducers, min: 0, max: 0 },
     SupportedApi { key: ApiKey::DescribeTransactions, min: 0, max: 0 },
     SupportedApi { key: ApiKey::ListTransactions, min: 0, max: 1 },
+    SupportedApi { key: ApiKey::DescribeLogDirs, min: 1, max: 4 },
+    SupportedApi { key: ApiKey::DescribeTopicPartitions, min: 0, max: 0 },
 ];
 
 /// The version range of `key`, if it is implemented.

@@ -212,7 +212,8 @@ mod tests {
 
     /// A Fetch response with every field `version` has set to a non-default
     /// value: several topics and partitions, records empty, absent and large,
-    /// partition errors, aborted transactions, and v12's tagged fields.
+    /// partition errors, aborted transactions, v12's tagged fields, v13's topic
+    /// ids and v16's node endpoints.
     fn fetch_response(version: i16, records: &[Option<Bytes>]) -> FetchResponse {
         use kafka_protocol::messages::fetch_response::*;
         use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
@@ -250,15 +251,23 @@ mod tests {
             .chunks(3)
             .enumerate()
             .map(|(t, chunk)| {
-                FetchableTopicResponse::default()
-                    .with_topic(TopicName(StrBytes::from_string(format!("topic-{t}"))))
-                    .with_partitions(chunk.iter().enumerate().map(|(i, r)| partition(t * 3 + i, r)).collect())
+                let topic = FetchableTopicResponse::default()
+                    .with_partitions(chunk.iter().enumerate().map(|(i, r)| partition(t * 3 + i, r)).collect());
+                if version >= 13 {
+                    topic.with_topic_id(uuid::Uuid::from_u128(t as u128 + 1))
+                } else {
+                    topic.with_topic(TopicName(StrBytes::from_string(format!("topic-{t}"))))
+                }
             })
             .collect();
         let mut response = FetchResponse::default().with_throttle_time_ms(5).with_responses(topics);
         if version >= 7 {
             response.error_code = 0;
             response.session_id = 77;
+        }
+        if version >= 16 {
+            let endpoint = NodeEndpoint::default().with_node_id(BrokerId(2)).with_port(9092);
+            response.node_endpoints = vec![endpoint.with_host(StrBytes::from_static_str("127.0.0.2"))];
         }
         response
     }
@@ -275,7 +284,7 @@ mod tests {
             // A slice of a larger buffer, as the read cache serves it.
             vec![Some(Bytes::from(vec![9u8; 4096]).slice(100..3000)), batch(1, 6)],
         ];
-        for version in 4..=12 {
+        for version in 4..=17 {
             for records in &cases {
                 let response = fetch_response(version, records);
                 let expected = encode_response(ApiKey::Fetch, version, 42, &response).unwrap();

@@ -86,6 +86,8 @@ error_code_with! {
     DescribeProducersResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     DescribeTransactionsResponse => |r| 0, r.transaction_states.iter().map(|t| t.error_code);
     ListTransactionsResponse => |r| r.error_code, [];
+    DescribeLogDirsResponse => |r| r.error_code, r.results.iter().map(|d| d.error_code);
+    DescribeTopicPartitionsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
 }
 
 /// The name Kafka gives an API key, for the `api` label.

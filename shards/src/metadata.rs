@@ -223,6 +223,16 @@ impl MetadataSnapshot {
         self.topics.get(name)
     }
 
+    /// The topic with id `id` (Fetch v13+ and Metadata v10+ name topics by
+    /// id); the nil id names no topic. A scan of every topic: an index by id
+    /// kept beside `topics` is the step when topic counts make it show.
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMetadata> {
+        if id.is_nil() {
+            return None;
+        }
+        self.topics.values().find(|t| t.id == id)
+    }
+
     /// Whether `partition` exists in `topic`.
     pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
         self.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))

@@ -13,6 +13,10 @@ extern crate libfuzzer_sys;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::describe_topic_partitions_request::{
+    Cursor as DescribeTopicPartitionsCursor, TopicRequest,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -93,8 +97,10 @@ fn request_bodies(key: ApiKey, version: i16) -> Vec<Bytes> {
         }
         ApiKey::Fetch => {
             let partition = FetchPartition::default().with_partition(1).with_fetch_offset(5);
-            let topic = FetchTopic::default().with_topic(topic()).with_partitions(vec![partition]);
-            let filled = FetchRequest::default().with_max_wait_ms(500).with_topics(vec![topic]);
+            // By name before v13; from it by id (the nil id: no topic's).
+            let fetched = FetchTopic::default().with_partitions(vec![partition]);
+            let fetched = if v >= 13 { fetched } else { fetched.with_topic(topic()) };
+            let filled = FetchRequest::default().with_max_wait_ms(500).with_topics(vec![fetched]);
             vec![encoded(FetchRequest::default(), v), encoded(filled, v)]
         }
         ApiKey::ListOffsets => {
@@ -147,6 +153,29 @@ fn request_bodies(key: ApiKey, version: i16) -> Vec<Bytes> {
         ApiKey::DescribeConfigs => vec![encoded(DescribeConfigsRequest::default(), v)],
         ApiKey::AlterConfigs => vec![encoded(AlterConfigsRequest::default(), v)],
         ApiKey::IncrementalAlterConfigs => vec![encoded(IncrementalAlterConfigsRequest::default(), v)],
+        ApiKey::OffsetForLeaderEpoch => vec![encoded(OffsetForLeaderEpochRequest::default(), v)],
+        ApiKey::CreatePartitions => vec![encoded(CreatePartitionsRequest::default(), v)],
+        ApiKey::DescribeCluster => vec![encoded(DescribeClusterRequest::default(), v)],
+        ApiKey::AddPartitionsToTxn => vec![encoded(AddPartitionsToTxnRequest::default(), v)],
+        ApiKey::AddOffsetsToTxn => vec![encoded(AddOffsetsToTxnRequest::default(), v)],
+        ApiKey::EndTxn => vec![encoded(EndTxnRequest::default(), v)],
+        ApiKey::TxnOffsetCommit => vec![encoded(TxnOffsetCommitRequest::default(), v)],
+        ApiKey::DescribeProducers => vec![encoded(DescribeProducersRequest::default(), v)],
+        ApiKey::DescribeTransactions => vec![encoded(DescribeTransactionsRequest::default(), v)],
+        ApiKey::ListTransactions => vec![encoded(ListTransactionsRequest::default(), v)],
+        ApiKey::DescribeLogDirs => {
+            let topic = DescribableLogDirTopic::default().with_topic(topic()).with_partitions(vec![0, 1]);
+            let filled = DescribeLogDirsRequest::default().with_topics(Some(vec![topic]));
+            vec![encoded(DescribeLogDirsRequest::default(), v), encoded(filled, v)]
+        }
+        ApiKey::DescribeTopicPartitions => {
+            let cursor = DescribeTopicPartitionsCursor::default().with_topic_name(topic()).with_partition_index(2);
+            let filled = DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![TopicRequest::default().with_name(topic())])
+                .with_response_partition_limit(10)
+                .with_cursor(Some(cursor));
+            vec![encoded(DescribeTopicPartitionsRequest::default(), v), encoded(filled, v)]
+        }
         other => panic!("{other:?} is in SUPPORTED_APIS but has no seed"),
     };
     bodies.into_iter().flatten().collect()

@@ -1,13 +1,21 @@
 //! Fetch: read every requested partition on its owner; if fewer than min_bytes
 //! are ready, long-poll until new data is appended or max_wait_ms passes.
+//! From v13 topics are named by id, and an id no topic has is
+//! UNKNOWN_TOPIC_ID; v15's replica_state and v17's replica_directory_id
+//! concern follower brokers and are ignored, as the replica id was.
 
 use crate::errors::partition_error_code;
 use futures::future::{join_all, select, select_all};
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use std::pin::pin;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 use weir_shards::{FetchedPartition, PartitionError, Shard};
 
 /// Fetch's isolation_level for read_committed.
@@ -16,20 +24,33 @@ const READ_COMMITTED: i8 = 1;
 /// Upper bound on a long poll, whatever the client asks for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// The first version that names topics by id.
+const TOPIC_ID_VERSION: i16 = 13;
+
 struct Wanted {
-    topic: TopicName,
+    /// `None`: a topic id (v13+) that no topic has.
+    topic: Option<TopicName>,
+    topic_id: Uuid,
     partition: i32,
     offset: i64,
     max_bytes: usize,
 }
 
 pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> FetchResponse {
+    let snapshot = shard.metadata();
     let wanted: Vec<Wanted> = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
-                topic: t.topic.clone(),
+            let (topic, topic_id) = if version >= TOPIC_ID_VERSION {
+                let name = snapshot.topic_by_id(t.topic_id).map(|m| TopicName(StrBytes::from_string(m.name.clone())));
+                (name, t.topic_id)
+            } else {
+                (Some(t.topic.clone()), Uuid::nil())
+            };
+            t.partitions.iter().map(move |p| Wanted {
+                topic: topic.clone(),
+                topic_id,
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
@@ -54,7 +75,11 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
         wait_for_any(shard, &wanted, left, read_committed).await;
         results = read_all(shard, &wanted, read_committed, max_bytes).await;
     }
-    build_response(version, &wanted, results, max_bytes)
+    let mut response = build_response(version, &wanted, results, max_bytes);
+    if version >= 16 {
+        add_leader_endpoint(shard, &mut response);
+    }
+    response
 }
 
 /// Reads the partitions in request order against the response's byte
@@ -84,10 +109,10 @@ async fn read_all(
             round.push((w, share));
         }
         let read = join_all(round.iter().map(|&(w, share)| async move {
-            if share == 0 {
-                offsets_only(shard, w).await
-            } else {
-                shard.fetch(&w.topic.0, w.partition, w.offset, share, read_committed).await
+            match &w.topic {
+                None => Err(PartitionError::UnknownTopicOrPartition), // answered UNKNOWN_TOPIC_ID
+                Some(_) if share == 0 => offsets_only(shard, w).await,
+                Some(topic) => shard.fetch(&topic.0, w.partition, w.offset, share, read_committed).await,
             }
         }))
         .await;
@@ -100,7 +125,8 @@ async fn read_all(
 
 /// A partition's offsets and no records: what a fetch past the budget gets.
 async fn offsets_only(shard: &Shard, w: &Wanted) -> Result<FetchedPartition, PartitionError> {
-    let offsets = shard.offsets(&w.topic.0, w.partition).await?;
+    let topic = w.topic.as_ref().ok_or(PartitionError::UnknownTopicOrPartition)?;
+    let offsets = shard.offsets(&topic.0, w.partition).await?;
     Ok(FetchedPartition {
         records: bytes::Bytes::new(),
         high_watermark: offsets.high_watermark,
@@ -113,9 +139,12 @@ async fn offsets_only(shard: &Shard, w: &Wanted) -> Result<FetchedPartition, Par
 /// Resolves when any partition's high watermark (read_committed: last
 /// stable offset) passes its fetch offset, or after `timeout`.
 async fn wait_for_any(shard: &Shard, wanted: &[Wanted], timeout: Duration, read_committed: bool) {
-    let waits =
-        wanted.iter().map(|w| Box::pin(shard.wait_beyond(&w.topic.0, w.partition, w.offset, timeout, read_committed)));
+    let waits = wanted.iter().filter_map(|w| {
+        let topic = w.topic.as_ref()?;
+        Some(Box::pin(shard.wait_beyond(&topic.0, w.partition, w.offset, timeout, read_committed)))
+    });
     let timer = pin!(glommio::timer::sleep(timeout));
+    // An unknown topic is an error, answered at once: every partition waited on is known.
     select(select_all(waits), timer).await;
 }
 
@@ -155,15 +184,32 @@ fn build_response(
                 }
             }
             Err(e) => {
-                data.error_code = partition_error_code(&e);
+                data.error_code = match w.topic {
+                    None => ResponseError::UnknownTopicId.code(),
+                    Some(_) => partition_error_code(&e),
+                };
                 data.high_watermark = -1;
                 data.records = Some(bytes::Bytes::new());
             }
         }
+        // A topic is answered by name before v13 and by id from it.
+        let (name, id) = match (version >= TOPIC_ID_VERSION, &w.topic) {
+            (true, _) => (TopicName::default(), w.topic_id),
+            (false, name) => (name.clone().unwrap_or_default(), Uuid::nil()),
+        };
         match topics.last_mut() {
-            Some(last) if last.topic == w.topic => last.partitions.push(data),
-            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic.clone()).with_partitions(vec![data])),
+            Some(last) if last.topic == name && last.topic_id == id => last.partitions.push(data),
+            _ => topics
+                .push(FetchableTopicResponse::default().with_topic(name).with_topic_id(id).with_partitions(vec![data])),
         }
     }
     FetchResponse::default().with_responses(topics)
+}
+
+/// v16+: see [`super::point_to_leader`].
+fn add_leader_endpoint(shard: &Shard, response: &mut FetchResponse) {
+    let partitions = response.responses.iter_mut().flat_map(|t| &mut t.partitions);
+    if let Some(endpoint) = super::point_to_leader!(shard, partitions, LeaderIdAndEpoch, NodeEndpoint) {
+        response.node_endpoints = vec![endpoint];
+    }
 }

@@ -1,6 +1,9 @@
 //! ListOffsets: the earliest (-2) and latest (-1) offsets of partitions, the
 //! record with the largest timestamp (-3, v7+), or the first offset whose
 //! record timestamp is at least the given one (what offsetsForTimes uses).
+//! Without tiered storage, as Kafka has it then: the earliest local offset
+//! (-4, v8+) is the earliest offset, and the latest tiered offset (-5, v9+)
+//! is -1 with no leader epoch. v10's timeout_ms bounds remote reads: none here.
 
 use crate::errors::partition_error_code;
 use futures::future::join_all;
@@ -10,6 +13,8 @@ use weir_shards::{PartitionError, Shard};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
 const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -23,7 +28,8 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
                     Ok((offset, timestamp)) => {
                         response.offset = offset;
                         response.timestamp = timestamp;
-                        if version >= 4 {
+                        // -1 where no offset is found, as Kafka's absent epoch.
+                        if version >= 4 && offset >= 0 {
                             response.leader_epoch = super::LEADER_EPOCH;
                         }
                     }
@@ -52,7 +58,10 @@ async fn lookup(
     read_committed: bool,
 ) -> Result<(i64, i64), PartitionError> {
     match timestamp {
-        EARLIEST_TIMESTAMP => Ok((shard.offsets(topic, partition).await?.log_start_offset, -1)),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
+            Ok((shard.offsets(topic, partition).await?.log_start_offset, -1))
+        }
+        LATEST_TIERED_TIMESTAMP => shard.offsets(topic, partition).await.map(|_| (-1, -1)),
         LATEST_TIMESTAMP => {
             let offsets = shard.offsets(topic, partition).await?;
             Ok((if read_committed { offsets.last_stable_offset } else { offsets.high_watermark }, -1))

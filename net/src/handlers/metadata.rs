@@ -1,4 +1,6 @@
-//! Metadata: this broker, and the topics asked for (auto-created if allowed).
+//! Metadata: this broker, and the topics asked for by name (auto-created if
+//! allowed) or, from v10, by id. v13's top-level error_code is always 0 here
+//! (Kafka sets it only when a request is refused whole).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -6,13 +8,15 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 use weir_shards::{MetadataSnapshot, Shard};
 
 pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> MetadataResponse {
-    let requested: Option<Vec<Option<String>>> = match request.topics {
+    // Each topic asked for by name, or (v10+) by id alone.
+    let requested: Option<Vec<Result<String, Uuid>>> = match request.topics {
         // v0 has no null: an empty list means all topics.
         Some(topics) if !(version == 0 && topics.is_empty()) => {
-            Some(topics.into_iter().map(|t| t.name.map(|n| n.0.to_string())).collect())
+            Some(topics.into_iter().map(|t| t.name.map(|n| n.0.to_string()).ok_or(t.topic_id)).collect())
         }
         _ => None,
     };
@@ -28,9 +32,14 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
         Some(names) => names
             .into_iter()
             .map(|name| match name {
-                Some(name) => describe_topic(&snapshot, &name, node_id, version),
-                // v10+ may name a topic by id only; we do not look topics up by id yet.
-                None => MetadataResponseTopic::default().with_error_code(ResponseError::UnknownTopicId.code()),
+                Ok(name) => describe_topic(&snapshot, &name, node_id, version),
+                Err(id) => match snapshot.topic_by_id(id) {
+                    Some(topic) => describe_topic(&snapshot, &topic.name, node_id, version),
+                    None => MetadataResponseTopic::default()
+                        .with_name(None)
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::UnknownTopicId.code()),
+                },
             })
             .collect(),
     };

@@ -13,7 +13,9 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
+mod describe_topic_partitions;
 mod describe_transactions;
 mod end_txn;
 mod fetch;
@@ -83,6 +85,8 @@ pub enum Request {
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),
     ListTransactions(ListTransactionsRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
 }
 
 /// Who sent a request, for JoinGroup's member descriptions.
@@ -160,6 +164,10 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::DescribeProducers => Request::DescribeProducers(decode_body(body, version).map_err(malformed)?),
         ApiKey::DescribeTransactions => Request::DescribeTransactions(decode_body(body, version).map_err(malformed)?),
         ApiKey::ListTransactions => Request::ListTransactions(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeLogDirs => Request::DescribeLogDirs(decode_body(body, version).map_err(malformed)?),
+        ApiKey::DescribeTopicPartitions => {
+            Request::DescribeTopicPartitions(decode_body(body, version).map_err(malformed)?)
+        }
         other => return Err(DecodeError::NotImplemented(other)),
     };
     Ok(Decoded { request, ignored_bytes: body.len() })
@@ -234,6 +242,8 @@ pub async fn handle(
         Request::DescribeProducers(r) => respond(&describe_producers::handle(&shard, r).await),
         Request::DescribeTransactions(r) => respond(&describe_transactions::handle(&shard, r).await),
         Request::ListTransactions(r) => respond(&list_transactions::handle(&shard, r).await),
+        Request::DescribeLogDirs(r) => respond(&describe_log_dirs::handle(&shard, r).await),
+        Request::DescribeTopicPartitions(r) => respond(&describe_topic_partitions::handle(&shard, r)),
     }
 }
 
@@ -336,6 +346,29 @@ macro_rules! answer_partition_codes {
     };
 }
 use answer_partition_codes;
+
+/// KIP-951 (Fetch v16+, Produce v10+): each partition (an iterator of
+/// `&mut` partition answers) answered NOT_LEADER_OR_FOLLOWER names its
+/// leader, this broker (the only replica), in `current_leader`; if any did,
+/// the leader's endpoint is returned for the response's `node_endpoints`, so
+/// the client needs no Metadata round trip. `$leader` and `$endpoint` are the
+/// response's generated types of the same shape.
+macro_rules! point_to_leader {
+    ($shard:expr, $partitions:expr, $leader:ident, $endpoint:ident) => {{
+        let node_id = kafka_protocol::messages::BrokerId($shard.config().node_id);
+        let not_leader = kafka_protocol::error::ResponseError::NotLeaderOrFollower.code();
+        let mut any = false;
+        for p in $partitions.filter(|p| p.error_code == not_leader) {
+            p.current_leader = $leader::default().with_leader_id(node_id).with_leader_epoch(super::LEADER_EPOCH);
+            any = true;
+        }
+        any.then(|| {
+            let (host, port) = super::advertised_address($shard);
+            $endpoint::default().with_node_id(node_id).with_host(host).with_port(port)
+        })
+    }};
+}
+use point_to_leader;
 
 #[cfg(test)]
 mod tests {

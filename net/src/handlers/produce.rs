@@ -1,6 +1,7 @@
 //! Produce: validate and append each partition's batches on its owning shard.
 //! An unknown topic is UNKNOWN_TOPIC_OR_PARTITION, never auto-created: as in
 //! Kafka, only Metadata creates topics (clients ask for it there first).
+//! v10 and v11 answer as v9, plus KIP-951's leader hint on NOT_LEADER_OR_FOLLOWER.
 
 use super::message;
 use crate::errors::partition_error_code;
@@ -8,7 +9,7 @@ use bytes::Bytes;
 use futures::future::{join_all, select, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -59,7 +60,14 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions)
     }))
     .await;
-    (request.acks != 0).then(|| ProduceResponse::default().with_responses(topics))
+    let mut response = ProduceResponse::default().with_responses(topics);
+    if version >= 10 {
+        let partitions = response.responses.iter_mut().flat_map(|t| &mut t.partition_responses);
+        if let Some(endpoint) = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint) {
+            response.node_endpoints = vec![endpoint];
+        }
+    }
+    (request.acks != 0).then_some(response)
 }
 
 type PartitionResult = Result<ProducedPartition, Refused>;
