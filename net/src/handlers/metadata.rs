@@ -9,10 +9,11 @@ use kafka_protocol::protocol::StrBytes;
 use weir_shards::{MetadataSnapshot, Shard};
 
 pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> MetadataResponse {
-    let requested: Option<Vec<Option<String>>> = match request.topics {
+    // Each topic by name, or (v10+) by id only.
+    let requested: Option<Vec<Result<String, uuid::Uuid>>> = match request.topics {
         // v0 has no null: an empty list means all topics.
         Some(topics) if !(version == 0 && topics.is_empty()) => {
-            Some(topics.into_iter().map(|t| t.name.map(|n| n.0.to_string())).collect())
+            Some(topics.into_iter().map(|t| t.name.map(|n| n.0.to_string()).ok_or(t.topic_id)).collect())
         }
         _ => None,
     };
@@ -28,9 +29,14 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
         Some(names) => names
             .into_iter()
             .map(|name| match name {
-                Some(name) => describe_topic(&snapshot, &name, node_id, version),
-                // v10+ may name a topic by id only; we do not look topics up by id yet.
-                None => MetadataResponseTopic::default().with_error_code(ResponseError::UnknownTopicId.code()),
+                Ok(name) => describe_topic(&snapshot, &name, node_id, version),
+                // By id (the consumer protocol assigns topics by id).
+                Err(id) => match snapshot.topics.values().find(|t| t.id == id && !id.is_nil()) {
+                    Some(topic) => describe_topic(&snapshot, &topic.name, node_id, version),
+                    None => MetadataResponseTopic::default()
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::UnknownTopicId.code()),
+                },
             })
             .collect(),
     };
