@@ -97,6 +97,9 @@ pub(crate) struct Member {
     pub subscribed_names: Vec<String>,
     pub regex: Option<String>,
     compiled: Option<Regex>,
+    /// Kafka resolves a new regex asynchronously: its topics count from the
+    /// group's next heartbeat on (the member's literal topics are assigned first).
+    regex_resolved: bool,
     assignor: Option<String>,
     pub assigned: Assignment,
     revoking: Assignment,
@@ -120,7 +123,8 @@ impl Member {
     }
 
     fn subscribes(&self, topic: &str) -> bool {
-        self.subscribed_names.iter().any(|t| t == topic) || self.compiled.as_ref().is_some_and(|r| r.is_match(topic))
+        self.subscribed_names.iter().any(|t| t == topic)
+            || self.regex_resolved && self.compiled.as_ref().is_some_and(|r| r.is_match(topic))
     }
 }
 
@@ -293,6 +297,10 @@ impl ConsumerGroup {
             None => None,
         };
         let interval = config.heartbeat_interval.as_millis() as i32;
+        // Regexes given before this heartbeat are resolved by now.
+        for member in self.members.values_mut() {
+            member.regex_resolved = true;
+        }
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(&req, interval);
         }
@@ -320,7 +328,10 @@ impl ConsumerGroup {
         }
         if let Some(re) = &req.subscribed_topic_regex {
             let re = Some(re.clone()).filter(|r| !r.is_empty());
-            subscription_changed |= re != member.regex;
+            if re != member.regex {
+                subscription_changed = true;
+                member.regex_resolved = false;
+            }
             member.regex = re;
             member.compiled = compiled;
         }
@@ -412,6 +423,7 @@ impl ConsumerGroup {
                 subscribed_names: Vec::new(),
                 regex: None,
                 compiled: None,
+                regex_resolved: false,
                 assignor: None,
                 assigned: Assignment::new(),
                 revoking: Assignment::new(),
@@ -841,7 +853,10 @@ mod tests {
         let (mut g, now) = (ConsumerGroup::new("g".into()), Instant::now());
         let mut req = join("a", &[]);
         req.subscribed_topic_regex = Some("orders-.*".into());
-        let a = g.heartbeat(now, &config(), &topics(&[("orders-1", 1, 1), ("other", 2, 3)]), req);
+        let t = topics(&[("orders-1", 1, 1), ("other", 2, 3)]);
+        let a = g.heartbeat(now, &config(), &t, req);
+        assert_eq!(a.assignment.unwrap(), Assignment::new(), "the regex is resolved by the next heartbeat");
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, None));
         assert_eq!(a.assignment.unwrap(), Assignment::from([(Uuid::from_u128(1), BTreeSet::from([0]))]));
         let t = topics(&[("orders-1", 1, 2), ("orders-2", 3, 1), ("other", 2, 3)]);
         let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, None));
