@@ -405,6 +405,16 @@ impl ConsumerGroup {
                 ));
             }
             if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
+                // A member id the group no longer has (it left, or was
+                // fenced) sending a partial heartbeat: librdkafka sends one
+                // at epoch 0 after leaving on max.poll.interval.ms; it is
+                // told to rejoin rather than failed for good.
+                if !req.member_id.is_empty() {
+                    return Err(ConsumerHeartbeatResponse::error(
+                        GroupError::UnknownMemberId,
+                        format!("Member {} is not a member of group {}.", req.member_id, self.id),
+                    ));
+                }
                 return Err(ConsumerHeartbeatResponse::error(
                     GroupError::InvalidRequest,
                     "SubscribedTopicNames or SubscribedTopicRegex must be set in the first request.",
