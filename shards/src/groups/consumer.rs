@@ -298,8 +298,14 @@ impl ConsumerGroup {
         };
         let interval = config.heartbeat_interval.as_millis() as i32;
         // Regexes given before this heartbeat are resolved by now.
+        let mut resolved_now = false;
         for member in self.members.values_mut() {
+            resolved_now |= member.regex.is_some() && !member.regex_resolved;
             member.regex_resolved = true;
+        }
+        if resolved_now {
+            // Its member subscribes to more now, even where the group's topics stay the same.
+            self.bump_epoch();
         }
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(&req, interval);
@@ -883,6 +889,20 @@ mod tests {
         let mut bad = join("b", &[]);
         bad.subscribed_topic_regex = Some("(".into());
         assert_eq!(g.heartbeat(now, &config(), &t, bad).error, Some(GroupError::InvalidRegularExpression));
+    }
+
+    #[test]
+    fn a_second_regex_member_gets_its_share_once_its_regex_is_resolved() {
+        let (mut g, now, t) = (ConsumerGroup::new("g".into()), Instant::now(), topics(&[("re-1", 1, 4)]));
+        let with_regex = |id: &str| ConsumerHeartbeat { subscribed_topic_regex: Some("re-.*".into()), ..join(id, &[]) };
+        let a = g.heartbeat(now, &config(), &t, with_regex("a"));
+        let b = g.heartbeat(now, &config(), &t, with_regex("b"));
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, None));
+        let kept = a.assignment.unwrap();
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, Some(&kept)));
+        let b = g.heartbeat(now, &config(), &t, beat("b", b.member_epoch, Some(&Assignment::new())));
+        assert_eq!(a.error, None);
+        assert_eq!((count(&kept), count(b.assignment.as_ref().unwrap())), (2, 2));
     }
 
     #[test]
