@@ -117,9 +117,9 @@ impl GroupCoordinator {
     pub fn validate_fetch(&self, group_id: &str, member: Option<(&str, i32)>) -> Result<(), GroupError> {
         let Some((member_id, epoch)) = member else { return Ok(()) };
         match self.consumer_groups.get(group_id) {
-            Some(group) => group.validate_member(member_id, epoch),
-            None if epoch < 0 => Ok(()),
-            None => Err(GroupError::UnknownMemberId),
+            Some(group) if epoch >= 0 || !member_id.is_empty() => group.validate_member(member_id, epoch),
+            // A classic group's (or no group's) offsets are fetched without a member check.
+            _ => Ok(()),
         }
     }
 
