@@ -275,6 +275,8 @@ mod tests {
                 }),
             },
             OffsetsRecord::Group { group_id: "gone".into(), metadata: None },
+            OffsetsRecord::ConsumerGroup { group_id: "kip848".into(), epoch: Some(12) },
+            OffsetsRecord::ConsumerGroup { group_id: "kip848-gone".into(), epoch: None },
         ];
         let batch = encode_batch(&records, 5, Writer::Broker);
         let header = weir_engine::batch::parse_header(&batch).unwrap();
