@@ -15,8 +15,11 @@ pub struct SupportedApi {
 /// answered by closing the connection, as they cannot carry RecordBatch v2.
 /// Fetch stops at 17 and Produce at 11, Metadata at 13 and ListOffsets at 10,
 /// the newest Kafka 4.1 serves (Produce v12 is KIP-890 part 2's implicit
-/// AddPartitionsToTxn, v13 and Fetch v18 not yet served by 4.1). The group
-/// APIs stop before the versions that belong to the KIP-848 consumer protocol.
+/// AddPartitionsToTxn, v13 and Fetch v18 not yet served by 4.1). The
+/// KIP-848 consumer protocol is served: ConsumerGroupHeartbeat and
+/// ConsumerGroupDescribe, OffsetCommit/OffsetFetch v9 (member epochs),
+/// ListGroups v5 (group types), DescribeGroups v6; OffsetCommit and
+/// OffsetFetch stop before v10 (topic ids).
 /// DescribeConfigs starts at 1 (v0 was removed from Kafka 4 and from the
 /// protocol crate); librdkafka and kafka-python speak v1 or v2.
 /// AddPartitionsToTxn stops at 3 (v4+ is the brokers' batched form), and the
@@ -38,10 +41,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi { key: ApiKey::SyncGroup, min: 0, max: 5 },
     SupportedApi { key: ApiKey::Heartbeat, min: 0, max: 4 },
     SupportedApi { key: ApiKey::LeaveGroup, min: 0, max: 5 },
-    SupportedApi { key: ApiKey::OffsetCommit, min: 2, max: 8 },
-    SupportedApi { key: ApiKey::OffsetFetch, min: 1, max: 8 },
-    SupportedApi { key: ApiKey::ListGroups, min: 0, max: 4 },
-    SupportedApi { key: ApiKey::DescribeGroups, min: 0, max: 5 },
+    SupportedApi { key: ApiKey::OffsetCommit, min: 2, max: 9 },
+    SupportedApi { key: ApiKey::OffsetFetch, min: 1, max: 9 },
+    SupportedApi { key: ApiKey::ListGroups, min: 0, max: 5 },
+    SupportedApi { key: ApiKey::DescribeGroups, min: 0, max: 6 },
+    SupportedApi { key: ApiKey::ConsumerGroupHeartbeat, min: 0, max: 1 },
+    SupportedApi { key: ApiKey::ConsumerGroupDescribe, min: 0, max: 1 },
     SupportedApi { key: ApiKey::DeleteGroups, min: 0, max: 2 },
     SupportedApi { key: ApiKey::OffsetDelete, min: 0, max: 0 },
     SupportedApi { key: ApiKey::DeleteRecords, min: 0, max: 2 },

@@ -44,6 +44,7 @@ top_level_error_code!(
     InitProducerIdResponse,
     AddOffsetsToTxnResponse,
     EndTxnResponse,
+    ConsumerGroupHeartbeatResponse,
 );
 
 macro_rules! error_code_with {
@@ -74,6 +75,7 @@ error_code_with! {
         .chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
         .chain(r.groups.iter().flat_map(|g| g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))));
     DescribeGroupsResponse => |r| 0, r.groups.iter().map(|g| g.error_code);
+    ConsumerGroupDescribeResponse => |r| 0, r.groups.iter().map(|g| g.error_code);
     DeleteGroupsResponse => |r| 0, r.results.iter().map(|g| g.error_code);
     OffsetDeleteResponse => |r| r.error_code, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     DeleteRecordsResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));

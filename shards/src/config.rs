@@ -67,6 +67,11 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// Most members one group may have (`group.max.size`).
     pub group_max_size: usize,
+    /// Consumer-protocol (KIP-848) members: the session timeout and the
+    /// heartbeat interval the coordinator tells them
+    /// (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`).
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// How often each shard applies `retention.ms` / `retention.bytes` to its
     /// logs (`log.retention.check.interval.ms`).
     pub log_retention_check_interval_ms: u64,
@@ -116,6 +121,8 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 10_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             log_retention_check_interval_ms: 300_000,
             log_cleaner_backoff_ms: 15_000,
             producer_id_expiration_ms: 86_400_000,

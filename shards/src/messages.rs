@@ -4,6 +4,7 @@
 //! awaiting task on the requesting shard when the owner answers.
 
 use crate::error::{PartitionError, TopicError};
+use crate::groups::consumer::{ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse};
 use crate::groups::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
     SyncResponse,
@@ -106,10 +107,16 @@ pub enum GroupOp {
     },
     /// `partitions: None`: every committed offset of the group.
     /// `require_stable` (KIP-447): offsets pending in a transaction are refused.
+    /// `member` (OffsetFetch v9+): (member id, member epoch) of a consumer-protocol member.
     FetchOffsets {
         partitions: Option<Vec<(String, i32)>>,
         require_stable: bool,
+        member: Option<(String, i32)>,
     },
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerHeartbeat(ConsumerHeartbeat),
+    /// ConsumerGroupDescribe.
+    ConsumerDescribe,
     Describe,
     /// Every group of the shard it is sent to (the group id is ignored).
     List,
@@ -153,7 +160,10 @@ pub enum GroupReply {
     Leave(Vec<GroupResult<()>>),
     /// One result per offset, in request order.
     Commit(Vec<GroupResult<()>>),
-    Offsets(Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>),
+    /// Err: the member check of OffsetFetch v9+ failed for the whole group.
+    Offsets(GroupResult<Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>>),
+    ConsumerHeartbeat(ConsumerHeartbeatResponse),
+    ConsumerDescribe(GroupResult<ConsumerGroupDescription>),
     Describe(GroupDescription),
     List(Vec<GroupListing>),
     Delete(GroupResult<()>),

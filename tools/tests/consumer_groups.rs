@@ -3,16 +3,13 @@
 
 mod common;
 
+use common::groups::*;
 use common::*;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
-use rdkafka::producer::Producer;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Short timeouts so takeovers happen within seconds.
@@ -20,29 +17,7 @@ const BROKER_CONFIG: &str = "group_initial_rebalance_delay_ms = 300\ngroup_min_s
 const SESSION_TIMEOUT_MS: &str = "3000";
 
 fn broker() -> Broker {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let config = dir.join("weir.toml");
-    std::fs::write(&config, BROKER_CONFIG).unwrap();
-    Broker::start(&["--config", config.to_str().unwrap()])
-}
-
-/// Records which partitions were revoked and assigned, in order.
-#[derive(Default, Clone)]
-struct RebalanceLog(Arc<Mutex<Vec<(bool, BTreeSet<i32>)>>>);
-
-impl ClientContext for RebalanceLog {}
-
-impl ConsumerContext for RebalanceLog {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            self.0.lock().unwrap().push((false, tpl.elements().iter().map(|e| e.partition()).collect()));
-        }
-    }
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            self.0.lock().unwrap().push((true, tpl.elements().iter().map(|e| e.partition()).collect()));
-        }
-    }
+    broker_with_config(BROKER_CONFIG)
 }
 
 fn group_consumer(bootstrap: &str, group: &str, strategy: &str) -> BaseConsumer<RebalanceLog> {
@@ -58,60 +33,6 @@ fn group_consumer(bootstrap: &str, group: &str, strategy: &str) -> BaseConsumer<
         .expect("consumer")
 }
 
-fn assigned(consumer: &BaseConsumer<RebalanceLog>) -> BTreeSet<i32> {
-    consumer.assignment().unwrap().elements().iter().map(|e| e.partition()).collect()
-}
-
-/// Polls every consumer until `done` holds (or fails after `timeout`); each
-/// message seen is recorded as (consumer index, partition, offset, index
-/// header) and committed after it is recorded (asynchronously: the order of
-/// commits per partition is kept, and the test does not wait for each).
-fn poll_until(
-    consumers: &[&BaseConsumer<RebalanceLog>],
-    seen: &mut Vec<(usize, i32, i64, u64)>,
-    timeout: Duration,
-    done: impl FnMut(&[(usize, i32, i64, u64)]) -> bool,
-) {
-    let reached = poll_for(consumers, seen, timeout, done);
-    assert!(reached, "condition not reached in {timeout:?}; saw {} messages", seen.len());
-}
-
-/// `poll_until` that says whether `done` held in time instead of failing.
-fn poll_for(
-    consumers: &[&BaseConsumer<RebalanceLog>],
-    seen: &mut Vec<(usize, i32, i64, u64)>,
-    timeout: Duration,
-    mut done: impl FnMut(&[(usize, i32, i64, u64)]) -> bool,
-) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !done(seen) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        for (i, consumer) in consumers.iter().enumerate() {
-            if let Some(result) = consumer.poll(Duration::from_millis(20)) {
-                // Errors here are librdkafka's transient reports (a broker restarting);
-                // what the test checks is which messages arrive.
-                let Ok(m) = result else { continue };
-                let headers = rdkafka::message::Headers::get(m.headers().unwrap(), 0);
-                let index = std::str::from_utf8(headers.value.unwrap()).unwrap().parse().unwrap();
-                seen.push((i, m.partition(), m.offset(), index));
-                consumer.commit_message(&m, CommitMode::Async).expect("commit");
-            }
-        }
-    }
-    true
-}
-
-/// Produces `range` and returns where each message landed: index -> (partition, offset).
-fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<u64>) -> HashMap<u64, (i32, i64)> {
-    let producer = producer(bootstrap, "all");
-    produce_range(&producer, topic, range.clone());
-    let acked = producer.context().acked.lock().unwrap().clone();
-    assert_eq!(acked.len(), range.count());
-    acked
-}
-
 #[test]
 fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     let broker = broker();
@@ -121,31 +42,13 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     let second = group_consumer(&b, "splitters", "range");
     first.subscribe(&["split"]).unwrap();
     second.subscribe(&["split"]).unwrap();
-    let mut victim = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_consumer", "--nocapture", "--test-threads", "1"])
-        .env("WEIR_CHILD_CONSUMER", format!("{b},split,splitters"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let victim_lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = victim_lines.clone();
-        let stdout = victim.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        })
-    };
+    let mut victim = ChildTest::spawn("child_consumer", ("WEIR_CHILD_CONSUMER", format!("{b},split,splitters")));
     // Wait for one generation with all three members: 2 + 2 + 2 partitions.
     let mut seen = Vec::new();
     poll_until(&[&first, &second], &mut seen, Duration::from_secs(30), |_| {
-        // The harness prints "test child_consumer ... " before the first line, hence `split_once`.
-        let lines = victim_lines.lock().unwrap();
-        let victim_has = lines.iter().rev().find_map(|l| l.split_once("assigned ").map(|(_, p)| p.to_string()));
         assigned(&first).len() == 2
             && assigned(&second).len() == 2
-            && victim_has.is_some_and(|p| p.split(' ').count() == 2)
+            && victim.last_assigned().is_some_and(|p| p.len() == 2)
     });
     let (a, b_parts) = (assigned(&first), assigned(&second));
     assert!(a.is_disjoint(&b_parts), "overlapping assignments {a:?} {b_parts:?}");
@@ -160,9 +63,8 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     }
 
     // SIGKILL: no LeaveGroup, so only the session timeout tells the group.
-    victim.kill().unwrap();
-    victim.wait().unwrap();
-    reader.join().unwrap();
+    victim.kill();
+    let victim_lines = victim.lines.clone();
     let victim_seen: Vec<u64> = victim_lines
         .lock()
         .unwrap()
@@ -235,24 +137,7 @@ fn child_consumer() {
     let (bootstrap, topic, group) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
     let consumer = group_consumer(bootstrap, group, "range");
     consumer.subscribe(&[topic]).unwrap();
-    let mut last = BTreeSet::new();
-    loop {
-        let now = assigned(&consumer);
-        if now != last {
-            println!("assigned {}", now.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "));
-            last = now;
-        }
-        if let Some(result) = consumer.poll(Duration::from_millis(50)) {
-            let Ok(m) = result else { continue };
-            let header = rdkafka::message::Headers::get(m.headers().unwrap(), 0);
-            let index = std::str::from_utf8(header.value.unwrap()).unwrap();
-            // Recorded before it is committed: killed in between, the
-            // message is read again by its next owner (a duplicate the test
-            // allows) rather than committed but never recorded.
-            println!("message {} {} {index}", m.partition(), m.offset());
-            consumer.commit_message(&m, CommitMode::Sync).expect("commit");
-        }
-    }
+    run_child_consumer(&consumer)
 }
 
 #[test]

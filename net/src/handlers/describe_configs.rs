@@ -84,6 +84,18 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
         ("default.replication.factor", "1".into(), INT, "A single broker: one replica."),
         ("fetch.max.bytes", c.fetch_max_bytes.to_string(), INT, "Most record bytes of one Fetch answer."),
         (
+            "group.consumer.heartbeat.interval.ms",
+            c.group_consumer_heartbeat_interval_ms.to_string(),
+            INT,
+            "Heartbeat interval the coordinator gives consumer-protocol members.",
+        ),
+        (
+            "group.consumer.session.timeout.ms",
+            c.group_consumer_session_timeout_ms.to_string(),
+            INT,
+            "Session timeout of consumer-protocol (KIP-848) members.",
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             c.group_initial_rebalance_delay_ms.to_string(),
             INT,

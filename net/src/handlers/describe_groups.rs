@@ -1,6 +1,7 @@
 //! DescribeGroups: state, protocol and members (with assignments) of groups.
 
 use super::str_bytes;
+use crate::errors::group_error_code;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use weir_shards::messages::{GroupOp, GroupReply};
@@ -29,6 +30,18 @@ pub async fn handle(shard: &Shard, version: i16, request: DescribeGroupsRequest)
                 }
             })
             .collect();
+        if let Some(e) = described.error {
+            // A consumer-protocol group is not described here (ConsumerGroupDescribe is), as Kafka.
+            let message = (version >= 6).then(|| str_bytes(format!("Group {} is not a classic group.", &*group_id.0)));
+            groups.push(
+                DescribedGroup::default()
+                    .with_group_id(GroupId(group_id.0))
+                    .with_error_code(group_error_code(Some(e)))
+                    .with_error_message(message)
+                    .with_group_state(str_bytes("Dead")),
+            );
+            continue;
+        }
         groups.push(
             DescribedGroup::default()
                 .with_group_id(GroupId(group_id.0))

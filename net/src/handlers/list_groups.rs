@@ -1,4 +1,5 @@
-//! ListGroups: the groups of every shard, optionally filtered by state (v4+).
+//! ListGroups: the groups of every shard, optionally filtered by state (v4+)
+//! and type (v5+: "classic" or "consumer").
 
 use super::str_bytes;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -7,17 +8,20 @@ use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut groups = shard.list_groups().await;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     let groups = groups
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type));
-            if version >= 4 {
-                listed.with_group_state(str_bytes(g.state.name()))
+            let listed = if version >= 4 { listed.with_group_state(str_bytes(g.state)) } else { listed };
+            if version >= 5 {
+                listed.with_group_type(str_bytes(g.group_type))
             } else {
                 listed
             }

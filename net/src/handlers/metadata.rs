@@ -12,7 +12,8 @@ use uuid::Uuid;
 use weir_shards::{MetadataSnapshot, Shard};
 
 pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> MetadataResponse {
-    // Each topic asked for by name, or (v10+) by id alone.
+    // Each topic asked for by name, or (v10+) by id alone (the consumer
+    // protocol assigns topics by id).
     let requested: Option<Vec<Result<String, Uuid>>> = match request.topics {
         // v0 has no null: an empty list means all topics.
         Some(topics) if !(version == 0 && topics.is_empty()) => {

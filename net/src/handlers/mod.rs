@@ -5,6 +5,8 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -71,6 +73,8 @@ pub enum Request {
     OffsetFetch(OffsetFetchRequest),
     ListGroups(ListGroupsRequest),
     DescribeGroups(DescribeGroupsRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
     DeleteRecords(DeleteRecordsRequest),
@@ -149,6 +153,10 @@ pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
         ApiKey::ListGroups => Request::ListGroups(decode_body(body, version).map_err(malformed)?),
         ApiKey::DescribeGroups => Request::DescribeGroups(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(body, version).map_err(malformed)?),
+        ApiKey::ConsumerGroupHeartbeat => {
+            Request::ConsumerGroupHeartbeat(decode_body(body, version).map_err(malformed)?)
+        }
+        ApiKey::ConsumerGroupDescribe => Request::ConsumerGroupDescribe(decode_body(body, version).map_err(malformed)?),
         ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(body, version).map_err(malformed)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(body, version).map_err(malformed)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(body, version).map_err(malformed)?),
@@ -229,6 +237,8 @@ pub async fn handle(
         Request::ListGroups(r) => respond(&list_groups::handle(&shard, version, r).await),
         Request::DescribeGroups(r) => respond(&describe_groups::handle(&shard, version, r).await),
         Request::DeleteGroups(r) => respond(&delete_groups::handle(&shard, r).await),
+        Request::ConsumerGroupHeartbeat(r) => respond(&consumer_group_heartbeat::handle(&shard, &client, r).await),
+        Request::ConsumerGroupDescribe(r) => respond(&consumer_group_describe::handle(&shard, version, r).await),
         Request::OffsetDelete(r) => respond(&offset_delete::handle(&shard, r).await),
         Request::DeleteRecords(r) => respond(&delete_records::handle(&shard, r).await),
         Request::DescribeConfigs(r) => respond(&describe_configs::handle(&shard, version, r)),

@@ -1,4 +1,5 @@
-//! OffsetFetch: committed offsets of one group (v1-7) or several (v8).
+//! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); v9+
+//! names the consumer-protocol member asking, checked against its epoch.
 
 use super::str_bytes;
 use crate::errors::group_error_code;
@@ -19,16 +20,22 @@ const REQUIRE_STABLE_VERSION: i16 = 7;
 /// Committed offsets by topic, then partition; `None` where nothing is committed.
 type Committed = BTreeMap<String, Vec<(i32, GroupResult<Option<CommittedOffset>>)>>;
 
-async fn fetch(shard: &Shard, group_id: &str, wanted: Option<Vec<(String, i32)>>, require_stable: bool) -> Committed {
-    let op = GroupOp::FetchOffsets { partitions: wanted, require_stable };
+async fn fetch(
+    shard: &Shard,
+    group_id: &str,
+    wanted: Option<Vec<(String, i32)>>,
+    require_stable: bool,
+    member: Option<(String, i32)>,
+) -> GroupResult<Committed> {
+    let op = GroupOp::FetchOffsets { partitions: wanted, require_stable, member };
     let GroupReply::Offsets(offsets) = shard.group_op(group_id, op).await else {
         unreachable!("OffsetFetch answered with another reply");
     };
     let mut by_topic: Committed = BTreeMap::new();
-    for ((topic, partition), committed) in offsets {
+    for ((topic, partition), committed) in offsets? {
         by_topic.entry(topic).or_default().push((partition, committed));
     }
-    by_topic
+    Ok(by_topic)
 }
 
 /// (offset, leader epoch, metadata, error code) of one partition.
@@ -63,7 +70,13 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
             let wanted = group.topics.map(|topics| {
                 topics.iter().flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p))).collect()
             });
-            let committed = fetch(shard, &group.group_id.0, wanted, request.require_stable).await;
+            // v9+: a member of a consumer-protocol group names itself and its epoch.
+            let member = group.member_id.map(|id| (id.to_string(), group.member_epoch));
+            let (committed, code) = match fetch(shard, &group.group_id.0, wanted, request.require_stable, member).await
+            {
+                Ok(committed) => (committed, 0),
+                Err(e) => (Committed::new(), group_error_code(Some(e))),
+            };
             let topics = answer(
                 committed,
                 |p, (offset, epoch, metadata, code)| {
@@ -76,16 +89,20 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
                 },
                 |name, partitions| OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions),
             );
-            groups
-                .push(OffsetFetchResponseGroup::default().with_group_id(GroupId(group.group_id.0)).with_topics(topics));
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(GroupId(group.group_id.0))
+                    .with_error_code(code)
+                    .with_topics(topics),
+            );
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.map(|topics| {
         topics.iter().flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p))).collect()
     });
-    let committed =
-        fetch(shard, &request.group_id.0, wanted, version >= REQUIRE_STABLE_VERSION && request.require_stable).await;
+    let require_stable = version >= REQUIRE_STABLE_VERSION && request.require_stable;
+    let committed = fetch(shard, &request.group_id.0, wanted, require_stable, None).await.unwrap_or_default();
     let topics = answer(
         committed,
         |p, (offset, epoch, metadata, code)| {

@@ -1,5 +1,8 @@
 //! All groups one shard owns, and their committed offsets.
 
+use super::consumer::{
+    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse, Topics,
+};
 use super::group::{Group, GroupState};
 use super::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, Responder,
@@ -18,7 +21,12 @@ pub struct GroupConfig {
     pub max_session_timeout: Duration,
     /// `group.max.size`.
     pub max_size: usize,
+    /// `group.consumer.*`: groups of the consumer protocol (KIP-848).
+    pub consumer: ConsumerGroupConfig,
 }
+
+/// The protocol type ListGroups shows for a consumer-protocol group.
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// What one group's metadata record holds (members are not persisted: after a
 /// restart they rejoin, as their heartbeats get UNKNOWN_MEMBER_ID).
@@ -34,6 +42,9 @@ pub struct GroupMetadata {
 pub struct GroupCoordinator {
     config: GroupConfig,
     groups: HashMap<String, Group>,
+    /// Groups of the consumer protocol (KIP-848); their committed offsets
+    /// are kept in `groups` like every group's.
+    consumer_groups: HashMap<String, ConsumerGroup>,
     /// Offsets committed inside transactions (TxnOffsetCommit), by producer
     /// id: applied when its commit marker is written, dropped on abort.
     pending: HashMap<i64, Vec<PendingOffset>>,
@@ -48,7 +59,7 @@ struct PendingOffset {
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
-        GroupCoordinator { config, groups: HashMap::new(), pending: HashMap::new() }
+        GroupCoordinator { config, groups: HashMap::new(), consumer_groups: HashMap::new(), pending: HashMap::new() }
     }
 
     pub fn join(&mut self, now: Instant, req: JoinRequest, respond: Responder<JoinResponse>) {
@@ -62,8 +73,54 @@ impl GroupCoordinator {
         if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
             return refuse(respond, GroupError::InvalidSessionTimeout);
         }
+        if self.consumer_groups.get(&req.group_id).is_some_and(|g| !g.is_empty()) {
+            return refuse(respond, GroupError::InconsistentGroupProtocol);
+        }
         let group = self.groups.entry(req.group_id.clone()).or_insert_with(|| Group::new(req.group_id.clone()));
         group.join(now, &self.config, req, respond);
+    }
+
+    /// ConsumerGroupHeartbeat: `topics` are the topics that exist now.
+    pub fn consumer_heartbeat(
+        &mut self,
+        now: Instant,
+        topics: &Topics,
+        req: ConsumerHeartbeat,
+    ) -> ConsumerHeartbeatResponse {
+        let refuse = |error, message: String| ConsumerHeartbeatResponse {
+            error: Some(error),
+            error_message: Some(message),
+            ..Default::default()
+        };
+        if req.group_id.is_empty() {
+            return refuse(GroupError::InvalidRequest, "GroupId can't be empty.".into());
+        }
+        if self.groups.get(&req.group_id).is_some_and(|g| !g.is_empty()) {
+            return refuse(GroupError::GroupIdNotFound, format!("Group {} is not a consumer group.", req.group_id));
+        }
+        if req.member_epoch < 0 && !self.consumer_groups.contains_key(&req.group_id) {
+            return refuse(GroupError::UnknownMemberId, format!("Group {} has no members.", req.group_id));
+        }
+        let group = self
+            .consumer_groups
+            .entry(req.group_id.clone())
+            .or_insert_with(|| ConsumerGroup::new(req.group_id.clone()));
+        group.heartbeat(now, &self.config.consumer, topics, req)
+    }
+
+    /// ConsumerGroupDescribe.
+    pub fn describe_consumer(&self, group_id: &str) -> Result<ConsumerGroupDescription, GroupError> {
+        self.consumer_groups.get(group_id).map(ConsumerGroup::describe).ok_or(GroupError::GroupIdNotFound)
+    }
+
+    /// OffsetFetch v9+ naming a member: it must be one with its current epoch.
+    pub fn validate_fetch(&self, group_id: &str, member: Option<(&str, i32)>) -> Result<(), GroupError> {
+        let Some((member_id, epoch)) = member else { return Ok(()) };
+        match self.consumer_groups.get(group_id) {
+            Some(group) if epoch >= 0 || !member_id.is_empty() => group.validate_member(member_id, epoch),
+            // A classic group's (or no group's) offsets are fetched without a member check.
+            _ => Ok(()),
+        }
     }
 
     pub fn sync(&mut self, now: Instant, req: SyncRequest, respond: Responder<SyncResponse>) {
@@ -103,6 +160,13 @@ impl GroupCoordinator {
     ) -> Result<(), GroupError> {
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
+        }
+        if let Some(group) = self.consumer_groups.get(group_id) {
+            // An empty group takes commits from the admin client and standalone consumers.
+            if generation < 0 && group.is_empty() {
+                return Ok(());
+            }
+            return group.validate_member(member_id, generation);
         }
         match self.groups.get(group_id) {
             Some(group) => group.validate_commit(member_id, instance_id, generation),
@@ -181,20 +245,37 @@ impl GroupCoordinator {
     }
 
     pub fn list(&self) -> Vec<GroupListing> {
-        self.groups
-            .values()
-            .map(|g| GroupListing {
+        let classic =
+            self.groups.values().filter(|g| !self.consumer_groups.contains_key(&g.id)).map(|g| GroupListing {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
-            })
-            .collect()
+                state: g.state.name(),
+                group_type: "classic",
+            });
+        let consumer = self.consumer_groups.values().map(|g| GroupListing {
+            group_id: g.id.clone(),
+            protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+            state: g.state().name(),
+            group_type: "consumer",
+        });
+        classic.chain(consumer).collect()
     }
 
     /// A group unknown here is described as Dead, as Kafka does.
     pub fn describe(&self, group_id: &str) -> GroupDescription {
+        if let Some(g) = self.consumer_groups.get(group_id) {
+            return GroupDescription {
+                error: Some(GroupError::GroupIdNotFound),
+                group_id: group_id.to_string(),
+                state: GroupState::Dead,
+                protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+                protocol: g.assignor.clone(),
+                members: Vec::new(),
+            };
+        }
         match self.groups.get(group_id) {
             Some(g) => GroupDescription {
+                error: None,
                 group_id: g.id.clone(),
                 state: g.state,
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -202,6 +283,7 @@ impl GroupCoordinator {
                 members: g.describe_members(),
             },
             None => GroupDescription {
+                error: None,
                 group_id: group_id.to_string(),
                 state: GroupState::Dead,
                 protocol_type: String::new(),
@@ -213,6 +295,9 @@ impl GroupCoordinator {
 
     /// Checks that a group may be deleted: it exists and has no members.
     pub fn check_deletable(&self, group_id: &str) -> Result<(), GroupError> {
+        if let Some(group) = self.consumer_groups.get(group_id) {
+            return if group.is_empty() { Ok(()) } else { Err(GroupError::NonEmptyGroup) };
+        }
         let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
         if group.is_empty() {
             Ok(())
@@ -224,10 +309,19 @@ impl GroupCoordinator {
     /// Drops a group and its offsets (after its tombstones were persisted).
     pub fn remove_group(&mut self, group_id: &str) {
         self.groups.remove(group_id);
+        self.consumer_groups.remove(group_id);
     }
 
     /// Whether committed offsets of `topic` may be deleted from the group.
     pub fn check_offset_deletable(&self, group_id: &str, topic: &str) -> Result<(), GroupError> {
+        if let Some(group) = self.consumer_groups.get(group_id) {
+            if !group.is_empty() && group.subscribed_topics().any(|t| t == topic) {
+                return Err(GroupError::GroupSubscribedToTopic);
+            }
+            if !self.groups.contains_key(group_id) {
+                return Ok(());
+            }
+        }
         let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
         match group.subscribed_topics() {
             Some(topics) if topics.iter().any(|t| t == topic) => Err(GroupError::GroupSubscribedToTopic),
@@ -239,21 +333,37 @@ impl GroupCoordinator {
         for group in self.groups.values_mut() {
             group.tick(now, &self.config);
         }
+        for group in self.consumer_groups.values_mut() {
+            group.tick(now);
+        }
     }
 
     /// Metadata of the groups whose generation or state changed since the last call.
     pub fn take_changed(&mut self) -> Vec<GroupMetadata> {
-        self.groups
-            .values_mut()
-            .filter_map(|g| std::mem::take(&mut g.dirty).then_some(&*g))
-            .map(|g| GroupMetadata {
+        let classic = self.groups.values_mut().filter_map(|g| std::mem::take(&mut g.dirty).then_some(&*g)).map(|g| {
+            GroupMetadata {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 generation: g.generation,
                 protocol: g.protocol.clone(),
                 leader: g.leader.clone(),
-            })
+            }
+        });
+        classic.collect()
+    }
+
+    /// The epochs of consumer-protocol groups that changed since the last call.
+    pub fn take_changed_consumer(&mut self) -> Vec<(String, i32)> {
+        self.consumer_groups
+            .values_mut()
+            .filter_map(|g| std::mem::take(&mut g.changed).then(|| (g.id.clone(), g.epoch)))
             .collect()
+    }
+
+    /// Replays a consumer-protocol group's epoch record: the group comes back
+    /// at its epoch, without members (they rejoin).
+    pub fn restore_consumer_group(&mut self, group_id: &str, epoch: i32) {
+        self.consumer_groups.insert(group_id.to_string(), ConsumerGroup::restored(group_id.to_string(), epoch));
     }
 
     /// Replays a persisted group metadata record: the group comes back Empty
@@ -278,6 +388,11 @@ mod tests {
 
     fn coordinator(delay_ms: u64) -> GroupCoordinator {
         GroupCoordinator::new(GroupConfig {
+            consumer: ConsumerGroupConfig {
+                session_timeout: Duration::from_secs(45),
+                heartbeat_interval: Duration::from_secs(5),
+                max_size: 100,
+            },
             initial_rebalance_delay: Duration::from_millis(delay_ms),
             min_session_timeout: Duration::from_millis(6_000),
             max_session_timeout: Duration::from_millis(300_000),

@@ -516,9 +516,13 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        if generation < 0 && self.members.is_empty() {
+            // A consumer that assigns partitions itself and only stores offsets
+            // here (a consumer-protocol client names its own member id too).
+            return Ok(());
+        }
         if generation < 0 && member_id.is_empty() {
-            // A consumer that assigns partitions itself and only stores offsets here.
-            return if self.members.is_empty() { Ok(()) } else { Err(GroupError::UnknownMemberId) };
+            return Err(GroupError::UnknownMemberId);
         }
         self.member_checked(member_id, instance_id)?;
         if generation != self.generation {

@@ -1,6 +1,9 @@
 //! The records of `__consumer_offsets`, in Kafka's own key/value schemas:
 //! offset commit key v1 / value v3, group metadata key v2 / value v3 (with no
-//! members: after a restart members rejoin). A null value is a tombstone.
+//! members: after a restart members rejoin), and for groups of the consumer
+//! protocol (KIP-848) Kafka's ConsumerGroupMetadata record (key v3 / value v0:
+//! the group epoch; members, their assignments and the target assignment are
+//! not persisted, members rejoin). A null value is a tombstone.
 
 use super::coordinator::GroupMetadata;
 use super::CommittedOffset;
@@ -13,12 +16,27 @@ const OFFSET_KEY_VERSION: i16 = 1;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_KEY_VERSION: i16 = 2;
 const GROUP_VALUE_VERSION: i16 = 3;
+const CONSUMER_GROUP_KEY_VERSION: i16 = 3;
+const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
 
 /// One decoded record of `__consumer_offsets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OffsetsRecord {
-    Commit { group_id: String, topic: String, partition: i32, offset: Option<CommittedOffset> },
-    Group { group_id: String, metadata: Option<GroupMetadata> },
+    Commit {
+        group_id: String,
+        topic: String,
+        partition: i32,
+        offset: Option<CommittedOffset>,
+    },
+    Group {
+        group_id: String,
+        metadata: Option<GroupMetadata>,
+    },
+    /// A consumer-protocol group and its epoch.
+    ConsumerGroup {
+        group_id: String,
+        epoch: Option<i32>,
+    },
 }
 
 fn put_string(buf: &mut BytesMut, s: &str) {
@@ -65,6 +83,10 @@ impl OffsetsRecord {
                 key.put_i16(GROUP_KEY_VERSION);
                 put_string(&mut key, group_id);
             }
+            OffsetsRecord::ConsumerGroup { group_id, .. } => {
+                key.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_string(&mut key, group_id);
+            }
         }
         key.freeze()
     }
@@ -88,7 +110,14 @@ impl OffsetsRecord {
                 value.put_i64(0); // current_state_timestamp
                 value.put_i32(0); // members: not persisted
             }
-            OffsetsRecord::Commit { offset: None, .. } | OffsetsRecord::Group { metadata: None, .. } => return None,
+            OffsetsRecord::ConsumerGroup { epoch: Some(epoch), .. } => {
+                value.put_i16(CONSUMER_GROUP_VALUE_VERSION);
+                value.put_i32(*epoch);
+                value.put_u8(0); // no tagged fields (the value schema is flexible)
+            }
+            OffsetsRecord::Commit { offset: None, .. }
+            | OffsetsRecord::Group { metadata: None, .. }
+            | OffsetsRecord::ConsumerGroup { epoch: None, .. } => return None,
         }
         Some(value.freeze())
     }
@@ -132,6 +161,18 @@ impl OffsetsRecord {
                     }
                 };
                 Some(OffsetsRecord::Group { group_id, metadata })
+            }
+            CONSUMER_GROUP_KEY_VERSION => {
+                let group_id = get_string(&mut key)?;
+                let epoch = match value {
+                    None => None,
+                    Some(mut v) if v.remaining() >= 6 => {
+                        let _version = v.get_i16();
+                        Some(v.get_i32())
+                    }
+                    Some(_) => return None,
+                };
+                Some(OffsetsRecord::ConsumerGroup { group_id, epoch })
             }
             _ => None,
         }
@@ -234,6 +275,8 @@ mod tests {
                 }),
             },
             OffsetsRecord::Group { group_id: "gone".into(), metadata: None },
+            OffsetsRecord::ConsumerGroup { group_id: "kip848".into(), epoch: Some(12) },
+            OffsetsRecord::ConsumerGroup { group_id: "kip848-gone".into(), epoch: None },
         ];
         let batch = encode_batch(&records, 5, Writer::Broker);
         let header = weir_engine::batch::parse_header(&batch).unwrap();

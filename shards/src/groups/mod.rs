@@ -1,4 +1,5 @@
-//! Consumer groups: the classic rebalance protocol and committed offsets.
+//! Consumer groups: the classic rebalance protocol, the consumer protocol
+//! (KIP-848, `consumer`) and committed offsets.
 //!
 //! Each group is owned by one shard: the owner of its `__consumer_offsets`
 //! partition (Kafka's rule: `abs(java_hash(group_id)) % partitions`). The
@@ -6,6 +7,7 @@
 //! ticks; it persists offsets and group metadata as records in that partition
 //! and replays them at start (`log_records`).
 
+pub mod consumer;
 mod coordinator;
 mod group;
 pub mod log_records;
@@ -70,6 +72,18 @@ pub enum GroupError {
     GroupMaxSizeReached,
     #[error("the offset is pending in a transaction")]
     UnstableOffsetCommit,
+    #[error("the member epoch is fenced")]
+    FencedMemberEpoch,
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("the instance id is still used by another member")]
+    UnreleasedInstanceId,
+    #[error("unsupported assignor")]
+    UnsupportedAssignor,
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
+    #[error("invalid request")]
+    InvalidRequest,
 }
 
 pub struct JoinRequest {
@@ -143,6 +157,8 @@ pub struct CommittedOffset {
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
+    /// GROUP_ID_NOT_FOUND for a consumer (KIP-848) group, as Kafka answers.
+    pub error: Option<GroupError>,
     pub group_id: String,
     pub state: GroupState,
     pub protocol_type: String,
@@ -165,7 +181,10 @@ pub struct MemberDescription {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's state name.
+    pub state: &'static str,
+    /// "classic" or "consumer" (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::Shard;
 use crate::error::TopicError;
+use crate::groups::consumer::{ConsumerHeartbeatResponse, TopicInfo, Topics};
 use crate::groups::log_records::{decode_batches, encode_batch, OffsetsEntry, OffsetsRecord};
 use crate::groups::{
     offsets_partition_of, CommittedOffset, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC,
@@ -73,6 +74,16 @@ impl Shard {
         replies.into_iter().flat_map(|r| if let GroupReply::List(groups) = r { groups } else { Vec::new() }).collect()
     }
 
+    /// The topics a consumer-protocol group may subscribe to (internal ones left out).
+    fn consumer_topics(&self) -> Topics {
+        self.metadata()
+            .topics
+            .values()
+            .filter(|t| !super::is_internal_topic(&t.name))
+            .map(|t| (t.name.clone(), TopicInfo { id: t.id, partitions: t.partitions }))
+            .collect()
+    }
+
     fn offsets_log(&self, group_id: &str) -> Option<Rc<PartitionLog>> {
         self.local_log(OFFSETS_TOPIC, offsets_partition_of(group_id)).ok()
     }
@@ -116,8 +127,20 @@ impl Shard {
                 self.commit_offsets(group_id, &member_id, instance_id.as_deref(), generation, offsets).await,
             ),
             GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(self.commit_offsets_in_txn(group_id, commit).await),
-            GroupOp::FetchOffsets { partitions, require_stable } => {
+            GroupOp::ConsumerHeartbeat(req) => {
+                let topics = self.consumer_topics();
+                let response = self.groups.borrow_mut().consumer_heartbeat(now, &topics, req);
+                self.persist_group_changes();
+                GroupReply::ConsumerHeartbeat(response)
+            }
+            GroupOp::ConsumerDescribe => GroupReply::ConsumerDescribe(self.groups.borrow().describe_consumer(group_id)),
+            GroupOp::FetchOffsets { partitions, require_stable, member } => {
                 let groups = self.groups.borrow();
+                if let Err(e) =
+                    groups.validate_fetch(group_id, member.as_ref().map(|(id, epoch)| (id.as_str(), *epoch)))
+                {
+                    return GroupReply::Offsets(Err(e));
+                }
                 let offsets: Vec<((String, i32), Option<CommittedOffset>)> = match partitions {
                     None => groups.all_committed(group_id).into_iter().map(|(k, v)| (k, Some(v))).collect(),
                     Some(partitions) => partitions
@@ -130,15 +153,13 @@ impl Shard {
                 };
                 // KIP-447: a read_committed consumer waits for offsets still in a transaction.
                 let unstable = |(t, p): &(String, i32)| require_stable && groups.has_pending(group_id, t, *p);
-                GroupReply::Offsets(
-                    offsets
-                        .into_iter()
-                        .map(|(k, v)| {
-                            let v = if unstable(&k) { Err(GroupError::UnstableOffsetCommit) } else { Ok(v) };
-                            (k, v)
-                        })
-                        .collect(),
-                )
+                GroupReply::Offsets(Ok(offsets
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = if unstable(&k) { Err(GroupError::UnstableOffsetCommit) } else { Ok(v) };
+                        (k, v)
+                    })
+                    .collect()))
             }
             GroupOp::Describe => GroupReply::Describe(self.groups.borrow().describe(group_id)),
             GroupOp::List => GroupReply::List(self.groups.borrow().list()),
@@ -258,6 +279,7 @@ impl Shard {
             })
             .collect();
         records.push(OffsetsRecord::Group { group_id: group_id.to_string(), metadata: None });
+        records.push(OffsetsRecord::ConsumerGroup { group_id: group_id.to_string(), epoch: None });
         self.append_offsets_records(group_id, &records, Writer::Broker)
             .await
             .map_err(|_| GroupError::CoordinatorNotAvailable)?;
@@ -318,13 +340,22 @@ impl Shard {
     /// Writes the metadata of groups whose generation or state changed. Not
     /// awaited: members do not wait for it (after a restart they rejoin anyway).
     pub(crate) fn persist_group_changes(&self) {
-        let changed = self.groups.borrow_mut().take_changed();
+        let (changed, consumer) = {
+            let mut groups = self.groups.borrow_mut();
+            (groups.take_changed(), groups.take_changed_consumer())
+        };
         let mut by_partition: BTreeMap<i32, Vec<OffsetsRecord>> = BTreeMap::new();
         for metadata in changed {
             by_partition
                 .entry(offsets_partition_of(&metadata.group_id))
                 .or_default()
                 .push(OffsetsRecord::Group { group_id: metadata.group_id.clone(), metadata: Some(metadata) });
+        }
+        for (group_id, epoch) in consumer {
+            by_partition
+                .entry(offsets_partition_of(&group_id))
+                .or_default()
+                .push(OffsetsRecord::ConsumerGroup { group_id, epoch: Some(epoch) });
         }
         for (partition, records) in by_partition {
             let Ok(log) = self.local_log(OFFSETS_TOPIC, partition) else { continue };
@@ -397,6 +428,10 @@ impl Shard {
                     }
                     OffsetsRecord::Group { metadata: Some(m), .. } => groups.restore_group(m),
                     OffsetsRecord::Group { group_id, metadata: None } => groups.remove_group(&group_id),
+                    OffsetsRecord::ConsumerGroup { group_id, epoch: Some(epoch) } => {
+                        groups.restore_consumer_group(&group_id, epoch)
+                    }
+                    OffsetsRecord::ConsumerGroup { group_id, epoch: None } => groups.remove_group(&group_id),
                 }
             }
         }
@@ -439,8 +474,13 @@ fn unavailable_reply(op: &GroupOp) -> GroupReply {
         GroupOp::Leave(members) => GroupReply::Leave(vec![Err(e); members.len()]),
         GroupOp::Commit { offsets, .. } => GroupReply::Commit(vec![Err(e); offsets.len()]),
         GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(vec![Err(TxnOffsetError::Group(e)); commit.offsets.len()]),
-        GroupOp::FetchOffsets { .. } => GroupReply::Offsets(Vec::new()),
+        GroupOp::FetchOffsets { .. } => GroupReply::Offsets(Err(e)),
+        GroupOp::ConsumerHeartbeat(_) => {
+            GroupReply::ConsumerHeartbeat(ConsumerHeartbeatResponse { error: Some(e), ..Default::default() })
+        }
+        GroupOp::ConsumerDescribe => GroupReply::ConsumerDescribe(Err(e)),
         GroupOp::Describe => GroupReply::Describe(crate::groups::GroupDescription {
+            error: Some(e),
             group_id: String::new(),
             state: crate::groups::GroupState::Dead,
             protocol_type: String::new(),

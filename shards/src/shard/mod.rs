@@ -7,6 +7,7 @@ mod transactions;
 
 use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
+use crate::groups::consumer::ConsumerGroupConfig;
 use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
 use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
 use crate::metadata::{
@@ -308,6 +309,11 @@ impl Shard {
                 min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
                 max_size: config.group_max_size,
+                consumer: ConsumerGroupConfig {
+                    session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
+                    heartbeat_interval: Duration::from_millis(config.group_consumer_heartbeat_interval_ms),
+                    max_size: config.group_max_size,
+                },
             })),
             config,
             connections,

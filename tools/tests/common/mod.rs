@@ -2,6 +2,8 @@
 //! they produce and check.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod groups;
+
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

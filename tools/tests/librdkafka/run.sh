@@ -24,6 +24,12 @@
 #   TEST_TIMEOUT_MULTIPLIER  librdkafka's test.timeout.multiplier (default: 2)
 #   LIBRDKAFKA_RUNNER_ARGS   more test-runner flags, e.g. -P (every producer
 #                        idempotent, as upstream's idempotent run)
+#   TEST_CONSUMER_GROUP_PROTOCOL  classic (default) or consumer: the group
+#                        protocol librdkafka's tests use (consumer: KIP-848,
+#                        group.protocol=consumer), as upstream's CI sets it;
+#                        in consumer mode skipped-consumer.txt is read too.
+#                        A group test run in consumer mode:
+#     TEST_CONSUMER_GROUP_PROTOCOL=consumer bash tools/tests/librdkafka/run.sh 0029 0030 0033 0040 0045 0056 0069 0089 0102 0113
 #
 # Prints PASS/FAIL/SKIP per test and ends with "N passed, M failed, K skipped";
 # a failed test's log stays in target/librdkafka-tests/logs/.
@@ -38,6 +44,11 @@ require_weir
 JOBS=${LIBRDKAFKA_JOBS:-5}
 TIMEOUT=${LIBRDKAFKA_TIMEOUT:-900}
 MULTIPLIER=${TEST_TIMEOUT_MULTIPLIER:-2}
+GROUP_PROTOCOL=${TEST_CONSUMER_GROUP_PROTOCOL:-classic}
+case $GROUP_PROTOCOL in
+  classic | consumer) ;;
+  *) echo "TEST_CONSUMER_GROUP_PROTOCOL must be classic or consumer, not '$GROUP_PROTOCOL'" >&2; exit 2 ;;
+esac
 WORK="$ROOT/target/librdkafka-tests"
 
 # --- build librdkafka and its test-runner ------------------------------------
@@ -74,10 +85,12 @@ log "librdkafka $(sed -n 's/^#define RD_KAFKA_VERSION *\(0x[0-9a-f]*\).*/\1/p' "
 # Every entry of tests/test.c's table: name, flags, scenario.
 table=$(python3 "$HERE/test_table.py" "$tests_dir/test.c")
 declare -A skip_reason=()
+skip_lists=("$HERE/skipped.txt")
+[[ $GROUP_PROTOCOL == consumer ]] && skip_lists+=("$HERE/skipped-consumer.txt")
 while IFS= read -r line; do
   [[ -z $line || $line == \#* ]] && continue
   skip_reason[${line%% *}]=${line#* }
-done < "$HERE/skipped.txt"
+done < <(cat "${skip_lists[@]}")
 
 declare -A subtests=()
 while read -r name functions; do
@@ -178,6 +191,7 @@ run_one() { # number scenario [subtest function]
   { (
     cd "$tests_dir"
     LD_LIBRARY_PATH="$build/src:$build/src-cpp" TEST_KAFKA_VERSION=4.1.0 \
+      TEST_CONSUMER_GROUP_PROTOCOL="$GROUP_PROTOCOL" \
       RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" SUBTESTS="${subtest:+$subtest:}" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
       timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "$scenario" "$number"
   ) > "$out" 2>&1 || rc=$?; } 2> /dev/null
@@ -206,9 +220,9 @@ run_one() { # number scenario [subtest function]
 }
 
 export -f run_one
-export WORK TIMEOUT tests_dir build default_bootstrap noautocreate_bootstrap
+export WORK TIMEOUT tests_dir build default_bootstrap noautocreate_bootstrap GROUP_PROTOCOL
 
-log "running ${#selected[@]} test numbers, $JOBS at a time"
+log "running ${#selected[@]} test numbers, $JOBS at a time, group protocol $GROUP_PROTOCOL"
 results="$WORK/results.txt"
 printf '%s\n' "${not_run[@]}" | tee "$results"
 printf '%s\n' "${selected[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' run_one | tee -a "$results"

@@ -1,0 +1,299 @@
+//! The consumer group protocol of KIP-848 (`group.protocol=consumer`):
+//! librdkafka consumers assigned by the broker, and the protocol's requests
+//! and error codes checked on the wire.
+
+mod common;
+
+use common::groups::*;
+use common::*;
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::AdminOptions;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+/// Short consumer-protocol session and heartbeats so takeovers happen within seconds.
+const BROKER_CONFIG: &str = "group_consumer_session_timeout_ms = 3000\ngroup_consumer_heartbeat_interval_ms = 300\n";
+
+fn consumer(bootstrap: &str, group: &str, assignor: &str) -> GroupConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("group.remote.assignor", assignor)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create_with_context(RebalanceLog::default())
+        .expect("consumer")
+}
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+#[test]
+fn three_consumers_share_six_partitions_and_take_over_from_a_killed_one() {
+    let broker = broker_with_config(BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "shared", 6);
+    let first = consumer(&b, "sharers", "uniform");
+    let second = consumer(&b, "sharers", "uniform");
+    first.subscribe(&["shared"]).unwrap();
+    second.subscribe(&["shared"]).unwrap();
+    let mut victim = ChildTest::spawn("child_consumer", ("WEIR_CHILD_CONSUMER", format!("{b},shared,sharers")));
+    let mut seen = Vec::new();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |_| {
+        assigned(&first).len() == 2
+            && assigned(&second).len() == 2
+            && victim.last_assigned().is_some_and(|p| p.len() == 2)
+    });
+    let (a, c) = (assigned(&first), assigned(&second));
+    let v = victim.last_assigned().unwrap();
+    assert!(a.is_disjoint(&c) && a.is_disjoint(&v) && c.is_disjoint(&v), "overlap: {a:?} {c:?} {v:?}");
+
+    let placed = produce(&b, "shared", 0..3000);
+    let survivors_share = placed.values().filter(|(p, _)| a.contains(p) || c.contains(p)).count();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |seen| seen.len() == survivors_share);
+    for (consumer, partition, _, _) in &seen {
+        let mine = if *consumer == 0 { &a } else { &c };
+        assert!(mine.contains(partition), "consumer {consumer} read partition {partition} it does not own");
+    }
+    // SIGKILL: only the session timeout (3 s) tells the group.
+    victim.kill();
+    let victim_seen: HashSet<u64> = victim
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.strip_prefix("message ").and_then(|rest| rest.split(' ').nth(2)).map(|i| i.parse().unwrap()))
+        .collect();
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(30), |_| {
+        assigned(&first).len() + assigned(&second).len() == 6
+    });
+    assert!(assigned(&first).is_disjoint(&assigned(&second)));
+    assert_eq!(assigned(&first).len(), 3, "the uniform assignor balances the survivors");
+    produce(&b, "shared", 3000..6000);
+    poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |seen| {
+        seen.iter().map(|s| s.3).chain(victim_seen.iter().copied()).collect::<HashSet<_>>().len() == 6000
+    });
+}
+
+/// The victim of the test above, run as a separate process so that it can be SIGKILLed.
+#[test]
+#[ignore = "run as a child process by three_consumers_share_six_partitions_and_take_over_from_a_killed_one"]
+fn child_consumer() {
+    let spec = std::env::var("WEIR_CHILD_CONSUMER").expect("WEIR_CHILD_CONSUMER=bootstrap,topic,group");
+    let mut parts = spec.split(',');
+    let (bootstrap, topic, group) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let consumer = consumer(bootstrap, group, "uniform");
+    consumer.subscribe(&[topic]).unwrap();
+    run_child_consumer(&consumer)
+}
+
+fn topic_partitions(consumer: &GroupConsumer) -> BTreeSet<(String, i32)> {
+    consumer.assignment().unwrap().elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+}
+
+#[test]
+fn range_assignor_and_a_regex_subscription_follow_topics_created_and_deleted() {
+    let broker = broker_with_config(BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "re-one", 4);
+    create_topic(&b, "other", 2);
+    let first = consumer(&b, "rangers", "range");
+    let second = consumer(&b, "rangers", "range");
+    first.subscribe(&["^re-.*"]).unwrap();
+    second.subscribe(&["^re-.*"]).unwrap();
+    let mut seen = Vec::new();
+    let both = |seen: &mut Vec<Seen>, want: usize| {
+        poll_until(&[&first, &second], seen, Duration::from_secs(60), |_| {
+            let (x, y) = (topic_partitions(&first), topic_partitions(&second));
+            x.len() + y.len() == want && !x.is_empty() && !y.is_empty() && x.is_disjoint(&y)
+        })
+    };
+    both(&mut seen, 4);
+    // Range: each member a contiguous half of the topic.
+    let halves: BTreeSet<BTreeSet<i32>> =
+        [&first, &second].iter().map(|c| topic_partitions(c).into_iter().map(|(_, p)| p).collect()).collect();
+    assert_eq!(halves, BTreeSet::from([BTreeSet::from([0, 1]), BTreeSet::from([2, 3])]));
+    assert!(topic_partitions(&first).iter().all(|(t, _)| t == "re-one"), "'other' does not match");
+    // A new topic matching the regex joins the assignment.
+    create_topic(&b, "re-two", 2);
+    both(&mut seen, 6);
+    assert!(topic_partitions(&first).iter().any(|(t, _)| t == "re-two"));
+    assert!(topic_partitions(&second).iter().any(|(t, _)| t == "re-two"));
+    // A deleted one leaves it.
+    let admin = admin(&b);
+    let deleted = block_on(admin.delete_topics(&["re-one"], &AdminOptions::new())).unwrap();
+    assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+    both(&mut seen, 2);
+    assert!(topic_partitions(&first).iter().chain(topic_partitions(&second).iter()).all(|(t, _)| t == "re-two"));
+}
+
+fn heartbeat(
+    client: &mut weir_net::client::Client,
+    request: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    client.send(&request, 1).unwrap()
+}
+
+fn join(member: &str, topics: &[&str]) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_member_id(s(member))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(topics.iter().map(|t| TopicName(s(t))).collect()))
+        .with_topic_partitions(Some(Vec::new()))
+}
+
+fn beat(member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_member_id(s(member))
+        .with_member_epoch(epoch)
+}
+
+fn commit(client: &mut weir_net::client::Client, member: &str, epoch: i32, offset: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_member_id(s(member))
+        .with_generation_id_or_member_epoch(epoch)
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(TopicName(s("wire-topic"))).with_partitions(
+            vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)],
+        )]);
+    client.send(&request, 9).unwrap().topics[0].partitions[0].error_code
+}
+
+/// (group error, committed offset of partition 0) from OffsetFetch v9.
+fn fetch(client: &mut weir_net::client::Client, member: Option<&str>, epoch: i32) -> (i16, i64) {
+    let group = OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_member_id(member.map(s))
+        .with_member_epoch(epoch)
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_name(TopicName(s("wire-topic")))
+            .with_partition_indexes(vec![0])]));
+    let response = client.send(&OffsetFetchRequest::default().with_groups(vec![group]), 9).unwrap();
+    let group = &response.groups[0];
+    (group.error_code, group.topics.first().map_or(-1, |t| t.partitions[0].committed_offset))
+}
+
+fn listed(client: &mut weir_net::client::Client, types: &[&str]) -> Vec<(String, String, String)> {
+    let request = ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect());
+    let response = client.send(&request, 5).unwrap();
+    response
+        .groups
+        .iter()
+        .map(|g| (g.group_id.0.to_string(), g.group_type.to_string(), g.group_state.to_string()))
+        .collect()
+}
+
+#[test]
+fn heartbeats_epochs_commits_and_listings_on_the_wire_and_across_a_restart() {
+    let mut broker = broker_with_config(BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "wire-topic", 2);
+    let mut client = client(&b);
+    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let joined = loop {
+        let r = heartbeat(&mut client, join("member-a", &["wire-topic"]));
+        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
+        if r.error_code != 15 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    assert_eq!(joined.member_id.as_deref(), Some("member-a"));
+    assert_eq!(joined.heartbeat_interval_ms, 300);
+    let epoch = joined.member_epoch;
+    assert!(epoch > 0);
+    let owned: Vec<i32> =
+        joined.assignment.unwrap().topic_partitions.iter().flat_map(|t| t.partitions.clone()).collect();
+    assert_eq!(owned, vec![0, 1], "a lone member gets every partition");
+
+    // Error codes as Kafka's: fenced epoch, unknown member, unsupported assignor.
+    assert_eq!(heartbeat(&mut client, beat("member-a", epoch + 5)).error_code, 110);
+    assert_eq!(heartbeat(&mut client, beat("nobody", 1)).error_code, 25);
+    let bad_assignor = join("member-x", &["wire-topic"]).with_server_assignor(Some(s("sticky")));
+    assert_eq!(heartbeat(&mut client, bad_assignor).error_code, 112);
+    assert_eq!(heartbeat(&mut client, beat("member-a", epoch)).error_code, 0);
+
+    // OffsetCommit v9 / OffsetFetch v9 check the member's epoch.
+    assert_eq!(commit(&mut client, "member-a", epoch - 1, 5), 113, "STALE_MEMBER_EPOCH");
+    assert_eq!(commit(&mut client, "nobody", epoch, 5), 25);
+    assert_eq!(commit(&mut client, "member-a", epoch, 42), 0);
+    assert_eq!(fetch(&mut client, Some("member-a"), epoch), (0, 42));
+    assert_eq!(fetch(&mut client, Some("member-a"), epoch + 1).0, 113);
+    assert_eq!(fetch(&mut client, None, -1), (0, 42), "the admin client names no member");
+
+    // A second member: partition moves only after member-a releases it.
+    let second = heartbeat(&mut client, join("member-b", &["wire-topic"]));
+    assert_eq!(second.error_code, 0);
+    let b_epoch = second.member_epoch;
+    assert!(b_epoch > epoch);
+    assert!(second.assignment.unwrap().topic_partitions.iter().all(|t| t.partitions.is_empty()), "nothing free yet");
+    let told = heartbeat(&mut client, beat("member-a", epoch));
+    assert_eq!(told.member_epoch, epoch, "member-a keeps its epoch until it revokes");
+    let kept = told.assignment.unwrap().topic_partitions;
+    assert_eq!(kept.iter().map(|t| t.partitions.len()).sum::<usize>(), 1);
+    let released = beat("member-a", epoch).with_topic_partitions(Some(
+        kept.iter()
+            .map(|t| TopicPartitions::default().with_topic_id(t.topic_id).with_partitions(t.partitions.clone()))
+            .collect(),
+    ));
+    assert_eq!(heartbeat(&mut client, released).member_epoch, b_epoch);
+    let got = heartbeat(&mut client, beat("member-b", b_epoch).with_topic_partitions(Some(Vec::new())));
+    assert_eq!(got.assignment.unwrap().topic_partitions.iter().map(|t| t.partitions.len()).sum::<usize>(), 1);
+
+    // ListGroups v5 types, ConsumerGroupDescribe, DescribeGroups v6.
+    let classic = commit(&mut client, "", -1, 0); // no group named "wire" is classic; this one is a consumer group
+    assert_eq!(classic, 25, "a consumer group with members refuses commits naming no member");
+    assert_eq!(listed(&mut client, &["consumer"]), vec![("wire".into(), "consumer".into(), "Stable".into())]);
+    assert!(listed(&mut client, &["classic"]).is_empty());
+    let described =
+        client.send(&ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("wire"))]), 1).unwrap();
+    let group = &described.groups[0];
+    assert_eq!((group.error_code, group.group_epoch, group.assignment_epoch), (0, b_epoch, b_epoch));
+    assert_eq!(group.assignor_name.as_str(), "uniform");
+    assert_eq!(group.members.len(), 2);
+    assert!(group
+        .members
+        .iter()
+        .all(|m| m.member_epoch == b_epoch && m.assignment.topic_partitions[0].topic_name.0.as_str() == "wire-topic"));
+    let old_style = client.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s("wire"))]), 6).unwrap();
+    assert_eq!(old_style.groups[0].error_code, 69, "GROUP_ID_NOT_FOUND: not a classic group");
+
+    // The group epoch and committed offsets survive a restart; members rejoin.
+    broker.kill();
+    broker.restart();
+    let mut client = common::client(&broker.bootstrap());
+    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let after = loop {
+        let r = heartbeat(&mut client, beat("member-a", b_epoch));
+        if r.error_code != 15 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(after.error_code, 25, "members are not persisted: UNKNOWN_MEMBER_ID, then they rejoin");
+    assert_eq!(fetch(&mut client, None, -1), (0, 42));
+    let rejoined = heartbeat(&mut client, join("member-a", &["wire-topic"]));
+    assert_eq!(rejoined.error_code, 0);
+    assert!(rejoined.member_epoch > b_epoch, "the group epoch continues from before the restart");
+    let leave = heartbeat(&mut client, beat("member-a", -1));
+    assert_eq!((leave.error_code, leave.member_epoch), (0, -1));
+    assert_eq!(listed(&mut client, &[]), vec![("wire".into(), "consumer".into(), "Empty".into())]);
+}
