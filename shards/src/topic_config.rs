@@ -563,17 +563,6 @@ pub fn validate_group_config(name: &str, value: &str) -> Result<String, String> 
     }
 }
 
-/// Group config `def` of a group with `explicit` configs, the value in
-/// force first: set on the group, then Kafka's default of its broker config.
-pub fn group_config_chain(explicit: &BTreeMap<String, String>, def: &'static ConfigDef) -> Vec<ConfigValue> {
-    let set =
-        explicit.get(def.name).map(|value| ConfigValue { name: def.name, value: value.clone(), source: source::GROUP });
-    let synonym = def.synonym.unwrap_or(def.name);
-    set.into_iter()
-        .chain([ConfigValue { name: synonym, value: def.default.to_string(), source: source::DEFAULT }])
-        .collect()
-}
-
 /// True for the broker configs AlterConfigs may change at runtime: the
 /// broker defaults of topic configs and `OTHER_DYNAMIC_BROKER_CONFIGS`.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
@@ -648,10 +637,30 @@ impl BrokerConfig {
             "log.flush.interval.messages" if self.fsync_every_write => "1".into(),
             "max.connections" => self.max_connections.min(INT_MAX as usize).to_string(),
             "max.connections.per.ip" => self.max_connections_per_ip.min(INT_MAX as usize).to_string(),
+            "group.consumer.session.timeout.ms" => self.group_consumer_session_timeout_ms.to_string(),
+            "group.consumer.heartbeat.interval.ms" => self.group_consumer_heartbeat_interval_ms.to_string(),
             _ => return None,
         };
-        let kafka_default = dynamic_broker_config_def(broker_name).map_or("", |(_, d)| d.default);
+        let kafka_default = dynamic_broker_config_def(broker_name)
+            .or_else(|| GROUP_CONFIGS.iter().find(|d| d.synonym == Some(broker_name)).map(|d| (broker_name, d)))
+            .map_or("", |(_, d)| d.default);
         (value != kafka_default).then_some(value)
+    }
+
+    /// Group config `def` of a group with `explicit` configs, the value in
+    /// force first: set on the group, then its broker config (the config
+    /// file's, or Kafka's default).
+    pub fn group_config_chain(&self, explicit: &BTreeMap<String, String>, def: &'static ConfigDef) -> Vec<ConfigValue> {
+        let synonym = def.synonym.unwrap_or(def.name);
+        let set = explicit.get(def.name).map(|value| ConfigValue {
+            name: def.name,
+            value: value.clone(),
+            source: source::GROUP,
+        });
+        let configured =
+            self.static_value(synonym).map(|value| ConfigValue { name: synonym, value, source: source::STATIC_BROKER });
+        let default = ConfigValue { name: synonym, value: def.default.to_string(), source: source::DEFAULT };
+        set.into_iter().chain(configured).chain([default]).collect()
     }
 
     /// A broker config's values, the one in force first: dynamic for this

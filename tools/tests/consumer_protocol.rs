@@ -7,11 +7,13 @@ mod common;
 use common::groups::*;
 use common::*;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
 use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::AdminOptions;
@@ -219,6 +221,20 @@ fn heartbeats_epochs_commits_and_listings_on_the_wire_and_across_a_restart() {
     assert_eq!(joined.heartbeat_interval_ms, 300);
     let epoch = joined.member_epoch;
     assert!(epoch > 0);
+    // The group's own config (KIP-848 group configs) overrides the broker's.
+    for (operation, value, interval) in [(0, Some("7000"), 7000), (1, None, 300)] {
+        let config = AlterableConfig::default()
+            .with_name(s("consumer.heartbeat.interval.ms"))
+            .with_config_operation(operation)
+            .with_value(value.map(s));
+        let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(s("wire"))
+            .with_configs(vec![config])]);
+        assert_eq!(client.send(&alter, 1).unwrap().responses[0].error_code, 0);
+        let r = heartbeat(&mut client, beat("member-a", epoch));
+        assert_eq!((r.error_code, r.heartbeat_interval_ms), (0, interval));
+    }
     let owned: Vec<i32> =
         joined.assignment.unwrap().topic_partitions.iter().flat_map(|t| t.partitions.clone()).collect();
     assert_eq!(owned, vec![0, 1], "a lone member gets every partition");

@@ -11,8 +11,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use weir_shards::groups::OFFSETS_TOPIC_PARTITIONS;
 use weir_shards::topic_config::{
-    config_type, dynamic_broker_config_info, dynamic_broker_config_name, dynamic_broker_config_names,
-    group_config_chain, source, ConfigValue, DynamicBrokerConfigs, GROUP_CONFIGS, TOPIC_CONFIGS,
+    config_type, dynamic_broker_config_info, dynamic_broker_config_name, dynamic_broker_config_names, source,
+    ConfigValue, DynamicBrokerConfigs, GROUP_CONFIGS, TOPIC_CONFIGS,
 };
 use weir_shards::transactions::TRANSACTION_STATE_PARTITIONS;
 use weir_shards::{BrokerConfig, Shard, TopicMetadata};
@@ -62,12 +62,14 @@ pub fn topic_entries(config: &BrokerConfig, dynamic: &DynamicBrokerConfigs, topi
 }
 
 /// Every config of consumer group `group` (known or not, as in Kafka).
-fn group_entries(metadata: &weir_shards::MetadataSnapshot, group: &str) -> Vec<ConfigEntry> {
+fn group_entries(config: &BrokerConfig, metadata: &weir_shards::MetadataSnapshot, group: &str) -> Vec<ConfigEntry> {
     let unset = Default::default();
     let explicit = metadata.group_configs.get(group).unwrap_or(&unset);
     GROUP_CONFIGS
         .iter()
-        .map(|def| ConfigEntry::from_chain(def.name, group_config_chain(explicit, def), def.config_type, def.doc))
+        .map(|def| {
+            ConfigEntry::from_chain(def.name, config.group_config_chain(explicit, def), def.config_type, def.doc)
+        })
         .collect()
 }
 
@@ -221,7 +223,7 @@ fn describe(
                 return result;
             }
         },
-        RESOURCE_GROUP => group_entries(&metadata, name),
+        RESOURCE_GROUP => group_entries(shard.config(), &metadata, name),
         RESOURCE_BROKER if name.is_empty() => cluster_default_entries(dynamic),
         RESOURCE_BROKER if name == shard.config().node_id.to_string() => broker_entries(shard.config(), dynamic),
         RESOURCE_BROKER => {

@@ -80,11 +80,14 @@ impl GroupCoordinator {
         group.join(now, &self.config, req, respond);
     }
 
-    /// ConsumerGroupHeartbeat: `topics` are the topics that exist now.
+    /// ConsumerGroupHeartbeat: `topics` are the topics that exist now;
+    /// `timing` the group's own session timeout and heartbeat interval in ms
+    /// (its group configs), where it has them.
     pub fn consumer_heartbeat(
         &mut self,
         now: Instant,
         topics: &Topics,
+        timing: (Option<u64>, Option<u64>),
         req: ConsumerHeartbeat,
     ) -> ConsumerHeartbeatResponse {
         let refuse = |error, message: String| ConsumerHeartbeatResponse {
@@ -105,7 +108,14 @@ impl GroupCoordinator {
             .consumer_groups
             .entry(req.group_id.clone())
             .or_insert_with(|| ConsumerGroup::new(req.group_id.clone()));
-        group.heartbeat(now, &self.config.consumer, topics, req)
+        let mut config = self.config.consumer.clone();
+        if let Some(ms) = timing.0 {
+            config.session_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = timing.1 {
+            config.heartbeat_interval = std::time::Duration::from_millis(ms);
+        }
+        group.heartbeat(now, &config, topics, req)
     }
 
     /// ConsumerGroupDescribe.

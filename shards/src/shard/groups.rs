@@ -129,7 +129,10 @@ impl Shard {
             GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(self.commit_offsets_in_txn(group_id, commit).await),
             GroupOp::ConsumerHeartbeat(req) => {
                 let topics = self.consumer_topics();
-                let response = self.groups.borrow_mut().consumer_heartbeat(now, &topics, req);
+                let metadata = self.metadata();
+                let set = |name: &str| metadata.group_configs.get(group_id)?.get(name)?.parse::<u64>().ok();
+                let timing = (set("consumer.session.timeout.ms"), set("consumer.heartbeat.interval.ms"));
+                let response = self.groups.borrow_mut().consumer_heartbeat(now, &topics, timing, req);
                 self.persist_group_changes();
                 GroupReply::ConsumerHeartbeat(response)
             }
