@@ -74,8 +74,10 @@ where
         RuntimeError::Setup(format!("cannot resolve data directory {}: {e}", config.data_dir.display()))
     })?;
     check_io_uring()?;
-    listen::forget(&config.data_dir);
     let claim = listen::claim(&config.listen, listen::CLAIM_WAIT).map_err(RuntimeError::Setup)?;
+    // Only once the address is this process's: a broker that fails to claim
+    // leaves the one serving alone.
+    listen::forget(&config.data_dir);
     let address = claim.address();
     let claim = Arc::new(Mutex::new(Some(claim)));
     config.listen = with_port(&config.listen, address.port());
