@@ -42,11 +42,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Accepts connections on this shard until shutdown, then lets the open ones
+/// Accepts connections on this shard's `listener` until shutdown, then lets the open ones
 /// finish what they have in flight (bounded by `SHUTDOWN_GRACE`).
-pub async fn serve_shard(shard: Rc<Shard>, shutdown: ShutdownSignal) -> Result<(), String> {
-    let listener = TcpListener::bind(&shard.config().listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", shard.config().listen))?;
+pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: ShutdownSignal) -> Result<(), String> {
     if shard.id() == weir_shards::ownership::CONTROLLER_SHARD {
         start_admin_endpoint(&shard, &shutdown);
     }

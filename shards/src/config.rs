@@ -10,7 +10,7 @@ use std::path::PathBuf;
 pub struct BrokerConfig {
     /// This broker's id in Metadata responses (`node.id`).
     pub node_id: i32,
-    /// Address every shard listens on (SO_REUSEPORT).
+    /// Address every shard listens on (SO_REUSEPORT); port 0 binds a free port (`listen.rs`).
     pub listen: String,
     /// host:port clients are told to connect to (`advertised.listeners`);
     /// unset, the listen address.

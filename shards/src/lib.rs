@@ -10,6 +10,7 @@
 pub mod config;
 pub mod error;
 pub mod groups;
+pub mod listen;
 pub mod messages;
 pub mod metadata;
 pub mod ownership;

@@ -1,6 +1,7 @@
 //! Starting and stopping the shards: one pinned glommio executor per shard.
 
 use crate::config::BrokerConfig;
+use crate::listen;
 use crate::messages::ShardMessage;
 use crate::metadata::MetadataStore;
 use crate::ownership::CONTROLLER_SHARD;
@@ -10,12 +11,13 @@ use futures::future::{FutureExt, Shared};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{CpuSet, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// Messages one shard may have queued for another before senders wait.
@@ -28,6 +30,9 @@ const TRANSACTION_TICK: Duration = Duration::from_millis(500);
 const MIN_MAINTENANCE_INTERVAL_MS: u64 = 10;
 /// How often each shard measures how late its timers run.
 const SCHEDULING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the other shards have to stop after one panicked; then the
+/// process exits without waiting for them (the logs recover from that too).
+const PANIC_STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(thiserror::Error, Debug)]
 pub enum RuntimeError {
@@ -48,13 +53,16 @@ impl ShutdownSignal {
     }
 }
 
-/// Runs the broker until SIGINT or SIGTERM: starts one executor per shard,
-/// recovers each shard's partitions, then runs `serve` on every shard.
-/// If any shard's `serve` fails, every shard is stopped and the error returned.
-/// A second signal exits at once (the logs recover from that too).
+/// Runs the broker until SIGINT or SIGTERM: claims the listen address (see
+/// [`listen`]), starts one executor per shard, recovers each shard's
+/// partitions, binds each shard's listener, then runs `serve` on every shard.
+/// Once every shard listens, the bound address is reported ([`listen::report`]).
+/// If any shard's `serve` fails, or any shard thread panics, every shard is
+/// stopped and the error returned. A second signal exits at once (the logs
+/// recover from that too).
 pub fn run<F, Fut>(config: BrokerConfig, serve: F) -> Result<(), RuntimeError>
 where
-    F: Fn(Rc<Shard>, ShutdownSignal) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Shard>, glommio::net::TcpListener, ShutdownSignal) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
     let mut config = config;
@@ -66,6 +74,13 @@ where
         RuntimeError::Setup(format!("cannot resolve data directory {}: {e}", config.data_dir.display()))
     })?;
     check_io_uring()?;
+    let claim = listen::claim(&config.listen, listen::CLAIM_WAIT).map_err(RuntimeError::Setup)?;
+    // Only once the address is this process's: a broker that fails to claim
+    // leaves the one serving alone.
+    listen::forget(&config.data_dir);
+    let address = claim.address();
+    let claim = Arc::new(Mutex::new(Some(claim)));
+    config.listen = with_port(&config.listen, address.port());
     let open_files = raise_open_files_limit();
     tracing::info!(open_files, "open-file limit (each client connection takes two)");
     let store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
@@ -76,25 +91,37 @@ where
     let store = Arc::new(Mutex::new(Some(store)));
     let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| oneshot::channel()).unzip();
     let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
-    let running = Arc::new(AtomicUsize::new(shard_count));
+    let supervision = Arc::new(Supervision::new(shard_count));
+    install_panic_hook();
     let mesh = MeshBuilder::<ShardMessage, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
     let (max_connections, max_per_ip) = config.connection_limits(&snapshot.dynamic_broker_configs);
     let connections = Arc::new(ConnectionLimits::new(max_connections, max_per_ip));
+    let data_dir = config.data_dir.clone();
     let config = Arc::new(config);
 
     let handles = LocalExecutorPoolBuilder::new(placement(shard_count))
         .name("weir-shard")
         .on_all_shards({
-            let running = running.clone();
-            move || async move {
-                let result = shard_main(config, connections, snapshot, store, stop_receivers, mesh, serve).await;
-                running.fetch_sub(1, Ordering::SeqCst);
-                result
+            let supervision = supervision.clone();
+            move || {
+                SUPERVISION.with(|s| *s.borrow_mut() = Some(supervision.clone()));
+                async move {
+                    let shard =
+                        ShardStart { config, connections, snapshot, store, stop_receivers, mesh, claim, address };
+                    let result = shard_main(shard, &supervision, serve).await;
+                    supervision.running.fetch_sub(1, Ordering::SeqCst);
+                    result
+                }
             }
         })
         .map_err(|e| RuntimeError::Setup(format!("cannot start shard executors: {e}")))?;
 
-    wait_for_stop_signal(&running, shard_count);
+    wait_for_stop(&supervision, shard_count, &data_dir, address);
+    // Dropping it (when this returns) tells the watchdog that all shards stopped.
+    let _stopped = supervision.panic().map(|panic| {
+        tracing::error!("{panic}; stopping the broker");
+        exit_if_shards_hang()
+    });
     for stop in stop_senders {
         let _ = stop.send(());
     }
@@ -106,25 +133,115 @@ where
             Err(e) => failure = Some(RuntimeError::Shard(e.to_string())),
         }
     }
+    listen::forget(&data_dir);
+    if let Some(panic) = supervision.panic() {
+        return Err(RuntimeError::Shard(panic));
+    }
     failure.map_or(Ok(()), Err)
 }
 
-async fn shard_main<F, Fut>(
+/// `listen` with its port replaced by the bound one (the host as written,
+/// so the advertised address, which defaults to it, keeps a host name).
+fn with_port(listen: &str, port: u16) -> String {
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
+    format!("{host}:{port}")
+}
+
+/// What the shard threads tell the main thread.
+struct Supervision {
+    /// Shards whose main task has not ended.
+    running: AtomicUsize,
+    /// Shards whose Kafka listener is bound.
+    listening: AtomicUsize,
+    /// The first panic on a shard thread: which shard, where, the message.
+    panic: Mutex<Option<String>>,
+}
+
+impl Supervision {
+    fn new(shard_count: usize) -> Supervision {
+        Supervision { running: AtomicUsize::new(shard_count), listening: AtomicUsize::new(0), panic: Mutex::new(None) }
+    }
+
+    fn panic(&self) -> Option<String> {
+        self.panic.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+thread_local! {
+    /// Set on each shard thread: where its panic is reported.
+    static SUPERVISION: RefCell<Option<Arc<Supervision>>> = const { RefCell::new(None) };
+    /// This thread's shard id, once it joined the mesh.
+    static SHARD_ID: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Adds to the process's panic hook: a panic on a shard thread is recorded
+/// for the main thread, which then stops the broker. A panic that only killed
+/// the thread would leave the broker serving without that shard (its
+/// partitions and groups answering retriable errors forever). The previous
+/// hook still runs (it prints the panic and, if asked, a backtrace).
+fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let supervision = SUPERVISION.try_with(|s| s.try_borrow().ok().and_then(|s| s.clone())).ok().flatten();
+            if let Some(supervision) = supervision {
+                let shard = match SHARD_ID.try_with(Cell::get).ok().flatten() {
+                    Some(id) => format!("shard {id}"),
+                    None => format!("shard thread {}", std::thread::current().name().unwrap_or("?")),
+                };
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                let place = info.location().map_or_else(String::new, |l| format!(" at {l}"));
+                let mut first = supervision.panic.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert_with(|| format!("{shard} panicked{place}: {message}"));
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// After a shard panicked, the others are asked to stop; should one of them
+/// hang (waiting on the dead shard, say), the process exits after
+/// `PANIC_STOP_GRACE` anyway. Dropping the returned sender calls that off.
+fn exit_if_shards_hang() -> mpsc::Sender<()> {
+    let (stopped, wait) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if wait.recv_timeout(PANIC_STOP_GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
+            tracing::error!("shards did not stop within {PANIC_STOP_GRACE:?} of a shard panic: exiting now");
+            std::process::exit(1);
+        }
+    });
+    stopped
+}
+
+/// What every shard starts from.
+struct ShardStart {
     config: Arc<BrokerConfig>,
     connections: Arc<ConnectionLimits>,
     snapshot: Arc<crate::MetadataSnapshot>,
     store: Arc<Mutex<Option<MetadataStore>>>,
     stop_receivers: Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>,
     mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
-    serve: F,
-) -> Result<(), RuntimeError>
+    /// The claimed listen address, and its socket (shard 0's listener).
+    claim: Arc<Mutex<Option<listen::Claim>>>,
+    address: SocketAddr,
+}
+
+async fn shard_main<F, Fut>(start: ShardStart, supervision: &Supervision, serve: F) -> Result<(), RuntimeError>
 where
-    F: Fn(Rc<Shard>, ShutdownSignal) -> Fut,
+    F: Fn(Rc<Shard>, glommio::net::TcpListener, ShutdownSignal) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let ShardStart { config, connections, snapshot, store, stop_receivers, mesh, claim, address } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
     let id = senders.peer_id();
+    SHARD_ID.with(|s| s.set(Some(id)));
     let store = if id == CONTROLLER_SHARD { store.lock().expect("startup lock").take() } else { None };
     let stop = stop_receivers.lock().expect("startup lock")[id].take().expect("one stop signal per shard");
     let shard = Rc::new(Shard::new(id, config, connections, snapshot, store, senders));
@@ -137,7 +254,15 @@ where
     spawn_maintenance(&shard);
     glommio::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
-    let served = serve(shard.clone(), ShutdownSignal(stop.shared())).await;
+    let claim = if id == 0 { claim.lock().expect("startup lock").take() } else { None };
+    let listener = claim.map_or_else(|| listen::bind_shard(address), |claim| Ok(claim.into_listener()));
+    let served = match listener {
+        Ok(listener) => {
+            supervision.listening.fetch_add(1, Ordering::SeqCst);
+            serve(shard.clone(), listener, ShutdownSignal(stop.shared())).await
+        }
+        Err(e) => Err(format!("cannot listen on {address}: {e}")),
+    };
     shard.close_all().await;
     served.map_err(|e| RuntimeError::Shard(format!("shard {id}: {e}")))
 }
@@ -387,10 +512,22 @@ fn take_stop_signal(timeout: Duration) -> bool {
 }
 
 /// Returns on the first stop signal, or as soon as any shard ended by itself
-/// (it failed). After a signal, a thread waits for a second one and exits at once.
-fn wait_for_stop_signal(running: &AtomicUsize, shard_count: usize) {
-    while running.load(Ordering::SeqCst) == shard_count {
-        if take_stop_signal(Duration::from_millis(200)) {
+/// (it failed) or panicked. Reports the listen address once every shard
+/// listens. After a signal, a thread waits for a second one and exits at once.
+fn wait_for_stop(supervision: &Supervision, shard_count: usize, data_dir: &std::path::Path, address: SocketAddr) {
+    let mut reported = false;
+    while supervision.running.load(Ordering::SeqCst) == shard_count && supervision.panic().is_none() {
+        if !reported && supervision.listening.load(Ordering::SeqCst) == shard_count {
+            reported = true;
+            match listen::report(data_dir, address) {
+                Ok(()) => tracing::info!(%address, "every shard is listening"),
+                Err(e) => {
+                    tracing::error!(%address, "every shard is listening, but the address cannot be reported: {e}")
+                }
+            }
+        }
+        // Short waits until the address is reported: a client waits on it.
+        if take_stop_signal(Duration::from_millis(if reported { 200 } else { 10 })) {
             tracing::info!("stopping: finishing in-flight work and closing logs (signal again to exit now)");
             std::thread::spawn(|| loop {
                 if take_stop_signal(Duration::from_secs(3600)) {
@@ -420,5 +557,41 @@ mod tests {
         drop(a1);
         assert_eq!(limits.open(), 2);
         let _a3 = limits.admit(a).unwrap();
+    }
+
+    /// The panic is triggered by the `serve` closure this test hands the real
+    /// runtime: shard 1 panics once it listens, shard 0 serves until stopped.
+    #[test]
+    fn a_panic_on_one_shard_stops_every_shard_and_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            shards: 2,
+            listen: "127.0.0.1:0".into(),
+            ..BrokerConfig::default()
+        };
+        let result = run(config, |shard: Rc<Shard>, _listener, stop: ShutdownSignal| async move {
+            if shard.id() == 1 {
+                panic!("deliberate test panic");
+            }
+            stop.wait().await;
+            Ok(())
+        });
+        match result {
+            Err(RuntimeError::Shard(message)) => {
+                assert!(message.starts_with("shard 1 panicked at "), "{message}");
+                assert!(message.ends_with(": deliberate test panic"), "{message}");
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(()) => panic!("the broker stopped cleanly after a shard panic"),
+        }
+        assert!(!listen::address_file(dir.path()).exists(), "a stopped broker leaves no address file");
+    }
+
+    #[test]
+    fn the_bound_port_replaces_port_zero_and_keeps_the_host() {
+        assert_eq!(with_port("localhost:0", 4321), "localhost:4321");
+        assert_eq!(with_port("[::1]:0", 4321), "[::1]:4321");
+        assert_eq!(with_port("127.0.0.1:9092", 9092), "127.0.0.1:9092");
     }
 }

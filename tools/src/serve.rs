@@ -56,7 +56,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         LogFormat::Json => logs.with_ansi(false).json().init(),
     }
     let config = config(args).map_err(anyhow::Error::msg)?;
-    check_listen_address(&config.listen)?;
     tracing::info!(
         listen = %config.listen,
         advertise = %config.advertised(),
@@ -102,33 +101,4 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     config.validate()?;
     Ok(config)
-}
-
-/// Every shard binds with SO_REUSEPORT, which would let a second broker of the
-/// same user share the port silently; connection attempts first turn that into
-/// a clear error. A broker killed a moment ago can leave listening sockets
-/// behind for up to a few seconds (its io_uring is torn down asynchronously),
-/// so the port only counts as taken if it keeps accepting for `PROBE_FOR`.
-fn check_listen_address(listen: &str) -> anyhow::Result<()> {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
-    use std::time::{Duration, Instant};
-    const PROBE_FOR: Duration = Duration::from_secs(5);
-    let addr = listen
-        .to_socket_addrs()
-        .map_err(|e| anyhow::anyhow!("bad listen address '{listen}': {e}"))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("listen address '{listen}' resolves to nothing"))?;
-    let target = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
-        _ => addr,
-    };
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_ok() {
-        if start.elapsed() > PROBE_FOR {
-            anyhow::bail!("cannot listen on {listen}: another process is already listening there");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }

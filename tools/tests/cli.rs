@@ -185,3 +185,72 @@ fn consume_with_a_group_resumes_after_its_committed_position() {
     second.sort();
     assert_eq!(second, vec!["new1", "new2"]);
 }
+
+/// `weir serve --listen 127.0.0.1:0 --shards 2` in `data_dir`, its stdout piped.
+fn serve_on(listen: &str, data_dir: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--listen", listen, "--shards", "2", "--admin-listen", ""])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The address in the broker's first stdout line, `listening on <address>`.
+fn reported_address(broker: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(broker.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let address = line.strip_suffix('\n').and_then(|l| l.strip_prefix("listening on "));
+    address.unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string()
+}
+
+#[test]
+fn serve_on_port_zero_reports_the_port_it_bound_and_advertises_it() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = serve_on("127.0.0.1:0", dir.path());
+    let address = reported_address(&mut broker);
+    let port: u16 = address.strip_prefix("127.0.0.1:").expect("the listen host").parse().unwrap();
+    assert_ne!(port, 0);
+    let file = std::fs::read_to_string(dir.path().join("listen.addr")).unwrap();
+    assert_eq!(file, format!("{address}\n"));
+
+    ok(&["produce", "-t", "zero", "-b", &address], Some("one\ntwo\n"));
+    let consumed = ok(
+        &["consume", "-t", "zero", "--from-beginning", "-n", "2", "--idle-timeout-ms", "10000", "-b", &address],
+        None,
+    );
+    assert_eq!(consumed, "one\ntwo\n");
+    // Clients are told the bound port, not port 0.
+    let client: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &address).create().unwrap();
+    let metadata = client.fetch_metadata(Some("zero"), std::time::Duration::from_secs(10)).unwrap();
+    let brokers: Vec<_> = metadata.brokers().iter().map(|b| (b.host().to_string(), b.port())).collect();
+    assert_eq!(brokers, [("127.0.0.1".to_string(), port as i32)]);
+
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(broker.id() as i32, libc::SIGTERM) };
+    assert!(broker.wait().unwrap().success());
+    assert!(!dir.path().join("listen.addr").exists(), "a stopped broker removes its address file");
+}
+
+#[test]
+fn a_second_broker_on_an_address_already_served_exits_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = serve_on("127.0.0.1:0", &dir.path().join("first"));
+    let address = reported_address(&mut first);
+    let second = serve_on(&address, &dir.path().join("second")).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second broker started: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}: another process is already listening there")),
+        "{stderr}"
+    );
+    assert!(second.stdout.is_empty(), "the second broker reported an address");
+    // The first still serves every client.
+    ok(&["produce", "-t", "first", "-b", &address], Some("still here\n"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -25,9 +25,11 @@ pub fn broker_binary() -> std::ffi::OsString {
     std::env::var_os("WEIR_TEST_BROKER").unwrap_or_else(|| env!("CARGO_BIN_EXE_weir").into())
 }
 
-/// A broker child process on a free port with its own data directory.
+/// A broker child process with its own data directory, on a port it bound
+/// itself (`--listen 127.0.0.1:0`), read from the address it reports.
 pub struct Broker {
     child: Option<Child>,
+    /// The port it listens on (0 until the first start has reported it).
     pub port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
@@ -46,7 +48,7 @@ impl Broker {
     pub fn start_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
         let mut broker = Broker {
             child: None,
-            port: free_port(),
+            port: 0,
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: None,
@@ -59,7 +61,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Starts the broker on `self.port` (0: any free port) and waits until
+    /// every shard listens, as the address file it writes then says.
     fn spawn(&mut self) {
+        let address_file = self.data_dir.join("listen.addr");
+        let _ = std::fs::remove_file(&address_file); // a previous run's
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -67,7 +73,7 @@ impl Broker {
             .expect("broker log file");
         let child = Command::new(broker_binary())
             .arg("serve")
-            .args(["--listen", &self.bootstrap()])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--shards", "2"])
@@ -78,17 +84,18 @@ impl Broker {
             .expect("start weir");
         self.child = Some(child);
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let reported = loop {
+            if let Ok(address) = std::fs::read_to_string(&address_file) {
+                break address;
+            }
             assert!(self.is_running(), "broker exited at start; its log:\n{}", self.log());
             let waited = start.elapsed();
-            assert!(
-                waited < Duration::from_secs(30),
-                "broker did not listen on {} within 30 s; its log:\n{}",
-                self.port,
-                self.log()
-            );
+            assert!(waited < Duration::from_secs(30), "broker did not listen within 30 s; its log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        let address: std::net::SocketAddr = reported.trim().parse().expect("listen.addr holds an address");
+        assert!(self.port == 0 || self.port == address.port(), "restarted on another port: {address}");
+        self.port = address.port();
     }
 
     /// The broker's log so far, for failure messages.
@@ -132,12 +139,11 @@ impl Broker {
         self.spawn();
     }
 
-    /// Starts again on the same data directory and a fresh port: after a
-    /// SIGKILL the old port has TIME_WAIT connections, and `weir serve`'s
-    /// address probe (a bind without SO_REUSEADDR) refuses it for a minute.
+    /// Starts again on the same data directory and a fresh port (one the
+    /// broker binds itself).
     pub fn restart_on_a_new_port(&mut self) {
         assert!(self.child.is_none(), "stop or kill the broker first");
-        self.port = free_port();
+        self.port = 0;
         self.spawn();
     }
 
@@ -184,10 +190,9 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
     }
 }
 
-/// A port nothing listens on now and no other test of this process got.
-/// (The kernel hands the port it just freed to the next bind of port 0, and
-/// the broker binds with SO_REUSEPORT: two tests started together could get
-/// one port, and their brokers would share it.)
+/// A port nothing listens on now and no other test of this process got (the
+/// kernel hands the port it just freed to the next bind of port 0). For tests
+/// that need an address before a broker runs; `Broker` binds port 0 itself.
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
