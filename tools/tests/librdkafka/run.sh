@@ -97,6 +97,13 @@ while read -r name functions; do
   [[ -z $name || $name == \#* ]] || subtests[$name]=$functions
 done < "$HERE/subtests.txt"
 
+# The runner picks tests by number: a skipped test's number, in its scenario,
+# is not run at all, so its siblings (e.g. 0045_*) are skipped with it.
+declare -A skipped_number=()
+while read -r name flags scenario; do
+  [[ -n ${skip_reason[$name]:-} ]] && skipped_number["${name%%_*} $scenario"]=$name
+done <<< "$table"
+
 wanted=("$@")
 selected=()   # "number scenario [subtest]"
 not_run=()    # SKIP lines of the tests skipped here
@@ -107,6 +114,10 @@ while read -r name flags scenario; do
   if [[ ${#wanted[@]} -gt 0 && " ${wanted[*]} " != *" $number "* ]]; then continue; fi
   if [[ -n ${skip_reason[$name]:-} ]]; then
     not_run+=("SKIP $name: ${skip_reason[$name]}")
+    continue
+  fi
+  if [[ -n ${skipped_number["$number $scenario"]:-} ]]; then
+    not_run+=("SKIP $name: runs only with ${skipped_number["$number $scenario"]}, which is skipped")
     continue
   fi
   case $scenario in
