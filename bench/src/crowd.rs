@@ -1,4 +1,4 @@
-//! The hostile crowd of a load run (`weir bench crowd`, tools/tests/load.rs):
+//! The hostile crowd of a load run (`weir bench crowd`, tools/tests/broker/load.rs):
 //! many connections that hold a place at the broker without useful work, to
 //! show that its limits keep a real client's traffic flowing and its memory
 //! bounded.

@@ -1,6 +1,6 @@
 //! librdkafka (through the rdkafka crate) against a real `weir` process.
 
-mod common;
+use crate::common;
 
 use common::*;
 use rdkafka::producer::Producer;

@@ -1,7 +1,7 @@
 //! Consumer groups with librdkafka: partitions split among members, taken
 //! over when a member dies, committed offsets resumed after restarts.
 
-mod common;
+use crate::common;
 
 use common::groups::*;
 use common::*;
@@ -42,7 +42,8 @@ fn three_consumers_split_six_partitions_and_take_over_from_a_killed_one() {
     let second = group_consumer(&b, "splitters", "range");
     first.subscribe(&["split"]).unwrap();
     second.subscribe(&["split"]).unwrap();
-    let mut victim = ChildTest::spawn("child_consumer", ("WEIR_CHILD_CONSUMER", format!("{b},split,splitters")));
+    let mut victim =
+        ChildTest::spawn("consumer_groups::child_consumer", ("WEIR_CHILD_CONSUMER", format!("{b},split,splitters")));
     // Wait for one generation with all three members: 2 + 2 + 2 partitions.
     let mut seen = Vec::new();
     poll_until(&[&first, &second], &mut seen, Duration::from_secs(30), |_| {

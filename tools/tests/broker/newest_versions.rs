@@ -3,7 +3,7 @@
 //! v13, ListOffsets v8-v10, Produce v10-v11, DescribeLogDirs v1-v4 and
 //! DescribeTopicPartitions v0 (paginated).
 
-mod common;
+use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;

@@ -4,8 +4,8 @@
 //! directory is a 4 MiB tmpfs mounted for the test (needs root; skipped with
 //! a message otherwise).
 
-mod common;
-#[path = "../../engine/tests/common/small_fs.rs"]
+use crate::common;
+#[path = "../../../engine/tests/common/small_fs.rs"]
 mod small_fs;
 
 use common::*;

@@ -5,7 +5,7 @@
 //! max.message.bytes, message.timestamp.type, cleanup.policy=compact), plus
 //! DeleteRecords and ListOffsets by timestamp.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;

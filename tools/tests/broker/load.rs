@@ -3,7 +3,7 @@
 //! Sized for CI (2 cores, under a minute); `weir bench crowd` reports the
 //! figures at larger sizes.
 
-mod common;
+use crate::common;
 
 use bytes::BytesMut;
 use common::*;

@@ -4,7 +4,7 @@
 //! again (and the broker with it) yields each output exactly once, and all of
 //! it survives a broker SIGKILL.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};

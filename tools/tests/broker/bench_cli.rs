@@ -1,7 +1,7 @@
 //! `weir bench` against a real `weir serve`: each mode runs briefly, writes
 //! its JSON with the figures and an SVG plot. Nothing here asserts speed.
 
-mod common;
+use crate::common;
 
 use common::Broker;
 use std::path::Path;

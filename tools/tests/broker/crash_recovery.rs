@@ -2,7 +2,7 @@
 //! acknowledged: SIGKILL, SIGTERM (a clean shutdown, which leaves every
 //! partition's clean-shutdown marker) and two stop signals (exit at once).
 
-mod common;
+use crate::common;
 
 use common::*;
 use rdkafka::producer::Producer;

@@ -1,6 +1,5 @@
 //! A real `weir` broker process for integration tests, and the message set
 //! they produce and check.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod groups;
 
@@ -14,7 +13,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -380,17 +379,6 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         .output()
         .expect("run weir topics create");
     assert!(output.status.success(), "topics create: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-pub fn data_dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| if e.path().is_dir() { data_dir_size(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// A protocol client, retrying for a while: right after a restart the old

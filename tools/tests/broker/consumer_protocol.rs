@@ -2,7 +2,7 @@
 //! librdkafka consumers assigned by the broker, and the protocol's requests
 //! and error codes checked on the wire.
 
-mod common;
+use crate::common;
 
 use common::groups::*;
 use common::*;
@@ -51,7 +51,8 @@ fn three_consumers_share_six_partitions_and_take_over_from_a_killed_one() {
     let second = consumer(&b, "sharers", "uniform");
     first.subscribe(&["shared"]).unwrap();
     second.subscribe(&["shared"]).unwrap();
-    let mut victim = ChildTest::spawn("child_consumer", ("WEIR_CHILD_CONSUMER", format!("{b},shared,sharers")));
+    let mut victim =
+        ChildTest::spawn("consumer_protocol::child_consumer", ("WEIR_CHILD_CONSUMER", format!("{b},shared,sharers")));
     let mut seen = Vec::new();
     poll_until(&[&first, &second], &mut seen, Duration::from_secs(60), |_| {
         assigned(&first).len() == 2

@@ -1,6 +1,6 @@
 //! Bad input gets Kafka's error codes, or closes only the offending connection.
 
-mod common;
+use crate::common;
 
 use bytes::{BufMut, BytesMut};
 use common::*;

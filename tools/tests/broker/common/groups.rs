@@ -101,8 +101,8 @@ pub fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<u64>) -> Has
     acked
 }
 
-/// This test binary's ignored test `name` run as a child process with
-/// `env`, its stdout lines gathered as they come.
+/// This test binary's ignored test `name` (its full path, `module::test`)
+/// run as a child process with `env`, its stdout lines gathered as they come.
 pub struct ChildTest {
     pub child: Child,
     pub lines: Arc<Mutex<Vec<String>>>,

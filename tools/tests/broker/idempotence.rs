@@ -1,7 +1,7 @@
 //! Idempotent producers: retried batches are stored once, gaps and stale
 //! epochs are refused, producer ids are never reused.
 
-mod common;
+use crate::common;
 
 use common::*;
 use rdkafka::config::ClientConfig;

@@ -3,7 +3,7 @@
 //! after a SIGKILL), a damaged snapshot or one beyond the log end is
 //! ignored, and idle producer ids expire.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! CreateTopics as Kafka answers it: explicit replica assignments give the
 //! partition count (librdkafka's own admin test, 0081, creates topics so).
 
-mod common;
+use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;

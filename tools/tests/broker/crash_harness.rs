@@ -6,7 +6,7 @@
 //! `WEIR_CRASH_KILLS` sets the number of kills (default 200, about four
 //! minutes); `WEIR_CRASH_SEED` replays a run (the seed is printed).
 
-mod common;
+use crate::common;
 
 use common::*;
 use rdkafka::config::ClientConfig;

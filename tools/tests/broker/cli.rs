@@ -1,6 +1,6 @@
 //! The `weir` command line against a real broker: topics, produce, consume.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::Write;

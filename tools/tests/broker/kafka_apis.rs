@@ -3,7 +3,7 @@
 //! librdkafka's admin client and `weir topics alter --partitions`,
 //! OffsetForLeaderEpoch (KIP-320), with Kafka's answers to bad requests.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;

@@ -3,7 +3,7 @@
 //! response_write_timeout_ms) and Produce's timeout_ms, each against a real
 //! broker configured with a small limit.
 
-mod common;
+use crate::common;
 
 use bytes::BytesMut;
 use common::*;
