@@ -313,3 +313,112 @@ fn heartbeats_epochs_commits_and_listings_on_the_wire_and_across_a_restart() {
     assert_eq!((leave.error_code, leave.member_epoch), (0, -1));
     assert_eq!(listed(&mut client, &[]), vec![("wire".into(), "consumer".into(), "Empty".into())]);
 }
+
+/// Classic members need a shorter minimum session than the broker's default.
+const MIXED_BROKER_CONFIG: &str =
+    "group_consumer_session_timeout_ms = 3000\ngroup_consumer_heartbeat_interval_ms = 300\n\
+                                   group_min_session_timeout_ms = 1000\ngroup_initial_rebalance_delay_ms = 300\n";
+
+/// A consumer of the classic protocol (eager range assignor).
+fn classic_consumer(bootstrap: &str, group: &str) -> GroupConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "classic")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "3000")
+        .set("heartbeat.interval.ms", "300")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(RebalanceLog::default())
+        .expect("consumer")
+}
+
+/// Polls both until they hold every partition of a 4-partition topic between
+/// them, each some, none twice.
+fn until_shared(members: [&GroupConsumer; 2], seen: &mut Vec<Seen>) -> [BTreeSet<i32>; 2] {
+    poll_until(&members, seen, Duration::from_secs(60), |_| {
+        let (x, y) = (assigned(members[0]), assigned(members[1]));
+        x.len() + y.len() == 4 && !x.is_empty() && !y.is_empty() && x.is_disjoint(&y)
+    });
+    [assigned(members[0]), assigned(members[1])]
+}
+
+/// Produces `range` and polls until each of its messages was seen once, by
+/// the member that owns its partition.
+fn consume_exactly_once(
+    b: &str,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    members: &[&GroupConsumer],
+    owned: &[BTreeSet<i32>],
+) {
+    let placed = produce(b, topic, range.clone());
+    let mut seen = Vec::new();
+    poll_until(members, &mut seen, Duration::from_secs(60), |seen| seen.len() >= range.clone().count());
+    // A moment more: a duplicate would show now (and the async commits land).
+    poll_for(members, &mut seen, Duration::from_millis(500), |_| false);
+    let indexes: HashSet<u64> = seen.iter().map(|s| s.3).collect();
+    assert_eq!((seen.len(), indexes.len()), (range.clone().count(), range.count()), "each message exactly once");
+    for (member, partition, offset, index) in &seen {
+        assert!(owned[*member].contains(partition), "member {member} read partition {partition} it does not own");
+        assert_eq!(placed[index], (*partition, *offset));
+    }
+}
+
+/// ConsumerGroupDescribe v1: each member's type (0 classic, 1 consumer), sorted.
+fn member_types(b: &str, group: &str) -> Vec<i8> {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let described = client(b).send(&request, 1).unwrap();
+    assert_eq!(described.groups[0].error_code, 0);
+    let mut types: Vec<i8> = described.groups[0].members.iter().map(|m| m.member_type).collect();
+    types.sort();
+    types
+}
+
+#[test]
+fn a_classic_member_joins_a_consumer_group_and_the_other_takes_over_when_it_leaves() {
+    let broker = broker_with_config(MIXED_BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "mixed", 4);
+    let modern = consumer(&b, "mixers", "uniform");
+    modern.subscribe(&["mixed"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&modern], &mut seen, Duration::from_secs(60), |_| assigned(&modern).len() == 4);
+    let classic = classic_consumer(&b, "mixers");
+    classic.subscribe(&["mixed"]).unwrap();
+    let owned = until_shared([&modern, &classic], &mut seen);
+    assert_eq!(member_types(&b, "mixers"), vec![0, 1]);
+    let mut c = client(&b);
+    assert_eq!(listed(&mut c, &["consumer"]), vec![("mixers".into(), "consumer".into(), "Stable".into())]);
+    consume_exactly_once(&b, "mixed", 0..2000, &[&modern, &classic], &owned);
+    // The classic member leaves (LeaveGroup): the consumer member takes everything.
+    drop(classic);
+    poll_until(&[&modern], &mut seen, Duration::from_secs(30), |_| assigned(&modern).len() == 4);
+    consume_exactly_once(&b, "mixed", 2000..3000, &[&modern], &[assigned(&modern)]);
+}
+
+#[test]
+fn a_consumer_member_upgrades_a_classic_group_which_downgrades_when_it_leaves() {
+    let broker = broker_with_config(MIXED_BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "migrating", 4);
+    let classic = classic_consumer(&b, "migrants");
+    classic.subscribe(&["migrating"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&classic], &mut seen, Duration::from_secs(60), |_| assigned(&classic).len() == 4);
+    let mut c = client(&b);
+    assert_eq!(listed(&mut c, &["classic"]), vec![("migrants".into(), "classic".into(), "Stable".into())]);
+    // Online upgrade: the group becomes a consumer group of both.
+    let modern = consumer(&b, "migrants", "uniform");
+    modern.subscribe(&["migrating"]).unwrap();
+    let owned = until_shared([&classic, &modern], &mut seen);
+    assert_eq!(listed(&mut c, &["consumer"]), vec![("migrants".into(), "consumer".into(), "Stable".into())]);
+    assert_eq!(member_types(&b, "migrants"), vec![0, 1]);
+    consume_exactly_once(&b, "migrating", 0..2000, &[&classic, &modern], &owned);
+    // Online downgrade: the consumer member leaves, the group is classic again and rebalances.
+    drop(modern);
+    poll_until(&[&classic], &mut seen, Duration::from_secs(30), |_| assigned(&classic).len() == 4);
+    assert_eq!(listed(&mut c, &["classic"]), vec![("migrants".into(), "classic".into(), "Stable".into())]);
+    consume_exactly_once(&b, "migrating", 2000..3000, &[&classic], &[assigned(&classic)]);
+}

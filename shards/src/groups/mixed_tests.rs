@@ -232,3 +232,25 @@ fn the_policy_and_the_protocol_type_can_refuse_an_upgrade() {
     assert_eq!(c.describe_consumer("g").map(|d| d.members.len()), Ok(1));
     let _ = a;
 }
+
+#[test]
+fn a_conversion_writes_the_new_kinds_record_last_and_replay_follows_it() {
+    let mut c = coordinator(MigrationPolicy::Bidirectional);
+    let now = Instant::now();
+    classic_group(&mut c, now);
+    c.take_changed();
+    beat(&mut c, now, "a", 0, Some(Assignment::new()));
+    // Upgrade: the classic record (now Empty) and then the consumer group's epoch.
+    let classic = c.take_changed();
+    assert_eq!((classic.len(), classic[0].generation), (1, 1));
+    let consumer = c.take_changed_consumer();
+    assert_eq!(consumer.len(), 1);
+    let mut replayed = coordinator(MigrationPolicy::Bidirectional);
+    replayed.restore_group(classic[0].clone());
+    replayed.restore_consumer_group("g", consumer[0].1);
+    assert_eq!(replayed.list()[0].group_type, "consumer");
+    // A classic record after it (a downgrade) makes it classic again.
+    replayed.restore_group(classic[0].clone());
+    assert!(replayed.describe_consumer("g").is_err());
+    assert_eq!(replayed.list()[0].group_type, "classic");
+}
