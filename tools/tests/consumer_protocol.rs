@@ -422,3 +422,48 @@ fn a_consumer_member_upgrades_a_classic_group_which_downgrades_when_it_leaves() 
     assert_eq!(listed(&mut c, &["classic"]), vec![("migrants".into(), "classic".into(), "Stable".into())]);
     consume_exactly_once(&b, "migrating", 2000..3000, &[&classic], &[assigned(&classic)]);
 }
+
+/// JoinGroup v3 (no MEMBER_ID_REQUIRED round) of a new member with `protocol_type`.
+fn classic_join_request(group: &str, protocol_type: &str) -> kafka_protocol::messages::JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    kafka_protocol::messages::JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s(protocol_type))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0]))])
+}
+
+#[test]
+fn groups_of_another_protocol_type_refuse_the_other_kind_of_member() {
+    let broker = broker_with_config(MIXED_BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "wire-topic", 2);
+    let mut client = client(&b);
+    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let joined = loop {
+        let r = heartbeat(&mut client, join("member-a", &["wire-topic"]));
+        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
+        if r.error_code != 15 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(joined.error_code, 0);
+    // A consumer group takes classic members of protocol type "consumer" only.
+    let refused = client.send(&classic_join_request("wire", "connect"), 3).unwrap();
+    assert_eq!(refused.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    // A classic group of another protocol type is not upgraded.
+    let connect = client.send(&classic_join_request("connectors", "connect"), 3).unwrap();
+    assert_eq!(connect.error_code, 0);
+    let upgrade = join("member-b", &["wire-topic"]).with_group_id(GroupId(s("connectors")));
+    let refused = heartbeat(&mut client, upgrade);
+    assert_eq!(refused.error_code, 69, "GROUP_ID_NOT_FOUND");
+    assert_eq!(
+        listed(&mut client, &["classic"]),
+        vec![("connectors".into(), "classic".into(), "CompletingRebalance".into())]
+    );
+}
