@@ -158,6 +158,20 @@ fn join(member: &str, topics: &[&str]) -> ConsumerGroupHeartbeatRequest {
         .with_topic_partitions(Some(Vec::new()))
 }
 
+/// member-a joins group "wire" once its coordinator is ready.
+fn first_join(client: &mut weir_net::client::Client) -> ConsumerGroupHeartbeatResponse {
+    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = heartbeat(client, join("member-a", &["wire-topic"]));
+        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
+        if r.error_code != 15 || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn beat(member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
     ConsumerGroupHeartbeatRequest::default()
         .with_group_id(GroupId(s("wire")))
@@ -206,16 +220,7 @@ fn heartbeats_epochs_commits_and_listings_on_the_wire_and_across_a_restart() {
     let b = broker.bootstrap();
     create_topic(&b, "wire-topic", 2);
     let mut client = client(&b);
-    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let joined = loop {
-        let r = heartbeat(&mut client, join("member-a", &["wire-topic"]));
-        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
-        if r.error_code != 15 || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let joined = first_join(&mut client);
     assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
     assert_eq!(joined.member_id.as_deref(), Some("member-a"));
     assert_eq!(joined.heartbeat_interval_ms, 300);
@@ -442,16 +447,7 @@ fn groups_of_another_protocol_type_refuse_the_other_kind_of_member() {
     let b = broker.bootstrap();
     create_topic(&b, "wire-topic", 2);
     let mut client = client(&b);
-    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let joined = loop {
-        let r = heartbeat(&mut client, join("member-a", &["wire-topic"]));
-        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
-        if r.error_code != 15 || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let joined = first_join(&mut client);
     assert_eq!(joined.error_code, 0);
     // A consumer group takes classic members of protocol type "consumer" only.
     let refused = client.send(&classic_join_request("wire", "connect"), 3).unwrap();
