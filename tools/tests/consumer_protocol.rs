@@ -324,13 +324,14 @@ const MIXED_BROKER_CONFIG: &str =
     "group_consumer_session_timeout_ms = 3000\ngroup_consumer_heartbeat_interval_ms = 300\n\
                                    group_min_session_timeout_ms = 1000\ngroup_initial_rebalance_delay_ms = 300\n";
 
-/// A consumer of the classic protocol (eager range assignor).
-fn classic_consumer(bootstrap: &str, group: &str) -> GroupConsumer {
+/// A consumer of the classic protocol with the client-side `strategy` (whose
+/// name is all the broker takes from it).
+fn classic_consumer(bootstrap: &str, group: &str, strategy: &str) -> GroupConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("group.protocol", "classic")
-        .set("partition.assignment.strategy", "range")
+        .set("partition.assignment.strategy", strategy)
         .set("session.timeout.ms", "3000")
         .set("heartbeat.interval.ms", "300")
         .set("enable.auto.commit", "false")
@@ -383,6 +384,17 @@ fn member_types(b: &str, group: &str) -> Vec<i8> {
 
 #[test]
 fn a_classic_member_joins_a_consumer_group_and_the_other_takes_over_when_it_leaves() {
+    classic_member_joins_a_consumer_group("range");
+}
+
+#[test]
+fn a_cooperative_classic_member_joins_a_consumer_group_and_the_other_takes_over_when_it_leaves() {
+    classic_member_joins_a_consumer_group("cooperative-sticky");
+}
+
+/// Eager clients give everything up before they rejoin; cooperative ones
+/// name what they still own in their JoinGroup.
+fn classic_member_joins_a_consumer_group(strategy: &str) {
     let broker = broker_with_config(MIXED_BROKER_CONFIG);
     let b = broker.bootstrap();
     create_topic(&b, "mixed", 4);
@@ -390,7 +402,7 @@ fn a_classic_member_joins_a_consumer_group_and_the_other_takes_over_when_it_leav
     modern.subscribe(&["mixed"]).unwrap();
     let mut seen = Vec::new();
     poll_until(&[&modern], &mut seen, Duration::from_secs(60), |_| assigned(&modern).len() == 4);
-    let classic = classic_consumer(&b, "mixers");
+    let classic = classic_consumer(&b, "mixers", strategy);
     classic.subscribe(&["mixed"]).unwrap();
     let owned = until_shared([&modern, &classic], &mut seen);
     assert_eq!(member_types(&b, "mixers"), vec![0, 1]);
@@ -408,7 +420,7 @@ fn a_consumer_member_upgrades_a_classic_group_which_downgrades_when_it_leaves() 
     let broker = broker_with_config(MIXED_BROKER_CONFIG);
     let b = broker.bootstrap();
     create_topic(&b, "migrating", 4);
-    let classic = classic_consumer(&b, "migrants");
+    let classic = classic_consumer(&b, "migrants", "range");
     classic.subscribe(&["migrating"]).unwrap();
     let mut seen = Vec::new();
     poll_until(&[&classic], &mut seen, Duration::from_secs(60), |_| assigned(&classic).len() == 4);
