@@ -9,7 +9,8 @@ use uuid::Uuid;
 use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
-/// The member type of v1: 1 is a member of the consumer protocol.
+/// The member types of v1: 0 a member of the classic protocol, 1 of the consumer protocol.
+const CLASSIC_MEMBER_TYPE: i8 = 0;
 const CONSUMER_MEMBER_TYPE: i8 = 1;
 
 fn assignment(partitions: Vec<(Uuid, String, Vec<i32>)>) -> Assignment {
@@ -54,6 +55,7 @@ pub async fn handle(
             .members
             .into_iter()
             .map(|m| {
+                let member_type = if m.classic { CLASSIC_MEMBER_TYPE } else { CONSUMER_MEMBER_TYPE };
                 let member = Member::default()
                     .with_member_id(str_bytes(m.member_id))
                     .with_instance_id(m.instance_id.map(str_bytes))
@@ -68,7 +70,7 @@ pub async fn handle(
                     .with_assignment(assignment(m.assignment))
                     .with_target_assignment(assignment(m.target_assignment));
                 if version >= 1 {
-                    member.with_member_type(CONSUMER_MEMBER_TYPE)
+                    member.with_member_type(member_type)
                 } else {
                     member
                 }

@@ -17,6 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+pub(crate) mod classic;
+
+pub(crate) use classic::ClassicMemberState;
+
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
 
@@ -109,9 +113,37 @@ pub(crate) struct Member {
     /// A static member that left with epoch -2: its instance may come back
     /// within the session timeout and take its place.
     static_left: bool,
+    /// Set for a member of the classic protocol (JoinGroup, SyncGroup,
+    /// Heartbeat) in this group: Kafka 4 lets both kinds share a group.
+    classic: Option<classic::ClassicMember>,
 }
 
 impl Member {
+    /// A new member: no subscription, nothing assigned, epoch 0.
+    fn new(id: String, rebalance_timeout: Duration, session_deadline: Instant) -> Member {
+        Member {
+            id,
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            epoch: 0,
+            previous_epoch: 0,
+            rebalance_timeout,
+            subscribed_names: Vec::new(),
+            regex: None,
+            compiled: None,
+            regex_resolved: false,
+            assignor: None,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            session_deadline,
+            revoke_deadline: None,
+            static_left: false,
+            classic: None,
+        }
+    }
+
     pub fn state(&self, target: Option<&Assignment>) -> MemberState {
         if !self.revoking.is_empty() {
             MemberState::UnrevokedPartitions
@@ -180,6 +212,8 @@ pub struct ConsumerMemberDescription {
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
     pub subscribed_topic_regex: Option<String>,
+    /// A member of the classic protocol (ConsumerGroupDescribe v1's member type).
+    pub classic: bool,
     /// (topic id, topic name, partitions).
     pub assignment: Vec<(Uuid, String, Vec<i32>)>,
     pub target_assignment: Vec<(Uuid, String, Vec<i32>)>,
@@ -427,25 +461,10 @@ impl ConsumerGroup {
                 ));
             }
             let id = new_member_id(&req.member_id);
+            let rebalance_timeout = Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64);
             let member = Member {
-                id: id.clone(),
                 instance_id: req.instance_id.clone(),
-                rack_id: None,
-                client_id: String::new(),
-                client_host: String::new(),
-                epoch: 0,
-                previous_epoch: 0,
-                rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
-                subscribed_names: Vec::new(),
-                regex: None,
-                compiled: None,
-                regex_resolved: false,
-                assignor: None,
-                assigned: Assignment::new(),
-                revoking: Assignment::new(),
-                session_deadline: now + config.session_timeout,
-                revoke_deadline: None,
-                static_left: false,
+                ..Member::new(id.clone(), rebalance_timeout, now + config.session_timeout)
             };
             self.members.insert(id.clone(), member);
             return Ok((id, true));
@@ -520,15 +539,20 @@ impl ConsumerGroup {
     /// Resolves every member's subscription against the topics that exist;
     /// a change (a topic created, deleted or grown) bumps the epoch.
     fn refresh_subscribed(&mut self, topics: &Topics) {
-        let subscribed: Topics = topics
-            .iter()
-            .filter(|(name, _)| self.members.values().any(|m| m.subscribes(name)))
-            .map(|(name, info)| (name.clone(), info.clone()))
-            .collect();
+        let subscribed = self.resolve_subscribed(topics);
         if subscribed != self.subscribed {
             self.subscribed = subscribed;
             self.bump_epoch();
         }
+    }
+
+    /// The topics that exist that some member subscribes to.
+    fn resolve_subscribed(&self, topics: &Topics) -> Topics {
+        topics
+            .iter()
+            .filter(|(name, _)| self.members.values().any(|m| m.subscribes(name)))
+            .map(|(name, info)| (name.clone(), info.clone()))
+            .collect()
     }
 
     /// The topics the group's members subscribe to (as last resolved).
@@ -631,7 +655,12 @@ impl ConsumerGroup {
     pub fn validate_member(&self, member_id: &str, epoch: i32) -> Result<(), GroupError> {
         let member = self.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
         if epoch != member.epoch {
-            return Err(GroupError::StaleMemberEpoch);
+            // A classic member names its epoch as a generation (as Kafka answers it).
+            return Err(if member.classic.is_some() {
+                GroupError::IllegalGeneration
+            } else {
+                GroupError::StaleMemberEpoch
+            });
         }
         Ok(())
     }
@@ -663,6 +692,7 @@ impl ConsumerGroup {
                     client_host: m.client_host.clone(),
                     subscribed_topic_names: m.subscribed_names.clone(),
                     subscribed_topic_regex: m.regex.clone(),
+                    classic: m.classic.is_some(),
                     assignment: named(&m.assigned),
                     target_assignment: named(self.target.get(&m.id).unwrap_or(&Assignment::new())),
                 })

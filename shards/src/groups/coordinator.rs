@@ -1,7 +1,8 @@
 //! All groups one shard owns, and their committed offsets.
 
 use super::consumer::{
-    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse, Topics,
+    ClassicMemberState, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerHeartbeat,
+    ConsumerHeartbeatResponse, Topics, LEAVE_EPOCH,
 };
 use super::group::{Group, GroupState};
 use super::{
@@ -23,6 +24,29 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// `group.consumer.*`: groups of the consumer protocol (KIP-848).
     pub consumer: ConsumerGroupConfig,
+    /// `group.consumer.migration.policy`.
+    pub migration: MigrationPolicy,
+}
+
+/// Which conversions between a classic group (of protocol type "consumer")
+/// and a consumer group may happen while the group has members (Kafka's
+/// `group.consumer.migration.policy`; Kafka 4's default is bidirectional).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    Disabled,
+    Upgrade,
+    Downgrade,
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    fn upgrades(self) -> bool {
+        matches!(self, MigrationPolicy::Upgrade | MigrationPolicy::Bidirectional)
+    }
+
+    fn downgrades(self) -> bool {
+        matches!(self, MigrationPolicy::Downgrade | MigrationPolicy::Bidirectional)
+    }
 }
 
 /// The protocol type ListGroups shows for a consumer-protocol group.
@@ -62,7 +86,9 @@ impl GroupCoordinator {
         GroupCoordinator { config, groups: HashMap::new(), consumer_groups: HashMap::new(), pending: HashMap::new() }
     }
 
-    pub fn join(&mut self, now: Instant, req: JoinRequest, respond: Responder<JoinResponse>) {
+    /// JoinGroup; `topics` are the topics that exist now (a classic member
+    /// of a consumer group is assigned by the broker).
+    pub fn join(&mut self, now: Instant, topics: &Topics, req: JoinRequest, respond: Responder<JoinResponse>) {
         let refuse = |respond: Responder<JoinResponse>, error| {
             let _ = respond.send(JoinResponse { error: Some(error), ..Default::default() });
         };
@@ -73,8 +99,13 @@ impl GroupCoordinator {
         if session < self.config.min_session_timeout || session > self.config.max_session_timeout {
             return refuse(respond, GroupError::InvalidSessionTimeout);
         }
-        if self.consumer_groups.get(&req.group_id).is_some_and(|g| !g.is_empty()) {
-            return refuse(respond, GroupError::InconsistentGroupProtocol);
+        if let Some(group) = self.consumer_groups.get_mut(&req.group_id) {
+            if !group.is_empty() {
+                let _ = respond.send(group.classic_join(now, self.config.consumer.max_size, topics, req));
+                return;
+            }
+            // An empty consumer group becomes a classic group (as Kafka, whatever the policy).
+            self.consumer_groups.remove(&req.group_id);
         }
         let group = self.groups.entry(req.group_id.clone()).or_insert_with(|| Group::new(req.group_id.clone()));
         group.join(now, &self.config, req, respond);
@@ -98,7 +129,7 @@ impl GroupCoordinator {
         if req.group_id.is_empty() {
             return refuse(GroupError::InvalidRequest, "GroupId can't be empty.".into());
         }
-        if self.groups.get(&req.group_id).is_some_and(|g| !g.is_empty()) {
+        if self.groups.get(&req.group_id).is_some_and(|g| !g.is_empty()) && !self.upgrade(now, topics, &req) {
             return refuse(GroupError::GroupIdNotFound, format!("Group {} is not a consumer group.", req.group_id));
         }
         if req.member_epoch < 0 && !self.consumer_groups.contains_key(&req.group_id) {
@@ -115,7 +146,50 @@ impl GroupCoordinator {
         if let Some(ms) = timing.1 {
             config.heartbeat_interval = std::time::Duration::from_millis(ms);
         }
-        group.heartbeat(now, &config, topics, req)
+        let (group_id, leaving) = (req.group_id.clone(), req.member_epoch == LEAVE_EPOCH);
+        let response = group.heartbeat(now, &config, topics, req);
+        if leaving {
+            self.maybe_downgrade(now, &group_id);
+        }
+        response
+    }
+
+    /// Online upgrade: a consumer-protocol member joining a classic group of
+    /// protocol type "consumer" turns it into a consumer group whose members
+    /// include the classic ones. Whether it happened.
+    fn upgrade(&mut self, now: Instant, topics: &Topics, req: &ConsumerHeartbeat) -> bool {
+        let Some(classic) = self.groups.get_mut(&req.group_id) else { return false };
+        if req.member_epoch != 0
+            || !self.config.migration.upgrades()
+            || classic.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE)
+            || classic.len() > self.config.consumer.max_size
+        {
+            return false;
+        }
+        let members = classic.classic_members();
+        let Some(group) = ConsumerGroup::from_classic(req.group_id.clone(), classic.generation, members, topics, now)
+        else {
+            tracing::warn!(group = req.group_id, "cannot upgrade: a member's embedded consumer protocol is malformed");
+            return false;
+        };
+        classic.release_members();
+        tracing::info!(group = req.group_id, "classic group upgraded to a consumer group");
+        self.consumer_groups.insert(req.group_id.clone(), group);
+        true
+    }
+
+    /// Online downgrade: a consumer group left with only classic members
+    /// becomes a classic group again, which rebalances.
+    fn maybe_downgrade(&mut self, now: Instant, group_id: &str) {
+        let Some(group) = self.consumer_groups.get(group_id) else { return };
+        if !group.all_classic() || !self.config.migration.downgrades() || group.members.len() > self.config.max_size {
+            return;
+        }
+        let group = self.consumer_groups.remove(group_id).expect("found above");
+        let (epoch, members): (i32, Vec<ClassicMemberState>) = group.into_classic();
+        tracing::info!(group = group_id, "consumer group downgraded to a classic group");
+        let classic = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
+        classic.adopt(now, &self.config, epoch, members);
     }
 
     /// ConsumerGroupDescribe.
@@ -134,6 +208,10 @@ impl GroupCoordinator {
     }
 
     pub fn sync(&mut self, now: Instant, req: SyncRequest, respond: Responder<SyncResponse>) {
+        if let Some(group) = self.consumer_groups.get_mut(&req.group_id).filter(|g| !g.is_empty()) {
+            let _ = respond.send(group.classic_sync(now, &req));
+            return;
+        }
         match self.groups.get_mut(&req.group_id) {
             Some(group) => group.sync(now, req, respond),
             None => {
@@ -145,16 +223,23 @@ impl GroupCoordinator {
     pub fn heartbeat(
         &mut self,
         now: Instant,
+        topics: &Topics,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        if let Some(group) = self.consumer_groups.get_mut(group_id).filter(|g| !g.is_empty()) {
+            return group.classic_heartbeat(now, topics, member_id, instance_id, generation);
+        }
         let group = self.groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
         group.heartbeat(now, member_id, instance_id, generation)
     }
 
     pub fn leave(&mut self, now: Instant, group_id: &str, members: &[MemberRef]) -> Vec<Result<(), GroupError>> {
+        if let Some(group) = self.consumer_groups.get_mut(group_id).filter(|g| !g.is_empty()) {
+            return group.classic_leave(members);
+        }
         match self.groups.get_mut(group_id) {
             Some(group) => group.leave(now, &self.config, members),
             None => vec![Err(GroupError::UnknownMemberId); members.len()],
@@ -343,8 +428,10 @@ impl GroupCoordinator {
         for group in self.groups.values_mut() {
             group.tick(now, &self.config);
         }
-        for group in self.consumer_groups.values_mut() {
-            group.tick(now);
+        let fenced: Vec<String> =
+            self.consumer_groups.values_mut().filter_map(|g| g.tick(now).then(|| g.id.clone())).collect();
+        for group_id in fenced {
+            self.maybe_downgrade(now, &group_id);
         }
     }
 
@@ -378,7 +465,10 @@ impl GroupCoordinator {
 
     /// Replays a persisted group metadata record: the group comes back Empty
     /// at its generation, and its members rejoin.
+    /// The later of a group's classic and consumer records says which it is
+    /// (a conversion writes the new kind's record last).
     pub fn restore_group(&mut self, metadata: GroupMetadata) {
+        self.consumer_groups.remove(&metadata.group_id);
         let group =
             self.groups.entry(metadata.group_id.clone()).or_insert_with(|| Group::new(metadata.group_id.clone()));
         group.generation = metadata.generation;
@@ -403,6 +493,7 @@ mod tests {
                 heartbeat_interval: Duration::from_secs(5),
                 max_size: 100,
             },
+            migration: MigrationPolicy::Bidirectional,
             initial_rebalance_delay: Duration::from_millis(delay_ms),
             min_session_timeout: Duration::from_millis(6_000),
             max_session_timeout: Duration::from_millis(300_000),
@@ -427,7 +518,7 @@ mod tests {
 
     fn join(c: &mut GroupCoordinator, now: Instant, req: JoinRequest) -> oneshot::Receiver<JoinResponse> {
         let (tx, rx) = oneshot::channel();
-        c.join(now, req, tx);
+        c.join(now, &Topics::new(), req, tx);
         rx
     }
 
@@ -490,9 +581,9 @@ mod tests {
         let mut c = coordinator(100);
         let now = Instant::now();
         let (leader, follower) = stable_group(&mut c, now);
-        assert_eq!(c.heartbeat(now, "g", &leader, None, 1), Ok(()));
-        assert_eq!(c.heartbeat(now, "g", &follower, None, 0), Err(GroupError::IllegalGeneration));
-        assert_eq!(c.heartbeat(now, "g", "stranger", None, 1), Err(GroupError::UnknownMemberId));
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", &leader, None, 1), Ok(()));
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", &follower, None, 0), Err(GroupError::IllegalGeneration));
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", "stranger", None, 1), Err(GroupError::UnknownMemberId));
         assert_eq!(c.take_changed().len(), 1);
     }
 
@@ -503,7 +594,7 @@ mod tests {
         let (leader, follower) = stable_group(&mut c, now);
         let mut third = join(&mut c, now, join_request("", None, &["range"]));
         pending(&mut third);
-        assert_eq!(c.heartbeat(now, "g", &leader, None, 1), Err(GroupError::RebalanceInProgress));
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", &leader, None, 1), Err(GroupError::RebalanceInProgress));
         let mut l = join(&mut c, now, join_request(&leader, None, &["range"]));
         pending(&mut l);
         let mut f = join(&mut c, now, join_request(&follower, None, &["range"]));
@@ -525,7 +616,7 @@ mod tests {
         c.tick(now + Duration::from_secs(31));
         let l = ready(&mut l);
         assert_eq!((l.error, l.generation, l.members.len()), (None, 2, 1));
-        assert_eq!(c.heartbeat(now, "g", &follower, None, 2), Err(GroupError::UnknownMemberId));
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", &follower, None, 2), Err(GroupError::UnknownMemberId));
     }
 
     #[test]
@@ -535,10 +626,10 @@ mod tests {
         let (leader, follower) = stable_group(&mut c, now);
         // The follower keeps heartbeating; the leader goes silent.
         let later = now + Duration::from_millis(SESSION_MS as u64 - 1000);
-        assert_eq!(c.heartbeat(later, "g", &follower, None, 1), Ok(()));
+        assert_eq!(c.heartbeat(later, &Topics::new(), "g", &follower, None, 1), Ok(()));
         c.tick(now + Duration::from_millis(SESSION_MS as u64 + 1));
         assert_eq!(c.describe("g").members.len(), 1);
-        assert_eq!(c.heartbeat(later, "g", &follower, None, 1), Err(GroupError::RebalanceInProgress));
+        assert_eq!(c.heartbeat(later, &Topics::new(), "g", &follower, None, 1), Err(GroupError::RebalanceInProgress));
         let mut f = join(&mut c, later, join_request(&follower, None, &["range"]));
         let f = ready(&mut f);
         assert_eq!((f.generation, f.leader.as_str()), (2, follower.as_str()), "the survivor leads");
@@ -580,7 +671,10 @@ mod tests {
         assert_eq!((again.error, again.generation), (None, 1), "no new generation");
         assert_ne!(again.member_id, a.member_id);
         assert_eq!(c.describe("g").state, GroupState::Stable);
-        assert_eq!(c.heartbeat(now, "g", &a.member_id, Some("instance-a"), 1), Err(GroupError::FencedInstanceId));
+        assert_eq!(
+            c.heartbeat(now, &Topics::new(), "g", &a.member_id, Some("instance-a"), 1),
+            Err(GroupError::FencedInstanceId)
+        );
         let mut s = sync(&mut c, now, &again.member_id, 1, vec![]);
         assert_eq!(ready(&mut s).assignment, Bytes::from_static(b"A"), "keeps its assignment");
     }

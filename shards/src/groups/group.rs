@@ -9,6 +9,7 @@
 //! Requests that must wait (JoinGroup until the rebalance completes, SyncGroup
 //! until the leader's assignment arrives) leave a [`Responder`] on the member.
 
+use super::consumer::ClassicMemberState;
 use super::{
     CommittedOffset, GroupConfig, GroupError, JoinRequest, JoinResponse, JoinedMember, MemberDescription, MemberRef,
     Responder, SyncRequest, SyncResponse,
@@ -547,6 +548,82 @@ impl Group {
                 assignment: m.assignment.clone(),
             })
             .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Its members, for an online upgrade to a consumer group.
+    pub fn classic_members(&self) -> Vec<ClassicMemberState> {
+        self.members
+            .iter()
+            .map(|m| ClassicMemberState {
+                id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: m.protocols.clone(),
+                assignment: m.assignment.clone(),
+            })
+            .collect()
+    }
+
+    /// The members moved to a consumer group (online upgrade): those waiting in
+    /// JoinGroup or SyncGroup rejoin (REBALANCE_IN_PROGRESS, as Kafka); this
+    /// group stays Empty, holding the offsets.
+    pub fn release_members(&mut self) {
+        for mut member in self.members.drain(..) {
+            if let Some(respond) = member.awaiting_join.take() {
+                let _ = respond.send(JoinResponse {
+                    error: Some(GroupError::RebalanceInProgress),
+                    member_id: member.id.clone(),
+                    ..Default::default()
+                });
+            }
+            if let Some(respond) = member.awaiting_sync.take() {
+                let _ =
+                    respond.send(SyncResponse { error: Some(GroupError::RebalanceInProgress), ..Default::default() });
+            }
+        }
+        self.pending_members.clear();
+        self.rebalance_deadline = None;
+        self.initial_delay_until = None;
+        self.state = GroupState::Empty;
+        self.protocol = None;
+        self.leader = None;
+        self.dirty = true;
+    }
+
+    /// Online downgrade: a consumer group's classic members, with their
+    /// assignments, become this group's at `generation`; a rebalance follows
+    /// (as Kafka's `ClassicGroup.fromConsumerGroup`).
+    pub fn adopt(&mut self, now: Instant, config: &GroupConfig, generation: i32, members: Vec<ClassicMemberState>) {
+        self.members = members
+            .into_iter()
+            .map(|m| Member {
+                id: m.id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: m.protocols,
+                assignment: m.assignment,
+                awaiting_join: None,
+                awaiting_sync: None,
+                session_deadline: now + m.session_timeout,
+            })
+            .collect();
+        self.generation = generation;
+        self.protocol_type = Some("consumer".to_string());
+        self.protocol = self.select_protocol();
+        self.leader = self.members.first().map(|m| m.id.clone());
+        self.state = GroupState::Stable;
+        self.dirty = true;
+        self.prepare_rebalance(now, config);
     }
 
     /// Topics the members subscribe to, from the consumer protocol's metadata;

@@ -11,8 +11,10 @@ pub mod consumer;
 mod coordinator;
 mod group;
 pub mod log_records;
+#[cfg(test)]
+mod mixed_tests;
 
-pub use coordinator::{GroupConfig, GroupCoordinator, GroupMetadata};
+pub use coordinator::{GroupConfig, GroupCoordinator, GroupMetadata, MigrationPolicy};
 pub use group::GroupState;
 
 use bytes::Bytes;

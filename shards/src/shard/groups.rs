@@ -97,7 +97,8 @@ impl Shard {
         let reply = match op {
             GroupOp::Join(req) => {
                 let (respond, answer) = oneshot::channel();
-                self.groups.borrow_mut().join(now, req, respond);
+                let topics = self.consumer_topics();
+                self.groups.borrow_mut().join(now, &topics, req, respond);
                 self.persist_group_changes();
                 GroupReply::Join(answer.await.unwrap_or_else(|_| JoinResponse {
                     error: Some(GroupError::CoordinatorNotAvailable),
@@ -114,8 +115,15 @@ impl Shard {
                 }))
             }
             GroupOp::Heartbeat { member_id, instance_id, generation } => {
-                let result =
-                    self.groups.borrow_mut().heartbeat(now, group_id, &member_id, instance_id.as_deref(), generation);
+                let topics = self.consumer_topics();
+                let result = self.groups.borrow_mut().heartbeat(
+                    now,
+                    &topics,
+                    group_id,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation,
+                );
                 GroupReply::Heartbeat(result)
             }
             GroupOp::Leave(members) => {

@@ -8,7 +8,7 @@ mod transactions;
 use crate::config::BrokerConfig;
 use crate::error::{PartitionError, TopicError};
 use crate::groups::consumer::ConsumerGroupConfig;
-use crate::groups::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC};
+use crate::groups::{GroupConfig, GroupCoordinator, MigrationPolicy, OFFSETS_TOPIC};
 use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
 use crate::metadata::{
     ConfigAlteration, ConfigScope, ConfigTarget, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease,
@@ -314,6 +314,7 @@ impl Shard {
                     heartbeat_interval: Duration::from_millis(config.group_consumer_heartbeat_interval_ms),
                     max_size: config.group_max_size,
                 },
+                migration: MigrationPolicy::Bidirectional,
             })),
             config,
             connections,

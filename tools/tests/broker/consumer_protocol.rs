@@ -159,6 +159,20 @@ fn join(member: &str, topics: &[&str]) -> ConsumerGroupHeartbeatRequest {
         .with_topic_partitions(Some(Vec::new()))
 }
 
+/// member-a joins group "wire" once its coordinator is ready.
+fn first_join(client: &mut weir_net::client::Client) -> ConsumerGroupHeartbeatResponse {
+    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = heartbeat(client, join("member-a", &["wire-topic"]));
+        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
+        if r.error_code != 15 || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn beat(member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
     ConsumerGroupHeartbeatRequest::default()
         .with_group_id(GroupId(s("wire")))
@@ -207,16 +221,7 @@ fn heartbeats_epochs_commits_and_listings_on_the_wire_and_across_a_restart() {
     let b = broker.bootstrap();
     create_topic(&b, "wire-topic", 2);
     let mut client = client(&b);
-    client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let joined = loop {
-        let r = heartbeat(&mut client, join("member-a", &["wire-topic"]));
-        // COORDINATOR_NOT_AVAILABLE while __consumer_offsets opens.
-        if r.error_code != 15 || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let joined = first_join(&mut client);
     assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
     assert_eq!(joined.member_id.as_deref(), Some("member-a"));
     assert_eq!(joined.heartbeat_interval_ms, 300);
@@ -313,4 +318,161 @@ fn heartbeats_epochs_commits_and_listings_on_the_wire_and_across_a_restart() {
     let leave = heartbeat(&mut client, beat("member-a", -1));
     assert_eq!((leave.error_code, leave.member_epoch), (0, -1));
     assert_eq!(listed(&mut client, &[]), vec![("wire".into(), "consumer".into(), "Empty".into())]);
+}
+
+/// Classic members need a shorter minimum session than the broker's default.
+const MIXED_BROKER_CONFIG: &str =
+    "group_consumer_session_timeout_ms = 3000\ngroup_consumer_heartbeat_interval_ms = 300\n\
+                                   group_min_session_timeout_ms = 1000\ngroup_initial_rebalance_delay_ms = 300\n";
+
+/// A consumer of the classic protocol with the client-side `strategy` (whose
+/// name is all the broker takes from it).
+fn classic_consumer(bootstrap: &str, group: &str, strategy: &str) -> GroupConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "classic")
+        .set("partition.assignment.strategy", strategy)
+        .set("session.timeout.ms", "3000")
+        .set("heartbeat.interval.ms", "300")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(RebalanceLog::default())
+        .expect("consumer")
+}
+
+/// Polls both until they hold every partition of a 4-partition topic between
+/// them, each some, none twice.
+fn until_shared(members: [&GroupConsumer; 2], seen: &mut Vec<Seen>) -> [BTreeSet<i32>; 2] {
+    poll_until(&members, seen, Duration::from_secs(60), |_| {
+        let (x, y) = (assigned(members[0]), assigned(members[1]));
+        x.len() + y.len() == 4 && !x.is_empty() && !y.is_empty() && x.is_disjoint(&y)
+    });
+    [assigned(members[0]), assigned(members[1])]
+}
+
+/// Produces `range` and polls until each of its messages was seen once, by
+/// the member that owns its partition.
+fn consume_exactly_once(
+    b: &str,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    members: &[&GroupConsumer],
+    owned: &[BTreeSet<i32>],
+) {
+    let placed = produce(b, topic, range.clone());
+    let mut seen = Vec::new();
+    poll_until(members, &mut seen, Duration::from_secs(60), |seen| seen.len() >= range.clone().count());
+    // A moment more: a duplicate would show now (and the async commits land).
+    poll_for(members, &mut seen, Duration::from_millis(500), |_| false);
+    let indexes: HashSet<u64> = seen.iter().map(|s| s.3).collect();
+    assert_eq!((seen.len(), indexes.len()), (range.clone().count(), range.count()), "each message exactly once");
+    for (member, partition, offset, index) in &seen {
+        assert!(owned[*member].contains(partition), "member {member} read partition {partition} it does not own");
+        assert_eq!(placed[index], (*partition, *offset));
+    }
+}
+
+/// ConsumerGroupDescribe v1: each member's type (0 classic, 1 consumer), sorted.
+fn member_types(b: &str, group: &str) -> Vec<i8> {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let described = client(b).send(&request, 1).unwrap();
+    assert_eq!(described.groups[0].error_code, 0);
+    let mut types: Vec<i8> = described.groups[0].members.iter().map(|m| m.member_type).collect();
+    types.sort();
+    types
+}
+
+#[test]
+fn a_classic_member_joins_a_consumer_group_and_the_other_takes_over_when_it_leaves() {
+    classic_member_joins_a_consumer_group("range");
+}
+
+#[test]
+fn a_cooperative_classic_member_joins_a_consumer_group_and_the_other_takes_over_when_it_leaves() {
+    classic_member_joins_a_consumer_group("cooperative-sticky");
+}
+
+/// Eager clients give everything up before they rejoin; cooperative ones
+/// name what they still own in their JoinGroup.
+fn classic_member_joins_a_consumer_group(strategy: &str) {
+    let broker = broker_with_config(MIXED_BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "mixed", 4);
+    let modern = consumer(&b, "mixers", "uniform");
+    modern.subscribe(&["mixed"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&modern], &mut seen, Duration::from_secs(60), |_| assigned(&modern).len() == 4);
+    let classic = classic_consumer(&b, "mixers", strategy);
+    classic.subscribe(&["mixed"]).unwrap();
+    let owned = until_shared([&modern, &classic], &mut seen);
+    assert_eq!(member_types(&b, "mixers"), vec![0, 1]);
+    let mut c = client(&b);
+    assert_eq!(listed(&mut c, &["consumer"]), vec![("mixers".into(), "consumer".into(), "Stable".into())]);
+    consume_exactly_once(&b, "mixed", 0..2000, &[&modern, &classic], &owned);
+    // The classic member leaves (LeaveGroup): the consumer member takes everything.
+    drop(classic);
+    poll_until(&[&modern], &mut seen, Duration::from_secs(30), |_| assigned(&modern).len() == 4);
+    consume_exactly_once(&b, "mixed", 2000..3000, &[&modern], &[assigned(&modern)]);
+}
+
+#[test]
+fn a_consumer_member_upgrades_a_classic_group_which_downgrades_when_it_leaves() {
+    let broker = broker_with_config(MIXED_BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "migrating", 4);
+    let classic = classic_consumer(&b, "migrants", "range");
+    classic.subscribe(&["migrating"]).unwrap();
+    let mut seen = Vec::new();
+    poll_until(&[&classic], &mut seen, Duration::from_secs(60), |_| assigned(&classic).len() == 4);
+    let mut c = client(&b);
+    assert_eq!(listed(&mut c, &["classic"]), vec![("migrants".into(), "classic".into(), "Stable".into())]);
+    // Online upgrade: the group becomes a consumer group of both.
+    let modern = consumer(&b, "migrants", "uniform");
+    modern.subscribe(&["migrating"]).unwrap();
+    let owned = until_shared([&classic, &modern], &mut seen);
+    assert_eq!(listed(&mut c, &["consumer"]), vec![("migrants".into(), "consumer".into(), "Stable".into())]);
+    assert_eq!(member_types(&b, "migrants"), vec![0, 1]);
+    consume_exactly_once(&b, "migrating", 0..2000, &[&classic, &modern], &owned);
+    // Online downgrade: the consumer member leaves, the group is classic again and rebalances.
+    drop(modern);
+    poll_until(&[&classic], &mut seen, Duration::from_secs(30), |_| assigned(&classic).len() == 4);
+    assert_eq!(listed(&mut c, &["classic"]), vec![("migrants".into(), "classic".into(), "Stable".into())]);
+    consume_exactly_once(&b, "migrating", 2000..3000, &[&classic], &[assigned(&classic)]);
+}
+
+/// JoinGroup v3 (no MEMBER_ID_REQUIRED round) of a new member with `protocol_type`.
+fn classic_join_request(group: &str, protocol_type: &str) -> kafka_protocol::messages::JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    kafka_protocol::messages::JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s(protocol_type))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0]))])
+}
+
+#[test]
+fn groups_of_another_protocol_type_refuse_the_other_kind_of_member() {
+    let broker = broker_with_config(MIXED_BROKER_CONFIG);
+    let b = broker.bootstrap();
+    create_topic(&b, "wire-topic", 2);
+    let mut client = client(&b);
+    let joined = first_join(&mut client);
+    assert_eq!(joined.error_code, 0);
+    // A consumer group takes classic members of protocol type "consumer" only.
+    let refused = client.send(&classic_join_request("wire", "connect"), 3).unwrap();
+    assert_eq!(refused.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    // A classic group of another protocol type is not upgraded.
+    let connect = client.send(&classic_join_request("connectors", "connect"), 3).unwrap();
+    assert_eq!(connect.error_code, 0);
+    let upgrade = join("member-b", &["wire-topic"]).with_group_id(GroupId(s("connectors")));
+    let refused = heartbeat(&mut client, upgrade);
+    assert_eq!(refused.error_code, 69, "GROUP_ID_NOT_FOUND");
+    assert_eq!(
+        listed(&mut client, &["classic"]),
+        vec![("connectors".into(), "classic".into(), "CompletingRebalance".into())]
+    );
 }
