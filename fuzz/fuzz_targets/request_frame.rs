@@ -15,8 +15,8 @@ static ALLOCATOR: weir_net::huge_alloc::LazyHugeAlloc = weir_net::huge_alloc::La
 const MAX_FRAME_BYTES: usize = 104_857_600;
 
 fuzz_target!(|data: &[u8]| {
-    let mut stream = futures_lite::io::Cursor::new(data);
-    futures_lite::future::block_on(async {
+    let mut stream = futures::io::Cursor::new(data);
+    futures::executor::block_on(async {
         loop {
             let len = match read_frame_length(&mut stream, MAX_FRAME_BYTES).await {
                 Ok(Some(len)) => len,

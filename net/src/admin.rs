@@ -7,7 +7,7 @@
 
 use crate::metrics;
 use futures::future::{select, Either};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::Cell;
 use std::os::fd::{FromRawFd, IntoRawFd};

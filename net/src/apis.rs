@@ -10,6 +10,14 @@ pub struct SupportedApi {
     pub max: i16,
 }
 
+/// The one table of implemented APIs, in the order ApiVersions lists them:
+/// each row is an API, its request type, the versions served, and how
+/// `handlers::handle` answers it (`shard`, `version` and `client` are the
+/// request's, `request` its decoded body, `reply` encodes and counts the
+/// answer). `SUPPORTED_APIS` below, and `Request`, `decode` and `handle` in
+/// `handlers`, are all made from it by the macro named `$then`, so an API is
+/// added by one row here and its module in `handlers`.
+///
 /// Produce starts at 0 because librdkafka disables features on a broker whose
 /// Produce range does not (KAFKA-18659); v0-v2 (pre-v2 message formats) are
 /// answered by closing the connection, as they cannot carry RecordBatch v2.
@@ -25,45 +33,87 @@ pub struct SupportedApi {
 /// AddPartitionsToTxn stops at 3 (v4+ is the brokers' batched form), and the
 /// transaction APIs before the versions of KIP-890 part 2 (epoch bump per
 /// transaction, TRANSACTION_ABORTABLE).
-pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    SupportedApi { key: ApiKey::Produce, min: 0, max: 11 },
-    SupportedApi { key: ApiKey::Fetch, min: 4, max: 17 },
-    SupportedApi { key: ApiKey::ListOffsets, min: 1, max: 10 },
-    SupportedApi { key: ApiKey::OffsetForLeaderEpoch, min: 2, max: 4 },
-    SupportedApi { key: ApiKey::Metadata, min: 0, max: 13 },
-    SupportedApi { key: ApiKey::ApiVersions, min: 0, max: 3 },
-    SupportedApi { key: ApiKey::CreateTopics, min: 2, max: 7 },
-    SupportedApi { key: ApiKey::DeleteTopics, min: 1, max: 6 },
-    SupportedApi { key: ApiKey::CreatePartitions, min: 0, max: 3 },
-    SupportedApi { key: ApiKey::FindCoordinator, min: 0, max: 4 },
-    SupportedApi { key: ApiKey::InitProducerId, min: 0, max: 4 },
-    SupportedApi { key: ApiKey::JoinGroup, min: 0, max: 9 },
-    SupportedApi { key: ApiKey::SyncGroup, min: 0, max: 5 },
-    SupportedApi { key: ApiKey::Heartbeat, min: 0, max: 4 },
-    SupportedApi { key: ApiKey::LeaveGroup, min: 0, max: 5 },
-    SupportedApi { key: ApiKey::OffsetCommit, min: 2, max: 9 },
-    SupportedApi { key: ApiKey::OffsetFetch, min: 1, max: 9 },
-    SupportedApi { key: ApiKey::ListGroups, min: 0, max: 5 },
-    SupportedApi { key: ApiKey::DescribeGroups, min: 0, max: 6 },
-    SupportedApi { key: ApiKey::ConsumerGroupHeartbeat, min: 0, max: 1 },
-    SupportedApi { key: ApiKey::ConsumerGroupDescribe, min: 0, max: 1 },
-    SupportedApi { key: ApiKey::DeleteGroups, min: 0, max: 2 },
-    SupportedApi { key: ApiKey::OffsetDelete, min: 0, max: 0 },
-    SupportedApi { key: ApiKey::DeleteRecords, min: 0, max: 2 },
-    SupportedApi { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
-    SupportedApi { key: ApiKey::DescribeCluster, min: 0, max: 2 },
-    SupportedApi { key: ApiKey::AlterConfigs, min: 0, max: 2 },
-    SupportedApi { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 },
-    SupportedApi { key: ApiKey::AddPartitionsToTxn, min: 0, max: 3 },
-    SupportedApi { key: ApiKey::AddOffsetsToTxn, min: 0, max: 3 },
-    SupportedApi { key: ApiKey::EndTxn, min: 0, max: 3 },
-    SupportedApi { key: ApiKey::TxnOffsetCommit, min: 0, max: 3 },
-    SupportedApi { key: ApiKey::DescribeProducers, min: 0, max: 0 },
-    SupportedApi { key: ApiKey::DescribeTransactions, min: 0, max: 0 },
-    SupportedApi { key: ApiKey::ListTransactions, min: 0, max: 1 },
-    SupportedApi { key: ApiKey::DescribeLogDirs, min: 1, max: 4 },
-    SupportedApi { key: ApiKey::DescribeTopicPartitions, min: 0, max: 0 },
-];
+macro_rules! api_table {
+    ($then:ident) => {
+        $then! {
+            |shard, version, client, request, reply|
+            Produce(ProduceRequest) 0..=11 => match produce::handle(&shard, version, request).await {
+                Some(response) => reply.body(&response),
+                None => reply.nothing(),
+            };
+            Fetch(FetchRequest) 4..=17 => reply.fetch(&fetch::handle(&shard, version, request).await);
+            ListOffsets(ListOffsetsRequest) 1..=10 => reply.body(&list_offsets::handle(&shard, version, request).await);
+            OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4 =>
+                reply.body(&offset_for_leader_epoch::handle(&shard, request).await);
+            Metadata(MetadataRequest) 0..=13 => reply.body(&metadata::handle(&shard, version, request).await);
+            ApiVersions(ApiVersionsRequest) 0..=3 => reply.body(&api_versions::handle(request));
+            CreateTopics(CreateTopicsRequest) 2..=7 =>
+                reply.body(&create_topics::handle(&shard, version, request).await);
+            DeleteTopics(DeleteTopicsRequest) 1..=6 =>
+                reply.body(&delete_topics::handle(&shard, version, request).await);
+            CreatePartitions(CreatePartitionsRequest) 0..=3 =>
+                reply.body(&create_partitions::handle(&shard, request).await);
+            FindCoordinator(FindCoordinatorRequest) 0..=4 =>
+                reply.body(&find_coordinator::handle(&shard, version, request).await);
+            InitProducerId(InitProducerIdRequest) 0..=4 =>
+                reply.body(&init_producer_id::handle(&shard, version, request).await);
+            JoinGroup(JoinGroupRequest) 0..=9 =>
+                reply.body(&join_group::handle(&shard, version, &client, request).await);
+            SyncGroup(SyncGroupRequest) 0..=5 => reply.body(&sync_group::handle(&shard, version, request).await);
+            Heartbeat(HeartbeatRequest) 0..=4 => reply.body(&heartbeat::handle(&shard, request).await);
+            LeaveGroup(LeaveGroupRequest) 0..=5 => reply.body(&leave_group::handle(&shard, version, request).await);
+            OffsetCommit(OffsetCommitRequest) 2..=9 => reply.body(&offset_commit::handle(&shard, request).await);
+            OffsetFetch(OffsetFetchRequest) 1..=9 =>
+                reply.body(&offset_fetch::handle(&shard, version, request).await);
+            ListGroups(ListGroupsRequest) 0..=5 => reply.body(&list_groups::handle(&shard, version, request).await);
+            DescribeGroups(DescribeGroupsRequest) 0..=6 =>
+                reply.body(&describe_groups::handle(&shard, version, request).await);
+            ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest) 0..=1 =>
+                reply.body(&consumer_group_heartbeat::handle(&shard, &client, request).await);
+            ConsumerGroupDescribe(ConsumerGroupDescribeRequest) 0..=1 =>
+                reply.body(&consumer_group_describe::handle(&shard, version, request).await);
+            DeleteGroups(DeleteGroupsRequest) 0..=2 => reply.body(&delete_groups::handle(&shard, request).await);
+            OffsetDelete(OffsetDeleteRequest) 0..=0 => reply.body(&offset_delete::handle(&shard, request).await);
+            DeleteRecords(DeleteRecordsRequest) 0..=2 => reply.body(&delete_records::handle(&shard, request).await);
+            DescribeConfigs(DescribeConfigsRequest) 1..=4 =>
+                reply.body(&describe_configs::handle(&shard, version, request));
+            DescribeCluster(DescribeClusterRequest) 0..=2 =>
+                reply.body(&describe_cluster::handle(&shard, version, request));
+            AlterConfigs(AlterConfigsRequest) 0..=2 => reply.body(&alter_configs::handle(&shard, request).await);
+            IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 =>
+                reply.body(&incremental_alter_configs::handle(&shard, request).await);
+            AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=3 =>
+                reply.body(&add_partitions_to_txn::handle(&shard, version, request).await);
+            AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 =>
+                reply.body(&add_offsets_to_txn::handle(&shard, version, request).await);
+            EndTxn(EndTxnRequest) 0..=3 => reply.body(&end_txn::handle(&shard, version, request).await);
+            TxnOffsetCommit(TxnOffsetCommitRequest) 0..=3 =>
+                reply.body(&txn_offset_commit::handle(&shard, version, request).await);
+            DescribeProducers(DescribeProducersRequest) 0..=0 =>
+                reply.body(&describe_producers::handle(&shard, request).await);
+            DescribeTransactions(DescribeTransactionsRequest) 0..=0 =>
+                reply.body(&describe_transactions::handle(&shard, request).await);
+            ListTransactions(ListTransactionsRequest) 0..=1 =>
+                reply.body(&list_transactions::handle(&shard, request).await);
+            DescribeLogDirs(DescribeLogDirsRequest) 1..=4 =>
+                reply.body(&describe_log_dirs::handle(&shard, request).await);
+            DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0 =>
+                reply.body(&describe_topic_partitions::handle(&shard, request));
+        }
+    };
+}
+pub(crate) use api_table;
+
+/// Builds `SUPPORTED_APIS` from the table.
+macro_rules! supported_apis {
+    (
+        |$($binding:ident),*|
+        $( $api:ident($type:ty) $min:literal ..= $max:literal => $answer:expr; )*
+    ) => {
+        pub const SUPPORTED_APIS: &[SupportedApi] = &[$( SupportedApi { key: ApiKey::$api, min: $min, max: $max }, )*];
+    };
+}
+api_table!(supported_apis);
 
 /// The version range of `key`, if it is implemented.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {

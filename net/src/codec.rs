@@ -2,7 +2,7 @@
 
 use crate::chunked::ChunkedBuf;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt};
+use futures::io::{AsyncRead, AsyncReadExt};
 use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -314,8 +314,8 @@ mod tests {
     #[test]
     fn bad_lengths_are_refused() {
         let run = |bytes: &'static [u8]| {
-            futures_lite::future::block_on(async {
-                let mut reader = futures_lite::io::Cursor::new(bytes);
+            futures::executor::block_on(async {
+                let mut reader = futures::io::Cursor::new(bytes);
                 match read_frame_length(&mut reader, 100).await? {
                     Some(len) => read_frame_payload(&mut reader, len).await.map(Some),
                     None => Ok(None),

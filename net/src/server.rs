@@ -25,7 +25,7 @@ use crate::handlers;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
-use futures_lite::io::{AsyncWriteExt, BufReader};
+use futures::io::{AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{Semaphore, StaticPermit};
@@ -421,7 +421,7 @@ fn send_vectored(fd: std::os::fd::RawFd, chunks: &[Bytes], offset: usize) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_lite::io::AsyncReadExt;
+    use futures::io::AsyncReadExt;
 
     #[test]
     fn chunks_arrive_whole_and_in_order_through_a_full_socket() {

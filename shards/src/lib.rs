@@ -8,6 +8,7 @@
 //! shard after each change.
 
 pub mod config;
+pub mod deleted_dirs;
 pub mod error;
 pub mod groups;
 pub mod listen;

@@ -205,7 +205,9 @@ pub struct MetadataSnapshot {
     #[serde(skip)]
     pub version: u64,
     pub cluster_id: String,
-    /// The next producer id InitProducerId hands out (ids are never reused).
+    /// The end of the last block of producer ids handed to InitProducerId:
+    /// ids below it may have been used, so a restart starts a new block here
+    /// (ids are never reused).
     #[serde(default)]
     pub next_producer_id: i64,
     #[serde(default)]
@@ -352,7 +354,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 pub struct MetadataStore {
     path: PathBuf,
     current: Arc<MetadataSnapshot>,
+    /// The next producer id of the current block, which ends at
+    /// `current.next_producer_id`.
+    next_producer_id: i64,
 }
+
+/// Producer ids are persisted a block at a time, as Kafka hands them out, so
+/// InitProducerId rewrites and fsyncs `metadata.toml` once per block rather
+/// than once per producer. A restart abandons the rest of a block.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl MetadataStore {
     /// Loads `<data_dir>/metadata.toml`, or starts empty with a fresh cluster id.
@@ -366,7 +376,7 @@ impl MetadataStore {
             }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        Ok(MetadataStore { path, current: Arc::new(snapshot) })
+        Ok(MetadataStore { path, next_producer_id: snapshot.next_producer_id, current: Arc::new(snapshot) })
     }
 
     pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
@@ -473,12 +483,15 @@ impl MetadataStore {
         }
     }
 
-    /// A new producer id, persisted as used before it is returned.
+    /// A new producer id, its block persisted as used before it is returned.
     pub fn allocate_producer_id(&mut self) -> Result<i64, TopicError> {
-        let mut next = self.clone_current();
-        let id = next.next_producer_id;
-        next.next_producer_id += 1;
-        self.persist(next)?;
+        if self.next_producer_id == self.current.next_producer_id {
+            let mut next = self.clone_current();
+            next.next_producer_id += PRODUCER_ID_BLOCK;
+            self.persist(next)?;
+        }
+        let id = self.next_producer_id;
+        self.next_producer_id += 1;
         Ok(id)
     }
 
@@ -649,5 +662,26 @@ mod tests {
         std::fs::write(dir.path().join("metadata.toml"), old).unwrap();
         let snapshot = MetadataStore::load(dir.path()).unwrap().snapshot();
         assert!(snapshot.topic("t").unwrap().configs.is_empty());
+    }
+
+    #[test]
+    fn producer_ids_are_persisted_by_the_block_and_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metadata.toml");
+        let mut store = MetadataStore::load(dir.path()).unwrap();
+        assert_eq!(store.allocate_producer_id(), Ok(0));
+        std::fs::remove_file(&file).unwrap();
+        let ids: Vec<i64> = (1..PRODUCER_ID_BLOCK).map(|_| store.allocate_producer_id().unwrap()).collect();
+        assert_eq!(ids, (1..PRODUCER_ID_BLOCK).collect::<Vec<_>>());
+        assert!(!file.exists(), "an id inside the block rewrote the file");
+        assert_eq!(store.allocate_producer_id(), Ok(PRODUCER_ID_BLOCK));
+        assert!(file.exists(), "a new block was not persisted");
+
+        // A restart starts after the last persisted block, whatever of it was used.
+        store.allocate_producer_id().unwrap();
+        let mut restarted = MetadataStore::load(dir.path()).unwrap();
+        assert_eq!(restarted.allocate_producer_id(), Ok(2 * PRODUCER_ID_BLOCK));
+        let mut again = MetadataStore::load(dir.path()).unwrap();
+        assert_eq!(again.allocate_producer_id(), Ok(3 * PRODUCER_ID_BLOCK));
     }
 }

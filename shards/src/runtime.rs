@@ -1,6 +1,7 @@
 //! Starting and stopping the shards: one pinned glommio executor per shard.
 
 use crate::config::BrokerConfig;
+use crate::deleted_dirs;
 use crate::listen;
 use crate::messages::ShardMessage;
 use crate::metadata::MetadataStore;
@@ -84,6 +85,9 @@ where
     let open_files = raise_open_files_limit();
     tracing::info!(open_files, "open-file limit (each client connection takes two)");
     let store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
+    let leftovers = deleted_dirs::leftovers(&config.data_dir)
+        .map_err(|e| RuntimeError::Setup(format!("cannot read data directory {}: {e}", config.data_dir.display())))?;
+    deleted_dirs::remove_in_background(leftovers);
     let snapshot = store.snapshot();
     let shard_count = config.shard_count();
     block_stop_signals();

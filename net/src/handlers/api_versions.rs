@@ -3,9 +3,14 @@
 use crate::apis::SUPPORTED_APIS;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
-pub fn handle(_version: i16) -> ApiVersionsResponse {
+/// The same answer at every version: the client's name and version are not kept.
+pub fn handle(_request: ApiVersionsRequest) -> ApiVersionsResponse {
+    advertised()
+}
+
+fn advertised() -> ApiVersionsResponse {
     let api_keys = SUPPORTED_APIS
         .iter()
         .map(|api| {
@@ -17,5 +22,5 @@ pub fn handle(_version: i16) -> ApiVersionsResponse {
 
 /// The v0 answer to a version we do not speak: the error plus our ranges.
 pub fn unsupported() -> ApiVersionsResponse {
-    handle(0).with_error_code(ResponseError::UnsupportedVersion.code())
+    advertised().with_error_code(ResponseError::UnsupportedVersion.code())
 }

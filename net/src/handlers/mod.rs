@@ -49,50 +49,6 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
 use weir_shards::Shard;
 
-/// A decoded request with the version it was sent at.
-pub enum Request {
-    ApiVersions(ApiVersionsRequest),
-    /// An ApiVersions request at a version we do not speak: answered at v0 with
-    /// UNSUPPORTED_VERSION and our ranges, so the client can downgrade.
-    ApiVersionsUnsupported,
-    Metadata(MetadataRequest),
-    Produce(ProduceRequest),
-    Fetch(FetchRequest),
-    ListOffsets(ListOffsetsRequest),
-    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
-    CreateTopics(CreateTopicsRequest),
-    DeleteTopics(DeleteTopicsRequest),
-    CreatePartitions(CreatePartitionsRequest),
-    FindCoordinator(FindCoordinatorRequest),
-    InitProducerId(InitProducerIdRequest),
-    JoinGroup(JoinGroupRequest),
-    SyncGroup(SyncGroupRequest),
-    Heartbeat(HeartbeatRequest),
-    LeaveGroup(LeaveGroupRequest),
-    OffsetCommit(OffsetCommitRequest),
-    OffsetFetch(OffsetFetchRequest),
-    ListGroups(ListGroupsRequest),
-    DescribeGroups(DescribeGroupsRequest),
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
-    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
-    DeleteGroups(DeleteGroupsRequest),
-    OffsetDelete(OffsetDeleteRequest),
-    DeleteRecords(DeleteRecordsRequest),
-    DescribeConfigs(DescribeConfigsRequest),
-    DescribeCluster(DescribeClusterRequest),
-    AlterConfigs(AlterConfigsRequest),
-    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
-    AddPartitionsToTxn(AddPartitionsToTxnRequest),
-    AddOffsetsToTxn(AddOffsetsToTxnRequest),
-    EndTxn(EndTxnRequest),
-    TxnOffsetCommit(TxnOffsetCommitRequest),
-    DescribeProducers(DescribeProducersRequest),
-    DescribeTransactions(DescribeTransactionsRequest),
-    ListTransactions(ListTransactionsRequest),
-    DescribeLogDirs(DescribeLogDirsRequest),
-    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
-}
-
 /// Who sent a request, for JoinGroup's member descriptions.
 pub struct ClientInfo {
     pub client_id: String,
@@ -117,143 +73,97 @@ pub struct Decoded {
     pub ignored_bytes: usize,
 }
 
-pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
-    let key = frame.api_key;
-    let version = frame.header.request_api_version;
-    let Some((min, max)) = supported_range(key) else {
-        return Err(DecodeError::NotImplemented(key));
-    };
-    if key == ApiKey::ApiVersions && !(min..=max).contains(&version) {
-        return Ok(Decoded { request: Request::ApiVersionsUnsupported, ignored_bytes: 0 });
-    }
-    let in_range = (min..=max).contains(&version);
-    if !in_range || (key == ApiKey::Produce && version < PRODUCE_RECORD_BATCH_MIN_VERSION) {
-        return Err(DecodeError::UnsupportedVersion(key, version));
-    }
-    let body = &mut frame.body;
-    let malformed = |e: anyhow::Error| DecodeError::Malformed(key, version, e.to_string());
-    let request = match key {
-        ApiKey::ApiVersions => Request::ApiVersions(decode_body(body, version).map_err(malformed)?),
-        ApiKey::Metadata => Request::Metadata(decode_body(body, version).map_err(malformed)?),
-        ApiKey::Produce => Request::Produce(decode_body(body, version).map_err(malformed)?),
-        ApiKey::Fetch => Request::Fetch(decode_body(body, version).map_err(malformed)?),
-        ApiKey::ListOffsets => Request::ListOffsets(decode_body(body, version).map_err(malformed)?),
-        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode_body(body, version).map_err(malformed)?),
-        ApiKey::CreateTopics => Request::CreateTopics(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DeleteTopics => Request::DeleteTopics(decode_body(body, version).map_err(malformed)?),
-        ApiKey::CreatePartitions => Request::CreatePartitions(decode_body(body, version).map_err(malformed)?),
-        ApiKey::FindCoordinator => Request::FindCoordinator(decode_body(body, version).map_err(malformed)?),
-        ApiKey::InitProducerId => Request::InitProducerId(decode_body(body, version).map_err(malformed)?),
-        ApiKey::JoinGroup => Request::JoinGroup(decode_body(body, version).map_err(malformed)?),
-        ApiKey::SyncGroup => Request::SyncGroup(decode_body(body, version).map_err(malformed)?),
-        ApiKey::Heartbeat => Request::Heartbeat(decode_body(body, version).map_err(malformed)?),
-        ApiKey::LeaveGroup => Request::LeaveGroup(decode_body(body, version).map_err(malformed)?),
-        ApiKey::OffsetCommit => Request::OffsetCommit(decode_body(body, version).map_err(malformed)?),
-        ApiKey::OffsetFetch => Request::OffsetFetch(decode_body(body, version).map_err(malformed)?),
-        ApiKey::ListGroups => Request::ListGroups(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeGroups => Request::DescribeGroups(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(body, version).map_err(malformed)?),
-        ApiKey::ConsumerGroupHeartbeat => {
-            Request::ConsumerGroupHeartbeat(decode_body(body, version).map_err(malformed)?)
+/// Builds `Request`, `decode` and `handle` from the table in `apis.rs`.
+macro_rules! requests {
+    (
+        |$shard:ident, $version:ident, $client:ident, $request:ident, $reply:ident|
+        $( $api:ident($type:ty) $min:literal ..= $max:literal => $answer:expr; )*
+    ) => {
+        /// A decoded request with the version it was sent at.
+        pub enum Request {
+            /// An ApiVersions request at a version we do not speak: answered at v0 with
+            /// UNSUPPORTED_VERSION and our ranges, so the client can downgrade.
+            ApiVersionsUnsupported,
+            $( $api($type), )*
         }
-        ApiKey::ConsumerGroupDescribe => Request::ConsumerGroupDescribe(decode_body(body, version).map_err(malformed)?),
-        ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DeleteRecords => Request::DeleteRecords(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeConfigs => Request::DescribeConfigs(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeCluster => Request::DescribeCluster(decode_body(body, version).map_err(malformed)?),
-        ApiKey::AlterConfigs => Request::AlterConfigs(decode_body(body, version).map_err(malformed)?),
-        ApiKey::IncrementalAlterConfigs => {
-            Request::IncrementalAlterConfigs(decode_body(body, version).map_err(malformed)?)
-        }
-        ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(decode_body(body, version).map_err(malformed)?),
-        ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(decode_body(body, version).map_err(malformed)?),
-        ApiKey::EndTxn => Request::EndTxn(decode_body(body, version).map_err(malformed)?),
-        ApiKey::TxnOffsetCommit => Request::TxnOffsetCommit(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeProducers => Request::DescribeProducers(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeTransactions => Request::DescribeTransactions(decode_body(body, version).map_err(malformed)?),
-        ApiKey::ListTransactions => Request::ListTransactions(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeLogDirs => Request::DescribeLogDirs(decode_body(body, version).map_err(malformed)?),
-        ApiKey::DescribeTopicPartitions => {
-            Request::DescribeTopicPartitions(decode_body(body, version).map_err(malformed)?)
-        }
-        other => return Err(DecodeError::NotImplemented(other)),
-    };
-    Ok(Decoded { request, ignored_bytes: body.len() })
-}
 
-/// Decodes a body from the front of `body`, leaving what follows it there.
-fn decode_body<T: Decodable>(body: &mut Bytes, version: i16) -> anyhow::Result<T> {
-    T::decode(body, version)
-}
+        pub fn decode(frame: &mut RequestFrame) -> Result<Decoded, DecodeError> {
+            let key = frame.api_key;
+            let version = frame.header.request_api_version;
+            let Some((min, max)) = supported_range(key) else {
+                return Err(DecodeError::NotImplemented(key));
+            };
+            if key == ApiKey::ApiVersions && !(min..=max).contains(&version) {
+                return Ok(Decoded { request: Request::ApiVersionsUnsupported, ignored_bytes: 0 });
+            }
+            let in_range = (min..=max).contains(&version);
+            if !in_range || (key == ApiKey::Produce && version < PRODUCE_RECORD_BATCH_MIN_VERSION) {
+                return Err(DecodeError::UnsupportedVersion(key, version));
+            }
+            let body = &mut frame.body;
+            // Decodes the body from the front of `body`, leaving what follows it there.
+            let request = match key {
+                $( ApiKey::$api => <$type>::decode(body, version).map(Request::$api), )*
+                other => return Err(DecodeError::NotImplemented(other)),
+            };
+            let request = request.map_err(|e| DecodeError::Malformed(key, version, e.to_string()))?;
+            Ok(Decoded { request, ignored_bytes: body.len() })
+        }
 
-/// Answers a request; `None` means no response is sent (Produce with acks=0).
-pub async fn handle(
-    shard: Rc<Shard>,
+        /// Answers a request; `None` means no response is sent (Produce with acks=0).
+        pub async fn handle(
+            $shard: Rc<Shard>,
+            key: ApiKey,
+            $version: i16,
+            correlation_id: i32,
+            $client: ClientInfo,
+            request: Request,
+        ) -> anyhow::Result<Option<ResponseFrame>> {
+            let _in_flight = $shard.metrics().requests_in_flight.enter();
+            let $reply = Reply { shard: &$shard, key, version: $version, correlation_id };
+            match request {
+                Request::ApiVersionsUnsupported => {
+                    Reply { version: 0, ..$reply }.body(&api_versions::unsupported())
+                }
+                $( Request::$api($request) => $answer, )*
+            }
+        }
+    };
+}
+crate::apis::api_table!(requests);
+
+/// How an answer leaves: encoded at the request's key, version and
+/// correlation id, and counted under its error code.
+#[derive(Clone, Copy)]
+struct Reply<'a> {
+    shard: &'a Shard,
     key: ApiKey,
     version: i16,
     correlation_id: i32,
-    client: ClientInfo,
-    request: Request,
-) -> anyhow::Result<Option<ResponseFrame>> {
-    let _in_flight = shard.metrics().requests_in_flight.enter();
-    let count = |error_code: i16| shard.metrics().count_request(key as i16, error_code);
-    let respond = |body: &dyn EncodeAt| {
-        count(body.error_code());
-        body.encode_frame(key, version, correlation_id).map(|frame| Some(ResponseFrame::Whole(frame)))
-    };
-    match request {
-        Request::ApiVersions(_) => respond(&api_versions::handle(version)),
-        Request::ApiVersionsUnsupported => {
-            let response = api_versions::unsupported();
-            count(ResponseErrorCode::error_code(&response));
-            response.encode_frame(key, 0, correlation_id).map(|frame| Some(ResponseFrame::Whole(frame)))
-        }
-        Request::Metadata(r) => respond(&metadata::handle(&shard, version, r).await),
-        Request::Produce(r) => match produce::handle(&shard, version, r).await {
-            Some(response) => respond(&response),
-            None => {
-                count(0); // acks=0: no answer, errors are not reported
-                Ok(None)
-            }
-        },
-        Request::Fetch(r) => {
-            let response = fetch::handle(&shard, version, r).await;
-            count(ResponseErrorCode::error_code(&response));
-            encode_fetch_response(version, correlation_id, &response).map(Some)
-        }
-        Request::ListOffsets(r) => respond(&list_offsets::handle(&shard, version, r).await),
-        Request::OffsetForLeaderEpoch(r) => respond(&offset_for_leader_epoch::handle(&shard, r).await),
-        Request::CreateTopics(r) => respond(&create_topics::handle(&shard, version, r).await),
-        Request::DeleteTopics(r) => respond(&delete_topics::handle(&shard, version, r).await),
-        Request::CreatePartitions(r) => respond(&create_partitions::handle(&shard, r).await),
-        Request::FindCoordinator(r) => respond(&find_coordinator::handle(&shard, version, r).await),
-        Request::InitProducerId(r) => respond(&init_producer_id::handle(&shard, version, r).await),
-        Request::JoinGroup(r) => respond(&join_group::handle(&shard, version, &client, r).await),
-        Request::SyncGroup(r) => respond(&sync_group::handle(&shard, version, r).await),
-        Request::Heartbeat(r) => respond(&heartbeat::handle(&shard, r).await),
-        Request::LeaveGroup(r) => respond(&leave_group::handle(&shard, version, r).await),
-        Request::OffsetCommit(r) => respond(&offset_commit::handle(&shard, r).await),
-        Request::OffsetFetch(r) => respond(&offset_fetch::handle(&shard, version, r).await),
-        Request::ListGroups(r) => respond(&list_groups::handle(&shard, version, r).await),
-        Request::DescribeGroups(r) => respond(&describe_groups::handle(&shard, version, r).await),
-        Request::DeleteGroups(r) => respond(&delete_groups::handle(&shard, r).await),
-        Request::ConsumerGroupHeartbeat(r) => respond(&consumer_group_heartbeat::handle(&shard, &client, r).await),
-        Request::ConsumerGroupDescribe(r) => respond(&consumer_group_describe::handle(&shard, version, r).await),
-        Request::OffsetDelete(r) => respond(&offset_delete::handle(&shard, r).await),
-        Request::DeleteRecords(r) => respond(&delete_records::handle(&shard, r).await),
-        Request::DescribeConfigs(r) => respond(&describe_configs::handle(&shard, version, r)),
-        Request::DescribeCluster(r) => respond(&describe_cluster::handle(&shard, version, r)),
-        Request::AlterConfigs(r) => respond(&alter_configs::handle(&shard, r).await),
-        Request::IncrementalAlterConfigs(r) => respond(&incremental_alter_configs::handle(&shard, r).await),
-        Request::AddPartitionsToTxn(r) => respond(&add_partitions_to_txn::handle(&shard, version, r).await),
-        Request::AddOffsetsToTxn(r) => respond(&add_offsets_to_txn::handle(&shard, version, r).await),
-        Request::EndTxn(r) => respond(&end_txn::handle(&shard, version, r).await),
-        Request::TxnOffsetCommit(r) => respond(&txn_offset_commit::handle(&shard, version, r).await),
-        Request::DescribeProducers(r) => respond(&describe_producers::handle(&shard, r).await),
-        Request::DescribeTransactions(r) => respond(&describe_transactions::handle(&shard, r).await),
-        Request::ListTransactions(r) => respond(&list_transactions::handle(&shard, r).await),
-        Request::DescribeLogDirs(r) => respond(&describe_log_dirs::handle(&shard, r).await),
-        Request::DescribeTopicPartitions(r) => respond(&describe_topic_partitions::handle(&shard, r)),
+}
+
+impl Reply<'_> {
+    fn count(&self, error_code: i16) {
+        self.shard.metrics().count_request(self.key as i16, error_code);
+    }
+
+    fn body(&self, body: &dyn EncodeAt) -> anyhow::Result<Option<ResponseFrame>> {
+        self.count(body.error_code());
+        let frame = body.encode_frame(self.key, self.version, self.correlation_id)?;
+        Ok(Some(ResponseFrame::Whole(frame)))
+    }
+
+    /// Fetch responses pass their record bytes through uncopied.
+    fn fetch(&self, response: &FetchResponse) -> anyhow::Result<Option<ResponseFrame>> {
+        self.count(ResponseErrorCode::error_code(response));
+        encode_fetch_response(self.version, self.correlation_id, response).map(Some)
+    }
+
+    /// No answer (Produce with acks=0): counted as a success, as its errors
+    /// are not reported.
+    fn nothing(&self) -> anyhow::Result<Option<ResponseFrame>> {
+        self.count(0);
+        Ok(None)
     }
 }
 

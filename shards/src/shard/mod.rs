@@ -6,6 +6,7 @@ mod partition_txns;
 mod transactions;
 
 use crate::config::BrokerConfig;
+use crate::deleted_dirs;
 use crate::error::{PartitionError, TopicError};
 use crate::groups::consumer::ConsumerGroupConfig;
 use crate::groups::{GroupConfig, GroupCoordinator, MigrationPolicy, OFFSETS_TOPIC};
@@ -806,6 +807,7 @@ impl Shard {
     /// Closes and removes the logs of deleted topics and opens the partitions
     /// the snapshot gives this shard.
     pub(crate) async fn prepare_metadata(&self, snapshot: &MetadataSnapshot, deleted: &[TopicMetadata]) {
+        let mut removed = Vec::new();
         for topic in deleted {
             if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
@@ -818,10 +820,17 @@ impl Shard {
                     tracing::warn!(topic = %topic.name, partition, "closing deleted partition: {e}");
                 }
                 let dir = self.partition_dir(&topic.name, partition);
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!("removing {}: {e}", dir.display());
+                match deleted_dirs::mark_deleted(&dir, topic.id) {
+                    Ok(marked) => removed.push(marked),
+                    Err(e) => tracing::warn!("removing {}: {e}", dir.display()),
                 }
             }
+        }
+        if !removed.is_empty() {
+            if let Err(e) = deleted_dirs::sync_dir(&self.config.data_dir) {
+                tracing::warn!("syncing {}: {e}", self.config.data_dir.display());
+            }
+            deleted_dirs::remove_in_background(removed);
         }
         self.open_owned_partitions(snapshot).await;
     }

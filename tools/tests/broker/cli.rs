@@ -4,7 +4,9 @@ use crate::common;
 
 use common::*;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn weir(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -30,7 +32,7 @@ fn ok(args: &[&str], stdin: Option<&str>) -> String {
 
 #[test]
 fn topics_can_be_created_listed_described_deleted_and_recreated() {
-    let broker = Broker::start(&[]);
+    let mut broker = Broker::start(&[]);
     let b = broker.bootstrap();
     for name in ["first", "second", "third"] {
         ok(&["topics", "create", name, "-p", "2", "-b", &b], None);
@@ -55,9 +57,28 @@ fn topics_can_be_created_listed_described_deleted_and_recreated() {
     let missing = weir(&["topics", "delete", "second", "-b", &b], None);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("UnknownTopicOrPartition"));
 
+    // Its files are removed in the background.
+    let second_dirs = |dir: &Path| {
+        let entries = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        entries.filter(|name| name.starts_with("second-")).collect::<Vec<_>>()
+    };
+    wait_until("the deleted topic's files are removed", Duration::from_secs(10), || {
+        second_dirs(&broker.data_dir).is_empty()
+    });
+
     // Recreated under the same name, it starts empty.
     ok(&["topics", "create", "second", "-p", "1", "-b", &b], None);
     assert_eq!(ok(&["consume", "-t", "second", "--from-beginning", "--idle-timeout-ms", "300", "-b", &b], None), "");
+
+    // A deleted partition a stop left behind is removed at the next start.
+    broker.stop();
+    let leftover = broker.data_dir.join("second-1.0123456789abcdef0123456789abcdef-delete");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000000000000000.log"), b"old").unwrap();
+    broker.restart();
+    wait_until("the leftover is removed", Duration::from_secs(10), || !leftover.exists());
+    assert_eq!(second_dirs(&broker.data_dir), ["second-0"]);
+    assert_eq!(ok(&["topics", "list", "-b", &broker.bootstrap()], None), "first\nsecond\nthird\n");
 }
 
 #[test]

@@ -111,14 +111,6 @@ fn watermarks(bootstrap: &str, topic: &str) -> (i64, i64) {
     consumer(bootstrap).fetch_watermarks(topic, 0, TIMEOUT).expect("watermarks")
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn weir(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("run weir");
     assert!(
