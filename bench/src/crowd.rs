@@ -319,7 +319,7 @@ pub fn fetch_frame(
 fn small_buffers(stream: &TcpStream) -> anyhow::Result<()> {
     for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
         let size = SLOW_SOCKET_BUFFER_BYTES;
-        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: setsockopt with a valid int option value on a descriptor `stream` owns.
         let set = unsafe {
             libc::setsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, option, std::ptr::addr_of!(size).cast(), len)

@@ -143,7 +143,7 @@ mod tests {
         let mut next = base;
         for &(count, len) in batches {
             list.push((next + count - 1, bytes.len() as u32));
-            bytes.extend(std::iter::repeat(next as u8).take(len));
+            bytes.extend(std::iter::repeat_n(next as u8, len));
             next += count;
         }
         Chunk { segment: base / 100, base, next, bytes: Bytes::from(bytes), batches: list }

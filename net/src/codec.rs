@@ -225,7 +225,7 @@ mod tests {
                 .with_high_watermark(1000 + i as i64)
                 .with_last_stable_offset(900 + i as i64)
                 .with_records(records.clone());
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 p.aborted_transactions = Some(
                     (0..i)
                         .map(|t| {

@@ -31,16 +31,20 @@ fn is_huge(layout: Layout) -> bool {
 unsafe impl GlobalAlloc for LazyHugeAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !is_huge(layout) {
-            return System.alloc(layout);
+            // SAFETY: the caller's layout contract is passed on unchanged.
+            return unsafe { System.alloc(layout) };
         }
-        let ptr = libc::mmap(
-            std::ptr::null_mut(),
-            layout.size(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
+        // SAFETY: a fresh private anonymous mapping aliases nothing.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
         if ptr == libc::MAP_FAILED {
             std::ptr::null_mut()
         } else {
@@ -51,27 +55,35 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if is_huge(layout) {
             // Fresh anonymous mappings are zero-filled.
-            self.alloc(layout)
+            // SAFETY: the caller's layout contract is passed on unchanged.
+            unsafe { self.alloc(layout) }
         } else {
-            System.alloc_zeroed(layout)
+            // SAFETY: as above.
+            unsafe { System.alloc_zeroed(layout) }
         }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if is_huge(layout) {
-            libc::munmap(ptr.cast(), layout.size());
+            // SAFETY: `ptr` came from `alloc` with this layout, so it is a mapping of `layout.size()` bytes.
+            unsafe { libc::munmap(ptr.cast(), layout.size()) };
         } else {
-            System.dealloc(ptr, layout);
+            // SAFETY: `ptr` came from `System` with this layout.
+            unsafe { System.dealloc(ptr, layout) };
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+        // SAFETY: GlobalAlloc::realloc's contract: `new_size` rounded up to the
+        // alignment does not overflow, and the alignment is the old, valid one.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         match (is_huge(layout), is_huge(new_layout)) {
-            (false, false) => System.realloc(ptr, layout, new_size),
+            // SAFETY: `ptr` came from `System` with `layout`.
+            (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
             // Moves the mapping without touching (and so committing) its pages.
             (true, true) => {
-                let moved = libc::mremap(ptr.cast(), layout.size(), new_size, libc::MREMAP_MAYMOVE);
+                // SAFETY: `ptr` is a mapping of `layout.size()` bytes made by `alloc`.
+                let moved = unsafe { libc::mremap(ptr.cast(), layout.size(), new_size, libc::MREMAP_MAYMOVE) };
                 if moved == libc::MAP_FAILED {
                     std::ptr::null_mut()
                 } else {
@@ -79,10 +91,15 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
                 }
             }
             _ => {
-                let new_ptr = self.alloc(new_layout);
+                // SAFETY: `new_layout` has a non-zero size (realloc's contract).
+                let new_ptr = unsafe { self.alloc(new_layout) };
                 if !new_ptr.is_null() {
-                    std::ptr::copy_nonoverlapping(ptr, new_ptr, layout.size().min(new_size));
-                    self.dealloc(ptr, layout);
+                    // SAFETY: both blocks are live, distinct, and at least the copied length long;
+                    // `ptr` was allocated here with `layout`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptr, new_ptr, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
                 }
                 new_ptr
             }

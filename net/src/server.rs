@@ -154,7 +154,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
 /// Makes closing `socket` send a reset and drop unsent data (SO_LINGER 0).
 fn reset_on_close(socket: std::os::fd::RawFd) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    let len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+    let len = size_of::<libc::linger>() as libc::socklen_t;
     // SAFETY: setsockopt on a descriptor the connection's reader still owns,
     // with a valid linger struct.
     unsafe { libc::setsockopt(socket, libc::SOL_SOCKET, libc::SO_LINGER, std::ptr::addr_of!(linger).cast(), len) };

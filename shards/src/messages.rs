@@ -152,6 +152,9 @@ pub struct OffsetToCommit {
 
 pub type GroupResult<T> = Result<T, GroupError>;
 
+/// OffsetFetch's answer per partition, in request order.
+pub type FetchedOffsets = Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>;
+
 pub enum GroupReply {
     Join(JoinResponse),
     Sync(SyncResponse),
@@ -161,7 +164,7 @@ pub enum GroupReply {
     /// One result per offset, in request order.
     Commit(Vec<GroupResult<()>>),
     /// Err: the member check of OffsetFetch v9+ failed for the whole group.
-    Offsets(GroupResult<Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>>),
+    Offsets(GroupResult<FetchedOffsets>),
     ConsumerHeartbeat(ConsumerHeartbeatResponse),
     ConsumerDescribe(GroupResult<ConsumerGroupDescription>),
     Describe(GroupDescription),

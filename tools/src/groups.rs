@@ -103,7 +103,7 @@ fn list(bootstrap: &str) -> anyhow::Result<()> {
     fail_on(response.error_code, "listing groups")?;
     let mut groups: Vec<_> = response.groups.iter().collect();
     groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
-    println!("{:<40} {:<10} {}", "group", "protocol", "state");
+    println!("{:<40} {:<10} state", "group", "protocol");
     for g in groups {
         println!("{:<40} {:<10} {}", &*g.group_id.0, &*g.protocol_type, &*g.group_state);
     }

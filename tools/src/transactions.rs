@@ -47,7 +47,7 @@ fn list(bootstrap: &str, states: Vec<String>) -> anyhow::Result<()> {
     }
     let mut txns: Vec<_> = response.transaction_states.iter().collect();
     txns.sort_by(|a, b| a.transactional_id.0.cmp(&b.transactional_id.0));
-    println!("{:<40} {:>12} {}", "transactional id", "producer id", "state");
+    println!("{:<40} {:>12} state", "transactional id", "producer id");
     for t in txns {
         println!("{:<40} {:>12} {}", &*t.transactional_id.0, t.producer_id.0, &*t.transaction_state);
     }

@@ -141,10 +141,10 @@ impl GroupCoordinator {
             .or_insert_with(|| ConsumerGroup::new(req.group_id.clone()));
         let mut config = self.config.consumer.clone();
         if let Some(ms) = timing.0 {
-            config.session_timeout = std::time::Duration::from_millis(ms);
+            config.session_timeout = Duration::from_millis(ms);
         }
         if let Some(ms) = timing.1 {
-            config.heartbeat_interval = std::time::Duration::from_millis(ms);
+            config.heartbeat_interval = Duration::from_millis(ms);
         }
         let (group_id, leaving) = (req.group_id.clone(), req.member_epoch == LEAVE_EPOCH);
         let response = group.heartbeat(now, &config, topics, req);

@@ -320,7 +320,7 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        if !self.leader.as_ref().is_some_and(|l| self.index_of(l).is_some()) {
+        if self.leader.as_ref().is_none_or(|l| self.index_of(l).is_none()) {
             self.leader = Some(self.members[0].id.clone());
         }
         self.state = GroupState::CompletingRebalance;

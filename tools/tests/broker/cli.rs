@@ -140,7 +140,7 @@ fn consume_from_the_end_sees_only_new_messages() {
         .spawn()
         .unwrap();
     // Give the consumer time to look up the end before producing.
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(700));
     ok(&["produce", "-t", "tail", "-b", &b], Some("new\n"));
     let output = consumer.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), "new\n");
@@ -160,8 +160,8 @@ fn serve_with_its_defaults_keeps_data_in_a_relative_weir_data() {
         .unwrap();
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(&b).is_err() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(30), "broker did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(start.elapsed() < Duration::from_secs(30), "broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
     ok(&["produce", "-t", "defaults", "-b", &b], Some("one\ntwo\n"));
     let consumed =
@@ -208,7 +208,7 @@ fn consume_with_a_group_resumes_after_its_committed_position() {
 }
 
 /// `weir serve --listen 127.0.0.1:0 --shards 2` in `data_dir`, its stdout piped.
-fn serve_on(listen: &str, data_dir: &std::path::Path) -> std::process::Child {
+fn serve_on(listen: &str, data_dir: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "--listen", listen, "--shards", "2", "--admin-listen", ""])
         .arg("--data-dir")
@@ -247,7 +247,7 @@ fn serve_on_port_zero_reports_the_port_it_bound_and_advertises_it() {
     assert_eq!(consumed, "one\ntwo\n");
     // Clients are told the bound port, not port 0.
     let client: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &address).create().unwrap();
-    let metadata = client.fetch_metadata(Some("zero"), std::time::Duration::from_secs(10)).unwrap();
+    let metadata = client.fetch_metadata(Some("zero"), Duration::from_secs(10)).unwrap();
     let brokers: Vec<_> = metadata.brokers().iter().map(|b| (b.host().to_string(), b.port())).collect();
     assert_eq!(brokers, [("127.0.0.1".to_string(), port as i32)]);
 

@@ -30,7 +30,7 @@ fn produce(client: &mut Client, records: bytes::Bytes) -> (i16, i64) {
 fn sequences_deduplicate_and_fence() {
     let mut broker = Broker::start(&[]);
     create_topic(&broker.bootstrap(), "idem", 1);
-    let mut client = common::client(&broker.bootstrap());
+    let mut client = client(&broker.bootstrap());
     let (id, epoch) = init_producer_id(&mut client);
     let (other, _) = init_producer_id(&mut client);
     assert_ne!(id, other, "producer ids are unique");
@@ -61,7 +61,7 @@ fn produce_idempotently(
     bootstrap: String,
     topic: &'static str,
     count: u64,
-) -> (JoinHandle<(Acked, Vec<(u64, String)>)>, Arc<AtomicUsize>) {
+) -> (JoinHandle<Delivered>, Arc<AtomicUsize>) {
     let context = Acks::default();
     let acked = context.acked_count.clone();
     let producing = std::thread::spawn(move || {
@@ -82,16 +82,12 @@ fn produce_idempotently(
 }
 
 type Acked = HashMap<u64, (i32, i64)>;
+/// What a producer thread saw: acknowledged messages, and failed ones with their error.
+type Delivered = (Acked, Vec<(u64, String)>);
 
 /// Every message acknowledged once, stored exactly once at the offset it was
 /// acknowledged with, in order per key.
-fn check_exactly_once(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    count: u64,
-    (acked, failed): (Acked, Vec<(u64, String)>),
-) {
+fn check_exactly_once(bootstrap: &str, topic: &str, partitions: i32, count: u64, (acked, failed): Delivered) {
     assert!(failed.is_empty(), "delivery failures: {:?}", &failed[..failed.len().min(5)]);
     assert_eq!(acked.len() as u64, count);
     let consumed = consume_all(bootstrap, topic, partitions);

@@ -78,7 +78,7 @@ fn only_metadata_creates_topics_and_only_when_both_sides_allow_it() {
     assert_eq!(metadata_at(&mut client, "old", true, 3).topics[0].partitions.len(), 3);
 
     let off = Broker::start(&["--auto-create-topics", "false"]);
-    let mut client = weir_net::client::Client::connect(&off.bootstrap()).unwrap();
+    let mut client = Client::connect(&off.bootstrap()).unwrap();
     assert_eq!(metadata(&mut client, "asked", true), (code(ResponseError::UnknownTopicOrPartition), 0));
     assert_eq!(produce(&mut client, "asked", 0), code(ResponseError::UnknownTopicOrPartition));
 }

@@ -66,7 +66,7 @@ fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
         sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
         sin_zero: [0; 8],
     };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain socket calls on a descriptor we create and then hand to TcpStream.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);

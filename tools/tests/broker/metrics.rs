@@ -80,7 +80,7 @@ fn metrics_follow_produce_and_fetch() {
 fn errors_are_counted_by_error_code() {
     let (broker, admin) = broker_with_admin(&["--auto-create-topics", "false"]);
     // Deleting a topic that does not exist: UNKNOWN_TOPIC_OR_PARTITION (3).
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["topics", "delete", "missing", "--bootstrap", &broker.bootstrap()])
         .output()
         .unwrap();

@@ -249,13 +249,16 @@ fn describe_log_dirs_v1_to_v4_lists_the_data_dir_its_partitions_and_its_space() 
     assert_eq!(dirs[0].1, [("sized".to_string(), vec![(1, 0, 0)])]);
 }
 
-/// DescribeTopicPartitions: (topic, error, partitions) of each answer, and the next cursor.
+/// (topic, error, partitions) of one DescribeTopicPartitions answer.
+type TopicPartitions = (String, i16, Vec<i32>);
+
+/// DescribeTopicPartitions: each answer, and the next cursor.
 fn describe_partitions(
     client: &mut Client,
     topics: &[&str],
     limit: i32,
     cursor: Option<(&str, i32)>,
-) -> (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>) {
+) -> (Vec<TopicPartitions>, Option<(String, i32)>) {
     let request = DescribeTopicPartitionsRequest::default()
         .with_topics(topics.iter().map(|t| TopicRequest::default().with_name(name(t))).collect())
         .with_response_partition_limit(limit)

@@ -64,7 +64,7 @@ fn a_waiting_consumer_gets_a_new_message_immediately() {
     use std::time::{Duration, Instant};
     let broker = Broker::start(&[]);
     create_topic(&broker.bootstrap(), "live", 1);
-    let consumer = common::consumer(&broker.bootstrap());
+    let consumer = consumer(&broker.bootstrap());
     consumer
         .assign(&{
             let mut tpl = rdkafka::TopicPartitionList::new();
@@ -77,7 +77,7 @@ fn a_waiting_consumer_gets_a_new_message_immediately() {
     while Instant::now() < until {
         consumer.poll(Duration::from_millis(100));
     }
-    let producer = common::producer(&broker.bootstrap(), "1");
+    let producer = producer(&broker.bootstrap(), "1");
     produce_range(&producer, "live", 0..1);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -24,7 +24,10 @@ pub fn broker_with_config(config: &str) -> Broker {
 
 /// Records which partitions were revoked and assigned, in order.
 #[derive(Default, Clone)]
-pub struct RebalanceLog(pub Arc<Mutex<Vec<(bool, BTreeSet<i32>)>>>);
+pub struct RebalanceLog(pub Arc<Mutex<Vec<RebalanceEvent>>>);
+
+/// (true for a revocation, the partitions it named).
+pub type RebalanceEvent = (bool, BTreeSet<i32>);
 
 impl ClientContext for RebalanceLog {}
 
