@@ -1,9 +1,11 @@
 //! Messages shards send each other over the glommio channel mesh.
 //!
 //! Every request carries a oneshot sender for its reply; glommio wakes the
-//! awaiting task on the requesting shard when the owner answers.
+//! awaiting task on the requesting shard when the owner answers. Partition
+//! work is a [`ShardTask`], a closure that captures a reply sender of its
+//! own answer's type, so no caller matches a reply it cannot get.
 
-use crate::error::{PartitionError, TopicError};
+use crate::error::TopicError;
 use crate::groups::consumer::{ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse};
 use crate::groups::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
@@ -12,70 +14,18 @@ use crate::groups::{
 use crate::metadata::{
     ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
 };
-use crate::shard::{FetchedPartition, PartitionOffsets, ProducedPartition, ShardStats};
+use crate::shard::{Shard, ShardStats};
 use crate::transactions::{TxnError, TxnMetadata};
-use bytes::Bytes;
 use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
 use std::sync::Arc;
-use std::time::Duration;
-use weir_engine::Durability;
 
-/// Work on one partition, run by the shard that owns it.
-#[derive(Debug)]
-pub enum PartitionOp {
-    Produce {
-        records: Bytes,
-        durability: Durability,
-        /// The producer's transactional id (Produce v3+), to verify a transactional batch.
-        transactional_id: Option<String>,
-    },
-    Fetch {
-        offset: i64,
-        max_bytes: usize,
-        read_committed: bool,
-    },
-    Offsets,
-    /// ListOffsets by timestamp: the first offset whose record timestamp is
-    /// at least `timestamp`; [`MAX_TIMESTAMP`]: the record with the largest.
-    OffsetForTimestamp {
-        timestamp: i64,
-    },
-    /// DeleteRecords: move the log start offset up to `before_offset`.
-    DeleteRecords {
-        before_offset: i64,
-    },
-    /// Resolve once the high watermark passes `offset`, or after `timeout`.
-    WaitBeyond {
-        offset: i64,
-        timeout: Duration,
-        read_committed: bool,
-    },
-    /// From the transaction coordinator: end the producer's transaction here.
-    WriteMarker {
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    },
-    /// DescribeProducers.
-    Producers,
-}
+/// Work for another shard, run there with that shard's state; it answers
+/// through a channel of its own type that it captured (see `Shard::on_shard`).
+pub type ShardTask = Box<dyn for<'a> FnOnce(&'a Shard) -> LocalBoxFuture<'a, ()> + Send>;
 
 /// ListOffsets' MAX_TIMESTAMP (-3).
 pub const MAX_TIMESTAMP: i64 = -3;
-
-#[derive(Debug)]
-pub enum PartitionReply {
-    Produced(ProducedPartition),
-    Fetched(FetchedPartition),
-    Offsets(PartitionOffsets),
-    /// (offset, timestamp) of the record found, if any.
-    TimestampOffset(Option<(i64, i64)>),
-    /// The log start offset after DeleteRecords.
-    RecordsDeleted(i64),
-    Waited,
-    MarkerWritten,
-    Producers(Vec<ProducerDescription>),
-}
 
 /// A producer of a partition, as DescribeProducers shows it.
 #[derive(Debug, Clone)]
@@ -215,12 +165,7 @@ pub enum TxnReply {
 }
 
 pub enum ShardMessage {
-    Partition {
-        topic: String,
-        partition: i32,
-        op: PartitionOp,
-        reply: oneshot::Sender<Result<PartitionReply, PartitionError>>,
-    },
+    Run(ShardTask),
     /// To the controller shard.
     CreateTopics {
         topics: Vec<(NewTopic, TopicConfigs)>,

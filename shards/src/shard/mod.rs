@@ -10,7 +10,7 @@ use crate::deleted_dirs;
 use crate::error::{PartitionError, TopicError};
 use crate::groups::consumer::ConsumerGroupConfig;
 use crate::groups::{GroupConfig, GroupCoordinator, MigrationPolicy, OFFSETS_TOPIC};
-use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TopicResults, MAX_TIMESTAMP};
+use crate::messages::{ShardMessage, ShardTask, TopicResults, MAX_TIMESTAMP};
 use crate::metadata::{
     ConfigAlteration, ConfigScope, ConfigTarget, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease,
     TopicConfigs, TopicMetadata,
@@ -21,7 +21,7 @@ use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use bytes::Bytes;
 use futures::channel::oneshot;
-use futures::future::{join_all, select};
+use futures::future::{join_all, select, Either, LocalBoxFuture};
 use glommio::channels::channel_mesh::Senders;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,6 +31,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
+
+/// What the owner of some work does when its requester stops waiting for
+/// the answer (a connection closed, a long-poll fetch answered early).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IfRequesterLeaves {
+    /// Reads and waits: drop the work, nobody needs its answer.
+    Stop,
+    /// Writes: see them through, so a write is never left half-done.
+    Finish,
+}
+
+/// The shard asked to run work is gone: its executor stopped.
+#[derive(Debug)]
+pub(crate) struct ShardGone;
 
 /// Records read from one partition, with the offsets a Fetch response reports.
 #[derive(Debug)]
@@ -400,8 +414,8 @@ impl Shard {
                 answer.await.ok()
             };
             match select(pin!(asked), pin!(glommio::timer::sleep(STATS_TIMEOUT))).await {
-                futures::future::Either::Left((stats, _)) => stats,
-                futures::future::Either::Right(_) => None,
+                Either::Left((stats, _)) => stats,
+                Either::Right(_) => None,
             }
         };
         join_all((0..self.shard_count).map(ask)).await
@@ -433,13 +447,19 @@ impl Shard {
         transactional_id: Option<&str>,
     ) -> Result<ProducedPartition, PartitionError> {
         let transactional_id = transactional_id.map(str::to_string);
-        match self
-            .partition_op(topic, partition, PartitionOp::Produce { records, durability, transactional_id })
-            .await?
-        {
-            PartitionReply::Produced(produced) => Ok(produced),
-            other => unreachable!("produce answered with {other:?}"),
-        }
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, topic, log| {
+            Box::pin(async move {
+                let info = match crate::producers::producer_batch(&records) {
+                    Some(batch) => {
+                        let txn_id = transactional_id.as_deref();
+                        shard.append_idempotent(topic, partition, &log, batch, records, durability, txn_id).await?
+                    }
+                    None => log.append(records, durability).await?,
+                };
+                Ok(ProducedPartition { info, log_start_offset: log.log_start_offset() })
+            })
+        })
+        .await
     }
 
     /// Reads from `offset`; read_committed stops at the last stable offset.
@@ -451,17 +471,25 @@ impl Shard {
         max_bytes: usize,
         read_committed: bool,
     ) -> Result<FetchedPartition, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::Fetch { offset, max_bytes, read_committed }).await? {
-            PartitionReply::Fetched(fetched) => Ok(fetched),
-            other => unreachable!("fetch answered with {other:?}"),
-        }
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
+            Box::pin(
+                async move { shard.read_partition(topic, partition, &log, offset, max_bytes, read_committed).await },
+            )
+        })
+        .await
     }
 
     pub async fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::Offsets).await? {
-            PartitionReply::Offsets(offsets) => Ok(offsets),
-            other => unreachable!("offsets answered with {other:?}"),
-        }
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
+            Box::pin(async move {
+                Ok(PartitionOffsets {
+                    log_start_offset: log.log_start_offset(),
+                    high_watermark: log.high_watermark(),
+                    last_stable_offset: shard.last_stable_offset(topic, partition, &log).await?,
+                })
+            })
+        })
+        .await
     }
 
     /// ListOffsets by timestamp: (offset, timestamp) of the first record
@@ -473,48 +501,117 @@ impl Shard {
         partition: i32,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::OffsetForTimestamp { timestamp }).await? {
-            PartitionReply::TimestampOffset(found) => Ok(found),
-            other => unreachable!("offset_for_timestamp answered with {other:?}"),
-        }
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, _, log| {
+            Box::pin(async move {
+                Ok(if timestamp == MAX_TIMESTAMP {
+                    log.max_timestamp().await?
+                } else {
+                    log.offset_for_timestamp(timestamp).await?
+                })
+            })
+        })
+        .await
     }
 
     /// DeleteRecords: moves the log start offset up to `before_offset` (-1:
     /// the high watermark); returns the new log start offset.
     pub async fn delete_records(&self, topic: &str, partition: i32, before_offset: i64) -> Result<i64, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::DeleteRecords { before_offset }).await? {
-            PartitionReply::RecordsDeleted(start) => Ok(start),
-            other => unreachable!("delete_records answered with {other:?}"),
-        }
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |_, _, log| {
+            Box::pin(async move { Ok(log.delete_records(before_offset).await?) })
+        })
+        .await
     }
 
     /// Resolves when the partition's high watermark (read_committed: its last
     /// stable offset) passes `offset`, after `timeout`, or at once if the
-    /// partition is unknown.
+    /// partition is unknown. Dropping the returned future ends the wait on
+    /// the owner too.
     pub async fn wait_beyond(&self, topic: &str, partition: i32, offset: i64, timeout: Duration, read_committed: bool) {
         // Errors end the wait; the caller's next fetch reports them.
-        let op = PartitionOp::WaitBeyond { offset, timeout, read_committed };
-        let _ = self.partition_op(topic, partition, op).await;
+        let _ = self
+            .on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
+                Box::pin(async move {
+                    if read_committed {
+                        shard.wait_stable_beyond(topic, partition, &log, offset, timeout).await
+                    } else {
+                        let data = pin!(log.wait_beyond(offset));
+                        let timer = pin!(glommio::timer::sleep(timeout));
+                        select(data, timer).await;
+                        Ok(())
+                    }
+                })
+            })
+            .await;
     }
 
-    /// Runs `op` on the shard that owns the partition: here, or over the mesh.
-    async fn partition_op(
+    /// Runs `work` with the partition's log on the shard that owns it: here,
+    /// or over the mesh. Fails at once for a partition the metadata does not
+    /// know, and on the owner for one it does not hold open.
+    async fn on_partition_owner<T, W>(
         &self,
         topic: &str,
         partition: i32,
-        op: PartitionOp,
-    ) -> Result<PartitionReply, PartitionError> {
+        if_requester_leaves: IfRequesterLeaves,
+        work: W,
+    ) -> Result<T, PartitionError>
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Shard, &'a str, Rc<PartitionLog>) -> LocalBoxFuture<'a, Result<T, PartitionError>>
+            + Send
+            + 'static,
+    {
         if !self.metadata().has_partition(topic, partition) {
             return Err(PartitionError::UnknownTopicOrPartition);
         }
-        let owner = self.owner(topic, partition);
+        let topic = topic.to_string();
+        let owner = self.owner(&topic, partition);
+        let answer = self
+            .on_shard(owner, if_requester_leaves, move |shard| {
+                Box::pin(async move {
+                    let log = shard.local_log(&topic, partition)?;
+                    work(shard, &topic, log).await
+                })
+            })
+            .await;
+        answer.map_err(|ShardGone| PartitionError::ShardUnavailable)?
+    }
+
+    /// Runs `work` on shard `owner` and returns its answer: at once here,
+    /// else sent over the mesh. `if_requester_leaves` says what the owner
+    /// does when the caller drops this future before the answer.
+    pub(crate) async fn on_shard<T, W>(
+        &self,
+        owner: usize,
+        if_requester_leaves: IfRequesterLeaves,
+        work: W,
+    ) -> Result<T, ShardGone>
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Shard) -> LocalBoxFuture<'a, T> + Send + 'static,
+    {
         if owner == self.id {
-            return self.run_partition_op(topic, partition, op).await;
+            return Ok(work(self).await);
         }
-        let (reply, answer) = oneshot::channel();
-        let msg = ShardMessage::Partition { topic: topic.to_string(), partition, op, reply };
-        self.peers.send_to(owner, msg).await.map_err(|_| PartitionError::ShardUnavailable)?;
-        answer.await.map_err(|_| PartitionError::ShardUnavailable)?
+        let (mut reply, answer) = oneshot::channel();
+        let task: ShardTask = Box::new(move |shard| {
+            Box::pin(async move {
+                let answered = match if_requester_leaves {
+                    IfRequesterLeaves::Finish => Some(work(shard).await),
+                    IfRequesterLeaves::Stop => {
+                        let requester_gone = reply.cancellation();
+                        match select(pin!(work(shard)), pin!(requester_gone)).await {
+                            Either::Left((answered, _)) => Some(answered),
+                            Either::Right(_) => None,
+                        }
+                    }
+                };
+                if let Some(answered) = answered {
+                    let _ = reply.send(answered);
+                }
+            })
+        });
+        self.peers.send_to(owner, ShardMessage::Run(task)).await.map_err(|_| ShardGone)?;
+        answer.await.map_err(|_| ShardGone)
     }
 
     fn local_log(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, PartitionError> {
@@ -523,62 +620,6 @@ impl Shard {
                 PartitionError::Offline
             } else {
                 PartitionError::UnknownTopicOrPartition
-            }
-        })
-    }
-
-    async fn run_partition_op(
-        &self,
-        topic: &str,
-        partition: i32,
-        op: PartitionOp,
-    ) -> Result<PartitionReply, PartitionError> {
-        let log = self.local_log(topic, partition)?;
-        Ok(match op {
-            PartitionOp::Produce { records, durability, transactional_id } => {
-                let info = match crate::producers::producer_batch(&records) {
-                    Some(batch) => {
-                        let txn_id = transactional_id.as_deref();
-                        self.append_idempotent(topic, partition, &log, batch, records, durability, txn_id).await?
-                    }
-                    None => log.append(records, durability).await?,
-                };
-                PartitionReply::Produced(ProducedPartition { info, log_start_offset: log.log_start_offset() })
-            }
-            PartitionOp::Fetch { offset, max_bytes, read_committed } => PartitionReply::Fetched(
-                self.read_partition(topic, partition, &log, offset, max_bytes, read_committed).await?,
-            ),
-            PartitionOp::Offsets => PartitionReply::Offsets(PartitionOffsets {
-                log_start_offset: log.log_start_offset(),
-                high_watermark: log.high_watermark(),
-                last_stable_offset: self.last_stable_offset(topic, partition, &log).await?,
-            }),
-            PartitionOp::OffsetForTimestamp { timestamp } => {
-                PartitionReply::TimestampOffset(if timestamp == MAX_TIMESTAMP {
-                    log.max_timestamp().await?
-                } else {
-                    log.offset_for_timestamp(timestamp).await?
-                })
-            }
-            PartitionOp::DeleteRecords { before_offset } => {
-                PartitionReply::RecordsDeleted(log.delete_records(before_offset).await?)
-            }
-            PartitionOp::WaitBeyond { offset, timeout, read_committed } => {
-                if read_committed {
-                    self.wait_stable_beyond(topic, partition, &log, offset, timeout).await?;
-                } else {
-                    let data = pin!(log.wait_beyond(offset));
-                    let timer = pin!(glommio::timer::sleep(timeout));
-                    select(data, timer).await;
-                }
-                PartitionReply::Waited
-            }
-            PartitionOp::WriteMarker { producer_id, epoch, commit } => {
-                self.write_marker(topic, partition, &log, producer_id, epoch, commit).await?;
-                PartitionReply::MarkerWritten
-            }
-            PartitionOp::Producers => {
-                PartitionReply::Producers(self.partition_producers(topic, partition, &log).await?)
             }
         })
     }
@@ -954,9 +995,7 @@ impl Shard {
     /// Serves one message from another shard.
     pub(crate) async fn handle_message(&self, msg: ShardMessage) {
         match msg {
-            ShardMessage::Partition { topic, partition, op, reply } => {
-                let _ = reply.send(self.run_partition_op(&topic, partition, op).await);
-            }
+            ShardMessage::Run(task) => task(self).await,
             ShardMessage::CreateTopics { topics, reply } => {
                 let _ = reply.send(self.controller_create_topics(topics).await);
             }

@@ -3,9 +3,9 @@
 //! `__transaction_state` before answering, writing the markers to every
 //! partition of a transaction, and aborting transactions past their timeout.
 
-use super::Shard;
+use super::{IfRequesterLeaves, Shard};
 use crate::error::{PartitionError, TopicError};
-use crate::messages::{PartitionOp, PartitionReply, ShardMessage, TxnOp, TxnReply};
+use crate::messages::{ShardMessage, TxnOp, TxnReply};
 use crate::metadata::NewTopic;
 use crate::ownership::owner_of;
 use crate::records::{keyed_batch, Writer};
@@ -237,14 +237,21 @@ impl Shard {
     async fn write_markers(&self, m: &TxnMetadata) -> bool {
         let commit = m.state == TxnState::PrepareCommit;
         let metadata = self.metadata();
+        let (producer_id, epoch) = (m.producer_id, m.epoch);
         let written = join_all(m.partitions.iter().map(|(topic, partition)| {
-            let op = PartitionOp::WriteMarker { producer_id: m.producer_id, epoch: m.epoch, commit };
-            let gone = !metadata.has_partition(topic, *partition);
+            let partition = *partition;
+            let gone = !metadata.has_partition(topic, partition);
             async move {
                 if gone {
                     return true; // a deleted topic has nothing left to end
                 }
-                match self.partition_op(topic, *partition, op).await {
+                let marker =
+                    self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, topic, log| {
+                        Box::pin(
+                            async move { shard.write_marker(topic, partition, &log, producer_id, epoch, commit).await },
+                        )
+                    });
+                match marker.await {
                     Ok(_) => true,
                     Err(e) => {
                         tracing::warn!(topic = %topic, partition, "writing a transaction marker failed: {e}");
@@ -386,10 +393,10 @@ impl Shard {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<crate::messages::ProducerDescription>, PartitionError> {
-        match self.partition_op(topic, partition, PartitionOp::Producers).await? {
-            PartitionReply::Producers(producers) => Ok(producers),
-            other => unreachable!("describe_producers answered with {other:?}"),
-        }
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
+            Box::pin(async move { shard.partition_producers(topic, partition, &log).await })
+        })
+        .await
     }
 }
 
