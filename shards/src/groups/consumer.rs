@@ -921,6 +921,33 @@ mod tests {
         assert_eq!(g.heartbeat(now, &config(), &t, bad).error, Some(GroupError::InvalidRegularExpression));
     }
 
+    /// What librdkafka's 0045 topic_remove and partchange tests watch, as Kafka 4's
+    /// KIP-848 coordinator does it: a deleted topic takes only its own partitions
+    /// away and added partitions only add; what stays assigned is never revoked.
+    #[test]
+    fn named_topics_deleted_or_grown_never_revoke_what_stays() {
+        let (mut g, now) = (ConsumerGroup::new("g".into()), Instant::now());
+        let (f, gt) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let t = topics(&[("f", 1, 2), ("g", 2, 3)]);
+        let a = g.heartbeat(now, &config(), &t, join("a", &["f", "g"]));
+        let owned = a.assignment.unwrap();
+        assert_eq!(parts(&owned), 5);
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, Some(&owned)));
+        // f is deleted: the next assignment is g's partitions exactly, kept as they were.
+        let t = topics(&[("g", 2, 3)]);
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, Some(&owned)));
+        let kept = a.assignment.unwrap();
+        assert_eq!(kept, Assignment::from([(gt, BTreeSet::from([0, 1, 2]))]));
+        assert!(!kept.contains_key(&f));
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, Some(&kept)));
+        // g grows to 5 partitions: the new two are added, nothing is taken away first.
+        let t = topics(&[("g", 2, 5)]);
+        let a = g.heartbeat(now, &config(), &t, beat("a", a.member_epoch, Some(&kept)));
+        let grown = a.assignment.unwrap();
+        assert_eq!(grown, Assignment::from([(gt, BTreeSet::from([0, 1, 2, 3, 4]))]));
+        assert!(minus(&kept, &grown).is_empty(), "nothing owned was revoked");
+    }
+
     #[test]
     fn a_second_regex_member_gets_its_share_once_its_regex_is_resolved() {
         let (mut g, now, t) = (ConsumerGroup::new("g".into()), Instant::now(), topics(&[("re-1", 1, 4)]));
