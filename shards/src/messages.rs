@@ -6,16 +6,12 @@
 //! own answer's type, so no caller matches a reply it cannot get.
 
 use crate::error::TopicError;
-use crate::groups::consumer::{ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse};
-use crate::groups::{
-    CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, SyncRequest,
-    SyncResponse,
-};
+use crate::groups::{CommittedOffset, GroupError};
 use crate::metadata::{
     ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
 };
 use crate::shard::{Shard, ShardStats};
-use crate::transactions::{TxnError, TxnMetadata};
+use crate::transactions::TxnError;
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use std::sync::Arc;
@@ -38,42 +34,6 @@ pub struct ProducerDescription {
 }
 
 pub type TopicResults = Vec<Result<TopicMetadata, TopicError>>;
-
-/// Work on one consumer group, run by the shard that owns the group.
-pub enum GroupOp {
-    Join(JoinRequest),
-    Sync(SyncRequest),
-    Heartbeat {
-        member_id: String,
-        instance_id: Option<String>,
-        generation: i32,
-    },
-    Leave(Vec<MemberRef>),
-    Commit {
-        member_id: String,
-        instance_id: Option<String>,
-        generation: i32,
-        offsets: Vec<OffsetToCommit>,
-    },
-    /// `partitions: None`: every committed offset of the group.
-    /// `require_stable` (KIP-447): offsets pending in a transaction are refused.
-    /// `member` (OffsetFetch v9+): (member id, member epoch) of a consumer-protocol member.
-    FetchOffsets {
-        partitions: Option<Vec<(String, i32)>>,
-        require_stable: bool,
-        member: Option<(String, i32)>,
-    },
-    /// ConsumerGroupHeartbeat (KIP-848).
-    ConsumerHeartbeat(ConsumerHeartbeat),
-    /// ConsumerGroupDescribe.
-    ConsumerDescribe,
-    Describe,
-    /// Every group of the shard it is sent to (the group id is ignored).
-    List,
-    Delete,
-    DeleteOffsets(Vec<(String, i32)>),
-    TxnCommit(TxnCommit),
-}
 
 /// TxnOffsetCommit: offsets committed as part of a producer's transaction.
 pub struct TxnCommit {
@@ -102,67 +62,18 @@ pub struct OffsetToCommit {
 
 pub type GroupResult<T> = Result<T, GroupError>;
 
+/// What an OffsetFetch asks of one group.
+pub struct OffsetQuery {
+    /// None: every committed offset of the group.
+    pub partitions: Option<Vec<(String, i32)>>,
+    /// KIP-447: offsets pending in a transaction are refused.
+    pub require_stable: bool,
+    /// v9+: the consumer-protocol member asking, with its epoch.
+    pub member: Option<(String, i32)>,
+}
+
 /// OffsetFetch's answer per partition, in request order.
 pub type FetchedOffsets = Vec<((String, i32), GroupResult<Option<CommittedOffset>>)>;
-
-pub enum GroupReply {
-    Join(JoinResponse),
-    Sync(SyncResponse),
-    Heartbeat(GroupResult<()>),
-    /// One result per member, in request order.
-    Leave(Vec<GroupResult<()>>),
-    /// One result per offset, in request order.
-    Commit(Vec<GroupResult<()>>),
-    /// Err: the member check of OffsetFetch v9+ failed for the whole group.
-    Offsets(GroupResult<FetchedOffsets>),
-    ConsumerHeartbeat(ConsumerHeartbeatResponse),
-    ConsumerDescribe(GroupResult<ConsumerGroupDescription>),
-    Describe(GroupDescription),
-    List(Vec<GroupListing>),
-    Delete(GroupResult<()>),
-    DeleteOffsets(GroupResult<Vec<GroupResult<()>>>),
-    /// One result per offset, in request order.
-    TxnCommit(Vec<Result<(), TxnOffsetError>>),
-}
-
-/// Work on one transactional id, run by the shard that owns it.
-pub enum TxnOp {
-    /// `expected`: the producer id and epoch a v3+ client holds (KIP-360).
-    InitProducerId {
-        timeout_ms: i32,
-        expected: Option<(i64, i16)>,
-    },
-    AddPartitions {
-        producer_id: i64,
-        epoch: i16,
-        partitions: Vec<(String, i32)>,
-    },
-    EndTxn {
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    },
-    /// From a partition's owner: may this producer write to the partition now?
-    Verify {
-        producer_id: i64,
-        epoch: i16,
-        topic: String,
-        partition: i32,
-    },
-    Describe,
-    /// Every transactional id of the shard it is sent to.
-    List,
-}
-
-pub enum TxnReply {
-    /// (producer id, epoch).
-    ProducerId(Result<(i64, i16), TxnError>),
-    Done(Result<(), TxnError>),
-    /// One result per partition, in request order.
-    Added(Vec<Result<(), TxnError>>),
-    Describe(Option<TxnMetadata>),
-    List(Vec<TxnMetadata>),
-}
 
 pub enum ShardMessage {
     Run(ShardTask),
@@ -193,16 +104,6 @@ pub enum ShardMessage {
     DeleteTopics {
         names: Vec<String>,
         reply: oneshot::Sender<TopicResults>,
-    },
-    Group {
-        group_id: String,
-        op: GroupOp,
-        reply: oneshot::Sender<GroupReply>,
-    },
-    Txn {
-        transactional_id: String,
-        op: TxnOp,
-        reply: oneshot::Sender<TxnReply>,
     },
     /// For the admin endpoint: this shard's counters and partition figures.
     Stats {

@@ -5,7 +5,6 @@ use crate::errors::txn_result_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 use weir_shards::groups::{offsets_partition_of, OFFSETS_TOPIC};
-use weir_shards::messages::{TxnOp, TxnReply};
 use weir_shards::Shard;
 
 /// The first version that knows PRODUCER_FENCED.
@@ -16,14 +15,8 @@ pub async fn handle(shard: &Shard, version: i16, request: AddOffsetsToTxnRequest
         return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
     let partition = (OFFSETS_TOPIC.to_string(), offsets_partition_of(&request.group_id.0));
-    let op = TxnOp::AddPartitions {
-        producer_id: request.producer_id.0,
-        epoch: request.producer_epoch,
-        partitions: vec![partition],
-    };
-    let TxnReply::Added(results) = shard.txn_op(&request.transactional_id.0, op).await else {
-        unreachable!("AddOffsetsToTxn answered with another reply");
-    };
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let results = shard.add_partitions_to_txn(&request.transactional_id.0, producer_id, epoch, vec![partition]).await;
     let code = results.first().map_or(0, |r| txn_result_code(r, version >= PRODUCER_FENCED_VERSION));
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }

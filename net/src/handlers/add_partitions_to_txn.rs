@@ -7,7 +7,6 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
-use weir_shards::messages::{TxnOp, TxnReply};
 use weir_shards::Shard;
 
 /// The first version that knows PRODUCER_FENCED.
@@ -19,14 +18,9 @@ pub async fn handle(shard: &Shard, version: i16, request: AddPartitionsToTxnRequ
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
         .collect();
-    let op = TxnOp::AddPartitions {
-        producer_id: request.v3_and_below_producer_id.0,
-        epoch: request.v3_and_below_producer_epoch,
-        partitions,
-    };
-    let TxnReply::Added(results) = shard.txn_op(&request.v3_and_below_transactional_id.0, op).await else {
-        unreachable!("AddPartitionsToTxn answered with another reply");
-    };
+    let (producer_id, epoch) = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
+    let id = &request.v3_and_below_transactional_id.0;
+    let results = shard.add_partitions_to_txn(id, producer_id, epoch, partitions).await;
     let topics = answer_partitions(
         request.v3_and_below_topics,
         |t| &t.partitions,

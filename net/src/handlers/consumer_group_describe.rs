@@ -6,7 +6,6 @@ use crate::errors::group_error_code;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
 use uuid::Uuid;
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 /// The member types of v1: 0 a member of the classic protocol, 1 of the consumer protocol.
@@ -34,10 +33,7 @@ pub async fn handle(
 ) -> ConsumerGroupDescribeResponse {
     let mut groups = Vec::new();
     for group_id in request.group_ids {
-        let GroupReply::ConsumerDescribe(described) = shard.group_op(&group_id.0, GroupOp::ConsumerDescribe).await
-        else {
-            unreachable!("ConsumerGroupDescribe answered with another reply");
-        };
+        let described = shard.consumer_group_describe(&group_id.0).await;
         let described = match described {
             Ok(d) => d,
             Err(e) => {

@@ -7,7 +7,6 @@ use crate::errors::group_error_code;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use weir_shards::groups::consumer::{self, ConsumerHeartbeat};
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 pub async fn handle(
@@ -40,10 +39,7 @@ pub async fn handle(
         client_id: client.client_id.clone(),
         client_host: client.host.clone(),
     };
-    let GroupReply::ConsumerHeartbeat(answer) = shard.group_op(&group_id, GroupOp::ConsumerHeartbeat(heartbeat)).await
-    else {
-        unreachable!("ConsumerGroupHeartbeat answered with another reply");
-    };
+    let answer = shard.consumer_group_heartbeat(heartbeat).await;
     let assignment = answer.assignment.map(|a| {
         Assignment::default().with_topic_partitions(
             a.into_iter()

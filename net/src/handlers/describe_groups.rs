@@ -4,15 +4,12 @@ use super::str_bytes;
 use crate::errors::group_error_code;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut groups = Vec::new();
     for group_id in request.groups {
-        let GroupReply::Describe(described) = shard.group_op(&group_id.0, GroupOp::Describe).await else {
-            unreachable!("DescribeGroups answered with another reply");
-        };
+        let described = shard.describe_group(&group_id.0).await;
         let members = described
             .members
             .into_iter()

@@ -7,17 +7,14 @@ use kafka_protocol::messages::describe_transactions_response::{TopicData, Transa
 use kafka_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName, TransactionalId,
 };
-use weir_shards::messages::{TxnOp, TxnReply};
 use weir_shards::transactions::TxnError;
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
     let states = join_all(request.transactional_ids.into_iter().map(|id| async move {
         let state = TransactionState::default().with_transactional_id(id.clone());
-        let described = match shard.txn_op(&id.0, TxnOp::Describe).await {
-            TxnReply::Describe(found) => found.ok_or(TxnError::InvalidTransactionalId),
-            _ => Err(TxnError::CoordinatorNotAvailable),
-        };
+        let described =
+            shard.describe_transaction(&id.0).await.and_then(|found| found.ok_or(TxnError::InvalidTransactionalId));
         match described {
             // Kafka answers TRANSACTIONAL_ID_NOT_FOUND for an id it does not know.
             Err(TxnError::InvalidTransactionalId) => state.with_error_code(TRANSACTIONAL_ID_NOT_FOUND),

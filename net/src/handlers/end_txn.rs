@@ -4,17 +4,13 @@
 
 use crate::errors::txn_result_code;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
-use weir_shards::messages::{TxnOp, TxnReply};
 use weir_shards::Shard;
 
 /// The first version that knows PRODUCER_FENCED.
 const PRODUCER_FENCED_VERSION: i16 = 2;
 
 pub async fn handle(shard: &Shard, version: i16, request: EndTxnRequest) -> EndTxnResponse {
-    let op =
-        TxnOp::EndTxn { producer_id: request.producer_id.0, epoch: request.producer_epoch, commit: request.committed };
-    let TxnReply::Done(result) = shard.txn_op(&request.transactional_id.0, op).await else {
-        unreachable!("EndTxn answered with another reply");
-    };
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let result = shard.end_txn(&request.transactional_id.0, producer_id, epoch, request.committed).await;
     EndTxnResponse::default().with_error_code(txn_result_code(&result, version >= PRODUCER_FENCED_VERSION))
 }

@@ -6,7 +6,6 @@
 use crate::errors::txn_error_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use weir_shards::messages::{TxnOp, TxnReply};
 use weir_shards::Shard;
 
 /// The first version that knows PRODUCER_FENCED.
@@ -21,13 +20,12 @@ pub async fn handle(shard: &Shard, version: i16, request: InitProducerIdRequest)
     let claimed = (version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0)
         .then_some((request.producer_id.0, request.producer_epoch));
     if let Some(transactional_id) = &request.transactional_id {
-        let op = TxnOp::InitProducerId { timeout_ms: request.transaction_timeout_ms, expected: claimed };
-        return match shard.txn_op(&transactional_id.0, op).await {
-            TxnReply::ProducerId(Ok((id, epoch))) => {
+        let timeout_ms = request.transaction_timeout_ms;
+        return match shard.init_transactional_producer_id(&transactional_id.0, timeout_ms, claimed).await {
+            Ok((id, epoch)) => {
                 InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(epoch)
             }
-            TxnReply::ProducerId(Err(e)) => refuse(txn_error_code(e, version >= PRODUCER_FENCED_VERSION)),
-            _ => unreachable!("InitProducerId answered with another reply"),
+            Err(e) => refuse(txn_error_code(e, version >= PRODUCER_FENCED_VERSION)),
         };
     }
     if let Some((id, epoch)) = claimed.filter(|(_, epoch)| *epoch < i16::MAX - 1) {

@@ -5,7 +5,6 @@ use crate::errors::group_error_code;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use weir_shards::groups::JoinRequest;
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 /// From v4 a new member is first told its id (MEMBER_ID_REQUIRED, KIP-394).
@@ -32,9 +31,7 @@ pub async fn handle(shard: &Shard, version: i16, client: &ClientInfo, request: J
         protocols: request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
         require_known_member_id: version >= KNOWN_MEMBER_ID_VERSION,
     };
-    let GroupReply::Join(joined) = shard.group_op(&group_id, GroupOp::Join(join)).await else {
-        unreachable!("JoinGroup answered with another reply");
-    };
+    let joined = shard.join_group(join).await;
     let mut response = JoinGroupResponse::default()
         .with_error_code(group_error_code(joined.error))
         .with_generation_id(if joined.error.is_some() { -1 } else { joined.generation })

@@ -5,7 +5,6 @@ use crate::errors::group_result_code;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use weir_shards::groups::MemberRef;
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 const BATCH_VERSION: i16 = 3;
@@ -24,9 +23,7 @@ pub async fn handle(shard: &Shard, version: i16, request: LeaveGroupRequest) -> 
     } else {
         vec![MemberRef { member_id: request.member_id.to_string(), instance_id: None }]
     };
-    let GroupReply::Leave(results) = shard.group_op(&group_id, GroupOp::Leave(members)).await else {
-        unreachable!("LeaveGroup answered with another reply");
-    };
+    let results = shard.leave_group(&group_id, members).await;
     if version < BATCH_VERSION {
         return LeaveGroupResponse::default().with_error_code(results.first().map_or(0, group_result_code));
     }

@@ -4,7 +4,6 @@ use super::answer_partition_codes;
 use crate::errors::group_result_code;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 /// The offsets of an OffsetCommit or TxnOffsetCommit request (the same
@@ -34,15 +33,10 @@ pub(super) use offsets_to_commit;
 pub async fn handle(shard: &Shard, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
     let offsets = offsets_to_commit!(request.topics, weir_engine::now_ms());
-    let op = GroupOp::Commit {
-        member_id: request.member_id.to_string(),
-        instance_id: request.group_instance_id.map(|i| i.to_string()),
-        generation: request.generation_id_or_member_epoch,
-        offsets,
-    };
-    let GroupReply::Commit(results) = shard.group_op(&group_id, op).await else {
-        unreachable!("OffsetCommit answered with another reply");
-    };
+    let member_id = request.member_id.to_string();
+    let instance_id = request.group_instance_id.map(|i| i.to_string());
+    let generation = request.generation_id_or_member_epoch;
+    let results = shard.offset_commit(&group_id, member_id, instance_id, generation, offsets).await;
     let codes = results.iter().map(group_result_code);
     let topics =
         answer_partition_codes!(request.topics, codes, OffsetCommitResponseTopic, OffsetCommitResponsePartition);

@@ -4,7 +4,6 @@ use super::answer_partition_codes;
 use crate::errors::{group_error_code, group_result_code};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
@@ -13,11 +12,7 @@ pub async fn handle(shard: &Shard, request: OffsetDeleteRequest) -> OffsetDelete
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)))
         .collect();
-    let GroupReply::DeleteOffsets(result) =
-        shard.group_op(&request.group_id.0, GroupOp::DeleteOffsets(partitions)).await
-    else {
-        unreachable!("OffsetDelete answered with another reply");
-    };
+    let result = shard.offset_delete(&request.group_id.0, partitions).await;
     let results = match result {
         Ok(results) => results,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error_code(Some(e))),

@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use std::collections::BTreeMap;
 use weir_shards::groups::CommittedOffset;
-use weir_shards::messages::{GroupOp, GroupReply, GroupResult};
+use weir_shards::messages::{GroupResult, OffsetQuery};
 use weir_shards::Shard;
 
 const MULTI_GROUP_VERSION: i16 = 8;
@@ -27,10 +27,7 @@ async fn fetch(
     require_stable: bool,
     member: Option<(String, i32)>,
 ) -> GroupResult<Committed> {
-    let op = GroupOp::FetchOffsets { partitions: wanted, require_stable, member };
-    let GroupReply::Offsets(offsets) = shard.group_op(group_id, op).await else {
-        unreachable!("OffsetFetch answered with another reply");
-    };
+    let offsets = shard.offset_fetch(group_id, OffsetQuery { partitions: wanted, require_stable, member }).await;
     let mut by_topic: Committed = BTreeMap::new();
     for ((topic, partition), committed) in offsets? {
         by_topic.entry(topic).or_default().push((partition, committed));

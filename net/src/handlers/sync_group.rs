@@ -4,7 +4,6 @@ use super::str_bytes;
 use crate::errors::group_error_code;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use weir_shards::groups::SyncRequest;
-use weir_shards::messages::{GroupOp, GroupReply};
 use weir_shards::Shard;
 
 pub async fn handle(shard: &Shard, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
@@ -18,9 +17,7 @@ pub async fn handle(shard: &Shard, version: i16, request: SyncGroupRequest) -> S
         protocol: request.protocol_name.map(|p| p.to_string()),
         assignments: request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
     };
-    let GroupReply::Sync(synced) = shard.group_op(&group_id, GroupOp::Sync(sync)).await else {
-        unreachable!("SyncGroup answered with another reply");
-    };
+    let synced = shard.sync_group(sync).await;
     let mut response =
         SyncGroupResponse::default().with_error_code(group_error_code(synced.error)).with_assignment(synced.assignment);
     if version >= 5 {

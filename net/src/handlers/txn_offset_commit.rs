@@ -8,7 +8,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
-use weir_shards::messages::{GroupOp, GroupReply, TxnCommit, TxnOffsetError};
+use weir_shards::messages::{TxnCommit, TxnOffsetError};
 use weir_shards::Shard;
 
 /// The first version that knows PRODUCER_FENCED.
@@ -25,9 +25,7 @@ pub async fn handle(shard: &Shard, version: i16, request: TxnOffsetCommitRequest
         generation: request.generation_id,
         offsets,
     };
-    let GroupReply::TxnCommit(results) = shard.group_op(&request.group_id.0, GroupOp::TxnCommit(commit)).await else {
-        unreachable!("TxnOffsetCommit answered with another reply");
-    };
+    let results = shard.txn_offset_commit(&request.group_id.0, commit).await;
     let code = |r: &Result<(), TxnOffsetError>| match r {
         Ok(()) => 0,
         Err(TxnOffsetError::Group(e)) => group_error_code(Some(*e)),

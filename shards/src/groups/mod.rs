@@ -117,6 +117,13 @@ pub struct JoinResponse {
     pub members: Vec<JoinedMember>,
 }
 
+impl JoinResponse {
+    /// The answer when the group's coordinator cannot serve it (yet).
+    pub fn unavailable() -> JoinResponse {
+        JoinResponse { error: Some(GroupError::CoordinatorNotAvailable), ..Default::default() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct JoinedMember {
     pub member_id: String,
@@ -143,6 +150,13 @@ pub struct SyncResponse {
     pub assignment: Bytes,
 }
 
+impl SyncResponse {
+    /// The answer when the group's coordinator cannot serve it (yet).
+    pub fn unavailable() -> SyncResponse {
+        SyncResponse { error: Some(GroupError::CoordinatorNotAvailable), ..Default::default() }
+    }
+}
+
 pub struct MemberRef {
     pub member_id: String,
     pub instance_id: Option<String>,
@@ -166,6 +180,20 @@ pub struct GroupDescription {
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberDescription>,
+}
+
+impl GroupDescription {
+    /// The answer when the group's coordinator cannot serve it (yet).
+    pub fn unavailable(group_id: &str) -> GroupDescription {
+        GroupDescription {
+            error: Some(GroupError::CoordinatorNotAvailable),
+            group_id: group_id.to_string(),
+            state: GroupState::Dead,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

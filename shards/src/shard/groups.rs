@@ -2,33 +2,30 @@
 //! shard, running them on its `GroupCoordinator`, and persisting offsets and
 //! group metadata in `__consumer_offsets`.
 
-use super::Shard;
+use super::{IfRequesterLeaves, Shard};
 use crate::error::TopicError;
-use crate::groups::consumer::{ConsumerHeartbeatResponse, TopicInfo, Topics};
+use crate::groups::consumer::{
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse, TopicInfo, Topics,
+};
 use crate::groups::log_records::{decode_batches, encode_batch, OffsetsEntry, OffsetsRecord};
 use crate::groups::{
-    offsets_partition_of, CommittedOffset, GroupError, GroupListing, JoinResponse, SyncResponse, OFFSETS_TOPIC,
-    OFFSETS_TOPIC_PARTITIONS,
+    offsets_partition_of, CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse,
+    MemberRef, SyncRequest, SyncResponse, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS,
 };
-use crate::messages::{GroupOp, GroupReply, OffsetToCommit, ShardMessage, TxnCommit, TxnOffsetError};
+use crate::messages::{FetchedOffsets, GroupResult, OffsetQuery, OffsetToCommit, TxnCommit, TxnOffsetError};
 use crate::metadata::NewTopic;
-use crate::ownership::owner_of;
 use crate::records::Writer;
 use futures::channel::oneshot;
-use futures::future::join_all;
+use futures::future::{join_all, LocalBoxFuture};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
-use weir_engine::{Durability, PartitionLog};
+use weir_engine::{now_ms, Durability, PartitionLog};
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_OFFSET_METADATA_BYTES: usize = 4096;
 /// Read size while replaying `__consumer_offsets` at start.
 const REPLAY_READ_BYTES: usize = 1 << 20;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Shard {
     /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
@@ -46,32 +43,196 @@ impl Shard {
         }
     }
 
-    fn group_owner(&self, group_id: &str) -> usize {
-        owner_of(OFFSETS_TOPIC, offsets_partition_of(group_id), self.shard_count)
+    /// Runs `work` on the shard that owns `group_id` (it holds the group's
+    /// `__consumer_offsets` partition); `unavailable()` answers when that
+    /// shard cannot serve the group (yet).
+    async fn on_group_owner<T, W>(
+        &self,
+        group_id: &str,
+        if_requester_leaves: IfRequesterLeaves,
+        unavailable: impl FnOnce() -> T,
+        work: W,
+    ) -> T
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Shard, &'a str, Instant) -> LocalBoxFuture<'a, T> + Send + 'static,
+    {
+        let partition = offsets_partition_of(group_id);
+        self.on_coordinator(OFFSETS_TOPIC, partition, group_id, if_requester_leaves, unavailable, |shard, id| {
+            work(shard, id, Instant::now())
+        })
+        .await
     }
 
-    /// Runs `op` on the shard that owns `group_id`.
-    pub async fn group_op(&self, group_id: &str, op: GroupOp) -> GroupReply {
-        self.group_op_on(self.group_owner(group_id), group_id, op).await
+    /// JoinGroup: answered when the group's rebalance completes.
+    pub async fn join_group(&self, req: JoinRequest) -> JoinResponse {
+        let group_id = req.group_id.clone();
+        self.on_group_owner(&group_id, IfRequesterLeaves::Finish, JoinResponse::unavailable, |shard, _, now| {
+            Box::pin(async move {
+                let (respond, answer) = oneshot::channel();
+                let topics = shard.consumer_topics();
+                shard.groups.borrow_mut().join(now, &topics, req, respond);
+                shard.persist_group_changes();
+                answer.await.unwrap_or_else(|_| JoinResponse::unavailable())
+            })
+        })
+        .await
     }
 
-    async fn group_op_on(&self, shard: usize, group_id: &str, op: GroupOp) -> GroupReply {
-        if shard == self.id {
-            return self.run_group_op(group_id, op).await;
-        }
-        let unavailable = unavailable_reply(&op);
-        let (reply, answer) = oneshot::channel();
-        let msg = ShardMessage::Group { group_id: group_id.to_string(), op, reply };
-        if self.peers.send_to(shard, msg).await.is_err() {
-            return unavailable;
-        }
-        answer.await.unwrap_or(unavailable)
+    /// SyncGroup: answered once the leader has sent the assignment.
+    pub async fn sync_group(&self, req: SyncRequest) -> SyncResponse {
+        let group_id = req.group_id.clone();
+        self.on_group_owner(&group_id, IfRequesterLeaves::Finish, SyncResponse::unavailable, |shard, _, now| {
+            Box::pin(async move {
+                let (respond, answer) = oneshot::channel();
+                shard.groups.borrow_mut().sync(now, req, respond);
+                shard.persist_group_changes();
+                answer.await.unwrap_or_else(|_| SyncResponse::unavailable())
+            })
+        })
+        .await
+    }
+
+    /// Heartbeat of a classic member.
+    pub async fn group_heartbeat(
+        &self,
+        group_id: &str,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    ) -> GroupResult<()> {
+        self.on_group_owner(group_id, IfRequesterLeaves::Finish, unavailable, move |shard, group_id, now| {
+            Box::pin(async move {
+                let topics = shard.consumer_topics();
+                let mut groups = shard.groups.borrow_mut();
+                groups.heartbeat(now, &topics, group_id, &member_id, instance_id.as_deref(), generation)
+            })
+        })
+        .await
+    }
+
+    /// LeaveGroup: one result per member, in request order.
+    pub async fn leave_group(&self, group_id: &str, members: Vec<MemberRef>) -> Vec<GroupResult<()>> {
+        let count = members.len();
+        self.on_group_owner(
+            group_id,
+            IfRequesterLeaves::Finish,
+            || unavailable_each(count),
+            |shard, group_id, now| {
+                Box::pin(async move {
+                    let results = shard.groups.borrow_mut().leave(now, group_id, &members);
+                    shard.persist_group_changes();
+                    results
+                })
+            },
+        )
+        .await
+    }
+
+    /// OffsetCommit: one result per offset, in request order.
+    pub async fn offset_commit(
+        &self,
+        group_id: &str,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<OffsetToCommit>,
+    ) -> Vec<GroupResult<()>> {
+        let count = offsets.len();
+        self.on_group_owner(
+            group_id,
+            IfRequesterLeaves::Finish,
+            || unavailable_each(count),
+            move |shard, group_id, _| {
+                Box::pin(async move {
+                    shard.commit_offsets(group_id, &member_id, instance_id.as_deref(), generation, offsets).await
+                })
+            },
+        )
+        .await
+    }
+
+    /// TxnOffsetCommit: one result per offset, in request order.
+    pub async fn txn_offset_commit(&self, group_id: &str, commit: TxnCommit) -> Vec<Result<(), TxnOffsetError>> {
+        let count = commit.offsets.len();
+        let unavailable = move || vec![Err(TxnOffsetError::Group(GroupError::CoordinatorNotAvailable)); count];
+        self.on_group_owner(group_id, IfRequesterLeaves::Finish, unavailable, |shard, group_id, _| {
+            Box::pin(shard.commit_offsets_in_txn(group_id, commit))
+        })
+        .await
+    }
+
+    /// OffsetFetch. Err: the member check failed for the whole group.
+    pub async fn offset_fetch(&self, group_id: &str, query: OffsetQuery) -> GroupResult<FetchedOffsets> {
+        self.on_group_owner(group_id, IfRequesterLeaves::Stop, unavailable, move |shard, group_id, _| {
+            Box::pin(async move { shard.committed_offsets(group_id, query) })
+        })
+        .await
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub async fn consumer_group_heartbeat(&self, req: ConsumerHeartbeat) -> ConsumerHeartbeatResponse {
+        let group_id = req.group_id.clone();
+        let unavailable =
+            || ConsumerHeartbeatResponse { error: Some(GroupError::CoordinatorNotAvailable), ..Default::default() };
+        self.on_group_owner(&group_id, IfRequesterLeaves::Finish, unavailable, |shard, group_id, now| {
+            Box::pin(async move {
+                let topics = shard.consumer_topics();
+                let metadata = shard.metadata();
+                let set = |name: &str| metadata.group_configs.get(group_id)?.get(name)?.parse::<u64>().ok();
+                let timing = (set("consumer.session.timeout.ms"), set("consumer.heartbeat.interval.ms"));
+                let response = shard.groups.borrow_mut().consumer_heartbeat(now, &topics, timing, req);
+                shard.persist_group_changes();
+                response
+            })
+        })
+        .await
+    }
+
+    /// ConsumerGroupDescribe.
+    pub async fn consumer_group_describe(&self, group_id: &str) -> GroupResult<ConsumerGroupDescription> {
+        self.on_group_owner(group_id, IfRequesterLeaves::Stop, unavailable, |shard, group_id, _| {
+            Box::pin(async move { shard.groups.borrow().describe_consumer(group_id) })
+        })
+        .await
+    }
+
+    /// DescribeGroups, for one group.
+    pub async fn describe_group(&self, group_id: &str) -> GroupDescription {
+        let unavailable = || GroupDescription::unavailable(group_id);
+        self.on_group_owner(group_id, IfRequesterLeaves::Stop, unavailable, |shard, group_id, _| {
+            Box::pin(async move { shard.groups.borrow().describe(group_id) })
+        })
+        .await
+    }
+
+    /// DeleteGroups, for one group.
+    pub async fn delete_group(&self, group_id: &str) -> GroupResult<()> {
+        self.on_group_owner(group_id, IfRequesterLeaves::Finish, unavailable, |shard, group_id, _| {
+            Box::pin(shard.delete_owned_group(group_id))
+        })
+        .await
+    }
+
+    /// OffsetDelete: Err for the whole group, else one result per partition.
+    pub async fn offset_delete(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> GroupResult<Vec<GroupResult<()>>> {
+        self.on_group_owner(group_id, IfRequesterLeaves::Finish, unavailable, |shard, group_id, _| {
+            Box::pin(shard.delete_offsets(group_id, partitions))
+        })
+        .await
     }
 
     /// Every group of every shard.
     pub async fn list_groups(&self) -> Vec<GroupListing> {
-        let replies = join_all((0..self.shard_count).map(|shard| self.group_op_on(shard, "", GroupOp::List))).await;
-        replies.into_iter().flat_map(|r| if let GroupReply::List(groups) = r { groups } else { Vec::new() }).collect()
+        let lists = join_all((0..self.shard_count).map(|owner| {
+            self.on_shard(owner, IfRequesterLeaves::Stop, |shard| Box::pin(async move { shard.groups.borrow().list() }))
+        }))
+        .await;
+        lists.into_iter().flat_map(Result::unwrap_or_default).collect()
     }
 
     /// The topics a consumer-protocol group may subscribe to (internal ones left out).
@@ -88,98 +249,30 @@ impl Shard {
         self.local_log(OFFSETS_TOPIC, offsets_partition_of(group_id)).ok()
     }
 
-    pub(crate) async fn run_group_op(&self, group_id: &str, op: GroupOp) -> GroupReply {
-        // List is per shard; everything else needs the group's offsets partition here.
-        if !matches!(op, GroupOp::List) && self.offsets_log(group_id).is_none() {
-            return unavailable_reply(&op);
-        }
-        let now = Instant::now();
-        let reply = match op {
-            GroupOp::Join(req) => {
-                let (respond, answer) = oneshot::channel();
-                let topics = self.consumer_topics();
-                self.groups.borrow_mut().join(now, &topics, req, respond);
-                self.persist_group_changes();
-                GroupReply::Join(answer.await.unwrap_or_else(|_| JoinResponse {
-                    error: Some(GroupError::CoordinatorNotAvailable),
-                    ..Default::default()
-                }))
-            }
-            GroupOp::Sync(req) => {
-                let (respond, answer) = oneshot::channel();
-                self.groups.borrow_mut().sync(now, req, respond);
-                self.persist_group_changes();
-                GroupReply::Sync(answer.await.unwrap_or_else(|_| SyncResponse {
-                    error: Some(GroupError::CoordinatorNotAvailable),
-                    ..Default::default()
-                }))
-            }
-            GroupOp::Heartbeat { member_id, instance_id, generation } => {
-                let topics = self.consumer_topics();
-                let result = self.groups.borrow_mut().heartbeat(
-                    now,
-                    &topics,
-                    group_id,
-                    &member_id,
-                    instance_id.as_deref(),
-                    generation,
-                );
-                GroupReply::Heartbeat(result)
-            }
-            GroupOp::Leave(members) => {
-                let results = self.groups.borrow_mut().leave(now, group_id, &members);
-                self.persist_group_changes();
-                GroupReply::Leave(results)
-            }
-            GroupOp::Commit { member_id, instance_id, generation, offsets } => GroupReply::Commit(
-                self.commit_offsets(group_id, &member_id, instance_id.as_deref(), generation, offsets).await,
-            ),
-            GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(self.commit_offsets_in_txn(group_id, commit).await),
-            GroupOp::ConsumerHeartbeat(req) => {
-                let topics = self.consumer_topics();
-                let metadata = self.metadata();
-                let set = |name: &str| metadata.group_configs.get(group_id)?.get(name)?.parse::<u64>().ok();
-                let timing = (set("consumer.session.timeout.ms"), set("consumer.heartbeat.interval.ms"));
-                let response = self.groups.borrow_mut().consumer_heartbeat(now, &topics, timing, req);
-                self.persist_group_changes();
-                GroupReply::ConsumerHeartbeat(response)
-            }
-            GroupOp::ConsumerDescribe => GroupReply::ConsumerDescribe(self.groups.borrow().describe_consumer(group_id)),
-            GroupOp::FetchOffsets { partitions, require_stable, member } => {
-                let groups = self.groups.borrow();
-                if let Err(e) =
-                    groups.validate_fetch(group_id, member.as_ref().map(|(id, epoch)| (id.as_str(), *epoch)))
-                {
-                    return GroupReply::Offsets(Err(e));
-                }
-                let offsets: Vec<((String, i32), Option<CommittedOffset>)> = match partitions {
-                    None => groups.all_committed(group_id).into_iter().map(|(k, v)| (k, Some(v))).collect(),
-                    Some(partitions) => partitions
-                        .into_iter()
-                        .map(|(topic, p)| {
-                            let committed = groups.committed(group_id, &topic, p).cloned();
-                            ((topic, p), committed)
-                        })
-                        .collect(),
-                };
-                // KIP-447: a read_committed consumer waits for offsets still in a transaction.
-                let unstable = |(t, p): &(String, i32)| require_stable && groups.has_pending(group_id, t, *p);
-                GroupReply::Offsets(Ok(offsets
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let v = if unstable(&k) { Err(GroupError::UnstableOffsetCommit) } else { Ok(v) };
-                        (k, v)
-                    })
-                    .collect()))
-            }
-            GroupOp::Describe => GroupReply::Describe(self.groups.borrow().describe(group_id)),
-            GroupOp::List => GroupReply::List(self.groups.borrow().list()),
-            GroupOp::Delete => GroupReply::Delete(self.delete_group(group_id).await),
-            GroupOp::DeleteOffsets(partitions) => {
-                GroupReply::DeleteOffsets(self.delete_offsets(group_id, partitions).await)
-            }
+    /// OffsetFetch on the group's owner.
+    fn committed_offsets(&self, group_id: &str, query: OffsetQuery) -> GroupResult<FetchedOffsets> {
+        let OffsetQuery { partitions, require_stable, member } = query;
+        let groups = self.groups.borrow();
+        groups.validate_fetch(group_id, member.as_ref().map(|(id, epoch)| (id.as_str(), *epoch)))?;
+        let offsets: Vec<((String, i32), Option<CommittedOffset>)> = match partitions {
+            None => groups.all_committed(group_id).into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            Some(partitions) => partitions
+                .into_iter()
+                .map(|(topic, p)| {
+                    let committed = groups.committed(group_id, &topic, p).cloned();
+                    ((topic, p), committed)
+                })
+                .collect(),
         };
-        reply
+        // KIP-447: a read_committed consumer waits for offsets still in a transaction.
+        let unstable = |(t, p): &(String, i32)| require_stable && groups.has_pending(group_id, t, *p);
+        Ok(offsets
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if unstable(&k) { Err(GroupError::UnstableOffsetCommit) } else { Ok(v) };
+                (k, v)
+            })
+            .collect())
     }
 
     async fn commit_offsets(
@@ -277,7 +370,7 @@ impl Shard {
         results
     }
 
-    async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+    async fn delete_owned_group(&self, group_id: &str) -> Result<(), GroupError> {
         self.groups.borrow().check_deletable(group_id)?;
         let committed = self.groups.borrow().all_committed(group_id);
         let mut records: Vec<OffsetsRecord> = committed
@@ -476,30 +569,10 @@ fn commit_records(group_id: &str, accepted: &[&OffsetToCommit]) -> Vec<OffsetsRe
 }
 
 /// What a group request gets when its owner cannot serve it (yet).
-fn unavailable_reply(op: &GroupOp) -> GroupReply {
-    let e = GroupError::CoordinatorNotAvailable;
-    match op {
-        GroupOp::Join(_) => GroupReply::Join(JoinResponse { error: Some(e), ..Default::default() }),
-        GroupOp::Sync(_) => GroupReply::Sync(SyncResponse { error: Some(e), ..Default::default() }),
-        GroupOp::Heartbeat { .. } => GroupReply::Heartbeat(Err(e)),
-        GroupOp::Leave(members) => GroupReply::Leave(vec![Err(e); members.len()]),
-        GroupOp::Commit { offsets, .. } => GroupReply::Commit(vec![Err(e); offsets.len()]),
-        GroupOp::TxnCommit(commit) => GroupReply::TxnCommit(vec![Err(TxnOffsetError::Group(e)); commit.offsets.len()]),
-        GroupOp::FetchOffsets { .. } => GroupReply::Offsets(Err(e)),
-        GroupOp::ConsumerHeartbeat(_) => {
-            GroupReply::ConsumerHeartbeat(ConsumerHeartbeatResponse { error: Some(e), ..Default::default() })
-        }
-        GroupOp::ConsumerDescribe => GroupReply::ConsumerDescribe(Err(e)),
-        GroupOp::Describe => GroupReply::Describe(crate::groups::GroupDescription {
-            error: Some(e),
-            group_id: String::new(),
-            state: crate::groups::GroupState::Dead,
-            protocol_type: String::new(),
-            protocol: String::new(),
-            members: Vec::new(),
-        }),
-        GroupOp::List => GroupReply::List(Vec::new()),
-        GroupOp::Delete => GroupReply::Delete(Err(e)),
-        GroupOp::DeleteOffsets(_) => GroupReply::DeleteOffsets(Err(e)),
-    }
+fn unavailable<T>() -> GroupResult<T> {
+    Err(GroupError::CoordinatorNotAvailable)
+}
+
+fn unavailable_each(count: usize) -> Vec<GroupResult<()>> {
+    vec![unavailable(); count]
 }

@@ -614,6 +614,36 @@ impl Shard {
         answer.await.map_err(|_| ShardGone)
     }
 
+    /// Runs `work` with `key` (a group or transactional id) on the shard
+    /// that owns the key's partition of an internal topic, the key's
+    /// coordinator; `unavailable()` answers when that shard does not hold
+    /// the partition open (yet).
+    pub(crate) async fn on_coordinator<T, W>(
+        &self,
+        topic: &'static str,
+        partition: i32,
+        key: &str,
+        if_requester_leaves: IfRequesterLeaves,
+        unavailable: impl FnOnce() -> T,
+        work: W,
+    ) -> T
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Shard, &'a str) -> LocalBoxFuture<'a, T> + Send + 'static,
+    {
+        let key = key.to_string();
+        let owner = self.owner(topic, partition);
+        let answer = self
+            .on_shard(owner, if_requester_leaves, move |shard| {
+                Box::pin(async move {
+                    shard.local_log(topic, partition).ok()?;
+                    Some(work(shard, &key).await)
+                })
+            })
+            .await;
+        answer.ok().flatten().unwrap_or_else(unavailable)
+    }
+
     fn local_log(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, PartitionError> {
         self.logs.borrow().get(topic).and_then(|partitions| partitions.get(&partition)).cloned().ok_or_else(|| {
             if self.offline.borrow().contains(&(topic.to_string(), partition)) {
@@ -1010,12 +1040,6 @@ impl Shard {
             }
             ShardMessage::AllocateProducerId { reply } => {
                 let _ = reply.send(self.controller_store().borrow_mut().allocate_producer_id());
-            }
-            ShardMessage::Group { group_id, op, reply } => {
-                let _ = reply.send(self.run_group_op(&group_id, op).await);
-            }
-            ShardMessage::Txn { transactional_id, op, reply } => {
-                let _ = reply.send(self.run_txn_op(&transactional_id, op).await);
             }
             ShardMessage::Stats { reply } => {
                 let _ = reply.send(self.stats());

@@ -5,9 +5,7 @@
 
 use super::{IfRequesterLeaves, Shard};
 use crate::error::{PartitionError, TopicError};
-use crate::messages::{ShardMessage, TxnOp, TxnReply};
 use crate::metadata::NewTopic;
-use crate::ownership::owner_of;
 use crate::records::{keyed_batch, Writer};
 use crate::transactions::log_records;
 use crate::transactions::{
@@ -15,8 +13,7 @@ use crate::transactions::{
     TRANSACTION_STATE_TOPIC,
 };
 use bytes::Bytes;
-use futures::channel::oneshot;
-use futures::future::join_all;
+use futures::future::{join_all, LocalBoxFuture};
 use std::collections::{HashMap, HashSet};
 use weir_engine::{now_ms, Durability, PartitionLog};
 
@@ -62,29 +59,90 @@ impl Shard {
         }
     }
 
-    /// Runs `op` on the shard that coordinates `transactional_id`.
-    pub async fn txn_op(&self, transactional_id: &str, op: TxnOp) -> TxnReply {
-        let owner = owner_of(TRANSACTION_STATE_TOPIC, transaction_partition_of(transactional_id), self.shard_count);
-        self.txn_op_on(owner, transactional_id, op).await
+    /// Runs `work` on the shard that coordinates `transactional_id` (it holds
+    /// the id's `__transaction_state` partition); `unavailable()` answers when
+    /// that shard cannot serve it (yet).
+    async fn on_txn_coordinator<T, W>(
+        &self,
+        transactional_id: &str,
+        if_requester_leaves: IfRequesterLeaves,
+        unavailable: impl FnOnce() -> T,
+        work: W,
+    ) -> T
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Shard, &'a str) -> LocalBoxFuture<'a, T> + Send + 'static,
+    {
+        let partition = transaction_partition_of(transactional_id);
+        let topic = TRANSACTION_STATE_TOPIC;
+        self.on_coordinator(topic, partition, transactional_id, if_requester_leaves, unavailable, work).await
     }
 
-    async fn txn_op_on(&self, shard: usize, transactional_id: &str, op: TxnOp) -> TxnReply {
-        if shard == self.id {
-            return self.run_txn_op(transactional_id, op).await;
-        }
-        let unavailable = unavailable_reply(&op);
-        let (reply, answer) = oneshot::channel();
-        let msg = ShardMessage::Txn { transactional_id: transactional_id.to_string(), op, reply };
-        if self.peers.send_to(shard, msg).await.is_err() {
-            return unavailable;
-        }
-        answer.await.unwrap_or(unavailable)
+    /// InitProducerId of a transactional producer: (producer id, epoch).
+    /// `expected`: the producer id and epoch a v3+ client holds (KIP-360).
+    pub async fn init_transactional_producer_id(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), TxnError> {
+        self.on_txn_coordinator(transactional_id, IfRequesterLeaves::Finish, unavailable, move |shard, id| {
+            Box::pin(shard.init_transactional_producer(id, timeout_ms, expected))
+        })
+        .await
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn: one result per partition, in request order.
+    pub async fn add_partitions_to_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Vec<Result<(), TxnError>> {
+        let count = partitions.len();
+        let unavailable = move || vec![unavailable(); count];
+        self.on_txn_coordinator(transactional_id, IfRequesterLeaves::Finish, unavailable, move |shard, id| {
+            Box::pin(shard.add_partitions(id, producer_id, epoch, partitions))
+        })
+        .await
+    }
+
+    /// EndTxn: commits or aborts the producer's transaction.
+    pub async fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), TxnError> {
+        self.on_txn_coordinator(transactional_id, IfRequesterLeaves::Finish, unavailable, move |shard, id| {
+            Box::pin(shard.end_transaction(id, producer_id, epoch, commit))
+        })
+        .await
+    }
+
+    /// DescribeTransactions, for one id; None where the coordinator does not know it.
+    pub async fn describe_transaction(&self, transactional_id: &str) -> Result<Option<TxnMetadata>, TxnError> {
+        self.on_txn_coordinator(transactional_id, IfRequesterLeaves::Stop, unavailable, |shard, id| {
+            Box::pin(async move { Ok(shard.transactions.borrow().txns.get(id).cloned()) })
+        })
+        .await
     }
 
     /// Every transaction of every shard.
     pub async fn list_transactions(&self) -> Vec<TxnMetadata> {
-        let replies = join_all((0..self.shard_count).map(|shard| self.txn_op_on(shard, "", TxnOp::List))).await;
-        replies.into_iter().flat_map(|r| if let TxnReply::List(txns) = r { txns } else { Vec::new() }).collect()
+        let lists = join_all((0..self.shard_count).map(|owner| {
+            self.on_shard(owner, IfRequesterLeaves::Stop, |shard| {
+                Box::pin(async move {
+                    let mut all: Vec<TxnMetadata> = shard.transactions.borrow().txns.values().cloned().collect();
+                    all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+                    all
+                })
+            })
+        }))
+        .await;
+        lists.into_iter().flat_map(Result::unwrap_or_default).collect()
     }
 
     /// Asks the coordinator whether a transactional batch (or offsets) of
@@ -97,40 +155,15 @@ impl Shard {
         topic: &str,
         partition: i32,
     ) -> Result<(), TxnError> {
-        let op = TxnOp::Verify { producer_id, epoch, topic: topic.to_string(), partition };
-        match self.txn_op(transactional_id, op).await {
-            TxnReply::Done(result) => result,
-            _ => Err(TxnError::CoordinatorNotAvailable),
-        }
-    }
-
-    pub(crate) async fn run_txn_op(&self, id: &str, op: TxnOp) -> TxnReply {
-        let partition = transaction_partition_of(id);
-        if !matches!(op, TxnOp::List) && self.local_log(TRANSACTION_STATE_TOPIC, partition).is_err() {
-            return unavailable_reply(&op);
-        }
-        match op {
-            TxnOp::InitProducerId { timeout_ms, expected } => {
-                TxnReply::ProducerId(self.init_transactional_producer(id, timeout_ms, expected).await)
-            }
-            TxnOp::AddPartitions { producer_id, epoch, partitions } => {
-                TxnReply::Added(self.add_partitions(id, producer_id, epoch, partitions).await)
-            }
-            TxnOp::EndTxn { producer_id, epoch, commit } => {
-                TxnReply::Done(self.end_transaction(id, producer_id, epoch, commit).await)
-            }
-            TxnOp::Verify { producer_id, epoch, topic, partition } => {
-                let txns = self.transactions.borrow();
-                let current = txns.txns.get(id).ok_or(TxnError::InvalidProducerIdMapping);
-                TxnReply::Done(current.and_then(|m| m.verify_partition(producer_id, epoch, &topic, partition)))
-            }
-            TxnOp::Describe => TxnReply::Describe(self.transactions.borrow().txns.get(id).cloned()),
-            TxnOp::List => {
-                let mut all: Vec<TxnMetadata> = self.transactions.borrow().txns.values().cloned().collect();
-                all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
-                TxnReply::List(all)
-            }
-        }
+        let topic = topic.to_string();
+        self.on_txn_coordinator(transactional_id, IfRequesterLeaves::Stop, unavailable, move |shard, id| {
+            Box::pin(async move {
+                let txns = shard.transactions.borrow();
+                let current = txns.txns.get(id).ok_or(TxnError::InvalidProducerIdMapping)?;
+                current.verify_partition(producer_id, epoch, &topic, partition)
+            })
+        })
+        .await
     }
 
     fn lock_txn(&self, id: &str) -> Result<Busy<'_>, TxnError> {
@@ -401,13 +434,6 @@ impl Shard {
 }
 
 /// What a transaction request gets when its coordinator cannot serve it (yet).
-fn unavailable_reply(op: &TxnOp) -> TxnReply {
-    let e = TxnError::CoordinatorNotAvailable;
-    match op {
-        TxnOp::InitProducerId { .. } => TxnReply::ProducerId(Err(e)),
-        TxnOp::AddPartitions { partitions, .. } => TxnReply::Added(vec![Err(e); partitions.len()]),
-        TxnOp::EndTxn { .. } | TxnOp::Verify { .. } => TxnReply::Done(Err(e)),
-        TxnOp::Describe => TxnReply::Describe(None),
-        TxnOp::List => TxnReply::List(Vec::new()),
-    }
+fn unavailable<T>() -> Result<T, TxnError> {
+    Err(TxnError::CoordinatorNotAvailable)
 }
