@@ -142,7 +142,7 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             let _ = writeln!(out, "weir_shard_cpu_seconds_total{{shard=\"{}\",mode=\"{mode}\"}} {busy}", s.shard);
         }
     }
-    let per_shard: [ShardSeries; 12] = [
+    let per_shard: [ShardSeries; 13] = [
         ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
         ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
         ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
@@ -164,6 +164,12 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             "counter",
             "Bytes after a request body, ignored as Kafka ignores them.",
             |s| s.request_bytes_ignored,
+        ),
+        (
+            "weir_shard_mesh_messages_served_total",
+            "counter",
+            "Messages from other shards served: work a request needed from a shard other than its connection's.",
+            |s| s.mesh_messages_served,
         ),
         (
             "weir_connections_refused_max_connections_total",
@@ -326,6 +332,7 @@ mod tests {
             connections_idle_closed: 1,
             producer_state_replayed_bytes: 77,
             request_bytes_ignored: 3,
+            mesh_messages_served: 5,
             produce_latency: HistogramSnapshot {
                 counts: {
                     let mut c = vec![0; LATENCY_BUCKETS_US.len() + 1];
@@ -361,6 +368,7 @@ mod tests {
             "weir_connections_idle_closed_total{shard=\"1\"} 1",
             "weir_producer_state_replayed_bytes_total{shard=\"1\"} 77",
             "weir_request_bytes_ignored_total{shard=\"1\"} 3",
+            "weir_shard_mesh_messages_served_total{shard=\"1\"} 5",
             "weir_shard_cpu_seconds_total{shard=\"1\",mode=\"user\"} 1.25",
             "weir_shard_cpu_seconds_total{shard=\"1\",mode=\"system\"} 0.02",
             "weir_shard_requests_in_flight{shard=\"1\"} 4",
@@ -387,6 +395,7 @@ mod tests {
             connections_idle_closed: 0,
             producer_state_replayed_bytes: 0,
             request_bytes_ignored: 0,
+            mesh_messages_served: 0,
             produce_latency: empty.clone(),
             fetch_latency: empty.clone(),
             cpu_time: (Duration::ZERO, Duration::ZERO),

@@ -358,6 +358,9 @@ impl Drop for ConnectionPermit {
 async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>) {
     while let Some(msg) = from_peer.recv().await {
         let counted = !matches!(msg, ShardMessage::Stats { .. });
+        if counted {
+            shard.metrics().mesh_message_served();
+        }
         let in_flight = counted.then(|| shard.metrics().peer_requests_in_flight.enter());
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -185,6 +185,7 @@ fn shard_busy_time_and_queues_follow_a_bench_run() {
         |p: i32| sum(&quiet, "weir_partition_log_end_offset", &["topic=\"loaded\"", &format!("partition=\"{p}\"")]);
     let (end0, end1) = (log_end(0) as i64, log_end(1) as i64);
     assert!(end0 > 0 && end1 > 0, "{quiet}");
+    let served_before = sum(&quiet, "weir_shard_mesh_messages_served_total", &[]);
     let bootstrap = broker.bootstrap();
     let polling = std::thread::spawn(move || {
         let mut client = client(&bootstrap);
@@ -208,6 +209,9 @@ fn shard_busy_time_and_queues_follow_a_bench_run() {
     let after = scrape(&admin);
     assert_eq!(sum(&after, "weir_shard_requests_in_flight", &[]), 0.0, "{after}");
     assert_eq!(sum(&after, "weir_shard_peer_requests_in_flight", &[]), 0.0, "{after}");
+    // The remote partition cost a read, a wait and a re-read on its shard.
+    let served = sum(&after, "weir_shard_mesh_messages_served_total", &[]) - served_before;
+    assert_eq!(served, 3.0, "mesh messages of a long poll with one remote partition\n{after}");
 }
 
 fn wait_for(mut child: std::process::Child, within: Duration) -> std::process::ExitStatus {
