@@ -14,7 +14,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
-use weir_engine::batch::{self as batch_format, ATTR_COMPRESSION_MASK, HEADER_LEN, MAGIC_V2, MIN_BATCH_LENGTH};
+use weir_engine::batch::{RawHeader, HEADER_LEN, MAGIC_V2, MIN_BATCH_LENGTH};
 use weir_net::records::plain_record;
 
 const KEY_BYTES: usize = 8;
@@ -112,7 +112,7 @@ impl Template {
                     }
                 }
                 let batch = &mut self.frame[layout.batch_at..layout.batch_at + layout.batch_len];
-                batch_format::rewrite_crc(batch);
+                weir_engine::batch::rewrite_crc(batch);
             }
         }
         patch_correlation_id(&mut self.frame, correlation_id);
@@ -213,10 +213,10 @@ struct RecordAt {
 
 /// Walks the records of one uncompressed batch (`batch` holds exactly the batch).
 fn records_of(batch: &[u8]) -> anyhow::Result<Vec<RecordAt>> {
-    let Some(header) = batch_format::parse_header(batch) else {
+    let Some(header) = RawHeader::of(batch) else {
         bail!("record batch of {} bytes is shorter than its header", batch.len())
     };
-    let count = header.records_count;
+    let count = header.records_count();
     ensure!(count >= 0, "negative record count");
     let mut out = Vec::with_capacity(count.min(100_000) as usize);
     let mut at = HEADER_LEN;
@@ -268,8 +268,8 @@ pub struct Scan {
 pub fn scan(records: &[u8], fetch_offset: i64, mut stamp: impl FnMut(u64)) -> anyhow::Result<Scan> {
     let mut s = Scan { next_offset: fetch_offset, ..Scan::default() };
     let mut at = 0;
-    while let Some(h) = batch_format::parse_header(&records[at..]) {
-        ensure!(h.batch_length >= MIN_BATCH_LENGTH, "batch length {} is below a header's", h.batch_length);
+    while let Some(h) = RawHeader::of(&records[at..]) {
+        ensure!(h.batch_length() >= MIN_BATCH_LENGTH, "batch length {} is below a header's", h.batch_length());
         let b = &records[at..];
         let total = h.total_len();
         if total > b.len() {
@@ -277,13 +277,13 @@ pub fn scan(records: &[u8], fetch_offset: i64, mut stamp: impl FnMut(u64)) -> an
         }
         let batch = &b[..total];
         at += total;
-        let base_offset = h.base_offset;
-        ensure!(h.magic == MAGIC_V2, "batch at offset {base_offset} has magic {}, not 2", h.magic);
+        let base_offset = h.base_offset();
+        ensure!(h.magic() == MAGIC_V2, "batch at offset {base_offset} has magic {}, not 2", h.magic());
         let last_offset = h.last_offset();
         if last_offset < s.next_offset {
             continue;
         }
-        let compressed = batch_format::attributes(batch) & ATTR_COMPRESSION_MASK != 0;
+        let compressed = h.compression() != 0;
         if compressed {
             let mut bytes = Bytes::copy_from_slice(batch);
             let set = RecordBatchDecoder::decode(&mut bytes).context("decompressing a fetched batch")?;
@@ -338,7 +338,7 @@ mod tests {
         let mut body = decoded.body;
         let request = ProduceRequest::decode(&mut body, version).unwrap();
         let mut records = request.topic_data[0].partition_data[0].records.clone().unwrap();
-        batch_format::check_batch_at(&records).unwrap_or_else(|e| panic!("batch at v{version}: {e}"));
+        weir_engine::batch::check_batch_at(&records).unwrap_or_else(|e| panic!("batch at v{version}: {e}"));
         let set = RecordBatchDecoder::decode(&mut records).expect("valid batch");
         (decoded.header.correlation_id, set.records)
     }

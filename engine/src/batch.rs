@@ -1,122 +1,193 @@
-//! Kafka RecordBatch v2 headers: parsing, validation and offset patching.
+//! Kafka RecordBatch v2 headers: the layout ([`RawHeader`]), validation and
+//! offset patching.
 //!
 //! The engine only looks at the 61-byte header and the CRC; record bodies are
-//! opaque bytes. Layout (big-endian):
-//!
-//! ```text
-//! [0..8)   baseOffset            i64   rewritten by the broker (outside the CRC)
-//! [8..12)  batchLength           i32   bytes after this field
-//! [12..16) partitionLeaderEpoch  i32   rewritten by the broker (outside the CRC)
-//! [16]     magic                 i8    must be 2
-//! [17..21) crc                   u32   CRC-32C of bytes [21..end)
-//! [21..23) attributes            i16
-//! [23..27) lastOffsetDelta       i32
-//! [27..35) baseTimestamp  [35..43) maxTimestamp  [43..51) producerId
-//! [51..53) producerEpoch  [53..57) baseSequence  [57..61) recordsCount i32
-//! ```
+//! opaque bytes. The broker rewrites baseOffset and partitionLeaderEpoch,
+//! which are outside the CRC (CRC-32C of the bytes from attributes on).
+
+use zerocopy::byteorder::big_endian::{I16, I32, I64, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::EngineError;
 
 /// Bytes before `batchLength` counts: baseOffset + batchLength.
 pub const LOG_OVERHEAD: usize = 12;
 /// Size of the fixed RecordBatch v2 header.
-pub const HEADER_LEN: usize = 61;
+pub const HEADER_LEN: usize = size_of::<RawHeader>();
 /// Smallest legal `batchLength` (a header with no records).
 pub const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
 /// The only record-batch format the engine stores.
 pub const MAGIC_V2: i8 = 2;
 
-const CRC_START: usize = 21;
+/// The CRC covers the batch from its attributes on.
+const CRC_START: usize = std::mem::offset_of!(RawHeader, attributes);
 
-/// The header fields the engine uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchHeader {
-    /// Offset of the first record (as stored; producers send 0).
-    pub base_offset: i64,
-    /// Bytes after the `batchLength` field.
-    pub batch_length: i32,
-    /// Format version; 2 for every batch the engine accepts.
-    pub magic: i8,
-    /// CRC-32C the batch claims for bytes `[21..end)`.
-    pub crc: u32,
-    /// `lastOffset - baseOffset`.
-    pub last_offset_delta: i32,
-    /// Number of records in the batch.
-    pub records_count: i32,
+/// The fixed RecordBatch v2 header, in place over the batch's first bytes:
+/// the one description of the layout. Read with [`RawHeader::of`] (no copy),
+/// changed with [`RawHeader::of_mut`]. Says nothing of validity: see
+/// [`check_header`] and [`check_crc`].
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct RawHeader {
+    base_offset: I64,
+    batch_length: I32,
+    leader_epoch: I32,
+    magic: i8,
+    crc: U32,
+    attributes: I16,
+    last_offset_delta: I32,
+    base_timestamp: I64,
+    max_timestamp: I64,
+    producer_id: I64,
+    producer_epoch: I16,
+    base_sequence: I32,
+    records_count: I32,
 }
 
-impl BatchHeader {
+const _: () = assert!(HEADER_LEN == 61 && CRC_START == 21);
+
+impl RawHeader {
+    /// The header at the start of `buf`; `None` when `buf` is shorter.
+    pub fn of(buf: &[u8]) -> Option<&RawHeader> {
+        RawHeader::ref_from_prefix(buf).ok().map(|(h, _)| h)
+    }
+
+    /// The header at the start of `buf`, to change; `None` when `buf` is shorter.
+    pub fn of_mut(buf: &mut [u8]) -> Option<&mut RawHeader> {
+        RawHeader::mut_from_prefix(buf).ok().map(|(h, _)| h)
+    }
+
+    /// Offset of the first record (as stored; producers send 0).
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset.get()
+    }
+    /// Bytes after the `batchLength` field.
+    pub fn batch_length(&self) -> i32 {
+        self.batch_length.get()
+    }
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+    /// Format version; 2 for every batch the engine accepts.
+    pub fn magic(&self) -> i8 {
+        self.magic
+    }
+    /// CRC-32C the batch claims for its bytes from the attributes on.
+    pub fn crc(&self) -> u32 {
+        self.crc.get()
+    }
+    pub fn attributes(&self) -> i16 {
+        self.attributes.get()
+    }
+    /// `lastOffset - baseOffset`.
+    pub fn last_offset_delta(&self) -> i32 {
+        self.last_offset_delta.get()
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        self.base_timestamp.get()
+    }
+    /// With LogAppendTime: the append time.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.get()
+    }
+    /// -1: no producer (neither idempotent nor transactional).
+    pub fn producer_id(&self) -> i64 {
+        self.producer_id.get()
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        self.producer_epoch.get()
+    }
+    pub fn base_sequence(&self) -> i32 {
+        self.base_sequence.get()
+    }
+    /// Number of records the batch claims.
+    pub fn records_count(&self) -> i32 {
+        self.records_count.get()
+    }
+
     /// Whole size of the batch on disk / on the wire.
     pub fn total_len(&self) -> usize {
-        LOG_OVERHEAD + self.batch_length.max(0) as usize
+        LOG_OVERHEAD + self.batch_length().max(0) as usize
     }
 
     /// Offset of the last record, given the header's base offset.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset() + i64::from(self.last_offset_delta())
     }
 
     /// Number of offsets the batch occupies.
     pub fn offset_count(&self) -> i64 {
-        i64::from(self.last_offset_delta) + 1
+        i64::from(self.last_offset_delta()) + 1
     }
-}
 
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
-
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    i32::from_be_bytes(a)
-}
-
-/// Parses the fixed header from the first [`HEADER_LEN`] bytes of `buf`.
-/// Returns `None` when `buf` is shorter than a header. Checks nothing else.
-pub fn parse_header(buf: &[u8]) -> Option<BatchHeader> {
-    if buf.len() < HEADER_LEN {
-        return None;
+    /// The compression codec bits (0 = none).
+    pub fn compression(&self) -> i16 {
+        self.attributes() & ATTR_COMPRESSION_MASK
     }
-    Some(BatchHeader {
-        base_offset: be_i64(buf, 0),
-        batch_length: be_i32(buf, 8),
-        magic: buf[16] as i8,
-        crc: be_i32(buf, 17) as u32,
-        last_offset_delta: be_i32(buf, 23),
-        records_count: be_i32(buf, 57),
-    })
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & ATTR_TRANSACTIONAL != 0
+    }
+
+    /// A transaction marker (written by a coordinator, never by clients).
+    pub fn is_control(&self) -> bool {
+        self.attributes() & ATTR_CONTROL != 0
+    }
+
+    /// A whole batch: this header with `attributes` and `records_count`,
+    /// then `body`; its length and CRC set to match.
+    pub fn build(&self, attributes: i16, records_count: i32, body: &[u8]) -> Result<Vec<u8>, String> {
+        let body_len = body.len();
+        let too_long = || format!("a batch of {body_len} body bytes is over 2 GiB");
+        let batch_length =
+            i32::try_from(HEADER_LEN - LOG_OVERHEAD).ok().and_then(|h| h.checked_add(i32::try_from(body_len).ok()?));
+        let mut header = *self;
+        header.batch_length.set(batch_length.ok_or_else(too_long)?);
+        header.attributes.set(attributes);
+        header.records_count.set(records_count);
+        let mut batch = Vec::with_capacity(HEADER_LEN + body_len);
+        batch.extend_from_slice(header.as_bytes());
+        batch.extend_from_slice(body);
+        rewrite_crc(&mut batch);
+        Ok(batch)
+    }
+
+    /// The broker-owned fields, outside the CRC.
+    fn set_placement(&mut self, base_offset: i64, leader_epoch: i32) {
+        self.base_offset.set(base_offset);
+        self.leader_epoch.set(leader_epoch);
+    }
 }
 
 /// Checks the header fields that do not need the batch body: length, magic,
 /// record count against `lastOffsetDelta`. `Err` carries a reason.
-pub fn check_header(h: &BatchHeader) -> Result<(), String> {
-    if h.batch_length < MIN_BATCH_LENGTH {
-        return Err(format!("batch length {} below minimum {}", h.batch_length, MIN_BATCH_LENGTH));
+pub fn check_header(h: &RawHeader) -> Result<(), String> {
+    let (batch_length, records_count, last_offset_delta) = (h.batch_length(), h.records_count(), h.last_offset_delta());
+    if batch_length < MIN_BATCH_LENGTH {
+        return Err(format!("batch length {batch_length} below minimum {MIN_BATCH_LENGTH}"));
     }
-    if h.magic != MAGIC_V2 {
-        return Err(format!("unsupported magic {}", h.magic));
+    if h.magic() != MAGIC_V2 {
+        return Err(format!("unsupported magic {}", h.magic()));
     }
-    if h.records_count < 0 {
-        return Err(format!("negative record count {}", h.records_count));
+    if records_count < 0 {
+        return Err(format!("negative record count {records_count}"));
     }
-    if h.last_offset_delta < 0 {
-        return Err(format!("negative last offset delta {}", h.last_offset_delta));
+    if last_offset_delta < 0 {
+        return Err(format!("negative last offset delta {last_offset_delta}"));
     }
-    if i64::from(h.last_offset_delta) < i64::from(h.records_count) - 1 {
-        return Err(format!("last offset delta {} too small for {} records", h.last_offset_delta, h.records_count));
+    if i64::from(last_offset_delta) < i64::from(records_count) - 1 {
+        return Err(format!("last offset delta {last_offset_delta} too small for {records_count} records"));
     }
     Ok(())
 }
 
-/// Checks the CRC-32C of one whole batch (`batch.len() == total_len`).
-pub fn check_crc(h: &BatchHeader, batch: &[u8]) -> Result<(), String> {
+/// Checks the CRC-32C of one whole batch (`batch.len() == total_len`) whose
+/// header is `h`.
+pub fn check_crc(h: &RawHeader, batch: &[u8]) -> Result<(), String> {
     debug_assert_eq!(batch.len(), h.total_len());
     let actual = crc32c::crc32c(&batch[CRC_START..]);
-    if actual != h.crc {
-        return Err(format!("crc mismatch: header {:#010x}, computed {:#010x}", h.crc, actual));
+    if actual != h.crc() {
+        return Err(format!("crc mismatch: header {:#010x}, computed {:#010x}", h.crc(), actual));
     }
     Ok(())
 }
@@ -124,13 +195,13 @@ pub fn check_crc(h: &BatchHeader, batch: &[u8]) -> Result<(), String> {
 /// Validates one batch at the start of `buf` (which may hold more after it)
 /// and returns its header. Used for on-disk scans: any failure means "the log
 /// ends here", so the error is just a reason.
-pub fn check_batch_at(buf: &[u8]) -> Result<BatchHeader, String> {
-    let h = parse_header(buf).ok_or_else(|| format!("incomplete header: {} bytes", buf.len()))?;
-    check_header(&h)?;
+pub fn check_batch_at(buf: &[u8]) -> Result<&RawHeader, String> {
+    let h = RawHeader::of(buf).ok_or_else(|| format!("incomplete header: {} bytes", buf.len()))?;
+    check_header(h)?;
     if buf.len() < h.total_len() {
         return Err(format!("incomplete batch: {} of {} bytes", buf.len(), h.total_len()));
     }
-    check_crc(&h, &buf[..h.total_len()])?;
+    check_crc(h, &buf[..h.total_len()])?;
     Ok(h)
 }
 
@@ -162,13 +233,13 @@ pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<Record
     let mut summary = RecordsSummary { batches: 0, offset_count: 0 };
     while pos < records.len() {
         let rest = &records[pos..];
-        let h = parse_header(rest).ok_or_else(|| {
+        let h = RawHeader::of(rest).ok_or_else(|| {
             EngineError::CorruptMessage(format!("trailing {} bytes at {pos} are not a batch header", rest.len()))
         })?;
-        if h.batch_length >= 0 && h.total_len() > max_batch_bytes {
+        if h.batch_length() >= 0 && h.total_len() > max_batch_bytes {
             return Err(EngineError::MessageTooLarge(h.total_len()));
         }
-        check_header(&h).map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
+        check_header(h).map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
         if rest.len() < h.total_len() {
             return Err(EngineError::CorruptMessage(format!(
                 "batch at {pos} truncated: {} of {} bytes",
@@ -176,12 +247,13 @@ pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<Record
                 h.total_len()
             )));
         }
-        check_crc(&h, &rest[..h.total_len()])
+        check_crc(h, &rest[..h.total_len()])
             .map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
-        if h.records_count == 0 || h.offset_count() != i64::from(h.records_count) {
+        if h.records_count() == 0 || h.offset_count() != i64::from(h.records_count()) {
             return Err(EngineError::InvalidRecord(format!(
                 "batch at {pos}: {} records for offset range 0..={}",
-                h.records_count, h.last_offset_delta
+                h.records_count(),
+                h.last_offset_delta()
             )));
         }
         summary.batches += 1;
@@ -198,9 +270,7 @@ pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<Record
 /// Rewrites the broker-owned header fields of the batch at the start of
 /// `batch`: baseOffset and partitionLeaderEpoch (0). Both are outside the CRC.
 pub fn patch_header(batch: &mut [u8], base_offset: i64) {
-    assert!(batch.len() >= HEADER_LEN);
-    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    batch[12..16].copy_from_slice(&0i32.to_be_bytes());
+    RawHeader::of_mut(batch).expect("a whole header").set_placement(base_offset, 0);
 }
 
 /// Attributes: the compression codec bits (0 = none).
@@ -212,26 +282,10 @@ pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attributes: the batch is a control batch (transaction markers).
 pub const ATTR_CONTROL: i16 = 0x20;
 
-/// The batch's attributes (`buf` starts with a whole header).
-pub fn attributes(buf: &[u8]) -> i16 {
-    i16::from_be_bytes([buf[21], buf[22]])
-}
-
-/// The batch's baseTimestamp.
-pub fn base_timestamp(buf: &[u8]) -> i64 {
-    be_i64(buf, 27)
-}
-
-/// The batch's maxTimestamp (with LogAppendTime: the append time).
-pub fn max_timestamp(buf: &[u8]) -> i64 {
-    be_i64(buf, 35)
-}
-
 /// Recomputes and stores the CRC-32C of a whole batch.
 pub fn rewrite_crc(batch: &mut [u8]) {
-    assert!(batch.len() >= HEADER_LEN);
     let crc = crc32c::crc32c(&batch[CRC_START..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    RawHeader::of_mut(batch).expect("a whole header").crc.set(crc);
 }
 
 /// Applies `message.timestamp.type=LogAppendTime` to a whole batch, as Kafka
@@ -239,10 +293,9 @@ pub fn rewrite_crc(batch: &mut [u8]) {
 /// `append_time_ms`; both are inside the CRC, which is recomputed.
 /// (baseTimestamp and the record deltas stay; readers take maxTimestamp.)
 pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
-    assert!(batch.len() >= HEADER_LEN);
-    let attrs = attributes(batch) | ATTR_LOG_APPEND_TIME;
-    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
-    batch[35..43].copy_from_slice(&append_time_ms.to_be_bytes());
+    let h = RawHeader::of_mut(batch).expect("a whole header");
+    h.attributes.set(h.attributes() | ATTR_LOG_APPEND_TIME);
+    h.max_timestamp.set(append_time_ms);
     rewrite_crc(batch);
 }
 
@@ -285,22 +338,22 @@ impl BatchBuilder {
 
     /// The batch: this header, then `body`.
     pub fn build(&self, body: &[u8]) -> Vec<u8> {
-        let mut b = Vec::with_capacity(HEADER_LEN + body.len());
-        b.resize(HEADER_LEN, 0);
-        b.extend_from_slice(body);
-        let length = i32::try_from(b.len() - LOG_OVERHEAD).expect("a batch under 2 GiB");
-        b[8..12].copy_from_slice(&length.to_be_bytes());
-        b[12..16].copy_from_slice(&self.leader_epoch.to_be_bytes());
-        b[16] = MAGIC_V2 as u8;
-        b[23..27].copy_from_slice(&self.last_offset_delta.to_be_bytes());
-        b[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
-        b[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        b[43..51].copy_from_slice(&self.producer_id.to_be_bytes());
-        b[51..53].copy_from_slice(&self.producer_epoch.to_be_bytes());
-        b[53..57].copy_from_slice(&self.base_sequence.to_be_bytes());
-        b[57..61].copy_from_slice(&self.records.to_be_bytes());
-        rewrite_crc(&mut b);
-        b
+        let header = RawHeader {
+            base_offset: 0.into(),
+            batch_length: 0.into(),
+            leader_epoch: self.leader_epoch.into(),
+            magic: MAGIC_V2,
+            crc: 0.into(),
+            attributes: 0.into(),
+            last_offset_delta: self.last_offset_delta.into(),
+            base_timestamp: self.base_timestamp.into(),
+            max_timestamp: self.max_timestamp.into(),
+            producer_id: self.producer_id.into(),
+            producer_epoch: self.producer_epoch.into(),
+            base_sequence: self.base_sequence.into(),
+            records_count: self.records.into(),
+        };
+        header.build(0, self.records, body).expect("a batch under 2 GiB")
     }
 }
 
@@ -365,9 +418,9 @@ mod tests {
         let mut b = batch(4, b"payload");
         patch_header(&mut b, 1234);
         let h = check_batch_at(&b).expect("still valid");
-        assert_eq!(h.base_offset, 1234);
+        assert_eq!(h.base_offset(), 1234);
         assert_eq!(h.last_offset(), 1237);
-        assert_eq!(&b[12..16], &[0, 0, 0, 0]);
+        assert_eq!(h.leader_epoch(), 0);
     }
 
     #[test]
@@ -376,8 +429,8 @@ mod tests {
         let before = b.clone();
         set_log_append_time(&mut b, 42);
         let h = check_batch_at(&b).expect("crc recomputed");
-        assert_ne!(h.crc, parse_header(&before).expect("header").crc);
-        assert_eq!(max_timestamp(&b), 42);
-        assert_eq!(attributes(&b) & ATTR_LOG_APPEND_TIME, ATTR_LOG_APPEND_TIME);
+        assert_ne!(h.crc(), RawHeader::of(&before).expect("header").crc());
+        assert_eq!(h.max_timestamp(), 42);
+        assert_eq!(h.attributes() & ATTR_LOG_APPEND_TIME, ATTR_LOG_APPEND_TIME);
     }
 }

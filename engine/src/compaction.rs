@@ -35,7 +35,7 @@ use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 
-use crate::batch::{self, BatchHeader, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_LEN};
+use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::compression::{self, Codec};
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexPolicy, OffsetIndex};
@@ -77,11 +77,11 @@ fn key_hash(key: &[u8]) -> KeyHash {
 /// The batch as compaction sees it, uncompressed (`None`: kept as it is:
 /// control and transactional batches, and ones that do not decompress).
 fn compactable(batch: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let attributes = batch::attributes(batch);
-    if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+    let h = RawHeader::of(batch).expect("a whole batch");
+    if h.is_transactional() || h.is_control() {
         return None;
     }
-    if attributes & ATTR_COMPRESSION_MASK == 0 {
+    if h.compression() == 0 {
         return Some(Cow::Borrowed(batch));
     }
     compression::with_codec(batch, Codec::None, 0).ok().map(Cow::Owned)
@@ -121,7 +121,7 @@ impl PartitionLog {
                 let Some(plain) = compactable(b) else { return };
                 for r in records::parse(&plain).unwrap_or_default() {
                     if let Some(k) = r.key {
-                        map.insert(key_hash(k), h.base_offset + i64::from(r.offset_delta));
+                        map.insert(key_hash(k), h.base_offset() + i64::from(r.offset_delta));
                     }
                 }
             })
@@ -140,7 +140,7 @@ impl PartitionLog {
 
     /// Calls `f(batch, header)` for every batch of a sealed segment, yielding
     /// to other tasks between batches.
-    async fn for_each_batch(&self, seg: &Segment, mut f: impl FnMut(&[u8], &BatchHeader)) -> Result<(), EngineError> {
+    async fn for_each_batch(&self, seg: &Segment, mut f: impl FnMut(&[u8], &RawHeader)) -> Result<(), EngineError> {
         let limit = seg.size();
         let mut window = FileWindow::new(&seg.file, seg.align, limit);
         let mut pos = 0u64;
@@ -148,7 +148,7 @@ impl PartitionLog {
         while pos < limit {
             match next_batch(seg, &mut window, pos, limit).await {
                 Ok((bytes, h)) => {
-                    f(bytes, &h);
+                    f(bytes, h);
                     pos += h.total_len() as u64;
                 }
                 Err(e) => {
@@ -198,8 +198,8 @@ impl PartitionLog {
                     break;
                 }
             };
-            if let Some(kept) = filter_batch(whole, &h, map, horizon, h.last_offset() == last_offset, &mut removed) {
-                out.push(&kept, h.base_offset);
+            if let Some(kept) = filter_batch(whole, h, map, horizon, h.last_offset() == last_offset, &mut removed) {
+                out.push(&kept, h.base_offset());
             }
             pos += h.total_len() as u64;
             if out.pending.len() >= WRITE_BYTES {
@@ -266,19 +266,21 @@ async fn next_batch<'w>(
     window: &'w mut FileWindow<'_>,
     pos: u64,
     limit: u64,
-) -> Result<(&'w [u8], BatchHeader), EngineError> {
+) -> Result<(&'w [u8], &'w RawHeader), EngineError> {
     let corrupt = |why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
     if limit - pos < HEADER_LEN as u64 {
         return Err(corrupt("partial header".into()));
     }
     let head = window.get(pos, HEADER_LEN, READ_BYTES).await?;
-    let h = batch::parse_header(head).ok_or_else(|| corrupt("short header".into()))?;
-    batch::check_header(&h).map_err(corrupt)?;
-    if pos + h.total_len() as u64 > limit {
+    let h = RawHeader::of(head).ok_or_else(|| corrupt("short header".into()))?;
+    batch::check_header(h).map_err(corrupt)?;
+    let len = h.total_len();
+    if pos + len as u64 > limit {
         return Err(corrupt("batch crosses the end".into()));
     }
-    let whole = window.get(pos, h.total_len(), READ_BYTES).await?;
-    batch::check_crc(&h, whole).map_err(corrupt)?;
+    let whole = window.get(pos, len, READ_BYTES).await?;
+    let h = RawHeader::of(whole).expect("a whole batch");
+    batch::check_crc(h, whole).map_err(corrupt)?;
     Ok((whole, h))
 }
 
@@ -286,7 +288,7 @@ async fn next_batch<'w>(
 /// fewer records, or nothing (never nothing for the segment's last batch).
 fn filter_batch<'a>(
     whole: &'a [u8],
-    h: &BatchHeader,
+    h: &RawHeader,
     map: &HashMap<KeyHash, i64>,
     horizon: i64,
     is_last: bool,
@@ -302,7 +304,7 @@ fn filter_batch<'a>(
         .iter()
         .filter(|r| {
             let Some(key) = r.key else { return true };
-            let offset = h.base_offset + i64::from(r.offset_delta);
+            let offset = h.base_offset() + i64::from(r.offset_delta);
             let newest = map.get(&key_hash(key)).is_none_or(|&latest| latest <= offset);
             newest && !(r.tombstone && r.timestamp < horizon)
         })
@@ -363,7 +365,7 @@ impl Cleaned {
 
     fn push(&mut self, batch_bytes: &[u8], base_offset: i64) {
         let position = self.len();
-        let max_ts = batch::max_timestamp(batch_bytes);
+        let max_ts = RawHeader::of(batch_bytes).expect("a whole batch").max_timestamp();
         self.added.on_batch(&mut self.policy, self.seg_base, position, base_offset, batch_bytes.len() as u64, max_ts);
         for e in self.added.times.drain(..) {
             self.times.maybe_push(e);

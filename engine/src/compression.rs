@@ -4,7 +4,7 @@
 //! limit is refused, so a small request cannot make the broker allocate
 //! gigabytes.
 
-use crate::batch::{self, ATTR_COMPRESSION_MASK, HEADER_LEN, LOG_OVERHEAD};
+use crate::batch::{RawHeader, ATTR_COMPRESSION_MASK, HEADER_LEN};
 use std::io::{Read, Write};
 
 /// Most bytes one batch's records may take once decompressed.
@@ -23,7 +23,7 @@ pub enum Codec {
 impl Codec {
     /// The codec of a batch (`buf` starts with a whole header).
     pub fn of(buf: &[u8]) -> Result<Codec, String> {
-        match batch::attributes(buf) & ATTR_COMPRESSION_MASK {
+        match RawHeader::of(buf).ok_or("short batch header")?.compression() {
             0 => Ok(Codec::None),
             1 => Ok(Codec::Gzip),
             2 => Ok(Codec::Snappy),
@@ -168,15 +168,9 @@ pub fn with_codec(batch: &[u8], codec: Codec, level: i32) -> Result<Vec<u8>, Str
 
 /// `batch`'s header (codec, length and CRC set) followed by `records`.
 fn assemble(batch: &[u8], codec: Codec, records: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(HEADER_LEN + records.len());
-    out.extend_from_slice(&batch[..HEADER_LEN]);
-    out.extend_from_slice(records);
-    let length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| "batch over 2 GiB".to_string())?;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
-    let attributes = (batch::attributes(batch) & !ATTR_COMPRESSION_MASK) | codec as i16;
-    out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    batch::rewrite_crc(&mut out);
-    Ok(out)
+    let h = RawHeader::of(batch).ok_or("short batch header")?;
+    let attributes = (h.attributes() & !ATTR_COMPRESSION_MASK) | codec as i16;
+    h.build(attributes, h.records_count(), records)
 }
 
 #[cfg(test)]
@@ -191,7 +185,7 @@ mod tests {
             let level = if codec == Codec::Gzip { -1 } else { 3 };
             let compressed = with_codec(&plain, codec, level).unwrap();
             assert!(compressed.len() < plain.len() / 10, "{codec:?}");
-            batch::check_batch_at(&compressed).expect("valid batch");
+            crate::batch::check_batch_at(&compressed).expect("valid batch");
             assert_eq!(Codec::of(&compressed), Ok(codec));
             let back = with_codec(&compressed, Codec::None, 0).unwrap();
             assert_eq!(back, plain, "{codec:?}");

@@ -38,7 +38,7 @@ use glommio::io::Directory;
 use glommio::sync::Semaphore;
 use glommio::Task;
 
-use crate::batch::{self, HEADER_LEN};
+use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::cache::{Chunk, ReadCache};
 use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{disk_corruption, io_err, is_disk_corruption, EngineError};
@@ -523,7 +523,7 @@ impl PartitionLog {
             let from = seg.time_floor(timestamp).max(start);
             let pos = seg.lookup(from.max(seg.base_offset));
             let mut reads = 0;
-            let probe = |b: &[u8], h: &batch::BatchHeader| first_record_at(b, h, from, |ts| ts >= timestamp);
+            let probe = |b: &[u8], h: &RawHeader| first_record_at(b, h, from, |ts| ts >= timestamp);
             let mut found = find_in_segment(&seg, pos, limit, from, &mut reads, &probe).await;
             if retry_from_start(&seg, pos, from, &found) {
                 found = find_in_segment(&seg, 0, limit, from, &mut reads, &probe).await;
@@ -560,7 +560,7 @@ impl PartitionLog {
         let pos = seg.lookup(at);
         let from = at.max(start);
         let mut reads = 0;
-        let probe = |b: &[u8], h: &batch::BatchHeader| first_record_at(b, h, from, |ts| ts >= max);
+        let probe = |b: &[u8], h: &RawHeader| first_record_at(b, h, from, |ts| ts >= max);
         let mut found = find_in_segment(&seg, pos, limit, from, &mut reads, &probe).await;
         if retry_from_start(&seg, pos, from, &found) {
             found = find_in_segment(&seg, 0, limit, from, &mut reads, &probe).await;
@@ -689,17 +689,17 @@ fn short_write(what: &str, n: usize, want: usize) -> EngineError {
 /// The first record of `batch` (header `h`) at or after `from` whose
 /// timestamp satisfies `hit`, as (offset, timestamp). Compressed and control
 /// batches count as one record at their first offset with their maxTimestamp.
-fn first_record_at(batch: &[u8], h: &batch::BatchHeader, from: i64, hit: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
+fn first_record_at(batch: &[u8], h: &RawHeader, from: i64, hit: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
     if records::is_plain(batch) {
         if let Ok(recs) = records::parse(batch) {
             return recs
                 .iter()
-                .map(|r| (h.base_offset + i64::from(r.offset_delta), r.timestamp))
+                .map(|r| (h.base_offset() + i64::from(r.offset_delta), r.timestamp))
                 .find(|&(o, ts)| o >= from && hit(ts));
         }
     }
-    let max = batch::max_timestamp(batch);
-    hit(max).then_some((h.base_offset.max(from), max))
+    let max = h.max_timestamp();
+    hit(max).then_some((h.base_offset().max(from), max))
 }
 
 /// Walks whole batches of `seg` from `pos` (a batch start) to `limit`,
@@ -712,7 +712,7 @@ async fn find_in_segment(
     limit: u64,
     from: i64,
     reads: &mut u64,
-    probe: impl Fn(&[u8], &batch::BatchHeader) -> Option<(i64, i64)>,
+    probe: impl Fn(&[u8], &RawHeader) -> Option<(i64, i64)>,
 ) -> Result<Option<(i64, i64)>, EngineError> {
     let mut window = FileWindow::new(&seg.file, seg.align, limit);
     let corrupt = |pos: u64, why: String| disk_corruption(format!("segment {} at byte {pos}: {why}", seg.base_offset));
@@ -729,7 +729,7 @@ async fn find_in_segment(
                 break;
             }
         };
-        let Some(h) = batch::parse_header(head).filter(|h| batch::check_header(h).is_ok()) else {
+        let Some(h) = RawHeader::of(head).filter(|h| batch::check_header(h).is_ok()) else {
             result = Err(corrupt(pos, "bad header".into()));
             break;
         };
@@ -741,7 +741,7 @@ async fn find_in_segment(
         if h.last_offset() >= from {
             match window.get(pos, len, 1 << 20).await {
                 Ok(bytes) => {
-                    if let Some(found) = probe(bytes, &h) {
+                    if let Some(found) = probe(bytes, RawHeader::of(bytes).expect("a whole batch")) {
                         result = Ok(Some(found));
                         break;
                     }
@@ -793,8 +793,8 @@ async fn read_batches_in(
             return Err(corrupt(pos, "partial header below the high watermark".into()));
         }
         let head = window.get(pos, HEADER_LEN, prefetch).await?;
-        let h = batch::parse_header(head).ok_or_else(|| corrupt(pos, "short header".into()))?;
-        batch::check_header(&h).map_err(|e| corrupt(pos, e))?;
+        let h = RawHeader::of(head).ok_or_else(|| corrupt(pos, "short header".into()))?;
+        batch::check_header(h).map_err(|e| corrupt(pos, e))?;
         let len = h.total_len();
         if pos + len as u64 > limit {
             return Err(corrupt(pos, format!("batch of {len} bytes crosses the end {limit}")));
@@ -1083,7 +1083,7 @@ impl Writer {
             assert_eq!(p.base_offset, next, "offsets not contiguous");
             let mut from = 0usize;
             while from < p.records.len() {
-                let h = batch::parse_header(&p.records[from..]).expect("validated by append");
+                let h = RawHeader::of(&p.records[from..]).expect("validated by append");
                 let len = h.total_len();
                 let out = &mut dst[at..at + len];
                 out.copy_from_slice(&p.records[from..from + len]);
@@ -1092,7 +1092,14 @@ impl Writer {
                     batch::set_log_append_time(out, self.group_time);
                 }
                 let position = block_start + at as u64;
-                added.on_batch(&mut policy, seg.base_offset, position, next, len as u64, batch::max_timestamp(out));
+                added.on_batch(
+                    &mut policy,
+                    seg.base_offset,
+                    position,
+                    next,
+                    len as u64,
+                    RawHeader::of(out).expect("a whole batch").max_timestamp(),
+                );
                 cached_batches.push((next + h.offset_count() - 1, (at - tail_len) as u32));
                 next += h.offset_count();
                 at += len;

@@ -11,9 +11,7 @@
 //!
 //! `length` counts the bytes after itself. A key or value length of -1 is null.
 
-use crate::batch::{
-    self, BatchBuilder, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD,
-};
+use crate::batch::{BatchBuilder, RawHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN};
 use crate::error::EngineError;
 
 /// One record of a batch, borrowed from the batch bytes.
@@ -35,8 +33,7 @@ pub struct Record<'a> {
 /// True when the batch's records can be parsed without a codec: not
 /// compressed and not a control batch.
 pub fn is_plain(batch: &[u8]) -> bool {
-    let attrs = batch::attributes(batch);
-    attrs & ATTR_COMPRESSION_MASK == 0 && attrs & ATTR_CONTROL == 0
+    RawHeader::of(batch).is_some_and(|h| h.compression() == 0 && !h.is_control())
 }
 
 /// Reads a zigzag varint (up to 64 bits) at `*pos`.
@@ -71,16 +68,15 @@ fn nullable<'a>(buf: &'a [u8], pos: &mut usize, len: i32) -> Result<Option<&'a [
 
 /// Parses every record of a whole, plain (see [`is_plain`]) batch.
 pub fn parse(batch: &[u8]) -> Result<Vec<Record<'_>>, String> {
-    let h = batch::parse_header(batch).ok_or("short batch header")?;
+    let h = RawHeader::of(batch).ok_or("short batch header")?;
     if batch.len() != h.total_len() {
         return Err(format!("batch is {} bytes, header says {}", batch.len(), h.total_len()));
     }
-    let log_append = batch::attributes(batch) & ATTR_LOG_APPEND_TIME != 0;
-    let base_ts = batch::base_timestamp(batch);
-    let max_ts = batch::max_timestamp(batch);
-    let mut out = Vec::with_capacity(h.records_count.clamp(0, 4096) as usize);
+    let log_append = h.attributes() & ATTR_LOG_APPEND_TIME != 0;
+    let (base_ts, max_ts) = (h.base_timestamp(), h.max_timestamp());
+    let mut out = Vec::with_capacity(h.records_count().clamp(0, 4096) as usize);
     let mut pos = HEADER_LEN;
-    for _ in 0..h.records_count {
+    for _ in 0..h.records_count() {
         let start = pos;
         let len = varint(batch, &mut pos)?;
         let end = pos.checked_add(usize::try_from(len).map_err(|_| "negative record length")?);
@@ -92,7 +88,7 @@ pub fn parse(batch: &[u8]) -> Result<Vec<Record<'_>>, String> {
         let key_len = varint(body, &mut pos)?;
         let key = nullable(body, &mut pos, key_len)?;
         let value_len = varint(body, &mut pos)?;
-        if offset_delta < 0 || offset_delta > h.last_offset_delta {
+        if offset_delta < 0 || offset_delta > h.last_offset_delta() {
             return Err(format!("offset delta {offset_delta} outside the batch"));
         }
         let timestamp = if log_append { max_ts } else { base_ts.wrapping_add(ts_delta) };
@@ -127,17 +123,16 @@ pub fn check_timestamps(
     let outside = |ts: i64| ts != -1 && (ts < earliest || ts > latest);
     let mut pos = 0;
     while pos < records.len() {
-        let h =
-            batch::parse_header(&records[pos..]).ok_or_else(|| EngineError::CorruptMessage("short batch".into()))?;
+        let h = RawHeader::of(&records[pos..]).ok_or_else(|| EngineError::CorruptMessage("short batch".into()))?;
         let one =
             records.get(pos..pos + h.total_len()).ok_or_else(|| EngineError::CorruptMessage("short batch".into()))?;
-        let mut bad = [batch::max_timestamp(one)].into_iter().find(|&ts| outside(ts));
+        let mut bad = [h.max_timestamp()].into_iter().find(|&ts| outside(ts));
         if bad.is_none() && before_max_ms.is_some() {
             bad = if is_plain(one) {
                 let parsed = parse(one).map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
                 parsed.iter().map(|r| r.timestamp).find(|&ts| outside(ts))
             } else {
-                Some(batch::base_timestamp(one)).filter(|&ts| outside(ts))
+                Some(h.base_timestamp()).filter(|&ts| outside(ts))
             };
         }
         if let Some(ts) = bad {
@@ -155,18 +150,10 @@ pub fn check_timestamps(
 /// same base offset, lastOffsetDelta, timestamps and attributes (so the batch
 /// still spans its original offsets), new recordsCount, length and CRC.
 pub fn rebuild(batch: &[u8], keep: &[Record<'_>]) -> Vec<u8> {
-    let body: usize = keep.iter().map(|r| r.bytes.len()).sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + body);
-    out.extend_from_slice(&batch[..HEADER_LEN]);
-    for r in keep {
-        out.extend_from_slice(r.bytes);
-    }
-    let length = i32::try_from(out.len() - LOG_OVERHEAD).expect("smaller than the original batch");
-    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let h = RawHeader::of(batch).expect("a whole batch");
+    let body = keep.iter().map(|r| r.bytes).collect::<Vec<_>>().concat();
     let count = i32::try_from(keep.len()).expect("fewer records than the original batch");
-    out[57..61].copy_from_slice(&count.to_be_bytes());
-    batch::rewrite_crc(&mut out);
-    out
+    h.build(h.attributes(), count, &body).expect("smaller than the original batch")
 }
 
 /// Test and tool helper: encodes one record (no headers).
@@ -228,18 +215,18 @@ mod tests {
     #[test]
     fn parse_and_rebuild() {
         let b = encode_batch(1000, &[(Some(b"a"), Some(b"1")), (None, Some(b"22")), (Some(b"a"), None)]);
-        batch::check_batch_at(&b).expect("valid");
+        crate::batch::check_batch_at(&b).expect("valid");
         let recs = parse(&b).expect("parse");
         assert_eq!(recs.len(), 3);
         assert_eq!((recs[0].key, recs[0].tombstone, recs[0].timestamp), (Some(&b"a"[..]), false, 1000));
         assert_eq!((recs[1].key, recs[1].offset_delta), (None, 1));
         assert_eq!((recs[2].tombstone, recs[2].timestamp), (true, 1002));
         let small = rebuild(&b, &recs[1..2]);
-        let h = batch::check_batch_at(&small).expect("rebuilt batch valid");
-        assert_eq!((h.records_count, h.last_offset_delta), (1, 2));
+        let h = crate::batch::check_batch_at(&small).expect("rebuilt batch valid");
+        assert_eq!((h.records_count(), h.last_offset_delta()), (1, 2));
         assert_eq!(parse(&small).expect("parse")[0].offset_delta, 1);
         let empty = rebuild(&b, &[]);
-        assert_eq!(batch::check_batch_at(&empty).expect("empty batch valid").records_count, 0);
+        assert_eq!(crate::batch::check_batch_at(&empty).expect("empty batch valid").records_count(), 0);
         let mut bad = b.clone();
         bad[HEADER_LEN] = 0x7e; // record length 63: past the end
         assert!(parse(&bad).is_err());

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions, ReadResult};
 
-use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::clean_shutdown::CleanShutdown;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
@@ -284,7 +284,7 @@ pub(crate) async fn scan(
     mut pos: u64,
     mut offset: i64,
     offsets: Offsets,
-    mut on_batch: impl FnMut(u64, &BatchHeader, &[u8]),
+    mut on_batch: impl FnMut(u64, &RawHeader),
 ) -> Result<ScanEnd, EngineError> {
     let mut window = FileWindow::new(file, align, file_len);
     loop {
@@ -297,25 +297,27 @@ pub(crate) async fn scan(
             return Ok(bad);
         }
         let head = window.get(pos, HEADER_LEN, SCAN_READ_BYTES).await?;
-        let Some(h) = batch::parse_header(head) else {
+        let Some(h) = RawHeader::of(head) else {
             return Ok(bad);
         };
         let offset_ok = match offsets {
-            Offsets::Contiguous => h.base_offset == offset,
-            Offsets::Increasing => h.base_offset >= offset,
+            Offsets::Contiguous => h.base_offset() == offset,
+            Offsets::Increasing => h.base_offset() >= offset,
         };
-        if batch::check_header(&h).is_err() || !offset_ok || h.total_len() as u64 > left {
+        let len = h.total_len();
+        if batch::check_header(h).is_err() || !offset_ok || len as u64 > left {
             return Ok(bad);
         }
-        let Some(end) = indexable_end(seg_base, &h) else {
+        let Some(end) = indexable_end(seg_base, h) else {
             return Ok(bad);
         };
-        let whole = window.get(pos, h.total_len(), SCAN_READ_BYTES).await?;
-        if batch::check_crc(&h, whole).is_err() {
+        let whole = window.get(pos, len, SCAN_READ_BYTES).await?;
+        let h = RawHeader::of(whole).expect("a whole batch");
+        if batch::check_crc(h, whole).is_err() {
             return Ok(bad);
         }
-        on_batch(pos, &h, &whole[..HEADER_LEN]);
-        pos += h.total_len() as u64;
+        on_batch(pos, h);
+        pos += len as u64;
         offset = end;
     }
 }
@@ -324,9 +326,9 @@ pub(crate) async fn scan(
 /// at `seg_base`, if the segment can hold it: every offset at or above the
 /// base and within the u32 relative offsets of the indexes. The writer never
 /// writes other batches (it rolls first), but files are not trusted.
-fn indexable_end(seg_base: i64, h: &BatchHeader) -> Option<i64> {
-    let last = h.base_offset.checked_add(i64::from(h.last_offset_delta))?;
-    if h.base_offset.checked_sub(seg_base)? < 0 || last.checked_sub(seg_base)? > i64::from(u32::MAX) {
+fn indexable_end(seg_base: i64, h: &RawHeader) -> Option<i64> {
+    let last = h.base_offset().checked_add(i64::from(h.last_offset_delta()))?;
+    if h.base_offset().checked_sub(seg_base)? < 0 || last.checked_sub(seg_base)? > i64::from(u32::MAX) {
         return None;
     }
     last.checked_add(1)
@@ -388,8 +390,8 @@ pub(crate) async fn scan_with_index(
     let mut added = IndexAdditions::default();
     let mut times = TimeIndex::new();
     let mut policy = IndexPolicy::new(index_interval);
-    let end = scan(file, alignment_of(file), file_len, base_offset, 0, base_offset, offsets, |pos, h, head| {
-        added.on_batch(&mut policy, base_offset, pos, h.base_offset, h.total_len() as u64, batch::max_timestamp(head));
+    let end = scan(file, alignment_of(file), file_len, base_offset, 0, base_offset, offsets, |pos, h| {
+        added.on_batch(&mut policy, base_offset, pos, h.base_offset(), h.total_len() as u64, h.max_timestamp());
         for e in added.times.drain(..) {
             times.maybe_push(e);
         }
@@ -432,7 +434,7 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
             Some(e) => (u64::from(e.position), base_offset + i64::from(e.relative_offset)),
             None => (0, base_offset),
         };
-        let end = scan(&file, align, file_len, base_offset, pos, offset, Offsets::Increasing, |_, _, _| {}).await?;
+        let end = scan(&file, align, file_len, base_offset, pos, offset, Offsets::Increasing, |_, _| {}).await?;
         let times = read_time_index_file(dir, base_offset, end.next_offset - base_offset).await;
         match times {
             Some(times)
@@ -483,7 +485,7 @@ pub(crate) async fn load_cleanly_closed(
     };
     let (pos, offset) =
         offsets.last().map_or((0, base), |e| (u64::from(e.position), base + i64::from(e.relative_offset)));
-    let end = scan(file, alignment_of(file), file_len, base, pos, offset, Offsets::Contiguous, |_, _, _| {}).await?;
+    let end = scan(file, alignment_of(file), file_len, base, pos, offset, Offsets::Contiguous, |_, _| {}).await?;
     if !end.clean || end.next_offset != marker.next_offset {
         tracing::warn!(dir = %dir.display(), base, "segment does not end as the clean-shutdown marker says; scanning it");
         return Ok(None);

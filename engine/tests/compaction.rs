@@ -34,7 +34,7 @@ async fn all_records(log: &PartitionLog) -> Vec<Rec> {
         let plain = compression::with_codec(b, Codec::None, 0).expect("decompresses");
         for r in records::parse(&plain).expect("records") {
             let value = if r.tombstone { None } else { Some(r.bytes.to_vec()) };
-            out.push((h.base_offset + i64::from(r.offset_delta), r.key.expect("keyed").to_vec(), value));
+            out.push((h.base_offset() + i64::from(r.offset_delta), r.key.expect("keyed").to_vec(), value));
         }
         pos += h.total_len();
     }

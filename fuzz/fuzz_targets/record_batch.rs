@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     if flags & 1 != 0 {
         weir_fuzz::fix_crcs(&mut records);
     }
-    let producer = producer_batch(&records);
+    let producer = batch::RawHeader::of(&records).and_then(producer_batch);
     let mut producers = ProducerStates::default();
     if let Some(b) = &producer {
         if producers.check(b) == Ok(Verdict::Append) {
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
             batch::set_log_append_time(&mut stored, 1_700_000_000_000);
         }
         let patched = batch::check_batch_at(&stored).expect("patched batches stay valid");
-        assert_eq!((patched.base_offset, patched.last_offset_delta), (offsets, h.last_offset_delta));
+        assert_eq!((patched.base_offset(), patched.last_offset_delta()), (offsets, h.last_offset_delta()));
         if records::is_plain(&stored) {
             check_records(&stored);
         }
@@ -54,12 +54,12 @@ fuzz_target!(|data: &[u8]| {
 /// (what compaction writes) is a valid batch holding exactly those.
 fn check_records(stored: &[u8]) {
     let Ok(recs) = records::parse(stored) else { return };
-    let h = batch::parse_header(stored).expect("a whole batch");
-    assert_eq!(recs.len(), h.records_count as usize);
+    let h = batch::RawHeader::of(stored).expect("a whole batch");
+    assert_eq!(recs.len(), h.records_count() as usize);
     let keep: Vec<records::Record<'_>> = recs.iter().step_by(2).copied().collect();
     let rebuilt = records::rebuild(stored, &keep);
     let rh = batch::check_batch_at(&rebuilt).expect("a rebuilt batch is valid");
-    assert_eq!((rh.base_offset, rh.last_offset_delta), (h.base_offset, h.last_offset_delta));
+    assert_eq!((rh.base_offset(), rh.last_offset_delta()), (h.base_offset(), h.last_offset_delta()));
     let reparsed = records::parse(&rebuilt).expect("a rebuilt batch parses");
     assert_eq!(reparsed, keep);
 }

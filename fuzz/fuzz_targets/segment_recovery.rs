@@ -60,8 +60,8 @@ fn check_batches(bytes: &[u8], offset: i64) -> i64 {
     let (mut pos, mut next) = (0, offset);
     while pos < bytes.len() {
         let h = batch::check_batch_at(&bytes[pos..]).expect("reads return whole valid batches");
-        assert!(h.last_offset() >= next, "batch {}..={} read for offset {next}", h.base_offset, h.last_offset());
-        assert!(pos == 0 || h.base_offset >= next, "offsets increase");
+        assert!(h.last_offset() >= next, "batch {}..={} read for offset {next}", h.base_offset(), h.last_offset());
+        assert!(pos == 0 || h.base_offset() >= next, "offsets increase");
         next = h.last_offset() + 1;
         pos += h.total_len();
     }

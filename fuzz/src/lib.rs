@@ -24,7 +24,7 @@ pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
 /// from the start, so mutated batches reach the checks behind the CRC.
 pub fn fix_crcs(bytes: &mut [u8]) {
     let mut pos = 0;
-    while let Some(h) = bytes.get(pos..).and_then(batch::parse_header) {
+    while let Some(h) = bytes.get(pos..).and_then(batch::RawHeader::of) {
         let end = pos.saturating_add(h.total_len());
         if h.total_len() < HEADER_LEN || end > bytes.len() {
             return;
@@ -154,9 +154,9 @@ impl PartitionFiles {
 pub fn end_of_valid_batches(log: &[u8]) -> i64 {
     let (mut pos, mut next) = (0, 0i64);
     while let Ok(h) = batch::check_batch_at(&log[pos..]) {
-        let last = h.base_offset.checked_add(i64::from(h.last_offset_delta));
+        let last = h.base_offset().checked_add(i64::from(h.last_offset_delta()));
         match last.and_then(|last| last.checked_add(1)) {
-            Some(end) if h.base_offset >= next => next = end,
+            Some(end) if h.base_offset() >= next => next = end,
             _ => break,
         }
         pos += h.total_len();

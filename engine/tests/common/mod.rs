@@ -44,7 +44,7 @@ pub fn batches_in(bytes: &[u8]) -> Vec<(i64, i64, usize)> {
     let mut pos = 0;
     while pos < bytes.len() {
         let h = batch::check_batch_at(&bytes[pos..]).expect("reads return whole valid batches");
-        out.push((h.base_offset, h.last_offset(), h.total_len()));
+        out.push((h.base_offset(), h.last_offset(), h.total_len()));
         pos += h.total_len();
     }
     out

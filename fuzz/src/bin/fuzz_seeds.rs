@@ -200,10 +200,8 @@ fn client_batches() -> Vec<Vec<u8>> {
     idempotent[53..57].copy_from_slice(&0i32.to_be_bytes());
     batch::rewrite_crc(&mut idempotent);
     let with_attributes = |attributes: i16| {
-        let mut b = plain.clone();
-        b[21..23].copy_from_slice(&attributes.to_be_bytes());
-        batch::rewrite_crc(&mut b);
-        b
+        let h = batch::RawHeader::of(&plain).expect("a whole batch");
+        h.build(attributes, h.records_count(), &plain[batch::HEADER_LEN..]).expect("a small batch")
     };
     let mut with_headers = BytesMut::new();
     let mut record = weir_net::records::plain_record(0, 1_700_000_000_000, Some(Bytes::from_static(b"key")), None);

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use weir_engine::batch;
+use weir_engine::batch::{self, RawHeader};
 use weir_engine::compression::{with_codec, Codec};
 use weir_engine::Durability;
 use weir_shards::shard::ProducedPartition;
@@ -120,7 +120,7 @@ fn as_topic_takes(shard: &Shard, topic: &str, acks: i16, records: Bytes) -> Resu
     let mut record_index = 0;
     for one in batches {
         let codec = Codec::of(one).map_err(|e| Refused::new(ResponseError::CorruptMessage, e))?;
-        let control = batch::attributes(one) & batch::ATTR_CONTROL != 0;
+        let control = RawHeader::of(one).is_some_and(RawHeader::is_control);
         let plain = if compacted && codec != Codec::None && !control {
             Some(with_codec(one, Codec::None, 0).map_err(|e| Refused::new(ResponseError::CorruptMessage, e))?)
         } else {

@@ -279,7 +279,7 @@ mod tests {
             OffsetsRecord::ConsumerGroup { group_id: "kip848-gone".into(), epoch: None },
         ];
         let batch = encode_batch(&records, 5, Writer::Broker);
-        let header = weir_engine::batch::parse_header(&batch).unwrap();
+        let header = weir_engine::batch::RawHeader::of(&batch).unwrap();
         assert_eq!(header.total_len(), batch.len(), "one batch for all records");
         let plain: Vec<OffsetsEntry> = records.iter().cloned().map(OffsetsEntry::Record).collect();
         assert_eq!(decode_batches(batch).unwrap(), plain);

@@ -10,20 +10,11 @@ mod snapshot;
 
 use std::collections::{HashMap, VecDeque};
 
+use weir_engine::batch::RawHeader;
+
 /// Kafka keeps the metadata of this many batches per producer and partition:
 /// the most a producer may have in flight with idempotence on.
 const BATCHES_PER_PRODUCER: usize = 5;
-
-/// Header bytes of RecordBatch v2 this module reads.
-const ATTRIBUTES: std::ops::Range<usize> = 21..23;
-const LAST_OFFSET_DELTA: std::ops::Range<usize> = 23..27;
-const MAX_TIMESTAMP: std::ops::Range<usize> = 35..43;
-const PRODUCER_ID: std::ops::Range<usize> = 43..51;
-const PRODUCER_EPOCH: std::ops::Range<usize> = 51..53;
-const BASE_SEQUENCE: std::ops::Range<usize> = 53..57;
-const HEADER_LEN: usize = 61;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
-const ATTR_CONTROL: i16 = 0x20;
 
 /// The producer fields of one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,27 +30,21 @@ pub struct ProducerBatch {
     pub max_timestamp: i64,
 }
 
-/// Reads the producer fields of a (validated) batch; `None` without a producer id.
-pub fn producer_batch(batch: &[u8]) -> Option<ProducerBatch> {
-    if batch.len() < HEADER_LEN {
-        return None;
-    }
-    let be = |r: std::ops::Range<usize>| &batch[r];
-    let producer_id = i64::from_be_bytes(be(PRODUCER_ID).try_into().ok()?);
+/// The producer fields of a (validated) batch's header; `None` without a producer id.
+pub fn producer_batch(header: &RawHeader) -> Option<ProducerBatch> {
+    let producer_id = header.producer_id();
     if producer_id < 0 {
         return None;
     }
-    let first_seq = i32::from_be_bytes(be(BASE_SEQUENCE).try_into().ok()?);
-    let delta = i32::from_be_bytes(be(LAST_OFFSET_DELTA).try_into().ok()?);
-    let attributes = i16::from_be_bytes(be(ATTRIBUTES).try_into().ok()?);
+    let first_seq = header.base_sequence();
     Some(ProducerBatch {
         producer_id,
-        epoch: i16::from_be_bytes(be(PRODUCER_EPOCH).try_into().ok()?),
+        epoch: header.producer_epoch(),
         first_seq,
-        last_seq: next_seq(first_seq, delta.max(0)),
-        transactional: attributes & ATTR_TRANSACTIONAL != 0,
-        control: attributes & ATTR_CONTROL != 0,
-        max_timestamp: i64::from_be_bytes(be(MAX_TIMESTAMP).try_into().ok()?),
+        last_seq: next_seq(first_seq, header.last_offset_delta().max(0)),
+        transactional: header.is_transactional(),
+        control: header.is_control(),
+        max_timestamp: header.max_timestamp(),
     })
 }
 
@@ -381,15 +366,12 @@ mod tests {
 
     #[test]
     fn producer_fields_are_read_from_the_header() {
-        let mut header = vec![0u8; HEADER_LEN];
-        header[PRODUCER_ID].copy_from_slice(&42i64.to_be_bytes());
-        header[PRODUCER_EPOCH].copy_from_slice(&3i16.to_be_bytes());
-        header[BASE_SEQUENCE].copy_from_slice(&10i32.to_be_bytes());
-        header[LAST_OFFSET_DELTA].copy_from_slice(&4i32.to_be_bytes());
-        let b = producer_batch(&header).unwrap();
+        use weir_engine::batch::BatchBuilder;
+        let header = BatchBuilder { producer_id: 42, producer_epoch: 3, base_sequence: 10, ..BatchBuilder::new(5) };
+        let b = producer_batch(RawHeader::of(&header.build(b"")).unwrap()).unwrap();
         assert_eq!((b.producer_id, b.epoch, b.first_seq, b.last_seq, b.transactional), (42, 3, 10, 14, false));
-        header[PRODUCER_ID].copy_from_slice(&(-1i64).to_be_bytes());
-        assert_eq!(producer_batch(&header), None);
+        let none = BatchBuilder { producer_id: -1, ..header }.build(b"");
+        assert_eq!(producer_batch(RawHeader::of(&none).unwrap()), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use futures::future::{join_all, LocalBoxFuture};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
+use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, Durability, PartitionLog};
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -548,7 +549,7 @@ impl Shard {
 /// The offset following the last batch in `batches`.
 pub(super) fn offset_after(batches: &[u8]) -> Option<i64> {
     let (mut pos, mut next) = (0, None);
-    while let Some(header) = batches.get(pos..).and_then(weir_engine::batch::parse_header) {
+    while let Some(header) = batches.get(pos..).and_then(RawHeader::of) {
         next = Some(header.last_offset() + 1);
         pos += header.total_len();
     }

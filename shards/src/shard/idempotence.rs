@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -107,7 +108,7 @@ impl Shard {
         durability: Durability,
         transactional_id: Option<&str>,
     ) -> Result<AppendInfo, PartitionError> {
-        let single = weir_engine::batch::parse_header(&records).is_some_and(|h| h.total_len() == records.len());
+        let single = RawHeader::of(&records).is_some_and(|h| h.total_len() == records.len());
         if !single || batch.control {
             return Err(PartitionError::InvalidRecord);
         }
@@ -285,20 +286,20 @@ async fn replay_producers(
         }
         replayed += batches.len() as u64;
         let mut pos = 0;
-        while let Some(header) = batches.get(pos..).and_then(weir_engine::batch::parse_header) {
+        while let Some(header) = batches.get(pos..).and_then(RawHeader::of) {
             let bytes = &batches[pos..(pos + header.total_len()).min(batches.len())];
-            match producer_batch(bytes) {
+            match producer_batch(header) {
                 Some(b) if b.control => {
                     if let Some(commit) = marker_commits(bytes) {
                         states.apply_marker(b.producer_id, b.epoch, b.max_timestamp);
-                        states.txns.end(b.producer_id, commit, header.base_offset);
+                        states.txns.end(b.producer_id, commit, header.base_offset());
                     }
                 }
                 Some(b) => {
                     if b.transactional {
-                        states.txns.begin(b.producer_id, b.epoch, header.base_offset);
+                        states.txns.begin(b.producer_id, b.epoch, header.base_offset());
                     }
-                    states.replay(&b, header.base_offset);
+                    states.replay(&b, header.base_offset());
                 }
                 None => {}
             }

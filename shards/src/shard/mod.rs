@@ -30,6 +30,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 /// What the owner of some work does when its requester stops waiting for
@@ -457,7 +458,7 @@ impl Shard {
         let transactional_id = transactional_id.map(str::to_string);
         self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, topic, log| {
             Box::pin(async move {
-                let info = match crate::producers::producer_batch(&records) {
+                let info = match RawHeader::of(&records).and_then(crate::producers::producer_batch) {
                     Some(batch) => {
                         let txn_id = transactional_id.as_deref();
                         shard.append_idempotent(topic, partition, &log, batch, records, durability, txn_id).await?

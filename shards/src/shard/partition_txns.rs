@@ -11,6 +11,7 @@ use crate::transactions::markers::marker_batch;
 use futures::future::select;
 use std::pin::pin;
 use std::time::{Duration, Instant};
+use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, Durability, PartitionLog};
 
 impl Shard {
@@ -146,8 +147,8 @@ impl Shard {
 /// The length of the whole batches of `records` whose base offset is below `limit`.
 fn batches_below(records: &[u8], limit: i64) -> usize {
     let mut pos = 0;
-    while let Some(header) = records.get(pos..).and_then(weir_engine::batch::parse_header) {
-        if header.base_offset >= limit || pos + header.total_len() > records.len() {
+    while let Some(header) = records.get(pos..).and_then(RawHeader::of) {
+        if header.base_offset() >= limit || pos + header.total_len() > records.len() {
             break;
         }
         pos += header.total_len();

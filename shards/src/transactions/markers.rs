@@ -52,10 +52,10 @@ mod tests {
     fn markers_are_single_control_batches() {
         for commit in [true, false] {
             let batch = marker_batch(7, 3, commit, 1000);
-            let header = weir_engine::batch::parse_header(&batch).unwrap();
+            let header = weir_engine::batch::RawHeader::of(&batch).unwrap();
             assert_eq!(header.total_len(), batch.len());
-            assert_eq!(weir_engine::batch::attributes(&batch) & 0x30, 0x30, "transactional and control");
-            let producer = crate::producers::producer_batch(&batch).unwrap();
+            assert!(header.is_transactional() && header.is_control());
+            let producer = crate::producers::producer_batch(header).unwrap();
             assert_eq!((producer.producer_id, producer.epoch, producer.control), (7, 3, true));
             assert_eq!(marker_commits(&batch), Some(commit));
         }
