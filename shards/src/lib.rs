@@ -27,6 +27,6 @@ pub use error::{PartitionError, TopicError};
 pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
 pub use runtime::{run, ConnectionLimits, ConnectionPermit, ConnectionRefused, RuntimeError, ShutdownSignal};
 pub use shard::{
-    FetchedPartition, GroupOffsetStats, HistogramSnapshot, InFlight, InFlightGuard, PartitionOffsets, PartitionStats,
-    Shard, ShardMetrics, ShardStats, LATENCY_BUCKETS_US,
+    FetchedPartition, GroupOffsetStats, HistogramSnapshot, InFlight, InFlightGuard, LongPoll, PartitionOffsets,
+    PartitionRead, PartitionReads, PartitionStats, ReadResult, Shard, ShardMetrics, ShardStats, LATENCY_BUCKETS_US,
 };

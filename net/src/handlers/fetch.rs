@@ -5,7 +5,7 @@
 //! concern follower brokers and are ignored, as the replica id was.
 
 use crate::errors::partition_error_code;
-use futures::future::{join_all, select, select_all};
+use futures::future::{select, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use weir_shards::{FetchedPartition, PartitionError, Shard};
+use weir_shards::{FetchedPartition, LongPoll, PartitionError, PartitionRead, PartitionReads, Shard};
 
 /// Fetch's isolation_level for read_committed.
 const READ_COMMITTED: i8 = 1;
@@ -64,18 +64,28 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     let deadline = Instant::now() + wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
 
-    let mut results = read_all(shard, &wanted, read_committed, max_bytes).await;
+    let long_poll =
+        |timeout: Duration| (min_bytes > 0 && !timeout.is_zero()).then_some(LongPoll { min_bytes, timeout });
+    let mut reads = read_all(shard, &wanted, read_committed, max_bytes, long_poll(wait)).await;
     loop {
+        let results = &reads.results;
         let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
         let any_error = results.iter().any(Result::is_err);
         let left = deadline.saturating_duration_since(Instant::now());
         if ready >= min_bytes || any_error || left.is_zero() || wanted.is_empty() {
             break;
         }
-        wait_for_any(shard, &wanted, left, read_committed).await;
-        results = read_all(shard, &wanted, read_committed, max_bytes).await;
+        // The owners wait on their partitions; the first to see one move reads them again.
+        let reread = match select(pin!(reads.reread()), pin!(glommio::timer::sleep(left))).await {
+            Either::Left((reread, _)) => reread,
+            Either::Right(_) => break,
+        };
+        if !reread {
+            // No owner waits any more, and not enough is ready: ask them again.
+            reads = read_all(shard, &wanted, read_committed, max_bytes, long_poll(left)).await;
+        }
     }
-    let mut response = build_response(version, &wanted, results, max_bytes);
+    let mut response = build_response(version, &wanted, reads.results, max_bytes);
     if version >= 16 {
         add_leader_endpoint(shard, &mut response);
     }
@@ -83,69 +93,44 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
 }
 
 /// Reads the partitions in request order against the response's byte
-/// budget, in rounds: a round reads at once the next partitions whose shares
-/// (each its partition_max_bytes, at most what the budget has left) fit in
-/// the budget, so one fetch holds about `max_bytes` however many partitions
-/// it names (plus one batch per partition whose first batch is larger than
-/// its share, KIP-74). Partitions after the budget is spent are answered
-/// with their offsets only.
-async fn read_all(
-    shard: &Shard,
+/// budget, in rounds: a round reads at once (one message per owner shard)
+/// the next partitions whose shares (each its partition_max_bytes, at most
+/// what the budget has left) fit in the budget, so one fetch holds about
+/// `max_bytes` however many partitions it names (plus one batch per
+/// partition whose first batch is larger than its share, KIP-74).
+/// Partitions after the budget is spent are answered with their offsets
+/// only.
+async fn read_all<'a>(
+    shard: &'a Shard,
     wanted: &[Wanted],
     read_committed: bool,
     max_bytes: usize,
-) -> Vec<Result<FetchedPartition, PartitionError>> {
-    let mut results = Vec::with_capacity(wanted.len());
+    long_poll: Option<LongPoll>,
+) -> PartitionReads<'a> {
+    let mut reads = PartitionReads::default();
     let mut left = max_bytes;
-    while results.len() < wanted.len() {
+    while reads.results.len() < wanted.len() {
         let mut round = Vec::new();
         let mut planned = 0;
-        for w in &wanted[results.len()..] {
+        for w in &wanted[reads.results.len()..] {
             let share = w.max_bytes.min(left - planned);
             if share == 0 && planned > 0 {
                 break; // the budget is planned out: see what this round used first
             }
             planned += share;
-            round.push((w, share));
+            round.push(w.topic.as_ref().map(|topic| PartitionRead {
+                topic: topic.0.to_string(),
+                partition: w.partition,
+                offset: w.offset,
+                max_bytes: share,
+            }));
         }
-        let read = join_all(round.iter().map(|&(w, share)| async move {
-            match &w.topic {
-                None => Err(PartitionError::UnknownTopicOrPartition), // answered UNKNOWN_TOPIC_ID
-                Some(_) if share == 0 => offsets_only(shard, w).await,
-                Some(topic) => shard.fetch(&topic.0, w.partition, w.offset, share, read_committed).await,
-            }
-        }))
-        .await;
-        let used: usize = read.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
+        let read = shard.read_partitions(round, read_committed, long_poll).await;
+        let used: usize = read.results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
         left = left.saturating_sub(used);
-        results.extend(read);
+        reads.extend(read);
     }
-    results
-}
-
-/// A partition's offsets and no records: what a fetch past the budget gets.
-async fn offsets_only(shard: &Shard, w: &Wanted) -> Result<FetchedPartition, PartitionError> {
-    let topic = w.topic.as_ref().ok_or(PartitionError::UnknownTopicOrPartition)?;
-    let offsets = shard.offsets(&topic.0, w.partition).await?;
-    Ok(FetchedPartition {
-        records: bytes::Bytes::new(),
-        high_watermark: offsets.high_watermark,
-        last_stable_offset: offsets.last_stable_offset,
-        log_start_offset: offsets.log_start_offset,
-        aborted_transactions: None,
-    })
-}
-
-/// Resolves when any partition's high watermark (read_committed: last
-/// stable offset) passes its fetch offset, or after `timeout`.
-async fn wait_for_any(shard: &Shard, wanted: &[Wanted], timeout: Duration, read_committed: bool) {
-    let waits = wanted.iter().filter_map(|w| {
-        let topic = w.topic.as_ref()?;
-        Some(Box::pin(shard.wait_beyond(&topic.0, w.partition, w.offset, timeout, read_committed)))
-    });
-    let timer = pin!(glommio::timer::sleep(timeout));
-    // An unknown topic is an error, answered at once: every partition waited on is known.
-    select(select_all(waits), timer).await;
+    reads
 }
 
 fn build_response(

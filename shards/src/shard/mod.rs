@@ -1,5 +1,6 @@
 //! One shard: the state owned by one executor, and the routing of work to owners.
 
+mod fetch;
 mod groups;
 mod idempotence;
 mod partition_txns;
@@ -32,6 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
+
+pub use fetch::{LongPoll, PartitionRead, PartitionReads, ReadResult};
 
 /// What the owner of some work does when its requester stops waiting for
 /// the answer (a connection closed, a long-poll fetch answered early).
@@ -471,23 +474,6 @@ impl Shard {
         .await
     }
 
-    /// Reads from `offset`; read_committed stops at the last stable offset.
-    pub async fn fetch(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        max_bytes: usize,
-        read_committed: bool,
-    ) -> Result<FetchedPartition, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
-            Box::pin(
-                async move { shard.read_partition(topic, partition, &log, offset, max_bytes, read_committed).await },
-            )
-        })
-        .await
-    }
-
     pub async fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, PartitionError> {
         self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
             Box::pin(async move {
@@ -529,28 +515,6 @@ impl Shard {
             Box::pin(async move { Ok(log.delete_records(before_offset).await?) })
         })
         .await
-    }
-
-    /// Resolves when the partition's high watermark (read_committed: its last
-    /// stable offset) passes `offset`, after `timeout`, or at once if the
-    /// partition is unknown. Dropping the returned future ends the wait on
-    /// the owner too.
-    pub async fn wait_beyond(&self, topic: &str, partition: i32, offset: i64, timeout: Duration, read_committed: bool) {
-        // Errors end the wait; the caller's next fetch reports them.
-        let _ = self
-            .on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
-                Box::pin(async move {
-                    if read_committed {
-                        shard.wait_stable_beyond(topic, partition, &log, offset, timeout).await
-                    } else {
-                        let data = pin!(log.wait_beyond(offset));
-                        let timer = pin!(glommio::timer::sleep(timeout));
-                        select(data, timer).await;
-                        Ok(())
-                    }
-                })
-            })
-            .await;
     }
 
     /// Runs `work` with the partition's log on the shard that owns it: here,
