@@ -11,7 +11,9 @@ use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::channels::shared_channel::ConnectedReceiver;
-use glommio::{CpuSet, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
+use glommio::{
+    CpuSet, Latency, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement, Shares, TaskQueueHandle,
+};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -412,23 +414,28 @@ async fn tick_transactions(shard: Rc<Shard>) {
     }
 }
 
+/// The maintenance task queue's share of a busy shard against the default
+/// queue's 1,000 (requests, the mesh, the log writers): a tenth, so a long
+/// pass (a compaction) slows requests by at most about a tenth.
+const MAINTENANCE_SHARES: usize = 100;
+
 /// Runs `pass` on the shard every `ms` (at least
 /// `MIN_MAINTENANCE_INTERVAL_MS`), one pass at a time, in a task of its own
-/// so that a long pass (a compaction) holds up no other.
-fn spawn_every<F, Fut>(shard: &Rc<Shard>, ms: u64, pass: F)
+/// in the maintenance queue, so that a long pass holds up no other.
+fn spawn_every<F, Fut>(shard: &Rc<Shard>, queue: TaskQueueHandle, ms: u64, pass: F)
 where
     F: Fn(Rc<Shard>) -> Fut + 'static,
     Fut: Future<Output = ()>,
 {
     let interval = Duration::from_millis(ms.max(MIN_MAINTENANCE_INTERVAL_MS));
     let shard = shard.clone();
-    glommio::spawn_local(async move {
+    let every = async move {
         loop {
             glommio::timer::sleep(interval).await;
             pass(shard.clone()).await;
         }
-    })
-    .detach();
+    };
+    glommio::spawn_local_into(every, queue).expect("the maintenance queue exists").detach();
 }
 
 /// The periodic passes over this shard's partitions and transactional ids:
@@ -437,17 +444,21 @@ where
 /// expiry of idle producer ids (`producer_id_expiration_check_interval_ms`)
 /// and transactional ids
 /// (`transaction_remove_expired_transaction_cleanup_interval_ms`). Each pass
-/// takes one log at a time; the engine yields between its steps.
+/// takes one log at a time; the engine yields between its steps. They run
+/// in a task queue of their own with a small share of the shard
+/// (`MAINTENANCE_SHARES`), so that they never delay requests by much.
 fn spawn_maintenance(shard: &Rc<Shard>) {
     let c = shard.config();
-    spawn_every(shard, c.log_retention_check_interval_ms, |s| async move {
+    let queue =
+        glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
+    spawn_every(shard, queue, c.log_retention_check_interval_ms, |s| async move {
         s.enforce_retention().await;
         s.snapshot_producers(false).await;
     });
-    spawn_every(shard, c.log_cleaner_backoff_ms, |s| async move { s.compact_logs().await });
-    spawn_every(shard, c.producer_id_expiration_check_interval_ms, |s| async move { s.expire_producers() });
+    spawn_every(shard, queue, c.log_cleaner_backoff_ms, |s| async move { s.compact_logs().await });
+    spawn_every(shard, queue, c.producer_id_expiration_check_interval_ms, |s| async move { s.expire_producers() });
     let txn_ids_interval = c.transaction_remove_expired_transaction_cleanup_interval_ms;
-    spawn_every(shard, txn_ids_interval, |s| async move { s.expire_transactional_ids().await });
+    spawn_every(shard, queue, txn_ids_interval, |s| async move { s.expire_transactional_ids().await });
 }
 
 /// One executor per core where there are enough cores; more shards than cores
