@@ -5,10 +5,12 @@
 //! opaque bytes. The broker rewrites baseOffset and partitionLeaderEpoch,
 //! which are outside the CRC (CRC-32C of the bytes from attributes on).
 
+use bytes::Bytes;
 use zerocopy::byteorder::big_endian::{I16, I32, I64, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::EngineError;
+use crate::log::MAX_APPEND_BYTES;
 
 /// Bytes before `batchLength` counts: baseOffset + batchLength.
 pub const LOG_OVERHEAD: usize = 12;
@@ -205,13 +207,40 @@ pub fn check_batch_at(buf: &[u8]) -> Result<&RawHeader, String> {
     Ok(h)
 }
 
-/// What [`validate_records`] learnt about a produce payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordsSummary {
+/// A produce payload that passed [`validate_records`]: its bytes and what
+/// validation learnt, so the appends (and the producer checks before them)
+/// read the headers without checking them again.
+#[derive(Clone, Debug)]
+pub struct ValidatedRecords {
+    bytes: Bytes,
+    batches: usize,
+    offset_count: i64,
+}
+
+impl ValidatedRecords {
+    /// The payload as given: one or more whole batches.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
     /// Number of batches.
-    pub batches: usize,
-    /// Number of offsets the batches occupy together.
-    pub offset_count: i64,
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+
+    /// Number of offsets (and records) the batches occupy together.
+    pub fn offset_count(&self) -> i64 {
+        self.offset_count
+    }
+
+    /// The header of the first batch (the only one in an idempotent produce).
+    pub fn first_header(&self) -> &RawHeader {
+        RawHeader::of(&self.bytes).expect("a validated payload starts with a whole batch")
+    }
 }
 
 /// Most offsets one produce payload may take: with the writer's roll before
@@ -220,17 +249,19 @@ pub struct RecordsSummary {
 /// counted, so this bounds what a few header bytes can claim.)
 pub const MAX_PAYLOAD_OFFSETS: i64 = i32::MAX as i64;
 
-/// Validates a produce payload: one or more concatenated RecordBatch v2, each
-/// complete, well-formed, CRC-correct and at most `max_batch_bytes` long, and
-/// each with one offset per record, as Kafka requires of producers (stored
-/// batches may have fewer records after compaction). Nothing is modified; one
-/// bad batch rejects the whole payload.
-pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<RecordsSummary, EngineError> {
+/// Validates a produce payload: at most [`MAX_APPEND_BYTES`], one or more
+/// concatenated RecordBatch v2, each complete, well-formed, CRC-correct and
+/// at most `max_batch_bytes` long, and each with one offset per record, as
+/// Kafka requires of producers (stored batches may have fewer records after
+/// compaction). Nothing is modified; one bad batch rejects the whole payload.
+pub fn validate_records(records: Bytes, max_batch_bytes: usize) -> Result<ValidatedRecords, EngineError> {
+    if records.len() > MAX_APPEND_BYTES {
+        return Err(EngineError::MessageTooLarge(records.len()));
+    }
     if records.is_empty() {
         return Err(EngineError::CorruptMessage("empty records".into()));
     }
-    let mut pos = 0usize;
-    let mut summary = RecordsSummary { batches: 0, offset_count: 0 };
+    let (mut pos, mut batches, mut offset_count) = (0usize, 0usize, 0i64);
     while pos < records.len() {
         let rest = &records[pos..];
         let h = RawHeader::of(rest).ok_or_else(|| {
@@ -256,15 +287,15 @@ pub fn validate_records(records: &[u8], max_batch_bytes: usize) -> Result<Record
                 h.last_offset_delta()
             )));
         }
-        summary.batches += 1;
-        summary.offset_count += h.offset_count();
-        if summary.offset_count > MAX_PAYLOAD_OFFSETS {
+        batches += 1;
+        offset_count += h.offset_count();
+        if offset_count > MAX_PAYLOAD_OFFSETS {
             return Err(EngineError::InvalidRecord(format!("payload claims over {MAX_PAYLOAD_OFFSETS} offsets")));
         }
         pos += h.total_len();
     }
     debug_assert_eq!(pos, records.len());
-    Ok(summary)
+    Ok(ValidatedRecords { bytes: records, batches, offset_count })
 }
 
 /// Rewrites the broker-owned header fields of the batch at the start of
@@ -365,37 +396,40 @@ mod tests {
         BatchBuilder { leader_epoch: 7, ..BatchBuilder::new(records) }.build(body)
     }
 
+    fn validate(records: &[u8], max_batch_bytes: usize) -> Result<ValidatedRecords, EngineError> {
+        validate_records(Bytes::copy_from_slice(records), max_batch_bytes)
+    }
+
     #[test]
     fn validates_concatenated_batches() {
         let mut r = batch(3, b"abc");
         r.extend(batch(1, b""));
-        let s = validate_records(&r, 1 << 20).expect("valid");
-        assert_eq!(s, RecordsSummary { batches: 2, offset_count: 4 });
+        let v = validate_records(Bytes::from(r.clone()), 1 << 20).expect("valid");
+        assert_eq!((v.batches(), v.offset_count(), v.bytes()), (2, 4, &Bytes::from(r)));
+        assert_eq!(v.first_header().records_count(), 3);
     }
 
     #[test]
     fn rejects_bad_batches() {
         let good = batch(2, b"hello");
-        let corrupt = |r: Result<RecordsSummary, EngineError>| matches!(r, Err(EngineError::CorruptMessage(_)));
-        assert!(corrupt(validate_records(&[], 1 << 20)));
-        assert!(corrupt(validate_records(&good[..good.len() - 1], 1 << 20)));
+        let corrupt = |r: Result<ValidatedRecords, EngineError>| matches!(r, Err(EngineError::CorruptMessage(_)));
+        assert!(corrupt(validate(&[], 1 << 20)));
+        assert!(corrupt(validate(&good[..good.len() - 1], 1 << 20)));
         let mut trailing = good.clone();
         trailing.extend_from_slice(&good[..20]);
-        assert!(corrupt(validate_records(&trailing, 1 << 20)));
+        assert!(corrupt(validate(&trailing, 1 << 20)));
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().expect("non-empty") ^= 1;
-        assert!(corrupt(validate_records(&bad_crc, 1 << 20)));
+        assert!(corrupt(validate(&bad_crc, 1 << 20)));
         let mut bad_magic = good.clone();
         bad_magic[16] = 1;
-        assert!(corrupt(validate_records(&bad_magic, 1 << 20)));
+        assert!(corrupt(validate(&bad_magic, 1 << 20)));
         let mut short_len = good.clone();
         short_len[8..12].copy_from_slice(&48i32.to_be_bytes());
-        assert!(corrupt(validate_records(&short_len, 1 << 20)));
+        assert!(corrupt(validate(&short_len, 1 << 20)));
         let bad_delta = BatchBuilder { last_offset_delta: 2, ..BatchBuilder::new(5) }.build(b"x");
-        assert!(corrupt(validate_records(&bad_delta, 1 << 20)));
-        assert!(
-            matches!(validate_records(&good, good.len() - 1), Err(EngineError::MessageTooLarge(n)) if n == good.len())
-        );
+        assert!(corrupt(validate(&bad_delta, 1 << 20)));
+        assert!(matches!(validate(&good, good.len() - 1), Err(EngineError::MessageTooLarge(n)) if n == good.len()));
     }
 
     #[test]
@@ -403,14 +437,14 @@ mod tests {
         let claiming = |records: i32, last_offset_delta: i32| {
             BatchBuilder { last_offset_delta, ..BatchBuilder::new(records) }.build(b"r")
         };
-        let invalid = |r: Result<RecordsSummary, EngineError>| matches!(r, Err(EngineError::InvalidRecord(_)));
-        assert!(invalid(validate_records(&claiming(1, i32::MAX), 1 << 20)), "sparse offsets");
-        assert!(invalid(validate_records(&claiming(0, 0), 1 << 20)), "no records");
+        let invalid = |r: Result<ValidatedRecords, EngineError>| matches!(r, Err(EngineError::InvalidRecord(_)));
+        assert!(invalid(validate(&claiming(1, i32::MAX), 1 << 20)), "sparse offsets");
+        assert!(invalid(validate(&claiming(0, 0), 1 << 20)), "no records");
         // Header bytes alone could claim 2^31 offsets per batch: more than a
         // segment's relative offsets hold.
         let huge = claiming(i32::MAX, i32::MAX - 1);
-        assert_eq!(validate_records(&huge, 1 << 20).expect("one huge claim").offset_count, i64::from(i32::MAX));
-        assert!(invalid(validate_records(&[huge.clone(), claiming(1, 0)].concat(), 1 << 20)), "over i32::MAX");
+        assert_eq!(validate(&huge, 1 << 20).expect("one huge claim").offset_count(), i64::from(i32::MAX));
+        assert!(invalid(validate(&[huge.clone(), claiming(1, 0)].concat(), 1 << 20)), "over i32::MAX");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `PartitionLog`: one partition's segmented log on one glommio executor.
 //!
-//! Produce path: [`PartitionLog::append`] validates the payload, assigns offsets
+//! Produce path: [`PartitionLog::append_validated`] takes a payload checked by
+//! [`batch::validate_records`] (or [`PartitionLog::append`] checks it), assigns offsets
 //! synchronously (first poll), queues a [`Pending`] and wakes the writer task.
 //! The writer drains the queue, copies the batches (patched with their offsets)
 //! behind the active segment's partial last block into one aligned DMA buffer,
@@ -38,7 +39,7 @@ use glommio::io::Directory;
 use glommio::sync::Semaphore;
 use glommio::Task;
 
-use crate::batch::{self, RawHeader, HEADER_LEN};
+use crate::batch::{self, RawHeader, ValidatedRecords, HEADER_LEN};
 use crate::cache::{Chunk, ReadCache};
 use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{disk_corruption, io_err, is_disk_corruption, EngineError};
@@ -388,28 +389,35 @@ impl PartitionLog {
         Ok(Rc::new(PartitionLog { shared, wake_writer, writer: RefCell::new(Some(task)) }))
     }
 
-    /// Validates every batch in `records`, assigns offsets, queues the write
-    /// and resolves once the data reached `durability`. Offsets are assigned
-    /// at the first poll; dropping the future after that does not cancel the
-    /// write.
+    /// Validates every batch in `records`, then [`PartitionLog::append_validated`].
     pub async fn append(&self, records: Bytes, durability: Durability) -> Result<AppendInfo, EngineError> {
-        if records.len() > MAX_APPEND_BYTES {
-            return Err(EngineError::MessageTooLarge(records.len()));
-        }
+        let records = batch::validate_records(records, self.shared.config().max_batch_bytes)?;
+        self.append_validated(records, durability).await
+    }
+
+    /// Checks the record timestamps (CreateTime), assigns offsets, queues the
+    /// write and resolves once the data reached `durability`. Offsets are
+    /// assigned at the first poll; dropping the future after that does not
+    /// cancel the write.
+    pub async fn append_validated(
+        &self,
+        records: ValidatedRecords,
+        durability: Durability,
+    ) -> Result<AppendInfo, EngineError> {
         let config = self.shared.config();
-        let summary = batch::validate_records(&records, config.max_batch_bytes)?;
         if config.timestamp_type == TimestampType::CreateTime {
             let (before, after) = (config.timestamp_before_max_ms, config.timestamp_after_max_ms);
-            records::check_timestamps(&records, now_ms(), before, after)?;
+            records::check_timestamps(records.bytes(), now_ms(), before, after)?;
         }
         if self.shared.closing.get() {
             return Err(EngineError::Closed);
         }
         let base_offset = self.shared.next_offset.get();
         let next = base_offset
-            .checked_add(summary.offset_count)
+            .checked_add(records.offset_count())
             .ok_or_else(|| EngineError::CorruptMessage("offsets overflow i64".into()))?;
         self.shared.next_offset.set(next);
+        let records = records.into_bytes();
         let (done, result) = local_channel::new_bounded(1);
         let pending = Pending { records, base_offset, last_offset: next - 1, durability, done };
         self.shared.queue.borrow_mut().push_back(pending);

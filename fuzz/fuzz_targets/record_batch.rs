@@ -1,13 +1,13 @@
 //! The records of a Produce partition, checked as the broker checks them
-//! before and while appending: the idempotence fields
-//! (`shards/src/producers/mod.rs`, read before validation), then
-//! `batch::validate_records`. Every batch that passes must survive what the
-//! engine later does to stored batches: offset patching and LogAppendTime by
-//! the writer, record parsing by timestamp lookups and compaction, and
+//! before appending: `batch::validate_records`, then the idempotence fields
+//! of the validated first header (`shards/src/producers/mod.rs`). Every
+//! batch that passes must survive what the engine later does to stored
+//! batches: offset patching and LogAppendTime by the writer, record parsing by timestamp lookups and compaction, and
 //! compaction's rebuilt copies. Input: one flags byte (bit 0: fix the CRCs
 //! first, to get past the checksum; bit 1: apply LogAppendTime), the records.
 #![no_main]
 
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use weir_engine::batch;
 use weir_engine::records;
@@ -22,14 +22,14 @@ fuzz_target!(|data: &[u8]| {
     if flags & 1 != 0 {
         weir_fuzz::fix_crcs(&mut records);
     }
-    let producer = batch::RawHeader::of(&records).and_then(producer_batch);
+    let Ok(validated) = batch::validate_records(Bytes::from(records), MAX_BATCH_BYTES) else { return };
+    let records = validated.bytes();
     let mut producers = ProducerStates::default();
-    if let Some(b) = &producer {
-        if producers.check(b) == Ok(Verdict::Append) {
-            producers.complete(b, 0);
+    if let Some(b) = producer_batch(validated.first_header()) {
+        if producers.check(&b) == Ok(Verdict::Append) {
+            producers.complete(&b, 0);
         }
     }
-    let Ok(summary) = batch::validate_records(&records, MAX_BATCH_BYTES) else { return };
     let (mut pos, mut batches, mut offsets) = (0, 0, 0i64);
     while pos < records.len() {
         let h = batch::check_batch_at(&records[pos..]).expect("a validated batch");
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         batches += 1;
         pos += h.total_len();
     }
-    assert_eq!((batches, offsets), (summary.batches, summary.offset_count));
+    assert_eq!((batches, offsets), (validated.batches(), validated.offset_count()));
 });
 
 /// Parsed records stay within the batch; a copy with every other record

@@ -11,11 +11,10 @@ use crate::ownership::CONTROLLER_SHARD;
 use crate::producers::{producer_batch, ProducerBatch, ProducerStates, Verdict};
 use crate::transactions::markers::marker_commits;
 use crate::transactions::TxnError;
-use bytes::Bytes;
 use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use weir_engine::batch::RawHeader;
+use weir_engine::batch::{RawHeader, ValidatedRecords};
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -104,12 +103,11 @@ impl Shard {
         partition: i32,
         log: &Rc<PartitionLog>,
         batch: ProducerBatch,
-        records: Bytes,
+        records: ValidatedRecords,
         durability: Durability,
         transactional_id: Option<&str>,
     ) -> Result<AppendInfo, PartitionError> {
-        let single = RawHeader::of(&records).is_some_and(|h| h.total_len() == records.len());
-        if !single || batch.control {
+        if records.batches() != 1 || batch.control {
             return Err(PartitionError::InvalidRecord);
         }
         let producers = self.producer_states(topic, partition, log).await?;
@@ -149,7 +147,7 @@ impl Shard {
                 // last stable offset holds it back.
                 let opened = batch.transactional
                     && states.borrow_mut().txns.begin(batch.producer_id, batch.epoch, log.log_end_offset());
-                match log.append(records, durability).await {
+                match log.append_validated(records, durability).await {
                     Ok(info) => {
                         states.borrow_mut().complete(&batch, info.base_offset);
                         Ok(info)

@@ -31,7 +31,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_engine::batch::RawHeader;
+use weir_engine::batch;
 use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
 
 pub use fetch::{LongPoll, PartitionRead, PartitionReads, ReadResult};
@@ -461,12 +461,15 @@ impl Shard {
         let transactional_id = transactional_id.map(str::to_string);
         self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, topic, log| {
             Box::pin(async move {
-                let info = match RawHeader::of(&records).and_then(crate::producers::producer_batch) {
+                // Corrupt bytes are refused before any producer state is
+                // looked at, as Kafka does.
+                let records = batch::validate_records(records, log.config().max_batch_bytes)?;
+                let info = match crate::producers::producer_batch(records.first_header()) {
                     Some(batch) => {
                         let txn_id = transactional_id.as_deref();
                         shard.append_idempotent(topic, partition, &log, batch, records, durability, txn_id).await?
                     }
-                    None => log.append(records, durability).await?,
+                    None => log.append_validated(records, durability).await?,
                 };
                 Ok(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             })

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use weir_net::client::Client;
 
+const CORRUPT_MESSAGE: i16 = 2;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 
@@ -40,6 +41,10 @@ fn sequences_deduplicate_and_fence() {
     assert_eq!(produce(&mut client, batch(id, epoch, 0, 3)), (0, 0), "a retry gets its first offsets back");
     assert_eq!(produce(&mut client, batch(id, epoch, 3, 2)), (0, 3));
     assert_eq!(produce(&mut client, batch(id, epoch, 9, 1)).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    let mut corrupt_gap = batch(id, epoch, 9, 1).to_vec();
+    *corrupt_gap.last_mut().unwrap() ^= 0xff;
+    let corrupt_gap = bytes::Bytes::from(corrupt_gap);
+    assert_eq!(produce(&mut client, corrupt_gap).0, CORRUPT_MESSAGE, "the bytes are checked before the sequence");
     assert_eq!(produce(&mut client, batch(other, 0, 4, 1)), (0, 5), "no state yet: any sequence (as Kafka 2.5+)");
     assert_eq!(produce(&mut client, batch(id, epoch + 1, 0, 1)), (0, 6), "a new epoch starts again at 0");
     assert_eq!(produce(&mut client, batch(id, epoch, 5, 1)).0, INVALID_PRODUCER_EPOCH);
