@@ -182,15 +182,15 @@ impl Shard {
     /// offsets.
     async fn read_owned(&self, reads: &[PartitionRead], read_committed: bool) -> Vec<ReadResult> {
         join_all(reads.iter().map(|r| async move {
-            let log = self.local_log(&r.topic, r.partition)?;
+            let partition = self.partition(&r.topic, r.partition)?;
             if r.max_bytes > 0 {
-                return self.read_partition(&r.topic, r.partition, &log, r.offset, r.max_bytes, read_committed).await;
+                return self.read_partition(&partition, r.offset, r.max_bytes, read_committed).await;
             }
             Ok(FetchedPartition {
                 records: bytes::Bytes::new(),
-                high_watermark: log.high_watermark(),
-                last_stable_offset: self.last_stable_offset(&r.topic, r.partition, &log).await?,
-                log_start_offset: log.log_start_offset(),
+                high_watermark: partition.log.high_watermark(),
+                last_stable_offset: self.last_stable_offset(&partition).await?,
+                log_start_offset: partition.log.log_start_offset(),
                 aborted_transactions: None,
             })
         }))
@@ -210,12 +210,12 @@ impl Shard {
         let waits = reads.iter().zip(beyond).filter_map(|(r, beyond)| {
             let beyond = (*beyond)?;
             Some(Box::pin(async move {
-                let Ok(log) = self.local_log(&r.topic, r.partition) else { return };
+                let Ok(partition) = self.partition(&r.topic, r.partition) else { return };
                 if read_committed {
                     // An error ends the wait; the re-read reports it.
-                    let _ = self.wait_stable_beyond(&r.topic, r.partition, &log, beyond, timeout).await;
+                    let _ = self.wait_stable_beyond(&partition, beyond, timeout).await;
                 } else {
-                    select(pin!(log.wait_beyond(beyond)), pin!(glommio::timer::sleep(timeout))).await;
+                    select(pin!(partition.log.wait_beyond(beyond)), pin!(glommio::timer::sleep(timeout))).await;
                 }
             }))
         });

@@ -247,7 +247,7 @@ impl Shard {
     }
 
     fn offsets_log(&self, group_id: &str) -> Option<Rc<PartitionLog>> {
-        self.local_log(OFFSETS_TOPIC, offsets_partition_of(group_id)).ok()
+        self.partition(OFFSETS_TOPIC, offsets_partition_of(group_id)).ok().map(|p| p.log.clone())
     }
 
     /// OffsetFetch on the group's owner.
@@ -463,7 +463,7 @@ impl Shard {
                 .push(OffsetsRecord::ConsumerGroup { group_id, epoch: Some(epoch) });
         }
         for (partition, records) in by_partition {
-            let Ok(log) = self.local_log(OFFSETS_TOPIC, partition) else { continue };
+            let Ok(log) = self.partition(OFFSETS_TOPIC, partition).map(|p| p.log.clone()) else { continue };
             let batch = encode_batch(&records, now_ms(), Writer::Broker);
             // Spawned tasks first run in spawn order, so group records keep their order.
             glommio::spawn_local(async move {

@@ -4,6 +4,7 @@
 //! newest snapshot plus the log after it, snapshotted again at clean
 //! shutdown and as the log grows, and expired when idle.
 
+use super::partition::Partition;
 use super::Shard;
 use crate::error::{PartitionError, TopicError};
 use crate::messages::ShardMessage;
@@ -99,9 +100,7 @@ impl Shard {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn append_idempotent(
         &self,
-        topic: &str,
-        partition: i32,
-        log: &Rc<PartitionLog>,
+        partition: &Partition,
         batch: ProducerBatch,
         records: ValidatedRecords,
         durability: Durability,
@@ -110,7 +109,8 @@ impl Shard {
         if records.batches() != 1 || batch.control {
             return Err(PartitionError::InvalidRecord);
         }
-        let producers = self.producer_states(topic, partition, log).await?;
+        let (topic, log) = (&partition.topic, &partition.log);
+        let producers = self.producers(partition).await?;
         let states = &producers.state;
         if batch.transactional && !states.borrow().txns.is_open(batch.producer_id, batch.epoch) {
             let transactional_id = transactional_id.ok_or(PartitionError::Txn(TxnError::InvalidTxnState))?;
@@ -120,7 +120,7 @@ impl Shard {
             let mut verified = false;
             for _ in 0..VERIFY_ATTEMPTS {
                 let markers = states.borrow().txns.markers_written();
-                self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, partition)
+                self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, partition.index)
                     .await
                     .map_err(PartitionError::Txn)?;
                 if states.borrow().txns.markers_written() == markers {
@@ -168,35 +168,31 @@ impl Shard {
     }
 
     /// The partition's producer state, loaded on first use.
-    pub(super) async fn producer_states(
-        &self,
-        topic: &str,
-        partition: i32,
-        log: &PartitionLog,
-    ) -> Result<Rc<PartitionProducers>, PartitionError> {
-        let loaded = |shard: &Shard| shard.producer_states.borrow().get(topic).and_then(|p| p.get(&partition)).cloned();
-        if let Some(states) = loaded(self) {
+    pub(super) async fn producers(&self, partition: &Partition) -> Result<Rc<PartitionProducers>, PartitionError> {
+        if let Some(states) = partition.loaded_producers() {
             return Ok(states);
         }
         let _one_load_at_a_time = self.producer_loading.acquire_permit(1).await.expect("never closed");
-        if let Some(states) = loaded(self) {
+        if let Some(states) = partition.loaded_producers() {
             return Ok(states);
         }
+        let log = &partition.log;
         let (state, snapshot_offset, replayed) = load_producers(log).await?;
-        tracing::debug!(topic, partition, snapshot_offset, replayed_bytes = replayed, "loaded producer state");
+        let (topic, index) = (&partition.topic, partition.index);
+        tracing::debug!(topic, partition = index, snapshot_offset, replayed_bytes = replayed, "loaded producer state");
         self.metrics.add_producer_state_replayed_bytes(replayed);
         let producers = Rc::new(PartitionProducers { state: RefCell::new(state), ..Default::default() });
         // As if snapshotted where the replay began, so a long replay is soon spared to the next start.
         producers.size_at_snapshot.set(log.size_bytes().saturating_sub(replayed));
         producers.rolls_at_snapshot.set(log.stats().rolls);
-        self.producer_states.borrow_mut().entry(topic.to_string()).or_default().insert(partition, producers.clone());
+        *partition.producers.borrow_mut() = Some(producers.clone());
         Ok(producers)
     }
 
-    /// The partitions whose producer state is loaded.
-    fn loaded_producers(&self) -> Vec<(String, i32, Rc<PartitionProducers>)> {
-        let loaded = self.producer_states.borrow();
-        loaded.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, s)| (t.clone(), *p, s.clone()))).collect()
+    /// The partitions whose producer state is loaded, with it.
+    fn loaded_producers(&self) -> Vec<(Rc<Partition>, Rc<PartitionProducers>)> {
+        let partitions = self.partitions.borrow().all_open();
+        partitions.into_iter().filter_map(|p| Some((p.clone(), p.loaded_producers()?))).collect()
     }
 
     /// Snapshots the producer state of the loaded partitions whose log
@@ -204,8 +200,8 @@ impl Shard {
     /// snapshot (the maintenance pass), or of all of them (`always`, at
     /// clean shutdown).
     pub(crate) async fn snapshot_producers(&self, always: bool) {
-        for (topic, partition, producers) in self.loaded_producers() {
-            let Ok(log) = self.local_log(&topic, partition) else { continue };
+        for (partition, producers) in self.loaded_producers() {
+            let (topic, index, log) = (&partition.topic, partition.index, &partition.log);
             let (size, rolls) = (log.size_bytes(), log.stats().rolls);
             let base = producers.size_at_snapshot.get().min(size);
             producers.size_at_snapshot.set(base);
@@ -224,7 +220,7 @@ impl Shard {
                 })
                 .flatten();
             let Some(encoded) = encoded else {
-                tracing::debug!(topic = %topic, partition, "producer batches in flight; snapshot left for later");
+                tracing::debug!(topic = %topic, partition = index, "producer batches in flight; snapshot left for later");
                 continue;
             };
             match log.write_producer_snapshot(offset, &encoded).await {
@@ -233,7 +229,9 @@ impl Shard {
                     producers.rolls_at_snapshot.set(rolls);
                 }
                 Err(EngineError::Closed) => {}
-                Err(e) => tracing::warn!(topic = %topic, partition, "writing a producer state snapshot failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition = index, "writing a producer state snapshot failed: {e}")
+                }
             }
         }
     }
@@ -243,10 +241,11 @@ impl Shard {
     pub(crate) fn expire_producers(&self) {
         let expiration_ms = i64::try_from(self.config.producer_id_expiration_ms).unwrap_or(i64::MAX);
         let now = now_ms();
-        for (topic, partition, producers) in self.loaded_producers() {
+        for (partition, producers) in self.loaded_producers() {
+            let (topic, index) = (&partition.topic, partition.index);
             let expired = producers.state.borrow_mut().expire(now, expiration_ms);
             if expired > 0 {
-                tracing::info!(topic = %topic, partition, producers = expired, "expired idle producer ids");
+                tracing::info!(topic = %topic, partition = index, producers = expired, "expired idle producer ids");
             }
         }
     }

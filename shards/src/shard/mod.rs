@@ -3,6 +3,7 @@
 mod fetch;
 mod groups;
 mod idempotence;
+mod partition;
 mod partition_txns;
 mod transactions;
 
@@ -24,8 +25,9 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{join_all, select, Either, LocalBoxFuture};
 use glommio::channels::channel_mesh::Senders;
+use partition::{Partition, PartitionTable};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
@@ -289,17 +291,13 @@ pub struct Shard {
     metadata: RefCell<Arc<MetadataSnapshot>>,
     /// Only on the controller shard.
     store: Option<RefCell<MetadataStore>>,
-    /// Open logs of the partitions this shard owns, by topic then partition.
-    logs: RefCell<HashMap<String, HashMap<i32, Rc<PartitionLog>>>>,
-    /// Owned partitions whose log failed to open (damaged or unreadable storage).
-    offline: RefCell<HashSet<(String, i32)>>,
+    /// The partitions this shard owns.
+    partitions: RefCell<PartitionTable>,
     peers: Senders<ShardMessage>,
     /// Serialises topic changes on the controller so snapshots go out in order.
     topic_changes: glommio::sync::Semaphore,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: RefCell<GroupCoordinator>,
-    /// Producers' state per partition (topic, then partition), loaded from the log on first use.
-    producer_states: RefCell<HashMap<String, HashMap<i32, Rc<idempotence::PartitionProducers>>>>,
     /// The transactional ids whose `__transaction_state` partition this shard owns.
     transactions: RefCell<transactions::TxnCoordinator>,
     /// Loads producer state one partition at a time.
@@ -323,11 +321,9 @@ impl Shard {
             shard_count: peers.nr_consumers(),
             metadata: RefCell::new(snapshot),
             store: store.map(RefCell::new),
-            logs: RefCell::new(HashMap::new()),
-            offline: RefCell::new(HashSet::new()),
+            partitions: RefCell::new(PartitionTable::default()),
             peers,
             topic_changes: glommio::sync::Semaphore::new(1),
-            producer_states: RefCell::new(HashMap::new()),
             producer_loading: glommio::sync::Semaphore::new(1),
             transactions: RefCell::new(Default::default()),
             groups: RefCell::new(GroupCoordinator::new(GroupConfig {
@@ -459,15 +455,16 @@ impl Shard {
         transactional_id: Option<&str>,
     ) -> Result<ProducedPartition, PartitionError> {
         let transactional_id = transactional_id.map(str::to_string);
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, topic, log| {
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, partition| {
             Box::pin(async move {
+                let log = &partition.log;
                 // Corrupt bytes are refused before any producer state is
                 // looked at, as Kafka does.
                 let records = batch::validate_records(records, log.config().max_batch_bytes)?;
                 let info = match crate::producers::producer_batch(records.first_header()) {
                     Some(batch) => {
                         let txn_id = transactional_id.as_deref();
-                        shard.append_idempotent(topic, partition, &log, batch, records, durability, txn_id).await?
+                        shard.append_idempotent(&partition, batch, records, durability, txn_id).await?
                     }
                     None => log.append_validated(records, durability).await?,
                 };
@@ -478,12 +475,12 @@ impl Shard {
     }
 
     pub async fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, partition| {
             Box::pin(async move {
                 Ok(PartitionOffsets {
-                    log_start_offset: log.log_start_offset(),
-                    high_watermark: log.high_watermark(),
-                    last_stable_offset: shard.last_stable_offset(topic, partition, &log).await?,
+                    log_start_offset: partition.log.log_start_offset(),
+                    high_watermark: partition.log.high_watermark(),
+                    last_stable_offset: shard.last_stable_offset(&partition).await?,
                 })
             })
         })
@@ -499,8 +496,9 @@ impl Shard {
         partition: i32,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, _, log| {
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, partition| {
             Box::pin(async move {
+                let log = &partition.log;
                 Ok(if timestamp == MAX_TIMESTAMP {
                     log.max_timestamp().await?
                 } else {
@@ -514,13 +512,13 @@ impl Shard {
     /// DeleteRecords: moves the log start offset up to `before_offset` (-1:
     /// the high watermark); returns the new log start offset.
     pub async fn delete_records(&self, topic: &str, partition: i32, before_offset: i64) -> Result<i64, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |_, _, log| {
-            Box::pin(async move { Ok(log.delete_records(before_offset).await?) })
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |_, partition| {
+            Box::pin(async move { Ok(partition.log.delete_records(before_offset).await?) })
         })
         .await
     }
 
-    /// Runs `work` with the partition's log on the shard that owns it: here,
+    /// Runs `work` with the partition on the shard that owns it: here,
     /// or over the mesh. Fails at once for a partition the metadata does not
     /// know, and on the owner for one it does not hold open.
     async fn on_partition_owner<T, W>(
@@ -532,9 +530,7 @@ impl Shard {
     ) -> Result<T, PartitionError>
     where
         T: Send + 'static,
-        W: for<'a> FnOnce(&'a Shard, &'a str, Rc<PartitionLog>) -> LocalBoxFuture<'a, Result<T, PartitionError>>
-            + Send
-            + 'static,
+        W: for<'a> FnOnce(&'a Shard, Rc<Partition>) -> LocalBoxFuture<'a, Result<T, PartitionError>> + Send + 'static,
     {
         if !self.metadata().has_partition(topic, partition) {
             return Err(PartitionError::UnknownTopicOrPartition);
@@ -544,8 +540,8 @@ impl Shard {
         let answer = self
             .on_shard(owner, if_requester_leaves, move |shard| {
                 Box::pin(async move {
-                    let log = shard.local_log(&topic, partition)?;
-                    work(shard, &topic, log).await
+                    let partition = shard.partition(&topic, partition)?;
+                    work(shard, partition).await
                 })
             })
             .await;
@@ -612,7 +608,7 @@ impl Shard {
         let answer = self
             .on_shard(owner, if_requester_leaves, move |shard| {
                 Box::pin(async move {
-                    shard.local_log(topic, partition).ok()?;
+                    shard.partition(topic, partition).ok()?;
                     Some(work(shard, &key).await)
                 })
             })
@@ -620,14 +616,9 @@ impl Shard {
         answer.ok().flatten().unwrap_or_else(unavailable)
     }
 
-    fn local_log(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, PartitionError> {
-        self.logs.borrow().get(topic).and_then(|partitions| partitions.get(&partition)).cloned().ok_or_else(|| {
-            if self.offline.borrow().contains(&(topic.to_string(), partition)) {
-                PartitionError::Offline
-            } else {
-                PartitionError::UnknownTopicOrPartition
-            }
-        })
+    /// A partition this shard owns and has open.
+    fn partition(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
+        self.partitions.borrow().get(topic, partition)
     }
 
     /// Creates topics through the controller; results in request order.
@@ -859,14 +850,12 @@ impl Shard {
             if snapshot.topic(&topic.name).is_some_and(|t| t.id != topic.id) {
                 continue; // recreated since: its logs are the new topic's
             }
-            self.producer_states.borrow_mut().remove(&topic.name);
-            let logs = self.logs.borrow_mut().remove(&topic.name).unwrap_or_default();
-            self.offline.borrow_mut().retain(|(t, _)| *t != topic.name);
-            for (partition, log) in logs {
-                if let Err(e) = log.close().await {
-                    tracing::warn!(topic = %topic.name, partition, "closing deleted partition: {e}");
+            let partitions = self.partitions.borrow_mut().remove_topic(&topic.name);
+            for partition in partitions {
+                if let Err(e) = partition.log.close().await {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, "closing deleted partition: {e}");
                 }
-                let dir = self.partition_dir(&topic.name, partition);
+                let dir = self.partition_dir(&topic.name, partition.index);
                 match deleted_dirs::mark_deleted(&dir, topic.id) {
                     Ok(marked) => removed.push(marked),
                     Err(e) => tracing::warn!("removing {}: {e}", dir.display()),
@@ -902,15 +891,15 @@ impl Shard {
             self.connections.set_limits(total, per_ip);
             tracing::info!(configs = ?dynamic, "dynamic broker configs changed");
         }
-        let logs = self.logs.borrow();
+        let partitions = self.partitions.borrow();
         for topic in next.topics.values() {
             let Some(old) = previous.topic(&topic.name) else { continue };
             if old.id != topic.id || (old.configs == topic.configs && !broker_changed) {
                 continue;
             }
             let config = self.config.log_config(dynamic, &topic.name, &topic.configs);
-            for log in logs.get(&topic.name).into_iter().flat_map(|p| p.values()) {
-                log.set_config(config);
+            for partition in partitions.of_topic(&topic.name) {
+                partition.log.set_config(config);
             }
             if old.configs != topic.configs {
                 tracing::info!(topic = %topic.name, configs = ?topic.configs, "topic configs changed");
@@ -924,13 +913,8 @@ impl Shard {
 
     /// Every log this shard has open, for the maintenance passes.
     fn open_logs(&self) -> Vec<(String, i32, Rc<PartitionLog>)> {
-        let logs = self.logs.borrow();
-        let mut all: Vec<_> = logs
-            .iter()
-            .flat_map(|(topic, partitions)| partitions.iter().map(move |(p, log)| (topic.clone(), *p, log.clone())))
-            .collect();
-        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        all
+        let partitions = self.partitions.borrow().all_open();
+        partitions.into_iter().map(|p| (p.topic.clone(), p.index, p.log.clone())).collect()
     }
 
     /// One `retention.ms` / `retention.bytes` pass over this shard's logs,
@@ -975,23 +959,24 @@ impl Shard {
     pub(crate) async fn open_owned_partitions(&self, snapshot: &MetadataSnapshot) {
         for topic in snapshot.topics.values() {
             for partition in 0..topic.partitions {
-                if self.owner(&topic.name, partition) != self.id || self.local_log(&topic.name, partition).is_ok() {
+                if self.owner(&topic.name, partition) != self.id
+                    || self.partitions.borrow().is_open(&topic.name, partition)
+                {
                     continue;
                 }
                 let config = self.config.log_config(&snapshot.dynamic_broker_configs, &topic.name, &topic.configs);
                 match PartitionLog::open(self.partition_dir(&topic.name, partition), config).await {
                     Ok(log) => {
-                        self.offline.borrow_mut().remove(&(topic.name.clone(), partition));
                         if topic.name == OFFSETS_TOPIC {
                             self.replay_offsets_partition(partition, &log).await;
                         } else if topic.name == TRANSACTION_STATE_TOPIC {
                             self.replay_transaction_partition(partition, &log).await;
                         }
-                        self.logs.borrow_mut().entry(topic.name.clone()).or_default().insert(partition, log);
+                        self.partitions.borrow_mut().insert_open(Partition::new(&topic.name, partition, log));
                     }
                     Err(e) => {
                         tracing::error!(topic = %topic.name, partition, "cannot open partition, it stays offline: {e}");
-                        self.offline.borrow_mut().insert((topic.name.clone(), partition));
+                        self.partitions.borrow_mut().insert_offline(&topic.name, partition);
                     }
                 }
             }
@@ -1035,9 +1020,9 @@ impl Shard {
     /// log this shard owns (clean shutdown).
     pub(crate) async fn close_all(&self) {
         self.snapshot_producers(true).await;
-        let logs: Vec<_> = self.logs.borrow_mut().drain().flat_map(|(_, p)| p.into_values()).collect();
-        for log in logs {
-            if let Err(e) = log.close().await {
+        let partitions = self.partitions.borrow_mut().drain();
+        for partition in partitions {
+            if let Err(e) = partition.log.close().await {
                 tracing::warn!("closing partition log: {e}");
             }
         }

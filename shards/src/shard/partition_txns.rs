@@ -3,6 +3,7 @@
 //! the producers DescribeProducers shows.
 
 use super::idempotence::Writing;
+use super::partition::Partition;
 use super::{FetchedPartition, Shard};
 use crate::error::PartitionError;
 use crate::groups::OFFSETS_TOPIC;
@@ -12,17 +13,12 @@ use futures::future::select;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 use weir_engine::batch::RawHeader;
-use weir_engine::{now_ms, Durability, PartitionLog};
+use weir_engine::{now_ms, Durability};
 
 impl Shard {
-    pub(super) async fn last_stable_offset(
-        &self,
-        topic: &str,
-        partition: i32,
-        log: &PartitionLog,
-    ) -> Result<i64, PartitionError> {
-        let producers = self.producer_states(topic, partition, log).await?;
-        let lso = producers.state.borrow().txns.last_stable_offset(log.high_watermark());
+    pub(super) async fn last_stable_offset(&self, partition: &Partition) -> Result<i64, PartitionError> {
+        let producers = self.producers(partition).await?;
+        let lso = producers.state.borrow().txns.last_stable_offset(partition.log.high_watermark());
         Ok(lso)
     }
 
@@ -30,14 +26,13 @@ impl Shard {
     /// stable offset and lists the aborted transactions the records overlap.
     pub(super) async fn read_partition(
         &self,
-        topic: &str,
-        partition: i32,
-        log: &PartitionLog,
+        partition: &Partition,
         offset: i64,
         max_bytes: usize,
         read_committed: bool,
     ) -> Result<FetchedPartition, PartitionError> {
-        let producers = self.producer_states(topic, partition, log).await?;
+        let log = &partition.log;
+        let producers = self.producers(partition).await?;
         let states = &producers.state;
         let mut records = log.read(offset, max_bytes).await?;
         let high_watermark = log.high_watermark();
@@ -66,13 +61,12 @@ impl Shard {
     /// a marker ends the oldest open transaction, which wakes the waiters.
     pub(super) async fn wait_stable_beyond(
         &self,
-        topic: &str,
-        partition: i32,
-        log: &PartitionLog,
+        partition: &Partition,
         offset: i64,
         timeout: Duration,
     ) -> Result<(), PartitionError> {
-        let producers = self.producer_states(topic, partition, log).await?;
+        let log = &partition.log;
+        let producers = self.producers(partition).await?;
         let deadline = Instant::now() + timeout;
         loop {
             // Registered before the check, with no await between: a marker
@@ -99,14 +93,13 @@ impl Shard {
     /// (acks=all), fencing older epochs of the producer.
     pub(super) async fn write_marker(
         &self,
-        topic: &str,
-        partition: i32,
-        log: &PartitionLog,
+        partition: &Partition,
         producer_id: i64,
         epoch: i16,
         commit: bool,
     ) -> Result<(), PartitionError> {
-        let producers = self.producer_states(topic, partition, log).await?;
+        let log = &partition.log;
+        let producers = self.producers(partition).await?;
         let _writing = Writing::new(&producers);
         let timestamp = now_ms();
         let info = log.append(marker_batch(producer_id, epoch, commit, timestamp), Durability::Synced).await?;
@@ -116,19 +109,17 @@ impl Shard {
             states.txns.end(producer_id, commit, info.base_offset);
         }
         producers.stable_moved();
-        if topic == OFFSETS_TOPIC {
-            self.groups.borrow_mut().end_txn(producer_id, commit, partition);
+        if partition.topic == OFFSETS_TOPIC {
+            self.groups.borrow_mut().end_txn(producer_id, commit, partition.index);
         }
         Ok(())
     }
 
     pub(super) async fn partition_producers(
         &self,
-        topic: &str,
-        partition: i32,
-        log: &PartitionLog,
+        partition: &Partition,
     ) -> Result<Vec<ProducerDescription>, PartitionError> {
-        let producers = self.producer_states(topic, partition, log).await?;
+        let producers = self.producers(partition).await?;
         let states = producers.state.borrow();
         let open: std::collections::HashMap<i64, i64> = states.txns.open().map(|(id, _, first)| (id, first)).collect();
         Ok(states

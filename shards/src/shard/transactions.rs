@@ -279,10 +279,8 @@ impl Shard {
                     return true; // a deleted topic has nothing left to end
                 }
                 let marker =
-                    self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, topic, log| {
-                        Box::pin(
-                            async move { shard.write_marker(topic, partition, &log, producer_id, epoch, commit).await },
-                        )
+                    self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, partition| {
+                        Box::pin(async move { shard.write_marker(&partition, producer_id, epoch, commit).await })
                     });
                 match marker.await {
                     Ok(_) => true,
@@ -308,8 +306,10 @@ impl Shard {
     /// partition (acks=all); `None` is a tombstone.
     async fn append_txn_record(&self, id: &str, value: Option<Bytes>) -> Result<(), TxnError> {
         let log = self
-            .local_log(TRANSACTION_STATE_TOPIC, transaction_partition_of(id))
-            .map_err(|_| TxnError::CoordinatorNotAvailable)?;
+            .partition(TRANSACTION_STATE_TOPIC, transaction_partition_of(id))
+            .map_err(|_| TxnError::CoordinatorNotAvailable)?
+            .log
+            .clone();
         let batch = keyed_batch(&[(log_records::key(id), value)], now_ms(), Writer::Broker);
         log.append(batch, Durability::Synced).await.map_err(|e| {
             tracing::warn!(transactional_id = %id, "persisting transaction state failed: {e}");
@@ -426,8 +426,8 @@ impl Shard {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<crate::messages::ProducerDescription>, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, topic, log| {
-            Box::pin(async move { shard.partition_producers(topic, partition, &log).await })
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, partition| {
+            Box::pin(async move { shard.partition_producers(&partition).await })
         })
         .await
     }

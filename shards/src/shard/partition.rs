@@ -1,0 +1,108 @@
+//! The partitions a shard owns: one table from topic and partition to an
+//! open [`Partition`] (its log and, once loaded, its producers' state) or to
+//! a partition whose log failed to open. Replication will live inside the
+//! partition's append and read.
+
+use super::idempotence::PartitionProducers;
+use crate::error::PartitionError;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use weir_engine::PartitionLog;
+
+/// One partition this shard owns and has open.
+pub(crate) struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub log: Rc<PartitionLog>,
+    /// Its producers' and transactions' state, loaded from the log on first
+    /// use (`Shard::producers`).
+    pub(super) producers: RefCell<Option<Rc<PartitionProducers>>>,
+}
+
+impl Partition {
+    pub fn new(topic: &str, index: i32, log: Rc<PartitionLog>) -> Self {
+        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None) }
+    }
+
+    /// The producers' state, if it is loaded.
+    pub(super) fn loaded_producers(&self) -> Option<Rc<PartitionProducers>> {
+        self.producers.borrow().clone()
+    }
+}
+
+/// What a shard holds for one partition it owns.
+enum Slot {
+    Open(Rc<Partition>),
+    /// Its log failed to open (damaged or unreadable storage).
+    Offline,
+}
+
+impl Slot {
+    fn open(&self) -> Option<&Rc<Partition>> {
+        match self {
+            Slot::Open(partition) => Some(partition),
+            Slot::Offline => None,
+        }
+    }
+
+    fn into_open(self) -> Option<Rc<Partition>> {
+        self.open().cloned()
+    }
+}
+
+/// Every partition a shard owns, by topic, then partition.
+#[derive(Default)]
+pub(crate) struct PartitionTable {
+    topics: HashMap<String, HashMap<i32, Slot>>,
+}
+
+impl PartitionTable {
+    /// The open partition; OFFLINE or UNKNOWN_TOPIC_OR_PARTITION when it
+    /// is not.
+    pub fn get(&self, topic: &str, index: i32) -> Result<Rc<Partition>, PartitionError> {
+        match self.topics.get(topic).and_then(|partitions| partitions.get(&index)) {
+            Some(Slot::Open(partition)) => Ok(partition.clone()),
+            Some(Slot::Offline) => Err(PartitionError::Offline),
+            None => Err(PartitionError::UnknownTopicOrPartition),
+        }
+    }
+
+    pub fn is_open(&self, topic: &str, index: i32) -> bool {
+        self.get(topic, index).is_ok()
+    }
+
+    pub fn insert_open(&mut self, partition: Partition) {
+        let topic = self.topics.entry(partition.topic.clone()).or_default();
+        topic.insert(partition.index, Slot::Open(Rc::new(partition)));
+    }
+
+    pub fn insert_offline(&mut self, topic: &str, index: i32) {
+        self.topics.entry(topic.to_string()).or_default().insert(index, Slot::Offline);
+    }
+
+    /// Forgets a topic; returns its open partitions.
+    pub fn remove_topic(&mut self, topic: &str) -> Vec<Rc<Partition>> {
+        let removed = self.topics.remove(topic).unwrap_or_default();
+        removed.into_values().filter_map(Slot::into_open).collect()
+    }
+
+    /// The open partitions of `topic`.
+    pub fn of_topic(&self, topic: &str) -> Vec<Rc<Partition>> {
+        let partitions = self.topics.get(topic).into_iter().flat_map(HashMap::values);
+        partitions.filter_map(Slot::open).cloned().collect()
+    }
+
+    /// Every open partition, by topic then partition.
+    pub fn all_open(&self) -> Vec<Rc<Partition>> {
+        let slots = self.topics.values().flat_map(HashMap::values);
+        let mut all: Vec<_> = slots.filter_map(Slot::open).cloned().collect();
+        all.sort_by(|a, b| (&a.topic, a.index).cmp(&(&b.topic, b.index)));
+        all
+    }
+
+    /// Forgets every partition; returns the open ones.
+    pub fn drain(&mut self) -> Vec<Rc<Partition>> {
+        self.topics.drain().flat_map(|(_, partitions)| partitions.into_values().filter_map(Slot::into_open)).collect()
+    }
+}
