@@ -228,9 +228,9 @@ async fn partition_directories() -> Vec<PartitionFiles> {
         for i in 0..appends {
             let value = vec![b'v'; 40 + i * 7];
             let key = format!("key-{}", i % 4);
-            let batch =
-                RecordsBuilder::new().push(Some(key.as_bytes()), Some(&value), &[], 1_700_000_000_000 + i as i64);
-            log.append(batch.finish(), Durability::Synced).await.expect("append");
+            let ts = 1_700_000_000_000 + i as i64;
+            let batch = RecordsBuilder::new().push(Some(key.as_bytes()), Some(&value), &[], ts).finish();
+            log.append(batch, Durability::Synced).await.expect("append");
         }
         if let Some(offset) = delete_before {
             log.delete_records(offset).await.expect("delete records");
