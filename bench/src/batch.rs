@@ -1,7 +1,7 @@
 //! Produce request frames built once and patched per send, and the scan of
 //! fetched batches that counts messages and reads their send times.
 //!
-//! An uncompressed batch is encoded by kafka-protocol once; sending it again
+//! An uncompressed batch is built once; sending it again
 //! only rewrites the correlation id, the keys and value timestamps in place,
 //! and the batch CRC-32C. A compressed batch that must carry fresh
 //! timestamps or keys is encoded again for every send, as a client would.
@@ -9,13 +9,13 @@
 use crate::params::{CompressionKind, KeyDistribution, TIMESTAMP_BYTES};
 use crate::wire::{encode_frame, patch_correlation_id};
 use anyhow::{bail, ensure, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use kafka_protocol::records::RecordBatchDecoder;
 use weir_engine::batch::{RawHeader, HEADER_LEN, MAGIC_V2, MIN_BATCH_LENGTH};
-use weir_net::records::plain_record;
+use weir_engine::records::RecordsBuilder;
 
 const KEY_BYTES: usize = 8;
 
@@ -67,7 +67,7 @@ impl Template {
             })
             .collect();
         let mut t = Template { frame: Vec::new(), version, partition, shape: shape.clone(), layout: None, values, rng };
-        let batch = t.encode_batch(0, 0)?;
+        let batch = t.encode_batch(0, 0);
         t.frame = t.request_frame(batch.clone())?.to_vec();
         if shape.compression == CompressionKind::None {
             let batch_at = find(&t.frame, &batch).context("the encoded batch is not in the request frame")?;
@@ -98,7 +98,7 @@ impl Template {
     /// `send_time_ns` is written into each value's first 8 bytes.
     pub fn frame(&mut self, correlation_id: i32, sequence: u64, send_time_ns: u64) -> anyhow::Result<&[u8]> {
         if self.layout.is_none() && self.needs_refresh() {
-            let batch = self.encode_batch(sequence, send_time_ns)?;
+            let batch = self.encode_batch(sequence, send_time_ns);
             self.frame = self.request_frame(batch)?.to_vec();
         } else if let Some(layout) = &self.layout {
             if self.needs_refresh() {
@@ -119,31 +119,26 @@ impl Template {
         Ok(&self.frame)
     }
 
-    fn encode_batch(&mut self, sequence: u64, send_time_ns: u64) -> anyhow::Result<Bytes> {
+    fn encode_batch(&mut self, sequence: u64, send_time_ns: u64) -> Bytes {
         let millis = (send_time_ns / 1_000_000) as i64;
-        let records: Vec<Record> = self
-            .values
-            .iter()
-            .enumerate()
-            .map(|(i, value)| {
-                let key = match self.shape.keys {
-                    KeyDistribution::None => None,
-                    keys => Some(Bytes::copy_from_slice(&key_for(keys, sequence + i as u64, &mut self.rng))),
-                };
-                let value = if self.shape.stamp && value.len() >= TIMESTAMP_BYTES {
-                    let mut v = value.to_vec();
-                    v[..TIMESTAMP_BYTES].copy_from_slice(&send_time_ns.to_be_bytes());
-                    Bytes::from(v)
-                } else {
-                    value.clone()
-                };
-                plain_record(i, millis, key, Some(value))
-            })
-            .collect();
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: self.shape.compression.codec() };
-        RecordBatchEncoder::encode(&mut batch, &records, &options).context("encoding a record batch")?;
-        Ok(batch.freeze())
+        let mut batch = RecordsBuilder::new().compression(self.shape.compression.codec());
+        for (i, value) in self.values.iter().enumerate() {
+            let key = match self.shape.keys {
+                KeyDistribution::None => None,
+                keys => Some(key_for(keys, sequence + i as u64, &mut self.rng)),
+            };
+            let stamped;
+            let value = if self.shape.stamp && value.len() >= TIMESTAMP_BYTES {
+                let mut v = value.to_vec();
+                v[..TIMESTAMP_BYTES].copy_from_slice(&send_time_ns.to_be_bytes());
+                stamped = v;
+                &stamped[..]
+            } else {
+                &value[..]
+            };
+            batch.push(key.as_ref().map(|k| &k[..]), Some(value), &[], millis);
+        }
+        batch.finish()
     }
 
     fn request_frame(&self, batch: Bytes) -> anyhow::Result<Bytes> {
@@ -333,7 +328,7 @@ mod tests {
     }
 
     /// The batch inside a produce frame, decoded by kafka-protocol.
-    fn decode(frame: &[u8], version: i16) -> (i32, Vec<Record>) {
+    fn decode(frame: &[u8], version: i16) -> (i32, Vec<kafka_protocol::records::Record>) {
         let decoded = weir_net::codec::decode_header(Bytes::copy_from_slice(&frame[4..])).unwrap();
         let mut body = decoded.body;
         let request = ProduceRequest::decode(&mut body, version).unwrap();

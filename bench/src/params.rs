@@ -56,14 +56,14 @@ pub enum CompressionKind {
 }
 
 impl CompressionKind {
-    pub fn codec(self) -> kafka_protocol::records::Compression {
-        use kafka_protocol::records::Compression;
+    pub fn codec(self) -> weir_engine::compression::Codec {
+        use weir_engine::compression::Codec;
         match self {
-            CompressionKind::None => Compression::None,
-            CompressionKind::Gzip => Compression::Gzip,
-            CompressionKind::Snappy => Compression::Snappy,
-            CompressionKind::Lz4 => Compression::Lz4,
-            CompressionKind::Zstd => Compression::Zstd,
+            CompressionKind::None => Codec::None,
+            CompressionKind::Gzip => Codec::Gzip,
+            CompressionKind::Snappy => Codec::Snappy,
+            CompressionKind::Lz4 => Codec::Lz4,
+            CompressionKind::Zstd => Codec::Zstd,
         }
     }
 }

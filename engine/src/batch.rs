@@ -332,7 +332,7 @@ pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
 
 /// The header of a well-formed RecordBatch v2 to build around a body the
 /// engine treats as opaque record bytes, for tests, benches, examples, fuzz
-/// seeds and [`crate::records::encode_batch`]. [`BatchBuilder::new`] claims
+/// seeds and [`crate::records::RecordsBuilder`]. [`BatchBuilder::new`] claims
 /// `records` records with lastOffsetDelta `records - 1` and sets every other
 /// field to 0; set fields with `BatchBuilder { leader_epoch: 9,
 /// ..BatchBuilder::new(1) }`. A lastOffsetDelta apart from the record count
@@ -369,7 +369,12 @@ impl BatchBuilder {
 
     /// The batch: this header, then `body`.
     pub fn build(&self, body: &[u8]) -> Vec<u8> {
-        let header = RawHeader {
+        self.header().build(0, self.records, body).expect("a batch under 2 GiB")
+    }
+
+    /// This header, attributes 0; its length and CRC are set by [`RawHeader::build`].
+    pub fn header(&self) -> RawHeader {
+        RawHeader {
             base_offset: 0.into(),
             batch_length: 0.into(),
             leader_epoch: self.leader_epoch.into(),
@@ -383,8 +388,7 @@ impl BatchBuilder {
             producer_epoch: self.producer_epoch.into(),
             base_sequence: self.base_sequence.into(),
             records_count: self.records.into(),
-        };
-        header.build(0, self.records, body).expect("a batch under 2 GiB")
+        }
     }
 }
 

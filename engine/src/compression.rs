@@ -176,11 +176,14 @@ fn assemble(batch: &[u8], codec: Codec, records: &[u8]) -> Result<Vec<u8>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{encode_batch, parse};
+    use crate::records::{parse, RecordsBuilder};
 
     #[test]
     fn every_codec_round_trips_a_batch() {
-        let plain = encode_batch(1000, &[(Some(b"k"), Some(b"v")), (None, Some(&[7u8; 100_000]))]);
+        let plain = RecordsBuilder::new()
+            .push(Some(b"k"), Some(b"v"), &[], 1000)
+            .push(None, Some(&[7u8; 100_000]), &[], 1001)
+            .finish();
         for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let level = if codec == Codec::Gzip { -1 } else { 3 };
             let compressed = with_codec(&plain, codec, level).unwrap();
@@ -204,7 +207,10 @@ mod tests {
             assert!(decompress(codec, b"not compressed at all", 1 << 20).is_err(), "{codec:?} garbage");
         }
         // A truncated stream is refused, by its codec or by its records.
-        let plain = encode_batch(1000, &[(Some(b"k"), Some(&[1u8; 50_000])), (Some(b"j"), Some(b"v"))]);
+        let plain = RecordsBuilder::new()
+            .push(Some(b"k"), Some(&[1u8; 50_000]), &[], 1000)
+            .push(Some(b"j"), Some(b"v"), &[], 1001)
+            .finish();
         for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let compressed = with_codec(&plain, codec, 1).unwrap();
             let truncated = &compressed[..compressed.len() - 20];

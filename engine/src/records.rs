@@ -1,6 +1,7 @@
 //! Records inside an uncompressed RecordBatch v2: what compaction and
 //! timestamp lookups need (offset, timestamp, key, whether the value is null),
-//! and rebuilding a batch from a subset of its records.
+//! rebuilding a batch from a subset of its records, and [`RecordsBuilder`],
+//! the one builder of batches as clients write them.
 //!
 //! Record layout (after the 61-byte batch header; varints are zigzag):
 //!
@@ -11,8 +12,10 @@
 //!
 //! `length` counts the bytes after itself. A key or value length of -1 is null.
 
-use crate::batch::{BatchBuilder, RawHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN};
+use crate::batch::{BatchBuilder, RawHeader, ATTR_CONTROL, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, HEADER_LEN};
+use crate::compression::{compress, Codec};
 use crate::error::EngineError;
+use bytes::Bytes;
 
 /// One record of a batch, borrowed from the batch bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,56 +159,154 @@ pub fn rebuild(batch: &[u8], keep: &[Record<'_>]) -> Vec<u8> {
     h.build(h.attributes(), count, &body).expect("smaller than the original batch")
 }
 
-/// Test and tool helper: encodes one record (no headers).
-pub fn encode_record(offset_delta: i32, timestamp_delta: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
-    fn put(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    let mut body = vec![0u8];
-    put(&mut body, timestamp_delta);
-    put(&mut body, i64::from(offset_delta));
-    for field in [key, value] {
-        match field {
-            Some(f) => {
-                put(&mut body, f.len() as i64);
-                body.extend_from_slice(f);
-            }
-            None => put(&mut body, -1),
-        }
-    }
-    put(&mut body, 0);
-    let mut out = Vec::with_capacity(body.len() + 5);
-    put(&mut out, body.len() as i64);
-    out.extend_from_slice(&body);
-    out
+/// A record header as [`RecordsBuilder::push`] takes it: key, value (`None`: null).
+pub type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+/// Builds one RecordBatch v2 as a client sends it: the one writer of batch
+/// bytes for the tools, the bench, tests and the batches the broker writes
+/// itself. Records get offset deltas 0, 1, ... (the broker assigns the real
+/// offsets); the first record's timestamp is the baseTimestamp, the latest
+/// the maxTimestamp (both -1 in a batch with no records). The
+/// partitionLeaderEpoch is -1, as clients send it.
+///
+/// ```
+/// # use weir_engine::records::RecordsBuilder;
+/// let batch = RecordsBuilder::new().producer(7, 0, 0).push(Some(b"k"), Some(b"v"), &[], 1000).finish();
+/// assert_eq!(weir_engine::batch::check_batch_at(&batch).unwrap().records_count(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RecordsBuilder {
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    /// The transactional and control bits; the codec's are set by `finish`.
+    attributes: i16,
+    codec: Codec,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    count: i32,
+    /// The records, uncompressed.
+    body: Vec<u8>,
 }
 
-/// Test and tool helper: a plain CreateTime batch (base offset 0) of records
-/// `(key, value)` with timestamps `base_ts + i`.
-pub fn encode_batch(base_ts: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (i, (k, v)) in records.iter().enumerate() {
-        body.extend(encode_record(i as i32, i as i64, *k, *v));
+impl Default for RecordsBuilder {
+    fn default() -> Self {
+        Self::new()
     }
-    let n = records.len() as i32;
-    BatchBuilder {
-        base_timestamp: base_ts,
-        max_timestamp: base_ts + i64::from(n - 1).max(0),
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        ..BatchBuilder::new(n)
+}
+
+impl RecordsBuilder {
+    /// An uncompressed batch of no producer (id, epoch and base sequence -1).
+    pub fn new() -> Self {
+        RecordsBuilder {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            attributes: 0,
+            codec: Codec::None,
+            base_timestamp: -1,
+            max_timestamp: -1,
+            count: 0,
+            body: Vec::new(),
+        }
     }
-    .build(&body)
+
+    /// Written by producer `id` at `epoch`, its first record numbered
+    /// `base_sequence` (-1: not idempotent).
+    pub fn producer(self, id: i64, epoch: i16, base_sequence: i32) -> Self {
+        RecordsBuilder { producer_id: id, producer_epoch: epoch, base_sequence, ..self }
+    }
+
+    /// Part of the producer's transaction.
+    pub fn transactional(self) -> Self {
+        RecordsBuilder { attributes: self.attributes | ATTR_TRANSACTIONAL, ..self }
+    }
+
+    /// A control batch (transaction markers; implies transactional).
+    pub fn control(self) -> Self {
+        RecordsBuilder { attributes: self.attributes | ATTR_CONTROL | ATTR_TRANSACTIONAL, ..self }
+    }
+
+    /// Records compressed with `codec` at its default level.
+    pub fn compression(self, codec: Codec) -> Self {
+        RecordsBuilder { codec, ..self }
+    }
+
+    /// Adds a record stamped `timestamp` (CreateTime; -1: none).
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+        timestamp: i64,
+    ) -> &mut Self {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = if self.count == 0 { timestamp } else { self.max_timestamp.max(timestamp) };
+        let mut record = vec![0u8]; // attributes
+        put_varlong(&mut record, timestamp.wrapping_sub(self.base_timestamp));
+        put_varlong(&mut record, i64::from(self.count));
+        put_nullable(&mut record, key);
+        put_nullable(&mut record, value);
+        put_varlong(&mut record, headers.len() as i64);
+        for (name, value) in headers {
+            put_nullable(&mut record, Some(name.as_bytes()));
+            put_nullable(&mut record, *value);
+        }
+        put_varlong(&mut self.body, record.len() as i64);
+        self.body.extend_from_slice(&record);
+        self.count = self.count.checked_add(1).expect("fewer than 2^31 records in a batch");
+        self
+    }
+
+    /// How many records were pushed.
+    pub fn records_count(&self) -> i32 {
+        self.count
+    }
+
+    /// The batch bytes, length and CRC set.
+    pub fn finish(&self) -> Bytes {
+        let header = BatchBuilder {
+            leader_epoch: -1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            ..BatchBuilder::new(self.count)
+        }
+        .header();
+        let records = compress(self.codec, &self.body, self.codec.default_level()).expect("compressing in memory");
+        let batch =
+            header.build(self.attributes | self.codec as i16, self.count, &records).expect("a batch under 2 GiB");
+        Bytes::from(batch)
+    }
+}
+
+/// Appends `v` as a zigzag varint.
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Appends a length-prefixed field; `None` is length -1.
+fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        Some(f) => {
+            put_varlong(out, f.len() as i64);
+            out.extend_from_slice(f);
+        }
+        None => put_varlong(out, -1),
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +315,11 @@ mod tests {
 
     #[test]
     fn parse_and_rebuild() {
-        let b = encode_batch(1000, &[(Some(b"a"), Some(b"1")), (None, Some(b"22")), (Some(b"a"), None)]);
+        let b = RecordsBuilder::new()
+            .push(Some(b"a"), Some(b"1"), &[], 1000)
+            .push(None, Some(b"22"), &[], 1001)
+            .push(Some(b"a"), None, &[], 1002)
+            .finish();
         crate::batch::check_batch_at(&b).expect("valid");
         let recs = parse(&b).expect("parse");
         assert_eq!(recs.len(), 3);
@@ -227,14 +332,17 @@ mod tests {
         assert_eq!(parse(&small).expect("parse")[0].offset_delta, 1);
         let empty = rebuild(&b, &[]);
         assert_eq!(crate::batch::check_batch_at(&empty).expect("empty batch valid").records_count(), 0);
-        let mut bad = b.clone();
+        let mut bad = b.to_vec();
         bad[HEADER_LEN] = 0x7e; // record length 63: past the end
         assert!(parse(&bad).is_err());
     }
 
     #[test]
     fn timestamps_are_checked_against_the_bounds() {
-        let b = encode_batch(1000, &[(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))]); // 1000, 1001
+        let b = RecordsBuilder::new()
+            .push(Some(b"a"), Some(b"1"), &[], 1000)
+            .push(Some(b"b"), Some(b"2"), &[], 1001)
+            .finish();
         let two = [b.clone(), b.clone()].concat();
         let refused = |r: Result<(), EngineError>| matches!(r, Err(EngineError::InvalidTimestamp(_)));
         assert!(check_timestamps(&two, 1000, None, None).is_ok());
@@ -244,12 +352,43 @@ mod tests {
         assert!(refused(check_timestamps(&two, 1001, Some(0), None)));
         assert!(check_timestamps(&two, 5000, Some(4000), None).is_ok());
         // No timestamp (-1) passes.
-        let untimed = encode_batch(-1, &[(Some(b"a"), Some(b"1"))]);
+        let untimed = RecordsBuilder::new().push(Some(b"a"), Some(b"1"), &[], -1).finish();
         assert!(check_timestamps(&untimed, 1000, Some(0), Some(0)).is_ok());
         // A compressed batch is judged by its baseTimestamp and maxTimestamp.
-        let mut compressed = b.clone();
+        let mut compressed = b.to_vec();
         compressed[22] |= 1; // gzip; its body is not read
         assert!(refused(check_timestamps(&compressed, 1001, Some(0), None)));
         assert!(check_timestamps(&compressed, 1000, Some(0), Some(1)).is_ok());
+    }
+
+    #[test]
+    fn built_batches_are_as_clients_send_them() {
+        let b = RecordsBuilder::new()
+            .producer(7, 2, 40)
+            .transactional()
+            .push(Some(b"k"), None, &[("h", Some(b"x")), ("n", None)], 500)
+            .push(None, Some(b"v"), &[], 400)
+            .finish();
+        let h = crate::batch::check_batch_at(&b).expect("valid");
+        assert_eq!((h.leader_epoch(), h.base_timestamp(), h.max_timestamp()), (-1, 500, 500));
+        assert_eq!((h.producer_id(), h.producer_epoch(), h.base_sequence()), (7, 2, 40));
+        assert!(h.is_transactional() && !h.is_control());
+        let recs = parse(&b).expect("parse");
+        assert_eq!((recs[0].key, recs[0].tombstone, recs[1].timestamp), (Some(&b"k"[..]), true, 400));
+
+        let empty = RecordsBuilder::new().control().finish();
+        let h = crate::batch::check_batch_at(&empty).expect("valid");
+        assert_eq!((h.records_count(), h.base_timestamp(), h.max_timestamp()), (0, -1, -1));
+        assert!(h.is_control() && h.is_transactional());
+
+        let mut big = RecordsBuilder::new().compression(Codec::Zstd);
+        for i in 0..100 {
+            big.push(None, Some(&[7u8; 1000]), &[], i);
+        }
+        let zstd = big.finish();
+        assert!(zstd.len() < 10_000);
+        assert_eq!(Codec::of(&zstd), Ok(Codec::Zstd));
+        let plain = crate::compression::with_codec(&zstd, Codec::None, 0).expect("decompresses");
+        assert_eq!(parse(&plain).expect("parse").len(), 100);
     }
 }

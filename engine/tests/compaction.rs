@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::*;
 use weir_engine::compression::{self, Codec};
-use weir_engine::records::{self, encode_batch};
+use weir_engine::records::{self, RecordsBuilder};
 use weir_engine::{CleanupPolicy, Durability, LogConfig, PartitionLog};
 
 fn config() -> LogConfig {
@@ -52,18 +52,13 @@ async fn fill_compressed(log: &PartitionLog, ts0: i64, codec: Codec) -> Vec<Rec>
     let mut i = 0i64;
     while i < 300 {
         let n = (i % 4 + 1) as usize;
-        let owned: Vec<(Vec<u8>, Option<Vec<u8>>)> = (i..i + n as i64)
-            .map(|j| {
-                let key = format!("key-{}", j % 8).into_bytes();
-                let value = (j % 13 != 5).then(|| format!("value-{j}").into_bytes());
-                (key, value)
-            })
-            .collect();
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-            owned.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        let batch =
-            compression::with_codec(&encode_batch(ts0 + i, &recs), codec, codec.default_level()).expect("compress");
-        log.append(bytes(batch), Durability::Written).await.expect("append");
+        let mut batch = RecordsBuilder::new().compression(codec);
+        for j in i..i + n as i64 {
+            let key = format!("key-{}", j % 8);
+            let value = (j % 13 != 5).then(|| format!("value-{j}"));
+            batch.push(Some(key.as_bytes()), value.as_ref().map(|v| v.as_bytes()), &[], ts0 + j);
+        }
+        log.append(batch.finish(), Durability::Written).await.expect("append");
         i += n as i64;
     }
     all_records(log).await
@@ -125,7 +120,8 @@ fn compaction_keeps_the_newest_record_per_key_and_offsets() {
         assert!(out.records_removed > 0, "old tombstones removed: {out:?}");
         let want = expected(&before, base, true);
         assert_eq!(all_records(&log).await, want);
-        let info = log.append(bytes(encode_batch(now, &[(Some(b"k"), Some(b"v"))])), Durability::Synced).await;
+        let info =
+            log.append(RecordsBuilder::new().push(Some(b"k"), Some(b"v"), &[], now).finish(), Durability::Synced).await;
         assert_eq!(info.expect("append after compaction").base_offset, hw);
         log.close().await.expect("close");
         let log = open(&path, config()).await;

@@ -84,8 +84,9 @@ fn index_entry_inside_a_batch_does_not_make_data_unreadable() {
         let log = open(&path, LogConfig { segment_bytes: 1000, ..config() }).await;
         for i in 0..12 {
             let value = vec![b'v'; 40 + 7 * i as usize];
-            let records = weir_engine::records::encode_batch(ts + i, &[(Some(b"k"), Some(&value))]);
-            log.append(bytes(records), Durability::Synced).await.expect("append");
+            let records =
+                weir_engine::records::RecordsBuilder::new().push(Some(b"k"), Some(&value), &[], ts + i).finish();
+            log.append(records, Durability::Synced).await.expect("append");
         }
         let before = read_all(&log, 0).await;
         log.close().await.expect("close");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use weir_engine::batch;
-use weir_engine::records::{self, encode_batch};
+use weir_engine::records::{self, RecordsBuilder};
 use weir_engine::{now_ms, CleanupPolicy, Durability, EngineError, LogConfig, TimestampType};
 
 fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
@@ -15,9 +15,12 @@ fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
 }
 
 /// A plain batch of `n` records with timestamps `ts, ts+1, ...`.
-fn timed(ts: i64, n: usize) -> Vec<u8> {
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..n).map(|_| (Some(&b"k"[..]), Some(&[7u8; 120][..]))).collect();
-    encode_batch(ts, &recs)
+fn timed(ts: i64, n: usize) -> bytes::Bytes {
+    let mut batch = RecordsBuilder::new();
+    for i in 0..n as i64 {
+        batch.push(Some(b"k"), Some(&[7u8; 120]), &[], ts + i);
+    }
+    batch.finish()
 }
 
 #[test]
@@ -75,7 +78,7 @@ fn time_index_answers_offset_for_timestamp_before_and_after_reopen() {
             // Mostly rising, with a dip every 7th batch.
             let ts = if i % 7 == 3 { 1_000 * i - 2_500 } else { 1_000 * i };
             let n = (i % 3 + 1) as usize;
-            let info = log.append(bytes(timed(ts, n)), Durability::Written).await.expect("append");
+            let info = log.append(timed(ts, n), Durability::Written).await.expect("append");
             for k in 0..n as i64 {
                 all.push((info.base_offset + k, ts + k));
             }
@@ -111,7 +114,7 @@ fn log_append_time_sets_max_timestamp_and_crc() {
         let log = open(dir.path(), config).await;
         let produced = timed(1_000, 3);
         let before = now_ms();
-        let info = log.append(bytes(produced.clone()), Durability::Synced).await.expect("append");
+        let info = log.append(produced.clone(), Durability::Synced).await.expect("append");
         let after = now_ms();
         assert!((before..=after).contains(&info.log_append_time), "{info:?}");
         let got = log.read(0, 1 << 20).await.expect("read");
@@ -128,9 +131,11 @@ fn log_append_time_sets_max_timestamp_and_crc() {
 
         let other = tempfile::tempdir().expect("tempdir");
         let log = open(other.path(), LogConfig::default()).await;
-        let info = log.append(bytes(produced.clone()), Durability::Written).await.expect("append");
+        let info = log.append(produced.clone(), Durability::Written).await.expect("append");
         assert_eq!(info.log_append_time, -1);
-        assert_eq!(&log.read(0, 1 << 20).await.expect("read")[12..], &produced[12..], "CreateTime: stored as produced");
+        // Past baseOffset, batchLength and partitionLeaderEpoch (the broker's to set).
+        let stored = log.read(0, 1 << 20).await.expect("read");
+        assert_eq!(&stored[16..], &produced[16..], "CreateTime: stored as produced");
         log.close().await.expect("close");
     });
 }
@@ -192,7 +197,7 @@ fn retention_ms_deletes_segments_older_than_the_limit() {
         let mut stamps = Vec::new();
         for i in 0..40i64 {
             let ts = if i < 25 { now - 2 * hour + i } else { now + i };
-            let info = log.append(bytes(timed(ts, 1)), Durability::Written).await.expect("append");
+            let info = log.append(timed(ts, 1), Durability::Written).await.expect("append");
             stamps.push((info.base_offset, ts));
         }
         assert_eq!(log.enforce_retention(now).await.expect("retention").segments_deleted, 0, "compact only");

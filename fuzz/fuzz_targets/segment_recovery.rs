@@ -6,7 +6,6 @@
 //! lookups, and take a new append.
 #![no_main]
 
-use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use weir_engine::{batch, records, Durability, EngineError, LogConfig, PartitionLog};
@@ -39,7 +38,7 @@ async fn open_and_check(dir: PathBuf) {
     assert_eq!(offset, end, "the last batch ends at the high watermark");
     log.max_timestamp().await.expect("largest timestamp lookup");
     log.offset_for_timestamp(0).await.expect("timestamp lookup");
-    let new = Bytes::from(records::encode_batch(1_700_000_000_000, &[(Some(b"k"), Some(b"v"))]));
+    let new = records::RecordsBuilder::new().push(Some(b"k"), Some(b"v"), &[], 1_700_000_000_000).finish();
     match log.append(new, Durability::Synced).await {
         Ok(info) => {
             assert_eq!(info.base_offset, end);

@@ -14,7 +14,6 @@ pub mod group_member;
 pub mod handlers;
 pub mod huge_alloc;
 pub mod metrics;
-pub mod records;
 pub mod server;
 
 pub use server::serve_shard;

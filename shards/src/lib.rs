@@ -16,7 +16,6 @@ pub mod messages;
 pub mod metadata;
 pub mod ownership;
 pub mod producers;
-pub mod records;
 pub mod runtime;
 pub mod shard;
 pub mod topic_config;

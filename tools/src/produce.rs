@@ -3,15 +3,15 @@
 use crate::topics::{metadata, topic_name};
 use crate::Bootstrap;
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
+use weir_engine::now_ms;
+use weir_engine::records::RecordsBuilder;
 use weir_net::client::Client;
-use weir_net::records::{now_ms, plain_record};
 
 /// A request is sent once this many lines are waiting (or at end of input;
 /// from a terminal, every line is sent as it is typed).
@@ -50,7 +50,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         }
     }
     let interactive = std::io::stdin().is_terminal();
-    let mut pending: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+    let mut pending: BTreeMap<i32, RecordsBuilder> = BTreeMap::new();
     let (mut pending_lines, mut pending_bytes, mut produced, mut round_robin) = (0usize, 0usize, 0u64, 0i32);
     for line in std::io::stdin().lock().lines() {
         let line = line.context("reading standard input")?;
@@ -70,8 +70,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             }
         };
         pending_bytes += value.len() + key.as_ref().map_or(0, |k| k.len());
-        let batch = pending.entry(partition).or_default();
-        batch.push(plain_record(batch.len(), now_ms(), key, Some(Bytes::from(value))));
+        pending.entry(partition).or_default().push(key.as_deref(), Some(value.as_bytes()), &[], now_ms());
         pending_lines += 1;
         if interactive || pending_lines >= LINES_PER_REQUEST || pending_bytes >= BYTES_PER_REQUEST {
             produced += send(&mut client, &args.topic, acks, &mut pending)?;
@@ -94,17 +93,19 @@ fn partition_count(client: &mut Client, topic: &str) -> anyhow::Result<i32> {
 }
 
 /// Sends one request with a batch per partition; returns how many were acknowledged.
-fn send(client: &mut Client, topic: &str, acks: i16, pending: &mut BTreeMap<i32, Vec<Record>>) -> anyhow::Result<u64> {
+fn send(
+    client: &mut Client,
+    topic: &str,
+    acks: i16,
+    pending: &mut BTreeMap<i32, RecordsBuilder>,
+) -> anyhow::Result<u64> {
     if pending.is_empty() {
         return Ok(0);
     }
-    let count: u64 = pending.values().map(|r| r.len() as u64).sum();
+    let count: u64 = pending.values().map(|batch| batch.records_count() as u64).sum();
     let mut partition_data = Vec::new();
-    for (partition, records) in std::mem::take(pending) {
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut batch, &records, &options)?;
-        partition_data.push(PartitionProduceData::default().with_index(partition).with_records(Some(batch.freeze())));
+    for (partition, batch) in std::mem::take(pending) {
+        partition_data.push(PartitionProduceData::default().with_index(partition).with_records(Some(batch.finish())));
     }
     let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
         TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(partition_data),

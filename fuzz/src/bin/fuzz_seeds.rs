@@ -24,8 +24,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
-use weir_engine::{batch, records, Durability, LogConfig, PartitionLog};
+use weir_engine::records::RecordsBuilder;
+use weir_engine::{batch, Durability, LogConfig, PartitionLog};
 use weir_fuzz::PartitionFiles;
 use weir_net::apis::SUPPORTED_APIS;
 
@@ -89,7 +89,7 @@ fn request_bodies(key: ApiKey, version: i16) -> Vec<Bytes> {
     let v = version;
     let bodies = match key {
         ApiKey::Produce => {
-            let records = Bytes::from(records::encode_batch(1_700_000_000_000, &[(Some(b"k"), Some(b"v"))]));
+            let records = RecordsBuilder::new().push(Some(b"k"), Some(b"v"), &[], 1_700_000_000_000).finish();
             let partition = PartitionProduceData::default().with_index(0).with_records(Some(records));
             let data = TopicProduceData::default().with_name(topic()).with_partition_data(vec![partition]);
             let filled = ProduceRequest::default().with_acks(-1).with_topic_data(vec![data]);
@@ -189,32 +189,29 @@ fn encoded<T: Encodable>(request: T, version: i16) -> Option<Bytes> {
 }
 
 /// Record payloads as clients send them: plain batches with keys, nulls and
-/// tombstones, one encoded by kafka-protocol with headers, an idempotent one,
+/// tombstones, one with headers, an idempotent one,
 /// compressed and control ones (opaque to the engine), two batches in a row.
 fn client_batches() -> Vec<Vec<u8>> {
-    let plain =
-        records::encode_batch(1_700_000_000_000, &[(Some(b"a"), Some(b"1")), (None, Some(b"2")), (Some(b"a"), None)]);
-    let mut idempotent = records::encode_batch(5, &[(None, Some(b"x")), (None, Some(b"y"))]);
-    idempotent[43..51].copy_from_slice(&42i64.to_be_bytes());
-    idempotent[51..53].copy_from_slice(&0i16.to_be_bytes());
-    idempotent[53..57].copy_from_slice(&0i32.to_be_bytes());
-    batch::rewrite_crc(&mut idempotent);
+    let ts = 1_700_000_000_000;
+    let plain = RecordsBuilder::new()
+        .push(Some(b"a"), Some(b"1"), &[], ts)
+        .push(None, Some(b"2"), &[], ts + 1)
+        .push(Some(b"a"), None, &[], ts + 2)
+        .finish();
+    let idempotent =
+        RecordsBuilder::new().producer(42, 0, 0).push(None, Some(b"x"), &[], 5).push(None, Some(b"y"), &[], 6).finish();
     let with_attributes = |attributes: i16| {
         let h = batch::RawHeader::of(&plain).expect("a whole batch");
         h.build(attributes, h.records_count(), &plain[batch::HEADER_LEN..]).expect("a small batch")
     };
-    let mut with_headers = BytesMut::new();
-    let mut record = weir_net::records::plain_record(0, 1_700_000_000_000, Some(Bytes::from_static(b"key")), None);
-    record.headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")));
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut with_headers, &[record], &options).expect("encode a batch");
+    let with_headers = RecordsBuilder::new().push(Some(b"key"), None, &[("h", Some(b"v"))], ts).finish();
     vec![
-        plain.clone(),
-        idempotent,
+        plain.to_vec(),
+        idempotent.to_vec(),
         with_attributes(batch::ATTR_COMPRESSION_MASK & 1),
         with_attributes(batch::ATTR_CONTROL),
         with_headers.to_vec(),
-        [plain.clone(), records::encode_batch(9, &[])].concat(),
+        [plain, RecordsBuilder::new().finish()].concat(),
     ]
 }
 
@@ -231,8 +228,9 @@ async fn partition_directories() -> Vec<PartitionFiles> {
         for i in 0..appends {
             let value = vec![b'v'; 40 + i * 7];
             let key = format!("key-{}", i % 4);
-            let batch = records::encode_batch(1_700_000_000_000 + i as i64, &[(Some(key.as_bytes()), Some(&value))]);
-            log.append(batch.into(), Durability::Synced).await.expect("append");
+            let ts = 1_700_000_000_000 + i as i64;
+            let batch = RecordsBuilder::new().push(Some(key.as_bytes()), Some(&value), &[], ts).finish();
+            log.append(batch, Durability::Synced).await.expect("append");
         }
         if let Some(offset) = delete_before {
             log.delete_records(offset).await.expect("delete records");

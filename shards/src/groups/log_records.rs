@@ -7,10 +7,10 @@
 
 use super::coordinator::GroupMetadata;
 use super::CommittedOffset;
-use crate::records::{keyed_batch, Writer};
 use crate::transactions::markers::control_commits;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
+use weir_engine::records::RecordsBuilder;
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const OFFSET_VALUE_VERSION: i16 = 3;
@@ -198,11 +198,13 @@ fn decode_offset_value(mut v: Bytes) -> Option<CommittedOffset> {
     })
 }
 
-/// One uncompressed RecordBatch v2 holding `records`, written by `writer`
-/// (transactional for TxnOffsetCommit).
-pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64, writer: Writer) -> Bytes {
-    let entries: Vec<(Bytes, Option<Bytes>)> = records.iter().map(|r| (r.key(), r.value())).collect();
-    keyed_batch(&entries, timestamp_ms, writer)
+/// `records` pushed into `batch`, an uncompressed RecordBatch v2 of the
+/// broker (of a producer's transaction for TxnOffsetCommit).
+pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64, mut batch: RecordsBuilder) -> Bytes {
+    for r in records {
+        batch.push(Some(&r.key()), r.value().as_deref(), &[], timestamp_ms);
+    }
+    batch.finish()
 }
 
 /// A record of `__consumer_offsets` with how it was written.
@@ -278,12 +280,14 @@ mod tests {
             OffsetsRecord::ConsumerGroup { group_id: "kip848".into(), epoch: Some(12) },
             OffsetsRecord::ConsumerGroup { group_id: "kip848-gone".into(), epoch: None },
         ];
-        let batch = encode_batch(&records, 5, Writer::Broker);
+        let batch = encode_batch(&records, 5, RecordsBuilder::new());
         let header = weir_engine::batch::RawHeader::of(&batch).unwrap();
         assert_eq!(header.total_len(), batch.len(), "one batch for all records");
         let plain: Vec<OffsetsEntry> = records.iter().cloned().map(OffsetsEntry::Record).collect();
         assert_eq!(decode_batches(batch).unwrap(), plain);
-        let mut both = BytesMut::from(&encode_batch(&records[..1], 5, Writer::Transaction(9, 1))[..]);
+        let mut both = BytesMut::from(
+            &encode_batch(&records[..1], 5, RecordsBuilder::new().producer(9, 1, -1).transactional())[..],
+        );
         both.extend_from_slice(&crate::transactions::markers::marker_batch(9, 1, true, 6));
         assert_eq!(
             decode_batches(both.freeze()).unwrap(),

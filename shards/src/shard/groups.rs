@@ -14,13 +14,13 @@ use crate::groups::{
 };
 use crate::messages::{FetchedOffsets, GroupResult, OffsetQuery, OffsetToCommit, TxnCommit, TxnOffsetError};
 use crate::metadata::NewTopic;
-use crate::records::Writer;
 use futures::channel::oneshot;
 use futures::future::{join_all, LocalBoxFuture};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
 use weir_engine::batch::RawHeader;
+use weir_engine::records::RecordsBuilder;
 use weir_engine::{now_ms, Durability, PartitionLog};
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -294,7 +294,7 @@ impl Shard {
             return results;
         }
         let records = commit_records(group_id, &accepted);
-        if let Err(e) = self.append_offsets_records(group_id, &records, Writer::Broker).await {
+        if let Err(e) = self.append_offsets_records(group_id, &records, RecordsBuilder::new()).await {
             tracing::warn!(group = group_id, "persisting offsets failed: {e}");
             for r in results.iter_mut().filter(|r| r.is_ok()) {
                 *r = Err(GroupError::CoordinatorNotAvailable);
@@ -356,8 +356,8 @@ impl Shard {
             return results;
         }
         let records = commit_records(group_id, &accepted);
-        let writer = Writer::Transaction(commit.producer_id, commit.epoch);
-        if let Err(e) = self.append_offsets_records(group_id, &records, writer).await {
+        let batch = RecordsBuilder::new().producer(commit.producer_id, commit.epoch, -1).transactional();
+        if let Err(e) = self.append_offsets_records(group_id, &records, batch).await {
             tracing::warn!(group = group_id, "persisting transactional offsets failed: {e}");
             for r in results.iter_mut().filter(|r| r.is_ok()) {
                 *r = Err(TxnOffsetError::Group(GroupError::CoordinatorNotAvailable));
@@ -385,7 +385,7 @@ impl Shard {
             .collect();
         records.push(OffsetsRecord::Group { group_id: group_id.to_string(), metadata: None });
         records.push(OffsetsRecord::ConsumerGroup { group_id: group_id.to_string(), epoch: None });
-        self.append_offsets_records(group_id, &records, Writer::Broker)
+        self.append_offsets_records(group_id, &records, RecordsBuilder::new())
             .await
             .map_err(|_| GroupError::CoordinatorNotAvailable)?;
         self.groups.borrow_mut().remove_group(group_id);
@@ -417,7 +417,7 @@ impl Shard {
             })
             .collect();
         if !records.is_empty() {
-            self.append_offsets_records(group_id, &records, Writer::Broker)
+            self.append_offsets_records(group_id, &records, RecordsBuilder::new())
                 .await
                 .map_err(|_| GroupError::CoordinatorNotAvailable)?;
             let mut groups = self.groups.borrow_mut();
@@ -433,10 +433,10 @@ impl Shard {
         &self,
         group_id: &str,
         records: &[OffsetsRecord],
-        writer: Writer,
+        batch: RecordsBuilder,
     ) -> Result<(), String> {
         let log = self.offsets_log(group_id).ok_or("offsets partition not open here")?;
-        log.append(encode_batch(records, now_ms(), writer), Durability::Synced)
+        log.append(encode_batch(records, now_ms(), batch), Durability::Synced)
             .await
             .map(drop)
             .map_err(|e| e.to_string())
@@ -464,7 +464,7 @@ impl Shard {
         }
         for (partition, records) in by_partition {
             let Ok(log) = self.partition(OFFSETS_TOPIC, partition).map(|p| p.log.clone()) else { continue };
-            let batch = encode_batch(&records, now_ms(), Writer::Broker);
+            let batch = encode_batch(&records, now_ms(), RecordsBuilder::new());
             // Spawned tasks first run in spawn order, so group records keep their order.
             glommio::spawn_local(async move {
                 if let Err(e) = log.append(batch, Durability::Written).await {

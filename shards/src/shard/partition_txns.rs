@@ -155,15 +155,14 @@ fn last_offset_in(records: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{keyed_batch, Writer};
-    use bytes::Bytes;
+    use weir_engine::records::RecordsBuilder;
 
     #[test]
     fn reads_are_cut_at_the_batch_that_starts_at_the_limit() {
         let mut records = Vec::new();
         for base in [10i64, 12] {
             let mut batch =
-                keyed_batch(&[(Bytes::from("k"), None), (Bytes::from("k"), None)], 0, Writer::Broker).to_vec();
+                RecordsBuilder::new().push(Some(b"k"), None, &[], 0).push(Some(b"k"), None, &[], 0).finish().to_vec();
             weir_engine::batch::patch_header(&mut batch, base);
             records.extend_from_slice(&batch);
         }

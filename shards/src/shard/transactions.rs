@@ -6,7 +6,6 @@
 use super::{IfRequesterLeaves, Shard};
 use crate::error::{PartitionError, TopicError};
 use crate::metadata::NewTopic;
-use crate::records::{keyed_batch, Writer};
 use crate::transactions::log_records;
 use crate::transactions::{
     plan_init, transaction_partition_of, EndStep, TxnError, TxnMetadata, TxnState, TRANSACTION_STATE_PARTITIONS,
@@ -15,6 +14,7 @@ use crate::transactions::{
 use bytes::Bytes;
 use futures::future::{join_all, LocalBoxFuture};
 use std::collections::{HashMap, HashSet};
+use weir_engine::records::RecordsBuilder;
 use weir_engine::{now_ms, Durability, PartitionLog};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -310,7 +310,7 @@ impl Shard {
             .map_err(|_| TxnError::CoordinatorNotAvailable)?
             .log
             .clone();
-        let batch = keyed_batch(&[(log_records::key(id), value)], now_ms(), Writer::Broker);
+        let batch = RecordsBuilder::new().push(Some(&log_records::key(id)), value.as_deref(), &[], now_ms()).finish();
         log.append(batch, Durability::Synced).await.map_err(|e| {
             tracing::warn!(transactional_id = %id, "persisting transaction state failed: {e}");
             TxnError::CoordinatorNotAvailable

@@ -2,9 +2,9 @@
 //! transaction in a partition, in Kafka's control record format (key:
 //! version 0, type 0 = abort, 1 = commit; value: version 0, coordinator epoch).
 
-use crate::records::{keyed_batch, Writer};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
+use weir_engine::records::RecordsBuilder;
 
 const CONTROL_VERSION: i16 = 0;
 const ABORT: i16 = 0;
@@ -20,7 +20,11 @@ pub fn marker_batch(producer_id: i64, epoch: i16, commit: bool, timestamp_ms: i6
     let mut value = BytesMut::with_capacity(6);
     value.put_i16(CONTROL_VERSION);
     value.put_i32(COORDINATOR_EPOCH);
-    keyed_batch(&[(key.freeze(), Some(value.freeze()))], timestamp_ms, Writer::Control(producer_id, epoch))
+    RecordsBuilder::new()
+        .producer(producer_id, epoch, -1)
+        .control()
+        .push(Some(&key), Some(&value), &[], timestamp_ms)
+        .finish()
 }
 
 /// Whether a control record's key commits; `None` if it is not a transaction marker.

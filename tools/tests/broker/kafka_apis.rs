@@ -53,7 +53,7 @@ fn metadata_at(client: &mut Client, topic: &str, allow_auto_create: bool, versio
 
 /// A one-record batch to partition `partition` of `topic`, acks=1: the partition's error code.
 fn produce(client: &mut Client, topic: &str, partition: i32) -> i16 {
-    let records = bytes::Bytes::from(weir_engine::records::encode_batch(1, &[(None, Some(b"x"))]));
+    let records = weir_engine::records::RecordsBuilder::new().push(None, Some(b"x"), &[], 1).finish();
     let request =
         ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
             .with_name(name(topic))

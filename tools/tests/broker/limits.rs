@@ -5,17 +5,16 @@
 
 use crate::common;
 
-use bytes::BytesMut;
 use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
-use weir_net::records::{now_ms, plain_record};
+use weir_engine::now_ms;
+use weir_engine::records::RecordsBuilder;
 
 /// A broker whose config file holds `toml` (and no admin endpoint).
 fn broker_with(toml: &str) -> (Broker, tempfile::NamedTempFile) {
@@ -269,15 +268,15 @@ fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
 
 /// Produces one batch of `records` 1 MiB records at acks=-1; (error code, base offset).
 fn produce_durably(client: &mut weir_net::client::Client, records: usize, timeout_ms: i32) -> (i16, i64) {
-    let value = bytes::Bytes::from(vec![7u8; 1 << 20]);
-    let batch: Vec<Record> = (0..records).map(|i| plain_record(i, now_ms(), None, Some(value.clone()))).collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
+    let value = vec![7u8; 1 << 20];
+    let mut batch = RecordsBuilder::new();
+    for _ in 0..records {
+        batch.push(None, Some(&value), &[], now_ms());
+    }
     let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("durable")))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(buf.freeze()))]),
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("durable"))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(0).with_records(Some(batch.finish()))],
+        ),
     ]);
     let response = client.send(&request, 9).unwrap();
     let partition = &response.responses[0].partition_responses[0];
@@ -303,14 +302,11 @@ fn fetch_max_bytes_caps_a_response_whatever_the_client_asks() {
     let (broker, _config) = broker_with("fetch_max_bytes = 65536");
     create_topic(&broker.bootstrap(), "capped", 4);
     let mut client = client(&broker.bootstrap());
-    let value = bytes::Bytes::from(vec![3u8; 40 << 10]);
+    let value = vec![3u8; 40 << 10];
     let partitions = (0..4)
         .map(|p| {
-            let mut buf = BytesMut::new();
-            let record = [plain_record(0, now_ms(), None, Some(value.clone()))];
-            let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-            RecordBatchEncoder::encode(&mut buf, &record, &options).unwrap();
-            PartitionProduceData::default().with_index(p).with_records(Some(buf.freeze()))
+            let batch = RecordsBuilder::new().push(None, Some(&value), &[], now_ms()).finish();
+            PartitionProduceData::default().with_index(p).with_records(Some(batch))
         })
         .collect();
     let name = TopicName(StrBytes::from_static_str("capped"));

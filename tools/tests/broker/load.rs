@@ -5,17 +5,16 @@
 
 use crate::common;
 
-use bytes::BytesMut;
 use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weir_bench::crowd::{raise_open_files_limit, Crowd, CrowdSize, RssPeak};
-use weir_net::records::{now_ms, plain_record};
+use weir_engine::now_ms;
+use weir_engine::records::RecordsBuilder;
 
 const MESSAGES: u64 = 5_000;
 const CROWD: CrowdSize = CrowdSize { idle: 3000, garbage: 200, slow: 200 };
@@ -30,18 +29,18 @@ const MAX_IN_FLIGHT: u64 = 16;
 /// batch, so large batches would make larger answers).
 fn fill_for_slow_readers(bootstrap: &str, topic: &str) {
     let mut client = client(bootstrap);
-    let value = bytes::Bytes::from(vec![b'x'; 1024]);
+    let value = [b'x'; 1024];
     for _ in 0..256 {
-        let records: Vec<Record> = (0..8).map(|i| plain_record(i, now_ms(), None, Some(value.clone()))).collect();
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut batch, &records, &options).unwrap();
+        let mut batch = RecordsBuilder::new();
+        for _ in 0..8 {
+            batch.push(None, Some(&value), &[], now_ms());
+        }
         let request = ProduceRequest::default().with_acks(1).with_timeout_ms(30_000).with_topic_data(vec![
             TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(batch.freeze()))]),
+                    .with_records(Some(batch.finish()))]),
         ]);
         let response = client.send(&request, 9).unwrap();
         assert_eq!(response.responses[0].partition_responses[0].error_code, 0);

@@ -45,7 +45,7 @@ fn metadata(client: &mut Client, topics: &[&str], version: i16) -> MetadataRespo
 fn produce(client: &mut Client, topic: &str, partition: i32, count: usize, version: i16) -> Vec<(i16, i64)> {
     (0..count)
         .map(|_| {
-            let records = bytes::Bytes::from(weir_engine::records::encode_batch(1, &[(None, Some(b"x"))]));
+            let records = weir_engine::records::RecordsBuilder::new().push(None, Some(b"x"), &[], 1).finish();
             let data = PartitionProduceData::default().with_index(partition).with_records(Some(records));
             let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
                 TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![data]),

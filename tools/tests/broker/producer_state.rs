@@ -7,14 +7,11 @@ use crate::common;
 
 use common::*;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use weir_engine::now_ms;
 use weir_net::client::Client;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 /// Produces `count` records of `producer` from sequence `first_seq` to partition 0 of `topic`.
 fn produce(c: &mut Client, topic: &str, producer: (i64, i16), first_seq: i32, count: usize) -> (i16, i64) {

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use weir_engine::records::encode_batch;
+use weir_engine::records::RecordsBuilder;
 use weir_net::client::Client;
 
 const CORRUPT_MESSAGE: i16 = 2;
@@ -28,8 +28,11 @@ fn name(topic: &str) -> TopicName {
 
 /// A plain batch of these values (no keys), as a client sends it.
 fn batch(values: &[&[u8]]) -> bytes::Bytes {
-    let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
-    bytes::Bytes::from(encode_batch(1, &records))
+    let mut batch = RecordsBuilder::new();
+    for (i, v) in values.iter().enumerate() {
+        batch.push(None, Some(v), &[], 1 + i as i64);
+    }
+    batch.finish()
 }
 
 fn produce(client: &mut Client, topic: &str, acks: i16, records: bytes::Bytes) -> (i16, i64) {

@@ -21,9 +21,6 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as WireTimestampType,
-};
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
 };
@@ -36,6 +33,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use weir_engine::compression::Codec;
+use weir_engine::records::RecordsBuilder;
 use weir_net::client::Client;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -381,28 +380,11 @@ fn log_append_time_replaces_producer_timestamps() {
 
     // The Produce response carries the append time and the log start offset.
     let mut client = Client::connect(&bootstrap).unwrap();
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: WireTimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_000_000,
-        key: Some(bytes::Bytes::from_static(b"k")),
-        value: Some(bytes::Bytes::from_static(b"v")),
-        headers: Default::default(),
-    };
-    let mut batch = bytes::BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut batch, [&record], &options).unwrap();
+    let batch = RecordsBuilder::new().push(Some(b"k"), Some(b"v"), &[], 1_000_000).finish();
     let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default().with_name(TopicName(s("appended"))).with_partition_data(vec![
-            PartitionProduceData::default().with_index(0).with_records(Some(batch.freeze())),
-        ]),
+        TopicProduceData::default()
+            .with_name(TopicName(s("appended")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))]),
     ]);
     let response = client.send(&produce, 9).unwrap();
     let partition = &response.responses[0].partition_responses[0];
@@ -516,18 +498,12 @@ fn list_offsets_by_timestamp_and_delete_records() {
 }
 
 /// A batch of records with these keys, stamped `timestamp_ms`, in `compression`.
-fn keyed_batch(keys: &[Option<&str>], timestamp_ms: i64, compression: Compression) -> bytes::Bytes {
-    let records: Vec<Record> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let key = key.map(|k| bytes::Bytes::from(k.to_string()));
-            weir_net::records::plain_record(i, timestamp_ms, key, Some(bytes::Bytes::from_static(b"v")))
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-    buf.freeze()
+fn keyed_batch(keys: &[Option<&str>], timestamp_ms: i64, compression: Codec) -> bytes::Bytes {
+    let mut batch = RecordsBuilder::new().compression(compression);
+    for key in keys {
+        batch.push(key.map(str::as_bytes), Some(b"v"), &[], timestamp_ms);
+    }
+    batch.finish()
 }
 
 /// DescribeConfigs v4 of one resource, with synonyms and documentation:
@@ -677,16 +653,16 @@ fn produce_is_checked_against_the_topic_configs() {
     let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
 
     // A compacted topic refuses a batch with a record without a key, whatever the codec.
-    for compression in [Compression::None, Compression::Lz4, Compression::Gzip] {
+    for compression in [Codec::None, Codec::Lz4, Codec::Gzip] {
         let keyless = keyed_batch(&[Some("a"), None], now, compression);
         assert_eq!(produce_batch(&mut client, "compacted", None, keyless).0, ResponseError::InvalidRecord.code());
         let keyed = keyed_batch(&[Some("a"), Some("b")], now, compression);
         assert_eq!(produce_batch(&mut client, "compacted", None, keyed).0, 0);
     }
-    assert_eq!(produce_batch(&mut client, "plain", None, keyed_batch(&[None], now, Compression::None)).0, 0);
+    assert_eq!(produce_batch(&mut client, "plain", None, keyed_batch(&[None], now, Codec::None)).0, 0);
     // Each keyless record is named in record_errors, for the client to fail
     // those and retry the rest (librdkafka's _INVALID_DIFFERENT_RECORD).
-    let mixed = keyed_batch(&[Some("a"), None, Some("b"), None], now, Compression::Lz4);
+    let mixed = keyed_batch(&[Some("a"), None, Some("b"), None], now, Codec::Lz4);
     let refused = produce_answer(&mut client, "compacted", None, mixed);
     assert_eq!(refused.error_code, ResponseError::InvalidRecord.code());
     assert_eq!(refused.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), [1, 3]);
@@ -704,20 +680,20 @@ fn produce_is_checked_against_the_topic_configs() {
     assert!(failed.first().is_some_and(|(_, e)| e.contains("InvalidRecord")), "{failed:?}");
 
     // Timestamps: before.max.ms on "recent", the default after.max.ms (1 h) everywhere.
-    let old = keyed_batch(&[Some("a")], now - 2 * 3_600_000, Compression::None);
+    let old = keyed_batch(&[Some("a")], now - 2 * 3_600_000, Codec::None);
     assert_eq!(produce_batch(&mut client, "recent", None, old.clone()).0, ResponseError::InvalidTimestamp.code());
     assert_eq!(produce_batch(&mut client, "plain", None, old).0, 0);
-    let ahead = keyed_batch(&[Some("a")], now + 2 * 3_600_000, Compression::Zstd);
+    let ahead = keyed_batch(&[Some("a")], now + 2 * 3_600_000, Codec::Zstd);
     assert_eq!(produce_batch(&mut client, "plain", None, ahead).0, ResponseError::InvalidTimestamp.code());
-    assert_eq!(produce_batch(&mut client, "recent", None, keyed_batch(&[Some("a")], now, Compression::None)).0, 0);
+    assert_eq!(produce_batch(&mut client, "recent", None, keyed_batch(&[Some("a")], now, Codec::None)).0, 0);
     // LogAppendTime topics take any producer timestamp.
     let alter = AlterConfig::new(ResourceSpecifier::Topic("recent")).set("message.timestamp.type", "LogAppendTime");
     assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
-    let old = keyed_batch(&[Some("a")], now - 2 * 3_600_000, Compression::None);
+    let old = keyed_batch(&[Some("a")], now - 2 * 3_600_000, Codec::None);
     assert_eq!(produce_batch(&mut client, "recent", None, old).0, 0);
 
     // min.insync.replicas=2: acks=all cannot be met by one broker; acks=1 can.
-    let batch = keyed_batch(&[Some("a")], now, Compression::None);
+    let batch = keyed_batch(&[Some("a")], now, Codec::None);
     assert_eq!(produce_batch(&mut client, "isr2", None, batch.clone()).0, ResponseError::NotEnoughReplicas.code());
     let request =
         ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
@@ -735,7 +711,7 @@ fn dynamic_broker_configs_change_the_defaults_at_once_and_persist() {
     create(&admin, "overridden", &[("max.message.bytes", "100000")]).unwrap();
     let mut client = Client::connect(&bootstrap).unwrap();
     let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
-    let big = || keyed_batch(&[Some(&"x".repeat(5000))], now, Compression::None);
+    let big = || keyed_batch(&[Some(&"x".repeat(5000))], now, Codec::None);
     assert_eq!(produce_batch(&mut client, "defaulted", None, big()).0, 0);
 
     // This broker's message.max.bytes: in force at once for topics without their own.
@@ -912,7 +888,7 @@ fn compression_type_recompresses_as_kafka_does() {
     let mut client = Client::connect(&bootstrap).unwrap();
     let now = rdkafka::util::millis_to_epoch(std::time::SystemTime::now());
     for topic in ["zstd", "uncompressed", "as-sent", "snappy-compacted"] {
-        for compression in [Compression::None, Compression::Gzip, Compression::Lz4] {
+        for compression in [Codec::None, Codec::Gzip, Codec::Lz4] {
             let batch = keyed_batch(&[Some("a"), Some("b"), Some("c")], now, compression);
             assert_eq!(produce_batch(&mut client, topic, None, batch).0, 0, "{topic} {compression:?}");
         }
@@ -941,7 +917,7 @@ fn compression_type_recompresses_as_kafka_does() {
     // Changed at runtime: the next batches follow.
     let alter = AlterConfig::new(ResourceSpecifier::Topic("as-sent")).set("compression.type", "gzip");
     assert!(block_on(admin.alter_configs([&alter], &options())).unwrap()[0].is_ok());
-    let batch = keyed_batch(&[Some("d")], now, Compression::Lz4);
+    let batch = keyed_batch(&[Some("d")], now, Codec::Lz4);
     assert_eq!(produce_batch(&mut client, "as-sent", None, batch).0, 0);
     assert_eq!(stored_codecs(&mut client, "as-sent"), [0, 1, 3, 1]);
 }

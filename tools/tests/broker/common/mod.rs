@@ -417,22 +417,14 @@ pub fn producer_batch(
     transactional: bool,
     timestamp_ms: i64,
 ) -> bytes::Bytes {
-    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
-    let records: Vec<_> = (0..count)
-        .map(|i| {
-            let value = bytes::Bytes::from(format!("{id}-{}", first_seq + i as i32));
-            let mut r = weir_net::records::plain_record(i, timestamp_ms, None, Some(value));
-            r.producer_id = id;
-            r.producer_epoch = epoch;
-            r.sequence = first_seq + i as i32;
-            r.transactional = transactional;
-            r
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.freeze()
+    let mut batch = weir_engine::records::RecordsBuilder::new().producer(id, epoch, first_seq);
+    if transactional {
+        batch = batch.transactional();
+    }
+    for i in 0..count {
+        batch.push(None, Some(format!("{id}-{}", first_seq + i as i32).as_bytes()), &[], timestamp_ms);
+    }
+    batch.finish()
 }
 
 /// Produces `records` (acks=all) to partition 0 of `topic`: (error code, base offset).
