@@ -37,6 +37,7 @@ use glommio::io::{DmaFile, OpenOptions};
 
 use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::compression::{self, Codec};
+use crate::durable;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexPolicy, OffsetIndex};
 use crate::log::PartitionLog;
@@ -226,9 +227,9 @@ impl PartitionLog {
                 _ => {}
             }
         }
-        sync_dir(dir).await?;
+        durable::sync_dir_async(dir).await?;
         std::fs::rename(&cleaned_path, segment::log_path(dir, seg.base_offset))?;
-        sync_dir(dir).await?;
+        durable::sync_dir_async(dir).await?;
         let file =
             OpenOptions::new().read(true).dma_open(segment::log_path(dir, seg.base_offset)).await.map_err(io_err)?;
         let new = Rc::new(Segment::new(seg.base_offset, Rc::new(file), size, seg.next_offset(), indexes));
@@ -251,13 +252,6 @@ impl PartitionLog {
         let _ = old.close_rc().await;
         Ok(())
     }
-}
-
-async fn sync_dir(dir: &std::path::Path) -> Result<(), EngineError> {
-    let d = glommio::io::Directory::open(dir).await.map_err(io_err)?;
-    let synced = d.sync().await.map_err(io_err);
-    let closed = d.close().await.map_err(io_err);
-    synced.and(closed)
 }
 
 /// The whole batch at `pos` (checked: header and CRC) and its header.

@@ -43,6 +43,7 @@ mod cache;
 mod clean_shutdown;
 mod compaction;
 pub mod compression;
+pub mod durable;
 mod error;
 pub mod index;
 mod log;

@@ -42,6 +42,7 @@ use glommio::Task;
 use crate::batch::{self, RawHeader, ValidatedRecords, HEADER_LEN};
 use crate::cache::{Chunk, ReadCache};
 use crate::clean_shutdown::{self, CleanShutdown};
+use crate::durable;
 use crate::error::{disk_corruption, io_err, is_disk_corruption, EngineError};
 use crate::index::IndexPolicy;
 use crate::producer_snapshot;
@@ -333,9 +334,7 @@ impl PartitionLog {
         if created {
             // Make the new directory's own entry durable.
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                let parent = Directory::open(parent).await.map_err(io_err)?;
-                parent.sync().await.map_err(io_err)?;
-                parent.close().await.map_err(io_err)?;
+                durable::sync_dir_async(parent).await?;
             }
         }
         segment::prime_iopoll_probe(&dir).await?;

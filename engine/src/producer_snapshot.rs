@@ -5,6 +5,7 @@
 //! at open removes those above the recovered end: they describe batches an
 //! unclean stop lost, and appends after the open would reuse their offsets.
 
+use crate::durable;
 use crate::error::EngineError;
 use crate::segment;
 use std::path::{Path, PathBuf};
@@ -61,10 +62,7 @@ fn unframe(mut framed: Vec<u8>) -> Option<Vec<u8>> {
 /// Writes the snapshot of `offset` durably (temporary file, fdatasync,
 /// rename, directory fsync), then removes all but the newest `KEEP`.
 pub(crate) async fn write(dir: &Path, offset: i64, state: &[u8]) -> Result<(), EngineError> {
-    let tmp = dir.join(TMP);
-    segment::write_file(&tmp, &frame(state)).await?;
-    std::fs::rename(&tmp, path(dir, offset))?;
-    crate::retention::sync_dir(dir).await?;
+    durable::replace_file_async(&path(dir, offset), &dir.join(TMP), &frame(state)).await?;
     let offsets = list(dir)?;
     // A removal lost in a crash leaves an old snapshot, which is harmless: no dir sync.
     for old in &offsets[..offsets.len().saturating_sub(KEEP)] {

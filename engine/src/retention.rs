@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use glommio::io::Directory;
 
+use crate::durable;
 use crate::error::{io_err, EngineError};
 use crate::log::PartitionLog;
 use crate::segment::{self, Segment};
@@ -48,17 +49,8 @@ pub(crate) async fn read_checkpoint(dir: &Path) -> Option<i64> {
 /// Saves the log start offset durably (temporary file, fdatasync, rename,
 /// directory fsync).
 async fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), EngineError> {
-    let tmp = dir.join(CHECKPOINT_TMP);
-    segment::write_file(&tmp, format!("{CHECKPOINT_MAGIC} {offset}\n").as_bytes()).await?;
-    std::fs::rename(&tmp, dir.join(CHECKPOINT))?;
-    sync_dir(dir).await
-}
-
-pub(crate) async fn sync_dir(dir: &Path) -> Result<(), EngineError> {
-    let d = Directory::open(dir).await.map_err(io_err)?;
-    let synced = d.sync().await.map_err(io_err);
-    let closed = d.close().await.map_err(io_err);
-    synced.and(closed)
+    let text = format!("{CHECKPOINT_MAGIC} {offset}\n");
+    durable::replace_file_async(&dir.join(CHECKPOINT), &dir.join(CHECKPOINT_TMP), text.as_bytes()).await
 }
 
 /// Removes what interrupted operations left: `*.cleaned` (compaction that did
@@ -194,7 +186,7 @@ impl PartitionLog {
                     Err(e) => return Err(e.into()),
                 }
             }
-            sync_dir(&shared.dir).await?;
+            durable::sync_dir_async(&shared.dir).await?;
             shared.count(|s| s.segments_deleted += 1);
             tracing::info!(dir = %shared.dir.display(), base_offset = v.base_offset, "deleted segment");
             // In-flight reads keep their own reference; the file closes with the last.

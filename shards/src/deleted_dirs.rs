@@ -12,19 +12,15 @@ use uuid::Uuid;
 const DELETED_SUFFIX: &str = "-delete";
 
 /// Renames `dir`, a partition of the topic with id `topic_id`, to its deleted
-/// name, which it returns. The rename is made durable by [`sync_dir`] of the
-/// parent, so that a crash cannot bring the data back under the topic's name.
+/// name, which it returns. The rename is made durable by
+/// [`weir_engine::durable::sync_dir`] of the parent, so that a crash cannot
+/// bring the data back under the topic's name.
 pub fn mark_deleted(dir: &Path, topic_id: Uuid) -> std::io::Result<PathBuf> {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}{DELETED_SUFFIX}", topic_id.simple()));
     let deleted = dir.with_file_name(name);
     std::fs::rename(dir, &deleted)?;
     Ok(deleted)
-}
-
-/// Makes renames in `dir` durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Removes `dirs` on a thread of their own; failures are logged.
@@ -74,7 +70,7 @@ mod tests {
 
         let id = Uuid::new_v4();
         let deleted = mark_deleted(&partition, id).unwrap();
-        sync_dir(data.path()).unwrap();
+        weir_engine::durable::sync_dir(data.path()).unwrap();
         assert!(!partition.exists());
         assert_eq!(deleted, data.path().join(format!("t-delete-0.{}-delete", id.simple())));
         assert_eq!(leftovers(data.path()).unwrap(), vec![deleted.clone()]);

@@ -17,6 +17,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use weir_engine::durable;
 
 /// How long a claim keeps trying while the address is in use: the listeners
 /// of a broker killed a moment ago can outlive it briefly (its io_uring is
@@ -112,14 +113,12 @@ pub fn address_file(data_dir: &Path) -> PathBuf {
 
 /// Says that the broker accepts connections on `address`: the line
 /// `listening on <address>` on stdout, and `<address>` plus a newline in
-/// `<data_dir>/listen.addr` (written to a temporary file, then renamed, so a
-/// reader never sees half of it).
+/// `<data_dir>/listen.addr` (replaced durably, so a reader never sees half
+/// of it, even after a crash).
 pub fn report(data_dir: &Path, address: SocketAddr) -> io::Result<()> {
     use std::io::Write;
     let file = address_file(data_dir);
-    let temporary = file.with_extension("addr.tmp");
-    std::fs::write(&temporary, format!("{address}\n"))?;
-    std::fs::rename(&temporary, &file)?;
+    durable::replace_file(&file, &file.with_extension("addr.tmp"), format!("{address}\n").as_bytes())?;
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {address}")?;
     stdout.flush()

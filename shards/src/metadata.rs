@@ -15,10 +15,10 @@ use crate::topic_config::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
+use weir_engine::durable;
 
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -501,12 +501,7 @@ impl MetadataStore {
         let text = toml::to_string(&next).map_err(|e| TopicError::Storage(e.to_string()))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(storage)?;
-        let tmp = self.path.with_extension("toml.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(storage)?;
-        file.write_all(text.as_bytes()).map_err(storage)?;
-        file.sync_all().map_err(storage)?;
-        std::fs::rename(&tmp, &self.path).map_err(storage)?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(storage)?;
+        durable::replace_file(&self.path, &self.path.with_extension("toml.tmp"), text.as_bytes()).map_err(storage)?;
         self.current = Arc::new(next);
         Ok(())
     }

@@ -863,7 +863,7 @@ impl Shard {
             }
         }
         if !removed.is_empty() {
-            if let Err(e) = deleted_dirs::sync_dir(&self.config.data_dir) {
+            if let Err(e) = weir_engine::durable::sync_dir(&self.config.data_dir) {
                 tracing::warn!("syncing {}: {e}", self.config.data_dir.display());
             }
             deleted_dirs::remove_in_background(removed);
