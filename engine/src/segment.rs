@@ -1,7 +1,7 @@
 //! One segment: a `<base>.log` DMA file of RecordBatch v2 bytes plus its
 //! sparse index. This file holds the reader-visible view ([`Segment`]), the
 //! aligned window reader, the batch scanner used by recovery, and the helpers
-//! that open, recover and seal segment files. Writing lives in `log.rs`.
+//! that open, recover and seal segment files. Writing lives in `log/writer.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
