@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_net::codec::encode_request;
+use weir_client::codec::encode_request;
 
 /// Requests one slow reader pipelines before it stops writing.
 const SLOW_REQUESTS: usize = 256;

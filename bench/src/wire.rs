@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
-use weir_net::codec::{decode_response, encode_request};
+use weir_client::codec::{decode_response, encode_request};
 
 /// Responses larger than this are refused rather than allocated.
 pub const MAX_RESPONSE_BYTES: usize = 256 << 20;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_net::group_member::GroupMember;
+use weir_client::group_member::GroupMember;
 
 /// The run's time base: intended send times become wall-clock nanoseconds in
 /// each message, and consumers turn their clock into the same scale.

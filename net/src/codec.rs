@@ -1,7 +1,7 @@
 //! Kafka framing: a 4-byte big-endian length, then a request header and body.
 
 use crate::chunked::ChunkedBuf;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncReadExt};
 use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::ByteBufMut;
@@ -172,29 +172,11 @@ fn encode_response_into<B: ByteBufMut, T: Encodable>(
     Ok(())
 }
 
-/// Encodes a whole request frame (used by the client).
-pub fn encode_request<T: Encodable>(header: &RequestHeader, api_key: ApiKey, body: &T) -> anyhow::Result<Bytes> {
-    let header_version = api_key.request_header_version(header.request_api_version);
-    let version = header.request_api_version;
-    let size = header.compute_size(header_version)? + body.compute_size(version)?;
-    let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(i32::try_from(size)?);
-    header.encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
-    Ok(buf.freeze())
-}
-
-/// Splits a response frame into correlation id and body (used by the client).
-pub fn decode_response<T: Decodable>(api_key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Result<(i32, T)> {
-    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))?;
-    let body = T::decode(&mut frame, version)?;
-    Ok((header.correlation_id, body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use kafka_protocol::messages::MetadataRequest;
+    use weir_client::codec::encode_request;
 
     #[test]
     fn request_round_trips_through_header_decoding() {

@@ -1,5 +1,5 @@
-//! The Kafka wire protocol: framing, one handler per API, the connection loop,
-//! and a small blocking client for the `weir` tools and the bench.
+//! The Kafka wire protocol, the broker's side: framing, one handler per API,
+//! the connection loop (the client is the `weir-client` crate).
 //!
 //! This crate holds no broker state: handlers decode a request, call the
 //! [`weir_shards::Shard`] of the connection's core, and encode the answer.
@@ -7,10 +7,8 @@
 pub mod admin;
 pub mod apis;
 mod chunked;
-pub mod client;
 pub mod codec;
 pub mod errors;
-pub mod group_member;
 pub mod handlers;
 pub mod huge_alloc;
 pub mod metrics;

@@ -9,8 +9,8 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::records::RecordBatchDecoder;
 use std::io::Write;
 use std::time::{Duration, Instant};
-use weir_net::client::Client;
-use weir_net::group_member::GroupMember;
+use weir_client::group_member::GroupMember;
+use weir_client::Client;
 
 const FETCH_WAIT_MS: i32 = 500;
 /// How often a group member commits its position.

@@ -11,8 +11,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
-use weir_net::client::Client;
-use weir_net::group_member::decode_assignment;
+use weir_client::group_member::decode_assignment;
+use weir_client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum GroupsCommand {

@@ -9,9 +9,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::ProduceRequest;
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
+use weir_client::Client;
 use weir_engine::now_ms;
 use weir_engine::records::RecordsBuilder;
-use weir_net::client::Client;
 
 /// A request is sent once this many lines are waiting (or at end of input;
 /// from a terminal, every line is sent as it is typed).

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use weir_net::client::Client;
+use weir_client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum TopicsCommand {

@@ -6,7 +6,7 @@ use crate::Bootstrap;
 use anyhow::Context;
 use kafka_protocol::messages::{DescribeTransactionsRequest, ListTransactionsRequest, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
-use weir_net::client::Client;
+use weir_client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum TransactionsCommand {

@@ -228,7 +228,7 @@ fn bad_group_requests_get_kafka_error_codes() {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
     let broker = broker();
-    let mut client = weir_net::client::Client::connect(&broker.bootstrap()).unwrap();
+    let mut client = weir_client::Client::connect(&broker.bootstrap()).unwrap();
     let s = |v: &str| StrBytes::from_string(v.to_string());
     let group = GroupId(s("errors"));
     let found = client.send(&FindCoordinatorRequest::default().with_key(s("errors")), 3).unwrap();

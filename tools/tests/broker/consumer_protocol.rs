@@ -143,7 +143,7 @@ fn range_assignor_and_a_regex_subscription_follow_topics_created_and_deleted() {
 }
 
 fn heartbeat(
-    client: &mut weir_net::client::Client,
+    client: &mut weir_client::Client,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
     client.send(&request, 1).unwrap()
@@ -160,7 +160,7 @@ fn join(member: &str, topics: &[&str]) -> ConsumerGroupHeartbeatRequest {
 }
 
 /// member-a joins group "wire" once its coordinator is ready.
-fn first_join(client: &mut weir_net::client::Client) -> ConsumerGroupHeartbeatResponse {
+fn first_join(client: &mut weir_client::Client) -> ConsumerGroupHeartbeatResponse {
     client.send(&FindCoordinatorRequest::default().with_key(s("wire")), 3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -180,7 +180,7 @@ fn beat(member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
         .with_member_epoch(epoch)
 }
 
-fn commit(client: &mut weir_net::client::Client, member: &str, epoch: i32, offset: i64) -> i16 {
+fn commit(client: &mut weir_client::Client, member: &str, epoch: i32, offset: i64) -> i16 {
     let request = OffsetCommitRequest::default()
         .with_group_id(GroupId(s("wire")))
         .with_member_id(s(member))
@@ -192,7 +192,7 @@ fn commit(client: &mut weir_net::client::Client, member: &str, epoch: i32, offse
 }
 
 /// (group error, committed offset of partition 0) from OffsetFetch v9.
-fn fetch(client: &mut weir_net::client::Client, member: Option<&str>, epoch: i32) -> (i16, i64) {
+fn fetch(client: &mut weir_client::Client, member: Option<&str>, epoch: i32) -> (i16, i64) {
     let group = OffsetFetchRequestGroup::default()
         .with_group_id(GroupId(s("wire")))
         .with_member_id(member.map(s))
@@ -205,7 +205,7 @@ fn fetch(client: &mut weir_net::client::Client, member: Option<&str>, epoch: i32
     (group.error_code, group.topics.first().map_or(-1, |t| t.partitions[0].committed_offset))
 }
 
-fn listed(client: &mut weir_net::client::Client, types: &[&str]) -> Vec<(String, String, String)> {
+fn listed(client: &mut weir_client::Client, types: &[&str]) -> Vec<(String, String, String)> {
     let request = ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect());
     let response = client.send(&request, 5).unwrap();
     response

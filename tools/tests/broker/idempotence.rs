@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use weir_net::client::Client;
+use weir_client::Client;
 
 const CORRUPT_MESSAGE: i16 = 2;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;

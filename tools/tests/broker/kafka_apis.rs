@@ -25,7 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use weir_net::client::Client;
+use weir_client::Client;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -159,7 +159,7 @@ fn frame<T: kafka_protocol::protocol::Encodable>(
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id);
-    weir_net::codec::encode_request(&header, key, request).unwrap().to_vec()
+    weir_client::codec::encode_request(&header, key, request).unwrap().to_vec()
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
 }
 
 /// Produces one batch of `records` 1 MiB records at acks=-1; (error code, base offset).
-fn produce_durably(client: &mut weir_net::client::Client, records: usize, timeout_ms: i32) -> (i16, i64) {
+fn produce_durably(client: &mut weir_client::Client, records: usize, timeout_ms: i32) -> (i16, i64) {
     let value = vec![7u8; 1 << 20];
     let mut batch = RecordsBuilder::new();
     for _ in 0..records {

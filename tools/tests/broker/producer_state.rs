@@ -8,8 +8,8 @@ use crate::common;
 use common::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use weir_client::Client;
 use weir_engine::now_ms;
-use weir_net::client::Client;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 

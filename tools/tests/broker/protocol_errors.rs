@@ -11,8 +11,8 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+use weir_client::Client;
 use weir_engine::records::RecordsBuilder;
-use weir_net::client::Client;
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;

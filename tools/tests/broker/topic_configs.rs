@@ -33,9 +33,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use weir_client::Client;
 use weir_engine::compression::Codec;
 use weir_engine::records::RecordsBuilder;
-use weir_net::client::Client;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -397,7 +397,7 @@ fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() 
     assert_eq!(produce(txn_batch(producer, 0, 2)), INVALID_TXN_STATE, "the partition was not added");
 
     let mut c2 = client(&b);
-    let add = |c: &mut weir_net::client::Client, epoch: i16, version: i16| {
+    let add = |c: &mut weir_client::Client, epoch: i16, version: i16| {
         let request = AddPartitionsToTxnRequest::default()
             .with_v3_and_below_transactional_id(txn_id())
             .with_v3_and_below_producer_id(ProducerId(producer.0))
@@ -432,7 +432,7 @@ fn transactional_batches_need_their_partition_added_to_an_ongoing_transaction() 
                 .with_partition_index(0)
                 .with_committed_offset(2)])]);
     assert_eq!(c2.send(&commit_offset, 3).unwrap().topics[0].partitions[0].error_code, 0);
-    let fetch_offset = |c: &mut weir_net::client::Client, require_stable: bool| {
+    let fetch_offset = |c: &mut weir_client::Client, require_stable: bool| {
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("guard-group")))
             .with_require_stable(require_stable)

@@ -384,10 +384,10 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 /// A protocol client, retrying for a while: right after a restart the old
 /// broker's listening sockets can linger (its io_uring is torn down
 /// asynchronously) and reset the first connections.
-pub fn client(bootstrap: &str) -> weir_net::client::Client {
+pub fn client(bootstrap: &str) -> weir_client::Client {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        match weir_net::client::Client::connect(bootstrap) {
+        match weir_client::Client::connect(bootstrap) {
             Ok(client) => return client,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("connecting to {bootstrap}: {e:#}; retrying");
@@ -399,7 +399,7 @@ pub fn client(bootstrap: &str) -> weir_net::client::Client {
 }
 
 /// InitProducerId without a transactional id: (producer id, epoch).
-pub fn init_producer_id(client: &mut weir_net::client::Client) -> (i64, i16) {
+pub fn init_producer_id(client: &mut weir_client::Client) -> (i64, i16) {
     let request = kafka_protocol::messages::InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000);
@@ -429,7 +429,7 @@ pub fn producer_batch(
 
 /// Produces `records` (acks=all) to partition 0 of `topic`: (error code, base offset).
 pub fn produce_batch(
-    client: &mut weir_net::client::Client,
+    client: &mut weir_client::Client,
     topic: &str,
     transactional_id: Option<&str>,
     records: bytes::Bytes,
@@ -441,7 +441,7 @@ pub fn produce_batch(
 /// Produce v9 (acks=all) of `records` to partition 0 of `topic`: the
 /// partition's whole answer.
 pub fn produce_answer(
-    client: &mut weir_net::client::Client,
+    client: &mut weir_client::Client,
     topic: &str,
     transactional_id: Option<&str>,
     records: bytes::Bytes,
