@@ -16,6 +16,7 @@ pub mod messages;
 pub mod metadata;
 pub mod ownership;
 pub mod producers;
+pub mod reply;
 pub mod runtime;
 pub mod shard;
 pub mod topic_config;

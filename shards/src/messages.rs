@@ -1,7 +1,7 @@
 //! Messages shards send each other over the glommio channel mesh.
 //!
-//! Every request carries a oneshot sender for its reply; glommio wakes the
-//! awaiting task on the requesting shard when the owner answers. Partition
+//! Every request carries a [`crate::reply::ReplySender`] for its answer,
+//! which wakes the awaiting task on the requesting shard. Partition
 //! work is a [`ShardTask`], a closure that captures a reply sender of its
 //! own answer's type, so no caller matches a reply it cannot get.
 
@@ -10,9 +10,9 @@ use crate::groups::{CommittedOffset, GroupError};
 use crate::metadata::{
     ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
 };
+use crate::reply;
 use crate::shard::{Shard, ShardStats};
 use crate::transactions::TxnError;
-use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use std::sync::Arc;
 
@@ -80,45 +80,45 @@ pub enum ShardMessage {
     /// To the controller shard.
     CreateTopics {
         topics: Vec<(NewTopic, TopicConfigs)>,
-        reply: oneshot::Sender<TopicResults>,
+        reply: reply::ReplySender<TopicResults>,
     },
     /// To the controller shard: change the configs of topics or the dynamic
     /// broker configs.
     AlterConfigs {
         alterations: Vec<(ConfigTarget, ConfigAlteration)>,
         validate_only: bool,
-        reply: oneshot::Sender<Vec<Result<(), TopicError>>>,
+        reply: reply::ReplySender<Vec<Result<(), TopicError>>>,
     },
     /// To the controller shard: raise topics' partition counts (each result
     /// holds the topic as it is, or would be with `validate_only`).
     CreatePartitions {
         increases: Vec<PartitionIncrease>,
         validate_only: bool,
-        reply: oneshot::Sender<TopicResults>,
+        reply: reply::ReplySender<TopicResults>,
     },
     /// To the controller shard: a new producer id (InitProducerId).
     AllocateProducerId {
-        reply: oneshot::Sender<Result<i64, TopicError>>,
+        reply: reply::ReplySender<Result<i64, TopicError>>,
     },
     /// To the controller shard.
     DeleteTopics {
         names: Vec<String>,
-        reply: oneshot::Sender<TopicResults>,
+        reply: reply::ReplySender<TopicResults>,
     },
     /// For the admin endpoint: this shard's counters and partition figures.
     Stats {
-        reply: oneshot::Sender<ShardStats>,
+        reply: reply::ReplySender<ShardStats>,
     },
     /// From the controller, first of two phases: drop the partitions of
     /// deleted topics and open those the snapshot gives this shard.
     PrepareMetadata {
         snapshot: Arc<MetadataSnapshot>,
         deleted: Vec<TopicMetadata>,
-        reply: oneshot::Sender<()>,
+        reply: reply::ReplySender<()>,
     },
     /// Second phase, once every shard has prepared: serve by this snapshot.
     AdoptMetadata {
         snapshot: Arc<MetadataSnapshot>,
-        reply: oneshot::Sender<()>,
+        reply: reply::ReplySender<()>,
     },
 }

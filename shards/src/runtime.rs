@@ -6,6 +6,7 @@ use crate::listen;
 use crate::messages::ShardMessage;
 use crate::metadata::MetadataStore;
 use crate::ownership::CONTROLLER_SHARD;
+use crate::reply;
 use crate::shard::Shard;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ const TRANSACTION_TICK: Duration = Duration::from_millis(500);
 const MIN_MAINTENANCE_INTERVAL_MS: u64 = 10;
 /// How often each shard measures how late its timers run.
 const SCHEDULING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// How often each shard looks whether the broker was asked to stop.
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long the other shards have to stop after one panicked; then the
 /// process exits without waiting for them (the logs recover from that too).
 const PANIC_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -45,7 +48,8 @@ pub enum RuntimeError {
     Shard(String),
 }
 
-/// Resolves when the broker is asked to stop. Cheap to clone.
+/// Resolves when the broker is asked to stop. Cheap to clone; it belongs to
+/// one shard (see `watch_for_stop`).
 #[derive(Clone)]
 pub struct ShutdownSignal(Shared<oneshot::Receiver<()>>);
 
@@ -95,11 +99,10 @@ where
     block_stop_signals();
 
     let store = Arc::new(Mutex::new(Some(store)));
-    let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| oneshot::channel()).unzip();
-    let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
     let supervision = Arc::new(Supervision::new(shard_count));
     install_panic_hook();
     let mesh = MeshBuilder::<ShardMessage, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
+    let wake_mesh = reply::wake_mesh(shard_count);
     let (max_connections, max_per_ip) = config.connection_limits(&snapshot.dynamic_broker_configs);
     let connections = Arc::new(ConnectionLimits::new(max_connections, max_per_ip));
     let data_dir = config.data_dir.clone();
@@ -112,8 +115,7 @@ where
             move || {
                 SUPERVISION.with(|s| *s.borrow_mut() = Some(supervision.clone()));
                 async move {
-                    let shard =
-                        ShardStart { config, connections, snapshot, store, stop_receivers, mesh, claim, address };
+                    let shard = ShardStart { config, connections, snapshot, store, mesh, wake_mesh, claim, address };
                     let result = shard_main(shard, &supervision, serve).await;
                     supervision.running.fetch_sub(1, Ordering::SeqCst);
                     result
@@ -128,9 +130,7 @@ where
         tracing::error!("{panic}; stopping the broker");
         exit_if_shards_hang()
     });
-    for stop in stop_senders {
-        let _ = stop.send(());
-    }
+    supervision.stop.store(true, Ordering::SeqCst);
     let mut failure = None;
     for result in handles.join_all() {
         match result {
@@ -161,11 +161,18 @@ struct Supervision {
     listening: AtomicUsize,
     /// The first panic on a shard thread: which shard, where, the message.
     panic: Mutex<Option<String>>,
+    /// Set once to stop every shard.
+    stop: AtomicBool,
 }
 
 impl Supervision {
     fn new(shard_count: usize) -> Supervision {
-        Supervision { running: AtomicUsize::new(shard_count), listening: AtomicUsize::new(0), panic: Mutex::new(None) }
+        Supervision {
+            running: AtomicUsize::new(shard_count),
+            listening: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        }
     }
 
     fn panic(&self) -> Option<String> {
@@ -225,31 +232,47 @@ fn exit_if_shards_hang() -> mpsc::Sender<()> {
     stopped
 }
 
+/// This shard's stop signal. The main thread only sets a flag, which a task
+/// here polls: a waker woken from another thread can free its task twice
+/// in glommio 0.9 (see [`reply`]).
+fn watch_for_stop(supervision: Arc<Supervision>) -> ShutdownSignal {
+    let (stop, stopped) = oneshot::channel();
+    glommio::spawn_local(async move {
+        while !supervision.stop.load(Ordering::SeqCst) {
+            glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+        }
+        let _ = stop.send(());
+    })
+    .detach();
+    ShutdownSignal(stopped.shared())
+}
+
 /// What every shard starts from.
 struct ShardStart {
     config: Arc<BrokerConfig>,
     connections: Arc<ConnectionLimits>,
     snapshot: Arc<crate::MetadataSnapshot>,
     store: Arc<Mutex<Option<MetadataStore>>>,
-    stop_receivers: Arc<Mutex<Vec<Option<oneshot::Receiver<()>>>>>,
     mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
+    wake_mesh: reply::WakeMesh,
     /// The claimed listen address, and its socket (shard 0's listener).
     claim: Arc<Mutex<Option<listen::Claim>>>,
     address: SocketAddr,
 }
 
-async fn shard_main<F, Fut>(start: ShardStart, supervision: &Supervision, serve: F) -> Result<(), RuntimeError>
+async fn shard_main<F, Fut>(start: ShardStart, supervision: &Arc<Supervision>, serve: F) -> Result<(), RuntimeError>
 where
     F: Fn(Rc<Shard>, glommio::net::TcpListener, ShutdownSignal) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let ShardStart { config, connections, snapshot, store, stop_receivers, mesh, claim, address } = start;
+    let ShardStart { config, connections, snapshot, store, mesh, wake_mesh, claim, address } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
+    reply::join(wake_mesh).await.map_err(|_| RuntimeError::Shard("cannot join the shard wake mesh".into()))?;
     let id = senders.peer_id();
     SHARD_ID.with(|s| s.set(Some(id)));
     let store = if id == CONTROLLER_SHARD { store.lock().expect("startup lock").take() } else { None };
-    let stop = stop_receivers.lock().expect("startup lock")[id].take().expect("one stop signal per shard");
+    let stop = watch_for_stop(supervision.clone());
     let shard = Rc::new(Shard::new(id, config, connections, snapshot, store, senders));
     shard.open_owned_partitions(&shard.metadata()).await;
     for (_, from_peer) in receivers.streams() {
@@ -265,11 +288,12 @@ where
     let served = match listener {
         Ok(listener) => {
             supervision.listening.fetch_add(1, Ordering::SeqCst);
-            serve(shard.clone(), listener, ShutdownSignal(stop.shared())).await
+            serve(shard.clone(), listener, stop).await
         }
         Err(e) => Err(format!("cannot listen on {address}: {e}")),
     };
     shard.close_all().await;
+    reply::leave();
     served.map_err(|e| RuntimeError::Shard(format!("shard {id}: {e}")))
 }
 

@@ -7,7 +7,7 @@
 use super::{FetchedPartition, Shard};
 use crate::error::PartitionError;
 use crate::messages::{ShardMessage, ShardTask};
-use futures::channel::oneshot;
+use crate::reply;
 use futures::future::{join_all, select, select_all, Either, LocalBoxFuture};
 use std::collections::BTreeMap;
 use std::pin::pin;
@@ -147,8 +147,8 @@ impl Shard {
             return (results, reread);
         }
         let count = reads.len();
-        let (mut first_reply, first) = oneshot::channel::<Vec<ReadResult>>();
-        let (mut later_reply, later) = oneshot::channel::<Vec<ReadResult>>();
+        let (mut first_reply, first) = reply::channel::<Vec<ReadResult>>();
+        let (mut later_reply, later) = reply::channel::<Vec<ReadResult>>();
         let task: ShardTask = Box::new(move |shard| {
             Box::pin(async move {
                 let requester_gone = first_reply.cancellation();
@@ -160,7 +160,11 @@ impl Shard {
                 }
                 if let Some((beyond, timeout)) = wait {
                     let reread = pin!(shard.reread_when_moved(&reads, &beyond, read_committed, timeout));
-                    if let Either::Left((results, _)) = select(reread, pin!(later_reply.cancellation())).await {
+                    let moved = match select(reread, pin!(later_reply.cancellation())).await {
+                        Either::Left((results, _)) => Some(results),
+                        Either::Right(_) => None,
+                    };
+                    if let Some(results) = moved {
                         let _ = later_reply.send(results);
                     }
                 }

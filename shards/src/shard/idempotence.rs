@@ -86,7 +86,7 @@ impl Shard {
         if self.id == CONTROLLER_SHARD {
             return self.controller_store().borrow_mut().allocate_producer_id();
         }
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = crate::reply::channel();
         if self.peers.send_to(CONTROLLER_SHARD, ShardMessage::AllocateProducerId { reply }).await.is_err() {
             return Err(TopicError::ControllerUnavailable);
         }

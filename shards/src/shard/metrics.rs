@@ -3,7 +3,7 @@
 
 use super::Shard;
 use crate::messages::ShardMessage;
-use futures::channel::oneshot;
+use crate::reply;
 use futures::future::{join_all, select, Either};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -262,7 +262,7 @@ impl Shard {
                 return Some(self.stats());
             }
             let asked = async {
-                let (reply, answer) = oneshot::channel();
+                let (reply, answer) = reply::channel();
                 self.peers.send_to(peer, ShardMessage::Stats { reply }).await.ok()?;
                 answer.await.ok()
             };

@@ -17,10 +17,10 @@ use crate::groups::{GroupConfig, GroupCoordinator, MigrationPolicy, OFFSETS_TOPI
 use crate::messages::{ShardMessage, ShardTask, MAX_TIMESTAMP};
 use crate::metadata::{MetadataSnapshot, MetadataStore};
 use crate::ownership::owner_of;
+use crate::reply;
 use crate::runtime::ConnectionLimits;
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use bytes::Bytes;
-use futures::channel::oneshot;
 use futures::future::{select, Either, LocalBoxFuture};
 use glommio::channels::channel_mesh::Senders;
 use partition::{Partition, PartitionTable};
@@ -286,7 +286,7 @@ impl Shard {
         if owner == self.id {
             return Ok(work(self).await);
         }
-        let (mut reply, answer) = oneshot::channel();
+        let (mut reply, answer) = reply::channel();
         let task: ShardTask = Box::new(move |shard| {
             Box::pin(async move {
                 let answered = match if_requester_leaves {

@@ -12,9 +12,9 @@ use crate::metadata::{
     TopicConfigs, TopicMetadata,
 };
 use crate::ownership::CONTROLLER_SHARD;
+use crate::reply;
 use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
-use futures::channel::oneshot;
 use futures::future::join_all;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ impl Shard {
             return self.controller_create_topics(topics).await;
         }
         let count = topics.len();
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = reply::channel();
         self.ask_controller(ShardMessage::CreateTopics { topics, reply }, answer, count).await
     }
 
@@ -78,7 +78,7 @@ impl Shard {
             return self.controller_alter_configs(alterations, validate_only).await;
         }
         let count = alterations.len();
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = reply::channel();
         self.ask_controller(ShardMessage::AlterConfigs { alterations, validate_only, reply }, answer, count).await
     }
 
@@ -91,7 +91,7 @@ impl Shard {
             return self.controller_create_partitions(increases, validate_only).await;
         }
         let count = increases.len();
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = reply::channel();
         self.ask_controller(ShardMessage::CreatePartitions { increases, validate_only, reply }, answer, count).await
     }
 
@@ -105,14 +105,14 @@ impl Shard {
             return self.controller_delete_topics(names).await;
         }
         let count = names.len();
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = reply::channel();
         self.ask_controller(ShardMessage::DeleteTopics { names, reply }, answer, count).await
     }
 
     async fn ask_controller<T: Clone>(
         &self,
         msg: ShardMessage,
-        answer: oneshot::Receiver<Vec<Result<T, TopicError>>>,
+        answer: reply::ReplyReceiver<Vec<Result<T, TopicError>>>,
         count: usize,
     ) -> Vec<Result<T, TopicError>> {
         let unavailable = || vec![Err(TopicError::ControllerUnavailable); count];
@@ -239,7 +239,7 @@ impl Shard {
         // then every shard starts serving by the new snapshot.
         let mut acks = Vec::new();
         for peer in (0..self.shard_count).filter(|&p| p != self.id) {
-            let (reply, ack) = oneshot::channel();
+            let (reply, ack) = reply::channel();
             let msg = ShardMessage::PrepareMetadata { snapshot: snapshot.clone(), deleted: deleted.clone(), reply };
             if self.peers.send_to(peer, msg).await.is_ok() {
                 acks.push(ack);
@@ -249,7 +249,7 @@ impl Shard {
         join_all(acks).await;
         let mut acks = Vec::new();
         for peer in (0..self.shard_count).filter(|&p| p != self.id) {
-            let (reply, ack) = oneshot::channel();
+            let (reply, ack) = reply::channel();
             if self.peers.send_to(peer, ShardMessage::AdoptMetadata { snapshot: snapshot.clone(), reply }).await.is_ok()
             {
                 acks.push(ack);
