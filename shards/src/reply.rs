@@ -180,8 +180,12 @@ impl<T> ReplySender<T> {
     fn finish(&mut self) {
         self.done = true;
         self.slot.sender_done.store(true, Ordering::SeqCst);
-        let receiver = self.slot.receiver_waits;
-        with_wakers(|wakers| wakers.wake(receiver));
+        // A receiver that is gone needs no notice (a long poll answered
+        // early drops its owners' second answers).
+        if !self.slot.receiver_gone.load(Ordering::SeqCst) {
+            let receiver = self.slot.receiver_waits;
+            with_wakers(|wakers| wakers.wake(receiver));
+        }
     }
 
     /// Resolves once the requester dropped its [`ReplyReceiver`].

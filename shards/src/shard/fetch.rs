@@ -188,12 +188,12 @@ impl Shard {
         join_all(reads.iter().map(|r| async move {
             let partition = self.partition(&r.topic, r.partition)?;
             if r.max_bytes > 0 {
-                return self.read_partition(&partition, r.offset, r.max_bytes, read_committed).await;
+                return partition.read(r.offset, r.max_bytes, read_committed).await;
             }
             Ok(FetchedPartition {
                 records: bytes::Bytes::new(),
                 high_watermark: partition.log.high_watermark(),
-                last_stable_offset: self.last_stable_offset(&partition).await?,
+                last_stable_offset: partition.last_stable_offset().await?,
                 log_start_offset: partition.log.log_start_offset(),
                 aborted_transactions: None,
             })
@@ -217,7 +217,7 @@ impl Shard {
                 let Ok(partition) = self.partition(&r.topic, r.partition) else { return };
                 if read_committed {
                     // An error ends the wait; the re-read reports it.
-                    let _ = self.wait_stable_beyond(&partition, beyond, timeout).await;
+                    let _ = partition.wait_stable_beyond(beyond, timeout).await;
                 } else {
                     select(pin!(partition.log.wait_beyond(beyond)), pin!(glommio::timer::sleep(timeout))).await;
                 }

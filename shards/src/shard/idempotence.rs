@@ -97,7 +97,6 @@ impl Shard {
     /// already stored, whose offsets are returned instead. The first
     /// transactional batch of a producer here is verified with its
     /// transaction coordinator and opens the transaction in this partition.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn append_idempotent(
         &self,
         partition: &Partition,
@@ -109,8 +108,7 @@ impl Shard {
         if records.batches() != 1 || batch.control {
             return Err(PartitionError::InvalidRecord);
         }
-        let (topic, log) = (&partition.topic, &partition.log);
-        let producers = self.producers(partition).await?;
+        let producers = partition.producers().await?;
         let states = &producers.state;
         if batch.transactional && !states.borrow().txns.is_open(batch.producer_id, batch.epoch) {
             let transactional_id = transactional_id.ok_or(PartitionError::Txn(TxnError::InvalidTxnState))?;
@@ -120,7 +118,8 @@ impl Shard {
             let mut verified = false;
             for _ in 0..VERIFY_ATTEMPTS {
                 let markers = states.borrow().txns.markers_written();
-                self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, partition.index)
+                let (topic, index) = (&partition.topic, partition.index);
+                self.verify_txn_partition(transactional_id, batch.producer_id, batch.epoch, topic, index)
                     .await
                     .map_err(PartitionError::Txn)?;
                 if states.borrow().txns.markers_written() == markers {
@@ -133,60 +132,8 @@ impl Shard {
                 // retriable
             }
         }
-        let _writing = Writing::new(&producers);
-        let verdict = states.borrow_mut().check(&batch).map_err(PartitionError::Producer)?;
-        let records_in_batch = i64::from(batch.last_seq.wrapping_sub(batch.first_seq)) + 1;
-        match verdict {
-            Verdict::Duplicate(Some(base_offset)) => {
-                Ok(AppendInfo { base_offset, last_offset: base_offset + records_in_batch - 1, log_append_time: -1 })
-            }
-            Verdict::Duplicate(None) => Err(PartitionError::DuplicateInFlight),
-            Verdict::Append => {
-                // Opened before the append, at the offset it will get (no
-                // await in between), so no reader sees the batch before the
-                // last stable offset holds it back.
-                let opened = batch.transactional
-                    && states.borrow_mut().txns.begin(batch.producer_id, batch.epoch, log.log_end_offset());
-                match log.append_validated(records, durability).await {
-                    Ok(info) => {
-                        states.borrow_mut().complete(&batch, info.base_offset);
-                        Ok(info)
-                    }
-                    Err(e) => {
-                        let mut states = states.borrow_mut();
-                        states.abort(&batch);
-                        if opened {
-                            states.txns.forget(batch.producer_id);
-                            drop(states);
-                            producers.stable_moved();
-                        }
-                        Err(e.into())
-                    }
-                }
-            }
-        }
-    }
-
-    /// The partition's producer state, loaded on first use.
-    pub(super) async fn producers(&self, partition: &Partition) -> Result<Rc<PartitionProducers>, PartitionError> {
-        if let Some(states) = partition.loaded_producers() {
-            return Ok(states);
-        }
-        let _one_load_at_a_time = self.producer_loading.acquire_permit(1).await.expect("never closed");
-        if let Some(states) = partition.loaded_producers() {
-            return Ok(states);
-        }
-        let log = &partition.log;
-        let (state, snapshot_offset, replayed) = load_producers(log).await?;
-        let (topic, index) = (&partition.topic, partition.index);
-        tracing::debug!(topic, partition = index, snapshot_offset, replayed_bytes = replayed, "loaded producer state");
-        self.metrics.add_producer_state_replayed_bytes(replayed);
-        let producers = Rc::new(PartitionProducers { state: RefCell::new(state), ..Default::default() });
-        // As if snapshotted where the replay began, so a long replay is soon spared to the next start.
-        producers.size_at_snapshot.set(log.size_bytes().saturating_sub(replayed));
-        producers.rolls_at_snapshot.set(log.stats().rolls);
-        *partition.producers.borrow_mut() = Some(producers.clone());
-        Ok(producers)
+        // No await since the verification: no marker came in between.
+        partition.append_producer_batch(&producers, &batch, records, durability).await
     }
 
     /// The partitions whose producer state is loaded, with it.
@@ -201,38 +148,7 @@ impl Shard {
     /// clean shutdown).
     pub(crate) async fn snapshot_producers(&self, always: bool) {
         for (partition, producers) in self.loaded_producers() {
-            let (topic, index, log) = (&partition.topic, partition.index, &partition.log);
-            let (size, rolls) = (log.size_bytes(), log.stats().rolls);
-            let base = producers.size_at_snapshot.get().min(size);
-            producers.size_at_snapshot.set(base);
-            let rolled = rolls != producers.rolls_at_snapshot.get();
-            if !always && !rolled && size - base < SNAPSHOT_EVERY_BYTES {
-                continue;
-            }
-            // Taken with no await between reading the state and the high
-            // watermark, and only when nothing is between check and update.
-            let offset = log.high_watermark();
-            let encoded = (producers.writing.get() == 0)
-                .then(|| {
-                    let mut state = producers.state.borrow_mut();
-                    state.txns.prune(log.log_start_offset());
-                    state.encode_snapshot()
-                })
-                .flatten();
-            let Some(encoded) = encoded else {
-                tracing::debug!(topic = %topic, partition = index, "producer batches in flight; snapshot left for later");
-                continue;
-            };
-            match log.write_producer_snapshot(offset, &encoded).await {
-                Ok(()) => {
-                    producers.size_at_snapshot.set(size);
-                    producers.rolls_at_snapshot.set(rolls);
-                }
-                Err(EngineError::Closed) => {}
-                Err(e) => {
-                    tracing::warn!(topic = %topic, partition = index, "writing a producer state snapshot failed: {e}")
-                }
-            }
+            partition.snapshot_producers(&producers, always).await;
         }
     }
 
@@ -242,11 +158,119 @@ impl Shard {
         let expiration_ms = i64::try_from(self.config.producer_id_expiration_ms).unwrap_or(i64::MAX);
         let now = now_ms();
         for (partition, producers) in self.loaded_producers() {
-            let (topic, index) = (&partition.topic, partition.index);
-            let expired = producers.state.borrow_mut().expire(now, expiration_ms);
-            if expired > 0 {
-                tracing::info!(topic = %topic, partition = index, producers = expired, "expired idle producer ids");
+            partition.expire_producers(&producers, now, expiration_ms);
+        }
+    }
+}
+
+impl Partition {
+    /// The producers' state, loaded on first use.
+    pub(super) async fn producers(&self) -> Result<Rc<PartitionProducers>, PartitionError> {
+        if let Some(states) = self.loaded_producers() {
+            return Ok(states);
+        }
+        let _one_load_at_a_time = self.loading.one_at_a_time.acquire_permit(1).await.expect("never closed");
+        if let Some(states) = self.loaded_producers() {
+            return Ok(states);
+        }
+        let log = &self.log;
+        let (state, snapshot_offset, replayed) = load_producers(log).await?;
+        let (topic, index) = (&self.topic, self.index);
+        tracing::debug!(topic, partition = index, snapshot_offset, replayed_bytes = replayed, "loaded producer state");
+        self.loading.metrics.add_producer_state_replayed_bytes(replayed);
+        let producers = Rc::new(PartitionProducers { state: RefCell::new(state), ..Default::default() });
+        // As if snapshotted where the replay began, so a long replay is soon spared to the next start.
+        producers.size_at_snapshot.set(log.size_bytes().saturating_sub(replayed));
+        producers.rolls_at_snapshot.set(log.stats().rolls);
+        *self.producers.borrow_mut() = Some(producers.clone());
+        Ok(producers)
+    }
+
+    /// Checks a producer batch against its producer's state and appends it,
+    /// or answers a retry with the offsets it got the first time.
+    async fn append_producer_batch(
+        &self,
+        producers: &Rc<PartitionProducers>,
+        batch: &ProducerBatch,
+        records: ValidatedRecords,
+        durability: Durability,
+    ) -> Result<AppendInfo, PartitionError> {
+        let (log, states) = (&self.log, &producers.state);
+        let _writing = Writing::new(producers);
+        let verdict = states.borrow_mut().check(batch).map_err(PartitionError::Producer)?;
+        let records_in_batch = i64::from(batch.last_seq.wrapping_sub(batch.first_seq)) + 1;
+        match verdict {
+            Verdict::Duplicate(Some(base_offset)) => {
+                Ok(AppendInfo { base_offset, last_offset: base_offset + records_in_batch - 1, log_append_time: -1 })
             }
+            Verdict::Duplicate(None) => Err(PartitionError::DuplicateInFlight),
+            Verdict::Append => {
+                // Opened before the append, at the offset it will get (no
+                // await in between), so no reader sees the batch before the
+                // last stable offset holds it back.
+                let opened = batch.transactional
+                    && states.borrow_mut().txns.begin(batch.producer_id, batch.epoch, log.log_end_offset());
+                match log.append_validated(records, durability).await {
+                    Ok(info) => {
+                        states.borrow_mut().complete(batch, info.base_offset);
+                        Ok(info)
+                    }
+                    Err(e) => {
+                        let mut states = states.borrow_mut();
+                        states.abort(batch);
+                        if opened {
+                            states.txns.forget(batch.producer_id);
+                            drop(states);
+                            producers.stable_moved();
+                        }
+                        Err(e.into())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Snapshots the producers' state if the log rolled a segment or grew by
+    /// `SNAPSHOT_EVERY_BYTES` since the last snapshot, or `always`.
+    async fn snapshot_producers(&self, producers: &PartitionProducers, always: bool) {
+        let (topic, index, log) = (&self.topic, self.index, &self.log);
+        let (size, rolls) = (log.size_bytes(), log.stats().rolls);
+        let base = producers.size_at_snapshot.get().min(size);
+        producers.size_at_snapshot.set(base);
+        let rolled = rolls != producers.rolls_at_snapshot.get();
+        if !always && !rolled && size - base < SNAPSHOT_EVERY_BYTES {
+            return;
+        }
+        // Taken with no await between reading the state and the high
+        // watermark, and only when nothing is between check and update.
+        let offset = log.high_watermark();
+        let encoded = (producers.writing.get() == 0)
+            .then(|| {
+                let mut state = producers.state.borrow_mut();
+                state.txns.prune(log.log_start_offset());
+                state.encode_snapshot()
+            })
+            .flatten();
+        let Some(encoded) = encoded else {
+            tracing::debug!(topic = %topic, partition = index, "producer batches in flight; snapshot left for later");
+            return;
+        };
+        match log.write_producer_snapshot(offset, &encoded).await {
+            Ok(()) => {
+                producers.size_at_snapshot.set(size);
+                producers.rolls_at_snapshot.set(rolls);
+            }
+            Err(EngineError::Closed) => {}
+            Err(e) => {
+                tracing::warn!(topic = %topic, partition = index, "writing a producer state snapshot failed: {e}")
+            }
+        }
+    }
+
+    fn expire_producers(&self, producers: &PartitionProducers, now: i64, expiration_ms: i64) {
+        let expired = producers.state.borrow_mut().expire(now, expiration_ms);
+        if expired > 0 {
+            tracing::info!(topic = %self.topic, partition = self.index, producers = expired, "expired idle producer ids");
         }
     }
 }

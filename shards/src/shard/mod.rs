@@ -23,7 +23,7 @@ use crate::transactions::TRANSACTION_STATE_TOPIC;
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
 use glommio::channels::channel_mesh::Senders;
-use partition::{Partition, PartitionTable};
+use partition::{Partition, PartitionTable, ProducerLoading};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -97,11 +97,11 @@ pub struct Shard {
     groups: RefCell<GroupCoordinator>,
     /// The transactional ids whose `__transaction_state` partition this shard owns.
     transactions: RefCell<transactions::TxnCoordinator>,
-    /// Loads producer state one partition at a time.
-    producer_loading: glommio::sync::Semaphore,
+    /// Shared by its partitions: producer state loads one at a time.
+    producer_loading: Rc<ProducerLoading>,
     /// Shared by all shards; touched only when a connection opens or closes.
     connections: Arc<ConnectionLimits>,
-    metrics: ShardMetrics,
+    metrics: Rc<ShardMetrics>,
 }
 
 impl Shard {
@@ -113,6 +113,7 @@ impl Shard {
         store: Option<MetadataStore>,
         peers: Senders<ShardMessage>,
     ) -> Shard {
+        let metrics = Rc::new(ShardMetrics::default());
         Shard {
             id,
             shard_count: peers.nr_consumers(),
@@ -121,7 +122,10 @@ impl Shard {
             partitions: RefCell::new(PartitionTable::default()),
             peers,
             topic_changes: glommio::sync::Semaphore::new(1),
-            producer_loading: glommio::sync::Semaphore::new(1),
+            producer_loading: Rc::new(ProducerLoading {
+                one_at_a_time: glommio::sync::Semaphore::new(1),
+                metrics: metrics.clone(),
+            }),
             transactions: RefCell::new(Default::default()),
             groups: RefCell::new(GroupCoordinator::new(GroupConfig {
                 initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
@@ -137,7 +141,7 @@ impl Shard {
             })),
             config,
             connections,
-            metrics: ShardMetrics::default(),
+            metrics,
         }
     }
 
@@ -188,7 +192,7 @@ impl Shard {
                         let txn_id = transactional_id.as_deref();
                         shard.append_idempotent(&partition, batch, records, durability, txn_id).await?
                     }
-                    None => log.append_validated(records, durability).await?,
+                    None => partition.append(records, durability).await?,
                 };
                 Ok(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             })
@@ -197,14 +201,8 @@ impl Shard {
     }
 
     pub async fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, partition| {
-            Box::pin(async move {
-                Ok(PartitionOffsets {
-                    log_start_offset: partition.log.log_start_offset(),
-                    high_watermark: partition.log.high_watermark(),
-                    last_stable_offset: shard.last_stable_offset(&partition).await?,
-                })
-            })
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, partition| {
+            Box::pin(async move { partition.offsets().await })
         })
         .await
     }
@@ -366,7 +364,12 @@ impl Shard {
                         } else if topic.name == TRANSACTION_STATE_TOPIC {
                             self.replay_transaction_partition(partition, &log).await;
                         }
-                        self.partitions.borrow_mut().insert_open(Partition::new(&topic.name, partition, log));
+                        self.partitions.borrow_mut().insert_open(Partition::new(
+                            &topic.name,
+                            partition,
+                            log,
+                            self.producer_loading.clone(),
+                        ));
                     }
                     Err(e) => {
                         tracing::error!(topic = %topic.name, partition, "cannot open partition, it stays offline: {e}");

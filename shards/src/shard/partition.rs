@@ -2,13 +2,19 @@
 //! open [`Partition`] (its log and, once loaded, its producers' state) or to
 //! a partition whose log failed to open. Replication will live inside the
 //! partition's append and read.
+//!
+//! A [`Partition`]'s methods are spread by concern: appends and offsets
+//! here, its producers' state in `idempotence.rs`, transactions, reads and
+//! waits in `partition_txns.rs`.
 
 use super::idempotence::PartitionProducers;
+use super::{PartitionOffsets, ShardMetrics};
 use crate::error::PartitionError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use weir_engine::PartitionLog;
+use weir_engine::batch::ValidatedRecords;
+use weir_engine::{AppendInfo, Durability, PartitionLog};
 
 /// One partition this shard owns and has open.
 pub(crate) struct Partition {
@@ -16,18 +22,44 @@ pub(crate) struct Partition {
     pub index: i32,
     pub log: Rc<PartitionLog>,
     /// Its producers' and transactions' state, loaded from the log on first
-    /// use (`Shard::producers`).
+    /// use (`Partition::producers`).
     pub(super) producers: RefCell<Option<Rc<PartitionProducers>>>,
+    pub(super) loading: Rc<ProducerLoading>,
+}
+
+/// What the partitions of one shard share to load their producers' state:
+/// one load at a time, and the shard's counters.
+pub(crate) struct ProducerLoading {
+    pub one_at_a_time: glommio::sync::Semaphore,
+    pub metrics: Rc<ShardMetrics>,
 }
 
 impl Partition {
-    pub fn new(topic: &str, index: i32, log: Rc<PartitionLog>) -> Self {
-        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None) }
+    pub fn new(topic: &str, index: i32, log: Rc<PartitionLog>, loading: Rc<ProducerLoading>) -> Self {
+        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None), loading }
     }
 
     /// The producers' state, if it is loaded.
     pub(super) fn loaded_producers(&self) -> Option<Rc<PartitionProducers>> {
         self.producers.borrow().clone()
+    }
+
+    /// Appends records that carry no producer id (see
+    /// `Shard::append_idempotent` for those that do).
+    pub async fn append(
+        &self,
+        records: ValidatedRecords,
+        durability: Durability,
+    ) -> Result<AppendInfo, PartitionError> {
+        Ok(self.log.append_validated(records, durability).await?)
+    }
+
+    pub async fn offsets(&self) -> Result<PartitionOffsets, PartitionError> {
+        Ok(PartitionOffsets {
+            log_start_offset: self.log.log_start_offset(),
+            high_watermark: self.log.high_watermark(),
+            last_stable_offset: self.last_stable_offset().await?,
+        })
     }
 }
 

@@ -4,9 +4,8 @@
 
 use super::idempotence::Writing;
 use super::partition::Partition;
-use super::{FetchedPartition, Shard};
+use super::FetchedPartition;
 use crate::error::PartitionError;
-use crate::groups::OFFSETS_TOPIC;
 use crate::messages::ProducerDescription;
 use crate::transactions::markers::marker_batch;
 use futures::future::select;
@@ -15,24 +14,23 @@ use std::time::{Duration, Instant};
 use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, Durability};
 
-impl Shard {
-    pub(super) async fn last_stable_offset(&self, partition: &Partition) -> Result<i64, PartitionError> {
-        let producers = self.producers(partition).await?;
-        let lso = producers.state.borrow().txns.last_stable_offset(partition.log.high_watermark());
+impl Partition {
+    pub(super) async fn last_stable_offset(&self) -> Result<i64, PartitionError> {
+        let producers = self.producers().await?;
+        let lso = producers.state.borrow().txns.last_stable_offset(self.log.high_watermark());
         Ok(lso)
     }
 
     /// Reads whole batches from `offset`; read_committed stops at the last
     /// stable offset and lists the aborted transactions the records overlap.
-    pub(super) async fn read_partition(
+    pub(super) async fn read(
         &self,
-        partition: &Partition,
         offset: i64,
         max_bytes: usize,
         read_committed: bool,
     ) -> Result<FetchedPartition, PartitionError> {
-        let log = &partition.log;
-        let producers = self.producers(partition).await?;
+        let log = &self.log;
+        let producers = self.producers().await?;
         let states = &producers.state;
         let mut records = log.read(offset, max_bytes).await?;
         let high_watermark = log.high_watermark();
@@ -59,14 +57,9 @@ impl Shard {
     /// Waits until the last stable offset passes `offset`, or `timeout`.
     /// It moves when the high watermark does (no transaction open) or when
     /// a marker ends the oldest open transaction, which wakes the waiters.
-    pub(super) async fn wait_stable_beyond(
-        &self,
-        partition: &Partition,
-        offset: i64,
-        timeout: Duration,
-    ) -> Result<(), PartitionError> {
-        let log = &partition.log;
-        let producers = self.producers(partition).await?;
+    pub(super) async fn wait_stable_beyond(&self, offset: i64, timeout: Duration) -> Result<(), PartitionError> {
+        let log = &self.log;
+        let producers = self.producers().await?;
         let deadline = Instant::now() + timeout;
         loop {
             // Registered before the check, with no await between: a marker
@@ -91,15 +84,9 @@ impl Shard {
 
     /// Ends the producer's transaction in this partition with a marker
     /// (acks=all), fencing older epochs of the producer.
-    pub(super) async fn write_marker(
-        &self,
-        partition: &Partition,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    ) -> Result<(), PartitionError> {
-        let log = &partition.log;
-        let producers = self.producers(partition).await?;
+    pub(super) async fn write_marker(&self, producer_id: i64, epoch: i16, commit: bool) -> Result<(), PartitionError> {
+        let log = &self.log;
+        let producers = self.producers().await?;
         let _writing = Writing::new(&producers);
         let timestamp = now_ms();
         let info = log.append(marker_batch(producer_id, epoch, commit, timestamp), Durability::Synced).await?;
@@ -109,17 +96,12 @@ impl Shard {
             states.txns.end(producer_id, commit, info.base_offset);
         }
         producers.stable_moved();
-        if partition.topic == OFFSETS_TOPIC {
-            self.groups.borrow_mut().end_txn(producer_id, commit, partition.index);
-        }
         Ok(())
     }
 
-    pub(super) async fn partition_producers(
-        &self,
-        partition: &Partition,
-    ) -> Result<Vec<ProducerDescription>, PartitionError> {
-        let producers = self.producers(partition).await?;
+    /// The producers DescribeProducers shows.
+    pub(super) async fn describe_producers(&self) -> Result<Vec<ProducerDescription>, PartitionError> {
+        let producers = self.producers().await?;
         let states = producers.state.borrow();
         let open: std::collections::HashMap<i64, i64> = states.txns.open().map(|(id, _, first)| (id, first)).collect();
         Ok(states

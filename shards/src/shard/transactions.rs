@@ -5,6 +5,7 @@
 
 use super::{IfRequesterLeaves, Shard};
 use crate::error::{PartitionError, TopicError};
+use crate::groups::OFFSETS_TOPIC;
 use crate::metadata::NewTopic;
 use crate::transactions::log_records;
 use crate::transactions::{
@@ -280,7 +281,14 @@ impl Shard {
                 }
                 let marker =
                     self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, partition| {
-                        Box::pin(async move { shard.write_marker(&partition, producer_id, epoch, commit).await })
+                        Box::pin(async move {
+                            partition.write_marker(producer_id, epoch, commit).await?;
+                            // The group coordinator here holds the transaction's offsets.
+                            if partition.topic == OFFSETS_TOPIC {
+                                shard.groups.borrow_mut().end_txn(producer_id, commit, partition.index);
+                            }
+                            Ok(())
+                        })
                     });
                 match marker.await {
                     Ok(_) => true,
@@ -426,8 +434,8 @@ impl Shard {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<crate::messages::ProducerDescription>, PartitionError> {
-        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |shard, partition| {
-            Box::pin(async move { shard.partition_producers(&partition).await })
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, partition| {
+            Box::pin(async move { partition.describe_producers().await })
         })
         .await
     }
