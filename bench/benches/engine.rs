@@ -17,8 +17,8 @@ fn batch(records: i32, body_len: usize) -> Bytes {
     Bytes::from(batch)
 }
 
-fn executor() -> glommio::LocalExecutor {
-    glommio::LocalExecutorBuilder::default().make().expect("glommio executor")
+fn executor() -> weir_runtime::LocalExecutor {
+    weir_runtime::LocalExecutorBuilder::default().make().expect("glommio executor")
 }
 
 /// `iters` appends of `batch`, `concurrent` at a time, on a fresh log.

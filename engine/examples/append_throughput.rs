@@ -18,7 +18,7 @@ fn main() {
     let dir = std::path::PathBuf::from(args.next().expect("usage: append_throughput DIR [MiB]"));
     let mib: usize = args.next().map_or(1024, |a| a.parse().expect("MiB"));
     let log_dir = dir.join(format!("append-throughput-{}", std::process::id()));
-    let ex = glommio::LocalExecutorBuilder::default().make().expect("executor");
+    let ex = weir_runtime::LocalExecutorBuilder::default().make().expect("executor");
     ex.run(async move {
         let config = LogConfig { max_batch_bytes: 2 << 20, cache_bytes: 0, ..LogConfig::default() };
         let log = PartitionLog::open(log_dir.clone(), config).await.expect("open");

@@ -23,7 +23,7 @@ fn main() {
     let log_dir =
         std::fs::canonicalize(&dir).expect("DIR exists").join(format!("recovery-time-{}", std::process::id()));
     let config = LogConfig { segment_bytes: MAX_SEGMENT_BYTES, cache_bytes: 0, ..LogConfig::default() };
-    let ex = glommio::LocalExecutorBuilder::default().make().expect("executor");
+    let ex = weir_runtime::LocalExecutorBuilder::default().make().expect("executor");
     ex.run(async move {
         let log = PartitionLog::open(log_dir.clone(), config).await.expect("open");
         let b = batch(kib << 10);

@@ -9,8 +9,8 @@
 
 use crate::error::{io_err, EngineError};
 use crate::segment;
-use glommio::io::Directory;
 use std::path::{Path, PathBuf};
+use weir_runtime::io::Directory;
 
 const FILE: &str = "clean-shutdown";
 const MAGIC: &str = "weir-clean-shutdown-v1";

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions};
+use weir_runtime::io::{DmaFile, OpenOptions};
 
 use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::compression::{self, Codec};
@@ -157,7 +157,7 @@ impl PartitionLog {
                     break;
                 }
             }
-            glommio::yield_if_needed().await;
+            weir_runtime::yield_if_needed().await;
         }
         let reads = window.reads;
         self.shared.count(|s| s.disk_reads += reads);
@@ -206,7 +206,7 @@ impl PartitionLog {
             if out.pending.len() >= WRITE_BYTES {
                 result = out.write_aligned().await;
             }
-            glommio::yield_if_needed().await;
+            weir_runtime::yield_if_needed().await;
             if shared.closing.get() {
                 break;
             }

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use glommio::io::Directory;
+use weir_runtime::io::Directory;
 
 use crate::error::{io_err, EngineError};
 use crate::segment;
@@ -67,7 +67,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, temporary) = (dir.path().join("f"), dir.path().join("f.tmp"));
         std::fs::write(&path, b"old").unwrap();
-        glommio::LocalExecutorBuilder::default().make().expect("glommio executor").run(async {
+        weir_runtime::LocalExecutorBuilder::default().make().expect("glommio executor").run(async {
             replace_file_async(&path, &temporary, b"new, and longer").await.unwrap();
         });
         assert_eq!(std::fs::read(&path).unwrap(), b"new, and longer");

@@ -61,7 +61,7 @@ impl EngineError {
 
 /// Converts a glommio error (always an I/O failure for file operations) into
 /// [`EngineError::Io`]. Kept private so glommio types stay out of the API.
-pub(crate) fn io_err(e: glommio::GlommioError<()>) -> EngineError {
+pub(crate) fn io_err(e: weir_runtime::GlommioError<()>) -> EngineError {
     EngineError::Io(e.into())
 }
 

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::Directory;
+use weir_runtime::io::Directory;
 
 use crate::durable;
 use crate::error::{io_err, EngineError};

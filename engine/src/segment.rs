@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions, ReadResult};
+use weir_runtime::io::{DmaFile, OpenOptions, ReadResult};
 
 use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::clean_shutdown::CleanShutdown;

@@ -279,7 +279,9 @@ fn io_error_fails_the_affected_appends_and_later_appends_retry() {
         let tasks: Vec<_> = (0..3u8)
             .map(|i| {
                 let log = log.clone();
-                glommio::spawn_local(async move { log.append(bytes(batch(1, 150, 50 + i)), Durability::Synced).await })
+                weir_runtime::spawn_local(
+                    async move { log.append(bytes(batch(1, 150, 50 + i)), Durability::Synced).await },
+                )
             })
             .collect();
         for t in tasks {

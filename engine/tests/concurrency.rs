@@ -20,7 +20,7 @@ fn concurrent_appends_get_contiguous_offsets_in_poll_order() {
             let durability = if i % 3 == 0 { Durability::Synced } else { Durability::Written };
             let b = batch(i32::from(i % 4) + 1, 20 + usize::from(i), i);
             // glommio polls spawned tasks in spawn order.
-            tasks.push(glommio::spawn_local(async move {
+            tasks.push(weir_runtime::spawn_local(async move {
                 let info = log.append(bytes(b.clone()), durability).await.expect("append");
                 (info, b)
             }));
@@ -51,7 +51,7 @@ fn appends_are_counted_while_they_wait_for_the_writer() {
         let tasks: Vec<_> = (0..3u8)
             .map(|i| {
                 let log = log.clone();
-                glommio::spawn_local(async move { log.append(bytes(batch(1, 10, i)), Durability::Written).await })
+                weir_runtime::spawn_local(async move { log.append(bytes(batch(1, 10, i)), Durability::Written).await })
             })
             .collect();
         // glommio polls a new task at once here and runs the writer it woke
@@ -100,7 +100,7 @@ fn appends_spanning_rolls_in_one_group() {
         let tasks: Vec<_> = (0..60u8)
             .map(|i| {
                 let log = log.clone();
-                glommio::spawn_local(async move {
+                weir_runtime::spawn_local(async move {
                     let b = batch(1, 300, i);
                     (log.append(bytes(b.clone()), Durability::Synced).await.expect("append"), b)
                 })
@@ -124,7 +124,7 @@ fn wait_beyond_resolves_after_an_append_and_on_close() {
     block_on(async move {
         let log = open(dir.path(), LogConfig::default()).await;
         let done = Rc::new(Cell::new(false));
-        let waiter = glommio::spawn_local({
+        let waiter = weir_runtime::spawn_local({
             let (log, done) = (log.clone(), done.clone());
             async move {
                 log.wait_beyond(0).await;
@@ -132,7 +132,7 @@ fn wait_beyond_resolves_after_an_append_and_on_close() {
                 log.high_watermark()
             }
         });
-        glommio::timer::sleep(Duration::from_millis(20)).await;
+        weir_runtime::timer::sleep(Duration::from_millis(20)).await;
         assert!(!done.get(), "nothing appended yet");
         log.append(bytes(batch(3, 10, 1)), Durability::Written).await.expect("append");
         assert_eq!(waiter.await, 3);
@@ -140,18 +140,18 @@ fn wait_beyond_resolves_after_an_append_and_on_close() {
         log.wait_beyond(2).await;
 
         // A waiter that gives up (raced with a timer) leaves nothing behind.
-        let timed_out = glommio::timer::timeout(Duration::from_millis(10), async {
+        let timed_out = weir_runtime::timer::timeout(Duration::from_millis(10), async {
             log.wait_beyond(3).await;
             Ok(())
         })
         .await;
         assert!(timed_out.is_err());
 
-        let waiter = glommio::spawn_local({
+        let waiter = weir_runtime::spawn_local({
             let log = log.clone();
             async move { log.wait_beyond(100).await }
         });
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        weir_runtime::timer::sleep(Duration::from_millis(5)).await;
         log.close().await.expect("close");
         waiter.await;
     });

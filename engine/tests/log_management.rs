@@ -11,7 +11,7 @@ use weir_engine::records::{self, RecordsBuilder};
 use weir_engine::{now_ms, CleanupPolicy, Durability, EngineError, LogConfig, TimestampType};
 
 fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
-    glommio::timer::sleep(Duration::from_millis(ms))
+    weir_runtime::timer::sleep(Duration::from_millis(ms))
 }
 
 /// A plain batch of `n` records with timestamps `ts, ts+1, ...`.

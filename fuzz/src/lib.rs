@@ -11,8 +11,8 @@ use weir_engine::batch::{self, HEADER_LEN};
 thread_local! {
     /// One executor per process: building one per input would cost more than
     /// the input itself (io_uring rings, buffers).
-    static EXECUTOR: glommio::LocalExecutor =
-        glommio::LocalExecutorBuilder::default().make().expect("glommio executor");
+    static EXECUTOR: weir_runtime::LocalExecutor =
+        weir_runtime::LocalExecutorBuilder::default().make().expect("glommio executor");
 }
 
 /// Runs `fut` to completion on this thread's glommio executor.

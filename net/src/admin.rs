@@ -8,12 +8,12 @@
 use crate::metrics;
 use futures::future::{select, Either};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
 use std::cell::Cell;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
+use weir_runtime::net::{TcpListener, TcpStream};
 use weir_shards::{Shard, ShutdownSignal};
 
 /// Largest request head (request line and headers) read.
@@ -44,7 +44,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, shutdown: ShutdownSi
             Ok(stream) if open.get() < MAX_CONNECTIONS => {
                 open.set(open.get() + 1);
                 let (shard, open) = (shard.clone(), open.clone());
-                glommio::spawn_local(async move {
+                weir_runtime::spawn_local(async move {
                     if let Err(e) = serve_request(&shard, stream).await {
                         tracing::debug!("admin request failed: {e}");
                     }
@@ -55,14 +55,14 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, shutdown: ShutdownSi
             Ok(stream) => drop(stream),
             Err(e) => {
                 tracing::warn!("admin accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                weir_runtime::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
 async fn serve_request(shard: &Shard, mut stream: TcpStream) -> std::io::Result<()> {
-    let head = match select(pin!(read_head(&mut stream)), pin!(glommio::timer::sleep(REQUEST_TIMEOUT))).await {
+    let head = match select(pin!(read_head(&mut stream)), pin!(weir_runtime::timer::sleep(REQUEST_TIMEOUT))).await {
         Either::Left((head, _)) => head?,
         Either::Right(_) => return Ok(()),
     };

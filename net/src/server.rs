@@ -26,15 +26,15 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
 use futures::io::{AsyncWriteExt, BufReader};
-use glommio::channels::local_channel::{self, LocalSender};
-use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::{Semaphore, StaticPermit};
 use kafka_protocol::messages::ApiKey;
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use weir_runtime::channels::local_channel::{self, LocalSender};
+use weir_runtime::net::{TcpListener, TcpStream};
+use weir_runtime::sync::{Semaphore, StaticPermit};
 use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
@@ -61,7 +61,7 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
                 let (shard, shutdown, open) = (shard.clone(), shutdown.clone(), open_connections.clone());
                 open.set(open.get() + 1);
                 shard.metrics().connection_opened();
-                glommio::spawn_local(async move {
+                weir_runtime::spawn_local(async move {
                     serve_connection(shard.clone(), stream, shutdown).await;
                     drop(permit);
                     shard.metrics().connection_closed();
@@ -72,14 +72,14 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(shard = shard.id(), "accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                weir_runtime::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     shard.metrics().serving.set(false);
     let waited = Instant::now();
     while open_connections.get() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        weir_runtime::timer::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }
@@ -108,7 +108,7 @@ fn start_admin_endpoint(shard: &Rc<Shard>, shutdown: &ShutdownSignal) {
     match crate::admin::bind(address) {
         Ok(listener) => {
             tracing::info!(admin = %address, "admin endpoint serving /health and /metrics");
-            glommio::spawn_local(crate::admin::serve(shard.clone(), listener, shutdown.clone())).detach();
+            weir_runtime::spawn_local(crate::admin::serve(shard.clone(), listener, shutdown.clone())).detach();
         }
         Err(e) => tracing::error!(admin = %address, "cannot listen on the admin address, serving without it: {e}"),
     }
@@ -132,7 +132,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
         return;
     }
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
-    let writer_task = glommio::spawn_local(write_responses(shard.clone(), writer, pending));
+    let writer_task = weir_runtime::spawn_local(write_responses(shard.clone(), writer, pending));
     let socket = reader.as_raw_fd();
     let reading = pin!(read_requests(&shard, reader, &peer, &shutdown, responses));
     match select(reading, writer_task).await {
@@ -240,7 +240,7 @@ async fn read_requests(
             FetchTurn { after: previous_fetch_written.replace(turn_of_next), written }
         });
         let task =
-            glommio::spawn_local(answer(shard.clone(), key, version, correlation_id, client, request, fetch_turn));
+            weir_runtime::spawn_local(answer(shard.clone(), key, version, correlation_id, client, request, fetch_turn));
         if responses.send((task, permit)).await.is_err() {
             break; // the writer failed: the connection is done
         }
@@ -256,7 +256,7 @@ async fn unless_idle_or_stopping<T>(
     idle: Duration,
     shutdown: &ShutdownSignal,
 ) -> Option<T> {
-    let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(glommio::timer::sleep(idle)));
+    let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(weir_runtime::timer::sleep(idle)));
     match select(pin!(read), select(stopping, idle_timer)).await {
         Either::Left((done, _)) => Some(done),
         Either::Right((Either::Left(_), _)) => None, // shutdown
@@ -327,7 +327,7 @@ async fn answer(
     Ok(Answer { frame, _fetch_written: fetch_written })
 }
 
-type ResponseTask = glommio::Task<anyhow::Result<Answer>>;
+type ResponseTask = weir_runtime::Task<anyhow::Result<Answer>>;
 
 /// Writes the answers in request order; each request's permit (its share of
 /// `queued_max_request_bytes`) is given back, and a Fetch's turn passed on,
@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn chunks_arrive_whole_and_in_order_through_a_full_socket() {
-        glommio::LocalExecutorBuilder::default().make().expect("executor").run(async {
+        weir_runtime::LocalExecutorBuilder::default().make().expect("executor").run(async {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let address = listener.local_addr().expect("address");
             // Many small chunks and some larger than a socket buffer, so the
@@ -434,9 +434,9 @@ mod tests {
                 .map(|i| Bytes::from(vec![i as u8; if i % 50 == 7 { 3 << 20 } else { 1 + i * 13 % 200 }]))
                 .collect();
             let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-            let reader = glommio::spawn_local(async move {
+            let reader = weir_runtime::spawn_local(async move {
                 let mut stream = listener.accept().await.expect("accept");
-                glommio::timer::sleep(Duration::from_millis(50)).await; // let the socket fill
+                weir_runtime::timer::sleep(Duration::from_millis(50)).await; // let the socket fill
                 let mut received = Vec::new();
                 stream.read_to_end(&mut received).await.expect("read");
                 received

@@ -43,7 +43,7 @@ impl Claim {
     }
 
     /// The claim as a shard's listener (called on that shard's thread).
-    pub fn into_listener(self) -> glommio::net::TcpListener {
+    pub fn into_listener(self) -> weir_runtime::net::TcpListener {
         into_glommio(self.socket)
     }
 }
@@ -90,7 +90,7 @@ fn new_socket(address: SocketAddr) -> io::Result<Socket> {
 }
 
 /// One shard's listener on the claimed address.
-pub fn bind_shard(claim: SocketAddr) -> io::Result<glommio::net::TcpListener> {
+pub fn bind_shard(claim: SocketAddr) -> io::Result<weir_runtime::net::TcpListener> {
     let socket = new_socket(claim)?;
     socket.set_reuse_port(true)?;
     socket.bind(&claim.into())?;
@@ -99,11 +99,11 @@ pub fn bind_shard(claim: SocketAddr) -> io::Result<glommio::net::TcpListener> {
     Ok(into_glommio(socket))
 }
 
-fn into_glommio(socket: Socket) -> glommio::net::TcpListener {
+fn into_glommio(socket: Socket) -> weir_runtime::net::TcpListener {
     use std::os::fd::{FromRawFd, IntoRawFd};
     let listener: std::net::TcpListener = socket.into();
     // SAFETY: a bound, listening socket we own; ownership moves to glommio.
-    unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) }
+    unsafe { weir_runtime::net::TcpListener::from_raw_fd(listener.into_raw_fd()) }
 }
 
 /// `<data_dir>/listen.addr`.

@@ -13,8 +13,6 @@
 //! the owner with the work, the [`ReplyReceiver`] stays and is awaited.
 
 use futures::channel::oneshot::Canceled;
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
-use glommio::channels::shared_channel::ConnectedReceiver;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,13 +21,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use weir_runtime::channels::channel_mesh::{MeshBuilder, Senders};
+use weir_runtime::channels::shared_channel::ConnectedReceiver;
 
 /// Wake notices one shard may have queued for another before one is sent
 /// from a task of its own instead.
 const WAKE_CHANNEL_CAPACITY: usize = 1024;
 
 /// "Wake your entry k": the only thing that crosses threads to wake a task.
-pub(crate) type WakeMesh = MeshBuilder<u64, glommio::channels::channel_mesh::Full>;
+pub(crate) type WakeMesh = MeshBuilder<u64, weir_runtime::channels::channel_mesh::Full>;
 
 pub(crate) fn wake_mesh(shard_count: usize) -> WakeMesh {
     MeshBuilder::full(shard_count, WAKE_CHANNEL_CAPACITY)
@@ -58,7 +58,7 @@ pub(crate) async fn join(mesh: WakeMesh) -> Result<(), ()> {
         peers,
     });
     for (_, from_peer) in receivers.streams() {
-        glommio::spawn_local(serve_wakes(wakers.clone(), from_peer)).detach();
+        weir_runtime::spawn_local(serve_wakes(wakers.clone(), from_peer)).detach();
     }
     WAKERS.with(|w| *w.borrow_mut() = Some(wakers));
     Ok(())
@@ -115,7 +115,7 @@ impl Wakers {
         // its own waits for room. An error means that shard stopped.
         if self.peers.try_send_to(shard, key).is_err() {
             let wakers = self.clone();
-            glommio::spawn_local(async move {
+            weir_runtime::spawn_local(async move {
                 let _ = wakers.peers.send_to(shard, key).await;
             })
             .detach();
@@ -280,7 +280,7 @@ impl<T> Drop for ReplyReceiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+    use weir_runtime::{LocalExecutorPoolBuilder, PoolPlacement};
 
     /// What shard 0 hands shard 1 in each case: senders travel over a mesh
     /// like the work that carries them in the broker.
@@ -312,7 +312,7 @@ mod tests {
                     let dropped = rx.await;
                     let (tx, rx) = channel::<u32>();
                     senders.send_to(1, Case::WaitForRequesterToGo(tx)).await.ok().unwrap();
-                    glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                    weir_runtime::timer::sleep(std::time::Duration::from_millis(50)).await;
                     drop(rx);
                     let (_, from_1) = receivers.streams().pop().unwrap();
                     assert!(matches!(from_1.recv().await, Some(Case::Done)));

@@ -10,11 +10,6 @@ use crate::reply;
 use crate::shard::Shard;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
-use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::channels::shared_channel::ConnectedReceiver;
-use glommio::{
-    CpuSet, Latency, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement, Shares, TaskQueueHandle,
-};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +18,11 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
 use std::time::{Duration, Instant};
+use weir_runtime::channels::channel_mesh::MeshBuilder;
+use weir_runtime::channels::shared_channel::ConnectedReceiver;
+use weir_runtime::{
+    CpuSet, Latency, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement, Shares, TaskQueueHandle,
+};
 
 /// Messages one shard may have queued for another before senders wait.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -69,7 +69,7 @@ impl ShutdownSignal {
 /// recover from that too).
 pub fn run<F, Fut>(config: BrokerConfig, serve: F) -> Result<(), RuntimeError>
 where
-    F: Fn(Rc<Shard>, glommio::net::TcpListener, ShutdownSignal) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
     let mut config = config;
@@ -237,9 +237,9 @@ fn exit_if_shards_hang() -> mpsc::Sender<()> {
 /// in glommio 0.9 (see [`reply`]).
 fn watch_for_stop(supervision: Arc<Supervision>) -> ShutdownSignal {
     let (stop, stopped) = oneshot::channel();
-    glommio::spawn_local(async move {
+    weir_runtime::spawn_local(async move {
         while !supervision.stop.load(Ordering::SeqCst) {
-            glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+            weir_runtime::timer::sleep(STOP_POLL_INTERVAL).await;
         }
         let _ = stop.send(());
     })
@@ -253,7 +253,7 @@ struct ShardStart {
     connections: Arc<ConnectionLimits>,
     snapshot: Arc<crate::MetadataSnapshot>,
     store: Arc<Mutex<Option<MetadataStore>>>,
-    mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
+    mesh: MeshBuilder<ShardMessage, weir_runtime::channels::channel_mesh::Full>,
     wake_mesh: reply::WakeMesh,
     /// The claimed listen address, and its socket (shard 0's listener).
     claim: Arc<Mutex<Option<listen::Claim>>>,
@@ -262,7 +262,7 @@ struct ShardStart {
 
 async fn shard_main<F, Fut>(start: ShardStart, supervision: &Arc<Supervision>, serve: F) -> Result<(), RuntimeError>
 where
-    F: Fn(Rc<Shard>, glommio::net::TcpListener, ShutdownSignal) -> Fut,
+    F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let ShardStart { config, connections, snapshot, store, mesh, wake_mesh, claim, address } = start;
@@ -276,12 +276,12 @@ where
     let shard = Rc::new(Shard::new(id, config, connections, snapshot, store, senders));
     shard.open_owned_partitions(&shard.metadata()).await;
     for (_, from_peer) in receivers.streams() {
-        glommio::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
+        weir_runtime::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }
-    glommio::spawn_local(tick_groups(shard.clone())).detach();
-    glommio::spawn_local(tick_transactions(shard.clone())).detach();
+    weir_runtime::spawn_local(tick_groups(shard.clone())).detach();
+    weir_runtime::spawn_local(tick_transactions(shard.clone())).detach();
     spawn_maintenance(&shard);
-    glommio::spawn_local(probe_scheduling_delay(shard.clone())).detach();
+    weir_runtime::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
     let claim = if id == 0 { claim.lock().expect("startup lock").take() } else { None };
     let listener = claim.map_or_else(|| listen::bind_shard(address), |claim| Ok(claim.into_listener()));
@@ -389,7 +389,7 @@ async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>
         }
         let in_flight = counted.then(|| shard.metrics().peer_requests_in_flight.enter());
         let shard = shard.clone();
-        glommio::spawn_local(async move {
+        weir_runtime::spawn_local(async move {
             shard.handle_message(msg).await;
             drop(in_flight);
         })
@@ -402,7 +402,7 @@ async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>
 async fn probe_scheduling_delay(shard: Rc<Shard>) {
     loop {
         let asleep = Instant::now();
-        glommio::timer::sleep(SCHEDULING_PROBE_INTERVAL).await;
+        weir_runtime::timer::sleep(SCHEDULING_PROBE_INTERVAL).await;
         shard.metrics().scheduling_delay.record(asleep.elapsed().saturating_sub(SCHEDULING_PROBE_INTERVAL));
     }
 }
@@ -425,7 +425,7 @@ pub(crate) fn thread_cpu_time() -> (Duration, Duration) {
 /// Session expiry and rebalance deadlines of the groups this shard owns.
 async fn tick_groups(shard: Rc<Shard>) {
     loop {
-        glommio::timer::sleep(GROUP_TICK).await;
+        weir_runtime::timer::sleep(GROUP_TICK).await;
         shard.tick_groups();
     }
 }
@@ -433,7 +433,7 @@ async fn tick_groups(shard: Rc<Shard>) {
 /// Transactions of this shard's ids left half-ended or past their timeout.
 async fn tick_transactions(shard: Rc<Shard>) {
     loop {
-        glommio::timer::sleep(TRANSACTION_TICK).await;
+        weir_runtime::timer::sleep(TRANSACTION_TICK).await;
         shard.tick_transactions();
     }
 }
@@ -455,11 +455,11 @@ where
     let shard = shard.clone();
     let every = async move {
         loop {
-            glommio::timer::sleep(interval).await;
+            weir_runtime::timer::sleep(interval).await;
             pass(shard.clone()).await;
         }
     };
-    glommio::spawn_local_into(every, queue).expect("the maintenance queue exists").detach();
+    weir_runtime::spawn_local_into(every, queue).expect("the maintenance queue exists").detach();
 }
 
 /// The periodic passes over this shard's partitions and transactional ids:
@@ -473,8 +473,11 @@ where
 /// (`MAINTENANCE_SHARES`), so that they never delay requests by much.
 fn spawn_maintenance(shard: &Rc<Shard>) {
     let c = shard.config();
-    let queue =
-        glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
+    let queue = weir_runtime::executor().create_task_queue(
+        Shares::Static(MAINTENANCE_SHARES),
+        Latency::NotImportant,
+        "maintenance",
+    );
     spawn_every(shard, queue, c.log_retention_check_interval_ms, |s| async move {
         s.enforce_retention().await;
         s.snapshot_producers(false).await;

@@ -44,10 +44,10 @@ use std::task::{Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use glommio::channels::local_channel::{self, LocalSender};
-use glommio::io::Directory;
-use glommio::sync::Semaphore;
-use glommio::Task;
+use weir_runtime::channels::local_channel::{self, LocalSender};
+use weir_runtime::io::Directory;
+use weir_runtime::sync::Semaphore;
+use weir_runtime::Task;
 
 use crate::batch::{self, RawHeader, ValidatedRecords};
 use crate::cache::ReadCache;
@@ -278,7 +278,7 @@ impl PartitionLog {
             active_since,
             group_time: -1,
         };
-        let task = glommio::spawn_local(writer.run(wake_rx));
+        let task = weir_runtime::spawn_local(writer.run(wake_rx));
         Ok(Rc::new(PartitionLog { shared, wake_writer, writer: RefCell::new(Some(task)) }))
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use glommio::io::Directory;
+use weir_runtime::io::Directory;
 
 use crate::clean_shutdown::{self};
 use crate::error::{disk_corruption, io_err, EngineError};

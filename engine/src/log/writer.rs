@@ -8,8 +8,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::channels::local_channel::LocalReceiver;
-use glommio::io::Directory;
+use weir_runtime::channels::local_channel::LocalReceiver;
+use weir_runtime::io::Directory;
 
 use crate::batch::{self, RawHeader};
 use crate::cache::Chunk;
@@ -89,7 +89,7 @@ impl Writer {
         };
         let mut recv = std::pin::pin!(wake.recv());
         let mut timer =
-            deadline.map(|d| Box::pin(glommio::timer::Timer::new(d.saturating_duration_since(Instant::now()))));
+            deadline.map(|d| Box::pin(weir_runtime::timer::Timer::new(d.saturating_duration_since(Instant::now()))));
         poll_fn(|cx| {
             if let Poll::Ready(m) = recv.as_mut().poll(cx) {
                 return Poll::Ready(if m.is_some() { Wake::Message } else { Wake::Closed });

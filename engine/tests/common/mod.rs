@@ -13,7 +13,7 @@ use weir_engine::{LogConfig, PartitionLog};
 
 /// Runs `fut` on a fresh glommio executor.
 pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    glommio::LocalExecutorBuilder::default().make().expect("glommio executor").run(fut)
+    weir_runtime::LocalExecutorBuilder::default().make().expect("glommio executor").run(fut)
 }
 
 /// A valid RecordBatch v2 with `records` records and `body_len` bytes of

@@ -76,7 +76,7 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
             break;
         }
         // The owners wait on their partitions; the first to see one move reads them again.
-        let reread = match select(pin!(reads.reread()), pin!(glommio::timer::sleep(left))).await {
+        let reread = match select(pin!(reads.reread()), pin!(weir_runtime::timer::sleep(left))).await {
             Either::Left((reread, _)) => reread,
             Either::Right(_) => break,
         };

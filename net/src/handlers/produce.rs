@@ -171,10 +171,10 @@ async fn durable_by(
     deadline: Instant,
 ) -> PartitionResult {
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let append = glommio::spawn_local(async move {
+    let append = weir_runtime::spawn_local(async move {
         shard.produce(&topic, partition, records, Durability::Synced, transactional_id.as_deref()).await
     });
-    match select(append.detach(), pin!(glommio::timer::sleep(timeout))).await {
+    match select(append.detach(), pin!(weir_runtime::timer::sleep(timeout))).await {
         Either::Left((Some(result), _)) => result.map_err(error_of),
         Either::Left((None, _)) => Err(error_of(PartitionError::ShardUnavailable)), // the task did not finish
         Either::Right(_) => Err(Refused::new(

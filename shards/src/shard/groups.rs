@@ -466,7 +466,7 @@ impl Shard {
             let Ok(log) = self.partition(OFFSETS_TOPIC, partition).map(|p| p.log.clone()) else { continue };
             let batch = encode_batch(&records, now_ms(), RecordsBuilder::new());
             // Spawned tasks first run in spawn order, so group records keep their order.
-            glommio::spawn_local(async move {
+            weir_runtime::spawn_local(async move {
                 if let Err(e) = log.append(batch, Durability::Written).await {
                     tracing::warn!(partition, "persisting group metadata failed: {e}");
                 }

@@ -22,7 +22,6 @@ use crate::runtime::ConnectionLimits;
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
-use glommio::channels::channel_mesh::Senders;
 use partition::{Partition, PartitionTable, ProducerLoading};
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -32,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::batch;
 use weir_engine::{AppendInfo, Durability, PartitionLog};
+use weir_runtime::channels::channel_mesh::Senders;
 
 pub use fetch::{LongPoll, PartitionRead, PartitionReads, ReadResult};
 pub use metrics::{
@@ -92,7 +92,7 @@ pub struct Shard {
     partitions: RefCell<PartitionTable>,
     peers: Senders<ShardMessage>,
     /// Serialises topic changes on the controller so snapshots go out in order.
-    topic_changes: glommio::sync::Semaphore,
+    topic_changes: weir_runtime::sync::Semaphore,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
     groups: RefCell<GroupCoordinator>,
     /// The transactional ids whose `__transaction_state` partition this shard owns.
@@ -121,9 +121,9 @@ impl Shard {
             store: store.map(RefCell::new),
             partitions: RefCell::new(PartitionTable::default()),
             peers,
-            topic_changes: glommio::sync::Semaphore::new(1),
+            topic_changes: weir_runtime::sync::Semaphore::new(1),
             producer_loading: Rc::new(ProducerLoading {
-                one_at_a_time: glommio::sync::Semaphore::new(1),
+                one_at_a_time: weir_runtime::sync::Semaphore::new(1),
                 metrics: metrics.clone(),
             }),
             transactions: RefCell::new(Default::default()),

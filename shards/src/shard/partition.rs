@@ -30,7 +30,7 @@ pub(crate) struct Partition {
 /// What the partitions of one shard share to load their producers' state:
 /// one load at a time, and the shard's counters.
 pub(crate) struct ProducerLoading {
-    pub one_at_a_time: glommio::sync::Semaphore,
+    pub one_at_a_time: weir_runtime::sync::Semaphore,
     pub metrics: Rc<ShardMetrics>,
 }
 

@@ -73,7 +73,7 @@ impl Partition {
             if left.is_zero() {
                 return Ok(());
             }
-            let timer = pin!(glommio::timer::sleep(left));
+            let timer = pin!(weir_runtime::timer::sleep(left));
             if high_watermark > offset {
                 select(moved, timer).await;
             } else {

@@ -365,7 +365,7 @@ impl Shard {
         };
         for m in due {
             let shard = self.clone();
-            glommio::spawn_local(async move {
+            weir_runtime::spawn_local(async move {
                 let Ok(_busy) = shard.lock_txn(&m.transactional_id) else { return };
                 let prepared = match m.state {
                     TxnState::Ongoing => {
