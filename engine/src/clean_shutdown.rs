@@ -7,8 +7,9 @@
 //! It records what the scan would have found, and is only believed while the
 //! segment file still has the recorded length.
 
-use crate::error::{io_err, EngineError};
+use crate::error::EngineError;
 use crate::segment;
+use crate::storage;
 use std::path::{Path, PathBuf};
 use weir_runtime::io::Directory;
 
@@ -80,7 +81,7 @@ pub(crate) async fn take(dir: &Path, directory: &Directory) -> Result<Option<Cle
         tracing::warn!(file = %path.display(), "ignoring an unreadable clean-shutdown marker");
     }
     std::fs::remove_file(&path)?;
-    directory.sync().await.map_err(io_err)?;
+    storage::sync_directory(directory).await?;
     Ok(marker)
 }
 

@@ -43,6 +43,7 @@ use crate::index::{IndexPolicy, OffsetIndex};
 use crate::log::PartitionLog;
 use crate::records;
 use crate::segment::{self, align_down, align_up, FileWindow, IndexAdditions, Indexes, Segment};
+use crate::storage;
 use crate::timeindex::TimeIndex;
 
 /// Most distinct keys one compaction run maps (about 40 bytes each).
@@ -404,7 +405,7 @@ impl Cleaned {
         }
         let size = self.written;
         self.file.truncate(size).await.map_err(io_err)?;
-        self.file.fdatasync().await.map_err(io_err)?;
+        storage::fdatasync(&self.file).await?;
         self.file.close().await.map_err(io_err)?;
         let mut offsets = OffsetIndex::new();
         for e in self.added.offsets {

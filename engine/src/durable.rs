@@ -12,20 +12,21 @@ use weir_runtime::io::Directory;
 
 use crate::error::{io_err, EngineError};
 use crate::segment;
+use crate::storage;
 
 /// Replaces `path` with `bytes` through the temporary `temporary` (in the
 /// same directory).
 pub fn replace_file(path: &Path, temporary: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = std::fs::File::create(temporary)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
+    storage::sync_std_file(&file, temporary)?;
     std::fs::rename(temporary, path)?;
     sync_dir(parent(path))
 }
 
 /// Makes the creations, renames and removals of entries in `dir` durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    storage::sync_std_directory(dir)
 }
 
 /// [`replace_file`] on a glommio executor.
@@ -38,7 +39,7 @@ pub async fn replace_file_async(path: &Path, temporary: &Path, bytes: &[u8]) -> 
 /// [`sync_dir`] on a glommio executor.
 pub async fn sync_dir_async(dir: &Path) -> Result<(), EngineError> {
     let d = Directory::open(dir).await.map_err(io_err)?;
-    let synced = d.sync().await.map_err(io_err);
+    let synced = storage::sync_directory(&d).await;
     let closed = d.close().await.map_err(io_err);
     synced.and(closed)
 }

@@ -51,6 +51,7 @@ mod producer_snapshot;
 pub mod records;
 mod retention;
 mod segment;
+pub mod storage;
 pub mod timeindex;
 
 pub use compaction::{CompactionOutcome, MAX_KEYS as MAX_COMPACTION_KEYS};

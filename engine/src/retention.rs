@@ -15,9 +15,10 @@ use std::rc::Rc;
 use weir_runtime::io::Directory;
 
 use crate::durable;
-use crate::error::{io_err, EngineError};
+use crate::error::EngineError;
 use crate::log::PartitionLog;
 use crate::segment::{self, Segment};
+use crate::storage;
 
 const CHECKPOINT: &str = "log-start-offset";
 const CHECKPOINT_TMP: &str = "log-start-offset.tmp";
@@ -73,7 +74,7 @@ pub(crate) async fn remove_leftovers(dir: &Path, directory: &Directory) -> Resul
         }
     }
     if removed {
-        directory.sync().await.map_err(io_err)?;
+        storage::sync_directory(directory).await?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::batch::{self, RawHeader, HEADER_LEN};
 use crate::clean_shutdown::CleanShutdown;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::{IndexEntry, IndexPolicy, OffsetIndex};
+use crate::storage;
 use crate::timeindex::{TimeEntry, TimeIndex};
 
 /// Smallest read issued against a segment file (reads are rounded up to it).
@@ -553,7 +554,7 @@ async fn write_whole(file: &DmaFile, bytes: &[u8]) -> Result<(), EngineError> {
         }
         file.truncate(bytes.len() as u64).await.map_err(io_err)?;
     }
-    file.fdatasync().await.map_err(io_err)
+    storage::fdatasync(file).await
 }
 
 #[cfg(test)]

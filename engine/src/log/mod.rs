@@ -57,6 +57,7 @@ use crate::producer_snapshot;
 use crate::records;
 use crate::retention;
 use crate::segment::{self, Segment};
+use crate::storage;
 
 /// Largest segment the engine creates (file positions in the index are u32;
 /// one append may overshoot the limit, so keep half the range as headroom).
@@ -237,7 +238,7 @@ impl PartitionLog {
         let Recovered { segments, active, tail, policy, scanned } = recovered;
         let hw = active.next_offset();
         if producer_snapshot::remove_above(&dir, hw)? {
-            directory.sync().await.map_err(io_err)?;
+            storage::sync_directory(&directory).await?;
         }
         let first_base = segments.keys().next().copied().unwrap_or(active.base_offset);
         let mut log_start = first_base;

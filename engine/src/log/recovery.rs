@@ -13,6 +13,7 @@ use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::IndexPolicy;
 use crate::retention;
 use crate::segment::{self, align_down, FileWindow, Offsets, Segment};
+use crate::storage;
 
 /// What recovery hands to the log.
 pub(super) struct Recovered {
@@ -41,7 +42,7 @@ pub(super) async fn recover(dir: &Path, directory: &Directory, config: &LogConfi
     if bases.is_empty() {
         let file = segment::create_new(&segment::log_path(dir, 0)).await?;
         file.close().await.map_err(io_err)?;
-        directory.sync().await.map_err(io_err)?;
+        storage::sync_directory(directory).await?;
         bases.push(0);
     }
     let mut segments = BTreeMap::new();
@@ -94,7 +95,7 @@ pub(super) async fn recover(dir: &Path, directory: &Directory, config: &LogConfi
             "recovered up to the last complete batch; dropping the bytes after it"
         );
         file.truncate(end.position).await.map_err(io_err)?;
-        file.fdatasync().await.map_err(io_err)?;
+        storage::fdatasync(&file).await?;
     }
     let align = segment::alignment_of(&file);
     let block_start = align_down(end.position, align);

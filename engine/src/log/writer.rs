@@ -17,6 +17,7 @@ use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{io_err, EngineError};
 use crate::index::IndexPolicy;
 use crate::segment::{self, align_down, align_up, IndexAdditions, Indexes, Segment};
+use crate::storage;
 
 use super::recovery::roll_jitter;
 
@@ -220,10 +221,10 @@ impl Writer {
     /// created since its last sync. Sealed segments were synced when sealed.
     async fn sync(&mut self) -> Result<(), EngineError> {
         let unflushed = self.unflushed;
-        self.active.file.fdatasync().await.map_err(io_err)?;
+        storage::fdatasync(&self.active.file).await?;
         self.shared.count(|s| s.syncs += 1);
         if self.dir_dirty {
-            self.directory.sync().await.map_err(io_err)?;
+            storage::sync_directory(&self.directory).await?;
             self.dir_dirty = false;
         }
         // Writes that completed while syncing are not covered: keep them.
@@ -341,7 +342,7 @@ impl Writer {
         let old = self.active.clone();
         assert_eq!(old.next_offset(), base_offset, "new segment must start where the old one ends");
         old.file.truncate(old.size()).await.map_err(io_err)?;
-        old.file.fdatasync().await.map_err(io_err)?;
+        storage::fdatasync(&old.file).await?;
         old.seal_time_index();
         segment::write_index_files(&self.shared.dir, &old).await?;
         let path = segment::log_path(&self.shared.dir, base_offset);
@@ -356,7 +357,7 @@ impl Writer {
         };
         let seg = Rc::new(Segment::new(base_offset, Rc::new(file), 0, base_offset, Indexes::default()));
         self.dir_dirty = true;
-        self.directory.sync().await.map_err(io_err)?;
+        storage::sync_directory(&self.directory).await?;
         self.dir_dirty = false;
         self.shared.segments.borrow_mut().insert(base_offset, seg.clone());
         self.active = seg;
@@ -385,7 +386,7 @@ impl Writer {
             max_time: active.max_time(),
         };
         clean_shutdown::write(dir, &marker).await?;
-        self.directory.sync().await.map_err(io_err)?;
+        storage::sync_directory(&self.directory).await?;
         self.directory.close().await.map_err(io_err)
     }
 }

@@ -1,0 +1,163 @@
+//! The storage seam: every point where the engine makes something durable
+//! (an fdatasync of a file, an fsync of a directory) goes through here, so a
+//! test can see exactly what each one covered and cut the power after any of
+//! them ([`power_loss`]).
+
+use std::path::Path;
+
+use weir_runtime::io::{Directory, DmaFile};
+
+use crate::error::{io_err, EngineError};
+
+/// fdatasync: the file's data and size are durable once this returns.
+pub(crate) async fn fdatasync(file: &DmaFile) -> Result<(), EngineError> {
+    file.fdatasync().await.map_err(io_err)?;
+    if power_loss::recording() {
+        if let Some(path) = file.path() {
+            power_loss::file_synced(&path);
+        }
+    }
+    Ok(())
+}
+
+/// fsync of a directory: the creations, renames and removals of its entries
+/// are durable once this returns.
+pub(crate) async fn sync_directory(directory: &Directory) -> Result<(), EngineError> {
+    directory.sync().await.map_err(io_err)?;
+    if power_loss::recording() {
+        if let Some(path) = directory.path() {
+            power_loss::directory_synced(&path);
+        }
+    }
+    Ok(())
+}
+
+/// [`fdatasync`] for a blocking `std::fs::File` at `path`.
+pub(crate) fn sync_std_file(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    file.sync_all()?;
+    if power_loss::recording() {
+        power_loss::file_synced(path);
+    }
+    Ok(())
+}
+
+/// [`sync_directory`] for a blocking caller.
+pub(crate) fn sync_std_directory(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    if power_loss::recording() {
+        power_loss::directory_synced(dir);
+    }
+    Ok(())
+}
+
+/// A power cut, simulated for tests: what survives in a directory is the
+/// entries its last directory sync saw, each with the content its file had at
+/// its last fdatasync (empty if it never had one); nothing written after.
+/// That is the guarantee POSIX gives and no more: real file systems often
+/// keep more, so a log that survives this survives them.
+///
+/// Record a directory with [`record`] (its state then counts as durable),
+/// run the engine, take a [`freeze`] at the moment of the cut (the engine
+/// may go on running: later syncs do not change a frozen state), then
+/// [`restore`] the directory to it and reopen. Recording reads a synced
+/// file whole at each sync, so it is for small test logs only. Only the
+/// directory itself is recorded, not subdirectories.
+pub mod power_loss {
+    use std::collections::{BTreeMap, HashMap};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// How many directories are being recorded: syncs cost nothing extra at 0.
+    static RECORDED: AtomicUsize = AtomicUsize::new(0);
+    static RECORDINGS: Mutex<Option<HashMap<PathBuf, DurableState>>> = Mutex::new(None);
+
+    /// What a power cut would leave of one directory.
+    #[derive(Clone, Debug, Default)]
+    pub struct DurableState {
+        /// File name to inode, as of the last directory sync.
+        entries: BTreeMap<String, u64>,
+        /// Inode to content, as of its last fdatasync.
+        contents: HashMap<u64, Vec<u8>>,
+    }
+
+    pub(super) fn recording() -> bool {
+        RECORDED.load(Ordering::Relaxed) > 0
+    }
+
+    fn with_recording<T>(dir: &Path, f: impl FnOnce(&mut DurableState) -> T) -> Option<T> {
+        let mut recordings = RECORDINGS.lock().unwrap_or_else(|e| e.into_inner());
+        recordings.as_mut()?.get_mut(dir).map(f)
+    }
+
+    /// Starts recording `dir` (which must exist); its present state counts as
+    /// durable.
+    pub fn record(dir: &Path) -> std::io::Result<()> {
+        let mut state = DurableState { entries: entries(dir)?, contents: HashMap::new() };
+        for (name, &inode) in &state.entries {
+            state.contents.insert(inode, std::fs::read(dir.join(name))?);
+        }
+        let mut recordings = RECORDINGS.lock().unwrap_or_else(|e| e.into_inner());
+        if recordings.get_or_insert_with(HashMap::new).insert(dir.to_path_buf(), state).is_none() {
+            RECORDED.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// What a power cut now would leave of `dir`, which is being recorded.
+    pub fn freeze(dir: &Path) -> DurableState {
+        with_recording(dir, |state| state.clone()).expect("freeze of a directory that is not being recorded")
+    }
+
+    /// Stops recording `dir` and rewrites it to `state`: files not in it are
+    /// removed, the others get the content they had at their last sync.
+    pub fn restore(dir: &Path, state: &DurableState) -> std::io::Result<()> {
+        let mut recordings = RECORDINGS.lock().unwrap_or_else(|e| e.into_inner());
+        if recordings.as_mut().and_then(|r| r.remove(dir)).is_some() {
+            RECORDED.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(recordings);
+        for name in entries(dir)?.keys() {
+            if !state.entries.contains_key(name) {
+                std::fs::remove_file(dir.join(name))?;
+            }
+        }
+        for (name, inode) in &state.entries {
+            let content = state.contents.get(inode).map_or(&[][..], Vec::as_slice);
+            std::fs::write(dir.join(name), content)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn file_synced(path: &Path) {
+        let Some(dir) = path.parent() else { return };
+        let read = || Some((std::fs::metadata(path).ok()?.ino(), std::fs::read(path).ok()?));
+        with_recording(dir, |state| {
+            if let Some((inode, content)) = read() {
+                state.contents.insert(inode, content);
+            }
+        });
+    }
+
+    pub(super) fn directory_synced(dir: &Path) {
+        with_recording(dir, |state| {
+            if let Ok(entries) = entries(dir) {
+                state.entries = entries;
+            }
+        });
+    }
+
+    /// The regular files of `dir`, by name, with their inodes.
+    fn entries(dir: &Path) -> std::io::Result<BTreeMap<String, u64>> {
+        let mut entries = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            if let (true, Some(name)) = (metadata.is_file(), entry.file_name().to_str()) {
+                entries.insert(name.to_string(), metadata.ino());
+            }
+        }
+        Ok(entries)
+    }
+}
