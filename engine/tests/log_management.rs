@@ -9,9 +9,18 @@ use common::*;
 use weir_engine::batch;
 use weir_engine::records::{self, RecordsBuilder};
 use weir_engine::{now_ms, CleanupPolicy, Durability, EngineError, LogConfig, TimestampType};
+use weir_runtime::clock::TestClock;
 
-fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
-    weir_runtime::timer::sleep(Duration::from_millis(ms))
+const HOUR_MS: u64 = 3_600_000;
+
+/// Waits (polling, up to 10 s of real time) until `done` holds: for work a
+/// clock advance has made due but another task carries out.
+async fn until(done: impl Fn() -> bool, what: &str) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "not within 10 s: {what}");
+        weir_runtime::clock::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A plain batch of `n` records with timestamps `ts, ts+1, ...`.
@@ -50,13 +59,16 @@ fn flush_messages_syncs_every_n_offsets() {
 fn flush_ms_syncs_without_further_appends() {
     let dir = tempfile::tempdir().expect("tempdir");
     block_on(async move {
-        let log = open(dir.path(), LogConfig { flush_ms: Some(40), ..LogConfig::default() }).await;
+        let clock = TestClock::new();
+        clock.install();
+        let log = open(dir.path(), LogConfig { flush_ms: Some(HOUR_MS), ..LogConfig::default() }).await;
         log.append(bytes(batch(2, 10, 1)), Durability::Written).await.expect("append");
         assert_eq!(log.stats().syncs, 0);
-        sleep(250).await;
-        assert_eq!(log.stats().syncs, 1, "the writer's timer synced the old write");
-        sleep(100).await;
-        assert_eq!(log.stats().syncs, 1, "nothing new to sync");
+        clock.advance(Duration::from_millis(HOUR_MS));
+        until(|| log.stats().syncs == 1, "the writer's timer synced the old write").await;
+        clock.advance(Duration::from_millis(HOUR_MS));
+        log.append(bytes(batch(1, 10, 2)), Durability::Synced).await.expect("append");
+        assert_eq!(log.stats().syncs, 2, "no sync in between: nothing was left to sync");
         log.close().await.expect("close");
     });
 }
@@ -221,18 +233,21 @@ fn retention_ms_deletes_segments_older_than_the_limit() {
 fn segment_ms_rolls_the_active_segment_by_age() {
     let dir = tempfile::tempdir().expect("tempdir");
     block_on(async move {
-        let log = open(dir.path(), LogConfig { segment_ms: Some(30), ..LogConfig::default() }).await;
+        let clock = TestClock::new();
+        clock.install();
+        let log = open(dir.path(), LogConfig { segment_ms: Some(HOUR_MS), ..LogConfig::default() }).await;
         log.append(bytes(batch(1, 10, 1)), Durability::Written).await.expect("append");
+        clock.advance(Duration::from_millis(HOUR_MS - 1000));
         log.append(bytes(batch(1, 10, 2)), Durability::Written).await.expect("append");
         assert_eq!(log.stats().rolls, 0, "young segment");
-        sleep(60).await;
+        clock.advance(Duration::from_millis(1000));
         log.append(bytes(batch(1, 10, 3)), Durability::Written).await.expect("append");
         assert_eq!(log.stats().rolls, 1, "old segment rolled");
         log.close().await.expect("close");
         let other = tempfile::tempdir().expect("tempdir");
         let log = open(other.path(), LogConfig::default()).await;
         log.append(bytes(batch(1, 10, 1)), Durability::Written).await.expect("append");
-        sleep(60).await;
+        clock.advance(Duration::from_millis(HOUR_MS * 24 * 365));
         log.append(bytes(batch(1, 10, 3)), Durability::Written).await.expect("append");
         assert_eq!(log.stats().rolls, 0, "no segment.ms: no roll");
         log.close().await.expect("close");

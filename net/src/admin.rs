@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint, served by the controller shard: `GET /health` and
-//! `GET /metrics` (Prometheus text format).
+//! `GET /metrics` (Prometheus text format); with `test_clock` set, also
+//! `POST /test/clock?advance_ms=N`, which moves the broker's clock forward.
 //!
-//! A deliberately small HTTP/1.1 server: GET only, one request per connection
+//! A deliberately small HTTP/1.1 server: no request bodies, one request per connection
 //! (`Connection: close`), a request head of at most `MAX_REQUEST_BYTES`
 //! read within `REQUEST_TIMEOUT`, at most `MAX_CONNECTIONS` at once.
 
@@ -55,24 +56,25 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, shutdown: ShutdownSi
             Ok(stream) => drop(stream),
             Err(e) => {
                 tracing::warn!("admin accept failed: {e}");
-                weir_runtime::timer::sleep(Duration::from_millis(50)).await;
+                weir_runtime::clock::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
 async fn serve_request(shard: &Shard, mut stream: TcpStream) -> std::io::Result<()> {
-    let head = match select(pin!(read_head(&mut stream)), pin!(weir_runtime::timer::sleep(REQUEST_TIMEOUT))).await {
+    let head = match select(pin!(read_head(&mut stream)), pin!(weir_runtime::clock::sleep(REQUEST_TIMEOUT))).await {
         Either::Left((head, _)) => head?,
         Either::Right(_) => return Ok(()),
     };
     let (status, content_type, body) = match parse_request_line(&head) {
-        Some(("GET", "/health")) => health(shard).await,
-        Some(("GET", "/metrics")) => {
+        Some(("GET", "/health", _)) => health(shard).await,
+        Some(("GET", "/metrics", _)) => {
             let text = metrics::render(&shard.gather_stats().await);
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
         }
-        Some(("GET", _)) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        Some(("POST", "/test/clock", query)) => advance_test_clock(query),
+        Some(("GET", _, _)) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         Some(_) => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
         None => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
     };
@@ -96,6 +98,19 @@ async fn health(shard: &Shard) -> (&'static str, &'static str, String) {
     }
 }
 
+/// Moves the broker's test clock forward by the query's `advance_ms` (every
+/// shard installed the same clock, so one advance here moves them all).
+fn advance_test_clock(query: &str) -> (&'static str, &'static str, String) {
+    let Some(ms) = query.strip_prefix("advance_ms=").and_then(|ms| ms.parse::<u64>().ok()) else {
+        return ("400 Bad Request", "text/plain", "expected ?advance_ms=N\n".to_string());
+    };
+    if weir_runtime::clock::advance(Duration::from_millis(ms)) {
+        ("200 OK", "text/plain", format!("advanced {ms} ms\n"))
+    } else {
+        ("404 Not Found", "text/plain", "no test clock: the broker runs with test_clock = false\n".to_string())
+    }
+}
+
 /// Reads up to the blank line that ends the request head; a head longer
 /// than `MAX_REQUEST_BYTES` is an error.
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
@@ -114,14 +129,15 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-/// (method, path) of the request line, the query string dropped.
-fn parse_request_line(head: &str) -> Option<(&str, &str)> {
+/// (method, path, query) of the request line; the query is "" when absent.
+fn parse_request_line(head: &str) -> Option<(&str, &str, &str)> {
     let mut parts = head.lines().next()?.split_whitespace();
     let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
     if !version.starts_with("HTTP/1.") || parts.next().is_some() {
         return None;
     }
-    Some((method, target.split('?').next().unwrap_or(target)))
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Some((method, path, query))
 }
 
 #[cfg(test)]
@@ -130,9 +146,9 @@ mod tests {
 
     #[test]
     fn request_lines() {
-        assert_eq!(parse_request_line("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some(("GET", "/metrics")));
-        assert_eq!(parse_request_line("GET /health?x=1 HTTP/1.0\r\n\r\n"), Some(("GET", "/health")));
-        assert_eq!(parse_request_line("POST /metrics HTTP/1.1\r\n\r\n"), Some(("POST", "/metrics")));
+        assert_eq!(parse_request_line("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some(("GET", "/metrics", "")));
+        assert_eq!(parse_request_line("GET /health?x=1 HTTP/1.0\r\n\r\n"), Some(("GET", "/health", "x=1")));
+        assert_eq!(parse_request_line("POST /metrics HTTP/1.1\r\n\r\n"), Some(("POST", "/metrics", "")));
         assert_eq!(parse_request_line("garbage\r\n\r\n"), None);
         assert_eq!(parse_request_line(""), None);
     }

@@ -72,14 +72,14 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(shard = shard.id(), "accept failed: {e}");
-                weir_runtime::timer::sleep(Duration::from_millis(50)).await;
+                weir_runtime::clock::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     shard.metrics().serving.set(false);
     let waited = Instant::now();
     while open_connections.get() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
-        weir_runtime::timer::sleep(Duration::from_millis(10)).await;
+        weir_runtime::clock::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }
@@ -125,14 +125,9 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: Shutdow
         }
     };
     let config = shard.config();
-    // A write that makes no progress for this long fails, which ends the writer.
     let stall = Duration::from_millis(config.response_write_timeout_ms);
-    if let Err(e) = writer.set_write_timeout(Some(stall)) {
-        tracing::warn!(%peer, "cannot set up connection: {e}");
-        return;
-    }
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
-    let writer_task = weir_runtime::spawn_local(write_responses(shard.clone(), writer, pending));
+    let writer_task = weir_runtime::spawn_local(write_responses(shard.clone(), writer, stall, pending));
     let socket = reader.as_raw_fd();
     let reading = pin!(read_requests(&shard, reader, &peer, &shutdown, responses));
     match select(reading, writer_task).await {
@@ -256,7 +251,7 @@ async fn unless_idle_or_stopping<T>(
     idle: Duration,
     shutdown: &ShutdownSignal,
 ) -> Option<T> {
-    let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(weir_runtime::timer::sleep(idle)));
+    let (stopping, idle_timer) = (pin!(shutdown.wait()), pin!(weir_runtime::clock::sleep(idle)));
     match select(pin!(read), select(stopping, idle_timer)).await {
         Either::Left((done, _)) => Some(done),
         Either::Right((Either::Left(_), _)) => None, // shutdown
@@ -335,12 +330,13 @@ type ResponseTask = weir_runtime::Task<anyhow::Result<Answer>>;
 async fn write_responses(
     shard: Rc<Shard>,
     mut writer: TcpStream,
+    stall: Duration,
     pending: local_channel::LocalReceiver<(ResponseTask, StaticPermit)>,
 ) {
     while let Some((task, _permit)) = pending.recv().await {
         match task.await {
             Ok(Answer { frame: Some(response), .. }) => {
-                if let Err(e) = write_chunks(&mut writer, response.chunks()).await {
+                if let Err(e) = write_chunks(&mut writer, response.chunks(), stall).await {
                     tracing::debug!("write failed: {e}");
                     return;
                 }
@@ -363,7 +359,8 @@ const MAX_IOVECS: usize = 64;
 /// (glommio's TcpStream writes one buffer per call, which for a Fetch
 /// response would be a send per partition); when the socket is full, waits
 /// for room with glommio's own write, which sends part of the first chunk.
-async fn write_chunks(writer: &mut TcpStream, chunks: &[Bytes]) -> std::io::Result<()> {
+/// Fails with `TimedOut` when the socket has had no room for `stall`.
+async fn write_chunks(writer: &mut TcpStream, chunks: &[Bytes], stall: Duration) -> std::io::Result<()> {
     // The first unsent byte: chunk `index`, at `offset`.
     let (mut index, mut offset) = (0, 0);
     while index < chunks.len() {
@@ -373,7 +370,9 @@ async fn write_chunks(writer: &mut TcpStream, chunks: &[Bytes]) -> std::io::Resu
         }
         let mut sent = match send_vectored(writer.as_raw_fd(), &chunks[index..], offset) {
             Some(sent) => sent?,
-            None => writer.write(&chunks[index][offset..]).await?,
+            None => weir_runtime::clock::timeout(stall, writer.write(&chunks[index][offset..]))
+                .await
+                .ok_or(std::io::ErrorKind::TimedOut)??,
         };
         if sent == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -436,13 +435,13 @@ mod tests {
             let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
             let reader = weir_runtime::spawn_local(async move {
                 let mut stream = listener.accept().await.expect("accept");
-                weir_runtime::timer::sleep(Duration::from_millis(50)).await; // let the socket fill
+                weir_runtime::clock::sleep(Duration::from_millis(50)).await; // let the socket fill
                 let mut received = Vec::new();
                 stream.read_to_end(&mut received).await.expect("read");
                 received
             });
             let mut writer = TcpStream::connect(address).await.expect("connect");
-            write_chunks(&mut writer, &chunks).await.expect("write");
+            write_chunks(&mut writer, &chunks, Duration::from_secs(60)).await.expect("write");
             writer.close().await.expect("close");
             let received = reader.await;
             assert_eq!(received.len(), expected.len());

@@ -6,7 +6,7 @@
 //! of a runtime is listed below, by concern:
 //! - executors pinned one per core, each running only its own `!Send` tasks,
 //!   with task queues of their own shares (maintenance below requests);
-//! - timers; local semaphores;
+//! - timers (behind [`clock`], which tests can move forward); local semaphores;
 //! - channels within a thread, and between threads (a full mesh of shard
 //!   channels that wake their peer executor without handing it a waker);
 //! - TCP listeners and streams on io_uring;
@@ -17,9 +17,7 @@ pub use glommio::{
     LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement, Shares, Task, TaskQueueHandle,
 };
 
-pub mod timer {
-    pub use glommio::timer::{sleep, timeout, Timer};
-}
+pub mod clock;
 
 pub mod sync {
     pub use glommio::sync::{Semaphore, StaticPermit};

@@ -59,6 +59,11 @@ pub struct BrokerConfig {
     /// host:port of the admin HTTP endpoint (`GET /health`, `GET /metrics`);
     /// empty: no admin endpoint.
     pub admin_listen: String,
+    /// For tests only: the broker's clock can be moved forward with
+    /// `POST /test/clock?advance_ms=N` on the admin endpoint, so tests of
+    /// time-based behaviour (segment.ms, transaction and session timeouts)
+    /// need not wait (`weir_runtime::clock`). Never set in production.
+    pub test_clock: bool,
     /// A new group waits this long for more members before its first generation
     /// (`group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: u64,
@@ -117,6 +122,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 600_000,
             response_write_timeout_ms: 30_000,
             admin_listen: "127.0.0.1:9644".into(),
+            test_clock: false,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,

@@ -312,7 +312,7 @@ mod tests {
                     let dropped = rx.await;
                     let (tx, rx) = channel::<u32>();
                     senders.send_to(1, Case::WaitForRequesterToGo(tx)).await.ok().unwrap();
-                    weir_runtime::timer::sleep(std::time::Duration::from_millis(50)).await;
+                    weir_runtime::clock::sleep(std::time::Duration::from_millis(50)).await;
                     drop(rx);
                     let (_, from_1) = receivers.streams().pop().unwrap();
                     assert!(matches!(from_1.recv().await, Some(Case::Done)));

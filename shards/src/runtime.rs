@@ -20,6 +20,7 @@ use std::sync::{mpsc, Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 use weir_runtime::channels::channel_mesh::MeshBuilder;
 use weir_runtime::channels::shared_channel::ConnectedReceiver;
+use weir_runtime::clock::TestClock;
 use weir_runtime::{
     CpuSet, Latency, LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement, Shares, TaskQueueHandle,
 };
@@ -106,6 +107,7 @@ where
     let (max_connections, max_per_ip) = config.connection_limits(&snapshot.dynamic_broker_configs);
     let connections = Arc::new(ConnectionLimits::new(max_connections, max_per_ip));
     let data_dir = config.data_dir.clone();
+    let test_clock = config.test_clock.then(TestClock::new);
     let config = Arc::new(config);
 
     let handles = LocalExecutorPoolBuilder::new(placement(shard_count))
@@ -114,6 +116,9 @@ where
             let supervision = supervision.clone();
             move || {
                 SUPERVISION.with(|s| *s.borrow_mut() = Some(supervision.clone()));
+                if let Some(clock) = &test_clock {
+                    clock.install();
+                }
                 async move {
                     let shard = ShardStart { config, connections, snapshot, store, mesh, wake_mesh, claim, address };
                     let result = shard_main(shard, &supervision, serve).await;
@@ -239,7 +244,7 @@ fn watch_for_stop(supervision: Arc<Supervision>) -> ShutdownSignal {
     let (stop, stopped) = oneshot::channel();
     weir_runtime::spawn_local(async move {
         while !supervision.stop.load(Ordering::SeqCst) {
-            weir_runtime::timer::sleep(STOP_POLL_INTERVAL).await;
+            weir_runtime::clock::sleep(STOP_POLL_INTERVAL).await;
         }
         let _ = stop.send(());
     })
@@ -402,7 +407,7 @@ async fn serve_peer(shard: Rc<Shard>, from_peer: ConnectedReceiver<ShardMessage>
 async fn probe_scheduling_delay(shard: Rc<Shard>) {
     loop {
         let asleep = Instant::now();
-        weir_runtime::timer::sleep(SCHEDULING_PROBE_INTERVAL).await;
+        weir_runtime::clock::sleep(SCHEDULING_PROBE_INTERVAL).await;
         shard.metrics().scheduling_delay.record(asleep.elapsed().saturating_sub(SCHEDULING_PROBE_INTERVAL));
     }
 }
@@ -425,7 +430,7 @@ pub(crate) fn thread_cpu_time() -> (Duration, Duration) {
 /// Session expiry and rebalance deadlines of the groups this shard owns.
 async fn tick_groups(shard: Rc<Shard>) {
     loop {
-        weir_runtime::timer::sleep(GROUP_TICK).await;
+        weir_runtime::clock::sleep(GROUP_TICK).await;
         shard.tick_groups();
     }
 }
@@ -433,7 +438,7 @@ async fn tick_groups(shard: Rc<Shard>) {
 /// Transactions of this shard's ids left half-ended or past their timeout.
 async fn tick_transactions(shard: Rc<Shard>) {
     loop {
-        weir_runtime::timer::sleep(TRANSACTION_TICK).await;
+        weir_runtime::clock::sleep(TRANSACTION_TICK).await;
         shard.tick_transactions();
     }
 }
@@ -455,7 +460,7 @@ where
     let shard = shard.clone();
     let every = async move {
         loop {
-            weir_runtime::timer::sleep(interval).await;
+            weir_runtime::clock::sleep(interval).await;
             pass(shard.clone()).await;
         }
     };

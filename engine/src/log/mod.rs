@@ -41,7 +41,6 @@ use std::future::poll_fn;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use weir_runtime::channels::local_channel::{self, LocalSender};
@@ -70,10 +69,9 @@ pub const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
 /// Largest single DMA read a fetch issues (more is read in further calls).
 pub const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
 
-/// Milliseconds since the Unix epoch, the clock of timestamps and retention.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+/// Milliseconds since the Unix epoch, the clock of timestamps and retention
+/// (the runtime's clock, which tests can move forward).
+pub use weir_runtime::clock::now_ms;
 
 /// How far an append must get before it completes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -89,8 +89,8 @@ impl Writer {
             _ => None,
         };
         let mut recv = std::pin::pin!(wake.recv());
-        let mut timer =
-            deadline.map(|d| Box::pin(weir_runtime::timer::Timer::new(d.saturating_duration_since(Instant::now()))));
+        let mut timer = deadline
+            .map(|d| Box::pin(weir_runtime::clock::sleep(d.saturating_duration_since(weir_runtime::clock::now()))));
         poll_fn(|cx| {
             if let Poll::Ready(m) = recv.as_mut().poll(cx) {
                 return Poll::Ready(if m.is_some() { Wake::Message } else { Wake::Closed });
@@ -179,7 +179,7 @@ impl Writer {
         let sync_all = config.fsync_every_write || config.flush_messages == Some(1);
         if !group.is_empty() {
             self.unflushed += group.iter().map(|p| (p.last_offset - p.base_offset + 1) as u64).sum::<u64>();
-            self.unflushed_since.get_or_insert_with(Instant::now);
+            self.unflushed_since.get_or_insert_with(weir_runtime::clock::now);
         }
         let mut to_sync = Vec::new();
         for p in group {

@@ -14,7 +14,7 @@ use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::pin::pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 use weir_shards::{FetchedPartition, LongPoll, PartitionError, PartitionRead, PartitionReads, Shard};
 
@@ -61,7 +61,7 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     let asked = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
     let max_bytes = asked.min(shard.config().fetch_max_bytes);
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
-    let deadline = Instant::now() + wait;
+    let deadline = weir_runtime::clock::now() + wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
 
     let long_poll =
@@ -71,12 +71,12 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
         let results = &reads.results;
         let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
         let any_error = results.iter().any(Result::is_err);
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(weir_runtime::clock::now());
         if ready >= min_bytes || any_error || left.is_zero() || wanted.is_empty() {
             break;
         }
         // The owners wait on their partitions; the first to see one move reads them again.
-        let reread = match select(pin!(reads.reread()), pin!(weir_runtime::timer::sleep(left))).await {
+        let reread = match select(pin!(reads.reread()), pin!(weir_runtime::clock::sleep(left))).await {
             Either::Left((reread, _)) => reread,
             Either::Right(_) => break,
         };

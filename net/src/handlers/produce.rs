@@ -27,7 +27,7 @@ use weir_shards::{PartitionError, Shard};
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
     // acks=-1 waits for the write to be durable until `timeout_ms` after the
     // request came (Kafka's wait for the in-sync replicas); negative is 0.
-    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let deadline = weir_runtime::clock::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let durability = match request.acks {
         0 | 1 => Ok(Durability::Written),
         -1 => Ok(Durability::Synced),
@@ -170,11 +170,11 @@ async fn durable_by(
     transactional_id: Option<String>,
     deadline: Instant,
 ) -> PartitionResult {
-    let timeout = deadline.saturating_duration_since(Instant::now());
+    let timeout = deadline.saturating_duration_since(weir_runtime::clock::now());
     let append = weir_runtime::spawn_local(async move {
         shard.produce(&topic, partition, records, Durability::Synced, transactional_id.as_deref()).await
     });
-    match select(append.detach(), pin!(weir_runtime::timer::sleep(timeout))).await {
+    match select(append.detach(), pin!(weir_runtime::clock::sleep(timeout))).await {
         Either::Left((Some(result), _)) => result.map_err(error_of),
         Either::Left((None, _)) => Err(error_of(PartitionError::ShardUnavailable)), // the task did not finish
         Either::Right(_) => Err(Refused::new(

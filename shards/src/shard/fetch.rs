@@ -219,7 +219,7 @@ impl Shard {
                     // An error ends the wait; the re-read reports it.
                     let _ = partition.wait_stable_beyond(beyond, timeout).await;
                 } else {
-                    select(pin!(partition.log.wait_beyond(beyond)), pin!(weir_runtime::timer::sleep(timeout))).await;
+                    select(pin!(partition.log.wait_beyond(beyond)), pin!(weir_runtime::clock::sleep(timeout))).await;
                 }
             }))
         });

@@ -60,7 +60,7 @@ impl Shard {
     {
         let partition = offsets_partition_of(group_id);
         self.on_coordinator(OFFSETS_TOPIC, partition, group_id, if_requester_leaves, unavailable, |shard, id| {
-            work(shard, id, Instant::now())
+            work(shard, id, weir_runtime::clock::now())
         })
         .await
     }
@@ -477,7 +477,7 @@ impl Shard {
 
     /// Session expiry and rebalance deadlines; called periodically.
     pub fn tick_groups(&self) {
-        self.groups.borrow_mut().tick(Instant::now());
+        self.groups.borrow_mut().tick(weir_runtime::clock::now());
         self.persist_group_changes();
     }
 

@@ -266,7 +266,7 @@ impl Shard {
                 self.peers.send_to(peer, ShardMessage::Stats { reply }).await.ok()?;
                 answer.await.ok()
             };
-            match select(pin!(asked), pin!(weir_runtime::timer::sleep(STATS_TIMEOUT))).await {
+            match select(pin!(asked), pin!(weir_runtime::clock::sleep(STATS_TIMEOUT))).await {
                 Either::Left((stats, _)) => stats,
                 Either::Right(_) => None,
             }

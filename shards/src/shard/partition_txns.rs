@@ -10,7 +10,7 @@ use crate::messages::ProducerDescription;
 use crate::transactions::markers::marker_batch;
 use futures::future::select;
 use std::pin::pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, Durability};
 
@@ -60,7 +60,7 @@ impl Partition {
     pub(super) async fn wait_stable_beyond(&self, offset: i64, timeout: Duration) -> Result<(), PartitionError> {
         let log = &self.log;
         let producers = self.producers().await?;
-        let deadline = Instant::now() + timeout;
+        let deadline = weir_runtime::clock::now() + timeout;
         loop {
             // Registered before the check, with no await between: a marker
             // written after the check wakes this waiter.
@@ -69,11 +69,11 @@ impl Partition {
             if producers.state.borrow().txns.last_stable_offset(high_watermark) > offset {
                 return Ok(());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(weir_runtime::clock::now());
             if left.is_zero() {
                 return Ok(());
             }
-            let timer = pin!(weir_runtime::timer::sleep(left));
+            let timer = pin!(weir_runtime::clock::sleep(left));
             if high_watermark > offset {
                 select(moved, timer).await;
             } else {

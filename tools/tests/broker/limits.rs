@@ -113,15 +113,16 @@ fn max_connections_per_ip_closes_new_connections_from_that_ip() {
 
 #[test]
 fn connections_max_idle_ms_closes_idle_connections_only() {
-    let (broker, _config) = broker_with("connections_max_idle_ms = 1000");
+    let (broker, clock, _config) = broker_on_test_clock("connections_max_idle_ms = 3600000");
     let mut idle = admitted(broker.port, local(1));
     let mut busy = admitted(broker.port, local(1));
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(2500) {
-        std::thread::sleep(Duration::from_millis(250));
+    // 80 minutes pass on the broker's clock; the busy connection sends a
+    // request every 20 of them.
+    for _ in 0..4 {
+        advance_clock(&clock, Duration::from_secs(20 * 60));
         assert!(answers(&mut busy), "a connection sending requests was closed");
     }
-    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut rest = Vec::new();
     assert!(matches!(idle.read_to_end(&mut rest), Ok(0)), "the idle connection is still open");
     assert!(!answers(&mut idle));
@@ -236,7 +237,7 @@ fn queued_max_request_bytes_is_taken_before_a_frame_is_read() {
 
 #[test]
 fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
-    let (broker, _config) = broker_with("response_write_timeout_ms = 1000");
+    let (broker, clock, _config) = broker_on_test_clock("response_write_timeout_ms = 3600000");
     create_topic(&broker.bootstrap(), "full", 1);
     produce_range(&producer(&broker.bootstrap(), "1"), "full", 0..600); // about 1.2 MB
     let mut stream = admitted(broker.port, local(1));
@@ -244,8 +245,13 @@ fn response_write_timeout_ms_closes_a_connection_that_does_not_read() {
     let fetches = 64;
     let requests: Vec<u8> = (1..=fetches).flat_map(|id| long_poll_fetch("full", id, 0)).collect();
     stream.write_all(&requests).unwrap();
-    // Not reading for longer than the timeout stalls the broker's writes.
-    std::thread::sleep(Duration::from_millis(3000));
+    // Not reading stalls the broker's writes. Over a second, ten hours pass
+    // on the broker's clock, an hour at a time: all but the first few steps
+    // come after the writer has stalled, and each of those exceeds the timeout.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        advance_clock(&clock, Duration::from_secs(61 * 60));
+    }
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut answered = 0;
     let mut len = [0u8; 4];

@@ -289,18 +289,11 @@ fn segment_bytes_rolls_and_retention_bytes_deletes_old_segments() {
 
 #[test]
 fn segment_ms_rolls_and_retention_ms_deletes_old_segments() {
-    let (broker, _dir) = broker();
+    let (broker, clock, _config) =
+        broker_on_test_clock("log_retention_check_interval_ms = 200\nlog_cleaner_backoff_ms = 200\n");
     let bootstrap = broker.bootstrap();
     let admin = admin(&bootstrap);
-
-    create(&admin, "timed", &[("segment.ms", "300")]).unwrap();
     let producer = producer(&bootstrap, "all");
-    for i in 0..3 {
-        send(&producer, "timed", i, "k", b"v", None);
-        flush(&producer);
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert_eq!(log_files(&broker.data_dir, "timed"), 3, "segment.ms=300 rolls before each append 500 ms later");
 
     // Records an hour old in sealed segments, then fresh ones.
     create(&admin, "expiring", &[("segment.bytes", "2048"), ("retention.ms", "60000")]).unwrap();
@@ -316,6 +309,17 @@ fn segment_ms_rolls_and_retention_ms_deletes_old_segments() {
     wait_until("retention.ms deleted the hour-old segments", TIMEOUT, || watermarks(&bootstrap, "expiring").0 > 0);
     let (earliest, latest) = watermarks(&bootstrap, "expiring");
     assert!(earliest <= 50 && latest == 100, "only old records go: earliest {earliest}, latest {latest}");
+
+    // The broker's clock moves an hour between appends (after the part
+    // above: its fresh records would be old by then).
+    create(&admin, "timed", &[("segment.ms", "3600000")]).unwrap();
+    for i in 0..3 {
+        send(&producer, "timed", i, "k", b"v", None);
+        flush(&producer);
+        assert_eq!(log_files(&broker.data_dir, "timed"), i as usize + 1, "no roll within the hour");
+        advance_clock(&clock, Duration::from_millis(3_600_001));
+    }
+    assert_eq!(log_files(&broker.data_dir, "timed"), 3, "segment.ms=1h rolls before each append an hour later");
 }
 
 #[test]

@@ -154,17 +154,18 @@ fn a_second_producer_fences_the_first_and_aborts_its_transaction() {
 
 #[test]
 fn the_coordinator_aborts_a_transaction_past_its_timeout() {
-    let broker = Broker::start(&[]);
+    let (broker, clock, _config) = broker_on_test_clock("");
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "slow", 1);
-    let producer = txn_producer(&bootstrap, "slow", 2_000);
+    let producer = txn_producer(&bootstrap, "slow", 60_000);
     producer.begin_transaction().unwrap();
     send(&producer, "slow", 0, labels("late", 0..3));
-    assert_eq!(latest_offsets(&bootstrap, "slow"), (3, 0));
+    assert_eq!(latest_offsets(&bootstrap, "slow"), (3, 0), "open, within its timeout");
+    advance_clock(&clock, Duration::from_secs(61));
     let deadline = Instant::now() + Duration::from_secs(10);
     while latest_offsets(&bootstrap, "slow").1 == 0 {
         assert!(Instant::now() < deadline, "the transaction was not aborted");
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(latest_offsets(&bootstrap, "slow"), (4, 4), "aborted with a marker");
     assert!(producer.commit_transaction(TIMEOUT).is_err(), "the timed-out producer is fenced");

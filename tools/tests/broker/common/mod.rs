@@ -488,6 +488,23 @@ pub fn broker_with_admin(extra_args: &[&str]) -> (Broker, String) {
     (broker, admin)
 }
 
+/// A broker on a test clock (`test_clock = true`, and `toml` in its config
+/// file): the test makes time pass with [`advance_clock`] instead of
+/// sleeping. Returns the broker, its admin address and its config's directory.
+pub fn broker_on_test_clock(toml: &str) -> (Broker, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, format!("test_clock = true\n{toml}")).expect("write the config");
+    let (broker, admin) = broker_with_admin(&["--config", config.to_str().expect("a UTF-8 path")]);
+    (broker, admin, dir)
+}
+
+/// Moves the clock of a broker from [`broker_on_test_clock`] forward.
+pub fn advance_clock(admin: &str, by: Duration) {
+    let (status, body) = http(admin, "POST", &format!("/test/clock?advance_ms={}", by.as_millis()));
+    assert_eq!(status, 200, "advancing the broker's clock: {body}");
+}
+
 /// Waits until the broker says it is healthy on its admin endpoint: the
 /// Kafka port opens before the admin endpoint and the other shard are up,
 /// and right after a restart the old broker's socket may still reset connections.
