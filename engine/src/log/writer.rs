@@ -211,7 +211,9 @@ impl Writer {
         let config = self.shared.config();
         let by_count = config.flush_messages.is_some_and(|n| self.unflushed >= n);
         let by_age = match (config.flush_ms, self.unflushed_since) {
-            (Some(ms), Some(since)) => since.elapsed() >= Duration::from_millis(ms),
+            (Some(ms), Some(since)) => {
+                weir_runtime::clock::now().saturating_duration_since(since) >= Duration::from_millis(ms)
+            }
             _ => false,
         };
         self.unflushed > 0 && (by_count || by_age)
