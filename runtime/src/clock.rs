@@ -128,9 +128,17 @@ mod tests {
             assert!(asleep.elapsed() < Duration::from_secs(60), "the advance, not real time, ended the sleep");
             assert!(now() >= start + Duration::from_secs(3600));
             assert!(now_ms() >= start_ms + 3_600_000);
-            // A timeout ends when an advance passes its deadline, too.
+            // A timeout ends when an advance passes its deadline, too. The
+            // mover keeps advancing: glommio may run it before the timeout
+            // below has taken its deadline.
             let mover = clock.clone();
-            crate::spawn_local(async move { mover.advance(Duration::from_secs(3600)) }).detach();
+            crate::spawn_local(async move {
+                loop {
+                    sleep(Duration::from_millis(10)).await;
+                    mover.advance(Duration::from_secs(3600));
+                }
+            })
+            .detach();
             assert_eq!(timeout(Duration::from_secs(3600), std::future::pending::<()>()).await, None);
             assert_eq!(timeout(Duration::from_secs(3600), async { 7 }).await, Some(7));
         });
