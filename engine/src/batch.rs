@@ -207,6 +207,17 @@ pub fn check_batch_at(buf: &[u8]) -> Result<&RawHeader, String> {
     Ok(h)
 }
 
+/// The last offset of the last batch in `batches` (read from the log, so
+/// already checked); None when no whole header is there.
+pub fn last_offset_of(batches: &[u8]) -> Option<i64> {
+    let (mut pos, mut last) = (0, None);
+    while let Some(header) = batches.get(pos..).and_then(RawHeader::of) {
+        last = Some(header.last_offset());
+        pos += header.total_len();
+    }
+    last
+}
+
 /// A produce payload that passed [`validate_records`]: its bytes and what
 /// validation learnt, so the appends (and the producer checks before them)
 /// read the headers without checking them again.

@@ -49,6 +49,7 @@ pub fn group_error_code(e: Option<GroupError>) -> i16 {
     let Some(e) = e else { return 0 };
     let error = match e {
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
         GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
         GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
@@ -84,6 +85,7 @@ pub fn group_result_code<T>(result: &Result<T, GroupError>) -> i16 {
 pub fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
     let error = match e {
         TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
         TxnError::ProducerFenced if fenced_known => ResponseError::ProducerFenced,
         TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,

@@ -20,7 +20,7 @@ pub use glommio::{
 pub mod clock;
 
 pub mod sync {
-    pub use glommio::sync::{Semaphore, StaticPermit};
+    pub use glommio::sync::{Permit, Semaphore, StaticPermit};
 }
 
 pub mod channels {

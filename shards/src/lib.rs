@@ -8,6 +8,8 @@
 //! shard after each change.
 
 pub mod config;
+mod controller;
+mod coordinator_partitions;
 pub mod deleted_dirs;
 pub mod error;
 pub mod groups;

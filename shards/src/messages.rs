@@ -7,9 +7,7 @@
 
 use crate::error::TopicError;
 use crate::groups::{CommittedOffset, GroupError};
-use crate::metadata::{
-    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
-};
+use crate::metadata::{MetadataSnapshot, TopicMetadata};
 use crate::reply;
 use crate::shard::{Shard, ShardStats};
 use crate::transactions::TxnError;
@@ -77,34 +75,6 @@ pub type FetchedOffsets = Vec<((String, i32), GroupResult<Option<CommittedOffset
 
 pub enum ShardMessage {
     Run(ShardTask),
-    /// To the controller shard.
-    CreateTopics {
-        topics: Vec<(NewTopic, TopicConfigs)>,
-        reply: reply::ReplySender<TopicResults>,
-    },
-    /// To the controller shard: change the configs of topics or the dynamic
-    /// broker configs.
-    AlterConfigs {
-        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
-        validate_only: bool,
-        reply: reply::ReplySender<Vec<Result<(), TopicError>>>,
-    },
-    /// To the controller shard: raise topics' partition counts (each result
-    /// holds the topic as it is, or would be with `validate_only`).
-    CreatePartitions {
-        increases: Vec<PartitionIncrease>,
-        validate_only: bool,
-        reply: reply::ReplySender<TopicResults>,
-    },
-    /// To the controller shard: a new producer id (InitProducerId).
-    AllocateProducerId {
-        reply: reply::ReplySender<Result<i64, TopicError>>,
-    },
-    /// To the controller shard.
-    DeleteTopics {
-        names: Vec<String>,
-        reply: reply::ReplySender<TopicResults>,
-    },
     /// For the admin endpoint: this shard's counters and partition figures.
     Stats {
         reply: reply::ReplySender<ShardStats>,

@@ -3,9 +3,10 @@
 //!
 //! Each group is owned by one shard: the owner of its `__consumer_offsets`
 //! partition (Kafka's rule: `abs(java_hash(group_id)) % partitions`). The
-//! owner keeps a [`GroupCoordinator`], a plain state machine fed requests and
-//! ticks; it persists offsets and group metadata as records in that partition
-//! and replays them at start (`log_records`).
+//! owner's [`GroupService`] keeps a [`GroupCoordinator`], a plain state
+//! machine fed requests and ticks; it persists offsets and group metadata as
+//! records in that partition (`log_records`) and replays them when it loads
+//! the partition.
 
 pub mod consumer;
 mod coordinator;
@@ -13,9 +14,11 @@ mod group;
 pub mod log_records;
 #[cfg(test)]
 mod mixed_tests;
+mod service;
 
 pub use coordinator::{GroupConfig, GroupCoordinator, GroupMetadata, MigrationPolicy};
 pub use group::GroupState;
+pub(crate) use service::GroupService;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -44,6 +47,8 @@ pub type Responder<T> = oneshot::Sender<T>;
 pub enum GroupError {
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    #[error("the coordinator is loading the group's state")]
+    CoordinatorLoadInProgress,
     #[error("invalid group id")]
     InvalidGroupId,
     #[error("unknown member id")]
@@ -119,8 +124,8 @@ pub struct JoinResponse {
 
 impl JoinResponse {
     /// The answer when the group's coordinator cannot serve it (yet).
-    pub fn unavailable() -> JoinResponse {
-        JoinResponse { error: Some(GroupError::CoordinatorNotAvailable), ..Default::default() }
+    pub fn failed(error: GroupError) -> JoinResponse {
+        JoinResponse { error: Some(error), ..Default::default() }
     }
 }
 
@@ -152,8 +157,8 @@ pub struct SyncResponse {
 
 impl SyncResponse {
     /// The answer when the group's coordinator cannot serve it (yet).
-    pub fn unavailable() -> SyncResponse {
-        SyncResponse { error: Some(GroupError::CoordinatorNotAvailable), ..Default::default() }
+    pub fn failed(error: GroupError) -> SyncResponse {
+        SyncResponse { error: Some(error), ..Default::default() }
     }
 }
 
@@ -184,9 +189,9 @@ pub struct GroupDescription {
 
 impl GroupDescription {
     /// The answer when the group's coordinator cannot serve it (yet).
-    pub fn unavailable(group_id: &str) -> GroupDescription {
+    pub fn failed(group_id: &str, error: GroupError) -> GroupDescription {
         GroupDescription {
-            error: Some(GroupError::CoordinatorNotAvailable),
+            error: Some(error),
             group_id: group_id.to_string(),
             state: GroupState::Dead,
             protocol_type: String::new(),

@@ -6,9 +6,7 @@
 
 use super::partition::Partition;
 use super::Shard;
-use crate::error::{PartitionError, TopicError};
-use crate::messages::ShardMessage;
-use crate::ownership::CONTROLLER_SHARD;
+use crate::error::PartitionError;
 use crate::producers::{producer_batch, ProducerBatch, ProducerStates, Verdict};
 use crate::transactions::markers::marker_commits;
 use crate::transactions::TxnError;
@@ -81,18 +79,6 @@ impl PartitionProducers {
 }
 
 impl Shard {
-    /// A producer id never handed out before (persisted by the controller).
-    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
-        if self.id == CONTROLLER_SHARD {
-            return self.controller_store().borrow_mut().allocate_producer_id();
-        }
-        let (reply, answer) = crate::reply::channel();
-        if self.peers.send_to(CONTROLLER_SHARD, ShardMessage::AllocateProducerId { reply }).await.is_err() {
-            return Err(TopicError::ControllerUnavailable);
-        }
-        answer.await.unwrap_or(Err(TopicError::ControllerUnavailable))
-    }
-
     /// Appends a batch of an idempotent producer unless it is a retry of one
     /// already stored, whose offsets are returned instead. The first
     /// transactional batch of a producer here is verified with its

@@ -218,11 +218,11 @@ impl Shard {
             .collect();
         let mut group_offsets: Vec<GroupOffsetStats> = self
             .groups
-            .borrow()
             .every_committed_offset()
+            .into_iter()
             .map(|(group, topic, partition, committed_offset)| GroupOffsetStats {
-                group: group.to_string(),
-                topic: topic.to_string(),
+                group,
+                topic,
                 partition,
                 committed_offset,
             })

@@ -11,18 +11,19 @@ mod topics;
 mod transactions;
 
 use crate::config::BrokerConfig;
+use crate::controller::Controller;
 use crate::error::PartitionError;
 use crate::groups::consumer::ConsumerGroupConfig;
-use crate::groups::{GroupConfig, GroupCoordinator, MigrationPolicy, OFFSETS_TOPIC};
+use crate::groups::{GroupConfig, GroupService, MigrationPolicy, OFFSETS_TOPIC};
 use crate::messages::{ShardMessage, ShardTask, MAX_TIMESTAMP};
 use crate::metadata::{MetadataSnapshot, MetadataStore};
 use crate::ownership::owner_of;
 use crate::reply;
 use crate::runtime::ConnectionLimits;
-use crate::transactions::TRANSACTION_STATE_TOPIC;
+use crate::transactions::{TxnService, TRANSACTION_STATE_TOPIC};
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
-use partition::{Partition, PartitionTable, ProducerLoading};
+use partition::PartitionTable;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -38,6 +39,7 @@ pub use metrics::{
     GroupOffsetStats, Histogram, HistogramSnapshot, InFlight, InFlightGuard, PartitionStats, ShardMetrics, ShardStats,
     LATENCY_BUCKETS_US,
 };
+pub(crate) use partition::{Partition, ProducerLoading};
 pub use topics::is_internal_topic;
 
 /// What the owner of some work does when its requester stops waiting for
@@ -87,16 +89,14 @@ pub struct Shard {
     config: Arc<BrokerConfig>,
     metadata: RefCell<Arc<MetadataSnapshot>>,
     /// Only on the controller shard.
-    store: Option<RefCell<MetadataStore>>,
+    controller: Option<Controller>,
     /// The partitions this shard owns.
     partitions: RefCell<PartitionTable>,
     peers: Senders<ShardMessage>,
-    /// Serialises topic changes on the controller so snapshots go out in order.
-    topic_changes: weir_runtime::sync::Semaphore,
     /// The consumer groups whose `__consumer_offsets` partition this shard owns.
-    groups: RefCell<GroupCoordinator>,
+    groups: GroupService,
     /// The transactional ids whose `__transaction_state` partition this shard owns.
-    transactions: RefCell<transactions::TxnCoordinator>,
+    pub(crate) transactions: TxnService,
     /// Shared by its partitions: producer state loads one at a time.
     producer_loading: Rc<ProducerLoading>,
     /// Shared by all shards; touched only when a connection opens or closes.
@@ -118,16 +118,15 @@ impl Shard {
             id,
             shard_count: peers.nr_consumers(),
             metadata: RefCell::new(snapshot),
-            store: store.map(RefCell::new),
+            controller: store.map(|store| Controller::new(store, config.clone())),
             partitions: RefCell::new(PartitionTable::default()),
             peers,
-            topic_changes: weir_runtime::sync::Semaphore::new(1),
             producer_loading: Rc::new(ProducerLoading {
                 one_at_a_time: weir_runtime::sync::Semaphore::new(1),
                 metrics: metrics.clone(),
             }),
-            transactions: RefCell::new(Default::default()),
-            groups: RefCell::new(GroupCoordinator::new(GroupConfig {
+            transactions: TxnService::default(),
+            groups: GroupService::new(GroupConfig {
                 initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
                 min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
@@ -138,7 +137,7 @@ impl Shard {
                     max_size: config.group_max_size,
                 },
                 migration: MigrationPolicy::Bidirectional,
-            })),
+            }),
             config,
             connections,
             metrics,
@@ -306,36 +305,6 @@ impl Shard {
         answer.await.map_err(|_| ShardGone)
     }
 
-    /// Runs `work` with `key` (a group or transactional id) on the shard
-    /// that owns the key's partition of an internal topic, the key's
-    /// coordinator; `unavailable()` answers when that shard does not hold
-    /// the partition open (yet).
-    pub(crate) async fn on_coordinator<T, W>(
-        &self,
-        topic: &'static str,
-        partition: i32,
-        key: &str,
-        if_requester_leaves: IfRequesterLeaves,
-        unavailable: impl FnOnce() -> T,
-        work: W,
-    ) -> T
-    where
-        T: Send + 'static,
-        W: for<'a> FnOnce(&'a Shard, &'a str) -> LocalBoxFuture<'a, T> + Send + 'static,
-    {
-        let key = key.to_string();
-        let owner = self.owner(topic, partition);
-        let answer = self
-            .on_shard(owner, if_requester_leaves, move |shard| {
-                Box::pin(async move {
-                    shard.partition(topic, partition).ok()?;
-                    Some(work(shard, &key).await)
-                })
-            })
-            .await;
-        answer.ok().flatten().unwrap_or_else(unavailable)
-    }
-
     /// A partition this shard owns and has open.
     fn partition(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
         self.partitions.borrow().get(topic, partition)
@@ -359,17 +328,14 @@ impl Shard {
                 let config = self.config.log_config(&snapshot.dynamic_broker_configs, &topic.name, &topic.configs);
                 match PartitionLog::open(self.partition_dir(&topic.name, partition), config).await {
                     Ok(log) => {
+                        let partition = Partition::new(&topic.name, partition, log, self.producer_loading.clone());
+                        let partition = self.partitions.borrow_mut().insert_open(partition);
+                        // A coordinator serves its keys once their state is replayed.
                         if topic.name == OFFSETS_TOPIC {
-                            self.replay_offsets_partition(partition, &log).await;
+                            self.groups.load(partition).await;
                         } else if topic.name == TRANSACTION_STATE_TOPIC {
-                            self.replay_transaction_partition(partition, &log).await;
+                            self.transactions.load(partition).await;
                         }
-                        self.partitions.borrow_mut().insert_open(Partition::new(
-                            &topic.name,
-                            partition,
-                            log,
-                            self.producer_loading.clone(),
-                        ));
                     }
                     Err(e) => {
                         tracing::error!(topic = %topic.name, partition, "cannot open partition, it stays offline: {e}");
@@ -384,21 +350,6 @@ impl Shard {
     pub(crate) async fn handle_message(&self, msg: ShardMessage) {
         match msg {
             ShardMessage::Run(task) => task(self).await,
-            ShardMessage::CreateTopics { topics, reply } => {
-                let _ = reply.send(self.controller_create_topics(topics).await);
-            }
-            ShardMessage::AlterConfigs { alterations, validate_only, reply } => {
-                let _ = reply.send(self.controller_alter_configs(alterations, validate_only).await);
-            }
-            ShardMessage::CreatePartitions { increases, validate_only, reply } => {
-                let _ = reply.send(self.controller_create_partitions(increases, validate_only).await);
-            }
-            ShardMessage::DeleteTopics { names, reply } => {
-                let _ = reply.send(self.controller_delete_topics(names).await);
-            }
-            ShardMessage::AllocateProducerId { reply } => {
-                let _ = reply.send(self.controller_store().borrow_mut().allocate_producer_id());
-            }
             ShardMessage::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }

@@ -104,9 +104,11 @@ impl PartitionTable {
         self.get(topic, index).is_ok()
     }
 
-    pub fn insert_open(&mut self, partition: Partition) {
+    pub fn insert_open(&mut self, partition: Partition) -> Rc<Partition> {
+        let partition = Rc::new(partition);
         let topic = self.topics.entry(partition.topic.clone()).or_default();
-        topic.insert(partition.index, Slot::Open(Rc::new(partition)));
+        topic.insert(partition.index, Slot::Open(partition.clone()));
+        partition
     }
 
     pub fn insert_offline(&mut self, topic: &str, index: i32) {

@@ -40,7 +40,7 @@ impl Partition {
             // The last stable offset is a batch's base offset: cut there (no copy).
             let end = batches_below(&records, last_stable_offset);
             records.truncate(end);
-            let upper = last_offset_in(&records).map_or(offset, |last| last + 1);
+            let upper = weir_engine::batch::last_offset_of(&records).map_or(offset, |last| last + 1);
             let mut states = states.borrow_mut();
             states.txns.prune(log.log_start_offset());
             aborted_transactions = Some(states.txns.aborted_between(offset, upper));
@@ -129,11 +129,6 @@ fn batches_below(records: &[u8], limit: i64) -> usize {
     pos
 }
 
-/// The last offset of the last whole batch in `records`.
-fn last_offset_in(records: &[u8]) -> Option<i64> {
-    super::groups::offset_after(records).map(|next| next - 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +147,7 @@ mod tests {
         assert_eq!(batches_below(&records, 12), one);
         assert_eq!(batches_below(&records, 13), records.len());
         assert_eq!(batches_below(&records, 10), 0);
-        assert_eq!(last_offset_in(&records), Some(13));
+        assert_eq!(weir_engine::batch::last_offset_of(&records), Some(13));
         assert_eq!(batches_below(&records[..one + 5], 100), one, "a partial batch is not counted");
     }
 }

@@ -1,27 +1,30 @@
-//! Topic changes: asked of the controller shard, which persists them and
-//! publishes a new metadata snapshot; and every shard's side of a snapshot
-//! (deleted topics' logs closed, new partitions opened, configs applied).
+//! Topic changes: asked of the [`Controller`] on its shard, which persists
+//! them and publishes a new metadata snapshot; and every shard's side of a
+//! snapshot (deleted topics' logs closed, new partitions opened, configs
+//! applied).
 
-use super::Shard;
+use super::{IfRequesterLeaves, Shard};
+use crate::controller::Controller;
 use crate::deleted_dirs;
 use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::{
-    ConfigAlteration, ConfigScope, ConfigTarget, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease,
-    TopicConfigs, TopicMetadata,
+    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
 };
 use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
-use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
-use futures::future::join_all;
-use std::cell::RefCell;
+use futures::future::{join_all, LocalBoxFuture};
 use std::sync::Arc;
 
 /// Topics only the broker writes: clients may neither create nor delete them.
 pub fn is_internal_topic(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
+fn unavailable_each<T>(count: usize) -> Vec<Result<T, TopicError>> {
+    (0..count).map(|_| Err(TopicError::ControllerUnavailable)).collect()
 }
 
 /// A request that names an internal topic among others is refused whole:
@@ -58,12 +61,11 @@ impl Shard {
     }
 
     async fn create_configured_topics_unchecked(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
-        if self.id == CONTROLLER_SHARD {
-            return self.controller_create_topics(topics).await;
-        }
         let count = topics.len();
-        let (reply, answer) = reply::channel();
-        self.ask_controller(ShardMessage::CreateTopics { topics, reply }, answer, count).await
+        self.on_controller(unavailable_each(count), |shard, controller| {
+            Box::pin(controller.create_topics(shard, topics))
+        })
+        .await
     }
 
     /// Changes topic configs or the dynamic broker configs through the
@@ -74,25 +76,22 @@ impl Shard {
         alterations: Vec<(ConfigTarget, ConfigAlteration)>,
         validate_only: bool,
     ) -> Vec<Result<(), TopicError>> {
-        if self.id == CONTROLLER_SHARD {
-            return self.controller_alter_configs(alterations, validate_only).await;
-        }
         let count = alterations.len();
-        let (reply, answer) = reply::channel();
-        self.ask_controller(ShardMessage::AlterConfigs { alterations, validate_only, reply }, answer, count).await
+        self.on_controller(unavailable_each(count), move |shard, controller| {
+            Box::pin(controller.alter_configs(shard, alterations, validate_only))
+        })
+        .await
     }
 
     /// Raises topics' partition counts through the controller (CreatePartitions);
     /// results in request order. Every shard opens the partitions it gains
-    /// before the new count is served. The partition count of an internal topic
-    /// is the broker's (groups and transactional ids are hashed over it).
+    /// before the new count is served.
     pub async fn create_partitions(&self, increases: Vec<PartitionIncrease>, validate_only: bool) -> TopicResults {
-        if self.id == CONTROLLER_SHARD {
-            return self.controller_create_partitions(increases, validate_only).await;
-        }
         let count = increases.len();
-        let (reply, answer) = reply::channel();
-        self.ask_controller(ShardMessage::CreatePartitions { increases, validate_only, reply }, answer, count).await
+        self.on_controller(unavailable_each(count), move |shard, controller| {
+            Box::pin(controller.create_partitions(shard, increases, validate_only))
+        })
+        .await
     }
 
     /// Deletes topics through the controller; results in request order.
@@ -101,139 +100,41 @@ impl Shard {
         if let Some(refused) = refuse_internal_topics(names.iter().map(String::as_str)) {
             return refused;
         }
-        if self.id == CONTROLLER_SHARD {
-            return self.controller_delete_topics(names).await;
-        }
         let count = names.len();
-        let (reply, answer) = reply::channel();
-        self.ask_controller(ShardMessage::DeleteTopics { names, reply }, answer, count).await
+        self.on_controller(unavailable_each(count), |shard, controller| {
+            Box::pin(controller.delete_topics(shard, names))
+        })
+        .await
     }
 
-    async fn ask_controller<T: Clone>(
-        &self,
-        msg: ShardMessage,
-        answer: reply::ReplyReceiver<Vec<Result<T, TopicError>>>,
-        count: usize,
-    ) -> Vec<Result<T, TopicError>> {
-        let unavailable = || vec![Err(TopicError::ControllerUnavailable); count];
-        if self.peers.send_to(CONTROLLER_SHARD, msg).await.is_err() {
-            return unavailable();
-        }
-        answer.await.unwrap_or_else(|_| unavailable())
+    /// A producer id never handed out before (persisted by the controller).
+    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let unavailable = Err(TopicError::ControllerUnavailable);
+        self.on_controller(unavailable, |_, controller| Box::pin(async move { controller.allocate_producer_id() }))
+            .await
     }
 
-    pub(super) async fn controller_create_topics(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
-        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
-        let results: TopicResults = {
-            let mut store = self.controller_store().borrow_mut();
-            topics.iter().map(|(t, configs)| store.create_topic(t, configs, self.config.default_partitions)).collect()
-        };
-        if results.iter().any(Result::is_ok) {
-            self.publish_metadata(Vec::new()).await;
-        }
-        results
-    }
-
-    pub(super) async fn controller_alter_configs(
-        &self,
-        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
-        validate_only: bool,
-    ) -> Vec<Result<(), TopicError>> {
-        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
-        let results: Vec<Result<(), TopicError>> = {
-            let mut store = self.controller_store().borrow_mut();
-            alterations
-                .iter()
-                .map(|(target, alteration)| {
-                    let snapshot = store.snapshot();
-                    let dynamic = &snapshot.dynamic_broker_configs;
-                    match target {
-                        ConfigTarget::Topic(name) => {
-                            let current = snapshot.topic(name).ok_or(TopicError::Unknown)?;
-                            let unset = TopicConfigs::new();
-                            let default = |config: &str| self.config.topic_config_value(dynamic, name, &unset, config);
-                            let configs = alteration.apply(ConfigScope::Topic, &current.configs, default)?;
-                            if validate_only {
-                                return Ok(());
-                            }
-                            store.set_topic_configs(name, configs).map(drop)
-                        }
-                        ConfigTarget::Broker | ConfigTarget::ClusterDefault => {
-                            let cluster_default = *target == ConfigTarget::ClusterDefault;
-                            let current = if cluster_default { &dynamic.cluster_default } else { &dynamic.broker };
-                            let static_layers = DynamicBrokerConfigs::default();
-                            let default = |config: &str| {
-                                dynamic_broker_config_name(config).map_or_else(String::new, |name| {
-                                    self.config.broker_config_chain(&static_layers, name).swap_remove(0).value
-                                })
-                            };
-                            let configs = alteration.apply(ConfigScope::Broker, current, default)?;
-                            if validate_only {
-                                return Ok(());
-                            }
-                            store.set_dynamic_broker_configs(cluster_default, configs)
-                        }
-                        ConfigTarget::Group(group) => {
-                            let unset = TopicConfigs::new();
-                            let current = snapshot.group_configs.get(group).unwrap_or(&unset);
-                            let configs = alteration.apply(ConfigScope::Group, current, |_| String::new())?;
-                            if validate_only {
-                                return Ok(());
-                            }
-                            store.set_group_configs(group, configs)
-                        }
-                    }
+    /// Runs `work` with the controller, on its shard; `unavailable` answers
+    /// when that shard is gone.
+    async fn on_controller<T, W>(&self, unavailable: T, work: W) -> T
+    where
+        T: Send + 'static,
+        W: for<'a> FnOnce(&'a Shard, &'a Controller) -> LocalBoxFuture<'a, T> + Send + 'static,
+    {
+        let answer = self
+            .on_shard(CONTROLLER_SHARD, IfRequesterLeaves::Finish, move |shard| {
+                Box::pin(async move {
+                    let controller = shard.controller.as_ref()?;
+                    Some(work(shard, controller).await)
                 })
-                .collect()
-        };
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish_metadata(Vec::new()).await;
-        }
-        results
+            })
+            .await;
+        answer.ok().flatten().unwrap_or(unavailable)
     }
 
-    pub(super) async fn controller_create_partitions(
-        &self,
-        increases: Vec<PartitionIncrease>,
-        validate_only: bool,
-    ) -> TopicResults {
-        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
-        let brokers = [self.config.node_id];
-        let results: TopicResults = {
-            let mut store = self.controller_store().borrow_mut();
-            let add = |increase: &PartitionIncrease| match is_internal_topic(&increase.name) {
-                true => Err(TopicError::InvalidName(format!("'{}' is reserved for the broker", increase.name))),
-                false => store.add_partitions(increase, &brokers, validate_only),
-            };
-            increases.iter().map(add).collect()
-        };
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish_metadata(Vec::new()).await;
-        }
-        results
-    }
-
-    pub(super) async fn controller_delete_topics(&self, names: Vec<String>) -> TopicResults {
-        let _serial = self.topic_changes.acquire_permit(1).await.expect("the topic-change semaphore is never closed");
-        let results: TopicResults = {
-            let mut store = self.controller_store().borrow_mut();
-            names.iter().map(|name| store.delete_topic(name)).collect()
-        };
-        let deleted: Vec<TopicMetadata> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
-        if !deleted.is_empty() {
-            self.publish_metadata(deleted).await;
-        }
-        results
-    }
-
-    pub(super) fn controller_store(&self) -> &RefCell<MetadataStore> {
-        self.store.as_ref().expect("topic changes run on the controller shard only")
-    }
-
-    /// Pushes the store's snapshot to every shard and waits until all adopted it,
-    /// so that a client told "created" finds the topic on any shard.
-    async fn publish_metadata(&self, deleted: Vec<TopicMetadata>) {
-        let snapshot = self.controller_store().borrow().snapshot();
+    /// Pushes the controller's snapshot to every shard and waits until all
+    /// adopted it, so that a client told "created" finds the topic on any shard.
+    pub(crate) async fn publish_metadata(&self, snapshot: Arc<MetadataSnapshot>, deleted: Vec<TopicMetadata>) {
         // Two phases, so that no shard routes a request to a partition whose
         // owner has not opened it yet: every shard opens (and drops) logs,
         // then every shard starts serving by the new snapshot.

@@ -2,13 +2,17 @@
 //!
 //! Each transactional id is owned by one shard: the owner of its
 //! `__transaction_state` partition (Kafka's rule, `abs(java_hash(id)) % 50`).
-//! The owner keeps a [`TxnMetadata`] per id, persists every change as a
-//! record of Kafka's transaction log schema in that partition before it
-//! answers, and replays the partition at start (`log_records`). The rules
-//! here are plain functions of the metadata; the shard does the I/O.
+//! The owner's [`TxnService`] keeps a [`TxnMetadata`] per id, persists every
+//! change as a record of Kafka's transaction log schema in that partition
+//! before it answers (`log_records`), and replays the partition when it
+//! loads it. The rules here are plain functions of the metadata; the service
+//! does the I/O.
 
 pub mod log_records;
 pub mod markers;
+mod service;
+
+pub(crate) use service::TxnService;
 
 use std::collections::BTreeSet;
 
@@ -69,6 +73,8 @@ impl TxnState {
 pub enum TxnError {
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    #[error("the coordinator is loading the transactions' state")]
+    CoordinatorLoadInProgress,
     #[error("the producer id does not belong to this transactional id")]
     InvalidProducerIdMapping,
     /// PRODUCER_FENCED, or INVALID_PRODUCER_EPOCH for request versions before it existed.
