@@ -17,8 +17,13 @@ pub struct BrokerConfig {
     pub advertise: Option<String>,
     /// Root of all partition logs and broker metadata.
     pub data_dir: PathBuf,
-    /// Number of shards (executors pinned to cores); 0 means one per online core.
+    /// Number of shards (executors pinned to cores); 0 means one per core
+    /// of `cpuset`.
     pub shards: usize,
+    /// The cores the shards are pinned to, as a Linux CPU list ("0-3,8");
+    /// empty: every online core. Brokers that share a machine each take
+    /// their own.
+    pub cpuset: String,
     /// Partitions of an auto-created topic, or of CreateTopics with -1 (`num.partitions`).
     pub default_partitions: i32,
     /// Create unknown topics on first Metadata/Produce (`auto.create.topics.enable`).
@@ -108,6 +113,7 @@ impl Default for BrokerConfig {
             advertise: None,
             data_dir: PathBuf::from("weir-data"),
             shards: 0,
+            cpuset: String::new(),
             default_partitions: 1,
             auto_create_topics: true,
             message_max_bytes: 1_048_588,
@@ -169,19 +175,40 @@ impl BrokerConfig {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        self.cpus()?;
         if self.fetch_max_bytes < 1024 {
             return Err("fetch_max_bytes must be at least 1024".into());
         }
         self.advertised_host_port().map(drop)
     }
 
-    /// The number of shards to run: the configured count, or one per online core.
+    /// The number of shards to run: the configured count, or one per core
+    /// of the cpuset (of the machine, without one).
     pub fn shard_count(&self) -> usize {
-        if self.shards > 0 {
-            self.shards
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+        match self.cpus() {
+            _ if self.shards > 0 => self.shards,
+            Ok(Some(cpus)) => cpus.len(),
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+
+    /// The cores of `cpuset`, sorted; None when it is empty (every core).
+    pub fn cpus(&self) -> Result<Option<Vec<usize>>, String> {
+        if self.cpuset.trim().is_empty() {
+            return Ok(None);
+        }
+        let bad = |part: &str| format!("cpuset '{}': '{part}' is not a core or a range of cores", self.cpuset);
+        let mut cpus = std::collections::BTreeSet::new();
+        for part in self.cpuset.split(',').map(str::trim) {
+            let (first, last) = part.split_once('-').unwrap_or((part, part));
+            let first: usize = first.trim().parse().map_err(|_| bad(part))?;
+            let last: usize = last.trim().parse().map_err(|_| bad(part))?;
+            if first > last {
+                return Err(bad(part));
+            }
+            cpus.extend(first..=last);
+        }
+        Ok(Some(cpus.into_iter().collect()))
     }
 
     /// The address clients are told to connect to.
@@ -214,6 +241,20 @@ mod tests {
             toml::from_str("max_connections = 10\nmax_connections_per_ip = 2\nadmin_listen = \"\"").unwrap();
         assert_eq!((limits.max_connections, limits.max_connections_per_ip), (10, 2));
         assert!(limits.admin_listen.is_empty());
+    }
+
+    #[test]
+    fn a_cpuset_is_a_linux_cpu_list() {
+        let cpus = |list: &str| BrokerConfig { cpuset: list.into(), ..Default::default() }.cpus();
+        assert_eq!(cpus(""), Ok(None));
+        assert_eq!(cpus("3"), Ok(Some(vec![3])));
+        assert_eq!(cpus("0-2, 8,1"), Ok(Some(vec![0, 1, 2, 8])));
+        for bad in ["x", "3-1", "1,", "-2", "1-2-3"] {
+            assert!(cpus(bad).is_err(), "{bad}");
+        }
+        let pinned = BrokerConfig { cpuset: "4-5".into(), ..Default::default() };
+        assert_eq!(pinned.shard_count(), 2);
+        assert_eq!(BrokerConfig { shards: 3, ..pinned }.shard_count(), 3);
     }
 
     #[test]

@@ -82,6 +82,7 @@ where
         RuntimeError::Setup(format!("cannot resolve data directory {}: {e}", config.data_dir.display()))
     })?;
     check_io_uring()?;
+    let placement = placement(config.shard_count(), config.cpus().map_err(RuntimeError::Setup)?)?;
     let claim = listen::claim(&config.listen, listen::CLAIM_WAIT).map_err(RuntimeError::Setup)?;
     // Only once the address is this process's: a broker that fails to claim
     // leaves the one serving alone.
@@ -110,7 +111,7 @@ where
     let test_clock = config.test_clock.then(TestClock::new);
     let config = Arc::new(config);
 
-    let handles = LocalExecutorPoolBuilder::new(placement(shard_count))
+    let handles = LocalExecutorPoolBuilder::new(placement)
         .name("weir-shard")
         .on_all_shards({
             let supervision = supervision.clone();
@@ -494,15 +495,30 @@ fn spawn_maintenance(shard: &Rc<Shard>) {
 }
 
 /// One executor per core where there are enough cores; more shards than cores
-/// (useful to exercise cross-shard paths) share the online cores.
-fn placement(shard_count: usize) -> PoolPlacement {
+/// (useful to exercise cross-shard paths) share them. The cores are the
+/// online ones, or those of the cpuset (`cpus`).
+fn placement(shard_count: usize, cpus: Option<Vec<usize>>) -> Result<PoolPlacement, RuntimeError> {
     let online = CpuSet::online().ok();
-    let cores = online.as_ref().map_or(0, CpuSet::len);
-    match online {
-        Some(cpus) if shard_count <= cores => PoolPlacement::MaxSpread(shard_count, Some(cpus)),
-        Some(cpus) => PoolPlacement::Fenced(shard_count, cpus),
+    let cores = match (online, cpus) {
+        (Some(online), Some(wanted)) => {
+            let cores = online.filter(|core| wanted.contains(&core.cpu));
+            if cores.len() < wanted.len() {
+                let online: Vec<usize> =
+                    CpuSet::online().map(|c| c.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
+                return Err(RuntimeError::Setup(format!(
+                    "cpuset {wanted:?} names cores that are not online (online: {online:?})"
+                )));
+            }
+            Some(cores)
+        }
+        (online, _) => online,
+    };
+    let count = cores.as_ref().map_or(0, CpuSet::len);
+    Ok(match cores {
+        Some(cores) if shard_count <= count => PoolPlacement::MaxSpread(shard_count, Some(cores)),
+        Some(cores) => PoolPlacement::Fenced(shard_count, cores),
         None => PoolPlacement::Unbound(shard_count),
-    }
+    })
 }
 
 /// Builds and drops one executor so that a missing io_uring fails here with

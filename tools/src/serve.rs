@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Number of shards (pinned executors) [default: one per core].
     #[arg(long)]
     shards: Option<usize>,
+    /// Cores to pin the shards to, as a CPU list such as 0-3,8 [default: every online core].
+    /// Brokers sharing a machine each take their own.
+    #[arg(long)]
+    cpuset: Option<String>,
     /// Partitions of auto-created topics [default: 1].
     #[arg(long)]
     default_partitions: Option<i32>,
@@ -61,6 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         advertise = %config.advertised(),
         data_dir = %config.data_dir.display(),
         shards = config.shard_count(),
+        cpuset = %config.cpuset,
         admin = %config.admin_listen,
         "weir {} starting",
         env!("CARGO_PKG_VERSION")
@@ -86,6 +91,9 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(shards) = args.shards {
         config.shards = shards;
+    }
+    if let Some(cpuset) = args.cpuset {
+        config.cpuset = cpuset;
     }
     if let Some(partitions) = args.default_partitions {
         if partitions < 1 {

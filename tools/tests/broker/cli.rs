@@ -275,3 +275,43 @@ fn a_second_broker_on_an_address_already_served_exits_with_an_error() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+/// The cores each thread of process `pid` whose name starts with `prefix`
+/// may run on, as /proc shows them ("1", "0-1").
+fn thread_cores(pid: u32, prefix: &str) -> Vec<String> {
+    let mut cores = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+        cores.push(line.trim().to_string());
+    }
+    cores
+}
+
+#[test]
+fn cpuset_pins_every_shard_to_its_cores_and_refuses_cores_that_are_not_online() {
+    // The last online core, so that the test means something on any machine.
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let last = online.trim().rsplit([',', '-']).next().unwrap().to_string();
+    let broker = Broker::start(&["--cpuset", &last]);
+    // `Broker` runs two shards: they (and glommio's helper thread of each)
+    // all run on that one core.
+    let cores = thread_cores(broker.pid(), "weir-shard");
+    assert!(cores.len() >= 2 && cores.iter().all(|c| *c == last), "{cores:?}\n{}", broker.log());
+    ok(&["produce", "-t", "pinned", "-b", &broker.bootstrap()], Some("on one core\n"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let refused = weir(&["serve", "--cpuset", "0,4095", "--listen", "127.0.0.1:0", "--data-dir", data_dir], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("cpuset [0, 4095] names cores that are not online"), "{stderr}");
+    let malformed = weir(&["serve", "--cpuset", "2-1", "--data-dir", data_dir], None);
+    let stderr = String::from_utf8_lossy(&malformed.stderr);
+    assert!(stderr.contains("cpuset '2-1': '2-1' is not a core or a range of cores"), "{stderr}");
+}
