@@ -310,9 +310,9 @@ pub fn validate_records(records: Bytes, max_batch_bytes: usize) -> Result<Valida
 }
 
 /// Rewrites the broker-owned header fields of the batch at the start of
-/// `batch`: baseOffset and partitionLeaderEpoch (0). Both are outside the CRC.
-pub fn patch_header(batch: &mut [u8], base_offset: i64) {
-    RawHeader::of_mut(batch).expect("a whole header").set_placement(base_offset, 0);
+/// `batch`: baseOffset and partitionLeaderEpoch. Both are outside the CRC.
+pub fn patch_header(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    RawHeader::of_mut(batch).expect("a whole header").set_placement(base_offset, leader_epoch);
 }
 
 /// Attributes: the compression codec bits (0 = none).
@@ -465,7 +465,7 @@ mod tests {
     #[test]
     fn patch_keeps_crc_valid() {
         let mut b = batch(4, b"payload");
-        patch_header(&mut b, 1234);
+        patch_header(&mut b, 1234, 0);
         let h = check_batch_at(&b).expect("still valid");
         assert_eq!(h.base_offset(), 1234);
         assert_eq!(h.last_offset(), 1237);

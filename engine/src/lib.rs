@@ -13,8 +13,16 @@
 //!   timestamp, u32 relative offset), written with the offset index.
 //! - `log-start-offset`: the log start offset after retention or
 //!   DeleteRecords (replaced atomically).
+//! - `leader-epoch-checkpoint`: the first offset of each leader epoch
+//!   ([`leader_epochs`], Kafka's format), replaced atomically before the
+//!   first batch of a new epoch is written; reconciled with the recovered
+//!   log at open (epochs past its end dropped, the first moved up to the log
+//!   start).
 //! - `<base offset:020>.log.cleaned`: a compacted copy being written; renamed
 //!   over the `.log` when complete, removed at open otherwise.
+//!
+//! Truncation ([`truncation::truncate_closed`]) works on a closed log: a
+//! follower cuts its divergent tail before it opens the log again.
 //!
 //! Maintenance (called by the owner of the log, never a hidden task):
 //! [`PartitionLog::enforce_retention`], [`PartitionLog::delete_records`],
@@ -46,6 +54,7 @@ pub mod compression;
 pub mod durable;
 mod error;
 pub mod index;
+pub mod leader_epochs;
 mod log;
 mod producer_snapshot;
 pub mod records;
@@ -53,6 +62,7 @@ mod retention;
 mod segment;
 pub mod storage;
 pub mod timeindex;
+pub mod truncation;
 
 pub use compaction::{CompactionOutcome, MAX_KEYS as MAX_COMPACTION_KEYS};
 pub use error::EngineError;

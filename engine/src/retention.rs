@@ -9,7 +9,8 @@
 //! files whose log is gone, `.cleaned` files of an interrupted compaction
 //! and a stray checkpoint temporary are removed at open.
 
-use std::path::{Path, PathBuf};
+use crate::leader_epochs;
+use std::path::Path;
 use std::rc::Rc;
 
 use weir_runtime::io::Directory;
@@ -55,7 +56,7 @@ async fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), EngineError> {
 }
 
 /// Removes what interrupted operations left: `*.cleaned` (compaction that did
-/// not reach its rename), the checkpoint temporary, and `.index` /
+/// not reach its rename), the checkpoints' temporaries, and `.index` /
 /// `.timeindex` files whose `.log` is gone.
 pub(crate) async fn remove_leftovers(dir: &Path, directory: &Directory) -> Result<(), EngineError> {
     let mut removed = false;
@@ -67,7 +68,8 @@ pub(crate) async fn remove_leftovers(dir: &Path, directory: &Directory) -> Resul
                 .and_then(|stem| stem.strip_suffix('.'))
                 .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
         });
-        if name.ends_with(".cleaned") || name == CHECKPOINT_TMP || orphan_index {
+        let temporary = name == CHECKPOINT_TMP || name == leader_epochs::CHECKPOINT_TMP;
+        if name.ends_with(".cleaned") || temporary || orphan_index {
             tracing::info!(file = %path.display(), "removing a leftover of an interrupted operation");
             std::fs::remove_file(&path)?;
             removed = true;
@@ -77,11 +79,6 @@ pub(crate) async fn remove_leftovers(dir: &Path, directory: &Directory) -> Resul
         storage::sync_directory(directory).await?;
     }
     Ok(())
-}
-
-/// The files of segment `base`.
-fn segment_files(dir: &Path, base: i64) -> [PathBuf; 3] {
-    [segment::log_path(dir, base), segment::index_path(dir, base), segment::time_index_path(dir, base)]
 }
 
 impl PartitionLog {
@@ -180,13 +177,7 @@ impl PartitionLog {
             shared.log_start_offset.set(shared.log_start_offset.get().max(first));
         }
         for v in victims {
-            for path in segment_files(&shared.dir, v.base_offset) {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            segment::remove_files(&segment::files(&shared.dir, v.base_offset))?;
             durable::sync_dir_async(&shared.dir).await?;
             shared.count(|s| s.segments_deleted += 1);
             tracing::info!(dir = %shared.dir.display(), base_offset = v.base_offset, "deleted segment");

@@ -71,6 +71,22 @@ pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
 }
 
 /// File name of a compacted segment being written (renamed over the log).
+/// The files of segment `base`: its log, offset index and time index.
+pub(crate) fn files(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
+    [log_path(dir, base_offset), index_path(dir, base_offset), time_index_path(dir, base_offset)]
+}
+
+/// Removes `paths`; those already gone are fine.
+pub(crate) fn remove_files(paths: &[PathBuf]) -> Result<(), EngineError> {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn cleaned_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log.cleaned"))
 }

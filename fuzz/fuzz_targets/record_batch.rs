@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     while pos < records.len() {
         let h = batch::check_batch_at(&records[pos..]).expect("a validated batch");
         let mut stored = records[pos..pos + h.total_len()].to_vec();
-        batch::patch_header(&mut stored, offsets);
+        batch::patch_header(&mut stored, offsets, 0);
         if flags & 2 != 0 {
             batch::set_log_append_time(&mut stored, 1_700_000_000_000);
         }

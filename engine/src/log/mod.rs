@@ -52,6 +52,7 @@ use crate::batch::{self, RawHeader, ValidatedRecords};
 use crate::cache::ReadCache;
 use crate::durable;
 use crate::error::{disk_corruption, io_err, EngineError};
+use crate::leader_epochs::{self, EpochEntry, LeaderEpochs};
 use crate::producer_snapshot;
 use crate::records;
 use crate::retention;
@@ -122,6 +123,8 @@ struct Pending {
     records: Bytes,
     base_offset: i64,
     last_offset: i64,
+    /// The leader epoch its batches are stamped with.
+    leader_epoch: i32,
     durability: Durability,
     done: LocalSender<Result<AppendInfo, EngineError>>,
 }
@@ -154,6 +157,10 @@ pub(crate) struct Shared {
     /// One past the last offset written to a segment file.
     pub high_watermark: Cell<i64>,
     pub log_start_offset: Cell<i64>,
+    /// The epoch of this replica's leadership: appended batches carry it.
+    leader_epoch: Cell<i32>,
+    /// The first offset of each epoch in the log (the writer adds epochs).
+    leader_epochs: RefCell<LeaderEpochs>,
     /// No new appends; the writer finishes the queue and stops.
     pub closing: Cell<bool>,
     /// Files closed; reads fail.
@@ -246,6 +253,7 @@ impl PartitionLog {
             }
             log_start = saved.clamp(first_base, hw);
         }
+        let epochs = leader_epochs::load(&dir, log_start, hw).await?;
         let active_since = (active.size() > 0).then(now_ms);
         let cache = ReadCache::new(config.cache_bytes);
         let shared = Rc::new(Shared {
@@ -254,6 +262,8 @@ impl PartitionLog {
             next_offset: Cell::new(hw),
             high_watermark: Cell::new(hw),
             log_start_offset: Cell::new(log_start),
+            leader_epoch: Cell::new(epochs.latest().map_or(0, |e| e.epoch)),
+            leader_epochs: RefCell::new(epochs),
             closing: Cell::new(false),
             closed: Cell::new(false),
             queue: RefCell::new(VecDeque::new()),
@@ -311,7 +321,8 @@ impl PartitionLog {
         self.shared.next_offset.set(next);
         let records = records.into_bytes();
         let (done, result) = local_channel::new_bounded(1);
-        let pending = Pending { records, base_offset, last_offset: next - 1, durability, done };
+        let leader_epoch = self.shared.leader_epoch.get();
+        let pending = Pending { records, base_offset, last_offset: next - 1, leader_epoch, done, durability };
         self.shared.queue.borrow_mut().push_back(pending);
         // Full means a wake-up is already pending; the writer drains everything.
         let _ = self.wake_writer.try_send(());
@@ -337,6 +348,33 @@ impl PartitionLog {
     /// The configuration in force.
     pub fn config(&self) -> LogConfig {
         self.shared.config()
+    }
+
+    /// Stamps later appends with `epoch`, this replica's new leadership
+    /// (the log starts in the latest epoch it holds, 0 when new). The
+    /// writer records the epoch's first offset when it writes it.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.shared.leader_epoch.set(epoch);
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.shared.leader_epoch.get()
+    }
+
+    /// OffsetForLeaderEpoch (KIP-279): the largest epoch at most `requested`
+    /// and where it ends in this log; the current epoch ends at the log end
+    /// (Kafka records a leader's epoch when it takes over, before any batch
+    /// of it: so does this answer).
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        let mut epochs = self.shared.leader_epochs.borrow().clone();
+        let end = self.high_watermark();
+        epochs.assign(self.leader_epoch(), end);
+        epochs.end_offset_for(requested, end)
+    }
+
+    /// The first offset of each leader epoch in the log.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.shared.leader_epochs.borrow().entries().to_vec()
     }
 
     /// First offset still stored.

@@ -16,6 +16,7 @@ use crate::cache::Chunk;
 use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{io_err, EngineError};
 use crate::index::IndexPolicy;
+use crate::leader_epochs;
 use crate::segment::{self, align_down, align_up, IndexAdditions, Indexes, Segment};
 use crate::storage;
 
@@ -269,6 +270,7 @@ impl Writer {
             self.shared.high_watermark.get(),
             "active segment must end at the high watermark"
         );
+        self.record_epochs(chunk).await?;
         let data_len: u64 = chunk.iter().map(|p| p.records.len() as u64).sum();
         let end = size + data_len;
         let buf_len = (align_up(end, align) - block_start) as usize;
@@ -290,7 +292,7 @@ impl Writer {
                 let len = h.total_len();
                 let out = &mut dst[at..at + len];
                 out.copy_from_slice(&p.records[from..from + len]);
-                batch::patch_header(out, next);
+                batch::patch_header(out, next, p.leader_epoch);
                 if self.group_time >= 0 {
                     batch::set_log_append_time(out, self.group_time);
                 }
@@ -335,6 +337,22 @@ impl Writer {
         }
         self.shared.high_watermark.set(next);
         self.shared.wake_waiters();
+        Ok(())
+    }
+
+    /// Adds the epochs that start in `chunk` to the leader epoch cache and
+    /// checkpoints it, before the chunk is written: the checkpoint never
+    /// misses an epoch the log holds (one it holds beyond the log is
+    /// dropped at open).
+    async fn record_epochs(&self, chunk: &[Pending]) -> Result<(), EngineError> {
+        let changed = {
+            let mut epochs = self.shared.leader_epochs.borrow_mut();
+            chunk.iter().fold(false, |changed, p| epochs.assign(p.leader_epoch, p.base_offset) | changed)
+        };
+        if changed {
+            let epochs = self.shared.leader_epochs.borrow().clone();
+            leader_epochs::write(&self.shared.dir, &epochs).await?;
+        }
         Ok(())
     }
 

@@ -34,7 +34,7 @@ pub fn body(len: usize, seed: u8) -> Vec<u8> {
 
 /// The batch as the engine stores it once given `base_offset`.
 pub fn stored(mut b: Vec<u8>, base_offset: i64) -> Vec<u8> {
-    batch::patch_header(&mut b, base_offset);
+    batch::patch_header(&mut b, base_offset, 0);
     b
 }
 

@@ -1,12 +1,12 @@
 //! OffsetForLeaderEpoch: the end offset of a leader epoch, with which
 //! consumers validate their positions after a leader change (KIP-320) and
-//! followers find where to truncate. A single broker has led every partition
-//! in epoch 0 since it was created, so, as Kafka's leader epoch cache
-//! answers: epoch 0 ends at the log end offset; any other epoch (an unknown
-//! one, -1, or one above the current) has no end offset (-1, -1, no error).
-//! The replica id (v3+, a follower's broker id) does not change the answer.
+//! followers find where to truncate, answered from the log's leader epoch
+//! cache (`weir_engine::leader_epochs`): the current epoch ends at the log
+//! end offset, an older one where the next starts; -1 and epochs above the
+//! current have no end offset (-1, -1, no error). The replica id (v3+, a
+//! follower's broker id) does not change the answer.
 
-use super::{current_leader_epoch_error, LEADER_EPOCH};
+use super::current_leader_epoch_error;
 use crate::errors::partition_error_code;
 use futures::future::join_all;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
@@ -20,17 +20,14 @@ pub async fn handle(shard: &Shard, request: OffsetForLeaderEpochRequest) -> Offs
             async move {
                 let answer = EpochEndOffset::default().with_partition(p.partition);
                 // Kafka checks the partition, then the client's view of the leader.
-                let offsets = match shard.offsets(name, p.partition).await {
-                    Ok(offsets) => offsets,
+                let (epoch, end_offset) = match shard.end_offset_for_epoch(name, p.partition, p.leader_epoch).await {
+                    Ok(end) => end,
                     Err(e) => return answer.with_error_code(partition_error_code(&e)),
                 };
                 if let Some(code) = current_leader_epoch_error(p.current_leader_epoch) {
                     return answer.with_error_code(code);
                 }
-                if p.leader_epoch != LEADER_EPOCH {
-                    return answer; // leader_epoch and end_offset -1: no such epoch
-                }
-                answer.with_leader_epoch(LEADER_EPOCH).with_end_offset(offsets.high_watermark)
+                answer.with_leader_epoch(epoch).with_end_offset(end_offset)
             }
         }))
         .await;

@@ -206,6 +206,20 @@ impl Shard {
         .await
     }
 
+    /// OffsetForLeaderEpoch: the largest epoch at most `epoch` in the
+    /// partition's log and the offset where it ends (KIP-279).
+    pub async fn end_offset_for_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), PartitionError> {
+        self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, partition| {
+            Box::pin(async move { Ok(partition.log.end_offset_for_epoch(epoch)) })
+        })
+        .await
+    }
+
     /// ListOffsets by timestamp: (offset, timestamp) of the first record
     /// whose timestamp is at least `timestamp`, or of the record with the
     /// largest timestamp for [`MAX_TIMESTAMP`]; `None` when there is none.

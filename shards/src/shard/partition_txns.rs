@@ -140,7 +140,7 @@ mod tests {
         for base in [10i64, 12] {
             let mut batch =
                 RecordsBuilder::new().push(Some(b"k"), None, &[], 0).push(Some(b"k"), None, &[], 0).finish().to_vec();
-            weir_engine::batch::patch_header(&mut batch, base);
+            weir_engine::batch::patch_header(&mut batch, base, 0);
             records.extend_from_slice(&batch);
         }
         let one = records.len() / 2;
