@@ -3,11 +3,13 @@
 //! `weir_fuzz::PartitionFiles`), opened as the broker opens it at start. Opening
 //! may fail, but never panic; what it recovers must be readable from the log
 //! start to the high watermark in whole valid batches, answer timestamp
-//! lookups, and take a new append.
+//! lookups, and take a new append. Then it is truncated at an offset the
+//! input picks (its last byte) and must open again at the new end, with the
+//! same guarantees.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::path::PathBuf;
+use weir_engine::truncation::truncate_closed;
 use weir_engine::{batch, records, Durability, EngineError, LogConfig, PartitionLog};
 use weir_fuzz::PartitionFiles;
 
@@ -17,13 +19,27 @@ fuzz_target!(|data: &[u8]| {
     let dir = std::path::absolute(scratch.path().join("topic-0")).expect("absolute path");
     std::fs::create_dir(&dir).expect("partition directory");
     files.write_to(&dir).expect("write the partition files");
-    weir_fuzz::block_on(open_and_check(dir));
+    let fraction = i64::from(data.last().copied().unwrap_or(0));
+    weir_fuzz::block_on(async move {
+        let Some((start, end)) = open_and_check(&dir).await else { return };
+        let cut = start + ((i128::from(end - start) * i128::from(fraction)) / 255) as i64;
+        let new_end = truncate_closed(&dir, cut, &config()).await.expect("truncating a log that opened");
+        assert!(new_end <= end, "truncation at {cut} moved the end from {end} to {new_end}");
+        let (_, reopened_end) = open_and_check(&dir).await.expect("a truncated log opens");
+        assert_eq!(reopened_end, new_end, "truncated at {cut}");
+    });
 });
 
-async fn open_and_check(dir: PathBuf) {
-    // Small index intervals and no read cache, so reads exercise the indexes.
-    let config = LogConfig { index_interval_bytes: 128, cache_bytes: 0, ..LogConfig::default() };
-    let Ok(log) = PartitionLog::open(dir, config).await else { return };
+/// Small index intervals and no read cache, so reads exercise the indexes.
+fn config() -> LogConfig {
+    LogConfig { index_interval_bytes: 128, cache_bytes: 0, ..LogConfig::default() }
+}
+
+/// Opens the log, checks what it recovered, appends one record (where the
+/// offsets allow) and closes it; returns the log start and the end it
+/// recovered, or None when the files do not open as a log.
+async fn open_and_check(dir: &std::path::Path) -> Option<(i64, i64)> {
+    let log = PartitionLog::open(dir.to_path_buf(), config()).await.ok()?;
     let (start, end) = (log.log_start_offset(), log.high_watermark());
     assert!(0 <= start && start <= end, "log start {start}, high watermark {end}");
     let mut offset = start;
@@ -50,6 +66,7 @@ async fn open_and_check(dir: PathBuf) {
         Err(e) => panic!("append after recovery to {start}..{end}: {e}"),
     }
     log.close().await.expect("close");
+    Some((start, end))
 }
 
 /// Checks that `bytes` are whole valid batches, the first one holding
