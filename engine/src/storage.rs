@@ -58,8 +58,9 @@ pub(crate) fn sync_std_directory(dir: &Path) -> std::io::Result<()> {
 ///
 /// Record a directory with [`record`] (its state then counts as durable),
 /// run the engine, take a [`freeze`] at the moment of the cut (the engine
-/// may go on running: later syncs do not change a frozen state), then
-/// [`restore`] the directory to it and reopen. Recording reads a synced
+/// may go on running: later syncs do not change a frozen state), or have
+/// [`cut_after`] take it right after a given sync, then [`restore`] the
+/// directory to it and reopen. Recording reads a synced
 /// file whole at each sync, so it is for small test logs only. Only the
 /// directory itself is recorded, not subdirectories.
 pub mod power_loss {
@@ -71,7 +72,7 @@ pub mod power_loss {
 
     /// How many directories are being recorded: syncs cost nothing extra at 0.
     static RECORDED: AtomicUsize = AtomicUsize::new(0);
-    static RECORDINGS: Mutex<Option<HashMap<PathBuf, DurableState>>> = Mutex::new(None);
+    static RECORDINGS: Mutex<Option<HashMap<PathBuf, Recording>>> = Mutex::new(None);
 
     /// What a power cut would leave of one directory.
     #[derive(Clone, Debug, Default)]
@@ -82,11 +83,28 @@ pub mod power_loss {
         contents: HashMap<u64, Vec<u8>>,
     }
 
+    struct Recording {
+        state: DurableState,
+        /// Syncs to go before [`cut_after`]'s cut.
+        cut_in: Option<usize>,
+        cut: Option<DurableState>,
+    }
+
+    impl Recording {
+        fn synced(&mut self) {
+            match self.cut_in {
+                Some(1) => (self.cut_in, self.cut) = (None, Some(self.state.clone())),
+                Some(n) => self.cut_in = Some(n - 1),
+                None => {}
+            }
+        }
+    }
+
     pub(super) fn recording() -> bool {
         RECORDED.load(Ordering::Relaxed) > 0
     }
 
-    fn with_recording<T>(dir: &Path, f: impl FnOnce(&mut DurableState) -> T) -> Option<T> {
+    fn with_recording<T>(dir: &Path, f: impl FnOnce(&mut Recording) -> T) -> Option<T> {
         let mut recordings = RECORDINGS.lock().unwrap_or_else(|e| e.into_inner());
         recordings.as_mut()?.get_mut(dir).map(f)
     }
@@ -99,7 +117,8 @@ pub mod power_loss {
             state.contents.insert(inode, std::fs::read(dir.join(name))?);
         }
         let mut recordings = RECORDINGS.lock().unwrap_or_else(|e| e.into_inner());
-        if recordings.get_or_insert_with(HashMap::new).insert(dir.to_path_buf(), state).is_none() {
+        let recording = Recording { state, cut_in: None, cut: None };
+        if recordings.get_or_insert_with(HashMap::new).insert(dir.to_path_buf(), recording).is_none() {
             RECORDED.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -107,7 +126,25 @@ pub mod power_loss {
 
     /// What a power cut now would leave of `dir`, which is being recorded.
     pub fn freeze(dir: &Path) -> DurableState {
-        with_recording(dir, |state| state.clone()).expect("freeze of a directory that is not being recorded")
+        with_recording(dir, |r| r.state.clone()).expect("freeze of a directory that is not being recorded")
+    }
+
+    /// Cuts the power of `dir` (being recorded) right after its `syncs`th
+    /// sync from now (0: now); [`take_cut`] then gives what the cut left.
+    /// Cutting after each sync in turn covers every state a power cut can
+    /// leave: between two syncs, nothing durable changes.
+    pub fn cut_after(dir: &Path, syncs: usize) {
+        with_recording(dir, |r| match syncs {
+            0 => r.cut = Some(r.state.clone()),
+            n => r.cut_in = Some(n),
+        })
+        .expect("a cut in a directory that is not being recorded");
+    }
+
+    /// What [`cut_after`]'s cut left; None while the syncs it waits for have
+    /// not all happened.
+    pub fn take_cut(dir: &Path) -> Option<DurableState> {
+        with_recording(dir, |r| r.cut.take()).flatten()
     }
 
     /// Stops recording `dir` and rewrites it to `state`: files not in it are
@@ -133,18 +170,20 @@ pub mod power_loss {
     pub(super) fn file_synced(path: &Path) {
         let Some(dir) = path.parent() else { return };
         let read = || Some((std::fs::metadata(path).ok()?.ino(), std::fs::read(path).ok()?));
-        with_recording(dir, |state| {
+        with_recording(dir, |r| {
             if let Some((inode, content)) = read() {
-                state.contents.insert(inode, content);
+                r.state.contents.insert(inode, content);
             }
+            r.synced();
         });
     }
 
     pub(super) fn directory_synced(dir: &Path) {
-        with_recording(dir, |state| {
+        with_recording(dir, |r| {
             if let Ok(entries) = entries(dir) {
-                state.entries = entries;
+                r.state.entries = entries;
             }
+            r.synced();
         });
     }
 

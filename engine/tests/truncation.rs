@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::*;
 use weir_engine::index::OffsetIndex;
+use weir_engine::storage::power_loss;
 use weir_engine::truncation::truncate_closed;
 use weir_engine::{Durability, PartitionLog};
 
@@ -94,4 +95,41 @@ fn a_sealed_segment_cut_keeps_indexes_that_match_it() {
         assert_eq!(read_all(&log, 0).await, all[..kept]);
         log.close().await.expect("close");
     });
+}
+
+#[test]
+fn a_power_cut_after_any_sync_of_a_truncation_leaves_a_whole_log() {
+    // The cut is in the first (sealed) segment, so every later segment is
+    // removed, the first is cut and re-indexed and a new active one starts.
+    const CUT: i64 = 5;
+    for syncs in 0.. {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("log");
+        std::fs::create_dir(&dir).expect("log dir");
+        let (all, cut) = block_on(async {
+            let all = written_log(&dir).await;
+            power_loss::record(&dir).expect("record");
+            power_loss::cut_after(&dir, syncs);
+            assert_eq!(truncate_closed(&dir, CUT, &small_segments()).await.expect("truncate"), 4);
+            (all, power_loss::take_cut(&dir))
+        });
+        let Some(state) = cut else {
+            assert!(syncs > 5, "a truncation of several segments takes more than {syncs} syncs");
+            break; // the truncation was over before this sync
+        };
+        power_loss::restore(&dir, &state).expect("restore");
+        block_on(async {
+            let log = open(&dir, small_segments()).await;
+            let end = log.high_watermark();
+            assert!((4..=80).contains(&end), "cut after sync {syncs}: the log ends at {end}");
+            let kept: usize = batches_in(&all).iter().filter(|b| b.0 < end).map(|b| b.2).sum();
+            assert_eq!(read_all(&log, 0).await, all[..kept], "cut after sync {syncs}: a whole prefix of the log");
+            log.close().await.expect("close");
+            // Cutting again after the restart finishes the job.
+            assert_eq!(truncate_closed(&dir, CUT, &small_segments()).await.expect("truncate again"), 4);
+            let log = open(&dir, small_segments()).await;
+            assert_eq!(log.high_watermark(), 4, "cut after sync {syncs}");
+            log.close().await.expect("close");
+        });
+    }
 }
