@@ -237,36 +237,76 @@ def verify(args):
 
 
 def wait(args):
-    """Waits for the group to have committed all of its input topics."""
+    """Waits until the group has processed every record there is and no
+    transaction is open: on every partition of the non-internal topics the
+    last stable offset is the high watermark, the group's committed offset on
+    the input is its end, and a read_committed read of each repartition
+    partition from the group's committed offset finds nothing."""
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group, "enable.auto.commit": False})
+    committed_view = Consumer({
+        "bootstrap.servers": args.bootstrap, "group.id": args.group, "enable.auto.commit": False,
+        "isolation.level": "read_committed", "enable.partition.eof": True,
+    })
+    uncommitted_view = Consumer({
+        "bootstrap.servers": args.bootstrap, "group.id": "clickstream-wait", "isolation.level": "read_uncommitted",
+    })
     deadline = time.time() + args.timeout
-    stable_since, last = None, None
+    pending = "nothing checked yet"
     while time.time() < deadline:
-        topics = admin.list_topics(timeout=10).topics
-        inputs = [args.input] + sorted(t for t in topics if t.startswith(f"repartition__{args.group}--"))
-        tps = [TopicPartition(t, p) for t in inputs if t in topics for p in topics[t].partitions]
-        committed = consumer.committed(tps, timeout=10)
-        lag = {}
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-            done = tp.offset if tp.offset >= 0 else 0
-            # A transactional partition ends with a commit marker, which no
-            # consumer commits past; the input topic is not transactional.
-            slack = 0 if tp.topic == args.input else 1
-            if high - done > slack:
-                lag[f"{tp.topic}[{tp.partition}]"] = high - done
-        state = (tuple(sorted(lag.items())), tuple((tp.topic, tp.partition, tp.offset) for tp in committed))
-        if not lag and len(inputs) > 1:
-            if state == last and time.time() - stable_since >= args.settle:
-                print(f"wait: group {args.group} has consumed {', '.join(inputs)}")
-                consumer.close()
-                return
-            if state != last:
-                stable_since = time.time()
-        last = state
+        pending = wait_pending(args, admin, committed_view, uncommitted_view)
+        if pending is None:
+            print(f"wait: group {args.group} has processed everything and no transaction is open")
+            committed_view.close()
+            uncommitted_view.close()
+            return
         time.sleep(0.5)
-    sys.exit(f"wait: timed out after {args.timeout} s; lag {lag}")
+    sys.exit(f"wait: timed out after {args.timeout} s; {pending}")
+
+
+def wait_pending(args, admin, committed_view, uncommitted_view):
+    """What is left to wait for, in words, or None."""
+    topics = admin.list_topics(timeout=10).topics
+    repartition = sorted(t for t in topics if t.startswith(f"repartition__{args.group}--"))
+    for t in sorted(topics):
+        if t.startswith("__"):
+            continue
+        for p in topics[t].partitions:
+            tp = TopicPartition(t, p)
+            lso = committed_view.get_watermark_offsets(tp, timeout=10)[1]
+            high = uncommitted_view.get_watermark_offsets(tp, timeout=10)[1]
+            if lso != high:
+                return f"an open transaction on {t}[{p}] (last stable offset {lso}, high watermark {high})"
+    inputs = [TopicPartition(args.input, p) for p in topics[args.input].partitions]
+    inputs += [TopicPartition(t, p) for t in repartition for p in topics[t].partitions]
+    committed = committed_view.committed(inputs, timeout=10)
+    for tp in committed:
+        if tp.topic != args.input:
+            continue
+        high = uncommitted_view.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+        if tp.offset < high:
+            return f"{tp.topic}[{tp.partition}] committed at {tp.offset} of {high}"
+    # Repartition topics are transactional: commit markers follow the last
+    # record, so compare by reading what is left.
+    rest = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed if tp.topic != args.input]
+    if rest:
+        committed_view.assign(rest)
+        at_end, left = set(), 0
+        read_until = time.time() + 10
+        while len(at_end) < len(rest) and time.time() < read_until:
+            m = committed_view.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add((m.topic(), m.partition()))
+                continue
+            left += 1
+        committed_view.unassign()
+        if left or len(at_end) < len(rest):
+            return f"{left} records beyond the committed offsets of {', '.join(repartition)}"
+    if not repartition and len(inputs) and topics[args.input].partitions and len(topics[args.input].partitions) > 1:
+        return "no repartition topic yet"
+    return None
 
 
 def main():
@@ -281,7 +321,6 @@ def main():
     w.add_argument("--group", default="clickstream-quix")
     w.add_argument("--input", default="clicks")
     w.add_argument("--timeout", type=float, default=300)
-    w.add_argument("--settle", type=float, default=3)
     args = ap.parse_args()
     (verify if args.command == "verify" else wait)(args)
 

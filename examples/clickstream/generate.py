@@ -4,11 +4,14 @@ Writes the events to a Kafka topic (default `clicks`) and, in the same order,
 to a JSONL file that check.py recomputes the expected results from.
 
 Usage: generate.py --bootstrap HOST:PORT [--topic clicks] [--events N]
-                   [--seed S] [--out clicks.jsonl] [--dry-run]
+                   [--seed S] [--rate EVENTS_PER_S] [--out clicks.jsonl] [--dry-run]
+
+The rate only paces the producing: the events and their (synthetic) event
+times are the same at any rate.
 
 The model (all times are synthetic event times, never wall-clock):
 - the simulated period starts at 2026-01-01T00:00:00Z;
-- there are about N/30 users; each user visits in sessions: a session is a
+- there are N/20 users, who first arrive over 0.6 s per event; each user visits in sessions: a session is a
   run of clicks a few seconds to 10 minutes apart, and the next session of the
   same user starts 31 minutes to 4 hours after the previous one ended (so more
   than the 30-minute inactivity gap);
@@ -73,10 +76,10 @@ def generate(n_events, seed):
     """Returns the events in production order (a list of dicts)."""
     rng = random.Random(seed)
     weights = [1 / (rank ** 1.1) for rank in range(1, len(PAGES) + 1)]
-    n_users = max(5, n_events // 30)
-    # Users arrive over the first part of the simulated period (about 2 s of
-    # event time per event overall) and then return in further sessions.
-    span_ms = max(3600_000, n_events * 2000)
+    n_users = max(5, n_events // 20)
+    # Users first arrive over a span of 0.6 s of event time per event, and
+    # come back in further sessions.
+    span_ms = max(600_000, n_events * 600)
     heap = []
     for u in range(n_users):
         user = {
@@ -126,6 +129,7 @@ def main():
     ap.add_argument("--events", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--out", default="clicks.jsonl")
+    ap.add_argument("--rate", type=float, default=0, help="events per second of wall-clock time (0: as fast as it can)")
     ap.add_argument("--dry-run", action="store_true", help="write only the JSONL file")
     args = ap.parse_args()
 
@@ -139,7 +143,11 @@ def main():
             "bootstrap.servers": args.bootstrap,
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 20,
+            "linger.ms": 5,
+            # Small batches: a consumer gets at least a whole batch of a
+            # partition at a time, so big ones would make the input partitions
+            # interleave coarsely in event time downstream.
+            "batch.num.messages": 10,
             "partitioner": "murmur2_random",  # what the Java client does with keys
         })
         errors = []
@@ -151,6 +159,10 @@ def main():
                 delivered[seq] = (msg.partition(), msg.offset())
 
         for seq, e in enumerate(events):
+            if args.rate > 0:
+                ahead = started + seq / args.rate - time.monotonic()
+                if ahead > 0:
+                    producer.poll(ahead)
             while True:
                 try:
                     producer.produce(

@@ -18,7 +18,7 @@ Runs until SIGTERM/SIGINT (run.sh stops it once everything is consumed).
 """
 
 import argparse
-import logging
+import collections
 import os
 
 from quixstreams import Application
@@ -32,6 +32,18 @@ SESSION_GRACE_MS = 0
 
 def click_time(value, headers, timestamp, timestamp_type):
     return value["ts"]
+
+
+LATE = collections.Counter()
+
+
+def count_late(value, key, timestamp_ms, late_by_ms, start, end, name, topic, partition, offset):
+    """on_late callback: counts late events instead of logging each one
+    (the count is logged every 1000 and at shutdown)."""
+    LATE[name] += 1
+    if LATE[name] % 1000 == 0:
+        print(f"clickstream: late events dropped so far: {dict(LATE)}", flush=True)
+    return False
 
 
 def page_view_row(value, key, timestamp, headers):
@@ -65,6 +77,18 @@ def main():
         state_dir=args.state_dir,
         commit_interval=float(os.environ.get("COMMIT_INTERVAL", "1.0")),
         loglevel=os.environ.get("QUIX_LOGLEVEL", "INFO"),
+        # A processor that is SIGKILLed leaves its consumer-group membership
+        # and its open transaction behind (quixstreams picks a fresh random
+        # transactional.id per process, so a restart does not fence it): the
+        # broker ends them after these timeouts (defaults 45 s and 60 s).
+        consumer_extra_config={
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            # Small fetches interleave the input partitions finely, which
+            # keeps the re-keyed page-view stream nearly in event-time order.
+            "max.partition.fetch.bytes": int(os.environ.get("FETCH_BYTES", "4096")),
+        },
+        producer_extra_config={"transaction.timeout.ms": 10_000},
     )
     clicks = app.topic(args.input, value_deserializer="json", key_deserializer="str", timestamp_extractor=click_time)
     page_views = app.topic("page-views-1m", value_serializer="json", key_serializer="str")
@@ -74,7 +98,7 @@ def main():
 
     # (b) sessions, keyed by user as the input is.
     (
-        sdf.session_window(inactivity_gap_ms=SESSION_GAP_MS, grace_ms=SESSION_GRACE_MS, name="sessions")
+        sdf.session_window(inactivity_gap_ms=SESSION_GAP_MS, grace_ms=SESSION_GRACE_MS, name="sessions", on_late=count_late)
         .agg(pages=Count(), entry_page=Earliest("page"), exit_page=Latest("page"))
         .final()
         .apply(session_row, metadata=True)
@@ -85,15 +109,18 @@ def main():
     # topic), then a tumbling window.
     (
         sdf.group_by("page", name="by-page")
-        .tumbling_window(duration_ms=WINDOW_MS, grace_ms=PAGE_VIEWS_GRACE_MS, name="page-views-1m")
+        .tumbling_window(duration_ms=WINDOW_MS, grace_ms=PAGE_VIEWS_GRACE_MS, name="page-views-1m", on_late=count_late)
         .agg(views=Count())
         .final()
         .apply(page_view_row, metadata=True)
         .to_topic(page_views)
     )
 
-    logging.getLogger(__name__).info("pipeline starting (pid %d)", os.getpid())
-    app.run()
+    print(f"clickstream: pipeline starting (pid {os.getpid()})", flush=True)
+    try:
+        app.run()
+    finally:
+        print(f"clickstream: late events dropped by this process: {dict(LATE)}", flush=True)
 
 
 if __name__ == "__main__":
