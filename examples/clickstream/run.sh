@@ -14,8 +14,9 @@
 #   RATE          events per second the generator produces while the pipeline
 #                 runs (default: 500; 0: as fast as it can)
 #   KILLS         times to SIGKILL the pipeline mid-run and restart it (default: 0)
-#   KILL_AFTER    seconds between the clicks starting (or the last restart)
-#                 and each kill (default: 3)
+#   KILL_AFTER    seconds from the clicks starting to the first kill (default:
+#                 3); each further kill comes KILL_AFTER + 12 s after the
+#                 restart (the killed processor's group session lasts 10 s)
 #   TIMEOUT       seconds allowed for the pipeline to consume everything (default: 300)
 #   KEEP          1 keeps the work directory (broker data and logs)
 #
@@ -127,6 +128,7 @@ start_pipeline() {
   PIPELINE_PID=$!
 }
 start=$SECONDS
+: > "$PIPELINE_LOG"
 start_pipeline
 log "pipeline started (pid $PIPELINE_PID, log $PIPELINE_LOG)"
 # Let it create its internal topics and start consuming before the clicks
@@ -144,7 +146,10 @@ sleep 1
   --out "$WORK/clicks.jsonl" &
 GENERATOR_PID=$!
 for k in $(seq "$KILLS"); do
-  sleep "$KILL_AFTER"
+  # A restarted processor gets the input only once the broker has expired the
+  # killed one's group membership (session.timeout.ms, 10 s): later kills
+  # wait for that too, so that each one hits a processor at work.
+  sleep $((k == 1 ? KILL_AFTER : KILL_AFTER + 12))
   if ! kill -0 "$PIPELINE_PID" 2> /dev/null; then
     log "pipeline exited before kill $k:"
     tail -n 30 "$PIPELINE_LOG"
@@ -152,7 +157,7 @@ for k in $(seq "$KILLS"); do
   fi
   kill -9 "$PIPELINE_PID"
   wait "$PIPELINE_PID" 2> /dev/null || true
-  log "kill $k/$KILLS: SIGKILLed the pipeline after $KILL_AFTER s; restarting it"
+  log "kill $k/$KILLS: SIGKILLed the pipeline (pid $PIPELINE_PID); restarting it"
   echo "==== run.sh: SIGKILL $k, restarting ====" >> "$PIPELINE_LOG"
   start_pipeline
 done
