@@ -17,6 +17,9 @@
 #   KILL_AFTER    seconds from the clicks starting to the first kill (default:
 #                 3); each further kill comes KILL_AFTER + 12 s after the
 #                 restart (the killed processor's group session lasts 10 s)
+#   GUARANTEE     the pipeline's processing guarantee: exactly-once (default)
+#                 or at-least-once (with kills, the checker then reports the
+#                 duplicates)
 #   TIMEOUT       seconds allowed for the pipeline to consume everything (default: 300)
 #   KEEP          1 keeps the work directory (broker data and logs)
 #
@@ -37,6 +40,7 @@ PARTITIONS=${PARTITIONS:-2}
 KILLS=${KILLS:-0}
 KILL_AFTER=${KILL_AFTER:-3}
 RATE=${RATE:-500}
+export GUARANTEE=${GUARANTEE:-exactly-once}
 TIMEOUT=${TIMEOUT:-300}
 VENV="$HERE/.venv"
 PY="$VENV/bin/python"
