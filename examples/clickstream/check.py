@@ -304,7 +304,7 @@ def wait_pending(args, admin, committed_view, uncommitted_view):
         committed_view.unassign()
         if left or len(at_end) < len(rest):
             return f"{left} records beyond the committed offsets of {', '.join(repartition)}"
-    if not repartition and len(inputs) and topics[args.input].partitions and len(topics[args.input].partitions) > 1:
+    if not repartition and len(topics[args.input].partitions) > 1:
         return "no repartition topic yet"
     return None
 

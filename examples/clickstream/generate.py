@@ -11,17 +11,20 @@ times are the same at any rate.
 
 The model (all times are synthetic event times, never wall-clock):
 - the simulated period starts at 2026-01-01T00:00:00Z;
-- there are N/20 users, who first arrive over 0.6 s per event; each user visits in sessions: a session is a
-  run of clicks a few seconds to 10 minutes apart, and the next session of the
-  same user starts 31 minutes to 4 hours after the previous one ended (so more
-  than the 30-minute inactivity gap);
+- there are N/20 users, whose first visits are spread over 0.6 s of event
+  time per event; each user visits in sessions: a session is a run of clicks
+  2 s to 10 minutes apart, and the next session of the same user starts 31
+  minutes to 4 hours after the previous one ended (so more than the 30-minute
+  inactivity gap);
 - pages are drawn from a Zipf-like law (weight 1/rank^1.1) over 40 pages; the
   first page of a session comes with an external referrer, later pages have
   the previous page as referrer;
 - events are produced in event-time order except for about 2% of them,
   which are held back and produced 1 to 150 s of event time later (out of
   order; those held back longer than the window grace are late);
-- every timestamp is distinct, so "entry" and "exit" pages are well defined.
+- every timestamp is distinct, so "entry" and "exit" pages are well defined;
+- the N events are the N earliest of the sessions generated, so the last
+  sessions of the period may be cut short.
 """
 
 import argparse
