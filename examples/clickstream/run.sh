@@ -17,6 +17,10 @@
 #   KILL_AFTER    seconds from the clicks starting to the first kill (default:
 #                 3); each further kill comes KILL_AFTER + 12 s after the
 #                 restart (the killed processor's group session lasts 10 s)
+#   BROKER_KILL   1 SIGKILLs the broker once while the clicks flow, and restarts
+#                 it (default: 0)
+#   BROKER_KILL_AFTER  seconds after the processor kills (or the clicks
+#                 starting) that it comes (default: 2)
 #   GUARANTEE     the pipeline's processing guarantee: exactly-once (default)
 #                 or at-least-once (with kills, the checker then reports the
 #                 duplicates)
@@ -40,6 +44,8 @@ PARTITIONS=${PARTITIONS:-2}
 KILLS=${KILLS:-0}
 KILL_AFTER=${KILL_AFTER:-3}
 RATE=${RATE:-500}
+BROKER_KILL=${BROKER_KILL:-0}
+BROKER_KILL_AFTER=${BROKER_KILL_AFTER:-2}
 export GUARANTEE=${GUARANTEE:-exactly-once}
 TIMEOUT=${TIMEOUT:-300}
 VENV="$HERE/.venv"
@@ -109,10 +115,13 @@ printf 'group_initial_rebalance_delay_ms = 0\n' > "$WORK/broker.toml"
 PORT=$(free_port)
 BOOTSTRAP=127.0.0.1:$PORT
 log "starting $WEIR serve --listen $BOOTSTRAP --shards 2 (data and logs in $WORK)"
-"$WEIR" serve --config "$WORK/broker.toml" --listen "$BOOTSTRAP" --data-dir "$WORK/data" \
-  --admin-listen "" --shards 2 > "$BROKER_LOG" 2>&1 &
-BROKER_PID=$!
-wait_for_broker "$BROKER_PID" "$PORT" "$BROKER_LOG"
+start_broker() {
+  "$WEIR" serve --config "$WORK/broker.toml" --listen "$BOOTSTRAP" --data-dir "$WORK/data" \
+    --admin-listen "" --shards 2 >> "$BROKER_LOG" 2>&1 &
+  BROKER_PID=$!
+  wait_for_broker "$BROKER_PID" "$PORT" "$BROKER_LOG"
+}
+start_broker
 
 "$PY" - "$BOOTSTRAP" "$PARTITIONS" << 'PY'
 import sys
@@ -165,7 +174,22 @@ for k in $(seq "$KILLS"); do
   echo "==== run.sh: SIGKILL $k, restarting ====" >> "$PIPELINE_LOG"
   start_pipeline
 done
+if [[ $BROKER_KILL == 1 ]]; then
+  sleep "$BROKER_KILL_AFTER"
+  kill -9 "$BROKER_PID"
+  wait "$BROKER_PID" 2> /dev/null || true
+  log "SIGKILLed the broker (pid $BROKER_PID); restarting it on the same port and data directory"
+  echo "==== run.sh: broker SIGKILL, restarting ====" >> "$BROKER_LOG"
+  start_broker
+fi
 wait "$GENERATOR_PID"
+if ! kill -0 "$PIPELINE_PID" 2> /dev/null; then
+  rc=0
+  wait "$PIPELINE_PID" || rc=$?
+  log "the pipeline exited by itself (status $rc); restarting it"
+  echo "==== run.sh: the pipeline exited (status $rc), restarting ====" >> "$PIPELINE_LOG"
+  start_pipeline
+fi
 if ! "$PY" "$HERE/check.py" wait --bootstrap "$BOOTSTRAP" --group "$GROUP" --timeout "$TIMEOUT"; then
   log "last 30 lines of the pipeline log:"
   tail -n 30 "$PIPELINE_LOG"
