@@ -3,7 +3,9 @@
 # integration tests that run the real broker against librdkafka), then the
 # client compatibility tests (kcat, kafka-python, aiokafka, confluent-kafka,
 # kafkajs, sarama, confluent-kafka-go), which install those clients if they
-# are missing, then librdkafka's own test suite
+# are missing, then the click-stream showcase (examples/clickstream: a
+# quixstreams exactly-once pipeline, its processor SIGKILLed once, checked
+# against a recomputation), then librdkafka's own test suite
 # (tools/tests/librdkafka/run.sh), then every fuzz target for a bounded time
 # from its committed corpus (tools/fuzz.sh; FUZZ_SECONDS each).
 set -euo pipefail
@@ -11,5 +13,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --workspace
 cargo test --release --workspace
 bash tools/tests/clients/run.sh
+KILLS=1 bash examples/clickstream/run.sh
 bash tools/tests/librdkafka/run.sh
 bash tools/fuzz.sh
