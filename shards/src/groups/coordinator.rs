@@ -9,6 +9,7 @@ use super::{
     CommittedOffset, GroupDescription, GroupError, GroupListing, JoinRequest, JoinResponse, MemberRef, Responder,
     SyncRequest, SyncResponse,
 };
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -52,8 +53,11 @@ impl MigrationPolicy {
 /// The protocol type ListGroups shows for a consumer-protocol group.
 const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
-/// What one group's metadata record holds (members are not persisted: after a
-/// restart they rejoin, as their heartbeats get UNKNOWN_MEMBER_ID).
+/// What one group's metadata record holds: its generation and its members
+/// with their assignments, so that after a restart they carry on with their
+/// member ids and generation (until their sessions time out), as in Kafka.
+/// A record with members but no leader was written while the group was
+/// rebalancing: it comes back rebalancing, and its members rejoin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMetadata {
     pub group_id: String,
@@ -61,6 +65,21 @@ pub struct GroupMetadata {
     pub generation: i32,
     pub protocol: Option<String>,
     pub leader: Option<String>,
+    pub members: Vec<MemberMetadata>,
+}
+
+/// A member as a group metadata record holds it (Kafka's MemberMetadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberMetadata {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// Its metadata for the group's protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
 }
 
 pub struct GroupCoordinator {
@@ -435,17 +454,11 @@ impl GroupCoordinator {
         }
     }
 
-    /// Metadata of the groups whose generation or state changed since the last call.
+    /// Metadata of the groups whose generation, state, membership or
+    /// assignments changed since the last call.
     pub fn take_changed(&mut self) -> Vec<GroupMetadata> {
-        let classic = self.groups.values_mut().filter_map(|g| std::mem::take(&mut g.dirty).then_some(&*g)).map(|g| {
-            GroupMetadata {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                generation: g.generation,
-                protocol: g.protocol.clone(),
-                leader: g.leader.clone(),
-            }
-        });
+        let classic =
+            self.groups.values_mut().filter_map(|g| std::mem::take(&mut g.dirty).then_some(&*g)).map(Group::metadata);
         classic.collect()
     }
 
@@ -463,16 +476,17 @@ impl GroupCoordinator {
         self.consumer_groups.insert(group_id.to_string(), ConsumerGroup::restored(group_id.to_string(), epoch));
     }
 
-    /// Replays a persisted group metadata record: the group comes back Empty
-    /// at its generation, and its members rejoin.
+    /// Replays a persisted group metadata record at load time `now`: the
+    /// group comes back at its generation with its members, whose sessions
+    /// start afresh (Stable, or rebalancing if the record was written during a
+    /// rebalance; Empty without members).
     /// The later of a group's classic and consumer records says which it is
     /// (a conversion writes the new kind's record last).
-    pub fn restore_group(&mut self, metadata: GroupMetadata) {
+    pub fn restore_group(&mut self, now: Instant, metadata: GroupMetadata) {
         self.consumer_groups.remove(&metadata.group_id);
         let group =
             self.groups.entry(metadata.group_id.clone()).or_insert_with(|| Group::new(metadata.group_id.clone()));
-        group.generation = metadata.generation;
-        group.protocol_type = Some(metadata.protocol_type).filter(|t| !t.is_empty());
+        group.restore(now, &self.config, metadata);
     }
 }
 
@@ -585,6 +599,105 @@ mod tests {
         assert_eq!(c.heartbeat(now, &Topics::new(), "g", &follower, None, 0), Err(GroupError::IllegalGeneration));
         assert_eq!(c.heartbeat(now, &Topics::new(), "g", "stranger", None, 1), Err(GroupError::UnknownMemberId));
         assert_eq!(c.take_changed().len(), 1);
+    }
+
+    /// A group's latest record, through its encoding in `__consumer_offsets`.
+    fn persisted(c: &mut GroupCoordinator) -> GroupMetadata {
+        use super::super::log_records::{decode_batches, encode_batch, OffsetsEntry, OffsetsRecord};
+        let changed = c.take_changed();
+        assert_eq!(changed.len(), 1, "one group changed");
+        let record = OffsetsRecord::Group { group_id: "g".into(), metadata: Some(changed[0].clone()) };
+        let batch = encode_batch(&[record], 0, weir_engine::records::RecordsBuilder::new());
+        match decode_batches(batch).unwrap().pop() {
+            Some(OffsetsEntry::Record(OffsetsRecord::Group { metadata: Some(m), .. })) => m,
+            other => panic!("not a group record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restored_members_heartbeat_commit_and_rejoin_without_a_rebalance() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, follower) = stable_group(&mut c, now);
+        let record = persisted(&mut c);
+        assert_eq!((record.generation, record.leader.as_deref(), record.members.len()), (1, Some(&*leader), 2));
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", &leader, None, 1), Ok(()));
+        assert!(c.take_changed().is_empty(), "a heartbeat writes nothing");
+
+        // A restart an hour later: the members' sessions start afresh at load.
+        let loaded = now + Duration::from_secs(3600);
+        let mut c = coordinator(100);
+        c.restore_group(loaded, record);
+        let described = c.describe("g");
+        assert_eq!((described.state, described.protocol.as_str()), (GroupState::Stable, "range"));
+        let assignment = |id: &str| described.members.iter().find(|m| m.member_id == id).unwrap().assignment.clone();
+        assert_eq!((assignment(&leader), assignment(&follower)), (Bytes::from("L"), Bytes::from("F")));
+        let beat = loaded + Duration::from_millis(SESSION_MS as u64 - 1);
+        assert_eq!(c.heartbeat(beat, &Topics::new(), "g", &leader, None, 1), Ok(()));
+        assert_eq!(c.heartbeat(beat, &Topics::new(), "g", &leader, None, 2), Err(GroupError::IllegalGeneration));
+        assert_eq!(c.validate_commit("g", &follower, None, 1), Ok(()), "OffsetCommit and TxnOffsetCommit");
+        assert_eq!(c.validate_commit("g", "stranger", None, 1), Err(GroupError::UnknownMemberId));
+        // The follower rejoins with the same protocols: the same generation, its assignment.
+        let mut f = join(&mut c, beat, join_request(&follower, None, &["range"]));
+        let f = ready(&mut f);
+        assert_eq!((f.error, f.generation, f.leader.as_str()), (None, 1, leader.as_str()));
+        assert_eq!(ready(&mut sync(&mut c, beat, &follower, 1, vec![])).assignment, Bytes::from("F"));
+        assert_eq!(c.describe("g").state, GroupState::Stable);
+        assert!(c.take_changed().is_empty(), "nothing changed");
+
+        // The leader never heartbeats again: its session expires, a rebalance follows.
+        c.tick(beat + Duration::from_millis(SESSION_MS as u64 - 10));
+        assert_eq!(c.describe("g").members.len(), 2, "the leader heartbeat at `beat`");
+        let expired = beat + Duration::from_millis(SESSION_MS as u64 + 1);
+        assert_eq!(c.heartbeat(expired - Duration::from_millis(2), &Topics::new(), "g", &follower, None, 1), Ok(()));
+        c.tick(expired);
+        assert_eq!(c.describe("g").state, GroupState::PreparingRebalance);
+        assert_eq!(c.heartbeat(expired, &Topics::new(), "g", &leader, None, 1), Err(GroupError::UnknownMemberId));
+        // The expiry is persisted: the survivor, no leader (a rebalance was under way).
+        let record = persisted(&mut c);
+        assert_eq!((record.generation, record.leader.as_deref()), (1, None));
+        assert_eq!(record.members.iter().map(|m| m.member_id.as_str()).collect::<Vec<_>>(), vec![follower.as_str()]);
+
+        // A restart now brings the group back rebalancing; the survivor rejoins.
+        let mut c = coordinator(100);
+        c.restore_group(expired, record);
+        assert_eq!(c.describe("g").state, GroupState::PreparingRebalance);
+        assert_eq!(c.heartbeat(expired, &Topics::new(), "g", &follower, None, 1), Err(GroupError::RebalanceInProgress));
+        assert_eq!(c.validate_commit("g", &follower, None, 1), Ok(()));
+        let mut f = join(&mut c, expired, join_request(&follower, None, &["range"]));
+        let f = ready(&mut f);
+        assert_eq!((f.error, f.generation, f.leader.as_str()), (None, 2, follower.as_str()));
+    }
+
+    #[test]
+    fn restored_members_that_never_return_expire_and_an_empty_record_restores_empty() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, _) = stable_group(&mut c, now);
+        let record = persisted(&mut c);
+        let mut c = coordinator(100);
+        c.restore_group(now, record);
+        c.tick(now + Duration::from_millis(SESSION_MS as u64 + 1));
+        // Both expired: the rebalance completes at once with no one, generation 2, Empty.
+        assert_eq!(c.describe("g").state, GroupState::Empty);
+        let record = persisted(&mut c);
+        assert_eq!((record.generation, record.members.len(), record.protocol.as_deref()), (2, 0, None));
+        let mut c = coordinator(100);
+        c.restore_group(now, record);
+        assert_eq!(c.describe("g").state, GroupState::Empty);
+        assert_eq!(c.heartbeat(now, &Topics::new(), "g", &leader, None, 1), Err(GroupError::UnknownMemberId));
+    }
+
+    #[test]
+    fn leaving_persists_the_remaining_members() {
+        let mut c = coordinator(100);
+        let now = Instant::now();
+        let (leader, follower) = stable_group(&mut c, now);
+        c.take_changed();
+        assert_eq!(c.leave(now, "g", &[MemberRef { member_id: follower, instance_id: None }]), vec![Ok(())]);
+        let record = persisted(&mut c);
+        assert_eq!(record.members.iter().map(|m| m.member_id.as_str()).collect::<Vec<_>>(), vec![leader.as_str()]);
+        assert_eq!(record.leader, None, "rebalancing");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! until the leader's assignment arrives) leave a [`Responder`] on the member.
 
 use super::consumer::ClassicMemberState;
+use super::coordinator::{GroupMetadata, MemberMetadata};
 use super::{
     CommittedOffset, GroupConfig, GroupError, JoinRequest, JoinResponse, JoinedMember, MemberDescription, MemberRef,
     Responder, SyncRequest, SyncResponse,
@@ -80,7 +81,8 @@ pub(crate) struct Group {
     /// While the initial rebalance delay runs, the join completes only at the deadline.
     initial_delay_until: Option<Instant>,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
-    /// The group's metadata changed and should be persisted.
+    /// The group's metadata (generation, state, members or assignments)
+    /// changed and should be persisted. Heartbeats do not set it.
     pub dirty: bool,
 }
 
@@ -209,6 +211,8 @@ impl Group {
         let unchanged = self.members[index].same_protocols(&req.protocols);
         self.update_member(now, index, &req);
         self.members[index].awaiting_join = Some(respond);
+        // Its new member id is persisted (as Kafka does), else a restart would bring back the old one.
+        self.dirty = true;
         match self.state {
             GroupState::Stable if unchanged => self.answer_join_with_current_generation(index),
             GroupState::PreparingRebalance => self.try_complete_join(now, false),
@@ -481,6 +485,7 @@ impl Group {
             })
             .collect();
         if results.iter().any(Result::is_ok) {
+            self.dirty = true;
             self.after_members_left(now, config);
         }
         results
@@ -503,6 +508,7 @@ impl Group {
         self.members.retain(|m| m.session_deadline > now || m.awaiting_join.is_some());
         if self.members.len() < before {
             tracing::info!(group = %self.id, expired = before - self.members.len(), "member sessions expired");
+            self.dirty = true;
             self.after_members_left(now, config);
         }
         if self.state == GroupState::PreparingRebalance && self.rebalance_deadline.is_some_and(|d| d <= now) {
@@ -624,6 +630,90 @@ impl Group {
         self.state = GroupState::Stable;
         self.dirty = true;
         self.prepare_rebalance(now, config);
+    }
+
+    /// What its metadata record holds. Only a Stable group's record names its
+    /// leader and assignments; one written during a rebalance (after a leave,
+    /// an expiry or a new generation's join) has no leader, and a restore
+    /// from it rebalances.
+    pub fn metadata(&self) -> GroupMetadata {
+        let stable = self.state == GroupState::Stable;
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let millis = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        GroupMetadata {
+            group_id: self.id.clone(),
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: if stable { self.leader.clone() } else { None },
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberMetadata {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: millis(m.rebalance_timeout),
+                    session_timeout_ms: millis(m.session_timeout),
+                    subscription: m.metadata_for(&protocol),
+                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                })
+                .collect(),
+        }
+    }
+
+    /// Replays its metadata record at load time `now`: the members come back
+    /// with their metadata for the group's protocol and their assignments,
+    /// their sessions starting afresh (as Kafka does). With a leader among
+    /// them and a protocol the group is Stable at the record's generation, so
+    /// members heartbeat and commit without a rebalance; a record written
+    /// during a rebalance brings the group back rebalancing; none is Empty.
+    pub fn restore(&mut self, now: Instant, config: &GroupConfig, metadata: GroupMetadata) {
+        self.generation = metadata.generation;
+        self.protocol_type = Some(metadata.protocol_type).filter(|t| !t.is_empty());
+        self.protocol = metadata.protocol;
+        self.pending_members.clear();
+        self.rebalance_deadline = None;
+        self.initial_delay_until = None;
+        let protocols = |subscription: Bytes| match &self.protocol {
+            Some(name) => vec![(name.clone(), subscription)],
+            None => Vec::new(),
+        };
+        let members: Vec<Member> = metadata
+            .members
+            .into_iter()
+            .map(|m| {
+                let session_timeout = Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout,
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols: protocols(m.subscription),
+                    assignment: m.assignment,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    session_deadline: now + session_timeout,
+                }
+            })
+            .collect();
+        self.members = members;
+        self.leader = metadata.leader;
+        self.dirty = false;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return;
+        }
+        self.state = GroupState::Stable;
+        let leader_known = self.leader.as_deref().is_some_and(|l| self.index_of(l).is_some());
+        if !leader_known || self.protocol.is_none() {
+            self.prepare_rebalance(now, config);
+        }
     }
 
     /// Topics the members subscribe to, from the consumer protocol's metadata;

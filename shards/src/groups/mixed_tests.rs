@@ -246,11 +246,11 @@ fn a_conversion_writes_the_new_kinds_record_last_and_replay_follows_it() {
     let consumer = c.take_changed_consumer();
     assert_eq!(consumer.len(), 1);
     let mut replayed = coordinator(MigrationPolicy::Bidirectional);
-    replayed.restore_group(classic[0].clone());
+    replayed.restore_group(now, classic[0].clone());
     replayed.restore_consumer_group("g", consumer[0].1);
     assert_eq!(replayed.list()[0].group_type, "consumer");
     // A classic record after it (a downgrade) makes it classic again.
-    replayed.restore_group(classic[0].clone());
+    replayed.restore_group(now, classic[0].clone());
     assert!(replayed.describe_consumer("g").is_err());
     assert_eq!(replayed.list()[0].group_type, "classic");
 }

@@ -16,7 +16,7 @@ pub mod log_records;
 mod mixed_tests;
 mod service;
 
-pub use coordinator::{GroupConfig, GroupCoordinator, GroupMetadata, MigrationPolicy};
+pub use coordinator::{GroupConfig, GroupCoordinator, GroupMetadata, MemberMetadata, MigrationPolicy};
 pub use group::GroupState;
 pub(crate) use service::GroupService;
 

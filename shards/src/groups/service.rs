@@ -303,8 +303,10 @@ impl GroupService {
         partition.log.append(records, Durability::Synced).await.map(drop).map_err(|e| e.to_string())
     }
 
-    /// Writes the metadata of groups whose generation or state changed. Not
-    /// awaited: members do not wait for it (after a restart they rejoin anyway).
+    /// Writes the metadata of groups whose generation, state, membership or
+    /// assignments changed (never for a heartbeat). Not awaited: members do
+    /// not wait for it (a record lost in a crash leaves the one before, whose
+    /// members rejoin or expire).
     fn persist_changes(&self) {
         let (changed, consumer) = {
             let mut groups = self.coordinator.borrow_mut();
@@ -351,9 +353,10 @@ impl GroupService {
                     }
                 };
                 replayed += records.len();
+                let now = weir_runtime::clock::now();
                 let mut groups = self.coordinator.borrow_mut();
                 for entry in records {
-                    apply_entry(&mut groups, index, entry);
+                    apply_entry(&mut groups, index, now, entry);
                 }
             })
             .await;
@@ -363,8 +366,9 @@ impl GroupService {
     }
 }
 
-/// Applies one replayed record of `__consumer_offsets` partition `index`.
-fn apply_entry(groups: &mut GroupCoordinator, index: i32, entry: OffsetsEntry) {
+/// Applies one replayed record of `__consumer_offsets` partition `index`,
+/// loaded at `now` (when restored members' sessions start).
+fn apply_entry(groups: &mut GroupCoordinator, index: i32, now: Instant, entry: OffsetsEntry) {
     let record = match entry {
         OffsetsEntry::Record(record) => record,
         OffsetsEntry::Transactional {
@@ -381,7 +385,7 @@ fn apply_entry(groups: &mut GroupCoordinator, index: i32, entry: OffsetsEntry) {
         OffsetsRecord::Commit { group_id, topic, partition, offset: None } => {
             groups.remove_commit(&group_id, &topic, partition)
         }
-        OffsetsRecord::Group { metadata: Some(m), .. } => groups.restore_group(m),
+        OffsetsRecord::Group { metadata: Some(m), .. } => groups.restore_group(now, m),
         OffsetsRecord::Group { group_id, metadata: None } => groups.remove_group(&group_id),
         OffsetsRecord::ConsumerGroup { group_id, epoch: Some(epoch) } => {
             groups.restore_consumer_group(&group_id, epoch)
