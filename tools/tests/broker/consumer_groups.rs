@@ -300,6 +300,100 @@ fn bad_group_requests_get_kafka_error_codes() {
     assert!(fetched.topics.is_empty(), "its offsets went with it");
 }
 
+/// A classic group's members outlive a broker restart, as in Kafka (the
+/// coordinator that loads the group keeps them until their sessions time
+/// out): a member carries on with its member id and generation, its
+/// heartbeat and offset commit succeed. Before Weir persisted members they
+/// got UNKNOWN_MEMBER_ID (25), and an exactly-once processor in a
+/// transaction died of it.
+#[test]
+fn group_members_survive_a_broker_restart() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let mut broker = broker();
+    create_topic(&broker.bootstrap(), "kept", 1);
+    let mut before = client(&broker.bootstrap());
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let group = GroupId(s("survivors"));
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"subscription"))])
+    };
+    let found = before.send(&FindCoordinatorRequest::default().with_key(s("survivors")), 3).unwrap();
+    assert_eq!(found.error_code, 0);
+    let first = before.send(&join(""), 5).unwrap();
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let joined = before.send(&join(&first.member_id), 5).unwrap();
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let member = joined.member_id.clone();
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group.clone())
+        .with_generation_id(1)
+        .with_member_id(member.clone())
+        .with_protocol_type(Some(s("consumer")))
+        .with_protocol_name(Some(s("range")));
+    let assignment = bytes::Bytes::from_static(b"its assignment");
+    let assigned = sync.clone().with_assignments(vec![SyncGroupRequestAssignment::default()
+        .with_member_id(member.clone())
+        .with_assignment(assignment.clone())]);
+    let synced = before.send(&assigned, 5).unwrap();
+    assert_eq!((synced.error_code, &synced.assignment), (0, &assignment));
+
+    let heartbeat =
+        HeartbeatRequest::default().with_group_id(group.clone()).with_generation_id(1).with_member_id(member.clone());
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(group.clone())
+        .with_generation_id_or_member_epoch(1)
+        .with_member_id(member.clone())
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("kept")))
+            .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(5)])]);
+    let code = |r: OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+    assert_eq!(before.send(&heartbeat, 3).unwrap().error_code, 0);
+    assert_eq!(code(before.send(&commit, 8).unwrap()), 0);
+
+    broker.kill();
+    broker.restart();
+    let mut client = client(&broker.bootstrap());
+    drop(before);
+    // Until its __consumer_offsets partition is loaded: COORDINATOR_LOAD_IN_PROGRESS (14).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let answer = client.send(&heartbeat, 3).unwrap().error_code;
+        if ![14, 15].contains(&answer) || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(after, 0, "the heartbeat with the old member id and generation (25: UNKNOWN_MEMBER_ID)");
+    assert_eq!(code(client.send(&commit, 8).unwrap()), 0, "OffsetCommit with the old member id and generation");
+    let described =
+        client.send(&DescribeGroupsRequest::default().with_groups(vec![group.clone()]), 3).unwrap().groups.remove(0);
+    assert_eq!((described.error_code, described.group_state.as_str()), (0, "Stable"));
+    assert_eq!(described.members.len(), 1);
+    assert_eq!((&described.members[0].member_id, &described.members[0].member_assignment), (&member, &assignment));
+    // SyncGroup again (as after a lost response) gives back its assignment.
+    let synced = client.send(&sync, 5).unwrap();
+    assert_eq!((synced.error_code, &synced.assignment), (0, &assignment));
+    // The leader rejoining starts the next generation, as it would have without the restart.
+    let rejoined = client.send(&join(&member), 5).unwrap();
+    assert_eq!((rejoined.error_code, rejoined.generation_id, &rejoined.member_id), (0, 2, &member));
+    let fetched =
+        client.send(&OffsetFetchRequest::default().with_group_id(group.clone()).with_topics(None), 7).unwrap();
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 5);
+}
+
 fn weir(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("run weir");
     assert!(output.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&output.stderr));
