@@ -53,27 +53,7 @@ PY="$VENV/bin/python"
 GROUP=clickstream-quix
 
 # --- install quixstreams --------------------------------------------------------
-pinned_missing() {
-  "$PY" - "$HERE/requirements.txt" << 'PY' 2> /dev/null || echo missing
-import importlib.metadata as m, sys
-for line in open(sys.argv[1]):
-    name, _, version = line.strip().partition("==")
-    if name and m.version(name) != version:
-        print(name)
-PY
-}
-if [[ -n $(pinned_missing) ]]; then
-  if [[ ! -x $PY ]]; then
-    log "creating virtualenv $VENV"
-    if ! python3 -m venv "$VENV" 2> /dev/null; then
-      rm -rf "$VENV"
-      apt_install python3-venv
-      python3 -m venv "$VENV"
-    fi
-  fi
-  log "installing quixstreams and its dependencies (pip, requirements.txt)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt"
-fi
+pip_install_pinned "$VENV" "$HERE/requirements.txt"
 log "$("$PY" -c 'import importlib.metadata as m, confluent_kafka as c
 print(", ".join(n + " " + m.version(n) for n in ("quixstreams", "confluent-kafka")), "(librdkafka", c.libversion()[0] + ")")')"
 

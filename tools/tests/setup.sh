@@ -1,6 +1,7 @@
 # Shell set-up shared by the scripts that test weir with third-party code
-# (tools/tests/clients/run.sh, tools/tests/librdkafka/run.sh); sourced, after
-# ROOT is set to the repository root.
+# (tools/tests/clients/run.sh, tools/tests/librdkafka/run.sh,
+# examples/clickstream/run.sh); sourced, after ROOT is set to the repository
+# root.
 
 log() { echo "== $*"; }
 
@@ -29,6 +30,34 @@ apt_install() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
   fi
+}
+
+# pip_install_pinned VENV REQUIREMENTS: makes the virtualenv VENV hold exactly
+# the pinned (name==version) packages of REQUIREMENTS, creating it and
+# installing with pip only when one is missing or another version.
+pip_install_pinned() {
+  local venv=$1 requirements=$2
+  local missing
+  missing=$("$venv/bin/python" - "$requirements" << 'PY' 2> /dev/null || echo missing
+import importlib.metadata as m, sys
+for line in open(sys.argv[1]):
+    name, _, version = line.strip().partition("==")
+    if name and m.version(name) != version:
+        print(name)
+PY
+  )
+  [[ -n $missing ]] || return 0
+  if [[ ! -x $venv/bin/python ]]; then
+    log "creating virtualenv $venv"
+    if ! python3 -m venv "$venv" 2> /dev/null; then
+      # Debian's own python3 needs python3-venv for `python3 -m venv`.
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  log "installing $(grep -c . "$requirements") pinned packages of $requirements (pip)"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
 }
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -47,28 +47,7 @@ GO_BIN="$HERE/go/bin/weir-compat"
 apt_install kcat golang-go golang-github-shopify-sarama-dev golang-github-confluentinc-confluent-kafka-go-dev
 log "kcat: $(kcat -V 2>&1 | grep -m1 -o 'Version .*' || true)"
 
-pinned_missing() {
-  "$VENV/bin/python" - "$REQUIREMENTS" << 'PY' 2> /dev/null || echo missing
-import importlib.metadata as m, sys
-for line in open(sys.argv[1]):
-    name, _, version = line.strip().partition("==")
-    if name and m.version(name) != version:
-        print(name)
-PY
-}
-if [[ -n $(pinned_missing) ]]; then
-  if [[ ! -x $VENV/bin/python ]]; then
-    log "creating virtualenv $VENV"
-    if ! python3 -m venv "$VENV" 2> /dev/null; then
-      # Debian's own python3 needs python3-venv for `python3 -m venv`.
-      rm -rf "$VENV"
-      apt_install python3-venv
-      python3 -m venv "$VENV"
-    fi
-  fi
-  log "installing $(tr '\n' ' ' < "$REQUIREMENTS")(pip)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS"
-fi
+pip_install_pinned "$VENV" "$REQUIREMENTS"
 log "python clients: $("$VENV/bin/python" -c 'import importlib.metadata as m, confluent_kafka as c
 print(", ".join(n + " " + m.version(n) for n in ("kafka-python", "aiokafka", "confluent-kafka")), "(librdkafka", c.libversion()[0] + ")")')"
 
