@@ -309,6 +309,41 @@ pub fn validate_records(records: Bytes, max_batch_bytes: usize) -> Result<Valida
     Ok(ValidatedRecords { bytes: records, batches, offset_count })
 }
 
+/// Validates batches copied from a leader (a follower's append): each
+/// complete, well-formed and CRC-correct, with offsets that start at or
+/// after `from` and increase from batch to batch. Unlike a producer's, a
+/// stored batch may hold fewer records than offsets (compaction), and gaps
+/// between batches are allowed. `offset_count` is the span from the first
+/// base offset to the last offset.
+pub fn validate_replicated(records: Bytes, from: i64) -> Result<ValidatedRecords, EngineError> {
+    if records.len() > MAX_APPEND_BYTES {
+        return Err(EngineError::MessageTooLarge(records.len()));
+    }
+    let (mut pos, mut batches, mut next, mut first) = (0usize, 0usize, from, None);
+    while pos < records.len() {
+        let h =
+            check_batch_at(&records[pos..]).map_err(|e| EngineError::CorruptMessage(format!("batch at {pos}: {e}")))?;
+        if h.base_offset() > i64::MAX / 2 {
+            return Err(EngineError::CorruptMessage(format!(
+                "batch at {pos}: base offset {} out of range",
+                h.base_offset()
+            )));
+        }
+        if h.base_offset() < next {
+            return Err(EngineError::CorruptMessage(format!(
+                "batch at {pos} starts at offset {}, before {next}",
+                h.base_offset()
+            )));
+        }
+        first.get_or_insert(h.base_offset());
+        next = h.last_offset() + 1;
+        batches += 1;
+        pos += h.total_len();
+    }
+    let first = first.ok_or_else(|| EngineError::CorruptMessage("empty records".into()))?;
+    Ok(ValidatedRecords { bytes: records, batches, offset_count: next - first })
+}
+
 /// Rewrites the broker-owned header fields of the batch at the start of
 /// `batch`: baseOffset and partitionLeaderEpoch. Both are outside the CRC.
 pub fn patch_header(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {

@@ -21,19 +21,28 @@
 //! - `<base offset:020>.log.cleaned`: a compacted copy being written; renamed
 //!   over the `.log` when complete, removed at open otherwise.
 //!
-//! Truncation ([`truncation::truncate_closed`]) works on a closed log: a
-//! follower cuts its divergent tail before it opens the log again.
+//! - `high-watermark`: the high watermark of a replicated partition
+//!   (replaced atomically now and then and at close); a log alone follows
+//!   its log end instead.
+//!
+//! Replication: [`PartitionLog::append_replicated`] stores a leader's batches
+//! byte for byte (offsets, gaps and epochs kept). The log end offset (what
+//! is written) and the high watermark (what consumers read,
+//! [`ReadLimit`]) are kept apart. Truncation
+//! ([`truncation::truncate_closed`], or [`PartitionLog::truncate_to`] which
+//! closes, cuts and reopens in place) removes a follower's divergent tail.
 //!
 //! Maintenance (called by the owner of the log, never a hidden task):
 //! [`PartitionLog::enforce_retention`], [`PartitionLog::delete_records`],
 //! [`PartitionLog::compact`]. Compaction leaves gaps between batches of
 //! sealed segments; a segment still ends at the offset it ended at.
 //!
-//! Invariants: offsets increase across batches and segments (contiguous in
-//! the active segment and until compaction); index
+//! Invariants: offsets increase across batches and segments (gaps come
+//! from compaction, or from a follower's copy of a compacted log); index
 //! entries strictly increase; bytes at or past the high watermark are never
-//! returned to readers; one writer task per log changes files and the high
-//! watermark; nothing holds a `RefCell` borrow across an `.await`.
+//! returned to consumers, nor past the log end to followers; one writer
+//! task per log changes files and the log end; nothing holds a `RefCell`
+//! borrow across an `.await`.
 //!
 //! - `clean-shutdown`: left by a clean close (the active segment's length,
 //!   next offset and index state); removed durably at open.
@@ -42,7 +51,7 @@
 //!   a CRC); the newest three are kept, those above the recovered end are
 //!   removed durably at open.
 //!
-//! Recovery scans the last segment (length, magic, CRC, offset contiguity) and
+//! Recovery scans the last segment (length, magic, CRC, increasing offsets) and
 //! cuts it durably at the first bad or incomplete batch, unless a clean-shutdown
 //! marker matching the segment's length says how it ends.
 
@@ -56,6 +65,7 @@ mod error;
 pub mod index;
 pub mod leader_epochs;
 mod log;
+mod offset_checkpoint;
 mod producer_snapshot;
 pub mod records;
 mod retention;
@@ -67,7 +77,7 @@ pub mod truncation;
 pub use compaction::{CompactionOutcome, MAX_KEYS as MAX_COMPACTION_KEYS};
 pub use error::EngineError;
 pub use log::{
-    now_ms, AppendInfo, CleanupPolicy, Durability, LogConfig, LogStats, PartitionLog, TimestampType, MAX_APPEND_BYTES,
-    MAX_GROUP_BYTES, MAX_READ_BYTES, MAX_SEGMENT_BYTES,
+    now_ms, AppendInfo, CleanupPolicy, Durability, LogConfig, LogStats, PartitionLog, ReadLimit, TimestampType,
+    MAX_APPEND_BYTES, MAX_GROUP_BYTES, MAX_READ_BYTES, MAX_SEGMENT_BYTES,
 };
 pub use retention::RetentionOutcome;

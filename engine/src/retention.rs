@@ -18,12 +18,9 @@ use weir_runtime::io::Directory;
 use crate::durable;
 use crate::error::EngineError;
 use crate::log::PartitionLog;
+use crate::offset_checkpoint::{HIGH_WATERMARK, LOG_START};
 use crate::segment::{self, Segment};
 use crate::storage;
-
-const CHECKPOINT: &str = "log-start-offset";
-const CHECKPOINT_TMP: &str = "log-start-offset.tmp";
-const CHECKPOINT_MAGIC: &str = "weir-log-start-offset-v1";
 
 /// What one retention pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,25 +31,6 @@ pub struct RetentionOutcome {
     pub bytes_deleted: u64,
     /// The log start offset afterwards.
     pub log_start_offset: i64,
-}
-
-/// The saved log start offset, if a valid checkpoint exists.
-pub(crate) async fn read_checkpoint(dir: &Path) -> Option<i64> {
-    let bytes = segment::read_small_file(&dir.join(CHECKPOINT)).await?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut words = text.split_whitespace();
-    if words.next() != Some(CHECKPOINT_MAGIC) {
-        tracing::warn!(dir = %dir.display(), "ignoring an unreadable log start offset checkpoint");
-        return None;
-    }
-    words.next()?.parse().ok().filter(|&o: &i64| o >= 0)
-}
-
-/// Saves the log start offset durably (temporary file, fdatasync, rename,
-/// directory fsync).
-async fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), EngineError> {
-    let text = format!("{CHECKPOINT_MAGIC} {offset}\n");
-    durable::replace_file_async(&dir.join(CHECKPOINT), &dir.join(CHECKPOINT_TMP), text.as_bytes()).await
 }
 
 /// Removes what interrupted operations left: `*.cleaned` (compaction that did
@@ -68,7 +46,7 @@ pub(crate) async fn remove_leftovers(dir: &Path, directory: &Directory) -> Resul
                 .and_then(|stem| stem.strip_suffix('.'))
                 .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
         });
-        let temporary = name == CHECKPOINT_TMP || name == leader_epochs::CHECKPOINT_TMP;
+        let temporary = [LOG_START.temporary, HIGH_WATERMARK.temporary, leader_epochs::CHECKPOINT_TMP].contains(&name);
         if name.ends_with(".cleaned") || temporary || orphan_index {
             tracing::info!(file = %path.display(), "removing a leftover of an interrupted operation");
             std::fs::remove_file(&path)?;
@@ -124,7 +102,7 @@ impl PartitionLog {
         outcome.bytes_deleted = victims.iter().map(|s| s.size()).sum();
         self.delete_segments(victims).await?;
         outcome.log_start_offset = self.log_start_offset();
-        write_checkpoint(&shared.dir, outcome.log_start_offset).await?;
+        LOG_START.write(&shared.dir, outcome.log_start_offset).await?;
         Ok(outcome)
     }
 
@@ -149,7 +127,7 @@ impl PartitionLog {
             return Ok(start);
         }
         // Durable first: a crash after this never shows the deleted records.
-        write_checkpoint(&shared.dir, target).await?;
+        LOG_START.write(&shared.dir, target).await?;
         shared.log_start_offset.set(target.max(shared.log_start_offset.get()));
         let victims: Vec<Rc<Segment>> = {
             let segments = shared.segments.borrow();

@@ -276,20 +276,10 @@ pub(crate) struct ScanEnd {
     pub clean: bool,
 }
 
-/// How strictly [`scan`] checks batch offsets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Offsets {
-    /// Each batch starts right after the previous one (active segments).
-    Contiguous,
-    /// Each batch starts at or after the end of the previous one (sealed
-    /// segments, where compaction leaves gaps).
-    Increasing,
-}
-
 /// Walks batches of the segment at `seg_base` from `pos` (which must start a
-/// batch with base offset `offset`, or at or above it with
-/// [`Offsets::Increasing`]) to `file_len`, checking length, magic, CRC and
-/// offsets, and calls `on_batch(position, header, header bytes)` for each good
+/// batch with base offset `offset` or above) to `file_len`, checking length,
+/// magic, CRC and that offsets increase (compaction and a follower's copy of
+/// a compacted log leave gaps), and calls `on_batch(position, header, header bytes)` for each good
 /// one. Stops at the first bad or incomplete batch; zero padding counts as
 /// bad, and so does a batch with offsets the segment cannot index.
 #[allow(clippy::too_many_arguments)]
@@ -300,7 +290,6 @@ pub(crate) async fn scan(
     seg_base: i64,
     mut pos: u64,
     mut offset: i64,
-    offsets: Offsets,
     mut on_batch: impl FnMut(u64, &RawHeader),
 ) -> Result<ScanEnd, EngineError> {
     let mut window = FileWindow::new(file, align, file_len);
@@ -317,10 +306,7 @@ pub(crate) async fn scan(
         let Some(h) = RawHeader::of(head) else {
             return Ok(bad);
         };
-        let offset_ok = match offsets {
-            Offsets::Contiguous => h.base_offset() == offset,
-            Offsets::Increasing => h.base_offset() >= offset,
-        };
+        let offset_ok = h.base_offset() >= offset;
         let len = h.total_len();
         if batch::check_header(h).is_err() || !offset_ok || len as u64 > left {
             return Ok(bad);
@@ -402,12 +388,11 @@ pub(crate) async fn scan_with_index(
     base_offset: i64,
     file_len: u64,
     index_interval: u64,
-    offsets: Offsets,
 ) -> Result<(ScanEnd, Indexes, IndexPolicy), EngineError> {
     let mut added = IndexAdditions::default();
     let mut times = TimeIndex::new();
     let mut policy = IndexPolicy::new(index_interval);
-    let end = scan(file, alignment_of(file), file_len, base_offset, 0, base_offset, offsets, |pos, h| {
+    let end = scan(file, alignment_of(file), file_len, base_offset, 0, base_offset, |pos, h| {
         added.on_batch(&mut policy, base_offset, pos, h.base_offset(), h.total_len() as u64, h.max_timestamp());
         for e in added.times.drain(..) {
             times.maybe_push(e);
@@ -451,7 +436,7 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
             Some(e) => (u64::from(e.position), base_offset + i64::from(e.relative_offset)),
             None => (0, base_offset),
         };
-        let end = scan(&file, align, file_len, base_offset, pos, offset, Offsets::Increasing, |_, _| {}).await?;
+        let end = scan(&file, align, file_len, base_offset, pos, offset, |_, _| {}).await?;
         let times = read_time_index_file(dir, base_offset, end.next_offset - base_offset).await;
         match times {
             Some(times)
@@ -466,7 +451,7 @@ pub(crate) async fn load_sealed(dir: &Path, base_offset: i64, index_interval: u6
     let (end, indexes) = match result {
         Some(r) => r,
         None => {
-            let scanned = scan_with_index(&file, base_offset, file_len, index_interval, Offsets::Increasing).await?;
+            let scanned = scan_with_index(&file, base_offset, file_len, index_interval).await?;
             (scanned.0, scanned.1)
         }
     };
@@ -502,7 +487,7 @@ pub(crate) async fn load_cleanly_closed(
     };
     let (pos, offset) =
         offsets.last().map_or((0, base), |e| (u64::from(e.position), base + i64::from(e.relative_offset)));
-    let end = scan(file, alignment_of(file), file_len, base, pos, offset, Offsets::Contiguous, |_, _| {}).await?;
+    let end = scan(file, alignment_of(file), file_len, base, pos, offset, |_, _| {}).await?;
     if !end.clean || end.next_offset != marker.next_offset {
         tracing::warn!(dir = %dir.display(), base, "segment does not end as the clean-shutdown marker says; scanning it");
         return Ok(None);

@@ -19,7 +19,7 @@ use weir_runtime::io::Directory;
 
 use crate::clean_shutdown;
 use crate::error::{io_err, EngineError};
-use crate::segment::{self, Offsets, Segment};
+use crate::segment::{self, Segment};
 use crate::storage;
 use crate::LogConfig;
 
@@ -49,18 +49,17 @@ pub async fn truncate_closed(dir: &Path, end_offset: i64, config: &LogConfig) ->
     let file = segment::open_rw(&path).await?;
     let file_len = file.file_size().await.map_err(io_err)?;
     let (mut cut, mut kept_end) = (None, base);
-    let scanned =
-        segment::scan(&file, segment::alignment_of(&file), file_len, base, 0, base, Offsets::Increasing, |pos, h| {
-            if cut.is_some() {
-                return;
-            }
-            if h.last_offset() >= end_offset {
-                cut = Some(pos);
-            } else {
-                kept_end = h.last_offset() + 1;
-            }
-        })
-        .await?;
+    let scanned = segment::scan(&file, segment::alignment_of(&file), file_len, base, 0, base, |pos, h| {
+        if cut.is_some() {
+            return;
+        }
+        if h.last_offset() >= end_offset {
+            cut = Some(pos);
+        } else {
+            kept_end = h.last_offset() + 1;
+        }
+    })
+    .await?;
     let (cut_position, new_end) = cut.map_or((scanned.position, scanned.next_offset), |pos| (pos, kept_end));
     if cut_position < file_len {
         file.truncate(cut_position).await.map_err(io_err)?;
@@ -74,8 +73,7 @@ pub async fn truncate_closed(dir: &Path, end_offset: i64, config: &LogConfig) ->
         remove_index_files(dir, base)?;
     } else {
         let (end, indexes, _) =
-            segment::scan_with_index(&file, base, cut_position, config.index_interval_bytes, Offsets::Increasing)
-                .await?;
+            segment::scan_with_index(&file, base, cut_position, config.index_interval_bytes).await?;
         let sealed = Segment::new(base, Rc::new(file), end.position, end.next_offset, indexes);
         sealed.seal_time_index();
         segment::write_index_files(dir, &sealed).await?;

@@ -113,12 +113,14 @@ fn zero_padding_and_garbage_after_the_end_are_dropped() {
     let before_last = bounds[bounds.len() - 2];
     check_recovers(dir.path(), &all, before_last.1 as usize, before_last.2, "flipped byte");
 
-    // A whole valid batch whose offset does not follow (stale bytes): cut.
+    // A whole valid batch whose offsets go back (stale bytes): cut. (One
+    // that starts later is kept: a follower's copy of a compacted log has
+    // gaps, and CRCs do not cover offsets. Kafka checks the same.)
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(base.path(), dir.path());
     let seg = segment_file(dir.path());
     let mut data = std::fs::read(&seg).expect("read");
-    data.extend(stored(batch(1, 10, 9), 1000));
+    data.extend(stored(batch(1, 10, 9), 1));
     std::fs::write(&seg, &data).expect("write");
     check_recovers(dir.path(), &all, all.len(), last.2, "stale batch");
 }

@@ -1,6 +1,6 @@
-//! Truncating a closed log (a follower's divergent tail): whole batches go,
-//! the log reopens at the cut with its indexes, epochs and segments in
-//! order, and appends continue from there.
+//! Truncating a log (a follower's divergent tail), closed or open: whole
+//! batches go, the log reopens at the cut with its indexes, epochs and
+//! segments in order, and appends continue from there.
 
 mod common;
 
@@ -63,6 +63,37 @@ fn truncation_cuts_whole_batches_and_the_log_grows_again_from_the_cut() {
             assert_eq!(log.high_watermark(), expected + 2, "cut {cut}");
             let again = read_all(&log, 0).await;
             assert_eq!(again[..kept], all[..kept], "cut {cut}");
+            log.close().await.expect("close");
+        });
+    }
+}
+
+#[test]
+fn an_open_log_truncates_in_place_and_goes_on_serving() {
+    for cut in [0, 3, 41, 79, 80, 500] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        block_on(async move {
+            let all = written_log(dir.path()).await;
+            let log = open(dir.path(), small_segments()).await;
+            log.set_high_watermark_follows_log_end(false);
+            log.advance_high_watermark(60);
+            log.write_producer_snapshot(70, b"state at 70").await.expect("snapshot");
+            let end = log.truncate_to(cut).await.expect("truncate");
+            let expected = cut.min(80) / 2 * 2;
+            assert_eq!((end, log.log_end_offset(), log.next_offset()), (expected, expected, expected), "cut {cut}");
+            assert_eq!(log.high_watermark(), expected.min(60), "cut {cut}: the high watermark comes down");
+            log.advance_high_watermark(expected);
+            let kept: usize = batches_in(&all).iter().filter(|b| b.0 < expected).map(|b| b.2).sum();
+            assert_eq!(read_all(&log, 0).await, all[..kept], "cut {cut}");
+            let snapshot = log.read_producer_snapshot().await.expect("read snapshot");
+            assert_eq!(snapshot.is_some(), expected >= 70, "cut {cut}: snapshots past the end go");
+            assert_eq!(epochs(&log).last().map(|e| e.0), (expected > 0).then_some(if expected > 40 { 1 } else { 0 }));
+            let info = log.append(bytes(batch(2, 100, 99)), Durability::Written).await.expect("append");
+            assert_eq!(info.base_offset, expected, "cut {cut}");
+            log.close().await.expect("close");
+
+            let log = open(dir.path(), small_segments()).await;
+            assert_eq!(log.log_end_offset(), expected + 2, "cut {cut}: and after a restart");
             log.close().await.expect("close");
         });
     }

@@ -38,12 +38,12 @@ use writer::Writer;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
-use weir_runtime::channels::local_channel::{self, LocalSender};
+use weir_runtime::channels::local_channel::{self, LocalReceiver, LocalSender};
 use weir_runtime::io::Directory;
 use weir_runtime::sync::Semaphore;
 use weir_runtime::Task;
@@ -53,9 +53,9 @@ use crate::cache::ReadCache;
 use crate::durable;
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::leader_epochs::{self, EpochEntry, LeaderEpochs};
+use crate::offset_checkpoint::{HIGH_WATERMARK, LOG_START};
 use crate::producer_snapshot;
 use crate::records;
-use crate::retention;
 use crate::segment::{self, Segment};
 use crate::storage;
 
@@ -123,8 +123,7 @@ struct Pending {
     records: Bytes,
     base_offset: i64,
     last_offset: i64,
-    /// The leader epoch its batches are stamped with.
-    leader_epoch: i32,
+    placement: Placement,
     durability: Durability,
     done: LocalSender<Result<AppendInfo, EngineError>>,
 }
@@ -140,11 +139,31 @@ impl Pending {
     }
 }
 
-/// `wait_beyond` callers parked until the high watermark passes their offset.
+/// Where the offsets and leader epochs of a pending append's batches come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// This replica leads: the writer stamps the batches with consecutive
+    /// offsets from the append's base offset and this leader epoch.
+    Assign { leader_epoch: i32 },
+    /// Copied from the leader (a follower's append): the batches keep the
+    /// leader's offsets and epochs, byte for byte.
+    Keep,
+}
+
+/// How far a read (or a wait) may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// Below the high watermark: what consumers see.
+    HighWatermark,
+    /// Below the log end: what a follower copies.
+    LogEnd,
+}
+
+/// `wait_beyond` callers parked until their limit passes their offset.
 #[derive(Default)]
 struct Waiters {
     next_id: u64,
-    parked: BTreeMap<u64, (i64, Waker)>,
+    parked: BTreeMap<u64, (i64, ReadLimit, Waker)>,
 }
 
 /// State shared by the log handle, the writer task and readers.
@@ -154,8 +173,16 @@ pub(crate) struct Shared {
     config: Cell<LogConfig>,
     /// Next offset `append` will hand out.
     next_offset: Cell<i64>,
-    /// One past the last offset written to a segment file.
-    pub high_watermark: Cell<i64>,
+    /// One past the last offset written to a segment file (the log end
+    /// offset a follower reports; what it may copy).
+    pub log_end: Cell<i64>,
+    /// Consumers read below it: the log end while `hw_follows_log_end`
+    /// (one replica), else what the replication layer says is on every
+    /// in-sync replica. Always at a batch boundary, at most `log_end`.
+    high_watermark: Cell<i64>,
+    hw_follows_log_end: Cell<bool>,
+    /// The high watermark last saved in its checkpoint.
+    hw_saved: Cell<Option<i64>>,
     pub log_start_offset: Cell<i64>,
     /// The epoch of this replica's leadership: appended batches carry it.
     leader_epoch: Cell<i32>,
@@ -189,15 +216,44 @@ impl Shared {
         self.stats.set(s);
     }
 
-    /// Wakes every `wait_beyond` whose offset is now below the high watermark
-    /// (all of them once closing).
+    pub fn high_watermark(&self) -> i64 {
+        if self.hw_follows_log_end.get() {
+            self.log_end.get()
+        } else {
+            self.high_watermark.get()
+        }
+    }
+
+    /// The offset a read with `limit` stops before.
+    fn end(&self, limit: ReadLimit) -> i64 {
+        match limit {
+            ReadLimit::HighWatermark => self.high_watermark(),
+            ReadLimit::LogEnd => self.log_end.get(),
+        }
+    }
+
+    /// The writer wrote up to `next`.
+    fn advance_log_end(&self, next: i64) {
+        self.log_end.set(next);
+        if self.hw_follows_log_end.get() {
+            self.high_watermark.set(next);
+        }
+        self.wake_waiters();
+    }
+
+    /// Wakes every `wait_beyond` whose offset is now below its limit (all of
+    /// them once closing).
     fn wake_waiters(&self) {
-        let hw = self.high_watermark.get();
         let all = self.closing.get();
         let ready: Vec<Waker> = {
             let mut w = self.waiters.borrow_mut();
-            let ids: Vec<u64> = w.parked.iter().filter(|(_, (off, _))| all || *off < hw).map(|(id, _)| *id).collect();
-            ids.iter().filter_map(|id| w.parked.remove(id)).map(|(_, waker)| waker).collect()
+            let ids: Vec<u64> = w
+                .parked
+                .iter()
+                .filter(|(_, (off, limit, _))| all || *off < self.end(*limit))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| w.parked.remove(id)).map(|(_, _, waker)| waker).collect()
         };
         for waker in ready {
             waker.wake();
@@ -208,7 +264,7 @@ impl Shared {
     /// after a failed write, before any `.await`, so no append can slip in.
     fn fail_queued(&self, err: &EngineError) {
         let failed: Vec<Pending> = self.queue.borrow_mut().drain(..).collect();
-        self.next_offset.set(self.high_watermark.get());
+        self.next_offset.set(self.log_end.get());
         for p in failed {
             p.complete(Err(copy_err(err)));
         }
@@ -219,8 +275,67 @@ impl Shared {
 /// glommio executor thread (not `Send`).
 pub struct PartitionLog {
     pub(crate) shared: Rc<Shared>,
-    wake_writer: LocalSender<()>,
+    /// Replaced with the writer when a truncation restarts it.
+    wake_writer: RefCell<LocalSender<()>>,
     writer: RefCell<Option<Task<Result<(), EngineError>>>>,
+}
+
+/// What opening finds in a log's directory: the recovered segments and the
+/// checkpoints reconciled with them.
+struct Loaded {
+    directory: Directory,
+    recovered: Recovered,
+    log_start: i64,
+    epochs: LeaderEpochs,
+    hw_saved: Option<i64>,
+}
+
+impl Loaded {
+    fn end(&self) -> i64 {
+        self.recovered.active.next_offset()
+    }
+}
+
+/// Recovers the log in `dir` and reconciles its checkpoints with it:
+/// producer snapshots past its end are removed, the log start offset and
+/// leader epochs are brought within it.
+async fn load(dir: &Path, config: &LogConfig) -> Result<Loaded, EngineError> {
+    let directory = Directory::open(dir).await.map_err(io_err)?;
+    let recovered = recover(dir, &directory, config).await?;
+    let end = recovered.active.next_offset();
+    if producer_snapshot::remove_above(dir, end)? {
+        storage::sync_directory(&directory).await?;
+    }
+    let first_base = recovered.segments.keys().next().copied().unwrap_or(recovered.active.base_offset);
+    let mut log_start = first_base;
+    if let Some(saved) = LOG_START.read(dir).await {
+        if saved > end {
+            tracing::warn!(dir = %dir.display(), saved, end, "log start offset beyond the recovered end; using the end");
+        }
+        log_start = saved.clamp(first_base, end);
+    }
+    let epochs = leader_epochs::load(dir, log_start, end).await?;
+    let hw_saved = HIGH_WATERMARK.read(dir).await;
+    Ok(Loaded { directory, recovered, log_start, epochs, hw_saved })
+}
+
+/// Spawns the writer task of the loaded log on the current executor.
+fn start_writer(shared: &Rc<Shared>, loaded: Loaded) -> (LocalSender<()>, Task<Result<(), EngineError>>) {
+    let Recovered { active, tail, policy, .. } = loaded.recovered;
+    let (wake_writer, wake_rx) = local_channel::new_bounded(1);
+    let writer = Writer {
+        shared: shared.clone(),
+        directory: loaded.directory,
+        dir_dirty: false,
+        active_since: (active.size() > 0).then(now_ms),
+        active,
+        tail,
+        policy,
+        unflushed: 0,
+        unflushed_since: None,
+        group_time: -1,
+    };
+    (wake_writer, weir_runtime::spawn_local(writer.run(wake_rx)))
 }
 
 impl PartitionLog {
@@ -238,57 +353,72 @@ impl PartitionLog {
             }
         }
         segment::prime_iopoll_probe(&dir).await?;
-        let directory = Directory::open(&dir).await.map_err(io_err)?;
-        let recovered = recover(&dir, &directory, &config).await?;
-        let Recovered { segments, active, tail, policy, scanned } = recovered;
-        let hw = active.next_offset();
-        if producer_snapshot::remove_above(&dir, hw)? {
-            storage::sync_directory(&directory).await?;
-        }
-        let first_base = segments.keys().next().copied().unwrap_or(active.base_offset);
-        let mut log_start = first_base;
-        if let Some(saved) = retention::read_checkpoint(&dir).await {
-            if saved > hw {
-                tracing::warn!(dir = %dir.display(), saved, hw, "log start offset beyond the recovered end; using the end");
-            }
-            log_start = saved.clamp(first_base, hw);
-        }
-        let epochs = leader_epochs::load(&dir, log_start, hw).await?;
-        let active_since = (active.size() > 0).then(now_ms);
-        let cache = ReadCache::new(config.cache_bytes);
+        let loaded = load(&dir, &config).await?;
+        let Recovered { segments, scanned, .. } = &loaded.recovered;
+        let (end, log_start, hw_saved) = (loaded.end(), loaded.log_start, loaded.hw_saved);
         let shared = Rc::new(Shared {
-            dir,
             config: Cell::new(config),
-            next_offset: Cell::new(hw),
-            high_watermark: Cell::new(hw),
+            next_offset: Cell::new(end),
+            log_end: Cell::new(end),
+            // Without a checkpoint nothing is known to be on other replicas.
+            high_watermark: Cell::new(hw_saved.map_or(log_start, |hw| hw.clamp(log_start, end))),
+            hw_follows_log_end: Cell::new(true),
+            hw_saved: Cell::new(hw_saved),
             log_start_offset: Cell::new(log_start),
-            leader_epoch: Cell::new(epochs.latest().map_or(0, |e| e.epoch)),
-            leader_epochs: RefCell::new(epochs),
+            leader_epoch: Cell::new(loaded.epochs.latest().map_or(0, |e| e.epoch)),
+            leader_epochs: RefCell::new(loaded.epochs.clone()),
             closing: Cell::new(false),
             closed: Cell::new(false),
             queue: RefCell::new(VecDeque::new()),
-            segments: RefCell::new(segments),
+            segments: RefCell::new(segments.clone()),
             waiters: RefCell::new(Waiters::default()),
-            stats: Cell::new(LogStats { recovery_scanned_bytes: scanned, ..LogStats::default() }),
-            cache: RefCell::new(cache),
+            stats: Cell::new(LogStats { recovery_scanned_bytes: *scanned, ..LogStats::default() }),
+            cache: RefCell::new(ReadCache::new(config.cache_bytes)),
             maintenance: Semaphore::new(1),
             snapshots: Semaphore::new(1),
+            dir,
         });
-        let (wake_writer, wake_rx) = local_channel::new_bounded(1);
-        let writer = Writer {
-            shared: shared.clone(),
-            directory,
-            dir_dirty: false,
-            active,
-            tail,
-            policy,
-            unflushed: 0,
-            unflushed_since: None,
-            active_since,
-            group_time: -1,
-        };
-        let task = weir_runtime::spawn_local(writer.run(wake_rx));
-        Ok(Rc::new(PartitionLog { shared, wake_writer, writer: RefCell::new(Some(task)) }))
+        let (wake_writer, task) = start_writer(&shared, loaded);
+        Ok(Rc::new(PartitionLog { shared, wake_writer: RefCell::new(wake_writer), writer: RefCell::new(Some(task)) }))
+    }
+
+    /// Removes the batches from the one that holds `offset` on, at batch
+    /// boundaries (a follower whose history diverged from its leader's,
+    /// KIP-101/279), and returns the new log end. Producer snapshots and
+    /// leader epochs past it go too; the high watermark comes down to it.
+    ///
+    /// The log is closed, cut with [`truncation::truncate_closed`] (crash
+    /// safe at every step) and opened again in place: meanwhile appends and
+    /// reads fail with `Closed`. On an error the log stays closed, as after
+    /// a failed write of its files. The owner does not truncate and close
+    /// at once.
+    ///
+    /// [`truncation::truncate_closed`]: crate::truncation::truncate_closed
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, EngineError> {
+        let shared = &self.shared;
+        if shared.closed.get() || shared.closing.get() {
+            return Err(EngineError::Closed);
+        }
+        if offset >= shared.next_offset.get() {
+            return Ok(shared.log_end.get());
+        }
+        self.close().await?;
+        let config = shared.config();
+        let cut = crate::truncation::truncate_closed(&shared.dir, offset, &config).await?;
+        let loaded = load(&shared.dir, &config).await?;
+        let end = loaded.end();
+        debug_assert_eq!(end, cut, "recovery found the end the cut left");
+        *shared.segments.borrow_mut() = loaded.recovered.segments.clone();
+        *shared.leader_epochs.borrow_mut() = loaded.epochs.clone();
+        shared.next_offset.set(end);
+        shared.log_end.set(end);
+        shared.high_watermark.set(shared.high_watermark.get().min(end));
+        shared.closed.set(false);
+        shared.closing.set(false);
+        let (wake_writer, task) = start_writer(shared, loaded);
+        *self.wake_writer.borrow_mut() = wake_writer;
+        *self.writer.borrow_mut() = Some(task);
+        Ok(end)
     }
 
     /// Validates every batch in `records`, then [`PartitionLog::append_validated`].
@@ -321,11 +451,54 @@ impl PartitionLog {
         self.shared.next_offset.set(next);
         let records = records.into_bytes();
         let (done, result) = local_channel::new_bounded(1);
-        let leader_epoch = self.shared.leader_epoch.get();
-        let pending = Pending { records, base_offset, last_offset: next - 1, leader_epoch, done, durability };
+        let placement = Placement::Assign { leader_epoch: self.shared.leader_epoch.get() };
+        self.queue(Pending { records, base_offset, last_offset: next - 1, placement, done, durability }, result).await
+    }
+
+    /// A follower's append: batches copied from the leader, stored byte for
+    /// byte with the leader's offsets and epochs (see
+    /// [`batch::validate_replicated`]; gaps left by the leader's compaction
+    /// stay gaps). The first batch must start at or after
+    /// [`PartitionLog::next_offset`]. Resolves once written (a follower
+    /// acknowledges by fetching on; it does not fdatasync each fetch).
+    pub async fn append_replicated(&self, records: Bytes) -> Result<AppendInfo, EngineError> {
+        if self.shared.closing.get() {
+            return Err(EngineError::Closed);
+        }
+        let next = self.shared.next_offset.get();
+        let records = batch::validate_replicated(records, next)?;
+        let base_offset = records.first_header().base_offset();
+        if base_offset - next > i64::from(i32::MAX) {
+            // A new segment starts where the last one ends, and its offsets
+            // are u32 relative to its base.
+            return Err(EngineError::CorruptMessage(format!(
+                "a gap of {} offsets before the batch",
+                base_offset - next
+            )));
+        }
+        let last_offset = base_offset + records.offset_count() - 1;
+        self.shared.next_offset.set(last_offset + 1);
+        let (done, result) = local_channel::new_bounded(1);
+        let records = records.into_bytes();
+        let pending = Pending {
+            records,
+            base_offset,
+            last_offset,
+            placement: Placement::Keep,
+            done,
+            durability: Durability::Written,
+        };
+        self.queue(pending, result).await
+    }
+
+    async fn queue(
+        &self,
+        pending: Pending,
+        result: LocalReceiver<Result<AppendInfo, EngineError>>,
+    ) -> Result<AppendInfo, EngineError> {
         self.shared.queue.borrow_mut().push_back(pending);
         // Full means a wake-up is already pending; the writer drains everything.
-        let _ = self.wake_writer.try_send(());
+        let _ = self.wake_writer.borrow().try_send(());
         result.recv().await.unwrap_or(Err(EngineError::Closed))
     }
 
@@ -342,7 +515,7 @@ impl PartitionLog {
         };
         self.shared.config.set(config);
         // The flush deadline may have moved; let the writer recompute it.
-        let _ = self.wake_writer.try_send(());
+        let _ = self.wake_writer.borrow().try_send(());
     }
 
     /// The configuration in force.
@@ -367,7 +540,7 @@ impl PartitionLog {
     /// of it: so does this answer).
     pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
         let mut epochs = self.shared.leader_epochs.borrow().clone();
-        let end = self.high_watermark();
+        let end = self.shared.log_end.get();
         epochs.assign(self.leader_epoch(), end);
         epochs.end_offset_for(requested, end)
     }
@@ -382,9 +555,59 @@ impl PartitionLog {
         self.shared.log_start_offset.get()
     }
 
-    /// One past the last offset whose batch has been written to the file.
+    /// Consumers read below it (see [`PartitionLog::set_high_watermark_follows_log_end`]).
     pub fn high_watermark(&self) -> i64 {
-        self.shared.high_watermark.get()
+        self.shared.high_watermark()
+    }
+
+    /// One past the last offset whose batch has been written to the file:
+    /// Kafka's log end offset, what a follower has copied.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.log_end.get()
+    }
+
+    /// With `true` (the default: a partition with one replica, or a leader
+    /// alone in its ISR) the high watermark is the log end offset. With
+    /// `false` it moves only by [`PartitionLog::advance_high_watermark`],
+    /// from the checkpointed value if nothing was written since open (the
+    /// log start without a checkpoint), else from the log end. Switch before
+    /// serving reads.
+    pub fn set_high_watermark_follows_log_end(&self, follows: bool) {
+        let shared = &self.shared;
+        if shared.hw_follows_log_end.replace(follows) && !follows {
+            shared.high_watermark.set(shared.high_watermark.get().min(shared.log_end.get()));
+        }
+        shared.wake_waiters();
+    }
+
+    /// Moves the high watermark up to `offset` (never past the log end,
+    /// never back); true when it moved. The replication layer calls it with
+    /// the minimum log end offset over the in-sync replicas (a leader), or
+    /// the leader's high watermark (a follower).
+    pub fn advance_high_watermark(&self, offset: i64) -> bool {
+        let shared = &self.shared;
+        debug_assert!(!shared.hw_follows_log_end.get(), "the high watermark follows the log end");
+        let new = offset.min(shared.log_end.get());
+        if new <= shared.high_watermark.get() {
+            return false;
+        }
+        shared.high_watermark.set(new);
+        shared.wake_waiters();
+        true
+    }
+
+    /// Saves the high watermark (atomically replaced, once per change), so
+    /// a restart does not expose what was never on the other replicas. The
+    /// owner calls it now and then (Kafka: every 5 s); `close` calls it
+    /// while the high watermark does not follow the log end.
+    pub async fn checkpoint_high_watermark(&self) -> Result<(), EngineError> {
+        let hw = self.high_watermark();
+        if self.shared.hw_saved.get() == Some(hw) {
+            return Ok(());
+        }
+        HIGH_WATERMARK.write(&self.shared.dir, hw).await?;
+        self.shared.hw_saved.set(Some(hw));
+        Ok(())
     }
 
     /// Appends waiting for the writer to take them: more than a few means
@@ -394,7 +617,7 @@ impl PartitionLog {
     }
 
     /// The offset the next append will be given (past appends still being written).
-    pub fn log_end_offset(&self) -> i64 {
+    pub fn next_offset(&self) -> i64 {
         self.shared.next_offset.get()
     }
 
@@ -403,39 +626,47 @@ impl PartitionLog {
         self.shared.stats.get()
     }
 
-    /// Whole batches starting with the one containing `offset`, up to
-    /// `max_bytes` in total but at least one batch (KIP-74), from one segment.
-    /// Empty when `offset == high_watermark()`.
+    /// A consumer's read: [`PartitionLog::read_to`] the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, EngineError> {
+        self.read_to(offset, max_bytes, ReadLimit::HighWatermark).await
+    }
+
+    /// Whole batches starting with the one containing `offset`, up to
+    /// `max_bytes` in total but at least one batch (KIP-74), from one
+    /// segment, all below `limit`'s end. Empty from that end to the log end
+    /// (as Kafka answers a consumer between the high watermark and the log
+    /// end); out of range past the log end.
+    pub async fn read_to(&self, offset: i64, max_bytes: usize, limit: ReadLimit) -> Result<Bytes, EngineError> {
         if self.shared.closed.get() {
             return Err(EngineError::Closed);
         }
-        let hw = self.high_watermark();
+        let log_end = self.log_end_offset();
+        let end = self.shared.end(limit);
         let start = self.log_start_offset();
-        if offset < start || offset > hw {
-            return Err(EngineError::OffsetOutOfRange { requested: offset, start, end: hw });
+        if offset < start || offset > log_end {
+            return Err(EngineError::OffsetOutOfRange { requested: offset, start, end: log_end });
         }
-        if offset == hw {
+        if offset >= end {
             return Ok(Bytes::new());
         }
         let cached = self.shared.cache.borrow().read(offset, max_bytes);
         if let Some(bytes) = cached {
             self.shared.count(|s| s.cache_hits += 1);
-            return Ok(bytes);
+            return Ok(batches_below(bytes, end, log_end));
         }
         let seg = self.segment_for(offset)?;
-        // Read together with `hw` above (no await in between): every byte
-        // below `limit` belongs to a batch below the high watermark.
-        let limit = seg.size();
-        debug_assert!(offset < seg.next_offset() && seg.next_offset() <= hw);
+        // Read together with `log_end` above (no await in between): every
+        // byte below `size` belongs to a batch below the log end.
+        let size = seg.size();
+        debug_assert!(offset < seg.next_offset() && seg.next_offset() <= log_end);
         let pos = seg.lookup(offset);
         let mut reads = 0;
-        let mut result = read_batches(&seg, pos, limit, offset, max_bytes, &mut reads).await;
+        let mut result = read_batches(&seg, pos, size, offset, max_bytes, &mut reads).await;
         if retry_from_start(&seg, pos, offset, &result) {
-            result = read_batches(&seg, 0, limit, offset, max_bytes, &mut reads).await;
+            result = read_batches(&seg, 0, size, offset, max_bytes, &mut reads).await;
         }
         self.shared.count(|s| s.disk_reads += reads);
-        result
+        result.map(|bytes| batches_below(bytes, end, log_end))
     }
 
     fn segment_for(&self, offset: i64) -> Result<Rc<Segment>, EngineError> {
@@ -510,7 +741,7 @@ impl PartitionLog {
     /// Saves the owner's producer state, which describes exactly the batches
     /// below `offset` (at most the high watermark), as the snapshot of `offset`.
     pub async fn write_producer_snapshot(&self, offset: i64, state: &[u8]) -> Result<(), EngineError> {
-        assert!(offset <= self.high_watermark(), "a snapshot cannot describe batches not written yet");
+        assert!(offset <= self.log_end_offset(), "a snapshot cannot describe batches not written yet");
         let _one_at_a_time = self.shared.snapshots.acquire_permit(1).await.map_err(|_| EngineError::Closed)?;
         producer_snapshot::write(&self.shared.dir, offset, state).await
     }
@@ -519,7 +750,7 @@ impl PartitionLog {
     /// above the recovered end were removed at open, so the log holds every
     /// batch below its offset.
     pub async fn read_producer_snapshot(&self) -> Result<Option<(i64, Vec<u8>)>, EngineError> {
-        producer_snapshot::read_newest(&self.shared.dir, self.high_watermark()).await
+        producer_snapshot::read_newest(&self.shared.dir, self.log_end_offset()).await
     }
 
     /// Bytes of all segments (what DescribeLogDirs reports).
@@ -529,6 +760,11 @@ impl PartitionLog {
 
     /// Resolves when `high_watermark() > offset`, or the log is closing.
     pub async fn wait_beyond(&self, offset: i64) {
+        self.wait_beyond_limit(offset, ReadLimit::HighWatermark).await
+    }
+
+    /// Resolves when `limit`'s end passes `offset`, or the log is closing.
+    pub async fn wait_beyond_limit(&self, offset: i64, limit: ReadLimit) {
         let shared = &self.shared;
         let id = {
             let mut w = shared.waiters.borrow_mut();
@@ -537,10 +773,10 @@ impl PartitionLog {
         };
         let _unpark = Unpark { shared, id };
         poll_fn(|cx| {
-            if shared.high_watermark.get() > offset || shared.closing.get() {
+            if shared.end(limit) > offset || shared.closing.get() {
                 return Poll::Ready(());
             }
-            shared.waiters.borrow_mut().parked.insert(id, (offset, cx.waker().clone()));
+            shared.waiters.borrow_mut().parked.insert(id, (offset, limit, cx.waker().clone()));
             Poll::Pending
         })
         .await
@@ -553,8 +789,12 @@ impl PartitionLog {
         let Some(task) = task else { return Ok(()) };
         self.shared.closing.set(true);
         self.shared.wake_waiters();
-        let _ = self.wake_writer.try_send(());
+        let _ = self.wake_writer.borrow().try_send(());
         let mut result = task.await;
+        if !self.shared.hw_follows_log_end.get() {
+            let saved = self.checkpoint_high_watermark().await;
+            result = result.and(saved);
+        }
         // Maintenance stops at its next step once `closing` is set; wait for it.
         let permit = self.shared.maintenance.acquire_permit(1).await;
         self.shared.cache.borrow_mut().clear();
@@ -572,6 +812,22 @@ impl PartitionLog {
         drop(permit);
         result
     }
+}
+
+/// The whole batches of `bytes` (read below `log_end`) that end below
+/// `end`: all of them when `end` is the log end.
+fn batches_below(bytes: Bytes, end: i64, log_end: i64) -> Bytes {
+    if end >= log_end {
+        return bytes;
+    }
+    let mut pos = 0;
+    while let Some(h) = bytes.get(pos..).and_then(RawHeader::of) {
+        if h.last_offset() >= end {
+            break;
+        }
+        pos += h.total_len();
+    }
+    bytes.slice(..pos.min(bytes.len()))
 }
 
 /// Removes a `wait_beyond` from the parked set when its future goes away.

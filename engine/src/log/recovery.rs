@@ -12,7 +12,7 @@ use crate::clean_shutdown::{self};
 use crate::error::{disk_corruption, io_err, EngineError};
 use crate::index::IndexPolicy;
 use crate::retention;
-use crate::segment::{self, align_down, FileWindow, Offsets, Segment};
+use crate::segment::{self, align_down, FileWindow, Segment};
 use crate::storage;
 
 /// What recovery hands to the log.
@@ -79,8 +79,7 @@ pub(super) async fn recover(dir: &Path, directory: &Directory, config: &LogConfi
         }
         None => {
             let (end, indexes, policy) =
-                segment::scan_with_index(&file, base, file_len, config.index_interval_bytes, Offsets::Contiguous)
-                    .await?;
+                segment::scan_with_index(&file, base, file_len, config.index_interval_bytes).await?;
             (end, indexes, policy, file_len)
         }
     };

@@ -1,7 +1,7 @@
 //! The writer task: the one place that writes a log's segments (group
 //! writes into the active segment, group commit, rolls, the flush policy).
 
-use super::{copy_err, now_ms, Durability, Pending, Shared, TimestampType, MAX_GROUP_BYTES};
+use super::{copy_err, now_ms, Durability, Pending, Placement, Shared, TimestampType, MAX_GROUP_BYTES};
 use std::future::{poll_fn, Future};
 use std::rc::Rc;
 use std::task::Poll;
@@ -141,7 +141,7 @@ impl Writer {
                     }
                     written = i;
                 }
-                result = self.roll(group[i].base_offset).await;
+                result = self.roll().await;
                 if result.is_err() {
                     break;
                 }
@@ -265,11 +265,7 @@ impl Writer {
         let size = seg.size();
         let block_start = align_down(size, align);
         assert_eq!(self.tail.len() as u64, size - block_start, "tail out of step with the segment");
-        assert_eq!(
-            seg.next_offset(),
-            self.shared.high_watermark.get(),
-            "active segment must end at the high watermark"
-        );
+        assert_eq!(seg.next_offset(), self.shared.log_end.get(), "active segment must end at the log end");
         self.record_epochs(chunk).await?;
         let data_len: u64 = chunk.iter().map(|p| p.records.len() as u64).sum();
         let end = size + data_len;
@@ -285,16 +281,21 @@ impl Writer {
         let first = seg.next_offset();
         let mut next = first;
         for p in chunk {
-            assert_eq!(p.base_offset, next, "offsets not contiguous");
+            assert!(p.base_offset >= next, "offsets go back");
             let mut from = 0usize;
             while from < p.records.len() {
                 let h = RawHeader::of(&p.records[from..]).expect("validated by append");
                 let len = h.total_len();
                 let out = &mut dst[at..at + len];
                 out.copy_from_slice(&p.records[from..from + len]);
-                batch::patch_header(out, next, p.leader_epoch);
-                if self.group_time >= 0 {
-                    batch::set_log_append_time(out, self.group_time);
+                match p.placement {
+                    Placement::Assign { leader_epoch } => {
+                        batch::patch_header(out, next, leader_epoch);
+                        if self.group_time >= 0 {
+                            batch::set_log_append_time(out, self.group_time);
+                        }
+                    }
+                    Placement::Keep => next = h.base_offset(),
                 }
                 let position = block_start + at as u64;
                 added.on_batch(
@@ -335,8 +336,7 @@ impl Writer {
                 batches: cached_batches,
             });
         }
-        self.shared.high_watermark.set(next);
-        self.shared.wake_waiters();
+        self.shared.advance_log_end(next);
         Ok(())
     }
 
@@ -347,7 +347,20 @@ impl Writer {
     async fn record_epochs(&self, chunk: &[Pending]) -> Result<(), EngineError> {
         let changed = {
             let mut epochs = self.shared.leader_epochs.borrow_mut();
-            chunk.iter().fold(false, |changed, p| epochs.assign(p.leader_epoch, p.base_offset) | changed)
+            let mut changed = false;
+            for p in chunk {
+                match p.placement {
+                    Placement::Assign { leader_epoch } => changed |= epochs.assign(leader_epoch, p.base_offset),
+                    Placement::Keep => {
+                        let mut from = 0;
+                        while let Some(h) = p.records.get(from..).and_then(RawHeader::of) {
+                            changed |= epochs.assign(h.leader_epoch(), h.base_offset());
+                            from += h.total_len();
+                        }
+                    }
+                }
+            }
+            changed
         };
         if changed {
             let epochs = self.shared.leader_epochs.borrow().clone();
@@ -357,10 +370,12 @@ impl Writer {
     }
 
     /// Seals the active segment (truncate to its logical size, fdatasync,
-    /// write its indexes) and starts a new one at `base_offset`.
-    async fn roll(&mut self, base_offset: i64) -> Result<(), EngineError> {
+    /// write its indexes) and starts a new one where it ends (a follower's
+    /// next batch may start later: the gap is inside the new segment, as
+    /// compaction's gaps are, so segments stay a contiguous chain).
+    async fn roll(&mut self) -> Result<(), EngineError> {
         let old = self.active.clone();
-        assert_eq!(old.next_offset(), base_offset, "new segment must start where the old one ends");
+        let base_offset = old.next_offset();
         old.file.truncate(old.size()).await.map_err(io_err)?;
         storage::fdatasync(&old.file).await?;
         old.seal_time_index();

@@ -14,7 +14,7 @@ use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use weir_engine::batch::{RawHeader, ValidatedRecords};
-use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog};
+use weir_engine::{now_ms, AppendInfo, Durability, EngineError, PartitionLog, ReadLimit};
 
 const REPLAY_READ_BYTES: usize = 1 << 20;
 /// Verifications of a transactional batch that a marker overtook, before it is refused.
@@ -195,7 +195,7 @@ impl Partition {
                 // await in between), so no reader sees the batch before the
                 // last stable offset holds it back.
                 let opened = batch.transactional
-                    && states.borrow_mut().txns.begin(batch.producer_id, batch.epoch, log.log_end_offset());
+                    && states.borrow_mut().txns.begin(batch.producer_id, batch.epoch, log.next_offset());
                 match log.append_validated(records, durability).await {
                     Ok(info) => {
                         states.borrow_mut().complete(batch, info.base_offset);
@@ -227,9 +227,9 @@ impl Partition {
         if !always && !rolled && size - base < SNAPSHOT_EVERY_BYTES {
             return;
         }
-        // Taken with no await between reading the state and the high
-        // watermark, and only when nothing is between check and update.
-        let offset = log.high_watermark();
+        // Taken with no await between reading the state and the log end,
+        // and only when nothing is between check and update.
+        let offset = log.log_end_offset();
         let encoded = (producers.writing.get() == 0)
             .then(|| {
                 let mut state = producers.state.borrow_mut();
@@ -284,10 +284,10 @@ async fn replay_producers(
     mut states: ProducerStates,
     mut offset: i64,
 ) -> Result<(ProducerStates, u64), PartitionError> {
-    let end = log.high_watermark();
+    let end = log.log_end_offset();
     let mut replayed = 0u64;
     while offset < end {
-        let batches = log.read(offset, REPLAY_READ_BYTES).await?;
+        let batches = log.read_to(offset, REPLAY_READ_BYTES, ReadLimit::LogEnd).await?;
         if batches.is_empty() {
             break;
         }
