@@ -103,6 +103,7 @@ impl PartitionLog {
         self.delete_segments(victims).await?;
         outcome.log_start_offset = self.log_start_offset();
         LOG_START.write(&shared.dir, outcome.log_start_offset).await?;
+        shared.epochs_start_at(outcome.log_start_offset).await?;
         Ok(outcome)
     }
 
@@ -135,6 +136,7 @@ impl PartitionLog {
             segments.values().take(sealed).take_while(|s| s.next_offset() <= target).cloned().collect()
         };
         self.delete_segments(victims).await?;
+        shared.epochs_start_at(self.log_start_offset()).await?;
         Ok(self.log_start_offset())
     }
 

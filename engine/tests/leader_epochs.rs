@@ -84,3 +84,24 @@ fn a_checkpoint_past_the_recovered_end_is_cut_back_and_a_missing_one_means_epoch
         }
     });
 }
+
+#[test]
+fn deleting_records_moves_the_first_epoch_up_to_the_new_log_start_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkpoint = dir.path().join(CHECKPOINT_FILE);
+    block_on(async move {
+        let log = open(dir.path(), small_segments()).await;
+        append(&log, 3).await;
+        log.set_leader_epoch(3);
+        append(&log, 3).await;
+        assert_eq!(epochs(&log), [(0, 0), (3, 6)]);
+        log.delete_records(4).await.expect("delete records");
+        assert_eq!(epochs(&log), [(0, 4), (3, 6)]);
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n2\n0 4\n3 6\n");
+        log.delete_records(8).await.expect("delete records");
+        assert_eq!(epochs(&log), [(3, 8)]);
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n3 8\n");
+        assert_eq!(log.end_offset_for_epoch(0), (0, 8), "an epoch before the first ends where that one starts (Kafka)");
+        log.close().await.expect("close");
+    });
+}

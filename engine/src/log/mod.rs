@@ -202,6 +202,9 @@ pub(crate) struct Shared {
     pub maintenance: Semaphore,
     /// One producer state snapshot written at a time (they share a temporary).
     snapshots: Semaphore,
+    /// One leader epoch checkpoint written at a time (the writer's new
+    /// epochs, retention's moved start).
+    epochs_file: Semaphore,
 }
 
 impl Shared {
@@ -258,6 +261,24 @@ impl Shared {
         for waker in ready {
             waker.wake();
         }
+    }
+
+    /// Saves the leader epoch cache as it is when its turn comes.
+    async fn save_leader_epochs(&self) -> Result<(), EngineError> {
+        let _one_at_a_time = self.epochs_file.acquire_permit(1).await.map_err(|_| EngineError::Closed)?;
+        let epochs = self.leader_epochs.borrow().clone();
+        leader_epochs::write(&self.dir, &epochs).await
+    }
+
+    /// The log start offset moved up to `start`: so does the first epoch
+    /// (Kafka's truncateFromStart), saved unless the log is new enough to
+    /// have none. A crash before the save is mended at open.
+    pub(crate) async fn epochs_start_at(&self, start: i64) -> Result<(), EngineError> {
+        let changed = self.leader_epochs.borrow_mut().truncate_from_start(start);
+        if changed {
+            self.save_leader_epochs().await?;
+        }
+        Ok(())
     }
 
     /// Fails every queued append and takes their offsets back. Called right
@@ -376,6 +397,7 @@ impl PartitionLog {
             cache: RefCell::new(ReadCache::new(config.cache_bytes)),
             maintenance: Semaphore::new(1),
             snapshots: Semaphore::new(1),
+            epochs_file: Semaphore::new(1),
             dir,
         });
         let (wake_writer, task) = start_writer(&shared, loaded);

@@ -16,7 +16,6 @@ use crate::cache::Chunk;
 use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{io_err, EngineError};
 use crate::index::IndexPolicy;
-use crate::leader_epochs;
 use crate::segment::{self, align_down, align_up, IndexAdditions, Indexes, Segment};
 use crate::storage;
 
@@ -363,8 +362,7 @@ impl Writer {
             changed
         };
         if changed {
-            let epochs = self.shared.leader_epochs.borrow().clone();
-            leader_epochs::write(&self.shared.dir, &epochs).await?;
+            self.shared.save_leader_epochs().await?;
         }
         Ok(())
     }
