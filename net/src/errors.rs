@@ -36,7 +36,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::InvalidPartitions(_) | TopicError::NotAnIncrease(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
-        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::InvalidRequest(_) => ResponseError::InvalidRequest,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,

@@ -1,5 +1,7 @@
 //! Broker configuration: embedded defaults, overridable by a TOML file and flags.
 
+use crate::metadata::TopicDefaults;
+use crate::placement::BrokerSlot;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -10,6 +12,9 @@ use std::path::PathBuf;
 pub struct BrokerConfig {
     /// This broker's id in Metadata responses (`node.id`).
     pub node_id: i32,
+    /// The rack (or zone) this broker is in (`broker.rack`): replicas of a
+    /// partition are placed on as many racks as they can.
+    pub broker_rack: Option<String>,
     /// Address every shard listens on (SO_REUSEPORT); port 0 binds a free port (`listen.rs`).
     pub listen: String,
     /// host:port clients are told to connect to (`advertised.listeners`);
@@ -26,6 +31,9 @@ pub struct BrokerConfig {
     pub cpuset: String,
     /// Partitions of an auto-created topic, or of CreateTopics with -1 (`num.partitions`).
     pub default_partitions: i32,
+    /// Replicas of each partition of an auto-created topic, or of
+    /// CreateTopics with -1 (`default.replication.factor`).
+    pub default_replication_factor: i16,
     /// Create unknown topics on first Metadata/Produce (`auto.create.topics.enable`).
     pub auto_create_topics: bool,
     /// Largest record batch accepted (`message.max.bytes`).
@@ -109,12 +117,14 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 0,
+            broker_rack: None,
             listen: "127.0.0.1:9092".into(),
             advertise: None,
             data_dir: PathBuf::from("weir-data"),
             shards: 0,
             cpuset: String::new(),
             default_partitions: 1,
+            default_replication_factor: 1,
             auto_create_topics: true,
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
@@ -176,10 +186,23 @@ impl BrokerConfig {
             }
         }
         self.cpus()?;
+        if self.default_replication_factor < 1 {
+            return Err("default_replication_factor must be at least 1".into());
+        }
         if self.fetch_max_bytes < 1024 {
             return Err("fetch_max_bytes must be at least 1024".into());
         }
         self.advertised_host_port().map(drop)
+    }
+
+    /// What CreateTopics gives a topic that leaves them to the broker.
+    pub fn topic_defaults(&self) -> TopicDefaults {
+        TopicDefaults { partitions: self.default_partitions, replication_factor: self.default_replication_factor }
+    }
+
+    /// This broker as a place for replicas.
+    pub fn broker_slot(&self) -> BrokerSlot {
+        BrokerSlot { id: self.node_id, rack: self.broker_rack.clone() }
     }
 
     /// The number of shards to run: the configured count, or one per core

@@ -14,6 +14,7 @@ use crate::metadata::{
     ConfigAlteration, ConfigScope, ConfigTarget, MetadataStore, NewTopic, PartitionIncrease, TopicConfigs,
     TopicMetadata,
 };
+use crate::placement::BrokerSlot;
 use crate::shard::{is_internal_topic, Shard};
 use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use std::cell::RefCell;
@@ -41,7 +42,8 @@ impl Controller {
         let _serial = self.one_change_at_a_time().await;
         let results: TopicResults = {
             let mut store = self.store.borrow_mut();
-            topics.iter().map(|(t, configs)| store.create_topic(t, configs, self.config.default_partitions)).collect()
+            let (defaults, brokers) = (self.config.topic_defaults(), self.brokers());
+            topics.iter().map(|(t, configs)| store.create_topic(t, configs, defaults, &brokers)).collect()
         };
         if results.iter().any(Result::is_ok) {
             self.publish(shard, Vec::new()).await;
@@ -119,7 +121,7 @@ impl Controller {
         validate_only: bool,
     ) -> TopicResults {
         let _serial = self.one_change_at_a_time().await;
-        let brokers = [self.config.node_id];
+        let brokers = self.brokers();
         let results: TopicResults = {
             let mut store = self.store.borrow_mut();
             let add = |increase: &PartitionIncrease| match is_internal_topic(&increase.name) {
@@ -145,6 +147,12 @@ impl Controller {
             self.publish(shard, deleted).await;
         }
         results
+    }
+
+    /// The brokers replicas are placed on: this one, until brokers register
+    /// with the metadata quorum.
+    fn brokers(&self) -> Vec<BrokerSlot> {
+        vec![self.config.broker_slot()]
     }
 
     /// A producer id never handed out before (ids are reserved in blocks).

@@ -47,8 +47,10 @@ pub enum TopicError {
     /// cannot take (Kafka's message).
     #[error("{0}")]
     InvalidReplicaAssignment(String),
-    #[error("replication factor {0} is larger than the number of brokers (1)")]
-    InvalidReplicationFactor(i16),
+    /// Kafka's messages for a replication factor below 1, or above the
+    /// number of registered brokers.
+    #[error("{}", replication_factor_message(*asked, *brokers))]
+    InvalidReplicationFactor { asked: i16, brokers: usize },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
     /// A request Kafka refuses as a whole (e.g. a static broker config to
@@ -59,4 +61,14 @@ pub enum TopicError {
     Storage(String),
     #[error("controller shard unavailable")]
     ControllerUnavailable,
+}
+
+fn replication_factor_message(asked: i16, brokers: usize) -> String {
+    if asked < 1 {
+        return "Replication factor must be larger than 0, or -1 to use the default value.".into();
+    }
+    format!(
+        "Unable to replicate the partition {asked} time(s): The target replication factor of {asked} cannot be \
+         reached because only {brokers} broker(s) are registered."
+    )
 }

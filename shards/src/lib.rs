@@ -17,6 +17,7 @@ pub mod listen;
 pub mod messages;
 pub mod metadata;
 pub mod ownership;
+pub mod placement;
 pub mod producers;
 pub mod reply;
 pub mod runtime;

@@ -8,6 +8,7 @@
 //! replaced atomically (write, fsync, rename, fsync dir).
 
 use crate::error::TopicError;
+use crate::placement::{assign_replicas, BrokerSlot};
 use crate::topic_config::{
     config_type, dynamic_broker_config_info, group_config, is_dynamic_broker_config, is_topic_config_name, list_items,
     topic_config, validate_combination, validate_dynamic_broker_config, validate_group_config, validate_topic_config,
@@ -34,6 +35,94 @@ pub struct TopicMetadata {
     /// broker's defaults (`BrokerConfig::topic_config_chain`).
     #[serde(default)]
     pub configs: TopicConfigs,
+    /// Each partition's replicas and leadership, by index (`partitions` of
+    /// them once loaded: a file written before Weir kept them gets this
+    /// broker alone, see [`MetadataStore::load`]).
+    #[serde(default)]
+    pub assignment: Vec<PartitionState>,
+}
+
+impl TopicMetadata {
+    /// Replicas per partition (Kafka keeps it the same across a topic's
+    /// partitions unless assignments are given).
+    pub fn replication_factor(&self) -> usize {
+        self.assignment.first().map_or(1, |p| p.replicas.len())
+    }
+}
+
+/// One partition's replicas and leadership as the controller decided them
+/// (Kafka's PartitionRecord and PartitionChangeRecord).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas: those that hold every acknowledged record and
+    /// may become leader.
+    pub isr: Vec<i32>,
+    /// The leader's broker id; -1 when no replica can lead.
+    pub leader: i32,
+    /// Raised with each new leader: stamped into its batches (KIP-101),
+    /// checked against the epoch clients send (KIP-320).
+    pub leader_epoch: i32,
+    /// Raised with every change (leader or ISR): AlterPartition's
+    /// compare-and-set.
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// A new partition on `replicas`, all in sync, led by the first.
+    pub fn new(replicas: Vec<i32>) -> Self {
+        PartitionState { leader: replicas[0], isr: replicas.clone(), replicas, leader_epoch: 0, partition_epoch: 0 }
+    }
+}
+
+/// What a topic gets when CreateTopics leaves it to the broker (-1).
+#[derive(Clone, Copy, Debug)]
+pub struct TopicDefaults {
+    /// `num.partitions`.
+    pub partitions: i32,
+    /// `default.replication.factor`.
+    pub replication_factor: i16,
+}
+
+/// Checks a topic to create against `snapshot` and places its replicas on
+/// `brokers`: the topic as it would be created (with a new id).
+pub fn plan_topic(
+    snapshot: &MetadataSnapshot,
+    topic: &NewTopic,
+    configs: &TopicConfigs,
+    defaults: TopicDefaults,
+    brokers: &[BrokerSlot],
+) -> Result<TopicMetadata, TopicError> {
+    validate_topic_name(&topic.name)?;
+    if snapshot.topics.contains_key(&topic.name) {
+        return Err(TopicError::AlreadyExists);
+    }
+    let id = Uuid::new_v4();
+    let replicas = match &topic.assignments {
+        Some(lists) => {
+            if lists.len() > MAX_PARTITIONS as usize {
+                return Err(TopicError::InvalidPartitions(lists.len() as i32));
+            }
+            let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
+            check_assignments(lists, &ids, None)?;
+            lists.clone()
+        }
+        None => {
+            let partitions = if topic.partitions < 1 { defaults.partitions } else { topic.partitions };
+            if !(1..=MAX_PARTITIONS).contains(&partitions) || topic.partitions == 0 {
+                return Err(TopicError::InvalidPartitions(topic.partitions));
+            }
+            let rf =
+                if topic.replication_factor == -1 { defaults.replication_factor } else { topic.replication_factor };
+            // Topics created one after another start their leaders on different brokers.
+            let start = (id.as_u128() % brokers.len().max(1) as u128) as usize;
+            assign_replicas(0, partitions, rf, brokers, start)?
+        }
+    };
+    let partitions = replicas.len() as i32;
+    let assignment = replicas.into_iter().map(PartitionState::new).collect();
+    Ok(TopicMetadata { name: topic.name.clone(), id, partitions, configs: configs.clone(), assignment })
 }
 
 /// Explicitly set topic configs by name.
@@ -124,12 +213,57 @@ impl ConfigScope {
     }
 }
 
-/// A topic to create: partitions < 1 means the broker default.
+/// A topic to create: partitions or replication factor -1 means the broker
+/// default; `assignments` (each partition's brokers, by index) replaces both.
 #[derive(Clone, Debug)]
 pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i16,
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` and the default replication factor.
+    pub fn with_partitions(name: impl Into<String>, partitions: i32) -> Self {
+        NewTopic { name: name.into(), partitions, replication_factor: -1, assignments: None }
+    }
+}
+
+/// Kafka's checks of manual replica assignments, in its order: no list
+/// empty, every broker registered (in `brokers`), none twice in a list, and
+/// every list as long as `replicas` (the topic's replication factor, or the
+/// first list's for a new topic).
+fn check_assignments(lists: &[Vec<i32>], brokers: &[i32], replicas: Option<usize>) -> Result<(), TopicError> {
+    let invalid = |why: String| Err(TopicError::InvalidReplicaAssignment(why));
+    let expected = replicas.or(lists.first().map(Vec::len));
+    for replicas in lists {
+        if replicas.is_empty() {
+            return invalid("The manual partition assignment includes an empty replica list.".into());
+        }
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        for (i, broker) in sorted.iter().enumerate() {
+            if !brokers.contains(broker) {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {broker}, but no such broker is registered."
+                ));
+            }
+            if i > 0 && sorted[i - 1] == *broker {
+                return invalid(format!(
+                    "The manual partition assignment includes the broker {broker} more than once."
+                ));
+            }
+        }
+        if let Some(existing) = expected.filter(|&n| n != replicas.len()) {
+            return invalid(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but this is not \
+                 consistent with previous partitions, which have {existing} replica(s).",
+                replicas.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// CreatePartitions of one topic: the new total `count`, and optionally the
@@ -144,7 +278,7 @@ pub struct PartitionIncrease {
 impl PartitionIncrease {
     /// Kafka's controller checks, in its order: the count must add
     /// partitions, and each given assignment must name registered `brokers`,
-    /// each once, as many as the topic's replicas (one here).
+    /// each once, as many as the topic's replicas.
     pub fn check(&self, topic: &TopicMetadata, brokers: &[i32]) -> Result<(), TopicError> {
         let current = topic.partitions;
         if self.count == current {
@@ -161,40 +295,13 @@ impl PartitionIncrease {
         }
         let Some(assignments) = &self.assignments else { return Ok(()) };
         let additional = self.count - current;
-        let invalid = |why: String| Err(TopicError::InvalidReplicaAssignment(why));
         if assignments.len() != additional as usize {
-            return invalid(format!(
+            return Err(TopicError::InvalidReplicaAssignment(format!(
                 "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
                 assignments.len()
-            ));
+            )));
         }
-        for replicas in assignments {
-            if replicas.is_empty() {
-                return invalid("The manual partition assignment includes an empty replica list.".into());
-            }
-            let mut sorted = replicas.clone();
-            sorted.sort_unstable();
-            for (i, broker) in sorted.iter().enumerate() {
-                if !brokers.contains(broker) {
-                    return invalid(format!(
-                        "The manual partition assignment includes broker {broker}, but no such broker is registered."
-                    ));
-                }
-                if i > 0 && sorted[i - 1] == *broker {
-                    return invalid(format!(
-                        "The manual partition assignment includes the broker {broker} more than once."
-                    ));
-                }
-            }
-            if replicas.len() != 1 {
-                return invalid(format!(
-                    "The manual partition assignment includes a partition with {} replica(s), but this is not \
-                     consistent with previous partitions, which have 1 replica(s).",
-                    replicas.len()
-                ));
-            }
-        }
-        Ok(())
+        check_assignments(assignments, brokers, Some(topic.replication_factor()))
     }
 }
 
@@ -237,7 +344,13 @@ impl MetadataSnapshot {
 
     /// Whether `partition` exists in `topic`.
     pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
-        self.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))
+        self.partition(topic, partition).is_some()
+    }
+
+    /// The replicas and leadership of `partition` of `topic`, if it exists.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        let index = usize::try_from(partition).ok()?;
+        self.topic(topic)?.assignment.get(index)
     }
 }
 
@@ -365,10 +478,13 @@ pub struct MetadataStore {
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl MetadataStore {
-    /// Loads `<data_dir>/metadata.toml`, or starts empty with a fresh cluster id.
-    pub fn load(data_dir: &Path) -> Result<MetadataStore, String> {
+    /// Loads `<data_dir>/metadata.toml`, or starts empty with a fresh
+    /// cluster id. Partitions the file has no assignment for (it was written
+    /// before Weir kept them) are this broker's, `node_id`, alone, in leader
+    /// epoch 0, as they were.
+    pub fn load(data_dir: &Path, node_id: i32) -> Result<MetadataStore, String> {
         let path = data_dir.join("metadata.toml");
-        let snapshot = match std::fs::read_to_string(&path) {
+        let mut snapshot = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<MetadataSnapshot>(&text)
                 .map_err(|e| format!("corrupt metadata file {}: {e}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -376,6 +492,10 @@ impl MetadataStore {
             }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
+        for topic in snapshot.topics.values_mut() {
+            let missing = (topic.partitions as usize).saturating_sub(topic.assignment.len());
+            topic.assignment.extend(std::iter::repeat_n(PartitionState::new(vec![node_id]), missing));
+        }
         Ok(MetadataStore { path, next_producer_id: snapshot.next_producer_id, current: Arc::new(snapshot) })
     }
 
@@ -389,21 +509,10 @@ impl MetadataStore {
         &mut self,
         topic: &NewTopic,
         configs: &TopicConfigs,
-        default_partitions: i32,
+        defaults: TopicDefaults,
+        brokers: &[BrokerSlot],
     ) -> Result<TopicMetadata, TopicError> {
-        validate_topic_name(&topic.name)?;
-        if self.current.topics.contains_key(&topic.name) {
-            return Err(TopicError::AlreadyExists);
-        }
-        let partitions = if topic.partitions < 1 { default_partitions } else { topic.partitions };
-        if !(1..=MAX_PARTITIONS).contains(&partitions) || topic.partitions == 0 {
-            return Err(TopicError::InvalidPartitions(topic.partitions));
-        }
-        if topic.replication_factor > 1 || topic.replication_factor == 0 {
-            return Err(TopicError::InvalidReplicationFactor(topic.replication_factor));
-        }
-        let created =
-            TopicMetadata { name: topic.name.clone(), id: Uuid::new_v4(), partitions, configs: configs.clone() };
+        let created = plan_topic(&self.current, topic, configs, defaults, brokers)?;
         let mut next = self.clone_current();
         next.topics.insert(created.name.clone(), created.clone());
         self.persist(next)?;
@@ -426,12 +535,22 @@ impl MetadataStore {
     pub fn add_partitions(
         &mut self,
         increase: &PartitionIncrease,
-        brokers: &[i32],
+        brokers: &[BrokerSlot],
         validate_only: bool,
     ) -> Result<TopicMetadata, TopicError> {
         let current = self.current.topic(&increase.name).ok_or(TopicError::Unknown)?;
-        increase.check(current, brokers)?;
-        let grown = TopicMetadata { partitions: increase.count, ..current.clone() };
+        let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
+        increase.check(current, &ids)?;
+        let added = increase.count - current.partitions;
+        let replicas = match &increase.assignments {
+            Some(given) => given.clone(),
+            None => {
+                let rf = i16::try_from(current.replication_factor()).unwrap_or(i16::MAX);
+                assign_replicas(current.partitions, added, rf, brokers, current.partitions as usize)?
+            }
+        };
+        let mut grown = TopicMetadata { partitions: increase.count, ..current.clone() };
+        grown.assignment.extend(replicas.into_iter().map(PartitionState::new));
         if !validate_only {
             let mut next = self.clone_current();
             next.topics.insert(grown.name.clone(), grown.clone());
@@ -511,56 +630,77 @@ impl MetadataStore {
 mod tests {
     use super::*;
 
+    fn defaults(partitions: i32) -> TopicDefaults {
+        TopicDefaults { partitions, replication_factor: 1 }
+    }
+
+    fn brokers(ids: &[i32]) -> Vec<BrokerSlot> {
+        ids.iter().map(|&id| BrokerSlot { id, rack: None }).collect()
+    }
+
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
-        NewTopic { name: name.into(), partitions, replication_factor: -1 }
+        NewTopic::with_partitions(name, partitions)
     }
 
     #[test]
     fn topics_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path()).unwrap();
-        let created = store.create_topic(&new_topic("clicks", 3), &TopicConfigs::new(), 1).unwrap();
-        store.create_topic(&new_topic("defaulted", -1), &TopicConfigs::new(), 5).unwrap();
-        let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let created =
+            store.create_topic(&new_topic("clicks", 3), &TopicConfigs::new(), defaults(1), &brokers(&[1])).unwrap();
+        store.create_topic(&new_topic("defaulted", -1), &TopicConfigs::new(), defaults(5), &brokers(&[1])).unwrap();
+        let reloaded = MetadataStore::load(dir.path(), 1).unwrap().snapshot();
         assert_eq!(reloaded.cluster_id, store.snapshot().cluster_id);
         assert_eq!(reloaded.topic("clicks"), Some(&created));
         assert_eq!(reloaded.topic("defaulted").unwrap().partitions, 5);
         store.delete_topic("clicks").unwrap();
-        assert!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("clicks").is_none());
+        assert!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("clicks").is_none());
     }
 
     #[test]
     fn bad_topics_are_refused() {
         let none = TopicConfigs::new();
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path()).unwrap();
-        store.create_topic(&new_topic("a", 1), &none, 1).unwrap();
-        assert_eq!(store.create_topic(&new_topic("a", 1), &none, 1), Err(TopicError::AlreadyExists));
+        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        store.create_topic(&new_topic("a", 1), &none, defaults(1), &brokers(&[1])).unwrap();
+        assert_eq!(
+            store.create_topic(&new_topic("a", 1), &none, defaults(1), &brokers(&[1])),
+            Err(TopicError::AlreadyExists)
+        );
         for name in ["", ".", "..", "a/b", "spaces no", &"x".repeat(250)] {
-            assert!(matches!(store.create_topic(&new_topic(name, 1), &none, 1), Err(TopicError::InvalidName(_))));
+            assert!(matches!(
+                store.create_topic(&new_topic(name, 1), &none, defaults(1), &brokers(&[1])),
+                Err(TopicError::InvalidName(_))
+            ));
         }
-        assert_eq!(store.create_topic(&new_topic("z", 0), &none, 1), Err(TopicError::InvalidPartitions(0)));
+        assert_eq!(
+            store.create_topic(&new_topic("z", 0), &none, defaults(1), &brokers(&[1])),
+            Err(TopicError::InvalidPartitions(0))
+        );
         let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 1) };
-        assert_eq!(store.create_topic(&rf3, &none, 1), Err(TopicError::InvalidReplicationFactor(3)));
+        assert_eq!(
+            store.create_topic(&rf3, &none, defaults(1), &brokers(&[1])),
+            Err(TopicError::InvalidReplicationFactor { asked: 3, brokers: 1 })
+        );
         assert_eq!(store.delete_topic("nope"), Err(TopicError::Unknown));
     }
 
     #[test]
     fn configs_are_validated_persisted_and_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path()).unwrap();
+        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
         let bad = validate_topic_configs([("retention.ms", Some("soon"))]);
         assert!(matches!(bad, Err(TopicError::InvalidConfig(_))));
         let unknown = validate_topic_configs([("retention.forever", None)]);
         assert!(matches!(unknown, Err(TopicError::InvalidConfig(_))));
         let configs = validate_topic_configs([("segment.bytes", Some("4096")), ("retention.ms", None)]).unwrap();
         assert_eq!(configs.len(), 1);
-        store.create_topic(&new_topic("c", 1), &configs, 1).unwrap();
-        let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+        store.create_topic(&new_topic("c", 1), &configs, defaults(1), &brokers(&[1])).unwrap();
+        let reloaded = MetadataStore::load(dir.path(), 1).unwrap().snapshot();
         assert_eq!(reloaded.topic("c").unwrap().configs.get("segment.bytes").map(String::as_str), Some("4096"));
         let replaced = validate_topic_configs([("cleanup.policy", Some("compact"))]).unwrap();
         store.set_topic_configs("c", replaced.clone()).unwrap();
-        assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("c").unwrap().configs, replaced);
+        assert_eq!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("c").unwrap().configs, replaced);
         assert_eq!(store.set_topic_configs("nope", replaced), Err(TopicError::Unknown));
     }
 
@@ -612,21 +752,25 @@ mod tests {
     #[test]
     fn partitions_are_added_as_kafka_checks_them() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path()).unwrap();
-        let created = store.create_topic(&new_topic("t", 2), &TopicConfigs::new(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let created =
+            store.create_topic(&new_topic("t", 2), &TopicConfigs::new(), defaults(1), &brokers(&[1])).unwrap();
         let increase = |count, assignments| PartitionIncrease { name: "t".into(), count, assignments };
         let message = |r: Result<TopicMetadata, TopicError>| r.unwrap_err().to_string();
-        assert_eq!(message(store.add_partitions(&increase(2, None), &[1], false)), "Topic already has 2 partition(s).");
         assert_eq!(
-            message(store.add_partitions(&increase(1, None), &[1], false)),
+            message(store.add_partitions(&increase(2, None), &brokers(&[1]), false)),
+            "Topic already has 2 partition(s)."
+        );
+        assert_eq!(
+            message(store.add_partitions(&increase(1, None), &brokers(&[1]), false)),
             "The topic t currently has 2 partition(s); 1 would not be an increase."
         );
         assert_eq!(
-            store.add_partitions(&increase(MAX_PARTITIONS + 1, None), &[1], false),
+            store.add_partitions(&increase(MAX_PARTITIONS + 1, None), &brokers(&[1]), false),
             Err(TopicError::InvalidPartitions(MAX_PARTITIONS + 1))
         );
         let unknown = PartitionIncrease { name: "nope".into(), ..increase(3, None) };
-        assert_eq!(store.add_partitions(&unknown, &[1], false), Err(TopicError::Unknown));
+        assert_eq!(store.add_partitions(&unknown, &brokers(&[1]), false), Err(TopicError::Unknown));
         for (assignments, why) in [
             (vec![vec![1]], "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."),
             (vec![vec![1], vec![]], "The manual partition assignment includes an empty replica list."),
@@ -636,18 +780,19 @@ mod tests {
             ),
             (vec![vec![1], vec![1, 1]], "The manual partition assignment includes the broker 1 more than once."),
         ] {
-            let result = store.add_partitions(&increase(4, Some(assignments)), &[1], false);
+            let result = store.add_partitions(&increase(4, Some(assignments)), &brokers(&[1]), false);
             assert_eq!(result, Err(TopicError::InvalidReplicaAssignment(why.into())));
         }
-        let two_replicas = store.add_partitions(&increase(3, Some(vec![vec![1, 2]])), &[1, 2], false);
+        let two_replicas = store.add_partitions(&increase(3, Some(vec![vec![1, 2]])), &brokers(&[1, 2]), false);
         assert!(message(two_replicas).contains("a partition with 2 replica(s)"));
 
-        let checked = store.add_partitions(&increase(4, Some(vec![vec![1], vec![1]])), &[1], true).unwrap();
+        let checked = store.add_partitions(&increase(4, Some(vec![vec![1], vec![1]])), &brokers(&[1]), true).unwrap();
         assert_eq!(checked.partitions, 4);
         assert_eq!(store.snapshot().topic("t").unwrap().partitions, 2, "validate_only changed the topic");
-        let grown = store.add_partitions(&increase(5, None), &[1], false).unwrap();
-        assert_eq!(grown, TopicMetadata { partitions: 5, ..created });
-        assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("t"), Some(&grown));
+        let grown = store.add_partitions(&increase(5, None), &brokers(&[1]), false).unwrap();
+        assert_eq!(grown.assignment.len(), 5);
+        assert_eq!(grown, TopicMetadata { partitions: 5, assignment: grown.assignment.clone(), ..created });
+        assert_eq!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("t"), Some(&grown));
     }
 
     #[test]
@@ -655,15 +800,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = "cluster_id = \"abc\"\n[topics.t]\nname = \"t\"\nid = \"67e55044-10b1-426f-9247-bb680e5fe0c8\"\npartitions = 2\n";
         std::fs::write(dir.path().join("metadata.toml"), old).unwrap();
-        let snapshot = MetadataStore::load(dir.path()).unwrap().snapshot();
+        let snapshot = MetadataStore::load(dir.path(), 7).unwrap().snapshot();
         assert!(snapshot.topic("t").unwrap().configs.is_empty());
+        // Nor assignments: each partition is this broker's alone, as it was.
+        assert_eq!(snapshot.topic("t").unwrap().assignment, vec![PartitionState::new(vec![7]); 2]);
+        assert_eq!(snapshot.partition("t", 1).map(|p| (p.leader, p.leader_epoch)), Some((7, 0)));
+        assert!(snapshot.partition("t", 2).is_none() && snapshot.partition("t", -1).is_none());
+    }
+
+    #[test]
+    fn replicas_are_placed_on_the_brokers_persisted_and_checked_when_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let three = brokers(&[1, 2, 3]);
+        let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 6) };
+        let created = store.create_topic(&rf3, &TopicConfigs::new(), defaults(1), &three).unwrap();
+        assert_eq!(created.replication_factor(), 3);
+        let leaders: std::collections::BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders.len(), 3, "leaders spread: {:?}", created.assignment);
+        assert!(created.assignment.iter().all(|p| p.isr == p.replicas && p.leader == p.replicas[0]));
+        assert_eq!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("r"), Some(&created), "persisted");
+        let defaulted = NewTopic { replication_factor: -1, ..new_topic("d", 1) };
+        let two = TopicDefaults { partitions: 1, replication_factor: 2 };
+        assert_eq!(store.create_topic(&defaulted, &TopicConfigs::new(), two, &three).unwrap().replication_factor(), 2);
+
+        let given = |lists: Vec<Vec<i32>>| NewTopic { assignments: Some(lists), ..new_topic("g", -1) };
+        let mut refused =
+            |lists| store.create_topic(&given(lists), &TopicConfigs::new(), defaults(1), &three).unwrap_err();
+        assert!(refused(vec![vec![1, 4]]).to_string().contains("includes broker 4, but no such broker is registered"));
+        assert!(refused(vec![vec![2, 2]]).to_string().contains("the broker 2 more than once"));
+        assert!(refused(vec![vec![1, 2], vec![3]]).to_string().contains("a partition with 1 replica(s)"));
+        let placed =
+            store.create_topic(&given(vec![vec![3, 1], vec![2, 3]]), &TopicConfigs::new(), defaults(1), &three);
+        let placed = placed.unwrap();
+        assert_eq!((placed.partitions, placed.assignment[0].leader, placed.assignment[1].leader), (2, 3, 2));
+        // New partitions keep the topic's replication factor.
+        let grown = PartitionIncrease { name: "r".into(), count: 8, assignments: None };
+        let grown = store.add_partitions(&grown, &three, false).unwrap();
+        assert!(grown.assignment[6..].iter().all(|p| p.replicas.len() == 3));
     }
 
     #[test]
     fn producer_ids_are_persisted_by_the_block_and_never_reused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("metadata.toml");
-        let mut store = MetadataStore::load(dir.path()).unwrap();
+        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
         assert_eq!(store.allocate_producer_id(), Ok(0));
         std::fs::remove_file(&file).unwrap();
         let ids: Vec<i64> = (1..PRODUCER_ID_BLOCK).map(|_| store.allocate_producer_id().unwrap()).collect();
@@ -674,9 +855,9 @@ mod tests {
 
         // A restart starts after the last persisted block, whatever of it was used.
         store.allocate_producer_id().unwrap();
-        let mut restarted = MetadataStore::load(dir.path()).unwrap();
+        let mut restarted = MetadataStore::load(dir.path(), 1).unwrap();
         assert_eq!(restarted.allocate_producer_id(), Ok(2 * PRODUCER_ID_BLOCK));
-        let mut again = MetadataStore::load(dir.path()).unwrap();
+        let mut again = MetadataStore::load(dir.path(), 1).unwrap();
         assert_eq!(again.allocate_producer_id(), Ok(3 * PRODUCER_ID_BLOCK));
     }
 }

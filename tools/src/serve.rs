@@ -9,6 +9,12 @@ pub struct ServeArgs {
     /// TOML file with broker settings (keys as in BrokerConfig: listen, advertise, data_dir, ...).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// This broker's id (Kafka's node.id) [default: 0].
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// The rack or zone of this broker (broker.rack): a partition's replicas go on as many racks as they can.
+    #[arg(long)]
+    broker_rack: Option<String>,
     /// Address to listen on [default: 127.0.0.1:9092].
     #[arg(long)]
     listen: Option<String>,
@@ -82,6 +88,12 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(node_id) = args.node_id {
+        config.node_id = node_id;
+    }
+    if let Some(rack) = args.broker_rack {
+        config.broker_rack = Some(rack);
     }
     if let Some(advertise) = args.advertise {
         config.advertise = Some(advertise);

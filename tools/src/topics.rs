@@ -24,6 +24,9 @@ pub enum TopicsCommand {
         /// Number of partitions [default: the broker's default].
         #[arg(long, short = 'p')]
         partitions: Option<i32>,
+        /// Replicas of each partition [default: the broker's default].
+        #[arg(long, short = 'r')]
+        replication_factor: Option<i16>,
         /// A topic config, e.g. `retention.ms=3600000` (repeatable).
         #[arg(long = "config", short = 'c', value_name = "NAME=VALUE", value_parser = parse_config)]
         configs: Vec<(String, String)>,
@@ -35,7 +38,8 @@ pub enum TopicsCommand {
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
-    /// Show partitions with their earliest and latest offsets, and the topic's configs.
+    /// Show partitions with their leader, replicas, in-sync replicas, earliest
+    /// and latest offsets, and the topic's configs.
     Describe {
         name: String,
         #[command(flatten)]
@@ -66,8 +70,8 @@ pub enum TopicsCommand {
 
 pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
     match command {
-        TopicsCommand::Create { name, partitions, configs, bootstrap } => {
-            create(&bootstrap.bootstrap, &name, partitions, &configs)
+        TopicsCommand::Create { name, partitions, replication_factor, configs, bootstrap } => {
+            create(&bootstrap.bootstrap, &name, (partitions, replication_factor), &configs)
         }
         TopicsCommand::List { bootstrap } => list(&bootstrap.bootstrap),
         TopicsCommand::Describe { name, bootstrap } => describe(&bootstrap.bootstrap, &name),
@@ -101,7 +105,14 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
     Ok(())
 }
 
-fn create(bootstrap: &str, name: &str, partitions: Option<i32>, configs: &[(String, String)]) -> anyhow::Result<()> {
+/// Creates `name` with (partitions, replication factor), each the broker's
+/// default when `None`.
+fn create(
+    bootstrap: &str,
+    name: &str,
+    (partitions, replication_factor): (Option<i32>, Option<i16>),
+    configs: &[(String, String)],
+) -> anyhow::Result<()> {
     let mut client = Client::connect(bootstrap)?;
     let configs = configs
         .iter()
@@ -114,7 +125,7 @@ fn create(bootstrap: &str, name: &str, partitions: Option<i32>, configs: &[(Stri
     let topic = CreatableTopic::default()
         .with_name(topic_name(name))
         .with_num_partitions(partitions.unwrap_or(-1))
-        .with_replication_factor(-1)
+        .with_replication_factor(replication_factor.unwrap_or(-1))
         .with_configs(configs);
     let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
     let response = client.send(&request, 7)?;
@@ -191,13 +202,22 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
         configs.join(" ")
     );
     let offsets = partition_offsets(&mut client, name, partitions)?;
-    println!("{:>9} {:>6} {:>15} {:>15} {:>12}", "partition", "leader", "earliest", "latest", "messages");
+    println!(
+        "{:>9} {:>6} {:>6} {:>12} {:>12} {:>15} {:>15} {:>12}",
+        "partition", "leader", "epoch", "replicas", "isr", "earliest", "latest", "messages"
+    );
+    let list = |ids: &[kafka_protocol::messages::BrokerId]| {
+        ids.iter().map(|id| id.0.to_string()).collect::<Vec<_>>().join(",")
+    };
     for p in &topic.partitions {
         let (earliest, latest) = offsets[p.partition_index as usize];
         println!(
-            "{:>9} {:>6} {:>15} {:>15} {:>12}",
+            "{:>9} {:>6} {:>6} {:>12} {:>12} {:>15} {:>15} {:>12}",
             p.partition_index,
             p.leader_id.0,
+            p.leader_epoch,
+            list(&p.replica_nodes),
+            list(&p.isr_nodes),
             earliest,
             latest,
             latest - earliest

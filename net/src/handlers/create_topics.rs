@@ -8,7 +8,7 @@ use crate::errors::topic_error_code;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use weir_shards::metadata::{validate_topic_configs, validate_topic_name, TopicConfigs};
+use weir_shards::metadata::{plan_topic, validate_topic_configs, TopicConfigs};
 use weir_shards::{NewTopic, Shard, TopicError, TopicMetadata};
 
 pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -16,7 +16,7 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
     let mut results: Vec<Option<Result<TopicMetadata, TopicError>>> = Vec::new();
     let mut to_create = Vec::new();
     for t in &request.topics {
-        let new_topic = match new_topic(t, shard.config().node_id) {
+        let new_topic = match new_topic(t) {
             Ok(new_topic) => new_topic,
             Err(e) => {
                 results.push(Some(Err(e)));
@@ -45,7 +45,7 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
                 Ok(topic) => {
                     if version >= 5 {
                         response.num_partitions = topic.partitions;
-                        response.replication_factor = 1;
+                        response.replication_factor = topic.replication_factor() as i16;
                         response.configs = Some(config_results(shard, &topic));
                     }
                     if version >= 7 && !request.validate_only {
@@ -65,11 +65,12 @@ pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -
 
 /// The topic an entry asks for. Explicit replica assignments give the
 /// partition count (numPartitions and replicationFactor are then -1, as
-/// Kafka requires); with one broker, each partition's replicas are it alone.
-fn new_topic(topic: &CreatableTopic, node_id: i32) -> Result<NewTopic, TopicError> {
+/// Kafka requires); the controller checks their brokers.
+fn new_topic(topic: &CreatableTopic) -> Result<NewTopic, TopicError> {
     let name = topic.name.0.to_string();
     if topic.assignments.is_empty() {
-        return Ok(NewTopic { name, partitions: topic.num_partitions, replication_factor: topic.replication_factor });
+        let (partitions, replication_factor) = (topic.num_partitions, topic.replication_factor);
+        return Ok(NewTopic { name, partitions, replication_factor, assignments: None });
     }
     if topic.num_partitions != -1 || topic.replication_factor != -1 {
         return Err(TopicError::InvalidRequest(
@@ -78,29 +79,15 @@ fn new_topic(topic: &CreatableTopic, node_id: i32) -> Result<NewTopic, TopicErro
                 .into(),
         ));
     }
-    let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
-    indexes.sort_unstable();
-    if indexes.iter().zip(0..).any(|(&index, expected)| index != expected) {
+    let mut assignments: Vec<_> = topic.assignments.iter().collect();
+    assignments.sort_by_key(|a| a.partition_index);
+    if assignments.iter().zip(0..).any(|(a, expected)| a.partition_index != expected) {
         return Err(TopicError::InvalidReplicaAssignment(
             "partitions should be a consecutive 0-based integer sequence".into(),
         ));
     }
-    for assignment in &topic.assignments {
-        let replicas: Vec<i32> = assignment.broker_ids.iter().map(|b| b.0).collect();
-        let problem = match replicas.as_slice() {
-            [] => "The manual partition assignment includes an empty replica list.".to_string(),
-            [only] if *only == node_id => continue,
-            [first, ..] if replicas.iter().all(|&b| b == node_id) => {
-                format!("The manual partition assignment includes the broker {first} more than once.")
-            }
-            _ => {
-                let unknown = replicas.iter().find(|&&b| b != node_id).unwrap_or(&node_id);
-                format!("The manual partition assignment includes broker {unknown}, but no such broker is registered.")
-            }
-        };
-        return Err(TopicError::InvalidReplicaAssignment(problem));
-    }
-    Ok(NewTopic { name, partitions: topic.assignments.len() as i32, replication_factor: 1 })
+    let lists = assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+    Ok(NewTopic { name, partitions: -1, replication_factor: -1, assignments: Some(lists) })
 }
 
 fn configs_of(topic: &CreatableTopic) -> Result<TopicConfigs, TopicError> {
@@ -123,16 +110,8 @@ fn config_results(shard: &Shard, topic: &TopicMetadata) -> Vec<CreatableTopicCon
 /// The checks a real create would make, without creating; the topic as it
 /// would be (its id is not reported).
 fn validate_only(shard: &Shard, topic: &NewTopic, configs: TopicConfigs) -> Result<TopicMetadata, TopicError> {
-    validate_topic_name(&topic.name)?;
-    if shard.metadata().topic(&topic.name).is_some() {
-        return Err(TopicError::AlreadyExists);
-    }
-    if topic.partitions == 0 || topic.partitions > weir_shards::metadata::MAX_PARTITIONS {
-        return Err(TopicError::InvalidPartitions(topic.partitions));
-    }
-    if topic.replication_factor == 0 || topic.replication_factor > 1 {
-        return Err(TopicError::InvalidReplicationFactor(topic.replication_factor));
-    }
-    let partitions = if topic.partitions < 0 { shard.config().default_partitions } else { topic.partitions };
-    Ok(TopicMetadata { name: topic.name.clone(), id: Default::default(), partitions, configs })
+    let config = shard.config();
+    let brokers = [config.broker_slot()];
+    let planned = plan_topic(&shard.metadata(), topic, &configs, config.topic_defaults(), &brokers)?;
+    Ok(TopicMetadata { id: Default::default(), ..planned })
 }

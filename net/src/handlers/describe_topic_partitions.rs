@@ -9,6 +9,7 @@ use kafka_protocol::messages::describe_topic_partitions_response::{
 };
 use kafka_protocol::messages::{BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName};
 use std::collections::BTreeSet;
+use weir_shards::metadata::PartitionState;
 use weir_shards::Shard;
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions
@@ -31,7 +32,6 @@ pub fn handle(shard: &Shard, request: DescribeTopicPartitionsRequest) -> Describ
             return refused(&request);
         }
     }
-    let node_id = BrokerId(shard.config().node_id);
     let mut remaining = request.response_partition_limit.clamp(1, MAX_PARTITIONS_PER_RESPONSE);
     let mut response = DescribeTopicPartitionsResponse::default();
     for name in names {
@@ -55,7 +55,8 @@ pub fn handle(shard: &Shard, request: DescribeTopicPartitionsRequest) -> Describ
             _ => 0,
         };
         let end = topic.partitions.min(start.saturating_add(remaining));
-        let partitions: Vec<_> = (start..end).map(|index| partition(index, node_id)).collect();
+        let partitions: Vec<_> =
+            (start..end).zip(&topic.assignment[start.max(0) as usize..]).map(|(i, s)| partition(i, s)).collect();
         remaining -= partitions.len() as i32;
         response.topics.push(answer(&name).with_topic_id(topic.id).with_partitions(partitions));
         if end < topic.partitions {
@@ -75,15 +76,16 @@ fn answer(name: &str) -> DescribeTopicPartitionsResponseTopic {
         .with_topic_authorized_operations(super::TOPIC_OPERATIONS)
 }
 
-/// One partition, led by this broker, its only replica; no eligible leader
-/// replicas (KIP-966) beyond it.
-fn partition(index: i32, node_id: BrokerId) -> DescribeTopicPartitionsResponsePartition {
+/// One partition's replicas and leadership; no eligible leader replicas
+/// (KIP-966: unclean election stays off, so none are kept).
+fn partition(index: i32, state: &PartitionState) -> DescribeTopicPartitionsResponsePartition {
+    let brokers = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect();
     DescribeTopicPartitionsResponsePartition::default()
         .with_partition_index(index)
-        .with_leader_id(node_id)
-        .with_leader_epoch(super::LEADER_EPOCH)
-        .with_replica_nodes(vec![node_id])
-        .with_isr_nodes(vec![node_id])
+        .with_leader_id(BrokerId(state.leader))
+        .with_leader_epoch(state.leader_epoch)
+        .with_replica_nodes(brokers(&state.replicas))
+        .with_isr_nodes(brokers(&state.isr))
         .with_eligible_leader_replicas(Some(Vec::new()))
         .with_last_known_elr(Some(Vec::new()))
 }

@@ -193,7 +193,12 @@ fn build_response(
 
 /// v16+: see [`super::point_to_leader`].
 fn add_leader_endpoint(shard: &Shard, response: &mut FetchResponse) {
-    let partitions = response.responses.iter_mut().flat_map(|t| &mut t.partitions);
+    let snapshot = shard.metadata();
+    let partitions = response.responses.iter_mut().flat_map(|t| {
+        // v13+ names topics by id.
+        let name = snapshot.topic_by_id(t.topic_id).map_or(&*t.topic.0, |topic| topic.name.as_str());
+        t.partitions.iter_mut().map(move |p| (name, p.partition_index, p))
+    });
     if let Some(endpoint) = super::point_to_leader!(shard, partitions, LeaderIdAndEpoch, NodeEndpoint) {
         response.node_endpoints = vec![endpoint];
     }

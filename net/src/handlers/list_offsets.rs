@@ -29,8 +29,10 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
                         response.offset = offset;
                         response.timestamp = timestamp;
                         // -1 where no offset is found, as Kafka's absent epoch.
+                        // (Kafka gives the epoch of the batch holding the
+                        // offset; the same while leadership never moves.)
                         if version >= 4 && offset >= 0 {
-                            response.leader_epoch = super::LEADER_EPOCH;
+                            response.leader_epoch = super::leader_of(shard, name, p.partition_index).1;
                         }
                     }
                     Err(e) => {

@@ -29,13 +29,13 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     let snapshot = shard.metadata();
     let node_id = BrokerId(shard.config().node_id);
     let mut topics: Vec<MetadataResponseTopic> = match requested {
-        None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, node_id, version)).collect(),
+        None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, version)).collect(),
         Some(names) => names
             .into_iter()
             .map(|name| match name {
-                Ok(name) => describe_topic(&snapshot, &name, node_id, version),
+                Ok(name) => describe_topic(&snapshot, &name, version),
                 Err(id) => match snapshot.topic_by_id(id) {
-                    Some(topic) => describe_topic(&snapshot, &topic.name, node_id, version),
+                    Some(topic) => describe_topic(&snapshot, &topic.name, version),
                     None => MetadataResponseTopic::default()
                         .with_name(None)
                         .with_topic_id(id)
@@ -65,7 +65,7 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     response
 }
 
-fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, version: i16) -> MetadataResponseTopic {
+fn describe_topic(snapshot: &MetadataSnapshot, name: &str, version: i16) -> MetadataResponseTopic {
     let topic_name = TopicName(StrBytes::from_string(name.to_string()));
     let Some(topic) = snapshot.topic(name) else {
         let error = match weir_shards::metadata::validate_topic_name(name) {
@@ -74,15 +74,19 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, node_id: BrokerId, ve
         };
         return MetadataResponseTopic::default().with_name(Some(topic_name)).with_error_code(error.code());
     };
-    let partitions = (0..topic.partitions)
-        .map(|index| {
+    let partitions = (0..)
+        .zip(&topic.assignment)
+        .map(|(index, state)| {
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(node_id)
-                .with_replica_nodes(vec![node_id])
-                .with_isr_nodes(vec![node_id]);
+                .with_leader_id(BrokerId(state.leader))
+                .with_replica_nodes(state.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(state.isr.iter().copied().map(BrokerId).collect());
+            if state.leader < 0 {
+                partition.error_code = ResponseError::LeaderNotAvailable.code();
+            }
             if version >= 7 {
-                partition.leader_epoch = super::LEADER_EPOCH;
+                partition.leader_epoch = state.leader_epoch;
             }
             partition
         })
@@ -107,7 +111,7 @@ async fn auto_create_topics<'a>(shard: &Shard, names: impl Iterator<Item = &'a s
     let snapshot = shard.metadata();
     let missing: Vec<_> = names
         .filter(|name| snapshot.topic(name).is_none() && weir_shards::metadata::validate_topic_name(name).is_ok())
-        .map(|name| weir_shards::NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1 })
+        .map(|name| weir_shards::NewTopic::with_partitions(name, -1))
         .collect();
     if missing.is_empty() {
         return;

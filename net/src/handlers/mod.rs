@@ -183,18 +183,21 @@ impl<T: Encodable + ResponseErrorCode> EncodeAt for T {
     }
 }
 
-/// The leader epoch of every partition: a single broker has led each one
-/// since it was created, and a restart does not change the leader.
-const LEADER_EPOCH: i32 = 0;
-
 /// Kafka's check of the leader epoch a client believes current (-1: none
-/// given): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
-fn current_leader_epoch_error(current_leader_epoch: i32) -> Option<i16> {
+/// given) against the partition's: older is FENCED_LEADER_EPOCH, newer
+/// UNKNOWN_LEADER_EPOCH.
+fn current_leader_epoch_error(current_leader_epoch: i32, leader_epoch: i32) -> Option<i16> {
     match current_leader_epoch {
-        -1 | LEADER_EPOCH => None,
-        epoch if epoch < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch.code()),
+        -1 => None,
+        epoch if epoch == leader_epoch => None,
+        epoch if epoch < leader_epoch => Some(ResponseError::FencedLeaderEpoch.code()),
         _ => Some(ResponseError::UnknownLeaderEpoch.code()),
     }
+}
+
+/// The partition's leader and leader epoch (-1, -1 when it is unknown).
+fn leader_of(shard: &Shard, topic: &str, partition: i32) -> (i32, i32) {
+    shard.metadata().partition(topic, partition).map_or((-1, -1), |p| (p.leader, p.leader_epoch))
 }
 
 /// The operations a client may perform, as the bit field Kafka reports when
@@ -267,19 +270,23 @@ macro_rules! answer_partition_codes {
 }
 use answer_partition_codes;
 
-/// KIP-951 (Fetch v16+, Produce v10+): each partition (an iterator of
-/// `&mut` partition answers) answered NOT_LEADER_OR_FOLLOWER names its
-/// leader, this broker (the only replica), in `current_leader`; if any did,
-/// the leader's endpoint is returned for the response's `node_endpoints`, so
-/// the client needs no Metadata round trip. `$leader` and `$endpoint` are the
-/// response's generated types of the same shape.
+/// KIP-951 (Fetch v16+, Produce v10+): each partition answered
+/// NOT_LEADER_OR_FOLLOWER names its leader and leader epoch in
+/// `current_leader`; if any did, the leader's endpoint is returned for the
+/// response's `node_endpoints`, so the client needs no Metadata round trip.
+/// `$partitions` yields (topic name, partition index, `&mut` partition
+/// answer); `$leader` and
+/// `$endpoint` are the response's generated types of the same shape. (Every
+/// leader is this broker until brokers register with the metadata quorum.)
 macro_rules! point_to_leader {
     ($shard:expr, $partitions:expr, $leader:ident, $endpoint:ident) => {{
         let node_id = kafka_protocol::messages::BrokerId($shard.config().node_id);
         let not_leader = kafka_protocol::error::ResponseError::NotLeaderOrFollower.code();
         let mut any = false;
-        for p in $partitions.filter(|p| p.error_code == not_leader) {
-            p.current_leader = $leader::default().with_leader_id(node_id).with_leader_epoch(super::LEADER_EPOCH);
+        for (topic, index, p) in $partitions.filter(|(_, _, p)| p.error_code == not_leader) {
+            let (leader, epoch) = super::leader_of($shard, topic, index);
+            p.current_leader =
+                $leader::default().with_leader_id(kafka_protocol::messages::BrokerId(leader)).with_leader_epoch(epoch);
             any = true;
         }
         any.then(|| {

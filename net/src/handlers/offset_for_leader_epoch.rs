@@ -24,7 +24,8 @@ pub async fn handle(shard: &Shard, request: OffsetForLeaderEpochRequest) -> Offs
                     Ok(end) => end,
                     Err(e) => return answer.with_error_code(partition_error_code(&e)),
                 };
-                if let Some(code) = current_leader_epoch_error(p.current_leader_epoch) {
+                let (_, leader_epoch) = super::leader_of(shard, name, p.partition);
+                if let Some(code) = current_leader_epoch_error(p.current_leader_epoch, leader_epoch) {
                     return answer.with_error_code(code);
                 }
                 answer.with_leader_epoch(epoch).with_end_offset(end_offset)

@@ -62,7 +62,10 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
     .await;
     let mut response = ProduceResponse::default().with_responses(topics);
     if version >= 10 {
-        let partitions = response.responses.iter_mut().flat_map(|t| &mut t.partition_responses);
+        let partitions = response
+            .responses
+            .iter_mut()
+            .flat_map(|t| t.partition_responses.iter_mut().map(|p| (&*t.name.0, p.index, p)));
         if let Some(endpoint) = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint) {
             response.node_endpoints = vec![endpoint];
         }

@@ -23,8 +23,7 @@ impl Shard {
         if self.metadata().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        let topic =
-            NewTopic { name: OFFSETS_TOPIC.into(), partitions: OFFSETS_TOPIC_PARTITIONS, replication_factor: -1 };
+        let topic = NewTopic::with_partitions(OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS);
         match self.create_topics_unchecked(vec![topic]).await.pop() {
             Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
             Some(Err(e)) => Err(e),

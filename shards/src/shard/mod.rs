@@ -342,6 +342,9 @@ impl Shard {
                 let config = self.config.log_config(&snapshot.dynamic_broker_configs, &topic.name, &topic.configs);
                 match PartitionLog::open(self.partition_dir(&topic.name, partition), config).await {
                     Ok(log) => {
+                        if let Some(state) = topic.assignment.get(partition as usize) {
+                            log.set_leader_epoch(state.leader_epoch);
+                        }
                         let partition = Partition::new(&topic.name, partition, log, self.producer_loading.clone());
                         let partition = self.partitions.borrow_mut().insert_open(partition);
                         // A coordinator serves its keys once their state is replayed.

@@ -20,11 +20,7 @@ impl Shard {
         if self.metadata().topic(TRANSACTION_STATE_TOPIC).is_some() {
             return Ok(());
         }
-        let topic = NewTopic {
-            name: TRANSACTION_STATE_TOPIC.into(),
-            partitions: TRANSACTION_STATE_PARTITIONS,
-            replication_factor: -1,
-        };
+        let topic = NewTopic::with_partitions(TRANSACTION_STATE_TOPIC, TRANSACTION_STATE_PARTITIONS);
         match self.create_topics_unchecked(vec![topic]).await.pop() {
             Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
             Some(Err(e)) => Err(e),

@@ -77,3 +77,55 @@ fn replica_assignments_give_the_partition_count_and_are_validated() {
     let unknown = ResponseError::UnknownTopicOrPartition.code();
     assert_eq!(partitions, [("one".to_string(), 0, 1), ("three".to_string(), 0, 3), ("twice".to_string(), unknown, 0)]);
 }
+
+#[test]
+fn a_replication_factor_the_brokers_cannot_meet_is_refused_and_metadata_names_each_partitions_replicas() {
+    let broker = Broker::start(&[]);
+    let mut client = client(&broker.bootstrap());
+    let topic = |topic: &str, partitions: i32, rf: i16| {
+        CreatableTopic::default().with_name(name(topic)).with_num_partitions(partitions).with_replication_factor(rf)
+    };
+    let request = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        topic("rf2", 1, 2),
+        topic("rf0", 1, 0),
+        topic("rf1", 2, 1),
+        topic("defaulted", 1, -1),
+    ]);
+    let response = client.send(&request, 7).unwrap();
+    let answers: Vec<(i16, String, i16)> = response
+        .topics
+        .iter()
+        .map(|t| (t.error_code, t.error_message.as_deref().unwrap_or("").to_string(), t.replication_factor))
+        .collect();
+    let invalid = ResponseError::InvalidReplicationFactor.code();
+    assert_eq!(
+        answers,
+        [
+            (
+                invalid,
+                "Unable to replicate the partition 2 time(s): The target replication factor of 2 cannot be reached \
+                 because only 1 broker(s) are registered."
+                    .to_string(),
+                -1
+            ),
+            (invalid, "Replication factor must be larger than 0, or -1 to use the default value.".to_string(), -1),
+            (0, String::new(), 1),
+            (0, String::new(), 1),
+        ]
+    );
+
+    let asked = vec![MetadataRequestTopic::default().with_name(Some(name("rf1")))];
+    let request = MetadataRequest::default().with_topics(Some(asked)).with_allow_auto_topic_creation(false);
+    let metadata = client.send(&request, 12).unwrap();
+    // (index, leader, leader epoch, replicas, in-sync replicas)
+    type Described = (i32, i32, i32, Vec<i32>, Vec<i32>);
+    let partitions: Vec<Described> = metadata.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            let ids = |b: &[BrokerId]| b.iter().map(|b| b.0).collect();
+            (p.partition_index, p.leader_id.0, p.leader_epoch, ids(&p.replica_nodes), ids(&p.isr_nodes))
+        })
+        .collect();
+    assert_eq!(partitions, [(0, 0, 0, vec![0], vec![0]), (1, 0, 0, vec![0], vec![0])]);
+}
