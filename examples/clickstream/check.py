@@ -43,6 +43,7 @@ WINDOW_MS = 60_000
 PAGE_VIEWS_GRACE_MS = 10_000
 SESSION_GAP_MS = 30 * 60_000
 SESSION_GRACE_MS = 0
+TOP_N = 5
 
 
 def load_events(path):
@@ -116,6 +117,69 @@ def expected_sessions(events):
     return closed, {"late events dropped": late, "sessions left open": still_open}
 
 
+def expected_top_pages(views):
+    """{window_start: (window_end, closed page windows, their views, top)}
+    from the closed page-view windows ({(page, start): (end, views)}), top
+    being the TOP_N (page, views) by views descending, then page."""
+    minutes = collections.defaultdict(dict)
+    for (page, start), (end, n) in views.items():
+        minutes[start][page] = n
+    expected = {}
+    for start, pages in minutes.items():
+        top = sorted(pages.items(), key=lambda pv: (-pv[1], pv[0]))[:TOP_N]
+        expected[start] = (start + WINDOW_MS, len(pages), sum(pages.values()), top)
+    return expected
+
+
+def compare_top_pages(expected, views, records):
+    """The top-pages-1m table: each window's updates must number 1 to K
+    (K: its closed page windows), each once; every update lists pages with
+    their exact closed-window views, in order, at most TOP_N of them; the
+    last (pages == K) is the window's expected top-N with its total views.
+    Prints the differences and returns how many there are."""
+    updates = collections.defaultdict(list)  # start -> [(pages, value, partition, offset)]
+    bad_keys = 0
+    for partition, offset, kafka_key, v in records:
+        if kafka_key != str(v["window_start"]):
+            bad_keys += 1
+        updates[v["window_start"]].append((v["pages"], v, partition, offset))
+    missing, extra, duplicated, wrong = [], [], [], []
+    for start in sorted(set(expected) | set(updates)):
+        got = updates.get(start, [])
+        if start not in expected:
+            extra.append((start, [u[0] for u in got]))
+            continue
+        end, k, total, top = expected[start]
+        counts = collections.Counter(u[0] for u in got)
+        missing += [(start, i) for i in range(1, k + 1) if i not in counts]
+        extra += [(start, i) for i in counts if not 1 <= i <= k]
+        duplicated += [(start, i) for i, c in counts.items() if c > 1]
+        for pages, v, partition, offset in got:
+            listed = [(t["page"], t["views"]) for t in v["top"]]
+            ok = (
+                v["window_end"] == end
+                and len(listed) == min(pages, TOP_N)
+                and listed == sorted(listed, key=lambda pv: (-pv[1], pv[0]))
+                and all(views.get((p, start), (None, None))[1] == n for p, n in listed)
+            )
+            if pages == k:
+                ok = ok and listed == top and v["views"] == total
+            if not ok:
+                wrong.append((start, pages, listed, v["views"], "expected last", top, total))
+    n_updates = sum(e[1] for e in expected.values())
+    print(
+        f"top-pages-1m: expected {len(expected)} windows with {n_updates} updates, got {len(records)} records: "
+        f"{len(missing)} missing, {len(extra)} extra, {len(duplicated)} duplicated, {len(wrong)} wrong, "
+        f"{bad_keys} with a wrong message key"
+    )
+    for label, items in (("missing", missing), ("extra", extra), ("duplicated", duplicated), ("wrong", wrong)):
+        for item in items[:5]:
+            print(f"  {label} (window start, update): {item}")
+        if len(items) > 5:
+            print(f"  ... {len(items) - 5} more {label}")
+    return len(missing) + len(extra) + len(duplicated) + len(wrong) + bad_keys
+
+
 def read_committed(bootstrap, topic, json_key=False):
     """All records of `topic` visible to a read_committed consumer, as
     (partition, offset, key, value) tuples."""
@@ -186,7 +250,7 @@ def repartitioned_events(args, events):
     quixstreams re-keys in place) the input order. Returns (events,
     differences)."""
     topics = AdminClient({"bootstrap.servers": args.bootstrap}).list_topics(timeout=10).topics
-    names = [t for t in topics if t.startswith(f"repartition__{args.group}--")]
+    names = [t for t in topics if t.startswith(f"repartition__{args.group}--") and t.endswith("--by-page")]
     if not names:
         print("check: no repartition topic (one input partition): page views replayed in input order")
         return events, 0
@@ -228,6 +292,7 @@ def verify(args):
         value_of=lambda v: (v["end"], v["pages"], v["entry_page"], v["exit_page"]),
         record_key=lambda v: v["user_id"],
     )
+    differences += compare_top_pages(expected_top_pages(views), views, read_committed(args.bootstrap, "top-pages-1m"))
     total_views = sum(v[1] for v in views.values())
     print(f"check: {total_views} page views in {len(views)} closed windows, {len(sessions)} closed sessions")
     if differences:
@@ -276,18 +341,21 @@ def wait_pending(args, admin, committed_view, uncommitted_view):
             high = uncommitted_view.get_watermark_offsets(tp, timeout=10)[1]
             if lso != high:
                 return f"an open transaction on {t}[{p}] (last stable offset {lso}, high watermark {high})"
-    inputs = [TopicPartition(args.input, p) for p in topics[args.input].partitions]
+    sources = args.input.split(",")
+    inputs = [TopicPartition(t, p) for t in sources for p in topics[t].partitions]
     inputs += [TopicPartition(t, p) for t in repartition for p in topics[t].partitions]
     committed = committed_view.committed(inputs, timeout=10)
     for tp in committed:
-        if tp.topic != args.input:
+        if tp.topic != sources[0]:
             continue
         high = uncommitted_view.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
         if tp.offset < high:
             return f"{tp.topic}[{tp.partition}] committed at {tp.offset} of {high}"
     # Repartition topics are transactional: commit markers follow the last
     # record, so compare by reading what is left.
-    rest = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed if tp.topic != args.input]
+    # So are the further inputs (page-views-1m, which the top-N branch reads
+    # back).
+    rest = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed if tp.topic != sources[0]]
     if rest:
         committed_view.assign(rest)
         at_end, left = set(), 0
@@ -303,8 +371,8 @@ def wait_pending(args, admin, committed_view, uncommitted_view):
             left += 1
         committed_view.unassign()
         if left or len(at_end) < len(rest):
-            return f"{left} records beyond the committed offsets of {', '.join(repartition)}"
-    if not repartition and len(topics[args.input].partitions) > 1:
+            return f"{left} records beyond the committed offsets of {', '.join(repartition + sources[1:])}"
+    if not repartition and len(topics[sources[0]].partitions) > 1:
         return "no repartition topic yet"
     return None
 
@@ -319,7 +387,8 @@ def main():
     w = sub.add_parser("wait")
     w.add_argument("--bootstrap", required=True)
     w.add_argument("--group", default="clickstream-quix")
-    w.add_argument("--input", default="clicks")
+    w.add_argument("--input", default="clicks,page-views-1m",
+                   help="the group's input topics, comma-separated; those after the first are transactional outputs")
     w.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
     (verify if args.command == "verify" else wait)(args)

@@ -108,10 +108,16 @@ import sys
 from confluent_kafka.admin import AdminClient, NewTopic
 bootstrap, partitions = sys.argv[1], int(sys.argv[2])
 admin = AdminClient({"bootstrap.servers": bootstrap})
-topics = [NewTopic("clicks", partitions, 1), NewTopic("page-views-1m", 2, 1), NewTopic("sessions", 2, 1)]
+topics = [
+    NewTopic("clicks", partitions, 1),
+    NewTopic("page-views-1m", 2, 1),
+    NewTopic("sessions", 2, 1),
+    # A table: the latest row of each window is its top-N so far.
+    NewTopic("top-pages-1m", 2, 1, config={"cleanup.policy": "compact"}),
+]
 for name, future in admin.create_topics(topics).items():
     future.result(30)
-print("== created topics clicks (%d partitions), page-views-1m (2), sessions (2)" % partitions)
+print("== created topics clicks (%d partitions), page-views-1m (2), sessions (2), top-pages-1m (2, compacted)" % partitions)
 PY
 
 # --- process, generate, check --------------------------------------------------
