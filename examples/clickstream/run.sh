@@ -13,7 +13,12 @@
 #                 through a repartition topic)
 #   RATE          events per second the generator produces while the pipeline
 #                 runs (default: 500; 0: as fast as it can)
-#   KILLS         times to SIGKILL the pipeline mid-run and restart it (default: 0)
+#   INSTANCES     processor instances sharing the input in one consumer group
+#                 (default: 1)
+#   KILLS         times to SIGKILL the pipeline mid-run and restart it (default: 0);
+#                 with INSTANCES=2 each kill hits one instance (the second
+#                 first, then alternating), and the last killed one is not
+#                 restarted: the survivor takes over its partitions
 #   KILL_AFTER    seconds from the clicks starting to the first kill (default:
 #                 3); each further kill comes KILL_AFTER + 12 s after the
 #                 restart (the killed processor's group session lasts 10 s)
@@ -42,6 +47,7 @@ EVENTS=${EVENTS:-3000}
 SEED=${SEED:-16}
 PARTITIONS=${PARTITIONS:-2}
 KILLS=${KILLS:-0}
+INSTANCES=${INSTANCES:-1}
 KILL_AFTER=${KILL_AFTER:-3}
 RATE=${RATE:-500}
 BROKER_KILL=${BROKER_KILL:-0}
@@ -60,9 +66,9 @@ print(", ".join(n + " " + m.version(n) for n in ("quixstreams", "confluent-kafka
 # --- start the broker -----------------------------------------------------------
 WORK=$(mktemp -d -t weir-clickstream.XXXXXX)
 BROKER_LOG=$WORK/broker.log
-PIPELINE_LOG=$WORK/pipeline.log
+PIPELINE_LOG=$WORK/pipeline.log # instance 1; instance i > 1 logs to pipeline-i.log
 BROKER_PID=
-PIPELINE_PID=
+declare -A PIPELINE_PIDS=() # instance -> pid, of those running
 GENERATOR_PID=
 
 stop() { # stop PID: SIGTERM, then SIGKILL after 10 s
@@ -79,7 +85,7 @@ stop() { # stop PID: SIGTERM, then SIGKILL after 10 s
 }
 cleanup() {
   stop "$GENERATOR_PID"
-  stop "$PIPELINE_PID"
+  for i in "${!PIPELINE_PIDS[@]}"; do stop "${PIPELINE_PIDS[$i]}"; done
   stop "$BROKER_PID"
   if [[ ${KEEP:-0} == 1 ]]; then
     log "kept $WORK"
@@ -121,24 +127,29 @@ print("== created topics clicks (%d partitions), page-views-1m (2), sessions (2)
 PY
 
 # --- process, generate, check --------------------------------------------------
-start_pipeline() {
-  "$PY" "$HERE/pipeline_quix.py" --bootstrap "$BOOTSTRAP" --group "$GROUP" --state-dir "$WORK/state" \
-    >> "$PIPELINE_LOG" 2>&1 &
-  PIPELINE_PID=$!
+pipeline_log() { if [[ $1 == 1 ]]; then echo "$PIPELINE_LOG"; else echo "$WORK/pipeline-$1.log"; fi; }
+start_pipeline() { # start_pipeline INSTANCE
+  "$PY" "$HERE/pipeline_quix.py" --bootstrap "$BOOTSTRAP" --group "$GROUP" --state-dir "$WORK/state-$1" \
+    >> "$(pipeline_log "$1")" 2>&1 &
+  PIPELINE_PIDS[$1]=$!
 }
 start=$SECONDS
-: > "$PIPELINE_LOG"
-start_pipeline
-log "pipeline started (pid $PIPELINE_PID, log $PIPELINE_LOG)"
+for i in $(seq "$INSTANCES"); do
+  : > "$(pipeline_log "$i")"
+  start_pipeline "$i"
+  log "pipeline instance $i started (pid ${PIPELINE_PIDS[$i]}, log $(pipeline_log "$i"))"
+done
 # Let it create its internal topics and start consuming before the clicks
 # flow: a processor that starts on a backlog reads its input partitions at
 # equal byte rates rather than in event-time order, which makes many events
 # late for the re-keyed page-view windows (the checker still accounts for
 # every one of them).
-for _ in $(seq 300); do
-  grep -q 'is now processing incoming messages' "$PIPELINE_LOG" && break
-  kill -0 "$PIPELINE_PID" 2> /dev/null || { tail -n 30 "$PIPELINE_LOG"; exit 1; }
-  sleep 0.1
+for i in $(seq "$INSTANCES"); do
+  for _ in $(seq 300); do
+    grep -q 'is now processing incoming messages' "$(pipeline_log "$i")" && break
+    kill -0 "${PIPELINE_PIDS[$i]}" 2> /dev/null || { tail -n 30 "$(pipeline_log "$i")"; exit 1; }
+    sleep 0.1
+  done
 done
 sleep 1
 "$PY" "$HERE/generate.py" --bootstrap "$BOOTSTRAP" --events "$EVENTS" --seed "$SEED" --rate "$RATE" \
@@ -149,16 +160,24 @@ for k in $(seq "$KILLS"); do
   # killed one's group membership (session.timeout.ms, 10 s): later kills
   # wait for that too, so that each one hits a processor at work.
   sleep $((k == 1 ? KILL_AFTER : KILL_AFTER + 12))
-  if ! kill -0 "$PIPELINE_PID" 2> /dev/null; then
-    log "pipeline exited before kill $k:"
-    tail -n 30 "$PIPELINE_LOG"
+  i=$((INSTANCES == 1 ? 1 : (k % 2 == 1 ? 2 : 1)))
+  pid=${PIPELINE_PIDS[$i]}
+  if ! kill -0 "$pid" 2> /dev/null; then
+    log "pipeline instance $i exited before kill $k:"
+    tail -n 30 "$(pipeline_log "$i")"
     exit 1
   fi
-  kill -9 "$PIPELINE_PID"
-  wait "$PIPELINE_PID" 2> /dev/null || true
-  log "kill $k/$KILLS: SIGKILLed the pipeline (pid $PIPELINE_PID); restarting it"
-  echo "==== run.sh: SIGKILL $k, restarting ====" >> "$PIPELINE_LOG"
-  start_pipeline
+  kill -9 "$pid"
+  wait "$pid" 2> /dev/null || true
+  unset "PIPELINE_PIDS[$i]"
+  if [[ $INSTANCES -gt 1 && $k == "$KILLS" ]]; then
+    log "kill $k/$KILLS: SIGKILLed pipeline instance $i (pid $pid); the other one takes over its partitions"
+    echo "==== run.sh: SIGKILL $k, not restarted ====" >> "$(pipeline_log "$i")"
+  else
+    log "kill $k/$KILLS: SIGKILLed pipeline instance $i (pid $pid); restarting it"
+    echo "==== run.sh: SIGKILL $k, restarting ====" >> "$(pipeline_log "$i")"
+    start_pipeline "$i"
+  fi
 done
 if [[ $BROKER_KILL == 1 ]]; then
   sleep "$BROKER_KILL_AFTER"
@@ -169,23 +188,41 @@ if [[ $BROKER_KILL == 1 ]]; then
   start_broker
 fi
 wait "$GENERATOR_PID"
-if ! kill -0 "$PIPELINE_PID" 2> /dev/null; then
-  rc=0
-  wait "$PIPELINE_PID" || rc=$?
-  log "the pipeline exited by itself (status $rc); restarting it"
-  echo "==== run.sh: the pipeline exited (status $rc), restarting ====" >> "$PIPELINE_LOG"
-  start_pipeline
-fi
+for i in "${!PIPELINE_PIDS[@]}"; do
+  pid=${PIPELINE_PIDS[$i]}
+  if ! kill -0 "$pid" 2> /dev/null; then
+    rc=0
+    wait "$pid" || rc=$?
+    log "pipeline instance $i exited by itself (status $rc); restarting it"
+    echo "==== run.sh: the pipeline exited (status $rc), restarting ====" >> "$(pipeline_log "$i")"
+    start_pipeline "$i"
+  fi
+done
 if ! "$PY" "$HERE/check.py" wait --bootstrap "$BOOTSTRAP" --group "$GROUP" --timeout "$TIMEOUT"; then
-  log "last 30 lines of the pipeline log:"
-  tail -n 30 "$PIPELINE_LOG"
+  for i in $(seq "$INSTANCES"); do
+    log "last 30 lines of the log of pipeline instance $i:"
+    tail -n 30 "$(pipeline_log "$i")"
+  done
   exit 1
 fi
 processed=$SECONDS
-stop "$PIPELINE_PID"
-PIPELINE_PID=
-grep '^clickstream: late' "$PIPELINE_LOG" | tail -n 1 || true
-log "pipeline consumed all $EVENTS events $((processed - start)) s after its start (including start-up and $KILLS kill(s)); stopped it"
+for i in "${!PIPELINE_PIDS[@]}"; do
+  stop "${PIPELINE_PIDS[$i]}"
+  unset "PIPELINE_PIDS[$i]"
+done
+for i in $(seq "$INSTANCES"); do
+  grep -h '^clickstream: late' "$(pipeline_log "$i")" | tail -n 1 || true
+done
+if [[ $INSTANCES -gt 1 ]]; then
+  for i in $(seq "$INSTANCES"); do
+    # A partition taken over from another instance shows as its state
+    # recovered from the changelog topics.
+    recovered=$(grep -o 'Recovery successful for <RecoveryPartition "changelog__[^"]*' "$(pipeline_log "$i")" |
+      sed "s/.*changelog__$GROUP--//" | sort | uniq -c | awk '{print $2 ($1 > 1 ? " x" $1 : "")}' | paste -sd ' ' || true)
+    log "instance $i recovered state from changelogs (partitions taken over): ${recovered:-none}"
+  done
+fi
+log "pipeline consumed all $EVENTS events $((processed - start)) s after its start (including start-up, $INSTANCES instance(s) and $KILLS kill(s)); stopped it"
 
 rc=0
 "$PY" "$HERE/check.py" verify --bootstrap "$BOOTSTRAP" --group "$GROUP" --input "$WORK/clicks.jsonl" || rc=$?
