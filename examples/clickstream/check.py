@@ -7,7 +7,7 @@
       (same window, different value) and duplicate results. Exits 1 on any
       difference.
 
-  check.py wait --bootstrap HOST:PORT --group GROUP [--timeout S]
+  check.py wait --bootstrap HOST:PORT --group GROUP [--timeout S] [--progress FILE]
       Waits until the consumer group has committed everything on its input
       topics (clicks and quixstreams' repartition topic), i.e. until the
       pipeline has consumed all there is. Exits 1 on timeout.
@@ -301,6 +301,42 @@ def verify(args):
     print("VERDICT: PASS, 0 differences")
 
 
+def wait_progress(args):
+    """For a processor without consumer groups (bytewax): waits until the
+    progress file it writes says it has read every record of its inputs
+    (clicks and its repartition topic), no transaction is open, and the
+    output topics' high watermarks have not moved for --settle seconds."""
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "clickstream-wait"})
+    deadline = time.time() + args.timeout
+    pending, outputs, since = "nothing checked yet", None, time.time()
+    while time.time() < deadline:
+        topics = admin.list_topics(timeout=10).topics
+        try:
+            progress = json.load(open(args.progress))["offsets"]
+        except (OSError, ValueError):
+            progress = {}
+        inputs = [args.input.split(",")[0]] + sorted(t for t in topics if t.startswith(f"repartition__{args.group}--"))
+        pending = None
+        for t in inputs:
+            for p in topics[t].partitions:
+                high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                if progress.get(f"{t}/{p}", 0) < high:
+                    pending = f"{t}[{p}] read up to {progress.get(f'{t}/{p}', 0)} of {high}"
+        marks = {
+            (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            for t in ("page-views-1m", "sessions", "top-pages-1m") for p in topics[t].partitions
+        }
+        if marks != outputs or pending is not None:
+            outputs, since = marks, time.time()
+        elif time.time() - since >= args.settle:
+            print(f"wait: {args.group} has read all its input and its outputs have not grown for {args.settle} s")
+            consumer.close()
+            return
+        time.sleep(0.5)
+    sys.exit(f"wait: timed out after {args.timeout} s; {pending or 'outputs still growing'}")
+
+
 def wait(args):
     """Waits until the group has processed every record there is and no
     transaction is open: on every partition of the non-internal topics the
@@ -390,8 +426,15 @@ def main():
     w.add_argument("--input", default="clicks,page-views-1m",
                    help="the group's input topics, comma-separated; those after the first are transactional outputs")
     w.add_argument("--timeout", type=float, default=300)
+    w.add_argument("--progress", help="a progress file (pipeline_bytewax.py --progress) instead of group offsets")
+    w.add_argument("--settle", type=float, default=3, help="with --progress: seconds the outputs must stay still")
     args = ap.parse_args()
-    (verify if args.command == "verify" else wait)(args)
+    if args.command == "verify":
+        verify(args)
+    elif args.progress:
+        wait_progress(args)
+    else:
+        wait(args)
 
 
 if __name__ == "__main__":

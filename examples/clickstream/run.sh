@@ -13,6 +13,9 @@
 #                 through a repartition topic)
 #   RATE          events per second the generator produces while the pipeline
 #                 runs (default: 500; 0: as fast as it can)
+#   PROCESSOR     quix (default): pipeline_quix.py (quixstreams); bytewax:
+#                 pipeline_bytewax.py (bytewax, at-least-once, see its
+#                 docstring); same outputs, same checker
 #   INSTANCES     processor instances sharing the input in one consumer group
 #                 (default: 1)
 #   KILLS         times to SIGKILL the pipeline mid-run and restart it (default: 0);
@@ -54,14 +57,24 @@ BROKER_KILL=${BROKER_KILL:-0}
 BROKER_KILL_AFTER=${BROKER_KILL_AFTER:-2}
 export GUARANTEE=${GUARANTEE:-exactly-once}
 TIMEOUT=${TIMEOUT:-300}
-VENV="$HERE/.venv"
+PROCESSOR=${PROCESSOR:-quix}
+case $PROCESSOR in
+  quix) VENV="$HERE/.venv" REQUIREMENTS="$HERE/requirements.txt" ;;
+  bytewax) VENV="$HERE/.venv-bytewax" REQUIREMENTS="$HERE/requirements-bytewax.txt" ;;
+  *) echo "PROCESSOR must be quix or bytewax" >&2; exit 2 ;;
+esac
 PY="$VENV/bin/python"
-GROUP=clickstream-quix
+GROUP=clickstream-$PROCESSOR
+if [[ $PROCESSOR == bytewax && $INSTANCES != 1 ]]; then
+  echo "PROCESSOR=bytewax runs one instance (bytewax has no consumer groups)" >&2
+  exit 2
+fi
 
-# --- install quixstreams --------------------------------------------------------
-pip_install_pinned "$VENV" "$HERE/requirements.txt"
-log "$("$PY" -c 'import importlib.metadata as m, confluent_kafka as c
-print(", ".join(n + " " + m.version(n) for n in ("quixstreams", "confluent-kafka")), "(librdkafka", c.libversion()[0] + ")")')"
+# --- install the processor -------------------------------------------------------
+pip_install_pinned "$VENV" "$REQUIREMENTS"
+log "$("$PY" -c 'import importlib.metadata as m, confluent_kafka as c, sys
+print(", ".join(n + " " + m.version(n) for n in (sys.argv[1], "confluent-kafka")), "(librdkafka", c.libversion()[0] + ")")' \
+  "$([[ $PROCESSOR == quix ]] && echo quixstreams || echo bytewax)")"
 
 # --- start the broker -----------------------------------------------------------
 WORK=$(mktemp -d -t weir-clickstream.XXXXXX)
@@ -109,10 +122,10 @@ start_broker() {
 }
 start_broker
 
-"$PY" - "$BOOTSTRAP" "$PARTITIONS" << 'PY'
+"$PY" - "$BOOTSTRAP" "$PARTITIONS" "$PROCESSOR" << 'PY'
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
-bootstrap, partitions = sys.argv[1], int(sys.argv[2])
+bootstrap, partitions, processor = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 admin = AdminClient({"bootstrap.servers": bootstrap})
 topics = [
     NewTopic("clicks", partitions, 1),
@@ -121,6 +134,8 @@ topics = [
     # A table: the latest row of each window is its top-N so far.
     NewTopic("top-pages-1m", 2, 1, config={"cleanup.policy": "compact"}),
 ]
+if processor == "bytewax":  # creates no topics itself
+    topics.append(NewTopic("repartition__clickstream-bytewax--clicks--by-page", partitions, 1))
 for name, future in admin.create_topics(topics).items():
     future.result(30)
 print("== created topics clicks (%d partitions), page-views-1m (2), sessions (2), top-pages-1m (2, compacted)" % partitions)
@@ -129,8 +144,13 @@ PY
 # --- process, generate, check --------------------------------------------------
 pipeline_log() { if [[ $1 == 1 ]]; then echo "$PIPELINE_LOG"; else echo "$WORK/pipeline-$1.log"; fi; }
 start_pipeline() { # start_pipeline INSTANCE
-  "$PY" "$HERE/pipeline_quix.py" --bootstrap "$BOOTSTRAP" --group "$GROUP" --state-dir "$WORK/state-$1" \
-    >> "$(pipeline_log "$1")" 2>&1 &
+  if [[ $PROCESSOR == bytewax ]]; then
+    "$PY" "$HERE/pipeline_bytewax.py" --bootstrap "$BOOTSTRAP" --progress "$WORK/progress.json" \
+      --recovery-dir "$WORK/recovery" >> "$(pipeline_log "$1")" 2>&1 &
+  else
+    "$PY" "$HERE/pipeline_quix.py" --bootstrap "$BOOTSTRAP" --group "$GROUP" --state-dir "$WORK/state-$1" \
+      >> "$(pipeline_log "$1")" 2>&1 &
+  fi
   PIPELINE_PIDS[$1]=$!
 }
 start=$SECONDS
@@ -198,7 +218,9 @@ for i in "${!PIPELINE_PIDS[@]}"; do
     start_pipeline "$i"
   fi
 done
-if ! "$PY" "$HERE/check.py" wait --bootstrap "$BOOTSTRAP" --group "$GROUP" --timeout "$TIMEOUT"; then
+WAIT_ARGS=()
+[[ $PROCESSOR == bytewax ]] && WAIT_ARGS=(--progress "$WORK/progress.json")
+if ! "$PY" "$HERE/check.py" wait --bootstrap "$BOOTSTRAP" --group "$GROUP" --timeout "$TIMEOUT" "${WAIT_ARGS[@]}"; then
   for i in $(seq "$INSTANCES"); do
     log "last 30 lines of the log of pipeline instance $i:"
     tail -n 30 "$(pipeline_log "$i")"
