@@ -54,8 +54,9 @@ def load_events(path):
     return events, partitions
 
 
-def expected_page_views(events):
-    """{(page, start): (end, views)} of the closed windows, and stats."""
+def expected_page_views(events, triggers=None):
+    """{(page, start): (end, views)} of the closed windows, and stats.
+    triggers, if given, gets {(page, start): the event that closed it}."""
     latest = {}
     open_windows = collections.defaultdict(dict)  # page -> {start: views}
     closed = {}
@@ -74,13 +75,16 @@ def expected_page_views(events):
         windows = open_windows[page]
         for s in sorted(s for s in windows if s + WINDOW_MS <= max_expired_end):
             closed[(page, s)] = (s + WINDOW_MS, windows.pop(s))
+            if triggers is not None:
+                triggers[(page, s)] = e
     still_open = sum(len(w) for w in open_windows.values())
     return closed, {"late events dropped": late, "windows left open": still_open}
 
 
-def expected_sessions(events):
+def expected_sessions(events, triggers=None):
     """{(user, start): (end, pages, entry_page, exit_page)} of the closed
-    sessions, and stats."""
+    sessions, and stats. triggers, if given, gets {(user, start): the event
+    that closed it}."""
     latest = {}
     open_sessions = collections.defaultdict(list)  # user -> [session dict], by start
     closed = {}
@@ -113,6 +117,8 @@ def expected_sessions(events):
         while sessions and sessions[0]["end"] <= close_before:
             s = sessions.pop(0)
             closed[(user, s["start"])] = (s["end"], s["pages"], s["entry"][0], s["exit"][0])
+            if triggers is not None:
+                triggers[(user, s["start"])] = e
     still_open = sum(len(s) for s in open_sessions.values())
     return closed, {"late events dropped": late, "sessions left open": still_open}
 

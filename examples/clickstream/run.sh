@@ -32,6 +32,11 @@
 #   GUARANTEE     the pipeline's processing guarantee: exactly-once (default)
 #                 or at-least-once (with kills, the checker then reports the
 #                 duplicates)
+#   BENCH         1 measures (bench.py): throughput, end-to-end latency of the
+#                 outputs, the broker's and the processor's CPU time; needs
+#                 KILLS=0, BROKER_KILL=0, INSTANCES=1
+#   PRELOAD       1 produces all the clicks before the processor starts (with
+#                 BENCH=1: the processor's throughput on a backlog, no latency)
 #   TIMEOUT       seconds allowed for the pipeline to consume everything (default: 300)
 #   KEEP          1 keeps the work directory (broker data and logs)
 #
@@ -57,6 +62,12 @@ BROKER_KILL=${BROKER_KILL:-0}
 BROKER_KILL_AFTER=${BROKER_KILL_AFTER:-2}
 export GUARANTEE=${GUARANTEE:-exactly-once}
 TIMEOUT=${TIMEOUT:-300}
+BENCH=${BENCH:-0}
+PRELOAD=${PRELOAD:-0}
+if [[ $BENCH == 1 && ($KILLS != 0 || $BROKER_KILL != 0 || $INSTANCES != 1) ]]; then
+  echo "BENCH=1 needs KILLS=0, BROKER_KILL=0 and INSTANCES=1" >&2
+  exit 2
+fi
 PROCESSOR=${PROCESSOR:-quix}
 case $PROCESSOR in
   quix) VENV="$HERE/.venv" REQUIREMENTS="$HERE/requirements.txt" ;;
@@ -83,6 +94,7 @@ PIPELINE_LOG=$WORK/pipeline.log # instance 1; instance i > 1 logs to pipeline-i.
 BROKER_PID=
 declare -A PIPELINE_PIDS=() # instance -> pid, of those running
 GENERATOR_PID=
+PROBE_PID=
 
 stop() { # stop PID: SIGTERM, then SIGKILL after 10 s
   local pid=$1
@@ -98,6 +110,7 @@ stop() { # stop PID: SIGTERM, then SIGKILL after 10 s
 }
 cleanup() {
   stop "$GENERATOR_PID"
+  stop "$PROBE_PID"
   for i in "${!PIPELINE_PIDS[@]}"; do stop "${PIPELINE_PIDS[$i]}"; done
   stop "$BROKER_PID"
   if [[ ${KEEP:-0} == 1 ]]; then
@@ -153,6 +166,15 @@ start_pipeline() { # start_pipeline INSTANCE
   fi
   PIPELINE_PIDS[$1]=$!
 }
+generate() {
+  "$PY" "$HERE/generate.py" --bootstrap "$BOOTSTRAP" --events "$EVENTS" --seed "$SEED" --rate "$RATE" \
+    --out "$WORK/clicks.jsonl"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
+cpu_sample() { echo "$1 $(date +%s.%N) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "${PIPELINE_PIDS[1]}")" >> "$WORK/cpu.txt"; }
+if [[ $PRELOAD == 1 ]]; then
+  generate
+fi
 start=$SECONDS
 for i in $(seq "$INSTANCES"); do
   : > "$(pipeline_log "$i")"
@@ -171,10 +193,23 @@ for i in $(seq "$INSTANCES"); do
     sleep 0.1
   done
 done
-sleep 1
-"$PY" "$HERE/generate.py" --bootstrap "$BOOTSTRAP" --events "$EVENTS" --seed "$SEED" --rate "$RATE" \
-  --out "$WORK/clicks.jsonl" &
-GENERATOR_PID=$!
+if [[ $BENCH == 1 && $PRELOAD == 1 ]]; then
+  cpu_sample start # as soon as the processor is ready: it is reading the backlog already
+elif [[ $BENCH == 1 ]]; then
+  sleep 1
+  "$PY" "$HERE/bench.py" probe --bootstrap "$BOOTSTRAP" --out "$WORK/visible.jsonl" &
+  PROBE_PID=$!
+  sleep 1
+  # 3 s with every client connected and no clicks: the idle baseline.
+  cpu_sample idle
+  sleep 3
+  cpu_sample start
+fi
+if [[ $PRELOAD != 1 ]]; then
+  sleep 1
+  generate &
+  GENERATOR_PID=$!
+fi
 for k in $(seq "$KILLS"); do
   # A restarted processor gets the input only once the broker has expired the
   # killed one's group membership (session.timeout.ms, 10 s): later kills
@@ -207,7 +242,7 @@ if [[ $BROKER_KILL == 1 ]]; then
   echo "==== run.sh: broker SIGKILL, restarting ====" >> "$BROKER_LOG"
   start_broker
 fi
-wait "$GENERATOR_PID"
+[[ -z $GENERATOR_PID ]] || wait "$GENERATOR_PID"
 for i in "${!PIPELINE_PIDS[@]}"; do
   pid=${PIPELINE_PIDS[$i]}
   if ! kill -0 "$pid" 2> /dev/null; then
@@ -228,6 +263,7 @@ if ! "$PY" "$HERE/check.py" wait --bootstrap "$BOOTSTRAP" --group "$GROUP" --tim
   exit 1
 fi
 processed=$SECONDS
+[[ $BENCH == 1 ]] && cpu_sample consumed
 for i in "${!PIPELINE_PIDS[@]}"; do
   stop "${PIPELINE_PIDS[$i]}"
   unset "PIPELINE_PIDS[$i]"
@@ -248,6 +284,13 @@ log "pipeline consumed all $EVENTS events $((processed - start)) s after its sta
 
 rc=0
 "$PY" "$HERE/check.py" verify --bootstrap "$BOOTSTRAP" --group "$GROUP" --input "$WORK/clicks.jsonl" || rc=$?
+if [[ $BENCH == 1 ]]; then
+  sleep 1 # the probe's last reads
+  stop "$PROBE_PID"
+  PROBE_PID=
+  "$PY" "$HERE/bench.py" report --bootstrap "$BOOTSTRAP" --group "$GROUP" --input "$WORK/clicks.jsonl" \
+    --visible "$WORK/visible.jsonl" --cpu "$WORK/cpu.txt" --preload "$PRELOAD"
+fi
 log "total $((SECONDS - start)) s"
 warnings=$(grep -c -E ' (WARN|ERROR) ' "$BROKER_LOG" || true)
 if [[ $warnings -gt 0 ]]; then
