@@ -93,6 +93,12 @@ def report(args):
 
     wall, broker_s, proc_s = usage("start", "consumed")
     t1 = cpu["consumed"][0]
+    if os.path.exists(args.settled):
+        # bytewax: check.py wait saw everything read and then waited for the
+        # outputs to stay still; they last grew at this time.
+        t1 = float(open(args.settled).read())
+        print(f"bench: the outputs last grew {cpu['consumed'][0] - t1:.1f} s before check.py wait returned; "
+              "the throughput counts to then, the CPU to the return")
     if args.preload:
         first = cpu["start"][0]
         print(f"bench: {len(events)} clicks produced beforehand; from the processor ready to all consumed: "
@@ -106,9 +112,23 @@ def report(args):
             print(f"bench: {topic}: end-to-end latency (closing click's produce call to read_committed visibility) "
                   f"of {len(values)} records: p50 {percentile(values, 0.5) * 1000:.0f} ms, "
                   f"p99 {percentile(values, 0.99) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms")
-    print(f"bench: CPU over those {wall:.1f} s: broker {broker_s:.2f} s ({100 * broker_s / wall:.0f}% of one core), "
-          f"processor {proc_s:.2f} s ({100 * proc_s / wall:.0f}% of one core); broker share of the two: "
+    busy = t1 - cpu["start"][0]  # without bytewax's settling time, which is nearly idle
+    print(f"bench: CPU over those {busy:.1f} s: broker {broker_s:.2f} s ({100 * broker_s / busy:.0f}% of one core), "
+          f"processor {proc_s:.2f} s ({100 * proc_s / busy:.0f}% of one core); broker share of the two: "
           f"{100 * broker_s / max(broker_s + proc_s, 1e-9):.0f}%")
+    requests = {}
+    for label, sign in (("start", -1), ("consumed", 1)):
+        for line in open(args.metrics % label):
+            if line.startswith("weir_requests_total{"):
+                labels, value = line.rsplit(" ", 1)
+                api = labels.split('api="', 1)[1].split('"', 1)[0]
+                requests[api] = requests.get(api, 0) + sign * float(value)
+    total = sum(requests.values())
+    top = sorted(((n, api) for api, n in requests.items() if n), reverse=True)
+    print(f"bench: the broker answered {total:.0f} requests in {wall:.1f} s ({total / wall:.0f}/s; "
+          + ", ".join(f"{api} {n:.0f}" for n, api in top[:8])
+          + f"): {1e6 * broker_s / max(total, 1):.0f} us of broker CPU per request, "
+          f"{1e6 * broker_s / len(events):.0f} us per click")
     if "idle" in cpu:
         idle_wall, idle_broker, idle_proc = usage("idle", "start")
         print(f"bench: idle baseline (clients connected, no clicks, {idle_wall:.1f} s): "
@@ -131,6 +151,8 @@ def main():
     r.add_argument("--input", required=True)
     r.add_argument("--visible", required=True)
     r.add_argument("--cpu", required=True)
+    r.add_argument("--metrics", required=True, help="the broker's /metrics at the samples, %%s: start or consumed")
+    r.add_argument("--settled", default="", help="check.py wait --stamp's file, if it wrote one")
     r.add_argument("--preload", type=int, default=0, help="1: the clicks were produced before the processor started")
     args = ap.parse_args()
     (probe if args.command == "probe" else report)(args)

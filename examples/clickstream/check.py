@@ -337,6 +337,9 @@ def wait_progress(args):
             outputs, since = marks, time.time()
         elif time.time() - since >= args.settle:
             print(f"wait: {args.group} has read all its input and its outputs have not grown for {args.settle} s")
+            if args.stamp:
+                with open(args.stamp, "w") as f:
+                    f.write(f"{since}\n")
             consumer.close()
             return
         time.sleep(0.5)
@@ -434,6 +437,7 @@ def main():
     w.add_argument("--timeout", type=float, default=300)
     w.add_argument("--progress", help="a progress file (pipeline_bytewax.py --progress) instead of group offsets")
     w.add_argument("--settle", type=float, default=3, help="with --progress: seconds the outputs must stay still")
+    w.add_argument("--stamp", help="with --progress: write there the time the outputs last grew (or it saw them first)")
     args = ap.parse_args()
     if args.command == "verify":
         verify(args)

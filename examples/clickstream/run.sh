@@ -125,11 +125,13 @@ trap 'exit 130' INT TERM
 # Consumer groups here are new ones: no need to wait for more members.
 printf 'group_initial_rebalance_delay_ms = 0\n' > "$WORK/broker.toml"
 PORT=$(free_port)
+ADMIN= # the admin endpoint (its /metrics), for BENCH=1 only
+[[ $BENCH == 1 ]] && ADMIN=127.0.0.1:$(free_port)
 BOOTSTRAP=127.0.0.1:$PORT
 log "starting $WEIR serve --listen $BOOTSTRAP --shards 2 (data and logs in $WORK)"
 start_broker() {
   "$WEIR" serve --config "$WORK/broker.toml" --listen "$BOOTSTRAP" --data-dir "$WORK/data" \
-    --admin-listen "" --shards 2 >> "$BROKER_LOG" 2>&1 &
+    --admin-listen "$ADMIN" --shards 2 >> "$BROKER_LOG" 2>&1 &
   BROKER_PID=$!
   wait_for_broker "$BROKER_PID" "$PORT" "$BROKER_LOG"
 }
@@ -171,7 +173,11 @@ generate() {
     --out "$WORK/clicks.jsonl"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
-cpu_sample() { echo "$1 $(date +%s.%N) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "${PIPELINE_PIDS[1]}")" >> "$WORK/cpu.txt"; }
+cpu_sample() {
+  echo "$1 $(date +%s.%N) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "${PIPELINE_PIDS[1]}")" >> "$WORK/cpu.txt"
+  "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+    "http://$ADMIN/metrics" > "$WORK/metrics-$1.txt"
+}
 if [[ $PRELOAD == 1 ]]; then
   generate
 fi
@@ -254,7 +260,7 @@ for i in "${!PIPELINE_PIDS[@]}"; do
   fi
 done
 WAIT_ARGS=()
-[[ $PROCESSOR == bytewax ]] && WAIT_ARGS=(--progress "$WORK/progress.json")
+[[ $PROCESSOR == bytewax ]] && WAIT_ARGS=(--progress "$WORK/progress.json" --stamp "$WORK/settled.txt")
 if ! "$PY" "$HERE/check.py" wait --bootstrap "$BOOTSTRAP" --group "$GROUP" --timeout "$TIMEOUT" "${WAIT_ARGS[@]}"; then
   for i in $(seq "$INSTANCES"); do
     log "last 30 lines of the log of pipeline instance $i:"
@@ -289,7 +295,8 @@ if [[ $BENCH == 1 ]]; then
   stop "$PROBE_PID"
   PROBE_PID=
   "$PY" "$HERE/bench.py" report --bootstrap "$BOOTSTRAP" --group "$GROUP" --input "$WORK/clicks.jsonl" \
-    --visible "$WORK/visible.jsonl" --cpu "$WORK/cpu.txt" --preload "$PRELOAD"
+    --visible "$WORK/visible.jsonl" --cpu "$WORK/cpu.txt" --preload "$PRELOAD" --metrics "$WORK/metrics-%s.txt" \
+    --settled "$WORK/settled.txt"
 fi
 log "total $((SECONDS - start)) s"
 warnings=$(grep -c -E ' (WARN|ERROR) ' "$BROKER_LOG" || true)
