@@ -17,9 +17,10 @@ the per-key state are bytewax's (bytewax.connectors.kafka, key_on,
 stateful_flat_map). The window rules are written out here, per key, as
 quixstreams applies them with its closing strategy "key" (see check.py):
 bytewax's own window operators take their watermark from the system clock as
-well as from event times (EventClock advances it with wall time while no item
-comes), so their late-event decisions would depend on the timing of the run
-and no recomputation from the input could check them exactly.
+well as from event times (EventClock adds the system time elapsed since it
+saw the largest timestamp), so their late-event decisions would depend on the
+timing of the run and no recomputation from the input could check them
+exactly.
 
 Like quixstreams, the page-view branch re-keys the clicks by page through a
 Kafka topic, `repartition__clickstream-bytewax--clicks--by-page`, which this
