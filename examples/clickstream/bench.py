@@ -88,7 +88,7 @@ def report(args):
     tick = os.sysconf("SC_CLK_TCK")
 
     def usage(a, b):
-        (t0, b0, p0), (t1, b1, p1) = cpu[a], cpu[b]
+        (t0, b0, p0), (t1, b1, p1) = cpu[a][:3], cpu[b][:3]
         return t1 - t0, (b1 - b0) / tick, (p1 - p0) / tick
 
     wall, broker_s, proc_s = usage("start", "consumed")
@@ -116,6 +116,9 @@ def report(args):
     print(f"bench: CPU over those {busy:.1f} s: broker {broker_s:.2f} s ({100 * broker_s / busy:.0f}% of one core), "
           f"processor {proc_s:.2f} s ({100 * proc_s / busy:.0f}% of one core); broker share of the two: "
           f"{100 * broker_s / max(broker_s + proc_s, 1e-9):.0f}%")
+    broker_user = (cpu["consumed"][3] - cpu["start"][3]) / tick
+    broker_system = (cpu["consumed"][4] - cpu["start"][4]) / tick
+    print(f"bench: the broker's CPU: user {broker_user:.2f} s, system {broker_system:.2f} s")
     requests = {}
     for label, sign in (("start", -1), ("consumed", 1)):
         for line in open(args.metrics % label):

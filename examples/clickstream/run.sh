@@ -174,7 +174,9 @@ generate() {
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
 cpu_sample() {
-  echo "$1 $(date +%s.%N) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "${PIPELINE_PIDS[1]}")" >> "$WORK/cpu.txt"
+  # label, time, broker ticks, processor ticks, broker user ticks, broker system ticks
+  echo "$1 $(date +%s.%N) $(cpu_ticks "$BROKER_PID") $(cpu_ticks "${PIPELINE_PIDS[1]}")" \
+    "$(awk '{print $14, $15}' "/proc/$BROKER_PID/stat")" >> "$WORK/cpu.txt"
   "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
     "http://$ADMIN/metrics" > "$WORK/metrics-$1.txt"
 }
