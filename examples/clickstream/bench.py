@@ -1,14 +1,15 @@
 """Figures for the click-stream pipeline (run.sh BENCH=1 drives it).
 
   bench.py probe --bootstrap HOST:PORT --out visible.jsonl
-      Reads page-views-1m and sessions with isolation.level=read_committed
+      Reads page-views-1m, sessions and top-pages-1m with isolation.level=read_committed
       from the start while the pipeline runs, and writes each record with the
       wall-clock time it became visible here, until SIGTERM.
 
   bench.py report --bootstrap HOST:PORT --group GROUP --input clicks.jsonl
                   --visible visible.jsonl --cpu cpu.txt [--preload 1]
       End-to-end latency of each output record: from the produce call of the
-      click that closed its window or session (generate.py's `_sent`; which
+      click that closed its window or session (for a top-pages-1m update: the
+      page window it adds) (generate.py's `_sent`; which
       click that is, check.py's replay says) to the time the probe saw the
       record. Throughput: the clicks over the time from the first produce
       call (with --preload 1: from the processor being ready, the clicks
@@ -31,7 +32,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import check
 
-OUTPUTS = ("page-views-1m", "sessions")
+OUTPUTS = ("page-views-1m", "sessions", "top-pages-1m")
 
 
 def probe(args):
@@ -76,11 +77,14 @@ def report(args):
     for line in open(args.visible) if not args.preload else []:
         r = json.loads(line)
         v = r["v"]
-        key = (r["topic"], v["page"], v["window_start"]) if r["topic"] == "page-views-1m" else (r["topic"], v["user_id"], v["start"])
+        if r["topic"] == "sessions":
+            key = (r["topic"], v["user_id"], v["start"])
+        else:  # a page-view window, or the table update that adds it
+            key = (r["topic"], v.get("added", v.get("page")), v["window_start"])
         seen.setdefault(key, r["t"])  # the first copy, if there are more
     latencies = {topic: [] for topic in OUTPUTS}
     for (topic, k, start), t in seen.items():
-        trigger = (view_triggers if topic == "page-views-1m" else session_triggers).get((k, start))
+        trigger = (session_triggers if topic == "sessions" else view_triggers).get((k, start))
         if trigger is not None:
             latencies[topic].append(t - sent[check_identity(trigger)])
 

@@ -139,7 +139,8 @@ def expected_top_pages(views):
 
 def compare_top_pages(expected, views, records):
     """The top-pages-1m table: each window's updates must number 1 to K
-    (K: its closed page windows), each once; every update lists pages with
+    (K: its closed page windows), each once, and add each of its closed page
+    windows (`added`); every update lists pages with
     their exact closed-window views, in order, at most TOP_N of them; the
     last (pages == K) is the window's expected top-N with its total views.
     Prints the differences and returns their counts by kind (a Counter)."""
@@ -149,6 +150,9 @@ def compare_top_pages(expected, views, records):
         if kafka_key != str(v["window_start"]):
             bad_keys += 1
         updates[v["window_start"]].append((v["pages"], v, partition, offset))
+    pages_of = collections.defaultdict(set)  # start -> its closed page windows' pages
+    for page, start in views:
+        pages_of[start].add(page)
     missing, extra, duplicated, wrong = [], [], [], []
     for start in sorted(set(expected) | set(updates)):
         got = updates.get(start, [])
@@ -160,6 +164,9 @@ def compare_top_pages(expected, views, records):
         missing += [(start, i) for i in range(1, k + 1) if i not in counts]
         extra += [(start, i) for i in counts if not 1 <= i <= k]
         duplicated += [(start, i) for i, c in counts.items() if c > 1]
+        added = {u[1]["added"] for u in got}
+        missing += [(start, p) for p in sorted(pages_of[start] - added)]
+        extra += [(start, p) for p in sorted(added - pages_of[start])]
         for pages, v, partition, offset in got:
             listed = [(t["page"], t["views"]) for t in v["top"]]
             ok = (

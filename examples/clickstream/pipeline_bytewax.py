@@ -10,7 +10,7 @@ Reads JSON clicks keyed by user_id from `clicks` and writes
       pages, entry_page, exit_page} (end: the last click's time + 1 ms);
   (c) `top-pages-1m`: the top 5 pages of each minute, one update per closed
       page window; key: the window start; value: {window_start, window_end,
-      top, pages, views}.
+      added, top, pages, views}.
 
 The dataflow, its partitioned Kafka input and output, the routing by key and
 the per-key state are bytewax's (bytewax.connectors.kafka, key_on,
@@ -153,6 +153,7 @@ def top_pages_step(state, window):
     row = {
         "window_start": window["window_start"],
         "window_end": window["window_end"],
+        "added": window["page"],
         "top": [{"page": p, "views": v} for p, v in top],
         "pages": len(state),
         "views": sum(state.values()),

@@ -11,9 +11,9 @@ Reads JSON clicks keyed by user_id from `clicks` and writes
   (c) `top-pages-1m`: a table (compacted topic) of the TOP_N most viewed pages
       of each 1-minute window, keyed by the window start (ms, as a string),
       updated each time a page's window of (a) closes; value: {window_start,
-      window_end, top: [{page, views}, ...] (views descending, then page
-      ascending), pages: closed page windows counted so far, views: their
-      views}. The last update of a key is the top-N of the window's closed
+      window_end, added: the page whose window this update adds, top: [{page,
+      views}, ...] (views descending, then page ascending), pages: closed
+      page windows counted so far, views: their views}. The last update of a key is the top-N of the window's closed
       page windows; each update appears once (exactly-once).
 
 Both use quixstreams' closing strategy "key": a window or session closes when
@@ -68,6 +68,7 @@ def top_pages_update(value, state):
     return {
         "window_start": value["window_start"],
         "window_end": value["window_end"],
+        "added": value["page"],
         "top": [{"page": p, "views": v} for p, v in top],
         "pages": len(views),
         "views": sum(views.values()),
