@@ -29,7 +29,7 @@
 #                 it (default: 0)
 #   BROKER_KILL_AFTER  seconds after the processor kills (or the clicks
 #                 starting) that it comes (default: 2)
-#   GUARANTEE     the pipeline's processing guarantee: exactly-once (default)
+#   GUARANTEE     quixstreams' processing guarantee: exactly-once (default)
 #                 or at-least-once (with kills, the checker then reports the
 #                 duplicates)
 #   BENCH         1 measures (bench.py): throughput, end-to-end latency of the
