@@ -285,7 +285,7 @@ if [[ $INSTANCES -gt 1 ]]; then
     # recovered from the changelog topics.
     recovered=$(grep -o 'Recovery successful for <RecoveryPartition "changelog__[^"]*' "$(pipeline_log "$i")" |
       sed "s/.*changelog__$GROUP--//" | sort | uniq -c | awk '{print $2 ($1 > 1 ? " x" $1 : "")}' | paste -sd ' ' || true)
-    log "instance $i recovered state from changelogs (for the partitions it took over that had state): ${recovered:-none}"
+    log "instance $i recovered state from changelogs for: ${recovered:-none}"
   done
 fi
 log "pipeline consumed all $EVENTS events $((processed - start)) s after its start (including start-up, $INSTANCES instance(s) and $KILLS kill(s)); stopped it"
