@@ -139,6 +139,7 @@ def main():
     events = generate(args.events, args.seed)
     started = time.monotonic()
     delivered = {}
+    sent = {}  # seq -> wall-clock time of the produce call (for bench.py's latencies)
     if not args.dry_run:
         from confluent_kafka import Producer
 
@@ -168,6 +169,7 @@ def main():
                     producer.poll(ahead)
             while True:
                 try:
+                    sent[seq] = time.time()
                     producer.produce(
                         args.topic,
                         key=e["user_id"].encode(),
@@ -186,7 +188,8 @@ def main():
     with open(args.out, "w") as f:
         for seq, e in enumerate(events):
             partition, offset = delivered.get(seq, (None, None))
-            f.write(json.dumps({**e, "_partition": partition, "_offset": offset}, separators=(",", ":")) + "\n")
+            f.write(json.dumps({**e, "_partition": partition, "_offset": offset, "_sent": sent.get(seq)},
+                               separators=(",", ":")) + "\n")
     late = sum(1 for a, b in zip(events, events[1:]) if b["ts"] < a["ts"])
     print(
         f"generate: {len(events)} events, {len({e['user_id'] for e in events})} users, "

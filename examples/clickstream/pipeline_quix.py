@@ -7,7 +7,14 @@ Reads JSON clicks keyed by user_id from `clicks` and writes
   (b) `sessions`: user sessions with a 30-minute inactivity gap, emitted once
       when the session closes; key: the user_id; value: {user_id, start, end,
       pages, entry_page, exit_page} where end is the last click's time + 1 ms
-      (half-open, as quixstreams gives it).
+      (half-open, as quixstreams gives it);
+  (c) `top-pages-1m`: a table (compacted topic) of the TOP_N most viewed pages
+      of each 1-minute window, keyed by the window start (ms, as a string),
+      updated each time a page's window of (a) closes; value: {window_start,
+      window_end, added: the page whose window this update adds, top: [{page,
+      views}, ...] (views descending, then page ascending), pages: closed
+      page windows counted so far, views: their views}. The last update of a key is the top-N of the window's closed
+      page windows; each update appears once (exactly-once).
 
 Both use quixstreams' closing strategy "key": a window or session closes when
 a later event of the same key (page, user) moves that key's event time past
@@ -28,6 +35,7 @@ WINDOW_MS = 60_000
 PAGE_VIEWS_GRACE_MS = 10_000
 SESSION_GAP_MS = 30 * 60_000
 SESSION_GRACE_MS = 0
+TOP_N = 5
 
 
 def click_time(value, headers, timestamp, timestamp_type):
@@ -48,6 +56,23 @@ def count_late(value, key, timestamp_ms, late_by_ms, start, end, name, topic, pa
 
 def page_view_row(value, key, timestamp, headers):
     return {"page": key, "window_start": value["start"], "window_end": value["end"], "views": value["views"]}
+
+
+def top_pages_update(value, state):
+    """Adds one closed page window to its minute's table row (state: that
+    minute's {page: views}) and returns the row."""
+    views = state.get("views", {})
+    views[value["page"]] = value["views"]
+    state.set("views", views)
+    top = sorted(views.items(), key=lambda pv: (-pv[1], pv[0]))[:TOP_N]
+    return {
+        "window_start": value["window_start"],
+        "window_end": value["window_end"],
+        "added": value["page"],
+        "top": [{"page": p, "views": v} for p, v in top],
+        "pages": len(views),
+        "views": sum(views.values()),
+    }
 
 
 def session_row(value, key, timestamp, headers):
@@ -93,8 +118,11 @@ def main():
         producer_extra_config={"transaction.timeout.ms": 10_000},
     )
     clicks = app.topic(args.input, value_deserializer="json", key_deserializer="str", timestamp_extractor=click_time)
-    page_views = app.topic("page-views-1m", value_serializer="json", key_serializer="str")
+    page_views = app.topic(
+        "page-views-1m", value_serializer="json", key_serializer="str", value_deserializer="json", key_deserializer="str"
+    )
     sessions = app.topic("sessions", value_serializer="json", key_serializer="str")
+    top_pages = app.topic("top-pages-1m", value_serializer="json", key_serializer="str")
 
     sdf = app.dataframe(clicks)
 
@@ -116,6 +144,17 @@ def main():
         .final()
         .apply(page_view_row, metadata=True)
         .to_topic(page_views)
+    )
+
+    # (c) the top-N pages of each minute, from the closed page windows of (a)
+    # read back from `page-views-1m` (read_committed; quixstreams allows no
+    # group_by after a group_by): re-key them by their window start (a second
+    # repartition topic) and keep each minute's {page: views} in state.
+    (
+        app.dataframe(page_views)
+        .group_by(lambda v: str(v["window_start"]), name="by-window")
+        .apply(top_pages_update, stateful=True)
+        .to_topic(top_pages)
     )
 
     print(f"clickstream: pipeline starting (pid {os.getpid()})", flush=True)
