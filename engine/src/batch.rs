@@ -218,6 +218,20 @@ pub fn last_offset_of(batches: &[u8]) -> Option<i64> {
     last
 }
 
+/// The length of the whole batches of `records` whose base offset is below
+/// `limit` (a read cut at the high watermark or the last stable offset,
+/// which are batch boundaries).
+pub fn batches_below(records: &[u8], limit: i64) -> usize {
+    let mut pos = 0;
+    while let Some(header) = records.get(pos..).and_then(RawHeader::of) {
+        if header.base_offset() >= limit || pos + header.total_len() > records.len() {
+            break;
+        }
+        pos += header.total_len();
+    }
+    pos
+}
+
 /// A produce payload that passed [`validate_records`]: its bytes and what
 /// validation learnt, so the appends (and the producer checks before them)
 /// read the headers without checking them again.
@@ -480,6 +494,22 @@ mod tests {
         let bad_delta = BatchBuilder { last_offset_delta: 2, ..BatchBuilder::new(5) }.build(b"x");
         assert!(corrupt(validate(&bad_delta, 1 << 20)));
         assert!(matches!(validate(&good, good.len() - 1), Err(EngineError::MessageTooLarge(n)) if n == good.len()));
+    }
+
+    #[test]
+    fn reads_are_cut_at_the_batch_that_starts_at_the_limit() {
+        let mut records = Vec::new();
+        for base in [10i64, 12] {
+            let mut batch = BatchBuilder::new(2).build(b"records");
+            patch_header(&mut batch, base, 0);
+            records.extend_from_slice(&batch);
+        }
+        let one = records.len() / 2;
+        assert_eq!(batches_below(&records, 12), one);
+        assert_eq!(batches_below(&records, 13), records.len());
+        assert_eq!(batches_below(&records, 10), 0);
+        assert_eq!(last_offset_of(&records), Some(13));
+        assert_eq!(batches_below(&records[..one + 5], 100), one, "a partial batch is not counted");
     }
 
     #[test]

@@ -674,7 +674,7 @@ impl PartitionLog {
         let cached = self.shared.cache.borrow().read(offset, max_bytes);
         if let Some(bytes) = cached {
             self.shared.count(|s| s.cache_hits += 1);
-            return Ok(batches_below(bytes, end, log_end));
+            return Ok(bytes.slice(..batch::batches_below(&bytes, end)));
         }
         let seg = self.segment_for(offset)?;
         // Read together with `log_end` above (no await in between): every
@@ -688,7 +688,7 @@ impl PartitionLog {
             result = read_batches(&seg, 0, size, offset, max_bytes, &mut reads).await;
         }
         self.shared.count(|s| s.disk_reads += reads);
-        result.map(|bytes| batches_below(bytes, end, log_end))
+        result.map(|bytes| bytes.slice(..batch::batches_below(&bytes, end)))
     }
 
     fn segment_for(&self, offset: i64) -> Result<Rc<Segment>, EngineError> {
@@ -834,22 +834,6 @@ impl PartitionLog {
         drop(permit);
         result
     }
-}
-
-/// The whole batches of `bytes` (read below `log_end`) that end below
-/// `end`: all of them when `end` is the log end.
-fn batches_below(bytes: Bytes, end: i64, log_end: i64) -> Bytes {
-    if end >= log_end {
-        return bytes;
-    }
-    let mut pos = 0;
-    while let Some(h) = bytes.get(pos..).and_then(RawHeader::of) {
-        if h.last_offset() >= end {
-            break;
-        }
-        pos += h.total_len();
-    }
-    bytes.slice(..pos.min(bytes.len()))
 }
 
 /// Removes a `wait_beyond` from the parked set when its future goes away.

@@ -11,7 +11,6 @@ use crate::transactions::markers::marker_batch;
 use futures::future::select;
 use std::pin::pin;
 use std::time::Duration;
-use weir_engine::batch::RawHeader;
 use weir_engine::{now_ms, Durability};
 
 impl Partition {
@@ -38,7 +37,7 @@ impl Partition {
         let mut aborted_transactions = None;
         if read_committed {
             // The last stable offset is a batch's base offset: cut there (no copy).
-            let end = batches_below(&records, last_stable_offset);
+            let end = weir_engine::batch::batches_below(&records, last_stable_offset);
             records.truncate(end);
             let upper = weir_engine::batch::last_offset_of(&records).map_or(offset, |last| last + 1);
             let mut states = states.borrow_mut();
@@ -114,40 +113,5 @@ impl Partition {
                 current_txn_start_offset: open.get(&producer_id).copied().unwrap_or(-1),
             })
             .collect())
-    }
-}
-
-/// The length of the whole batches of `records` whose base offset is below `limit`.
-fn batches_below(records: &[u8], limit: i64) -> usize {
-    let mut pos = 0;
-    while let Some(header) = records.get(pos..).and_then(RawHeader::of) {
-        if header.base_offset() >= limit || pos + header.total_len() > records.len() {
-            break;
-        }
-        pos += header.total_len();
-    }
-    pos
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use weir_engine::records::RecordsBuilder;
-
-    #[test]
-    fn reads_are_cut_at_the_batch_that_starts_at_the_limit() {
-        let mut records = Vec::new();
-        for base in [10i64, 12] {
-            let mut batch =
-                RecordsBuilder::new().push(Some(b"k"), None, &[], 0).push(Some(b"k"), None, &[], 0).finish().to_vec();
-            weir_engine::batch::patch_header(&mut batch, base, 0);
-            records.extend_from_slice(&batch);
-        }
-        let one = records.len() / 2;
-        assert_eq!(batches_below(&records, 12), one);
-        assert_eq!(batches_below(&records, 13), records.len());
-        assert_eq!(batches_below(&records, 10), 0);
-        assert_eq!(weir_engine::batch::last_offset_of(&records), Some(13));
-        assert_eq!(batches_below(&records[..one + 5], 100), one, "a partial batch is not counted");
     }
 }
