@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// The length and the CRC.
 const HEADER: usize = 8;
 
 /// No record is larger: metadata commands and snapshots are small, and a
@@ -20,19 +21,14 @@ pub const MAX_RECORD: usize = 256 << 20;
 
 /// Appends one framed record holding `value` to `out`.
 pub fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> io::Result<()> {
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER]);
-    let mut out_vec = std::mem::take(out);
-    out_vec = postcard::to_extend(value, out_vec).map_err(invalid)?;
-    *out = out_vec;
-    let length = out.len() - start - HEADER;
-    if length > MAX_RECORD {
-        out.truncate(start);
+    let payload = postcard::to_stdvec(value).map_err(invalid)?;
+    if payload.len() > MAX_RECORD {
+        let length = payload.len();
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a {length}-byte record")));
     }
-    let crc = crc32c::crc32c(&out[start + HEADER..]);
-    out[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes());
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
     Ok(())
 }
 

@@ -148,7 +148,7 @@ impl Log {
     }
 
     fn last_log_id(&self) -> Option<LogId> {
-        self.entries.last_key_value().map(|(_, e)| e.log_id()).or_else(|| self.last_purged.clone())
+        self.entries.last_key_value().map(|(_, e)| e.log_id()).or(self.last_purged)
     }
 
     fn truncate_after(&mut self, after: Option<LogId>) {
@@ -192,7 +192,7 @@ impl Log {
         }
         let mut bytes = Vec::new();
         if let Some(purged) = &self.last_purged {
-            frame::encode(&Record::Purged(purged.clone()), &mut bytes)?;
+            frame::encode(&Record::Purged(*purged), &mut bytes)?;
         }
         for entry in self.entries.values() {
             frame::encode(&Record::Entry(entry.clone()), &mut bytes)?;
@@ -218,7 +218,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        Ok(self.log.borrow().vote.clone())
+        Ok(self.log.borrow().vote)
     }
 }
 
@@ -231,7 +231,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        Ok(self.log.borrow().vote.clone())
+        Ok(self.log.borrow().vote)
     }
 }
 
@@ -240,7 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let log = self.log.borrow();
-        Ok(LogState { last_purged_log_id: log.last_purged.clone(), last_log_id: log.last_log_id() })
+        Ok(LogState { last_purged_log_id: log.last_purged, last_log_id: log.last_log_id() })
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
@@ -250,7 +250,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let mut log = self.log.borrow_mut();
         frame::replace_file(&log.dir, VOTE_FILE, vote)?;
-        log.vote = Some(vote.clone());
+        log.vote = Some(*vote);
         Ok(())
     }
 
@@ -288,14 +288,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, after: Option<LogId>) -> io::Result<()> {
         let mut log = self.log.borrow_mut();
-        log.write_record(&Record::TruncateAfter(after.clone()))?;
+        log.write_record(&Record::TruncateAfter(after))?;
         log.truncate_after(after);
         log.maybe_rewrite()
     }
 
     async fn purge(&mut self, upto: LogId) -> io::Result<()> {
         let mut log = self.log.borrow_mut();
-        log.write_record(&Record::Purged(upto.clone()))?;
+        log.write_record(&Record::Purged(upto))?;
         log.purge(upto);
         log.maybe_rewrite()
     }

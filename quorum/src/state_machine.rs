@@ -82,7 +82,7 @@ impl<SM: StateMachine> MachineStore<SM> {
         let (last_applied, membership) = match &snapshot {
             Some(saved) => {
                 state.restore(&saved.data)?;
-                (saved.meta.last_log_id.clone(), saved.meta.last_membership.clone())
+                (saved.meta.last_log_id, saved.meta.last_membership.clone())
             }
             None => (None, StoredMembership::default()),
         };
@@ -133,10 +133,7 @@ impl<SM: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<SM> {
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let mut machine = self.machine.borrow_mut();
-        let meta = SnapshotMeta {
-            last_log_id: machine.last_applied.clone(),
-            last_membership: machine.membership.clone(),
-        };
+        let meta = SnapshotMeta { last_log_id: machine.last_applied, last_membership: machine.membership.clone() };
         let data = machine.state.snapshot();
         machine.save(SnapshotFile { meta, data })
     }
@@ -148,7 +145,7 @@ impl<SM: StateMachine> RaftStateMachine<TypeConfig> for MachineStore<SM> {
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         let machine = self.machine.borrow();
-        Ok((machine.last_applied.clone(), machine.membership.clone()))
+        Ok((machine.last_applied, machine.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
@@ -171,7 +168,7 @@ impl<SM: StateMachine> RaftStateMachine<TypeConfig> for MachineStore<SM> {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> io::Result<()> {
         let mut machine = self.machine.borrow_mut();
         machine.state.restore(&data)?;
-        machine.last_applied = meta.last_log_id.clone();
+        machine.last_applied = meta.last_log_id;
         machine.membership = meta.last_membership.clone();
         machine.save(SnapshotFile { meta: meta.clone(), data })?;
         Ok(())
@@ -179,10 +176,7 @@ impl<SM: StateMachine> RaftStateMachine<TypeConfig> for MachineStore<SM> {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let machine = self.machine.borrow();
-        Ok(machine
-            .snapshot
-            .as_ref()
-            .map(|saved| Snapshot { meta: saved.meta.clone(), snapshot: saved.data.clone() }))
+        Ok(machine.snapshot.as_ref().map(|saved| Snapshot { meta: saved.meta.clone(), snapshot: saved.data.clone() }))
     }
 }
 

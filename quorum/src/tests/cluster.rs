@@ -144,7 +144,8 @@ async fn leader(network: &Network) -> u64 {
                 (*id, metrics.state, metrics.current_leader.map(NodeId::get))
             })
             .collect();
-        if let Some((leader, _, _)) = views.iter().find(|(id, state, led)| *state == ServerState::Leader && *led == Some(*id))
+        if let Some((leader, _, _)) =
+            views.iter().find(|(id, state, led)| *state == ServerState::Leader && *led == Some(*id))
         {
             if views.iter().all(|(_, _, led)| *led == Some(*leader)) {
                 return *leader;
