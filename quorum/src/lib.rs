@@ -27,6 +27,6 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use log_store::{LogReader, LogStore};
+pub use log_store::LogStore;
 pub use state_machine::{MachineStore, SnapshotBuilder, StateMachine};
 pub use types::{Command, NodeId, Raft, Reply, TypeConfig};

@@ -56,13 +56,9 @@ enum Record {
     Purged(LogId),
 }
 
-/// The log as openraft writes it; cloned handles share one log.
+/// The log as openraft writes it. It is its own reader too: the handle
+/// `get_log_reader` gives openraft's replication tasks shares the log.
 pub struct LogStore {
-    log: Rc<RefCell<Log>>,
-}
-
-/// A reader of the log for openraft's replication tasks.
-pub struct LogReader {
     log: Rc<RefCell<Log>>,
 }
 
@@ -209,19 +205,6 @@ impl Log {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogReader {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> io::Result<Vec<Entry>> {
-        Ok(self.log.borrow().entries(range))
-    }
-
-    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        Ok(self.log.borrow().vote)
-    }
-}
-
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -236,15 +219,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogReader;
+    type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let log = self.log.borrow();
         Ok(LogState { last_purged_log_id: log.last_purged, last_log_id: log.last_log_id() })
     }
 
-    async fn get_log_reader(&mut self) -> LogReader {
-        LogReader { log: self.log.clone() }
+    async fn get_log_reader(&mut self) -> LogStore {
+        LogStore { log: self.log.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
