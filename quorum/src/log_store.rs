@@ -194,10 +194,22 @@ impl Log {
             frame::encode(&Record::Entry(entry.clone()), &mut bytes)?;
         }
         let path = self.dir.join(LOG_FILE);
-        weir_engine::durable::replace_file(&path, &self.dir.join(format!("{LOG_FILE}.tmp")), &bytes)?;
-        self.file = OpenOptions::new().append(true).open(&path)?;
-        self.dead_records = 0;
-        Ok(())
+        let temporary = self.dir.join(format!("{LOG_FILE}.tmp"));
+        // A failure after the rename leaves `self.file` on the replaced
+        // file: nothing more may be appended through it.
+        let reopened = weir_engine::durable::replace_file(&path, &temporary, &bytes)
+            .and_then(|()| OpenOptions::new().append(true).open(&path));
+        match reopened {
+            Ok(file) => {
+                self.file = file;
+                self.dead_records = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 
     fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> Vec<Entry> {
