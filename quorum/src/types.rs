@@ -114,9 +114,11 @@ pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
 pub type Raft<SM> = openraft::Raft<TypeConfig, crate::MachineStore<SM>>;
 
-/// Fails to compile if `Raft` is `Send`: then both impls of `some_item`
-/// would apply and the call is ambiguous (the trick of
-/// `static_assertions::assert_not_impl_any!`).
+/// Fails to compile if `Raft` or the metrics it hands out are `Send`: then
+/// both impls of `some_item` would apply and the call is ambiguous (the
+/// trick of `static_assertions::assert_not_impl_any!`). `Raft` is `!Send`
+/// through the `Rc` in [`MachineStore`](crate::MachineStore) as well; the
+/// metrics only through [`NodeId`].
 const _: () = {
     trait AmbiguousIfSend<A> {
         fn some_item() {}
@@ -138,4 +140,5 @@ const _: () = {
         }
     }
     let _ = <Raft<Probe> as AmbiguousIfSend<_>>::some_item;
+    let _ = <openraft::RaftMetrics<TypeConfig> as AmbiguousIfSend<_>>::some_item;
 };
