@@ -33,12 +33,15 @@ pub fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> io::Result<()> {
 }
 
 /// The payload of the record at the start of `bytes` and the record's whole
-/// length, or `None` if it is torn (short, oversized or failing its CRC).
+/// length, or `None` if it is torn (short, empty, oversized or failing its
+/// CRC).
 pub fn next(bytes: &[u8]) -> Option<(&[u8], usize)> {
     let header = bytes.get(..HEADER)?;
     let length = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    if length > MAX_RECORD {
+    // No value encodes to nothing, and a crash can leave a file's tail
+    // zero-filled: a zero length (whose CRC is also zero) is torn.
+    if length == 0 || length > MAX_RECORD {
         return None;
     }
     let payload = bytes.get(HEADER..HEADER + length)?;

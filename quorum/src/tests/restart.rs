@@ -70,6 +70,13 @@ fn the_intact_prefix_and_the_vote_survive_a_torn_tail() {
     run(async {
         let mut log = LogStore::open(dir).unwrap();
         assert_eq!(log_len(dir), cut);
+    });
+    // A zero-filled tail (the file's size reached the disk, its data did
+    // not): a zero length and a zero CRC, which is the CRC of nothing.
+    OpenOptions::new().append(true).open(dir.join("raft-log")).unwrap().write_all(&[0; 4096]).unwrap();
+    run(async {
+        let mut log = LogStore::open(dir).unwrap();
+        assert_eq!(log_len(dir), cut);
         log.append([add(2, 9, 9)], IOFlushed::noop()).await.unwrap();
     });
     run(async {
