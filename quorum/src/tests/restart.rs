@@ -65,14 +65,15 @@ fn the_intact_prefix_and_the_vote_survive_a_torn_tail() {
     assert!(cut < len - 3, "the torn record was cut off the file");
 
     // Garbage after the last whole record (a header written, its payload
-    // not), then an append after the cut: it must come back too.
+    // not).
     OpenOptions::new().append(true).open(dir.join("raft-log")).unwrap().write_all(&[7, 0, 0, 0, 1, 2]).unwrap();
     run(async {
-        let mut log = LogStore::open(dir).unwrap();
+        LogStore::open(dir).unwrap();
         assert_eq!(log_len(dir), cut);
     });
     // A zero-filled tail (the file's size reached the disk, its data did
-    // not): a zero length and a zero CRC, which is the CRC of nothing.
+    // not): a zero length and a zero CRC, which is the CRC of nothing. Then
+    // an append after the cut: it must come back too.
     OpenOptions::new().append(true).open(dir.join("raft-log")).unwrap().write_all(&[0; 4096]).unwrap();
     run(async {
         let mut log = LogStore::open(dir).unwrap();
