@@ -4,9 +4,29 @@
 //! (`shards/src/controller.rs`). The plan and what the spike measured are in
 //! `shards/METADATA-QUORUM.md`.
 //!
-//! Built so far: [`runtime::WeirRuntime`], openraft's async runtime on
-//! Weir's (glommio through `weir-runtime`, with its test clock), which
-//! passes openraft's own runtime test suite. Storage, network and the
-//! controller's state machine come next.
+//! Built so far:
+//! - [`runtime::WeirRuntime`]: openraft's async runtime on Weir's (glommio
+//!   through `weir-runtime`, with its test clock); passes openraft's own
+//!   runtime test suite.
+//! - [`TypeConfig`]: the Raft types. Commands and replies are bytes, so the
+//!   crate knows nothing of the metadata; `Raft` is `!Send`.
+//! - [`StateMachine`]: the boundary the controller will implement, and
+//!   [`MachineStore`], openraft's state machine over it, snapshotted to a
+//!   file.
+//! - [`LogStore`]: the Raft log and vote, durable in a directory, with torn
+//!   tails cut at open. Both stores pass openraft's storage test suite.
+//!
+//! Next: the network between voters, then the controller's state machine.
 
+mod frame;
+pub mod log_store;
 pub mod runtime;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use log_store::LogStore;
+pub use state_machine::{MachineStore, SnapshotBuilder, StateMachine};
+pub use types::{Command, NodeId, Raft, Reply, TypeConfig};
