@@ -30,6 +30,7 @@ pub use error::{PartitionError, TopicError};
 pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
 pub use runtime::{run, ConnectionLimits, ConnectionPermit, ConnectionRefused, RuntimeError, ShutdownSignal};
 pub use shard::{
-    FetchedPartition, GroupOffsetStats, HistogramSnapshot, InFlight, InFlightGuard, LongPoll, PartitionOffsets,
-    PartitionRead, PartitionReads, PartitionStats, ReadResult, Shard, ShardMetrics, ShardStats, LATENCY_BUCKETS_US,
+    answers_at_once, FetchedPartition, GroupOffsetStats, HistogramSnapshot, InFlight, InFlightGuard, LongPoll,
+    PartitionOffsets, PartitionRead, PartitionReads, PartitionStats, ReadResult, Shard, ShardMetrics, ShardStats,
+    LATENCY_BUCKETS_US,
 };

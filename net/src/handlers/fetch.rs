@@ -3,12 +3,16 @@
 //! From v13 topics are named by id, and an id no topic has is
 //! UNKNOWN_TOPIC_ID; v15's replica_state and v17's replica_directory_id
 //! concern follower brokers and are ignored, as the replica id was.
+//! KIP-320: a current_leader_epoch (v9+) other than the partition's is
+//! FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH; a last_fetched_epoch (v12+)
+//! whose history this log does not share is answered with the diverging
+//! epoch to truncate to.
 
 use crate::errors::partition_error_code;
 use futures::future::{select, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
@@ -34,6 +38,9 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    last_fetched_epoch: i32,
+    /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH: not read.
+    epoch_error: Option<i16>,
 }
 
 pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> FetchResponse {
@@ -48,12 +55,19 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
             } else {
                 (Some(t.topic.clone()), Uuid::nil())
             };
-            t.partitions.iter().map(move |p| Wanted {
-                topic: topic.clone(),
-                topic_id,
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
+            let snapshot = &snapshot;
+            t.partitions.iter().map(move |p| {
+                let leader_epoch = topic.as_ref().and_then(|t| snapshot.partition(&t.0, p.partition));
+                Wanted {
+                    topic: topic.clone(),
+                    topic_id,
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    epoch_error: leader_epoch
+                        .and_then(|s| super::current_leader_epoch_error(p.current_leader_epoch, s.leader_epoch)),
+                }
             })
         })
         .collect();
@@ -70,7 +84,7 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     loop {
         let results = &reads.results;
         let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
-        let any_error = results.iter().any(Result::is_err);
+        let any_error = results.iter().any(weir_shards::answers_at_once);
         let left = deadline.saturating_duration_since(weir_runtime::clock::now());
         if ready >= min_bytes || any_error || left.is_zero() || wanted.is_empty() {
             break;
@@ -118,11 +132,13 @@ async fn read_all<'a>(
                 break; // the budget is planned out: see what this round used first
             }
             planned += share;
-            round.push(w.topic.as_ref().map(|topic| PartitionRead {
+            let readable = w.topic.as_ref().filter(|_| w.epoch_error.is_none());
+            round.push(readable.map(|topic| PartitionRead {
                 topic: topic.0.to_string(),
                 partition: w.partition,
                 offset: w.offset,
                 max_bytes: share,
+                last_fetched_epoch: w.last_fetched_epoch,
             }));
         }
         let read = shard.read_partitions(round, read_committed, long_poll).await;
@@ -158,6 +174,9 @@ fn build_response(
                 if version >= 5 {
                     data.log_start_offset = fetched.log_start_offset;
                 }
+                if let Some((epoch, end_offset)) = fetched.diverging_epoch {
+                    data.diverging_epoch = EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset);
+                }
                 // The first non-empty partition always goes whole (KIP-74); later
                 // ones only while they fit in the response's max_bytes.
                 let size = fetched.records.len();
@@ -169,9 +188,10 @@ fn build_response(
                 }
             }
             Err(e) => {
-                data.error_code = match w.topic {
-                    None => ResponseError::UnknownTopicId.code(),
-                    Some(_) => partition_error_code(&e),
+                data.error_code = match (&w.topic, w.epoch_error) {
+                    (None, _) => ResponseError::UnknownTopicId.code(),
+                    (Some(_), Some(code)) => code,
+                    (Some(_), None) => partition_error_code(&e),
                 };
                 data.high_watermark = -1;
                 data.records = Some(bytes::Bytes::new());

@@ -24,6 +24,13 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
             let name = &topic.name.0;
             async move {
                 let mut response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                // KIP-320: the client's view of the leader epoch (v4+, -1: none).
+                let leader_epoch = shard.metadata().partition(name, p.partition_index).map(|s| s.leader_epoch);
+                if let Some(code) =
+                    leader_epoch.and_then(|epoch| super::current_leader_epoch_error(p.current_leader_epoch, epoch))
+                {
+                    return response.with_error_code(code).with_offset(-1);
+                }
                 match lookup(shard, name, p.partition_index, p.timestamp, read_committed).await {
                     Ok((offset, timestamp)) => {
                         response.offset = offset;

@@ -12,6 +12,7 @@ use futures::future::{join_all, select, select_all, Either, LocalBoxFuture};
 use std::collections::BTreeMap;
 use std::pin::pin;
 use std::time::Duration;
+use weir_engine::EngineError;
 
 /// What a fetch reads from one partition.
 #[derive(Debug, Clone)]
@@ -21,6 +22,10 @@ pub struct PartitionRead {
     pub offset: i64,
     /// At most this many bytes of records; 0: only the partition's offsets.
     pub max_bytes: usize,
+    /// The epoch of the last batch the fetcher has (Fetch v12+), -1: none.
+    /// When this log's history differs there, the answer is the diverging
+    /// epoch instead of records (KIP-320).
+    pub last_fetched_epoch: i32,
 }
 
 /// A long poll the owners take part in: after their read, each owner waits
@@ -187,7 +192,8 @@ impl Shard {
     async fn read_owned(&self, reads: &[PartitionRead], read_committed: bool) -> Vec<ReadResult> {
         join_all(reads.iter().map(|r| async move {
             let partition = self.partition(&r.topic, r.partition)?;
-            if r.max_bytes > 0 {
+            let diverging_epoch = diverging_epoch(&partition.log, r.last_fetched_epoch, r.offset)?;
+            if r.max_bytes > 0 && diverging_epoch.is_none() {
                 return partition.read(r.offset, r.max_bytes, read_committed).await;
             }
             Ok(FetchedPartition {
@@ -196,6 +202,7 @@ impl Shard {
                 last_stable_offset: partition.last_stable_offset().await?,
                 log_start_offset: partition.log.log_start_offset(),
                 aborted_transactions: None,
+                diverging_epoch,
             })
         }))
         .await
@@ -245,7 +252,7 @@ fn wait_offsets(
 ) -> Option<(Vec<Option<i64>>, Duration)> {
     let long_poll = long_poll?;
     let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
-    if ready >= long_poll.min_bytes || results.iter().any(Result::is_err) {
+    if ready >= long_poll.min_bytes || results.iter().any(answers_at_once) {
         return None;
     }
     // Past what was read: records appended after it, not records the read
@@ -259,4 +266,32 @@ fn wait_offsets(
         })
         .collect();
     Some((beyond, long_poll.timeout + REQUESTER_DECIDES))
+}
+
+/// True when a fetch with this result is answered without waiting: the
+/// read failed, or the fetcher must truncate first.
+pub fn answers_at_once(result: &ReadResult) -> bool {
+    result.as_ref().map_or(true, |f| f.diverging_epoch.is_some())
+}
+
+/// Kafka's check of a fetcher's history (KIP-320): the fetcher's last
+/// batch is of `last_fetched_epoch` and it asks from `offset`; when this log
+/// has no such epoch, or that epoch ends before `offset`, the fetcher's
+/// history diverged: (the largest epoch at most its one here, where that
+/// ends), to truncate to. An epoch past this log's, or an offset below its
+/// start, is out of range, as Kafka answers.
+fn diverging_epoch(
+    log: &weir_engine::PartitionLog,
+    last_fetched_epoch: i32,
+    offset: i64,
+) -> Result<Option<(i32, i64)>, PartitionError> {
+    if last_fetched_epoch < 0 {
+        return Ok(None);
+    }
+    let (epoch, end) = log.end_offset_for_epoch(last_fetched_epoch);
+    let (start, log_end) = (log.log_start_offset(), log.log_end_offset());
+    if epoch < 0 || end < 0 || offset < start {
+        return Err(EngineError::OffsetOutOfRange { requested: offset, start, end: log_end }.into());
+    }
+    Ok((epoch < last_fetched_epoch || end < offset).then_some((epoch, end)))
 }

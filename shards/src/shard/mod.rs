@@ -34,7 +34,7 @@ use weir_engine::batch;
 use weir_engine::{AppendInfo, Durability, PartitionLog};
 use weir_runtime::channels::channel_mesh::Senders;
 
-pub use fetch::{LongPoll, PartitionRead, PartitionReads, ReadResult};
+pub use fetch::{answers_at_once, LongPoll, PartitionRead, PartitionReads, ReadResult};
 pub use metrics::{
     GroupOffsetStats, Histogram, HistogramSnapshot, InFlight, InFlightGuard, PartitionStats, ShardMetrics, ShardStats,
     LATENCY_BUCKETS_US,
@@ -66,6 +66,9 @@ pub struct FetchedPartition {
     /// read_committed only: the aborted transactions overlapping the records,
     /// as (producer id, first offset).
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
+    /// The fetcher's history diverged from this log's (KIP-320): (epoch,
+    /// end offset) to truncate to, and no records.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// An append's offsets, with the log start offset a Produce response reports.

@@ -50,6 +50,7 @@ impl Partition {
             last_stable_offset,
             log_start_offset: log.log_start_offset(),
             aborted_transactions,
+            diverging_epoch: None,
         })
     }
 

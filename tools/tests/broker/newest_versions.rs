@@ -323,3 +323,53 @@ fn describe_topic_partitions_pages_by_cursor_and_partition_limit_as_kafka() {
     assert_eq!((p.leader_id, p.leader_epoch), (expected.leader_id, expected.leader_epoch));
     assert_eq!((&p.replica_nodes, &p.isr_nodes), (&expected.replica_nodes, &expected.isr_nodes));
 }
+
+/// KIP-320 on Fetch v12: the fetcher's view of the leader epoch is checked,
+/// and a fetcher whose last batch is of an epoch this log does not have is
+/// told where to truncate to instead of getting records.
+#[test]
+fn fetch_checks_the_leader_epoch_and_answers_a_diverged_history_with_the_epoch_to_truncate_to() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.bootstrap(), "epochs", 1);
+    let mut c = client(&broker.bootstrap());
+    assert_eq!(produce(&mut c, "epochs", 0, 3, 9), [(0, 0), (0, 1), (0, 2)]);
+    let mut fetch = |offset: i64, current_leader_epoch: i32, last_fetched_epoch: i32| {
+        let partition = FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20)
+            .with_current_leader_epoch(current_leader_epoch)
+            .with_last_fetched_epoch(last_fetched_epoch);
+        let topic = FetchTopic::default().with_topic(name("epochs")).with_partitions(vec![partition]);
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![topic]);
+        let p = send_at(&mut c, &request, 12).responses[0].partitions[0].clone();
+        let records = p.records.as_ref().map_or(0, |r| r.len());
+        (p.error_code, (p.diverging_epoch.epoch, p.diverging_epoch.end_offset), records > 0)
+    };
+    let no_divergence = (-1, -1);
+    assert_eq!(fetch(1, -1, -1), (0, no_divergence, true), "no epochs given");
+    assert_eq!(fetch(1, 0, 0), (0, no_divergence, true), "the leader's epoch, a history it shares");
+    assert_eq!(fetch(1, 1, -1), (code(ResponseError::UnknownLeaderEpoch), no_divergence, false));
+    // The fetcher asks past where its epoch ends here: it truncates to 3.
+    assert_eq!(fetch(5, 0, 0), (0, (0, 3), false));
+    // An epoch later than any this log has: Kafka cannot say where it ends.
+    assert_eq!(fetch(3, 0, 4), (code(ResponseError::OffsetOutOfRange), no_divergence, false));
+
+    // ListOffsets (v4+) checks the client's view of the epoch the same way.
+    let mut list = |current_leader_epoch: i32| {
+        let partition = ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(-1)
+            .with_current_leader_epoch(current_leader_epoch);
+        let topic = ListOffsetsTopic::default().with_name(name("epochs")).with_partitions(vec![partition]);
+        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![topic]);
+        let p = send_at(&mut c, &request, 4).topics[0].partitions[0].clone();
+        (p.error_code, p.offset, p.leader_epoch)
+    };
+    assert_eq!(list(0), (0, 3, 0));
+    assert_eq!(list(7), (code(ResponseError::UnknownLeaderEpoch), -1, -1));
+}
