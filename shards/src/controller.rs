@@ -11,7 +11,7 @@ use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::{
-    ConfigAlteration, ConfigScope, ConfigTarget, MetadataStore, NewTopic, PartitionIncrease, TopicConfigs,
+    ConfigAlteration, ConfigScope, ConfigTarget, MetadataStore, NewTopic, PartitionIncrease, ScramChange, TopicConfigs,
     TopicMetadata,
 };
 use crate::shard::{is_internal_topic, Shard};
@@ -143,6 +143,21 @@ impl Controller {
         let deleted: Vec<TopicMetadata> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
         if !deleted.is_empty() {
             self.publish(shard, deleted).await;
+        }
+        results
+    }
+
+    /// Changes users' SCRAM credentials (checked by the caller), each user's
+    /// all or none; results in the order of `users`.
+    pub async fn alter_scram_credentials(
+        &self,
+        shard: &Shard,
+        users: Vec<(String, Vec<ScramChange>)>,
+    ) -> Vec<Result<(), TopicError>> {
+        let _serial = self.one_change_at_a_time().await;
+        let results = self.store.borrow_mut().alter_scram_credentials(&users);
+        if results.iter().any(Result::is_ok) {
+            self.publish(shard, Vec::new()).await;
         }
         results
     }

@@ -1,6 +1,6 @@
 //! Topic metadata: what topics exist, their ids, partition counts and the
-//! topic configs set on them (validated by `topic_config`), and the dynamic
-//! broker configs.
+//! topic configs set on them (validated by `topic_config`), the dynamic
+//! broker configs, and the users' SCRAM credentials (salted and hashed).
 //!
 //! The controller shard owns the one mutable [`MetadataStore`]; every shard
 //! reads an immutable [`MetadataSnapshot`] that the controller replaces after
@@ -218,6 +218,56 @@ pub struct MetadataSnapshot {
     /// Configs set on consumer groups (KIP-848), by group id.
     #[serde(default)]
     pub group_configs: BTreeMap<String, TopicConfigs>,
+    /// SCRAM credentials (KIP-554): by user, then by mechanism name
+    /// (`SCRAM-SHA-256`); never a password.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+/// What the server keeps of a SCRAM password (RFC 5802): the salt, the
+/// iteration count, StoredKey = H(HMAC(SaltedPassword, "Client Key")) and
+/// ServerKey = HMAC(SaltedPassword, "Server Key"). Enough to check a
+/// client's proof and prove the server knows it, not to act as the client.
+/// Stored as base64 text.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    #[serde(with = "base64_bytes")]
+    pub salt: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub stored_key: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub server_key: Vec<u8>,
+    pub iterations: u32,
+}
+
+/// Debug names the iterations only: keys stay out of logs.
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential").field("iterations", &self.iterations).finish_non_exhaustive()
+    }
+}
+
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One change to a user's SCRAM credentials (AlterUserScramCredentials),
+/// its mechanism by SASL name.
+#[derive(Clone, Debug)]
+pub enum ScramChange {
+    Delete { mechanism: String },
+    Upsert { mechanism: String, credential: ScramCredential },
 }
 
 impl MetadataSnapshot {
@@ -233,6 +283,11 @@ impl MetadataSnapshot {
             return None;
         }
         self.topics.values().find(|t| t.id == id)
+    }
+
+    /// `user`'s SCRAM credential for `mechanism` (`SCRAM-SHA-256`).
+    pub fn scram_credential(&self, user: &str, mechanism: &str) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(mechanism)
     }
 
     /// Whether `partition` exists in `topic`.
@@ -464,6 +519,43 @@ impl MetadataStore {
         self.persist(next)
     }
 
+    /// Applies each user's SCRAM changes (checked by the caller: known
+    /// mechanisms, acceptable iterations, no duplicates), all of a user's or
+    /// none: deleting a credential the user does not have is
+    /// `TopicError::Unknown` for that user. One write for all; results in
+    /// the order of `users`.
+    pub fn alter_scram_credentials(&mut self, users: &[(String, Vec<ScramChange>)]) -> Vec<Result<(), TopicError>> {
+        let mut next = self.clone_current();
+        let mut results: Vec<Result<(), TopicError>> = users
+            .iter()
+            .map(|(user, changes)| {
+                let mut credentials = next.scram_credentials.get(user).cloned().unwrap_or_default();
+                for change in changes {
+                    match change {
+                        ScramChange::Delete { mechanism } => {
+                            credentials.remove(mechanism).ok_or(TopicError::Unknown)?;
+                        }
+                        ScramChange::Upsert { mechanism, credential } => {
+                            credentials.insert(mechanism.clone(), credential.clone());
+                        }
+                    }
+                }
+                if credentials.is_empty() {
+                    next.scram_credentials.remove(user);
+                } else {
+                    next.scram_credentials.insert(user.clone(), credentials);
+                }
+                Ok(())
+            })
+            .collect();
+        if results.iter().any(Result::is_ok) {
+            if let Err(e) = self.persist(next) {
+                results.iter_mut().filter(|r| r.is_ok()).for_each(|r| *r = Err(e.clone()));
+            }
+        }
+        results
+    }
+
     /// Removes a topic; returns what it was.
     pub fn delete_topic(&mut self, name: &str) -> Result<TopicMetadata, TopicError> {
         let mut next = self.clone_current();
@@ -480,6 +572,7 @@ impl MetadataStore {
             topics: self.current.topics.clone(),
             dynamic_broker_configs: self.current.dynamic_broker_configs.clone(),
             group_configs: self.current.group_configs.clone(),
+            scram_credentials: self.current.scram_credentials.clone(),
         }
     }
 
@@ -648,6 +741,30 @@ mod tests {
         let grown = store.add_partitions(&increase(5, None), &[1], false).unwrap();
         assert_eq!(grown, TopicMetadata { partitions: 5, ..created });
         assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("t"), Some(&grown));
+    }
+
+    #[test]
+    fn scram_credentials_are_altered_per_user_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::load(dir.path()).unwrap();
+        let credential =
+            ScramCredential { salt: vec![1, 2], stored_key: vec![3; 32], server_key: vec![4; 32], iterations: 4096 };
+        let upsert = |m: &str| ScramChange::Upsert { mechanism: m.into(), credential: credential.clone() };
+        let delete = |m: &str| ScramChange::Delete { mechanism: m.into() };
+        let results = store.alter_scram_credentials(&[
+            ("alice".into(), vec![upsert("SCRAM-SHA-256"), upsert("SCRAM-SHA-512")]),
+            ("bob".into(), vec![upsert("SCRAM-SHA-256"), delete("SCRAM-SHA-512")]),
+        ]);
+        assert_eq!(results, vec![Ok(()), Err(TopicError::Unknown)]);
+        let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+        assert_eq!(reloaded.scram_credential("alice", "SCRAM-SHA-512"), Some(&credential));
+        assert!(!reloaded.scram_credentials.contains_key("bob"), "bob's changes were all or none");
+        let text = std::fs::read_to_string(dir.path().join("metadata.toml")).unwrap();
+        assert!(text.contains("stored_key = \"AwMD"), "keys are base64 text: {text}");
+        assert_eq!(format!("{credential:?}"), "ScramCredential { iterations: 4096, .. }");
+
+        store.alter_scram_credentials(&[("alice".into(), vec![delete("SCRAM-SHA-256"), delete("SCRAM-SHA-512")])]);
+        assert!(MetadataStore::load(dir.path()).unwrap().snapshot().scram_credentials.is_empty());
     }
 
     #[test]
