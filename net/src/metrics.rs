@@ -45,6 +45,8 @@ top_level_error_code!(
     AddOffsetsToTxnResponse,
     EndTxnResponse,
     ConsumerGroupHeartbeatResponse,
+    SaslHandshakeResponse,
+    SaslAuthenticateResponse,
 );
 
 macro_rules! error_code_with {
@@ -90,6 +92,8 @@ error_code_with! {
     ListTransactionsResponse => |r| r.error_code, [];
     DescribeLogDirsResponse => |r| r.error_code, r.results.iter().map(|d| d.error_code);
     DescribeTopicPartitionsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
+    DescribeUserScramCredentialsResponse => |r| r.error_code, r.results.iter().map(|u| u.error_code);
+    AlterUserScramCredentialsResponse => |r| 0, r.results.iter().map(|u| u.error_code);
 }
 
 /// The name Kafka gives an API key, for the `api` label.
