@@ -47,6 +47,10 @@ use weir_shards::{ConnectionPermit, SecurityProtocol, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A failed SASL authentication is answered this late (Kafka's
+/// `connection.failed.authentication.delay.ms`), which slows a client
+/// guessing passwords, whose retries follow the answer.
+const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 /// Read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -231,7 +235,7 @@ async fn read_requests(
             frame.extend_from_slice(&(answer.token.len() as u32).to_be_bytes());
             frame.extend_from_slice(&answer.token);
             let frame = ResponseFrame::Whole(Bytes::from(frame));
-            if !queue_answer(&responses, frame, permit).await {
+            if !queue_answer(&responses, frame, permit, None).await {
                 break;
             }
             continue;
@@ -281,7 +285,8 @@ async fn read_requests(
                         break;
                     }
                 };
-                if !queue_answer(&responses, frame, permit).await || answer.close {
+                let delay = (answer.error_code != 0 && answer.close).then_some(FAILED_AUTHENTICATION_DELAY);
+                if !queue_answer(&responses, frame, permit, delay).await || answer.close {
                     break; // a failed exchange: its answer is sent, then the connection closes
                 }
                 continue;
@@ -304,13 +309,19 @@ async fn read_requests(
 }
 
 /// Queues an answer made without a task (the SASL ones) behind those in
-/// flight; false when the writer is gone.
+/// flight, sent after `delay`; false when the writer is gone.
 async fn queue_answer(
     responses: &LocalSender<(ResponseTask, StaticPermit)>,
     frame: ResponseFrame,
     permit: StaticPermit,
+    delay: Option<Duration>,
 ) -> bool {
-    let task = weir_runtime::spawn_local(async move { Ok(Answer { frame: Some(frame), _fetch_written: None }) });
+    let task = weir_runtime::spawn_local(async move {
+        if let Some(delay) = delay {
+            weir_runtime::clock::sleep(delay).await;
+        }
+        Ok(Answer { frame: Some(frame), _fetch_written: None })
+    });
     responses.send((task, permit)).await.is_ok()
 }
 
