@@ -82,7 +82,7 @@ pub enum Refusal {
 
 enum Mechanism {
     Plain,
-    Scram(ScramServer),
+    Scram(Box<ScramServer>),
 }
 
 impl Mechanism {
@@ -178,7 +178,7 @@ impl Authenticator {
             return Answer::failed(ResponseError::UnsupportedSaslMechanism, why);
         }
         let chosen = match ScramMechanism::from_name(mechanism) {
-            Some(scram) => Mechanism::Scram(ScramServer::new(scram)),
+            Some(scram) => Mechanism::Scram(Box::new(ScramServer::new(scram))),
             None => Mechanism::Plain, // the only other enabled one
         };
         self.state = State::Exchange { mechanism: chosen, raw: version == 0 };
