@@ -76,15 +76,7 @@ BROKER_LOG=$(mktemp -t weir-clients-broker.XXXXXX.log)
 BROKER_PID=
 
 stop_broker() {
-  if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2> /dev/null; then
-    kill "$BROKER_PID" 2> /dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$BROKER_PID" 2> /dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$BROKER_PID" 2> /dev/null || true
-    wait "$BROKER_PID" 2> /dev/null || true
-  fi
+  [[ -z $BROKER_PID ]] || stop_process "$BROKER_PID"
   BROKER_PID=
   rm -rf "$DATA_DIR"
 }
