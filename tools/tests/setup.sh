@@ -60,12 +60,13 @@ PY
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
 }
 
-# stop_process PID: SIGTERM, up to 5 s to exit, then SIGKILL; reaps it.
+# stop_process PID [SECONDS]: SIGTERM, up to SECONDS (default 5) to exit,
+# then SIGKILL; reaps it.
 stop_process() {
-  local pid=$1
+  local pid=$1 seconds=${2:-5}
   kill -0 "$pid" 2> /dev/null || return 0
   kill "$pid" 2> /dev/null || true
-  for _ in $(seq 50); do
+  for _ in $(seq $((seconds * 10))); do
     kill -0 "$pid" 2> /dev/null || break
     sleep 0.1
   done
