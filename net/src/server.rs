@@ -229,6 +229,7 @@ async fn read_requests(
             let answer = authenticator.authenticate(-1, token, &shard.metadata(), weir_runtime::clock::now_ms());
             log_sasl_outcome(peer, &answer, authenticator);
             if answer.close {
+                shard.metrics().connection_sasl_closed();
                 break;
             }
             let mut frame = Vec::with_capacity(4 + answer.token.len());
@@ -267,6 +268,7 @@ async fn read_requests(
             let now_ms = weir_runtime::clock::now_ms();
             if let Err(refused) = authenticator.may_serve(key, now_ms) {
                 tracing::info!(%peer, "closing connection: {refused}");
+                shard.metrics().connection_sasl_closed();
                 break;
             }
             let answer = match &request {
@@ -286,6 +288,9 @@ async fn read_requests(
                     }
                 };
                 let delay = (answer.error_code != 0 && answer.close).then_some(FAILED_AUTHENTICATION_DELAY);
+                if answer.close {
+                    shard.metrics().connection_sasl_closed();
+                }
                 if !queue_answer(&responses, frame, permit, delay).await || answer.close {
                     break; // a failed exchange: its answer is sent, then the connection closes
                 }

@@ -37,6 +37,7 @@ PASSWORD="alice-$RANDOM-secret"
 REAUTH_MS=3000
 PORT=$(free_port)
 BOOTSTRAP=127.0.0.1:$PORT
+ADMIN=127.0.0.1:$(free_port)
 DATA_DIR=$(mktemp -d -t weir-sasl-data.XXXXXX)
 BROKER_LOG=$(mktemp -t weir-sasl-broker.XXXXXX.log)
 WORK=$(mktemp -d)
@@ -58,7 +59,7 @@ echo "$PASSWORD" | "$WEIR" users add "$USER_NAME" --data-dir "$DATA_DIR"
 grep -q -- "$PASSWORD" "$DATA_DIR/metadata.toml" && fail "metadata.toml holds the clear password"
 log "starting $WEIR serve --listeners SASL_PLAINTEXT://$BOOTSTRAP --connections-max-reauth-ms $REAUTH_MS"
 "$WEIR" serve --listeners "SASL_PLAINTEXT://$BOOTSTRAP" --connections-max-reauth-ms "$REAUTH_MS" \
-  --data-dir "$DATA_DIR" --shards 2 --admin-listen "" > "$BROKER_LOG" 2>&1 &
+  --data-dir "$DATA_DIR" --shards 2 --admin-listen "$ADMIN" > "$BROKER_LOG" 2>&1 &
 BROKER_PID=$!
 wait_for_broker "$BROKER_PID" "$PORT" "$BROKER_LOG"
 RUN_ID=$(date +%s)-$$
@@ -97,4 +98,15 @@ grep -q "closing connection: Metadata before SASL authentication peer=" "$BROKER
 expired=$(grep -c "after the SASL session expired" "$BROKER_LOG" || true)
 [[ $expired -eq 1 ]] || fail "$expired connections were closed for an expired session (1 wanted: sasl_raw.py's)"
 echo "ok sasl: the broker log names the peers of failures and holds no password; only the raw client's session expired"
+python3 - "$ADMIN" << 'PY' || fail "SASL metrics"
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=10).read().decode()
+def total(pattern):
+    return sum(float(v) for v in re.findall(pattern + r"\S* (\d+)", text))
+closed = total(r"weir_connections_sasl_closed_total\{")
+failed = total(r'weir_requests_total\{[^}]*api="SaslAuthenticate",error_code="58"')
+if closed < 10 or failed < 10:
+    sys.exit(f"weir_connections_sasl_closed_total {closed}, SaslAuthenticate error 58 {failed}")
+print(f"ok sasl: metrics count {closed:.0f} connections closed by SASL, {failed:.0f} failed authentications")
+PY
 echo "sasl: all passed"
