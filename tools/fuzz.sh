@@ -17,7 +17,7 @@
 # the committed corpus (fuzz/corpus/<target>; see ARCHITECTURE.md, Fuzzing).
 set -euo pipefail
 
-TARGETS=(request_frame request_decode record_batch segment_recovery)
+TARGETS=(request_frame request_decode record_batch segment_recovery sasl_exchange)
 FUZZ_SECONDS=${FUZZ_SECONDS:-25}
 command=${1:-run}
 if [[ $command == seeds || $command == cmin ]]; then

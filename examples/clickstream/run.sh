@@ -97,16 +97,7 @@ GENERATOR_PID=
 PROBE_PID=
 
 stop() { # stop PID: SIGTERM, then SIGKILL after 10 s
-  local pid=$1
-  if [[ -n $pid ]] && kill -0 "$pid" 2> /dev/null; then
-    kill "$pid" 2> /dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$pid" 2> /dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2> /dev/null || true
-    wait "$pid" 2> /dev/null || true
-  fi
+  [[ -z $1 ]] || stop_process "$1" 10
 }
 cleanup() {
   stop "$GENERATOR_PID"

@@ -30,6 +30,11 @@ pub struct SupportedApi {
 /// OffsetFetch stop before v10 (topic ids).
 /// DescribeConfigs starts at 1 (v0 was removed from Kafka 4 and from the
 /// protocol crate); librdkafka and kafka-python speak v1 or v2.
+/// SaslHandshake and SaslAuthenticate rows answer a PLAINTEXT listener
+/// (ILLEGAL_SASL_STATE, as Kafka); on a SASL listener the connection loop
+/// answers them with the connection's `sasl::Authenticator` before the table.
+/// SaslHandshake v0 (bare tokens after it) is served, as librdkafka wants
+/// it listed.
 /// AddPartitionsToTxn stops at 3 (v4+ is the brokers' batched form), and the
 /// transaction APIs before the versions of KIP-890 part 2 (epoch bump per
 /// transaction, TRANSACTION_ABORTABLE).
@@ -99,6 +104,12 @@ macro_rules! api_table {
                 reply.body(&describe_log_dirs::handle(&shard, request).await);
             DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0 =>
                 reply.body(&describe_topic_partitions::handle(&shard, request));
+            SaslHandshake(SaslHandshakeRequest) 0..=1 => reply.body(&sasl_handshake::handle(request));
+            SaslAuthenticate(SaslAuthenticateRequest) 0..=2 => reply.body(&sasl_authenticate::handle(request));
+            DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) 0..=0 =>
+                reply.body(&describe_user_scram_credentials::handle(&shard, request));
+            AlterUserScramCredentials(AlterUserScramCredentialsRequest) 0..=0 =>
+                reply.body(&alter_user_scram_credentials::handle(&shard, request).await);
         }
     };
 }

@@ -13,8 +13,8 @@ const MIN_REQUEST_BYTES: usize = 8;
 
 #[derive(thiserror::Error, Debug)]
 pub enum FrameError {
-    #[error("frame length {0} is outside 8..={1}")]
-    BadLength(i64, usize),
+    #[error("frame length {0} is outside {1}..={2}")]
+    BadLength(i64, usize, usize),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -27,6 +27,23 @@ pub async fn read_frame_length<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_bytes: usize,
 ) -> Result<Option<usize>, FrameError> {
+    read_length(reader, MIN_REQUEST_BYTES, max_bytes).await
+}
+
+/// Reads the 4-byte length of a bare SASL token (after a v0 SaslHandshake,
+/// KIP-152: no Kafka header, any length up to `max_bytes`, even 0).
+pub async fn read_sasl_token_length<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> Result<Option<usize>, FrameError> {
+    read_length(reader, 0, max_bytes).await
+}
+
+async fn read_length<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    min_bytes: usize,
+    max_bytes: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut len = [0u8; 4];
     let mut filled = 0;
     while filled < len.len() {
@@ -37,8 +54,8 @@ pub async fn read_frame_length<R: AsyncRead + Unpin>(
         }
     }
     let len = i32::from_be_bytes(len);
-    if len < MIN_REQUEST_BYTES as i32 || len as usize > max_bytes {
-        return Err(FrameError::BadLength(i64::from(len), max_bytes));
+    if len < min_bytes as i32 || len as usize > max_bytes {
+        return Err(FrameError::BadLength(i64::from(len), min_bytes, max_bytes));
     }
     Ok(Some(len as usize))
 }
@@ -304,9 +321,9 @@ mod tests {
                 }
             })
         };
-        assert!(matches!(run(&[0, 0, 0, 3, 1, 2, 3]), Err(FrameError::BadLength(3, 100))));
-        assert!(matches!(run(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::BadLength(-1, 100))));
-        assert!(matches!(run(&[0, 0, 1, 0]), Err(FrameError::BadLength(256, 100))));
+        assert!(matches!(run(&[0, 0, 0, 3, 1, 2, 3]), Err(FrameError::BadLength(3, 8, 100))));
+        assert!(matches!(run(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::BadLength(-1, 8, 100))));
+        assert!(matches!(run(&[0, 0, 1, 0]), Err(FrameError::BadLength(256, 8, 100))));
         assert!(matches!(run(&[0, 0, 0, 9, 1]), Err(FrameError::Io(_))));
         assert!(matches!(run(&[0, 0]), Err(FrameError::Io(_))));
         assert!(matches!(run(&[]), Ok(None)));

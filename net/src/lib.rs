@@ -12,6 +12,7 @@ pub mod errors;
 pub mod handlers;
 pub mod huge_alloc;
 pub mod metrics;
+pub mod sasl;
 pub mod server;
 
 pub use server::serve_shard;

@@ -45,6 +45,8 @@ top_level_error_code!(
     AddOffsetsToTxnResponse,
     EndTxnResponse,
     ConsumerGroupHeartbeatResponse,
+    SaslHandshakeResponse,
+    SaslAuthenticateResponse,
 );
 
 macro_rules! error_code_with {
@@ -90,6 +92,8 @@ error_code_with! {
     ListTransactionsResponse => |r| r.error_code, [];
     DescribeLogDirsResponse => |r| r.error_code, r.results.iter().map(|d| d.error_code);
     DescribeTopicPartitionsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
+    DescribeUserScramCredentialsResponse => |r| r.error_code, r.results.iter().map(|u| u.error_code);
+    AlterUserScramCredentialsResponse => |r| 0, r.results.iter().map(|u| u.error_code);
 }
 
 /// The name Kafka gives an API key, for the `api` label.
@@ -142,7 +146,7 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             let _ = writeln!(out, "weir_shard_cpu_seconds_total{{shard=\"{}\",mode=\"{mode}\"}} {busy}", s.shard);
         }
     }
-    let per_shard: [ShardSeries; 13] = [
+    let per_shard: [ShardSeries; 14] = [
         ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
         ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
         ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
@@ -152,6 +156,12 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             "counter",
             "Connections closed after connections_max_idle_ms without a request.",
             |s| s.connections_idle_closed,
+        ),
+        (
+            "weir_connections_sasl_closed_total",
+            "counter",
+            "Connections closed by SASL: a failed authentication, a request before it or after the session expired.",
+            |s| s.connections_sasl_closed,
         ),
         (
             "weir_producer_state_replayed_bytes_total",
@@ -330,6 +340,7 @@ mod tests {
             connections_open: 2,
             connections_accepted: 3,
             connections_idle_closed: 1,
+            connections_sasl_closed: 4,
             producer_state_replayed_bytes: 77,
             request_bytes_ignored: 3,
             mesh_messages_served: 5,
@@ -366,6 +377,7 @@ mod tests {
             "weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 7",
             "weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096",
             "weir_connections_idle_closed_total{shard=\"1\"} 1",
+            "weir_connections_sasl_closed_total{shard=\"1\"} 4",
             "weir_producer_state_replayed_bytes_total{shard=\"1\"} 77",
             "weir_request_bytes_ignored_total{shard=\"1\"} 3",
             "weir_shard_mesh_messages_served_total{shard=\"1\"} 5",
@@ -393,6 +405,7 @@ mod tests {
             refused_max_connections: 0,
             refused_max_connections_per_ip: 0,
             connections_idle_closed: 0,
+            connections_sasl_closed: 0,
             producer_state_replayed_bytes: 0,
             request_bytes_ignored: 0,
             mesh_messages_served: 0,

@@ -19,9 +19,17 @@
 //! A new connection over `max_connections` or `max_connections_per_ip` (all
 //! shards together) is closed at once; one that sends no request for
 //! `connections_max_idle_ms` is closed.
+//!
+//! On a SASL listener the reader holds the connection's
+//! [`Authenticator`]: it answers SaslHandshake and SaslAuthenticate itself,
+//! in order (their answers still queue behind earlier ones), and closes the
+//! connection on a request it may not serve yet (before authentication,
+//! after the session expired) or after a failed exchange's answer. Until
+//! authenticated, a frame may be at most `sasl::MAX_RECEIVE_BYTES`.
 
-use crate::codec::{decode_header, read_frame_length, read_frame_payload, ResponseFrame};
+use crate::codec::{decode_header, read_frame_length, read_frame_payload, read_sasl_token_length, ResponseFrame};
 use crate::handlers;
+use crate::sasl::{self, Authenticator};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
@@ -35,10 +43,14 @@ use std::time::{Duration, Instant};
 use weir_runtime::channels::local_channel::{self, LocalSender};
 use weir_runtime::net::{TcpListener, TcpStream};
 use weir_runtime::sync::{Semaphore, StaticPermit};
-use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
+use weir_shards::{ConnectionPermit, SecurityProtocol, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A failed SASL authentication is answered this late (Kafka's
+/// `connection.failed.authentication.delay.ms`), which slows a client
+/// guessing passwords, whose retries follow the answer.
+const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 /// Read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -174,10 +186,19 @@ async fn read_requests(
     let budget = Rc::new(Semaphore::new(budget_bytes));
     // Resolves once the previous Fetch's answer is written (or dropped).
     let mut previous_fetch_written: Option<oneshot::Receiver<()>> = None;
+    let mut authenticator = (config.security_protocol() == SecurityProtocol::SaslPlaintext)
+        .then(|| Authenticator::new(config.sasl_enabled_mechanisms.clone(), config.connections_max_reauth_ms));
     loop {
-        let Some(len) =
-            unless_idle_or_stopping(shard, peer, read_frame_length(&mut reader, max_frame), idle, shutdown).await
-        else {
+        let unauthenticated = authenticator.as_ref().is_some_and(|a| a.session().is_none());
+        let max_frame = if unauthenticated { max_frame.min(sasl::MAX_RECEIVE_BYTES) } else { max_frame };
+        let raw_token = authenticator.as_ref().is_some_and(Authenticator::expects_raw_token);
+        let read_length = async {
+            match raw_token {
+                true => read_sasl_token_length(&mut reader, max_frame).await,
+                false => read_frame_length(&mut reader, max_frame).await,
+            }
+        };
+        let Some(len) = unless_idle_or_stopping(shard, peer, read_length, idle, shutdown).await else {
             break;
         };
         let len = match len {
@@ -203,6 +224,23 @@ async fn read_requests(
             break;
         };
         shard.metrics().add_bytes_in(frame_bytes);
+        if let (true, Some(authenticator), Ok(token)) = (raw_token, authenticator.as_mut(), payload.as_ref()) {
+            // A bare token after a v0 SaslHandshake; a failure closes without an answer.
+            let answer = authenticator.authenticate(-1, token, &shard.metadata(), weir_runtime::clock::now_ms());
+            log_sasl_outcome(peer, &answer, authenticator);
+            if answer.close {
+                shard.metrics().connection_sasl_closed();
+                break;
+            }
+            let mut frame = Vec::with_capacity(4 + answer.token.len());
+            frame.extend_from_slice(&(answer.token.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&answer.token);
+            let frame = ResponseFrame::Whole(Bytes::from(frame));
+            if !queue_answer(&responses, frame, permit, None).await {
+                break;
+            }
+            continue;
+        }
         let decoded = payload.map_err(anyhow::Error::from).and_then(|payload| Ok(decode_header(payload)?));
         let mut frame = match decoded {
             Ok(frame) => frame,
@@ -226,6 +264,39 @@ async fn read_requests(
                 break;
             }
         };
+        if let Some(authenticator) = authenticator.as_mut() {
+            let now_ms = weir_runtime::clock::now_ms();
+            if let Err(refused) = authenticator.may_serve(key, now_ms) {
+                tracing::info!(%peer, "closing connection: {refused}");
+                shard.metrics().connection_sasl_closed();
+                break;
+            }
+            let answer = match &request {
+                handlers::Request::SaslHandshake(r) => authenticator.handshake(version, r.mechanism.as_str()),
+                handlers::Request::SaslAuthenticate(r) => {
+                    authenticator.authenticate(version, &r.auth_bytes, &shard.metadata(), now_ms)
+                }
+                _ => sasl::Answer::none(),
+            };
+            if key == ApiKey::SaslHandshake || key == ApiKey::SaslAuthenticate {
+                log_sasl_outcome(peer, &answer, authenticator);
+                let frame = match handlers::sasl_answer(shard, key, version, correlation_id, &answer) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        tracing::error!(%peer, "cannot encode a SASL answer, closing the connection: {e:#}");
+                        break;
+                    }
+                };
+                let delay = (answer.error_code != 0 && answer.close).then_some(FAILED_AUTHENTICATION_DELAY);
+                if answer.close {
+                    shard.metrics().connection_sasl_closed();
+                }
+                if !queue_answer(&responses, frame, permit, delay).await || answer.close {
+                    break; // a failed exchange: its answer is sent, then the connection closes
+                }
+                continue;
+            }
+        }
         let client = handlers::ClientInfo {
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
             host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
@@ -238,6 +309,36 @@ async fn read_requests(
             weir_runtime::spawn_local(answer(shard.clone(), key, version, correlation_id, client, request, fetch_turn));
         if responses.send((task, permit)).await.is_err() {
             break; // the writer failed: the connection is done
+        }
+    }
+}
+
+/// Queues an answer made without a task (the SASL ones) behind those in
+/// flight, sent after `delay`; false when the writer is gone.
+async fn queue_answer(
+    responses: &LocalSender<(ResponseTask, StaticPermit)>,
+    frame: ResponseFrame,
+    permit: StaticPermit,
+    delay: Option<Duration>,
+) -> bool {
+    let task = weir_runtime::spawn_local(async move {
+        if let Some(delay) = delay {
+            weir_runtime::clock::sleep(delay).await;
+        }
+        Ok(Answer { frame: Some(frame), _fetch_written: None })
+    });
+    responses.send((task, permit)).await.is_ok()
+}
+
+/// Logs a SASL answer's outcome: a failure with the peer and Kafka's
+/// message (never a token or a password), a success with the user.
+fn log_sasl_outcome(peer: &str, answer: &sasl::Answer, authenticator: &Authenticator) {
+    if answer.error_code != 0 {
+        let why = answer.error_message.as_deref().unwrap_or("");
+        tracing::info!(%peer, error_code = answer.error_code, "SASL: {why}");
+    } else if answer.session_established {
+        if let Some(session) = authenticator.session() {
+            tracing::debug!(%peer, user = %session.user, mechanism = session.mechanism, "SASL authenticated");
         }
     }
 }

@@ -17,6 +17,16 @@ pub struct BrokerConfig {
     pub broker_rack: Option<String>,
     /// Address every shard listens on (SO_REUSEPORT); port 0 binds a free port (`listen.rs`).
     pub listen: String,
+    /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
+    /// `SASL_PLAINTEXT://127.0.0.1:9093`. One listener for now, PLAINTEXT or
+    /// SASL_PLAINTEXT; when set it replaces `listen` ([`Self::resolve_listeners`]).
+    /// Empty: one PLAINTEXT listener on `listen`.
+    pub listeners: String,
+    /// The SASL mechanisms a SASL listener offers (`sasl.enabled.mechanisms`).
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// A SASL connection must authenticate again within this long or be
+    /// closed (`connections.max.reauth.ms`, KIP-368); 0: never.
+    pub connections_max_reauth_ms: u64,
     /// host:port clients are told to connect to (`advertised.listeners`);
     /// unset, the listen address.
     pub advertise: Option<String>,
@@ -119,6 +129,9 @@ impl Default for BrokerConfig {
             node_id: 0,
             broker_rack: None,
             listen: "127.0.0.1:9092".into(),
+            listeners: String::new(),
+            sasl_enabled_mechanisms: SASL_MECHANISMS.iter().map(|m| m.to_string()).collect(),
+            connections_max_reauth_ms: 0,
             advertise: None,
             data_dir: PathBuf::from("weir-data"),
             shards: 0,
@@ -155,6 +168,25 @@ impl Default for BrokerConfig {
     }
 }
 
+/// The SASL mechanisms the broker implements.
+pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// A listener's security protocol (Kafka's names). TLS is not built yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    SaslPlaintext,
+}
+
+impl SecurityProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+        }
+    }
+}
+
 impl BrokerConfig {
     /// Reads a TOML file; keys missing from it keep their defaults.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, String> {
@@ -163,8 +195,50 @@ impl BrokerConfig {
         toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
     }
 
+    /// The listener's security protocol and address, from `listeners`
+    /// (Kafka's syntax) or, without it, PLAINTEXT on `listen`.
+    pub fn listener(&self) -> Result<(SecurityProtocol, String), String> {
+        let listeners = self.listeners.trim();
+        if listeners.is_empty() {
+            return Ok((SecurityProtocol::Plaintext, self.listen.clone()));
+        }
+        if listeners.contains(',') {
+            return Err(format!("listeners '{listeners}': one listener is served for now"));
+        }
+        let (protocol, address) = listeners
+            .split_once("://")
+            .ok_or_else(|| format!("listeners '{listeners}' is not PROTOCOL://host:port"))?;
+        let protocol = match protocol.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SSL" | "SASL_SSL" => return Err(format!("listeners '{listeners}': TLS is not built yet")),
+            other => return Err(format!("listeners '{listeners}': unknown security protocol {other}")),
+        };
+        // Kafka's empty host means every interface.
+        let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+        Ok((protocol, address))
+    }
+
+    /// The security protocol of the listener.
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        self.listener().map_or(SecurityProtocol::Plaintext, |(protocol, _)| protocol)
+    }
+
+    /// Makes `listen` the address of `listeners`, when that is set.
+    pub fn resolve_listeners(&mut self) -> Result<(), String> {
+        self.listen = self.listener()?.1;
+        Ok(())
+    }
+
     /// Refuses limits that would make the broker unusable.
     pub fn validate(&self) -> Result<(), String> {
+        let (protocol, _) = self.listener()?;
+        if let Some(unknown) = self.sasl_enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str())) {
+            return Err(format!("sasl_enabled_mechanisms: {unknown} is not one of {SASL_MECHANISMS:?}"));
+        }
+        if protocol == SecurityProtocol::SaslPlaintext && self.sasl_enabled_mechanisms.is_empty() {
+            return Err("a SASL listener needs at least one of sasl_enabled_mechanisms".into());
+        }
         let at_least_one = [
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
@@ -278,6 +352,26 @@ mod tests {
         let pinned = BrokerConfig { cpuset: "4-5".into(), ..Default::default() };
         assert_eq!(pinned.shard_count(), 2);
         assert_eq!(BrokerConfig { shards: 3, ..pinned }.shard_count(), 3);
+    }
+
+    #[test]
+    fn listeners_have_kafkas_syntax() {
+        let listener = |text: &str| BrokerConfig { listeners: text.into(), ..Default::default() }.listener();
+        assert_eq!(listener(""), Ok((SecurityProtocol::Plaintext, "127.0.0.1:9092".into())));
+        assert_eq!(
+            listener("SASL_PLAINTEXT://127.0.0.1:9093"),
+            Ok((SecurityProtocol::SaslPlaintext, "127.0.0.1:9093".into()))
+        );
+        assert_eq!(listener("PLAINTEXT://:9094"), Ok((SecurityProtocol::Plaintext, "0.0.0.0:9094".into())));
+        for bad in ["127.0.0.1:9092", "SSL://h:1", "FOO://h:1", "PLAINTEXT://a:1,SASL_PLAINTEXT://a:2"] {
+            assert!(listener(bad).is_err(), "{bad}");
+        }
+        let mut cfg: BrokerConfig = toml::from_str("listeners = \"SASL_PLAINTEXT://127.0.0.1:0\"").unwrap();
+        cfg.resolve_listeners().unwrap();
+        assert_eq!((cfg.listen.as_str(), cfg.security_protocol()), ("127.0.0.1:0", SecurityProtocol::SaslPlaintext));
+        assert!(cfg.validate().is_ok());
+        let bad_mechanism = BrokerConfig { sasl_enabled_mechanisms: vec!["GSSAPI".into()], ..Default::default() };
+        assert!(bad_mechanism.validate().is_err());
     }
 
     #[test]

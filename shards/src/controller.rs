@@ -11,7 +11,7 @@ use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::{
-    ConfigAlteration, ConfigScope, ConfigTarget, MetadataStore, NewTopic, PartitionIncrease, TopicConfigs,
+    ConfigAlteration, ConfigScope, ConfigTarget, MetadataStore, NewTopic, PartitionIncrease, ScramChange, TopicConfigs,
     TopicMetadata,
 };
 use crate::placement::BrokerSlot;
@@ -153,6 +153,21 @@ impl Controller {
     /// with the metadata quorum.
     fn brokers(&self) -> Vec<BrokerSlot> {
         vec![self.config.broker_slot()]
+    }
+
+    /// Changes users' SCRAM credentials (checked by the caller), each user's
+    /// all or none; results in the order of `users`.
+    pub async fn alter_scram_credentials(
+        &self,
+        shard: &Shard,
+        users: Vec<(String, Vec<ScramChange>)>,
+    ) -> Vec<Result<(), TopicError>> {
+        let _serial = self.one_change_at_a_time().await;
+        let results = self.store.borrow_mut().alter_scram_credentials(&users);
+        if results.iter().any(Result::is_ok) {
+            self.publish(shard, Vec::new()).await;
+        }
+        results
     }
 
     /// A producer id never handed out before (ids are reserved in blocks).

@@ -1,6 +1,6 @@
 //! Topic metadata: what topics exist, their ids, partition counts and the
-//! topic configs set on them (validated by `topic_config`), and the dynamic
-//! broker configs.
+//! topic configs set on them (validated by `topic_config`), the dynamic
+//! broker configs, and the users' SCRAM credentials (salted and hashed).
 //!
 //! The controller shard owns the one mutable [`MetadataStore`]; every shard
 //! reads an immutable [`MetadataSnapshot`] that the controller replaces after
@@ -325,6 +325,56 @@ pub struct MetadataSnapshot {
     /// Configs set on consumer groups (KIP-848), by group id.
     #[serde(default)]
     pub group_configs: BTreeMap<String, TopicConfigs>,
+    /// SCRAM credentials (KIP-554): by user, then by mechanism name
+    /// (`SCRAM-SHA-256`); never a password.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+/// What the server keeps of a SCRAM password (RFC 5802): the salt, the
+/// iteration count, StoredKey = H(HMAC(SaltedPassword, "Client Key")) and
+/// ServerKey = HMAC(SaltedPassword, "Server Key"). Enough to check a
+/// client's proof and prove the server knows it, not to act as the client.
+/// Stored as base64 text.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    #[serde(with = "base64_bytes")]
+    pub salt: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub stored_key: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub server_key: Vec<u8>,
+    pub iterations: u32,
+}
+
+/// Debug names the iterations only: keys stay out of logs.
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential").field("iterations", &self.iterations).finish_non_exhaustive()
+    }
+}
+
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One change to a user's SCRAM credentials (AlterUserScramCredentials),
+/// its mechanism by SASL name.
+#[derive(Clone, Debug)]
+pub enum ScramChange {
+    Delete { mechanism: String },
+    Upsert { mechanism: String, credential: ScramCredential },
 }
 
 impl MetadataSnapshot {
@@ -340,6 +390,11 @@ impl MetadataSnapshot {
             return None;
         }
         self.topics.values().find(|t| t.id == id)
+    }
+
+    /// `user`'s SCRAM credential for `mechanism` (`SCRAM-SHA-256`).
+    pub fn scram_credential(&self, user: &str, mechanism: &str) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(mechanism)
     }
 
     /// Whether `partition` exists in `topic`.
@@ -481,8 +536,9 @@ impl MetadataStore {
     /// Loads `<data_dir>/metadata.toml`, or starts empty with a fresh
     /// cluster id. Partitions the file has no assignment for (it was written
     /// before Weir kept them) are this broker's, `node_id`, alone, in leader
-    /// epoch 0, as they were.
-    pub fn load(data_dir: &Path, node_id: i32) -> Result<MetadataStore, String> {
+    /// epoch 0, as they were; with no `node_id` (a tool editing a stopped
+    /// broker's store) they stay without one, for the broker to fill in.
+    pub fn load(data_dir: &Path, node_id: Option<i32>) -> Result<MetadataStore, String> {
         let path = data_dir.join("metadata.toml");
         let mut snapshot = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<MetadataSnapshot>(&text)
@@ -492,9 +548,10 @@ impl MetadataStore {
             }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        for topic in snapshot.topics.values_mut() {
+        for topic in snapshot.topics.values_mut().filter(|_| node_id.is_some()) {
             let missing = (topic.partitions as usize).saturating_sub(topic.assignment.len());
-            topic.assignment.extend(std::iter::repeat_n(PartitionState::new(vec![node_id]), missing));
+            let alone = PartitionState::new(vec![node_id.expect("filtered")]);
+            topic.assignment.extend(std::iter::repeat_n(alone, missing));
         }
         Ok(MetadataStore { path, next_producer_id: snapshot.next_producer_id, current: Arc::new(snapshot) })
     }
@@ -583,6 +640,43 @@ impl MetadataStore {
         self.persist(next)
     }
 
+    /// Applies each user's SCRAM changes (checked by the caller: known
+    /// mechanisms, acceptable iterations, no duplicates), all of a user's or
+    /// none: deleting a credential the user does not have is
+    /// `TopicError::Unknown` for that user. One write for all; results in
+    /// the order of `users`.
+    pub fn alter_scram_credentials(&mut self, users: &[(String, Vec<ScramChange>)]) -> Vec<Result<(), TopicError>> {
+        let mut next = self.clone_current();
+        let mut results: Vec<Result<(), TopicError>> = users
+            .iter()
+            .map(|(user, changes)| {
+                let mut credentials = next.scram_credentials.get(user).cloned().unwrap_or_default();
+                for change in changes {
+                    match change {
+                        ScramChange::Delete { mechanism } => {
+                            credentials.remove(mechanism).ok_or(TopicError::Unknown)?;
+                        }
+                        ScramChange::Upsert { mechanism, credential } => {
+                            credentials.insert(mechanism.clone(), credential.clone());
+                        }
+                    }
+                }
+                if credentials.is_empty() {
+                    next.scram_credentials.remove(user);
+                } else {
+                    next.scram_credentials.insert(user.clone(), credentials);
+                }
+                Ok(())
+            })
+            .collect();
+        if results.iter().any(Result::is_ok) {
+            if let Err(e) = self.persist(next) {
+                results.iter_mut().filter(|r| r.is_ok()).for_each(|r| *r = Err(e.clone()));
+            }
+        }
+        results
+    }
+
     /// Removes a topic; returns what it was.
     pub fn delete_topic(&mut self, name: &str) -> Result<TopicMetadata, TopicError> {
         let mut next = self.clone_current();
@@ -599,6 +693,7 @@ impl MetadataStore {
             topics: self.current.topics.clone(),
             dynamic_broker_configs: self.current.dynamic_broker_configs.clone(),
             group_configs: self.current.group_configs.clone(),
+            scram_credentials: self.current.scram_credentials.clone(),
         }
     }
 
@@ -645,23 +740,23 @@ mod tests {
     #[test]
     fn topics_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
         let created =
             store.create_topic(&new_topic("clicks", 3), &TopicConfigs::new(), defaults(1), &brokers(&[1])).unwrap();
         store.create_topic(&new_topic("defaulted", -1), &TopicConfigs::new(), defaults(5), &brokers(&[1])).unwrap();
-        let reloaded = MetadataStore::load(dir.path(), 1).unwrap().snapshot();
+        let reloaded = MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot();
         assert_eq!(reloaded.cluster_id, store.snapshot().cluster_id);
         assert_eq!(reloaded.topic("clicks"), Some(&created));
         assert_eq!(reloaded.topic("defaulted").unwrap().partitions, 5);
         store.delete_topic("clicks").unwrap();
-        assert!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("clicks").is_none());
+        assert!(MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot().topic("clicks").is_none());
     }
 
     #[test]
     fn bad_topics_are_refused() {
         let none = TopicConfigs::new();
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
         store.create_topic(&new_topic("a", 1), &none, defaults(1), &brokers(&[1])).unwrap();
         assert_eq!(
             store.create_topic(&new_topic("a", 1), &none, defaults(1), &brokers(&[1])),
@@ -688,7 +783,7 @@ mod tests {
     #[test]
     fn configs_are_validated_persisted_and_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
         let bad = validate_topic_configs([("retention.ms", Some("soon"))]);
         assert!(matches!(bad, Err(TopicError::InvalidConfig(_))));
         let unknown = validate_topic_configs([("retention.forever", None)]);
@@ -696,11 +791,11 @@ mod tests {
         let configs = validate_topic_configs([("segment.bytes", Some("4096")), ("retention.ms", None)]).unwrap();
         assert_eq!(configs.len(), 1);
         store.create_topic(&new_topic("c", 1), &configs, defaults(1), &brokers(&[1])).unwrap();
-        let reloaded = MetadataStore::load(dir.path(), 1).unwrap().snapshot();
+        let reloaded = MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot();
         assert_eq!(reloaded.topic("c").unwrap().configs.get("segment.bytes").map(String::as_str), Some("4096"));
         let replaced = validate_topic_configs([("cleanup.policy", Some("compact"))]).unwrap();
         store.set_topic_configs("c", replaced.clone()).unwrap();
-        assert_eq!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("c").unwrap().configs, replaced);
+        assert_eq!(MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot().topic("c").unwrap().configs, replaced);
         assert_eq!(store.set_topic_configs("nope", replaced), Err(TopicError::Unknown));
     }
 
@@ -752,7 +847,7 @@ mod tests {
     #[test]
     fn partitions_are_added_as_kafka_checks_them() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
         let created =
             store.create_topic(&new_topic("t", 2), &TopicConfigs::new(), defaults(1), &brokers(&[1])).unwrap();
         let increase = |count, assignments| PartitionIncrease { name: "t".into(), count, assignments };
@@ -792,7 +887,31 @@ mod tests {
         let grown = store.add_partitions(&increase(5, None), &brokers(&[1]), false).unwrap();
         assert_eq!(grown.assignment.len(), 5);
         assert_eq!(grown, TopicMetadata { partitions: 5, assignment: grown.assignment.clone(), ..created });
-        assert_eq!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("t"), Some(&grown));
+        assert_eq!(MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot().topic("t"), Some(&grown));
+    }
+
+    #[test]
+    fn scram_credentials_are_altered_per_user_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
+        let credential =
+            ScramCredential { salt: vec![1, 2], stored_key: vec![3; 32], server_key: vec![4; 32], iterations: 4096 };
+        let upsert = |m: &str| ScramChange::Upsert { mechanism: m.into(), credential: credential.clone() };
+        let delete = |m: &str| ScramChange::Delete { mechanism: m.into() };
+        let results = store.alter_scram_credentials(&[
+            ("alice".into(), vec![upsert("SCRAM-SHA-256"), upsert("SCRAM-SHA-512")]),
+            ("bob".into(), vec![upsert("SCRAM-SHA-256"), delete("SCRAM-SHA-512")]),
+        ]);
+        assert_eq!(results, vec![Ok(()), Err(TopicError::Unknown)]);
+        let reloaded = MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot();
+        assert_eq!(reloaded.scram_credential("alice", "SCRAM-SHA-512"), Some(&credential));
+        assert!(!reloaded.scram_credentials.contains_key("bob"), "bob's changes were all or none");
+        let text = std::fs::read_to_string(dir.path().join("metadata.toml")).unwrap();
+        assert!(text.contains("stored_key = \"AwMD"), "keys are base64 text: {text}");
+        assert_eq!(format!("{credential:?}"), "ScramCredential { iterations: 4096, .. }");
+
+        store.alter_scram_credentials(&[("alice".into(), vec![delete("SCRAM-SHA-256"), delete("SCRAM-SHA-512")])]);
+        assert!(MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot().scram_credentials.is_empty());
     }
 
     #[test]
@@ -800,7 +919,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = "cluster_id = \"abc\"\n[topics.t]\nname = \"t\"\nid = \"67e55044-10b1-426f-9247-bb680e5fe0c8\"\npartitions = 2\n";
         std::fs::write(dir.path().join("metadata.toml"), old).unwrap();
-        let snapshot = MetadataStore::load(dir.path(), 7).unwrap().snapshot();
+        let snapshot = MetadataStore::load(dir.path(), Some(7)).unwrap().snapshot();
         assert!(snapshot.topic("t").unwrap().configs.is_empty());
         // Nor assignments: each partition is this broker's alone, as it was.
         assert_eq!(snapshot.topic("t").unwrap().assignment, vec![PartitionState::new(vec![7]); 2]);
@@ -811,7 +930,7 @@ mod tests {
     #[test]
     fn replicas_are_placed_on_the_brokers_persisted_and_checked_when_given() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
         let three = brokers(&[1, 2, 3]);
         let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 6) };
         let created = store.create_topic(&rf3, &TopicConfigs::new(), defaults(1), &three).unwrap();
@@ -819,7 +938,11 @@ mod tests {
         let leaders: std::collections::BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
         assert_eq!(leaders.len(), 3, "leaders spread: {:?}", created.assignment);
         assert!(created.assignment.iter().all(|p| p.isr == p.replicas && p.leader == p.replicas[0]));
-        assert_eq!(MetadataStore::load(dir.path(), 1).unwrap().snapshot().topic("r"), Some(&created), "persisted");
+        assert_eq!(
+            MetadataStore::load(dir.path(), Some(1)).unwrap().snapshot().topic("r"),
+            Some(&created),
+            "persisted"
+        );
         let defaulted = NewTopic { replication_factor: -1, ..new_topic("d", 1) };
         let two = TopicDefaults { partitions: 1, replication_factor: 2 };
         assert_eq!(store.create_topic(&defaulted, &TopicConfigs::new(), two, &three).unwrap().replication_factor(), 2);
@@ -844,7 +967,7 @@ mod tests {
     fn producer_ids_are_persisted_by_the_block_and_never_reused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("metadata.toml");
-        let mut store = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut store = MetadataStore::load(dir.path(), Some(1)).unwrap();
         assert_eq!(store.allocate_producer_id(), Ok(0));
         std::fs::remove_file(&file).unwrap();
         let ids: Vec<i64> = (1..PRODUCER_ID_BLOCK).map(|_| store.allocate_producer_id().unwrap()).collect();
@@ -855,9 +978,9 @@ mod tests {
 
         // A restart starts after the last persisted block, whatever of it was used.
         store.allocate_producer_id().unwrap();
-        let mut restarted = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut restarted = MetadataStore::load(dir.path(), Some(1)).unwrap();
         assert_eq!(restarted.allocate_producer_id(), Ok(2 * PRODUCER_ID_BLOCK));
-        let mut again = MetadataStore::load(dir.path(), 1).unwrap();
+        let mut again = MetadataStore::load(dir.path(), Some(1)).unwrap();
         assert_eq!(again.allocate_producer_id(), Ok(3 * PRODUCER_ID_BLOCK));
     }
 }

@@ -92,7 +92,7 @@ where
     config.listen = with_port(&config.listen, address.port());
     let open_files = raise_open_files_limit();
     tracing::info!(open_files, "open-file limit (each client connection takes two)");
-    let store = MetadataStore::load(&config.data_dir, config.node_id).map_err(RuntimeError::Setup)?;
+    let store = MetadataStore::load(&config.data_dir, Some(config.node_id)).map_err(RuntimeError::Setup)?;
     let leftovers = deleted_dirs::leftovers(&config.data_dir)
         .map_err(|e| RuntimeError::Setup(format!("cannot read data directory {}: {e}", config.data_dir.display())))?;
     deleted_dirs::remove_in_background(leftovers);

@@ -7,6 +7,7 @@ mod produce;
 mod serve;
 mod topics;
 mod transactions;
+mod users;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,9 @@ enum Command {
     /// List and describe transactional ids and their transactions.
     #[command(subcommand)]
     Transactions(transactions::TransactionsCommand),
+    /// List, add and delete SASL/SCRAM users.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Load generator: produce, consume, e2e and sweep against any Kafka-compatible broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -58,6 +62,7 @@ fn main() {
         Command::Consume(args) => consume::run(args),
         Command::Groups(command) => groups::run(command),
         Command::Transactions(command) => transactions::run(command),
+        Command::Users(command) => users::run(command),
         Command::Bench(command) => bench::run(command),
     };
     if let Err(e) = result {

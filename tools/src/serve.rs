@@ -18,6 +18,14 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:9092].
     #[arg(long)]
     listen: Option<String>,
+    /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_PLAINTEXT://127.0.0.1:9093
+    /// (PLAINTEXT or SASL_PLAINTEXT; replaces --listen) [default: PLAINTEXT on the listen address].
+    #[arg(long)]
+    listeners: Option<String>,
+    /// A SASL connection must re-authenticate within this many ms or be closed
+    /// (connections.max.reauth.ms) [default: 0, never].
+    #[arg(long)]
+    connections_max_reauth_ms: Option<u64>,
     /// host:port clients are told to connect to [default: the listen address].
     #[arg(long)]
     advertise: Option<String>,
@@ -68,6 +76,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(args).map_err(anyhow::Error::msg)?;
     tracing::info!(
         listen = %config.listen,
+        security_protocol = config.security_protocol().name(),
         advertise = %config.advertised(),
         data_dir = %config.data_dir.display(),
         shards = config.shard_count(),
@@ -95,6 +104,13 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     if let Some(rack) = args.broker_rack {
         config.broker_rack = Some(rack);
     }
+    if let Some(listeners) = args.listeners {
+        config.listeners = listeners;
+    }
+    if let Some(reauth) = args.connections_max_reauth_ms {
+        config.connections_max_reauth_ms = reauth;
+    }
+    config.resolve_listeners()?;
     if let Some(advertise) = args.advertise {
         config.advertise = Some(advertise);
     }

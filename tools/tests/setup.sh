@@ -60,6 +60,20 @@ PY
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
 }
 
+# stop_process PID [SECONDS]: SIGTERM, up to SECONDS (default 5) to exit,
+# then SIGKILL; reaps it.
+stop_process() {
+  local pid=$1 seconds=${2:-5}
+  kill -0 "$pid" 2> /dev/null || return 0
+  kill "$pid" 2> /dev/null || true
+  for _ in $(seq $((seconds * 10))); do
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+}
+
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # wait_for_broker PID PORT LOG: waits up to 20 s for the broker process PID to

@@ -72,6 +72,33 @@ fn main() {
         assert_eq!(&PartitionFiles::decode(input), files, "the input layout round-trips");
     }
     write_all(&out.join("segment_recovery"), &segment_inputs);
+    write_all(&out.join("sasl_exchange"), &sasl_exchanges());
+}
+
+/// sasl_exchange inputs: a mechanism byte, then length-prefixed tokens: a
+/// PLAIN token (SaslAuthenticate and bare after a v0 handshake), SCRAM's
+/// first and final messages (RFC 7677's, for user `user`), a mechanism not
+/// offered.
+fn sasl_exchanges() -> Vec<Vec<u8>> {
+    let input = |pick: u8, tokens: &[&[u8]]| {
+        let mut input = vec![pick];
+        for token in tokens {
+            input.push(token.len() as u8);
+            input.extend_from_slice(token);
+        }
+        input
+    };
+    let first: &[u8] = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+    let last: &[u8] = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    vec![
+        input(0, &[b"\0user\0pencil"]),
+        input(4, &[b"\0user\0pencil"]),
+        input(8, &[b"user\0user\0wrong"]),
+        input(1, &[first, last]),
+        input(2, &[first, last]),
+        input(5, &[first, last]),
+        input(3, &[]),
+    ]
 }
 
 fn write_all(dir: &Path, inputs: &[Vec<u8>]) {

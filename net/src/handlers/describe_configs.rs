@@ -79,10 +79,21 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
     use config_type::{BOOLEAN, INT, LIST, LONG, SHORT, STRING};
     let (host, port) = c.advertised_host_port().unwrap_or_default();
     vec![
-        ("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), STRING, "The address clients are told."),
+        (
+            "advertised.listeners",
+            format!("{}://{host}:{port}", c.security_protocol().name()),
+            STRING,
+            "The address clients are told.",
+        ),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), BOOLEAN, "Create unknown topics on use."),
         ("broker.id", c.node_id.to_string(), INT, "This broker's id."),
         ("connections.max.idle.ms", c.connections_max_idle_ms.to_string(), LONG, "Idle connections are closed."),
+        (
+            "connections.max.reauth.ms",
+            c.connections_max_reauth_ms.to_string(),
+            LONG,
+            "A SASL connection must re-authenticate within this long (0: never).",
+        ),
         ("default.replication.factor", "1".into(), INT, "A single broker: one replica."),
         ("fetch.max.bytes", c.fetch_max_bytes.to_string(), INT, "Most record bytes of one Fetch answer."),
         (
@@ -106,7 +117,12 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
         ("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string(), INT, "Largest session timeout."),
         ("group.max.size", c.group_max_size.to_string(), INT, "Most members of one group."),
         ("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), INT, "Smallest session timeout."),
-        ("listeners", format!("PLAINTEXT://{}", c.listen), STRING, "The address the broker listens on."),
+        (
+            "listeners",
+            format!("{}://{}", c.security_protocol().name(), c.listen),
+            STRING,
+            "The address the broker listens on.",
+        ),
         ("log.cleaner.backoff.ms", c.log_cleaner_backoff_ms.to_string(), LONG, "Compaction pass interval."),
         ("log.dirs", c.data_dir.display().to_string(), LIST, "The data directory."),
         (
@@ -137,6 +153,7 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
             LONG,
             "Unanswered request bytes per connection.",
         ),
+        ("sasl.enabled.mechanisms", c.sasl_enabled_mechanisms.join(","), LIST, "The SASL mechanisms offered."),
         ("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), INT, "Largest request frame."),
         (
             "transaction.remove.expired.transaction.cleanup.interval.ms",

@@ -4,6 +4,7 @@
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -19,6 +20,7 @@ mod describe_log_dirs;
 mod describe_producers;
 mod describe_topic_partitions;
 mod describe_transactions;
+mod describe_user_scram_credentials;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -36,6 +38,8 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
 
@@ -131,6 +135,23 @@ macro_rules! requests {
     };
 }
 crate::apis::api_table!(requests);
+
+/// The answer of a connection's `sasl::Authenticator` to SaslHandshake or
+/// SaslAuthenticate (`key`), encoded and counted as the table's answers are.
+pub fn sasl_answer(
+    shard: &Shard,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    answer: &crate::sasl::Answer,
+) -> anyhow::Result<ResponseFrame> {
+    let reply = Reply { shard, key, version, correlation_id };
+    let frame = match key {
+        ApiKey::SaslHandshake => reply.body(&sasl_handshake::response(answer))?,
+        _ => reply.body(&sasl_authenticate::response(answer))?,
+    };
+    Ok(frame.expect("a body is always answered"))
+}
 
 /// How an answer leaves: encoded at the request's key, version and
 /// correlation id, and counted under its error code.

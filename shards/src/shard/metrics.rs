@@ -89,6 +89,8 @@ pub struct ShardMetrics {
     refused_max_connections: Cell<u64>,
     refused_max_connections_per_ip: Cell<u64>,
     connections_idle_closed: Cell<u64>,
+    /// Closed by SASL: a failed authentication, a request before it or after the session expired.
+    connections_sasl_closed: Cell<u64>,
     /// Log bytes read to rebuild producer state (the tail after a snapshot).
     producer_state_replayed_bytes: Cell<u64>,
     /// Bytes after a request body, ignored as Kafka ignores them.
@@ -134,6 +136,9 @@ impl ShardMetrics {
     pub fn connection_idle_closed(&self) {
         bump(&self.connections_idle_closed, 1);
     }
+    pub fn connection_sasl_closed(&self) {
+        bump(&self.connections_sasl_closed, 1);
+    }
     pub fn add_producer_state_replayed_bytes(&self, n: u64) {
         bump(&self.producer_state_replayed_bytes, n);
     }
@@ -159,6 +164,7 @@ pub struct ShardStats {
     pub refused_max_connections: u64,
     pub refused_max_connections_per_ip: u64,
     pub connections_idle_closed: u64,
+    pub connections_sasl_closed: u64,
     pub producer_state_replayed_bytes: u64,
     pub request_bytes_ignored: u64,
     pub mesh_messages_served: u64,
@@ -239,6 +245,7 @@ impl Shard {
             refused_max_connections: m.refused_max_connections.get(),
             refused_max_connections_per_ip: m.refused_max_connections_per_ip.get(),
             connections_idle_closed: m.connections_idle_closed.get(),
+            connections_sasl_closed: m.connections_sasl_closed.get(),
             producer_state_replayed_bytes: m.producer_state_replayed_bytes.get(),
             request_bytes_ignored: m.request_bytes_ignored.get(),
             mesh_messages_served: m.mesh_messages_served.get(),

@@ -10,7 +10,8 @@ use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::{
-    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, TopicConfigs, TopicMetadata,
+    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, ScramChange, TopicConfigs,
+    TopicMetadata,
 };
 use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
@@ -103,6 +104,17 @@ impl Shard {
         let count = names.len();
         self.on_controller(unavailable_each(count), |shard, controller| {
             Box::pin(controller.delete_topics(shard, names))
+        })
+        .await
+    }
+
+    /// Changes users' SCRAM credentials through the controller
+    /// (AlterUserScramCredentials; checked by the caller); results in the
+    /// order of `users`. Every shard has the new credentials when it returns.
+    pub async fn alter_scram_credentials(&self, users: Vec<(String, Vec<ScramChange>)>) -> Vec<Result<(), TopicError>> {
+        let count = users.len();
+        self.on_controller(unavailable_each(count), move |shard, controller| {
+            Box::pin(controller.alter_scram_credentials(shard, users))
         })
         .await
     }

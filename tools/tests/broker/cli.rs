@@ -315,3 +315,41 @@ fn cpuset_pins_every_shard_to_its_cores_and_refuses_cores_that_are_not_online() 
     let stderr = String::from_utf8_lossy(&malformed.stderr);
     assert!(stderr.contains("cpuset '2-1': '2-1' is not a core or a range of cores"), "{stderr}");
 }
+
+#[test]
+fn users_are_added_listed_and_deleted_over_the_protocol_and_survive_a_restart() {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    let mut broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    ok(&["users", "add", "alice", "-b", &b], Some("alice-secret\n"));
+    ok(&["users", "add", "bob", "-m", "SCRAM-SHA-512", "--iterations", "4096", "-b", &b], Some("bob-secret\n"));
+    let listed = ok(&["users", "list", "-b", &b], None);
+    for row in ["alice", "SCRAM-SHA-256  8192", "SCRAM-SHA-512  8192", "bob", "SCRAM-SHA-512  4096"] {
+        assert!(listed.contains(row), "{row} not in {listed}");
+    }
+    let few = weir(&["users", "add", "carol", "--iterations", "100", "-b", &b], Some("pw\n"));
+    assert!(String::from_utf8_lossy(&few.stderr).contains("--iterations must be within 4096..=16384"));
+    let no_password = weir(&["users", "add", "carol", "-b", &b], Some(""));
+    assert!(String::from_utf8_lossy(&no_password.stderr).contains("no password"));
+
+    ok(&["users", "delete", "alice", "-m", "SCRAM-SHA-512", "-b", &b], None);
+    let missing = weir(&["users", "delete", "alice", "-m", "SCRAM-SHA-512", "-b", &b], None);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"), "{missing:?}");
+    let nobody = weir(&["users", "delete", "nobody", "-b", &b], None);
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no SCRAM credentials"), "{nobody:?}");
+
+    broker.stop();
+    broker.restart();
+    let listed = ok(&["users", "list", "-b", &broker.bootstrap()], None);
+    assert!(listed.contains("SCRAM-SHA-256  8192") && !listed.contains("SCRAM-SHA-512  8192"), "{listed}");
+    assert!(listed.contains("SCRAM-SHA-512  4096"), "{listed}");
+    let on_disk = std::fs::read_to_string(broker.data_dir.join("metadata.toml")).unwrap();
+    assert!(!on_disk.contains("secret"), "a password reached metadata.toml");
+
+    // A PLAINTEXT listener answers the SASL APIs as Kafka does: ILLEGAL_SASL_STATE.
+    let mut client = client(&broker.bootstrap());
+    let handshake = SaslHandshakeRequest::default().with_mechanism("PLAIN".into());
+    assert_eq!(client.send(&handshake, 1).unwrap().error_code, 34);
+    let authenticate = SaslAuthenticateRequest::default().with_auth_bytes(b"\0alice\0alice-secret"[..].into());
+    assert_eq!(client.send(&authenticate, 2).unwrap().error_code, 34);
+}

@@ -12,6 +12,10 @@
 # client on the partitions its writer's documented default partitioner gives
 # (cross_read.py). kafkajs writes gzip only: its other codecs are plugins.
 #
+# SASL (sasl.sh: kcat and confluent-kafka over SASL_PLAINTEXT with PLAIN and
+# SCRAM-SHA-256/512, the admin API of KIP-554, re-authentication, and the
+# listener's rules byte by byte) runs last against a broker of its own.
+#
 # Left out: segmentio's kafka-go as Debian packages it (0.2.1): it writes
 # message format v1 with Produce v2 and reads with Fetch v2, which Kafka 4
 # removed (KIP-724, KIP-896); it has no option for RecordBatch v2.
@@ -72,15 +76,7 @@ BROKER_LOG=$(mktemp -t weir-clients-broker.XXXXXX.log)
 BROKER_PID=
 
 stop_broker() {
-  if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2> /dev/null; then
-    kill "$BROKER_PID" 2> /dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$BROKER_PID" 2> /dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$BROKER_PID" 2> /dev/null || true
-    wait "$BROKER_PID" 2> /dev/null || true
-  fi
+  [[ -z $BROKER_PID ]] || stop_process "$BROKER_PID"
   BROKER_PID=
   rm -rf "$DATA_DIR"
 }
@@ -140,6 +136,7 @@ run_test cross-read-codecs "$PY" "$HERE/cross_read.py" "$BOOTSTRAP" \
   "confluent-kafka:$P-ck:$ALL_CODECS" "kafka-python:$P-kp:$ALL_CODECS" "aiokafka:$P-aiokafka:$ALL_CODECS" \
   "kcat:$P-kcat:$ALL_CODECS" "kafkajs:$P-kjs:gzip" "sarama:$P-sarama:$ALL_CODECS" \
   "confluent-kafka-go:$P-ckgo:$ALL_CODECS"
+run_test sasl bash "$HERE/sasl.sh"
 
 if [[ $failed -gt 0 ]]; then
   log "failed: ${failed_names[*]}; last 40 lines of the broker log:"

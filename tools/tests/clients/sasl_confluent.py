@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""confluent-kafka (librdkafka) over SASL_PLAINTEXT.
+
+Usage: sasl_confluent.py BOOTSTRAP PREFIX USER PASSWORD REAUTH_MS
+
+  * for each of PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512: a producer writes
+    records and a consumer group reads them all back, authenticated as USER;
+    the same with a wrong password fails with librdkafka's authentication
+    error (KafkaError._AUTHENTICATION), and nothing is delivered;
+  * the admin API (KIP-554): describe USER's SCRAM credentials; add a user
+    with alter_user_scram_credentials (SCRAM-SHA-256, only SaltedPassword
+    travels), who then produces with SCRAM-SHA-256 and PLAIN (PLAIN checks
+    against the SCRAM credential); delete it, and it can no longer connect;
+  * re-authentication (KIP-368): a producer keeps writing for three session
+    lifetimes (REAUTH_MS) and every record is delivered (librdkafka
+    re-authenticates before the broker would close the connection).
+"""
+
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
+                                   UserScramCredentialUpsertion)
+
+BOOTSTRAP, PREFIX, USER, PASSWORD, REAUTH_MS = sys.argv[1:5] + [int(sys.argv[5])]
+TIMEOUT = 30
+N = 200
+
+
+def fail(why):
+    print(f"FAIL sasl_confluent: {why}", file=sys.stderr)
+    sys.exit(1)
+
+
+def sasl(mechanism, user=USER, password=PASSWORD):
+    return {"bootstrap.servers": BOOTSTRAP, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism,
+            "sasl.username": user, "sasl.password": password}
+
+
+def produce(conf, topic, n, pace=0.0):
+    """Produces n records; returns (delivered count, errors seen)."""
+    delivered, errors = [], []
+    producer = Producer({**conf, "error_cb": errors.append, "message.timeout.ms": 20000})
+    for i in range(n):
+        producer.produce(topic, key=str(i % 7), value=f"{topic}-{i}",
+                         on_delivery=lambda err, msg: errors.append(err) if err else delivered.append(msg.value()))
+        producer.poll(0)
+        if pace:
+            time.sleep(pace)
+    producer.flush(TIMEOUT)
+    return len(delivered), errors
+
+
+def consume(conf, topic, n):
+    consumer = Consumer({**conf, "group.id": f"{topic}-group", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got, deadline = [], time.time() + TIMEOUT
+    while len(got) < n and time.time() < deadline:
+        msg = consumer.poll(1)
+        if msg is not None and not msg.error():
+            got.append(msg.value().decode())
+    consumer.close()
+    return got
+
+
+def refused(conf):
+    """The errors a client with `conf` meets on its first metadata request."""
+    errors = []
+    # log_level 2: librdkafka's own error line for each retry stays out of the output.
+    producer = Producer({**conf, "error_cb": errors.append, "log_level": 2})
+    try:
+        producer.list_topics(timeout=5)
+        return None
+    except KafkaException as e:
+        producer.poll(1)  # serves error_cb
+        return errors + [e.args[0]]
+
+
+for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+    topic = f"{PREFIX}-{mechanism.lower()}"
+    delivered, errors = produce(sasl(mechanism), topic, N)
+    if delivered != N or errors:
+        fail(f"{mechanism}: {delivered}/{N} delivered, errors {errors}")
+    got = consume(sasl(mechanism), topic, N)
+    if sorted(got) != sorted(f"{topic}-{i}" for i in range(N)):
+        fail(f"{mechanism}: consumed {len(got)} of {N}")
+    errors = refused(sasl(mechanism, password=PASSWORD + "-wrong"))
+    if errors is None:
+        fail(f"{mechanism}: a wrong password was let in")
+    if not any(e.code() == KafkaError._AUTHENTICATION for e in errors):
+        fail(f"{mechanism}: a wrong password gave {errors}, not an authentication error")
+    print(f"ok sasl_confluent [{mechanism}]: {N} produced and consumed; wrong password: {errors[0].str()}")
+
+admin = AdminClient(sasl("SCRAM-SHA-512"))
+described = admin.describe_user_scram_credentials([USER])[USER].result(TIMEOUT)
+mechanisms = sorted(info.mechanism for info in described.scram_credential_infos)
+if mechanisms != sorted([ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512]):
+    fail(f"describe {USER}: {described}")
+carol = f"{PREFIX}-carol"
+upsert = UserScramCredentialUpsertion(carol, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"carol-pw")
+admin.alter_user_scram_credentials([upsert])[carol].result(TIMEOUT)
+for mechanism in ("SCRAM-SHA-256", "PLAIN"):
+    delivered, errors = produce(sasl(mechanism, carol, "carol-pw"), f"{PREFIX}-carol", 10)
+    if delivered != 10 or errors:
+        fail(f"new user {carol} with {mechanism}: {delivered}/10 delivered, errors {errors}")
+if refused(sasl("SCRAM-SHA-512", carol, "carol-pw")) is None:
+    fail(f"{carol} has no SCRAM-SHA-512 credential but was let in with it")
+deletion = UserScramCredentialDeletion(carol, ScramMechanism.SCRAM_SHA_256)
+admin.alter_user_scram_credentials([deletion])[carol].result(TIMEOUT)
+if refused(sasl("SCRAM-SHA-256", carol, "carol-pw")) is None:
+    fail(f"deleted user {carol} was let in")
+try:
+    admin.describe_user_scram_credentials([carol])[carol].result(TIMEOUT)
+    fail(f"deleted user {carol} is still described")
+except KafkaException as e:
+    if e.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
+        fail(f"describing deleted user {carol}: {e}")
+print(f"ok sasl_confluent: admin described {USER}, added {carol} (SCRAM-SHA-256 and PLAIN work), deleted it")
+
+seconds = 3 * REAUTH_MS / 1000
+count = int(seconds / 0.05)
+delivered, errors = produce(sasl("SCRAM-SHA-256"), f"{PREFIX}-reauth", count, pace=0.05)
+if delivered != count or errors:
+    fail(f"re-authentication: {delivered}/{count} delivered over {seconds} s, errors {errors}")
+print(f"ok sasl_confluent: {count} records over {seconds:.0f} s (3 session lifetimes), all delivered")
