@@ -74,13 +74,23 @@ pub mod power_loss {
     static RECORDED: AtomicUsize = AtomicUsize::new(0);
     static RECORDINGS: Mutex<Option<HashMap<PathBuf, Recording>>> = Mutex::new(None);
 
+    /// A file: its inode and birth time. An inode number alone is not one:
+    /// a file created after another was removed may get its number, and
+    /// must not be given the removed file's content.
+    type FileId = (u64, u128);
+
+    fn file_id(metadata: &std::fs::Metadata) -> FileId {
+        let born = metadata.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        (metadata.ino(), born.map_or(0, |d| d.as_nanos()))
+    }
+
     /// What a power cut would leave of one directory.
     #[derive(Clone, Debug, Default)]
     pub struct DurableState {
-        /// File name to inode, as of the last directory sync.
-        entries: BTreeMap<String, u64>,
-        /// Inode to content, as of its last fdatasync.
-        contents: HashMap<u64, Vec<u8>>,
+        /// File name to file, as of the last directory sync.
+        entries: BTreeMap<String, FileId>,
+        /// File to content, as of its last fdatasync.
+        contents: HashMap<FileId, Vec<u8>>,
     }
 
     struct Recording {
@@ -113,8 +123,8 @@ pub mod power_loss {
     /// durable.
     pub fn record(dir: &Path) -> std::io::Result<()> {
         let mut state = DurableState { entries: entries(dir)?, contents: HashMap::new() };
-        for (name, &inode) in &state.entries {
-            state.contents.insert(inode, std::fs::read(dir.join(name))?);
+        for (name, &file) in &state.entries {
+            state.contents.insert(file, std::fs::read(dir.join(name))?);
         }
         let mut recordings = RECORDINGS.lock().unwrap_or_else(|e| e.into_inner());
         let recording = Recording { state, cut_in: None, cut: None };
@@ -160,8 +170,8 @@ pub mod power_loss {
                 std::fs::remove_file(dir.join(name))?;
             }
         }
-        for (name, inode) in &state.entries {
-            let content = state.contents.get(inode).map_or(&[][..], Vec::as_slice);
+        for (name, file) in &state.entries {
+            let content = state.contents.get(file).map_or(&[][..], Vec::as_slice);
             std::fs::write(dir.join(name), content)?;
         }
         Ok(())
@@ -169,10 +179,10 @@ pub mod power_loss {
 
     pub(super) fn file_synced(path: &Path) {
         let Some(dir) = path.parent() else { return };
-        let read = || Some((std::fs::metadata(path).ok()?.ino(), std::fs::read(path).ok()?));
+        let read = || Some((file_id(&std::fs::metadata(path).ok()?), std::fs::read(path).ok()?));
         with_recording(dir, |r| {
-            if let Some((inode, content)) = read() {
-                r.state.contents.insert(inode, content);
+            if let Some((file, content)) = read() {
+                r.state.contents.insert(file, content);
             }
             r.synced();
         });
@@ -187,14 +197,14 @@ pub mod power_loss {
         });
     }
 
-    /// The regular files of `dir`, by name, with their inodes.
-    fn entries(dir: &Path) -> std::io::Result<BTreeMap<String, u64>> {
+    /// The regular files of `dir`, by name.
+    fn entries(dir: &Path) -> std::io::Result<BTreeMap<String, FileId>> {
         let mut entries = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let metadata = entry.metadata()?;
             if let (true, Some(name)) = (metadata.is_file(), entry.file_name().to_str()) {
-                entries.insert(name.to_string(), metadata.ino());
+                entries.insert(name.to_string(), file_id(&metadata));
             }
         }
         Ok(entries)
