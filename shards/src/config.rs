@@ -1,9 +1,9 @@
 //! Broker configuration: embedded defaults, overridable by a TOML file and flags.
 
-use crate::metadata::TopicDefaults;
-use crate::placement::BrokerSlot;
+use crate::metadata::{BrokerRegistration, TopicDefaults};
 use serde::Deserialize;
 use std::path::PathBuf;
+use uuid::Uuid;
 
 /// Everything a broker process needs to start. Field names follow Kafka's
 /// settings where Kafka has one (e.g. `num_partitions` is `num.partitions`).
@@ -274,9 +274,17 @@ impl BrokerConfig {
         TopicDefaults { partitions: self.default_partitions, replication_factor: self.default_replication_factor }
     }
 
-    /// This broker as a place for replicas.
-    pub fn broker_slot(&self) -> BrokerSlot {
-        BrokerSlot { id: self.node_id, rack: self.broker_rack.clone() }
+    /// This broker as it registers with the controller, in a new
+    /// incarnation.
+    pub fn registration(&self) -> Result<BrokerRegistration, String> {
+        let (host, port) = self.advertised_host_port()?;
+        Ok(BrokerRegistration {
+            id: self.node_id,
+            incarnation: Uuid::new_v4(),
+            host,
+            port,
+            rack: self.broker_rack.clone(),
+        })
     }
 
     /// The number of shards to run: the configured count, or one per core

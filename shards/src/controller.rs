@@ -11,10 +11,9 @@ use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::{
-    ConfigAlteration, ConfigScope, ConfigTarget, MetadataStore, NewTopic, PartitionIncrease, ScramChange, TopicConfigs,
-    TopicMetadata,
+    ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataStore, NewTopic, PartitionIncrease,
+    ProducerIdBlock, ScramChange, TopicConfigs,
 };
-use crate::placement::BrokerSlot;
 use crate::shard::{is_internal_topic, Shard};
 use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use std::cell::RefCell;
@@ -23,32 +22,54 @@ use weir_runtime::sync::{Permit, Semaphore};
 
 pub(crate) struct Controller {
     store: RefCell<MetadataStore>,
-    /// One change at a time, so that snapshots are published in order.
+    /// One change at a time, so that each is planned against the image the
+    /// one before left, and snapshots are published in order.
     changes: Semaphore,
+    producer_ids: RefCell<ProducerIdBlock>,
     config: Arc<BrokerConfig>,
 }
 
 impl Controller {
     pub fn new(store: MetadataStore, config: Arc<BrokerConfig>) -> Self {
-        Controller { store: RefCell::new(store), changes: Semaphore::new(1), config }
+        Controller { store: RefCell::new(store), changes: Semaphore::new(1), producer_ids: RefCell::default(), config }
     }
 
     async fn one_change_at_a_time(&self) -> Permit<'_> {
         self.changes.acquire_permit(1).await.expect("the controller's semaphore is never closed")
     }
 
-    /// Creates topics (configs validated by the caller); results in request order.
-    pub async fn create_topics(&self, shard: &Shard, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
+    /// Plans changes against the current image with `plan` (one result per
+    /// item it changes), commits them and publishes the new image. If the
+    /// commit fails, so does every result that planned a change.
+    async fn change<T>(
+        &self,
+        shard: &Shard,
+        plan: impl FnOnce(&mut MetadataChanges) -> Vec<Result<T, TopicError>>,
+    ) -> Vec<Result<T, TopicError>> {
         let _serial = self.one_change_at_a_time().await;
-        let results: TopicResults = {
-            let mut store = self.store.borrow_mut();
-            let (defaults, brokers) = (self.config.topic_defaults(), self.brokers());
-            topics.iter().map(|(t, configs)| store.create_topic(t, configs, defaults, &brokers)).collect()
-        };
-        if results.iter().any(Result::is_ok) {
-            self.publish(shard, Vec::new()).await;
+        let mut changes = self.store.borrow().changes();
+        let mut results = plan(&mut changes);
+        if changes.is_empty() {
+            return results;
+        }
+        let committed = self.store.borrow_mut().commit(changes);
+        match committed {
+            Ok(deleted) => {
+                let snapshot = self.store.borrow().snapshot();
+                shard.publish_metadata(snapshot, deleted).await;
+            }
+            Err(e) => results.iter_mut().filter(|r| r.is_ok()).for_each(|r| *r = Err(e.clone())),
         }
         results
+    }
+
+    /// Creates topics (configs validated by the caller); results in request order.
+    pub async fn create_topics(&self, shard: &Shard, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
+        let defaults = self.config.topic_defaults();
+        self.change(shard, |changes| {
+            topics.iter().map(|(t, configs)| changes.create_topic(t, configs, defaults)).collect()
+        })
+        .await
     }
 
     /// Changes topic, group or dynamic broker configs; with
@@ -59,55 +80,45 @@ impl Controller {
         alterations: Vec<(ConfigTarget, ConfigAlteration)>,
         validate_only: bool,
     ) -> Vec<Result<(), TopicError>> {
-        let _serial = self.one_change_at_a_time().await;
-        let results: Vec<Result<(), TopicError>> = {
-            let mut store = self.store.borrow_mut();
-            let mut alter = |(target, alteration): &(ConfigTarget, ConfigAlteration)| {
-                let snapshot = store.snapshot();
-                let dynamic = &snapshot.dynamic_broker_configs;
-                match target {
-                    ConfigTarget::Topic(name) => {
-                        let current = snapshot.topic(name).ok_or(TopicError::Unknown)?;
-                        let unset = TopicConfigs::new();
-                        let default = |config: &str| self.config.topic_config_value(dynamic, name, &unset, config);
-                        let configs = alteration.apply(ConfigScope::Topic, &current.configs, default)?;
-                        if validate_only {
-                            return Ok(());
-                        }
-                        store.set_topic_configs(name, configs).map(drop)
-                    }
-                    ConfigTarget::Broker | ConfigTarget::ClusterDefault => {
-                        let cluster_default = *target == ConfigTarget::ClusterDefault;
-                        let current = if cluster_default { &dynamic.cluster_default } else { &dynamic.broker };
-                        let static_layers = DynamicBrokerConfigs::default();
-                        let default = |config: &str| {
-                            dynamic_broker_config_name(config).map_or_else(String::new, |name| {
-                                self.config.broker_config_chain(&static_layers, name).swap_remove(0).value
-                            })
-                        };
-                        let configs = alteration.apply(ConfigScope::Broker, current, default)?;
-                        if validate_only {
-                            return Ok(());
-                        }
-                        store.set_dynamic_broker_configs(cluster_default, configs)
-                    }
-                    ConfigTarget::Group(group) => {
-                        let unset = TopicConfigs::new();
-                        let current = snapshot.group_configs.get(group).unwrap_or(&unset);
-                        let configs = alteration.apply(ConfigScope::Group, current, |_| String::new())?;
-                        if validate_only {
-                            return Ok(());
-                        }
-                        store.set_group_configs(group, configs)
+        let alter = |changes: &mut MetadataChanges, (target, alteration): &(ConfigTarget, ConfigAlteration)| {
+            let image = changes.image();
+            let dynamic = &image.dynamic_broker_configs;
+            match target {
+                ConfigTarget::Topic(name) => {
+                    let current = image.topic(name).ok_or(TopicError::Unknown)?;
+                    let unset = TopicConfigs::new();
+                    let default = |config: &str| self.config.topic_config_value(dynamic, name, &unset, config);
+                    let configs = alteration.apply(ConfigScope::Topic, &current.configs, default)?;
+                    if !validate_only {
+                        changes.set_topic_configs(name, configs)?;
                     }
                 }
-            };
-            alterations.iter().map(&mut alter).collect()
+                ConfigTarget::Broker | ConfigTarget::ClusterDefault => {
+                    let cluster_default = *target == ConfigTarget::ClusterDefault;
+                    let current = if cluster_default { &dynamic.cluster_default } else { &dynamic.broker };
+                    let static_layers = DynamicBrokerConfigs::default();
+                    let default = |config: &str| {
+                        dynamic_broker_config_name(config).map_or_else(String::new, |name| {
+                            self.config.broker_config_chain(&static_layers, name).swap_remove(0).value
+                        })
+                    };
+                    let configs = alteration.apply(ConfigScope::Broker, current, default)?;
+                    if !validate_only {
+                        changes.set_dynamic_broker_configs(cluster_default, configs);
+                    }
+                }
+                ConfigTarget::Group(group) => {
+                    let unset = TopicConfigs::new();
+                    let current = image.group_configs.get(group).unwrap_or(&unset);
+                    let configs = alteration.apply(ConfigScope::Group, current, |_| String::new())?;
+                    if !validate_only {
+                        changes.set_group_configs(group, configs);
+                    }
+                }
+            }
+            Ok(())
         };
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish(shard, Vec::new()).await;
-        }
-        results
+        self.change(shard, |changes| alterations.iter().map(|a| alter(changes, a)).collect()).await
     }
 
     /// Raises topics' partition counts (each result holds the topic as it
@@ -120,39 +131,16 @@ impl Controller {
         increases: Vec<PartitionIncrease>,
         validate_only: bool,
     ) -> TopicResults {
-        let _serial = self.one_change_at_a_time().await;
-        let brokers = self.brokers();
-        let results: TopicResults = {
-            let mut store = self.store.borrow_mut();
-            let add = |increase: &PartitionIncrease| match is_internal_topic(&increase.name) {
-                true => Err(TopicError::InvalidName(format!("'{}' is reserved for the broker", increase.name))),
-                false => store.add_partitions(increase, &brokers, validate_only),
-            };
-            increases.iter().map(add).collect()
+        let add = |changes: &mut MetadataChanges, increase: &PartitionIncrease| match is_internal_topic(&increase.name)
+        {
+            true => Err(TopicError::InvalidName(format!("'{}' is reserved for the broker", increase.name))),
+            false => changes.add_partitions(increase, validate_only),
         };
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish(shard, Vec::new()).await;
-        }
-        results
+        self.change(shard, |changes| increases.iter().map(|i| add(changes, i)).collect()).await
     }
 
     pub async fn delete_topics(&self, shard: &Shard, names: Vec<String>) -> TopicResults {
-        let _serial = self.one_change_at_a_time().await;
-        let results: TopicResults = {
-            let mut store = self.store.borrow_mut();
-            names.iter().map(|name| store.delete_topic(name)).collect()
-        };
-        let deleted: Vec<TopicMetadata> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
-        if !deleted.is_empty() {
-            self.publish(shard, deleted).await;
-        }
-        results
-    }
-
-    /// The brokers replicas are placed on: this one, until brokers register
-    /// with the metadata quorum.
-    fn brokers(&self) -> Vec<BrokerSlot> {
-        vec![self.config.broker_slot()]
+        self.change(shard, |changes| names.iter().map(|name| changes.delete_topic(name)).collect()).await
     }
 
     /// Changes users' SCRAM credentials (checked by the caller), each user's
@@ -162,21 +150,18 @@ impl Controller {
         shard: &Shard,
         users: Vec<(String, Vec<ScramChange>)>,
     ) -> Vec<Result<(), TopicError>> {
-        let _serial = self.one_change_at_a_time().await;
-        let results = self.store.borrow_mut().alter_scram_credentials(&users);
-        if results.iter().any(Result::is_ok) {
-            self.publish(shard, Vec::new()).await;
-        }
-        results
+        self.change(shard, |changes| changes.alter_scram_credentials(&users)).await
     }
 
     /// A producer id never handed out before (ids are reserved in blocks).
-    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
-        self.store.borrow_mut().allocate_producer_id()
-    }
-
-    async fn publish(&self, shard: &Shard, deleted: Vec<TopicMetadata>) {
-        let snapshot = self.store.borrow().snapshot();
-        shard.publish_metadata(snapshot, deleted).await;
+    pub async fn allocate_producer_id(&self, shard: &Shard) -> Result<i64, TopicError> {
+        if let Some(id) = self.producer_ids.borrow_mut().take() {
+            return Ok(id);
+        }
+        let mut reserved = self.change(shard, |changes| vec![Ok(changes.reserve_producer_ids())]).await;
+        let mut block = reserved.pop().expect("one result")?;
+        let id = block.take().expect("a new block has ids");
+        *self.producer_ids.borrow_mut() = block;
+        Ok(id)
     }
 }

@@ -92,7 +92,11 @@ where
     config.listen = with_port(&config.listen, address.port());
     let open_files = raise_open_files_limit();
     tracing::info!(open_files, "open-file limit (each client connection takes two)");
-    let store = MetadataStore::load(&config.data_dir, Some(config.node_id)).map_err(RuntimeError::Setup)?;
+    let mut store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
+    let registration = config.registration().map_err(RuntimeError::Setup)?;
+    store
+        .register_broker(registration)
+        .map_err(|e| RuntimeError::Setup(format!("cannot register broker {}: {e}", config.node_id)))?;
     let leftovers = deleted_dirs::leftovers(&config.data_dir)
         .map_err(|e| RuntimeError::Setup(format!("cannot read data directory {}: {e}", config.data_dir.display())))?;
     deleted_dirs::remove_in_background(leftovers);

@@ -99,7 +99,7 @@ fn mechanisms(names: &[String]) -> anyhow::Result<Vec<ScramMechanism>> {
 fn list(target: &Target) -> anyhow::Result<()> {
     let mut rows: Vec<(String, String, u32)> = Vec::new();
     if let Some(dir) = &target.data_dir {
-        let snapshot = MetadataStore::load(dir, None).map_err(anyhow::Error::msg)?.snapshot();
+        let snapshot = MetadataStore::load(dir).map_err(anyhow::Error::msg)?.snapshot();
         for (user, by_mechanism) in &snapshot.scram_credentials {
             rows.extend(by_mechanism.iter().map(|(m, c)| (user.clone(), m.clone(), c.iterations)));
         }
@@ -163,7 +163,7 @@ fn add(
 
 fn delete(target: &Target, user: &str, mechanisms: &[ScramMechanism]) -> anyhow::Result<()> {
     if let Some(dir) = &target.data_dir {
-        let snapshot = MetadataStore::load(dir, None).map_err(anyhow::Error::msg)?.snapshot();
+        let snapshot = MetadataStore::load(dir).map_err(anyhow::Error::msg)?.snapshot();
         // Deleting every mechanism deletes those the user has.
         let changes = mechanisms
             .iter()
@@ -229,9 +229,10 @@ fn alter_offline(dir: &Path, user: &str, changes: Vec<ScramChange>) -> anyhow::R
     if changes.is_empty() {
         bail!("user {user} has no SCRAM credentials");
     }
-    let mut store = MetadataStore::load(dir, None).map_err(anyhow::Error::msg)?;
-    match store.alter_scram_credentials(&[(user.to_string(), changes)]).pop() {
-        Some(Ok(())) => Ok(()),
+    let mut store = MetadataStore::load(dir).map_err(anyhow::Error::msg)?;
+    let mut planned = store.changes();
+    match planned.alter_scram_credentials(&[(user.to_string(), changes)]).pop() {
+        Some(Ok(())) => store.commit(planned).map(drop).map_err(anyhow::Error::from),
         Some(Err(weir_shards::TopicError::Unknown)) => bail!("user {user} has no such credential"),
         Some(Err(e)) => bail!("{e}"),
         None => Ok(()),

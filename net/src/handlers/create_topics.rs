@@ -110,8 +110,6 @@ fn config_results(shard: &Shard, topic: &TopicMetadata) -> Vec<CreatableTopicCon
 /// The checks a real create would make, without creating; the topic as it
 /// would be (its id is not reported).
 fn validate_only(shard: &Shard, topic: &NewTopic, configs: TopicConfigs) -> Result<TopicMetadata, TopicError> {
-    let config = shard.config();
-    let brokers = [config.broker_slot()];
-    let planned = plan_topic(&shard.metadata(), topic, &configs, config.topic_defaults(), &brokers)?;
+    let planned = plan_topic(&shard.metadata(), topic, &configs, shard.config().topic_defaults())?;
     Ok(TopicMetadata { id: Default::default(), ..planned })
 }

@@ -3,7 +3,7 @@
 //! endpoint type only; a request for the controllers' endpoints gets Kafka's
 //! MISMATCHED_ENDPOINT_TYPE (v0 has no endpoint type: always brokers).
 
-use super::{advertised_address, message, CLUSTER_OPERATIONS};
+use super::{message, str_bytes, CLUSTER_OPERATIONS};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -26,12 +26,22 @@ pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> D
         return DescribeClusterResponse::default().with_error_code(error.code()).with_error_message(message(why));
     }
     let node_id = BrokerId(shard.config().node_id);
-    let (host, port) = advertised_address(shard);
-    let broker = DescribeClusterBroker::default().with_broker_id(node_id).with_host(host).with_port(port);
+    let snapshot = shard.metadata();
+    let brokers = snapshot
+        .brokers
+        .iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let mut response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(shard.metadata().cluster_id.clone()))
+        .with_cluster_id(StrBytes::from_string(snapshot.cluster_id.clone()))
         .with_controller_id(node_id)
-        .with_brokers(vec![broker]);
+        .with_brokers(brokers);
     if version >= 1 {
         response.endpoint_type = BROKER_ENDPOINTS;
     }

@@ -219,7 +219,5 @@ fn add_leader_endpoint(shard: &Shard, response: &mut FetchResponse) {
         let name = snapshot.topic_by_id(t.topic_id).map_or(&*t.topic.0, |topic| topic.name.as_str());
         t.partitions.iter_mut().map(move |p| (name, p.partition_index, p))
     });
-    if let Some(endpoint) = super::point_to_leader!(shard, partitions, LeaderIdAndEpoch, NodeEndpoint) {
-        response.node_endpoints = vec![endpoint];
-    }
+    response.node_endpoints = super::point_to_leader!(shard, partitions, LeaderIdAndEpoch, NodeEndpoint);
 }

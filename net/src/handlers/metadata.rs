@@ -44,14 +44,23 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
             })
             .collect(),
     };
-    let (host, port) = super::advertised_address(shard);
-    let broker = MetadataResponseBroker::default().with_node_id(node_id).with_host(host).with_port(port);
+    let brokers = snapshot
+        .brokers
+        .iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(super::str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(super::str_bytes))
+        })
+        .collect();
     if request.include_topic_authorized_operations && version >= 8 {
         for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
             topic.topic_authorized_operations = super::TOPIC_OPERATIONS;
         }
     }
-    let mut response = MetadataResponse::default().with_brokers(vec![broker]).with_topics(topics);
+    let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
         response.controller_id = node_id;
     }

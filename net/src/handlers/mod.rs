@@ -239,12 +239,6 @@ const CLUSTER_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
 /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
 const TOPIC_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
 
-/// The host and port clients are told to connect to.
-fn advertised_address(shard: &Shard) -> (StrBytes, i32) {
-    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
-    (StrBytes::from_string(host), port)
-}
-
 /// Error messages go out as `StrBytes`.
 fn message(text: impl ToString) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.to_string()))
@@ -293,27 +287,30 @@ use answer_partition_codes;
 
 /// KIP-951 (Fetch v16+, Produce v10+): each partition answered
 /// NOT_LEADER_OR_FOLLOWER names its leader and leader epoch in
-/// `current_leader`; if any did, the leader's endpoint is returned for the
-/// response's `node_endpoints`, so the client needs no Metadata round trip.
-/// `$partitions` yields (topic name, partition index, `&mut` partition
-/// answer); `$leader` and
-/// `$endpoint` are the response's generated types of the same shape. (Every
-/// leader is this broker until brokers register with the metadata quorum.)
+/// `current_leader`, and the response's `node_endpoints` name those
+/// leaders, so the client needs no Metadata round trip. `$partitions`
+/// yields (topic name, partition index, `&mut` partition answer); `$leader`
+/// and `$endpoint` are the response's generated types of the same shape.
 macro_rules! point_to_leader {
     ($shard:expr, $partitions:expr, $leader:ident, $endpoint:ident) => {{
-        let node_id = kafka_protocol::messages::BrokerId($shard.config().node_id);
         let not_leader = kafka_protocol::error::ResponseError::NotLeaderOrFollower.code();
-        let mut any = false;
+        let mut leaders = std::collections::BTreeSet::new();
         for (topic, index, p) in $partitions.filter(|(_, _, p)| p.error_code == not_leader) {
             let (leader, epoch) = super::leader_of($shard, topic, index);
             p.current_leader =
                 $leader::default().with_leader_id(kafka_protocol::messages::BrokerId(leader)).with_leader_epoch(epoch);
-            any = true;
+            leaders.insert(leader);
         }
-        any.then(|| {
-            let (host, port) = super::advertised_address($shard);
-            $endpoint::default().with_node_id(node_id).with_host(host).with_port(port)
-        })
+        let snapshot = $shard.metadata();
+        let registered = snapshot.brokers.iter().filter(|b| leaders.contains(&b.id));
+        let endpoint = |b: &weir_shards::metadata::BrokerRegistration| {
+            $endpoint::default()
+                .with_node_id(kafka_protocol::messages::BrokerId(b.id))
+                .with_host(super::str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(super::str_bytes))
+        };
+        registered.map(endpoint).collect::<Vec<_>>()
     }};
 }
 use point_to_leader;

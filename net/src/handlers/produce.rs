@@ -66,9 +66,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
             .responses
             .iter_mut()
             .flat_map(|t| t.partition_responses.iter_mut().map(|p| (&*t.name.0, p.index, p)));
-        if let Some(endpoint) = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint) {
-            response.node_endpoints = vec![endpoint];
-        }
+        response.node_endpoints = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint);
     }
     (request.acks != 0).then_some(response)
 }

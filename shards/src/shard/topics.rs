@@ -122,8 +122,10 @@ impl Shard {
     /// A producer id never handed out before (persisted by the controller).
     pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
         let unavailable = Err(TopicError::ControllerUnavailable);
-        self.on_controller(unavailable, |_, controller| Box::pin(async move { controller.allocate_producer_id() }))
-            .await
+        self.on_controller(unavailable, |shard, controller| {
+            Box::pin(async move { controller.allocate_producer_id(shard).await })
+        })
+        .await
     }
 
     /// Runs `work` with the controller, on its shard; `unavailable` answers

@@ -1,0 +1,264 @@
+use super::*;
+
+fn defaults(partitions: i32) -> TopicDefaults {
+    TopicDefaults { partitions, replication_factor: 1 }
+}
+
+fn broker(id: i32) -> BrokerRegistration {
+    BrokerRegistration { id, incarnation: Uuid::nil(), host: "localhost".into(), port: 9092, rack: None }
+}
+
+/// The store in `dir` with brokers `ids` registered.
+fn store_with_brokers(dir: &std::path::Path, ids: &[i32]) -> MetadataStore {
+    let mut store = MetadataStore::load(dir).unwrap();
+    ids.iter().for_each(|&id| store.register_broker(broker(id)).unwrap());
+    store
+}
+
+fn new_topic(name: &str, partitions: i32) -> NewTopic {
+    NewTopic::with_partitions(name, partitions)
+}
+
+#[test]
+fn topics_survive_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    let created = store.change(|c| c.create_topic(&new_topic("clicks", 3), &TopicConfigs::new(), defaults(1))).unwrap();
+    store.change(|c| c.create_topic(&new_topic("defaulted", -1), &TopicConfigs::new(), defaults(5))).unwrap();
+    let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+    assert_eq!(reloaded.cluster_id, store.snapshot().cluster_id);
+    assert_eq!(reloaded.topic("clicks"), Some(&created));
+    assert_eq!(reloaded.topic("defaulted").unwrap().partitions, 5);
+    store.change(|c| c.delete_topic("clicks")).unwrap();
+    assert!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("clicks").is_none());
+}
+
+#[test]
+fn bad_topics_are_refused() {
+    let none = TopicConfigs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    store.change(|c| c.create_topic(&new_topic("a", 1), &none, defaults(1))).unwrap();
+    assert_eq!(
+        store.change(|c| c.create_topic(&new_topic("a", 1), &none, defaults(1))),
+        Err(TopicError::AlreadyExists)
+    );
+    for name in ["", ".", "..", "a/b", "spaces no", &"x".repeat(250)] {
+        assert!(matches!(
+            store.change(|c| c.create_topic(&new_topic(name, 1), &none, defaults(1))),
+            Err(TopicError::InvalidName(_))
+        ));
+    }
+    assert_eq!(
+        store.change(|c| c.create_topic(&new_topic("z", 0), &none, defaults(1))),
+        Err(TopicError::InvalidPartitions(0))
+    );
+    let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 1) };
+    assert_eq!(
+        store.change(|c| c.create_topic(&rf3, &none, defaults(1))),
+        Err(TopicError::InvalidReplicationFactor { asked: 3, brokers: 1 })
+    );
+    assert_eq!(store.change(|c| c.delete_topic("nope")), Err(TopicError::Unknown));
+}
+
+#[test]
+fn configs_are_validated_persisted_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    let bad = validate_topic_configs([("retention.ms", Some("soon"))]);
+    assert!(matches!(bad, Err(TopicError::InvalidConfig(_))));
+    let unknown = validate_topic_configs([("retention.forever", None)]);
+    assert!(matches!(unknown, Err(TopicError::InvalidConfig(_))));
+    let configs = validate_topic_configs([("segment.bytes", Some("4096")), ("retention.ms", None)]).unwrap();
+    assert_eq!(configs.len(), 1);
+    store.change(|c| c.create_topic(&new_topic("c", 1), &configs, defaults(1))).unwrap();
+    let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+    assert_eq!(reloaded.topic("c").unwrap().configs.get("segment.bytes").map(String::as_str), Some("4096"));
+    let replaced = validate_topic_configs([("cleanup.policy", Some("compact"))]).unwrap();
+    store.change(|c| c.set_topic_configs("c", replaced.clone())).unwrap();
+    assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("c").unwrap().configs, replaced);
+    assert_eq!(store.change(|c| c.set_topic_configs("nope", replaced)), Err(TopicError::Unknown));
+}
+
+#[test]
+fn incremental_alterations() {
+    let default = |name: &str| if name == "cleanup.policy" { "delete".to_string() } else { "0".to_string() };
+    let current: TopicConfigs = [("retention.ms".to_string(), "1000".to_string())].into();
+    let ops = ConfigAlteration::Incremental(vec![
+        ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+        ConfigOp::Delete("retention.ms".into()),
+        ConfigOp::Set("segment.bytes".into(), "2048".into()),
+    ]);
+    let next = ops.apply(ConfigScope::Topic, &current, default).unwrap();
+    assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
+    assert_eq!(next.get("segment.bytes").map(String::as_str), Some("2048"));
+    assert!(!next.contains_key("retention.ms"));
+    let subtract = ConfigAlteration::Incremental(vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())]);
+    assert_eq!(
+        subtract.apply(ConfigScope::Topic, &next, default).unwrap().get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    let emptied = ConfigAlteration::Incremental(vec![ConfigOp::Subtract("cleanup.policy".into(), "delete".into())]);
+    assert!(matches!(emptied.apply(ConfigScope::Topic, &current, default), Err(TopicError::InvalidConfig(_))));
+    let not_list = ConfigAlteration::Incremental(vec![ConfigOp::Append("retention.ms".into(), "1".into())]);
+    assert!(matches!(not_list.apply(ConfigScope::Topic, &current, default), Err(TopicError::InvalidConfig(_))));
+    let replace = ConfigAlteration::Replace(vec![("segment.ms".into(), Some("5".into()))]);
+    assert_eq!(replace.apply(ConfigScope::Topic, &current, default).unwrap().len(), 1);
+    let ignored = ConfigAlteration::Replace(vec![("message.format.version".into(), Some("2.8".into()))]);
+    assert!(ignored.apply(ConfigScope::Topic, &current, default).unwrap().is_empty());
+    let lags = ConfigAlteration::Incremental(vec![ConfigOp::Set("min.compaction.lag.ms".into(), "10".into())]);
+    let conflicting = TopicConfigs::from([("max.compaction.lag.ms".to_string(), "5".to_string())]);
+    assert!(matches!(lags.apply(ConfigScope::Topic, &conflicting, default), Err(TopicError::InvalidConfig(_))));
+
+    // Broker scope: Kafka's broker names; a static one is an invalid request.
+    let broker = ConfigAlteration::Incremental(vec![
+        ConfigOp::Set("log.retention.ms".into(), "5000".into()),
+        ConfigOp::Append("log.cleanup.policy".into(), "compact".into()),
+    ]);
+    let next = broker.apply(ConfigScope::Broker, &TopicConfigs::new(), |_| "delete".into()).unwrap();
+    assert_eq!(next.get("log.cleanup.policy").map(String::as_str), Some("delete,compact"));
+    let static_one = ConfigAlteration::Incremental(vec![ConfigOp::Set("log.dirs".into(), "/tmp".into())]);
+    let refused = static_one.apply(ConfigScope::Broker, &TopicConfigs::new(), default);
+    assert!(matches!(refused, Err(TopicError::InvalidRequest(_))));
+    let bad = ConfigAlteration::Replace(vec![("log.retention.ms".into(), Some("soon".into()))]);
+    assert!(matches!(bad.apply(ConfigScope::Broker, &current, default), Err(TopicError::InvalidConfig(_))));
+}
+
+#[test]
+fn partitions_are_added_as_kafka_checks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    let created = store.change(|c| c.create_topic(&new_topic("t", 2), &TopicConfigs::new(), defaults(1))).unwrap();
+    let increase = |count, assignments| PartitionIncrease { name: "t".into(), count, assignments };
+    let message = |r: Result<TopicMetadata, TopicError>| r.unwrap_err().to_string();
+    assert_eq!(
+        message(store.change(|c| c.add_partitions(&increase(2, None), false))),
+        "Topic already has 2 partition(s)."
+    );
+    assert_eq!(
+        message(store.change(|c| c.add_partitions(&increase(1, None), false))),
+        "The topic t currently has 2 partition(s); 1 would not be an increase."
+    );
+    assert_eq!(
+        store.change(|c| c.add_partitions(&increase(MAX_PARTITIONS + 1, None), false)),
+        Err(TopicError::InvalidPartitions(MAX_PARTITIONS + 1))
+    );
+    let unknown = PartitionIncrease { name: "nope".into(), ..increase(3, None) };
+    assert_eq!(store.change(|c| c.add_partitions(&unknown, false)), Err(TopicError::Unknown));
+    for (assignments, why) in [
+        (vec![vec![1]], "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."),
+        (vec![vec![1], vec![]], "The manual partition assignment includes an empty replica list."),
+        (
+            vec![vec![1], vec![2]],
+            "The manual partition assignment includes broker 2, but no such broker is registered.",
+        ),
+        (vec![vec![1], vec![1, 1]], "The manual partition assignment includes the broker 1 more than once."),
+    ] {
+        let result = store.change(|c| c.add_partitions(&increase(4, Some(assignments)), false));
+        assert_eq!(result, Err(TopicError::InvalidReplicaAssignment(why.into())));
+    }
+    store.register_broker(broker(2)).unwrap();
+    let two_replicas = store.change(|c| c.add_partitions(&increase(3, Some(vec![vec![1, 2]])), false));
+    assert!(message(two_replicas).contains("a partition with 2 replica(s)"));
+
+    let checked = store.change(|c| c.add_partitions(&increase(4, Some(vec![vec![1], vec![1]])), true)).unwrap();
+    assert_eq!(checked.partitions, 4);
+    assert_eq!(store.snapshot().topic("t").unwrap().partitions, 2, "validate_only changed the topic");
+    let grown = store.change(|c| c.add_partitions(&increase(5, None), false)).unwrap();
+    assert_eq!(grown.assignment.len(), 5);
+    assert_eq!(grown, TopicMetadata { partitions: 5, assignment: grown.assignment.clone(), ..created });
+    assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("t"), Some(&grown));
+}
+
+#[test]
+fn scram_credentials_are_altered_per_user_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    let credential =
+        ScramCredential { salt: vec![1, 2], stored_key: vec![3; 32], server_key: vec![4; 32], iterations: 4096 };
+    let upsert = |m: &str| ScramChange::Upsert { mechanism: m.into(), credential: credential.clone() };
+    let delete = |m: &str| ScramChange::Delete { mechanism: m.into() };
+    let mut changes = store.changes();
+    let results = changes.alter_scram_credentials(&[
+        ("alice".into(), vec![upsert("SCRAM-SHA-256"), upsert("SCRAM-SHA-512")]),
+        ("bob".into(), vec![upsert("SCRAM-SHA-256"), delete("SCRAM-SHA-512")]),
+    ]);
+    assert_eq!(results, vec![Ok(()), Err(TopicError::Unknown)]);
+    store.commit(changes).unwrap();
+    let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+    assert_eq!(reloaded.scram_credential("alice", "SCRAM-SHA-512"), Some(&credential));
+    assert!(!reloaded.scram_credentials.contains_key("bob"), "bob's changes were all or none");
+    let text = std::fs::read_to_string(dir.path().join("metadata.toml")).unwrap();
+    assert!(text.contains("stored_key = \"AwMD"), "keys are base64 text: {text}");
+    assert_eq!(format!("{credential:?}"), "ScramCredential { iterations: 4096, .. }");
+
+    let mut changes = store.changes();
+    changes.alter_scram_credentials(&[("alice".into(), vec![delete("SCRAM-SHA-256"), delete("SCRAM-SHA-512")])]);
+    store.commit(changes).unwrap();
+    assert!(MetadataStore::load(dir.path()).unwrap().snapshot().scram_credentials.is_empty());
+}
+
+#[test]
+fn a_metadata_file_without_configs_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "cluster_id = \"abc\"\n[topics.t]\nname = \"t\"\nid = \"67e55044-10b1-426f-9247-bb680e5fe0c8\"\npartitions = 2\n";
+    std::fs::write(dir.path().join("metadata.toml"), old).unwrap();
+    let mut store = MetadataStore::load(dir.path()).unwrap();
+    assert!(store.snapshot().topic("t").unwrap().configs.is_empty());
+    // Nor assignments: each partition becomes the broker's that registers, as it was.
+    assert!(store.snapshot().topic("t").unwrap().assignment.is_empty());
+    store.register_broker(broker(7)).unwrap();
+    let snapshot = MetadataStore::load(dir.path()).unwrap().snapshot();
+    assert_eq!(snapshot.topic("t").unwrap().assignment, vec![PartitionState::new(vec![7]); 2]);
+    assert_eq!(snapshot.partition("t", 1).map(|p| (p.leader, p.leader_epoch)), Some((7, 0)));
+    assert!(snapshot.partition("t", 2).is_none() && snapshot.partition("t", -1).is_none());
+}
+
+#[test]
+fn replicas_are_placed_on_the_brokers_persisted_and_checked_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1, 2, 3]);
+    let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 6) };
+    let created = store.change(|c| c.create_topic(&rf3, &TopicConfigs::new(), defaults(1))).unwrap();
+    assert_eq!(created.replication_factor(), 3);
+    let leaders: std::collections::BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
+    assert_eq!(leaders.len(), 3, "leaders spread: {:?}", created.assignment);
+    assert!(created.assignment.iter().all(|p| p.isr == p.replicas && p.leader == p.replicas[0]));
+    assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("r"), Some(&created), "persisted");
+    let defaulted = NewTopic { replication_factor: -1, ..new_topic("d", 1) };
+    let two = TopicDefaults { partitions: 1, replication_factor: 2 };
+    assert_eq!(
+        store.change(|c| c.create_topic(&defaulted, &TopicConfigs::new(), two)).unwrap().replication_factor(),
+        2
+    );
+
+    let given = |lists: Vec<Vec<i32>>| NewTopic { assignments: Some(lists), ..new_topic("g", -1) };
+    let mut refused =
+        |lists| store.change(|c| c.create_topic(&given(lists), &TopicConfigs::new(), defaults(1))).unwrap_err();
+    assert!(refused(vec![vec![1, 4]]).to_string().contains("includes broker 4, but no such broker is registered"));
+    assert!(refused(vec![vec![2, 2]]).to_string().contains("the broker 2 more than once"));
+    assert!(refused(vec![vec![1, 2], vec![3]]).to_string().contains("a partition with 1 replica(s)"));
+    let placed =
+        store.change(|c| c.create_topic(&given(vec![vec![3, 1], vec![2, 3]]), &TopicConfigs::new(), defaults(1)));
+    let placed = placed.unwrap();
+    assert_eq!((placed.partitions, placed.assignment[0].leader, placed.assignment[1].leader), (2, 3, 2));
+    // New partitions keep the topic's replication factor.
+    let grown = PartitionIncrease { name: "r".into(), count: 8, assignments: None };
+    let grown = store.change(|c| c.add_partitions(&grown, false)).unwrap();
+    assert!(grown.assignment[6..].iter().all(|p| p.replicas.len() == 3));
+}
+
+#[test]
+fn producer_ids_are_reserved_by_the_block_and_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    let reserve = |store: &mut MetadataStore| store.change(|c| Ok(c.reserve_producer_ids())).unwrap();
+    assert_eq!(ProducerIdBlock::default().take(), None);
+    let mut block = reserve(&mut store);
+    let ids: Vec<i64> = std::iter::from_fn(|| block.take()).collect();
+    assert_eq!(ids, (0..PRODUCER_ID_BLOCK).collect::<Vec<_>>());
+    assert_eq!(reserve(&mut store).take(), Some(PRODUCER_ID_BLOCK));
+    // A restart starts after the last committed block, whatever of it was used.
+    let mut restarted = MetadataStore::load(dir.path()).unwrap();
+    assert_eq!(reserve(&mut restarted).take(), Some(2 * PRODUCER_ID_BLOCK));
+}
