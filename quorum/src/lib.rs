@@ -18,8 +18,11 @@
 //!
 //! Next: the network between voters, then the controller's state machine.
 
+pub mod config;
 mod frame;
 pub mod log_store;
+mod network;
+mod node;
 pub mod runtime;
 pub mod state_machine;
 pub mod types;
@@ -27,6 +30,9 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
+pub use config::{parse_voters, QuorumConfig, VotersError};
 pub use log_store::LogStore;
+pub use network::AskHandler;
+pub use node::{QuorumError, QuorumNode};
 pub use state_machine::{MachineStore, SnapshotBuilder, StateMachine};
 pub use types::{Command, NodeId, Raft, Reply, TypeConfig};

@@ -1,12 +1,27 @@
 //! The Raft log and vote, durable in a directory.
 //!
 //! - `raft-log`: an append-only file of framed records (`frame`): an entry,
-//!   "truncate after log id X" or "purged up to log id X". Opening replays it
-//!   in order; a torn tail (a record cut short or failing its CRC: a crash
-//!   mid-append) is cut off, and everything before it comes back. When most
-//!   records are dead (purged or truncated entries), the file is rewritten
-//!   with only the live ones (a purge marker, then the entries), replaced
-//!   atomically.
+//!   "truncate after log id X", "purged up to log id X" or "committed up to
+//!   log id X". Opening replays it in order. When most records are dead
+//!   (purged or truncated entries, superseded commit marks), the file is
+//!   rewritten with only the live ones (a purge marker, the entries, the
+//!   commit mark), replaced atomically.
+//! - A bad record (cut short or failing its CRC) at open is one of two
+//!   things. A crash tears only the end of the last write: after the first
+//!   bad byte there is only the unwritten rest of that write (zeros, a cut
+//!   record), so the tail is cut off and everything before it comes back.
+//!   If a whole record (valid CRC, decodable) starts anywhere after the bad
+//!   one, data was written after it and the bad record rotted later: open
+//!   refuses, naming the file and offset, rather than drop committed entries.
+//!   (A filesystem that persists a later page of one unsynced write before
+//!   an earlier page would be refused too: an operator's call, never a
+//!   silent loss.)
+//! - The committed log id (`save_committed`) is a record too, written
+//!   without its own fdatasync: it is a hint that lets a restarted node apply
+//!   its committed entries at once instead of waiting for a leader (openraft
+//!   re-applies up to `read_committed` at startup). It rides along with the
+//!   next synced write; if a power cut loses it, the node waits for the
+//!   leader, which is openraft's default behaviour.
 //! - `vote`: one record, replaced atomically by each `save_vote`.
 //!
 //! Every write is fdatasync'ed before openraft hears of it: entries before
@@ -54,6 +69,9 @@ enum Record {
     TruncateAfter(Option<LogId>),
     /// Entries up to and including this log id are gone.
     Purged(LogId),
+    /// Entries up to and including this log id are committed. Last, so the
+    /// other variants keep their postcard tags.
+    Committed(LogId),
 }
 
 /// The log as openraft writes it. It is its own reader too: the handle
@@ -70,6 +88,7 @@ struct Log {
     dead_records: usize,
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
+    committed: Option<LogId>,
     vote: Option<Vote>,
     /// A write failed: the file's tail is unknown, so nothing more is
     /// written until the log is opened again (which cuts the torn tail).
@@ -94,6 +113,7 @@ impl LogStore {
             dead_records: 0,
             entries: BTreeMap::new(),
             last_purged: None,
+            committed: None,
             vote: frame::read_file(&dir.join(VOTE_FILE))?,
             failed: false,
         };
@@ -103,6 +123,13 @@ impl LogStore {
             at += length;
         }
         if at < bytes.len() {
+            if let Some(whole) = whole_record_after(&bytes, at) {
+                return Err(corrupt(format!(
+                    "raft log {}: the record at byte {at} is damaged but a whole record follows at byte {whole}: \
+                     not a torn tail (a crash tears only the end); refusing to open",
+                    path.display()
+                )));
+            }
             tracing::warn!(
                 "raft log {}: cutting a torn tail of {} bytes at byte {at}",
                 path.display(),
@@ -130,8 +157,15 @@ impl Log {
             }
             Record::TruncateAfter(after) => self.truncate_after(after),
             Record::Purged(upto) => self.purge(upto),
+            Record::Committed(upto) => self.commit(upto),
         }
         Ok(())
+    }
+
+    fn commit(&mut self, upto: LogId) {
+        if self.committed.replace(upto).is_some() {
+            self.dead_records += 1;
+        }
     }
 
     /// The lowest index the next entry may have.
@@ -163,12 +197,16 @@ impl Log {
         }
     }
 
-    /// Writes `bytes` (whole records) at the end of the file, durably.
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes `bytes` (whole records) at the end of the file, durably if
+    /// `sync`.
+    fn write(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other("an earlier write to the raft log failed"));
         }
-        let written = self.file.write_all(bytes).and_then(|()| self.file.sync_data());
+        let mut written = self.file.write_all(bytes);
+        if sync {
+            written = written.and_then(|()| self.file.sync_data());
+        }
         if written.is_err() {
             self.failed = true;
         }
@@ -178,7 +216,7 @@ impl Log {
     fn write_record(&mut self, record: &Record) -> io::Result<()> {
         let mut bytes = Vec::new();
         frame::encode(record, &mut bytes)?;
-        self.write(&bytes)
+        self.write(&bytes, true)
     }
 
     /// Rewrites the file with only the live records once most are dead.
@@ -192,6 +230,9 @@ impl Log {
         }
         for entry in self.entries.values() {
             frame::encode(&Record::Entry(entry.clone()), &mut bytes)?;
+        }
+        if let Some(committed) = &self.committed {
+            frame::encode(&Record::Committed(*committed), &mut bytes)?;
         }
         let path = self.dir.join(LOG_FILE);
         let temporary = self.dir.join(format!("{LOG_FILE}.tmp"));
@@ -269,7 +310,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             appended.push(entry);
         }
         // Durable before openraft hears of it.
-        if let Err(e) = log.write(&bytes) {
+        if let Err(e) = log.write(&bytes, true) {
             callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }
@@ -279,6 +320,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         drop(log);
         callback.io_completed(Ok(()));
         Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        // openraft never moves the committed id back, nor to `None`.
+        let Some(committed) = committed else { return Ok(()) };
+        let mut log = self.log.borrow_mut();
+        let mut bytes = Vec::new();
+        frame::encode(&Record::Committed(committed), &mut bytes)?;
+        // Not synced: see the module doc.
+        log.write(&bytes, false)?;
+        log.commit(committed);
+        log.maybe_rewrite()
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(self.log.borrow().committed)
     }
 
     async fn truncate_after(&mut self, after: Option<LogId>) -> io::Result<()> {
@@ -294,6 +351,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         log.purge(upto);
         log.maybe_rewrite()
     }
+}
+
+/// Where a whole record (one that passes its CRC and decodes) starts after
+/// the bad record at `bad`, if one does. Every offset is tried, as the bad
+/// record's length field may be what rotted; a candidate needs a plausible
+/// length within the file and a matching CRC, so garbage rarely costs more
+/// than a header read.
+fn whole_record_after(bytes: &[u8], bad: usize) -> Option<usize> {
+    (bad + 1..bytes.len())
+        .find(|&at| frame::next(&bytes[at..]).is_some_and(|(payload, _)| frame::decode::<Record>(payload).is_ok()))
 }
 
 fn corrupt(message: String) -> io::Error {

@@ -5,6 +5,7 @@ use std::io;
 use crate::StateMachine;
 
 mod cluster;
+mod node;
 mod restart;
 mod suite;
 

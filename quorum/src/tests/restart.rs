@@ -89,7 +89,7 @@ fn the_intact_prefix_and_the_vote_survive_a_torn_tail() {
 }
 
 #[test]
-fn a_corrupt_record_in_the_middle_cuts_the_log_there() {
+fn a_corrupt_record_in_the_middle_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let first_len = run(async {
@@ -99,13 +99,52 @@ fn a_corrupt_record_in_the_middle_cuts_the_log_there() {
         log.append([add(1, 1, 1), add(1, 2, 1)], IOFlushed::noop()).await.unwrap();
         first_len
     });
-    let mut bytes = std::fs::read(dir.join("raft-log")).unwrap();
-    // A byte of the second record's payload; the third stays whole.
-    bytes[first_len as usize + 9] ^= 0xff;
+    let intact = std::fs::read(dir.join("raft-log")).unwrap();
+    // A byte of the second record's payload, then of its length: either
+    // way the third record stays whole after it, so this is rot, not a
+    // torn write.
+    for flipped in [first_len as usize + 9, first_len as usize] {
+        let mut bytes = intact.clone();
+        bytes[flipped] ^= 0xff;
+        std::fs::write(dir.join("raft-log"), &bytes).unwrap();
+        let error = LogStore::open(dir).err().expect("the log refuses to open");
+        let message = error.to_string();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(message.contains("raft-log") && message.contains(&format!("byte {first_len}")), "{message}");
+        assert_eq!(std::fs::read(dir.join("raft-log")).unwrap(), bytes, "a refused log is left as it was");
+    }
+    // The same damage in the last record is a torn tail: cut, the rest kept.
+    let mut bytes = intact.clone();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0xff;
     std::fs::write(dir.join("raft-log"), &bytes).unwrap();
     run(async {
         let mut log = LogStore::open(dir).unwrap();
-        assert_eq!(indexes(&mut log).await, vec![0], "nothing after a record that fails its CRC is trusted");
+        assert_eq!(indexes(&mut log).await, vec![0, 1]);
+    });
+}
+
+#[test]
+fn the_committed_log_id_survives_a_restart_and_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    run(async {
+        let mut log = LogStore::open(dir).unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), None);
+        log.append((0..10).map(|i| add(1, i, 1)), IOFlushed::noop()).await.unwrap();
+        // Many marks: only the last counts, the rest are dead records.
+        for mark in 0..1200 {
+            let index = (mark / 100).min(9);
+            log.save_committed(Some(log_id::<TypeConfig>(1, NodeId::new(1), index))).await.unwrap();
+        }
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id::<TypeConfig>(1, NodeId::new(1), 9)));
+    });
+    // The dead marks made the file be rewritten; the last mark survived it.
+    assert!(log_len(dir) < 8 << 10, "the superseded commit marks were dropped");
+    run(async {
+        let mut log = LogStore::open(dir).unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id::<TypeConfig>(1, NodeId::new(1), 9)));
+        assert_eq!(indexes(&mut log).await, (0..10).collect::<Vec<_>>());
     });
 }
 

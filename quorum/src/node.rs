@@ -1,0 +1,256 @@
+//! [`QuorumNode`]: one voter, whole: its stores, its Raft, its listener,
+//! and the calls the broker makes (write, ask the leader, who leads).
+//!
+//! Everything runs on the thread that called [`QuorumNode::start`] (Raft is
+//! `!Send`, and so is the node).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::Stream;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config};
+use openraft_rt::watch::WatchReceiver;
+use weir_runtime::net::TcpListener;
+use weir_runtime::Task;
+
+use crate::network::{self, AskHandler, Network, Peer, Request, Response, Server};
+use crate::{Command, LogStore, MachineStore, NodeId, QuorumConfig, Raft, Reply, StateMachine};
+
+/// Idle connections kept per peer for forwarded requests; more concurrent
+/// requests open more, closed after use.
+const IDLE_CONNECTIONS_PER_PEER: usize = 4;
+
+/// Why a write or a question for the leader failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuorumError {
+    /// No leader is known (an election is under way). Retriable.
+    NoLeader,
+    /// The node asked is not the leader, or stopped being it before the
+    /// command was committed; `leader` is who it believes leads. Retriable.
+    NotLeader { leader: Option<u64> },
+    /// The leader could not be reached or did not answer in time.
+    /// Retriable, but a write may have been applied.
+    Unreachable { node: u64, reason: String },
+    /// The leader could not serve the request (its Raft stopped, say).
+    /// Retriable: another leader will be elected.
+    Remote { node: u64, message: String },
+    /// This node's Raft stopped.
+    Stopped(String),
+    /// A command or response did not encode or decode: voters disagree on
+    /// the state machine's types.
+    Codec(String),
+}
+
+impl QuorumError {
+    /// Whether trying again (after a short wait) may succeed. A retried
+    /// write may be applied twice if the first one's answer was lost
+    /// (`Unreachable`, or `NotLeader` from a leader deposed mid-commit), so
+    /// a command should be idempotent or checked by the state machine.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, QuorumError::Stopped(_) | QuorumError::Codec(_))
+    }
+}
+
+impl fmt::Display for QuorumError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuorumError::NoLeader => f.write_str("the quorum has no leader now"),
+            QuorumError::NotLeader { leader: Some(leader) } => write!(f, "not the leader; node {leader} is"),
+            QuorumError::NotLeader { leader: None } => f.write_str("not the leader; no leader is known"),
+            QuorumError::Unreachable { node, reason } => write!(f, "leader {node} unreachable: {reason}"),
+            QuorumError::Remote { node, message } => write!(f, "leader {node} failed the request: {message}"),
+            QuorumError::Stopped(why) => write!(f, "the quorum node stopped: {why}"),
+            QuorumError::Codec(why) => write!(f, "a command or response did not encode: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for QuorumError {}
+
+/// A voter of the quorum, running on the calling thread.
+pub struct QuorumNode<SM: StateMachine> {
+    id: u64,
+    raft: Raft<SM>,
+    machine: MachineStore<SM>,
+    ask: AskHandler,
+    voters: BTreeMap<u64, String>,
+    /// Idle connections to each voter, for forwarded requests.
+    idle: RefCell<BTreeMap<u64, Vec<Peer>>>,
+    request_timeout: std::time::Duration,
+    /// The accept loop; dropping it closes the listener.
+    server: Task<()>,
+}
+
+impl<SM: StateMachine> QuorumNode<SM> {
+    /// Opens the stores in `config.data_dir` (with `state` as the machine's
+    /// initial state, replaced by its snapshot if there is one), starts Raft,
+    /// listens on `config.listen`, and forms the quorum: the lowest voter id
+    /// initializes a pristine log with every voter. Committed entries in the
+    /// log are applied before this returns. `ask` answers
+    /// [`ask_leader`](Self::ask_leader) while this node leads.
+    pub async fn start(config: QuorumConfig, state: SM, ask: AskHandler) -> io::Result<QuorumNode<SM>> {
+        let id = config.node_id;
+        let Some(lowest) = config.voters.keys().next().copied() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no voters"));
+        };
+        if !config.voters.contains_key(&id) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("node {id} is not a voter")));
+        }
+        let (election_min, election_max) = config.election_timeout;
+        let raft_config = Config {
+            cluster_name: "weir-metadata".to_string(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: election_min.as_millis() as u64,
+            election_timeout_max: election_max.as_millis() as u64,
+            // `network::RaftClient` implements pre-vote: a voter that was
+            // cut off does not depose a healthy leader when it returns.
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
+
+        let log = LogStore::open(&config.data_dir.join("log"))?;
+        let machine = MachineStore::open(&config.data_dir.join("machine"), state)?;
+        let handle = machine.handle();
+        let raft = Raft::new(NodeId::new(id), raft_config, Network, log, machine).await.map_err(raft_failed)?;
+        let listener = TcpListener::bind(config.listen)?;
+        let server = Rc::new(Server { id, raft: raft.clone(), ask: ask.clone() });
+        let server = weir_runtime::spawn_local(network::serve(listener, server));
+
+        let initialized = raft.is_initialized().await.map_err(raft_failed)?;
+        if !initialized && id == lowest {
+            let members: BTreeMap<NodeId, BasicNode> =
+                config.voters.iter().map(|(id, address)| (NodeId::new(*id), BasicNode::new(address))).collect();
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(raft_failed(e)),
+            }
+        }
+        let voters = config.voters.iter().map(|(id, address)| (*id, address.to_string())).collect();
+        Ok(QuorumNode {
+            id,
+            raft,
+            machine: handle,
+            ask,
+            voters,
+            idle: RefCell::default(),
+            request_timeout: config.request_timeout,
+            server,
+        })
+    }
+
+    /// Writes `command` through the leader (this node, or forwarded to it)
+    /// once a majority holds it, and returns the state machine's response.
+    pub async fn write(&self, command: &SM::Command) -> Result<SM::Response, QuorumError> {
+        let command = Command::encode(command).map_err(|e| QuorumError::Codec(e.to_string()))?;
+        let reply = match self.raft.client_write(command.clone()).await {
+            Ok(written) => written.data,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                let leader = forward.leader_id.map(NodeId::get).ok_or(QuorumError::NoLeader)?;
+                match self.forward(leader, Request::Write(command)).await? {
+                    Response::Written(reply) => reply,
+                    other => return Err(unexpected(leader, other)),
+                }
+            }
+            Err(e) => return Err(QuorumError::Stopped(e.to_string())),
+        };
+        decode(&reply)
+    }
+
+    /// Asks the leader's [`AskHandler`] (not logged, not replicated).
+    pub async fn ask_leader(&self, question: Vec<u8>) -> Result<Vec<u8>, QuorumError> {
+        if self.is_leader() {
+            return Ok((self.ask)(question).await);
+        }
+        let leader = self.leader().ok_or(QuorumError::NoLeader)?;
+        match self.forward(leader, Request::AskLeader(question)).await? {
+            Response::Answer(answer) => Ok(answer),
+            other => Err(unexpected(leader, other)),
+        }
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader.map(NodeId::get)
+    }
+
+    /// Whether this node leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The leader this node knows of now, then each time that changes
+    /// (`None` while there is none). Ends when Raft stops.
+    pub fn leader_changes(&self) -> impl Stream<Item = Option<u64>> + 'static {
+        let metrics = self.raft.metrics();
+        futures::stream::unfold((metrics, None), |(mut metrics, last)| async move {
+            loop {
+                let leader = metrics.borrow_and_update().current_leader.map(NodeId::get);
+                if last != Some(leader) {
+                    return Some((leader, (metrics, Some(leader))));
+                }
+                metrics.changed().await.ok()?;
+            }
+        })
+    }
+
+    /// Reads this node's copy of the state (what it has applied: not
+    /// linearizable by itself).
+    pub fn read<T>(&self, f: impl FnOnce(&SM) -> T) -> T {
+        self.machine.read(f)
+    }
+
+    /// Stops serving peers and stops Raft.
+    pub async fn shutdown(self) -> Result<(), QuorumError> {
+        drop(self.server);
+        self.raft.shutdown().await.map_err(|e| QuorumError::Stopped(e.to_string()))
+    }
+
+    /// Sends `request` to `leader` on an idle connection, or a new one.
+    async fn forward(&self, leader: u64, request: Request) -> Result<Response, QuorumError> {
+        if leader == self.id {
+            // This node was the leader a moment ago and is no longer.
+            return Err(QuorumError::NotLeader { leader: None });
+        }
+        let address = self.voters.get(&leader).ok_or(QuorumError::NotLeader { leader: Some(leader) })?;
+        let idle = self.idle.borrow_mut().get_mut(&leader).and_then(Vec::pop);
+        let mut peer = idle.unwrap_or_else(|| Peer::new(address.clone()));
+        let response = peer.call(&request, self.request_timeout).await;
+        let response = response.map_err(|reason| QuorumError::Unreachable { node: leader, reason })?;
+        let mut idle = self.idle.borrow_mut();
+        let pool = idle.entry(leader).or_default();
+        if pool.len() < IDLE_CONNECTIONS_PER_PEER {
+            pool.push(peer);
+        }
+        Ok(response)
+    }
+}
+
+/// openraft's errors hold `NodeId`s, which are not `Send`: `io::Error`
+/// takes their text.
+fn raft_failed(e: impl fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, QuorumError> {
+    reply.decode().map_err(|e| QuorumError::Codec(e.to_string()))
+}
+
+/// A leader's answer that is not the one asked for.
+fn unexpected(leader: u64, response: Response) -> QuorumError {
+    match response {
+        Response::NotLeader(leader) => QuorumError::NotLeader { leader },
+        Response::Failed(message) => QuorumError::Remote { node: leader, message },
+        _ => QuorumError::Remote { node: leader, message: "an answer of the wrong kind".to_string() },
+    }
+}
