@@ -10,6 +10,7 @@ use weir_shards::{PartitionError, TopicError};
 pub fn partition_error_code(e: &PartitionError) -> i16 {
     let error = match e {
         PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        PartitionError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         PartitionError::ShardUnavailable => ResponseError::NotLeaderOrFollower,
         PartitionError::Offline => ResponseError::KafkaStorageError,
         PartitionError::Engine(EngineError::CorruptMessage(_)) => ResponseError::CorruptMessage,

@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::Stream;
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config};
+use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::{BasicNode, Config, ReadPolicy};
 use openraft_rt::watch::WatchReceiver;
 use weir_runtime::net::TcpListener;
 use weir_runtime::Task;
@@ -202,6 +202,23 @@ impl<SM: StateMachine> QuorumNode<SM> {
                 metrics.changed().await.ok()?;
             }
         })
+    }
+
+    /// On the leader, waits until everything committed before the call is
+    /// applied here (Raft's ReadIndex: a quorum confirms the leadership), so
+    /// that [`read`](Self::read) then sees the newest state; `NotLeader`
+    /// elsewhere. The active controller plans each change against that.
+    pub async fn ensure_linearizable(&self) -> Result<(), QuorumError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
+                Err(QuorumError::NotLeader { leader: forward.leader_id.map(NodeId::get) })
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                Err(QuorumError::Unreachable { node: self.id, reason: e.to_string() })
+            }
+            Err(e) => Err(QuorumError::Stopped(e.to_string())),
+        }
     }
 
     /// Reads this node's copy of the state (what it has applied: not

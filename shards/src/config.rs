@@ -4,6 +4,7 @@ use crate::metadata::{BrokerRegistration, TopicDefaults};
 use serde::Deserialize;
 use std::path::PathBuf;
 use uuid::Uuid;
+use weir_quorum::{parse_voters, QuorumConfig};
 
 /// Everything a broker process needs to start. Field names follow Kafka's
 /// settings where Kafka has one (e.g. `num_partitions` is `num.partitions`).
@@ -17,6 +18,13 @@ pub struct BrokerConfig {
     pub broker_rack: Option<String>,
     /// Address every shard listens on (SO_REUSEPORT); port 0 binds a free port (`listen.rs`).
     pub listen: String,
+    /// The voters of the metadata quorum (`controller.quorum.voters`):
+    /// `id@host:port,...`, this broker among them. Empty: the broker is its
+    /// own controller, with its metadata in `metadata.toml`.
+    pub controller_quorum_voters: String,
+    /// Where this voter listens for the others (the controller listener);
+    /// empty: its own address in `controller_quorum_voters`.
+    pub controller_listen: String,
     /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
     /// `SASL_PLAINTEXT://127.0.0.1:9093`. One listener for now, PLAINTEXT or
     /// SASL_PLAINTEXT; when set it replaces `listen` ([`Self::resolve_listeners`]).
@@ -129,6 +137,8 @@ impl Default for BrokerConfig {
             node_id: 0,
             broker_rack: None,
             listen: "127.0.0.1:9092".into(),
+            controller_quorum_voters: String::new(),
+            controller_listen: String::new(),
             listeners: String::new(),
             sasl_enabled_mechanisms: SASL_MECHANISMS.iter().map(|m| m.to_string()).collect(),
             connections_max_reauth_ms: 0,
@@ -272,6 +282,24 @@ impl BrokerConfig {
     /// What CreateTopics gives a topic that leaves them to the broker.
     pub fn topic_defaults(&self) -> TopicDefaults {
         TopicDefaults { partitions: self.default_partitions, replication_factor: self.default_replication_factor }
+    }
+
+    /// The metadata quorum this broker votes in, if `controller_quorum_voters`
+    /// names one; its log lives in `<data_dir>/__cluster_metadata`.
+    pub fn quorum(&self) -> Result<Option<QuorumConfig>, String> {
+        if self.controller_quorum_voters.is_empty() {
+            return Ok(None);
+        }
+        let voters = parse_voters(&self.controller_quorum_voters).map_err(|e| e.to_string())?;
+        let id = u64::try_from(self.node_id).map_err(|_| format!("node_id {} must not be negative", self.node_id))?;
+        let listen = match self.controller_listen.as_str() {
+            "" => *voters.get(&id).ok_or_else(|| {
+                format!("node_id {id} is not among controller_quorum_voters '{}'", self.controller_quorum_voters)
+            })?,
+            given => given.parse().map_err(|e| format!("controller_listen '{given}': {e}"))?,
+        };
+        let dir = self.data_dir.join("__cluster_metadata");
+        Ok(Some(QuorumConfig::new(id, voters, listen, dir)))
     }
 
     /// This broker as it registers with the controller, in a new

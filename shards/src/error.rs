@@ -7,6 +7,9 @@ use weir_engine::EngineError;
 pub enum PartitionError {
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// Another broker leads the partition (or none does).
+    #[error("this broker does not lead the partition")]
+    NotLeaderOrFollower,
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The partition's log could not be opened (damaged or unreadable storage).
@@ -29,8 +32,9 @@ pub enum PartitionError {
     InvalidRecord,
 }
 
-/// Why a topic could not be created or deleted.
-#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+/// Why a topic could not be created or deleted (travels from the active
+/// controller to the broker that asked).
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TopicError {
     #[error("topic already exists")]
     AlreadyExists,

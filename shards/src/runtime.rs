@@ -1,6 +1,7 @@
 //! Starting and stopping the shards: one pinned glommio executor per shard.
 
 use crate::config::BrokerConfig;
+use crate::controller::Controller;
 use crate::deleted_dirs;
 use crate::listen;
 use crate::messages::ShardMessage;
@@ -15,9 +16,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
 use std::time::{Duration, Instant};
+use weir_quorum::QuorumConfig;
 use weir_runtime::channels::channel_mesh::MeshBuilder;
 use weir_runtime::channels::shared_channel::ConnectedReceiver;
 use weir_runtime::clock::TestClock;
@@ -92,15 +94,21 @@ where
     config.listen = with_port(&config.listen, address.port());
     let open_files = raise_open_files_limit();
     tracing::info!(open_files, "open-file limit (each client connection takes two)");
+    let quorum = config.quorum().map_err(RuntimeError::Setup)?;
     let mut store = MetadataStore::load(&config.data_dir).map_err(RuntimeError::Setup)?;
-    let registration = config.registration().map_err(RuntimeError::Setup)?;
-    store
-        .register_broker(registration)
-        .map_err(|e| RuntimeError::Setup(format!("cannot register broker {}: {e}", config.node_id)))?;
+    if quorum.is_none() {
+        let registration = config.registration().map_err(RuntimeError::Setup)?;
+        store
+            .register_broker(registration)
+            .map_err(|e| RuntimeError::Setup(format!("cannot register broker {}: {e}", config.node_id)))?;
+    }
     let leftovers = deleted_dirs::leftovers(&config.data_dir)
         .map_err(|e| RuntimeError::Setup(format!("cannot read data directory {}: {e}", config.data_dir.display())))?;
     deleted_dirs::remove_in_background(leftovers);
-    let snapshot = store.snapshot();
+    // A voter's shards start from nothing and serve once the quorum's image
+    // is published to them.
+    let snapshot = if quorum.is_some() { Arc::default() } else { store.snapshot() };
+    let active_controller = Arc::new(AtomicI32::new(if quorum.is_some() { -1 } else { config.node_id }));
     let shard_count = config.shard_count();
     block_stop_signals();
 
@@ -125,7 +133,18 @@ where
                     clock.install();
                 }
                 async move {
-                    let shard = ShardStart { config, connections, snapshot, store, mesh, wake_mesh, claim, address };
+                    let shard = ShardStart {
+                        config,
+                        connections,
+                        active_controller,
+                        snapshot,
+                        store,
+                        quorum,
+                        mesh,
+                        wake_mesh,
+                        claim,
+                        address,
+                    };
                     let result = shard_main(shard, &supervision, serve).await;
                     supervision.running.fetch_sub(1, Ordering::SeqCst);
                     result
@@ -261,8 +280,11 @@ fn watch_for_stop(supervision: Arc<Supervision>) -> ShutdownSignal {
 struct ShardStart {
     config: Arc<BrokerConfig>,
     connections: Arc<ConnectionLimits>,
+    active_controller: Arc<AtomicI32>,
     snapshot: Arc<crate::MetadataSnapshot>,
     store: Arc<Mutex<Option<MetadataStore>>>,
+    /// The metadata quorum this broker votes in, if any.
+    quorum: Option<QuorumConfig>,
     mesh: MeshBuilder<ShardMessage, weir_runtime::channels::channel_mesh::Full>,
     wake_mesh: reply::WakeMesh,
     /// The claimed listen address, and its socket (shard 0's listener).
@@ -275,18 +297,29 @@ where
     F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let ShardStart { config, connections, snapshot, store, mesh, wake_mesh, claim, address } = start;
+    let ShardStart { config, connections, active_controller, snapshot, store, quorum, mesh, wake_mesh, claim, address } =
+        start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
     reply::join(wake_mesh).await.map_err(|_| RuntimeError::Shard("cannot join the shard wake mesh".into()))?;
     let id = senders.peer_id();
     SHARD_ID.with(|s| s.set(Some(id)));
     let store = if id == CONTROLLER_SHARD { store.lock().expect("startup lock").take() } else { None };
+    let controller = store.map(|store| match quorum {
+        Some(_) => Controller::voter(store.snapshot(), config.clone()),
+        None => Controller::own(store, config.clone()),
+    });
     let stop = watch_for_stop(supervision.clone());
-    let shard = Rc::new(Shard::new(id, config, connections, snapshot, store, senders));
+    let shard = Rc::new(Shard::new(id, config, connections, active_controller, snapshot, controller, senders));
     shard.open_owned_partitions(&shard.metadata()).await;
     for (_, from_peer) in receivers.streams() {
         weir_runtime::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
+    }
+    if let Some(quorum) = quorum {
+        match shard.controller() {
+            Some(controller) => controller.start_quorum(&shard, quorum).await.map_err(RuntimeError::Shard)?,
+            None => shard.first_metadata().await,
+        }
     }
     weir_runtime::spawn_local(tick_groups(shard.clone())).detach();
     weir_runtime::spawn_local(tick_transactions(shard.clone())).detach();

@@ -18,6 +18,13 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:9092].
     #[arg(long)]
     listen: Option<String>,
+    /// The voters of the metadata quorum, id@host:port,... with this broker among them
+    /// (controller.quorum.voters) [default: none, the broker is its own controller].
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
+    /// Where this voter listens for the other voters [default: its address in --controller-quorum-voters].
+    #[arg(long)]
+    controller_listen: Option<String>,
     /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_PLAINTEXT://127.0.0.1:9093
     /// (PLAINTEXT or SASL_PLAINTEXT; replaces --listen) [default: PLAINTEXT on the listen address].
     #[arg(long)]
@@ -49,7 +56,7 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:9644].
     #[arg(long)]
     admin_listen: Option<String>,
-    /// Log filter, e.g. info or weir_net=debug [default: info, or $RUST_LOG].
+    /// Log filter, e.g. info or weir_net=debug [default: info,openraft=error, or $RUST_LOG].
     #[arg(long)]
     log: Option<String>,
     /// Log lines as human-readable text or as one JSON object each (for log collectors).
@@ -64,7 +71,10 @@ enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = args.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
+    // openraft warns of an unreachable voter at every heartbeat (10 a
+    // second); Weir logs who the active controller is instead.
+    let filter =
+        args.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info,openraft=error".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
@@ -103,6 +113,12 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(rack) = args.broker_rack {
         config.broker_rack = Some(rack);
+    }
+    if let Some(voters) = args.controller_quorum_voters {
+        config.controller_quorum_voters = voters;
+    }
+    if let Some(listen) = args.controller_listen {
+        config.controller_listen = listen;
     }
     if let Some(listeners) = args.listeners {
         config.listeners = listeners;

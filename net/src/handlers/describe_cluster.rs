@@ -25,7 +25,6 @@ pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> D
         };
         return DescribeClusterResponse::default().with_error_code(error.code()).with_error_message(message(why));
     }
-    let node_id = BrokerId(shard.config().node_id);
     let snapshot = shard.metadata();
     let brokers = snapshot
         .brokers
@@ -40,7 +39,7 @@ pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> D
         .collect();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(snapshot.cluster_id.clone()))
-        .with_controller_id(node_id)
+        .with_controller_id(BrokerId(shard.active_controller()))
         .with_brokers(brokers);
     if version >= 1 {
         response.endpoint_type = BROKER_ENDPOINTS;

@@ -1,6 +1,7 @@
-//! FindCoordinator: this broker coordinates every group and transactional
-//! id (single node). The first request of each kind creates
-//! `__consumer_offsets` or `__transaction_state`, as Kafka does.
+//! FindCoordinator: a group's or transactional id's coordinator is the
+//! broker that leads its partition of `__consumer_offsets` or
+//! `__transaction_state`. The first request of each kind creates the
+//! topic, as Kafka does.
 
 use super::{message, str_bytes};
 use kafka_protocol::error::ResponseError;
@@ -17,8 +18,6 @@ pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest
     } else {
         vec![request.key.to_string()]
     };
-    let (host, port) = shard.config().advertised_host_port().unwrap_or_else(|_| ("127.0.0.1".into(), 9092));
-    let node = BrokerId(shard.config().node_id);
     let created = match request.key_type {
         GROUP_KEY_TYPE => shard.ensure_offsets_topic().await.map_err(|e| e.to_string()),
         TRANSACTION_KEY_TYPE => shard.ensure_transaction_topic().await.map_err(|e| e.to_string()),
@@ -32,26 +31,39 @@ pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest
         };
         (code.code(), text)
     });
+    let coordinator = |key: &str| {
+        let broker = match request.key_type {
+            GROUP_KEY_TYPE => shard.group_coordinator(key),
+            _ => shard.transaction_coordinator(key),
+        };
+        let unavailable = (ResponseError::CoordinatorNotAvailable.code(), "no broker leads the key's partition".into());
+        match &error {
+            Some(error) => Err(error.clone()),
+            None => broker.ok_or(unavailable),
+        }
+    };
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = keys
             .into_iter()
             .map(|key| {
-                let c = Coordinator::default().with_key(str_bytes(key));
-                match &error {
-                    Some((code, text)) => c
-                        .with_error_code(*code)
+                let c = Coordinator::default().with_key(str_bytes(&key));
+                match coordinator(&key) {
+                    Err((code, text)) => c
+                        .with_error_code(code)
                         .with_error_message(message(text))
                         .with_node_id(BrokerId(-1))
                         .with_port(-1),
-                    None => c.with_node_id(node).with_host(str_bytes(host.clone())).with_port(port),
+                    Ok(broker) => {
+                        c.with_node_id(BrokerId(broker.id)).with_host(str_bytes(broker.host)).with_port(broker.port)
+                    }
                 }
             })
             .collect();
         return response;
     }
-    match error {
-        Some((code, text)) => {
+    match coordinator(&keys[0]) {
+        Err((code, text)) => {
             response.error_code = code;
             response.node_id = BrokerId(-1);
             response.port = -1;
@@ -59,10 +71,10 @@ pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest
                 response.error_message = message(text);
             }
         }
-        None => {
-            response.node_id = node;
-            response.host = str_bytes(host);
-            response.port = port;
+        Ok(broker) => {
+            response.node_id = BrokerId(broker.id);
+            response.host = str_bytes(broker.host);
+            response.port = broker.port;
         }
     }
     response

@@ -27,7 +27,6 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
         }
     }
     let snapshot = shard.metadata();
-    let node_id = BrokerId(shard.config().node_id);
     let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, version)).collect(),
         Some(names) => names
@@ -62,7 +61,7 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     }
     let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
-        response.controller_id = node_id;
+        response.controller_id = BrokerId(shard.active_controller());
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(snapshot.cluster_id.clone()));

@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// The reserved producer ids the controller hands out.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ProducerIdBlock {
     next: i64,
     end: i64,
@@ -42,6 +42,8 @@ impl ProducerIdBlock {
 /// One change to the metadata image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MetadataRecord {
+    /// The cluster's id, set once when the cluster forms.
+    ClusterId(String),
     /// A topic created or changed, whole as it now is.
     Topic(TopicMetadata),
     RemoveTopic(String),
@@ -93,6 +95,7 @@ impl MetadataSnapshot {
     pub fn apply(&mut self, record: MetadataRecord) -> Option<TopicMetadata> {
         self.version += 1;
         match record {
+            MetadataRecord::ClusterId(id) => self.cluster_id = id,
             MetadataRecord::Topic(topic) => {
                 self.topics.insert(topic.name.clone(), topic);
             }
@@ -120,6 +123,30 @@ impl MetadataSnapshot {
             },
         }
         None
+    }
+
+    /// The records that build this image from an empty one; brokers are
+    /// left out (they register anew).
+    fn as_records(&self) -> Vec<MetadataRecord> {
+        let dynamic = &self.dynamic_broker_configs;
+        let mut records = vec![
+            MetadataRecord::ClusterId(self.cluster_id.clone()),
+            MetadataRecord::ProducerIdsUpTo(self.next_producer_id),
+            MetadataRecord::DynamicBrokerConfigs { cluster_default: true, configs: dynamic.cluster_default.clone() },
+            MetadataRecord::DynamicBrokerConfigs { cluster_default: false, configs: dynamic.broker.clone() },
+        ];
+        records.extend(self.topics.values().cloned().map(MetadataRecord::Topic));
+        records.extend(
+            self.group_configs.iter().map(|(group, configs)| MetadataRecord::GroupConfigs {
+                group: group.clone(),
+                configs: configs.clone(),
+            }),
+        );
+        records.extend(self.scram_credentials.iter().map(|(user, credentials)| MetadataRecord::ScramCredentials {
+            user: user.clone(),
+            credentials: credentials.clone(),
+        }));
+        records
     }
 
     /// The registered brokers replicas may be placed on.
@@ -157,6 +184,15 @@ impl MetadataChanges {
     fn push(&mut self, record: MetadataRecord) {
         self.image.apply(record.clone());
         self.records.push(record);
+    }
+
+    /// Forms a new cluster from `image` (a one-broker Weir's
+    /// `metadata.toml`, or only a new cluster id): its cluster id, topics,
+    /// configs, credentials and producer ids.
+    pub fn import(&mut self, image: &MetadataSnapshot) {
+        for record in image.as_records() {
+            self.push(record);
+        }
     }
 
     /// A new topic (configs already validated), placed on the registered

@@ -221,7 +221,7 @@ impl ConfigScope {
 
 /// A topic to create: partitions or replication factor -1 means the broker
 /// default; `assignments` (each partition's brokers, by index) replaces both.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
@@ -274,7 +274,7 @@ fn check_assignments(lists: &[Vec<i32>], brokers: &[i32], replicas: Option<usize
 
 /// CreatePartitions of one topic: the new total `count`, and optionally the
 /// brokers of each added partition (as many lists as partitions added).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PartitionIncrease {
     pub name: String,
     pub count: i32,
@@ -314,8 +314,10 @@ impl PartitionIncrease {
 /// An immutable view of all topics, shared by every shard.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MetadataSnapshot {
-    /// Increases with every change; shards ignore a snapshot older than theirs.
-    #[serde(skip)]
+    /// Raised by each record applied: the same on every broker that applied
+    /// the same records, so a broker waits for a version the active
+    /// controller names; shards ignore a snapshot older than theirs.
+    #[serde(default)]
     pub version: u64,
     pub cluster_id: String,
     /// The end of the last block of producer ids handed to InitProducerId:
@@ -380,7 +382,7 @@ mod base64_bytes {
 
 /// One change to a user's SCRAM credentials (AlterUserScramCredentials),
 /// its mechanism by SASL name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ScramChange {
     Delete { mechanism: String },
     Upsert { mechanism: String, credential: ScramCredential },
@@ -419,7 +421,7 @@ impl MetadataSnapshot {
 }
 
 /// Whose configs an alteration changes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigTarget {
     Topic(String),
     /// The dynamic configs of this broker (the resource named by its node id).
@@ -431,7 +433,7 @@ pub enum ConfigTarget {
 }
 
 /// A change to a topic's configs, applied by the controller to the current set.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ConfigAlteration {
     /// AlterConfigs: the new explicit set (a `None` value leaves a config unset).
     Replace(Vec<(String, Option<String>)>),
@@ -440,7 +442,7 @@ pub enum ConfigAlteration {
 }
 
 /// One IncrementalAlterConfigs operation (KIP-339).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigOp {
     Set(String, String),
     /// Back to the broker default.

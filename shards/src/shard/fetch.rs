@@ -191,7 +191,7 @@ impl Shard {
     /// offsets.
     async fn read_owned(&self, reads: &[PartitionRead], read_committed: bool) -> Vec<ReadResult> {
         join_all(reads.iter().map(|r| async move {
-            let partition = self.partition(&r.topic, r.partition)?;
+            let partition = self.led_partition(&r.topic, r.partition)?;
             let diverging_epoch = diverging_epoch(&partition.log, r.last_fetched_epoch, r.offset)?;
             if r.max_bytes > 0 && diverging_epoch.is_none() {
                 return partition.read(r.offset, r.max_bytes, read_committed).await;

@@ -12,7 +12,7 @@ use crate::groups::{
     MemberRef, SyncRequest, SyncResponse, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS,
 };
 use crate::messages::{FetchedOffsets, GroupResult, OffsetQuery, OffsetToCommit, TxnCommit, TxnOffsetError};
-use crate::metadata::NewTopic;
+use crate::metadata::{BrokerRegistration, NewTopic};
 use futures::future::{join_all, LocalBoxFuture};
 use std::time::Instant;
 
@@ -29,6 +29,12 @@ impl Shard {
             Some(Err(e)) => Err(e),
             None => Err(TopicError::ControllerUnavailable),
         }
+    }
+
+    /// The broker that coordinates `group_id`: the leader of its
+    /// `__consumer_offsets` partition, if it is registered.
+    pub fn group_coordinator(&self, group_id: &str) -> Option<BrokerRegistration> {
+        self.partition_leader(OFFSETS_TOPIC, offsets_partition_of(group_id))
     }
 
     /// Runs `work` with the group service on the shard that holds

@@ -16,7 +16,7 @@ use crate::error::PartitionError;
 use crate::groups::consumer::ConsumerGroupConfig;
 use crate::groups::{GroupConfig, GroupService, MigrationPolicy, OFFSETS_TOPIC};
 use crate::messages::{ShardMessage, ShardTask, MAX_TIMESTAMP};
-use crate::metadata::{MetadataSnapshot, MetadataStore};
+use crate::metadata::{BrokerRegistration, MetadataSnapshot};
 use crate::ownership::owner_of;
 use crate::reply;
 use crate::runtime::ConnectionLimits;
@@ -28,6 +28,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_engine::batch;
@@ -104,6 +105,9 @@ pub struct Shard {
     producer_loading: Rc<ProducerLoading>,
     /// Shared by all shards; touched only when a connection opens or closes.
     connections: Arc<ConnectionLimits>,
+    /// The node id of the active controller, -1 while none is known;
+    /// shared by all shards, set by the controller shard.
+    active_controller: Arc<AtomicI32>,
     metrics: Rc<ShardMetrics>,
 }
 
@@ -112,8 +116,9 @@ impl Shard {
         id: usize,
         config: Arc<BrokerConfig>,
         connections: Arc<ConnectionLimits>,
+        active_controller: Arc<AtomicI32>,
         snapshot: Arc<MetadataSnapshot>,
-        store: Option<MetadataStore>,
+        controller: Option<Controller>,
         peers: Senders<ShardMessage>,
     ) -> Shard {
         let metrics = Rc::new(ShardMetrics::default());
@@ -121,7 +126,7 @@ impl Shard {
             id,
             shard_count: peers.nr_consumers(),
             metadata: RefCell::new(snapshot),
-            controller: store.map(|store| Controller::new(store, config.clone())),
+            controller,
             partitions: RefCell::new(PartitionTable::default()),
             peers,
             producer_loading: Rc::new(ProducerLoading {
@@ -143,8 +148,23 @@ impl Shard {
             }),
             config,
             connections,
+            active_controller,
             metrics,
         }
+    }
+
+    /// The node id of the active controller (-1 while none is known).
+    pub fn active_controller(&self) -> i32 {
+        self.active_controller.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_active_controller(&self, node_id: i32) {
+        self.active_controller.store(node_id, Ordering::Relaxed);
+    }
+
+    /// The controller, on the controller shard.
+    pub(crate) fn controller(&self) -> Option<&Controller> {
+        self.controller.as_ref()
     }
 
     /// The broker-wide connection limits.
@@ -276,7 +296,7 @@ impl Shard {
         let answer = self
             .on_shard(owner, if_requester_leaves, move |shard| {
                 Box::pin(async move {
-                    let partition = shard.partition(&topic, partition)?;
+                    let partition = shard.led_partition(&topic, partition)?;
                     work(shard, partition).await
                 })
             })
@@ -327,6 +347,22 @@ impl Shard {
         self.partitions.borrow().get(topic, partition)
     }
 
+    /// The registered broker that leads `partition` of `topic`.
+    pub fn partition_leader(&self, topic: &str, partition: i32) -> Option<BrokerRegistration> {
+        let snapshot = self.metadata();
+        let leader = snapshot.partition(topic, partition)?.leader;
+        snapshot.brokers.iter().find(|b| b.id == leader).cloned()
+    }
+
+    /// A partition this shard owns and has open, if this broker leads it:
+    /// clients produce to and fetch from leaders only.
+    fn led_partition(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
+        match self.metadata().partition(topic, partition) {
+            Some(state) if state.leader != self.config.node_id => Err(PartitionError::NotLeaderOrFollower),
+            _ => self.partition(topic, partition),
+        }
+    }
+
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
@@ -337,7 +373,9 @@ impl Shard {
     pub(crate) async fn open_owned_partitions(&self, snapshot: &MetadataSnapshot) {
         for topic in snapshot.topics.values() {
             for partition in 0..topic.partitions {
+                let replica = topic.assignment.get(partition as usize);
                 if self.owner(&topic.name, partition) != self.id
+                    || replica.is_some_and(|state| !state.replicas.contains(&self.config.node_id))
                     || self.partitions.borrow().is_open(&topic.name, partition)
                 {
                     continue;

@@ -203,6 +203,14 @@ impl Shard {
         self.open_owned_partitions(snapshot).await;
     }
 
+    /// Waits for the first image the controller shard publishes (the
+    /// shards of a quorum voter start from none).
+    pub(crate) async fn first_metadata(&self) {
+        while self.metadata.borrow().version == 0 {
+            weir_runtime::clock::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Serves by a newer snapshot and gives open logs their topic's changed configs.
     pub(crate) fn adopt_metadata(&self, snapshot: Arc<MetadataSnapshot>) {
         if snapshot.version <= self.metadata.borrow().version {

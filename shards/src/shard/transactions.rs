@@ -6,7 +6,7 @@ use super::{IfRequesterLeaves, Shard};
 use crate::error::{PartitionError, TopicError};
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::ProducerDescription;
-use crate::metadata::NewTopic;
+use crate::metadata::{BrokerRegistration, NewTopic};
 use crate::transactions::{
     transaction_partition_of, TxnError, TxnMetadata, TxnService, TRANSACTION_STATE_PARTITIONS, TRANSACTION_STATE_TOPIC,
 };
@@ -26,6 +26,12 @@ impl Shard {
             Some(Err(e)) => Err(e),
             None => Err(TopicError::ControllerUnavailable),
         }
+    }
+
+    /// The broker that coordinates `transactional_id`: the leader of its
+    /// `__transaction_state` partition, if it is registered.
+    pub fn transaction_coordinator(&self, transactional_id: &str) -> Option<BrokerRegistration> {
+        self.partition_leader(TRANSACTION_STATE_TOPIC, transaction_partition_of(transactional_id))
     }
 
     /// Runs `work` with the transaction service on the shard that holds

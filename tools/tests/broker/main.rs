@@ -4,6 +4,7 @@
 
 mod bench_cli;
 mod cli;
+mod cluster;
 mod common;
 mod consumer_groups;
 mod consumer_protocol;

@@ -45,6 +45,15 @@ impl Broker {
 
     /// A broker with its data in `data_dir` (its log beside it, in `<data_dir>.log`).
     pub fn start_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
+        let mut broker = Broker::launch_in(data_dir, extra_args);
+        broker.wait_listening();
+        broker
+    }
+
+    /// Starts a broker without waiting for it to listen (a voter of a
+    /// metadata quorum listens once a quorum of voters runs); see
+    /// [`wait_listening`](Self::wait_listening).
+    pub fn launch_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
         let mut broker = Broker {
             child: None,
             port: 0,
@@ -52,7 +61,7 @@ impl Broker {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: None,
         };
-        broker.spawn();
+        broker.launch();
         broker
     }
 
@@ -61,10 +70,15 @@ impl Broker {
     }
 
     /// Starts the broker on `self.port` (0: any free port) and waits until
-    /// every shard listens, as the address file it writes then says.
+    /// every shard listens.
     fn spawn(&mut self) {
-        let address_file = self.data_dir.join("listen.addr");
-        let _ = std::fs::remove_file(&address_file); // a previous run's
+        self.launch();
+        self.wait_listening();
+    }
+
+    /// Starts the broker on `self.port` (0: any free port).
+    fn launch(&mut self) {
+        let _ = std::fs::remove_file(self.data_dir.join("listen.addr")); // a previous run's
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -82,6 +96,12 @@ impl Broker {
             .spawn()
             .expect("start weir");
         self.child = Some(child);
+    }
+
+    /// Waits until every shard listens, as the address file the broker
+    /// writes then says.
+    pub fn wait_listening(&mut self) {
+        let address_file = self.data_dir.join("listen.addr");
         let start = Instant::now();
         let reported = loop {
             if let Ok(address) = std::fs::read_to_string(&address_file) {
@@ -130,6 +150,13 @@ impl Broker {
             unsafe { libc::kill(child.id() as i32, signal) };
         }
         wait_with_timeout(&mut child, Duration::from_secs(30))
+    }
+
+    /// Starts again on the same port and data directory, without waiting
+    /// for it to listen.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.launch();
     }
 
     /// Starts again on the same port and data directory.

@@ -1,0 +1,459 @@
+//! The controller: where topic and config changes are decided and
+//! committed, and producer ids handed out, one change at a time. It lives
+//! on [`CONTROLLER_SHARD`]; other shards reach it with
+//! `Shard::on_controller`. Each committed change is published to every
+//! shard (`Shard::publish_metadata`).
+//!
+//! A broker that is its own controller (no quorum configured) commits to
+//! its [`MetadataStore`]. In a cluster, one voter of the metadata quorum,
+//! its leader, is the active controller: the other brokers' controllers
+//! send it their requests ([`Request`], through `ask_leader`); it plans
+//! them against the newest image and commits the records to the quorum's
+//! log ([`quorum`]), and every broker publishes what its copy applies.
+//!
+//! [`CONTROLLER_SHARD`]: crate::ownership::CONTROLLER_SHARD
+
+mod quorum;
+
+use crate::config::BrokerConfig;
+use crate::error::TopicError;
+use crate::messages::TopicResults;
+use crate::metadata::{
+    BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataSnapshot, MetadataStore,
+    NewTopic, PartitionIncrease, ProducerIdBlock, ScramChange, TopicConfigs,
+};
+use crate::shard::{is_internal_topic, Shard};
+use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::cell::{OnceCell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+use weir_quorum::{AskHandler, QuorumConfig, QuorumError, QuorumNode};
+use weir_runtime::sync::{Permit, Semaphore};
+
+pub(crate) use quorum::{ImageFeed, MetadataMachine};
+
+/// How long a change waits for an active controller (through elections)
+/// before it is answered as unavailable.
+const DECIDE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The pause between tries while no controller answers.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long a decided change waits for this broker's shards to serve it
+/// (a broker cut off from the quorum may not get it soon).
+const PUBLISH_WAIT: Duration = Duration::from_secs(15);
+
+pub(crate) struct Controller {
+    metadata: Metadata,
+    /// One change at a time, so that each is planned against the image the
+    /// one before left, and snapshots are published in order.
+    changes: Semaphore,
+    /// This broker's producer ids (each broker reserves its own blocks).
+    producer_ids: RefCell<ProducerIdBlock>,
+    config: Arc<BrokerConfig>,
+}
+
+/// Where the metadata is decided and kept.
+enum Metadata {
+    /// A broker that is its own controller.
+    Own(RefCell<MetadataStore>),
+    /// A voter of the metadata quorum.
+    Quorum {
+        /// Set once the quorum started, after the shard (which its
+        /// `ask_leader` handler reaches) exists.
+        node: OnceCell<QuorumNode<MetadataMachine>>,
+        feed: Rc<ImageFeed>,
+        /// What a new cluster starts from: the `metadata.toml` of a broker
+        /// that was its own controller (an upgrade), or only a new cluster id.
+        import: Arc<MetadataSnapshot>,
+    },
+}
+
+/// A change asked of the active controller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    CreateTopics(Vec<(NewTopic, TopicConfigs)>),
+    AlterConfigs { alterations: Vec<(ConfigTarget, ConfigAlteration)>, validate_only: bool },
+    CreatePartitions { increases: Vec<PartitionIncrease>, validate_only: bool },
+    DeleteTopics(Vec<String>),
+    AlterScramCredentials(Vec<(String, Vec<ScramChange>)>),
+    ReserveProducerIds,
+    RegisterBroker(BrokerRegistration),
+}
+
+/// The active controller's answer, one result per item asked.
+#[derive(Debug, Serialize, Deserialize)]
+enum Decision {
+    Topics(TopicResults),
+    Done(Vec<Result<(), TopicError>>),
+    ProducerIds(Result<ProducerIdBlock, TopicError>),
+}
+
+impl Request {
+    /// How many results the answer has.
+    fn items(&self) -> usize {
+        match self {
+            Request::CreateTopics(topics) => topics.len(),
+            Request::AlterConfigs { alterations, .. } => alterations.len(),
+            Request::CreatePartitions { increases, .. } => increases.len(),
+            Request::DeleteTopics(names) => names.len(),
+            Request::AlterScramCredentials(users) => users.len(),
+            Request::ReserveProducerIds | Request::RegisterBroker(_) => 1,
+        }
+    }
+
+    /// The answer when no controller decided it.
+    fn unavailable(&self) -> Decision {
+        let count = self.items();
+        match self {
+            Request::CreateTopics(_) | Request::CreatePartitions { .. } | Request::DeleteTopics(_) => {
+                Decision::Topics(vec![Err(TopicError::ControllerUnavailable); count])
+            }
+            Request::ReserveProducerIds => Decision::ProducerIds(Err(TopicError::ControllerUnavailable)),
+            _ => Decision::Done(vec![Err(TopicError::ControllerUnavailable); count]),
+        }
+    }
+}
+
+impl Decision {
+    /// Every result that planned a change fails with `error`.
+    fn fail(&mut self, error: &TopicError) {
+        fn fail_all<T>(results: &mut [Result<T, TopicError>], error: &TopicError) {
+            results.iter_mut().filter(|r| r.is_ok()).for_each(|r| *r = Err(error.clone()));
+        }
+        match self {
+            Decision::Topics(results) => fail_all(results, error),
+            Decision::Done(results) => fail_all(results, error),
+            Decision::ProducerIds(result) => fail_all(std::slice::from_mut(result), error),
+        }
+    }
+
+    fn into_topics(self, count: usize) -> TopicResults {
+        match self {
+            Decision::Topics(results) if results.len() == count => results,
+            _ => vec![Err(TopicError::ControllerUnavailable); count],
+        }
+    }
+
+    fn into_done(self, count: usize) -> Vec<Result<(), TopicError>> {
+        match self {
+            Decision::Done(results) if results.len() == count => results,
+            _ => vec![Err(TopicError::ControllerUnavailable); count],
+        }
+    }
+}
+
+impl Controller {
+    /// The controller of a broker that is its own.
+    pub fn own(store: MetadataStore, config: Arc<BrokerConfig>) -> Self {
+        Controller::new(Metadata::Own(RefCell::new(store)), config)
+    }
+
+    /// The controller of a quorum voter; [`start_quorum`](Self::start_quorum)
+    /// starts its quorum. `import` is what a new cluster starts from.
+    pub fn voter(import: Arc<MetadataSnapshot>, config: Arc<BrokerConfig>) -> Self {
+        Controller::new(Metadata::Quorum { node: OnceCell::new(), feed: ImageFeed::new(), import }, config)
+    }
+
+    fn new(metadata: Metadata, config: Arc<BrokerConfig>) -> Self {
+        Controller { metadata, changes: Semaphore::new(1), producer_ids: RefCell::default(), config }
+    }
+
+    /// Starts this voter's quorum node, publishes what it applies to the
+    /// shards of `shard`'s broker, and registers the broker; returns once
+    /// it is registered (a quorum has formed).
+    pub async fn start_quorum(&self, shard: &Rc<Shard>, quorum: QuorumConfig) -> Result<(), String> {
+        let Metadata::Quorum { node, feed, .. } = &self.metadata else { return Ok(()) };
+        let started = QuorumNode::start(quorum, MetadataMachine::new(feed.clone()), ask_handler(Rc::downgrade(shard)));
+        let started = started.await.map_err(|e| format!("cannot start the metadata quorum: {e}"))?;
+        let leaders = started.leader_changes();
+        let _ = node.set(started);
+        weir_runtime::spawn_local(feed.clone().publish(shard.clone())).detach();
+        let follower = shard.clone();
+        weir_runtime::spawn_local(async move {
+            let mut leaders = std::pin::pin!(leaders);
+            while let Some(leader) = leaders.next().await {
+                let leader = leader.and_then(|id| i32::try_from(id).ok()).unwrap_or(-1);
+                tracing::info!(leader, "active controller");
+                follower.set_active_controller(leader);
+            }
+        })
+        .detach();
+        let registration = self.config.registration()?;
+        loop {
+            let registered = self.decide(shard, Request::RegisterBroker(registration.clone())).await.into_done(1);
+            match registered.into_iter().next() {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => tracing::warn!("registering with the metadata quorum: {e}; trying again"),
+                None => {}
+            }
+        }
+    }
+
+    async fn one_change_at_a_time(&self) -> Permit<'_> {
+        self.changes.acquire_permit(1).await.expect("the controller's semaphore is never closed")
+    }
+
+    /// Has `request` decided by the active controller (this one, or
+    /// another voter), then waits until this broker's shards serve the
+    /// result.
+    async fn decide(&self, shard: &Shard, request: Request) -> Decision {
+        let (node, feed) = match &self.metadata {
+            Metadata::Own(_) => {
+                let unavailable = request.unavailable();
+                return self.decide_here(shard, request).await.map_or(unavailable, |(_, decision)| decision);
+            }
+            Metadata::Quorum { node, feed, .. } => match node.get() {
+                Some(node) => (node, feed),
+                None => return request.unavailable(),
+            },
+        };
+        let deadline = weir_runtime::clock::now() + DECIDE_TIMEOUT;
+        loop {
+            let answer = if node.is_leader() {
+                self.decide_here(shard, request.clone()).await
+            } else {
+                ask_active_controller(node, &request).await
+            };
+            match answer {
+                Ok((version, decision)) => {
+                    if weir_runtime::clock::timeout(PUBLISH_WAIT, feed.published(version)).await.is_none() {
+                        tracing::warn!(version, "a decided metadata change is not applied here yet");
+                    }
+                    return decision;
+                }
+                Err(e) if e.is_retriable() && weir_runtime::clock::now() < deadline => {
+                    tracing::debug!("no active controller yet: {e}");
+                    weir_runtime::clock::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => {
+                    tracing::warn!("the metadata quorum did not decide a change: {e}");
+                    return request.unavailable();
+                }
+            }
+        }
+    }
+
+    /// Decides `request` as the active controller: plans it against the
+    /// newest image and commits its records. Returns the image version
+    /// that holds them.
+    async fn decide_here(&self, shard: &Shard, request: Request) -> Result<(u64, Decision), QuorumError> {
+        let _serial = self.one_change_at_a_time().await;
+        let image = match &self.metadata {
+            Metadata::Own(store) => store.borrow().snapshot(),
+            Metadata::Quorum { node, .. } => {
+                let node = node.get().ok_or(QuorumError::NoLeader)?;
+                node.ensure_linearizable().await?;
+                node.read(MetadataMachine::image)
+            }
+        };
+        let mut changes = MetadataChanges::new(&image);
+        if let Metadata::Quorum { import, .. } = &self.metadata {
+            if image.cluster_id.is_empty() {
+                changes.import(import);
+            }
+        }
+        let mut decision = self.plan(&mut changes, request);
+        if changes.is_empty() {
+            return Ok((image.version, decision));
+        }
+        match &self.metadata {
+            Metadata::Own(store) => {
+                let committed = store.borrow_mut().commit(changes);
+                match committed {
+                    Ok(deleted) => {
+                        let snapshot = store.borrow().snapshot();
+                        shard.publish_metadata(snapshot.clone(), deleted).await;
+                        Ok((snapshot.version, decision))
+                    }
+                    Err(e) => {
+                        decision.fail(&e);
+                        Ok((image.version, decision))
+                    }
+                }
+            }
+            Metadata::Quorum { node, .. } => {
+                let node = node.get().ok_or(QuorumError::NoLeader)?;
+                let version = node.write(&changes.into_records()).await?;
+                Ok((version, decision))
+            }
+        }
+    }
+
+    /// Plans `request` against the image of `changes`.
+    fn plan(&self, changes: &mut MetadataChanges, request: Request) -> Decision {
+        match request {
+            Request::CreateTopics(topics) => {
+                let defaults = self.config.topic_defaults();
+                Decision::Topics(topics.iter().map(|(t, configs)| changes.create_topic(t, configs, defaults)).collect())
+            }
+            Request::AlterConfigs { alterations, validate_only } => Decision::Done(
+                alterations
+                    .iter()
+                    .map(|(target, alteration)| self.alter(changes, target, alteration, validate_only))
+                    .collect(),
+            ),
+            Request::CreatePartitions { increases, validate_only } => {
+                let mut add = |increase: &PartitionIncrease| match is_internal_topic(&increase.name) {
+                    true => Err(TopicError::InvalidName(format!("'{}' is reserved for the broker", increase.name))),
+                    false => changes.add_partitions(increase, validate_only),
+                };
+                Decision::Topics(increases.iter().map(&mut add).collect())
+            }
+            Request::DeleteTopics(names) => {
+                Decision::Topics(names.iter().map(|name| changes.delete_topic(name)).collect())
+            }
+            Request::AlterScramCredentials(users) => Decision::Done(changes.alter_scram_credentials(&users)),
+            Request::ReserveProducerIds => Decision::ProducerIds(Ok(changes.reserve_producer_ids())),
+            Request::RegisterBroker(broker) => {
+                changes.register_broker(broker);
+                Decision::Done(vec![Ok(())])
+            }
+        }
+    }
+
+    /// Plans one config alteration (with `validate_only`, checks it only).
+    fn alter(
+        &self,
+        changes: &mut MetadataChanges,
+        target: &ConfigTarget,
+        alteration: &ConfigAlteration,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let image = changes.image();
+        let dynamic = &image.dynamic_broker_configs;
+        match target {
+            ConfigTarget::Topic(name) => {
+                let current = image.topic(name).ok_or(TopicError::Unknown)?;
+                let unset = TopicConfigs::new();
+                let default = |config: &str| self.config.topic_config_value(dynamic, name, &unset, config);
+                let configs = alteration.apply(ConfigScope::Topic, &current.configs, default)?;
+                if !validate_only {
+                    changes.set_topic_configs(name, configs)?;
+                }
+            }
+            ConfigTarget::Broker | ConfigTarget::ClusterDefault => {
+                let cluster_default = *target == ConfigTarget::ClusterDefault;
+                let current = if cluster_default { &dynamic.cluster_default } else { &dynamic.broker };
+                let static_layers = DynamicBrokerConfigs::default();
+                let default = |config: &str| {
+                    dynamic_broker_config_name(config).map_or_else(String::new, |name| {
+                        self.config.broker_config_chain(&static_layers, name).swap_remove(0).value
+                    })
+                };
+                let configs = alteration.apply(ConfigScope::Broker, current, default)?;
+                if !validate_only {
+                    changes.set_dynamic_broker_configs(cluster_default, configs);
+                }
+            }
+            ConfigTarget::Group(group) => {
+                let unset = TopicConfigs::new();
+                let current = image.group_configs.get(group).unwrap_or(&unset);
+                let configs = alteration.apply(ConfigScope::Group, current, |_| String::new())?;
+                if !validate_only {
+                    changes.set_group_configs(group, configs);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates topics (configs validated by the caller); results in request order.
+    pub async fn create_topics(&self, shard: &Shard, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
+        let count = topics.len();
+        self.decide(shard, Request::CreateTopics(topics)).await.into_topics(count)
+    }
+
+    /// Changes topic, group or dynamic broker configs; with
+    /// `validate_only`, nothing changes.
+    pub async fn alter_configs(
+        &self,
+        shard: &Shard,
+        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), TopicError>> {
+        let count = alterations.len();
+        self.decide(shard, Request::AlterConfigs { alterations, validate_only }).await.into_done(count)
+    }
+
+    /// Raises topics' partition counts (each result holds the topic as it
+    /// is, or would be with `validate_only`). The partition count of an
+    /// internal topic is the broker's: groups and transactional ids are
+    /// hashed over it.
+    pub async fn create_partitions(
+        &self,
+        shard: &Shard,
+        increases: Vec<PartitionIncrease>,
+        validate_only: bool,
+    ) -> TopicResults {
+        let count = increases.len();
+        self.decide(shard, Request::CreatePartitions { increases, validate_only }).await.into_topics(count)
+    }
+
+    pub async fn delete_topics(&self, shard: &Shard, names: Vec<String>) -> TopicResults {
+        let count = names.len();
+        self.decide(shard, Request::DeleteTopics(names)).await.into_topics(count)
+    }
+
+    /// Changes users' SCRAM credentials (checked by the caller), each user's
+    /// all or none; results in the order of `users`.
+    pub async fn alter_scram_credentials(
+        &self,
+        shard: &Shard,
+        users: Vec<(String, Vec<ScramChange>)>,
+    ) -> Vec<Result<(), TopicError>> {
+        let count = users.len();
+        self.decide(shard, Request::AlterScramCredentials(users)).await.into_done(count)
+    }
+
+    /// A producer id never handed out before (ids are reserved in blocks).
+    pub async fn allocate_producer_id(&self, shard: &Shard) -> Result<i64, TopicError> {
+        if let Some(id) = self.producer_ids.borrow_mut().take() {
+            return Ok(id);
+        }
+        let mut block = match self.decide(shard, Request::ReserveProducerIds).await {
+            Decision::ProducerIds(reserved) => reserved?,
+            _ => return Err(TopicError::ControllerUnavailable),
+        };
+        let id = block.take().ok_or(TopicError::ControllerUnavailable)?;
+        *self.producer_ids.borrow_mut() = block;
+        Ok(id)
+    }
+}
+
+/// Sends `request` to the active controller; `NotLeader` if the voter
+/// asked no longer leads.
+async fn ask_active_controller(
+    node: &QuorumNode<MetadataMachine>,
+    request: &Request,
+) -> Result<(u64, Decision), QuorumError> {
+    let question = postcard::to_stdvec(request).map_err(|e| QuorumError::Codec(e.to_string()))?;
+    let answer = node.ask_leader(question).await?;
+    let answer: Option<(u64, Decision)> =
+        postcard::from_bytes(&answer).map_err(|e| QuorumError::Codec(e.to_string()))?;
+    answer.ok_or(QuorumError::NotLeader { leader: None })
+}
+
+/// Answers other brokers' requests while this voter leads: decided here,
+/// or `None` if it no longer leads (they ask again).
+fn ask_handler(shard: Weak<Shard>) -> AskHandler {
+    Rc::new(move |question: Vec<u8>| -> LocalBoxFuture<'static, Vec<u8>> {
+        let shard = shard.clone();
+        Box::pin(async move {
+            let decided = match (shard.upgrade(), postcard::from_bytes::<Request>(&question)) {
+                (Some(shard), Ok(request)) => match shard.controller() {
+                    Some(controller) => controller.decide_here(&shard, request).await.ok(),
+                    None => None,
+                },
+                (_, Err(e)) => {
+                    tracing::warn!("a request for the controller did not decode: {e}");
+                    None
+                }
+                (None, _) => None,
+            };
+            postcard::to_stdvec(&decided).unwrap_or_default()
+        })
+    })
+}

@@ -1,0 +1,150 @@
+//! Several brokers in one cluster: voters of one metadata quorum, sharing
+//! topics and brokers, following its active controller through failover,
+//! each serving the partitions it leads (replication itself is not built
+//! yet: these topics have one replica).
+
+use crate::common;
+
+use common::*;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::time::{Duration, Instant};
+
+/// Three voters on 127.0.0.1, each its own data directory in one temp dir.
+struct Cluster {
+    brokers: Vec<Broker>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@127.0.0.1:{}", free_port())).collect();
+        let voters = voters.join(",");
+        let mut brokers: Vec<Broker> = (1..=3)
+            .map(|id| {
+                let id = id.to_string();
+                let mut args = vec!["--node-id", &id, "--controller-quorum-voters", &voters];
+                args.extend_from_slice(extra_args);
+                Broker::launch_in(dir.path().join(format!("broker-{id}")), &args)
+            })
+            .collect();
+        brokers.iter_mut().for_each(Broker::wait_listening);
+        Cluster { brokers, _dir: dir }
+    }
+
+    /// The broker with node id `id`.
+    fn broker(&mut self, id: i32) -> &mut Broker {
+        &mut self.brokers[id as usize - 1]
+    }
+
+    fn metadata(&self, id: i32) -> MetadataResponse {
+        let mut client = client(&self.brokers[id as usize - 1].bootstrap());
+        client.send(&MetadataRequest::default().with_topics(None), 12).expect("metadata")
+    }
+
+    /// Waits until broker `id` serves `topics` (other brokers learn a
+    /// change a moment after the one that asked for it, as in Kafka), and
+    /// returns its metadata.
+    fn wait_for_topics(&self, id: i32, topics: &[&str]) -> MetadataResponse {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let metadata = self.metadata(id);
+            if topic_names(&metadata) == topics {
+                return metadata;
+            }
+            assert!(Instant::now() < deadline, "broker {id} serves {:?}, not {topics:?}", topic_names(&metadata));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `id` names an active controller other than `not`.
+    fn controller(&self, id: i32, not: Option<i32>) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let controller = self.metadata(id).controller_id.0;
+            if controller >= 0 && Some(controller) != not {
+                return controller;
+            }
+            assert!(Instant::now() < deadline, "broker {id} names no new active controller");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The topics `metadata` names, but the internal ones (`__consumer_offsets`
+/// once a client looked for a group coordinator).
+fn topic_names(metadata: &MetadataResponse) -> Vec<String> {
+    let names = metadata.topics.iter().filter_map(|t| t.name.as_ref()).map(|n| n.0.to_string());
+    let mut names: Vec<String> = names.filter(|n| !n.starts_with("__")).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn three_voters_share_metadata_elect_a_new_controller_and_each_serves_the_partitions_it_leads() {
+    let mut cluster = Cluster::start(&[]);
+    let controller = cluster.controller(1, None);
+    for id in 1..=3 {
+        let metadata = cluster.metadata(id);
+        let ids: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(ids, [1, 2, 3], "broker {id} lists every registered broker");
+        assert_eq!(cluster.controller(id, None), controller, "broker {id} names the same active controller");
+    }
+
+    // Created through a broker that is not the active controller, seen by all.
+    let asker = if controller == 1 { 2 } else { 1 };
+    create_topic(&cluster.broker(asker).bootstrap(), "clicks", 6);
+    let mut leaders = Vec::new();
+    for id in 1..=3 {
+        let metadata = cluster.wait_for_topics(id, &["clicks"]);
+        let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == "clicks")).unwrap();
+        leaders = topic.partitions.iter().map(|p| p.leader_id.0).collect();
+        assert!(topic.partitions.iter().all(|p| p.replica_nodes.len() == 1));
+    }
+    let mut spread = leaders.clone();
+    spread.sort();
+    spread.dedup();
+    assert_eq!(spread, [1, 2, 3], "leaders are spread over the brokers: {leaders:?}");
+
+    // librdkafka produces to each partition's leader and reads it back.
+    let bootstrap = cluster.broker(3).bootstrap();
+    let producer = producer(&bootstrap, "all");
+    produce_range(&producer, "clicks", 0..600);
+    check_consumed(&consume_all(&bootstrap, "clicks", 6), 600, 6);
+
+    // A broker that does not lead a partition refuses it, naming the leader.
+    let follower = if leaders[0] == 1 { 2 } else { 1 };
+    let mut client = client(&cluster.broker(follower).bootstrap());
+    let data =
+        PartitionProduceData::default().with_index(0).with_records(Some(producer_batch((-1, -1), -1, 1, false, 0)));
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("clicks")))
+        .with_partition_data(vec![data]);
+    let produced =
+        client.send(&ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![topic]), 11);
+    let response = produced.expect("produce");
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(partition.current_leader.leader_id.0, leaders[0], "KIP-951 names the leader");
+    assert_eq!(response.node_endpoints.iter().map(|e| e.node_id.0).collect::<Vec<_>>(), [leaders[0]]);
+
+    // The active controller dies: another is elected and decides changes.
+    cluster.broker(controller).kill();
+    let survivor = if controller == 3 { 2 } else { 3 };
+    let elected = cluster.controller(survivor, Some(controller));
+    let started = Instant::now();
+    create_topic(&cluster.broker(survivor).bootstrap(), "after", 2);
+    eprintln!("new active controller {elected}; a topic created {:?} after it was named", started.elapsed());
+    for id in (1..=3).filter(|&id| id != controller) {
+        cluster.wait_for_topics(id, &["after", "clicks"]);
+    }
+
+    // The dead voter comes back and catches up from the quorum's log.
+    cluster.broker(controller).relaunch();
+    cluster.broker(controller).wait_listening();
+    cluster.wait_for_topics(controller, &["after", "clicks"]);
+    assert_eq!(cluster.controller(controller, Some(controller)), elected);
+}
