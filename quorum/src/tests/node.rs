@@ -1,5 +1,6 @@
-//! A one-voter [`QuorumNode`] on a real listener: it leads at once, writes,
-//! and after a restart has its state back before any new write.
+//! [`QuorumNode`]s on real listeners, on one executor: one voter leads at
+//! once and writes; three voters form, write through a follower, and a
+//! voter restarted alone (no leader possible) has its state back.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,10 +15,15 @@ use super::Counter;
 use crate::runtime::WeirRuntime;
 use crate::{AskHandler, QuorumConfig, QuorumNode};
 
+/// Free ports: bound by the OS, then released for the nodes to bind.
+fn voters(count: u64) -> BTreeMap<u64, SocketAddr> {
+    let listeners: Vec<_> = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    (1..).zip(listeners.iter().map(|l| l.local_addr().unwrap())).collect()
+}
+
 fn config(dir: &Path) -> QuorumConfig {
-    // A free port: bound by the OS, then released for the node to bind.
-    let listen: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    QuorumConfig::new(1, BTreeMap::from([(1, listen)]), listen, dir.to_path_buf())
+    let voters = voters(1);
+    QuorumConfig::new(1, voters.clone(), voters[&1], dir.to_path_buf())
 }
 
 fn echo() -> AskHandler {
@@ -64,5 +70,56 @@ fn a_single_voter_leads_writes_and_comes_back_with_its_state() {
         println!("a restarted single-voter quorum led {took:?} after start");
         assert_eq!(node.write(&5).await, Ok(15));
         node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_voter_restarted_alone_applies_its_committed_entries() {
+    let root = tempfile::tempdir().unwrap();
+    let voters = voters(3);
+    let config = |id: u64| QuorumConfig::new(id, voters.clone(), voters[&id], root.path().join(id.to_string()));
+    WeirRuntime::new(1).block_on(async {
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(QuorumNode::start(config(id), Counter::default(), echo()).await.unwrap());
+        }
+        // Through whichever node is not the leader: forwarded.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut total = 0;
+        for amount in 1..=5 {
+            loop {
+                let follower = nodes.iter().find(|n| n.leader().is_some_and(|l| l != n.id()));
+                let written = match follower {
+                    Some(follower) => follower.write(&amount).await,
+                    None => Err(crate::QuorumError::NoLeader),
+                };
+                match written {
+                    Ok(new_total) => {
+                        total += amount;
+                        assert_eq!(new_total, total);
+                        break;
+                    }
+                    Err(e) => assert!(e.is_retriable() && Instant::now() < deadline, "{e}"),
+                }
+                weir_runtime::clock::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let follower = nodes.iter().find(|n| !n.is_leader()).unwrap();
+        assert_eq!(follower.ask_leader(b"hi".to_vec()).await.unwrap(), b"leader heard hi");
+        while nodes.iter().any(|n| n.read(|c| c.total) != total) {
+            assert!(Instant::now() < deadline, "every voter applies every write");
+            weir_runtime::clock::sleep(Duration::from_millis(20)).await;
+        }
+        for node in nodes {
+            node.shutdown().await.unwrap();
+        }
+
+        // Alone, node 3 cannot be elected nor hear a leader: what it has,
+        // it applied from its own log up to the committed id it saved.
+        let alone = QuorumNode::start(config(3), Counter::default(), echo()).await.unwrap();
+        assert_eq!(alone.read(|c| c.total), total);
+        // It may still name the old leader, now gone: retriable either way.
+        assert!(alone.write(&1).await.unwrap_err().is_retriable());
+        alone.shutdown().await.unwrap();
     });
 }
