@@ -27,28 +27,27 @@ const VOTER_ENV: &str = "WEIR_QUORUM_TEST_VOTER";
 /// How long any one step may take: generous, for a loaded 2-core machine.
 const STEP: Duration = Duration::from_secs(20);
 
-/// Adds numbers; answers the new total.
+/// Named counters: a command adds to one and is answered with its new
+/// value.
 #[derive(Default)]
-struct Counter {
-    total: u64,
-}
+struct Counters(BTreeMap<String, u64>);
 
-impl StateMachine for Counter {
-    type Command = u64;
+impl StateMachine for Counters {
+    type Command = (String, u64);
     type Response = u64;
 
-    fn apply(&mut self, add: u64) -> u64 {
-        self.total += add;
-        self.total
+    fn apply(&mut self, (name, amount): (String, u64)) -> u64 {
+        let value = self.0.entry(name).or_default();
+        *value += amount;
+        *value
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        self.total.to_le_bytes().to_vec()
+        postcard::to_stdvec(&self.0).expect("a map of strings and numbers encodes")
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> std::io::Result<()> {
-        let bytes = snapshot.try_into().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-        self.total = u64::from_le_bytes(bytes);
+        self.0 = postcard::from_bytes(snapshot).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         Ok(())
     }
 }
@@ -69,7 +68,7 @@ fn voter_process() {
     });
     let executor = LocalExecutorBuilder::new(Placement::Unbound).make().unwrap();
     executor.run(async move {
-        let node = Rc::new(QuorumNode::start(config, Counter::default(), ask).await.unwrap());
+        let node = Rc::new(QuorumNode::start(config, Counters::default(), ask).await.unwrap());
         let listener = TcpListener::bind(("127.0.0.1", control)).unwrap();
         loop {
             let stream = listener.accept().await.unwrap();
@@ -88,19 +87,24 @@ fn voter_process() {
     });
 }
 
-async fn control_command(node: &QuorumNode<Counter>, line: &str) -> String {
+async fn control_command(node: &QuorumNode<Counters>, line: &str) -> String {
     let (verb, argument) = line.split_once(' ').unwrap_or((line, ""));
     match verb {
-        "write" => match node.write(&argument.parse().unwrap()).await {
-            Ok(total) => format!("ok {total}"),
-            Err(e) => format!("err {e}"),
-        },
+        // `write NAME AMOUNT`
+        "write" => {
+            let (name, amount) = argument.split_once(' ').unwrap_or((argument, ""));
+            match node.write(&(name.to_string(), amount.parse().unwrap_or(0))).await {
+                Ok(value) => format!("ok {value}"),
+                Err(e) => format!("err {e}"),
+            }
+        }
         "ask" => match node.ask_leader(argument.as_bytes().to_vec()).await {
             Ok(answer) => format!("ok {}", String::from_utf8_lossy(&answer)),
             Err(e) => format!("err {e}"),
         },
         "leader" => node.leader().map_or("none".to_string(), |leader| leader.to_string()),
-        "total" => node.read(|c| c.total).to_string(),
+        // `read NAME`
+        "read" => node.read(|c| c.0.get(argument).copied().unwrap_or(0)).to_string(),
         _ => format!("err unknown command {line:?}"),
     }
 }
@@ -188,11 +192,11 @@ fn agreed_leader(voters: &BTreeMap<u64, Voter>) -> u64 {
     })
 }
 
-/// Writes `amount` through `voter`, retrying while the quorum answers
-/// with a retriable error; the new total.
+/// Adds `amount` to the counter through `voter`, retrying while the
+/// quorum answers with a (retriable) error; the counter's new value.
 fn write(voter: &Voter, amount: u64) -> u64 {
     eventually(&format!("a write through node {}", voter.id), || {
-        let answer = voter.control(&format!("write {amount}"))?;
+        let answer = voter.control(&format!("write counter {amount}"))?;
         answer.strip_prefix("ok ").map(|total| total.parse().unwrap())
     })
 }
@@ -229,7 +233,9 @@ fn three_voter_processes_fail_over_and_catch_up() {
     let killed = Instant::now();
     let survivors: Vec<u64> = voters.keys().copied().filter(|id| *id != first).collect();
     let new_total = eventually("a write after the leader's death", || {
-        survivors.iter().find_map(|id| voters[id].control("write 100")?.strip_prefix("ok ")?.parse::<u64>().ok())
+        survivors
+            .iter()
+            .find_map(|id| voters[id].control("write counter 100")?.strip_prefix("ok ")?.parse::<u64>().ok())
     });
     let took = killed.elapsed();
     total += 100;
@@ -246,7 +252,9 @@ fn three_voter_processes_fail_over_and_catch_up() {
     let back = voters.get_mut(&first).unwrap();
     back.start(&spec);
     let back = &voters[&first];
-    eventually("the restarted voter to catch up", || (back.control("total")? == total.to_string()).then_some(()));
+    eventually("the restarted voter to catch up", || {
+        (back.control("read counter")? == total.to_string()).then_some(())
+    });
     total += 1;
     assert_eq!(write(back, 1), total, "a write through the restarted voter");
 }
