@@ -37,6 +37,10 @@ pub struct QuorumConfig {
     /// How long a forwarded write or `ask_leader` waits for the leader's
     /// answer. Default 5 s.
     pub request_timeout: Duration,
+    /// The state machine is snapshotted every this many entries, and the
+    /// log keeps this many entries behind the snapshot: a voter that fell
+    /// further behind catches up from a snapshot. Default 5000.
+    pub snapshot_every: u64,
 }
 
 impl QuorumConfig {
@@ -50,6 +54,7 @@ impl QuorumConfig {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             request_timeout: Duration::from_secs(5),
+            snapshot_every: 5000,
         }
     }
 }

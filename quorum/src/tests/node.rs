@@ -1,6 +1,7 @@
 //! [`QuorumNode`]s on real listeners, on one executor: one voter leads at
-//! once and writes; three voters form, write through a follower, and a
-//! voter restarted alone (no leader possible) has its state back.
+//! once and writes; three voters form, write through a follower, a late
+//! voter catches up from a snapshot, and a voter restarted alone (no leader
+//! possible) has its state back.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,43 +74,86 @@ fn a_single_voter_leads_writes_and_comes_back_with_its_state() {
     });
 }
 
+/// Writes `amounts` through whichever node follows (so forwarded to the
+/// leader), retrying retriable errors until `deadline`; the last total.
+async fn write_through_a_follower(nodes: &[QuorumNode<Counter>], amounts: &[u64], deadline: Instant) -> u64 {
+    let mut total = 0;
+    for amount in amounts {
+        loop {
+            let follower = nodes.iter().find(|n| n.leader().is_some_and(|l| l != n.id()));
+            let written = match follower {
+                Some(follower) => follower.write(amount).await,
+                None => Err(crate::QuorumError::NoLeader),
+            };
+            match written {
+                Ok(new_total) => {
+                    total = new_total;
+                    break;
+                }
+                Err(e) => assert!(e.is_retriable() && Instant::now() < deadline, "{e}"),
+            }
+            weir_runtime::clock::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    total
+}
+
+async fn all_applied(nodes: &[QuorumNode<Counter>], total: u64, deadline: Instant) {
+    while nodes.iter().any(|n| n.read(|c| c.total) != total) {
+        assert!(Instant::now() < deadline, "every voter applies every write");
+        weir_runtime::clock::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_late_voter_catches_up_from_a_snapshot_sent_over_tcp() {
+    let root = tempfile::tempdir().unwrap();
+    let voters = voters(3);
+    let config = |id: u64| {
+        let mut config = QuorumConfig::new(id, voters.clone(), voters[&id], root.path().join(id.to_string()));
+        config.snapshot_every = 3;
+        config
+    };
+    WeirRuntime::new(1).block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut nodes = Vec::new();
+        for id in 1..=2 {
+            nodes.push(QuorumNode::start(config(id), Counter::default(), echo()).await.unwrap());
+        }
+        let total = write_through_a_follower(&nodes, &[1; 12], deadline).await;
+        assert_eq!(total, 12);
+        // Node 3 starts once the entries it lacks are purged everywhere: only
+        // a snapshot can bring it up to date.
+        while !nodes.iter().all(|n| n.metrics().purged.is_some_and(|purged| purged.index >= 3)) {
+            assert!(Instant::now() < deadline, "the first two voters purge their logs");
+            weir_runtime::clock::sleep(Duration::from_millis(20)).await;
+        }
+        nodes.push(QuorumNode::start(config(3), Counter::default(), echo()).await.unwrap());
+        all_applied(&nodes, total, deadline).await;
+        for node in nodes {
+            node.shutdown().await.unwrap();
+        }
+    });
+}
+
 #[test]
 fn a_voter_restarted_alone_applies_its_committed_entries() {
     let root = tempfile::tempdir().unwrap();
     let voters = voters(3);
+    // No snapshot in this test (5000 entries apart): the state comes back
+    // from the log alone.
     let config = |id: u64| QuorumConfig::new(id, voters.clone(), voters[&id], root.path().join(id.to_string()));
     WeirRuntime::new(1).block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
         let mut nodes = Vec::new();
         for id in 1..=3 {
             nodes.push(QuorumNode::start(config(id), Counter::default(), echo()).await.unwrap());
         }
-        // Through whichever node is not the leader: forwarded.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut total = 0;
-        for amount in 1..=5 {
-            loop {
-                let follower = nodes.iter().find(|n| n.leader().is_some_and(|l| l != n.id()));
-                let written = match follower {
-                    Some(follower) => follower.write(&amount).await,
-                    None => Err(crate::QuorumError::NoLeader),
-                };
-                match written {
-                    Ok(new_total) => {
-                        total += amount;
-                        assert_eq!(new_total, total);
-                        break;
-                    }
-                    Err(e) => assert!(e.is_retriable() && Instant::now() < deadline, "{e}"),
-                }
-                weir_runtime::clock::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let total = write_through_a_follower(&nodes, &[1, 2, 3, 4, 5], deadline).await;
+        assert_eq!(total, 15);
         let follower = nodes.iter().find(|n| !n.is_leader()).unwrap();
         assert_eq!(follower.ask_leader(b"hi".to_vec()).await.unwrap(), b"leader heard hi");
-        while nodes.iter().any(|n| n.read(|c| c.total) != total) {
-            assert!(Instant::now() < deadline, "every voter applies every write");
-            weir_runtime::clock::sleep(Duration::from_millis(20)).await;
-        }
+        all_applied(&nodes, total, deadline).await;
         for node in nodes {
             node.shutdown().await.unwrap();
         }
