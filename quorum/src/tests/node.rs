@@ -1,7 +1,7 @@
 //! [`QuorumNode`]s on real listeners, on one executor: one voter leads at
-//! once and writes; three voters form, write through a follower, a late
-//! voter catches up from a snapshot, and a voter restarted alone (no leader
-//! possible) has its state back.
+//! once, writes, and shrugs off malformed connections; three voters form
+//! and write through a follower; a late voter catches up from a snapshot;
+//! a voter restarted alone (no leader possible) has its state back.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,8 +9,9 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use openraft_rt::AsyncRuntime;
+use weir_runtime::net::TcpStream;
 
 use super::Counter;
 use crate::runtime::WeirRuntime;
@@ -60,6 +61,22 @@ fn a_single_voter_leads_writes_and_comes_back_with_its_state() {
         }
         assert_eq!(node.write(&4).await, Ok(10));
         assert_eq!(node.ask_leader(b"hello".to_vec()).await.unwrap(), b"leader heard hello");
+
+        // Malformed input closes the connection it came on, nothing more.
+        let garbage = [0xff_u8; 16];
+        let mut valid_frame_of_garbage = (garbage.len() as u32).to_le_bytes().to_vec();
+        valid_frame_of_garbage.extend_from_slice(&crc32c::crc32c(&garbage).to_le_bytes());
+        valid_frame_of_garbage.extend_from_slice(&garbage);
+        let huge_length = [u32::MAX.to_le_bytes(), [0; 4]].concat();
+        let bad_crc = [&4_u32.to_le_bytes()[..], &[0; 4], b"abcd"].concat();
+        for malformed in [valid_frame_of_garbage, huge_length, bad_crc] {
+            let mut stream = TcpStream::connect(config.listen).await.unwrap();
+            stream.write_all(&malformed).await.unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.unwrap();
+            assert!(answer.is_empty(), "the node closed the connection without an answer");
+        }
+        assert_eq!(node.write(&0).await, Ok(10), "the node still serves");
         node.shutdown().await.unwrap();
 
         // The committed entries are applied by `start`, before any leader.
