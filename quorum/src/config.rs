@@ -15,7 +15,7 @@ use std::time::Duration;
 /// dead leader a lease of `election_timeout.1` from its last heartbeat and
 /// refuses votes until it runs out, so the first or second campaign wins,
 /// after a pre-vote and a vote round trip. Measured with three processes on
-/// a loaded 2-core machine (`tests/processes.rs`): 1.54-1.75 s from `kill -9`
+/// a loaded 2-core machine (`tests/processes.rs`): 1.54-1.88 s from `kill -9`
 /// of the leader to the first write through the new one; with 300-600 ms,
 /// 0.98-1.16 s. The 500 ms floor leaves room for shard 0's stalls (an
 /// fdatasync of the log, a busy scheduler) without needless elections.
