@@ -13,10 +13,20 @@
 //! - [`StateMachine`]: the boundary the controller will implement, and
 //!   [`MachineStore`], openraft's state machine over it, snapshotted to a
 //!   file.
-//! - [`LogStore`]: the Raft log and vote, durable in a directory, with torn
-//!   tails cut at open. Both stores pass openraft's storage test suite.
+//! - [`LogStore`]: the Raft log, vote and committed log id, durable in a
+//!   directory, with torn tails cut at open and mid-file rot refused. Both
+//!   stores pass openraft's storage test suite.
+//! - The network between voters (`network`): Raft's RPCs and a forwarded
+//!   write or question for the leader, as framed postcard records over TCP.
+//! - [`QuorumNode`]: a voter whole, as the broker will use it:
+//!   [`QuorumNode::start`] with a [`QuorumConfig`] (voters from
+//!   [`parse_voters`]), a [`StateMachine`] and an [`AskHandler`];
+//!   [`write`](QuorumNode::write), [`ask_leader`](QuorumNode::ask_leader),
+//!   [`leader`](QuorumNode::leader), [`leader_changes`](QuorumNode::leader_changes),
+//!   [`shutdown`](QuorumNode::shutdown). Failures are [`QuorumError`]s,
+//!   most of them retriable.
 //!
-//! Next: the network between voters, then the controller's state machine.
+//! Next: the controller's state machine on it.
 
 pub mod config;
 mod frame;

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use futures::Stream;
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
-use openraft::{BasicNode, Config, ReadPolicy};
+use openraft::{BasicNode, Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use openraft_rt::watch::WatchReceiver;
 use weir_runtime::net::TcpListener;
 use weir_runtime::Task;
 
 use crate::network::{self, AskHandler, Network, Peer, Request, Response, Server};
-use crate::{Command, LogStore, MachineStore, NodeId, QuorumConfig, Raft, Reply, StateMachine};
+use crate::{Command, LogStore, MachineStore, NodeId, QuorumConfig, Raft, Reply, StateMachine, TypeConfig};
 
 /// Idle connections kept per peer for forwarded requests; more concurrent
 /// requests open more, closed after use.
@@ -110,6 +110,8 @@ impl<SM: StateMachine> QuorumNode<SM> {
             // `network::RaftClient` implements pre-vote: a voter that was
             // cut off does not depose a healthy leader when it returns.
             enable_pre_vote: Some(true),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.snapshot_every,
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
@@ -182,6 +184,13 @@ impl<SM: StateMachine> QuorumNode<SM> {
     /// Whether this node leads.
     pub fn is_leader(&self) -> bool {
         self.raft.is_leader()
+    }
+
+    /// Raft's view from this node now: term, leader, last log, applied
+    /// and purged ids, and on a leader each voter's progress (what Kafka's
+    /// DescribeQuorum reports).
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
     }
 
     /// This node's id.
