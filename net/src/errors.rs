@@ -11,6 +11,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
     let error = match e {
         PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         PartitionError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+        PartitionError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
         PartitionError::ShardUnavailable => ResponseError::NotLeaderOrFollower,
         PartitionError::Offline => ResponseError::KafkaStorageError,
         PartitionError::Engine(EngineError::CorruptMessage(_)) => ResponseError::CorruptMessage,

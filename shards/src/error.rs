@@ -10,6 +10,9 @@ pub enum PartitionError {
     /// Another broker leads the partition (or none does).
     #[error("this broker does not lead the partition")]
     NotLeaderOrFollower,
+    /// acks=all with fewer in-sync replicas than `min.insync.replicas`.
+    #[error("fewer in-sync replicas than min.insync.replicas")]
+    NotEnoughReplicas,
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The partition's log could not be opened (damaged or unreadable storage).

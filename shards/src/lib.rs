@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod ownership;
 pub mod placement;
 pub mod producers;
+mod replication;
 pub mod reply;
 pub mod runtime;
 pub mod shard;

@@ -7,6 +7,7 @@ use crate::listen;
 use crate::messages::ShardMessage;
 use crate::metadata::MetadataStore;
 use crate::ownership::CONTROLLER_SHARD;
+use crate::replication::Fetchers;
 use crate::reply;
 use crate::shard::Shard;
 use futures::channel::oneshot;
@@ -321,6 +322,7 @@ where
             None => shard.first_metadata().await,
         }
     }
+    weir_runtime::spawn_local(Fetchers::supervise(shard.clone())).detach();
     weir_runtime::spawn_local(tick_groups(shard.clone())).detach();
     weir_runtime::spawn_local(tick_transactions(shard.clone())).detach();
     spawn_maintenance(&shard);

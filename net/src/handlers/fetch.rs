@@ -1,8 +1,9 @@
 //! Fetch: read every requested partition on its owner; if fewer than min_bytes
 //! are ready, long-poll until new data is appended or max_wait_ms passes.
 //! From v13 topics are named by id, and an id no topic has is
-//! UNKNOWN_TOPIC_ID; v15's replica_state and v17's replica_directory_id
-//! concern follower brokers and are ignored, as the replica id was.
+//! UNKNOWN_TOPIC_ID. A replica id (v15+: in replica_state) names a follower
+//! broker: it reads up to the log end, and its offsets move the high
+//! watermark; v17's replica_directory_id is ignored.
 //! KIP-320: a current_leader_epoch (v9+) other than the partition's is
 //! FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH; a last_fetched_epoch (v12+)
 //! whose history this log does not share is answered with the diverging
@@ -77,10 +78,12 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = weir_runtime::clock::now() + wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
+    let replica = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let replica = (replica >= 0).then_some(replica);
 
     let long_poll =
         |timeout: Duration| (min_bytes > 0 && !timeout.is_zero()).then_some(LongPoll { min_bytes, timeout });
-    let mut reads = read_all(shard, &wanted, read_committed, max_bytes, long_poll(wait)).await;
+    let mut reads = read_all(shard, &wanted, replica, read_committed, max_bytes, long_poll(wait)).await;
     loop {
         let results = &reads.results;
         let ready: usize = results.iter().map(|r| r.as_ref().map_or(0, |f| f.records.len())).sum();
@@ -96,7 +99,7 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
         };
         if !reread {
             // No owner waits any more, and not enough is ready: ask them again.
-            reads = read_all(shard, &wanted, read_committed, max_bytes, long_poll(left)).await;
+            reads = read_all(shard, &wanted, replica, read_committed, max_bytes, long_poll(left)).await;
         }
     }
     let mut response = build_response(version, &wanted, reads.results, max_bytes);
@@ -117,6 +120,7 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
 async fn read_all<'a>(
     shard: &'a Shard,
     wanted: &[Wanted],
+    replica: Option<i32>,
     read_committed: bool,
     max_bytes: usize,
     long_poll: Option<LongPoll>,
@@ -139,6 +143,7 @@ async fn read_all<'a>(
                 offset: w.offset,
                 max_bytes: share,
                 last_fetched_epoch: w.last_fetched_epoch,
+                replica,
             }));
         }
         let read = shard.read_partitions(round, read_committed, long_poll).await;

@@ -4,7 +4,7 @@
 //! them again, so a long poll costs one message per owner shard, not a read,
 //! a wait and a re-read per partition.
 
-use super::{FetchedPartition, Shard};
+use super::{FetchedPartition, Partition, Shard};
 use crate::error::PartitionError;
 use crate::messages::{ShardMessage, ShardTask};
 use crate::reply;
@@ -12,7 +12,7 @@ use futures::future::{join_all, select, select_all, Either, LocalBoxFuture};
 use std::collections::BTreeMap;
 use std::pin::pin;
 use std::time::Duration;
-use weir_engine::EngineError;
+use weir_engine::{EngineError, ReadLimit};
 
 /// What a fetch reads from one partition.
 #[derive(Debug, Clone)]
@@ -26,6 +26,10 @@ pub struct PartitionRead {
     /// When this log's history differs there, the answer is the diverging
     /// epoch instead of records (KIP-320).
     pub last_fetched_epoch: i32,
+    /// The follower broker that fetches (Fetch's replica id), `None` for a
+    /// consumer. A follower reads up to the log end, and its offset tells
+    /// the leader how far it has copied.
+    pub replica: Option<i32>,
 }
 
 /// A long poll the owners take part in: after their read, each owner waits
@@ -193,8 +197,14 @@ impl Shard {
         join_all(reads.iter().map(|r| async move {
             let partition = self.led_partition(&r.topic, r.partition)?;
             let diverging_epoch = diverging_epoch(&partition.log, r.last_fetched_epoch, r.offset)?;
+            if let (Some(follower), None) = (r.replica, diverging_epoch) {
+                self.follower_fetched(&partition, follower, r.offset);
+            }
             if r.max_bytes > 0 && diverging_epoch.is_none() {
-                return partition.read(r.offset, r.max_bytes, read_committed).await;
+                return match r.replica {
+                    Some(_) => partition.read_for_follower(r.offset, r.max_bytes).await,
+                    None => partition.read(r.offset, r.max_bytes, read_committed).await,
+                };
             }
             Ok(FetchedPartition {
                 records: bytes::Bytes::new(),
@@ -222,7 +232,10 @@ impl Shard {
             let beyond = (*beyond)?;
             Some(Box::pin(async move {
                 let Ok(partition) = self.partition(&r.topic, r.partition) else { return };
-                if read_committed {
+                if r.replica.is_some() {
+                    let log_end = partition.log.wait_beyond_limit(beyond, ReadLimit::LogEnd);
+                    select(pin!(log_end), pin!(weir_runtime::clock::sleep(timeout))).await;
+                } else if read_committed {
                     // An error ends the wait; the re-read reports it.
                     let _ = partition.wait_stable_beyond(beyond, timeout).await;
                 } else {
@@ -232,6 +245,21 @@ impl Shard {
         });
         select_all(waits).await;
         self.read_owned(reads, read_committed).await
+    }
+}
+
+impl Shard {
+    /// A follower of `partition` (which this broker leads) fetched from
+    /// `offset`: the high watermark moves to what every in-sync replica holds.
+    fn follower_fetched(&self, partition: &Partition, follower: i32, offset: i64) {
+        partition.followers.fetched(follower, offset);
+        let me = self.config().node_id;
+        let snapshot = self.metadata();
+        let Some(state) = snapshot.partition(&partition.topic, partition.index) else { return };
+        if state.isr != [me] {
+            let log = &partition.log;
+            log.advance_high_watermark(partition.followers.high_watermark(&state.isr, me, log.log_end_offset()));
+        }
     }
 }
 
@@ -262,7 +290,11 @@ fn wait_offsets(
         .zip(results)
         .map(|(r, result)| {
             let seen = result.as_ref().ok()?;
-            Some(r.offset.max(if read_committed { seen.last_stable_offset } else { seen.high_watermark }))
+            Some(match r.replica {
+                // A follower asks from its log end: it waits for more of the log.
+                Some(_) => r.offset,
+                None => r.offset.max(if read_committed { seen.last_stable_offset } else { seen.high_watermark }),
+            })
         })
         .collect();
     Some((beyond, long_poll.timeout + REQUESTER_DECIDES))

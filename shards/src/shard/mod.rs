@@ -18,6 +18,7 @@ use crate::groups::{GroupConfig, GroupService, MigrationPolicy, OFFSETS_TOPIC};
 use crate::messages::{ShardMessage, ShardTask, MAX_TIMESTAMP};
 use crate::metadata::{BrokerRegistration, MetadataSnapshot};
 use crate::ownership::owner_of;
+use crate::replication::Fetchers;
 use crate::reply;
 use crate::runtime::ConnectionLimits;
 use crate::transactions::{TxnService, TRANSACTION_STATE_TOPIC};
@@ -105,6 +106,8 @@ pub struct Shard {
     producer_loading: Rc<ProducerLoading>,
     /// Shared by all shards; touched only when a connection opens or closes.
     connections: Arc<ConnectionLimits>,
+    /// The partitions this shard follows and their fetch loops.
+    fetchers: Fetchers,
     /// The node id of the active controller, -1 while none is known;
     /// shared by all shards, set by the controller shard.
     active_controller: Arc<AtomicI32>,
@@ -148,9 +151,14 @@ impl Shard {
             }),
             config,
             connections,
+            fetchers: Fetchers::new(),
             active_controller,
             metrics,
         }
+    }
+
+    pub(crate) fn fetchers(&self) -> &Fetchers {
+        &self.fetchers
     }
 
     /// The node id of the active controller (-1 while none is known).
@@ -209,6 +217,10 @@ impl Shard {
                 // Corrupt bytes are refused before any producer state is
                 // looked at, as Kafka does.
                 let records = batch::validate_records(records, log.config().max_batch_bytes)?;
+                let all_replicas = matches!(durability, Durability::Synced);
+                if all_replicas {
+                    shard.check_min_insync_replicas(&partition)?;
+                }
                 let info = match crate::producers::producer_batch(records.first_header()) {
                     Some(batch) => {
                         let txn_id = transactional_id.as_deref();
@@ -216,6 +228,13 @@ impl Shard {
                     }
                     None => partition.append(records, durability).await?,
                 };
+                if all_replicas {
+                    // acks=all: answered once every in-sync replica holds the batch.
+                    log.wait_beyond(info.last_offset).await;
+                    if log.high_watermark() <= info.last_offset {
+                        return Err(PartitionError::NotLeaderOrFollower); // the log closed meanwhile
+                    }
+                }
                 Ok(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             })
         })
@@ -343,7 +362,7 @@ impl Shard {
     }
 
     /// A partition this shard owns and has open.
-    fn partition(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
         self.partitions.borrow().get(topic, partition)
     }
 
@@ -352,6 +371,23 @@ impl Shard {
         let snapshot = self.metadata();
         let leader = snapshot.partition(topic, partition)?.leader;
         snapshot.brokers.iter().find(|b| b.id == leader).cloned()
+    }
+
+    /// acks=all needs `min.insync.replicas` in the ISR (Kafka checks before
+    /// the append: NOT_ENOUGH_REPLICAS).
+    fn check_min_insync_replicas(&self, partition: &Partition) -> Result<(), PartitionError> {
+        let snapshot = self.metadata();
+        let (Some(topic), Some(state)) =
+            (snapshot.topic(&partition.topic), snapshot.partition(&partition.topic, partition.index))
+        else {
+            return Ok(());
+        };
+        let dynamic = &snapshot.dynamic_broker_configs;
+        let wanted = self.config.topic_config_value(dynamic, &topic.name, &topic.configs, "min.insync.replicas");
+        match wanted.parse::<usize>() {
+            Ok(wanted) if state.isr.len() < wanted => Err(PartitionError::NotEnoughReplicas),
+            _ => Ok(()),
+        }
     }
 
     /// A partition this shard owns and has open, if this broker leads it:

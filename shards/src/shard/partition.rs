@@ -8,13 +8,14 @@
 //! waits in `partition_txns.rs`.
 
 use super::idempotence::PartitionProducers;
-use super::{PartitionOffsets, ShardMetrics};
+use super::{FetchedPartition, PartitionOffsets, ShardMetrics};
 use crate::error::PartitionError;
+use crate::replication::FollowerProgress;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use weir_engine::batch::ValidatedRecords;
-use weir_engine::{AppendInfo, Durability, PartitionLog};
+use weir_engine::{AppendInfo, Durability, PartitionLog, ReadLimit};
 
 /// One partition this shard owns and has open.
 pub(crate) struct Partition {
@@ -25,6 +26,8 @@ pub(crate) struct Partition {
     /// use (`Partition::producers`).
     pub(super) producers: RefCell<Option<Rc<PartitionProducers>>>,
     pub(super) loading: Rc<ProducerLoading>,
+    /// While this broker leads it: how far each follower has copied.
+    pub followers: FollowerProgress,
 }
 
 /// What the partitions of one shard share to load their producers' state:
@@ -36,7 +39,14 @@ pub(crate) struct ProducerLoading {
 
 impl Partition {
     pub fn new(topic: &str, index: i32, log: Rc<PartitionLog>, loading: Rc<ProducerLoading>) -> Self {
-        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None), loading }
+        let followers = FollowerProgress::default();
+        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None), loading, followers }
+    }
+
+    /// Drops the producers' state, to be loaded again from the log: what a
+    /// follower copied, or truncated, since it was loaded is not in it.
+    pub fn forget_producers(&self) {
+        self.producers.replace(None);
     }
 
     /// The producers' state, if it is loaded.
@@ -52,6 +62,20 @@ impl Partition {
         durability: Durability,
     ) -> Result<AppendInfo, PartitionError> {
         Ok(self.log.append_validated(records, durability).await?)
+    }
+
+    /// A follower's read: whole batches from `offset` up to the log end,
+    /// with the high watermark it may take.
+    pub async fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<FetchedPartition, PartitionError> {
+        let log = &self.log;
+        Ok(FetchedPartition {
+            records: log.read_to(offset, max_bytes, ReadLimit::LogEnd).await?,
+            high_watermark: log.high_watermark(),
+            last_stable_offset: self.last_stable_offset().await?,
+            log_start_offset: log.log_start_offset(),
+            aborted_transactions: None,
+            diverging_epoch: None,
+        })
     }
 
     pub async fn offsets(&self) -> Result<PartitionOffsets, PartitionError> {

@@ -17,6 +17,7 @@ use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use futures::future::{join_all, LocalBoxFuture};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Topics only the broker writes: clients may neither create nor delete them.
@@ -218,6 +219,33 @@ impl Shard {
         }
         let previous = std::mem::replace(&mut *self.metadata.borrow_mut(), snapshot.clone());
         self.apply_config_changes(&previous, &snapshot);
+        self.take_roles(&snapshot);
+    }
+
+    /// Leads or follows each open partition as `snapshot` says. A new
+    /// leadership stamps its epoch on later batches and learns its
+    /// followers afresh; the high watermark follows the log end only while
+    /// the leader is alone in the ISR. A follower's high watermark is the
+    /// leader's, and its shard fetches from the leader.
+    fn take_roles(&self, snapshot: &MetadataSnapshot) {
+        let me = self.config.node_id;
+        let mut followed: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
+        for partition in self.partitions.borrow().all_open() {
+            let Some(state) = snapshot.partition(&partition.topic, partition.index) else { continue };
+            let log = &partition.log;
+            if state.leader == me {
+                if log.leader_epoch() != state.leader_epoch {
+                    log.set_leader_epoch(state.leader_epoch);
+                    partition.followers.clear();
+                    partition.forget_producers();
+                }
+                log.set_high_watermark_follows_log_end(state.isr == [me]);
+            } else if state.leader >= 0 && state.replicas.contains(&me) {
+                log.set_high_watermark_follows_log_end(false);
+                followed.entry(state.leader).or_default().insert((partition.topic.clone(), partition.index));
+            }
+        }
+        self.fetchers.follow(followed);
     }
 
     /// Hands the new configs of topics whose configs changed (all topics,

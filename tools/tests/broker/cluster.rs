@@ -1,7 +1,7 @@
 //! Several brokers in one cluster: voters of one metadata quorum, sharing
 //! topics and brokers, following its active controller through failover,
-//! each serving the partitions it leads (replication itself is not built
-//! yet: these topics have one replica).
+//! each serving the partitions it leads, followers copying the leaders'
+//! batches.
 
 use crate::common;
 
@@ -10,6 +10,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rdkafka::producer::Producer;
 use std::time::{Duration, Instant};
 
 /// Three voters on 127.0.0.1, each its own data directory in one temp dir.
@@ -74,6 +75,43 @@ impl Cluster {
     }
 }
 
+/// Creates `topic` with `replicas` replicas of each partition.
+fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replicas: i16) {
+    let output = std::process::Command::new(broker_binary())
+        .args(["topics", "create", topic, "--partitions", &partitions.to_string()])
+        .args(["--replication-factor", &replicas.to_string(), "--bootstrap", bootstrap])
+        .output()
+        .expect("run weir topics create");
+    assert!(output.status.success(), "topics create: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Each broker's segment file of `topic`'s `partition`, once all are the same
+/// (followers copy the leader's batches unchanged); panics if they do not
+/// become so.
+fn replicas_agree(cluster: &Cluster, topic: &str, partition: i32) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let files: Vec<Vec<u8>> = (cluster.brokers.iter())
+            .map(|b| std::fs::read(b.data_dir.join(format!("{topic}-{partition}/00000000000000000000.log"))))
+            .map(|read| read.unwrap_or_default())
+            .collect();
+        if files.iter().all(|f| *f == files[0]) {
+            return files[0].clone();
+        }
+        assert!(Instant::now() < deadline, "the replicas of {topic}-{partition} differ");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The leader of each partition of `topic`, by partition.
+fn leaders(metadata: &MetadataResponse, topic: &str) -> Vec<i32> {
+    let named = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == topic));
+    let mut partitions: Vec<(i32, i32)> =
+        named.expect("topic in metadata").partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+    partitions.sort();
+    partitions.into_iter().map(|(_, leader)| leader).collect()
+}
+
 /// The topics `metadata` names, but the internal ones (`__consumer_offsets`
 /// once a client looked for a group coordinator).
 fn topic_names(metadata: &MetadataResponse) -> Vec<String> {
@@ -100,9 +138,8 @@ fn three_voters_share_metadata_elect_a_new_controller_and_each_serves_the_partit
     let mut leaders = Vec::new();
     for id in 1..=3 {
         let metadata = cluster.wait_for_topics(id, &["clicks"]);
-        let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == "clicks")).unwrap();
-        leaders = topic.partitions.iter().map(|p| p.leader_id.0).collect();
-        assert!(topic.partitions.iter().all(|p| p.replica_nodes.len() == 1));
+        assert!(metadata.topics.iter().flat_map(|t| &t.partitions).all(|p| p.replica_nodes.len() == 1));
+        leaders = self::leaders(&metadata, "clicks");
     }
     let mut spread = leaders.clone();
     spread.sort();
@@ -147,4 +184,43 @@ fn three_voters_share_metadata_elect_a_new_controller_and_each_serves_the_partit
     cluster.broker(controller).wait_listening();
     cluster.wait_for_topics(controller, &["after", "clicks"]);
     assert_eq!(cluster.controller(controller, Some(controller)), elected);
+}
+
+#[test]
+fn followers_copy_the_leaders_batches_and_acks_all_waits_for_every_in_sync_replica() {
+    let mut cluster = Cluster::start(&[]);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "replicated", 2, 3);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &["replicated"]);
+    }
+    let first = producer(&bootstrap, "all");
+    produce_range(&first, "replicated", 0..300);
+    assert!(first.context().failed.lock().unwrap().is_empty());
+    check_consumed(&consume_all(&bootstrap, "replicated", 2), 300, 2);
+    let before: Vec<usize> = (0..2).map(|p| replicas_agree(&cluster, "replicated", p).len()).collect();
+    assert!(before.iter().all(|&len| len > 0), "every replica holds the batches");
+
+    // A follower (a broker that leads neither partition) dies. It stays in
+    // the ISR (nothing shrinks it yet): acks=all is not answered, acks=1 is.
+    let leaders = leaders(&cluster.metadata(1), "replicated");
+    let follower = (1..=3).find(|id| !leaders.contains(id)).expect("two partitions leave a broker leading none");
+    let bootstrap = cluster.broker(leaders[0]).bootstrap();
+    cluster.broker(follower).kill();
+    let blocked = producer_with(&bootstrap, "all", Acks::default(), 3000);
+    produce_range(&blocked, "replicated", 300..310);
+    assert_eq!(blocked.context().failed.lock().unwrap().len(), 10, "acks=all answered without a replica in the ISR");
+    let one = producer(&bootstrap, "1");
+    produce_range(&one, "replicated", 310..320);
+    assert!(one.context().failed.lock().unwrap().is_empty(), "acks=1 waits for no follower");
+
+    // It comes back, catches up from its log end, and acks=all goes on.
+    cluster.broker(follower).relaunch();
+    cluster.broker(follower).wait_listening();
+    let resumed = producer(&bootstrap, "all");
+    produce_range(&resumed, "replicated", 320..400);
+    assert!(resumed.context().failed.lock().unwrap().is_empty());
+    for p in 0..2 {
+        assert!(replicas_agree(&cluster, "replicated", p).len() > before[p as usize]);
+    }
 }
