@@ -2,7 +2,7 @@
 
   check.py verify --bootstrap HOST:PORT --input clicks.jsonl
       Recomputes the expected page-view windows and sessions from the JSONL
-      file generate.py wrote, reads `page-views-1m` and `sessions` with
+      file `weir demo clicks --out` wrote, reads `page-views-1m` and `sessions` with
       isolation.level=read_committed, and compares: missing, extra, wrong
       (same window, different value) and duplicate results. Exits 1 on any
       difference.
@@ -23,7 +23,7 @@ the records sit in the input partition:
     [start, end) is emitted once end <= latest - 2 * gap - grace.
 Those decisions depend on the order the records of one key arrive in. For
 sessions (keyed by user, as the input is) that is the order of the user's
-input partition, known from generate.py's delivery reports. The page-view
+input partition, known from the generator's JSONL (`_partition`, `_offset`). The page-view
 branch re-keys by page through quixstreams' repartition topic, which
 interleaves the input partitions in an order only the run decides; the
 checker therefore reads that topic (read_committed), checks that it holds

@@ -62,8 +62,7 @@ const OUT_OF_ORDER_SHARE: f64 = 0.02;
 const MIN_HOLD_BACK_MS: i64 = 1_000;
 const MAX_HOLD_BACK_MS: i64 = 150_000;
 
-/// Records per partition in one request. Small, as generate.py's
-/// batch.num.messages=10 was: a consumer gets at least a whole batch of a
+/// Records per partition in one request. Small: a consumer gets at least a whole batch of a
 /// partition at a time, so big batches would make the input partitions
 /// interleave coarsely in event time downstream.
 const BATCH_RECORDS: usize = 10;
