@@ -350,6 +350,9 @@ struct Delivered<'a> {
     sent: f64,
 }
 
+/// A record to produce: key, value and timestamp.
+type Record<'a> = (&'a [u8], Vec<u8>, i64);
+
 /// An idempotent producer over the tools' blocking client: one request in
 /// flight, retried with the same sequence numbers (so never written twice)
 /// across errors and broker restarts until DELIVERY_TIMEOUT.
@@ -397,7 +400,7 @@ impl Producer {
 
     /// Produces `batches` (records by partition, in order) and returns each
     /// partition's base offset once all are on stable storage.
-    fn send(&mut self, batches: &[Vec<(&[u8], Vec<u8>, i64)>]) -> anyhow::Result<Vec<i64>> {
+    fn send(&mut self, batches: &[Vec<Record>]) -> anyhow::Result<Vec<i64>> {
         let mut partition_data = Vec::new();
         for (partition, records) in batches.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
             let mut batch = RecordsBuilder::new().producer(self.producer_id, self.epoch, self.sequences[partition]);
@@ -502,7 +505,7 @@ fn clicks(args: ClicksArgs) -> anyhow::Result<()> {
         while let Some(click) = upcoming.take() {
             // Past --duration, what is held back goes out unpaced.
             let due = match rate {
-                Some(r) if !end.is_some_and(|end| now >= end) => started + Duration::from_secs_f64(produced as f64 / r),
+                Some(r) if end.is_none_or(|end| now < end) => started + Duration::from_secs_f64(produced as f64 / r),
                 _ => now,
             };
             let partition = murmur2_partition(click.user_id.as_bytes(), producer.partitions());
