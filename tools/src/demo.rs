@@ -433,13 +433,17 @@ impl Producer {
         };
         let mut offsets = vec![-1; batches.len()];
         for p in response.responses.iter().flat_map(|t| &t.partition_responses) {
-            offsets[p.index as usize] = p.base_offset;
+            if let Some(offset) = usize::try_from(p.index).ok().and_then(|i| offsets.get_mut(i)) {
+                *offset = p.base_offset;
+            }
         }
         for (partition, records) in batches.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
             if offsets[partition] < 0 {
                 bail!("the broker did not answer for {}/{partition}", self.topic);
             }
-            self.sequences[partition] = self.sequences[partition].wrapping_add(records.len() as i32);
+            // Sequence numbers wrap from i32::MAX to 0, as in Kafka.
+            let next = (i64::from(self.sequences[partition]) + records.len() as i64) % (i64::from(i32::MAX) + 1);
+            self.sequences[partition] = next as i32;
         }
         Ok(offsets)
     }
@@ -467,6 +471,13 @@ impl Producer {
 }
 
 fn clicks(args: ClicksArgs) -> anyhow::Result<()> {
+    // Durations from these must not panic (negative, NaN or infinite).
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be 0 (unlimited) or a positive number of events per second");
+    }
+    if args.duration.is_some_and(|d| !(d.is_finite() && d >= 0.0)) {
+        bail!("--duration must be a positive number of seconds");
+    }
     let rate = (args.rate > 0.0).then_some(args.rate);
     let events = match (args.events, args.duration) {
         (Some(n), _) => Some(n),
