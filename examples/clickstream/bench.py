@@ -9,7 +9,7 @@
                   --visible visible.jsonl --cpu cpu.txt [--preload 1]
       End-to-end latency of each output record: from the produce call of the
       click that closed its window or session (for a top-pages-1m update: the
-      page window it adds) (generate.py's `_sent`; which
+      page window it adds) (weir demo clicks --out's `_sent`; which
       click that is, check.py's replay says) to the time the probe saw the
       record. Throughput: the clicks over the time from the first produce
       call (with --preload 1: from the processor being ready, the clicks

@@ -2,7 +2,7 @@
 
   check.py verify --bootstrap HOST:PORT --input clicks.jsonl
       Recomputes the expected page-view windows and sessions from the JSONL
-      file generate.py wrote, reads `page-views-1m` and `sessions` with
+      file `weir demo clicks --out` wrote, reads `page-views-1m` and `sessions` with
       isolation.level=read_committed, and compares: missing, extra, wrong
       (same window, different value) and duplicate results. Exits 1 on any
       difference.
@@ -23,7 +23,7 @@ the records sit in the input partition:
     [start, end) is emitted once end <= latest - 2 * gap - grace.
 Those decisions depend on the order the records of one key arrive in. For
 sessions (keyed by user, as the input is) that is the order of the user's
-input partition, known from generate.py's delivery reports. The page-view
+input partition, known from the generator's JSONL (`_partition`, `_offset`). The page-view
 branch re-keys by page through quixstreams' repartition topic, which
 interleaves the input partitions in an order only the run decides; the
 checker therefore reads that topic (read_committed), checks that it holds
@@ -180,20 +180,25 @@ def compare_top_pages(expected, views, records):
             if not ok:
                 wrong.append((start, pages, listed, v["views"], "expected last", top, total))
     n_updates = sum(e[1] for e in expected.values())
-    print(
-        f"top-pages-1m: expected {len(expected)} windows with {n_updates} updates, got {len(records)} records: "
-        f"{len(missing)} missing, {len(extra)} extra, {len(duplicated)} duplicated, {len(wrong)} wrong, "
-        f"{bad_keys} with a wrong message key"
+    return report(
+        f"top-pages-1m: expected {len(expected)} windows with {n_updates} updates, got {len(records)} records",
+        {"missing": missing, "extra": extra, "duplicated": duplicated, "wrong": wrong}, bad_keys,
+        lambda label, item: f"  {label} (window start, update): {item}",
     )
-    for label, items in (("missing", missing), ("extra", extra), ("duplicated", duplicated), ("wrong", wrong)):
+
+
+def report(heading, found, bad_keys, describe):
+    """Prints `heading` with the count of each kind of difference in `found`
+    ({kind: [difference]}) and the first five of each (as describe(kind,
+    difference) words them); returns the counts by kind (a Counter)."""
+    print(f"{heading}: " + "".join(f"{len(items)} {label}, " for label, items in found.items())
+          + f"{bad_keys} with a wrong message key")
+    for label, items in found.items():
         for item in items[:5]:
-            print(f"  {label} (window start, update): {item}")
+            print(describe(label, item))
         if len(items) > 5:
             print(f"  ... {len(items) - 5} more {label}")
-    return collections.Counter({
-        "missing": len(missing), "extra": len(extra), "duplicated": len(duplicated), "wrong": len(wrong),
-        "wrong key": bad_keys,
-    })
+    return collections.Counter({**{label: len(items) for label, items in found.items()}, "wrong key": bad_keys})
 
 
 def read_committed(bootstrap, topic, json_key=False):
@@ -246,20 +251,11 @@ def compare(name, expected, records, key_of, value_of, record_key):
     extra = sorted(k for k in seen if k not in expected)
     duplicates = sorted(k for k, v in seen.items() if len(v) > 1)
     wrong = sorted(k for k, v in seen.items() if k in expected and any(x[0] != expected[k] for x in v))
-    print(
-        f"{name}: expected {len(expected)}, got {len(records)} records: "
-        f"{len(missing)} missing, {len(extra)} extra, {len(duplicates)} duplicated, "
-        f"{len(wrong)} wrong, {bad_keys} with a wrong message key"
+    return report(
+        f"{name}: expected {len(expected)}, got {len(records)} records",
+        {"missing": missing, "extra": extra, "duplicated": duplicates, "wrong": wrong}, bad_keys,
+        lambda label, k: f"  {label} {k}: expected {expected.get(k)}, got {[x for x in seen.get(k, [])]}",
     )
-    for label, keys in (("missing", missing), ("extra", extra), ("duplicated", duplicates), ("wrong", wrong)):
-        for k in keys[:5]:
-            print(f"  {label} {k}: expected {expected.get(k)}, got {[x for x in seen.get(k, [])]}")
-        if len(keys) > 5:
-            print(f"  ... {len(keys) - 5} more {label}")
-    return collections.Counter({
-        "missing": len(missing), "extra": len(extra), "duplicated": len(duplicates), "wrong": len(wrong),
-        "wrong key": bad_keys,
-    })
 
 
 def repartitioned_events(args, events):

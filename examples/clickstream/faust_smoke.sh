@@ -21,18 +21,7 @@ print(", ".join(n + " " + m.version(n) for n in ("faust-streaming", "aiokafka"))
 
 WORK=$(mktemp -d -t weir-faust.XXXXXX)
 BROKER_PID= WORKER_PID= PRODUCER_PID=
-stop() {
-  local pid=$1
-  if [[ -n $pid ]] && kill -0 "$pid" 2> /dev/null; then
-    kill "$pid" 2> /dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2> /dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2> /dev/null || true
-    wait "$pid" 2> /dev/null || true
-  fi
-}
+stop() { [[ -z $1 ]] || stop_process "$1"; } # setup.sh's: SIGTERM, SIGKILL after 5 s
 cleanup() {
   stop "$PRODUCER_PID"
   stop "$WORKER_PID"

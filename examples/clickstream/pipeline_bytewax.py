@@ -55,11 +55,8 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 
-WINDOW_MS = 60_000
-PAGE_VIEWS_GRACE_MS = 10_000
-SESSION_GAP_MS = 30 * 60_000
-SESSION_GRACE_MS = 0
-TOP_N = 5
+from common import PAGE_VIEWS_GRACE_MS, SESSION_GAP_MS, SESSION_GRACE_MS, WINDOW_MS, top_pages_row
+
 NAME = "clickstream-bytewax"
 REPARTITION = f"repartition__{NAME}--clicks--by-page"
 
@@ -149,16 +146,7 @@ def top_pages_step(state, window):
     """One minute's closed page windows -> its table row after each."""
     state = state or {}
     state[window["page"]] = window["views"]
-    top = sorted(state.items(), key=lambda pv: (-pv[1], pv[0]))[:TOP_N]
-    row = {
-        "window_start": window["window_start"],
-        "window_end": window["window_end"],
-        "added": window["page"],
-        "top": [{"page": p, "views": v} for p, v in top],
-        "pages": len(state),
-        "views": sum(state.values()),
-    }
-    return state, [row]
+    return state, [top_pages_row(window, state)]
 
 
 def to_sink(topic, key_field):

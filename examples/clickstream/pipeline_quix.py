@@ -31,11 +31,7 @@ import os
 from quixstreams import Application
 from quixstreams.dataframe.windows import Count, Earliest, Latest
 
-WINDOW_MS = 60_000
-PAGE_VIEWS_GRACE_MS = 10_000
-SESSION_GAP_MS = 30 * 60_000
-SESSION_GRACE_MS = 0
-TOP_N = 5
+from common import PAGE_VIEWS_GRACE_MS, SESSION_GAP_MS, SESSION_GRACE_MS, WINDOW_MS, top_pages_row
 
 
 def click_time(value, headers, timestamp, timestamp_type):
@@ -64,15 +60,7 @@ def top_pages_update(value, state):
     views = state.get("views", {})
     views[value["page"]] = value["views"]
     state.set("views", views)
-    top = sorted(views.items(), key=lambda pv: (-pv[1], pv[0]))[:TOP_N]
-    return {
-        "window_start": value["window_start"],
-        "window_end": value["window_end"],
-        "added": value["page"],
-        "top": [{"page": p, "views": v} for p, v in top],
-        "pages": len(views),
-        "views": sum(views.values()),
-    }
+    return top_pages_row(value, views)
 
 
 def session_row(value, key, timestamp, headers):

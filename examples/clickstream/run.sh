@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The click-stream showcase, end to end against a fresh Weir broker:
-# generate clicks, run the quixstreams pipeline (exactly-once) until it has
+# generate clicks (weir demo clicks), run the quixstreams pipeline (exactly-once) until it has
 # consumed everything, check its output topics against a recomputation.
 #
 # Usage (from anywhere, after `cargo build --release`):
@@ -11,7 +11,7 @@
 #   SEED          generator seed (default: 16)
 #   PARTITIONS    partitions of `clicks` (default: 2; quixstreams then re-keys
 #                 through a repartition topic)
-#   RATE          events per second the generator produces while the pipeline
+#   RATE          events per second weir demo clicks produces while the pipeline
 #                 runs (default: 500; 0: as fast as it can)
 #   PROCESSOR     quix (default): pipeline_quix.py (quixstreams); bytewax:
 #                 pipeline_bytewax.py (bytewax, at-least-once, see its
@@ -160,8 +160,8 @@ start_pipeline() { # start_pipeline INSTANCE
   PIPELINE_PIDS[$1]=$!
 }
 generate() {
-  "$PY" "$HERE/generate.py" --bootstrap "$BOOTSTRAP" --events "$EVENTS" --seed "$SEED" --rate "$RATE" \
-    --out "$WORK/clicks.jsonl"
+  "$WEIR" demo clicks --bootstrap-server "$BOOTSTRAP" --topic clicks --events "$EVENTS" --seed "$SEED" \
+    --rate "$RATE" --out "$WORK/clicks.jsonl"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
 cpu_sample() {

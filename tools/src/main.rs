@@ -2,6 +2,7 @@
 
 mod bench;
 mod consume;
+mod demo;
 mod groups;
 mod produce;
 mod serve;
@@ -45,6 +46,9 @@ enum Command {
     /// Load generator: produce, consume, e2e and sweep against any Kafka-compatible broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Demo data: `weir demo clicks` produces the click stream of examples/clickstream.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
 }
 
 fn main() {
@@ -64,6 +68,7 @@ fn main() {
         Command::Transactions(command) => transactions::run(command),
         Command::Users(command) => users::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Demo(command) => demo::run(command),
     };
     if let Err(e) = result {
         eprintln!("weir: {e:#}");
@@ -75,6 +80,6 @@ fn main() {
 #[derive(clap::Args, Clone)]
 struct Bootstrap {
     /// host:port of a broker.
-    #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
+    #[arg(long, short = 'b', visible_alias = "bootstrap-server", default_value = "127.0.0.1:9092")]
     bootstrap: String,
 }

@@ -83,7 +83,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 /// The topic's partition count, asking the broker to auto-create it.
-fn partition_count(client: &mut Client, topic: &str) -> anyhow::Result<i32> {
+pub(crate) fn partition_count(client: &mut Client, topic: &str) -> anyhow::Result<i32> {
     let response = metadata(client, Some(&[topic]), true)?;
     let t = response.topics.first().context("the broker returned no topic metadata")?;
     if let Some(e) = ResponseError::try_from_code(t.error_code) {
@@ -127,7 +127,7 @@ fn send(
 }
 
 /// The Java client's default partitioner: murmur2 of the key, made positive.
-fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
+pub(crate) fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
 }
 
