@@ -10,8 +10,8 @@ use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::{
-    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, ScramChange, TopicConfigs,
-    TopicMetadata,
+    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, ScramChange,
+    TopicConfigs, TopicMetadata,
 };
 use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
@@ -115,6 +115,28 @@ impl Shard {
         let count = users.len();
         self.on_controller(unavailable_each(count), move |shard, controller| {
             Box::pin(controller.alter_scram_credentials(shard, users))
+        })
+        .await
+    }
+
+    /// AlterPartition: as the leader of `partition` of `topic` in
+    /// `leader_epoch`, asks the controller to replace its ISR with `isr`,
+    /// if `partition_epoch` is still the partition's (Kafka's checks:
+    /// `MetadataChanges::alter_partition`). Returns the partition's state
+    /// then; every shard of this broker serves it when this returns.
+    pub async fn alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<PartitionState, TopicError> {
+        let topic = topic.to_string();
+        self.on_controller(Err(TopicError::ControllerUnavailable), move |shard, controller| {
+            Box::pin(async move {
+                controller.alter_partition(shard, &topic, partition, leader_epoch, partition_epoch, isr).await
+            })
         })
         .await
     }
