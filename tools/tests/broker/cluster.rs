@@ -1,12 +1,14 @@
 //! Several brokers in one cluster: voters of one metadata quorum, sharing
 //! topics and brokers, following its active controller through failover,
-//! each serving the partitions it leads (replication itself is not built
-//! yet: these topics have one replica).
+//! each serving the partitions it leads, and a dead broker fenced and its
+//! partitions led by another in-sync replica (replication itself is not
+//! built yet: nothing is produced to topics with several replicas).
 
 use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -72,6 +74,21 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Partition `index` of `topic` as `metadata` describes it.
+fn partition<'a>(metadata: &'a MetadataResponse, topic: &str, index: i32) -> &'a MetadataResponsePartition {
+    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == topic)).expect("topic");
+    topic.partitions.iter().find(|p| p.partition_index == index).expect("partition")
+}
+
+/// The broker ids `metadata` lists.
+fn broker_ids(metadata: &MetadataResponse) -> Vec<i32> {
+    metadata.brokers.iter().map(|b| b.node_id.0).collect()
+}
+
+fn ids(brokers: &[kafka_protocol::messages::BrokerId]) -> Vec<i32> {
+    brokers.iter().map(|b| b.0).collect()
 }
 
 /// The topics `metadata` names, but the internal ones (`__consumer_offsets`
@@ -147,4 +164,54 @@ fn three_voters_share_metadata_elect_a_new_controller_and_each_serves_the_partit
     cluster.broker(controller).wait_listening();
     cluster.wait_for_topics(controller, &["after", "clicks"]);
     assert_eq!(cluster.controller(controller, Some(controller)), elected);
+}
+
+#[test]
+fn a_dead_partition_leader_is_fenced_and_an_in_sync_replica_leads_then_it_is_listed_again_when_back() {
+    let mut cluster = Cluster::start(&[]);
+    let controller = cluster.controller(1, None);
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["topics", "create", "replicated", "-p", "1", "-r", "3", "--bootstrap", &cluster.broker(1).bootstrap()])
+        .output()
+        .expect("run weir topics create");
+    assert!(created.status.success(), "topics create: {}", String::from_utf8_lossy(&created.stderr));
+    let metadata = cluster.wait_for_topics(1, &["replicated"]);
+    let before = partition(&metadata, "replicated", 0).clone();
+    assert_eq!(ids(&before.isr_nodes).len(), 3, "all replicas in sync: {before:?}");
+    let dead = before.leader_id.0;
+
+    cluster.broker(dead).kill();
+    let killed = Instant::now();
+    let survivors: Vec<i32> = (1..=3).filter(|&id| id != dead).collect();
+    let deadline = killed + Duration::from_secs(15);
+    let mut elected = Vec::new();
+    for &id in &survivors {
+        loop {
+            let metadata = cluster.metadata(id);
+            let now = partition(&metadata, "replicated", 0);
+            if now.leader_id.0 != dead && now.leader_id.0 >= 0 {
+                elected.push((id, killed.elapsed()));
+                assert!(ids(&before.isr_nodes).contains(&now.leader_id.0), "elected from the ISR: {now:?}");
+                assert!(now.leader_epoch > before.leader_epoch, "a new leader epoch: {now:?}");
+                assert!(!ids(&now.isr_nodes).contains(&dead), "the dead broker left the ISR: {now:?}");
+                assert!(!broker_ids(&metadata).contains(&dead), "broker {id} still lists broker {dead}");
+                assert!(ids(&now.offline_replicas).contains(&dead), "its replica is offline: {now:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "broker {id} names no new leader: {now:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let was = if dead == controller { "the active controller" } else { "not the active controller" };
+    eprintln!("broker {dead} ({was}) killed; a new leader in metadata after (broker, time): {elected:?}");
+
+    cluster.broker(dead).relaunch();
+    cluster.broker(dead).wait_listening();
+    for id in 1..=3 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !broker_ids(&cluster.metadata(id)).contains(&dead) {
+            assert!(Instant::now() < deadline, "broker {id} does not list broker {dead} again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
