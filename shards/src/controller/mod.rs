@@ -24,8 +24,8 @@ use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::{
-    BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataSnapshot, MetadataStore,
-    NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock, ScramChange, TopicConfigs,
+    AlterPartition, BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataSnapshot,
+    MetadataStore, NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock, ScramChange, TopicConfigs,
 };
 use crate::shard::{is_internal_topic, Shard};
 use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
@@ -104,11 +104,7 @@ pub(crate) enum Request {
     /// A partition's leader, `requester`, replaces its ISR.
     AlterPartition {
         requester: i32,
-        topic: String,
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        isr: Vec<i32>,
+        alteration: AlterPartition,
     },
 }
 
@@ -427,15 +423,8 @@ impl Controller {
                 changes.register_broker(broker);
                 Decision::Done(vec![Ok(())])
             }
-            Request::AlterPartition { requester, topic, partition, leader_epoch, partition_epoch, isr } => {
-                Decision::Partition(changes.alter_partition(
-                    requester,
-                    &topic,
-                    partition,
-                    leader_epoch,
-                    partition_epoch,
-                    isr,
-                ))
+            Request::AlterPartition { requester, alteration } => {
+                Decision::Partition(changes.alter_partition(requester, &alteration))
             }
         }
     }
@@ -534,23 +523,16 @@ impl Controller {
         self.decide(shard, Request::AlterScramCredentials(users)).await.into_done(count)
     }
 
-    /// AlterPartition, from this broker as the leader of `partition` of
-    /// `topic`: replaces its ISR with `isr` if `leader_epoch` and
-    /// `partition_epoch` are the partition's (Kafka's checks:
+    /// AlterPartition, from this broker as the partition's leader: its ISR
+    /// replaced if the epochs are the partition's (Kafka's checks:
     /// [`MetadataChanges::alter_partition`]); the partition's state then,
     /// served by this broker's shards.
     pub async fn alter_partition(
         &self,
         shard: &Shard,
-        topic: &str,
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        isr: Vec<i32>,
+        alteration: AlterPartition,
     ) -> Result<PartitionState, TopicError> {
-        let requester = self.config.node_id;
-        let topic = topic.to_string();
-        let request = Request::AlterPartition { requester, topic, partition, leader_epoch, partition_epoch, isr };
+        let request = Request::AlterPartition { requester: self.config.node_id, alteration };
         match self.decide(shard, request).await {
             Decision::Partition(result) => result,
             _ => Err(TopicError::ControllerUnavailable),

@@ -83,6 +83,18 @@ pub enum MetadataRecord {
     },
 }
 
+/// AlterPartition for one partition (Kafka's AlterPartitionRequest
+/// partition data): its leader asks for `isr` as the ISR, naming the epochs
+/// it knows the partition in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
 /// A broker as it registered with the controller (Kafka's
 /// RegisterBrokerRecord).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,23 +431,21 @@ impl MetadataChanges {
         }
     }
 
-    /// AlterPartition: the leader of `partition` of `topic`, `requester`,
-    /// replaces its ISR with `isr`, with Kafka's checks in Kafka's order:
-    /// `leader_epoch` must be the current one (else FENCED_LEADER_EPOCH),
-    /// the requester its leader (else INVALID_REQUEST), `partition_epoch`
-    /// the current one (else INVALID_UPDATE_VERSION: another change came
-    /// first), every member a replica and unfenced (else
-    /// INELIGIBLE_REPLICA), the leader among them. Returns the partition's
-    /// state then (partition_epoch + 1 if the ISR changed).
+    /// AlterPartition from broker `requester`: the partition's ISR
+    /// replaced, with Kafka's checks in Kafka's order: the leader epoch
+    /// must be the current one (else FENCED_LEADER_EPOCH), the requester
+    /// its leader (else INVALID_REQUEST), the partition epoch the current
+    /// one (else INVALID_UPDATE_VERSION: another change came first), every
+    /// member a replica and unfenced (else INELIGIBLE_REPLICA), the leader
+    /// among them. Returns the partition's state then (partition_epoch + 1
+    /// if the ISR changed).
     pub fn alter_partition(
         &mut self,
         requester: i32,
-        topic: &str,
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        isr: Vec<i32>,
+        alteration: &AlterPartition,
     ) -> Result<PartitionState, TopicError> {
+        let AlterPartition { topic, partition, leader_epoch, partition_epoch, isr } = alteration;
+        let (partition, leader_epoch, partition_epoch) = (*partition, *leader_epoch, *partition_epoch);
         let current = self.image.partition(topic, partition).ok_or(TopicError::Unknown)?;
         if leader_epoch != current.leader_epoch {
             return Err(TopicError::FencedLeaderEpoch);
@@ -463,11 +473,11 @@ impl MetadataChanges {
         if !isr.contains(&current.leader) {
             return Err(TopicError::InvalidRequest(format!("the ISR {isr:?} leaves out the leader")));
         }
-        if isr == current.isr {
+        if *isr == current.isr {
             return Ok(current.clone());
         }
-        let state = PartitionState { isr, partition_epoch: partition_epoch + 1, ..current.clone() };
-        self.push(MetadataRecord::PartitionChange { topic: topic.to_string(), partition, state: state.clone() });
+        let state = PartitionState { isr: isr.clone(), partition_epoch: partition_epoch + 1, ..current.clone() };
+        self.push(MetadataRecord::PartitionChange { topic: topic.clone(), partition, state: state.clone() });
         Ok(state)
     }
 }

@@ -335,8 +335,10 @@ fn a_fenced_broker_registering_anew_is_unfenced_and_leads_its_offline_partitions
 #[test]
 fn alter_partition_checks_epochs_leader_and_members_as_kafka_does() {
     let mut changes = three_brokers_and(&[1, 2, 3]);
-    let alter = |changes: &mut MetadataChanges, requester, epochs: (i32, i32), isr: &[i32]| {
-        changes.alter_partition(requester, "t", 0, epochs.0, epochs.1, isr.to_vec())
+    let alter = |changes: &mut MetadataChanges, requester, (leader_epoch, partition_epoch), isr: &[i32]| {
+        let topic = "t".to_string();
+        let alteration = AlterPartition { topic, partition: 0, leader_epoch, partition_epoch, isr: isr.to_vec() };
+        changes.alter_partition(requester, &alteration)
     };
     assert_eq!(alter(&mut changes, 1, (0, 0), &[1, 2]), Ok(partition(&[1, 2, 3], &[1, 2], 1, 0, 1)));
     assert_eq!(alter(&mut changes, 1, (0, 0), &[1]), Err(TopicError::InvalidUpdateVersion));
@@ -348,7 +350,8 @@ fn alter_partition_checks_epochs_leader_and_members_as_kafka_does() {
     assert!(matches!(alter(&mut changes, 1, (0, 1), &[1, 4]), Err(TopicError::IneligibleReplica(_))), "no replica");
     changes.fence_broker(3);
     assert!(matches!(alter(&mut changes, 1, (0, 1), &[1, 3]), Err(TopicError::IneligibleReplica(_))), "fenced");
-    assert!(matches!(changes.alter_partition(1, "t", 1, 0, 1, vec![1]), Err(TopicError::Unknown)));
+    let missing = AlterPartition { topic: "t".into(), partition: 1, leader_epoch: 0, partition_epoch: 1, isr: vec![1] };
+    assert!(matches!(changes.alter_partition(1, &missing), Err(TopicError::Unknown)));
     // Back in sync: the ISR grows, the leader epoch stays.
     assert_eq!(alter(&mut changes, 1, (0, 1), &[1, 2]), Ok(partition(&[1, 2, 3], &[1, 2], 1, 0, 1)), "no change");
     changes.unfence_broker(3);

@@ -10,8 +10,8 @@ use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::{
-    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, ScramChange,
-    TopicConfigs, TopicMetadata,
+    AlterPartition, ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState,
+    ScramChange, TopicConfigs, TopicMetadata,
 };
 use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
@@ -119,24 +119,14 @@ impl Shard {
         .await
     }
 
-    /// AlterPartition: as the leader of `partition` of `topic` in
-    /// `leader_epoch`, asks the controller to replace its ISR with `isr`,
-    /// if `partition_epoch` is still the partition's (Kafka's checks:
-    /// `MetadataChanges::alter_partition`). Returns the partition's state
-    /// then; every shard of this broker serves it when this returns.
-    pub async fn alter_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        isr: Vec<i32>,
-    ) -> Result<PartitionState, TopicError> {
-        let topic = topic.to_string();
+    /// AlterPartition: as the partition's leader, asks the controller to
+    /// replace its ISR, if the epochs named are still the partition's
+    /// (Kafka's checks: `MetadataChanges::alter_partition`). Returns the
+    /// partition's state then; every shard of this broker serves it when
+    /// this returns.
+    pub async fn alter_partition(&self, alteration: AlterPartition) -> Result<PartitionState, TopicError> {
         self.on_controller(Err(TopicError::ControllerUnavailable), move |shard, controller| {
-            Box::pin(async move {
-                controller.alter_partition(shard, &topic, partition, leader_epoch, partition_epoch, isr).await
-            })
+            Box::pin(controller.alter_partition(shard, alteration))
         })
         .await
     }
