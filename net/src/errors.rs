@@ -43,6 +43,9 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidRequest(_) => ResponseError::InvalidRequest,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
         TopicError::ControllerUnavailable => ResponseError::NotController,
+        TopicError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+        TopicError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
+        TopicError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
     };
     error.code()
 }

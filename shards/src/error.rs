@@ -68,6 +68,15 @@ pub enum TopicError {
     Storage(String),
     #[error("controller shard unavailable")]
     ControllerUnavailable,
+    /// AlterPartition from a leader epoch that is not the partition's.
+    #[error("the leader epoch in the request is not the partition's")]
+    FencedLeaderEpoch,
+    /// AlterPartition against a partition epoch another change replaced.
+    #[error("the partition epoch in the request is not the partition's")]
+    InvalidUpdateVersion,
+    /// AlterPartition naming a broker that may not be in the ISR.
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
 }
 
 fn replication_factor_message(asked: i16, brokers: usize) -> String {

@@ -1,5 +1,6 @@
-//! DescribeCluster: the cluster id, the controller and the brokers (this
-//! one), as AdminClient.describeCluster shows them. Brokers serve the broker
+//! DescribeCluster: the cluster id, the controller and the unfenced brokers
+//! (the fenced ones too with v2's include_fenced_brokers), as
+//! AdminClient.describeCluster shows them. Brokers serve the broker
 //! endpoint type only; a request for the controllers' endpoints gets Kafka's
 //! MISMATCHED_ENDPOINT_TYPE (v0 has no endpoint type: always brokers).
 
@@ -26,15 +27,18 @@ pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> D
         return DescribeClusterResponse::default().with_error_code(error.code()).with_error_message(message(why));
     }
     let snapshot = shard.metadata();
+    // Fenced brokers only if asked for (v2), marked as such.
     let brokers = snapshot
         .brokers
         .iter()
+        .filter(|b| !b.fenced || request.include_fenced_brokers)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
                 .with_host(str_bytes(&b.host))
                 .with_port(b.port)
                 .with_rack(b.rack.as_deref().map(str_bytes))
+                .with_is_fenced(b.fenced)
         })
         .collect();
     let mut response = DescribeClusterResponse::default()

@@ -1,4 +1,4 @@
-//! Metadata: this broker, and the topics asked for by name (auto-created if
+//! Metadata: the unfenced brokers, and the topics asked for by name (auto-created if
 //! allowed) or, from v10, by id. v13's top-level error_code is always 0 here
 //! (Kafka sets it only when a request is refused whole).
 
@@ -43,9 +43,9 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
             })
             .collect(),
     };
+    // Fenced brokers are left out, as Kafka does: clients go to live ones.
     let brokers = snapshot
-        .brokers
-        .iter()
+        .unfenced_brokers()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
@@ -92,6 +92,10 @@ fn describe_topic(snapshot: &MetadataSnapshot, name: &str, version: i16) -> Meta
                 .with_isr_nodes(state.isr.iter().copied().map(BrokerId).collect());
             if state.leader < 0 {
                 partition.error_code = ResponseError::LeaderNotAvailable.code();
+            }
+            if version >= 5 {
+                let fenced = state.replicas.iter().copied().filter(|&r| !snapshot.is_unfenced(r));
+                partition.offline_replicas = fenced.map(BrokerId).collect();
             }
             if version >= 7 {
                 partition.leader_epoch = state.leader_epoch;

@@ -302,7 +302,7 @@ macro_rules! point_to_leader {
             leaders.insert(leader);
         }
         let snapshot = $shard.metadata();
-        let registered = snapshot.brokers.iter().filter(|b| leaders.contains(&b.id));
+        let registered = snapshot.unfenced_brokers().filter(|b| leaders.contains(&b.id));
         let endpoint = |b: &weir_shards::metadata::BrokerRegistration| {
             $endpoint::default()
                 .with_node_id(kafka_protocol::messages::BrokerId(b.id))

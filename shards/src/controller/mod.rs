@@ -10,27 +10,35 @@
 //! send it their requests ([`Request`], through `ask_leader`); it plans
 //! them against the newest image and commits the records to the quorum's
 //! log ([`quorum`]), and every broker publishes what its copy applies.
+//! Every broker also sends it a heartbeat every
+//! `broker_heartbeat_interval_ms`, outside the log; it fences a broker
+//! silent for `broker_session_timeout_ms` ([`sessions`]), electing new
+//! leaders for the partitions it led.
 //!
 //! [`CONTROLLER_SHARD`]: crate::ownership::CONTROLLER_SHARD
 
 mod quorum;
+mod sessions;
 
 use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::{
-    BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataSnapshot, MetadataStore,
-    NewTopic, PartitionIncrease, ProducerIdBlock, ScramChange, TopicConfigs,
+    AlterPartition, BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataSnapshot,
+    MetadataStore, NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock, ScramChange, TopicConfigs,
 };
 use crate::shard::{is_internal_topic, Shard};
 use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
 use futures::future::LocalBoxFuture;
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sessions::{BrokerSessions, SessionChanges};
 use std::cell::{OnceCell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
 use weir_quorum::{AskHandler, QuorumConfig, QuorumError, QuorumNode};
 use weir_runtime::sync::{Permit, Semaphore};
 
@@ -44,6 +52,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long a decided change waits for this broker's shards to serve it
 /// (a broker cut off from the quorum may not get it soon).
 const PUBLISH_WAIT: Duration = Duration::from_secs(15);
+/// How often the active controller looks for expired broker sessions (and
+/// fenced brokers heard from again): fencing comes at most this late after
+/// the session timeout.
+const SESSION_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 pub(crate) struct Controller {
     metadata: Metadata,
@@ -68,6 +80,8 @@ enum Metadata {
         /// What a new cluster starts from: the `metadata.toml` of a broker
         /// that was its own controller (an upgrade), or only a new cluster id.
         import: Arc<MetadataSnapshot>,
+        /// While this voter is the active controller: the brokers' sessions.
+        sessions: RefCell<BrokerSessions>,
     },
 }
 
@@ -75,12 +89,32 @@ enum Metadata {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     CreateTopics(Vec<(NewTopic, TopicConfigs)>),
-    AlterConfigs { alterations: Vec<(ConfigTarget, ConfigAlteration)>, validate_only: bool },
-    CreatePartitions { increases: Vec<PartitionIncrease>, validate_only: bool },
+    AlterConfigs {
+        alterations: Vec<(ConfigTarget, ConfigAlteration)>,
+        validate_only: bool,
+    },
+    CreatePartitions {
+        increases: Vec<PartitionIncrease>,
+        validate_only: bool,
+    },
     DeleteTopics(Vec<String>),
     AlterScramCredentials(Vec<(String, Vec<ScramChange>)>),
     ReserveProducerIds,
     RegisterBroker(BrokerRegistration),
+    /// A partition's leader, `requester`, replaces its ISR.
+    AlterPartition {
+        requester: i32,
+        alteration: AlterPartition,
+    },
+}
+
+/// What a broker asks the active controller: a change to decide, or that
+/// it is alive (answered from memory, never logged, and not queued behind
+/// changes).
+#[derive(Debug, Serialize, Deserialize)]
+enum Question {
+    Change(Request),
+    Heartbeat { id: i32, incarnation: Uuid },
 }
 
 /// The active controller's answer, one result per item asked.
@@ -89,6 +123,7 @@ enum Decision {
     Topics(TopicResults),
     Done(Vec<Result<(), TopicError>>),
     ProducerIds(Result<ProducerIdBlock, TopicError>),
+    Partition(Result<PartitionState, TopicError>),
 }
 
 impl Request {
@@ -100,7 +135,7 @@ impl Request {
             Request::CreatePartitions { increases, .. } => increases.len(),
             Request::DeleteTopics(names) => names.len(),
             Request::AlterScramCredentials(users) => users.len(),
-            Request::ReserveProducerIds | Request::RegisterBroker(_) => 1,
+            Request::ReserveProducerIds | Request::RegisterBroker(_) | Request::AlterPartition { .. } => 1,
         }
     }
 
@@ -112,6 +147,7 @@ impl Request {
                 Decision::Topics(vec![Err(TopicError::ControllerUnavailable); count])
             }
             Request::ReserveProducerIds => Decision::ProducerIds(Err(TopicError::ControllerUnavailable)),
+            Request::AlterPartition { .. } => Decision::Partition(Err(TopicError::ControllerUnavailable)),
             _ => Decision::Done(vec![Err(TopicError::ControllerUnavailable); count]),
         }
     }
@@ -127,6 +163,7 @@ impl Decision {
             Decision::Topics(results) => fail_all(results, error),
             Decision::Done(results) => fail_all(results, error),
             Decision::ProducerIds(result) => fail_all(std::slice::from_mut(result), error),
+            Decision::Partition(result) => fail_all(std::slice::from_mut(result), error),
         }
     }
 
@@ -154,7 +191,9 @@ impl Controller {
     /// The controller of a quorum voter; [`start_quorum`](Self::start_quorum)
     /// starts its quorum. `import` is what a new cluster starts from.
     pub fn voter(import: Arc<MetadataSnapshot>, config: Arc<BrokerConfig>) -> Self {
-        Controller::new(Metadata::Quorum { node: OnceCell::new(), feed: ImageFeed::new(), import }, config)
+        let sessions = RefCell::new(BrokerSessions::new(Duration::from_millis(config.broker_session_timeout_ms)));
+        let metadata = Metadata::Quorum { node: OnceCell::new(), feed: ImageFeed::new(), import, sessions };
+        Controller::new(metadata, config)
     }
 
     fn new(metadata: Metadata, config: Arc<BrokerConfig>) -> Self {
@@ -163,7 +202,7 @@ impl Controller {
 
     /// Starts this voter's quorum node, publishes what it applies to the
     /// shards of `shard`'s broker, and registers the broker; returns once
-    /// it is registered (a quorum has formed).
+    /// it is registered (a quorum has formed), its heartbeats started.
     pub async fn start_quorum(&self, shard: &Rc<Shard>, quorum: QuorumConfig) -> Result<(), String> {
         let Metadata::Quorum { node, feed, .. } = &self.metadata else { return Ok(()) };
         let started = QuorumNode::start(quorum, MetadataMachine::new(feed.clone()), ask_handler(Rc::downgrade(shard)));
@@ -185,11 +224,73 @@ impl Controller {
         loop {
             let registered = self.decide(shard, Request::RegisterBroker(registration.clone())).await.into_done(1);
             match registered.into_iter().next() {
-                Some(Ok(())) => return Ok(()),
+                Some(Ok(())) => break,
                 Some(Err(e)) => tracing::warn!("registering with the metadata quorum: {e}; trying again"),
                 None => {}
             }
+            weir_runtime::clock::sleep(RETRY_PAUSE).await;
         }
+        weir_runtime::spawn_local(send_heartbeats(shard.clone(), registration)).detach();
+        weir_runtime::spawn_local(watch_sessions(shard.clone())).detach();
+        Ok(())
+    }
+
+    /// This voter's quorum node, once started.
+    fn quorum_node(&self) -> Option<&QuorumNode<MetadataMachine>> {
+        match &self.metadata {
+            Metadata::Own(_) => None,
+            Metadata::Quorum { node, .. } => node.get(),
+        }
+    }
+
+    /// The sessions of the active controller, kept in the term it leads in
+    /// now; `None` unless this voter leads.
+    fn led_sessions(&self) -> Option<(&QuorumNode<MetadataMachine>, &RefCell<BrokerSessions>)> {
+        let Metadata::Quorum { node, sessions, .. } = &self.metadata else { return None };
+        let node = node.get().filter(|node| node.is_leader())?;
+        sessions.borrow_mut().lead_in(node.metrics().current_term);
+        Some((node, sessions))
+    }
+
+    /// A heartbeat from broker `id` in `incarnation`, on the active
+    /// controller: whether it is the registered incarnation (`None` unless
+    /// this voter leads).
+    fn heartbeat(&self, id: i32, incarnation: Uuid) -> Option<bool> {
+        let (node, sessions) = self.led_sessions()?;
+        let image = node.read(MetadataMachine::image);
+        Some(sessions.borrow_mut().heard(&image, id, incarnation, weir_runtime::clock::now()))
+    }
+
+    /// On the active controller: fences the brokers whose session expired
+    /// and unfences those heard from again (checked first against the
+    /// image applied here, so that nothing is committed while nothing is
+    /// due).
+    async fn check_sessions(&self, shard: &Shard) {
+        let Some((node, sessions)) = self.led_sessions() else { return };
+        let now = weir_runtime::clock::now();
+        if sessions.borrow_mut().changes(&node.read(MetadataMachine::image), now).is_empty() {
+            return;
+        }
+        let mut planned = SessionChanges::default();
+        let decided = self.commit_planned(shard, |changes| {
+            planned = self.plan_sessions(changes, now);
+            Decision::Done(Vec::new())
+        });
+        match decided.await {
+            Ok(_) if planned.is_empty() => {}
+            Ok(_) => tracing::info!(fenced = ?planned.fence, unfenced = ?planned.unfence, "broker sessions changed"),
+            Err(e) => tracing::warn!("fencing or unfencing brokers: {e}"),
+        }
+    }
+
+    /// Plans the fencing and unfencing the sessions call for against the
+    /// newest image.
+    fn plan_sessions(&self, changes: &mut MetadataChanges, now: Instant) -> SessionChanges {
+        let Metadata::Quorum { sessions, .. } = &self.metadata else { return SessionChanges::default() };
+        let due = sessions.borrow_mut().changes(changes.image(), now);
+        due.fence.iter().for_each(|&id| changes.fence_broker(id));
+        due.unfence.iter().for_each(|&id| changes.unfence_broker(id));
+        due
     }
 
     async fn one_change_at_a_time(&self) -> Permit<'_> {
@@ -215,7 +316,7 @@ impl Controller {
             let answer = if node.is_leader() {
                 self.decide_here(shard, request.clone()).await
             } else {
-                ask_active_controller(node, &request).await
+                ask_active_controller(node, &Question::Change(request.clone())).await
             };
             match answer {
                 Ok((version, decision)) => {
@@ -240,6 +341,17 @@ impl Controller {
     /// newest image and commits its records. Returns the image version
     /// that holds them.
     async fn decide_here(&self, shard: &Shard, request: Request) -> Result<(u64, Decision), QuorumError> {
+        self.commit_planned(shard, |changes| self.plan(changes, request)).await
+    }
+
+    /// As the active controller, plans a change with `plan` against the
+    /// newest image and commits its records; returns the image version
+    /// that holds them.
+    async fn commit_planned(
+        &self,
+        shard: &Shard,
+        plan: impl FnOnce(&mut MetadataChanges) -> Decision,
+    ) -> Result<(u64, Decision), QuorumError> {
         let _serial = self.one_change_at_a_time().await;
         let image = match &self.metadata {
             Metadata::Own(store) => store.borrow().snapshot(),
@@ -255,7 +367,7 @@ impl Controller {
                 changes.import(import);
             }
         }
-        let mut decision = self.plan(&mut changes, request);
+        let mut decision = plan(&mut changes);
         if changes.is_empty() {
             return Ok((image.version, decision));
         }
@@ -310,6 +422,9 @@ impl Controller {
             Request::RegisterBroker(broker) => {
                 changes.register_broker(broker);
                 Decision::Done(vec![Ok(())])
+            }
+            Request::AlterPartition { requester, alteration } => {
+                Decision::Partition(changes.alter_partition(requester, &alteration))
             }
         }
     }
@@ -408,6 +523,22 @@ impl Controller {
         self.decide(shard, Request::AlterScramCredentials(users)).await.into_done(count)
     }
 
+    /// AlterPartition, from this broker as the partition's leader: its ISR
+    /// replaced if the epochs are the partition's (Kafka's checks:
+    /// [`MetadataChanges::alter_partition`]); the partition's state then,
+    /// served by this broker's shards.
+    pub async fn alter_partition(
+        &self,
+        shard: &Shard,
+        alteration: AlterPartition,
+    ) -> Result<PartitionState, TopicError> {
+        let request = Request::AlterPartition { requester: self.config.node_id, alteration };
+        match self.decide(shard, request).await {
+            Decision::Partition(result) => result,
+            _ => Err(TopicError::ControllerUnavailable),
+        }
+    }
+
     /// A producer id never handed out before (ids are reserved in blocks).
     pub async fn allocate_producer_id(&self, shard: &Shard) -> Result<i64, TopicError> {
         if let Some(id) = self.producer_ids.borrow_mut().take() {
@@ -423,17 +554,44 @@ impl Controller {
     }
 }
 
-/// Sends `request` to the active controller; `NotLeader` if the voter
-/// asked no longer leads.
-async fn ask_active_controller(
+/// Asks the active controller `question`; `NotLeader` if the voter asked
+/// no longer leads. The answer is `(u64, Decision)` to a change, `bool` to
+/// a heartbeat.
+async fn ask_active_controller<A: DeserializeOwned>(
     node: &QuorumNode<MetadataMachine>,
-    request: &Request,
-) -> Result<(u64, Decision), QuorumError> {
-    let question = postcard::to_stdvec(request).map_err(|e| QuorumError::Codec(e.to_string()))?;
+    question: &Question,
+) -> Result<A, QuorumError> {
+    let question = postcard::to_stdvec(question).map_err(|e| QuorumError::Codec(e.to_string()))?;
     let answer = node.ask_leader(question).await?;
-    let answer: Option<(u64, Decision)> =
-        postcard::from_bytes(&answer).map_err(|e| QuorumError::Codec(e.to_string()))?;
+    let answer: Option<A> = postcard::from_bytes(&answer).map_err(|e| QuorumError::Codec(e.to_string()))?;
     answer.ok_or(QuorumError::NotLeader { leader: None })
+}
+
+/// Sends the broker's heartbeat to the active controller every
+/// `broker_heartbeat_interval_ms` while the broker runs; each waits at most
+/// that long (a dead controller's successor gets the next).
+async fn send_heartbeats(shard: Rc<Shard>, registration: BrokerRegistration) {
+    let interval = Duration::from_millis(shard.config().broker_heartbeat_interval_ms);
+    let heartbeat = Question::Heartbeat { id: registration.id, incarnation: registration.incarnation };
+    while let Some(node) = shard.controller().and_then(Controller::quorum_node) {
+        let sent = weir_runtime::clock::timeout(interval, ask_active_controller::<bool>(node, &heartbeat)).await;
+        match sent {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => tracing::warn!("the active controller knows another process as this broker"),
+            Some(Err(e)) => tracing::debug!("heartbeat: {e}"),
+            None => tracing::debug!("heartbeat: no answer in {interval:?}"),
+        }
+        weir_runtime::clock::sleep(interval).await;
+    }
+}
+
+/// While this voter is the active controller, fences brokers whose
+/// session expired and unfences those heard from again.
+async fn watch_sessions(shard: Rc<Shard>) {
+    while let Some(controller) = shard.controller() {
+        weir_runtime::clock::sleep(SESSION_CHECK_EVERY).await;
+        controller.check_sessions(&shard).await;
+    }
 }
 
 /// Answers other brokers' requests while this voter leads: decided here,
@@ -442,18 +600,22 @@ fn ask_handler(shard: Weak<Shard>) -> AskHandler {
     Rc::new(move |question: Vec<u8>| -> LocalBoxFuture<'static, Vec<u8>> {
         let shard = shard.clone();
         Box::pin(async move {
-            let decided = match (shard.upgrade(), postcard::from_bytes::<Request>(&question)) {
-                (Some(shard), Ok(request)) => match shard.controller() {
-                    Some(controller) => controller.decide_here(&shard, request).await.ok(),
-                    None => None,
-                },
-                (_, Err(e)) => {
-                    tracing::warn!("a request for the controller did not decode: {e}");
-                    None
+            let shard = shard.upgrade();
+            let controller = shard.as_deref().and_then(Shard::controller);
+            match (shard.as_deref(), controller, postcard::from_bytes::<Question>(&question)) {
+                (Some(shard), Some(controller), Ok(Question::Change(request))) => {
+                    postcard::to_stdvec(&controller.decide_here(shard, request).await.ok())
                 }
-                (None, _) => None,
-            };
-            postcard::to_stdvec(&decided).unwrap_or_default()
+                (_, Some(controller), Ok(Question::Heartbeat { id, incarnation })) => {
+                    postcard::to_stdvec(&controller.heartbeat(id, incarnation))
+                }
+                (_, _, Err(e)) => {
+                    tracing::warn!("a question for the controller did not decode: {e}");
+                    postcard::to_stdvec(&None::<()>)
+                }
+                _ => postcard::to_stdvec(&None::<()>),
+            }
+            .unwrap_or_default()
         })
     })
 }

@@ -67,6 +67,32 @@ pub enum MetadataRecord {
     ProducerIdsUpTo(i64),
     /// A broker (re)registered: how clients reach it, where it stands.
     Broker(BrokerRegistration),
+    /// A broker fenced (its session with the active controller expired) or
+    /// unfenced (heard from again); Kafka's BrokerRegistrationChangeRecord.
+    BrokerFenced {
+        id: i32,
+        fenced: bool,
+    },
+    /// One partition's replicas and leadership, replaced (Kafka's
+    /// PartitionChangeRecord): an election or an ISR change, without
+    /// rewriting the whole topic.
+    PartitionChange {
+        topic: String,
+        partition: i32,
+        state: PartitionState,
+    },
+}
+
+/// AlterPartition for one partition (Kafka's AlterPartitionRequest
+/// partition data): its leader asks for `isr` as the ISR, naming the epochs
+/// it knows the partition in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// A broker as it registered with the controller (Kafka's
@@ -81,6 +107,12 @@ pub struct BrokerRegistration {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Fenced by the active controller: its session expired. A fenced
+    /// broker leads nothing, is in no ISR it could be removed from, is not
+    /// listed to clients and gets no new replicas. Absent from files
+    /// written before fencing: unfenced.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 impl BrokerRegistration {
@@ -121,6 +153,17 @@ impl MetadataSnapshot {
                 Ok(i) => self.brokers[i] = broker,
                 Err(i) => self.brokers.insert(i, broker),
             },
+            MetadataRecord::BrokerFenced { id, fenced } => {
+                if let Some(broker) = self.brokers.iter_mut().find(|b| b.id == id) {
+                    broker.fenced = fenced;
+                }
+            }
+            MetadataRecord::PartitionChange { topic, partition, state } => {
+                let topic = self.topics.get_mut(&topic);
+                if let Some(current) = topic.and_then(|t| t.assignment.get_mut(usize::try_from(partition).ok()?)) {
+                    *current = state;
+                }
+            }
         }
         None
     }
@@ -149,9 +192,19 @@ impl MetadataSnapshot {
         records
     }
 
-    /// The registered brokers replicas may be placed on.
+    /// The registered brokers replicas may be placed on: the unfenced ones.
     pub fn broker_slots(&self) -> Vec<BrokerSlot> {
-        self.brokers.iter().map(BrokerRegistration::slot).collect()
+        self.unfenced_brokers().map(BrokerRegistration::slot).collect()
+    }
+
+    /// The registered brokers that are not fenced: those clients are told of.
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.iter().filter(|b| !b.fenced)
+    }
+
+    /// Whether broker `id` is registered and not fenced.
+    pub fn is_unfenced(&self, id: i32) -> bool {
+        self.unfenced_brokers().any(|b| b.id == id)
     }
 }
 
@@ -294,10 +347,11 @@ impl MetadataChanges {
         ProducerIdBlock { next, end: next + PRODUCER_ID_BLOCK }
     }
 
-    /// Registers a broker, or a new start of one. Partitions the image has
-    /// no assignment for (a `metadata.toml` written before Weir kept them,
-    /// by a one-broker Weir) become this broker's alone, in leader epoch 0,
-    /// as they were.
+    /// Registers a broker, or a new start of one, unfenced. Partitions the
+    /// image has no assignment for (a `metadata.toml` written before Weir
+    /// kept them, by a one-broker Weir) become this broker's alone, in
+    /// leader epoch 0, as they were. A broker that was fenced leads again
+    /// the partitions it was the last in-sync replica of.
     pub fn register_broker(&mut self, broker: BrokerRegistration) {
         let alone = PartitionState::new(vec![broker.id]);
         let unassigned: Vec<TopicMetadata> =
@@ -307,8 +361,123 @@ impl MetadataChanges {
             topic.assignment.extend(std::iter::repeat_n(alone.clone(), missing));
             self.push(MetadataRecord::Topic(topic));
         }
+        let broker = BrokerRegistration { fenced: false, ..broker };
         if self.image.brokers.iter().all(|b| *b != broker) {
-            self.push(MetadataRecord::Broker(broker));
+            self.push(MetadataRecord::Broker(broker.clone()));
+            self.elect_offline_leaders();
         }
+    }
+
+    /// Fences broker `id` (its session expired), as KRaft does: it leaves
+    /// the ISR of every partition (unless it is the last member: the ISR is
+    /// never emptied, so the partition can come back with it), and each
+    /// partition it led gets the first unfenced replica of the ISR, in
+    /// replica order, as leader, or none (-1: offline; never a replica
+    /// outside the ISR, as unclean election is off). A broker already
+    /// fenced, or not registered, changes nothing.
+    pub fn fence_broker(&mut self, id: i32) {
+        if !self.image.is_unfenced(id) {
+            return;
+        }
+        self.push(MetadataRecord::BrokerFenced { id, fenced: true });
+        self.change_partitions(|state| state.isr.contains(&id), |state| state.isr.retain(|&r| r != id));
+    }
+
+    /// Unfences broker `id` (heard from again): partitions without a leader
+    /// whose ISR holds it get it as leader. It rejoins other ISRs through
+    /// their leaders (AlterPartition) once caught up.
+    pub fn unfence_broker(&mut self, id: i32) {
+        if self.image.is_unfenced(id) || self.image.brokers.iter().all(|b| b.id != id) {
+            return;
+        }
+        self.push(MetadataRecord::BrokerFenced { id, fenced: false });
+        self.elect_offline_leaders();
+    }
+
+    /// Elects a leader, where the ISR has an unfenced member, for every
+    /// partition that has none.
+    fn elect_offline_leaders(&mut self) {
+        self.change_partitions(|state| state.leader == -1, |_| {});
+    }
+
+    /// For each partition `which` picks: applies `change` to its ISR (not
+    /// emptying it), then keeps the leader if it is still an unfenced ISR
+    /// member or elects a new one; records each partition that changed,
+    /// with partition_epoch + 1 (and leader_epoch + 1 for a new leader).
+    fn change_partitions(&mut self, which: impl Fn(&PartitionState) -> bool, change: impl Fn(&mut PartitionState)) {
+        let mut changed = Vec::new();
+        for topic in self.image.topics.values() {
+            for (index, current) in topic.assignment.iter().enumerate().filter(|(_, p)| which(p)) {
+                let mut state = current.clone();
+                change(&mut state);
+                if state.isr.is_empty() {
+                    state.isr = current.isr.clone();
+                }
+                let eligible = |r: &i32| state.isr.contains(r) && self.image.is_unfenced(*r);
+                if !eligible(&state.leader) {
+                    state.leader = state.replicas.iter().copied().find(eligible).unwrap_or(-1);
+                }
+                if state != *current {
+                    if state.leader != current.leader {
+                        state.leader_epoch += 1;
+                    }
+                    state.partition_epoch += 1;
+                    changed.push((topic.name.clone(), index as i32, state));
+                }
+            }
+        }
+        for (topic, partition, state) in changed {
+            self.push(MetadataRecord::PartitionChange { topic, partition, state });
+        }
+    }
+
+    /// AlterPartition from broker `requester`: the partition's ISR
+    /// replaced, with Kafka's checks in Kafka's order: the leader epoch
+    /// must be the current one (else FENCED_LEADER_EPOCH), the requester
+    /// its leader (else INVALID_REQUEST), the partition epoch the current
+    /// one (else INVALID_UPDATE_VERSION: another change came first), every
+    /// member a replica and unfenced (else INELIGIBLE_REPLICA), the leader
+    /// among them. Returns the partition's state then (partition_epoch + 1
+    /// if the ISR changed).
+    pub fn alter_partition(
+        &mut self,
+        requester: i32,
+        alteration: &AlterPartition,
+    ) -> Result<PartitionState, TopicError> {
+        let AlterPartition { topic, partition, leader_epoch, partition_epoch, isr } = alteration;
+        let (partition, leader_epoch, partition_epoch) = (*partition, *leader_epoch, *partition_epoch);
+        let current = self.image.partition(topic, partition).ok_or(TopicError::Unknown)?;
+        if leader_epoch != current.leader_epoch {
+            return Err(TopicError::FencedLeaderEpoch);
+        }
+        if requester != current.leader {
+            return Err(TopicError::InvalidRequest(format!(
+                "broker {requester} does not lead {topic}-{partition}: {} does",
+                current.leader
+            )));
+        }
+        if partition_epoch != current.partition_epoch {
+            return Err(TopicError::InvalidUpdateVersion);
+        }
+        let mut unique = isr.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != isr.len() {
+            return Err(TopicError::InvalidRequest(format!("the ISR {isr:?} names a broker twice")));
+        }
+        if let Some(ineligible) = isr.iter().find(|r| !current.replicas.contains(r) || !self.image.is_unfenced(**r)) {
+            return Err(TopicError::IneligibleReplica(format!(
+                "broker {ineligible} is not an unfenced replica of {topic}-{partition}"
+            )));
+        }
+        if !isr.contains(&current.leader) {
+            return Err(TopicError::InvalidRequest(format!("the ISR {isr:?} leaves out the leader")));
+        }
+        if *isr == current.isr {
+            return Ok(current.clone());
+        }
+        let state = PartitionState { isr: isr.clone(), partition_epoch: partition_epoch + 1, ..current.clone() };
+        self.push(MetadataRecord::PartitionChange { topic: topic.clone(), partition, state: state.clone() });
+        Ok(state)
     }
 }

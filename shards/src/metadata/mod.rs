@@ -24,7 +24,9 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use changes::{BrokerRegistration, MetadataChanges, MetadataRecord, ProducerIdBlock, PRODUCER_ID_BLOCK};
+pub use changes::{
+    AlterPartition, BrokerRegistration, MetadataChanges, MetadataRecord, ProducerIdBlock, PRODUCER_ID_BLOCK,
+};
 pub use store::MetadataStore;
 
 /// Kafka's limit on topic name length.

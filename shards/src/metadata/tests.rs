@@ -5,7 +5,7 @@ fn defaults(partitions: i32) -> TopicDefaults {
 }
 
 fn broker(id: i32) -> BrokerRegistration {
-    BrokerRegistration { id, incarnation: Uuid::nil(), host: "localhost".into(), port: 9092, rack: None }
+    BrokerRegistration { id, incarnation: Uuid::nil(), host: "localhost".into(), port: 9092, rack: None, fenced: false }
 }
 
 /// The store in `dir` with brokers `ids` registered.
@@ -261,4 +261,106 @@ fn producer_ids_are_reserved_by_the_block_and_never_reused() {
     // A restart starts after the last committed block, whatever of it was used.
     let mut restarted = MetadataStore::load(dir.path()).unwrap();
     assert_eq!(reserve(&mut restarted).take(), Some(2 * PRODUCER_ID_BLOCK));
+}
+
+/// Brokers 1, 2 and 3 registered, and topic `t` with one partition on
+/// `replicas`, all in sync.
+fn three_brokers_and(replicas: &[i32]) -> MetadataChanges {
+    let mut changes = MetadataChanges::new(&MetadataSnapshot::default());
+    (1..=3).for_each(|id| changes.register_broker(broker(id)));
+    let topic = NewTopic { assignments: Some(vec![replicas.to_vec()]), ..new_topic("t", 1) };
+    changes.create_topic(&topic, &TopicConfigs::new(), defaults(1)).unwrap();
+    changes
+}
+
+fn state(changes: &MetadataChanges) -> PartitionState {
+    changes.image().partition("t", 0).unwrap().clone()
+}
+
+fn partition(replicas: &[i32], isr: &[i32], leader: i32, leader_epoch: i32, partition_epoch: i32) -> PartitionState {
+    PartitionState { replicas: replicas.to_vec(), isr: isr.to_vec(), leader, leader_epoch, partition_epoch }
+}
+
+#[test]
+fn a_fenced_leader_is_replaced_by_the_first_unfenced_isr_replica() {
+    let mut changes = three_brokers_and(&[2, 3, 1]);
+    changes.fence_broker(2);
+    assert_eq!(state(&changes), partition(&[2, 3, 1], &[3, 1], 3, 1, 1));
+    assert!(!changes.image().is_unfenced(2));
+    assert_eq!(changes.image().broker_slots().iter().map(|b| b.id).collect::<Vec<_>>(), [1, 3], "placement");
+    // One record for the broker, one for the partition: the topic is not rewritten.
+    let records = changes.into_records();
+    assert!(matches!(records[records.len() - 2], MetadataRecord::BrokerFenced { id: 2, fenced: true }));
+    assert!(
+        matches!(&records[records.len() - 1], MetadataRecord::PartitionChange { topic, partition: 0, .. } if topic == "t")
+    );
+}
+
+#[test]
+fn a_fenced_follower_leaves_the_isr_and_fencing_twice_changes_nothing() {
+    let mut changes = three_brokers_and(&[1, 2, 3]);
+    changes.fence_broker(3);
+    assert_eq!(state(&changes), partition(&[1, 2, 3], &[1, 2], 1, 0, 1));
+    let version = changes.image().version;
+    changes.fence_broker(3);
+    changes.fence_broker(9);
+    assert_eq!(changes.image().version, version);
+}
+
+#[test]
+fn the_last_isr_member_fenced_leaves_the_partition_offline_until_it_returns() {
+    let mut changes = three_brokers_and(&[1, 2]);
+    changes.fence_broker(2);
+    changes.fence_broker(1);
+    // Never elected outside the ISR (broker 3 holds no replica; 2 left the ISR).
+    assert_eq!(state(&changes), partition(&[1, 2], &[1], -1, 1, 2));
+    // Broker 2 back: not in the ISR, so still offline.
+    changes.unfence_broker(2);
+    assert_eq!(state(&changes).leader, -1);
+    changes.unfence_broker(1);
+    assert_eq!(state(&changes), partition(&[1, 2], &[1], 1, 2, 3));
+    assert!(changes.image().is_unfenced(1));
+}
+
+#[test]
+fn a_fenced_broker_registering_anew_is_unfenced_and_leads_its_offline_partitions() {
+    let mut changes = three_brokers_and(&[3]);
+    changes.fence_broker(3);
+    assert_eq!(state(&changes), partition(&[3], &[3], -1, 1, 1));
+    changes.register_broker(BrokerRegistration { incarnation: Uuid::new_v4(), ..broker(3) });
+    assert!(changes.image().is_unfenced(3));
+    assert_eq!(state(&changes), partition(&[3], &[3], 3, 2, 2));
+}
+
+#[test]
+fn alter_partition_checks_epochs_leader_and_members_as_kafka_does() {
+    let mut changes = three_brokers_and(&[1, 2, 3]);
+    let alter = |changes: &mut MetadataChanges, requester, (leader_epoch, partition_epoch), isr: &[i32]| {
+        let topic = "t".to_string();
+        let alteration = AlterPartition { topic, partition: 0, leader_epoch, partition_epoch, isr: isr.to_vec() };
+        changes.alter_partition(requester, &alteration)
+    };
+    assert_eq!(alter(&mut changes, 1, (0, 0), &[1, 2]), Ok(partition(&[1, 2, 3], &[1, 2], 1, 0, 1)));
+    assert_eq!(alter(&mut changes, 1, (0, 0), &[1]), Err(TopicError::InvalidUpdateVersion));
+    assert_eq!(alter(&mut changes, 1, (1, 1), &[1]), Err(TopicError::FencedLeaderEpoch));
+    assert!(matches!(alter(&mut changes, 2, (0, 1), &[2]), Err(TopicError::InvalidRequest(_))));
+    assert!(matches!(alter(&mut changes, 1, (0, 1), &[2, 3]), Err(TopicError::InvalidRequest(_))), "leader left out");
+    assert!(matches!(alter(&mut changes, 1, (0, 1), &[1, 1]), Err(TopicError::InvalidRequest(_))));
+    changes.register_broker(broker(4));
+    assert!(matches!(alter(&mut changes, 1, (0, 1), &[1, 4]), Err(TopicError::IneligibleReplica(_))), "no replica");
+    changes.fence_broker(3);
+    assert!(matches!(alter(&mut changes, 1, (0, 1), &[1, 3]), Err(TopicError::IneligibleReplica(_))), "fenced");
+    let missing = AlterPartition { topic: "t".into(), partition: 1, leader_epoch: 0, partition_epoch: 1, isr: vec![1] };
+    assert!(matches!(changes.alter_partition(1, &missing), Err(TopicError::Unknown)));
+    // Back in sync: the ISR grows, the leader epoch stays.
+    assert_eq!(alter(&mut changes, 1, (0, 1), &[1, 2]), Ok(partition(&[1, 2, 3], &[1, 2], 1, 0, 1)), "no change");
+    changes.unfence_broker(3);
+    assert_eq!(alter(&mut changes, 1, (0, 1), &[1, 2, 3]), Ok(partition(&[1, 2, 3], &[1, 2, 3], 1, 0, 2)));
+}
+
+#[test]
+fn files_written_before_fencing_read_brokers_as_unfenced() {
+    let old = "cluster_id = \"c\"\n[[brokers]]\nid = 1\nincarnation = \"00000000-0000-0000-0000-000000000000\"\nhost = \"h\"\nport = 1\n";
+    let image: MetadataSnapshot = toml::from_str(old).unwrap();
+    assert!(image.is_unfenced(1));
 }

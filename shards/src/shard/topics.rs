@@ -10,8 +10,8 @@ use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::{
-    ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, ScramChange, TopicConfigs,
-    TopicMetadata,
+    AlterPartition, ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState,
+    ScramChange, TopicConfigs, TopicMetadata,
 };
 use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
@@ -116,6 +116,18 @@ impl Shard {
         let count = users.len();
         self.on_controller(unavailable_each(count), move |shard, controller| {
             Box::pin(controller.alter_scram_credentials(shard, users))
+        })
+        .await
+    }
+
+    /// AlterPartition: as the partition's leader, asks the controller to
+    /// replace its ISR, if the epochs named are still the partition's
+    /// (Kafka's checks: `MetadataChanges::alter_partition`). Returns the
+    /// partition's state then; every shard of this broker serves it when
+    /// this returns.
+    pub async fn alter_partition(&self, alteration: AlterPartition) -> Result<PartitionState, TopicError> {
+        self.on_controller(Err(TopicError::ControllerUnavailable), move |shard, controller| {
+            Box::pin(controller.alter_partition(shard, alteration))
         })
         .await
     }

@@ -1,12 +1,14 @@
 //! Several brokers in one cluster: voters of one metadata quorum, sharing
 //! topics and brokers, following its active controller through failover,
 //! each serving the partitions it leads, followers copying the leaders'
-//! batches.
+//! batches, and a dead broker fenced and its partitions led by another
+//! in-sync replica.
 
 use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -110,6 +112,19 @@ fn leaders(metadata: &MetadataResponse, topic: &str) -> Vec<i32> {
         named.expect("topic in metadata").partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
     partitions.sort();
     partitions.into_iter().map(|(_, leader)| leader).collect()
+/// Partition `index` of `topic` as `metadata` describes it.
+fn partition<'a>(metadata: &'a MetadataResponse, topic: &str, index: i32) -> &'a MetadataResponsePartition {
+    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == topic)).expect("topic");
+    topic.partitions.iter().find(|p| p.partition_index == index).expect("partition")
+}
+
+/// The broker ids `metadata` lists.
+fn broker_ids(metadata: &MetadataResponse) -> Vec<i32> {
+    metadata.brokers.iter().map(|b| b.node_id.0).collect()
+}
+
+fn ids(brokers: &[kafka_protocol::messages::BrokerId]) -> Vec<i32> {
+    brokers.iter().map(|b| b.0).collect()
 }
 
 /// The topics `metadata` names, but the internal ones (`__consumer_offsets`
@@ -222,5 +237,47 @@ fn followers_copy_the_leaders_batches_and_acks_all_waits_for_every_in_sync_repli
     assert!(resumed.context().failed.lock().unwrap().is_empty());
     for p in 0..2 {
         assert!(replicas_agree(&cluster, "replicated", p).len() > before[p as usize]);
+fn a_dead_partition_leader_is_fenced_and_an_in_sync_replica_leads_then_it_is_listed_again_when_back() {
+    let mut cluster = Cluster::start(&[]);
+    let controller = cluster.controller(1, None);
+    create_replicated_topic(&cluster.broker(1).bootstrap(), "replicated", 1, 3);
+    let metadata = cluster.wait_for_topics(1, &["replicated"]);
+    let before = partition(&metadata, "replicated", 0).clone();
+    assert_eq!(ids(&before.isr_nodes).len(), 3, "all replicas in sync: {before:?}");
+    let dead = before.leader_id.0;
+
+    cluster.broker(dead).kill();
+    let killed = Instant::now();
+    let survivors: Vec<i32> = (1..=3).filter(|&id| id != dead).collect();
+    let deadline = killed + Duration::from_secs(15);
+    let mut elected = Vec::new();
+    for &id in &survivors {
+        loop {
+            let metadata = cluster.metadata(id);
+            let now = partition(&metadata, "replicated", 0);
+            if now.leader_id.0 != dead && now.leader_id.0 >= 0 {
+                elected.push((id, killed.elapsed()));
+                assert!(ids(&before.isr_nodes).contains(&now.leader_id.0), "elected from the ISR: {now:?}");
+                assert!(now.leader_epoch > before.leader_epoch, "a new leader epoch: {now:?}");
+                assert!(!ids(&now.isr_nodes).contains(&dead), "the dead broker left the ISR: {now:?}");
+                assert!(!broker_ids(&metadata).contains(&dead), "broker {id} still lists broker {dead}");
+                assert!(ids(&now.offline_replicas).contains(&dead), "its replica is offline: {now:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "broker {id} names no new leader: {now:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let was = if dead == controller { "the active controller" } else { "not the active controller" };
+    eprintln!("broker {dead} ({was}) killed; a new leader in metadata after (broker, time): {elected:?}");
+
+    cluster.broker(dead).relaunch();
+    cluster.broker(dead).wait_listening();
+    for id in 1..=3 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !broker_ids(&cluster.metadata(id)).contains(&dead) {
+            assert!(Instant::now() < deadline, "broker {id} does not list broker {dead} again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

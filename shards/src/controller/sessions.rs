@@ -1,0 +1,139 @@
+//! The active controller's broker sessions (Kafka's
+//! BrokerHeartbeatManager): when each registered broker was last heard
+//! from, in memory only, never in the quorum's log. A broker silent for the
+//! session timeout is fenced; a fenced one heard from again is unfenced. A
+//! new active controller has heard from no one: it starts every registered
+//! broker's clock at its takeover, as KRaft does.
+
+use crate::metadata::MetadataSnapshot;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub(crate) struct BrokerSessions {
+    timeout: Duration,
+    /// The quorum term these sessions were kept in: in another one this
+    /// voter took over anew, and what it heard before is stale.
+    term: Option<u64>,
+    /// By broker id; only registered brokers have one, so it is bounded by them.
+    sessions: BTreeMap<i32, Session>,
+}
+
+struct Session {
+    /// The broker process the session is with: a new registration starts anew.
+    incarnation: Uuid,
+    expires: Instant,
+    /// Whether a heartbeat came (not only the clock started): only that
+    /// unfences a broker.
+    heard: bool,
+}
+
+/// Brokers whose fencing a session says should change.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SessionChanges {
+    pub fence: Vec<i32>,
+    pub unfence: Vec<i32>,
+}
+
+impl SessionChanges {
+    pub fn is_empty(&self) -> bool {
+        self.fence.is_empty() && self.unfence.is_empty()
+    }
+}
+
+impl BrokerSessions {
+    pub fn new(timeout: Duration) -> Self {
+        BrokerSessions { timeout, term: None, sessions: BTreeMap::new() }
+    }
+
+    /// Forgets every session unless they were kept in `term`, the term this
+    /// voter leads in now.
+    pub fn lead_in(&mut self, term: u64) {
+        if self.term != Some(term) {
+            self.term = Some(term);
+            self.sessions.clear();
+        }
+    }
+
+    /// A heartbeat from broker `id` in `incarnation`; false (ignored) if
+    /// `image` registers another process under that id, or none.
+    pub fn heard(&mut self, image: &MetadataSnapshot, id: i32, incarnation: Uuid, now: Instant) -> bool {
+        if !image.brokers.iter().any(|b| b.id == id && b.incarnation == incarnation) {
+            return false;
+        }
+        self.sessions.insert(id, Session { incarnation, expires: now + self.timeout, heard: true });
+        true
+    }
+
+    /// Which brokers of `image` to fence (unfenced, session expired) and to
+    /// unfence (fenced, heard from within the timeout). A broker with no
+    /// session in its registered incarnation (after a takeover, or newly
+    /// registered) gets one whose clock starts now.
+    pub fn changes(&mut self, image: &MetadataSnapshot, now: Instant) -> SessionChanges {
+        self.sessions.retain(|id, _| image.brokers.iter().any(|b| b.id == *id));
+        let mut changes = SessionChanges::default();
+        for broker in &image.brokers {
+            let started = || Session { incarnation: broker.incarnation, expires: now + self.timeout, heard: false };
+            let session = self.sessions.entry(broker.id).or_insert_with(started);
+            if session.incarnation != broker.incarnation {
+                *session = started();
+            }
+            let live = now < session.expires;
+            if !broker.fenced && !live {
+                changes.fence.push(broker.id);
+            } else if broker.fenced && live && session.heard {
+                changes.unfence.push(broker.id);
+            }
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{BrokerRegistration, MetadataChanges};
+
+    fn image(ids: &[i32]) -> MetadataSnapshot {
+        let mut changes = MetadataChanges::new(&MetadataSnapshot::default());
+        for &id in ids {
+            let incarnation = Uuid::from_u128(id as u128);
+            changes.register_broker(BrokerRegistration {
+                id,
+                incarnation,
+                host: "localhost".into(),
+                port: 9092,
+                rack: None,
+                fenced: false,
+            });
+        }
+        changes.image().clone()
+    }
+
+    #[test]
+    fn silent_brokers_are_fenced_after_the_timeout_and_unfenced_when_heard_again() {
+        let timeout = Duration::from_millis(2000);
+        let mut sessions = BrokerSessions::new(timeout);
+        let start = Instant::now();
+        let mut image = image(&[1, 2]);
+        sessions.lead_in(7);
+        // The clocks start at takeover: nobody is fenced before the timeout.
+        assert!(sessions.changes(&image, start).is_empty());
+        assert!(sessions.heard(&image, 1, Uuid::from_u128(1), start + timeout / 2));
+        assert!(!sessions.heard(&image, 2, Uuid::from_u128(99), start), "another incarnation is ignored");
+        let expired = sessions.changes(&image, start + timeout);
+        assert_eq!(expired, SessionChanges { fence: vec![2], unfence: vec![] });
+
+        let mut fencing = MetadataChanges::new(&image);
+        fencing.fence_broker(2);
+        image = fencing.image().clone();
+        assert!(sessions.changes(&image, start + timeout).is_empty(), "fenced, not heard: stays fenced");
+        assert!(sessions.heard(&image, 2, Uuid::from_u128(2), start + timeout * 2));
+        let back = sessions.changes(&image, start + timeout * 2);
+        assert_eq!(back, SessionChanges { fence: vec![1], unfence: vec![2] });
+
+        // A new term (this voter lost and regained the lead) starts the clocks again.
+        sessions.lead_in(8);
+        assert!(sessions.changes(&image, start + timeout * 2).is_empty());
+    }
+}
