@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     /// Where this voter listens for the others (the controller listener);
     /// empty: its own address in `controller_quorum_voters`.
     pub controller_listen: String,
+    /// A follower that has not caught up with its leader for this long
+    /// leaves the ISR (`replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
     /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
     /// `SASL_PLAINTEXT://127.0.0.1:9093`. One listener for now, PLAINTEXT or
     /// SASL_PLAINTEXT; when set it replaces `listen` ([`Self::resolve_listeners`]).
@@ -152,6 +155,7 @@ impl Default for BrokerConfig {
             controller_listen: String::new(),
             broker_heartbeat_interval_ms: 500,
             broker_session_timeout_ms: 2000,
+            replica_lag_time_max_ms: 30_000,
             listeners: String::new(),
             sasl_enabled_mechanisms: SASL_MECHANISMS.iter().map(|m| m.to_string()).collect(),
             connections_max_reauth_ms: 0,

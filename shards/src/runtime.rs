@@ -11,11 +11,12 @@ use crate::replication::Fetchers;
 use crate::reply;
 use crate::shard::Shard;
 use futures::channel::oneshot;
-use futures::future::{FutureExt, Shared};
+use futures::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
@@ -317,12 +318,28 @@ where
         weir_runtime::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }
     if let Some(quorum) = quorum {
-        match shard.controller() {
-            Some(controller) => controller.start_quorum(&shard, quorum).await.map_err(RuntimeError::Shard)?,
-            None => shard.first_metadata().await,
+        // Until a quorum forms (shard 0 starts this voter and registers the
+        // broker; the others wait for its first image), or the broker stops.
+        let joined: LocalBoxFuture<'_, Result<(), String>> = match shard.controller() {
+            Some(controller) => Box::pin(controller.start_quorum(&shard, quorum)),
+            None => Box::pin(async {
+                shard.first_metadata().await;
+                Ok(())
+            }),
+        };
+        let ended = match select(joined, pin!(stop.wait())).await {
+            Either::Left((Ok(()), _)) => None,
+            Either::Left((Err(e), _)) => Some(Err(RuntimeError::Shard(format!("shard {id}: {e}")))),
+            Either::Right(_) => Some(Ok(())),
+        };
+        if let Some(ended) = ended {
+            shard.close_all().await;
+            reply::leave();
+            return ended;
         }
     }
     weir_runtime::spawn_local(Fetchers::supervise(shard.clone())).detach();
+    weir_runtime::spawn_local(maintain_isr(shard.clone())).detach();
     weir_runtime::spawn_local(tick_groups(shard.clone())).detach();
     weir_runtime::spawn_local(tick_transactions(shard.clone())).detach();
     spawn_maintenance(&shard);
@@ -472,6 +489,16 @@ async fn tick_groups(shard: Rc<Shard>) {
     loop {
         weir_runtime::clock::sleep(GROUP_TICK).await;
         shard.tick_groups();
+    }
+}
+
+/// The ISR of the partitions this shard leads, every half
+/// `replica.lag.time.max.ms` (as Kafka checks).
+async fn maintain_isr(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config().replica_lag_time_max_ms / 2).max(Duration::from_millis(100));
+    loop {
+        weir_runtime::clock::sleep(every).await;
+        shard.maintain_isr().await;
     }
 }
 

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Where this voter listens for the other voters [default: its address in --controller-quorum-voters].
     #[arg(long)]
     controller_listen: Option<String>,
+    /// A follower not caught up with its leader for this long leaves the ISR (replica.lag.time.max.ms)
+    /// [default: 30000].
+    #[arg(long)]
+    replica_lag_time_max_ms: Option<u64>,
     /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_PLAINTEXT://127.0.0.1:9093
     /// (PLAINTEXT or SASL_PLAINTEXT; replaces --listen) [default: PLAINTEXT on the listen address].
     #[arg(long)]
@@ -119,6 +123,9 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(listen) = args.controller_listen {
         config.controller_listen = listen;
+    }
+    if let Some(lag) = args.replica_lag_time_max_ms {
+        config.replica_lag_time_max_ms = lag;
     }
     if let Some(listeners) = args.listeners {
         config.listeners = listeners;

@@ -33,14 +33,13 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         -1 => Ok(Durability::Synced),
         _ => Err(ResponseError::InvalidRequiredAcks.code()),
     };
-    let acks = request.acks;
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let transactional_id = transactional_id.as_deref();
     let topics = join_all(request.topic_data.into_iter().map(|topic| async move {
         let partitions = join_all(topic.partition_data.into_iter().map(|data| {
             let name = topic.name.0.clone();
             async move {
-                let records = data.records.map(|r| as_topic_takes(shard, &name, acks, r));
+                let records = data.records.map(|r| as_topic_takes(shard, &name, r));
                 let result = match (durability, records) {
                     (Err(code), _) => Err(Refused { code, message: None, record_errors: Vec::new() }),
                     (Ok(_), None) => Err(Refused::new(ResponseError::CorruptMessage, "no records")),
@@ -89,21 +88,15 @@ impl Refused {
     }
 }
 
-/// The records as the topic's configs have them appended, as Kafka: acks=all
-/// with `min.insync.replicas` above the one replica a single broker has is
-/// NOT_ENOUGH_REPLICAS; on a compacted topic a batch with a record without
-/// a key is INVALID_RECORD; with `compression.type` other than `producer`,
+/// The records as the topic's configs have them appended, as Kafka: on a
+/// compacted topic a batch with a record without a key is INVALID_RECORD
+/// (`min.insync.replicas` is the partition owner's check, against the ISR); with `compression.type` other than `producer`,
 /// batches in another codec are recompressed. A payload that does not
 /// validate is passed on untouched for the log to refuse.
-fn as_topic_takes(shard: &Shard, topic: &str, acks: i16, records: Bytes) -> Result<Bytes, Refused> {
+fn as_topic_takes(shard: &Shard, topic: &str, records: Bytes) -> Result<Bytes, Refused> {
     let metadata = shard.metadata();
     let Some(configs) = metadata.topic(topic).map(|t| &t.configs) else { return Ok(records) };
     let value = |name| shard.config().topic_config_value(&metadata.dynamic_broker_configs, topic, configs, name);
-    let min_isr = value("min.insync.replicas");
-    if acks == -1 && min_isr.parse::<i32>().is_ok_and(|n| n > 1) {
-        let why = format!("min.insync.replicas is {min_isr}; this topic has one in-sync replica");
-        return Err(Refused::new(ResponseError::NotEnoughReplicas, why));
-    }
     let compacted = value(CLEANUP_POLICY).split(',').any(|p| p == "compact");
     let target = Codec::by_name(&value("compression.type"));
     if !compacted && target.is_none() {

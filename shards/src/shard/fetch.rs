@@ -252,7 +252,8 @@ impl Shard {
     /// A follower of `partition` (which this broker leads) fetched from
     /// `offset`: the high watermark moves to what every in-sync replica holds.
     fn follower_fetched(&self, partition: &Partition, follower: i32, offset: i64) {
-        partition.followers.fetched(follower, offset);
+        let now = weir_runtime::clock::now();
+        partition.followers.fetched(follower, offset, partition.log.log_end_offset(), now);
         let me = self.config().node_id;
         let snapshot = self.metadata();
         let Some(state) = snapshot.partition(&partition.topic, partition.index) else { return };

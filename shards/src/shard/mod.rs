@@ -3,6 +3,7 @@
 mod fetch;
 mod groups;
 mod idempotence;
+mod isr;
 mod maintenance;
 mod metrics;
 mod partition;

@@ -11,7 +11,7 @@ use super::idempotence::PartitionProducers;
 use super::{FetchedPartition, PartitionOffsets, ShardMetrics};
 use crate::error::PartitionError;
 use crate::replication::FollowerProgress;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use weir_engine::batch::ValidatedRecords;
@@ -28,6 +28,18 @@ pub(crate) struct Partition {
     pub(super) loading: Rc<ProducerLoading>,
     /// While this broker leads it: how far each follower has copied.
     pub followers: FollowerProgress,
+    /// What this broker is for it, as the last image said.
+    pub role: Cell<Role>,
+}
+
+/// A broker's part in one partition's replication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Not known yet (just opened), or no leader.
+    Unknown,
+    /// Leads it in this leader epoch.
+    Leader(i32),
+    Follower,
 }
 
 /// What the partitions of one shard share to load their producers' state:
@@ -40,7 +52,8 @@ pub(crate) struct ProducerLoading {
 impl Partition {
     pub fn new(topic: &str, index: i32, log: Rc<PartitionLog>, loading: Rc<ProducerLoading>) -> Self {
         let followers = FollowerProgress::default();
-        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None), loading, followers }
+        let role = Cell::new(Role::Unknown);
+        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None), loading, followers, role }
     }
 
     /// Drops the producers' state, to be loaded again from the log: what a

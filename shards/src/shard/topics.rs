@@ -3,6 +3,7 @@
 //! snapshot (deleted topics' logs closed, new partitions opened, configs
 //! applied).
 
+use super::partition::Role;
 use super::{IfRequesterLeaves, Shard};
 use crate::controller::Controller;
 use crate::deleted_dirs;
@@ -246,13 +247,27 @@ impl Shard {
             let Some(state) = snapshot.partition(&partition.topic, partition.index) else { continue };
             let log = &partition.log;
             if state.leader == me {
-                if log.leader_epoch() != state.leader_epoch {
+                let previous = partition.role.replace(Role::Leader(state.leader_epoch));
+                if previous != Role::Leader(state.leader_epoch) {
                     log.set_leader_epoch(state.leader_epoch);
-                    partition.followers.clear();
+                    partition.followers.lead(&state.isr, weir_runtime::clock::now());
+                }
+                if previous == Role::Follower {
+                    // What it copied is not in producer state loaded before.
                     partition.forget_producers();
                 }
-                log.set_high_watermark_follows_log_end(state.isr == [me]);
+                let alone = state.isr == [me];
+                log.set_high_watermark_follows_log_end(alone);
+                if !alone {
+                    // A smaller ISR may let it move.
+                    log.advance_high_watermark(partition.followers.high_watermark(
+                        &state.isr,
+                        me,
+                        log.log_end_offset(),
+                    ));
+                }
             } else if state.leader >= 0 && state.replicas.contains(&me) {
+                partition.role.set(Role::Follower);
                 log.set_high_watermark_follows_log_end(false);
                 followed.entry(state.leader).or_default().insert((partition.topic.clone(), partition.index));
             }

@@ -13,6 +13,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::Producer;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Three voters on 127.0.0.1, each its own data directory in one temp dir.
@@ -24,7 +25,12 @@ struct Cluster {
 impl Cluster {
     fn start(extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@127.0.0.1:{}", free_port())).collect();
+        // Each cluster's voters on loopback addresses of their own: a port
+        // picked free on 127.0.0.1 could be taken by another broker's
+        // listener (port 0) before the voter binds it.
+        static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+        let cluster = (std::process::id() + CLUSTERS.fetch_add(1, Ordering::SeqCst)) % 250;
+        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@127.77.{cluster}.{id}:9093")).collect();
         let voters = voters.join(",");
         let mut brokers: Vec<Broker> = (1..=3)
             .map(|id| {
@@ -77,11 +83,13 @@ impl Cluster {
     }
 }
 
-/// Creates `topic` with `replicas` replicas of each partition.
-fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replicas: i16) {
+/// Creates `topic` with `replicas` replicas of each partition (`extra`:
+/// more `weir topics create` flags).
+fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replicas: i16, extra: &[&str]) {
     let output = std::process::Command::new(broker_binary())
         .args(["topics", "create", topic, "--partitions", &partitions.to_string()])
         .args(["--replication-factor", &replicas.to_string(), "--bootstrap", bootstrap])
+        .args(extra)
         .output()
         .expect("run weir topics create");
     assert!(output.status.success(), "topics create: {}", String::from_utf8_lossy(&output.stderr));
@@ -112,6 +120,8 @@ fn leaders(metadata: &MetadataResponse, topic: &str) -> Vec<i32> {
         named.expect("topic in metadata").partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
     partitions.sort();
     partitions.into_iter().map(|(_, leader)| leader).collect()
+}
+
 /// Partition `index` of `topic` as `metadata` describes it.
 fn partition<'a>(metadata: &'a MetadataResponse, topic: &str, index: i32) -> &'a MetadataResponsePartition {
     let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| &*n.0 == topic)).expect("topic");
@@ -125,6 +135,12 @@ fn broker_ids(metadata: &MetadataResponse) -> Vec<i32> {
 
 fn ids(brokers: &[kafka_protocol::messages::BrokerId]) -> Vec<i32> {
     brokers.iter().map(|b| b.0).collect()
+}
+
+/// The test message index a consumed message carries in its "index" header.
+fn index_of(consumed: &Consumed) -> u64 {
+    let (_, value) = consumed.headers.iter().find(|(key, _)| key == "index").expect("an index header");
+    String::from_utf8_lossy(value).parse().expect("a number")
 }
 
 /// The topics `metadata` names, but the internal ones (`__consumer_offsets`
@@ -202,45 +218,64 @@ fn three_voters_share_metadata_elect_a_new_controller_and_each_serves_the_partit
 }
 
 #[test]
-fn followers_copy_the_leaders_batches_and_acks_all_waits_for_every_in_sync_replica() {
-    let mut cluster = Cluster::start(&[]);
+fn followers_copy_the_leaders_batches_and_acks_all_needs_min_insync_replicas() {
+    let mut cluster = Cluster::start(&["--replica-lag-time-max-ms", "2000"]);
     let bootstrap = cluster.broker(1).bootstrap();
-    create_replicated_topic(&bootstrap, "replicated", 2, 3);
+    create_replicated_topic(&bootstrap, "replicated", 2, 3, &[]);
+    create_replicated_topic(&bootstrap, "strict", 1, 3, &["--config", "min.insync.replicas=3"]);
     for id in 1..=3 {
-        cluster.wait_for_topics(id, &["replicated"]);
+        cluster.wait_for_topics(id, &["replicated", "strict"]);
     }
     let first = producer(&bootstrap, "all");
     produce_range(&first, "replicated", 0..300);
-    assert!(first.context().failed.lock().unwrap().is_empty());
+    produce_range(&first, "strict", 0..10);
+    let failed = first.context().failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "{} failed, the first: {:?}", failed.len(), failed.first());
     check_consumed(&consume_all(&bootstrap, "replicated", 2), 300, 2);
     let before: Vec<usize> = (0..2).map(|p| replicas_agree(&cluster, "replicated", p).len()).collect();
     assert!(before.iter().all(|&len| len > 0), "every replica holds the batches");
 
-    // A follower (a broker that leads neither partition) dies. It stays in
-    // the ISR (nothing shrinks it yet): acks=all is not answered, acks=1 is.
+    // A follower (a broker that leads neither partition) dies: fenced, it
+    // leaves the ISR and acks=all goes on with two replicas, but not where
+    // min.insync.replicas asks for three.
     let leaders = leaders(&cluster.metadata(1), "replicated");
     let follower = (1..=3).find(|id| !leaders.contains(id)).expect("two partitions leave a broker leading none");
-    let bootstrap = cluster.broker(leaders[0]).bootstrap();
+    let survivor = leaders[0];
+    let bootstrap = cluster.broker(survivor).bootstrap();
     cluster.broker(follower).kill();
-    let blocked = producer_with(&bootstrap, "all", Acks::default(), 3000);
-    produce_range(&blocked, "replicated", 300..310);
-    assert_eq!(blocked.context().failed.lock().unwrap().len(), 10, "acks=all answered without a replica in the ISR");
-    let one = producer(&bootstrap, "1");
-    produce_range(&one, "replicated", 310..320);
-    assert!(one.context().failed.lock().unwrap().is_empty(), "acks=1 waits for no follower");
+    let on = producer(&bootstrap, "all");
+    produce_range(&on, "replicated", 300..320);
+    assert!(on.context().failed.lock().unwrap().is_empty(), "acks=all stopped with a follower gone");
+    assert!(!ids(&partition(&cluster.metadata(survivor), "replicated", 0).isr_nodes).contains(&follower));
+    let strict = producer_with(&bootstrap, "all", Acks::default(), 3000);
+    produce_range(&strict, "strict", 10..20);
+    assert_eq!(strict.context().failed.lock().unwrap().len(), 10, "acknowledged below min.insync.replicas");
+    assert_eq!(consume_all(&bootstrap, "strict", 1).len(), 10, "only what was acknowledged is there");
 
-    // It comes back, catches up from its log end, and acks=all goes on.
+    // It comes back, catches up from its log end, rejoins the ISR, and
+    // acks=all needing three replicas goes on.
     cluster.broker(follower).relaunch();
     cluster.broker(follower).wait_listening();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids(&partition(&cluster.metadata(survivor), "strict", 0).isr_nodes).len() < 3 {
+        assert!(Instant::now() < deadline, "the follower did not rejoin the ISR");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let resumed = producer(&bootstrap, "all");
+    produce_range(&resumed, "strict", 20..30);
     produce_range(&resumed, "replicated", 320..400);
     assert!(resumed.context().failed.lock().unwrap().is_empty());
     for p in 0..2 {
         assert!(replicas_agree(&cluster, "replicated", p).len() > before[p as usize]);
+    }
+    replicas_agree(&cluster, "strict", 0);
+}
+
+#[test]
 fn a_dead_partition_leader_is_fenced_and_an_in_sync_replica_leads_then_it_is_listed_again_when_back() {
     let mut cluster = Cluster::start(&[]);
     let controller = cluster.controller(1, None);
-    create_replicated_topic(&cluster.broker(1).bootstrap(), "replicated", 1, 3);
+    create_replicated_topic(&cluster.broker(1).bootstrap(), "replicated", 1, 3, &[]);
     let metadata = cluster.wait_for_topics(1, &["replicated"]);
     let before = partition(&metadata, "replicated", 0).clone();
     assert_eq!(ids(&before.isr_nodes).len(), 3, "all replicas in sync: {before:?}");
@@ -280,4 +315,50 @@ fn a_dead_partition_leader_is_fenced_and_an_in_sync_replica_leads_then_it_is_lis
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+#[test]
+fn a_killed_leader_hands_over_to_an_in_sync_follower_with_every_acknowledged_message_kept() {
+    let mut cluster = Cluster::start(&["--replica-lag-time-max-ms", "2000"]);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "failover", 1, 3, &[]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &["failover"]);
+    }
+    let first = producer(&bootstrap, "all");
+    produce_range(&first, "failover", 0..200);
+    assert!(first.context().failed.lock().unwrap().is_empty());
+    let mut acknowledged: Vec<u64> = first.context().acked.lock().unwrap().keys().copied().collect();
+
+    let leader = leaders(&cluster.metadata(1), "failover")[0];
+    let survivor = if leader == 1 { 2 } else { 1 };
+    cluster.broker(leader).kill();
+    let killed = Instant::now();
+    let during = producer(&cluster.broker(survivor).bootstrap(), "all");
+    produce_range(&during, "failover", 200..400);
+    assert!(during.context().failed.lock().unwrap().is_empty(), "{:?}", during.context().failed.lock().unwrap());
+    eprintln!("leader {leader} killed; 200 more messages acknowledged {:?} later", killed.elapsed());
+    acknowledged.extend(during.context().acked.lock().unwrap().keys());
+
+    // Every acknowledged message is on the new leader, at one offset each.
+    let consumed = consume_all(&cluster.broker(survivor).bootstrap(), "failover", 1);
+    let offsets: Vec<i64> = consumed.iter().map(|c| c.offset).collect();
+    assert_eq!(offsets, (0..consumed.len() as i64).collect::<Vec<_>>(), "offsets are contiguous");
+    let read: std::collections::HashSet<u64> = consumed.iter().map(index_of).collect();
+    let lost: Vec<u64> = acknowledged.iter().copied().filter(|i| !read.contains(i)).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+
+    // The old leader comes back as a follower, catches up and rejoins the ISR.
+    cluster.broker(leader).relaunch();
+    cluster.broker(leader).wait_listening();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let isr = ids(&partition(&cluster.metadata(survivor), "failover", 0).isr_nodes);
+        if isr.len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted broker did not rejoin the ISR: {isr:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    replicas_agree(&cluster, "failover", 0);
 }
