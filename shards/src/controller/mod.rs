@@ -420,6 +420,7 @@ impl Controller {
             Request::AlterScramCredentials(users) => Decision::Done(changes.alter_scram_credentials(&users)),
             Request::ReserveProducerIds => Decision::ProducerIds(Ok(changes.reserve_producer_ids())),
             Request::RegisterBroker(broker) => {
+                changes.fence_replaced_incarnation(&broker);
                 changes.register_broker(broker);
                 Decision::Done(vec![Ok(())])
             }
