@@ -420,6 +420,7 @@ impl Controller {
             Request::AlterScramCredentials(users) => Decision::Done(changes.alter_scram_credentials(&users)),
             Request::ReserveProducerIds => Decision::ProducerIds(Ok(changes.reserve_producer_ids())),
             Request::RegisterBroker(broker) => {
+                changes.fence_replaced_incarnation(&broker);
                 changes.register_broker(broker);
                 Decision::Done(vec![Ok(())])
             }
@@ -594,8 +595,9 @@ async fn watch_sessions(shard: Rc<Shard>) {
     }
 }
 
-/// Answers other brokers' requests while this voter leads: decided here,
-/// or `None` if it no longer leads (they ask again).
+/// Answers other brokers' questions while this voter leads: changes
+/// decided here, heartbeats noted; `None` if it no longer leads (they ask
+/// again).
 fn ask_handler(shard: Weak<Shard>) -> AskHandler {
     Rc::new(move |question: Vec<u8>| -> LocalBoxFuture<'static, Vec<u8>> {
         let shard = shard.clone();

@@ -383,6 +383,17 @@ impl MetadataChanges {
         self.change_partitions(|state| state.isr.contains(&id), |state| state.isr.retain(|&r| r != id));
     }
 
+    /// Fences broker `broker.id` if another process of it (another
+    /// incarnation) is registered: a broker restarted before its session
+    /// expired may have lost what it had not flushed, so it must not lead
+    /// on as if nothing happened. Kafka refuses its registration until the
+    /// old session expires, then fences it; this fences it at once.
+    pub fn fence_replaced_incarnation(&mut self, broker: &BrokerRegistration) {
+        if self.image.brokers.iter().any(|b| b.id == broker.id && b.incarnation != broker.incarnation) {
+            self.fence_broker(broker.id);
+        }
+    }
+
     /// Unfences broker `id` (heard from again): partitions without a leader
     /// whose ISR holds it get it as leader. It rejoins other ISRs through
     /// their leaders (AlterPartition) once caught up.

@@ -333,6 +333,18 @@ fn a_fenced_broker_registering_anew_is_unfenced_and_leads_its_offline_partitions
 }
 
 #[test]
+fn a_broker_restarted_before_its_session_expired_loses_leadership_and_its_isr_places() {
+    let mut changes = three_brokers_and(&[1, 2, 3]);
+    let restarted = BrokerRegistration { incarnation: Uuid::new_v4(), ..broker(1) };
+    changes.fence_replaced_incarnation(&broker(1));
+    assert_eq!(state(&changes), partition(&[1, 2, 3], &[1, 2, 3], 1, 0, 0), "the same process: nothing");
+    changes.fence_replaced_incarnation(&restarted);
+    changes.register_broker(restarted);
+    assert_eq!(state(&changes), partition(&[1, 2, 3], &[2, 3], 2, 1, 1));
+    assert!(changes.image().is_unfenced(1));
+}
+
+#[test]
 fn alter_partition_checks_epochs_leader_and_members_as_kafka_does() {
     let mut changes = three_brokers_and(&[1, 2, 3]);
     let alter = |changes: &mut MetadataChanges, requester, (leader_epoch, partition_epoch), isr: &[i32]| {
