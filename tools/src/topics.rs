@@ -157,7 +157,22 @@ fn list(bootstrap: &str) -> anyhow::Result<()> {
 
 /// (earliest, latest) offset of every partition of `topic`, by partition.
 pub fn partition_offsets(client: &mut Client, topic: &str, partitions: i32) -> anyhow::Result<Vec<(i64, i64)>> {
-    let mut offsets = vec![(0, 0); partitions as usize];
+    let offsets = offsets_where_led(client, topic, partitions)?.into_iter().enumerate();
+    offsets
+        .map(|(p, offsets)| {
+            offsets.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "offsets of {topic}/{p}: another broker leads it (the weir tools ask their --bootstrap broker)"
+                )
+            })
+        })
+        .collect()
+}
+
+/// (earliest, latest) offset of every partition of `topic` the client's
+/// broker leads, by partition; `None` for those another broker leads.
+fn offsets_where_led(client: &mut Client, topic: &str, partitions: i32) -> anyhow::Result<Vec<Option<(i64, i64)>>> {
+    let mut offsets = vec![Some((0, 0)); partitions as usize];
     for (timestamp, earliest) in [(-2, true), (-1, false)] {
         let request =
             ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
@@ -170,14 +185,20 @@ pub fn partition_offsets(client: &mut Client, topic: &str, partitions: i32) -> a
         let response = client.send(&request, 7)?;
         for t in &response.topics {
             for p in &t.partitions {
-                check(p.error_code, None, &format!("offsets of {topic}/{}", p.partition_index))?;
                 let slot = offsets
                     .get_mut(p.partition_index as usize)
                     .ok_or_else(|| anyhow::anyhow!("broker answered for unknown partition {}", p.partition_index))?;
-                if earliest {
-                    slot.0 = p.offset;
-                } else {
-                    slot.1 = p.offset;
+                if p.error_code == ResponseError::NotLeaderOrFollower.code() {
+                    *slot = None;
+                    continue;
+                }
+                check(p.error_code, None, &format!("offsets of {topic}/{}", p.partition_index))?;
+                if let Some(slot) = slot {
+                    if earliest {
+                        slot.0 = p.offset;
+                    } else {
+                        slot.1 = p.offset;
+                    }
                 }
             }
         }
@@ -201,7 +222,7 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
         topic.topic_id,
         configs.join(" ")
     );
-    let offsets = partition_offsets(&mut client, name, partitions)?;
+    let offsets = offsets_where_led(&mut client, name, partitions)?;
     println!(
         "{:>9} {:>6} {:>6} {:>12} {:>12} {:>15} {:>15} {:>12}",
         "partition", "leader", "epoch", "replicas", "isr", "earliest", "latest", "messages"
@@ -210,7 +231,11 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
         ids.iter().map(|id| id.0.to_string()).collect::<Vec<_>>().join(",")
     };
     for p in &topic.partitions {
-        let (earliest, latest) = offsets[p.partition_index as usize];
+        // A partition another broker leads: its offsets are that broker's to give.
+        let (earliest, latest, messages) = match offsets[p.partition_index as usize] {
+            Some((earliest, latest)) => (earliest.to_string(), latest.to_string(), (latest - earliest).to_string()),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         println!(
             "{:>9} {:>6} {:>6} {:>12} {:>12} {:>15} {:>15} {:>12}",
             p.partition_index,
@@ -220,7 +245,7 @@ fn describe(bootstrap: &str, name: &str) -> anyhow::Result<()> {
             list(&p.isr_nodes),
             earliest,
             latest,
-            latest - earliest
+            messages
         );
     }
     Ok(())
