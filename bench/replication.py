@@ -10,11 +10,12 @@ shape, release build, one shard each), then
    the acknowledgement of the first message sent after it (by the new
    leader); the broker is restarted and back in the ISR before the next kill.
 
-Usage: python3 bench/replication.py        (KILLS=20 DURATION=10 SIZE=1024 OUT=bench/results)
+Usage: python3 bench/replication.py        (KILLS=20 DURATION=10 SIZE=1024 OUT=bench/results KEEP=0)
 Needs confluent-kafka (tools/tests/clients/.venv has it: run with that python).
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,6 +198,9 @@ def main():
             json.dump({"seconds": times}, f)
     finally:
         cluster.stop()
+        # The benches write gigabytes; KEEP=1 keeps the brokers' data and logs.
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
