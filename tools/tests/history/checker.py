@@ -13,7 +13,7 @@ History format: JSON lines, one operation each, in the order they happened
     time      float, seconds since the run started (for the reader of a report)
     process   string naming one client (a producer or a consumer)
     type      "invoke" | "ok" | "fail" | "info"
-    f         "open" | "send" | "txn" | "assign" | "poll" | "final-read"
+    f         "open" | "send" | "txn" | "assign" | "poll" | "final-read" | "kill" | "start"
 
 and by f:
 
@@ -39,6 +39,8 @@ and by f:
     final-read  type ok, after the workload: topic, partition, isolation, records (a list
                 of {offset, value}): everything in the partition from its log start to
                 its end, read once the cluster was healthy.
+    kill, start type info, process "nemesis": a broker (id in broker) killed or started;
+                for the reader of a history, the checker passes over them.
 
 Checks (each a kind of violation in the report):
 
@@ -206,7 +208,7 @@ def check(ops):
             for offset, value in values.items():
                 seen[(tp, offset)].add(value)
                 places[value].add((tp, offset))
-        else:
+        elif f not in ("kill", "start"):
             raise HistoryError(f"op {number}: unknown f {f!r}")
 
     aborted = {v for v, w in writes.items() if w.txn is not None and w.outcome == "fail"}

@@ -85,6 +85,7 @@ def clean():
     h.complete_send(unknown_landed, "info")
     h.complete_send(unknown_lost, "info")
     h.poll("c0", [(0, "a"), (1, "b")])
+    h.op("nemesis", "info", "kill", broker=2)
     h.send("p0", "d", 3)
     h.send("p1", "e", 4)
     h.poll("c0", [(2, "c"), (3, "d")])
