@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""A Jepsen-style run against a three-broker Weir cluster: idempotent acks=all
+producers and assign-based consumers (confluent-kafka, i.e. librdkafka) work
+on a topic with RF 3 and min.insync.replicas=2 while a nemesis SIGKILLs the
+leader of a partition and restarts it, KILLS times over DURATION seconds.
+Every send and poll goes into a history (format: checker.py), then a final
+full read of each partition, then checker.py judges it.
+
+Usage: tools/tests/clients/.venv/bin/python tools/tests/history/driver.py
+
+Knobs (environment): DURATION (s, default 45), KILLS (3), DOWN (s a killed
+broker stays down, default 4: past the 2 s broker session timeout, so
+leadership moves), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
+per second per producer, 100), NET (the brokers' addresses are NET.1-3, default
+127.0.1; ports 9092 for clients, 9093 for the voters), WEIR (the broker binary,
+default target/release/weir), OUT (where the history, broker logs and data go;
+default a new temp dir). Exits 0 on a clean history, 1 on violations, 2 when
+the run itself failed. Broker data is removed after a clean run; the history
+and logs stay.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, HERE)
+import checker  # noqa: E402  (next to this file, not installed)
+
+DURATION = float(os.environ.get("DURATION", "45"))
+KILLS = int(os.environ.get("KILLS", "3"))
+DOWN = float(os.environ.get("DOWN", "4"))
+PARTITIONS = int(os.environ.get("PARTITIONS", "3"))
+PRODUCERS = int(os.environ.get("PRODUCERS", "2"))
+CONSUMERS = int(os.environ.get("CONSUMERS", "2"))
+RATE = float(os.environ.get("RATE", "100"))
+NET = os.environ.get("NET", "127.0.1")
+WEIR = os.environ.get("WEIR", os.path.join(ROOT, "target", "release", "weir"))
+# librdkafka logs each refused connection to stderr while a broker is down;
+# the same errors reach error_cb and are summed up at the end instead.
+QUIET = {"log_level": 2}
+TOPIC = "history"
+BROKERS = (1, 2, 3)
+VOTERS = ",".join(f"{b}@{NET}.{b}:9093" for b in BROKERS)
+BOOTSTRAP = ",".join(f"{NET}.{b}:9092" for b in BROKERS)
+
+
+def address(broker):
+    return f"{NET}.{broker}:9092"
+
+
+class RunFailed(Exception):
+    """The run could not go on (a broker that does not start, say): not a finding about the history."""
+
+
+class History:
+    """The history file, written as ops happen (a crashed run keeps what it had)."""
+
+    def __init__(self, path):
+        self.file = open(path, "w")
+        self.lock = threading.Lock()
+        self.start = time.monotonic()
+        self.ids = 0
+
+    def next_id(self):
+        with self.lock:
+            self.ids += 1
+            return self.ids
+
+    def record(self, process, type, f, **fields):
+        op = {"time": round(time.monotonic() - self.start, 6), "process": process, "type": type, "f": f, **fields}
+        line = json.dumps(op) + "\n"
+        with self.lock:
+            self.file.write(line)
+
+    def close(self):
+        self.file.close()
+
+
+class Cluster:
+    def __init__(self, out):
+        self.data = os.path.join(out, "data")  # removed after a clean run
+        self.logs = out  # kept
+        self.procs = {}
+
+    def start(self, broker):
+        log = open(os.path.join(self.logs, f"broker-{broker}.log"), "a")
+        cores = os.cpu_count() or 1
+        self.procs[broker] = subprocess.Popen(
+            [WEIR, "serve", "--node-id", str(broker), "--listen", address(broker), "--shards", "1",
+             "--cpuset", str((broker - 1) % cores), "--admin-listen", "",
+             "--data-dir", os.path.join(self.data, f"broker-{broker}"), "--controller-quorum-voters", VOTERS],
+            stderr=log, stdout=subprocess.DEVNULL)
+        log.close()
+
+    def wait_listening(self, broker, timeout=60):
+        path = os.path.join(self.data, f"broker-{broker}", "listen.addr")
+        deadline = time.monotonic() + timeout
+        while not (os.path.exists(path) and os.path.getsize(path) > 0):
+            if time.monotonic() > deadline or self.procs[broker].poll() is not None:
+                raise RunFailed(f"broker {broker} did not start; see {self.logs}/broker-{broker}.log")
+            time.sleep(0.1)
+
+    def kill(self, broker):
+        self.procs[broker].send_signal(signal.SIGKILL)
+        self.procs[broker].wait()
+        # The next start writes it anew; wait_listening waits for that.
+        os.remove(os.path.join(self.data, f"broker-{broker}", "listen.addr"))
+
+    def alive(self):
+        return [b for b, proc in self.procs.items() if proc.poll() is None]
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def weir(*args):
+    run = subprocess.run([WEIR, *args], capture_output=True, text=True, timeout=30)
+    if run.returncode != 0:
+        raise RunFailed(f"weir {' '.join(args)}: {run.stderr.strip()}")
+    return run.stdout
+
+
+def describe(cluster):
+    """{partition: (leader, isr)} as some live broker sees it."""
+    errors = []
+    for broker in cluster.alive():
+        try:
+            text = weir("topics", "describe", TOPIC, "-b", address(broker))
+        except (RunFailed, subprocess.TimeoutExpired) as e:
+            errors.append(str(e))
+            continue
+        state = {}
+        for line in text.splitlines():
+            columns = line.split()  # partition leader epoch replicas isr earliest latest messages
+            if columns and columns[0].isdigit():
+                state[int(columns[0])] = (int(columns[1]), [int(b) for b in columns[4].split(",") if b])
+        return state
+    raise RunFailed(f"no live broker describes {TOPIC}: {errors}")
+
+
+def wait_healthy(cluster, timeout):
+    """Waits until every partition has a leader and all three brokers in its ISR; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = describe(cluster)
+        except RunFailed:
+            state = {}
+        if len(state) == PARTITIONS and all(leader > 0 and len(isr) == 3 for leader, isr in state.values()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+class Stats:
+    """Client errors by role and code (their texts vary with addresses and
+    librdkafka's "N identical errors suppressed"), with the first text of each."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.errors = {}  # (role, code name) -> [count, first text]
+
+    def error(self, who, err):
+        key = ("final" if who == "final" else "producer" if who.startswith("p") else "consumer", err.name())
+        with self.lock:
+            self.errors.setdefault(key, [0, err.str()])[0] += 1
+
+
+def producer_loop(history, stats, index, stop):
+    """Sends values PROCESS-N round-robin over the partitions at RATE per
+    second; a producer that hits a fatal error (the idempotent producer's
+    answer to a broken sequence) is replaced by a new process, so the history
+    says which sends belong to which idempotent session."""
+    generation = 0
+    while not stop.is_set():
+        process = f"p{index}" if generation == 0 else f"p{index}.{generation}"
+        fatal = threading.Event()
+
+        def on_error(err, process=process, fatal=fatal):
+            stats.error(process, err)
+            if err.fatal():
+                fatal.set()
+
+        producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "acks": "all",
+                             "linger.ms": 5, "message.timeout.ms": 30000, "error_cb": on_error, **QUIET})
+        history.record(process, "ok", "open", role="producer", idempotent=True)
+
+        def delivered(id, value, partition, process=process):
+            def report(err, msg):
+                if err is None:
+                    history.record(process, "ok", "send", id=id, topic=TOPIC, partition=partition, key=None,
+                                   value=value, offset=msg.offset())
+                else:
+                    # Timed out or refused after retries: librdkafka cannot
+                    # say whether an attempt reached the log, so unknown.
+                    history.record(process, "info", "send", id=id, topic=TOPIC, partition=partition, key=None,
+                                   value=value, error=str(err))
+            return report
+
+        sent = 0
+        begun = time.monotonic()
+        while not stop.is_set() and not fatal.is_set():
+            partition = sent % PARTITIONS
+            value = f"{process}-{sent}"
+            id = history.next_id()
+            history.record(process, "invoke", "send", id=id, topic=TOPIC, partition=partition, key=None, value=value)
+            try:
+                producer.produce(TOPIC, value.encode(), partition=partition, on_delivery=delivered(id, value, partition))
+            except (BufferError, KafkaException) as e:
+                # Not queued, so never sent.
+                history.record(process, "fail", "send", id=id, topic=TOPIC, partition=partition, key=None,
+                               value=value, error=str(e))
+            sent += 1
+            producer.poll(0)
+            pause = begun + sent / RATE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        # What is still queued after this is left without a completion: unknown.
+        producer.flush(40)
+        generation += 1
+
+
+def consumer_loop(history, stats, index, stop):
+    """Reads every partition from offset 0 with an explicit assignment (no
+    group: coordinators do not move with leadership yet, so a group would die
+    with its coordinator's broker)."""
+    process = f"c{index}"
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"history-{process}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "auto.offset.reset": "earliest", "error_cb": lambda err: stats.error(process, err), **QUIET})
+    history.record(process, "ok", "open", role="consumer", isolation="read_committed")
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+    history.record(process, "ok", "assign", partitions=[{"topic": TOPIC, "partition": p, "offset": 0}
+                                                         for p in range(PARTITIONS)])
+    while not stop.is_set():
+        records = []
+        for msg in consumer.consume(num_messages=500, timeout=0.2):
+            if msg.error():
+                stats.error(process, msg.error())
+            else:
+                records.append({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                                "value": msg.value().decode()})
+        # An empty poll tells the checker nothing, so only polls that read something are recorded.
+        if records:
+            history.record(process, "ok", "poll", records=records)
+    consumer.close()
+
+
+def final_read(history, stats, timeout=60):
+    """Reads each partition from offset 0 to its high watermark, fetching from its leader."""
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "history-final", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "error_cb": lambda err: stats.error("final", err), **QUIET})
+    deadline = time.monotonic() + timeout
+    ends = {}
+    for p in range(PARTITIONS):
+        while p not in ends:
+            try:
+                ends[p] = consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=5, cached=False)[1]
+            except KafkaException as e:
+                # A new leader answers OFFSET_NOT_AVAILABLE until its high watermark catches up.
+                if time.monotonic() > deadline:
+                    raise RunFailed(f"no high watermark for partition {p}: {e}")
+                time.sleep(0.5)
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+    read = {p: [] for p in range(PARTITIONS)}
+    done = {p for p in range(PARTITIONS) if ends[p] == 0}
+    while len(done) < PARTITIONS and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=1000, timeout=0.5):
+            if msg.error():
+                stats.error("final", msg.error())
+                continue
+            read[msg.partition()].append({"offset": msg.offset(), "value": msg.value().decode()})
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+    consumer.close()
+    for p in range(PARTITIONS):
+        history.record("final", "ok", "final-read", topic=TOPIC, partition=p, isolation="read_committed",
+                       records=read[p])
+    short = {p: (len(read[p]), ends[p]) for p in range(PARTITIONS) if p not in done}
+    return ends, short
+
+
+def nemesis(cluster, history, stop, kills):
+    """KILLS times, evenly over DURATION: SIGKILL the leader of the next
+    partition, leave it down DOWN seconds, start it again."""
+    interval = DURATION / (KILLS + 1)
+    begun = time.monotonic()
+    for k in range(KILLS):
+        if stop.wait(max(0.0, begun + (k + 1) * interval - time.monotonic())):
+            return
+        partition = k % PARTITIONS
+        leader = describe(cluster).get(partition, (-1, []))[0]
+        if leader not in cluster.alive():
+            kills.append((partition, None))
+            continue
+        cluster.kill(leader)
+        history.record("nemesis", "info", "kill", broker=leader, partition=partition)
+        kills.append((partition, leader))
+        time.sleep(DOWN)
+        cluster.start(leader)
+        cluster.wait_listening(leader)
+        history.record("nemesis", "info", "start", broker=leader)
+
+
+def run(out):
+    cluster = Cluster(out)
+    os.makedirs(cluster.data)
+    history = History(os.path.join(out, "history.jsonl"))
+    stats = Stats()
+    kills = []
+    try:
+        for broker in BROKERS:
+            cluster.start(broker)
+        for broker in BROKERS:
+            cluster.wait_listening(broker)
+        weir("topics", "create", TOPIC, "-p", str(PARTITIONS), "-r", "3", "--config", "min.insync.replicas=2",
+             "-b", address(1))
+        if not wait_healthy(cluster, 30):
+            raise RunFailed(f"{TOPIC} never had a leader and a full ISR per partition")
+        stop = threading.Event()
+        workers = [threading.Thread(target=producer_loop, args=(history, stats, i, stop)) for i in range(PRODUCERS)]
+        workers += [threading.Thread(target=consumer_loop, args=(history, stats, i, stop)) for i in range(CONSUMERS)]
+        for worker in workers:
+            worker.start()
+        nemesis_failed = []
+
+        def nemesis_thread():
+            try:
+                nemesis(cluster, history, stop, kills)
+            except RunFailed as e:
+                nemesis_failed.append(e)
+
+        chaos = threading.Thread(target=nemesis_thread)
+        chaos.start()
+        time.sleep(DURATION)
+        stop.set()
+        chaos.join()
+        for worker in workers:
+            worker.join()
+        if nemesis_failed:
+            raise nemesis_failed[0]
+        healthy = wait_healthy(cluster, 30)
+        ends, short = final_read(history, stats)
+    finally:
+        cluster.stop()
+        history.close()
+    return kills, stats, healthy, ends, short
+
+
+def main():
+    out = os.environ.get("OUT") or tempfile.mkdtemp(prefix="weir-history-")
+    os.makedirs(out, exist_ok=True)
+    print(f"history run: {DURATION:.0f} s, {KILLS} leader kills, {PARTITIONS} partitions, "
+          f"{PRODUCERS} producers, {CONSUMERS} consumers; output in {out}", flush=True)
+    try:
+        kills, stats, healthy, ends, short = run(out)
+    except RunFailed as e:
+        print(f"run failed: {e}", file=sys.stderr)
+        return 2
+    print("kills (partition, broker): " + ", ".join(f"({p}, {b if b else 'no live leader'})" for p, b in kills))
+    if not healthy:
+        print("warning: the ISR was not full again 30 s after the workload (final read taken anyway)")
+    print(f"high watermarks: {ends}")
+    for p, (got, end) in short.items():
+        print(f"warning: the final read of partition {p} stopped at {got} records of {end}")
+    for (role, code), (count, text) in sorted(stats.errors.items(), key=lambda item: -item[1][0]):
+        print(f"{role} errors {code} x{count}, first: {text}")
+    ops = checker.read_history(os.path.join(out, "history.jsonl"))
+    result = checker.check(ops)
+    print(f"ops {len(ops)}")
+    print(result.report())
+    print(f"history: {os.path.join(out, 'history.jsonl')}")
+    if result.ok:
+        shutil.rmtree(os.path.join(out, "data"))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
