@@ -493,11 +493,12 @@ async fn tick_groups(shard: Rc<Shard>) {
 }
 
 /// The ISR of the partitions this shard leads, every half
-/// `replica.lag.time.max.ms` (as Kafka checks).
+/// `replica.lag.time.max.ms` (as Kafka checks), and whenever a follower
+/// catches up.
 async fn maintain_isr(shard: Rc<Shard>) {
     let every = Duration::from_millis(shard.config().replica_lag_time_max_ms / 2).max(Duration::from_millis(100));
     loop {
-        weir_runtime::clock::sleep(every).await;
+        shard.isr_wake().wait(every).await;
         shard.maintain_isr().await;
     }
 }

@@ -257,6 +257,7 @@ impl Shard {
         let me = self.config().node_id;
         let snapshot = self.metadata();
         let Some(state) = snapshot.partition(&partition.topic, partition.index) else { return };
+        self.follower_may_rejoin(partition, state, follower, offset);
         if state.isr != [me] {
             let log = &partition.log;
             log.advance_high_watermark(partition.followers.high_watermark(&state.isr, me, log.log_end_offset()));

@@ -25,7 +25,7 @@ use crate::runtime::ConnectionLimits;
 use crate::transactions::{TxnService, TRANSACTION_STATE_TOPIC};
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
-use partition::PartitionTable;
+use partition::{PartitionTable, Role};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -109,6 +109,8 @@ pub struct Shard {
     connections: Arc<ConnectionLimits>,
     /// The partitions this shard follows and their fetch loops.
     fetchers: Fetchers,
+    /// Wakes the upkeep of the ISR of the partitions this shard leads.
+    isr_wake: isr::IsrWake,
     /// The node id of the active controller, -1 while none is known;
     /// shared by all shards, set by the controller shard.
     active_controller: Arc<AtomicI32>,
@@ -153,6 +155,7 @@ impl Shard {
             config,
             connections,
             fetchers: Fetchers::new(),
+            isr_wake: isr::IsrWake::default(),
             active_controller,
             metrics,
         }
@@ -160,6 +163,10 @@ impl Shard {
 
     pub(crate) fn fetchers(&self) -> &Fetchers {
         &self.fetchers
+    }
+
+    pub(crate) fn isr_wake(&self) -> &isr::IsrWake {
+        &self.isr_wake
     }
 
     /// The node id of the active controller (-1 while none is known).
@@ -222,6 +229,7 @@ impl Shard {
                 if all_replicas {
                     shard.check_min_insync_replicas(&partition)?;
                 }
+                let role_at_append = partition.role.get();
                 let info = match crate::producers::producer_batch(records.first_header()) {
                     Some(batch) => {
                         let txn_id = transactional_id.as_deref();
@@ -234,6 +242,13 @@ impl Shard {
                     log.wait_beyond(info.last_offset).await;
                     if log.high_watermark() <= info.last_offset {
                         return Err(PartitionError::NotLeaderOrFollower); // the log closed meanwhile
+                    }
+                    // A leader that lost its leadership meanwhile may have
+                    // truncated the batch and copied another to its offsets.
+                    let role = partition.role.get();
+                    let led_then = matches!(role_at_append, Role::Leader(_));
+                    if role == Role::Follower || (led_then && role != role_at_append) {
+                        return Err(PartitionError::NotLeaderOrFollower);
                     }
                 }
                 Ok(ProducedPartition { info, log_start_offset: log.log_start_offset() })

@@ -219,7 +219,9 @@ fn three_voters_share_metadata_elect_a_new_controller_and_each_serves_the_partit
 
 #[test]
 fn followers_copy_the_leaders_batches_and_acks_all_needs_min_insync_replicas() {
-    let mut cluster = Cluster::start(&["--replica-lag-time-max-ms", "2000"]);
+    // The ISR upkeep's tick comes every 30 s: a follower back in the ISR
+    // sooner was taken back on its fetch.
+    let mut cluster = Cluster::start(&["--replica-lag-time-max-ms", "60000"]);
     let bootstrap = cluster.broker(1).bootstrap();
     create_replicated_topic(&bootstrap, "replicated", 2, 3, &[]);
     create_replicated_topic(&bootstrap, "strict", 1, 3, &["--config", "min.insync.replicas=3"]);
@@ -252,11 +254,12 @@ fn followers_copy_the_leaders_batches_and_acks_all_needs_min_insync_replicas() {
     assert_eq!(strict.context().failed.lock().unwrap().len(), 10, "acknowledged below min.insync.replicas");
     assert_eq!(consume_all(&bootstrap, "strict", 1).len(), 10, "only what was acknowledged is there");
 
-    // It comes back, catches up from its log end, rejoins the ISR, and
-    // acks=all needing three replicas goes on.
+    // It comes back, catches up from its log end, rejoins the ISR as soon
+    // as it holds the high watermark, and acks=all needing three replicas
+    // goes on.
     cluster.broker(follower).relaunch();
     cluster.broker(follower).wait_listening();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while ids(&partition(&cluster.metadata(survivor), "strict", 0).isr_nodes).len() < 3 {
         assert!(Instant::now() < deadline, "the follower did not rejoin the ISR");
         std::thread::sleep(Duration::from_millis(200));
