@@ -42,6 +42,15 @@ pub(crate) struct PartitionProducers {
     stable_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
+/// Counts a caller as waiting for a partition's producer state while it lives.
+struct Waited<'a>(&'a Cell<u32>);
+
+impl Drop for Waited<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// Counts a producer batch or marker as being written while it lives.
 pub(super) struct Writing(Rc<PartitionProducers>);
 
@@ -152,9 +161,17 @@ impl Shard {
 impl Partition {
     /// The producers' state, loaded on first use.
     pub(super) async fn producers(&self) -> Result<Rc<PartitionProducers>, PartitionError> {
-        if let Some(states) = self.loaded_producers() {
-            return Ok(states);
+        let waiting = &self.waiting_for_producers;
+        if waiting.get() == 0 {
+            if let Some(states) = self.loaded_producers() {
+                return Ok(states);
+            }
         }
+        // Behind those already waiting, in the semaphore's order: a batch
+        // that overtook an earlier one of its producer (pipelined on one
+        // connection) would be refused as out of order.
+        waiting.set(waiting.get() + 1);
+        let _waited = Waited(waiting);
         let _one_load_at_a_time = self.loading.one_at_a_time.acquire_permit(1).await.expect("never closed");
         if let Some(states) = self.loaded_producers() {
             return Ok(states);

@@ -26,6 +26,8 @@ pub(crate) struct Partition {
     /// use (`Partition::producers`).
     pub(super) producers: RefCell<Option<Rc<PartitionProducers>>>,
     pub(super) loading: Rc<ProducerLoading>,
+    /// Callers waiting for its producers' state (`Partition::producers`).
+    pub(super) waiting_for_producers: Cell<u32>,
     /// While this broker leads it: how far each follower has copied.
     pub followers: FollowerProgress,
     /// What this broker is for it, as the last image said.
@@ -53,7 +55,9 @@ impl Partition {
     pub fn new(topic: &str, index: i32, log: Rc<PartitionLog>, loading: Rc<ProducerLoading>) -> Self {
         let followers = FollowerProgress::default();
         let role = Cell::new(Role::Unknown);
-        Partition { topic: topic.to_string(), index, log, producers: RefCell::new(None), loading, followers, role }
+        let producers = RefCell::new(None);
+        let waiting_for_producers = Cell::new(0);
+        Partition { topic: topic.to_string(), index, log, producers, loading, waiting_for_producers, followers, role }
     }
 
     /// Drops the producers' state, to be loaded again from the log: what a
