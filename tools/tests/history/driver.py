@@ -14,15 +14,17 @@ leadership moves), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
 per second per producer, 100), NET (the brokers' addresses are NET.1-3, default
 127.0.1; ports 9092 for clients, 9093 for the voters), WEIR (the broker binary,
 default target/release/weir), OUT (where the history, broker logs and data go;
-default a new temp dir). Exits 0 on a clean history, 1 on violations, 2 when
-the run itself failed. Broker data is removed after a clean run; the history
-and logs stay.
+default a new temp dir), CLIENT_DEBUG (librdkafka debug contexts, e.g.
+eos,msg, logged to OUT/client-debug.log). Exits 0 on a clean history, 1 on
+violations or a producer's fatal error (this workload never breaks a
+sequence against a correct broker), 2 when the run itself failed. Broker
+data is removed after a clean run; the history and logs stay. The brokers
+are run by tools/tests/cluster.py.
 """
 import json
+import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,8 +34,9 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-sys.path.insert(0, HERE)
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import checker  # noqa: E402  (next to this file, not installed)
+from cluster import Cluster, ClusterError  # noqa: E402  (tools/tests/cluster.py)
 
 DURATION = float(os.environ.get("DURATION", "45"))
 KILLS = int(os.environ.get("KILLS", "3"))
@@ -47,14 +50,22 @@ WEIR = os.environ.get("WEIR", os.path.join(ROOT, "target", "release", "weir"))
 # librdkafka logs each refused connection to stderr while a broker is down;
 # the same errors reach error_cb and are summed up at the end instead.
 QUIET = {"log_level": 2}
+# CLIENT_DEBUG=eos,msg (librdkafka's debug contexts) writes the clients' debug
+# logs to OUT/client-debug.log instead.
+CLIENT_DEBUG = os.environ.get("CLIENT_DEBUG", "")
 TOPIC = "history"
-BROKERS = (1, 2, 3)
-VOTERS = ",".join(f"{b}@{NET}.{b}:9093" for b in BROKERS)
-BOOTSTRAP = ",".join(f"{NET}.{b}:9092" for b in BROKERS)
 
 
-def address(broker):
-    return f"{NET}.{broker}:9092"
+def producer_logging(out):
+    """The producers' log settings: QUIET, or CLIENT_DEBUG's contexts into a file."""
+    if not CLIENT_DEBUG:
+        return QUIET
+    logger = logging.getLogger("librdkafka")
+    handler = logging.FileHandler(os.path.join(out, "client-debug.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    return {"debug": CLIENT_DEBUG, "logger": logger}
 
 
 class RunFailed(Exception):
@@ -85,83 +96,13 @@ class History:
         self.file.close()
 
 
-class Cluster:
-    def __init__(self, out):
-        self.data = os.path.join(out, "data")  # removed after a clean run
-        self.logs = out  # kept
-        self.procs = {}
-
-    def start(self, broker):
-        log = open(os.path.join(self.logs, f"broker-{broker}.log"), "a")
-        cores = os.cpu_count() or 1
-        self.procs[broker] = subprocess.Popen(
-            [WEIR, "serve", "--node-id", str(broker), "--listen", address(broker), "--shards", "1",
-             "--cpuset", str((broker - 1) % cores), "--admin-listen", "",
-             "--data-dir", os.path.join(self.data, f"broker-{broker}"), "--controller-quorum-voters", VOTERS],
-            stderr=log, stdout=subprocess.DEVNULL)
-        log.close()
-
-    def wait_listening(self, broker, timeout=60):
-        path = os.path.join(self.data, f"broker-{broker}", "listen.addr")
-        deadline = time.monotonic() + timeout
-        while not (os.path.exists(path) and os.path.getsize(path) > 0):
-            if time.monotonic() > deadline or self.procs[broker].poll() is not None:
-                raise RunFailed(f"broker {broker} did not start; see {self.logs}/broker-{broker}.log")
-            time.sleep(0.1)
-
-    def kill(self, broker):
-        self.procs[broker].send_signal(signal.SIGKILL)
-        self.procs[broker].wait()
-        # The next start writes it anew; wait_listening waits for that.
-        os.remove(os.path.join(self.data, f"broker-{broker}", "listen.addr"))
-
-    def alive(self):
-        return [b for b, proc in self.procs.items() if proc.poll() is None]
-
-    def stop(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def weir(*args):
-    run = subprocess.run([WEIR, *args], capture_output=True, text=True, timeout=30)
-    if run.returncode != 0:
-        raise RunFailed(f"weir {' '.join(args)}: {run.stderr.strip()}")
-    return run.stdout
-
-
-def describe(cluster):
-    """{partition: (leader, isr)} as some live broker sees it."""
-    errors = []
-    for broker in cluster.alive():
-        try:
-            text = weir("topics", "describe", TOPIC, "-b", address(broker))
-        except (RunFailed, subprocess.TimeoutExpired) as e:
-            errors.append(str(e))
-            continue
-        state = {}
-        for line in text.splitlines():
-            columns = line.split()  # partition leader epoch replicas isr earliest latest messages
-            if columns and columns[0].isdigit():
-                state[int(columns[0])] = (int(columns[1]), [int(b) for b in columns[4].split(",") if b])
-        return state
-    raise RunFailed(f"no live broker describes {TOPIC}: {errors}")
-
-
 def wait_healthy(cluster, timeout):
     """Waits until every partition has a leader and all three brokers in its ISR; False on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            state = describe(cluster)
-        except RunFailed:
+            state = cluster.describe(TOPIC)
+        except ClusterError:
             state = {}
         if len(state) == PARTITIONS and all(leader > 0 and len(isr) == 3 for leader, isr in state.values()):
             return True
@@ -176,6 +117,13 @@ class Stats:
     def __init__(self):
         self.lock = threading.Lock()
         self.errors = {}  # (role, code name) -> [count, first text]
+        self.fatals = []
+
+    def fatal(self, who, err):
+        """A producer's fatal error: against a correct broker this workload
+        never breaks an idempotent producer's sequence."""
+        with self.lock:
+            self.fatals.append(f"{who}: {err.str()}")
 
     def error(self, who, err):
         key = ("final" if who == "final" else "producer" if who.startswith("p") else "consumer", err.name())
@@ -183,7 +131,7 @@ class Stats:
             self.errors.setdefault(key, [0, err.str()])[0] += 1
 
 
-def producer_loop(history, stats, index, stop):
+def producer_loop(history, stats, index, stop, bootstrap):
     """Sends values PROCESS-N round-robin over the partitions at RATE per
     second; a producer that hits a fatal error (the idempotent producer's
     answer to a broken sequence) is replaced by a new process, so the history
@@ -194,12 +142,15 @@ def producer_loop(history, stats, index, stop):
         fatal = threading.Event()
 
         def on_error(err, process=process, fatal=fatal):
-            stats.error(process, err)
             if err.fatal():
+                if not fatal.is_set():
+                    stats.fatal(process, err)
                 fatal.set()
+            else:
+                stats.error(process, err)
 
-        producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "acks": "all",
-                             "linger.ms": 5, "message.timeout.ms": 30000, "error_cb": on_error, **QUIET})
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                             "linger.ms": 5, "message.timeout.ms": 30000, "error_cb": on_error, **PRODUCER_LOGGING})
         history.record(process, "ok", "open", role="producer", idempotent=True)
 
         def delivered(id, value, partition, process=process):
@@ -228,7 +179,11 @@ def producer_loop(history, stats, index, stop):
                 history.record(process, "fail", "send", id=id, topic=TOPIC, partition=partition, key=None,
                                value=value, error=str(e))
             sent += 1
-            producer.poll(0)
+            try:
+                producer.poll(0)
+            except KafkaException as e:
+                # librdkafka raises a fatal error here as well as to error_cb.
+                on_error(e.args[0])
             pause = begun + sent / RATE - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
@@ -237,12 +192,12 @@ def producer_loop(history, stats, index, stop):
         generation += 1
 
 
-def consumer_loop(history, stats, index, stop):
+def consumer_loop(history, stats, index, stop, bootstrap):
     """Reads every partition from offset 0 with an explicit assignment (no
     group: coordinators do not move with leadership yet, so a group would die
     with its coordinator's broker)."""
     process = f"c{index}"
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"history-{process}",
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"history-{process}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          "auto.offset.reset": "earliest", "error_cb": lambda err: stats.error(process, err), **QUIET})
     history.record(process, "ok", "open", role="consumer", isolation="read_committed")
@@ -263,9 +218,9 @@ def consumer_loop(history, stats, index, stop):
     consumer.close()
 
 
-def final_read(history, stats, timeout=60):
+def final_read(history, stats, bootstrap, timeout=60):
     """Reads each partition from offset 0 to its high watermark, fetching from its leader."""
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "history-final", "enable.auto.commit": False,
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "history-final", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                          "error_cb": lambda err: stats.error("final", err), **QUIET})
     deadline = time.monotonic() + timeout
@@ -307,7 +262,7 @@ def nemesis(cluster, history, stop, kills):
         if stop.wait(max(0.0, begun + (k + 1) * interval - time.monotonic())):
             return
         partition = k % PARTITIONS
-        leader = describe(cluster).get(partition, (-1, []))[0]
+        leader = cluster.describe(TOPIC).get(partition, (-1, []))[0]
         if leader not in cluster.alive():
             kills.append((partition, None))
             continue
@@ -321,23 +276,20 @@ def nemesis(cluster, history, stop, kills):
 
 
 def run(out):
-    cluster = Cluster(out)
+    cluster = Cluster(WEIR, NET, 9092, data=os.path.join(out, "data"), logs=out)
     os.makedirs(cluster.data)
     history = History(os.path.join(out, "history.jsonl"))
     stats = Stats()
     kills = []
     try:
-        for broker in BROKERS:
-            cluster.start(broker)
-        for broker in BROKERS:
-            cluster.wait_listening(broker)
-        weir("topics", "create", TOPIC, "-p", str(PARTITIONS), "-r", "3", "--config", "min.insync.replicas=2",
-             "-b", address(1))
+        cluster.start_all()
+        cluster.weir("topics", "create", TOPIC, "-p", str(PARTITIONS), "-r", "3", "--config",
+                     "min.insync.replicas=2", "-b", cluster.address(1))
         if not wait_healthy(cluster, 30):
             raise RunFailed(f"{TOPIC} never had a leader and a full ISR per partition")
         stop = threading.Event()
-        workers = [threading.Thread(target=producer_loop, args=(history, stats, i, stop)) for i in range(PRODUCERS)]
-        workers += [threading.Thread(target=consumer_loop, args=(history, stats, i, stop)) for i in range(CONSUMERS)]
+        workers = [threading.Thread(target=producer_loop, args=(history, stats, i, stop, cluster.bootstrap)) for i in range(PRODUCERS)]
+        workers += [threading.Thread(target=consumer_loop, args=(history, stats, i, stop, cluster.bootstrap)) for i in range(CONSUMERS)]
         for worker in workers:
             worker.start()
         nemesis_failed = []
@@ -345,7 +297,7 @@ def run(out):
         def nemesis_thread():
             try:
                 nemesis(cluster, history, stop, kills)
-            except RunFailed as e:
+            except (RunFailed, ClusterError) as e:
                 nemesis_failed.append(e)
 
         chaos = threading.Thread(target=nemesis_thread)
@@ -358,7 +310,7 @@ def run(out):
         if nemesis_failed:
             raise nemesis_failed[0]
         healthy = wait_healthy(cluster, 30)
-        ends, short = final_read(history, stats)
+        ends, short = final_read(history, stats, cluster.bootstrap)
     finally:
         cluster.stop()
         history.close()
@@ -368,11 +320,13 @@ def run(out):
 def main():
     out = os.environ.get("OUT") or tempfile.mkdtemp(prefix="weir-history-")
     os.makedirs(out, exist_ok=True)
+    global PRODUCER_LOGGING
+    PRODUCER_LOGGING = producer_logging(out)
     print(f"history run: {DURATION:.0f} s, {KILLS} leader kills, {PARTITIONS} partitions, "
           f"{PRODUCERS} producers, {CONSUMERS} consumers; output in {out}", flush=True)
     try:
         kills, stats, healthy, ends, short = run(out)
-    except RunFailed as e:
+    except (RunFailed, ClusterError) as e:
         print(f"run failed: {e}", file=sys.stderr)
         return 2
     print("kills (partition, broker): " + ", ".join(f"({p}, {b if b else 'no live leader'})" for p, b in kills))
@@ -387,10 +341,13 @@ def main():
     result = checker.check(ops)
     print(f"ops {len(ops)}")
     print(result.report())
+    for fatal in stats.fatals:
+        print(f"fatal producer error: {fatal}")
     print(f"history: {os.path.join(out, 'history.jsonl')}")
-    if result.ok:
+    ok = result.ok and not stats.fatals
+    if ok:
         shutil.rmtree(os.path.join(out, "data"))
-    return 0 if result.ok else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
