@@ -18,8 +18,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Responses larger than this are refused rather than allocated.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
+/// What a client talks over: a TCP stream, or a TLS stream over one.
+pub trait Transport: Read + Write + Send {}
+impl<T: Read + Write + Send> Transport for T {}
+
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     next_correlation_id: i32,
     /// Broker's (min, max) version per API key.
     versions: HashMap<i16, (i16, i16)>,
@@ -36,14 +40,19 @@ impl Client {
                     stream.set_read_timeout(Some(IO_TIMEOUT))?;
                     stream.set_write_timeout(Some(IO_TIMEOUT))?;
                     stream.set_nodelay(true)?;
-                    let mut client = Client { stream, next_correlation_id: 0, versions: HashMap::new() };
-                    client.negotiate_versions()?;
-                    return Ok(client);
+                    return Client::over(stream);
                 }
                 Err(e) => last_error = anyhow!("cannot connect to {bootstrap} ({addr}): {e}"),
             }
         }
         Err(last_error)
+    }
+
+    /// A client over a connected `stream` (a TLS one, say); negotiates versions.
+    pub fn over(stream: impl Transport + 'static) -> anyhow::Result<Client> {
+        let mut client = Client { stream: Box::new(stream), next_correlation_id: 0, versions: HashMap::new() };
+        client.negotiate_versions()?;
+        Ok(client)
     }
 
     fn negotiate_versions(&mut self) -> anyhow::Result<()> {

@@ -14,5 +14,6 @@ pub mod huge_alloc;
 pub mod metrics;
 pub mod sasl;
 pub mod server;
+pub mod tls;
 
 pub use server::serve_shard;

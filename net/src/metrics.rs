@@ -146,7 +146,7 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             let _ = writeln!(out, "weir_shard_cpu_seconds_total{{shard=\"{}\",mode=\"{mode}\"}} {busy}", s.shard);
         }
     }
-    let per_shard: [ShardSeries; 14] = [
+    let per_shard: [ShardSeries; 15] = [
         ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
         ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
         ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
@@ -162,6 +162,12 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             "counter",
             "Connections closed by SASL: a failed authentication, a request before it or after the session expired.",
             |s| s.connections_sasl_closed,
+        ),
+        (
+            "weir_connections_tls_failed_total",
+            "counter",
+            "Connections closed by a failed TLS handshake (a client speaking plaintext, an untrusted certificate, ...).",
+            |s| s.connections_tls_failed,
         ),
         (
             "weir_producer_state_replayed_bytes_total",
@@ -341,6 +347,7 @@ mod tests {
             connections_accepted: 3,
             connections_idle_closed: 1,
             connections_sasl_closed: 4,
+            connections_tls_failed: 2,
             producer_state_replayed_bytes: 77,
             request_bytes_ignored: 3,
             mesh_messages_served: 5,
@@ -378,6 +385,7 @@ mod tests {
             "weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096",
             "weir_connections_idle_closed_total{shard=\"1\"} 1",
             "weir_connections_sasl_closed_total{shard=\"1\"} 4",
+            "weir_connections_tls_failed_total{shard=\"1\"} 2",
             "weir_producer_state_replayed_bytes_total{shard=\"1\"} 77",
             "weir_request_bytes_ignored_total{shard=\"1\"} 3",
             "weir_shard_mesh_messages_served_total{shard=\"1\"} 5",
@@ -406,6 +414,7 @@ mod tests {
             refused_max_connections_per_ip: 0,
             connections_idle_closed: 0,
             connections_sasl_closed: 0,
+            connections_tls_failed: 0,
             producer_state_replayed_bytes: 0,
             request_bytes_ignored: 0,
             mesh_messages_served: 0,

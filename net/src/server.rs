@@ -26,6 +26,15 @@
 //! connection on a request it may not serve yet (before authentication,
 //! after the session expired) or after a failed exchange's answer. Until
 //! authenticated, a frame may be at most `sasl::MAX_RECEIVE_BYTES`.
+//!
+//! On a TLS listener (SSL, SASL_SSL) a connection first completes a TLS
+//! handshake (within `TLS_HANDSHAKE_TIMEOUT`; a failure, such as a client
+//! speaking plaintext, closes it with a log line naming the peer). Its reader
+//! and writer then share the one rustls session (`futures::io::split`, a lock
+//! only held inside a poll, so they never wait on each other). The writer
+//! hands a response's chunks to rustls as one vectored write: rustls fills
+//! whole records from them and encrypts into its own buffer, the one copy of
+//! the record bytes a TLS fetch costs.
 
 use crate::codec::{decode_header, read_frame_length, read_frame_payload, read_sasl_token_length, ResponseFrame};
 use crate::handlers;
@@ -33,17 +42,20 @@ use crate::sasl::{self, Authenticator};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
-use futures::io::{AsyncWriteExt, BufReader};
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, WriteHalf};
+use futures_rustls::server::TlsStream;
 use kafka_protocol::messages::ApiKey;
 use std::cell::Cell;
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use weir_runtime::channels::local_channel::{self, LocalSender};
 use weir_runtime::net::{TcpListener, TcpStream};
 use weir_runtime::sync::{Semaphore, StaticPermit};
-use weir_shards::{ConnectionPermit, SecurityProtocol, Shard, ShutdownSignal};
+use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -53,6 +65,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 /// Read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// A TLS connection must finish its handshake within this long.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on this shard's `listener` until shutdown, then lets the open ones
 /// finish what they have in flight (bounded by `SHUTDOWN_GRACE`).
@@ -60,6 +74,10 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
     if shard.id() == weir_shards::ownership::CONTROLLER_SHARD {
         start_admin_endpoint(&shard, &shutdown);
     }
+    let tls = match shard.config().security_protocol().is_tls() {
+        true => Some(Rc::new(crate::tls::TlsAcceptors::new(shard.config())?)),
+        false => None,
+    };
     shard.metrics().serving.set(true);
     let open_connections = Rc::new(Cell::new(0usize));
     loop {
@@ -73,8 +91,9 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
                 let (shard, shutdown, open) = (shard.clone(), shutdown.clone(), open_connections.clone());
                 open.set(open.get() + 1);
                 shard.metrics().connection_opened();
+                let tls = tls.as_ref().map(|tls| tls.acceptor());
                 weir_runtime::spawn_local(async move {
-                    serve_connection(shard.clone(), stream, shutdown).await;
+                    serve_connection(shard.clone(), stream, shutdown, tls).await;
                     drop(permit);
                     shard.metrics().connection_closed();
                     open.set(open.get() - 1);
@@ -126,22 +145,81 @@ fn start_admin_endpoint(shard: &Rc<Shard>, shutdown: &ShutdownSignal) {
     }
 }
 
-async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, shutdown: ShutdownSignal) {
+async fn serve_connection(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    shutdown: ShutdownSignal,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = match split(stream) {
-        Ok(halves) => halves,
-        Err(e) => {
-            tracing::warn!(%peer, "cannot set up connection: {e}");
+    let socket = stream.as_raw_fd();
+    let Some(acceptor) = tls else {
+        match split(stream) {
+            Ok((reader, writer)) => run_connection(shard, reader, writer, socket, &peer, shutdown).await,
+            Err(e) => tracing::warn!(%peer, "cannot set up connection: {e}"),
+        }
+        return;
+    };
+    let handshake = weir_runtime::clock::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(VectoredStream(stream)));
+    let stream = match select(pin!(handshake), pin!(shutdown.wait())).await {
+        Either::Left((Some(Ok(stream)), _)) => stream,
+        Either::Left((Some(Err(e)), _)) => {
+            shard.metrics().connection_tls_failed();
+            tracing::info!(%peer, "closing connection: TLS handshake failed: {e}");
             return;
         }
+        Either::Left((None, _)) => {
+            shard.metrics().connection_tls_failed();
+            tracing::info!(%peer, "closing connection: no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+        Either::Right(_) => return,
     };
+    let session = stream.get_ref().1;
+    tracing::debug!(
+        %peer,
+        principal = %crate::tls::principal(session),
+        version = ?session.protocol_version(),
+        cipher_suite = ?session.negotiated_cipher_suite().map(|suite| suite.suite()),
+        "TLS connection"
+    );
+    let (reader, writer) = stream.split();
+    run_connection(shard, EofIsClose(reader), writer, socket, &peer, shutdown).await;
+}
+
+/// A TLS reader whose peer's close without a close_notify alert reads as an
+/// end of stream: Kafka's clients close so, and a cut inside a frame is
+/// still an error of the frame's read.
+struct EofIsClose<R>(R);
+
+impl<R: AsyncRead + Unpin> AsyncRead for EofIsClose<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(0)),
+            other => other,
+        }
+    }
+}
+
+/// Serves a connection, plaintext or TLS, through its two halves; `socket`
+/// is its descriptor, reset when the answers cannot be written.
+async fn run_connection<R, W>(
+    shard: Rc<Shard>,
+    reader: R,
+    writer: W,
+    socket: std::os::fd::RawFd,
+    peer: &str,
+    shutdown: ShutdownSignal,
+) where
+    R: AsyncRead + Unpin,
+    W: ResponseWriter,
+{
     let config = shard.config();
     let stall = Duration::from_millis(config.response_write_timeout_ms);
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
     let writer_task = weir_runtime::spawn_local(write_responses(shard.clone(), writer, stall, pending));
-    let socket = reader.as_raw_fd();
-    let reading = pin!(read_requests(&shard, reader, &peer, &shutdown, responses));
+    let reading = pin!(read_requests(&shard, reader, peer, &shutdown, responses));
     match select(reading, writer_task).await {
         // The writer sends what is in flight, then the connection closes.
         Either::Left((_, writer_task)) => {
@@ -172,7 +250,7 @@ fn reset_on_close(socket: std::os::fd::RawFd) {
 /// queues it for the writer.
 async fn read_requests(
     shard: &Rc<Shard>,
-    reader: TcpStream,
+    reader: impl AsyncRead + Unpin,
     peer: &str,
     shutdown: &ShutdownSignal,
     responses: LocalSender<(ResponseTask, StaticPermit)>,
@@ -186,7 +264,9 @@ async fn read_requests(
     let budget = Rc::new(Semaphore::new(budget_bytes));
     // Resolves once the previous Fetch's answer is written (or dropped).
     let mut previous_fetch_written: Option<oneshot::Receiver<()>> = None;
-    let mut authenticator = (config.security_protocol() == SecurityProtocol::SaslPlaintext)
+    let mut authenticator = config
+        .security_protocol()
+        .is_sasl()
         .then(|| Authenticator::new(config.sasl_enabled_mechanisms.clone(), config.connections_max_reauth_ms));
     loop {
         let unauthenticated = authenticator.as_ref().is_some_and(|a| a.session().is_none());
@@ -430,14 +510,14 @@ type ResponseTask = weir_runtime::Task<anyhow::Result<Answer>>;
 /// once its answer is written.
 async fn write_responses(
     shard: Rc<Shard>,
-    mut writer: TcpStream,
+    mut writer: impl ResponseWriter,
     stall: Duration,
     pending: local_channel::LocalReceiver<(ResponseTask, StaticPermit)>,
 ) {
     while let Some((task, _permit)) = pending.recv().await {
         match task.await {
             Ok(Answer { frame: Some(response), .. }) => {
-                if let Err(e) = write_chunks(&mut writer, response.chunks(), stall).await {
+                if let Err(e) = writer.write_chunks(response.chunks(), stall).await {
                     tracing::debug!("write failed: {e}");
                     return;
                 }
@@ -450,11 +530,98 @@ async fn write_responses(
             }
         }
     }
-    let _ = writer.close().await;
+    writer.close_write().await;
+}
+
+/// The writing half of a connection, plaintext or TLS.
+trait ResponseWriter: 'static {
+    /// Writes `chunks` in order; fails with `TimedOut` when the socket has
+    /// had no room for `stall`.
+    async fn write_chunks(&mut self, chunks: &[Bytes], stall: Duration) -> std::io::Result<()>;
+    /// Ends the connection's writing (a TLS close_notify, then FIN).
+    async fn close_write(&mut self);
+}
+
+impl ResponseWriter for TcpStream {
+    async fn write_chunks(&mut self, chunks: &[Bytes], stall: Duration) -> std::io::Result<()> {
+        write_chunks(self, chunks, stall).await
+    }
+
+    async fn close_write(&mut self) {
+        let _ = self.close().await;
+    }
+}
+
+impl ResponseWriter for WriteHalf<TlsStream<VectoredStream>> {
+    /// Hands rustls the unsent chunks in one vectored write (it takes what
+    /// fits its buffer, a 64 KiB default, as whole records), then flushes.
+    async fn write_chunks(&mut self, chunks: &[Bytes], stall: Duration) -> std::io::Result<()> {
+        let mut unsent = Unsent::new(chunks);
+        while !unsent.is_empty() {
+            let slices: Vec<IoSlice<'_>> = unsent.parts().map(IoSlice::new).collect();
+            let sent = weir_runtime::clock::timeout(stall, self.write_vectored(&slices))
+                .await
+                .ok_or(std::io::ErrorKind::TimedOut)??;
+            unsent.advance(sent)?;
+        }
+        weir_runtime::clock::timeout(stall, self.flush()).await.ok_or(std::io::ErrorKind::TimedOut)?
+    }
+
+    async fn close_write(&mut self) {
+        let _ = self.close().await;
+    }
 }
 
 /// At most this many chunks go to one `sendmsg` (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
+
+/// The unsent part of a response's chunks: chunk `index` from `offset` on.
+struct Unsent<'a> {
+    chunks: &'a [Bytes],
+    index: usize,
+    offset: usize,
+}
+
+impl<'a> Unsent<'a> {
+    fn new(chunks: &'a [Bytes]) -> Self {
+        let mut unsent = Unsent { chunks, index: 0, offset: 0 };
+        unsent.skip_finished();
+        unsent
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index == self.chunks.len()
+    }
+
+    /// The unsent bytes, at most `MAX_IOVECS` slices of them, in order.
+    fn parts(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        let offset = self.offset;
+        let chunks = self.chunks;
+        chunks[self.index..].iter().take(MAX_IOVECS).enumerate().map(move |(i, chunk)| match i {
+            0 => &chunk[offset..],
+            _ => &chunk[..],
+        })
+    }
+
+    /// Marks `sent` more bytes sent; none at all is `WriteZero`.
+    fn advance(&mut self, mut sent: usize) -> std::io::Result<()> {
+        if sent == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while sent > 0 && !self.is_empty() {
+            let step = sent.min(self.chunks[self.index].len() - self.offset);
+            (sent, self.offset) = (sent - step, self.offset + step);
+            self.skip_finished();
+        }
+        Ok(())
+    }
+
+    fn skip_finished(&mut self) {
+        while !self.is_empty() && self.offset == self.chunks[self.index].len() {
+            (self.index, self.offset) = (self.index + 1, 0);
+        }
+    }
+}
 
 /// Writes `chunks` in order, as many per `sendmsg` as the socket takes
 /// (glommio's TcpStream writes one buffer per call, which for a Fetch
@@ -462,40 +629,26 @@ const MAX_IOVECS: usize = 64;
 /// for room with glommio's own write, which sends part of the first chunk.
 /// Fails with `TimedOut` when the socket has had no room for `stall`.
 async fn write_chunks(writer: &mut TcpStream, chunks: &[Bytes], stall: Duration) -> std::io::Result<()> {
-    // The first unsent byte: chunk `index`, at `offset`.
-    let (mut index, mut offset) = (0, 0);
-    while index < chunks.len() {
-        if offset == chunks[index].len() {
-            (index, offset) = (index + 1, 0);
-            continue;
-        }
-        let mut sent = match send_vectored(writer.as_raw_fd(), &chunks[index..], offset) {
+    let mut unsent = Unsent::new(chunks);
+    while !unsent.is_empty() {
+        let sent = match send_vectored(writer.as_raw_fd(), unsent.parts()) {
             Some(sent) => sent?,
-            None => weir_runtime::clock::timeout(stall, writer.write(&chunks[index][offset..]))
-                .await
-                .ok_or(std::io::ErrorKind::TimedOut)??,
-        };
-        if sent == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while sent > 0 {
-            let step = sent.min(chunks[index].len() - offset);
-            (sent, offset) = (sent - step, offset + step);
-            if offset == chunks[index].len() {
-                (index, offset) = (index + 1, 0);
+            None => {
+                let first = unsent.parts().next().unwrap_or_default();
+                weir_runtime::clock::timeout(stall, writer.write(first)).await.ok_or(std::io::ErrorKind::TimedOut)??
             }
-        }
+        };
+        unsent.advance(sent)?;
     }
     Ok(())
 }
 
-/// One non-blocking `sendmsg` of the chunks from `offset` into the first;
+/// One non-blocking `sendmsg` of `parts` (at most `MAX_IOVECS` are taken);
 /// `None` when the socket has no room.
-fn send_vectored(fd: std::os::fd::RawFd, chunks: &[Bytes], offset: usize) -> Option<std::io::Result<usize>> {
+fn send_vectored<'a>(fd: std::os::fd::RawFd, parts: impl Iterator<Item = &'a [u8]>) -> Option<std::io::Result<usize>> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
     let mut count = 0;
-    for (i, chunk) in chunks.iter().take(MAX_IOVECS).enumerate() {
-        let part = if i == 0 { &chunk[offset..] } else { &chunk[..] };
+    for part in parts.take(MAX_IOVECS) {
         iov[count] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
         count += 1;
     }
@@ -504,7 +657,7 @@ fn send_vectored(fd: std::os::fd::RawFd, chunks: &[Bytes], offset: usize) -> Opt
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = count as _;
     loop {
-        // SAFETY: `msg` points at `count` iovecs over live `Bytes`; sendmsg only reads them.
+        // SAFETY: `msg` points at `count` iovecs over live buffers; sendmsg only reads them.
         let sent = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if sent >= 0 {
             return Some(Ok(sent as usize));
@@ -515,6 +668,51 @@ fn send_vectored(fd: std::os::fd::RawFd, chunks: &[Bytes], offset: usize) -> Opt
             std::io::ErrorKind::WouldBlock => return None,
             _ => return Some(Err(e)),
         }
+    }
+}
+
+/// glommio's TcpStream with a vectored write (`sendmsg`), so that rustls
+/// sends its queue of encrypted records in one call rather than one per
+/// record; when the socket is full it waits with glommio's own write.
+pub struct VectoredStream(TcpStream);
+
+impl AsRawFd for VectoredStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl AsyncRead for VectoredStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for VectoredStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match send_vectored(self.0.as_raw_fd(), bufs.iter().map(|b| &b[..])) {
+            Some(sent) => Poll::Ready(sent),
+            None => {
+                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+                Pin::new(&mut self.0).poll_write(cx, first)
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
     }
 }
 

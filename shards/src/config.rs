@@ -40,10 +40,24 @@ pub struct BrokerConfig {
     /// leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
     /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
-    /// `SASL_PLAINTEXT://127.0.0.1:9093`. One listener for now, PLAINTEXT or
-    /// SASL_PLAINTEXT; when set it replaces `listen` ([`Self::resolve_listeners`]).
+    /// `SASL_SSL://127.0.0.1:9093`. One listener for now, PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT or SASL_SSL; when set it replaces `listen`
+    /// ([`Self::resolve_listeners`]).
     /// Empty: one PLAINTEXT listener on `listen`.
     pub listeners: String,
+    /// A TLS listener's certificate chain, PEM, the server's first
+    /// (`ssl.certificate.location`). Reread when it changes (by mtime, checked
+    /// at most once a second as connections arrive).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// The private key of `ssl_certificate_location`, PEM (PKCS#8, PKCS#1 or
+    /// SEC1) (`ssl.key.location`).
+    pub ssl_key_location: Option<PathBuf>,
+    /// The CA certificates, PEM, that client certificates must chain to
+    /// (`ssl.ca.location`); needed when `ssl_client_auth` is not none.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificates on a TLS listener (`ssl.client.auth`): `none`,
+    /// `requested` (checked when sent) or `required`.
+    pub ssl_client_auth: SslClientAuth,
     /// The SASL mechanisms a SASL listener offers (`sasl.enabled.mechanisms`).
     pub sasl_enabled_mechanisms: Vec<String>,
     /// A SASL connection must authenticate again within this long or be
@@ -157,6 +171,10 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 2000,
             replica_lag_time_max_ms: 30_000,
             listeners: String::new(),
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_ca_location: None,
+            ssl_client_auth: SslClientAuth::None,
             sasl_enabled_mechanisms: SASL_MECHANISMS.iter().map(|m| m.to_string()).collect(),
             connections_max_reauth_ms: 0,
             advertise: None,
@@ -198,11 +216,13 @@ impl Default for BrokerConfig {
 /// The SASL mechanisms the broker implements.
 pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
-/// A listener's security protocol (Kafka's names). TLS is not built yet.
+/// A listener's security protocol (Kafka's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
     Plaintext,
     SaslPlaintext,
+    Ssl,
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -210,6 +230,44 @@ impl SecurityProtocol {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Whether connections authenticate with SASL.
+    pub fn is_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether connections speak TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslClientAuth {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// One is asked for; a client without one connects, one with a
+    /// certificate that does not chain to `ssl_ca_location` does not.
+    Requested,
+    /// A client without a valid certificate cannot connect.
+    Required,
+}
+
+impl std::str::FromStr for SslClientAuth {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "none" => Ok(SslClientAuth::None),
+            "requested" => Ok(SslClientAuth::Requested),
+            "required" => Ok(SslClientAuth::Required),
+            other => Err(format!("ssl_client_auth '{other}' is not none, requested or required")),
         }
     }
 }
@@ -238,7 +296,8 @@ impl BrokerConfig {
         let protocol = match protocol.to_ascii_uppercase().as_str() {
             "PLAINTEXT" => SecurityProtocol::Plaintext,
             "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-            "SSL" | "SASL_SSL" => return Err(format!("listeners '{listeners}': TLS is not built yet")),
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
             other => return Err(format!("listeners '{listeners}': unknown security protocol {other}")),
         };
         // Kafka's empty host means every interface.
@@ -263,8 +322,14 @@ impl BrokerConfig {
         if let Some(unknown) = self.sasl_enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str())) {
             return Err(format!("sasl_enabled_mechanisms: {unknown} is not one of {SASL_MECHANISMS:?}"));
         }
-        if protocol == SecurityProtocol::SaslPlaintext && self.sasl_enabled_mechanisms.is_empty() {
+        if protocol.is_sasl() && self.sasl_enabled_mechanisms.is_empty() {
             return Err("a SASL listener needs at least one of sasl_enabled_mechanisms".into());
+        }
+        if protocol.is_tls() && (self.ssl_certificate_location.is_none() || self.ssl_key_location.is_none()) {
+            return Err(format!("a {} listener needs ssl_certificate_location and ssl_key_location", protocol.name()));
+        }
+        if protocol.is_tls() && self.ssl_client_auth != SslClientAuth::None && self.ssl_ca_location.is_none() {
+            return Err("ssl_client_auth requested or required needs ssl_ca_location".into());
         }
         let at_least_one = [
             ("max_connections", self.max_connections as u64),
@@ -421,7 +486,9 @@ mod tests {
             Ok((SecurityProtocol::SaslPlaintext, "127.0.0.1:9093".into()))
         );
         assert_eq!(listener("PLAINTEXT://:9094"), Ok((SecurityProtocol::Plaintext, "0.0.0.0:9094".into())));
-        for bad in ["127.0.0.1:9092", "SSL://h:1", "FOO://h:1", "PLAINTEXT://a:1,SASL_PLAINTEXT://a:2"] {
+        assert_eq!(listener("SSL://127.0.0.1:9093"), Ok((SecurityProtocol::Ssl, "127.0.0.1:9093".into())));
+        assert_eq!(listener("sasl_ssl://:9093"), Ok((SecurityProtocol::SaslSsl, "0.0.0.0:9093".into())));
+        for bad in ["127.0.0.1:9092", "TLS://h:1", "FOO://h:1", "PLAINTEXT://a:1,SASL_PLAINTEXT://a:2"] {
             assert!(listener(bad).is_err(), "{bad}");
         }
         let mut cfg: BrokerConfig = toml::from_str("listeners = \"SASL_PLAINTEXT://127.0.0.1:0\"").unwrap();
@@ -430,6 +497,23 @@ mod tests {
         assert!(cfg.validate().is_ok());
         let bad_mechanism = BrokerConfig { sasl_enabled_mechanisms: vec!["GSSAPI".into()], ..Default::default() };
         assert!(bad_mechanism.validate().is_err());
+    }
+
+    #[test]
+    fn a_tls_listener_needs_its_files() {
+        let mut cfg: BrokerConfig = toml::from_str("listeners = \"SSL://127.0.0.1:0\"").unwrap();
+        assert!(cfg.validate().unwrap_err().contains("ssl_certificate_location"));
+        cfg = toml::from_str(
+            "listeners = \"SASL_SSL://127.0.0.1:0\"\nssl_certificate_location = \"c.pem\"\n\
+             ssl_key_location = \"k.pem\"\nssl_client_auth = \"required\"",
+        )
+        .unwrap();
+        assert_eq!(cfg.ssl_client_auth, SslClientAuth::Required);
+        assert!(cfg.validate().unwrap_err().contains("ssl_ca_location"));
+        cfg.ssl_ca_location = Some("ca.pem".into());
+        assert!(cfg.validate().is_ok());
+        assert_eq!("Requested".parse(), Ok(SslClientAuth::Requested));
+        assert!("sometimes".parse::<SslClientAuth>().is_err());
     }
 
     #[test]

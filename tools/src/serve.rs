@@ -29,10 +29,22 @@ pub struct ServeArgs {
     /// [default: 30000].
     #[arg(long)]
     replica_lag_time_max_ms: Option<u64>,
-    /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_PLAINTEXT://127.0.0.1:9093
-    /// (PLAINTEXT or SASL_PLAINTEXT; replaces --listen) [default: PLAINTEXT on the listen address].
+    /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_SSL://127.0.0.1:9093
+    /// (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; replaces --listen) [default: PLAINTEXT on the listen address].
     #[arg(long)]
     listeners: Option<String>,
+    /// A TLS listener's certificate chain, PEM (ssl.certificate.location); reread when it changes.
+    #[arg(long)]
+    ssl_certificate_location: Option<PathBuf>,
+    /// The private key of the certificate, PEM (ssl.key.location).
+    #[arg(long)]
+    ssl_key_location: Option<PathBuf>,
+    /// CA certificates, PEM, that client certificates must chain to (ssl.ca.location).
+    #[arg(long)]
+    ssl_ca_location: Option<PathBuf>,
+    /// Client certificates: none, requested or required (ssl.client.auth) [default: none].
+    #[arg(long)]
+    ssl_client_auth: Option<weir_shards::SslClientAuth>,
     /// A SASL connection must re-authenticate within this many ms or be closed
     /// (connections.max.reauth.ms) [default: 0, never].
     #[arg(long)]
@@ -88,6 +100,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         LogFormat::Json => logs.with_ansi(false).json().init(),
     }
     let config = config(args).map_err(anyhow::Error::msg)?;
+    weir_net::tls::check_config(&config).map_err(anyhow::Error::msg)?;
     tracing::info!(
         listen = %config.listen,
         security_protocol = config.security_protocol().name(),
@@ -129,6 +142,18 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(listeners) = args.listeners {
         config.listeners = listeners;
+    }
+    if let Some(path) = args.ssl_certificate_location {
+        config.ssl_certificate_location = Some(path);
+    }
+    if let Some(path) = args.ssl_key_location {
+        config.ssl_key_location = Some(path);
+    }
+    if let Some(path) = args.ssl_ca_location {
+        config.ssl_ca_location = Some(path);
+    }
+    if let Some(auth) = args.ssl_client_auth {
+        config.ssl_client_auth = auth;
     }
     if let Some(reauth) = args.connections_max_reauth_ms {
         config.connections_max_reauth_ms = reauth;

@@ -91,6 +91,8 @@ pub struct ShardMetrics {
     connections_idle_closed: Cell<u64>,
     /// Closed by SASL: a failed authentication, a request before it or after the session expired.
     connections_sasl_closed: Cell<u64>,
+    /// Closed by a failed TLS handshake (or none within its time).
+    connections_tls_failed: Cell<u64>,
     /// Log bytes read to rebuild producer state (the tail after a snapshot).
     producer_state_replayed_bytes: Cell<u64>,
     /// Bytes after a request body, ignored as Kafka ignores them.
@@ -139,6 +141,9 @@ impl ShardMetrics {
     pub fn connection_sasl_closed(&self) {
         bump(&self.connections_sasl_closed, 1);
     }
+    pub fn connection_tls_failed(&self) {
+        bump(&self.connections_tls_failed, 1);
+    }
     pub fn add_producer_state_replayed_bytes(&self, n: u64) {
         bump(&self.producer_state_replayed_bytes, n);
     }
@@ -165,6 +170,7 @@ pub struct ShardStats {
     pub refused_max_connections_per_ip: u64,
     pub connections_idle_closed: u64,
     pub connections_sasl_closed: u64,
+    pub connections_tls_failed: u64,
     pub producer_state_replayed_bytes: u64,
     pub request_bytes_ignored: u64,
     pub mesh_messages_served: u64,
@@ -246,6 +252,7 @@ impl Shard {
             refused_max_connections_per_ip: m.refused_max_connections_per_ip.get(),
             connections_idle_closed: m.connections_idle_closed.get(),
             connections_sasl_closed: m.connections_sasl_closed.get(),
+            connections_tls_failed: m.connections_tls_failed.get(),
             producer_state_replayed_bytes: m.producer_state_replayed_bytes.get(),
             request_bytes_ignored: m.request_bytes_ignored.get(),
             mesh_messages_served: m.mesh_messages_served.get(),

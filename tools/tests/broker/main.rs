@@ -21,5 +21,6 @@ mod newest_versions;
 mod producer_state;
 mod protocol_errors;
 mod rdkafka_roundtrip;
+mod tls;
 mod topic_configs;
 mod transactions;

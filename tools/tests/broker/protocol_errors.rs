@@ -27,7 +27,7 @@ fn name(topic: &str) -> TopicName {
 }
 
 /// A plain batch of these values (no keys), as a client sends it.
-fn batch(values: &[&[u8]]) -> bytes::Bytes {
+pub(crate) fn batch(values: &[&[u8]]) -> bytes::Bytes {
     let mut batch = RecordsBuilder::new();
     for (i, v) in values.iter().enumerate() {
         batch.push(None, Some(v), &[], 1 + i as i64);
@@ -35,7 +35,7 @@ fn batch(values: &[&[u8]]) -> bytes::Bytes {
     batch.finish()
 }
 
-fn produce(client: &mut Client, topic: &str, acks: i16, records: bytes::Bytes) -> (i16, i64) {
+pub(crate) fn produce(client: &mut Client, topic: &str, acks: i16, records: bytes::Bytes) -> (i16, i64) {
     let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
         TopicProduceData::default()
             .with_name(name(topic))
@@ -46,7 +46,7 @@ fn produce(client: &mut Client, topic: &str, acks: i16, records: bytes::Bytes) -
     (p.error_code, p.base_offset)
 }
 
-fn fetch(client: &mut Client, topic: &str, offset: i64) -> (i16, Option<bytes::Bytes>) {
+pub(crate) fn fetch(client: &mut Client, topic: &str, offset: i64) -> (i16, Option<bytes::Bytes>) {
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(0)

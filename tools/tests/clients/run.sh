@@ -14,7 +14,9 @@
 #
 # SASL (sasl.sh: kcat and confluent-kafka over SASL_PLAINTEXT with PLAIN and
 # SCRAM-SHA-256/512, the admin API of KIP-554, re-authentication, and the
-# listener's rules byte by byte) runs last against a broker of its own.
+# listener's rules byte by byte) runs against a broker of its own, then TLS
+# (tls.sh: kcat and confluent-kafka over SSL and SASL_SSL, client
+# certificates, an untrusted certificate, a plaintext client) against two.
 #
 # Left out: segmentio's kafka-go as Debian packages it (0.2.1): it writes
 # message format v1 with Produce v2 and reads with Fetch v2, which Kafka 4
@@ -137,6 +139,7 @@ run_test cross-read-codecs "$PY" "$HERE/cross_read.py" "$BOOTSTRAP" \
   "kcat:$P-kcat:$ALL_CODECS" "kafkajs:$P-kjs:gzip" "sarama:$P-sarama:$ALL_CODECS" \
   "confluent-kafka-go:$P-ckgo:$ALL_CODECS"
 run_test sasl bash "$HERE/sasl.sh"
+run_test tls bash "$HERE/tls.sh"
 
 if [[ $failed -gt 0 ]]; then
   log "failed: ${failed_names[*]}; last 40 lines of the broker log:"
