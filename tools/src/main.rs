@@ -1,6 +1,7 @@
 //! `weir`: run a broker, manage topics, produce and consume from the shell.
 
 mod bench;
+mod cluster;
 mod consume;
 mod demo;
 mod groups;
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run a broker (defaults: 127.0.0.1:9092, data in ./weir-data, one shard per core).
     Serve(serve::ServeArgs),
+    /// The cluster's brokers, controller and unhealthy partitions.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
@@ -61,6 +65,7 @@ fn main() {
     }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Cluster(command) => cluster::run(command),
         Command::Topics(command) => topics::run(command),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -95,7 +95,7 @@ pub fn topic_name(name: &str) -> TopicName {
 }
 
 /// Fails with the broker's message when `code` is an error.
-fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
     if let Some(error) = ResponseError::try_from_code(code) {
         match message {
             Some(text) => bail!("{what}: {error:?}: {}", &**text),

@@ -208,6 +208,16 @@ impl ProducerStates {
         all
     }
 
+    /// What is remembered of `producer_id`, for a log line: its epoch and
+    /// its last batches' sequences and base offsets ("-": being written).
+    pub fn remembered(&self, producer_id: i64) -> String {
+        let Some(p) = self.producers.get(&producer_id) else { return "nothing".into() };
+        let offset = |b: &BatchSeen| b.base_offset.map_or("-".into(), |o| o.to_string());
+        let batches: Vec<String> =
+            p.batches.iter().map(|b| format!("{}..={}@{}", b.first_seq, b.last_seq, offset(b))).collect();
+        format!("epoch {} batches {}", p.epoch, batches.join(" "))
+    }
+
     fn slot(&mut self, b: &ProducerBatch) -> Option<&mut BatchSeen> {
         let p = self.producers.get_mut(&b.producer_id)?;
         p.batches.iter_mut().find(|s| s.first_seq == b.first_seq && s.last_seq == b.last_seq)

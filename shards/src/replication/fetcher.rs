@@ -5,7 +5,7 @@
 //! high watermark, and truncates where the leader's history diverges
 //! (KIP-320's diverging epoch).
 
-use crate::shard::Shard;
+use crate::shard::{Role, Shard};
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -173,6 +173,9 @@ fn fetch_request(shard: &Shard, partitions: &BTreeSet<(String, i32)>) -> FetchRe
 /// watermark. False when it could not (the leader refused, the log failed).
 async fn copy(shard: &Shard, topic: &str, data: PartitionData) -> bool {
     let Ok(partition) = shard.partition(topic, data.partition_index) else { return true };
+    if partition.role.get() != Role::Follower {
+        return true; // it leads since this fetch was sent: what came is not to be copied
+    }
     let log = &partition.log;
     if data.error_code != 0 {
         tracing::debug!(

@@ -200,7 +200,14 @@ impl Partition {
     ) -> Result<AppendInfo, PartitionError> {
         let (log, states) = (&self.log, &producers.state);
         let _writing = Writing::new(producers);
-        let verdict = states.borrow_mut().check(batch).map_err(PartitionError::Producer)?;
+        let checked = states.borrow_mut().check(batch);
+        let verdict = checked.map_err(|e| {
+            let remembered = states.borrow().remembered(batch.producer_id);
+            tracing::info!(topic = %self.topic, partition = self.index, producer_id = batch.producer_id,
+                epoch = batch.epoch, first_seq = batch.first_seq, last_seq = batch.last_seq, %remembered,
+                "refused a producer batch: {e:?}");
+            PartitionError::Producer(e)
+        })?;
         let records_in_batch = i64::from(batch.last_seq.wrapping_sub(batch.first_seq)) + 1;
         match verdict {
             Verdict::Duplicate(Some(base_offset)) => {

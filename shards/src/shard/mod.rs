@@ -25,7 +25,7 @@ use crate::runtime::ConnectionLimits;
 use crate::transactions::{TxnService, TRANSACTION_STATE_TOPIC};
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
-use partition::{PartitionTable, Role};
+use partition::PartitionTable;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -42,7 +42,7 @@ pub use metrics::{
     GroupOffsetStats, Histogram, HistogramSnapshot, InFlight, InFlightGuard, PartitionStats, ShardMetrics, ShardStats,
     LATENCY_BUCKETS_US,
 };
-pub(crate) use partition::{Partition, ProducerLoading};
+pub(crate) use partition::{Partition, ProducerLoading, Role};
 pub use topics::is_internal_topic;
 
 /// What the owner of some work does when its requester stops waiting for

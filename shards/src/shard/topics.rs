@@ -249,6 +249,12 @@ impl Shard {
             if state.leader == me {
                 let previous = partition.role.replace(Role::Leader(state.leader_epoch));
                 if previous != Role::Leader(state.leader_epoch) {
+                    let (topic, index, epoch) = (&partition.topic, partition.index, state.leader_epoch);
+                    if previous == Role::Unknown {
+                        tracing::debug!(topic, partition = index, epoch, isr = ?state.isr, "leading");
+                    } else {
+                        tracing::info!(topic, partition = index, epoch, ?previous, isr = ?state.isr, "leading");
+                    }
                     log.set_leader_epoch(state.leader_epoch);
                     partition.followers.lead(&state.isr, weir_runtime::clock::now());
                 }
@@ -267,7 +273,12 @@ impl Shard {
                     ));
                 }
             } else if state.leader >= 0 && state.replicas.contains(&me) {
-                partition.role.set(Role::Follower);
+                let (topic, index, leader) = (&partition.topic, partition.index, state.leader);
+                match partition.role.replace(Role::Follower) {
+                    Role::Leader(_) => tracing::info!(topic, partition = index, leader, "following, no longer leading"),
+                    Role::Unknown => tracing::debug!(topic, partition = index, leader, "following"),
+                    Role::Follower => {}
+                }
                 log.set_high_watermark_follows_log_end(false);
                 followed.entry(state.leader).or_default().insert((partition.topic.clone(), partition.index));
             }

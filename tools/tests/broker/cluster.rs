@@ -95,6 +95,16 @@ fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replic
     assert!(output.status.success(), "topics create: {}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// What `weir cluster status` prints, asked of `bootstrap`.
+fn cluster_status(bootstrap: &str) -> String {
+    let output = std::process::Command::new(broker_binary())
+        .args(["cluster", "status", "--bootstrap", bootstrap])
+        .output()
+        .expect("run weir cluster status");
+    assert!(output.status.success(), "cluster status: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 /// Each broker's segment file of `topic`'s `partition`, once all are the same
 /// (followers copy the leader's batches unchanged); panics if they do not
 /// become so.
@@ -249,6 +259,10 @@ fn followers_copy_the_leaders_batches_and_acks_all_needs_min_insync_replicas() {
     produce_range(&on, "replicated", 300..320);
     assert!(on.context().failed.lock().unwrap().is_empty(), "acks=all stopped with a follower gone");
     assert!(!ids(&partition(&cluster.metadata(survivor), "replicated", 0).isr_nodes).contains(&follower));
+    let status = cluster_status(&bootstrap);
+    assert!(status.lines().any(|l| l.trim_start().starts_with(&follower.to_string()) && l.ends_with("fenced")));
+    assert!(status.contains(&format!("replicated-0  under-replicated  leader {survivor}")), "{status}");
+    assert!(status.contains("strict-0  under-replicated"), "weir cluster status:\n{status}");
     let strict = producer_with(&bootstrap, "all", Acks::default(), 3000);
     produce_range(&strict, "strict", 10..20);
     assert_eq!(strict.context().failed.lock().unwrap().len(), 10, "acknowledged below min.insync.replicas");
