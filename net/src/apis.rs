@@ -42,7 +42,7 @@ macro_rules! api_table {
     ($then:ident) => {
         $then! {
             |shard, version, client, request, reply|
-            Produce(ProduceRequest) 0..=11 => match produce::handle(&shard, version, request).await {
+            Produce(ProduceRequest) 0..=11 => match produce::handle(&shard, version, request, client.produce_turn).await {
                 Some(response) => reply.body(&response),
                 None => reply.nothing(),
             };

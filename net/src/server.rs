@@ -264,6 +264,7 @@ async fn read_requests(
     let budget = Rc::new(Semaphore::new(budget_bytes));
     // Resolves once the previous Fetch's answer is written (or dropped).
     let mut previous_fetch_written: Option<oneshot::Receiver<()>> = None;
+    let mut previous_produce_placed: Option<oneshot::Receiver<()>> = None;
     let mut authenticator = config
         .security_protocol()
         .is_sasl()
@@ -377,9 +378,14 @@ async fn read_requests(
                 continue;
             }
         }
+        let produce_turn = (key == ApiKey::Produce).then(|| {
+            let (placed, turn_of_next) = oneshot::channel();
+            handlers::ProduceTurn { after: previous_produce_placed.replace(turn_of_next), placed }
+        });
         let client = handlers::ClientInfo {
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
             host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
+            produce_turn,
         };
         let fetch_turn = (key == ApiKey::Fetch).then(|| {
             let (written, turn_of_next) = oneshot::channel();

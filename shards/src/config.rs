@@ -13,6 +13,11 @@ use weir_quorum::{parse_voters, QuorumConfig};
 pub struct BrokerConfig {
     /// This broker's id in Metadata responses (`node.id`).
     pub node_id: i32,
+    /// This process of the broker, new at each start: its registration with
+    /// the controller carries it, and the broker takes its partitions' roles
+    /// only from images that hold that registration.
+    #[serde(skip, default = "Uuid::new_v4")]
+    pub incarnation: Uuid,
     /// The rack (or zone) this broker is in (`broker.rack`): replicas of a
     /// partition are placed on as many racks as they can.
     pub broker_rack: Option<String>,
@@ -163,6 +168,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 0,
+            incarnation: Uuid::new_v4(),
             broker_rack: None,
             listen: "127.0.0.1:9092".into(),
             controller_quorum_voters: String::new(),
@@ -388,13 +394,13 @@ impl BrokerConfig {
         Ok(Some(QuorumConfig::new(id, voters, listen, dir)))
     }
 
-    /// This broker as it registers with the controller, in a new
+    /// This broker as it registers with the controller, in this process's
     /// incarnation.
     pub fn registration(&self) -> Result<BrokerRegistration, String> {
         let (host, port) = self.advertised_host_port()?;
         Ok(BrokerRegistration {
             id: self.node_id,
-            incarnation: Uuid::new_v4(),
+            incarnation: self.incarnation,
             host,
             port,
             rack: self.broker_rack.clone(),

@@ -314,6 +314,7 @@ where
     let stop = watch_for_stop(supervision.clone());
     let shard = Rc::new(Shard::new(id, config, connections, active_controller, snapshot, controller, senders));
     shard.open_owned_partitions(&shard.metadata()).await;
+    shard.take_roles(&shard.metadata());
     for (_, from_peer) in receivers.streams() {
         weir_runtime::spawn_local(serve_peer(shard.clone(), from_peer)).detach();
     }

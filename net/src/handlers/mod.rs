@@ -38,6 +38,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+pub(crate) use produce::ProduceTurn;
 mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
@@ -57,6 +58,8 @@ use weir_shards::Shard;
 pub struct ClientInfo {
     pub client_id: String,
     pub host: String,
+    /// A Produce's place in its connection's line of produces.
+    pub produce_turn: Option<ProduceTurn>,
 }
 
 /// Why a connection must be closed instead of answered (as Kafka does).

@@ -6,7 +6,8 @@
 use super::message;
 use crate::errors::partition_error_code;
 use bytes::Bytes;
-use futures::future::{join_all, select, Either};
+use futures::channel::oneshot;
+use futures::future::{join, join_all, select, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
@@ -19,12 +20,29 @@ use std::time::{Duration, Instant};
 use weir_engine::batch::{self, RawHeader};
 use weir_engine::compression::{with_codec, Codec};
 use weir_engine::Durability;
-use weir_shards::shard::ProducedPartition;
+use weir_shards::shard::{Placed, ProducedPartition};
 use weir_shards::topic_config::CLEANUP_POLICY;
 use weir_shards::{PartitionError, Shard};
 
+/// A Produce's place in its connection's line of produces: its batches are
+/// placed in their producers' sequences `after` the previous request's
+/// were, and `placed` is dropped once its own are (see `Placed`).
+pub struct ProduceTurn {
+    pub after: Option<oneshot::Receiver<()>>,
+    pub placed: oneshot::Sender<()>,
+}
+
 /// Returns `None` for acks=0: the client expects no response at all.
-pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    request: ProduceRequest,
+    turn: Option<ProduceTurn>,
+) -> Option<ProduceResponse> {
+    let (after, turn_placed) = turn.map_or((None, None), |turn| (turn.after, Some(turn.placed)));
+    if let Some(previous) = after {
+        let _ = previous.await; // placed, or dropped with its request
+    }
     // acks=-1 waits for the write to be durable until `timeout_ms` after the
     // request came (Kafka's wait for the in-sync replicas); negative is 0.
     let deadline = weir_runtime::clock::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -35,9 +53,28 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
     };
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let transactional_id = transactional_id.as_deref();
-    let topics = join_all(request.topic_data.into_iter().map(|topic| async move {
-        let partitions = join_all(topic.partition_data.into_iter().map(|data| {
-            let name = topic.name.0.clone();
+    // One channel per partition, made before any is appended: the turn
+    // passes once every partition's batch is placed.
+    let mut placements = Vec::new();
+    let topic_data: Vec<_> = (request.topic_data.into_iter())
+        .map(|topic| {
+            let partitions: Vec<_> = (topic.partition_data.into_iter())
+                .map(|data| {
+                    let (placed, placement) = oneshot::channel();
+                    placements.push(placement);
+                    (data, Placed(placed))
+                })
+                .collect();
+            (topic.name, partitions)
+        })
+        .collect();
+    let turn_passes = async move {
+        join_all(placements).await;
+        drop(turn_placed);
+    };
+    let topics = join_all(topic_data.into_iter().map(|(topic_name, partitions)| async move {
+        let partitions = join_all(partitions.into_iter().map(|(data, placed)| {
+            let name = topic_name.0.clone();
             async move {
                 let records = data.records.map(|r| as_topic_takes(shard, &name, r));
                 let result = match (durability, records) {
@@ -46,19 +83,22 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                     (Ok(_), Some(Err(refused))) => Err(refused),
                     (Ok(Durability::Synced), Some(Ok(records))) => {
                         let transactional_id = transactional_id.map(str::to_string);
-                        durable_by(shard.clone(), name, data.index, records, transactional_id, deadline).await
+                        let append = Append { topic: name, partition: data.index, records, transactional_id, placed };
+                        durable_by(shard.clone(), append, deadline).await
                     }
                     (Ok(durability), Some(Ok(records))) => {
-                        shard.produce(&name, data.index, records, durability, transactional_id).await.map_err(error_of)
+                        (shard.produce(&name, data.index, records, durability, transactional_id, placed))
+                            .await
+                            .map_err(error_of)
                     }
                 };
                 partition_response(version, data.index, result)
             }
         }))
         .await;
-        TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions)
-    }))
-    .await;
+        TopicProduceResponse::default().with_name(topic_name).with_partition_responses(partitions)
+    }));
+    let (topics, ()) = join(topics, turn_passes).await;
     let mut response = ProduceResponse::default().with_responses(topics);
     if version >= 10 {
         let partitions = response
@@ -152,21 +192,25 @@ fn error_of(e: PartitionError) -> Refused {
     Refused { code: partition_error_code(&e), message: Some(e.to_string()), record_errors: Vec::new() }
 }
 
-/// A durable append, answered REQUEST_TIMED_OUT if it is not done by
-/// `deadline`. An append cannot be abandoned halfway, so it runs in a task
-/// of its own that completes after the answer; a producer that retries the
-/// batch idempotently gets its offsets back as a duplicate.
-async fn durable_by(
-    shard: Rc<Shard>,
+/// One partition's batch to append.
+struct Append {
     topic: StrBytes,
     partition: i32,
     records: Bytes,
     transactional_id: Option<String>,
-    deadline: Instant,
-) -> PartitionResult {
+    placed: Placed,
+}
+
+/// A durable append, answered REQUEST_TIMED_OUT if it is not done by
+/// `deadline`. An append cannot be abandoned halfway, so it runs in a task
+/// of its own that completes after the answer; a producer that retries the
+/// batch idempotently gets its offsets back as a duplicate.
+async fn durable_by(shard: Rc<Shard>, append: Append, deadline: Instant) -> PartitionResult {
     let timeout = deadline.saturating_duration_since(weir_runtime::clock::now());
+    let Append { topic, partition, records, transactional_id, placed } = append;
     let append = weir_runtime::spawn_local(async move {
-        shard.produce(&topic, partition, records, Durability::Synced, transactional_id.as_deref()).await
+        let transactional_id = transactional_id.as_deref();
+        shard.produce(&topic, partition, records, Durability::Synced, transactional_id, placed).await
     });
     match select(append.detach(), pin!(weir_runtime::clock::sleep(timeout))).await {
         Either::Left((Some(result), _)) => result.map_err(error_of),

@@ -5,7 +5,7 @@
 //! shutdown and as the log grows, and expired when idle.
 
 use super::partition::Partition;
-use super::Shard;
+use super::{Placed, Shard};
 use crate::error::PartitionError;
 use crate::producers::{producer_batch, ProducerBatch, ProducerStates, Verdict};
 use crate::transactions::markers::marker_commits;
@@ -99,6 +99,7 @@ impl Shard {
         records: ValidatedRecords,
         durability: Durability,
         transactional_id: Option<&str>,
+        placed: Placed,
     ) -> Result<AppendInfo, PartitionError> {
         if records.batches() != 1 || batch.control {
             return Err(PartitionError::InvalidRecord);
@@ -128,7 +129,7 @@ impl Shard {
             }
         }
         // No await since the verification: no marker came in between.
-        partition.append_producer_batch(&producers, &batch, records, durability).await
+        partition.append_producer_batch(&producers, &batch, records, durability, placed).await
     }
 
     /// The partitions whose producer state is loaded, with it.
@@ -197,10 +198,12 @@ impl Partition {
         batch: &ProducerBatch,
         records: ValidatedRecords,
         durability: Durability,
+        placed: Placed,
     ) -> Result<AppendInfo, PartitionError> {
         let (log, states) = (&self.log, &producers.state);
         let _writing = Writing::new(producers);
         let checked = states.borrow_mut().check(batch);
+        drop(placed);
         let verdict = checked.map_err(|e| {
             let remembered = states.borrow().remembered(batch.producer_id);
             tracing::info!(topic = %self.topic, partition = self.index, producer_id = batch.producer_id,

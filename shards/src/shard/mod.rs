@@ -88,6 +88,14 @@ pub struct PartitionOffsets {
     pub last_stable_offset: i64,
 }
 
+/// Held while a produced batch waits for its place in its producer's
+/// sequence (checked against the producer's state and reserved, or refused),
+/// and dropped then. A connection's next produce request starts once the
+/// previous one's are dropped, so a producer's pipelined batches are checked
+/// in the order they came, as Kafka checks them by serving a connection's
+/// requests one at a time; their appends and acks=all waits still overlap.
+pub struct Placed(pub futures::channel::oneshot::Sender<()>);
+
 /// The state of one executor. Lives in an `Rc`; never crosses threads.
 pub struct Shard {
     id: usize,
@@ -210,6 +218,9 @@ impl Shard {
         owner_of(topic, partition, self.shard_count)
     }
 
+    /// Appends `records` to `partition` of `topic`, answered as
+    /// `durability` asks. `placed` is dropped once the batch's place in its
+    /// producer's sequence is decided (see [`Placed`]).
     pub async fn produce(
         &self,
         topic: &str,
@@ -217,6 +228,7 @@ impl Shard {
         records: Bytes,
         durability: Durability,
         transactional_id: Option<&str>,
+        placed: Placed,
     ) -> Result<ProducedPartition, PartitionError> {
         let transactional_id = transactional_id.map(str::to_string);
         self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, partition| {
@@ -233,9 +245,12 @@ impl Shard {
                 let info = match crate::producers::producer_batch(records.first_header()) {
                     Some(batch) => {
                         let txn_id = transactional_id.as_deref();
-                        shard.append_idempotent(&partition, batch, records, durability, txn_id).await?
+                        shard.append_idempotent(&partition, batch, records, durability, txn_id, placed).await?
                     }
-                    None => partition.append(records, durability).await?,
+                    None => {
+                        drop(placed);
+                        partition.append(records, durability).await?
+                    }
                 };
                 if all_replicas {
                     // acks=all: answered once every in-sync replica holds the batch.
@@ -411,7 +426,16 @@ impl Shard {
     fn led_partition(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
         match self.metadata().partition(topic, partition) {
             Some(state) if state.leader != self.config.node_id => Err(PartitionError::NotLeaderOrFollower),
-            _ => self.partition(topic, partition),
+            Some(_) => {
+                // Named leader by an image whose roles it has not taken (a
+                // restarted voter's stale images, see `take_roles`).
+                let led = self.partition(topic, partition)?;
+                match led.role.get() {
+                    Role::Leader(_) => Ok(led),
+                    Role::Unknown | Role::Follower => Err(PartitionError::NotLeaderOrFollower),
+                }
+            }
+            None => self.partition(topic, partition),
         }
     }
 

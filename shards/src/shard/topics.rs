@@ -240,8 +240,14 @@ impl Shard {
     /// followers afresh; the high watermark follows the log end only while
     /// the leader is alone in the ISR. A follower's high watermark is the
     /// leader's, and its shard fetches from the leader.
-    fn take_roles(&self, snapshot: &MetadataSnapshot) {
+    pub(crate) fn take_roles(&self, snapshot: &MetadataSnapshot) {
         let me = self.config.node_id;
+        // A restarted voter's first images come from its own log and may be
+        // stale (it led partitions others lead now): none is acted on before
+        // the one that holds this process's registration.
+        if !snapshot.brokers.iter().any(|b| b.id == me && b.incarnation == self.config.incarnation) {
+            return;
+        }
         let mut followed: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
         for partition in self.partitions.borrow().all_open() {
             let Some(state) = snapshot.partition(&partition.topic, partition.index) else { continue };
