@@ -313,7 +313,7 @@ where
     });
     let stop = watch_for_stop(supervision.clone());
     let shard = Rc::new_cyclic(|me| {
-        Shard::new(me.clone(), id, config, connections, active_controller, snapshot, controller, senders)
+        Shard::new(id, config, connections, active_controller, snapshot, controller, senders).living_in(me.clone())
     });
     shard.open_owned_partitions(&shard.metadata()).await;
     for (_, from_peer) in receivers.streams() {

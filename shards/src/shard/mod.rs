@@ -122,7 +122,6 @@ pub struct Shard {
 
 impl Shard {
     pub(crate) fn new(
-        me: Weak<Shard>,
         id: usize,
         config: Arc<BrokerConfig>,
         connections: Arc<ConnectionLimits>,
@@ -133,7 +132,7 @@ impl Shard {
     ) -> Shard {
         let metrics = Rc::new(ShardMetrics::default());
         Shard {
-            me,
+            me: Weak::new(),
             id,
             shard_count: peers.nr_consumers(),
             metadata: RefCell::new(snapshot),
@@ -164,6 +163,13 @@ impl Shard {
             active_controller,
             metrics,
         }
+    }
+
+    /// The shard, told the `Rc` it lives in (`Rc::new_cyclic`), so that it
+    /// can start tasks of its own.
+    pub(crate) fn living_in(mut self, me: Weak<Shard>) -> Shard {
+        self.me = me;
+        self
     }
 
     pub(crate) fn fetchers(&self) -> &Fetchers {
