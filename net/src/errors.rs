@@ -55,6 +55,7 @@ pub fn group_error_code(e: Option<GroupError>) -> i16 {
     let error = match e {
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
         GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
         GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
@@ -91,6 +92,7 @@ pub fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
     let error = match e {
         TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
         TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
         TxnError::ProducerFenced if fenced_known => ResponseError::ProducerFenced,
         TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,

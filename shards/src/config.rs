@@ -162,6 +162,14 @@ pub struct BrokerConfig {
     /// How often the coordinator looks for expired transactional ids
     /// (`transaction.remove.expired.transaction.cleanup.interval.ms`).
     pub transaction_remove_expired_transaction_cleanup_interval_ms: u64,
+    /// Replicas of each `__consumer_offsets` partition
+    /// (`offsets.topic.replication.factor`), at most the live brokers when
+    /// the topic is created.
+    pub offsets_topic_replication_factor: i16,
+    /// Replicas of each `__transaction_state` partition
+    /// (`transaction.state.log.replication.factor`), at most the live
+    /// brokers when the topic is created.
+    pub transaction_state_log_replication_factor: i16,
 }
 
 impl Default for BrokerConfig {
@@ -214,6 +222,8 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
             transactional_id_expiration_ms: 604_800_000,
+            offsets_topic_replication_factor: 3,
+            transaction_state_log_replication_factor: 3,
             transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
         }
     }
@@ -337,7 +347,11 @@ impl BrokerConfig {
         if protocol.is_tls() && self.ssl_client_auth != SslClientAuth::None && self.ssl_ca_location.is_none() {
             return Err("ssl_client_auth requested or required needs ssl_ca_location".into());
         }
+        let replicas = |factor: i16| u64::try_from(factor).unwrap_or(0);
         let at_least_one = [
+            ("default_replication_factor", replicas(self.default_replication_factor)),
+            ("offsets_topic_replication_factor", replicas(self.offsets_topic_replication_factor)),
+            ("transaction_state_log_replication_factor", replicas(self.transaction_state_log_replication_factor)),
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
             ("max_in_flight_per_connection", self.max_in_flight_per_connection as u64),
@@ -361,9 +375,6 @@ impl BrokerConfig {
         self.cpus()?;
         if self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
             return Err("broker_heartbeat_interval_ms must be below broker_session_timeout_ms".into());
-        }
-        if self.default_replication_factor < 1 {
-            return Err("default_replication_factor must be at least 1".into());
         }
         if self.fetch_max_bytes < 1024 {
             return Err("fetch_max_bytes must be at least 1024".into());
@@ -520,6 +531,15 @@ mod tests {
         assert!(cfg.validate().is_ok());
         assert_eq!("Requested".parse(), Ok(SslClientAuth::Requested));
         assert!("sometimes".parse::<SslClientAuth>().is_err());
+    }
+
+    #[test]
+    fn internal_topics_take_kafkas_replication_factors() {
+        let cfg: BrokerConfig = toml::from_str("offsets_topic_replication_factor = 1").unwrap();
+        assert_eq!((cfg.offsets_topic_replication_factor, cfg.transaction_state_log_replication_factor), (1, 3));
+        assert!(cfg.validate().is_ok());
+        let none = BrokerConfig { transaction_state_log_replication_factor: 0, ..Default::default() };
+        assert!(none.validate().is_err());
     }
 
     #[test]

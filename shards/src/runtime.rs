@@ -312,7 +312,9 @@ where
         None => Controller::own(store, config.clone()),
     });
     let stop = watch_for_stop(supervision.clone());
-    let shard = Rc::new(Shard::new(id, config, connections, active_controller, snapshot, controller, senders));
+    let shard = Rc::new_cyclic(|me| {
+        Shard::new(id, config, connections, active_controller, snapshot, controller, senders).living_in(me.clone())
+    });
     shard.open_owned_partitions(&shard.metadata()).await;
     shard.take_roles(&shard.metadata());
     for (_, from_peer) in receivers.streams() {

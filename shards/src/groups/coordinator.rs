@@ -421,6 +421,21 @@ impl GroupCoordinator {
     }
 
     /// Drops a group and its offsets (after its tombstones were persisted).
+    /// Forgets the groups of `__consumer_offsets` partition `index` and
+    /// their offsets pending in transactions: another broker coordinates
+    /// them now (or they are about to be loaded again). Members waiting
+    /// for a JoinGroup or SyncGroup answer are answered that the
+    /// coordinator is gone.
+    pub fn unload(&mut self, index: i32) {
+        let here = |group_id: &str| super::offsets_partition_of(group_id) == index;
+        self.groups.retain(|id, _| !here(id));
+        self.consumer_groups.retain(|id, _| !here(id));
+        self.pending.retain(|_, pending| {
+            pending.retain(|p| !here(&p.group_id));
+            !pending.is_empty()
+        });
+    }
+
     pub fn remove_group(&mut self, group_id: &str) {
         self.groups.remove(group_id);
         self.consumer_groups.remove(group_id);

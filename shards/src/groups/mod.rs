@@ -49,6 +49,8 @@ pub enum GroupError {
     CoordinatorNotAvailable,
     #[error("the coordinator is loading the group's state")]
     CoordinatorLoadInProgress,
+    #[error("this broker does not coordinate the group")]
+    NotCoordinator,
     #[error("invalid group id")]
     InvalidGroupId,
     #[error("unknown member id")]

@@ -12,7 +12,7 @@ use super::{
     offsets_partition_of, CommittedOffset, GroupConfig, GroupCoordinator, GroupDescription, GroupError, GroupListing,
     JoinRequest, JoinResponse, MemberRef, SyncRequest, SyncResponse,
 };
-use crate::coordinator_partitions::{CoordinatorPartitions, NotServing};
+use crate::coordinator_partitions::{CoordinatorPartitions, LoadTicket, NotServing};
 use crate::messages::{FetchedOffsets, GroupResult, OffsetQuery, OffsetToCommit, TxnCommit, TxnOffsetError};
 use crate::metadata::MetadataSnapshot;
 use crate::shard::Partition;
@@ -37,6 +37,7 @@ impl From<NotServing> for GroupError {
         match why {
             NotServing::Loading => GroupError::CoordinatorLoadInProgress,
             NotServing::NotHere => GroupError::CoordinatorNotAvailable,
+            NotServing::NotCoordinator => GroupError::NotCoordinator,
         }
     }
 }
@@ -167,9 +168,9 @@ impl GroupService {
         }
         let records = commit_records(group_id, &accepted);
         if let Err(e) = self.append(group_id, &records, RecordsBuilder::new()).await {
-            tracing::warn!(group = group_id, "persisting offsets failed: {e}");
+            tracing::warn!(group = group_id, "persisting offsets failed: {e:?}");
             for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(GroupError::CoordinatorNotAvailable);
+                *r = Err(e);
             }
             return results;
         }
@@ -212,9 +213,9 @@ impl GroupService {
         let records = commit_records(group_id, &accepted);
         let batch = RecordsBuilder::new().producer(commit.producer_id, commit.epoch, -1).transactional();
         if let Err(e) = self.append(group_id, &records, batch).await {
-            tracing::warn!(group = group_id, "persisting transactional offsets failed: {e}");
+            tracing::warn!(group = group_id, "persisting transactional offsets failed: {e:?}");
             for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(TxnOffsetError::Group(GroupError::CoordinatorNotAvailable));
+                *r = Err(TxnOffsetError::Group(e));
             }
             return results;
         }
@@ -246,9 +247,7 @@ impl GroupService {
             .collect();
         records.push(OffsetsRecord::Group { group_id: group_id.to_string(), metadata: None });
         records.push(OffsetsRecord::ConsumerGroup { group_id: group_id.to_string(), epoch: None });
-        self.append(group_id, &records, RecordsBuilder::new())
-            .await
-            .map_err(|_| GroupError::CoordinatorNotAvailable)?;
+        self.append(group_id, &records, RecordsBuilder::new()).await?;
         self.coordinator.borrow_mut().remove_group(group_id);
         Ok(())
     }
@@ -279,9 +278,7 @@ impl GroupService {
             })
             .collect();
         if !records.is_empty() {
-            self.append(group_id, &records, RecordsBuilder::new())
-                .await
-                .map_err(|_| GroupError::CoordinatorNotAvailable)?;
+            self.append(group_id, &records, RecordsBuilder::new()).await?;
             let mut groups = self.coordinator.borrow_mut();
             for ((topic, partition), _) in partitions.iter().zip(&checks).filter(|(_, c)| c.is_ok()) {
                 groups.remove_commit(group_id, topic, *partition);
@@ -296,11 +293,11 @@ impl GroupService {
         self.persist_changes();
     }
 
-    /// Appends records to the group's partition with acks=all durability.
-    async fn append(&self, group_id: &str, records: &[OffsetsRecord], batch: RecordsBuilder) -> Result<(), String> {
-        let partition = self.partitions.get(offsets_partition_of(group_id)).map_err(|e| format!("{e:?}"))?;
+    /// Appends records to the group's partition, answered once the
+    /// in-sync replicas hold them (acks=all).
+    async fn append(&self, group_id: &str, records: &[OffsetsRecord], batch: RecordsBuilder) -> GroupResult<()> {
         let records = encode_batch(records, now_ms(), batch);
-        partition.log.append(records, Durability::Synced).await.map(drop).map_err(|e| e.to_string())
+        Ok(self.partitions.append(offsets_partition_of(group_id), records).await?)
     }
 
     /// Writes the metadata of groups whose generation, state, membership or
@@ -338,13 +335,32 @@ impl GroupService {
         }
     }
 
+    /// This broker leads `__consumer_offsets` partition `index` in leader
+    /// epoch `epoch`: a ticket to `load` it, unless it is loaded (or
+    /// loading) for that leadership already; what an older one loaded is
+    /// dropped.
+    pub fn lead(&self, index: i32, epoch: i32) -> Option<LoadTicket> {
+        let ticket = self.partitions.lead(index, epoch)?;
+        self.coordinator.borrow_mut().unload(index);
+        Some(ticket)
+    }
+
+    /// Another broker leads `__consumer_offsets` partition `index`: its
+    /// groups are dropped and get NOT_COORDINATOR.
+    pub fn resign(&self, index: i32) {
+        if self.partitions.resign(index) {
+            self.coordinator.borrow_mut().unload(index);
+            tracing::info!(partition = index, "no longer the coordinator of the partition's groups");
+        }
+    }
+
     /// Replays a `__consumer_offsets` partition into the state machine,
     /// then serves its groups.
-    pub async fn load(&self, partition: Rc<Partition>) {
+    pub async fn load(&self, partition: Rc<Partition>, ticket: LoadTicket) {
         let index = partition.index;
         let mut replayed = 0usize;
         self.partitions
-            .load(partition, |batches| {
+            .load(partition, ticket, |batches| {
                 let records = match decode_batches(batches) {
                     Ok(records) => records,
                     Err(e) => {

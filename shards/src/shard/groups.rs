@@ -12,7 +12,7 @@ use crate::groups::{
     MemberRef, SyncRequest, SyncResponse, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS,
 };
 use crate::messages::{FetchedOffsets, GroupResult, OffsetQuery, OffsetToCommit, TxnCommit, TxnOffsetError};
-use crate::metadata::{BrokerRegistration, NewTopic};
+use crate::metadata::BrokerRegistration;
 use futures::future::{join_all, LocalBoxFuture};
 use std::time::Instant;
 
@@ -20,15 +20,8 @@ impl Shard {
     /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on
     /// the first FindCoordinator).
     pub async fn ensure_offsets_topic(&self) -> Result<(), TopicError> {
-        if self.metadata().topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let topic = NewTopic::with_partitions(OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS);
-        match self.create_topics_unchecked(vec![topic]).await.pop() {
-            Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
-            Some(Err(e)) => Err(e),
-            None => Err(TopicError::ControllerUnavailable),
-        }
+        let replicas = self.config.offsets_topic_replication_factor;
+        self.ensure_internal_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS, replicas).await
     }
 
     /// The broker that coordinates `group_id`: the leader of its

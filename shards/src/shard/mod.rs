@@ -1,5 +1,6 @@
 //! One shard: the state owned by one executor, and the routing of work to owners.
 
+mod coordinators;
 mod fetch;
 mod groups;
 mod idempotence;
@@ -15,21 +16,21 @@ use crate::config::BrokerConfig;
 use crate::controller::Controller;
 use crate::error::PartitionError;
 use crate::groups::consumer::ConsumerGroupConfig;
-use crate::groups::{GroupConfig, GroupService, MigrationPolicy, OFFSETS_TOPIC};
+use crate::groups::{GroupConfig, GroupService, MigrationPolicy};
 use crate::messages::{ShardMessage, ShardTask, MAX_TIMESTAMP};
 use crate::metadata::{BrokerRegistration, MetadataSnapshot};
 use crate::ownership::owner_of;
 use crate::replication::Fetchers;
 use crate::reply;
 use crate::runtime::ConnectionLimits;
-use crate::transactions::{TxnService, TRANSACTION_STATE_TOPIC};
+use crate::transactions::TxnService;
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
 use partition::PartitionTable;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::pin::pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,8 @@ pub struct Placed(pub futures::channel::oneshot::Sender<()>);
 
 /// The state of one executor. Lives in an `Rc`; never crosses threads.
 pub struct Shard {
+    /// Itself, for the tasks it starts (a coordinator's load).
+    me: Weak<Shard>,
     id: usize,
     shard_count: usize,
     config: Arc<BrokerConfig>,
@@ -137,6 +140,7 @@ impl Shard {
     ) -> Shard {
         let metrics = Rc::new(ShardMetrics::default());
         Shard {
+            me: Weak::new(),
             id,
             shard_count: peers.nr_consumers(),
             metadata: RefCell::new(snapshot),
@@ -167,6 +171,13 @@ impl Shard {
             active_controller,
             metrics,
         }
+    }
+
+    /// The shard, told the `Rc` it lives in (`Rc::new_cyclic`), so that it
+    /// can start tasks of its own.
+    pub(crate) fn living_in(mut self, me: Weak<Shard>) -> Shard {
+        self.me = me;
+        self
     }
 
     pub(crate) fn fetchers(&self) -> &Fetchers {
@@ -253,18 +264,7 @@ impl Shard {
                     }
                 };
                 if all_replicas {
-                    // acks=all: answered once every in-sync replica holds the batch.
-                    log.wait_beyond(info.last_offset).await;
-                    if log.high_watermark() <= info.last_offset {
-                        return Err(PartitionError::NotLeaderOrFollower); // the log closed meanwhile
-                    }
-                    // A leader that lost its leadership meanwhile may have
-                    // truncated the batch and copied another to its offsets.
-                    let role = partition.role.get();
-                    let led_then = matches!(role_at_append, Role::Leader(_));
-                    if role == Role::Follower || (led_then && role != role_at_append) {
-                        return Err(PartitionError::NotLeaderOrFollower);
-                    }
+                    partition.wait_replicated(info.last_offset, role_at_append).await?;
                 }
                 Ok(ProducedPartition { info, log_start_offset: log.log_start_offset() })
             })
@@ -464,11 +464,15 @@ impl Shard {
                         }
                         let partition = Partition::new(&topic.name, partition, log, self.producer_loading.clone());
                         let partition = self.partitions.borrow_mut().insert_open(partition);
-                        // A coordinator serves its keys once their state is replayed.
-                        if topic.name == OFFSETS_TOPIC {
-                            self.groups.load(partition).await;
-                        } else if topic.name == TRANSACTION_STATE_TOPIC {
-                            self.transactions.load(partition).await;
+                        // A coordinator serves the keys of partitions this
+                        // broker leads, once their state is replayed.
+                        let led_in = match replica {
+                            Some(_) if !self.registered_in(snapshot) => None,
+                            Some(state) => (state.leader == self.config.node_id).then_some(state.leader_epoch),
+                            None => Some(0),
+                        };
+                        if let Some(load) = self.coordinate(&partition, led_in) {
+                            self.load_coordinator(partition, load).await;
                         }
                     }
                     Err(e) => {

@@ -81,6 +81,25 @@ impl Partition {
         Ok(self.log.append_validated(records, durability).await?)
     }
 
+    /// acks=all: resolves once every in-sync replica holds the batch ending
+    /// at `last_offset`, appended while this broker's role was
+    /// `role_at_append` (at once while the high watermark follows the log
+    /// end). NOT_LEADER_OR_FOLLOWER when the log closed or the leadership
+    /// changed meanwhile: the old leader may have truncated the batch and
+    /// copied another to its offsets.
+    pub async fn wait_replicated(&self, last_offset: i64, role_at_append: Role) -> Result<(), PartitionError> {
+        self.log.wait_beyond(last_offset).await;
+        if self.log.high_watermark() <= last_offset {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        let role = self.role.get();
+        let led_then = matches!(role_at_append, Role::Leader(_));
+        if role == Role::Follower || (led_then && role != role_at_append) {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        Ok(())
+    }
+
     /// A follower's read: whole batches from `offset` up to the log end,
     /// with the high watermark it may take.
     pub async fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<FetchedPartition, PartitionError> {

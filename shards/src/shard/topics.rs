@@ -59,8 +59,31 @@ impl Shard {
         self.create_configured_topics_unchecked(topics).await
     }
 
-    pub(super) async fn create_topics_unchecked(&self, topics: Vec<NewTopic>) -> TopicResults {
-        self.create_configured_topics_unchecked(topics.into_iter().map(|t| (t, TopicConfigs::new())).collect()).await
+    /// Creates internal topic `name` if it does not exist yet, with
+    /// `replication_factor` replicas of each partition, or as many as there
+    /// are live brokers (Kafka's `offsets.topic.replication.factor` and
+    /// `transaction.state.log.replication.factor`).
+    pub(super) async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<(), TopicError> {
+        let metadata = self.metadata();
+        if metadata.topic(name).is_some() {
+            return Ok(());
+        }
+        let live = i16::try_from(metadata.unfenced_brokers().count()).unwrap_or(i16::MAX);
+        let topic = NewTopic {
+            replication_factor: replication_factor.min(live).max(1),
+            ..NewTopic::with_partitions(name, partitions)
+        };
+        let created = self.create_configured_topics_unchecked(vec![(topic, TopicConfigs::new())]).await.pop();
+        match created {
+            Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err(TopicError::ControllerUnavailable),
+        }
     }
 
     async fn create_configured_topics_unchecked(&self, topics: Vec<(NewTopic, TopicConfigs)>) -> TopicResults {
@@ -235,6 +258,14 @@ impl Shard {
         self.take_roles(&snapshot);
     }
 
+    /// Whether `snapshot` holds this process's registration. A restarted
+    /// voter's first images come from its own log and may be stale (it led
+    /// partitions others lead now): none is acted on before one that does.
+    pub(crate) fn registered_in(&self, snapshot: &MetadataSnapshot) -> bool {
+        let me = self.config.node_id;
+        snapshot.brokers.iter().any(|b| b.id == me && b.incarnation == self.config.incarnation)
+    }
+
     /// Leads or follows each open partition as `snapshot` says. A new
     /// leadership stamps its epoch on later batches and learns its
     /// followers afresh; the high watermark follows the log end only while
@@ -242,10 +273,7 @@ impl Shard {
     /// leader's, and its shard fetches from the leader.
     pub(crate) fn take_roles(&self, snapshot: &MetadataSnapshot) {
         let me = self.config.node_id;
-        // A restarted voter's first images come from its own log and may be
-        // stale (it led partitions others lead now): none is acted on before
-        // the one that holds this process's registration.
-        if !snapshot.brokers.iter().any(|b| b.id == me && b.incarnation == self.config.incarnation) {
+        if !self.registered_in(snapshot) {
             return;
         }
         let mut followed: BTreeMap<i32, BTreeSet<(String, i32)>> = BTreeMap::new();
@@ -268,6 +296,7 @@ impl Shard {
                     // What it copied is not in producer state loaded before.
                     partition.forget_producers();
                 }
+                self.coordinate_in_background(&partition, Some(state.leader_epoch));
                 let alone = state.isr == [me];
                 log.set_high_watermark_follows_log_end(alone);
                 if !alone {
@@ -278,7 +307,12 @@ impl Shard {
                         log.log_end_offset(),
                     ));
                 }
-            } else if state.leader >= 0 && state.replicas.contains(&me) {
+                continue;
+            }
+            // Another broker leads it (or none does): a coordinator's keys
+            // are no longer served here.
+            self.coordinate_in_background(&partition, None);
+            if state.leader >= 0 && state.replicas.contains(&me) {
                 let (topic, index, leader) = (&partition.topic, partition.index, state.leader);
                 match partition.role.replace(Role::Follower) {
                     Role::Leader(_) => tracing::info!(topic, partition = index, leader, "following, no longer leading"),

@@ -6,7 +6,7 @@ use super::{IfRequesterLeaves, Shard};
 use crate::error::{PartitionError, TopicError};
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::ProducerDescription;
-use crate::metadata::{BrokerRegistration, NewTopic};
+use crate::metadata::BrokerRegistration;
 use crate::transactions::{
     transaction_partition_of, TxnError, TxnMetadata, TxnService, TRANSACTION_STATE_PARTITIONS, TRANSACTION_STATE_TOPIC,
 };
@@ -17,15 +17,8 @@ impl Shard {
     /// Creates `__transaction_state` if it does not exist yet (on the first
     /// FindCoordinator for a transaction, as Kafka does).
     pub async fn ensure_transaction_topic(&self) -> Result<(), TopicError> {
-        if self.metadata().topic(TRANSACTION_STATE_TOPIC).is_some() {
-            return Ok(());
-        }
-        let topic = NewTopic::with_partitions(TRANSACTION_STATE_TOPIC, TRANSACTION_STATE_PARTITIONS);
-        match self.create_topics_unchecked(vec![topic]).await.pop() {
-            Some(Ok(_)) | Some(Err(TopicError::AlreadyExists)) => Ok(()),
-            Some(Err(e)) => Err(e),
-            None => Err(TopicError::ControllerUnavailable),
-        }
+        let replicas = self.config.transaction_state_log_replication_factor;
+        self.ensure_internal_topic(TRANSACTION_STATE_TOPIC, TRANSACTION_STATE_PARTITIONS, replicas).await
     }
 
     /// The broker that coordinates `transactional_id`: the leader of its

@@ -75,6 +75,8 @@ pub enum TxnError {
     CoordinatorNotAvailable,
     #[error("the coordinator is loading the transactions' state")]
     CoordinatorLoadInProgress,
+    #[error("this broker does not coordinate the transactional id")]
+    NotCoordinator,
     #[error("the producer id does not belong to this transactional id")]
     InvalidProducerIdMapping,
     /// PRODUCER_FENCED, or INVALID_PRODUCER_EPOCH for request versions before it existed.

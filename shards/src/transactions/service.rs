@@ -7,14 +7,14 @@
 //! the service through `Shard::on_txn_coordinator`.
 
 use super::{log_records, plan_init, transaction_partition_of, EndStep, TxnError, TxnMetadata, TxnState};
-use crate::coordinator_partitions::{CoordinatorPartitions, NotServing};
+use crate::coordinator_partitions::{CoordinatorPartitions, LoadTicket, NotServing};
 use crate::shard::{Partition, Shard};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use weir_engine::now_ms;
 use weir_engine::records::RecordsBuilder;
-use weir_engine::{now_ms, Durability};
 
 #[derive(Default)]
 pub(crate) struct TxnService {
@@ -42,6 +42,7 @@ impl From<NotServing> for TxnError {
         match why {
             NotServing::Loading => TxnError::CoordinatorLoadInProgress,
             NotServing::NotHere => TxnError::CoordinatorNotAvailable,
+            NotServing::NotCoordinator => TxnError::NotCoordinator,
         }
     }
 }
@@ -180,16 +181,14 @@ impl TxnService {
         Ok(())
     }
 
-    /// Appends a record of a transactional id to its partition (acks=all);
-    /// `None` is a tombstone.
+    /// Appends a record of a transactional id to its partition, returning
+    /// once the in-sync replicas hold it (acks=all); `None` is a tombstone.
     async fn append(&self, id: &str, value: Option<Bytes>) -> Result<(), TxnError> {
-        let partition = self.partitions.get(transaction_partition_of(id))?;
         let batch = RecordsBuilder::new().push(Some(&log_records::key(id)), value.as_deref(), &[], now_ms()).finish();
-        partition.log.append(batch, Durability::Synced).await.map_err(|e| {
-            tracing::warn!(transactional_id = %id, "persisting transaction state failed: {e}");
-            TxnError::CoordinatorNotAvailable
-        })?;
-        Ok(())
+        self.partitions.append(transaction_partition_of(id), batch).await.map_err(|e| {
+            tracing::warn!(transactional_id = %id, "persisting transaction state failed: {e:?}");
+            TxnError::from(e)
+        })
     }
 
     /// Forgets the ids with no transaction in progress and no change for
@@ -252,12 +251,35 @@ impl TxnService {
         }
     }
 
+    /// This broker leads `__transaction_state` partition `index` in leader
+    /// epoch `epoch`: a ticket to `load` it, unless it is loaded (or
+    /// loading) for that leadership already; what an older one loaded is
+    /// dropped.
+    pub fn lead(&self, index: i32, epoch: i32) -> Option<LoadTicket> {
+        let ticket = self.partitions.lead(index, epoch)?;
+        self.unload(index);
+        Some(ticket)
+    }
+
+    /// Another broker leads `__transaction_state` partition `index`: its
+    /// ids are dropped and get NOT_COORDINATOR.
+    pub fn resign(&self, index: i32) {
+        if self.partitions.resign(index) {
+            self.unload(index);
+            tracing::info!(partition = index, "no longer the coordinator of the partition's transactional ids");
+        }
+    }
+
+    fn unload(&self, index: i32) {
+        self.txns.borrow_mut().retain(|id, _| transaction_partition_of(id) != index);
+    }
+
     /// Replays a `__transaction_state` partition, then serves its ids.
-    pub async fn load(&self, partition: Rc<Partition>) {
+    pub async fn load(&self, partition: Rc<Partition>, ticket: LoadTicket) {
         let index = partition.index;
         let mut replayed = 0usize;
         self.partitions
-            .load(partition, |mut batches| {
+            .load(partition, ticket, |mut batches| {
                 let mut txns = self.txns.borrow_mut();
                 while !batches.is_empty() {
                     let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut batches) {

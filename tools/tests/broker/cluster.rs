@@ -379,3 +379,97 @@ fn a_killed_leader_hands_over_to_an_in_sync_follower_with_every_acknowledged_mes
     }
     replicas_agree(&cluster, "failover", 0);
 }
+
+/// A consumer of `group` that commits only when told, from the earliest
+/// offset when the group has none.
+fn group_consumer(bootstrap: &str, group: &str) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("consumer")
+}
+
+/// The broker FindCoordinator names for `group`, asked of broker `id`.
+fn group_coordinator(cluster: &Cluster, id: i32, group: &str) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let mut client = client(&cluster.brokers[id as usize - 1].bootstrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+        let found = client.send(&request, 3).expect("find coordinator");
+        if found.error_code == 0 {
+            return found.node_id.0;
+        }
+        assert!(Instant::now() < deadline, "no coordinator for {group}: error {}", found.error_code);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn committed_offsets_survive_the_death_of_the_group_coordinator() {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::Message;
+    use std::collections::BTreeMap;
+    let mut cluster = Cluster::start(&[]);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "resumed", 2, 3, &[]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &["resumed"]);
+    }
+    let producer = producer(&bootstrap, "all");
+    produce_range(&producer, "resumed", 0..400);
+    assert!(producer.context().failed.lock().unwrap().is_empty());
+
+    // The first consumer reads part of the topic and commits where it is.
+    let group = "resumers";
+    let first = group_consumer(&bootstrap, group);
+    first.subscribe(&["resumed"]).unwrap();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read < 150 {
+        assert!(Instant::now() < deadline, "the first consumer read {read} messages");
+        if let Some(Ok(_)) = first.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    first.commit_consumer_state(CommitMode::Sync).expect("commit");
+    let committed: BTreeMap<i32, i64> = (first.committed(Duration::from_secs(10)).expect("committed").elements())
+        .iter()
+        .filter_map(|e| Some((e.partition(), e.offset().to_raw()?)))
+        .filter(|(_, offset)| *offset >= 0)
+        .collect();
+    assert_eq!(committed.values().map(|&o| o as usize).sum::<usize>(), read, "committed {committed:?}");
+    let coordinator = group_coordinator(&cluster, 1, group);
+    let offsets = partition(&cluster.metadata(coordinator), "__consumer_offsets", 0).replica_nodes.len();
+    assert_eq!(offsets, 3, "__consumer_offsets has three replicas");
+    drop(first);
+
+    // The coordinator dies: another replica of the group's partition leads
+    // it, loads the group and serves the offsets committed before.
+    cluster.broker(coordinator).kill();
+    let killed = Instant::now();
+    let survivor = if coordinator == 1 { 2 } else { 1 };
+    let second = group_consumer(&cluster.broker(survivor).bootstrap(), group);
+    second.subscribe(&["resumed"]).unwrap();
+    let mut seen: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.values().map(Vec::len).sum::<usize>() < 400 - read {
+        assert!(Instant::now() < deadline, "the second consumer read {seen:?}");
+        if let Some(Ok(m)) = second.poll(Duration::from_millis(100)) {
+            seen.entry(m.partition()).or_default().push(m.offset());
+        }
+    }
+    let new_coordinator = group_coordinator(&cluster, survivor, group);
+    eprintln!("coordinator {coordinator} killed; {new_coordinator} served the group {:?} later", killed.elapsed());
+    assert_ne!(new_coordinator, coordinator);
+    for (partition, offsets) in &seen {
+        let from = committed.get(partition).copied().unwrap_or(0);
+        let expected: Vec<i64> = (from..from + offsets.len() as i64).collect();
+        assert_eq!(offsets, &expected, "partition {partition} resumes at its committed offset {from}");
+    }
+}
