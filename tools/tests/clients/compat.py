@@ -5,6 +5,7 @@ so that a test never asks a client where its own keys should land.
 """
 
 import sys
+import time
 import zlib
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -116,3 +117,35 @@ if __name__ == "__main__":
             print(f"{key.decode()}:{value.decode()}")
     else:
         self_test()
+
+
+def confluent_produce(conf, topic, values, timeout, pace=0.0):
+    """Produces `values` (strings, keyed by index % 7) with confluent-kafka,
+    pausing `pace` seconds after each; returns (delivered count, errors seen)."""
+    from confluent_kafka import Producer
+
+    delivered, errors = [], []
+    producer = Producer({"error_cb": errors.append, "message.timeout.ms": 20000, **conf})
+    for i, value in enumerate(values):
+        producer.produce(topic, key=str(i % 7), value=value,
+                         on_delivery=lambda err, msg: errors.append(err) if err else delivered.append(msg.value()))
+        producer.poll(0)
+        if pace:
+            time.sleep(pace)
+    producer.flush(timeout)
+    return len(delivered), errors
+
+
+def confluent_consume(conf, topic, n, timeout):
+    """Up to `n` values of `topic` read by a confluent-kafka group member within `timeout` seconds."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({**conf, "group.id": f"{topic}-group", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got, deadline = [], time.time() + timeout
+    while len(got) < n and time.time() < deadline:
+        msg = consumer.poll(1)
+        if msg is not None and not msg.error():
+            got.append(msg.value().decode())
+    consumer.close()
+    return got

@@ -17,9 +17,9 @@ Usage: sasl_confluent.py BOOTSTRAP PREFIX USER PASSWORD REAUTH_MS
 """
 
 import sys
-import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from compat import confluent_consume, confluent_produce
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
                                    UserScramCredentialUpsertion)
 
@@ -38,32 +38,6 @@ def sasl(mechanism, user=USER, password=PASSWORD):
             "sasl.username": user, "sasl.password": password}
 
 
-def produce(conf, topic, n, pace=0.0):
-    """Produces n records; returns (delivered count, errors seen)."""
-    delivered, errors = [], []
-    producer = Producer({**conf, "error_cb": errors.append, "message.timeout.ms": 20000})
-    for i in range(n):
-        producer.produce(topic, key=str(i % 7), value=f"{topic}-{i}",
-                         on_delivery=lambda err, msg: errors.append(err) if err else delivered.append(msg.value()))
-        producer.poll(0)
-        if pace:
-            time.sleep(pace)
-    producer.flush(TIMEOUT)
-    return len(delivered), errors
-
-
-def consume(conf, topic, n):
-    consumer = Consumer({**conf, "group.id": f"{topic}-group", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    got, deadline = [], time.time() + TIMEOUT
-    while len(got) < n and time.time() < deadline:
-        msg = consumer.poll(1)
-        if msg is not None and not msg.error():
-            got.append(msg.value().decode())
-    consumer.close()
-    return got
-
-
 def refused(conf):
     """The errors a client with `conf` meets on its first metadata request."""
     errors = []
@@ -79,10 +53,10 @@ def refused(conf):
 
 for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
     topic = f"{PREFIX}-{mechanism.lower()}"
-    delivered, errors = produce(sasl(mechanism), topic, N)
+    delivered, errors = confluent_produce(sasl(mechanism), topic, [f"{topic}-{i}" for i in range(N)], TIMEOUT)
     if delivered != N or errors:
         fail(f"{mechanism}: {delivered}/{N} delivered, errors {errors}")
-    got = consume(sasl(mechanism), topic, N)
+    got = confluent_consume(sasl(mechanism), topic, N, TIMEOUT)
     if sorted(got) != sorted(f"{topic}-{i}" for i in range(N)):
         fail(f"{mechanism}: consumed {len(got)} of {N}")
     errors = refused(sasl(mechanism, password=PASSWORD + "-wrong"))
@@ -101,7 +75,8 @@ carol = f"{PREFIX}-carol"
 upsert = UserScramCredentialUpsertion(carol, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"carol-pw")
 admin.alter_user_scram_credentials([upsert])[carol].result(TIMEOUT)
 for mechanism in ("SCRAM-SHA-256", "PLAIN"):
-    delivered, errors = produce(sasl(mechanism, carol, "carol-pw"), f"{PREFIX}-carol", 10)
+    carol_topic = f"{PREFIX}-carol"
+    delivered, errors = confluent_produce(sasl(mechanism, carol, "carol-pw"), carol_topic, ["c"] * 10, TIMEOUT)
     if delivered != 10 or errors:
         fail(f"new user {carol} with {mechanism}: {delivered}/10 delivered, errors {errors}")
 if refused(sasl("SCRAM-SHA-512", carol, "carol-pw")) is None:
@@ -120,7 +95,8 @@ print(f"ok sasl_confluent: admin described {USER}, added {carol} (SCRAM-SHA-256 
 
 seconds = 3 * REAUTH_MS / 1000
 count = int(seconds / 0.05)
-delivered, errors = produce(sasl("SCRAM-SHA-256"), f"{PREFIX}-reauth", count, pace=0.05)
+values = [f"{PREFIX}-reauth-{i}" for i in range(count)]
+delivered, errors = confluent_produce(sasl("SCRAM-SHA-256"), f"{PREFIX}-reauth", values, TIMEOUT, pace=0.05)
 if delivered != count or errors:
     fail(f"re-authentication: {delivered}/{count} delivered over {seconds} s, errors {errors}")
 print(f"ok sasl_confluent: {count} records over {seconds:.0f} s (3 session lifetimes), all delivered")

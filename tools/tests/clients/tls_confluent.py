@@ -12,9 +12,9 @@ with an authentication error.
 """
 
 import sys
-import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from compat import confluent_consume, confluent_produce
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 SSL_BOOTSTRAP, SASL_SSL_BOOTSTRAP, CERTS, PREFIX, USER, PASSWORD = sys.argv[1:7]
 TIMEOUT = 30
@@ -39,36 +39,14 @@ def sasl_ssl(password=PASSWORD):
             "sasl.username": USER, "sasl.password": password}
 
 
-def produce(conf, topic, n):
-    delivered, errors = [], []
-    producer = Producer({**conf, "error_cb": errors.append, "message.timeout.ms": 20000, "acks": "1"})
-    for i in range(n):
-        producer.produce(topic, key=str(i % 7), value=f"{topic}-{i}-" + "x" * (i % 2000),
-                         on_delivery=lambda err, msg: errors.append(err) if err else delivered.append(msg.value()))
-        producer.poll(0)
-    producer.flush(TIMEOUT)
-    return len(delivered), errors
-
-
-def consume(conf, topic, n):
-    consumer = Consumer({**conf, "group.id": f"{topic}-group", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    got, deadline = [], time.time() + TIMEOUT
-    while len(got) < n and time.time() < deadline:
-        msg = consumer.poll(1)
-        if msg is not None and not msg.error():
-            got.append(msg.value().decode())
-    consumer.close()
-    return got
-
-
 def round_trip(name, conf):
     topic = f"{PREFIX}-{name}"
-    delivered, errors = produce(conf, topic, N)
+    values = [f"{topic}-{i}-" + "x" * (i % 2000) for i in range(N)]
+    delivered, errors = confluent_produce({**conf, "acks": "1"}, topic, values, TIMEOUT)
     if delivered != N or errors:
         fail(f"{name}: {delivered}/{N} delivered, errors {errors}")
-    got = consume(conf, topic, N)
-    if sorted(got) != sorted(f"{topic}-{i}-" + "x" * (i % 2000) for i in range(N)):
+    got = confluent_consume(conf, topic, N, TIMEOUT)
+    if sorted(got) != sorted(values):
         fail(f"{name}: consumed {len(got)} of {N}")
     print(f"ok tls_confluent [{name}]: {N} produced and consumed")
 
