@@ -149,3 +149,19 @@ def confluent_consume(conf, topic, n, timeout):
             got.append(msg.value().decode())
     consumer.close()
     return got
+
+
+def confluent_refused(conf):
+    """The errors a confluent-kafka client with `conf` meets on its first
+    metadata request, None if it gets an answer."""
+    from confluent_kafka import KafkaException, Producer
+
+    errors = []
+    # log_level 2: librdkafka's own error line for each retry stays out of the output.
+    producer = Producer({**conf, "error_cb": errors.append, "log_level": 2})
+    try:
+        producer.list_topics(timeout=5)
+        return None
+    except KafkaException as e:
+        producer.poll(1)  # serves error_cb
+        return errors + [e.args[0]]

@@ -18,8 +18,8 @@ Usage: sasl_confluent.py BOOTSTRAP PREFIX USER PASSWORD REAUTH_MS
 
 import sys
 
-from compat import confluent_consume, confluent_produce
-from confluent_kafka import KafkaError, KafkaException, Producer
+from compat import confluent_consume, confluent_produce, confluent_refused
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
                                    UserScramCredentialUpsertion)
 
@@ -38,19 +38,6 @@ def sasl(mechanism, user=USER, password=PASSWORD):
             "sasl.username": user, "sasl.password": password}
 
 
-def refused(conf):
-    """The errors a client with `conf` meets on its first metadata request."""
-    errors = []
-    # log_level 2: librdkafka's own error line for each retry stays out of the output.
-    producer = Producer({**conf, "error_cb": errors.append, "log_level": 2})
-    try:
-        producer.list_topics(timeout=5)
-        return None
-    except KafkaException as e:
-        producer.poll(1)  # serves error_cb
-        return errors + [e.args[0]]
-
-
 for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
     topic = f"{PREFIX}-{mechanism.lower()}"
     delivered, errors = confluent_produce(sasl(mechanism), topic, [f"{topic}-{i}" for i in range(N)], TIMEOUT)
@@ -59,7 +46,7 @@ for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
     got = confluent_consume(sasl(mechanism), topic, N, TIMEOUT)
     if sorted(got) != sorted(f"{topic}-{i}" for i in range(N)):
         fail(f"{mechanism}: consumed {len(got)} of {N}")
-    errors = refused(sasl(mechanism, password=PASSWORD + "-wrong"))
+    errors = confluent_refused(sasl(mechanism, password=PASSWORD + "-wrong"))
     if errors is None:
         fail(f"{mechanism}: a wrong password was let in")
     if not any(e.code() == KafkaError._AUTHENTICATION for e in errors):
@@ -79,11 +66,11 @@ for mechanism in ("SCRAM-SHA-256", "PLAIN"):
     delivered, errors = confluent_produce(sasl(mechanism, carol, "carol-pw"), carol_topic, ["c"] * 10, TIMEOUT)
     if delivered != 10 or errors:
         fail(f"new user {carol} with {mechanism}: {delivered}/10 delivered, errors {errors}")
-if refused(sasl("SCRAM-SHA-512", carol, "carol-pw")) is None:
+if confluent_refused(sasl("SCRAM-SHA-512", carol, "carol-pw")) is None:
     fail(f"{carol} has no SCRAM-SHA-512 credential but was let in with it")
 deletion = UserScramCredentialDeletion(carol, ScramMechanism.SCRAM_SHA_256)
 admin.alter_user_scram_credentials([deletion])[carol].result(TIMEOUT)
-if refused(sasl("SCRAM-SHA-256", carol, "carol-pw")) is None:
+if confluent_refused(sasl("SCRAM-SHA-256", carol, "carol-pw")) is None:
     fail(f"deleted user {carol} was let in")
 try:
     admin.describe_user_scram_credentials([carol])[carol].result(TIMEOUT)
