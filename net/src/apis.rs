@@ -35,9 +35,12 @@ pub struct SupportedApi {
 /// answers them with the connection's `sasl::Authenticator` before the table.
 /// SaslHandshake v0 (bare tokens after it) is served, as librdkafka wants
 /// it listed.
-/// AddPartitionsToTxn stops at 3 (v4+ is the brokers' batched form), and the
-/// transaction APIs before the versions of KIP-890 part 2 (epoch bump per
-/// transaction, TRANSACTION_ABORTABLE).
+/// AddPartitionsToTxn v4 is the brokers' batched form (another broker's
+/// partition leader verifying a transactional batch, KIP-890 part 1), as is
+/// WriteTxnMarkers (another broker's transaction coordinator); the
+/// transaction APIs stop before the versions of KIP-890 part 2 (epoch bump
+/// per transaction, TRANSACTION_ABORTABLE). Neither inter-broker API is
+/// limited to brokers yet: Weir has no ACLs (Kafka wants ClusterAction).
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -87,13 +90,15 @@ macro_rules! api_table {
             AlterConfigs(AlterConfigsRequest) 0..=2 => reply.body(&alter_configs::handle(&shard, request).await);
             IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 =>
                 reply.body(&incremental_alter_configs::handle(&shard, request).await);
-            AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=3 =>
+            AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=4 =>
                 reply.body(&add_partitions_to_txn::handle(&shard, version, request).await);
             AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 =>
                 reply.body(&add_offsets_to_txn::handle(&shard, version, request).await);
             EndTxn(EndTxnRequest) 0..=3 => reply.body(&end_txn::handle(&shard, version, request).await);
             TxnOffsetCommit(TxnOffsetCommitRequest) 0..=3 =>
                 reply.body(&txn_offset_commit::handle(&shard, version, request).await);
+            WriteTxnMarkers(WriteTxnMarkersRequest) 0..=1 =>
+                reply.body(&write_txn_markers::handle(&shard, request).await);
             DescribeProducers(DescribeProducersRequest) 0..=0 =>
                 reply.body(&describe_producers::handle(&shard, request).await);
             DescribeTransactions(DescribeTransactionsRequest) 0..=0 =>

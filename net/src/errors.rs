@@ -25,6 +25,14 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::Producer(ProducerError::InvalidProducerEpoch) => ResponseError::InvalidProducerEpoch,
         // Clients count this as written: the batch in flight will be stored once.
         PartitionError::DuplicateInFlight => ResponseError::DuplicateSequenceNumber,
+        // The verification of a transactional batch could not reach its
+        // coordinator: retriable for the producer, as Kafka answers it.
+        PartitionError::Txn(
+            TxnError::CoordinatorNotAvailable
+            | TxnError::CoordinatorLoadInProgress
+            | TxnError::NotCoordinator
+            | TxnError::ConcurrentTransactions,
+        ) => ResponseError::NotEnoughReplicas,
         PartitionError::Txn(e) => return txn_error_code(*e, true),
         PartitionError::InvalidRecord => ResponseError::InvalidRecord,
     };
@@ -102,6 +110,7 @@ pub fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
         TxnError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted,
         TxnError::InvalidTransactionalId => ResponseError::InvalidRequest,
+        TxnError::CoordinatorFenced => ResponseError::TransactionCoordinatorFenced,
     };
     error.code()
 }

@@ -85,7 +85,11 @@ error_code_with! {
     AlterConfigsResponse => |r| 0, r.responses.iter().map(|c| c.error_code);
     IncrementalAlterConfigsResponse => |r| 0, r.responses.iter().map(|c| c.error_code);
     AddPartitionsToTxnResponse => |r| r.error_code,
-        r.results_by_topic_v3_and_below.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code));
+        r.results_by_topic_v3_and_below.iter()
+            .chain(r.results_by_transaction.iter().flat_map(|t| &t.topic_results))
+            .flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code));
+    WriteTxnMarkersResponse => |r| 0,
+        r.markers.iter().flat_map(|m| &m.topics).flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     TxnOffsetCommitResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     DescribeProducersResponse => |r| 0, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     DescribeTransactionsResponse => |r| 0, r.transaction_states.iter().map(|t| t.error_code);

@@ -62,12 +62,18 @@ pub(crate) struct CoordinatorPartitions {
 impl CoordinatorPartitions {
     /// The loaded partition `index`.
     pub fn get(&self, index: i32) -> Result<Rc<Partition>, NotServing> {
-        self.served(index).map(|(partition, _)| partition)
+        self.served(index).map(|(partition, _, _)| partition)
     }
 
-    fn served(&self, index: i32) -> Result<(Rc<Partition>, u64), NotServing> {
+    /// The leader epoch in which partition `index` is loaded here.
+    pub fn epoch(&self, index: i32) -> Result<i32, NotServing> {
+        self.served(index).map(|(_, _, epoch)| epoch)
+    }
+
+    /// The loaded partition `index`, its generation and leader epoch.
+    fn served(&self, index: i32) -> Result<(Rc<Partition>, u64, i32), NotServing> {
         match self.partitions.borrow().get(&index) {
-            Some(State::Loaded { partition, generation, .. }) => Ok((partition.clone(), *generation)),
+            Some(State::Loaded { partition, generation, epoch }) => Ok((partition.clone(), *generation, *epoch)),
             Some(State::Loading { .. }) => Err(NotServing::Loading),
             Some(State::Resigned) => Err(NotServing::NotCoordinator),
             None => Err(NotServing::NotHere),
@@ -145,7 +151,7 @@ impl CoordinatorPartitions {
     /// partition meanwhile: the batch may be truncated, and the state it
     /// changes is no longer this broker's to change.
     pub async fn append(&self, index: i32, batch: Bytes) -> Result<(), NotServing> {
-        let (partition, generation) = self.served(index)?;
+        let (partition, generation, _) = self.served(index)?;
         let role_at_append = partition.role.get();
         let failed = |e: &dyn std::fmt::Display| {
             tracing::warn!(topic = %partition.topic, index, "a coordinator write failed: {e}");

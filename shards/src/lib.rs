@@ -7,6 +7,7 @@
 //! shard (shard 0), which persists it and pushes an immutable snapshot to every
 //! shard after each change.
 
+mod broker_client;
 pub mod config;
 mod controller;
 mod coordinator_partitions;

@@ -43,6 +43,7 @@ mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use crate::apis::{supported_range, PRODUCE_RECORD_BATCH_MIN_VERSION};
 use crate::codec::{encode_fetch_response, encode_response, RequestFrame, ResponseFrame};

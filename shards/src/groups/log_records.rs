@@ -468,7 +468,10 @@ mod tests {
         let mut both = BytesMut::from(
             &encode_batch(&records[..1], 5, RecordsBuilder::new().producer(9, 1, -1).transactional())[..],
         );
-        both.extend_from_slice(&crate::transactions::markers::marker_batch(9, 1, true, 6));
+        both.extend_from_slice(&crate::transactions::markers::marker_batch(
+            crate::transactions::markers::TxnMarker { producer_id: 9, epoch: 1, commit: true, coordinator_epoch: 0 },
+            6,
+        ));
         assert_eq!(
             decode_batches(both.freeze()).unwrap(),
             vec![

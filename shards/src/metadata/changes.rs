@@ -119,6 +119,11 @@ impl BrokerRegistration {
     pub fn slot(&self) -> BrokerSlot {
         BrokerSlot { id: self.id, rack: self.rack.clone() }
     }
+
+    /// Where to connect to it: `host:port`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 impl MetadataSnapshot {

@@ -83,11 +83,20 @@ struct Producer {
     batches: VecDeque<BatchSeen>,
     /// maxTimestamp of its last batch or marker.
     last_timestamp: i64,
+    /// The epoch of the transaction coordinator that wrote its last marker
+    /// here (-1: none known); a marker from an older one is fenced.
+    coordinator_epoch: i32,
 }
 
 impl Producer {
     fn new(epoch: i16, batches: VecDeque<BatchSeen>, last_timestamp: i64) -> Producer {
-        Producer { epoch, batches, last_timestamp }
+        Producer { epoch, batches, last_timestamp, coordinator_epoch: -1 }
+    }
+
+    /// A newer epoch of the producer: its sequences start again, its
+    /// coordinator stays.
+    fn restart(&mut self, epoch: i16, batches: VecDeque<BatchSeen>, last_timestamp: i64) {
+        *self = Producer { coordinator_epoch: self.coordinator_epoch, ..Producer::new(epoch, batches, last_timestamp) };
     }
 }
 
@@ -116,7 +125,7 @@ impl ProducerStates {
             if b.first_seq != 0 {
                 return Err(ProducerError::OutOfOrderSequence);
             }
-            *p = Producer::new(b.epoch, VecDeque::from([seen]), b.max_timestamp);
+            p.restart(b.epoch, VecDeque::from([seen]), b.max_timestamp);
             return Ok(Verdict::Append);
         }
         if let Some(dup) = p.batches.iter().find(|s| s.first_seq == b.first_seq && s.last_seq == b.last_seq) {
@@ -158,7 +167,7 @@ impl ProducerStates {
     pub fn replay(&mut self, b: &ProducerBatch, base_offset: i64) {
         let p = self.producers.entry(b.producer_id).or_insert(Producer::new(b.epoch, VecDeque::new(), b.max_timestamp));
         if b.epoch > p.epoch {
-            *p = Producer::new(b.epoch, VecDeque::new(), b.max_timestamp);
+            p.restart(b.epoch, VecDeque::new(), b.max_timestamp);
         } else if b.epoch < p.epoch {
             return;
         }
@@ -169,15 +178,22 @@ impl ProducerStates {
         }
     }
 
-    /// A transaction marker of `epoch`, stamped `timestamp`, was written: an
-    /// older epoch of the producer is fenced from now on, and a newer one
-    /// starts its sequences at 0.
-    pub fn apply_marker(&mut self, producer_id: i64, epoch: i16, timestamp: i64) {
+    /// Whether a transaction coordinator in `coordinator_epoch` may write a
+    /// marker for `producer_id`: not once a newer coordinator wrote one.
+    pub fn marker_allowed(&self, producer_id: i64, coordinator_epoch: i32) -> bool {
+        self.producers.get(&producer_id).is_none_or(|p| coordinator_epoch >= p.coordinator_epoch)
+    }
+
+    /// A transaction marker of `epoch`, stamped `timestamp`, was written by
+    /// a coordinator in `coordinator_epoch`: an older epoch of the producer
+    /// is fenced from now on, and a newer one starts its sequences at 0.
+    pub fn apply_marker(&mut self, producer_id: i64, epoch: i16, coordinator_epoch: i32, timestamp: i64) {
         let p = self.producers.entry(producer_id).or_insert(Producer::new(epoch, VecDeque::new(), timestamp));
         if epoch > p.epoch {
-            *p = Producer::new(epoch, VecDeque::new(), timestamp);
+            p.restart(epoch, VecDeque::new(), timestamp);
         }
         p.last_timestamp = p.last_timestamp.max(timestamp);
+        p.coordinator_epoch = p.coordinator_epoch.max(coordinator_epoch);
     }
 
     /// Forgets producers idle for `expiration_ms` at `now` (Kafka's
@@ -388,11 +404,22 @@ mod tests {
     fn markers_fence_older_epochs() {
         let mut s = ProducerStates::default();
         assert_eq!(s.check(&batch(0, 0, 3)), Ok(Verdict::Append));
-        s.apply_marker(7, 0, 1000);
+        s.apply_marker(7, 0, 0, 1000);
         assert_eq!(s.check(&batch(0, 3, 1)), Ok(Verdict::Append), "same epoch: sequences go on");
-        s.apply_marker(7, 1, 1000);
+        s.apply_marker(7, 1, 0, 1000);
         assert_eq!(s.check(&batch(0, 4, 1)), Err(ProducerError::InvalidProducerEpoch));
         assert_eq!(s.check(&batch(1, 0, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn markers_of_an_older_coordinator_are_refused() {
+        let mut s = ProducerStates::default();
+        assert!(s.marker_allowed(7, 0), "a producer not seen here");
+        s.apply_marker(7, 0, 4, 1000);
+        assert!(s.marker_allowed(7, 4) && s.marker_allowed(7, 5));
+        assert!(!s.marker_allowed(7, 3), "coordinator epoch 3 after 4");
+        assert_eq!(s.check(&batch(1, 0, 1)), Ok(Verdict::Append));
+        assert!(!s.marker_allowed(7, 3), "a new producer epoch keeps the coordinator's");
     }
 
     #[test]
@@ -411,7 +438,7 @@ mod tests {
         assert_eq!(s.describe().iter().map(|p| p.0).collect::<Vec<_>>(), vec![8]);
         assert_eq!(s.check(&batch(0, 9, 1)), Ok(Verdict::Append), "forgotten: a gap is no longer seen");
         s.txns.end(8, true, 2);
-        s.apply_marker(8, 0, 1050);
+        s.apply_marker(8, 0, 0, 1050);
         assert_eq!(s.expire(1149, 100), 0, "the marker counts as activity");
         assert_eq!(s.expire(1150, 100), 1);
     }

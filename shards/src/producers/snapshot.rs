@@ -1,12 +1,14 @@
 //! The bytes of a producer state snapshot (the engine frames and stores
-//! them): version 1, then big-endian
+//! them): version 2, then big-endian
 //!
 //! ```text
-//! producers: u32 count, each id i64, epoch i16, last timestamp i64,
+//! producers: u32 count, each id i64, epoch i16, last timestamp i64, coordinator epoch i32,
 //!            u8 batch count (at most 5), each first seq i32, last seq i32, base offset i64
 //! open transactions: u32 count, each producer id i64, epoch i16, first offset i64
 //! aborted transactions: u32 count, each producer id i64, first offset i64, marker offset i64
 //! ```
+//!
+//! Version 1 had no coordinator epoch (read as -1, none known).
 //!
 //! Decoding checks every count against the bytes left and the invariants of
 //! the state, so a snapshot that does not parse whole is refused, never trusted.
@@ -15,8 +17,9 @@ use super::{AbortedTxn, BatchSeen, PartitionTxns, Producer, ProducerStates, BATC
 use bytes::{Buf, BufMut};
 use std::collections::{HashMap, VecDeque};
 
-const VERSION: u8 = 1;
-const PRODUCER_LEN: usize = 8 + 2 + 8 + 1;
+const VERSION: u8 = 2;
+const VERSION_WITHOUT_COORDINATOR_EPOCH: u8 = 1;
+const PRODUCER_LEN: usize = 8 + 2 + 8 + 4 + 1;
 const BATCH_LEN: usize = 4 + 4 + 8;
 const OPEN_LEN: usize = 8 + 2 + 8;
 const ABORTED_LEN: usize = 8 + 8 + 8;
@@ -35,6 +38,7 @@ impl ProducerStates {
             buf.put_i64(*id);
             buf.put_i16(p.epoch);
             buf.put_i64(p.last_timestamp);
+            buf.put_i32(p.coordinator_epoch);
             buf.put_u8(p.batches.len() as u8);
             for b in &p.batches {
                 buf.put_i32(b.first_seq);
@@ -61,16 +65,20 @@ impl ProducerStates {
 
     /// The state a snapshot holds; `None` unless it parses whole and holds together.
     pub fn decode_snapshot(mut buf: &[u8]) -> Option<ProducerStates> {
-        if buf.remaining() < 1 || buf.get_u8() != VERSION {
-            return None;
-        }
+        let with_coordinator_epoch = match buf.try_get_u8().ok()? {
+            VERSION => true,
+            VERSION_WITHOUT_COORDINATOR_EPOCH => false,
+            _ => return None,
+        };
+        let producer_len = if with_coordinator_epoch { PRODUCER_LEN } else { PRODUCER_LEN - 4 };
         let mut producers = HashMap::new();
-        for _ in 0..count(&mut buf, PRODUCER_LEN)? {
+        for _ in 0..count(&mut buf, producer_len)? {
             // The count was checked against fixed parts only: batches take more.
-            if buf.remaining() < PRODUCER_LEN {
+            if buf.remaining() < producer_len {
                 return None;
             }
             let (id, epoch, last_timestamp) = (buf.get_i64(), buf.get_i16(), buf.get_i64());
+            let coordinator_epoch = if with_coordinator_epoch { buf.get_i32() } else { -1 };
             let batches = usize::from(buf.get_u8());
             if batches > BATCHES_PER_PRODUCER || buf.remaining() < batches * BATCH_LEN || id < 0 {
                 return None;
@@ -82,7 +90,8 @@ impl ProducerStates {
                     base_offset: Some(buf.get_i64()),
                 })
                 .collect();
-            if producers.insert(id, Producer::new(epoch, batches, last_timestamp)).is_some() {
+            let producer = Producer { coordinator_epoch, ..Producer::new(epoch, batches, last_timestamp) };
+            if producers.insert(id, producer).is_some() {
                 return None;
             }
         }
@@ -141,8 +150,8 @@ mod tests {
         s.replay(&batch(3, 0, 1, true), 31);
         s.txns.begin(3, 2, 31);
         s.txns.end(3, false, 32);
-        s.apply_marker(3, 2, 1_700_000_000_100);
-        s.apply_marker(4, 5, 1_700_000_000_200);
+        s.apply_marker(3, 2, 6, 1_700_000_000_100);
+        s.apply_marker(4, 5, 0, 1_700_000_000_200);
         s
     }
 
@@ -159,6 +168,21 @@ mod tests {
             ProducerStates::decode_snapshot(&ProducerStates::default().encode_snapshot().unwrap()),
             Some(ProducerStates::default())
         );
+    }
+
+    #[test]
+    fn version_1_snapshots_know_no_coordinator_epoch() {
+        let mut v1 = vec![VERSION_WITHOUT_COORDINATOR_EPOCH];
+        v1.put_u32(1);
+        v1.put_i64(7);
+        v1.put_i16(2);
+        v1.put_i64(1_700_000_000_000);
+        v1.put_u8(0);
+        v1.put_u32(0);
+        v1.put_u32(0);
+        let decoded = ProducerStates::decode_snapshot(&v1).unwrap();
+        assert_eq!(decoded.producers[&7].coordinator_epoch, -1);
+        assert!(decoded.marker_allowed(7, 0));
     }
 
     #[test]

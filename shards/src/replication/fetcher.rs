@@ -5,19 +5,17 @@
 //! high watermark, and truncates where the leader's history diverges
 //! (KIP-320's diverging epoch).
 
+use crate::broker_client::BrokerConnection;
 use crate::shard::{Role, Shard};
-use bytes::{Bytes, BytesMut};
-use futures::{AsyncReadExt, AsyncWriteExt};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 use weir_runtime::channels::local_channel::{self, LocalReceiver, LocalSender};
-use weir_runtime::net::TcpStream;
 
 /// Fetch v12: the newest that names topics rather than ids, with the
 /// diverging epoch (KIP-320).
@@ -31,8 +29,6 @@ const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const FETCH_MAX_BYTES: i32 = 10 << 20;
 /// The pause after a failed fetch (`replica.fetch.backoff.ms`).
 const BACKOFF: Duration = Duration::from_secs(1);
-/// A response larger than this is refused rather than allocated.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// The partitions this shard follows, by leader, and the fetch loop of
 /// each leader.
@@ -80,7 +76,7 @@ impl Fetchers {
 
 /// Fetches from `leader` the partitions followed on it, until there are none.
 async fn fetch_from(shard: Rc<Shard>, leader: i32) {
-    let mut connection: Option<Connection> = None;
+    let mut connection: Option<BrokerConnection> = None;
     loop {
         let partitions = shard.fetchers().followed_on(leader);
         if partitions.is_empty() {
@@ -93,7 +89,7 @@ async fn fetch_from(shard: Rc<Shard>, leader: i32) {
             continue;
         };
         if connection.is_none() {
-            match Connection::open(&format!("{}:{}", broker.host, broker.port)).await {
+            match BrokerConnection::open(&broker.address(), "weir-replica-fetcher").await {
                 Ok(opened) => connection = Some(opened),
                 Err(e) => {
                     tracing::debug!(leader, "cannot connect to the leader to fetch: {e}");
@@ -103,7 +99,8 @@ async fn fetch_from(shard: Rc<Shard>, leader: i32) {
             }
         }
         let request = fetch_request(&shard, &partitions);
-        let answer = connection.as_mut().expect("connected above").fetch(&request).await;
+        let connected = connection.as_mut().expect("connected above");
+        let answer: anyhow::Result<FetchResponse> = connected.call(ApiKey::Fetch, FETCH_VERSION, &request).await;
         let response = match answer {
             Ok(response) if response.error_code == 0 => response,
             Ok(response) => {
@@ -206,41 +203,5 @@ async fn copy(shard: &Shard, topic: &str, data: PartitionData) -> bool {
             tracing::warn!(topic, partition = data.partition_index, "copying the leader's batches: {e}");
             false
         }
-    }
-}
-
-/// A follower's connection to a leader's client listener.
-struct Connection {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
-impl Connection {
-    async fn open(address: &str) -> std::io::Result<Connection> {
-        let stream = TcpStream::connect(address).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-        stream.set_nodelay(true).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Connection { stream, next_correlation_id: 0 })
-    }
-
-    async fn fetch(&mut self, request: &FetchRequest) -> anyhow::Result<FetchResponse> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(FETCH_VERSION)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("weir-replica-fetcher")));
-        let frame = weir_client::codec::encode_request(&header, ApiKey::Fetch, request)?;
-        self.stream.write_all(&frame).await?;
-        let mut length = [0u8; 4];
-        self.stream.read_exact(&mut length).await?;
-        let length = usize::try_from(i32::from_be_bytes(length))?;
-        anyhow::ensure!(length <= MAX_RESPONSE_BYTES, "a fetch response of {length} bytes");
-        let mut frame = BytesMut::zeroed(length);
-        self.stream.read_exact(&mut frame).await?;
-        let (answered, response) =
-            weir_client::codec::decode_response::<FetchResponse>(ApiKey::Fetch, FETCH_VERSION, Bytes::from(frame))?;
-        anyhow::ensure!(answered == correlation_id, "response {answered} to request {correlation_id}");
-        Ok(response)
     }
 }

@@ -8,7 +8,7 @@ use super::partition::Partition;
 use super::{Placed, Shard};
 use crate::error::PartitionError;
 use crate::producers::{producer_batch, ProducerBatch, ProducerStates, Verdict};
-use crate::transactions::markers::marker_commits;
+use crate::transactions::markers::marker_outcome;
 use crate::transactions::TxnError;
 use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
@@ -324,8 +324,8 @@ async fn replay_producers(
             let bytes = &batches[pos..(pos + header.total_len()).min(batches.len())];
             match producer_batch(header) {
                 Some(b) if b.control => {
-                    if let Some(commit) = marker_commits(bytes) {
-                        states.apply_marker(b.producer_id, b.epoch, b.max_timestamp);
+                    if let Some((commit, coordinator_epoch)) = marker_outcome(bytes) {
+                        states.apply_marker(b.producer_id, b.epoch, coordinator_epoch, b.max_timestamp);
                         states.txns.end(b.producer_id, commit, header.base_offset());
                     }
                 }

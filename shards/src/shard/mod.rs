@@ -12,6 +12,7 @@ mod partition_txns;
 mod topics;
 mod transactions;
 
+use crate::broker_client::BrokerConnections;
 use crate::config::BrokerConfig;
 use crate::controller::Controller;
 use crate::error::PartitionError;
@@ -120,6 +121,8 @@ pub struct Shard {
     connections: Arc<ConnectionLimits>,
     /// The partitions this shard follows and their fetch loops.
     fetchers: Fetchers,
+    /// Idle connections to other brokers, for markers and verification.
+    broker_connections: BrokerConnections,
     /// Wakes the upkeep of the ISR of the partitions this shard leads.
     isr_wake: isr::IsrWake,
     /// The node id of the active controller, -1 while none is known;
@@ -167,6 +170,7 @@ impl Shard {
             config,
             connections,
             fetchers: Fetchers::new(),
+            broker_connections: BrokerConnections::default(),
             isr_wake: isr::IsrWake::default(),
             active_controller,
             metrics,

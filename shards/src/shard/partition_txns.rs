@@ -7,7 +7,8 @@ use super::partition::Partition;
 use super::FetchedPartition;
 use crate::error::PartitionError;
 use crate::messages::ProducerDescription;
-use crate::transactions::markers::marker_batch;
+use crate::transactions::markers::{marker_batch, TxnMarker};
+use crate::transactions::TxnError;
 use futures::future::select;
 use std::pin::pin;
 use std::time::Duration;
@@ -82,21 +83,30 @@ impl Partition {
         }
     }
 
-    /// Ends the producer's transaction in this partition with a marker
-    /// (acks=all), fencing older epochs of the producer.
-    pub(super) async fn write_marker(&self, producer_id: i64, epoch: i16, commit: bool) -> Result<(), PartitionError> {
+    /// Ends the producer's transaction in this partition with a marker,
+    /// fencing older epochs of the producer; answered once the in-sync
+    /// replicas hold it (acks=all), so that the coordinator completes only
+    /// transactions whose markers survive a new leader.
+    /// TRANSACTION_COORDINATOR_FENCED for a coordinator older than one
+    /// that wrote a marker of this producer here.
+    pub(super) async fn write_marker(&self, marker: TxnMarker) -> Result<(), PartitionError> {
         let log = &self.log;
         let producers = self.producers().await?;
-        let _writing = Writing::new(&producers);
-        let timestamp = now_ms();
-        let info = log.append(marker_batch(producer_id, epoch, commit, timestamp), Durability::Synced).await?;
-        {
+        let role_at_append = self.role.get();
+        let info = {
+            let _writing = Writing::new(&producers);
+            if !producers.state.borrow().marker_allowed(marker.producer_id, marker.coordinator_epoch) {
+                return Err(PartitionError::Txn(TxnError::CoordinatorFenced));
+            }
+            let timestamp = now_ms();
+            let info = log.append(marker_batch(marker, timestamp), Durability::Synced).await?;
             let mut states = producers.state.borrow_mut();
-            states.apply_marker(producer_id, epoch, timestamp);
-            states.txns.end(producer_id, commit, info.base_offset);
-        }
+            states.apply_marker(marker.producer_id, marker.epoch, marker.coordinator_epoch, timestamp);
+            states.txns.end(marker.producer_id, marker.commit, info.base_offset);
+            info
+        };
         producers.stable_moved();
-        Ok(())
+        self.wait_replicated(info.last_offset, role_at_append).await
     }
 
     /// The producers DescribeProducers shows.

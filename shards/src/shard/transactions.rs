@@ -7,11 +7,25 @@ use crate::error::{PartitionError, TopicError};
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::ProducerDescription;
 use crate::metadata::BrokerRegistration;
+use crate::transactions::markers::TxnMarker;
 use crate::transactions::{
     transaction_partition_of, TxnError, TxnMetadata, TxnService, TRANSACTION_STATE_PARTITIONS, TRANSACTION_STATE_TOPIC,
 };
 use futures::future::{join_all, LocalBoxFuture};
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TopicName, TransactionalId,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
 use std::rc::Rc;
+
+/// WriteTxnMarkers v1 (flexible), as Kafka's coordinators send it.
+const WRITE_TXN_MARKERS_VERSION: i16 = 1;
+/// AddPartitionsToTxn v4: the brokers' batched form, with verify only.
+const VERIFY_VERSION: i16 = 4;
 
 impl Shard {
     /// Creates `__transaction_state` if it does not exist yet (on the first
@@ -128,8 +142,37 @@ impl Shard {
     }
 
     /// Asks the coordinator whether a transactional batch (or offsets) of
-    /// this producer may go to the partition (KIP-890's verification).
+    /// this producer may go to the partition (KIP-890's verification): the
+    /// coordinator here, or another broker's with AddPartitionsToTxn v4
+    /// (verify only), as Kafka's partition leaders do.
     pub(crate) async fn verify_txn_partition(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), TxnError> {
+        let Some(coordinator) = self.elsewhere(self.transaction_coordinator(transactional_id)) else {
+            return self.verify_txn_partition_here(transactional_id, producer_id, epoch, topic, partition).await;
+        };
+        let request = verify_request(transactional_id, producer_id, epoch, topic, partition);
+        let answer: anyhow::Result<AddPartitionsToTxnResponse> = self
+            .broker_connections
+            .call(coordinator.id, &coordinator.address(), ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &request)
+            .await;
+        match answer {
+            Ok(response) => verified(&response),
+            Err(e) => {
+                tracing::debug!(coordinator = coordinator.id, "verifying a transactional batch: {e}");
+                Err(TxnError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// The verification by this broker's coordinator (NOT_COORDINATOR if it
+    /// is not the id's): what AddPartitionsToTxn v4 with verify only asks.
+    pub async fn verify_txn_partition_here(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -144,26 +187,82 @@ impl Shard {
         .await
     }
 
-    /// Writes a transaction's marker to a partition, on its owner. The group
-    /// coordinator there applies or drops the transaction's offsets.
-    pub(crate) async fn write_txn_marker(
-        &self,
-        topic: &str,
-        partition: i32,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    ) -> Result<(), PartitionError> {
+    /// Writes a transaction's marker to a partition led here, on its owner
+    /// (for WriteTxnMarkers, or the coordinator here). The group coordinator
+    /// there applies or drops the transaction's offsets.
+    pub async fn write_txn_marker(&self, topic: &str, partition: i32, marker: TxnMarker) -> Result<(), PartitionError> {
         self.on_partition_owner(topic, partition, IfRequesterLeaves::Finish, move |shard, partition| {
             Box::pin(async move {
-                partition.write_marker(producer_id, epoch, commit).await?;
+                partition.write_marker(marker).await?;
                 if partition.topic == OFFSETS_TOPIC {
-                    shard.groups.end_txn(producer_id, commit, partition.index);
+                    shard.groups.end_txn(marker.producer_id, marker.commit, partition.index);
                 }
                 Ok(())
             })
         })
         .await
+    }
+
+    /// Writes a transaction's marker to each of `partitions`: here where this
+    /// broker leads them, else with one WriteTxnMarkers to each leader.
+    /// Returns the partitions not written, each with why.
+    pub(crate) async fn write_txn_markers(
+        &self,
+        partitions: Vec<(String, i32)>,
+        marker: TxnMarker,
+    ) -> Vec<((String, i32), String)> {
+        let mut here = Vec::new();
+        let mut by_leader: BTreeMap<i32, (BrokerRegistration, Vec<(String, i32)>)> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            match self.elsewhere(self.partition_leader(&topic, partition)) {
+                Some(leader) => by_leader.entry(leader.id).or_insert((leader, Vec::new())).1.push((topic, partition)),
+                None => here.push((topic, partition)),
+            }
+        }
+        let written_here = join_all(here.into_iter().map(|(topic, partition)| async move {
+            let written = self.write_txn_marker(&topic, partition, marker).await;
+            written.err().map(|e| ((topic, partition), e.to_string()))
+        }));
+        let sent = join_all(
+            by_leader.into_values().map(|(leader, partitions)| self.send_txn_markers(leader, partitions, marker)),
+        );
+        let (written_here, sent) = futures::future::join(written_here, sent).await;
+        written_here.into_iter().flatten().chain(sent.into_iter().flatten()).collect()
+    }
+
+    /// WriteTxnMarkers to `leader` for `partitions`: returns those it did not write.
+    async fn send_txn_markers(
+        &self,
+        leader: BrokerRegistration,
+        partitions: Vec<(String, i32)>,
+        marker: TxnMarker,
+    ) -> Vec<((String, i32), String)> {
+        let request = markers_request(&partitions, marker);
+        let answer: anyhow::Result<WriteTxnMarkersResponse> = self
+            .broker_connections
+            .call(leader.id, &leader.address(), ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION, &request)
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => return partitions.into_iter().map(|p| (p, format!("broker {}: {e}", leader.id))).collect(),
+        };
+        let codes: BTreeMap<(String, i32), i16> = response
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| t.partitions.iter().map(|p| ((t.name.to_string(), p.partition_index), p.error_code)))
+            .collect();
+        let not_written = |p: (String, i32)| match codes.get(&p) {
+            Some(0) => None,
+            Some(code) => Some((p, format!("broker {} answered error {code}", leader.id))),
+            None => Some((p, format!("broker {} did not answer for it", leader.id))),
+        };
+        partitions.into_iter().filter_map(not_written).collect()
+    }
+
+    /// `broker`, if it is another broker than this one.
+    fn elsewhere(&self, broker: Option<BrokerRegistration>) -> Option<BrokerRegistration> {
+        broker.filter(|b| b.id != self.config.node_id)
     }
 
     /// Forgets idle transactional ids (`transactional_id_expiration_ms`).
@@ -188,4 +287,49 @@ impl Shard {
         })
         .await
     }
+}
+
+/// AddPartitionsToTxn v4 asking whether the producer's transaction holds the partition.
+fn verify_request(id: &str, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> AddPartitionsToTxnRequest {
+    let topic = AddPartitionsToTxnTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(vec![partition]);
+    let transaction = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_verify_only(true)
+        .with_topics(vec![topic]);
+    AddPartitionsToTxnRequest::default().with_transactions(vec![transaction])
+}
+
+/// The coordinator's verdict on the one partition `verify_request` asked about.
+fn verified(response: &AddPartitionsToTxnResponse) -> Result<(), TxnError> {
+    let results = response.results_by_transaction.iter().flat_map(|t| &t.topic_results);
+    let partition_code = results.flat_map(|t| &t.results_by_partition).map(|p| p.partition_error_code).next();
+    match (response.error_code, partition_code) {
+        (0, Some(0)) => Ok(()),
+        (0, None) => Err(TxnError::CoordinatorNotAvailable),
+        (0, Some(code)) | (code, _) => Err(TxnError::from_code(code)),
+    }
+}
+
+/// One WriteTxnMarkers marker for `partitions`.
+fn markers_request(partitions: &[(String, i32)], marker: TxnMarker) -> WriteTxnMarkersRequest {
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        topics.entry(topic).or_default().push(*partition);
+    }
+    let topics = topics.into_iter().map(|(name, indexes)| {
+        WritableTxnMarkerTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_partition_indexes(indexes)
+    });
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(marker.producer_id))
+        .with_producer_epoch(marker.epoch)
+        .with_transaction_result(marker.commit)
+        .with_coordinator_epoch(marker.coordinator_epoch)
+        .with_topics(topics.collect());
+    WriteTxnMarkersRequest::default().with_markers(vec![marker])
 }

@@ -94,6 +94,31 @@ pub enum TxnError {
     OperationNotAttempted,
     #[error("invalid transactional id")]
     InvalidTransactionalId,
+    /// A marker from a coordinator older than one that wrote a marker of
+    /// the producer to the partition.
+    #[error("a newer transaction coordinator wrote this producer's markers")]
+    CoordinatorFenced,
+}
+
+impl TxnError {
+    /// The error a Kafka error code from another broker's coordinator
+    /// names; one with no counterpart here is COORDINATOR_NOT_AVAILABLE,
+    /// which the asker retries.
+    pub fn from_code(code: i16) -> TxnError {
+        use kafka_protocol::error::ResponseError as E;
+        let known = [
+            (E::CoordinatorLoadInProgress, TxnError::CoordinatorLoadInProgress),
+            (E::NotCoordinator, TxnError::NotCoordinator),
+            (E::InvalidProducerIdMapping, TxnError::InvalidProducerIdMapping),
+            (E::ProducerFenced, TxnError::ProducerFenced),
+            (E::InvalidProducerEpoch, TxnError::ProducerFenced),
+            (E::ConcurrentTransactions, TxnError::ConcurrentTransactions),
+            (E::InvalidTxnState, TxnError::InvalidTxnState),
+            (E::UnknownTopicOrPartition, TxnError::UnknownTopicOrPartition),
+            (E::TransactionCoordinatorFenced, TxnError::CoordinatorFenced),
+        ];
+        known.into_iter().find(|(error, _)| error.code() == code).map_or(TxnError::CoordinatorNotAvailable, |(_, e)| e)
+    }
 }
 
 /// What the coordinator knows of one transactional id.

@@ -6,6 +6,7 @@
 //! once its partition is loaded ([`CoordinatorPartitions`]). Requests reach
 //! the service through `Shard::on_txn_coordinator`.
 
+use super::markers::TxnMarker;
 use super::{log_records, plan_init, transaction_partition_of, EndStep, TxnError, TxnMetadata, TxnState};
 use crate::coordinator_partitions::{CoordinatorPartitions, LoadTicket, NotServing};
 use crate::shard::{Partition, Shard};
@@ -307,27 +308,20 @@ impl TxnService {
 }
 
 /// Writes the transaction's marker to each of its partitions; false if one
-/// could not be written (the state stays Prepare, to be retried).
+/// could not be written (the state stays Prepare, to be retried), or if
+/// this broker no longer coordinates the id.
 async fn write_markers(shard: &Shard, m: &TxnMetadata) -> bool {
+    let index = transaction_partition_of(&m.transactional_id);
+    let Ok(coordinator_epoch) = shard.transactions.partitions.epoch(index) else { return false };
     let commit = m.state == TxnState::PrepareCommit;
+    let marker = TxnMarker { producer_id: m.producer_id, epoch: m.epoch, commit, coordinator_epoch };
     let metadata = shard.metadata();
-    let (producer_id, epoch) = (m.producer_id, m.epoch);
-    let written = futures::future::join_all(m.partitions.iter().map(|(topic, partition)| {
-        let partition = *partition;
-        let gone = !metadata.has_partition(topic, partition);
-        async move {
-            if gone {
-                return true; // a deleted topic has nothing left to end
-            }
-            match shard.write_txn_marker(topic, partition, producer_id, epoch, commit).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(topic = %topic, partition, "writing a transaction marker failed: {e}");
-                    false
-                }
-            }
-        }
-    }))
-    .await;
-    written.into_iter().all(|ok| ok)
+    // A deleted topic has nothing left to end.
+    let partitions = m.partitions.iter().filter(|(topic, partition)| metadata.has_partition(topic, *partition));
+    let failed = shard.write_txn_markers(partitions.cloned().collect(), marker).await;
+    for ((topic, partition), why) in &failed {
+        let id = &m.transactional_id;
+        tracing::warn!(transactional_id = %id, topic = %topic, partition, "writing a transaction marker failed: {why}");
+    }
+    failed.is_empty()
 }

@@ -394,18 +394,24 @@ fn group_consumer(bootstrap: &str, group: &str) -> rdkafka::consumer::BaseConsum
         .expect("consumer")
 }
 
-/// The broker FindCoordinator names for `group`, asked of broker `id`.
-fn group_coordinator(cluster: &Cluster, id: i32, group: &str) -> i32 {
+/// FindCoordinator's key types.
+const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
+
+/// The broker FindCoordinator names for `key` (a group or a transactional
+/// id, by `key_type`), asked of broker `id`.
+fn find_coordinator(cluster: &Cluster, id: i32, key: &str, key_type: i8) -> i32 {
     use kafka_protocol::messages::FindCoordinatorRequest;
     let mut client = client(&cluster.brokers[id as usize - 1].bootstrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+        let request =
+            FindCoordinatorRequest::default().with_key_type(key_type).with_key(StrBytes::from_string(key.to_string()));
         let found = client.send(&request, 3).expect("find coordinator");
         if found.error_code == 0 {
             return found.node_id.0;
         }
-        assert!(Instant::now() < deadline, "no coordinator for {group}: error {}", found.error_code);
+        assert!(Instant::now() < deadline, "no coordinator for {key}: error {}", found.error_code);
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -444,7 +450,7 @@ fn committed_offsets_survive_the_death_of_the_group_coordinator() {
         .filter(|(_, offset)| *offset >= 0)
         .collect();
     assert_eq!(committed.values().map(|&o| o as usize).sum::<usize>(), read, "committed {committed:?}");
-    let coordinator = group_coordinator(&cluster, 1, group);
+    let coordinator = find_coordinator(&cluster, 1, group, GROUP_KEY);
     let offsets = partition(&cluster.metadata(coordinator), "__consumer_offsets", 0).replica_nodes.len();
     assert_eq!(offsets, 3, "__consumer_offsets has three replicas");
     drop(first);
@@ -464,7 +470,7 @@ fn committed_offsets_survive_the_death_of_the_group_coordinator() {
             seen.entry(m.partition()).or_default().push(m.offset());
         }
     }
-    let new_coordinator = group_coordinator(&cluster, survivor, group);
+    let new_coordinator = find_coordinator(&cluster, survivor, group, GROUP_KEY);
     eprintln!("coordinator {coordinator} killed; {new_coordinator} served the group {:?} later", killed.elapsed());
     assert_ne!(new_coordinator, coordinator);
     for (partition, offsets) in &seen {
@@ -472,4 +478,63 @@ fn committed_offsets_survive_the_death_of_the_group_coordinator() {
         let expected: Vec<i64> = (from..from + offsets.len() as i64).collect();
         assert_eq!(offsets, &expected, "partition {partition} resumes at its committed offset {from}");
     }
+}
+
+#[test]
+fn transactions_spanning_brokers_end_in_every_partition_and_a_transform_loop_yields_each_output_once() {
+    use crate::transactions::{finish_transform_and_check_outputs, write_input_and_crash_transforms};
+    use crate::transactions::{labels, read_values, send, transform_run, txn_producer, Crash};
+    let mut cluster = Cluster::start(&[]);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "spread", 3, 3, &[]);
+    let metadata = cluster.wait_for_topics(1, &["spread"]);
+    let mut spread_leaders = leaders(&metadata, "spread");
+    spread_leaders.sort();
+    assert_eq!(spread_leaders, [1, 2, 3], "each broker leads one partition");
+
+    // One producer's transactions over partitions led by three brokers: its
+    // coordinator verifies the batches of the two others (AddPartitionsToTxn
+    // v4) and ends the transactions there with WriteTxnMarkers.
+    let producer = txn_producer(&bootstrap, "spanning", 60_000);
+    for (label, commit) in [("first", true), ("aborted", false), ("third", true)] {
+        producer.begin_transaction().expect("begin");
+        for p in 0..3 {
+            send(&producer, "spread", p, labels(&format!("{label}-{p}"), 0..10));
+        }
+        match commit {
+            true => producer.commit_transaction(Duration::from_secs(30)).expect("commit"),
+            false => producer.abort_transaction(Duration::from_secs(30)).expect("abort"),
+        }
+    }
+    // read_committed reads each partition up to its last stable offset: a
+    // partition whose marker is missing would stop at the open transaction.
+    let mut committed = read_values(&bootstrap, "spread", 3, "read_committed");
+    committed.sort();
+    let mut expected: Vec<String> =
+        (0..3).flat_map(|p| ["first", "third"].map(|label| labels(&format!("{label}-{p}"), 0..10))).flatten().collect();
+    expected.sort();
+    assert_eq!(committed, expected);
+    assert_eq!(read_values(&bootstrap, "spread", 3, "read_uncommitted").len(), 90);
+    drop(producer);
+
+    // Consume-transform-produce with the input's group, the output and the
+    // transactional id wherever the cluster placed them, killed in the
+    // middle of transactions, then with the transaction coordinator's
+    // broker killed and restarted.
+    create_replicated_topic(&bootstrap, "input", 2, 3, &[]);
+    create_replicated_topic(&bootstrap, "output", 1, 3, &[]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &["input", "output", "spread"]);
+    }
+    let total = 200u32;
+    write_input_and_crash_transforms(&bootstrap, total, &[35, 60]);
+    let coordinator = find_coordinator(&cluster, 1, "transformer", TRANSACTION_KEY);
+    let bootstrap = cluster.broker(if coordinator == 1 { 2 } else { 1 }).bootstrap();
+    let mut kill_coordinator = || {
+        cluster.broker(coordinator).kill();
+        cluster.broker(coordinator).restart();
+    };
+    let crash = Crash { after: 50, offsets_sent: true };
+    assert!(!transform_run(&bootstrap, Some(crash), 10, &mut kill_coordinator));
+    finish_transform_and_check_outputs(&bootstrap, total);
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn txn_producer(bootstrap: &str, transactional_id: &str, timeout_ms: u32) -> BaseProducer {
+pub(crate) fn txn_producer(bootstrap: &str, transactional_id: &str, timeout_ms: u32) -> BaseProducer {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("transactional.id", transactional_id)
@@ -35,7 +35,7 @@ fn txn_producer(bootstrap: &str, transactional_id: &str, timeout_ms: u32) -> Bas
     producer
 }
 
-fn send(producer: &BaseProducer, topic: &str, partition: i32, values: impl IntoIterator<Item = String>) {
+pub(crate) fn send(producer: &BaseProducer, topic: &str, partition: i32, values: impl IntoIterator<Item = String>) {
     for value in values {
         let record = BaseRecord::<(), String>::to(topic).partition(partition).payload(&value);
         producer.send(record).map_err(|(e, _)| e).expect("send");
@@ -57,7 +57,7 @@ fn reader(bootstrap: &str, isolation: &str) -> BaseConsumer {
 
 /// Every value of the topic's partitions `0..partitions`, read from the
 /// beginning until each partition reports EOF.
-fn read_values(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
+pub(crate) fn read_values(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
     let consumer = reader(bootstrap, isolation);
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
@@ -82,7 +82,7 @@ fn read_values(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -
     values
 }
 
-fn labels(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
+pub(crate) fn labels(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
 }
 
@@ -231,7 +231,7 @@ fn transaction_state_survives_a_broker_sigkill() {
 /// once `crash.after` messages were processed, before or after the offsets
 /// joined the transaction, or returns true when the input is exhausted.
 /// `on_crash` runs at that point (to kill the broker too).
-fn transform_run(bootstrap: &str, crash: Option<Crash>, batch: usize, on_crash: &mut dyn FnMut()) -> bool {
+pub(crate) fn transform_run(bootstrap: &str, crash: Option<Crash>, batch: usize, on_crash: &mut dyn FnMut()) -> bool {
     let producer = txn_producer(bootstrap, "transformer", 60_000);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -295,9 +295,35 @@ fn transform_run(bootstrap: &str, crash: Option<Crash>, batch: usize, on_crash: 
 }
 
 #[derive(Clone, Copy)]
-struct Crash {
-    after: usize,
-    offsets_sent: bool,
+pub(crate) struct Crash {
+    pub after: usize,
+    pub offsets_sent: bool,
+}
+
+/// Writes `total` values to `input`'s two partitions, then runs the
+/// transform loop once per `crashes` (each processing that many messages and
+/// dropped mid-transaction, alternately before and after its offsets joined).
+pub(crate) fn write_input_and_crash_transforms(bootstrap: &str, total: u32, crashes: &[usize]) {
+    let plain: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    for p in 0..2 {
+        send(&plain, "input", p, (0..total).filter(|i| i % 2 == p as u32).map(|i| format!("in-{i}")));
+    }
+    for (run, &after) in crashes.iter().enumerate() {
+        let crash = Crash { after, offsets_sent: run % 2 == 1 };
+        assert!(!transform_run(bootstrap, Some(crash), 7 + run, &mut || {}), "run {run} ended early");
+    }
+}
+
+/// Runs the transform loop to the end of the input, then checks that
+/// `output` holds each of the `total` outputs exactly once (read_committed).
+pub(crate) fn finish_transform_and_check_outputs(bootstrap: &str, total: u32) {
+    assert!(transform_run(bootstrap, None, 25, &mut || {}), "the last run reads the input to its end");
+    let mut outputs = read_values(bootstrap, "output", 1, "read_committed");
+    outputs.sort();
+    let mut expected: Vec<String> = (0..total).map(|i| format!("in-{i}-out")).collect();
+    expected.sort();
+    assert_eq!(outputs.len(), expected.len(), "each output exactly once");
+    assert_eq!(outputs, expected);
 }
 
 #[test]
@@ -307,30 +333,14 @@ fn consume_transform_produce_killed_and_restarted_yields_each_output_once() {
     create_topic(&bootstrap, "input", 2);
     create_topic(&bootstrap, "output", 1);
     let total = 400u32;
-    let plain: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
-    for p in 0..2 {
-        send(&plain, "input", p, (0..total).filter(|i| i % 2 == p as u32).map(|i| format!("in-{i}")));
-    }
-
-    let mut no_op = || {};
-    for (run, after) in [35, 60, 17, 80, 41, 23].into_iter().enumerate() {
-        let crash = Crash { after, offsets_sent: run % 2 == 1 };
-        assert!(!transform_run(&bootstrap, Some(crash), 7 + run, &mut no_op), "run {run} ended early");
-    }
+    write_input_and_crash_transforms(&bootstrap, total, &[35, 60, 17, 80, 41, 23]);
     let mut kill_broker = || {
         broker.kill();
         broker.restart();
     };
     let crash = Crash { after: 50, offsets_sent: true };
     assert!(!transform_run(&bootstrap, Some(crash), 10, &mut kill_broker));
-    assert!(transform_run(&bootstrap, None, 25, &mut no_op), "the last run reads the input to its end");
-
-    let mut outputs = read_values(&bootstrap, "output", 1, "read_committed");
-    outputs.sort();
-    let mut expected: Vec<String> = (0..total).map(|i| format!("in-{i}-out")).collect();
-    expected.sort();
-    assert_eq!(outputs.len(), expected.len(), "each output exactly once");
-    assert_eq!(outputs, expected);
+    finish_transform_and_check_outputs(&bootstrap, total);
     // The aborted attempts are in the log, seen by read_uncommitted readers.
     assert!(read_values(&bootstrap, "output", 1, "read_uncommitted").len() > total as usize);
 }
@@ -543,4 +553,69 @@ fn the_commit_marker_wakes_a_read_committed_long_poll() {
     assert_eq!(values, labels("p", 0..3));
     // Without the wake-up the fetch would end at fetch.wait.max.ms.
     assert!(committed.elapsed() < Duration::from_secs(10), "read {:?} after the commit", committed.elapsed());
+}
+
+#[test]
+fn the_inter_broker_transaction_apis_verify_partitions_and_fence_older_coordinators() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, WriteTxnMarkersRequest};
+    const INVALID_TXN_STATE: i16 = 48;
+    const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+    let mut broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    create_topic(&b, "fenced", 1);
+    let producer = init_raw(&b, "verified");
+    let topic = |name: &'static str| {
+        AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_partitions(vec![0])
+    };
+    // v4, the brokers' batched form: verify only, then add, then verify.
+    let batched = |verify_only: bool| {
+        let transaction = AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("verified")))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_verify_only(verify_only)
+            .with_topics(vec![topic("fenced")]);
+        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+        let response = client(&b).send(&request, 4).unwrap();
+        assert_eq!(response.error_code, 0);
+        response.results_by_transaction[0].topic_results[0].results_by_partition[0].partition_error_code
+    };
+    assert_eq!(batched(true), INVALID_TXN_STATE, "not in the transaction: a batch would be refused");
+    assert_eq!(batched(false), 0, "added");
+    assert_eq!(batched(true), 0, "verified");
+
+    // WriteTxnMarkers as another broker's coordinator sends it.
+    let marker = |topic: &'static str, coordinator_epoch: i32| {
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(ProducerId(4242))
+            .with_producer_epoch(0)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(coordinator_epoch)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_indexes(vec![0])]);
+        let response = client(&b).send(&WriteTxnMarkersRequest::default().with_markers(vec![marker]), 1).unwrap();
+        response.markers[0].topics[0].partitions[0].error_code
+    };
+    assert_eq!(marker("fenced", 5), 0);
+    assert_eq!(marker("fenced", 4), TRANSACTION_COORDINATOR_FENCED, "an older coordinator");
+    assert_eq!(marker("nowhere", 5), UNKNOWN_TOPIC_OR_PARTITION);
+    // The coordinator epoch survives a clean stop (producer snapshot) and a
+    // SIGKILL (replayed from the markers in the log).
+    broker.stop();
+    broker.restart();
+    assert_eq!(marker("fenced", 4), TRANSACTION_COORDINATOR_FENCED, "after a clean restart");
+    assert_eq!(marker("fenced", 6), 0);
+    broker.kill();
+    broker.restart();
+    assert_eq!(marker("fenced", 5), TRANSACTION_COORDINATOR_FENCED, "after a SIGKILL");
+    assert_eq!(latest_offsets(&b, "fenced"), (2, 2), "two markers, no open transaction");
 }

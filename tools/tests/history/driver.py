@@ -11,7 +11,10 @@ Usage: tools/tests/clients/.venv/bin/python tools/tests/history/driver.py
 Knobs (environment): DURATION (s, default 45), KILLS (3), DOWN (s a killed
 broker stays down, default 4: past the 2 s broker session timeout, so
 leadership moves), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
-per second per producer, 100), NET (the brokers' addresses are NET.1-3, default
+per second per producer, 100), TXN_PRODUCERS (transactional producers, 1),
+TXN_SIZE (values per transaction, spread over the partitions, 6), TXN_RATE
+(transactions per second per transactional producer, 5; one in four is
+aborted), NET (the brokers' addresses are NET.1-3, default
 127.0.1; ports 9092 for clients, 9093 for the voters), WEIR (the broker binary,
 default target/release/weir), OUT (where the history, broker logs and data go;
 default a new temp dir), CLIENT_DEBUG (librdkafka debug contexts, e.g.
@@ -30,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
@@ -45,6 +48,9 @@ PARTITIONS = int(os.environ.get("PARTITIONS", "3"))
 PRODUCERS = int(os.environ.get("PRODUCERS", "2"))
 CONSUMERS = int(os.environ.get("CONSUMERS", "2"))
 RATE = float(os.environ.get("RATE", "100"))
+TXN_PRODUCERS = int(os.environ.get("TXN_PRODUCERS", "1"))
+TXN_SIZE = int(os.environ.get("TXN_SIZE", "6"))
+TXN_RATE = float(os.environ.get("TXN_RATE", "5"))
 NET = os.environ.get("NET", "127.0.1")
 WEIR = os.environ.get("WEIR", os.path.join(ROOT, "target", "release", "weir"))
 # librdkafka logs each refused connection to stderr while a broker is down;
@@ -126,7 +132,8 @@ class Stats:
             self.fatals.append(f"{who}: {err.str()}")
 
     def error(self, who, err):
-        key = ("final" if who == "final" else "producer" if who.startswith("p") else "consumer", err.name())
+        role = {"f": "final", "p": "producer", "t": "transactional producer", "c": "consumer"}[who[0]]
+        key = (role, err.name())
         with self.lock:
             self.errors.setdefault(key, [0, err.str()])[0] += 1
 
@@ -192,6 +199,78 @@ def producer_loop(history, stats, index, stop, bootstrap):
         generation += 1
 
 
+def txn_producer_loop(history, stats, index, stop, bootstrap):
+    """Transactions of TXN_SIZE values PROCESS-N spread over the partitions,
+    TXN_RATE per second, every fourth aborted. A commit that raises a
+    retriable error is retried; one that needs an abort is aborted (then the
+    transaction failed: none of its values may be read committed); after a
+    fatal error the outcome is unknown and a new producer of the same
+    transactional id, a new process in the history, fences the old one."""
+    generation = 0
+    transactional_id = f"history-t{index}"
+    while not stop.is_set():
+        process = f"t{index}" if generation == 0 else f"t{index}.{generation}"
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
+                             "transaction.timeout.ms": 60000, "linger.ms": 5,
+                             "error_cb": lambda err, process=process: stats.error(process, err), **PRODUCER_LOGGING})
+        try:
+            producer.init_transactions(60)
+        except KafkaException as e:
+            stats.error(process, e.args[0])
+            generation += 1
+            continue
+        history.record(process, "ok", "open", role="producer", idempotent=True)
+        sent = 0
+        begun = time.monotonic()
+        fatal = False
+        while not stop.is_set() and not fatal:
+            id = history.next_id()
+            sends = [{"topic": TOPIC, "partition": (sent + i) % PARTITIONS, "key": None, "value": f"{process}-{sent + i}"}
+                     for i in range(TXN_SIZE)]
+            commit = id % 4 != 0
+            sent += TXN_SIZE
+            history.record(process, "invoke", "txn", id=id, sends=sends)
+            outcome, error = end_transaction(producer, sends, commit)
+            if outcome == "info":
+                stats.error(process, error)
+                fatal = error.fatal()
+            history.record(process, outcome, "txn", id=id, sends=sends,
+                           **({"error": error.str()} if error is not None else {}))
+            pause = begun + (sent / TXN_SIZE) / TXN_RATE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        generation += 1
+
+
+def end_transaction(producer, sends, commit):
+    """Runs one transaction of `sends`: ("ok", None) committed, ("fail",
+    error or None) aborted, ("info", error) unknown."""
+    try:
+        producer.begin_transaction()
+        for send in sends:
+            producer.produce(TOPIC, send["value"].encode(), partition=send["partition"])
+        if not commit:
+            producer.abort_transaction(60)
+            return "fail", None
+        for _ in range(5):
+            try:
+                producer.commit_transaction(60)
+                return "ok", None
+            except KafkaException as e:
+                if not e.args[0].retriable():
+                    raise
+        return "info", KafkaError(KafkaError._TIMED_OUT, "commit kept failing with retriable errors")
+    except KafkaException as e:
+        error = e.args[0]
+        if error.txn_requires_abort():
+            try:
+                producer.abort_transaction(60)
+                return "fail", error
+            except KafkaException as abort_error:
+                return "info", abort_error.args[0]
+        return "info", error
+
+
 def consumer_loop(history, stats, index, stop, bootstrap):
     """Reads every partition from offset 0 with an explicit assignment (no
     group: coordinators do not move with leadership yet, so a group would die
@@ -243,8 +322,11 @@ def final_read(history, stats, bootstrap, timeout=60):
                 stats.error("final", msg.error())
                 continue
             read[msg.partition()].append({"offset": msg.offset(), "value": msg.value().decode()})
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
+        # The position passes transaction markers and aborted records, which
+        # are not returned: a partition whose last batch is a marker is read
+        # once the position reaches its end.
+        positions = consumer.position([TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
+        done |= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
     consumer.close()
     for p in range(PARTITIONS):
         history.record("final", "ok", "final-read", topic=TOPIC, partition=p, isolation="read_committed",
@@ -289,6 +371,8 @@ def run(out):
             raise RunFailed(f"{TOPIC} never had a leader and a full ISR per partition")
         stop = threading.Event()
         workers = [threading.Thread(target=producer_loop, args=(history, stats, i, stop, cluster.bootstrap)) for i in range(PRODUCERS)]
+        workers += [threading.Thread(target=txn_producer_loop, args=(history, stats, i, stop, cluster.bootstrap))
+                    for i in range(TXN_PRODUCERS)]
         workers += [threading.Thread(target=consumer_loop, args=(history, stats, i, stop, cluster.bootstrap)) for i in range(CONSUMERS)]
         for worker in workers:
             worker.start()
@@ -323,7 +407,7 @@ def main():
     global PRODUCER_LOGGING
     PRODUCER_LOGGING = producer_logging(out)
     print(f"history run: {DURATION:.0f} s, {KILLS} leader kills, {PARTITIONS} partitions, "
-          f"{PRODUCERS} producers, {CONSUMERS} consumers; output in {out}", flush=True)
+          f"{PRODUCERS} producers, {TXN_PRODUCERS} transactional, {CONSUMERS} consumers; output in {out}", flush=True)
     try:
         kills, stats, healthy, ends, short = run(out)
     except (RunFailed, ClusterError) as e:
