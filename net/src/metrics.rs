@@ -150,7 +150,7 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             let _ = writeln!(out, "weir_shard_cpu_seconds_total{{shard=\"{}\",mode=\"{mode}\"}} {busy}", s.shard);
         }
     }
-    let per_shard: [ShardSeries; 15] = [
+    let per_shard: [ShardSeries; 16] = [
         ("weir_bytes_in_total", "counter", "Request bytes read, framing included.", |s| s.bytes_in),
         ("weir_bytes_out_total", "counter", "Response bytes written, framing included.", |s| s.bytes_out),
         ("weir_connections_open", "gauge", "Client connections open on the shard.", |s| s.connections_open),
@@ -221,6 +221,12 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             "Appends waiting for their partition's writer, the shard's partitions together.",
             |s| s.appends_queued,
         ),
+        (
+            "weir_under_replicated_partitions",
+            "gauge",
+            "Partitions the shard leads with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions).",
+            |s| s.partitions.iter().filter(|p| p.leader && p.in_sync_replicas < p.replicas).count() as u64,
+        ),
     ];
     for (name, kind, help, value) in per_shard {
         family(&mut out, name, kind, help);
@@ -245,12 +251,18 @@ pub fn render(shards: &[Option<ShardStats>]) -> String {
             render_histogram(&mut out, name, s.shard, histogram(s));
         }
     }
-    let partitions: [PartitionSeries; 3] = [
-        ("weir_partition_log_end_offset", "The partition's log end offset (high watermark).", |p| {
+    let partitions: [PartitionSeries; 7] = [
+        ("weir_partition_log_end_offset", "The partition's log end offset.", |p| p.log_end_offset.to_string()),
+        ("weir_partition_high_watermark", "The partition's high watermark: what its in-sync replicas hold.", |p| {
             p.high_watermark.to_string()
         }),
         ("weir_partition_log_start_offset", "The partition's log start offset.", |p| p.log_start_offset.to_string()),
         ("weir_partition_size_bytes", "Bytes of the partition's segments.", |p| p.size_bytes.to_string()),
+        ("weir_partition_leader", "1 where this broker leads the partition, 0 where it follows.", |p| {
+            u8::from(p.leader).to_string()
+        }),
+        ("weir_partition_replicas", "The partition's replicas.", |p| p.replicas.to_string()),
+        ("weir_partition_in_sync_replicas", "The partition's in-sync replicas.", |p| p.in_sync_replicas.to_string()),
     ];
     for (name, help, value) in partitions {
         family(&mut out, name, "gauge", help);
@@ -373,7 +385,11 @@ mod tests {
                 partition: 0,
                 log_start_offset: 0,
                 high_watermark: 7,
+                log_end_offset: 9,
                 size_bytes: 4096,
+                leader: true,
+                replicas: 3,
+                in_sync_replicas: 2,
             }],
             ..idle_shard(1)
         };
@@ -385,7 +401,10 @@ mod tests {
             "weir_produce_latency_seconds_bucket{shard=\"1\",le=\"0.0005\"} 2",
             "weir_produce_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 3",
             "weir_produce_latency_seconds_count{shard=\"1\"} 3",
-            "weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 7",
+            "weir_partition_log_end_offset{shard=\"1\",topic=\"t\",partition=\"0\"} 9",
+            "weir_partition_high_watermark{shard=\"1\",topic=\"t\",partition=\"0\"} 7",
+            "weir_partition_in_sync_replicas{shard=\"1\",topic=\"t\",partition=\"0\"} 2",
+            "weir_under_replicated_partitions{shard=\"1\"} 1",
             "weir_partition_size_bytes{shard=\"1\",topic=\"t\",partition=\"0\"} 4096",
             "weir_connections_idle_closed_total{shard=\"1\"} 1",
             "weir_connections_sasl_closed_total{shard=\"1\"} 4",
@@ -441,7 +460,11 @@ mod tests {
             partition,
             log_start_offset: 0,
             high_watermark,
+            log_end_offset: high_watermark,
             size_bytes: 0,
+            leader: true,
+            replicas: 1,
+            in_sync_replicas: 1,
         };
         let committed = |group: &str, partition, committed_offset| GroupOffsetStats {
             group: group.into(),

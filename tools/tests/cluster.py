@@ -19,6 +19,7 @@ class Cluster:
         self.data, self.logs = data, logs
         self.brokers = brokers
         self.procs = {}
+        self.paused = set()
         self.voters = ",".join(f"{b}@{net}.{b}:{port + 1}" for b in brokers)
         self.bootstrap = ",".join(self.address(b) for b in brokers)
 
@@ -55,13 +56,25 @@ class Cluster:
         # The next start writes it anew; wait_listening waits for that.
         os.remove(os.path.join(self.data, f"broker-{broker}", "listen.addr"))
 
+    def pause(self, broker):
+        """SIGSTOP: a broker that neither answers nor knows it was away (a
+        long GC pause, a frozen VM), until `resume`."""
+        self.procs[broker].send_signal(signal.SIGSTOP)
+        self.paused.add(broker)
+
+    def resume(self, broker):
+        self.procs[broker].send_signal(signal.SIGCONT)
+        self.paused.discard(broker)
+
     def alive(self):
-        return [b for b, proc in self.procs.items() if proc.poll() is None]
+        """The brokers running and not paused."""
+        return [b for b, proc in self.procs.items() if proc.poll() is None and b not in self.paused]
 
     def stop(self):
         """SIGTERM, then SIGKILL for a broker that has not exited 10 s later."""
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.terminate()
         for proc in self.procs.values():
             try:

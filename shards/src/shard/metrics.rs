@@ -1,7 +1,7 @@
 //! A shard's counters and histograms, and the figures the admin endpoint
 //! gathers from every shard.
 
-use super::Shard;
+use super::{Role, Shard};
 use crate::messages::ShardMessage;
 use crate::reply;
 use futures::future::{join_all, select, Either};
@@ -202,9 +202,14 @@ pub struct PartitionStats {
     pub topic: String,
     pub partition: i32,
     pub log_start_offset: i64,
-    /// The log end offset (the high watermark: a single replica).
     pub high_watermark: i64,
+    pub log_end_offset: i64,
     pub size_bytes: u64,
+    /// Whether this broker leads it (else it follows).
+    pub leader: bool,
+    /// Its replicas and in-sync replicas in the metadata image.
+    pub replicas: usize,
+    pub in_sync_replicas: usize,
 }
 
 /// How long the admin endpoint waits for a shard's figures.
@@ -216,16 +221,24 @@ impl Shard {
     /// (its CPU time is read here).
     pub fn stats(&self) -> ShardStats {
         let m = &self.metrics;
-        let logs = self.open_logs();
-        let appends_queued = logs.iter().map(|(_, _, log)| log.queued_appends() as u64).sum();
-        let partitions = logs
-            .into_iter()
-            .map(|(topic, partition, log)| PartitionStats {
-                topic,
-                partition,
-                log_start_offset: log.log_start_offset(),
-                high_watermark: log.high_watermark(),
-                size_bytes: log.size_bytes(),
+        let open = self.partitions.borrow().all_open();
+        let appends_queued = open.iter().map(|p| p.log.queued_appends() as u64).sum();
+        let snapshot = self.metadata();
+        let partitions = open
+            .iter()
+            .map(|p| {
+                let state = snapshot.partition(&p.topic, p.index);
+                PartitionStats {
+                    topic: p.topic.clone(),
+                    partition: p.index,
+                    log_start_offset: p.log.log_start_offset(),
+                    high_watermark: p.log.high_watermark(),
+                    log_end_offset: p.log.log_end_offset(),
+                    size_bytes: p.log.size_bytes(),
+                    leader: matches!(p.role.get(), Role::Leader(_)),
+                    replicas: state.map_or(1, |s| s.replicas.len()),
+                    in_sync_replicas: state.map_or(1, |s| s.isr.len()),
+                }
             })
             .collect();
         let mut group_offsets: Vec<GroupOffsetStats> = self

@@ -13,7 +13,8 @@ History format: JSON lines, one operation each, in the order they happened
     time      float, seconds since the run started (for the reader of a report)
     process   string naming one client (a producer or a consumer)
     type      "invoke" | "ok" | "fail" | "info"
-    f         "open" | "send" | "txn" | "assign" | "poll" | "final-read" | "kill" | "start"
+    f         "open" | "send" | "txn" | "assign" | "poll" | "final-read" | "kill" | "start" |
+              "pause" | "resume"
 
 and by f:
 
@@ -39,8 +40,10 @@ and by f:
     final-read  type ok, after the workload: topic, partition, isolation, records (a list
                 of {offset, value}): everything in the partition from its log start to
                 its end, read once the cluster was healthy.
-    kill, start type info, process "nemesis": a broker (id in broker) killed or started;
-                for the reader of a history, the checker passes over them.
+    kill, start, pause, resume
+                type info, process "nemesis": a broker (id in broker) killed, started,
+                stopped (SIGSTOP) or continued; for the reader of a history, the
+                checker passes over them.
 
 Checks (each a kind of violation in the report):
 
@@ -67,6 +70,9 @@ import bisect
 import json
 import sys
 from collections import defaultdict
+
+# What the nemesis did, recorded for the reader.
+NEMESIS_OPS = ("kill", "start", "pause", "resume")
 
 KINDS = (
     "lost-write",
@@ -208,7 +214,7 @@ def check(ops):
             for offset, value in values.items():
                 seen[(tp, offset)].add(value)
                 places[value].add((tp, offset))
-        elif f not in ("kill", "start"):
+        elif f not in NEMESIS_OPS:
             raise HistoryError(f"op {number}: unknown f {f!r}")
 
     aborted = {v for v, w in writes.items() if w.txn is not None and w.outcome == "fail"}

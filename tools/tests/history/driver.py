@@ -10,7 +10,9 @@ Usage: tools/tests/clients/.venv/bin/python tools/tests/history/driver.py
 
 Knobs (environment): DURATION (s, default 45), KILLS (3), DOWN (s a killed
 broker stays down, default 4: past the 2 s broker session timeout, so
-leadership moves), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
+leadership moves), NEMESIS (kill: SIGKILL and start again; pause: SIGSTOP
+and SIGCONT, a leader that comes back believing it still leads; mixed:
+alternately; default kill), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
 per second per producer, 100), TXN_PRODUCERS (transactional producers, 1),
 TXN_SIZE (values per transaction, spread over the partitions, 6), TXN_RATE
 (transactions per second per transactional producer, 5; one in four is
@@ -44,6 +46,7 @@ from cluster import Cluster, ClusterError  # noqa: E402  (tools/tests/cluster.py
 DURATION = float(os.environ.get("DURATION", "45"))
 KILLS = int(os.environ.get("KILLS", "3"))
 DOWN = float(os.environ.get("DOWN", "4"))
+NEMESIS = os.environ.get("NEMESIS", "kill")
 PARTITIONS = int(os.environ.get("PARTITIONS", "3"))
 PRODUCERS = int(os.environ.get("PRODUCERS", "2"))
 CONSUMERS = int(os.environ.get("CONSUMERS", "2"))
@@ -336,8 +339,9 @@ def final_read(history, stats, bootstrap, timeout=60):
 
 
 def nemesis(cluster, history, stop, kills):
-    """KILLS times, evenly over DURATION: SIGKILL the leader of the next
-    partition, leave it down DOWN seconds, start it again."""
+    """KILLS times, evenly over DURATION: SIGKILL (or SIGSTOP, per NEMESIS)
+    the leader of the next partition, leave it down DOWN seconds, start (or
+    continue) it again."""
     interval = DURATION / (KILLS + 1)
     begun = time.monotonic()
     for k in range(KILLS):
@@ -348,13 +352,22 @@ def nemesis(cluster, history, stop, kills):
         if leader not in cluster.alive():
             kills.append((partition, None))
             continue
-        cluster.kill(leader)
-        history.record("nemesis", "info", "kill", broker=leader, partition=partition)
+        pause = NEMESIS == "pause" or (NEMESIS == "mixed" and k % 2 == 1)
+        if pause:
+            cluster.pause(leader)
+            history.record("nemesis", "info", "pause", broker=leader, partition=partition)
+        else:
+            cluster.kill(leader)
+            history.record("nemesis", "info", "kill", broker=leader, partition=partition)
         kills.append((partition, leader))
         time.sleep(DOWN)
-        cluster.start(leader)
-        cluster.wait_listening(leader)
-        history.record("nemesis", "info", "start", broker=leader)
+        if pause:
+            cluster.resume(leader)
+            history.record("nemesis", "info", "resume", broker=leader)
+        else:
+            cluster.start(leader)
+            cluster.wait_listening(leader)
+            history.record("nemesis", "info", "start", broker=leader)
 
 
 def run(out):
@@ -406,7 +419,10 @@ def main():
     os.makedirs(out, exist_ok=True)
     global PRODUCER_LOGGING
     PRODUCER_LOGGING = producer_logging(out)
-    print(f"history run: {DURATION:.0f} s, {KILLS} leader kills, {PARTITIONS} partitions, "
+    if NEMESIS not in ("kill", "pause", "mixed"):
+        print(f"NEMESIS must be kill, pause or mixed, not {NEMESIS!r}", file=sys.stderr)
+        return 2
+    print(f"history run: {DURATION:.0f} s, {KILLS} leader {NEMESIS} faults, {PARTITIONS} partitions, "
           f"{PRODUCERS} producers, {TXN_PRODUCERS} transactional, {CONSUMERS} consumers; output in {out}", flush=True)
     try:
         kills, stats, healthy, ends, short = run(out)
