@@ -16,7 +16,8 @@ alternately; default kill), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (
 per second per producer, 100), TXN_PRODUCERS (transactional producers, 1),
 TXN_SIZE (values per transaction, spread over the partitions, 6), TXN_RATE
 (transactions per second per transactional producer, 5; one in four is
-aborted), NET (the brokers' addresses are NET.1-3, default
+aborted), GROUP_CONSUMERS (subscribed read_committed consumers of one group
+committing offsets, whose coordinator moves with the nemesis, 2), NET (the brokers' addresses are NET.1-3, default
 127.0.1; ports 9092 for clients, 9093 for the voters), WEIR (the broker binary,
 default target/release/weir), OUT (where the history, broker logs and data go;
 default a new temp dir), CLIENT_DEBUG (librdkafka debug contexts, e.g.
@@ -52,6 +53,7 @@ PRODUCERS = int(os.environ.get("PRODUCERS", "2"))
 CONSUMERS = int(os.environ.get("CONSUMERS", "2"))
 RATE = float(os.environ.get("RATE", "100"))
 TXN_PRODUCERS = int(os.environ.get("TXN_PRODUCERS", "1"))
+GROUP_CONSUMERS = int(os.environ.get("GROUP_CONSUMERS", "2"))
 TXN_SIZE = int(os.environ.get("TXN_SIZE", "6"))
 TXN_RATE = float(os.environ.get("TXN_RATE", "5"))
 NET = os.environ.get("NET", "127.0.1")
@@ -135,7 +137,8 @@ class Stats:
             self.fatals.append(f"{who}: {err.str()}")
 
     def error(self, who, err):
-        role = {"f": "final", "p": "producer", "t": "transactional producer", "c": "consumer"}[who[0]]
+        roles = {"f": "final", "p": "producer", "t": "transactional producer", "c": "consumer", "g": "group consumer"}
+        role = roles[who[0]]
         key = (role, err.name())
         with self.lock:
             self.errors.setdefault(key, [0, err.str()])[0] += 1
@@ -300,6 +303,37 @@ def consumer_loop(history, stats, index, stop, bootstrap):
     consumer.close()
 
 
+def group_consumer_loop(history, stats, index, stop, bootstrap):
+    """A member of group history-group: reads the partitions the group gives
+    it from the group's committed offsets (auto-committed every second), so
+    a rebalance or a new coordinator may make it read some records again,
+    never skip one. Each assignment is recorded with unknown start offsets."""
+    process = f"g{index}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "history-group",
+                         "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+                         "error_cb": lambda err: stats.error(process, err), **QUIET})
+    history.record(process, "ok", "open", role="consumer", isolation="read_committed")
+
+    def assigned(consumer, partitions):
+        history.record(process, "ok", "assign", partitions=[{"topic": tp.topic, "partition": tp.partition,
+                                                             "offset": None} for tp in partitions])
+
+    consumer.subscribe([TOPIC], on_assign=assigned)
+    while not stop.is_set():
+        records = []
+        for msg in consumer.consume(num_messages=500, timeout=0.2):
+            if msg.error():
+                stats.error(process, msg.error())
+            else:
+                records.append({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                                "value": msg.value().decode()})
+        if records:
+            history.record(process, "ok", "poll", records=records)
+    consumer.close()
+
+
 def final_read(history, stats, bootstrap, timeout=60):
     """Reads each partition from offset 0 to its high watermark, fetching from its leader."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "history-final", "enable.auto.commit": False,
@@ -386,6 +420,8 @@ def run(out):
         workers = [threading.Thread(target=producer_loop, args=(history, stats, i, stop, cluster.bootstrap)) for i in range(PRODUCERS)]
         workers += [threading.Thread(target=txn_producer_loop, args=(history, stats, i, stop, cluster.bootstrap))
                     for i in range(TXN_PRODUCERS)]
+        workers += [threading.Thread(target=group_consumer_loop, args=(history, stats, i, stop, cluster.bootstrap))
+                    for i in range(GROUP_CONSUMERS)]
         workers += [threading.Thread(target=consumer_loop, args=(history, stats, i, stop, cluster.bootstrap)) for i in range(CONSUMERS)]
         for worker in workers:
             worker.start()
@@ -423,7 +459,8 @@ def main():
         print(f"NEMESIS must be kill, pause or mixed, not {NEMESIS!r}", file=sys.stderr)
         return 2
     print(f"history run: {DURATION:.0f} s, {KILLS} leader {NEMESIS} faults, {PARTITIONS} partitions, "
-          f"{PRODUCERS} producers, {TXN_PRODUCERS} transactional, {CONSUMERS} consumers; output in {out}", flush=True)
+          f"{PRODUCERS} producers, {TXN_PRODUCERS} transactional, {CONSUMERS} consumers, "
+          f"{GROUP_CONSUMERS} in a group; output in {out}", flush=True)
     try:
         kills, stats, healthy, ends, short = run(out)
     except (RunFailed, ClusterError) as e:
