@@ -10,7 +10,8 @@
 #     `weir users add --data-dir`);
 #   * tls_confluent.py: confluent-kafka produce and consume over SSL (with and
 #     without a client certificate, whose principal the broker logs) and
-#     SASL_SSL, an untrusted certificate, a wrong password.
+#     SASL_SSL, an untrusted certificate, a wrong password;
+#   * tls_kafka_python.py: the same with kafka-python's own TLS and SCRAM.
 #
 # Usage (from anywhere, after `cargo build --release`):
 #   bash tools/tests/clients/tls.sh
@@ -95,6 +96,9 @@ echo "ok kcat [PLAINTEXT to SSL]: refused; the broker logged: $(grep -m1 -o 'TLS
 log "tls_confluent.py"
 timeout 300 "$PY" "$HERE/tls_confluent.py" "127.0.0.1:$SSL_PORT" "127.0.0.1:$SASL_PORT" "$CERTS" "tls-$RUN_ID-ck" \
   "$USER_NAME" "$PASSWORD" || fail "tls_confluent.py"
+log "tls_kafka_python.py"
+timeout 300 "$PY" "$HERE/tls_kafka_python.py" "127.0.0.1:$SSL_PORT" "127.0.0.1:$SASL_PORT" "$CERTS" "tls-$RUN_ID-kp" \
+  "$USER_NAME" "$PASSWORD" || fail "tls_kafka_python.py"
 grep -q "principal=User:CN=client,O=Weir" "$SSL_LOG" || fail "no connection with the client certificate's principal"
 grep -q -- "$PASSWORD" "$SASL_LOG" && fail "the broker log holds the password"
 for pid in "${PIDS[@]}"; do kill -0 "$pid" || fail "a broker died"; done
