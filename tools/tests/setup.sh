@@ -60,6 +60,18 @@ PY
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
 }
 
+# Installs DIR's package.json dependencies (npm ci from its lock file)
+# unless node_modules already holds the pinned kafkajs.
+npm_install_pinned() {
+  local dir=$1 want have
+  want=$(node -p "require('$dir/package.json').dependencies.kafkajs")
+  have=$(node -p "try { require('$dir/node_modules/kafkajs/package.json').version } catch (e) { '' }")
+  if [[ $have != "$want" ]]; then
+    log "installing kafkajs (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 # stop_process PID [SECONDS]: SIGTERM, up to SECONDS (default 5) to exit,
 # then SIGKILL; reaps it.
 stop_process() {

@@ -57,12 +57,7 @@ pip_install_pinned "$VENV" "$REQUIREMENTS"
 log "python clients: $("$VENV/bin/python" -c 'import importlib.metadata as m, confluent_kafka as c
 print(", ".join(n + " " + m.version(n) for n in ("kafka-python", "aiokafka", "confluent-kafka")), "(librdkafka", c.libversion()[0] + ")")')"
 
-want_kafkajs=$(node -p "require('$HERE/package.json').dependencies.kafkajs")
-have_kafkajs=$(node -p "try { require('$HERE/node_modules/kafkajs/package.json').version } catch (e) { '' }")
-if [[ $have_kafkajs != "$want_kafkajs" ]]; then
-  log "installing kafkajs (npm ci)"
-  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+npm_install_pinned "$HERE"
 log "kafkajs: $(node -p "require('$HERE/node_modules/kafkajs/package.json').version")"
 
 mkdir -p "$HERE/go/bin"

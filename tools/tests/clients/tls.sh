@@ -11,7 +11,9 @@
 #   * tls_confluent.py: confluent-kafka produce and consume over SSL (with and
 #     without a client certificate, whose principal the broker logs) and
 #     SASL_SSL, an untrusted certificate, a wrong password;
-#   * tls_kafka_python.py: the same with kafka-python's own TLS and SCRAM.
+#   * tls_kafka_python.py: the same with kafka-python's own TLS and SCRAM;
+#   * tls_kafkajs.js: kafkajs (Node's TLS) producing and reading back over
+#     SSL and SASL_SSL, and a wrong password.
 #
 # Usage (from anywhere, after `cargo build --release`):
 #   bash tools/tests/clients/tls.sh
@@ -27,6 +29,7 @@ require_weir
 VENV="$HERE/.venv"
 apt_install kcat openssl
 pip_install_pinned "$VENV" "$HERE/requirements.txt"
+npm_install_pinned "$HERE"
 PY="$VENV/bin/python"
 
 USER_NAME=alice
@@ -99,6 +102,9 @@ timeout 300 "$PY" "$HERE/tls_confluent.py" "127.0.0.1:$SSL_PORT" "127.0.0.1:$SAS
 log "tls_kafka_python.py"
 timeout 300 "$PY" "$HERE/tls_kafka_python.py" "127.0.0.1:$SSL_PORT" "127.0.0.1:$SASL_PORT" "$CERTS" "tls-$RUN_ID-kp" \
   "$USER_NAME" "$PASSWORD" || fail "tls_kafka_python.py"
+log "tls_kafkajs.js"
+timeout 300 node "$HERE/tls_kafkajs.js" "127.0.0.1:$SSL_PORT" "127.0.0.1:$SASL_PORT" "$CERTS" "tls-$RUN_ID-kjs" \
+  "$USER_NAME" "$PASSWORD" || fail "tls_kafkajs.js"
 grep -q "principal=User:CN=client,O=Weir" "$SSL_LOG" || fail "no connection with the client certificate's principal"
 grep -q -- "$PASSWORD" "$SASL_LOG" && fail "the broker log holds the password"
 for pid in "${PIDS[@]}"; do kill -0 "$pid" || fail "a broker died"; done
