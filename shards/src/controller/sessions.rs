@@ -132,60 +132,66 @@ mod tests {
         changes.image().clone()
     }
 
+    const TIMEOUT: Duration = Duration::from_millis(2000);
+
+    /// The sessions of a controller that took over (in term 7) a cluster
+    /// with brokers `ids`, and its image.
+    fn taken_over(ids: &[i32]) -> (BrokerSessions, MetadataSnapshot) {
+        let mut sessions = BrokerSessions::new(TIMEOUT);
+        sessions.lead_in(7);
+        (sessions, image(ids))
+    }
+
+    /// `image` with broker `id` fenced.
+    fn fenced(image: &MetadataSnapshot, id: i32) -> MetadataSnapshot {
+        let mut fencing = MetadataChanges::new(image);
+        fencing.fence_broker(id);
+        fencing.image().clone()
+    }
+
     #[test]
     fn silent_brokers_are_fenced_after_the_timeout_and_unfenced_when_heard_again() {
-        let timeout = Duration::from_millis(2000);
-        let mut sessions = BrokerSessions::new(timeout);
         let start = Instant::now();
-        let mut image = image(&[1, 2]);
-        sessions.lead_in(7);
+        let (mut sessions, image) = taken_over(&[1, 2]);
         // The clocks start at takeover: nobody is fenced before the timeout.
         assert!(sessions.changes(&image, start).is_empty());
-        assert!(sessions.heard(&image, 1, Uuid::from_u128(1), false, start + timeout / 2));
+        assert!(sessions.heard(&image, 1, Uuid::from_u128(1), false, start + TIMEOUT / 2));
         assert!(!sessions.heard(&image, 2, Uuid::from_u128(99), false, start), "another incarnation is ignored");
-        let expired = sessions.changes(&image, start + timeout);
+        let expired = sessions.changes(&image, start + TIMEOUT);
         assert_eq!(expired, SessionChanges { fence: vec![2], unfence: vec![] });
 
-        let mut fencing = MetadataChanges::new(&image);
-        fencing.fence_broker(2);
-        image = fencing.image().clone();
-        assert!(sessions.changes(&image, start + timeout).is_empty(), "fenced, not heard: stays fenced");
-        assert!(sessions.heard(&image, 2, Uuid::from_u128(2), false, start + timeout * 2));
-        let back = sessions.changes(&image, start + timeout * 2);
+        let image = fenced(&image, 2);
+        assert!(sessions.changes(&image, start + TIMEOUT).is_empty(), "fenced, not heard: stays fenced");
+        assert!(sessions.heard(&image, 2, Uuid::from_u128(2), false, start + TIMEOUT * 2));
+        let back = sessions.changes(&image, start + TIMEOUT * 2);
         assert_eq!(back, SessionChanges { fence: vec![1], unfence: vec![2] });
 
         // A new term (this voter lost and regained the lead) starts the clocks again.
         sessions.lead_in(8);
-        assert!(sessions.changes(&image, start + timeout * 2).is_empty());
+        assert!(sessions.changes(&image, start + TIMEOUT * 2).is_empty());
     }
 
     #[test]
     fn a_broker_shutting_down_is_fenced_at_once_and_stays_fenced_until_it_starts_anew() {
-        let timeout = Duration::from_millis(2000);
-        let mut sessions = BrokerSessions::new(timeout);
         let start = Instant::now();
-        let mut image = image(&[1, 2]);
-        sessions.lead_in(7);
-        assert!(sessions.changes(&image, start).is_empty());
+        let (mut sessions, image) = taken_over(&[1, 2]);
         assert!(sessions.heard(&image, 2, Uuid::from_u128(2), true, start));
         assert_eq!(sessions.changes(&image, start), SessionChanges { fence: vec![2], unfence: vec![] });
 
-        let mut fencing = MetadataChanges::new(&image);
-        fencing.fence_broker(2);
-        image = fencing.image().clone();
+        let mut image = fenced(&image, 2);
         // A heartbeat sent before it asked, arriving late, does not call the shutdown off.
         assert!(sessions.heard(&image, 2, Uuid::from_u128(2), false, start));
         assert!(sessions.changes(&image, start).is_empty(), "heard while shutting down: stays fenced");
 
-        // The broker restarted: a new process, registered anew, is unfenced when heard.
+        // The broker restarted: a new process, registered anew, is unfenced.
         let restarted = Uuid::from_u128(22);
         let mut registering = MetadataChanges::new(&image);
         let mut broker = image.brokers.iter().find(|b| b.id == 2).unwrap().clone();
         broker.incarnation = restarted;
         registering.register_broker(broker);
         image = registering.image().clone();
-        assert!(sessions.heard(&image, 2, restarted, false, start));
-        assert!(sessions.changes(&image, start).is_empty(), "registering unfenced it; nothing to change");
         assert!(image.brokers.iter().any(|b| b.id == 2 && !b.fenced));
+        assert!(sessions.heard(&image, 2, restarted, false, start));
+        assert!(sessions.changes(&image, start).is_empty(), "the new process is not shutting down");
     }
 }
