@@ -38,6 +38,12 @@ pub struct BrokerConfig {
     /// aims at failover under 3 s (a lost controller adds its election and
     /// a session timeout, as its successor starts every broker's clock anew).
     pub broker_session_timeout_ms: u64,
+    /// How long a broker of a cluster, asked to stop, waits for the active
+    /// controller to move the leadership of its partitions to other
+    /// in-sync replicas before it stops anyway (controlled shutdown; Kafka
+    /// waits up to 5 minutes). 0: no controlled shutdown, the partitions
+    /// move a session timeout after the broker stopped.
+    pub controlled_shutdown_timeout_ms: u64,
     /// Where this voter listens for the others (the controller listener);
     /// empty: its own address in `controller_quorum_voters`.
     pub controller_listen: String,
@@ -183,6 +189,7 @@ impl Default for BrokerConfig {
             controller_listen: String::new(),
             broker_heartbeat_interval_ms: 500,
             broker_session_timeout_ms: 2000,
+            controlled_shutdown_timeout_ms: 30_000,
             replica_lag_time_max_ms: 30_000,
             listeners: String::new(),
             ssl_certificate_location: None,

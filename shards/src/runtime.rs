@@ -70,8 +70,9 @@ impl ShutdownSignal {
 /// partitions, binds each shard's listener, then runs `serve` on every shard.
 /// Once every shard listens, the bound address is reported ([`listen::report`]).
 /// If any shard's `serve` fails, or any shard thread panics, every shard is
-/// stopped and the error returned. A second signal exits at once (the logs
-/// recover from that too).
+/// stopped and the error returned. A broker of a cluster first runs the
+/// controlled shutdown ([`wait_for_handover`]). A second signal exits at
+/// once (the logs recover from that too).
 pub fn run<F, Fut>(config: BrokerConfig, serve: F) -> Result<(), RuntimeError>
 where
     F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut + Clone + Send + 'static,
@@ -111,6 +112,8 @@ where
     // is published to them.
     let snapshot = if quorum.is_some() { Arc::default() } else { store.snapshot() };
     let active_controller = Arc::new(AtomicI32::new(if quorum.is_some() { -1 } else { config.node_id }));
+    let controlled_shutdown = Duration::from_millis(config.controlled_shutdown_timeout_ms);
+    let controlled_shutdown = (quorum.is_some() && !controlled_shutdown.is_zero()).then_some(controlled_shutdown);
     let shard_count = config.shard_count();
     block_stop_signals();
 
@@ -155,7 +158,10 @@ where
         })
         .map_err(|e| RuntimeError::Setup(format!("cannot start shard executors: {e}")))?;
 
-    wait_for_stop(&supervision, shard_count, &data_dir, address);
+    let signalled = wait_for_stop(&supervision, shard_count, &data_dir, address);
+    if let Some(timeout) = controlled_shutdown.filter(|_| signalled) {
+        wait_for_handover(&supervision, shard_count, timeout);
+    }
     // Dropping it (when this returns) tells the watchdog that all shards stopped.
     let _stopped = supervision.panic().map(|panic| {
         tracing::error!("{panic}; stopping the broker");
@@ -194,6 +200,11 @@ struct Supervision {
     panic: Mutex<Option<String>>,
     /// Set once to stop every shard.
     stop: AtomicBool,
+    /// Set once, on the first stop signal of a broker of a cluster: shard 0
+    /// runs the controlled shutdown while every shard serves on.
+    leaving: AtomicBool,
+    /// Set by shard 0 once the controlled shutdown is over.
+    handed_over: AtomicBool,
 }
 
 impl Supervision {
@@ -203,11 +214,18 @@ impl Supervision {
             listening: AtomicUsize::new(0),
             panic: Mutex::new(None),
             stop: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            handed_over: AtomicBool::new(false),
         }
     }
 
     fn panic(&self) -> Option<String> {
         self.panic.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether all `shard_count` shards run on, none ended (failed) or panicked.
+    fn all_running(&self, shard_count: usize) -> bool {
+        self.running.load(Ordering::SeqCst) == shard_count && self.panic().is_none()
     }
 }
 
@@ -269,13 +287,28 @@ fn exit_if_shards_hang() -> mpsc::Sender<()> {
 fn watch_for_stop(supervision: Arc<Supervision>) -> ShutdownSignal {
     let (stop, stopped) = oneshot::channel();
     weir_runtime::spawn_local(async move {
-        while !supervision.stop.load(Ordering::SeqCst) {
-            weir_runtime::clock::sleep(STOP_POLL_INTERVAL).await;
-        }
+        set_by_main_thread(&supervision.stop).await;
         let _ = stop.send(());
     })
     .detach();
     ShutdownSignal(stopped.shared())
+}
+
+/// Returns once the main thread set `flag`, polled: no waker crosses threads.
+async fn set_by_main_thread(flag: &AtomicBool) {
+    while !flag.load(Ordering::SeqCst) {
+        weir_runtime::clock::sleep(STOP_POLL_INTERVAL).await;
+    }
+}
+
+/// On shard 0 of a broker of a cluster: once the main thread asks (a stop
+/// signal came), runs the controlled shutdown, then tells it.
+async fn hand_over_when_leaving(shard: Rc<Shard>, supervision: Arc<Supervision>) {
+    set_by_main_thread(&supervision.leaving).await;
+    if let Some(controller) = shard.controller() {
+        controller.shut_down_controlled(&shard).await;
+    }
+    supervision.handed_over.store(true, Ordering::SeqCst);
 }
 
 /// What every shard starts from.
@@ -315,6 +348,9 @@ where
     let shard = Rc::new_cyclic(|me| {
         Shard::new(id, config, connections, active_controller, snapshot, controller, senders).living_in(me.clone())
     });
+    if id == CONTROLLER_SHARD && quorum.is_some() {
+        weir_runtime::spawn_local(hand_over_when_leaving(shard.clone(), supervision.clone())).detach();
+    }
     shard.open_owned_partitions(&shard.metadata()).await;
     shard.take_roles(&shard.metadata());
     for (_, from_peer) in receivers.streams() {
@@ -647,12 +683,18 @@ fn take_stop_signal(timeout: Duration) -> bool {
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) > 0 }
 }
 
-/// Returns on the first stop signal, or as soon as any shard ended by itself
-/// (it failed) or panicked. Reports the listen address once every shard
-/// listens. After a signal, a thread waits for a second one and exits at once.
-fn wait_for_stop(supervision: &Supervision, shard_count: usize, data_dir: &std::path::Path, address: SocketAddr) {
+/// Returns on the first stop signal (true), or as soon as any shard ended by
+/// itself (it failed) or panicked. Reports the listen address once every
+/// shard listens. After a signal, a thread waits for a second one and exits
+/// at once.
+fn wait_for_stop(
+    supervision: &Supervision,
+    shard_count: usize,
+    data_dir: &std::path::Path,
+    address: SocketAddr,
+) -> bool {
     let mut reported = false;
-    while supervision.running.load(Ordering::SeqCst) == shard_count && supervision.panic().is_none() {
+    while supervision.all_running(shard_count) {
         if !reported && supervision.listening.load(Ordering::SeqCst) == shard_count {
             reported = true;
             match listen::report(data_dir, address) {
@@ -671,8 +713,27 @@ fn wait_for_stop(supervision: &Supervision, shard_count: usize, data_dir: &std::
                     std::process::exit(130);
                 }
             });
+            return true;
+        }
+    }
+    false
+}
+
+/// The controlled shutdown of a broker of a cluster: asks shard 0 to have
+/// the active controller move the leadership of every partition this
+/// broker leads, and waits until that is done, `timeout` passed, or a
+/// shard ended or panicked. Every shard serves on meanwhile: clients finish
+/// what they sent and are told the new leaders, followers copy the last
+/// batches.
+fn wait_for_handover(supervision: &Supervision, shard_count: usize, timeout: Duration) {
+    supervision.leaving.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + timeout;
+    while !supervision.handed_over.load(Ordering::SeqCst) && supervision.all_running(shard_count) {
+        if Instant::now() >= deadline {
+            tracing::warn!("controlled shutdown: partitions still led here after {timeout:?}; stopping anyway");
             return;
         }
+        std::thread::sleep(STOP_POLL_INTERVAL);
     }
 }
 

@@ -13,7 +13,9 @@
 //! Every broker also sends it a heartbeat every
 //! `broker_heartbeat_interval_ms`, outside the log; it fences a broker
 //! silent for `broker_session_timeout_ms` ([`sessions`]), electing new
-//! leaders for the partitions it led.
+//! leaders for the partitions it led. A broker that stops asks for the same
+//! in its heartbeats first (controlled shutdown), so that its partitions
+//! move before it goes rather than a session timeout after.
 //!
 //! [`CONTROLLER_SHARD`]: crate::ownership::CONTROLLER_SHARD
 
@@ -34,7 +36,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sessions::{BrokerSessions, SessionChanges};
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +58,9 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(15);
 /// fenced brokers heard from again): fencing comes at most this late after
 /// the session timeout.
 const SESSION_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How often a broker shutting down looks whether the image it serves
+/// still has it lead a partition.
+const HANDOVER_CHECK_EVERY: Duration = Duration::from_millis(50);
 
 pub(crate) struct Controller {
     metadata: Metadata,
@@ -64,6 +69,9 @@ pub(crate) struct Controller {
     changes: Semaphore,
     /// This broker's producer ids (each broker reserves its own blocks).
     producer_ids: RefCell<ProducerIdBlock>,
+    /// Set once this broker began its controlled shutdown: its heartbeats
+    /// ask the active controller to keep it fenced from then on.
+    shutting_down: Cell<bool>,
     config: Arc<BrokerConfig>,
 }
 
@@ -110,11 +118,13 @@ pub(crate) enum Request {
 
 /// What a broker asks the active controller: a change to decide, or that
 /// it is alive (answered from memory, never logged, and not queued behind
-/// changes).
+/// changes), and whether it wants to shut down (Kafka's WantShutDown). The
+/// encoding is postcard's, by position: every voter must run the same
+/// build (a broker of another one gets its questions refused).
 #[derive(Debug, Serialize, Deserialize)]
 enum Question {
     Change(Request),
-    Heartbeat { id: i32, incarnation: Uuid },
+    Heartbeat { id: i32, incarnation: Uuid, wants_shutdown: bool },
 }
 
 /// The active controller's answer, one result per item asked.
@@ -197,7 +207,13 @@ impl Controller {
     }
 
     fn new(metadata: Metadata, config: Arc<BrokerConfig>) -> Self {
-        Controller { metadata, changes: Semaphore::new(1), producer_ids: RefCell::default(), config }
+        Controller {
+            metadata,
+            changes: Semaphore::new(1),
+            producer_ids: RefCell::default(),
+            shutting_down: Cell::new(false),
+            config,
+        }
     }
 
     /// Starts this voter's quorum node, publishes what it applies to the
@@ -230,7 +246,7 @@ impl Controller {
             }
             weir_runtime::clock::sleep(RETRY_PAUSE).await;
         }
-        weir_runtime::spawn_local(send_heartbeats(shard.clone(), registration)).detach();
+        weir_runtime::spawn_local(send_heartbeats(shard.clone())).detach();
         weir_runtime::spawn_local(watch_sessions(shard.clone())).detach();
         Ok(())
     }
@@ -254,11 +270,52 @@ impl Controller {
 
     /// A heartbeat from broker `id` in `incarnation`, on the active
     /// controller: whether it is the registered incarnation (`None` unless
-    /// this voter leads).
-    fn heartbeat(&self, id: i32, incarnation: Uuid) -> Option<bool> {
+    /// this voter leads). One that wants to shut down is fenced at the next
+    /// session check, which moves the leadership of its partitions.
+    fn heartbeat(&self, id: i32, incarnation: Uuid, wants_shutdown: bool) -> Option<bool> {
         let (node, sessions) = self.led_sessions()?;
         let image = node.read(MetadataMachine::image);
-        Some(sessions.borrow_mut().heard(&image, id, incarnation, weir_runtime::clock::now()))
+        Some(sessions.borrow_mut().heard(&image, id, incarnation, wants_shutdown, weir_runtime::clock::now()))
+    }
+
+    /// This broker's heartbeat as it stands.
+    fn own_heartbeat(&self) -> Question {
+        let (id, incarnation) = (self.config.node_id, self.config.incarnation);
+        Question::Heartbeat { id, incarnation, wants_shutdown: self.shutting_down.get() }
+    }
+
+    /// Controlled shutdown (KIP-631): has the active controller fence this
+    /// broker, which takes it out of every ISR and gives each partition it
+    /// leads another in-sync replica as leader (or none, where it is the
+    /// last one), and returns once the image this broker serves has it
+    /// fenced, so that its clients were told to go elsewhere and no leader
+    /// waits for it as a follower. Every heartbeat asks for it from now on,
+    /// the first at once. The caller bounds the wait: without an active
+    /// controller, nothing moves.
+    pub async fn shut_down_controlled(&self, shard: &Shard) {
+        let Some(node) = self.quorum_node() else { return };
+        if !self.serves_self_unfenced(shard) {
+            return;
+        }
+        let leading = shard.metadata().partitions_led_by(self.config.node_id);
+        tracing::info!("controlled shutdown: leading {leading} partitions, asking the controller to move them");
+        self.shutting_down.set(true);
+        send_heartbeat(node, &self.own_heartbeat(), self.heartbeat_interval()).await;
+        while self.serves_self_unfenced(shard) {
+            weir_runtime::clock::sleep(HANDOVER_CHECK_EVERY).await;
+        }
+        tracing::info!("controlled shutdown: fenced, this broker leads nothing now, stopping");
+    }
+
+    /// Whether the image `shard` serves has this process registered and
+    /// unfenced (not so before it registered).
+    fn serves_self_unfenced(&self, shard: &Shard) -> bool {
+        let (id, incarnation) = (self.config.node_id, self.config.incarnation);
+        shard.metadata().unfenced_brokers().any(|b| b.id == id && b.incarnation == incarnation)
+    }
+
+    fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.config.broker_heartbeat_interval_ms)
     }
 
     /// On the active controller: fences the brokers whose session expired
@@ -569,20 +626,24 @@ async fn ask_active_controller<A: DeserializeOwned>(
 }
 
 /// Sends the broker's heartbeat to the active controller every
-/// `broker_heartbeat_interval_ms` while the broker runs; each waits at most
-/// that long (a dead controller's successor gets the next).
-async fn send_heartbeats(shard: Rc<Shard>, registration: BrokerRegistration) {
-    let interval = Duration::from_millis(shard.config().broker_heartbeat_interval_ms);
-    let heartbeat = Question::Heartbeat { id: registration.id, incarnation: registration.incarnation };
-    while let Some(node) = shard.controller().and_then(Controller::quorum_node) {
-        let sent = weir_runtime::clock::timeout(interval, ask_active_controller::<bool>(node, &heartbeat)).await;
-        match sent {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => tracing::warn!("the active controller knows another process as this broker"),
-            Some(Err(e)) => tracing::debug!("heartbeat: {e}"),
-            None => tracing::debug!("heartbeat: no answer in {interval:?}"),
-        }
+/// `broker_heartbeat_interval_ms` while the broker runs.
+async fn send_heartbeats(shard: Rc<Shard>) {
+    while let Some(controller) = shard.controller() {
+        let Some(node) = controller.quorum_node() else { return };
+        let interval = controller.heartbeat_interval();
+        send_heartbeat(node, &controller.own_heartbeat(), interval).await;
         weir_runtime::clock::sleep(interval).await;
+    }
+}
+
+/// Sends one heartbeat to the active controller; waits at most `interval`
+/// (a dead controller's successor gets the next).
+async fn send_heartbeat(node: &QuorumNode<MetadataMachine>, heartbeat: &Question, interval: Duration) {
+    match weir_runtime::clock::timeout(interval, ask_active_controller::<bool>(node, heartbeat)).await {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => tracing::warn!("the active controller knows another process as this broker"),
+        Some(Err(e)) => tracing::debug!("heartbeat: {e}"),
+        None => tracing::debug!("heartbeat: no answer in {interval:?}"),
     }
 }
 
@@ -608,8 +669,8 @@ fn ask_handler(shard: Weak<Shard>) -> AskHandler {
                 (Some(shard), Some(controller), Ok(Question::Change(request))) => {
                     postcard::to_stdvec(&controller.decide_here(shard, request).await.ok())
                 }
-                (_, Some(controller), Ok(Question::Heartbeat { id, incarnation })) => {
-                    postcard::to_stdvec(&controller.heartbeat(id, incarnation))
+                (_, Some(controller), Ok(Question::Heartbeat { id, incarnation, wants_shutdown })) => {
+                    postcard::to_stdvec(&controller.heartbeat(id, incarnation, wants_shutdown))
                 }
                 (_, _, Err(e)) => {
                     tracing::warn!("a question for the controller did not decode: {e}");

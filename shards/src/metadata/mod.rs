@@ -420,6 +420,11 @@ impl MetadataSnapshot {
         let index = usize::try_from(partition).ok()?;
         self.topic(topic)?.assignment.get(index)
     }
+
+    /// How many partitions broker `id` leads.
+    pub fn partitions_led_by(&self, id: i32) -> usize {
+        self.topics.values().flat_map(|t| &t.assignment).filter(|p| p.leader == id).count()
+    }
 }
 
 /// Whose configs an alteration changes.

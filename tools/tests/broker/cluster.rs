@@ -1,8 +1,8 @@
 //! Several brokers in one cluster: voters of one metadata quorum, sharing
 //! topics and brokers, following its active controller through failover,
 //! each serving the partitions it leads, followers copying the leaders'
-//! batches, and a dead broker fenced and its partitions led by another
-//! in-sync replica.
+//! batches, a dead broker fenced and its partitions led by another
+//! in-sync replica, and a stopped one handing them over first.
 
 use crate::common;
 
@@ -537,4 +537,54 @@ fn transactions_spanning_brokers_end_in_every_partition_and_a_transform_loop_yie
     let crash = Crash { after: 50, offsets_sent: true };
     assert!(!transform_run(&bootstrap, Some(crash), 10, &mut kill_coordinator));
     finish_transform_and_check_outputs(&bootstrap, total);
+}
+
+#[test]
+fn a_stopped_leader_hands_its_partitions_over_before_it_exits_and_an_idempotent_producer_loses_nothing() {
+    // A session timeout far longer than a controlled shutdown takes: a
+    // broker that only stopped would keep leading its partitions, dead,
+    // until it expired.
+    let session_timeout = Duration::from_secs(30);
+    let config = tempfile::tempdir().expect("temp dir");
+    let config_file = config.path().join("broker.toml");
+    let toml = format!("broker_session_timeout_ms = {}\n", session_timeout.as_millis());
+    std::fs::write(&config_file, toml).expect("write broker.toml");
+    let mut cluster = Cluster::start(&["--config", config_file.to_str().expect("utf-8 path")]);
+    let topic = "handover";
+    let count = 30_000;
+    create_replicated_topic(&cluster.broker(1).bootstrap(), topic, 3, 3, &["--config", "min.insync.replicas=2"]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &[topic]);
+    }
+    let leaving = leaders(&cluster.metadata(1), topic)[0];
+    let staying = if leaving == 1 { 2 } else { 1 };
+    let controller = cluster.controller(staying, None);
+    let (producing, acked) = produce_idempotently(cluster.broker(staying).bootstrap(), topic, count);
+    while acked.load(Ordering::SeqCst) < 3_000 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    cluster.broker(leaving).terminate();
+    let signalled = Instant::now();
+    wait_until("the partitions of the broker stopping have other leaders", session_timeout / 2, || {
+        let now = leaders(&cluster.metadata(staying), topic);
+        now.iter().all(|&leader| leader != leaving && leader >= 0)
+    });
+    let moved = signalled.elapsed();
+    let metadata = cluster.metadata(staying);
+    for index in 0..3 {
+        let isr = ids(&partition(&metadata, topic, index).isr_nodes);
+        assert!(!isr.contains(&leaving), "broker {leaving} left the ISR of {topic}-{index}: {isr:?}");
+    }
+    let acked_by_then = acked.load(Ordering::SeqCst);
+    let status = cluster.broker(leaving).wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "broker {leaving} exited with {status} after SIGTERM");
+    let log = cluster.broker(leaving).log();
+    assert!(log.contains("controlled shutdown: leading"), "{log}");
+    assert!(log.contains("controlled shutdown: fenced, this broker leads nothing now"), "{log}");
+    let was = if leaving == controller { "the active controller" } else { "not the active controller" };
+    eprintln!("broker {leaving} ({was}) stopped; new leaders after {moved:?}, {acked_by_then} of {count} acknowledged");
+    assert!(acked_by_then < count as usize, "the producer finished before the leaders moved: it proves nothing");
+
+    check_exactly_once(&cluster.broker(staying).bootstrap(), topic, 3, count, producing.join().unwrap());
 }

@@ -4,14 +4,11 @@
 use crate::common;
 
 use common::*;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, Producer};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use weir_client::Client;
 
@@ -58,46 +55,6 @@ fn sequences_deduplicate_and_fence() {
     assert_eq!(produce(&mut client, batch(id, epoch + 1, 1, 1)), (0, 9));
     let (after_restart, _) = init_producer_id(&mut client);
     assert!(after_restart > other, "ids are not reused after a restart");
-}
-
-/// Produces messages `0..count` idempotently (acks=all) on another thread;
-/// returns it (acknowledged, failed) and a live count of acknowledgements.
-fn produce_idempotently(
-    bootstrap: String,
-    topic: &'static str,
-    count: u64,
-) -> (JoinHandle<Delivered>, Arc<AtomicUsize>) {
-    let context = Acks::default();
-    let acked = context.acked_count.clone();
-    let producing = std::thread::spawn(move || {
-        let producer: BaseProducer<Acks> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "120000")
-            .set("reconnect.backoff.ms", "50")
-            .create_with_context(context)
-            .expect("producer");
-        produce_range(&producer, topic, 0..count);
-        let failed = producer.context().failed.lock().unwrap().clone();
-        let acked = producer.context().acked.lock().unwrap().clone();
-        (acked, failed)
-    });
-    (producing, acked)
-}
-
-type Acked = HashMap<u64, (i32, i64)>;
-/// What a producer thread saw: acknowledged messages, and failed ones with their error.
-type Delivered = (Acked, Vec<(u64, String)>);
-
-/// Every message acknowledged once, stored exactly once at the offset it was
-/// acknowledged with, in order per key.
-fn check_exactly_once(bootstrap: &str, topic: &str, partitions: i32, count: u64, (acked, failed): Delivered) {
-    assert!(failed.is_empty(), "delivery failures: {:?}", &failed[..failed.len().min(5)]);
-    assert_eq!(acked.len() as u64, count);
-    let consumed = consume_all(bootstrap, topic, partitions);
-    let placed: Acked = check_consumed(&consumed, count, partitions);
-    assert_eq!(placed, acked);
 }
 
 #[test]

@@ -15,7 +15,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The broker binary the tests start: this build's `weir`, or the one
@@ -132,12 +134,23 @@ impl Broker {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+        if self.child.is_some() {
+            self.terminate();
+            let status = self.wait_exit(Duration::from_secs(30));
             assert!(status.success(), "broker exited with {status} after SIGTERM\n{}", self.log());
         }
+    }
+
+    /// SIGTERM, without waiting for the broker to exit.
+    pub fn terminate(&self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits up to `timeout` for the broker to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("broker running");
+        wait_with_timeout(&mut child, timeout)
     }
 
     /// SIGTERM then SIGINT at once (the second stop signal forces an exit;
@@ -254,7 +267,7 @@ pub fn test_message(i: u64) -> TestMessage {
 pub struct Acks {
     pub acked: Mutex<HashMap<u64, (i32, i64)>>,
     /// How many were acknowledged, readable from other threads.
-    pub acked_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub acked_count: Arc<AtomicUsize>,
     pub failed: Mutex<Vec<(u64, String)>>,
 }
 
@@ -398,6 +411,46 @@ pub fn check_consumed(consumed: &[Consumed], count: u64, partitions: i32) -> Has
     assert_eq!(seen.len() as u64, count, "consumed {} distinct messages, expected {count}", seen.len());
     assert!((0..count).all(|i| seen.contains_key(&i)));
     seen
+}
+
+/// Produces messages `0..count` idempotently (acks=all) on another thread;
+/// returns it (acknowledged, failed) and a live count of acknowledgements.
+pub fn produce_idempotently(
+    bootstrap: String,
+    topic: &'static str,
+    count: u64,
+) -> (JoinHandle<Delivered>, Arc<AtomicUsize>) {
+    let context = Acks::default();
+    let acked = context.acked_count.clone();
+    let producing = std::thread::spawn(move || {
+        let producer: BaseProducer<Acks> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "120000")
+            .set("reconnect.backoff.ms", "50")
+            .create_with_context(context)
+            .expect("producer");
+        produce_range(&producer, topic, 0..count);
+        let failed = producer.context().failed.lock().unwrap().clone();
+        let acked = producer.context().acked.lock().unwrap().clone();
+        (acked, failed)
+    });
+    (producing, acked)
+}
+
+pub type Acked = HashMap<u64, (i32, i64)>;
+/// What a producer thread saw: acknowledged messages, and failed ones with their error.
+pub type Delivered = (Acked, Vec<(u64, String)>);
+
+/// Every message acknowledged once, stored exactly once at the offset it was
+/// acknowledged with, in order per key.
+pub fn check_exactly_once(bootstrap: &str, topic: &str, partitions: i32, count: u64, (acked, failed): Delivered) {
+    assert!(failed.is_empty(), "delivery failures: {:?}", &failed[..failed.len().min(5)]);
+    assert_eq!(acked.len() as u64, count);
+    let consumed = consume_all(bootstrap, topic, partitions);
+    let placed: Acked = check_consumed(&consumed, count, partitions);
+    assert_eq!(placed, acked);
 }
 
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
@@ -581,11 +634,11 @@ pub fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
+        fn wake(self: Arc<Self>) {
             self.0.unpark();
         }
     }
-    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let waker = Arc::new(Unpark(std::thread::current())).into();
     let mut cx = std::task::Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
     loop {
