@@ -27,8 +27,8 @@ measure() {
     "$weir" serve --listeners "PLAINTEXT://127.0.0.1:$port" --data-dir "$dir" --shards "$SHARDS" \
         --cpuset "$CPUSET" --admin-listen "" >"$log" 2>&1 &
     broker=$!
-    trap 'kill $broker 2>/dev/null; rm -rf "$dir" "$log"' EXIT
-    until grep -q "listening on" "$log"; do sleep 0.1; done
+    trap "kill $broker 2>/dev/null; rm -rf $dir $log" EXIT
+    until grep -qs "listening on" "$log"; do sleep 0.1; done
     "$BENCH" topics create -b "127.0.0.1:$port" -p "$PARTITIONS" weir-bench >/dev/null
     before=$(cpu_ticks $broker)
     start=$(date +%s.%N)
@@ -39,6 +39,7 @@ measure() {
     kill $broker
     wait $broker || true
     rm -rf "$dir" "$log"
+    trap - EXIT
     awk -v w="$weir" -v b="$before" -v a="$after" -v t="$TICK" -v s="$start" -v e="$end" \
         -v bytes="$((MESSAGES * SIZE))" \
         'BEGIN { gb = bytes / 2^30; printf "%-40s %8.1f %10.3f\n", w, bytes / 2^20 / (e - s), (a - b) / t / gb }'

@@ -199,7 +199,14 @@ mod tests {
         let headers: Vec<u8> = [1u8, 2, 3].iter().flat_map(|&h| [h; HEADER_LEN]).collect();
         let batches = vec![(0, 0), (1, 70), (2, 150)];
         let mut c = ReadCache::new(1000);
-        c.push(Chunk { segment: 0, base: 0, next: 3, batches, len: 240, content: Content::Received { appends, headers } });
+        c.push(Chunk {
+            segment: 0,
+            base: 0,
+            next: 3,
+            batches,
+            len: 240,
+            content: Content::Received { appends, headers },
+        });
         let written = |header: u8, len: usize| {
             let mut batch = vec![header; HEADER_LEN];
             batch.resize(len, 7);
