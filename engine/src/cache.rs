@@ -1,14 +1,22 @@
-//! The read cache of one partition: the most recently written batches, as
-//! the writer wrote them (offsets patched), in chunks of one group write.
-//! Chunks are contiguous and end at the high watermark; the oldest are
-//! evicted past the byte bound. A read stays within one segment, as a
-//! disk read does. Tailing readers are served from here: a read
-//! inside one chunk is a `Bytes` slice of it (no copy); a read spanning chunks
-//! is copied into one buffer.
+//! The read cache of one partition: the most recently written batches, in
+//! chunks of one group write. Chunks are contiguous and end at the high
+//! watermark; the oldest are evicted past the byte bound. A read stays
+//! within one segment, as a disk read does. Tailing readers are served from
+//! here: a read inside one chunk is a `Bytes` slice of it (no copy); a read
+//! spanning chunks is copied into one buffer.
+//!
+//! A chunk keeps the batches as the writer received them (the produce
+//! request's or fetch response's bytes, shared, not copied) and the headers
+//! it wrote (offsets and leader epoch patched, LogAppendTime set): the only
+//! bytes it changes. The batches as written are put together at the chunk's
+//! first read, so an append no one reads from the cache copies its records
+//! once, into the aligned write buffer.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::batch::HEADER_LEN;
 
 /// One group write's batches.
 pub(crate) struct Chunk {
@@ -19,14 +27,46 @@ pub(crate) struct Chunk {
     pub base: i64,
     /// One past the last offset of the last batch.
     pub next: i64,
-    pub bytes: Bytes,
-    /// (last offset, start position in `bytes`) of each batch, in order.
+    /// (last offset, start position in the chunk) of each batch, in order.
     pub batches: Vec<(i64, u32)>,
+    /// Bytes of the batches.
+    pub len: usize,
+    pub content: Content,
+}
+
+/// A chunk's bytes.
+pub(crate) enum Content {
+    /// The appends' bytes as received, in order, and the header of each
+    /// batch as written (`HEADER_LEN` bytes each, in order).
+    Received { appends: Vec<Bytes>, headers: Vec<u8> },
+    /// The batches as written.
+    Written(Bytes),
 }
 
 impl Chunk {
     fn batch_end(&self, i: usize) -> usize {
-        self.batches.get(i + 1).map_or(self.bytes.len(), |b| b.1 as usize)
+        self.batches.get(i + 1).map_or(self.len, |b| b.1 as usize)
+    }
+
+    /// The batches as written, put together from what was received at the
+    /// first call (which lets the received buffers go).
+    fn written(&mut self) -> &Bytes {
+        if let Content::Received { appends, headers } = &self.content {
+            let mut bytes = BytesMut::with_capacity(self.len);
+            for append in appends {
+                bytes.extend_from_slice(append);
+            }
+            for (header, &(_, at)) in headers.chunks_exact(HEADER_LEN).zip(&self.batches) {
+                let at = at as usize;
+                bytes[at..at + HEADER_LEN].copy_from_slice(header);
+            }
+            debug_assert_eq!(bytes.len(), self.len);
+            self.content = Content::Written(bytes.freeze());
+        }
+        match &self.content {
+            Content::Written(bytes) => bytes,
+            Content::Received { .. } => unreachable!("put together above"),
+        }
     }
 }
 
@@ -55,15 +95,15 @@ impl ReadCache {
             assert_eq!(last.next, chunk.base, "cache chunks must be contiguous");
         }
         debug_assert!(chunk.batches.first().is_some_and(|b| b.1 == 0));
-        if chunk.bytes.len() > self.limit {
+        if chunk.len > self.limit {
             self.clear();
             return;
         }
-        self.bytes += chunk.bytes.len();
+        self.bytes += chunk.len;
         self.chunks.push_back(chunk);
         while self.bytes > self.limit {
             let old = self.chunks.pop_front().expect("bytes counted in chunks");
-            self.bytes -= old.bytes.len();
+            self.bytes -= old.len;
         }
     }
 
@@ -77,23 +117,24 @@ impl ReadCache {
     pub fn evict_below(&mut self, offset: i64) {
         while self.chunks.front().is_some_and(|c| c.base < offset) {
             let old = self.chunks.pop_front().expect("front checked");
-            self.bytes -= old.bytes.len();
+            self.bytes -= old.len;
         }
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` (at
     /// least one batch), or `None` when `offset` is not cached.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Option<Bytes> {
+    pub fn read(&mut self, offset: i64, max_bytes: usize) -> Option<Bytes> {
         let first = self.chunks.partition_point(|c| c.next <= offset);
         let chunk = self.chunks.get(first)?;
         if chunk.base > offset {
             return None;
         }
+        let segment = chunk.segment;
         let mut parts: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut batch = chunk.batches.partition_point(|b| b.0 < offset);
-        'chunks: for c in self.chunks.range(first..) {
-            if c.segment != chunk.segment {
+        'chunks: for c in self.chunks.range_mut(first..) {
+            if c.segment != segment {
                 break;
             }
             let start = c.batches[batch].1 as usize;
@@ -111,7 +152,7 @@ impl ReadCache {
                 }
             }
             if end > start {
-                parts.push(c.bytes.slice(start..end));
+                parts.push(c.written().slice(start..end));
             }
             if batch < c.batches.len() || total >= max_bytes {
                 break 'chunks;
@@ -146,7 +187,34 @@ mod tests {
             bytes.extend(std::iter::repeat_n(next as u8, len));
             next += count;
         }
-        Chunk { segment: base / 100, base, next, bytes: Bytes::from(bytes), batches: list }
+        let len = bytes.len();
+        Chunk { segment: base / 100, base, next, batches: list, len, content: Content::Written(Bytes::from(bytes)) }
+    }
+
+    #[test]
+    fn received_chunks_are_served_with_their_written_headers() {
+        // Two appends of batches of 70, 80 and 90 bytes; what was received
+        // is 7s, the headers written are 1s, 2s, 3s.
+        let appends = vec![Bytes::from(vec![7u8; 150]), Bytes::from(vec![7u8; 90])];
+        let headers: Vec<u8> = [1u8, 2, 3].iter().flat_map(|&h| [h; HEADER_LEN]).collect();
+        let batches = vec![(0, 0), (1, 70), (2, 150)];
+        let mut c = ReadCache::new(1000);
+        c.push(Chunk {
+            segment: 0,
+            base: 0,
+            next: 3,
+            batches,
+            len: 240,
+            content: Content::Received { appends, headers },
+        });
+        let written = |header: u8, len: usize| {
+            let mut batch = vec![header; HEADER_LEN];
+            batch.resize(len, 7);
+            batch
+        };
+        let expected = [written(1, 70), written(2, 80), written(3, 90)].concat();
+        assert_eq!(c.read(0, 1000).expect("cached"), expected);
+        assert_eq!(c.read(1, 80).expect("cached"), expected[70..150], "a slice of the written bytes");
     }
 
     #[test]

@@ -36,7 +36,9 @@
 //! whole records from them and encrypts into its own buffer, the one copy of
 //! the record bytes a TLS fetch costs.
 
-use crate::codec::{decode_header, read_frame_length, read_frame_payload, read_sasl_token_length, ResponseFrame};
+use crate::codec::{
+    decode_header, read_frame_length, read_frame_payload, read_sasl_token_length, ResponseFrame, WriteOnlyRead,
+};
 use crate::handlers;
 use crate::sasl::{self, Authenticator};
 use bytes::Bytes;
@@ -202,6 +204,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for EofIsClose<R> {
     }
 }
 
+// SAFETY: hands `buf` to the inner reader, which only writes.
+unsafe impl<R: WriteOnlyRead + Unpin> WriteOnlyRead for EofIsClose<R> {}
+// SAFETY: glommio's unbuffered stream reads with recv(2) straight into `buf`.
+unsafe impl WriteOnlyRead for TcpStream {}
+// SAFETY: rustls reads the socket into its own buffer and copies the
+// decrypted bytes into `buf`.
+unsafe impl WriteOnlyRead for TlsStream<VectoredStream> {}
+
 /// Serves a connection, plaintext or TLS, through its two halves; `socket`
 /// is its descriptor, reset when the answers cannot be written.
 async fn run_connection<R, W>(
@@ -212,7 +222,7 @@ async fn run_connection<R, W>(
     peer: &str,
     shutdown: ShutdownSignal,
 ) where
-    R: AsyncRead + Unpin,
+    R: WriteOnlyRead + Unpin,
     W: ResponseWriter,
 {
     let config = shard.config();
@@ -250,7 +260,7 @@ fn reset_on_close(socket: std::os::fd::RawFd) {
 /// queues it for the writer.
 async fn read_requests(
     shard: &Rc<Shard>,
-    reader: impl AsyncRead + Unpin,
+    reader: impl WriteOnlyRead + Unpin,
     peer: &str,
     shutdown: &ShutdownSignal,
     responses: LocalSender<(ResponseTask, StaticPermit)>,

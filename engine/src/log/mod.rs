@@ -671,7 +671,7 @@ impl PartitionLog {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let cached = self.shared.cache.borrow().read(offset, max_bytes);
+        let cached = self.shared.cache.borrow_mut().read(offset, max_bytes);
         if let Some(bytes) = cached {
             self.shared.count(|s| s.cache_hits += 1);
             return Ok(bytes.slice(..batch::batches_below(&bytes, end)));

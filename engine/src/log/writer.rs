@@ -7,12 +7,11 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use weir_runtime::channels::local_channel::LocalReceiver;
 use weir_runtime::io::Directory;
 
 use crate::batch::{self, RawHeader};
-use crate::cache::Chunk;
+use crate::cache::{Chunk, Content};
 use crate::clean_shutdown::{self, CleanShutdown};
 use crate::error::{io_err, EngineError};
 use crate::index::IndexPolicy;
@@ -276,7 +275,9 @@ impl Writer {
         let mut at = tail_len;
         let mut policy = self.policy;
         let mut added = IndexAdditions { max_time: seg.max_time(), ..IndexAdditions::default() };
+        let caching = self.shared.cache.borrow().enabled();
         let mut cached_batches = Vec::new();
+        let mut written_headers = Vec::new();
         let first = seg.next_offset();
         let mut next = first;
         for p in chunk {
@@ -306,6 +307,9 @@ impl Writer {
                     RawHeader::of(out).expect("a whole batch").max_timestamp(),
                 );
                 cached_batches.push((next + h.offset_count() - 1, (at - tail_len) as u32));
+                if caching {
+                    written_headers.extend_from_slice(&out[..batch::HEADER_LEN]);
+                }
                 next += h.offset_count();
                 at += len;
                 from += len;
@@ -315,8 +319,11 @@ impl Writer {
         debug_assert_eq!(block_start + at as u64, end);
         dst[at..].fill(0);
         let new_tail = dst[(align_down(end, align) - block_start) as usize..at].to_vec();
-        // The cache's copy; the DMA buffer is given to the kernel below.
-        let cached = self.shared.cache.borrow().enabled().then(|| Bytes::copy_from_slice(&dst[tail_len..at]));
+        // The cache shares the received bytes, not a copy (see `cache`).
+        let cached = caching.then(|| Content::Received {
+            appends: chunk.iter().map(|p| p.records.clone()).collect(),
+            headers: written_headers,
+        });
         let n = seg.file.write_at(buf, block_start).await.map_err(io_err)?;
         if n != buf_len {
             return Err(short_write("segment", n, buf_len));
@@ -326,13 +333,14 @@ impl Writer {
         self.policy = policy;
         self.active_since.get_or_insert_with(now_ms);
         seg.advance(end, next, &added);
-        if let Some(bytes) = cached {
+        if let Some(content) = cached {
             self.shared.cache.borrow_mut().push(Chunk {
                 segment: seg.base_offset,
                 base: first,
                 next,
-                bytes,
                 batches: cached_batches,
+                len: at - tail_len,
+                content,
             });
         }
         self.shared.advance_log_end(next);
