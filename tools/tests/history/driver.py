@@ -277,18 +277,8 @@ def end_transaction(producer, sends, commit):
         return "info", error
 
 
-def consumer_loop(history, stats, index, stop, bootstrap):
-    """Reads every partition from offset 0 with an explicit assignment (no
-    group: coordinators do not move with leadership yet, so a group would die
-    with its coordinator's broker)."""
-    process = f"c{index}"
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"history-{process}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "auto.offset.reset": "earliest", "error_cb": lambda err: stats.error(process, err), **QUIET})
-    history.record(process, "ok", "open", role="consumer", isolation="read_committed")
-    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
-    history.record(process, "ok", "assign", partitions=[{"topic": TOPIC, "partition": p, "offset": 0}
-                                                         for p in range(PARTITIONS)])
+def poll_until_stopped(history, stats, process, consumer, stop):
+    """Records what the consumer reads until `stop`, then closes it."""
     while not stop.is_set():
         records = []
         for msg in consumer.consume(num_messages=500, timeout=0.2):
@@ -301,6 +291,21 @@ def consumer_loop(history, stats, index, stop, bootstrap):
         if records:
             history.record(process, "ok", "poll", records=records)
     consumer.close()
+
+
+def consumer_loop(history, stats, index, stop, bootstrap):
+    """Reads every partition from offset 0 with an explicit assignment (no
+    group: coordinators do not move with leadership yet, so a group would die
+    with its coordinator's broker)."""
+    process = f"c{index}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"history-{process}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "auto.offset.reset": "earliest", "error_cb": lambda err: stats.error(process, err), **QUIET})
+    history.record(process, "ok", "open", role="consumer", isolation="read_committed")
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+    history.record(process, "ok", "assign", partitions=[{"topic": TOPIC, "partition": p, "offset": 0}
+                                                         for p in range(PARTITIONS)])
+    poll_until_stopped(history, stats, process, consumer, stop)
 
 
 def group_consumer_loop(history, stats, index, stop, bootstrap):
@@ -321,17 +326,7 @@ def group_consumer_loop(history, stats, index, stop, bootstrap):
                                                              "offset": None} for tp in partitions])
 
     consumer.subscribe([TOPIC], on_assign=assigned)
-    while not stop.is_set():
-        records = []
-        for msg in consumer.consume(num_messages=500, timeout=0.2):
-            if msg.error():
-                stats.error(process, msg.error())
-            else:
-                records.append({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                                "value": msg.value().decode()})
-        if records:
-            history.record(process, "ok", "poll", records=records)
-    consumer.close()
+    poll_until_stopped(history, stats, process, consumer, stop)
 
 
 def final_read(history, stats, bootstrap, timeout=60):
