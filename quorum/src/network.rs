@@ -64,6 +64,12 @@ pub(crate) enum Request {
     Write(Command),
     /// A question for the leader's [`AskHandler`].
     AskLeader(Vec<u8>),
+    /// A node that does not vote asks the leader to replicate the log to
+    /// it at `address` (a learner).
+    AddLearner {
+        id: u64,
+        address: String,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -79,6 +85,8 @@ pub(crate) enum Response {
     NotLeader(Option<u64>),
     /// The node could not serve the request (its Raft stopped, say).
     Failed(String),
+    /// The learner is added; the index of the log entry that added it.
+    LearnerAdded(u64),
 }
 
 /// One cached connection to a peer's address.
@@ -317,6 +325,15 @@ async fn answer<SM: StateMachine>(server: &Server<SM>, request: Request) -> Resp
             }
             Err(e) => failed(&e),
         },
+        Request::AddLearner { id, address } => {
+            match raft.add_learner(NodeId::new(id), BasicNode::new(address), false).await {
+                Ok(added) => Response::LearnerAdded(added.log_id.index()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    Response::NotLeader(forward.leader_id.map(NodeId::get))
+                }
+                Err(e) => failed(&e),
+            }
+        }
         Request::AskLeader(question) => {
             if raft.is_leader() {
                 Response::Answer((server.ask)(question).await)

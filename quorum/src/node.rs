@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ use crate::{Command, LogStore, MachineStore, NodeId, QuorumConfig, Raft, Reply, 
 /// Idle connections kept per peer for forwarded requests; more concurrent
 /// requests open more, closed after use.
 const IDLE_CONNECTIONS_PER_PEER: usize = 4;
+/// How often a learner asks again to be added while no leader answers.
+const JOIN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Why a write or a question for the leader failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +75,8 @@ impl fmt::Display for QuorumError {
 
 impl std::error::Error for QuorumError {}
 
-/// A voter of the quorum, running on the calling thread.
+/// A node of the quorum (a voter, or a learner when it is not among the
+/// voters), running on the calling thread.
 pub struct QuorumNode<SM: StateMachine> {
     id: u64,
     raft: Raft<SM>,
@@ -98,9 +102,7 @@ impl<SM: StateMachine> QuorumNode<SM> {
         let Some(lowest) = config.voters.keys().next().copied() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no voters"));
         };
-        if !config.voters.contains_key(&id) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("node {id} is not a voter")));
-        }
+        let learner = !config.voters.contains_key(&id);
         let (election_min, election_max) = config.election_timeout;
         let raft_config = Config {
             cluster_name: "weir-metadata".to_string(),
@@ -125,7 +127,7 @@ impl<SM: StateMachine> QuorumNode<SM> {
         let server = weir_runtime::spawn_local(network::serve(listener, server));
 
         let initialized = raft.is_initialized().await.map_err(raft_failed)?;
-        if !initialized && id == lowest {
+        if !initialized && id == lowest && !learner {
             let members: BTreeMap<NodeId, BasicNode> =
                 config.voters.iter().map(|(id, address)| (NodeId::new(*id), BasicNode::new(address))).collect();
             match raft.initialize(members).await {
@@ -134,7 +136,7 @@ impl<SM: StateMachine> QuorumNode<SM> {
             }
         }
         let voters = config.voters.iter().map(|(id, address)| (*id, address.to_string())).collect();
-        Ok(QuorumNode {
+        let node = QuorumNode {
             id,
             raft,
             machine: handle,
@@ -143,7 +145,52 @@ impl<SM: StateMachine> QuorumNode<SM> {
             idle: RefCell::default(),
             request_timeout: config.request_timeout,
             server,
-        })
+        };
+        if learner {
+            node.join_as_learner(config.listen).await?;
+        }
+        Ok(node)
+    }
+
+    /// A node that is not among the voters (a broker beside the
+    /// controllers, Kafka's observer) asks the leader to add it as a
+    /// learner listening at `address`, to which the leader then replicates
+    /// the log (openraft pushes; a Kafka observer fetches), and waits until
+    /// it has applied the log up to its own addition, so it starts from the
+    /// committed state as a voter does. Asked again at every start (the
+    /// address may have changed; a learner added before is added anew).
+    /// Retried until a leader answers: the voters may be starting too.
+    async fn join_as_learner(&self, address: SocketAddr) -> io::Result<()> {
+        let voters: Vec<u64> = self.voters.keys().copied().collect();
+        let mut ask = voters[0];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = Request::AddLearner { id: self.id, address: address.to_string() };
+            let why = match self.forward(ask, request).await {
+                Ok(Response::LearnerAdded(index)) => {
+                    let wait = self.raft.wait(None);
+                    wait.applied_index_at_least(Some(index), "the log up to this learner's addition")
+                        .await
+                        .map_err(raft_failed)?;
+                    tracing::info!("quorum node {}: a learner, log applied up to index {index}", self.id);
+                    return Ok(());
+                }
+                Ok(Response::NotLeader(Some(leader))) | Err(QuorumError::NotLeader { leader: Some(leader) })
+                    if self.voters.contains_key(&leader) && leader != ask =>
+                {
+                    ask = leader;
+                    continue;
+                }
+                Ok(other) => unexpected(ask, other).to_string(),
+                Err(e) => e.to_string(),
+            };
+            if attempt % 20 == 1 {
+                tracing::warn!("quorum node {}: not yet added as a learner (asked node {ask}): {why}", self.id);
+            }
+            ask = voters[attempt % voters.len()];
+            weir_runtime::clock::sleep(JOIN_RETRY).await;
+        }
     }
 
     /// Writes `command` through the leader (this node, or forwarded to it)

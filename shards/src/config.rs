@@ -44,8 +44,10 @@ pub struct BrokerConfig {
     /// waits up to 5 minutes). 0: no controlled shutdown, the partitions
     /// move a session timeout after the broker stopped.
     pub controlled_shutdown_timeout_ms: u64,
-    /// Where this voter listens for the others (the controller listener);
-    /// empty: its own address in `controller_quorum_voters`.
+    /// Where this node listens for the quorum's other nodes (the controller
+    /// listener); empty: its own address in `controller_quorum_voters`. A
+    /// broker that is not a voter must give it: the leader replicates the
+    /// metadata log to it there (it joins as a learner).
     pub controller_listen: String,
     /// A follower that has not caught up with its leader for this long
     /// leaves the ISR (`replica.lag.time.max.ms`).
@@ -394,8 +396,9 @@ impl BrokerConfig {
         TopicDefaults { partitions: self.default_partitions, replication_factor: self.default_replication_factor }
     }
 
-    /// The metadata quorum this broker votes in, if `controller_quorum_voters`
-    /// names one; its log lives in `<data_dir>/__cluster_metadata`.
+    /// The metadata quorum this broker votes in (or learns from, when its
+    /// node_id is not a voter), if `controller_quorum_voters` names one; its
+    /// log lives in `<data_dir>/__cluster_metadata`.
     pub fn quorum(&self) -> Result<Option<QuorumConfig>, String> {
         if self.controller_quorum_voters.is_empty() {
             return Ok(None);
@@ -404,7 +407,11 @@ impl BrokerConfig {
         let id = u64::try_from(self.node_id).map_err(|_| format!("node_id {} must not be negative", self.node_id))?;
         let listen = match self.controller_listen.as_str() {
             "" => *voters.get(&id).ok_or_else(|| {
-                format!("node_id {id} is not among controller_quorum_voters '{}'", self.controller_quorum_voters)
+                format!(
+                    "node_id {id} is not among controller_quorum_voters '{}': a broker that does not vote needs \
+                     controller_listen, where the metadata log is replicated to it",
+                    self.controller_quorum_voters
+                )
             })?,
             given => given.parse().map_err(|e| format!("controller_listen '{given}': {e}"))?,
         };

@@ -2,7 +2,8 @@
 //! topics and brokers, following its active controller through failover,
 //! each serving the partitions it leads, followers copying the leaders'
 //! batches, a dead broker fenced and its partitions led by another
-//! in-sync replica, and a stopped one handing them over first.
+//! in-sync replica, a stopped one handing them over first, and a broker
+//! that does not vote joining a running cluster.
 
 use crate::common;
 
@@ -19,7 +20,11 @@ use std::time::{Duration, Instant};
 /// Three voters on 127.0.0.1, each its own data directory in one temp dir.
 struct Cluster {
     brokers: Vec<Broker>,
-    _dir: tempfile::TempDir,
+    /// `controller_quorum_voters`.
+    voters: String,
+    /// The loopback network of this cluster's voters: 127.77.N.
+    network: String,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -30,7 +35,8 @@ impl Cluster {
         // listener (port 0) before the voter binds it.
         static CLUSTERS: AtomicU32 = AtomicU32::new(0);
         let cluster = (std::process::id() + CLUSTERS.fetch_add(1, Ordering::SeqCst)) % 250;
-        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@127.77.{cluster}.{id}:9093")).collect();
+        let network = format!("127.77.{cluster}");
+        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@{network}.{id}:9093")).collect();
         let voters = voters.join(",");
         let mut brokers: Vec<Broker> = (1..=3)
             .map(|id| {
@@ -41,7 +47,21 @@ impl Cluster {
             })
             .collect();
         brokers.iter_mut().for_each(Broker::wait_listening);
-        Cluster { brokers, _dir: dir }
+        Cluster { brokers, voters, network, dir }
+    }
+
+    /// Starts broker `id`, not a voter: it joins the quorum as a learner.
+    fn add_broker(&mut self, id: i32) {
+        assert_eq!(self.brokers.len() as i32 + 1, id, "brokers are numbered in order");
+        let controller_listen = format!("{}.{id}:9093", self.network);
+        let id_text = id.to_string();
+        let args = ["--node-id", &id_text, "--controller-quorum-voters", &self.voters];
+        let mut broker = Broker::launch_in(
+            self.dir.path().join(format!("broker-{id}")),
+            &[&args[..], &["--controller-listen", &controller_listen]].concat(),
+        );
+        broker.wait_listening();
+        self.brokers.push(broker);
     }
 
     /// The broker with node id `id`.
@@ -587,4 +607,62 @@ fn a_stopped_leader_hands_its_partitions_over_before_it_exits_and_an_idempotent_
     assert!(acked_by_then < count as usize, "the producer finished before the leaders moved: it proves nothing");
 
     check_exactly_once(&cluster.broker(staying).bootstrap(), topic, 3, count, producing.join().unwrap());
+}
+
+#[test]
+fn a_broker_that_does_not_vote_joins_a_running_cluster_as_a_learner_and_holds_replicas() {
+    let mut cluster = Cluster::start(&[]);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "before", 1, 3, &[]);
+    let before = producer(&bootstrap, "all");
+    produce_range(&before, "before", 0..100);
+    assert!(before.context().failed.lock().unwrap().is_empty());
+
+    // Broker 4 is not among the voters: it learns the metadata log (the
+    // topic made before it came), registers, and every broker lists it.
+    cluster.add_broker(4);
+    let joined = cluster.broker(4).bootstrap();
+    cluster.wait_for_topics(4, &["before"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (1..=4).any(|id| broker_ids(&cluster.metadata(id)) != [1, 2, 3, 4]) {
+        assert!(Instant::now() < deadline, "not every broker lists broker 4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cluster.metadata(4).controller_id.0 <= 3, "a learner is never the active controller");
+
+    // A topic with a replica on every broker: broker 4 copies its share and
+    // takes part in acks=all.
+    create_replicated_topic(&joined, "grown", 4, 4, &[]);
+    for id in 1..=4 {
+        cluster.wait_for_topics(id, &["before", "grown"]);
+    }
+    let metadata = cluster.metadata(4);
+    for p in 0..4 {
+        assert_eq!(partition(&metadata, "grown", p).replica_nodes.len(), 4);
+    }
+    assert!(leaders(&metadata, "grown").contains(&4), "placement gives the new broker leaderships");
+    let producer = producer(&joined, "all");
+    produce_range(&producer, "grown", 0..400);
+    assert!(producer.context().failed.lock().unwrap().is_empty());
+    check_consumed(&consume_all(&joined, "grown", 4), 400, 4);
+    for p in 0..4 {
+        assert!(!replicas_agree(&cluster, "grown", p).is_empty());
+    }
+
+    // Killed and restarted, it comes back from its own copy of the log,
+    // and the voters never noticed a member of their quorum missing.
+    let controller = cluster.controller(1, None);
+    cluster.broker(4).kill();
+    produce_range(&producer, "before", 100..150);
+    cluster.broker(4).relaunch();
+    cluster.broker(4).wait_listening();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..4).any(|p| partition(&cluster.metadata(1), "grown", p).isr_nodes.len() < 4) {
+        assert!(Instant::now() < deadline, "broker 4 did not rejoin the ISRs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cluster.controller(4, None), controller);
+    produce_range(&producer, "grown", 400..500);
+    assert!(producer.context().failed.lock().unwrap().is_empty());
+    check_consumed(&consume_all(&joined, "grown", 4), 500, 4);
 }
