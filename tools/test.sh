@@ -5,7 +5,7 @@
 # kafkajs, sarama, confluent-kafka-go), which install those clients if they
 # are missing, then the Jepsen-style history check of a three-broker cluster
 # whose partition leaders are SIGKILLed, paused, cut off from the other
-# brokers and wiped, one fault of each kind (tools/tests/history: the
+# brokers, wiped and restarted (SIGTERM), one fault of each kind (tools/tests/history: the
 # checker's tests, then one run of its driver, about a minute; the network
 # cut needs root, for network namespaces), then the click-stream
 # showcase (examples/clickstream: a quixstreams exactly-once pipeline, its
@@ -26,7 +26,7 @@ stage cargo build --release --workspace
 stage cargo test --release --workspace
 stage bash tools/tests/clients/run.sh
 (cd tools/tests/history && stage python3 -m unittest -q test_checker)
-NEMESIS=mixed KILLS=4 stage tools/tests/clients/.venv/bin/python tools/tests/history/driver.py
+NEMESIS=mixed KILLS=5 stage tools/tests/clients/.venv/bin/python tools/tests/history/driver.py
 KILLS=1 stage bash examples/clickstream/run.sh
 KILLS=1 INSTANCES=2 stage bash examples/clickstream/run.sh
 PROCESSOR=bytewax stage bash examples/clickstream/run.sh

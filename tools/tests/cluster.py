@@ -123,6 +123,17 @@ class Cluster:
         # The next start writes it anew; wait_listening waits for that.
         os.remove(os.path.join(self.data, f"broker-{broker}", "listen.addr"))
 
+    def terminate(self, broker, timeout=40):
+        """SIGTERM, as an operator's restart: a cluster broker first hands its
+        leaderships over (controlled shutdown, 30 s at most), then exits 0."""
+        self.procs[broker].terminate()
+        try:
+            code = self.procs[broker].wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"broker {broker} still runs {timeout} s after SIGTERM")
+        if code != 0:
+            raise ClusterError(f"broker {broker} exited {code} after SIGTERM")
+
     def pause(self, broker):
         """SIGSTOP: a broker that neither answers nor knows it was away (a
         long GC pause, a frozen VM), until `resume`."""

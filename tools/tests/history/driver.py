@@ -15,8 +15,9 @@ leadership moves), NEMESIS (kill: SIGKILL and start again; pause: SIGSTOP
 and SIGCONT, a leader that comes back believing it still leads; partition:
 the leader cut off from the other brokers, not from the clients, for DOWN
 seconds, a zombie that clients still reach; wipe: SIGKILL, its data
-directory deleted (a replaced disk), start again; mixed: kill, pause,
-partition, wipe in turn; default kill; partition and mixed run each broker in a network
+directory deleted (a replaced disk), start again; restart: SIGTERM (a
+controlled shutdown, which must end in exit 0 within 40 s), start again;
+mixed: kill, pause, partition, wipe, restart in turn; default kill; partition and mixed run each broker in a network
 namespace of its own, which needs root), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
 per second per producer, 100), TXN_PRODUCERS (transactional producers, 1),
 TXN_SIZE (values per transaction, spread over the partitions, 6), TXN_RATE
@@ -54,7 +55,7 @@ KILLS = int(os.environ.get("KILLS", "3"))
 DOWN = float(os.environ.get("DOWN", "4"))
 NEMESIS = os.environ.get("NEMESIS", "kill")
 NEMESES = {"kill": ["kill"], "pause": ["pause"], "partition": ["partition"], "wipe": ["wipe"],
-           "mixed": ["kill", "pause", "partition", "wipe"]}
+           "restart": ["restart"], "mixed": ["kill", "pause", "partition", "wipe", "restart"]}
 NAMESPACES = "partition" in NEMESES.get(NEMESIS, [])
 PARTITIONS = int(os.environ.get("PARTITIONS", "3"))
 PRODUCERS = int(os.environ.get("PRODUCERS", "2"))
@@ -396,6 +397,8 @@ def nemesis(cluster, history, stop, kills):
             for other in cluster.brokers:
                 if other != leader:
                     cluster.namespaces.cut(leader, other)
+        elif fault == "restart":
+            cluster.terminate(leader)
         else:
             cluster.kill(leader)
             if fault == "wipe":
@@ -446,6 +449,8 @@ def run(out):
                 nemesis(cluster, history, stop, kills)
             except (RunFailed, ClusterError) as e:
                 nemesis_failed.append(e)
+            except Exception as e:  # a bug here must not pass for a clean run
+                nemesis_failed.append(RunFailed(f"the nemesis failed: {e!r}"))
 
         chaos = threading.Thread(target=nemesis_thread)
         chaos.start()
