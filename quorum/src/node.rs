@@ -4,7 +4,7 @@
 //! Everything runs on the thread that called [`QuorumNode::start`] (Raft is
 //! `!Send`, and so is the node).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -122,11 +122,12 @@ impl<SM: StateMachine> QuorumNode<SM> {
         let machine = MachineStore::open(&config.data_dir.join("machine"), state)?;
         let handle = machine.handle();
         let raft = Raft::new(NodeId::new(id), raft_config, Network, log, machine).await.map_err(raft_failed)?;
+        let initialized = raft.is_initialized().await.map_err(raft_failed)?;
         let listener = TcpListener::bind(config.listen)?;
-        let server = Rc::new(Server { id, raft: raft.clone(), ask: ask.clone() });
+        let started_empty = Cell::new(!initialized);
+        let server = Rc::new(Server { id, raft: raft.clone(), ask: ask.clone(), started_empty });
         let server = weir_runtime::spawn_local(network::serve(listener, server));
 
-        let initialized = raft.is_initialized().await.map_err(raft_failed)?;
         if !initialized && id == lowest && !learner {
             let members: BTreeMap<NodeId, BasicNode> =
                 config.voters.iter().map(|(id, address)| (NodeId::new(*id), BasicNode::new(address))).collect();
@@ -148,8 +149,39 @@ impl<SM: StateMachine> QuorumNode<SM> {
         };
         if learner {
             node.join_as_learner(config.listen).await?;
+        } else if !initialized {
+            node.announce_empty_log().await;
         }
         Ok(node)
+    }
+
+    /// A voter that starts with an empty log, in a new cluster or after
+    /// its disk was replaced, tells the leader, which then replicates to
+    /// it from the start (openraft stops replicating to a node whose log
+    /// went back). Returns once the leader heard it, or this node leads.
+    async fn announce_empty_log(&self) {
+        let voters: Vec<u64> = self.voters.keys().copied().collect();
+        let mut ask = self.leader().unwrap_or(voters[0]);
+        let mut attempt = 0;
+        while !self.is_leader() {
+            attempt += 1;
+            let why = match self.forward(ask, Request::LostLog { id: self.id }).await {
+                Ok(Response::ReplicatingAnew) => return,
+                Ok(Response::NotLeader(Some(leader))) | Err(QuorumError::NotLeader { leader: Some(leader) })
+                    if self.voters.contains_key(&leader) && leader != ask =>
+                {
+                    ask = leader;
+                    continue;
+                }
+                Ok(other) => unexpected(ask, other).to_string(),
+                Err(e) => e.to_string(),
+            };
+            if attempt % 20 == 0 {
+                tracing::warn!("quorum node {}: no leader heard that its log is empty (asked node {ask}): {why}", self.id);
+            }
+            ask = self.leader().unwrap_or(voters[attempt % voters.len()]);
+            weir_runtime::clock::sleep(JOIN_RETRY).await;
+        }
     }
 
     /// A node that is not among the voters (a broker beside the
