@@ -622,7 +622,7 @@ fn restart_until_in_sync(
 /// ElectLeaders(PREFERRED) for `topic`'s `partitions` over the wire, asked
 /// of broker `id`: each partition's error code, by partition.
 fn elect_preferred(cluster: &Cluster, id: i32, topic: &str, partitions: &[i32]) -> Vec<(i32, i16)> {
-    let named = TopicPartitions::default().with_topic(TopicName(StrBytes::from_static_str(topic)));
+    let named = TopicPartitions::default().with_topic(TopicName(StrBytes::from_string(topic.to_string())));
     let request = ElectLeadersRequest::default()
         .with_topic_partitions(Some(vec![named.with_partitions(partitions.to_vec())]))
         .with_timeout_ms(30_000);
