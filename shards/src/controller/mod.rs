@@ -62,6 +62,9 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(15);
 /// fenced brokers heard from again): fencing comes at most this late after
 /// the session timeout.
 const SESSION_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long the active controller, shutting down, waits for the voter it
+/// hands the quorum's leadership to to take over (an election round trip).
+const QUORUM_HANDOVER_WAIT: Duration = Duration::from_secs(2);
 /// How often a broker shutting down looks whether the image it serves
 /// still has it lead a partition.
 const HANDOVER_CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -325,7 +328,15 @@ impl Controller {
         while self.serves_self_unfenced(shard) {
             weir_runtime::clock::sleep(HANDOVER_CHECK_EVERY).await;
         }
-        tracing::info!("controlled shutdown: fenced, this broker leads nothing now, stopping");
+        tracing::info!("controlled shutdown: fenced, this broker leads nothing now");
+        // The active controller stopping would leave the quorum leaderless
+        // for an election timeout and more (the followers grant it a lease):
+        // another voter takes over now instead.
+        if node.is_leader() {
+            let moved = node.hand_over_leadership(QUORUM_HANDOVER_WAIT).await;
+            tracing::info!(?moved, "controlled shutdown: metadata quorum leadership handed to another voter");
+        }
+        tracing::info!("controlled shutdown: stopping");
     }
 
     /// Whether the image `shard` serves has this process registered and

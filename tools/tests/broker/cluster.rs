@@ -705,3 +705,20 @@ fn the_active_controller_balances_leadership_back_to_the_preferred_replicas_on_i
     });
     eprintln!("broker {victim} back in every ISR; leading its preferred partitions again {:?} later", back.elapsed());
 }
+
+#[test]
+fn a_stopping_active_controller_hands_the_quorum_leadership_to_another_voter_first() {
+    let mut cluster = Cluster::start(&[]);
+    let controller = cluster.controller(1, None);
+    let witness = if controller == 1 { 2 } else { 1 };
+    cluster.broker(controller).terminate();
+    let signalled = Instant::now();
+    let successor = cluster.controller(witness, Some(controller));
+    let named = signalled.elapsed();
+    let status = cluster.broker(controller).wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "broker {controller} exited with {status} after SIGTERM");
+    let log = cluster.broker(controller).log();
+    let handed = "metadata quorum leadership handed to another voter";
+    assert!(log.lines().any(|line| line.contains(handed) && line.contains("Ok(true)")), "{log}");
+    eprintln!("active controller {controller} stopped; broker {witness} names {successor} after {named:?}");
+}
