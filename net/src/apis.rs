@@ -41,6 +41,8 @@ pub struct SupportedApi {
 /// transaction APIs stop before the versions of KIP-890 part 2 (epoch bump
 /// per transaction, TRANSACTION_ABORTABLE). Neither inter-broker API is
 /// limited to brokers yet: Weir has no ACLs (Kafka wants ClusterAction).
+/// ElectLeaders v0-v2 (v1 added the election type and the top-level
+/// error), answered through the active controller as CreateTopics is.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -115,6 +117,8 @@ macro_rules! api_table {
                 reply.body(&describe_user_scram_credentials::handle(&shard, request));
             AlterUserScramCredentials(AlterUserScramCredentialsRequest) 0..=0 =>
                 reply.body(&alter_user_scram_credentials::handle(&shard, request).await);
+            ElectLeaders(ElectLeadersRequest) 0..=2 =>
+                reply.body(&elect_leaders::handle(&shard, version, request).await);
         }
     };
 }

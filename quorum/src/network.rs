@@ -30,8 +30,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
-use serde::{Deserialize, Serialize};
 use openraft_rt::watch::WatchReceiver;
+use serde::{Deserialize, Serialize};
 use weir_runtime::clock;
 use weir_runtime::net::{TcpListener, TcpStream};
 

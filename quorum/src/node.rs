@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use openraft_rt::watch::WatchReceiver;
@@ -177,7 +177,10 @@ impl<SM: StateMachine> QuorumNode<SM> {
                 Err(e) => e.to_string(),
             };
             if attempt % 20 == 0 {
-                tracing::warn!("quorum node {}: no leader heard that its log is empty (asked node {ask}): {why}", self.id);
+                tracing::warn!(
+                    "quorum node {}: no leader heard that its log is empty (asked node {ask}): {why}",
+                    self.id
+                );
             }
             ask = self.leader().unwrap_or(voters[attempt % voters.len()]);
             weir_runtime::clock::sleep(JOIN_RETRY).await;
@@ -313,6 +316,31 @@ impl<SM: StateMachine> QuorumNode<SM> {
     /// linearizable by itself).
     pub fn read<T>(&self, f: impl FnOnce(&SM) -> T) -> T {
         self.machine.read(f)
+    }
+
+    /// On the leader: hands the leadership to the voter whose log matches
+    /// most of this one's (Raft's leadership transfer: it campaigns at once
+    /// rather than after an election timeout), and waits until another voter
+    /// leads, at most `timeout`. Whether another leads then; on a follower,
+    /// nothing to do.
+    pub async fn hand_over_leadership(&self, timeout: std::time::Duration) -> Result<bool, QuorumError> {
+        if !self.is_leader() {
+            return Ok(true);
+        }
+        let matched = self.metrics().replication.unwrap_or_default();
+        let others = matched.into_iter().filter(|(id, _)| u64::from(*id) != self.id);
+        let Some((to, _)) = others.max_by_key(|(_, log)| log.as_ref().map(|log| log.index)) else { return Ok(false) };
+        self.raft.trigger().transfer_leader(to).await.map_err(|e| QuorumError::Stopped(e.to_string()))?;
+        let moved = async {
+            let mut leaders = std::pin::pin!(self.leader_changes());
+            while let Some(leader) = leaders.next().await {
+                if leader.is_some_and(|leader| leader != self.id) {
+                    return true;
+                }
+            }
+            false
+        };
+        Ok(weir_runtime::clock::timeout(timeout, moved).await.unwrap_or(false))
     }
 
     /// Stops serving peers and stops Raft.

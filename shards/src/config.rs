@@ -52,6 +52,16 @@ pub struct BrokerConfig {
     /// A follower that has not caught up with its leader for this long
     /// leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// The active controller moves leadership back to the preferred
+    /// replicas (the first of each partition's) on its own
+    /// (`auto.leader.rebalance.enable`).
+    pub auto_leader_rebalance_enable: bool,
+    /// How often it looks (`leader.imbalance.check.interval.seconds`).
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// It moves a broker's partitions back only when the broker leads more
+    /// than this percentage of those it is the preferred replica of
+    /// elsewhere (`leader.imbalance.per.broker.percentage`).
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
     /// `SASL_SSL://127.0.0.1:9093`. One listener for now, PLAINTEXT, SSL,
     /// SASL_PLAINTEXT or SASL_SSL; when set it replaces `listen`
@@ -193,6 +203,9 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 2000,
             controlled_shutdown_timeout_ms: 30_000,
             replica_lag_time_max_ms: 30_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             listeners: String::new(),
             ssl_certificate_location: None,
             ssl_key_location: None,
@@ -367,6 +380,7 @@ impl BrokerConfig {
             ("queued_max_request_bytes", self.queued_max_request_bytes as u64),
             ("connections_max_idle_ms", self.connections_max_idle_ms),
             ("broker_heartbeat_interval_ms", self.broker_heartbeat_interval_ms),
+            ("leader_imbalance_check_interval_seconds", self.leader_imbalance_check_interval_seconds),
             ("response_write_timeout_ms", self.response_write_timeout_ms),
             ("producer_id_expiration_ms", self.producer_id_expiration_ms),
             ("producer_id_expiration_check_interval_ms", self.producer_id_expiration_check_interval_ms),
