@@ -160,31 +160,9 @@ impl<SM: StateMachine> QuorumNode<SM> {
     /// it from the start (openraft stops replicating to a node whose log
     /// went back). Returns once the leader heard it, or this node leads.
     async fn announce_empty_log(&self) {
-        let voters: Vec<u64> = self.voters.keys().copied().collect();
-        let mut ask = self.leader().unwrap_or(voters[0]);
-        let mut attempt = 0;
-        while !self.is_leader() {
-            attempt += 1;
-            let why = match self.forward(ask, Request::LostLog { id: self.id }).await {
-                Ok(Response::ReplicatingAnew) => return,
-                Ok(Response::NotLeader(Some(leader))) | Err(QuorumError::NotLeader { leader: Some(leader) })
-                    if self.voters.contains_key(&leader) && leader != ask =>
-                {
-                    ask = leader;
-                    continue;
-                }
-                Ok(other) => unexpected(ask, other).to_string(),
-                Err(e) => e.to_string(),
-            };
-            if attempt % 20 == 0 {
-                tracing::warn!(
-                    "quorum node {}: no leader heard that its log is empty (asked node {ask}): {why}",
-                    self.id
-                );
-            }
-            ask = self.leader().unwrap_or(voters[attempt % voters.len()]);
-            weir_runtime::clock::sleep(JOIN_RETRY).await;
-        }
+        let request = || Request::LostLog { id: self.id };
+        let heard = |response: &Response| matches!(response, Response::ReplicatingAnew).then_some(());
+        self.ask_leader_until(request, heard, "no leader heard that its log is empty").await;
     }
 
     /// A node that is not among the voters (a broker beside the
@@ -194,23 +172,38 @@ impl<SM: StateMachine> QuorumNode<SM> {
     /// it has applied the log up to its own addition, so it starts from the
     /// committed state as a voter does. Asked again at every start (the
     /// address may have changed; a learner added before is added anew).
-    /// Retried until a leader answers: the voters may be starting too.
     async fn join_as_learner(&self, address: SocketAddr) -> io::Result<()> {
+        let request = || Request::AddLearner { id: self.id, address: address.to_string() };
+        let added = |response: &Response| match response {
+            Response::LearnerAdded(index) => Some(*index),
+            _ => None,
+        };
+        let Some(index) = self.ask_leader_until(request, added, "not yet added as a learner").await else {
+            return Err(io::Error::other("this node became the leader while not a voter"));
+        };
+        let wait = self.raft.wait(None);
+        wait.applied_index_at_least(Some(index), "the log up to this learner's addition").await.map_err(raft_failed)?;
+        tracing::info!("quorum node {}: a learner, log applied up to index {index}", self.id);
+        Ok(())
+    }
+
+    /// Sends `request()` to the leader, following its redirects, until
+    /// `answered` takes the answer; while no leader answers (the voters may
+    /// be starting too), tries the voters in turn every `JOIN_RETRY`,
+    /// warning `unanswered` now and then. `None` once this node leads.
+    async fn ask_leader_until<T>(
+        &self,
+        request: impl Fn() -> Request,
+        answered: impl Fn(&Response) -> Option<T>,
+        unanswered: &str,
+    ) -> Option<T> {
         let voters: Vec<u64> = self.voters.keys().copied().collect();
-        let mut ask = voters[0];
+        let mut ask = self.leader().unwrap_or(voters[0]);
         let mut attempt = 0;
-        loop {
+        while !self.is_leader() {
             attempt += 1;
-            let request = Request::AddLearner { id: self.id, address: address.to_string() };
-            let why = match self.forward(ask, request).await {
-                Ok(Response::LearnerAdded(index)) => {
-                    let wait = self.raft.wait(None);
-                    wait.applied_index_at_least(Some(index), "the log up to this learner's addition")
-                        .await
-                        .map_err(raft_failed)?;
-                    tracing::info!("quorum node {}: a learner, log applied up to index {index}", self.id);
-                    return Ok(());
-                }
+            let why = match self.forward(ask, request()).await {
+                Ok(response) if answered(&response).is_some() => return answered(&response),
                 Ok(Response::NotLeader(Some(leader))) | Err(QuorumError::NotLeader { leader: Some(leader) })
                     if self.voters.contains_key(&leader) && leader != ask =>
                 {
@@ -221,11 +214,12 @@ impl<SM: StateMachine> QuorumNode<SM> {
                 Err(e) => e.to_string(),
             };
             if attempt % 20 == 1 {
-                tracing::warn!("quorum node {}: not yet added as a learner (asked node {ask}): {why}", self.id);
+                tracing::warn!("quorum node {}: {unanswered} (asked node {ask}): {why}", self.id);
             }
-            ask = voters[attempt % voters.len()];
+            ask = self.leader().unwrap_or(voters[attempt % voters.len()]);
             weir_runtime::clock::sleep(JOIN_RETRY).await;
         }
+        None
     }
 
     /// Writes `command` through the leader (this node, or forwarded to it)
