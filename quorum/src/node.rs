@@ -150,19 +150,18 @@ impl<SM: StateMachine> QuorumNode<SM> {
         if learner {
             node.join_as_learner(config.listen).await?;
         } else if !initialized {
-            node.announce_empty_log().await;
+            // In the background: a forming cluster has no leader until
+            // the other voters start too.
+            let (raft, voters, timeout) = (node.raft.clone(), node.voters.clone(), node.request_timeout);
+            weir_runtime::spawn_local(async move {
+                let request = || Request::LostLog { id };
+                let heard = |response: &Response| matches!(response, Response::ReplicatingAnew).then_some(());
+                let unanswered = "no leader heard that its log is empty";
+                ask_leader_until(id, &raft, &voters, timeout, request, heard, unanswered).await;
+            })
+            .detach();
         }
         Ok(node)
-    }
-
-    /// A voter that starts with an empty log, in a new cluster or after
-    /// its disk was replaced, tells the leader, which then replicates to
-    /// it from the start (openraft stops replicating to a node whose log
-    /// went back). Returns once the leader heard it, or this node leads.
-    async fn announce_empty_log(&self) {
-        let request = || Request::LostLog { id: self.id };
-        let heard = |response: &Response| matches!(response, Response::ReplicatingAnew).then_some(());
-        self.ask_leader_until(request, heard, "no leader heard that its log is empty").await;
     }
 
     /// A node that is not among the voters (a broker beside the
@@ -178,48 +177,16 @@ impl<SM: StateMachine> QuorumNode<SM> {
             Response::LearnerAdded(index) => Some(*index),
             _ => None,
         };
-        let Some(index) = self.ask_leader_until(request, added, "not yet added as a learner").await else {
+        let unanswered = "not yet added as a learner";
+        let asked =
+            ask_leader_until(self.id, &self.raft, &self.voters, self.request_timeout, request, added, unanswered);
+        let Some(index) = asked.await else {
             return Err(io::Error::other("this node became the leader while not a voter"));
         };
         let wait = self.raft.wait(None);
         wait.applied_index_at_least(Some(index), "the log up to this learner's addition").await.map_err(raft_failed)?;
         tracing::info!("quorum node {}: a learner, log applied up to index {index}", self.id);
         Ok(())
-    }
-
-    /// Sends `request()` to the leader, following its redirects, until
-    /// `answered` takes the answer; while no leader answers (the voters may
-    /// be starting too), tries the voters in turn every `JOIN_RETRY`,
-    /// warning `unanswered` now and then. `None` once this node leads.
-    async fn ask_leader_until<T>(
-        &self,
-        request: impl Fn() -> Request,
-        answered: impl Fn(&Response) -> Option<T>,
-        unanswered: &str,
-    ) -> Option<T> {
-        let voters: Vec<u64> = self.voters.keys().copied().collect();
-        let mut ask = self.leader().unwrap_or(voters[0]);
-        let mut attempt = 0;
-        while !self.is_leader() {
-            attempt += 1;
-            let why = match self.forward(ask, request()).await {
-                Ok(response) if answered(&response).is_some() => return answered(&response),
-                Ok(Response::NotLeader(Some(leader))) | Err(QuorumError::NotLeader { leader: Some(leader) })
-                    if self.voters.contains_key(&leader) && leader != ask =>
-                {
-                    ask = leader;
-                    continue;
-                }
-                Ok(other) => unexpected(ask, other).to_string(),
-                Err(e) => e.to_string(),
-            };
-            if attempt % 20 == 1 {
-                tracing::warn!("quorum node {}: {unanswered} (asked node {ask}): {why}", self.id);
-            }
-            ask = self.leader().unwrap_or(voters[attempt % voters.len()]);
-            weir_runtime::clock::sleep(JOIN_RETRY).await;
-        }
-        None
     }
 
     /// Writes `command` through the leader (this node, or forwarded to it)
@@ -361,6 +328,54 @@ impl<SM: StateMachine> QuorumNode<SM> {
         }
         Ok(response)
     }
+}
+
+/// Node `id` sends `request()` to the leader, following its redirects,
+/// until `answered` takes the answer; while no leader answers (the voters
+/// may be starting too), tries the voters in turn every `JOIN_RETRY`,
+/// warning `unanswered` now and then. `None` once this node leads. Used
+/// at start: a voter that started with an empty log announces it (the
+/// leader then replicates to it from the start: openraft stops replicating
+/// to a node whose log went back), a learner asks to be added.
+async fn ask_leader_until<SM: StateMachine, T>(
+    id: u64,
+    raft: &Raft<SM>,
+    voters: &BTreeMap<u64, String>,
+    timeout: std::time::Duration,
+    request: impl Fn() -> Request,
+    answered: impl Fn(&Response) -> Option<T>,
+    unanswered: &str,
+) -> Option<T> {
+    let ids: Vec<u64> = voters.keys().copied().collect();
+    let leader = || raft.metrics().borrow_watched().current_leader.map(NodeId::get).filter(|&l| l != id);
+    let mut ask = leader().unwrap_or(ids[0]);
+    let mut attempt = 0;
+    while !raft.is_leader() {
+        attempt += 1;
+        let reply = match voters.get(&ask) {
+            Some(address) if ask != id => Peer::new(address.clone()).call(&request(), timeout).await,
+            _ => Err("not another voter".to_string()),
+        };
+        let why = match reply {
+            Ok(response) => match answered(&response) {
+                Some(answer) => return Some(answer),
+                None => match response {
+                    Response::NotLeader(Some(next)) if voters.contains_key(&next) && next != ask && next != id => {
+                        ask = next;
+                        continue;
+                    }
+                    other => unexpected(ask, other).to_string(),
+                },
+            },
+            Err(e) => e,
+        };
+        if attempt % 20 == 1 {
+            tracing::warn!("quorum node {id}: {unanswered} (asked node {ask}): {why}");
+        }
+        ask = leader().unwrap_or(ids[attempt % ids.len()]);
+        weir_runtime::clock::sleep(JOIN_RETRY).await;
+    }
+    None
 }
 
 /// openraft's errors hold `NodeId`s, which are not `Send`: `io::Error`
