@@ -30,19 +30,28 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the first address of `bootstrap` (host:port) that answers.
+    /// Connects to the first address that answers of `bootstrap`: host:port,
+    /// or several separated by commas (Kafka's bootstrap.servers).
     pub fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-        let addrs = bootstrap.to_socket_addrs().with_context(|| format!("cannot resolve '{bootstrap}'"))?;
-        let mut last_error = anyhow!("'{bootstrap}' resolved to no address");
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(stream) => {
-                    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-                    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-                    stream.set_nodelay(true)?;
-                    return Client::over(stream);
+        let mut last_error = anyhow!("no host:port in '{bootstrap}'");
+        for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let addrs = match server.to_socket_addrs() {
+                Ok(addrs) => addrs,
+                Err(e) => {
+                    last_error = anyhow!("cannot resolve '{server}': {e}");
+                    continue;
                 }
-                Err(e) => last_error = anyhow!("cannot connect to {bootstrap} ({addr}): {e}"),
+            };
+            for addr in addrs {
+                match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                    Ok(stream) => {
+                        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                        stream.set_nodelay(true)?;
+                        return Client::over(stream);
+                    }
+                    Err(e) => last_error = anyhow!("cannot connect to {server} ({addr}): {e}"),
+                }
             }
         }
         Err(last_error)

@@ -84,7 +84,8 @@ fn main() {
 /// The `--bootstrap` flag every client command takes.
 #[derive(clap::Args, Clone)]
 struct Bootstrap {
-    /// host:port of a broker.
+    /// host:port of a broker, or several separated by commas (the first
+    /// that answers is asked).
     #[arg(long, short = 'b', visible_alias = "bootstrap-server", default_value = "127.0.0.1:9092")]
     bootstrap: String,
 }

@@ -38,6 +38,9 @@ fn topics_can_be_created_listed_described_deleted_and_recreated() {
         ok(&["topics", "create", name, "-p", "2", "-b", &b], None);
     }
     assert_eq!(ok(&["topics", "list", "-b", &b], None), "first\nsecond\nthird\n");
+    // Several bootstrap servers: the first that answers (nothing listens on port 1).
+    let servers = format!("127.0.0.1:1, {b}");
+    assert_eq!(ok(&["topics", "list", "-b", &servers], None), "first\nsecond\nthird\n");
     let again = weir(&["topics", "create", "first", "-b", &b], None);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("TopicAlreadyExists"));
