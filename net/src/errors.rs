@@ -33,7 +33,11 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
             | TxnError::NotCoordinator
             | TxnError::ConcurrentTransactions,
         ) => ResponseError::NotEnoughReplicas,
-        PartitionError::Txn(e) => return txn_error_code(*e, true),
+        // A producer fenced by a newer one with its transactional id gets
+        // INVALID_PRODUCER_EPOCH from Produce, as from Kafka's verification:
+        // librdkafka takes it as fatal (fenced), PRODUCER_FENCED there as an
+        // abortable error, so the fenced producer would go on.
+        PartitionError::Txn(e) => return txn_error_code(*e, false),
         PartitionError::InvalidRecord => ResponseError::InvalidRecord,
     };
     error.code()
@@ -121,4 +125,16 @@ pub fn txn_error_code(e: TxnError, fenced_known: bool) -> i16 {
 /// `txn_error_code` of a result.
 pub fn txn_result_code<T>(result: &Result<T, TxnError>, fenced_known: bool) -> i16 {
     result.as_ref().err().map_or(0, |e| txn_error_code(*e, fenced_known))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_transactional_produce_is_an_invalid_epoch() {
+        let fenced = PartitionError::Txn(TxnError::ProducerFenced);
+        assert_eq!(partition_error_code(&fenced), ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(txn_error_code(TxnError::ProducerFenced, true), ResponseError::ProducerFenced.code());
+    }
 }
