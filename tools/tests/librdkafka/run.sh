@@ -10,7 +10,9 @@
 # (Weir, like Kafka 4, takes RecordBatch v2 only: the tests leave out the
 # older message formats for it). Tests of the "noautocreate" scenario run
 # against a second broker with auto_create_topics off, as upstream runs
-# them. Tests that need what Weir does not have yet are skipped with their
+# them. Tests that create topics with three replicas (three_brokers.txt)
+# run against a cluster of three brokers instead, one per scenario, as
+# upstream runs its whole suite. Tests that need what Weir does not have yet are skipped with their
 # reason, from skipped.txt beside this file (each names the issue that
 # builds it), and so is one that never talks to Weir (0150, librdkafka's
 # mock cluster alone, timing-sensitive); a test of which only some subtests
@@ -93,6 +95,11 @@ while IFS= read -r line; do
   skip_reason[${line%% *}]=${line#* }
 done < <(cat "${skip_lists[@]}")
 
+declare -A three_brokers=()
+while read -r name _; do
+  [[ -z $name || $name == \#* ]] || three_brokers[$name]=1
+done < "$HERE/three_brokers.txt"
+
 declare -A subtests=()
 while read -r name functions; do
   [[ -z $name || $name == \#* ]] || subtests[$name]=$functions
@@ -122,10 +129,12 @@ while read -r name flags scenario; do
     continue
   fi
   case $scenario in
-    *default*) entry="$number default" ;;
-    *noautocreate*) entry="$number noautocreate" ;;
+    *default*) scenario=default ;;
+    *noautocreate*) scenario=noautocreate ;;
     *) not_run+=("SKIP $name: scenario $scenario only"); continue ;;
   esac
+  # A scenario's three-broker cluster is "<scenario>3".
+  entry="$number $scenario${three_brokers[$name]:+3}"
   if [[ -n ${subtests[$name]:-} ]]; then
     for function in ${subtests[$name]}; do selected+=("$entry $function"); done
     for skipped in "${!skip_reason[@]}"; do
@@ -137,10 +146,10 @@ while read -r name flags scenario; do
 done <<< "$table"
 
 # The longest tests first (durations measured here, 2026-12-07: 0113's
-# u_ subtests take 280 s together, 0077 150 s, 0089 and 0139 90-100 s), so
+# u_ subtests take 280 s together, 0077 150 s, 0089 and 0139 90-100 s, 0103 80 s), so
 # that they do not end the run alone. The tests mostly wait on timers, so
 # several run at once on two cores.
-slow_first=(0113 0077 0089 0139)
+slow_first=(0113 0077 0089 0139 0103)
 ordered=()
 for number in "${slow_first[@]}"; do
   for entry in "${selected[@]}"; do [[ $entry == "$number "* ]] && ordered+=("$entry"); done
@@ -173,13 +182,52 @@ start_broker() {
   wait_for_broker "$!" "$port" "$WORK/broker-$1.log"
   BOOTSTRAP="127.0.0.1:$port"
 }
+# start_cluster NAME AUTO_CREATE: three brokers, each a voter of the
+# metadata quorum, one shard each; sets BOOTSTRAP to their addresses once
+# all three are registered.
+start_cluster() {
+  local id ports=() voters=() listed=() data
+  for id in 1 2 3; do
+    ports+=("$(free_port)")
+    voters+=("$id@127.0.0.1:$(free_port)")
+  done
+  for id in 1 2 3; do
+    data=$(mktemp -d -t "weir-librdkafka-$1-$id.XXXXXX")
+    dirs+=("$data")
+    "$WEIR" serve --node-id "$id" --controller-quorum-voters "$(IFS=,; echo "${voters[*]}")" \
+      --listen "127.0.0.1:${ports[id - 1]}" --data-dir "$data" --shards 1 --default-partitions 4 \
+      --auto-create-topics "$2" --admin-listen "" > "$WORK/broker-$1-$id.log" 2>&1 &
+    pids+=($!)
+    listed+=("127.0.0.1:${ports[id - 1]}")
+  done
+  for id in 1 2 3; do wait_for_broker "${pids[-4 + id]}" "${ports[id - 1]}" "$WORK/broker-$1-$id.log"; done
+  BOOTSTRAP=$(IFS=,; echo "${listed[*]}")
+  for _ in $(seq 100); do
+    [[ $("$WEIR" cluster status -b "$BOOTSTRAP" 2> /dev/null | grep -c ' active$') == 3 ]] && return
+    sleep 0.2
+  done
+  echo "cluster $1: three brokers did not all register (logs in $WORK/broker-$1-*.log)" >&2
+  exit 1
+}
 mkdir -p "$WORK/logs"
 rm -f "$WORK"/logs/*
 start_broker default true
 default_bootstrap=$BOOTSTRAP
 start_broker noautocreate false
 noautocreate_bootstrap=$BOOTSTRAP
-for scenario in default noautocreate; do
+scenarios=(default noautocreate)
+# Each cluster only where a selected test runs on it.
+if [[ " ${selected[*]} " == *" default3"* ]]; then
+  start_cluster default3 true
+  default3_bootstrap=$BOOTSTRAP
+  scenarios+=(default3)
+fi
+if [[ " ${selected[*]} " == *" noautocreate3"* ]]; then
+  start_cluster noautocreate3 false
+  noautocreate3_bootstrap=$BOOTSTRAP
+  scenarios+=(noautocreate3)
+fi
+for scenario in "${scenarios[@]}"; do
   bootstrap_var=${scenario}_bootstrap
   cat > "$WORK/test-$scenario.conf" <<CONF
 bootstrap.servers=${!bootstrap_var}
@@ -206,7 +254,7 @@ run_one() { # number scenario [subtest function]
     LD_LIBRARY_PATH="$build/src:$build/src-cpp" TEST_KAFKA_VERSION=4.1.0 \
       TEST_CONSUMER_GROUP_PROTOCOL="$GROUP_PROTOCOL" \
       RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" SUBTESTS="${subtest:+$subtest:}" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
-      timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "$scenario" "$number"
+      timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "${scenario%3}" "$number"
   ) > "$out" 2>&1 || rc=$?; } 2> /dev/null
   # The runner's summary table (| name | STATE | duration | reason), or,
   # where a failure aborted it before the table, its failure lines.
@@ -233,7 +281,7 @@ run_one() { # number scenario [subtest function]
 }
 
 export -f run_one
-export WORK TIMEOUT tests_dir build default_bootstrap noautocreate_bootstrap GROUP_PROTOCOL
+export WORK TIMEOUT tests_dir build GROUP_PROTOCOL "${scenarios[@]/%/_bootstrap}"
 
 log "running ${#selected[@]} test numbers, $JOBS at a time, group protocol $GROUP_PROTOCOL"
 results="$WORK/results.txt"
