@@ -11,6 +11,8 @@
 # writes one topic per compression codec it has, read back by a different
 # client on the partitions its writer's documented default partitioner gives
 # (cross_read.py). kafkajs writes gzip only: its other codecs are plugins.
+# kafka-python and kafkajs then produce and consume through a leader's
+# SIGKILL on a cluster of three brokers of their own (failover.py).
 #
 # SASL (sasl.sh: kcat and confluent-kafka over SASL_PLAINTEXT with PLAIN and
 # SCRAM-SHA-256/512, the admin API of KIP-554, re-authentication, and the
@@ -133,6 +135,7 @@ run_test cross-read-codecs "$PY" "$HERE/cross_read.py" "$BOOTSTRAP" \
   "confluent-kafka:$P-ck:$ALL_CODECS" "kafka-python:$P-kp:$ALL_CODECS" "aiokafka:$P-aiokafka:$ALL_CODECS" \
   "kcat:$P-kcat:$ALL_CODECS" "kafkajs:$P-kjs:gzip" "sarama:$P-sarama:$ALL_CODECS" \
   "confluent-kafka-go:$P-ckgo:$ALL_CODECS"
+run_test failover "$PY" "$HERE/failover.py"
 run_test sasl bash "$HERE/sasl.sh"
 run_test tls bash "$HERE/tls.sh"
 
