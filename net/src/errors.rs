@@ -39,6 +39,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         // abortable error, so the fenced producer would go on.
         PartitionError::Txn(e) => return txn_error_code(*e, false),
         PartitionError::InvalidRecord => ResponseError::InvalidRecord,
+        PartitionError::OffsetNotAvailable => ResponseError::OffsetNotAvailable,
     };
     error.code()
 }

@@ -30,6 +30,11 @@ pub enum PartitionError {
     /// A transactional batch the transaction coordinator did not allow.
     #[error("transaction: {0}")]
     Txn(crate::transactions::TxnError),
+    /// A leader new in its epoch whose high watermark has not reached the
+    /// epoch's start yet (KIP-207): the latest offset it would give may be
+    /// below one already given out. Retriable.
+    #[error("the high watermark has not reached the start of the leader's epoch")]
+    OffsetNotAvailable,
     /// An idempotent produce must carry exactly one batch, and no control batch.
     #[error("an idempotent produce request must carry exactly one batch, not a control batch")]
     InvalidRecord,

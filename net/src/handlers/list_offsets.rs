@@ -4,18 +4,24 @@
 //! Without tiered storage, as Kafka has it then: the earliest local offset
 //! (-4, v8+) is the earliest offset, and the latest tiered offset (-5, v9+)
 //! is -1 with no leader epoch. v10's timeout_ms bounds remote reads: none here.
+//! A leader new in its epoch answers the latest offset OFFSET_NOT_AVAILABLE
+//! (retriable) until its high watermark reaches the epoch's start (KIP-207,
+//! to clients that send an isolation level, v2+ as in Kafka): before, it
+//! may be below an offset the old leader already gave out.
 
 use crate::errors::partition_error_code;
 use futures::future::join_all;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use weir_shards::{PartitionError, Shard};
+use weir_shards::{PartitionError, PartitionOffsets, Shard};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 const LATEST_TIERED_TIMESTAMP: i64 = -5;
 const READ_COMMITTED: i8 = 1;
+/// The first version with an isolation level, to which KIP-207 applies.
+const KIP_207_VERSION: i16 = 2;
 
 pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let read_committed = request.isolation_level == READ_COMMITTED;
@@ -31,7 +37,7 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
                 {
                     return response.with_error_code(code).with_offset(-1);
                 }
-                match lookup(shard, name, p.partition_index, p.timestamp, read_committed).await {
+                match lookup(shard, name, p.partition_index, p.timestamp, (read_committed, version)).await {
                     Ok((offset, timestamp)) => {
                         response.offset = offset;
                         response.timestamp = timestamp;
@@ -58,13 +64,12 @@ pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) ->
 }
 
 /// (offset, timestamp) for one partition; (-1, -1) when no record matches.
-/// read_committed's latest is the last stable offset.
 async fn lookup(
     shard: &Shard,
     topic: &str,
     partition: i32,
     timestamp: i64,
-    read_committed: bool,
+    (read_committed, version): (bool, i16),
 ) -> Result<(i64, i64), PartitionError> {
     match timestamp {
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
@@ -73,9 +78,41 @@ async fn lookup(
         LATEST_TIERED_TIMESTAMP => shard.offsets(topic, partition).await.map(|_| (-1, -1)),
         LATEST_TIMESTAMP => {
             let offsets = shard.offsets(topic, partition).await?;
-            Ok((if read_committed { offsets.last_stable_offset } else { offsets.high_watermark }, -1))
+            Ok((latest(&offsets, read_committed, version)?, -1))
         }
         // MAX_TIMESTAMP (-3) and real timestamps: the time index.
         _ => Ok(shard.offset_for_timestamp(topic, partition, timestamp).await?.unwrap_or((-1, -1))),
+    }
+}
+
+/// The latest offset: the high watermark, read_committed's the last stable
+/// offset.
+fn latest(offsets: &PartitionOffsets, read_committed: bool, version: i16) -> Result<i64, PartitionError> {
+    let lagging = offsets.epoch_start_offset.is_some_and(|start| start > offsets.high_watermark);
+    if lagging && version >= KIP_207_VERSION {
+        return Err(PartitionError::OffsetNotAvailable);
+    }
+    Ok(if read_committed { offsets.last_stable_offset } else { offsets.high_watermark })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_leader_gives_no_latest_offset_until_its_high_watermark_reaches_its_epoch_start() {
+        let offsets = |high_watermark, epoch_start_offset| PartitionOffsets {
+            log_start_offset: 0,
+            high_watermark,
+            last_stable_offset: high_watermark - 1,
+            epoch_start_offset,
+        };
+        let unavailable = |result| matches!(result, Err(PartitionError::OffsetNotAvailable));
+        assert!(unavailable(latest(&offsets(7, Some(9)), false, 2)));
+        assert!(unavailable(latest(&offsets(7, Some(9)), true, 11)));
+        assert_eq!(latest(&offsets(7, Some(9)), false, 1).ok(), Some(7), "v0-1 clients are answered as before KIP-207");
+        assert_eq!(latest(&offsets(9, Some(9)), false, 2).ok(), Some(9));
+        assert_eq!(latest(&offsets(9, Some(9)), true, 2).ok(), Some(8));
+        assert_eq!(latest(&offsets(7, None), false, 2).ok(), Some(7), "not the leader's view");
     }
 }

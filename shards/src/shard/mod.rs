@@ -88,6 +88,8 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub last_stable_offset: i64,
+    /// While this broker leads: its log end when its leader epoch began.
+    pub epoch_start_offset: Option<i64>,
 }
 
 /// Held while a produced batch waits for its place in its producer's

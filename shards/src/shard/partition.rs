@@ -32,6 +32,9 @@ pub(crate) struct Partition {
     pub followers: FollowerProgress,
     /// What this broker is for it, as the last image said.
     pub role: Cell<Role>,
+    /// While it leads: its log end when its leader epoch began, which the
+    /// high watermark may not have reached yet (KIP-207).
+    pub epoch_start_offset: Cell<Option<i64>>,
 }
 
 /// A broker's part in one partition's replication.
@@ -57,7 +60,17 @@ impl Partition {
         let role = Cell::new(Role::Unknown);
         let producers = RefCell::new(None);
         let waiting_for_producers = Cell::new(0);
-        Partition { topic: topic.to_string(), index, log, producers, loading, waiting_for_producers, followers, role }
+        Partition {
+            topic: topic.to_string(),
+            index,
+            log,
+            producers,
+            loading,
+            waiting_for_producers,
+            followers,
+            role,
+            epoch_start_offset: Cell::new(None),
+        }
     }
 
     /// Drops the producers' state, to be loaded again from the log: what a
@@ -119,6 +132,7 @@ impl Partition {
             log_start_offset: self.log.log_start_offset(),
             high_watermark: self.log.high_watermark(),
             last_stable_offset: self.last_stable_offset().await?,
+            epoch_start_offset: self.epoch_start_offset.get(),
         })
     }
 }

@@ -305,6 +305,7 @@ impl Shard {
                         tracing::info!(topic, partition = index, epoch, ?previous, isr = ?state.isr, "leading");
                     }
                     log.set_leader_epoch(state.leader_epoch);
+                    partition.epoch_start_offset.set(Some(log.log_end_offset()));
                     partition.followers.lead(&state.isr, weir_runtime::clock::now());
                 }
                 if previous == Role::Follower {
@@ -327,6 +328,7 @@ impl Shard {
             // Another broker leads it (or none does): a coordinator's keys
             // are no longer served here.
             self.coordinate_in_background(&partition, None);
+            partition.epoch_start_offset.set(None);
             if state.leader >= 0 && state.replicas.contains(&me) {
                 let (topic, index, leader) = (&partition.topic, partition.index, state.leader);
                 match partition.role.replace(Role::Follower) {
