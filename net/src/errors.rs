@@ -54,6 +54,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
         TopicError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
         TopicError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        TopicError::AuthorizationFailed => ResponseError::TopicAuthorizationFailed,
     };
     error.code()
 }

@@ -77,6 +77,9 @@ pub enum TopicError {
     /// AlterPartition naming a broker that may not be in the ISR.
     #[error("ineligible replica: {0}")]
     IneligibleReplica(String),
+    /// The ACLs refuse the principal the operation on the topic.
+    #[error("Authorization failed.")]
+    AuthorizationFailed,
 }
 
 fn replication_factor_message(asked: i16, brokers: usize) -> String {

@@ -4,13 +4,16 @@
 //! this coordinator to verify a transactional batch (verify only).
 
 use super::answer_partitions;
+use super::ClientInfo;
 use crate::errors::txn_result_code;
 use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::transactions::TxnError;
 use weir_shards::Shard;
 
@@ -19,8 +22,18 @@ const PRODUCER_FENCED_VERSION: i16 = 2;
 /// The first version of the brokers' batched form.
 const BATCHED_VERSION: i16 = 4;
 
-pub async fn handle(shard: &Shard, version: i16, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
     if version >= BATCHED_VERSION {
+        // Kafka: the brokers' form needs CLUSTER_ACTION.
+        if !client.may_on_cluster(shard, Operation::ClusterAction) {
+            return AddPartitionsToTxnResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        }
         let results = join_all(request.transactions.into_iter().map(|t| answer_transaction(shard, t))).await;
         return AddPartitionsToTxnResponse::default().with_results_by_transaction(results);
     }
