@@ -68,13 +68,13 @@ macro_rules! api_table {
             FindCoordinator(FindCoordinatorRequest) 0..=4 =>
                 reply.body(&find_coordinator::handle(&shard, version, request).await);
             InitProducerId(InitProducerIdRequest) 0..=4 =>
-                reply.body(&init_producer_id::handle(&shard, version, request).await);
+                reply.body(&init_producer_id::handle(&shard, &client, version, request).await);
             JoinGroup(JoinGroupRequest) 0..=9 =>
                 reply.body(&join_group::handle(&shard, version, &client, request).await);
             SyncGroup(SyncGroupRequest) 0..=5 => reply.body(&sync_group::handle(&shard, &client, version, request).await);
             Heartbeat(HeartbeatRequest) 0..=4 => reply.body(&heartbeat::handle(&shard, &client, request).await);
             LeaveGroup(LeaveGroupRequest) 0..=5 => reply.body(&leave_group::handle(&shard, &client, version, request).await);
-            OffsetCommit(OffsetCommitRequest) 2..=9 => reply.body(&offset_commit::handle(&shard, request).await);
+            OffsetCommit(OffsetCommitRequest) 2..=9 => reply.body(&offset_commit::handle(&shard, &client, request).await);
             OffsetFetch(OffsetFetchRequest) 1..=9 =>
                 reply.body(&offset_fetch::handle(&shard, version, request).await);
             ListGroups(ListGroupsRequest) 0..=5 => reply.body(&list_groups::handle(&shard, version, request).await);

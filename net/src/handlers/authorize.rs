@@ -34,6 +34,18 @@ impl ClientInfo {
         self.may(shard, operation, ResourceType::Cluster, CLUSTER_NAME)
     }
 
+    /// IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka 3+'s
+    /// check of an idempotent producer's InitProducerId).
+    pub fn may_write_idempotently(&self, shard: &Shard) -> bool {
+        let config = shard.config();
+        if !config.acl_enabled || config.is_super_user(&self.requester.principal) {
+            return true;
+        }
+        let acls = &shard.metadata().acls;
+        self.may_on_cluster(shard, Operation::IdempotentWrite)
+            || acl::authorize_any(acls, &self.requester, Operation::Write, ResourceType::Topic)
+    }
+
     /// The operations this client may do on the resource, as the bit field
     /// Kafka reports when asked (`include_*_authorized_operations`; bit n is
     /// the operation with code n).

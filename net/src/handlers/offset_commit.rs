@@ -1,6 +1,6 @@
 //! OffsetCommit: persisted in `__consumer_offsets` before it is acknowledged.
 
-use super::answer_partition_codes;
+use super::{answer_partition_codes, ClientInfo};
 use crate::errors::group_result_code;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
@@ -30,8 +30,14 @@ macro_rules! offsets_to_commit {
 }
 pub(super) use offsets_to_commit;
 
-pub async fn handle(shard: &Shard, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
+    if let Some(code) = client.refused_on_group(shard, &group_id) {
+        let codes = std::iter::repeat(code);
+        let topics =
+            answer_partition_codes!(request.topics, codes, OffsetCommitResponseTopic, OffsetCommitResponsePartition);
+        return OffsetCommitResponse::default().with_topics(topics);
+    }
     let offsets = offsets_to_commit!(request.topics, weir_engine::now_ms());
     let member_id = request.member_id.to_string();
     let instance_id = request.group_instance_id.map(|i| i.to_string());

@@ -277,6 +277,27 @@ pub fn authorize<'a>(
     allowed
 }
 
+/// Whether `requester` may do `operation` on some resource of
+/// `resource_type` (Kafka's `authorizeByResourceType`, used for an
+/// idempotent producer's WRITE on any topic): an ALLOW for it that no DENY
+/// overrides on the name it allows.
+pub fn authorize_any<'a>(
+    acls: impl IntoIterator<Item = &'a AclBinding> + Clone,
+    requester: &Requester,
+    operation: Operation,
+    resource_type: ResourceType,
+) -> bool {
+    let applies = |acl: &AclBinding| {
+        (acl.principal == requester.principal || acl.principal == WILDCARD_PRINCIPAL)
+            && (acl.host == requester.host || acl.host == WILDCARD)
+    };
+    acls.clone()
+        .into_iter()
+        .filter(|acl| acl.resource_type == resource_type && acl.permission == Permission::Allow)
+        .filter(|acl| applies(acl) && acl.operation.allows(operation))
+        .any(|acl| authorize(acls.clone(), requester, operation, resource_type, &acl.name, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +367,15 @@ mod tests {
         assert!(!authorize(&prefixed_only, &alice(), Read, ResourceType::Group, "pay", false));
         let elsewhere = [AclBinding { host: "10.0.0.9".into(), ..acl(Literal, "t", "User:alice", Read, Allow) }];
         assert!(!may(&elsewhere, Read, "t"));
+    }
+
+    #[test]
+    fn some_topic_is_writable_unless_denied() {
+        let any = |acls: &[AclBinding]| authorize_any(acls, &alice(), Write, ResourceType::Topic);
+        assert!(!any(&[]));
+        assert!(!any(&[acl(Literal, "t", "User:alice", Read, Allow)]));
+        assert!(any(&[acl(Prefixed, "t", "User:*", All, Allow)]));
+        assert!(!any(&[acl(Literal, "t", "User:alice", Write, Allow), acl(Literal, "*", "User:alice", Write, Deny)]));
     }
 
     #[test]

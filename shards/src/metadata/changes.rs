@@ -258,7 +258,7 @@ impl MetadataChanges {
 
     /// Forms a new cluster from `image` (a one-broker Weir's
     /// `metadata.toml`, or only a new cluster id): its cluster id, topics,
-    /// configs, credentials and producer ids.
+    /// configs, credentials, ACLs and producer ids.
     pub fn import(&mut self, image: &MetadataSnapshot) {
         for record in image.as_records() {
             self.push(record);

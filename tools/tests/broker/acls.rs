@@ -1,0 +1,221 @@
+//! The authorizer against a real broker: principals authenticated with SASL
+//! PLAIN, each API asked with and without the ACLs it needs, answered with
+//! Kafka's error codes; DENY over ALLOW, PREFIXED patterns, super users,
+//! all-topics Metadata hiding topics, and ACLs surviving a restart.
+
+use crate::common::*;
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use weir_client::Client;
+
+const TOPIC_DENIED: i16 = 29;
+const GROUP_DENIED: i16 = 30;
+const CLUSTER_DENIED: i16 = 31;
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// Adds SCRAM user `user` (password `user`-pw) to a stopped broker's data directory.
+fn add_user(data_dir: &std::path::Path, user: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["users", "add", user, "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{user}-pw\n").as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A client authenticated as `user` with SASL PLAIN.
+fn login(bootstrap: &str, user: &str) -> Client {
+    let mut client = client(bootstrap);
+    let handshake = client.send(&SaslHandshakeRequest::default().with_mechanism(s("PLAIN")), 1).unwrap();
+    assert_eq!(handshake.error_code, 0);
+    let token = format!("\0{user}\0{user}-pw");
+    let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes()));
+    assert_eq!(client.send(&auth, 2).unwrap().error_code, 0, "{user} did not log in");
+    client
+}
+
+fn acl(resource_type: i8, name: &str, pattern: i8, principal: &str, operation: i8, permission: i8) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(name))
+        .with_resource_pattern_type(pattern)
+        .with_principal(s(principal))
+        .with_host(s("*"))
+        .with_operation(operation)
+        .with_permission_type(permission)
+}
+
+fn create_acls(client: &mut Client, acls: Vec<AclCreation>) -> Vec<i16> {
+    let response = client.send(&CreateAclsRequest::default().with_creations(acls), 3).unwrap();
+    response.results.iter().map(|r| r.error_code).collect()
+}
+
+fn metadata(client: &mut Client, topics: Option<&[&str]>) -> Vec<(String, i16)> {
+    let topics = topics
+        .map(|names| names.iter().map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(s(n))))).collect());
+    let request = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false);
+    let response = client.send(&request, 12).unwrap();
+    response.topics.iter().map(|t| (t.name.as_ref().unwrap().to_string(), t.error_code)).collect()
+}
+
+fn fetch(client: &mut Client, topic: &str) -> i16 {
+    let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![partition])]);
+    client.send(&request, 12).unwrap().responses[0].partitions[0].error_code
+}
+
+fn produce(client: &mut Client, topic: &str) -> i16 {
+    let mut batch = weir_engine::records::RecordsBuilder::new();
+    batch.push(None, Some(b"v"), &[], 1);
+    produce_batch(client, topic, None, batch.finish()).0
+}
+
+fn create_topic_code(client: &mut Client, topic: &str) -> i16 {
+    let topic =
+        CreatableTopic::default().with_name(TopicName(s(topic))).with_num_partitions(1).with_replication_factor(1);
+    client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000), 7).unwrap().topics[0]
+        .error_code
+}
+
+#[test]
+fn each_api_needs_its_acl_and_answers_kafkas_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    for user in ["admin", "alice"] {
+        add_user(&data_dir, user);
+    }
+    let args = ["--listeners", "SASL_PLAINTEXT://127.0.0.1:0", "--acl-enabled", "true", "--super-users", "User:admin"];
+    let mut broker = Broker::start_in(data_dir, &args);
+    let b = broker.bootstrap();
+    let mut admin = login(&b, "admin");
+    for topic in ["t", "pay-1", "pay-2", "hidden"] {
+        assert_eq!(create_topic_code(&mut admin, topic), 0, "{topic}");
+    }
+    let mut alice = login(&b, "alice");
+
+    // No ACLs: alice is refused everything, with the error of each resource type.
+    assert_eq!(produce(&mut alice, "t"), TOPIC_DENIED);
+    assert_eq!(fetch(&mut alice, "t"), TOPIC_DENIED);
+    assert_eq!(metadata(&mut alice, Some(&["t"])), [("t".to_string(), TOPIC_DENIED)]);
+    assert_eq!(metadata(&mut alice, None), []);
+    assert_eq!(create_topic_code(&mut alice, "new"), TOPIC_DENIED);
+    let delete = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s("t"))]).with_timeout_ms(5000);
+    assert_eq!(alice.send(&delete, 5).unwrap().responses[0].error_code, TOPIC_DENIED);
+    let heartbeat = HeartbeatRequest::default().with_group_id(GroupId(s("g"))).with_member_id(s("m"));
+    assert_eq!(alice.send(&heartbeat, 4).unwrap().error_code, GROUP_DENIED);
+    let marker = WritableTxnMarker::default().with_producer_id(ProducerId(1)).with_topics(vec![
+        WritableTxnMarkerTopic::default().with_name(TopicName(s("t"))).with_partition_indexes(vec![0]),
+    ]);
+    let markers = alice.send(&WriteTxnMarkersRequest::default().with_markers(vec![marker]), 1).unwrap();
+    assert_eq!(markers.markers[0].topics[0].partitions[0].error_code, CLUSTER_DENIED);
+    let describe = DescribeAclsRequest::default().with_resource_type_filter(1).with_pattern_type_filter(1);
+    let describe = describe.with_operation(1).with_permission_type(1).with_resource_name_filter(None);
+    let describe = describe.with_principal_filter(None).with_host_filter(None);
+    assert_eq!(alice.send(&describe, 3).unwrap().error_code, CLUSTER_DENIED);
+    assert_eq!(create_acls(&mut alice, vec![acl(2, "t", 3, "User:alice", 2, 3)]), [CLUSTER_DENIED]);
+
+    // Topic t: WRITE (which implies DESCRIBE); topics pay*: READ, but pay-1 denied.
+    let granted = vec![
+        acl(2, "t", 3, "User:alice", 4, 3),
+        acl(2, "pay", 4, "User:alice", 3, 3),
+        acl(2, "pay-1", 3, "User:*", 3, 2),
+        acl(3, "g", 3, "User:alice", 3, 3),
+    ];
+    assert_eq!(create_acls(&mut admin, granted), [0, 0, 0, 0]);
+    let invalid = acl(4, "not-the-cluster", 3, "User:alice", 2, 3);
+    assert_eq!(create_acls(&mut admin, vec![invalid]), [ResponseError::InvalidRequest.code()]);
+    assert_eq!(produce(&mut alice, "t"), 0);
+    assert_eq!(fetch(&mut alice, "t"), TOPIC_DENIED, "WRITE does not give READ");
+    assert_eq!(fetch(&mut alice, "pay-2"), 0, "PREFIXED pay gives READ on pay-2");
+    assert_eq!(fetch(&mut alice, "pay-1"), TOPIC_DENIED, "DENY wins over ALLOW");
+    let visible: Vec<String> = metadata(&mut alice, None).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(visible, ["pay-1", "pay-2", "t"], "all-topics Metadata lists what alice may describe");
+    assert_ne!(alice.send(&heartbeat, 4).unwrap().error_code, GROUP_DENIED);
+    assert_eq!(admin.send(&describe, 3).unwrap().resources.len(), 4);
+
+    // Persisted in the metadata: the same after a restart.
+    broker.stop();
+    broker.restart();
+    let mut alice = login(&broker.bootstrap(), "alice");
+    assert_eq!(produce(&mut alice, "t"), 0);
+    assert_eq!(fetch(&mut alice, "pay-1"), TOPIC_DENIED);
+    assert_eq!(fetch(&mut alice, "hidden"), TOPIC_DENIED);
+}
+
+#[test]
+fn allow_everyone_if_no_acl_found_opens_only_resources_no_acl_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    for user in ["admin", "alice"] {
+        add_user(&data_dir, user);
+    }
+    let args = [
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--acl-enabled",
+        "true",
+        "--super-users",
+        "User:admin",
+        "--allow-everyone-if-no-acl-found",
+        "true",
+    ];
+    let broker = Broker::start_in(data_dir, &args);
+    let mut admin = login(&broker.bootstrap(), "admin");
+    for topic in ["open", "guarded"] {
+        assert_eq!(create_topic_code(&mut admin, topic), 0);
+    }
+    assert_eq!(create_acls(&mut admin, vec![acl(2, "guarded", 3, "User:admin", 3, 3)]), [0]);
+    let mut alice = login(&broker.bootstrap(), "alice");
+    assert_eq!(fetch(&mut alice, "open"), 0);
+    assert_eq!(fetch(&mut alice, "guarded"), TOPIC_DENIED);
+}
+
+/// Runs `weir acls ...`; its standard output.
+fn weir_acls(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir")).arg("acls").args(args).output().unwrap();
+    assert!(output.status.success(), "weir acls {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn weir_acls_adds_lists_and_removes_as_kafka_acls_does() {
+    let broker = Broker::start(&["--acl-enabled", "true", "--super-users", "User:ANONYMOUS"]);
+    let b = broker.bootstrap();
+    let add = ["add", "--allow-principal", "User:alice", "--operation", "Read", "--operation", "Describe"];
+    let added =
+        weir_acls(&[&add[..], &["--topic", "clicks", "--resource-pattern-type", "prefixed", "-b", &b]].concat());
+    assert_eq!(added.trim(), "added 2 ACL(s)");
+    weir_acls(&["add", "--deny-principal", "User:*", "--group", "g", "-b", &b]);
+    let listed = weir_acls(&["list", "-b", &b]);
+    let row =
+        |words: &[&str]| listed.lines().any(|line| words.iter().all(|w| line.split_whitespace().any(|x| x == *w)));
+    assert!(row(&["Topic", "clicks", "Prefixed", "User:alice", "*", "Read", "Allow"]), "{listed}");
+    assert!(row(&["Topic", "clicks", "Prefixed", "User:alice", "*", "Describe", "Allow"]), "{listed}");
+    assert!(row(&["Group", "g", "Literal", "User:*", "*", "All", "Deny"]), "{listed}");
+    let only_topic = weir_acls(&["list", "--topic", "clicks-1", "--resource-pattern-type", "match", "-b", &b]);
+    assert!(only_topic.contains("clicks") && !only_topic.contains("Group"), "{only_topic}");
+    let removed = weir_acls(&["remove", "--topic", "clicks", "--resource-pattern-type", "prefixed", "-b", &b]);
+    assert_eq!(removed.trim(), "removed 2 ACL(s)");
+    let listed = weir_acls(&["list", "-b", &b]);
+    assert!(!listed.contains("clicks") && listed.contains("Group"), "{listed}");
+}
