@@ -155,7 +155,7 @@ fn each_api_needs_its_acl_and_answers_kafkas_error_codes() {
 
     // Persisted in the metadata: the same after a restart.
     broker.stop();
-    broker.restart();
+    broker.restart_on_a_new_port(); // the listener asks for port 0
     let mut alice = login(&broker.bootstrap(), "alice");
     assert_eq!(produce(&mut alice, "t"), 0);
     assert_eq!(fetch(&mut alice, "pay-1"), TOPIC_DENIED);
