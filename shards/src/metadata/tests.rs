@@ -252,7 +252,7 @@ fn replicas_are_placed_on_the_brokers_persisted_and_checked_when_given() {
     let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 6) };
     let created = store.change(|c| c.create_topic(&rf3, &TopicConfigs::new(), defaults(1))).unwrap();
     assert_eq!(created.replication_factor(), 3);
-    let leaders: std::collections::BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
+    let leaders: BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
     assert_eq!(leaders.len(), 3, "leaders spread: {:?}", created.assignment);
     assert!(created.assignment.iter().all(|p| p.isr == p.replicas && p.leader == p.replicas[0]));
     assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("r"), Some(&created), "persisted");
