@@ -41,6 +41,8 @@ pub struct SupportedApi {
 /// transaction APIs stop before the versions of KIP-890 part 2 (epoch bump
 /// per transaction, TRANSACTION_ABORTABLE). With `acl_enabled` both
 /// inter-broker APIs need CLUSTER_ACTION on the cluster, as in Kafka.
+/// ElectLeaders v0-v2 (v1 added the election type and the top-level
+/// error), answered through the active controller as CreateTopics is.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -122,6 +124,8 @@ macro_rules! api_table {
             DescribeAcls(DescribeAclsRequest) 1..=3 => reply.body(&describe_acls::handle(&shard, &client, request));
             CreateAcls(CreateAclsRequest) 1..=3 => reply.body(&create_acls::handle(&shard, &client, request).await);
             DeleteAcls(DeleteAclsRequest) 1..=3 => reply.body(&delete_acls::handle(&shard, &client, request).await);
+            ElectLeaders(ElectLeadersRequest) 0..=2 =>
+                reply.body(&elect_leaders::handle(&shard, version, request).await);
         }
     };
 }

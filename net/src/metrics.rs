@@ -101,6 +101,8 @@ error_code_with! {
     CreateAclsResponse => |r| 0, r.results.iter().map(|a| a.error_code);
     DescribeAclsResponse => |r| r.error_code, [];
     DeleteAclsResponse => |r| 0, r.filter_results.iter().map(|f| f.error_code);
+    ElectLeadersResponse => |r| r.error_code,
+        r.replica_election_results.iter().flat_map(|t| t.partition_result.iter().map(|p| p.error_code));
 }
 
 /// The name Kafka gives an API key, for the `api` label.

@@ -30,6 +30,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use openraft_rt::watch::WatchReceiver;
 use serde::{Deserialize, Serialize};
 use weir_runtime::clock;
 use weir_runtime::net::{TcpListener, TcpStream};
@@ -64,6 +65,18 @@ pub(crate) enum Request {
     Write(Command),
     /// A question for the leader's [`AskHandler`].
     AskLeader(Vec<u8>),
+    /// A node that does not vote asks the leader to replicate the log to
+    /// it at `address` (a learner).
+    AddLearner {
+        id: u64,
+        address: String,
+    },
+    /// Node `id` started with an empty log: the leader is to replicate to
+    /// it from the start (openraft otherwise stops replicating to a node
+    /// whose log went back, taking it for a bug).
+    LostLog {
+        id: u64,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -79,6 +92,10 @@ pub(crate) enum Response {
     NotLeader(Option<u64>),
     /// The node could not serve the request (its Raft stopped, say).
     Failed(String),
+    /// The learner is added; the index of the log entry that added it.
+    LearnerAdded(u64),
+    /// The leader replicates to the node from the start.
+    ReplicatingAnew,
 }
 
 /// One cached connection to a peer's address.
@@ -235,6 +252,32 @@ pub(crate) struct Server<SM: StateMachine> {
     pub(crate) id: u64,
     pub(crate) raft: Raft<SM>,
     pub(crate) ask: AskHandler,
+    /// This node started with an empty log and has not applied an entry of
+    /// the cluster's since: see [`Server::may_not_vote_for`].
+    pub(crate) started_empty: Cell<bool>,
+}
+
+impl<SM: StateMachine> Server<SM> {
+    /// Whether to refuse a vote to a candidate whose log ends at
+    /// `last_log_id`. A voter that started with an empty log may be one
+    /// whose disk was replaced: it may have voted, or held committed
+    /// entries, before it lost them, and its vote now could elect a
+    /// candidate that lacks them (Raft assumes votes and logs survive; in
+    /// Kafka KIP-853's directory ids guard this). So until it has applied an
+    /// entry past index 0 (the initial membership, which a new cluster's
+    /// first election is about), it votes only for candidates whose log
+    /// ends there, i.e. in a cluster that is forming.
+    fn may_not_vote_for(&self, last_log_id: Option<&crate::types::LogId>) -> bool {
+        if !self.started_empty.get() {
+            return false;
+        }
+        let applied = self.raft.metrics().borrow_watched().last_applied.map(|l| l.index());
+        if applied.is_some_and(|index| index > 0) {
+            self.started_empty.set(false);
+            return false;
+        }
+        last_log_id.is_some_and(|l| l.index() > 0)
+    }
 }
 
 /// Accepts peers' connections on `listener` until the task is dropped,
@@ -301,6 +344,9 @@ async fn answer<SM: StateMachine>(server: &Server<SM>, request: Request) -> Resp
         Request::AppendEntries(request) => {
             raft.append_entries(request).await.map_or_else(|e| failed(&e), Response::AppendEntries)
         }
+        Request::Vote(request) | Request::PreVote(request) if server.may_not_vote_for(request.last_log_id.as_ref()) => {
+            failed(&"no vote: this voter's log is empty, and it may have been lost")
+        }
         Request::Vote(request) => raft.vote(request).await.map_or_else(|e| failed(&e), Response::Vote),
         Request::PreVote(request) => raft.pre_vote(request).await.map_or_else(|e| failed(&e), Response::Vote),
         Request::FullSnapshot { vote, meta, data } => raft
@@ -317,6 +363,24 @@ async fn answer<SM: StateMachine>(server: &Server<SM>, request: Request) -> Resp
             }
             Err(e) => failed(&e),
         },
+        Request::LostLog { id } => match raft.trigger().allow_next_revert(&NodeId::new(id), true).await {
+            Ok(Ok(())) => Response::ReplicatingAnew,
+            // Not replicating to it: nothing to start again.
+            Ok(Err(_)) if raft.is_leader() => Response::ReplicatingAnew,
+            Ok(Err(_)) => Response::NotLeader(raft.current_leader().await.map(NodeId::get)),
+            Err(e) => failed(&e),
+        },
+        Request::AddLearner { id, address } => {
+            // A learner that lost its log is replicated to from the start.
+            let _ = raft.trigger().allow_next_revert(&NodeId::new(id), true).await;
+            match raft.add_learner(NodeId::new(id), BasicNode::new(address), false).await {
+                Ok(added) => Response::LearnerAdded(added.log_id.index()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    Response::NotLeader(forward.leader_id.map(NodeId::get))
+                }
+                Err(e) => failed(&e),
+            }
+        }
         Request::AskLeader(question) => {
             if raft.is_leader() {
                 Response::Answer((server.ask)(question).await)

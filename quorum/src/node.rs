@@ -4,14 +4,15 @@
 //! Everything runs on the thread that called [`QuorumNode::start`] (Raft is
 //! `!Send`, and so is the node).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use openraft_rt::watch::WatchReceiver;
@@ -24,6 +25,8 @@ use crate::{Command, LogStore, MachineStore, NodeId, QuorumConfig, Raft, Reply, 
 /// Idle connections kept per peer for forwarded requests; more concurrent
 /// requests open more, closed after use.
 const IDLE_CONNECTIONS_PER_PEER: usize = 4;
+/// How often a learner asks again to be added while no leader answers.
+const JOIN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Why a write or a question for the leader failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +75,8 @@ impl fmt::Display for QuorumError {
 
 impl std::error::Error for QuorumError {}
 
-/// A voter of the quorum, running on the calling thread.
+/// A node of the quorum (a voter, or a learner when it is not among the
+/// voters), running on the calling thread.
 pub struct QuorumNode<SM: StateMachine> {
     id: u64,
     raft: Raft<SM>,
@@ -98,9 +102,7 @@ impl<SM: StateMachine> QuorumNode<SM> {
         let Some(lowest) = config.voters.keys().next().copied() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no voters"));
         };
-        if !config.voters.contains_key(&id) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("node {id} is not a voter")));
-        }
+        let learner = !config.voters.contains_key(&id);
         let (election_min, election_max) = config.election_timeout;
         let raft_config = Config {
             cluster_name: "weir-metadata".to_string(),
@@ -120,12 +122,13 @@ impl<SM: StateMachine> QuorumNode<SM> {
         let machine = MachineStore::open(&config.data_dir.join("machine"), state)?;
         let handle = machine.handle();
         let raft = Raft::new(NodeId::new(id), raft_config, Network, log, machine).await.map_err(raft_failed)?;
+        let initialized = raft.is_initialized().await.map_err(raft_failed)?;
         let listener = TcpListener::bind(config.listen)?;
-        let server = Rc::new(Server { id, raft: raft.clone(), ask: ask.clone() });
+        let started_empty = Cell::new(!initialized);
+        let server = Rc::new(Server { id, raft: raft.clone(), ask: ask.clone(), started_empty });
         let server = weir_runtime::spawn_local(network::serve(listener, server));
 
-        let initialized = raft.is_initialized().await.map_err(raft_failed)?;
-        if !initialized && id == lowest {
+        if !initialized && id == lowest && !learner {
             let members: BTreeMap<NodeId, BasicNode> =
                 config.voters.iter().map(|(id, address)| (NodeId::new(*id), BasicNode::new(address))).collect();
             match raft.initialize(members).await {
@@ -134,7 +137,7 @@ impl<SM: StateMachine> QuorumNode<SM> {
             }
         }
         let voters = config.voters.iter().map(|(id, address)| (*id, address.to_string())).collect();
-        Ok(QuorumNode {
+        let node = QuorumNode {
             id,
             raft,
             machine: handle,
@@ -143,7 +146,47 @@ impl<SM: StateMachine> QuorumNode<SM> {
             idle: RefCell::default(),
             request_timeout: config.request_timeout,
             server,
-        })
+        };
+        if learner {
+            node.join_as_learner(config.listen).await?;
+        } else if !initialized {
+            // In the background: a forming cluster has no leader until
+            // the other voters start too.
+            let (raft, voters, timeout) = (node.raft.clone(), node.voters.clone(), node.request_timeout);
+            weir_runtime::spawn_local(async move {
+                let request = || Request::LostLog { id };
+                let heard = |response: &Response| matches!(response, Response::ReplicatingAnew).then_some(());
+                let unanswered = "no leader heard that its log is empty";
+                ask_leader_until(id, &raft, &voters, timeout, request, heard, unanswered).await;
+            })
+            .detach();
+        }
+        Ok(node)
+    }
+
+    /// A node that is not among the voters (a broker beside the
+    /// controllers, Kafka's observer) asks the leader to add it as a
+    /// learner listening at `address`, to which the leader then replicates
+    /// the log (openraft pushes; a Kafka observer fetches), and waits until
+    /// it has applied the log up to its own addition, so it starts from the
+    /// committed state as a voter does. Asked again at every start (the
+    /// address may have changed; a learner added before is added anew).
+    async fn join_as_learner(&self, address: SocketAddr) -> io::Result<()> {
+        let request = || Request::AddLearner { id: self.id, address: address.to_string() };
+        let added = |response: &Response| match response {
+            Response::LearnerAdded(index) => Some(*index),
+            _ => None,
+        };
+        let unanswered = "not yet added as a learner";
+        let asked =
+            ask_leader_until(self.id, &self.raft, &self.voters, self.request_timeout, request, added, unanswered);
+        let Some(index) = asked.await else {
+            return Err(io::Error::other("this node became the leader while not a voter"));
+        };
+        let wait = self.raft.wait(None);
+        wait.applied_index_at_least(Some(index), "the log up to this learner's addition").await.map_err(raft_failed)?;
+        tracing::info!("quorum node {}: a learner, log applied up to index {index}", self.id);
+        Ok(())
     }
 
     /// Writes `command` through the leader (this node, or forwarded to it)
@@ -236,6 +279,31 @@ impl<SM: StateMachine> QuorumNode<SM> {
         self.machine.read(f)
     }
 
+    /// On the leader: hands the leadership to the voter whose log matches
+    /// most of this one's (Raft's leadership transfer: it campaigns at once
+    /// rather than after an election timeout), and waits until another voter
+    /// leads, at most `timeout`. Whether another leads then; on a follower,
+    /// nothing to do.
+    pub async fn hand_over_leadership(&self, timeout: std::time::Duration) -> Result<bool, QuorumError> {
+        if !self.is_leader() {
+            return Ok(true);
+        }
+        let matched = self.metrics().replication.unwrap_or_default();
+        let others = matched.into_iter().filter(|(id, _)| u64::from(*id) != self.id);
+        let Some((to, _)) = others.max_by_key(|(_, log)| log.as_ref().map(|log| log.index)) else { return Ok(false) };
+        self.raft.trigger().transfer_leader(to).await.map_err(|e| QuorumError::Stopped(e.to_string()))?;
+        let moved = async {
+            let mut leaders = std::pin::pin!(self.leader_changes());
+            while let Some(leader) = leaders.next().await {
+                if leader.is_some_and(|leader| leader != self.id) {
+                    return true;
+                }
+            }
+            false
+        };
+        Ok(weir_runtime::clock::timeout(timeout, moved).await.unwrap_or(false))
+    }
+
     /// Stops serving peers and stops Raft.
     pub async fn shutdown(self) -> Result<(), QuorumError> {
         drop(self.server);
@@ -260,6 +328,54 @@ impl<SM: StateMachine> QuorumNode<SM> {
         }
         Ok(response)
     }
+}
+
+/// Node `id` sends `request()` to the leader, following its redirects,
+/// until `answered` takes the answer; while no leader answers (the voters
+/// may be starting too), tries the voters in turn every `JOIN_RETRY`,
+/// warning `unanswered` now and then. `None` once this node leads. Used
+/// at start: a voter that started with an empty log announces it (the
+/// leader then replicates to it from the start: openraft stops replicating
+/// to a node whose log went back), a learner asks to be added.
+async fn ask_leader_until<SM: StateMachine, T>(
+    id: u64,
+    raft: &Raft<SM>,
+    voters: &BTreeMap<u64, String>,
+    timeout: std::time::Duration,
+    request: impl Fn() -> Request,
+    answered: impl Fn(&Response) -> Option<T>,
+    unanswered: &str,
+) -> Option<T> {
+    let ids: Vec<u64> = voters.keys().copied().collect();
+    let leader = || raft.metrics().borrow_watched().current_leader.map(NodeId::get).filter(|&l| l != id);
+    let mut ask = leader().unwrap_or(ids[0]);
+    let mut attempt = 0;
+    while !raft.is_leader() {
+        attempt += 1;
+        let reply = match voters.get(&ask) {
+            Some(address) if ask != id => Peer::new(address.clone()).call(&request(), timeout).await,
+            _ => Err("not another voter".to_string()),
+        };
+        let why = match reply {
+            Ok(response) => match answered(&response) {
+                Some(answer) => return Some(answer),
+                None => match response {
+                    Response::NotLeader(Some(next)) if voters.contains_key(&next) && next != ask && next != id => {
+                        ask = next;
+                        continue;
+                    }
+                    other => unexpected(ask, other).to_string(),
+                },
+            },
+            Err(e) => e,
+        };
+        if attempt % 20 == 1 {
+            tracing::warn!("quorum node {id}: {unanswered} (asked node {ask}): {why}");
+        }
+        ask = leader().unwrap_or(ids[attempt % ids.len()]);
+        weir_runtime::clock::sleep(JOIN_RETRY).await;
+    }
+    None
 }
 
 /// openraft's errors hold `NodeId`s, which are not `Send`: `io::Error`

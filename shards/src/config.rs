@@ -44,12 +44,24 @@ pub struct BrokerConfig {
     /// waits up to 5 minutes). 0: no controlled shutdown, the partitions
     /// move a session timeout after the broker stopped.
     pub controlled_shutdown_timeout_ms: u64,
-    /// Where this voter listens for the others (the controller listener);
-    /// empty: its own address in `controller_quorum_voters`.
+    /// Where this node listens for the quorum's other nodes (the controller
+    /// listener); empty: its own address in `controller_quorum_voters`. A
+    /// broker that is not a voter must give it: the leader replicates the
+    /// metadata log to it there (it joins as a learner).
     pub controller_listen: String,
     /// A follower that has not caught up with its leader for this long
     /// leaves the ISR (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// The active controller moves leadership back to the preferred
+    /// replicas (the first of each partition's) on its own
+    /// (`auto.leader.rebalance.enable`).
+    pub auto_leader_rebalance_enable: bool,
+    /// How often it looks (`leader.imbalance.check.interval.seconds`).
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// It moves a broker's partitions back only when the broker leads more
+    /// than this percentage of those it is the preferred replica of
+    /// elsewhere (`leader.imbalance.per.broker.percentage`).
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
     /// `SASL_SSL://127.0.0.1:9093`. One listener for now, PLAINTEXT, SSL,
     /// SASL_PLAINTEXT or SASL_SSL; when set it replaces `listen`
@@ -201,6 +213,9 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 2000,
             controlled_shutdown_timeout_ms: 30_000,
             replica_lag_time_max_ms: 30_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             listeners: String::new(),
             ssl_certificate_location: None,
             ssl_key_location: None,
@@ -383,6 +398,7 @@ impl BrokerConfig {
             ("queued_max_request_bytes", self.queued_max_request_bytes as u64),
             ("connections_max_idle_ms", self.connections_max_idle_ms),
             ("broker_heartbeat_interval_ms", self.broker_heartbeat_interval_ms),
+            ("leader_imbalance_check_interval_seconds", self.leader_imbalance_check_interval_seconds),
             ("response_write_timeout_ms", self.response_write_timeout_ms),
             ("producer_id_expiration_ms", self.producer_id_expiration_ms),
             ("producer_id_expiration_check_interval_ms", self.producer_id_expiration_check_interval_ms),
@@ -412,8 +428,9 @@ impl BrokerConfig {
         TopicDefaults { partitions: self.default_partitions, replication_factor: self.default_replication_factor }
     }
 
-    /// The metadata quorum this broker votes in, if `controller_quorum_voters`
-    /// names one; its log lives in `<data_dir>/__cluster_metadata`.
+    /// The metadata quorum this broker votes in (or learns from, when its
+    /// node_id is not a voter), if `controller_quorum_voters` names one; its
+    /// log lives in `<data_dir>/__cluster_metadata`.
     pub fn quorum(&self) -> Result<Option<QuorumConfig>, String> {
         if self.controller_quorum_voters.is_empty() {
             return Ok(None);
@@ -422,7 +439,11 @@ impl BrokerConfig {
         let id = u64::try_from(self.node_id).map_err(|_| format!("node_id {} must not be negative", self.node_id))?;
         let listen = match self.controller_listen.as_str() {
             "" => *voters.get(&id).ok_or_else(|| {
-                format!("node_id {id} is not among controller_quorum_voters '{}'", self.controller_quorum_voters)
+                format!(
+                    "node_id {id} is not among controller_quorum_voters '{}': a broker that does not vote needs \
+                     controller_listen, where the metadata log is replicated to it",
+                    self.controller_quorum_voters
+                )
             })?,
             given => given.parse().map_err(|e| format!("controller_listen '{given}': {e}"))?,
         };

@@ -80,6 +80,17 @@ pub enum TopicError {
     /// The ACLs refuse the principal the operation on the topic.
     #[error("Authorization failed.")]
     AuthorizationFailed,
+    /// ElectLeaders for a partition already led as asked (by its preferred
+    /// replica, or by anyone for an unclean election).
+    #[error("leader election not needed for the partition")]
+    ElectionNotNeeded,
+    /// ElectLeaders(PREFERRED) while the preferred replica is fenced or
+    /// out of the ISR.
+    #[error("the preferred leader is not an unfenced in-sync replica")]
+    PreferredLeaderNotAvailable,
+    /// ElectLeaders(UNCLEAN) with no unfenced replica at all.
+    #[error("no replica of the partition is unfenced")]
+    EligibleLeadersNotAvailable,
 }
 
 fn replication_factor_message(asked: i16, brokers: usize) -> String {

@@ -29,6 +29,18 @@ pub struct ServeArgs {
     /// [default: 30000].
     #[arg(long)]
     replica_lag_time_max_ms: Option<u64>,
+    /// Move leadership back to the preferred replicas on its own (auto.leader.rebalance.enable)
+    /// [default: true].
+    #[arg(long)]
+    auto_leader_rebalance_enable: Option<bool>,
+    /// How often the active controller looks for imbalanced leadership
+    /// (leader.imbalance.check.interval.seconds) [default: 300].
+    #[arg(long)]
+    leader_imbalance_check_interval_seconds: Option<u64>,
+    /// A broker's partitions move back once more than this percentage of those it is the preferred
+    /// replica of are led elsewhere (leader.imbalance.per.broker.percentage) [default: 10].
+    #[arg(long)]
+    leader_imbalance_per_broker_percentage: Option<u32>,
     /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_SSL://127.0.0.1:9093
     /// (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; replaces --listen) [default: PLAINTEXT on the listen address].
     #[arg(long)]
@@ -149,6 +161,15 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(lag) = args.replica_lag_time_max_ms {
         config.replica_lag_time_max_ms = lag;
+    }
+    if let Some(enable) = args.auto_leader_rebalance_enable {
+        config.auto_leader_rebalance_enable = enable;
+    }
+    if let Some(interval) = args.leader_imbalance_check_interval_seconds {
+        config.leader_imbalance_check_interval_seconds = interval;
+    }
+    if let Some(percentage) = args.leader_imbalance_per_broker_percentage {
+        config.leader_imbalance_per_broker_percentage = percentage;
     }
     if let Some(listeners) = args.listeners {
         config.listeners = listeners;

@@ -86,6 +86,12 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
             "The address clients are told.",
         ),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), BOOLEAN, "Create unknown topics on use."),
+        (
+            "auto.leader.rebalance.enable",
+            c.auto_leader_rebalance_enable.to_string(),
+            BOOLEAN,
+            "The active controller moves leadership back to the preferred replicas.",
+        ),
         ("broker.id", c.node_id.to_string(), INT, "This broker's id."),
         ("connections.max.idle.ms", c.connections_max_idle_ms.to_string(), LONG, "Idle connections are closed."),
         (
@@ -122,6 +128,18 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
             format!("{}://{}", c.security_protocol().name(), c.listen),
             STRING,
             "The address the broker listens on.",
+        ),
+        (
+            "leader.imbalance.check.interval.seconds",
+            c.leader_imbalance_check_interval_seconds.to_string(),
+            LONG,
+            "How often the active controller looks for imbalanced leadership.",
+        ),
+        (
+            "leader.imbalance.per.broker.percentage",
+            c.leader_imbalance_per_broker_percentage.to_string(),
+            INT,
+            "The share of a broker's preferred partitions led elsewhere that it tolerates.",
         ),
         ("log.cleaner.backoff.ms", c.log_cleaner_backoff_ms.to_string(), LONG, "Compaction pass interval."),
         ("log.dirs", c.data_dir.display().to_string(), LIST, "The data directory."),

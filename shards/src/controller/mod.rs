@@ -15,7 +15,10 @@
 //! silent for `broker_session_timeout_ms` ([`sessions`]), electing new
 //! leaders for the partitions it led. A broker that stops asks for the same
 //! in its heartbeats first (controlled shutdown), so that its partitions
-//! move before it goes rather than a session timeout after.
+//! move before it goes rather than a session timeout after. Leadership
+//! goes back to the preferred replicas when asked (ElectLeaders) and, every
+//! `leader_imbalance_check_interval_seconds`, where too many of a broker's
+//! preferred partitions are led elsewhere (automatic leader balance).
 //!
 //! [`CONTROLLER_SHARD`]: crate::ownership::CONTROLLER_SHARD
 
@@ -27,8 +30,9 @@ use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::acl::AclChange;
 use crate::metadata::{
-    AlterPartition, BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, MetadataChanges, MetadataSnapshot,
-    MetadataStore, NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock, ScramChange, TopicConfigs,
+    AlterPartition, BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, Election, ElectionResults,
+    MetadataChanges, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock,
+    ScramChange, TopicConfigs, TopicPartition,
 };
 use crate::shard::{is_internal_topic, Shard};
 use crate::topic_config::{dynamic_broker_config_name, DynamicBrokerConfigs};
@@ -59,6 +63,9 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(15);
 /// fenced brokers heard from again): fencing comes at most this late after
 /// the session timeout.
 const SESSION_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long the active controller, shutting down, waits for the voter it
+/// hands the quorum's leadership to to take over (an election round trip).
+const QUORUM_HANDOVER_WAIT: Duration = Duration::from_secs(2);
 /// How often a broker shutting down looks whether the image it serves
 /// still has it lead a partition.
 const HANDOVER_CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -116,6 +123,11 @@ pub(crate) enum Request {
         alteration: AlterPartition,
     },
     ChangeAcls(AclChange),
+    /// ElectLeaders for these partitions; `None`: every partition.
+    ElectLeaders {
+        election: Election,
+        partitions: Option<Vec<TopicPartition>>,
+    },
 }
 
 /// What a broker asks the active controller: a change to decide, or that
@@ -136,6 +148,7 @@ enum Decision {
     Done(Vec<Result<(), TopicError>>),
     ProducerIds(Result<ProducerIdBlock, TopicError>),
     Partition(Result<PartitionState, TopicError>),
+    Elections(Result<ElectionResults, TopicError>),
 }
 
 impl Request {
@@ -148,7 +161,10 @@ impl Request {
             Request::DeleteTopics(names) => names.len(),
             Request::AlterScramCredentials(users) => users.len(),
             Request::ChangeAcls(change) => change.acls().len(),
-            Request::ReserveProducerIds | Request::RegisterBroker(_) | Request::AlterPartition { .. } => 1,
+            Request::ReserveProducerIds
+            | Request::RegisterBroker(_)
+            | Request::AlterPartition { .. }
+            | Request::ElectLeaders { .. } => 1,
         }
     }
 
@@ -161,6 +177,7 @@ impl Request {
             }
             Request::ReserveProducerIds => Decision::ProducerIds(Err(TopicError::ControllerUnavailable)),
             Request::AlterPartition { .. } => Decision::Partition(Err(TopicError::ControllerUnavailable)),
+            Request::ElectLeaders { .. } => Decision::Elections(Err(TopicError::ControllerUnavailable)),
             _ => Decision::Done(vec![Err(TopicError::ControllerUnavailable); count]),
         }
     }
@@ -177,6 +194,10 @@ impl Decision {
             Decision::Done(results) => fail_all(results, error),
             Decision::ProducerIds(result) => fail_all(std::slice::from_mut(result), error),
             Decision::Partition(result) => fail_all(std::slice::from_mut(result), error),
+            Decision::Elections(Ok(results)) => {
+                results.iter_mut().for_each(|(_, r)| fail_all(std::slice::from_mut(r), error))
+            }
+            Decision::Elections(Err(_)) => {}
         }
     }
 
@@ -251,6 +272,9 @@ impl Controller {
         }
         weir_runtime::spawn_local(send_heartbeats(shard.clone())).detach();
         weir_runtime::spawn_local(watch_sessions(shard.clone())).detach();
+        if self.config.auto_leader_rebalance_enable {
+            weir_runtime::spawn_local(balance_leaders(shard.clone())).detach();
+        }
         Ok(())
     }
 
@@ -307,7 +331,15 @@ impl Controller {
         while self.serves_self_unfenced(shard) {
             weir_runtime::clock::sleep(HANDOVER_CHECK_EVERY).await;
         }
-        tracing::info!("controlled shutdown: fenced, this broker leads nothing now, stopping");
+        tracing::info!("controlled shutdown: fenced, this broker leads nothing now");
+        // The active controller stopping would leave the quorum leaderless
+        // for an election timeout and more (the followers grant it a lease):
+        // another voter takes over now instead.
+        if node.is_leader() {
+            let moved = node.hand_over_leadership(QUORUM_HANDOVER_WAIT).await;
+            tracing::info!(?moved, "controlled shutdown: metadata quorum leadership handed to another voter");
+        }
+        tracing::info!("controlled shutdown: stopping");
     }
 
     /// Whether the image `shard` serves has this process registered and
@@ -351,6 +383,26 @@ impl Controller {
         due.fence.iter().for_each(|&id| changes.fence_broker(id));
         due.unfence.iter().for_each(|&id| changes.unfence_broker(id));
         due
+    }
+
+    /// On the active controller: automatic leader balance, the partitions
+    /// of brokers over `leader_imbalance_per_broker_percentage` led by their
+    /// preferred replicas again (where in sync and unfenced).
+    async fn balance_leaders(&self, shard: &Shard) {
+        if !self.quorum_node().is_some_and(QuorumNode::is_leader) {
+            return;
+        }
+        let percentage = self.config.leader_imbalance_per_broker_percentage;
+        let mut moved = Vec::new();
+        let decided = self.commit_planned(shard, |changes| {
+            moved = changes.balance_leaders(percentage);
+            Decision::Done(Vec::new())
+        });
+        match decided.await {
+            Ok(_) if moved.is_empty() => {}
+            Ok(_) => tracing::info!(?moved, "leadership balanced back to the preferred replicas"),
+            Err(e) => tracing::warn!("balancing leadership: {e}"),
+        }
     }
 
     async fn one_change_at_a_time(&self) -> Permit<'_> {
@@ -488,6 +540,9 @@ impl Controller {
             Request::AlterPartition { requester, alteration } => {
                 Decision::Partition(changes.alter_partition(requester, &alteration))
             }
+            Request::ElectLeaders { election, partitions } => {
+                Decision::Elections(Ok(changes.elect_leaders(election, partitions.as_deref())))
+            }
         }
     }
 
@@ -607,6 +662,22 @@ impl Controller {
         }
     }
 
+    /// ElectLeaders: the partitions named (`None`: every one that needs
+    /// it) led as `election` asks, each partition's outcome, served by this
+    /// broker's shards when it returns. Kafka checks CLUSTER_AUTHORIZATION
+    /// (Alter on the cluster) first; that comes with ACLs.
+    pub async fn elect_leaders(
+        &self,
+        shard: &Shard,
+        election: Election,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<ElectionResults, TopicError> {
+        match self.decide(shard, Request::ElectLeaders { election, partitions }).await {
+            Decision::Elections(results) => results,
+            _ => Err(TopicError::ControllerUnavailable),
+        }
+    }
+
     /// A producer id never handed out before (ids are reserved in blocks).
     pub async fn allocate_producer_id(&self, shard: &Shard) -> Result<i64, TopicError> {
         if let Some(id) = self.producer_ids.borrow_mut().take() {
@@ -663,6 +734,16 @@ async fn watch_sessions(shard: Rc<Shard>) {
     while let Some(controller) = shard.controller() {
         weir_runtime::clock::sleep(SESSION_CHECK_EVERY).await;
         controller.check_sessions(&shard).await;
+    }
+}
+
+/// While this voter is the active controller, balances leadership back to
+/// the preferred replicas every `leader_imbalance_check_interval_seconds`.
+async fn balance_leaders(shard: Rc<Shard>) {
+    while let Some(controller) = shard.controller() {
+        weir_runtime::clock::sleep(Duration::from_secs(controller.config.leader_imbalance_check_interval_seconds))
+            .await;
+        controller.balance_leaders(&shard).await;
     }
 }
 

@@ -45,12 +45,11 @@ impl StateMachine for MetadataMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        postcard::to_stdvec(&*self.image).expect("the metadata image always encodes")
+        encode_image(&self.image)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> io::Result<()> {
-        let image: MetadataSnapshot =
-            postcard::from_bytes(snapshot).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let image = decode_image(snapshot)?;
         // Topics gone (or recreated) since the image this replaces: their
         // logs go too.
         let removed = (self.image.topics.values())
@@ -61,6 +60,25 @@ impl StateMachine for MetadataMachine {
         self.feed.push(self.image.clone(), removed);
         Ok(())
     }
+}
+
+/// A snapshot's bytes: the image as JSON, by field name, so that a field
+/// added to the image later (with `#[serde(default)]`) still reads the
+/// snapshots written before it. (Committed records stay postcard, by
+/// position: a change of layout is a new `MetadataRecord` variant.)
+fn encode_image(image: &MetadataSnapshot) -> Vec<u8> {
+    serde_json::to_vec(image).expect("the metadata image always encodes")
+}
+
+/// Reads a snapshot: JSON, or the postcard of builds before JSON (whose
+/// first byte, the version's varint, may also be `{`, hence the fallback).
+fn decode_image(snapshot: &[u8]) -> io::Result<MetadataSnapshot> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, format!("metadata snapshot: {e}"));
+    if snapshot.first() != Some(&b'{') {
+        return postcard::from_bytes(snapshot).map_err(|e| invalid(e.to_string()));
+    }
+    serde_json::from_slice(snapshot)
+        .or_else(|json| postcard::from_bytes(snapshot).map_err(|_| invalid(json.to_string())))
 }
 
 /// Applied images on their way to the shards: the state machine pushes
@@ -132,4 +150,84 @@ impl ImageFeed {
 fn dedup_removed(removed: Vec<TopicMetadata>) -> Vec<TopicMetadata> {
     let mut seen = BTreeSet::new();
     removed.into_iter().filter(|t| seen.insert(t.id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{BrokerRegistration, PartitionState, ScramCredential, TopicConfigs};
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    /// An image with something in every field.
+    fn image() -> MetadataSnapshot {
+        let credential =
+            ScramCredential { salt: vec![1, 2], stored_key: vec![3], server_key: vec![4], iterations: 4096 };
+        let configs = TopicConfigs::from([("retention.ms".to_string(), "1000".to_string())]);
+        let records = vec![
+            MetadataRecord::ClusterId("c".into()),
+            MetadataRecord::Broker(BrokerRegistration {
+                id: 1,
+                incarnation: Uuid::new_v4(),
+                host: "h".into(),
+                port: 9092,
+                rack: Some("r".into()),
+                fenced: false,
+            }),
+            MetadataRecord::Topic(TopicMetadata {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                partitions: 1,
+                configs: configs.clone(),
+                assignment: vec![PartitionState::new(vec![1])],
+            }),
+            MetadataRecord::DynamicBrokerConfigs { cluster_default: true, configs: configs.clone() },
+            MetadataRecord::GroupConfigs { group: "g".into(), configs },
+            MetadataRecord::ScramCredentials {
+                user: "u".into(),
+                credentials: BTreeMap::from([("SCRAM-SHA-256".to_string(), credential)]),
+            },
+            MetadataRecord::ProducerIdsUpTo(1000),
+        ];
+        let mut image = MetadataSnapshot::default();
+        records.into_iter().for_each(|record| _ = image.apply(record));
+        image
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_the_image_it_was() {
+        let image = image();
+        let snapshot = encode_image(&image);
+        assert_eq!(encode_image(&decode_image(&snapshot).unwrap()), snapshot);
+    }
+
+    #[test]
+    fn a_snapshot_without_a_field_added_later_reads_with_its_default() {
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&encode_image(&image())).unwrap();
+        fields.remove("brokers").unwrap();
+        let image = decode_image(&serde_json::to_vec(&fields).unwrap()).unwrap();
+        assert!(image.brokers.is_empty());
+        assert!(image.topic("t").is_some());
+    }
+
+    #[test]
+    fn a_snapshot_of_an_earlier_build_reads_as_postcard() {
+        let image = image();
+        // The version's varint is the first byte: 123 is `{`.
+        for version in [image.version, 123] {
+            let legacy = postcard::to_stdvec(&MetadataSnapshot { version, ..image.clone() }).unwrap();
+            let read = decode_image(&legacy).unwrap();
+            assert_eq!(read.version, version);
+            assert_eq!(encode_image(&MetadataSnapshot { version: image.version, ..read }), encode_image(&image));
+        }
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_an_error() {
+        let snapshot = encode_image(&image());
+        for damaged in [&snapshot[..snapshot.len() / 2], &[0xff; 3][..]] {
+            assert_eq!(decode_image(damaged).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        }
+    }
 }

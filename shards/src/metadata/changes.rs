@@ -100,6 +100,22 @@ pub struct AlterPartition {
     pub isr: Vec<i32>,
 }
 
+/// ElectLeaders' election types (Kafka's ElectionType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Election {
+    /// The first replica leads, if it is an unfenced in-sync replica.
+    Preferred,
+    /// A partition without a leader gets one, from outside the ISR if no
+    /// member of it is unfenced (which may lose acknowledged records).
+    Unclean,
+}
+
+/// A partition named by topic and index.
+pub type TopicPartition = (String, i32);
+
+/// ElectLeaders' outcome for each partition.
+pub type ElectionResults = Vec<(TopicPartition, Result<(), TopicError>)>;
+
 /// A broker as it registered with the controller (Kafka's
 /// RegisterBrokerRecord).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,6 +489,94 @@ impl MetadataChanges {
         for (topic, partition, state) in changed {
             self.push(MetadataRecord::PartitionChange { topic, partition, state });
         }
+    }
+
+    /// ElectLeaders for `partitions`, or, with `None`, for every partition,
+    /// leaving out those that need no election (as Kafka answers it).
+    pub fn elect_leaders(&mut self, election: Election, partitions: Option<&[TopicPartition]>) -> ElectionResults {
+        let every: Vec<TopicPartition>;
+        let named = match partitions {
+            Some(named) => named,
+            None => {
+                let topics = self.image.topics.values();
+                every = topics.flat_map(|t| (0..t.partitions).map(|p| (t.name.clone(), p))).collect();
+                &every
+            }
+        };
+        let results = named
+            .iter()
+            .map(|(topic, partition)| ((topic.clone(), *partition), self.elect_leader(election, topic, *partition)));
+        let results: ElectionResults = results.collect();
+        match partitions {
+            Some(_) => results,
+            None => results.into_iter().filter(|(_, r)| *r != Err(TopicError::ElectionNotNeeded)).collect(),
+        }
+    }
+
+    /// Automatic leader balance (Kafka's `auto.leader.rebalance.enable`):
+    /// for each broker that does not lead more than `percentage` percent of
+    /// the partitions it is the preferred replica of, elects it where it is
+    /// an unfenced in-sync replica. Returns the partitions that moved.
+    pub fn balance_leaders(&mut self, percentage: u32) -> Vec<TopicPartition> {
+        // By preferred replica: how many partitions it prefers, and those it does not lead.
+        let mut preferred: BTreeMap<i32, (usize, Vec<TopicPartition>)> = BTreeMap::new();
+        for topic in self.image.topics.values() {
+            for (index, state) in topic.assignment.iter().enumerate() {
+                let Some(&first) = state.replicas.first() else { continue };
+                let (total, elsewhere) = preferred.entry(first).or_default();
+                *total += 1;
+                if state.leader != first {
+                    elsewhere.push((topic.name.clone(), index as i32));
+                }
+            }
+        }
+        let imbalanced =
+            preferred.into_values().filter(|(total, elsewhere)| elsewhere.len() * 100 > total * percentage as usize);
+        let due: Vec<TopicPartition> = imbalanced.flat_map(|(_, elsewhere)| elsewhere).collect();
+        due.into_iter()
+            .filter(|(topic, partition)| self.elect_leader(Election::Preferred, topic, *partition).is_ok())
+            .collect()
+    }
+
+    /// Elects a leader of one partition, as Kafka's controller does: a new
+    /// leader epoch and partition epoch, followed by every broker as any
+    /// leadership change.
+    fn elect_leader(&mut self, election: Election, topic: &str, partition: i32) -> Result<(), TopicError> {
+        let current = self.image.partition(topic, partition).ok_or(TopicError::Unknown)?;
+        let mut state = current.clone();
+        let unfenced = |id: &i32| self.image.is_unfenced(*id);
+        match election {
+            Election::Preferred => {
+                let preferred = current.replicas[0];
+                if current.leader == preferred {
+                    return Err(TopicError::ElectionNotNeeded);
+                }
+                if !current.isr.contains(&preferred) || !unfenced(&preferred) {
+                    return Err(TopicError::PreferredLeaderNotAvailable);
+                }
+                state.leader = preferred;
+            }
+            Election::Unclean => {
+                if current.leader >= 0 {
+                    return Err(TopicError::ElectionNotNeeded);
+                }
+                let in_sync = current.replicas.iter().copied().find(|r| current.isr.contains(r) && unfenced(r));
+                state.leader = match in_sync {
+                    Some(leader) => leader,
+                    None => {
+                        let leader = current.replicas.iter().copied().find(unfenced);
+                        let leader = leader.ok_or(TopicError::EligibleLeadersNotAvailable)?;
+                        // It alone holds what the partition has now.
+                        state.isr = vec![leader];
+                        leader
+                    }
+                };
+            }
+        }
+        state.leader_epoch += 1;
+        state.partition_epoch += 1;
+        self.push(MetadataRecord::PartitionChange { topic: topic.to_string(), partition, state });
+        Ok(())
     }
 
     /// AlterPartition from broker `requester`: the partition's ISR

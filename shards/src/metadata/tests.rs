@@ -407,3 +407,73 @@ fn files_written_before_fencing_read_brokers_as_unfenced() {
     let image: MetadataSnapshot = toml::from_str(old).unwrap();
     assert!(image.is_unfenced(1));
 }
+
+/// Broker 1, the preferred replica of `t`-0 on 1, 2, 3, fenced and back,
+/// with the ISR and leader the controller and the leader left it.
+fn preferred_back_in(isr: &[i32]) -> MetadataChanges {
+    let mut changes = three_brokers_and(&[1, 2, 3]);
+    changes.fence_broker(1);
+    changes.unfence_broker(1);
+    let alteration =
+        AlterPartition { topic: "t".into(), partition: 0, leader_epoch: 1, partition_epoch: 1, isr: isr.to_vec() };
+    changes.alter_partition(2, &alteration).unwrap();
+    changes
+}
+
+#[test]
+fn a_preferred_election_moves_leadership_to_the_first_replica_once_it_is_back_in_sync() {
+    let t0 = [("t".to_string(), 0)];
+    let mut changes = three_brokers_and(&[1, 2, 3]);
+    changes.fence_broker(1);
+    let unavailable = vec![(t0[0].clone(), Err(TopicError::PreferredLeaderNotAvailable))];
+    assert_eq!(changes.elect_leaders(Election::Preferred, Some(&t0)), unavailable, "fenced");
+    changes.unfence_broker(1);
+    assert_eq!(state(&changes), partition(&[1, 2, 3], &[2, 3], 2, 1, 1));
+    assert_eq!(changes.elect_leaders(Election::Preferred, Some(&t0)), unavailable, "out of the ISR");
+
+    let mut changes = preferred_back_in(&[2, 3, 1]);
+    assert_eq!(changes.elect_leaders(Election::Preferred, Some(&t0)), vec![(t0[0].clone(), Ok(()))]);
+    assert_eq!(state(&changes), partition(&[1, 2, 3], &[2, 3, 1], 1, 2, 3), "new leader and partition epochs");
+    assert_eq!(
+        changes.elect_leaders(Election::Preferred, Some(&t0)),
+        vec![(t0[0].clone(), Err(TopicError::ElectionNotNeeded))]
+    );
+    // Every partition: those needing no election are left out.
+    assert_eq!(changes.elect_leaders(Election::Preferred, None), vec![]);
+    let unknown = [("t".to_string(), 1), ("u".to_string(), 0)];
+    let answered = changes.elect_leaders(Election::Preferred, Some(&unknown));
+    assert!(answered.iter().all(|(_, r)| *r == Err(TopicError::Unknown)), "{answered:?}");
+}
+
+#[test]
+fn an_unclean_election_leads_from_outside_the_isr_only_where_no_member_is_unfenced() {
+    let t0 = [("t".to_string(), 0)];
+    let mut changes = three_brokers_and(&[1, 2]);
+    assert_eq!(
+        changes.elect_leaders(Election::Unclean, Some(&t0)),
+        vec![(t0[0].clone(), Err(TopicError::ElectionNotNeeded))]
+    );
+    changes.fence_broker(2);
+    changes.fence_broker(1);
+    assert_eq!(
+        changes.elect_leaders(Election::Unclean, Some(&t0)),
+        vec![(t0[0].clone(), Err(TopicError::EligibleLeadersNotAvailable))]
+    );
+    changes.unfence_broker(2);
+    assert_eq!(state(&changes), partition(&[1, 2], &[1], -1, 1, 2), "2 is out of the ISR: a clean election leaves it");
+    assert_eq!(changes.elect_leaders(Election::Unclean, None), vec![(t0[0].clone(), Ok(()))]);
+    assert_eq!(state(&changes), partition(&[1, 2], &[2], 2, 2, 3), "it leads alone in the ISR");
+}
+
+#[test]
+fn leaders_are_balanced_back_to_preferred_replicas_over_the_imbalance_percentage() {
+    let mut changes = preferred_back_in(&[2, 3, 1]);
+    // Broker 1 leads none of the one partition it prefers: 100%, not over 100.
+    assert_eq!(changes.balance_leaders(100), vec![]);
+    assert_eq!(changes.balance_leaders(10), vec![("t".to_string(), 0)]);
+    assert_eq!(state(&changes).leader, 1);
+    assert_eq!(changes.balance_leaders(0), vec![], "balanced");
+    // Not back in the ISR: not moved.
+    let mut changes = preferred_back_in(&[2, 3]);
+    assert_eq!(changes.balance_leaders(0), vec![]);
+}

@@ -12,8 +12,8 @@ use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::acl::AclChange;
 use crate::metadata::{
-    AlterPartition, ConfigAlteration, ConfigTarget, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState,
-    ScramChange, TopicConfigs, TopicMetadata,
+    AlterPartition, ConfigAlteration, ConfigTarget, Election, ElectionResults, MetadataSnapshot, NewTopic,
+    PartitionIncrease, PartitionState, ScramChange, TopicConfigs, TopicMetadata, TopicPartition,
 };
 use crate::ownership::CONTROLLER_SHARD;
 use crate::reply;
@@ -163,6 +163,21 @@ impl Shard {
     pub async fn alter_partition(&self, alteration: AlterPartition) -> Result<PartitionState, TopicError> {
         self.on_controller(Err(TopicError::ControllerUnavailable), move |shard, controller| {
             Box::pin(controller.alter_partition(shard, alteration))
+        })
+        .await
+    }
+
+    /// ElectLeaders through the controller: the partitions named (`None`:
+    /// every partition that needs it) led as `election` asks; each
+    /// partition's outcome, served by every shard of this broker when this
+    /// returns.
+    pub async fn elect_leaders(
+        &self,
+        election: Election,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<ElectionResults, TopicError> {
+        self.on_controller(Err(TopicError::ControllerUnavailable), move |shard, controller| {
+            Box::pin(controller.elect_leaders(shard, election, partitions))
         })
         .await
     }

@@ -2,15 +2,18 @@
 //! topics and brokers, following its active controller through failover,
 //! each serving the partitions it leads, followers copying the leaders'
 //! batches, a dead broker fenced and its partitions led by another
-//! in-sync replica, and a stopped one handing them over first.
+//! in-sync replica, a stopped one handing them over first; leadership
+//! back to the preferred replicas when asked (ElectLeaders) or on its own;
+//! and a broker that does not vote joining a running cluster.
 
 use crate::common;
 
 use common::*;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ElectLeadersRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,7 +22,11 @@ use std::time::{Duration, Instant};
 /// Three voters on 127.0.0.1, each its own data directory in one temp dir.
 struct Cluster {
     brokers: Vec<Broker>,
-    _dir: tempfile::TempDir,
+    /// `controller_quorum_voters`.
+    voters: String,
+    /// The loopback network of this cluster's voters: 127.77.N.
+    network: String,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -30,7 +37,8 @@ impl Cluster {
         // listener (port 0) before the voter binds it.
         static CLUSTERS: AtomicU32 = AtomicU32::new(0);
         let cluster = (std::process::id() + CLUSTERS.fetch_add(1, Ordering::SeqCst)) % 250;
-        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@127.77.{cluster}.{id}:9093")).collect();
+        let network = format!("127.77.{cluster}");
+        let voters: Vec<String> = (1..=3).map(|id| format!("{id}@{network}.{id}:9093")).collect();
         let voters = voters.join(",");
         let mut brokers: Vec<Broker> = (1..=3)
             .map(|id| {
@@ -41,7 +49,21 @@ impl Cluster {
             })
             .collect();
         brokers.iter_mut().for_each(Broker::wait_listening);
-        Cluster { brokers, _dir: dir }
+        Cluster { brokers, voters, network, dir }
+    }
+
+    /// Starts broker `id`, not a voter: it joins the quorum as a learner.
+    fn add_broker(&mut self, id: i32) {
+        assert_eq!(self.brokers.len() as i32 + 1, id, "brokers are numbered in order");
+        let controller_listen = format!("{}.{id}:9093", self.network);
+        let id_text = id.to_string();
+        let args = ["--node-id", &id_text, "--controller-quorum-voters", &self.voters];
+        let mut broker = Broker::launch_in(
+            self.dir.path().join(format!("broker-{id}")),
+            &[&args[..], &["--controller-listen", &controller_listen]].concat(),
+        );
+        broker.wait_listening();
+        self.brokers.push(broker);
     }
 
     /// The broker with node id `id`.
@@ -587,4 +609,194 @@ fn a_stopped_leader_hands_its_partitions_over_before_it_exits_and_an_idempotent_
     assert!(acked_by_then < count as usize, "the producer finished before the leaders moved: it proves nothing");
 
     check_exactly_once(&cluster.broker(staying).bootstrap(), topic, 3, count, producing.join().unwrap());
+}
+
+#[test]
+fn a_broker_that_does_not_vote_joins_a_running_cluster_as_a_learner_and_holds_replicas() {
+    let mut cluster = Cluster::start(&[]);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "before", 1, 3, &[]);
+    let before = producer(&bootstrap, "all");
+    produce_range(&before, "before", 0..100);
+    assert!(before.context().failed.lock().unwrap().is_empty());
+
+    // Broker 4 is not among the voters: it learns the metadata log (the
+    // topic made before it came), registers, and every broker lists it.
+    cluster.add_broker(4);
+    let joined = cluster.broker(4).bootstrap();
+    cluster.wait_for_topics(4, &["before"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (1..=4).any(|id| broker_ids(&cluster.metadata(id)) != [1, 2, 3, 4]) {
+        assert!(Instant::now() < deadline, "not every broker lists broker 4");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cluster.metadata(4).controller_id.0 <= 3, "a learner is never the active controller");
+
+    // A topic with a replica on every broker: broker 4 copies its share and
+    // takes part in acks=all.
+    create_replicated_topic(&joined, "grown", 4, 4, &[]);
+    for id in 1..=4 {
+        cluster.wait_for_topics(id, &["before", "grown"]);
+    }
+    let metadata = cluster.metadata(4);
+    for p in 0..4 {
+        assert_eq!(partition(&metadata, "grown", p).replica_nodes.len(), 4);
+    }
+    assert!(leaders(&metadata, "grown").contains(&4), "placement gives the new broker leaderships");
+    let producer = producer(&joined, "all");
+    produce_range(&producer, "grown", 0..400);
+    assert!(producer.context().failed.lock().unwrap().is_empty());
+    check_consumed(&consume_all(&joined, "grown", 4), 400, 4);
+    for p in 0..4 {
+        assert!(!replicas_agree(&cluster, "grown", p).is_empty());
+    }
+
+    // Killed and restarted, it comes back from its own copy of the log,
+    // and the voters never noticed a member of their quorum missing.
+    let controller = cluster.controller(1, None);
+    cluster.broker(4).kill();
+    produce_range(&producer, "before", 100..150);
+    cluster.broker(4).relaunch();
+    cluster.broker(4).wait_listening();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..4).any(|p| partition(&cluster.metadata(1), "grown", p).isr_nodes.len() < 4) {
+        assert!(Instant::now() < deadline, "broker 4 did not rejoin the ISRs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cluster.controller(4, None), controller);
+    produce_range(&producer, "grown", 400..500);
+    assert!(producer.context().failed.lock().unwrap().is_empty());
+    check_consumed(&consume_all(&joined, "grown", 4), 500, 4);
+}
+
+/// Each partition's preferred replica (its first), by partition.
+fn preferred_replicas(metadata: &MetadataResponse, topic: &str, partitions: i32) -> Vec<i32> {
+    (0..partitions).map(|index| partition(metadata, topic, index).replica_nodes[0].0).collect()
+}
+
+/// Kills broker `victim`, waits until `witness` names other leaders for
+/// all `topic`'s partitions, calls `while_down`, relaunches it and waits
+/// until it is back in every ISR.
+fn restart_until_in_sync(
+    cluster: &mut Cluster,
+    (victim, witness): (i32, i32),
+    topic: &str,
+    partitions: i32,
+    while_down: impl FnOnce(&Cluster),
+) {
+    cluster.broker(victim).kill();
+    wait_until("the killed broker's partitions have other leaders", Duration::from_secs(15), || {
+        leaders(&cluster.metadata(witness), topic).iter().all(|&leader| leader != victim && leader >= 0)
+    });
+    while_down(cluster);
+    cluster.broker(victim).relaunch();
+    cluster.broker(victim).wait_listening();
+    wait_until("the restarted broker rejoins every ISR", Duration::from_secs(30), || {
+        let metadata = cluster.metadata(witness);
+        (0..partitions).all(|index| partition(&metadata, topic, index).isr_nodes.len() == 3)
+    });
+}
+
+/// ElectLeaders(PREFERRED) for `topic`'s `partitions` over the wire, asked
+/// of broker `id`: each partition's error code, by partition.
+fn elect_preferred(cluster: &Cluster, id: i32, topic: &str, partitions: &[i32]) -> Vec<(i32, i16)> {
+    let named = TopicPartitions::default().with_topic(TopicName(StrBytes::from_string(topic.to_string())));
+    let request = ElectLeadersRequest::default()
+        .with_topic_partitions(Some(vec![named.with_partitions(partitions.to_vec())]))
+        .with_timeout_ms(30_000);
+    let mut client = client(&cluster.brokers[id as usize - 1].bootstrap());
+    let response = client.send(&request, 2).expect("elect leaders");
+    assert_eq!(response.error_code, 0, "{response:?}");
+    let results = response.replica_election_results.iter().flat_map(|t| &t.partition_result);
+    let mut codes: Vec<(i32, i16)> = results.map(|p| (p.partition_id, p.error_code)).collect();
+    codes.sort();
+    codes
+}
+
+#[test]
+fn a_preferred_leader_election_moves_leadership_back_to_a_restarted_broker_and_an_idempotent_producer_loses_nothing() {
+    let mut cluster = Cluster::start(&["--replica-lag-time-max-ms", "2000", "--auto-leader-rebalance-enable", "false"]);
+    let topic = "preferred";
+    create_replicated_topic(&cluster.broker(1).bootstrap(), topic, 3, 3, &[]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &[topic]);
+    }
+    let metadata = cluster.metadata(1);
+    let preferred = preferred_replicas(&metadata, topic, 3);
+    assert_eq!(leaders(&metadata, topic), preferred, "a new topic is led by its preferred replicas");
+    let victim = preferred[0];
+    let witness = if victim == 1 { 2 } else { 1 };
+
+    let unavailable = ResponseError::PreferredLeaderNotAvailable.code();
+    restart_until_in_sync(&mut cluster, (victim, witness), topic, 3, |cluster| {
+        assert_eq!(elect_preferred(cluster, witness, topic, &[0]), [(0, unavailable)], "its preferred replica is down");
+    });
+    let before = cluster.metadata(witness);
+    assert_ne!(leaders(&before, topic), preferred, "nothing moved leadership back yet");
+    let status = cluster_status(&cluster.broker(witness).bootstrap());
+    assert!(status.contains(&format!("{topic}-0  not-preferred")), "weir cluster status:\n{status}");
+
+    let count = 20_000;
+    let (producing, acked) = produce_idempotently(cluster.broker(witness).bootstrap(), topic, count);
+    while acked.load(Ordering::SeqCst) < 2_000 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = std::process::Command::new(broker_binary())
+        .args(["cluster", "elect-leaders", "--topic", topic, "--bootstrap", &cluster.broker(witness).bootstrap()])
+        .output()
+        .expect("run weir cluster elect-leaders");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains(&format!("{topic}-0  elected")), "{printed}");
+    let acked_by_then = acked.load(Ordering::SeqCst);
+    let after = cluster.metadata(witness);
+    assert_eq!(leaders(&after, topic), preferred, "led by the preferred replicas again");
+    let (was, now) = (partition(&before, topic, 0), partition(&after, topic, 0));
+    assert_eq!(now.leader_epoch, was.leader_epoch + 1, "a new leader epoch");
+    let not_needed = ResponseError::ElectionNotNeeded.code();
+    assert_eq!(
+        elect_preferred(&cluster, victim, topic, &[0, 1, 2]),
+        [(0, not_needed), (1, not_needed), (2, not_needed)]
+    );
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(elect_preferred(&cluster, victim, topic, &[7]), [(7, unknown)]);
+    assert!(acked_by_then < count as usize, "the producer finished before the election: it proves nothing");
+    check_exactly_once(&cluster.broker(victim).bootstrap(), topic, 3, count, producing.join().unwrap());
+}
+
+#[test]
+fn the_active_controller_balances_leadership_back_to_the_preferred_replicas_on_its_own() {
+    let mut cluster =
+        Cluster::start(&["--replica-lag-time-max-ms", "2000", "--leader-imbalance-check-interval-seconds", "1"]);
+    let topic = "balanced";
+    create_replicated_topic(&cluster.broker(1).bootstrap(), topic, 3, 3, &[]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &[topic]);
+    }
+    let preferred = preferred_replicas(&cluster.metadata(1), topic, 3);
+    let victim = preferred[0];
+    let witness = if victim == 1 { 2 } else { 1 };
+    restart_until_in_sync(&mut cluster, (victim, witness), topic, 3, |_| {});
+    let back = Instant::now();
+    wait_until("leadership is back on the preferred replicas", Duration::from_secs(15), || {
+        leaders(&cluster.metadata(witness), topic) == preferred
+    });
+    eprintln!("broker {victim} back in every ISR; leading its preferred partitions again {:?} later", back.elapsed());
+}
+
+#[test]
+fn a_stopping_active_controller_hands_the_quorum_leadership_to_another_voter_first() {
+    let mut cluster = Cluster::start(&[]);
+    let controller = cluster.controller(1, None);
+    let witness = if controller == 1 { 2 } else { 1 };
+    cluster.broker(controller).terminate();
+    let signalled = Instant::now();
+    let successor = cluster.controller(witness, Some(controller));
+    let named = signalled.elapsed();
+    let status = cluster.broker(controller).wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "broker {controller} exited with {status} after SIGTERM");
+    let log = cluster.broker(controller).log();
+    let handed = "metadata quorum leadership handed to another voter";
+    assert!(log.lines().any(|line| line.contains(handed) && line.contains("Ok(true)")), "{log}");
+    eprintln!("active controller {controller} stopped; broker {witness} names {successor} after {named:?}");
 }

@@ -72,7 +72,7 @@ import sys
 from collections import defaultdict
 
 # What the nemesis did, recorded for the reader.
-NEMESIS_OPS = ("kill", "start", "pause", "resume")
+NEMESIS_OPS = ("kill", "start", "pause", "resume", "partition", "heal", "wipe", "restart")
 
 KINDS = (
     "lost-write",

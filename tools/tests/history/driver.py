@@ -2,7 +2,8 @@
 """A Jepsen-style run against a three-broker Weir cluster: idempotent acks=all
 producers and assign-based consumers (confluent-kafka, i.e. librdkafka) work
 on a topic with RF 3 and min.insync.replicas=2 while a nemesis SIGKILLs the
-leader of a partition and restarts it, KILLS times over DURATION seconds.
+leader of a partition and restarts it (or pauses it, or cuts it off from
+the other brokers), KILLS times over DURATION seconds.
 Every send and poll goes into a history (format: checker.py), then a final
 full read of each partition, then checker.py judges it.
 
@@ -11,14 +12,19 @@ Usage: tools/tests/clients/.venv/bin/python tools/tests/history/driver.py
 Knobs (environment): DURATION (s, default 45), KILLS (3), DOWN (s a killed
 broker stays down, default 4: past the 2 s broker session timeout, so
 leadership moves), NEMESIS (kill: SIGKILL and start again; pause: SIGSTOP
-and SIGCONT, a leader that comes back believing it still leads; mixed:
-alternately; default kill), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
+and SIGCONT, a leader that comes back believing it still leads; partition:
+the leader cut off from the other brokers, not from the clients, for DOWN
+seconds, a zombie that clients still reach; wipe: SIGKILL, its data
+directory deleted (a replaced disk), start again; restart: SIGTERM (a
+controlled shutdown, which must end in exit 0 within 40 s), start again;
+mixed: kill, pause, partition, wipe, restart in turn; default kill; partition and mixed run each broker in a network
+namespace of its own, which needs root), PARTITIONS (3), PRODUCERS (2), CONSUMERS (2), RATE (sends
 per second per producer, 100), TXN_PRODUCERS (transactional producers, 1),
 TXN_SIZE (values per transaction, spread over the partitions, 6), TXN_RATE
 (transactions per second per transactional producer, 5; one in four is
 aborted), GROUP_CONSUMERS (subscribed read_committed consumers of one group
 committing offsets, whose coordinator moves with the nemesis, 2), NET (the brokers' addresses are NET.1-3, default
-127.0.1; ports 9092 for clients, 9093 for the voters), WEIR (the broker binary,
+127.0.1, or 10.77.X with namespaces, X from the process id; ports 9092 for clients, 9093 for the voters), WEIR (the broker binary,
 default target/release/weir), OUT (where the history, broker logs and data go;
 default a new temp dir), CLIENT_DEBUG (librdkafka debug contexts, e.g.
 eos,msg, logged to OUT/client-debug.log). Exits 0 on a clean history, 1 on
@@ -42,12 +48,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import checker  # noqa: E402  (next to this file, not installed)
-from cluster import Cluster, ClusterError  # noqa: E402  (tools/tests/cluster.py)
+from cluster import Cluster, ClusterError, Namespaces  # noqa: E402  (tools/tests/cluster.py)
 
 DURATION = float(os.environ.get("DURATION", "45"))
 KILLS = int(os.environ.get("KILLS", "3"))
 DOWN = float(os.environ.get("DOWN", "4"))
 NEMESIS = os.environ.get("NEMESIS", "kill")
+NEMESES = {"kill": ["kill"], "pause": ["pause"], "partition": ["partition"], "wipe": ["wipe"],
+           "restart": ["restart"], "mixed": ["kill", "pause", "partition", "wipe", "restart"]}
+NAMESPACES = "partition" in NEMESES.get(NEMESIS, [])
 PARTITIONS = int(os.environ.get("PARTITIONS", "3"))
 PRODUCERS = int(os.environ.get("PRODUCERS", "2"))
 CONSUMERS = int(os.environ.get("CONSUMERS", "2"))
@@ -56,7 +65,7 @@ TXN_PRODUCERS = int(os.environ.get("TXN_PRODUCERS", "1"))
 GROUP_CONSUMERS = int(os.environ.get("GROUP_CONSUMERS", "2"))
 TXN_SIZE = int(os.environ.get("TXN_SIZE", "6"))
 TXN_RATE = float(os.environ.get("TXN_RATE", "5"))
-NET = os.environ.get("NET", "127.0.1")
+NET = os.environ.get("NET", f"10.77.{os.getpid() % 250}" if NAMESPACES else "127.0.1")
 WEIR = os.environ.get("WEIR", os.path.join(ROOT, "target", "release", "weir"))
 # librdkafka logs each refused connection to stderr while a broker is down;
 # the same errors reach error_cb and are summed up at the end instead.
@@ -368,9 +377,9 @@ def final_read(history, stats, bootstrap, timeout=60):
 
 
 def nemesis(cluster, history, stop, kills):
-    """KILLS times, evenly over DURATION: SIGKILL (or SIGSTOP, per NEMESIS)
-    the leader of the next partition, leave it down DOWN seconds, start (or
-    continue) it again."""
+    """KILLS times, evenly over DURATION: SIGKILL (or SIGSTOP, or cut off
+    from the other brokers, per NEMESIS) the leader of the next partition,
+    leave it so DOWN seconds, then start (or continue, or reconnect) it."""
     interval = DURATION / (KILLS + 1)
     begun = time.monotonic()
     for k in range(KILLS):
@@ -379,20 +388,30 @@ def nemesis(cluster, history, stop, kills):
         partition = k % PARTITIONS
         leader = cluster.describe(TOPIC).get(partition, (-1, []))[0]
         if leader not in cluster.alive():
-            kills.append((partition, None))
+            kills.append((partition, None, None))
             continue
-        pause = NEMESIS == "pause" or (NEMESIS == "mixed" and k % 2 == 1)
-        if pause:
+        fault = NEMESES[NEMESIS][k % len(NEMESES[NEMESIS])]
+        if fault == "pause":
             cluster.pause(leader)
-            history.record("nemesis", "info", "pause", broker=leader, partition=partition)
+        elif fault == "partition":
+            for other in cluster.brokers:
+                if other != leader:
+                    cluster.namespaces.cut(leader, other)
+        elif fault == "restart":
+            cluster.terminate(leader)
         else:
             cluster.kill(leader)
-            history.record("nemesis", "info", "kill", broker=leader, partition=partition)
-        kills.append((partition, leader))
+            if fault == "wipe":
+                shutil.rmtree(os.path.join(cluster.data, f"broker-{leader}"))
+        history.record("nemesis", "info", fault, broker=leader, partition=partition)
+        kills.append((partition, leader, fault))
         time.sleep(DOWN)
-        if pause:
+        if fault == "pause":
             cluster.resume(leader)
             history.record("nemesis", "info", "resume", broker=leader)
+        elif fault == "partition":
+            cluster.namespaces.heal()
+            history.record("nemesis", "info", "heal", broker=leader)
         else:
             cluster.start(leader)
             cluster.wait_listening(leader)
@@ -400,12 +419,15 @@ def nemesis(cluster, history, stop, kills):
 
 
 def run(out):
-    cluster = Cluster(WEIR, NET, 9092, data=os.path.join(out, "data"), logs=out)
+    namespaces = Namespaces(NET, (1, 2, 3)) if NAMESPACES else None
+    cluster = Cluster(WEIR, NET, 9092, data=os.path.join(out, "data"), logs=out, namespaces=namespaces)
     os.makedirs(cluster.data)
     history = History(os.path.join(out, "history.jsonl"))
     stats = Stats()
     kills = []
     try:
+        if namespaces:
+            namespaces.create()
         cluster.start_all()
         cluster.weir("topics", "create", TOPIC, "-p", str(PARTITIONS), "-r", "3", "--config",
                      "min.insync.replicas=2", "-b", cluster.address(1))
@@ -427,6 +449,8 @@ def run(out):
                 nemesis(cluster, history, stop, kills)
             except (RunFailed, ClusterError) as e:
                 nemesis_failed.append(e)
+            except Exception as e:  # a bug here must not pass for a clean run
+                nemesis_failed.append(RunFailed(f"the nemesis failed: {e!r}"))
 
         chaos = threading.Thread(target=nemesis_thread)
         chaos.start()
@@ -441,6 +465,8 @@ def run(out):
         ends, short = final_read(history, stats, cluster.bootstrap)
     finally:
         cluster.stop()
+        if namespaces:
+            namespaces.remove()
         history.close()
     return kills, stats, healthy, ends, short
 
@@ -450,8 +476,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     global PRODUCER_LOGGING
     PRODUCER_LOGGING = producer_logging(out)
-    if NEMESIS not in ("kill", "pause", "mixed"):
-        print(f"NEMESIS must be kill, pause or mixed, not {NEMESIS!r}", file=sys.stderr)
+    if NEMESIS not in NEMESES:
+        print(f"NEMESIS must be one of {', '.join(NEMESES)}, not {NEMESIS!r}", file=sys.stderr)
         return 2
     print(f"history run: {DURATION:.0f} s, {KILLS} leader {NEMESIS} faults, {PARTITIONS} partitions, "
           f"{PRODUCERS} producers, {TXN_PRODUCERS} transactional, {CONSUMERS} consumers, "
@@ -461,7 +487,8 @@ def main():
     except (RunFailed, ClusterError) as e:
         print(f"run failed: {e}", file=sys.stderr)
         return 2
-    print("kills (partition, broker): " + ", ".join(f"({p}, {b if b else 'no live leader'})" for p, b in kills))
+    print("faults (partition, leader): " + ", ".join(f"({p}, {f'{f} {b}' if b else 'no live leader'})"
+                                                     for p, b, f in kills))
     if not healthy:
         print("warning: the ISR was not full again 30 s after the workload (final read taken anyway)")
     print(f"high watermarks: {ends}")
