@@ -56,9 +56,9 @@ macro_rules! api_table {
                 }
             };
             Fetch(FetchRequest) 4..=17 => reply.fetch(&fetch::handle(&shard, &client, version, request).await);
-            ListOffsets(ListOffsetsRequest) 1..=10 => reply.body(&list_offsets::handle(&shard, version, request).await);
+            ListOffsets(ListOffsetsRequest) 1..=10 => reply.body(&list_offsets::handle(&shard, &client, version, request).await);
             OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4 =>
-                reply.body(&offset_for_leader_epoch::handle(&shard, request).await);
+                reply.body(&offset_for_leader_epoch::handle(&shard, &client, request).await);
             Metadata(MetadataRequest) 0..=13 => reply.body(&metadata::handle(&shard, &client, version, request).await);
             ApiVersions(ApiVersionsRequest) 0..=3 => reply.body(&api_versions::handle(request));
             CreateTopics(CreateTopicsRequest) 2..=7 =>
@@ -66,9 +66,9 @@ macro_rules! api_table {
             DeleteTopics(DeleteTopicsRequest) 1..=6 =>
                 reply.body(&delete_topics::handle(&shard, &client, version, request).await);
             CreatePartitions(CreatePartitionsRequest) 0..=3 =>
-                reply.body(&create_partitions::handle(&shard, request).await);
+                reply.body(&create_partitions::handle(&shard, &client, request).await);
             FindCoordinator(FindCoordinatorRequest) 0..=4 =>
-                reply.body(&find_coordinator::handle(&shard, version, request).await);
+                reply.body(&find_coordinator::handle(&shard, &client, version, request).await);
             InitProducerId(InitProducerIdRequest) 0..=4 =>
                 reply.body(&init_producer_id::handle(&shard, &client, version, request).await);
             JoinGroup(JoinGroupRequest) 0..=9 =>
@@ -78,17 +78,17 @@ macro_rules! api_table {
             LeaveGroup(LeaveGroupRequest) 0..=5 => reply.body(&leave_group::handle(&shard, &client, version, request).await);
             OffsetCommit(OffsetCommitRequest) 2..=9 => reply.body(&offset_commit::handle(&shard, &client, request).await);
             OffsetFetch(OffsetFetchRequest) 1..=9 =>
-                reply.body(&offset_fetch::handle(&shard, version, request).await);
-            ListGroups(ListGroupsRequest) 0..=5 => reply.body(&list_groups::handle(&shard, version, request).await);
+                reply.body(&offset_fetch::handle(&shard, &client, version, request).await);
+            ListGroups(ListGroupsRequest) 0..=5 => reply.body(&list_groups::handle(&shard, &client, version, request).await);
             DescribeGroups(DescribeGroupsRequest) 0..=6 =>
-                reply.body(&describe_groups::handle(&shard, version, request).await);
+                reply.body(&describe_groups::handle(&shard, &client, version, request).await);
             ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest) 0..=1 =>
                 reply.body(&consumer_group_heartbeat::handle(&shard, &client, request).await);
             ConsumerGroupDescribe(ConsumerGroupDescribeRequest) 0..=1 =>
                 reply.body(&consumer_group_describe::handle(&shard, version, request).await);
-            DeleteGroups(DeleteGroupsRequest) 0..=2 => reply.body(&delete_groups::handle(&shard, request).await);
-            OffsetDelete(OffsetDeleteRequest) 0..=0 => reply.body(&offset_delete::handle(&shard, request).await);
-            DeleteRecords(DeleteRecordsRequest) 0..=2 => reply.body(&delete_records::handle(&shard, request).await);
+            DeleteGroups(DeleteGroupsRequest) 0..=2 => reply.body(&delete_groups::handle(&shard, &client, request).await);
+            OffsetDelete(OffsetDeleteRequest) 0..=0 => reply.body(&offset_delete::handle(&shard, &client, request).await);
+            DeleteRecords(DeleteRecordsRequest) 0..=2 => reply.body(&delete_records::handle(&shard, &client, request).await);
             DescribeConfigs(DescribeConfigsRequest) 1..=4 =>
                 reply.body(&describe_configs::handle(&shard, version, request));
             DescribeCluster(DescribeClusterRequest) 0..=2 =>
@@ -99,20 +99,20 @@ macro_rules! api_table {
             AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=4 =>
                 reply.body(&add_partitions_to_txn::handle(&shard, &client, version, request).await);
             AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 =>
-                reply.body(&add_offsets_to_txn::handle(&shard, version, request).await);
-            EndTxn(EndTxnRequest) 0..=3 => reply.body(&end_txn::handle(&shard, version, request).await);
+                reply.body(&add_offsets_to_txn::handle(&shard, &client, version, request).await);
+            EndTxn(EndTxnRequest) 0..=3 => reply.body(&end_txn::handle(&shard, &client, version, request).await);
             TxnOffsetCommit(TxnOffsetCommitRequest) 0..=3 =>
-                reply.body(&txn_offset_commit::handle(&shard, version, request).await);
+                reply.body(&txn_offset_commit::handle(&shard, &client, version, request).await);
             WriteTxnMarkers(WriteTxnMarkersRequest) 0..=1 =>
                 reply.body(&write_txn_markers::handle(&shard, &client, request).await);
             DescribeProducers(DescribeProducersRequest) 0..=0 =>
-                reply.body(&describe_producers::handle(&shard, request).await);
+                reply.body(&describe_producers::handle(&shard, &client, request).await);
             DescribeTransactions(DescribeTransactionsRequest) 0..=0 =>
-                reply.body(&describe_transactions::handle(&shard, request).await);
+                reply.body(&describe_transactions::handle(&shard, &client, request).await);
             ListTransactions(ListTransactionsRequest) 0..=1 =>
-                reply.body(&list_transactions::handle(&shard, request).await);
+                reply.body(&list_transactions::handle(&shard, &client, request).await);
             DescribeLogDirs(DescribeLogDirsRequest) 1..=4 =>
-                reply.body(&describe_log_dirs::handle(&shard, request).await);
+                reply.body(&describe_log_dirs::handle(&shard, &client, request).await);
             DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0 =>
                 reply.body(&describe_topic_partitions::handle(&shard, &client, request));
             SaslHandshake(SaslHandshakeRequest) 0..=1 => reply.body(&sasl_handshake::handle(request));
@@ -125,7 +125,7 @@ macro_rules! api_table {
             CreateAcls(CreateAclsRequest) 1..=3 => reply.body(&create_acls::handle(&shard, &client, request).await);
             DeleteAcls(DeleteAclsRequest) 1..=3 => reply.body(&delete_acls::handle(&shard, &client, request).await);
             ElectLeaders(ElectLeadersRequest) 0..=2 =>
-                reply.body(&elect_leaders::handle(&shard, version, request).await);
+                reply.body(&elect_leaders::handle(&shard, &client, version, request).await);
         }
     };
 }

@@ -5,6 +5,7 @@
 
 use super::ClientInfo;
 use kafka_protocol::error::ResponseError;
+use std::collections::HashSet;
 use weir_shards::metadata::acl::{self, Operation, ResourceType, CLUSTER_NAME};
 use weir_shards::Shard;
 
@@ -26,8 +27,38 @@ impl ClientInfo {
     /// GROUP_AUTHORIZATION_FAILED unless this client may READ `group`
     /// (Kafka's check of the classic group APIs).
     pub fn refused_on_group(&self, shard: &Shard, group: &str) -> Option<i16> {
-        let refused = !self.may(shard, Operation::Read, ResourceType::Group, group);
+        self.refused_group_operation(shard, Operation::Read, group)
+    }
+
+    /// GROUP_AUTHORIZATION_FAILED unless this client may do `operation` on
+    /// `group`.
+    pub fn refused_group_operation(&self, shard: &Shard, operation: Operation, group: &str) -> Option<i16> {
+        let refused = !self.may(shard, operation, ResourceType::Group, group);
         refused.then(|| ResponseError::GroupAuthorizationFailed.code())
+    }
+
+    /// TOPIC_AUTHORIZATION_FAILED unless this client may do `operation` on
+    /// `topic` (the per-partition answer of ListOffsets, DeleteRecords, ...).
+    pub fn refused_topic_operation(&self, shard: &Shard, operation: Operation, topic: &str) -> Option<i16> {
+        let refused = !self.may_on_topic(shard, operation, topic);
+        refused.then(|| ResponseError::TopicAuthorizationFailed.code())
+    }
+
+    /// The topics of `names` this client may not do `operation` on.
+    pub fn refused_topics<'a>(
+        &self,
+        shard: &Shard,
+        operation: Operation,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> HashSet<String> {
+        names.into_iter().filter(|name| !self.may_on_topic(shard, operation, name)).map(str::to_string).collect()
+    }
+
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED unless this client may WRITE
+    /// `transactional_id` (Kafka's check of the transaction APIs).
+    pub fn refused_transaction(&self, shard: &Shard, transactional_id: &str) -> Option<i16> {
+        let refused = !self.may(shard, Operation::Write, ResourceType::TransactionalId, transactional_id);
+        refused.then(|| ResponseError::TransactionalIdAuthorizationFailed.code())
     }
 
     pub fn may_on_cluster(&self, shard: &Shard, operation: Operation) -> bool {
@@ -54,4 +85,17 @@ impl ClientInfo {
             .filter(|op| self.may(shard, **op, resource_type, name))
             .fold(0, |field, op| field | 1 << *op as i32)
     }
+}
+
+/// A request's partition codes in order, each partition given by its topic
+/// (the offset APIs, which check each topic): TOPIC_AUTHORIZATION_FAILED
+/// for those of `refused` topics, else the next of `results` (the answers
+/// of the partitions asked for).
+pub fn codes_with_refused<'a>(
+    partitions: impl Iterator<Item = &'a str>,
+    refused: &HashSet<String>,
+    mut results: impl Iterator<Item = i16>,
+) -> Vec<i16> {
+    let refusal = ResponseError::TopicAuthorizationFailed.code();
+    partitions.map(|topic| if refused.contains(topic) { refusal } else { results.next().unwrap_or(0) }).collect()
 }

@@ -1,14 +1,25 @@
 //! DescribeGroups: state, protocol and members (with assignments) of groups.
+//! With ACLs a group needs DESCRIBE (else GROUP_AUTHORIZATION_FAILED).
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use crate::errors::group_error_code;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let mut groups = Vec::new();
     for group_id in request.groups {
+        if let Some(code) = client.refused_group_operation(shard, Operation::Describe, &group_id.0) {
+            groups.push(DescribedGroup::default().with_group_id(group_id).with_error_code(code));
+            continue;
+        }
         let described = shard.describe_group(&group_id.0).await;
         let members = described
             .members
