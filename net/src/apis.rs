@@ -85,17 +85,17 @@ macro_rules! api_table {
             ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest) 0..=1 =>
                 reply.body(&consumer_group_heartbeat::handle(&shard, &client, request).await);
             ConsumerGroupDescribe(ConsumerGroupDescribeRequest) 0..=1 =>
-                reply.body(&consumer_group_describe::handle(&shard, version, request).await);
+                reply.body(&consumer_group_describe::handle(&shard, &client, version, request).await);
             DeleteGroups(DeleteGroupsRequest) 0..=2 => reply.body(&delete_groups::handle(&shard, &client, request).await);
             OffsetDelete(OffsetDeleteRequest) 0..=0 => reply.body(&offset_delete::handle(&shard, &client, request).await);
             DeleteRecords(DeleteRecordsRequest) 0..=2 => reply.body(&delete_records::handle(&shard, &client, request).await);
             DescribeConfigs(DescribeConfigsRequest) 1..=4 =>
-                reply.body(&describe_configs::handle(&shard, version, request));
+                reply.body(&describe_configs::handle(&shard, &client, version, request));
             DescribeCluster(DescribeClusterRequest) 0..=2 =>
                 reply.body(&describe_cluster::handle(&shard, &client, version, request));
-            AlterConfigs(AlterConfigsRequest) 0..=2 => reply.body(&alter_configs::handle(&shard, request).await);
+            AlterConfigs(AlterConfigsRequest) 0..=2 => reply.body(&alter_configs::handle(&shard, &client, request).await);
             IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 =>
-                reply.body(&incremental_alter_configs::handle(&shard, request).await);
+                reply.body(&incremental_alter_configs::handle(&shard, &client, request).await);
             AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=4 =>
                 reply.body(&add_partitions_to_txn::handle(&shard, &client, version, request).await);
             AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 =>

@@ -3,6 +3,7 @@
 //! `super_users` and `allow_everyone_if_no_acl_found`. With `acl_enabled`
 //! off every request is allowed, as before ACLs.
 
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::ClientInfo;
 use kafka_protocol::error::ResponseError;
 use std::collections::HashSet;
@@ -59,6 +60,26 @@ impl ClientInfo {
     pub fn refused_transaction(&self, shard: &Shard, transactional_id: &str) -> Option<i16> {
         let refused = !self.may(shard, Operation::Write, ResourceType::TransactionalId, transactional_id);
         refused.then(|| ResponseError::TransactionalIdAuthorizationFailed.code())
+    }
+
+    /// Kafka's check of the config APIs: `operation` (DESCRIBE_CONFIGS or
+    /// ALTER_CONFIGS) on the topic, the group, or the cluster for a broker's
+    /// configs (`resource_type` as those APIs code it); the error if
+    /// refused. A type they do not serve is theirs to refuse.
+    pub fn refused_configs(
+        &self,
+        shard: &Shard,
+        operation: Operation,
+        resource_type: i8,
+        name: &str,
+    ) -> Option<ResponseError> {
+        let (resource, name, refused) = match resource_type {
+            RESOURCE_TOPIC => (ResourceType::Topic, name, ResponseError::TopicAuthorizationFailed),
+            RESOURCE_GROUP => (ResourceType::Group, name, ResponseError::GroupAuthorizationFailed),
+            RESOURCE_BROKER => (ResourceType::Cluster, CLUSTER_NAME, ResponseError::ClusterAuthorizationFailed),
+            _ => return None,
+        };
+        (!self.may(shard, operation, resource, name)).then_some(refused)
     }
 
     pub fn may_on_cluster(&self, shard: &Shard, operation: Operation) -> bool {
