@@ -198,23 +198,17 @@ fn add(resources: &Resources, entries: &Entries, bootstrap: &str) -> anyhow::Res
     if operations.is_empty() {
         operations.push(Operation::All);
     }
-    let mut creations = Vec::new();
-    for resource in &named {
-        for (principal, permission) in &principals {
-            for operation in &operations {
-                creations.push(
-                    AclCreation::default()
-                        .with_resource_type(resource.resource_type)
-                        .with_resource_name(StrBytes::from_string(resource.name.clone().unwrap_or_default()))
-                        .with_resource_pattern_type(resource.pattern)
-                        .with_principal(StrBytes::from_string(principal.clone()))
-                        .with_host(StrBytes::from_string(entries.host.clone()))
-                        .with_operation(*operation as i8)
-                        .with_permission_type(*permission as i8),
-                );
-            }
-        }
-    }
+    let creations =
+        each_combination(&named, &principals, &operations, |resource, (principal, permission), operation| {
+            AclCreation::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(StrBytes::from_string(resource.name.clone().unwrap_or_default()))
+                .with_resource_pattern_type(resource.pattern)
+                .with_principal(StrBytes::from_string(principal.clone()))
+                .with_host(StrBytes::from_string(entries.host.clone()))
+                .with_operation(*operation as i8)
+                .with_permission_type(*permission as i8)
+        });
     let response = Client::connect(bootstrap)?.send(&CreateAclsRequest::default().with_creations(creations), 3)?;
     for result in &response.results {
         if result.error_code != 0 {
@@ -240,23 +234,16 @@ fn remove(resources: &Resources, entries: &Entries, bootstrap: &str) -> anyhow::
         operations => operations.into_iter().map(|o| o as i8).collect(),
     };
     let host = (entries.host != "*").then(|| StrBytes::from_string(entries.host.clone()));
-    let mut filters = Vec::new();
-    for resource in &named {
-        for (principal, permission) in &principals {
-            for operation in &operations {
-                filters.push(
-                    DeleteAclsFilter::default()
-                        .with_resource_type_filter(resource.resource_type)
-                        .with_resource_name_filter(resource.name.clone().map(StrBytes::from_string))
-                        .with_pattern_type_filter(resource.pattern)
-                        .with_principal_filter(principal.clone().map(StrBytes::from_string))
-                        .with_host_filter(host.clone())
-                        .with_operation(*operation)
-                        .with_permission_type(*permission),
-                );
-            }
-        }
-    }
+    let filters = each_combination(&named, &principals, &operations, |resource, (principal, permission), operation| {
+        DeleteAclsFilter::default()
+            .with_resource_type_filter(resource.resource_type)
+            .with_resource_name_filter(resource.name.clone().map(StrBytes::from_string))
+            .with_pattern_type_filter(resource.pattern)
+            .with_principal_filter(principal.clone().map(StrBytes::from_string))
+            .with_host_filter(host.clone())
+            .with_operation(*operation)
+            .with_permission_type(*permission)
+    });
     let response = Client::connect(bootstrap)?.send(&DeleteAclsRequest::default().with_filters(filters), 3)?;
     let mut removed = 0;
     for result in &response.filter_results {
@@ -265,4 +252,18 @@ fn remove(resources: &Resources, entries: &Entries, bootstrap: &str) -> anyhow::
     }
     println!("removed {removed} ACL(s)");
     Ok(())
+}
+
+/// What `make` builds of every resource, principal and operation together
+/// (kafka-acls.sh's ACLs and filters are that cross product).
+fn each_combination<R, P, O, T>(
+    resources: &[R],
+    principals: &[P],
+    operations: &[O],
+    make: impl Fn(&R, &P, &O) -> T,
+) -> Vec<T> {
+    let make = &make;
+    (resources.iter())
+        .flat_map(|r| principals.iter().flat_map(move |p| operations.iter().map(move |o| make(r, p, o))))
+        .collect()
 }

@@ -18,8 +18,7 @@ pub async fn handle(
     version: i16,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    let refused = client.refused_transaction(shard, &request.transactional_id.0);
-    if let Some(code) = refused.or_else(|| client.refused_on_group(shard, &request.group_id.0)) {
+    if let Some(code) = client.refused_transaction_or_group(shard, &request.transactional_id.0, &request.group_id.0) {
         return AddOffsetsToTxnResponse::default().with_error_code(code);
     }
     if shard.ensure_offsets_topic().await.is_err() {

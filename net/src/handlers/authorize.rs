@@ -82,6 +82,13 @@ impl ClientInfo {
         (!self.may(shard, operation, resource, name)).then_some(refused)
     }
 
+    /// The transaction APIs' checks that name a group (AddOffsetsToTxn,
+    /// TxnOffsetCommit): WRITE on the transactional id, then READ on the
+    /// group; the code of the first refused.
+    pub fn refused_transaction_or_group(&self, shard: &Shard, transactional_id: &str, group: &str) -> Option<i16> {
+        self.refused_transaction(shard, transactional_id).or_else(|| self.refused_on_group(shard, group))
+    }
+
     pub fn may_on_cluster(&self, shard: &Shard, operation: Operation) -> bool {
         self.may(shard, operation, ResourceType::Cluster, CLUSTER_NAME)
     }

@@ -1,11 +1,12 @@
 //! DescribeGroups: state, protocol and members (with assignments) of groups.
-//! With ACLs a group needs DESCRIBE (else GROUP_AUTHORIZATION_FAILED).
+//! With ACLs a group needs DESCRIBE (else GROUP_AUTHORIZATION_FAILED); the
+//! operations the client may do on it are reported when asked.
 
 use super::{str_bytes, ClientInfo};
 use crate::errors::group_error_code;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
-use weir_shards::metadata::acl::Operation;
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::Shard;
 
 pub async fn handle(
@@ -50,14 +51,18 @@ pub async fn handle(
             );
             continue;
         }
-        groups.push(
-            DescribedGroup::default()
-                .with_group_id(GroupId(group_id.0))
-                .with_group_state(str_bytes(described.state.name()))
-                .with_protocol_type(str_bytes(described.protocol_type))
-                .with_protocol_data(str_bytes(described.protocol))
-                .with_members(members),
-        );
+        let described = DescribedGroup::default()
+            .with_group_state(str_bytes(described.state.name()))
+            .with_protocol_type(str_bytes(described.protocol_type))
+            .with_protocol_data(str_bytes(described.protocol))
+            .with_members(members);
+        // v3+ (KIP-430): what the client may do on the group, when asked.
+        let described = if request.include_authorized_operations {
+            described.with_authorized_operations(client.authorized_operations(shard, ResourceType::Group, &group_id.0))
+        } else {
+            described
+        };
+        groups.push(described.with_group_id(GroupId(group_id.0)));
     }
     DescribeGroupsResponse::default().with_groups(groups)
 }

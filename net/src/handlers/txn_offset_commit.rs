@@ -24,8 +24,7 @@ pub async fn handle(
     version: i16,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
-    let refused = client.refused_transaction(shard, &request.transactional_id.0);
-    if let Some(code) = refused.or_else(|| client.refused_on_group(shard, &request.group_id.0)) {
+    if let Some(code) = client.refused_transaction_or_group(shard, &request.transactional_id.0, &request.group_id.0) {
         let codes = std::iter::repeat(code);
         let topics = answer_partition_codes!(
             request.topics,

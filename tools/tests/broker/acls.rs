@@ -51,6 +51,19 @@ fn add_user(data_dir: &std::path::Path, user: &str) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// A broker with ACLs on, a SASL PLAIN listener, the users admin (a super
+/// user) and alice, and the flags `extra`; the temp dir holds its data.
+fn broker_with_acls(extra: &[&str]) -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    for user in ["admin", "alice"] {
+        add_user(&data_dir, user);
+    }
+    let args = ["--listeners", "SASL_PLAINTEXT://127.0.0.1:0", "--acl-enabled", "true", "--super-users", "User:admin"];
+    let broker = Broker::start_in(data_dir, &[&args[..], extra].concat());
+    (dir, broker)
+}
+
 /// A client authenticated as `user` with SASL PLAIN.
 fn login(bootstrap: &str, user: &str) -> Client {
     let mut client = client(bootstrap);
@@ -117,13 +130,7 @@ fn create_topic_code(client: &mut Client, topic: &str) -> i16 {
 
 #[test]
 fn each_api_needs_its_acl_and_answers_kafkas_error_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    for user in ["admin", "alice"] {
-        add_user(&data_dir, user);
-    }
-    let args = ["--listeners", "SASL_PLAINTEXT://127.0.0.1:0", "--acl-enabled", "true", "--super-users", "User:admin"];
-    let mut broker = Broker::start_in(data_dir, &args);
+    let (_dir, mut broker) = broker_with_acls(&[]);
     let b = broker.bootstrap();
     let mut admin = login(&b, "admin");
     for topic in ["t", "pay-1", "pay-2", "hidden"] {
@@ -296,17 +303,14 @@ fn group_config_and_consumer_codes(client: &mut Client, topic: &str) -> [i16; 3]
 
 #[test]
 fn topic_group_transaction_and_cluster_apis_need_their_acls() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    for user in ["admin", "alice"] {
-        add_user(&data_dir, user);
-    }
-    let args = ["--listeners", "SASL_PLAINTEXT://127.0.0.1:0", "--acl-enabled", "true", "--super-users", "User:admin"];
-    let broker = Broker::start_in(data_dir, &args);
+    let (_dir, broker) = broker_with_acls(&[]);
     let mut admin = login(&broker.bootstrap(), "admin");
     for topic in ["t", "u"] {
         assert_eq!(create_topic_code(&mut admin, topic), 0, "{topic}");
     }
+    // FindCoordinator creates the offsets topic that commits need.
+    let find = FindCoordinatorRequest::default().with_key(s("g"));
+    assert_eq!(admin.send(&find, 1).unwrap().error_code, 0);
     assert_eq!(commit(&mut admin, "g", &["t", "u"]), [0, 0]);
     assert_eq!(commit(&mut admin, "other", &["t"]), [0]);
     let mut alice = login(&broker.bootstrap(), "alice");
@@ -341,6 +345,10 @@ fn topic_group_transaction_and_cluster_apis_need_their_acls() {
     assert_eq!(codes[8], TXN_NOT_FOUND, "DescribeTransactions needs DESCRIBE");
     assert_eq!(codes[9..], [CLUSTER_DENIED, CLUSTER_DENIED]);
     assert_eq!(list_groups(&mut alice), ["g"], "only the groups alice may describe");
+    let with_operations =
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]).with_include_authorized_operations(true);
+    let operations = alice.send(&with_operations, 5).unwrap().groups[0].authorized_operations;
+    assert_eq!(operations, 1 << 3 | 1 << 8, "READ and the DESCRIBE it implies");
     assert_eq!(commit(&mut alice, "g", &["t", "u"]), [0, TOPIC_DENIED], "READ on each topic committed");
     let fetched = fetch_offsets(&mut alice, "g", &["t", "u"]);
     assert_eq!(fetched, (0, vec![("t".into(), 0, 1), ("u".into(), TOPIC_DENIED, -1)]));
@@ -354,22 +362,7 @@ fn topic_group_transaction_and_cluster_apis_need_their_acls() {
 
 #[test]
 fn allow_everyone_if_no_acl_found_opens_only_resources_no_acl_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    for user in ["admin", "alice"] {
-        add_user(&data_dir, user);
-    }
-    let args = [
-        "--listeners",
-        "SASL_PLAINTEXT://127.0.0.1:0",
-        "--acl-enabled",
-        "true",
-        "--super-users",
-        "User:admin",
-        "--allow-everyone-if-no-acl-found",
-        "true",
-    ];
-    let broker = Broker::start_in(data_dir, &args);
+    let (_dir, broker) = broker_with_acls(&["--allow-everyone-if-no-acl-found", "true"]);
     let mut admin = login(&broker.bootstrap(), "admin");
     for topic in ["open", "guarded"] {
         assert_eq!(create_topic_code(&mut admin, topic), 0);
