@@ -39,86 +39,93 @@ pub struct SupportedApi {
 /// partition leader verifying a transactional batch, KIP-890 part 1), as is
 /// WriteTxnMarkers (another broker's transaction coordinator); the
 /// transaction APIs stop before the versions of KIP-890 part 2 (epoch bump
-/// per transaction, TRANSACTION_ABORTABLE). Neither inter-broker API is
-/// limited to brokers yet: Weir has no ACLs (Kafka wants ClusterAction).
+/// per transaction, TRANSACTION_ABORTABLE). With `acl_enabled` both
+/// inter-broker APIs need CLUSTER_ACTION on the cluster, as in Kafka.
 /// ElectLeaders v0-v2 (v1 added the election type and the top-level
 /// error), answered through the active controller as CreateTopics is.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
             |shard, version, client, request, reply|
-            Produce(ProduceRequest) 0..=11 => match produce::handle(&shard, version, request, client.produce_turn).await {
-                Some(response) => reply.body(&response),
-                None => reply.nothing(),
+            Produce(ProduceRequest) 0..=11 => {
+                let mut client = client;
+                let turn = client.produce_turn.take();
+                match produce::handle(&shard, &client, version, request, turn).await {
+                    Some(response) => reply.body(&response),
+                    None => reply.nothing(),
+                }
             };
-            Fetch(FetchRequest) 4..=17 => reply.fetch(&fetch::handle(&shard, version, request).await);
-            ListOffsets(ListOffsetsRequest) 1..=10 => reply.body(&list_offsets::handle(&shard, version, request).await);
+            Fetch(FetchRequest) 4..=17 => reply.fetch(&fetch::handle(&shard, &client, version, request).await);
+            ListOffsets(ListOffsetsRequest) 1..=10 => reply.body(&list_offsets::handle(&shard, &client, version, request).await);
             OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4 =>
-                reply.body(&offset_for_leader_epoch::handle(&shard, request).await);
-            Metadata(MetadataRequest) 0..=13 => reply.body(&metadata::handle(&shard, version, request).await);
+                reply.body(&offset_for_leader_epoch::handle(&shard, &client, request).await);
+            Metadata(MetadataRequest) 0..=13 => reply.body(&metadata::handle(&shard, &client, version, request).await);
             ApiVersions(ApiVersionsRequest) 0..=3 => reply.body(&api_versions::handle(request));
             CreateTopics(CreateTopicsRequest) 2..=7 =>
-                reply.body(&create_topics::handle(&shard, version, request).await);
+                reply.body(&create_topics::handle(&shard, &client, version, request).await);
             DeleteTopics(DeleteTopicsRequest) 1..=6 =>
-                reply.body(&delete_topics::handle(&shard, version, request).await);
+                reply.body(&delete_topics::handle(&shard, &client, version, request).await);
             CreatePartitions(CreatePartitionsRequest) 0..=3 =>
-                reply.body(&create_partitions::handle(&shard, request).await);
+                reply.body(&create_partitions::handle(&shard, &client, request).await);
             FindCoordinator(FindCoordinatorRequest) 0..=4 =>
-                reply.body(&find_coordinator::handle(&shard, version, request).await);
+                reply.body(&find_coordinator::handle(&shard, &client, version, request).await);
             InitProducerId(InitProducerIdRequest) 0..=4 =>
-                reply.body(&init_producer_id::handle(&shard, version, request).await);
+                reply.body(&init_producer_id::handle(&shard, &client, version, request).await);
             JoinGroup(JoinGroupRequest) 0..=9 =>
                 reply.body(&join_group::handle(&shard, version, &client, request).await);
-            SyncGroup(SyncGroupRequest) 0..=5 => reply.body(&sync_group::handle(&shard, version, request).await);
-            Heartbeat(HeartbeatRequest) 0..=4 => reply.body(&heartbeat::handle(&shard, request).await);
-            LeaveGroup(LeaveGroupRequest) 0..=5 => reply.body(&leave_group::handle(&shard, version, request).await);
-            OffsetCommit(OffsetCommitRequest) 2..=9 => reply.body(&offset_commit::handle(&shard, request).await);
+            SyncGroup(SyncGroupRequest) 0..=5 => reply.body(&sync_group::handle(&shard, &client, version, request).await);
+            Heartbeat(HeartbeatRequest) 0..=4 => reply.body(&heartbeat::handle(&shard, &client, request).await);
+            LeaveGroup(LeaveGroupRequest) 0..=5 => reply.body(&leave_group::handle(&shard, &client, version, request).await);
+            OffsetCommit(OffsetCommitRequest) 2..=9 => reply.body(&offset_commit::handle(&shard, &client, request).await);
             OffsetFetch(OffsetFetchRequest) 1..=9 =>
-                reply.body(&offset_fetch::handle(&shard, version, request).await);
-            ListGroups(ListGroupsRequest) 0..=5 => reply.body(&list_groups::handle(&shard, version, request).await);
+                reply.body(&offset_fetch::handle(&shard, &client, version, request).await);
+            ListGroups(ListGroupsRequest) 0..=5 => reply.body(&list_groups::handle(&shard, &client, version, request).await);
             DescribeGroups(DescribeGroupsRequest) 0..=6 =>
-                reply.body(&describe_groups::handle(&shard, version, request).await);
+                reply.body(&describe_groups::handle(&shard, &client, version, request).await);
             ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest) 0..=1 =>
                 reply.body(&consumer_group_heartbeat::handle(&shard, &client, request).await);
             ConsumerGroupDescribe(ConsumerGroupDescribeRequest) 0..=1 =>
-                reply.body(&consumer_group_describe::handle(&shard, version, request).await);
-            DeleteGroups(DeleteGroupsRequest) 0..=2 => reply.body(&delete_groups::handle(&shard, request).await);
-            OffsetDelete(OffsetDeleteRequest) 0..=0 => reply.body(&offset_delete::handle(&shard, request).await);
-            DeleteRecords(DeleteRecordsRequest) 0..=2 => reply.body(&delete_records::handle(&shard, request).await);
+                reply.body(&consumer_group_describe::handle(&shard, &client, version, request).await);
+            DeleteGroups(DeleteGroupsRequest) 0..=2 => reply.body(&delete_groups::handle(&shard, &client, request).await);
+            OffsetDelete(OffsetDeleteRequest) 0..=0 => reply.body(&offset_delete::handle(&shard, &client, request).await);
+            DeleteRecords(DeleteRecordsRequest) 0..=2 => reply.body(&delete_records::handle(&shard, &client, request).await);
             DescribeConfigs(DescribeConfigsRequest) 1..=4 =>
-                reply.body(&describe_configs::handle(&shard, version, request));
+                reply.body(&describe_configs::handle(&shard, &client, version, request));
             DescribeCluster(DescribeClusterRequest) 0..=2 =>
-                reply.body(&describe_cluster::handle(&shard, version, request));
-            AlterConfigs(AlterConfigsRequest) 0..=2 => reply.body(&alter_configs::handle(&shard, request).await);
+                reply.body(&describe_cluster::handle(&shard, &client, version, request));
+            AlterConfigs(AlterConfigsRequest) 0..=2 => reply.body(&alter_configs::handle(&shard, &client, request).await);
             IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1 =>
-                reply.body(&incremental_alter_configs::handle(&shard, request).await);
+                reply.body(&incremental_alter_configs::handle(&shard, &client, request).await);
             AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=4 =>
-                reply.body(&add_partitions_to_txn::handle(&shard, version, request).await);
+                reply.body(&add_partitions_to_txn::handle(&shard, &client, version, request).await);
             AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=3 =>
-                reply.body(&add_offsets_to_txn::handle(&shard, version, request).await);
-            EndTxn(EndTxnRequest) 0..=3 => reply.body(&end_txn::handle(&shard, version, request).await);
+                reply.body(&add_offsets_to_txn::handle(&shard, &client, version, request).await);
+            EndTxn(EndTxnRequest) 0..=3 => reply.body(&end_txn::handle(&shard, &client, version, request).await);
             TxnOffsetCommit(TxnOffsetCommitRequest) 0..=3 =>
-                reply.body(&txn_offset_commit::handle(&shard, version, request).await);
+                reply.body(&txn_offset_commit::handle(&shard, &client, version, request).await);
             WriteTxnMarkers(WriteTxnMarkersRequest) 0..=1 =>
-                reply.body(&write_txn_markers::handle(&shard, request).await);
+                reply.body(&write_txn_markers::handle(&shard, &client, request).await);
             DescribeProducers(DescribeProducersRequest) 0..=0 =>
-                reply.body(&describe_producers::handle(&shard, request).await);
+                reply.body(&describe_producers::handle(&shard, &client, request).await);
             DescribeTransactions(DescribeTransactionsRequest) 0..=0 =>
-                reply.body(&describe_transactions::handle(&shard, request).await);
+                reply.body(&describe_transactions::handle(&shard, &client, request).await);
             ListTransactions(ListTransactionsRequest) 0..=1 =>
-                reply.body(&list_transactions::handle(&shard, request).await);
+                reply.body(&list_transactions::handle(&shard, &client, request).await);
             DescribeLogDirs(DescribeLogDirsRequest) 1..=4 =>
-                reply.body(&describe_log_dirs::handle(&shard, request).await);
+                reply.body(&describe_log_dirs::handle(&shard, &client, request).await);
             DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0 =>
-                reply.body(&describe_topic_partitions::handle(&shard, request));
+                reply.body(&describe_topic_partitions::handle(&shard, &client, request));
             SaslHandshake(SaslHandshakeRequest) 0..=1 => reply.body(&sasl_handshake::handle(request));
             SaslAuthenticate(SaslAuthenticateRequest) 0..=2 => reply.body(&sasl_authenticate::handle(request));
             DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) 0..=0 =>
-                reply.body(&describe_user_scram_credentials::handle(&shard, request));
+                reply.body(&describe_user_scram_credentials::handle(&shard, &client, request));
             AlterUserScramCredentials(AlterUserScramCredentialsRequest) 0..=0 =>
-                reply.body(&alter_user_scram_credentials::handle(&shard, request).await);
+                reply.body(&alter_user_scram_credentials::handle(&shard, &client, request).await);
+            DescribeAcls(DescribeAclsRequest) 1..=3 => reply.body(&describe_acls::handle(&shard, &client, request));
+            CreateAcls(CreateAclsRequest) 1..=3 => reply.body(&create_acls::handle(&shard, &client, request).await);
+            DeleteAcls(DeleteAclsRequest) 1..=3 => reply.body(&delete_acls::handle(&shard, &client, request).await);
             ElectLeaders(ElectLeadersRequest) 0..=2 =>
-                reply.body(&elect_leaders::handle(&shard, version, request).await);
+                reply.body(&elect_leaders::handle(&shard, &client, version, request).await);
         }
     };
 }

@@ -59,6 +59,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
         TopicError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
         TopicError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        TopicError::AuthorizationFailed => ResponseError::TopicAuthorizationFailed,
         TopicError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         TopicError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
         TopicError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,

@@ -98,6 +98,9 @@ error_code_with! {
     DescribeTopicPartitionsResponse => |r| 0, r.topics.iter().map(|t| t.error_code);
     DescribeUserScramCredentialsResponse => |r| r.error_code, r.results.iter().map(|u| u.error_code);
     AlterUserScramCredentialsResponse => |r| 0, r.results.iter().map(|u| u.error_code);
+    CreateAclsResponse => |r| 0, r.results.iter().map(|a| a.error_code);
+    DescribeAclsResponse => |r| r.error_code, [];
+    DeleteAclsResponse => |r| 0, r.filter_results.iter().map(|f| f.error_code);
     ElectLeadersResponse => |r| r.error_code,
         r.replica_election_results.iter().flat_map(|t| t.partition_result.iter().map(|p| p.error_code));
 }

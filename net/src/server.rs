@@ -57,6 +57,7 @@ use std::time::{Duration, Instant};
 use weir_runtime::channels::local_channel::{self, LocalSender};
 use weir_runtime::net::{TcpListener, TcpStream};
 use weir_runtime::sync::{Semaphore, StaticPermit};
+use weir_shards::metadata::acl::Requester;
 use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
@@ -158,7 +159,7 @@ async fn serve_connection(
     let socket = stream.as_raw_fd();
     let Some(acceptor) = tls else {
         match split(stream) {
-            Ok((reader, writer)) => run_connection(shard, reader, writer, socket, &peer, shutdown).await,
+            Ok((reader, writer)) => run_connection(shard, reader, writer, socket, &peer, ANONYMOUS, shutdown).await,
             Err(e) => tracing::warn!(%peer, "cannot set up connection: {e}"),
         }
         return;
@@ -179,15 +180,16 @@ async fn serve_connection(
         Either::Right(_) => return,
     };
     let session = stream.get_ref().1;
+    let principal = crate::tls::principal(session);
     tracing::debug!(
         %peer,
-        principal = %crate::tls::principal(session),
+        %principal,
         version = ?session.protocol_version(),
         cipher_suite = ?session.negotiated_cipher_suite().map(|suite| suite.suite()),
         "TLS connection"
     );
     let (reader, writer) = stream.split();
-    run_connection(shard, EofIsClose(reader), writer, socket, &peer, shutdown).await;
+    run_connection(shard, EofIsClose(reader), writer, socket, &peer, &principal, shutdown).await;
 }
 
 /// A TLS reader whose peer's close without a close_notify alert reads as an
@@ -220,6 +222,7 @@ async fn run_connection<R, W>(
     writer: W,
     socket: std::os::fd::RawFd,
     peer: &str,
+    principal: &str,
     shutdown: ShutdownSignal,
 ) where
     R: WriteOnlyRead + Unpin,
@@ -229,7 +232,7 @@ async fn run_connection<R, W>(
     let stall = Duration::from_millis(config.response_write_timeout_ms);
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
     let writer_task = weir_runtime::spawn_local(write_responses(shard.clone(), writer, stall, pending));
-    let reading = pin!(read_requests(&shard, reader, peer, &shutdown, responses));
+    let reading = pin!(read_requests(&shard, reader, peer, principal, &shutdown, responses));
     match select(reading, writer_task).await {
         // The writer sends what is in flight, then the connection closes.
         Either::Left((_, writer_task)) => {
@@ -245,6 +248,10 @@ async fn run_connection<R, W>(
         }
     }
 }
+
+/// The principal of a connection that names no one: PLAINTEXT, or TLS
+/// without a client certificate (Kafka's `User:ANONYMOUS`).
+const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// Makes closing `socket` send a reset and drop unsent data (SO_LINGER 0).
 fn reset_on_close(socket: std::os::fd::RawFd) {
@@ -262,6 +269,7 @@ async fn read_requests(
     shard: &Rc<Shard>,
     reader: impl WriteOnlyRead + Unpin,
     peer: &str,
+    principal: &str,
     shutdown: &ShutdownSignal,
     responses: LocalSender<(ResponseTask, StaticPermit)>,
 ) {
@@ -392,9 +400,16 @@ async fn read_requests(
             let (placed, turn_of_next) = oneshot::channel();
             handlers::ProduceTurn { after: previous_produce_placed.replace(turn_of_next), placed }
         });
+        let ip = peer.rsplit_once(':').map_or(peer, |(host, _)| host);
+        // A SASL session's user, else the connection's (its certificate's).
+        let principal = match authenticator.as_ref().and_then(Authenticator::session) {
+            Some(session) => format!("User:{}", session.user),
+            None => principal.to_string(),
+        };
         let client = handlers::ClientInfo {
             client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
-            host: format!("/{}", peer.rsplit_once(':').map_or(peer, |(host, _)| host)),
+            host: format!("/{ip}"),
+            requester: Requester { principal, host: ip.to_string() },
             produce_turn,
         };
         let fetch_turn = (key == ApiKey::Fetch).then(|| {

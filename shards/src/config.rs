@@ -86,6 +86,16 @@ pub struct BrokerConfig {
     /// A SASL connection must authenticate again within this long or be
     /// closed (`connections.max.reauth.ms`, KIP-368); 0: never.
     pub connections_max_reauth_ms: u64,
+    /// Every request is checked against the ACLs (Kafka's
+    /// `authorizer.class.name` set to its StandardAuthorizer); off, every
+    /// client may do everything.
+    pub acl_enabled: bool,
+    /// Principals the ACLs never refuse, `;`-separated (`super.users`),
+    /// e.g. `User:admin;User:ANONYMOUS`.
+    pub super_users: String,
+    /// A resource no ACL names is open to everyone
+    /// (`allow.everyone.if.no.acl.found`); off, only super users may use it.
+    pub allow_everyone_if_no_acl_found: bool,
     /// host:port clients are told to connect to (`advertised.listeners`);
     /// unset, the listen address.
     pub advertise: Option<String>,
@@ -213,6 +223,9 @@ impl Default for BrokerConfig {
             ssl_client_auth: SslClientAuth::None,
             sasl_enabled_mechanisms: SASL_MECHANISMS.iter().map(|m| m.to_string()).collect(),
             connections_max_reauth_ms: 0,
+            acl_enabled: false,
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
             advertise: None,
             data_dir: PathBuf::from("weir-data"),
             shards: 0,
@@ -311,6 +324,11 @@ impl std::str::FromStr for SslClientAuth {
 }
 
 impl BrokerConfig {
+    /// Whether `principal` is one of `super_users`.
+    pub fn is_super_user(&self, principal: &str) -> bool {
+        self.super_users.split(';').any(|user| user.trim() == principal)
+    }
+
     /// Reads a TOML file; keys missing from it keep their defaults.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, String> {
         let text =

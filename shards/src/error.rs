@@ -82,6 +82,9 @@ pub enum TopicError {
     /// AlterPartition naming a broker that may not be in the ISR.
     #[error("ineligible replica: {0}")]
     IneligibleReplica(String),
+    /// The ACLs refuse the principal the operation on the topic.
+    #[error("Authorization failed.")]
+    AuthorizationFailed,
     /// ElectLeaders for a partition already led as asked (by its preferred
     /// replica, or by anyone for an unclean election).
     #[error("leader election not needed for the partition")]

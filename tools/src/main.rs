@@ -1,5 +1,6 @@
 //! `weir`: run a broker, manage topics, produce and consume from the shell.
 
+mod acls;
 mod bench;
 mod cluster;
 mod consume;
@@ -44,6 +45,9 @@ enum Command {
     /// List and describe transactional ids and their transactions.
     #[command(subcommand)]
     Transactions(transactions::TransactionsCommand),
+    /// List, add and remove ACLs (as kafka-acls.sh).
+    #[command(subcommand)]
+    Acls(acls::AclsCommand),
     /// List, add and delete SASL/SCRAM users.
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -72,6 +76,7 @@ fn main() {
         Command::Groups(command) => groups::run(command),
         Command::Transactions(command) => transactions::run(command),
         Command::Users(command) => users::run(command),
+        Command::Acls(command) => acls::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Demo(command) => demo::run(command),
     };

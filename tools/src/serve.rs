@@ -61,6 +61,16 @@ pub struct ServeArgs {
     /// (connections.max.reauth.ms) [default: 0, never].
     #[arg(long)]
     connections_max_reauth_ms: Option<u64>,
+    /// Check every request against the ACLs (Kafka's authorizer.class.name) [default: false].
+    #[arg(long)]
+    acl_enabled: Option<bool>,
+    /// Principals the ACLs never refuse, ;-separated, e.g. "User:admin;User:ANONYMOUS" (super.users).
+    #[arg(long)]
+    super_users: Option<String>,
+    /// With ACLs on, a resource no ACL names is open to everyone (allow.everyone.if.no.acl.found)
+    /// [default: false].
+    #[arg(long)]
+    allow_everyone_if_no_acl_found: Option<bool>,
     /// host:port clients are told to connect to [default: the listen address].
     #[arg(long)]
     advertise: Option<String>,
@@ -178,6 +188,15 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     }
     if let Some(reauth) = args.connections_max_reauth_ms {
         config.connections_max_reauth_ms = reauth;
+    }
+    if let Some(enabled) = args.acl_enabled {
+        config.acl_enabled = enabled;
+    }
+    if let Some(users) = args.super_users {
+        config.super_users = users;
+    }
+    if let Some(allow) = args.allow_everyone_if_no_acl_found {
+        config.allow_everyone_if_no_acl_found = allow;
     }
     config.resolve_listeners()?;
     if let Some(advertise) = args.advertise {

@@ -1,6 +1,8 @@
 //! AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the
 //! producer's transaction, before TxnOffsetCommit writes offsets there.
+//! With ACLs it needs WRITE on the transactional id and READ on the group.
 
+use super::ClientInfo;
 use crate::errors::txn_result_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
@@ -10,7 +12,15 @@ use weir_shards::Shard;
 /// The first version that knows PRODUCER_FENCED.
 const PRODUCER_FENCED_VERSION: i16 = 2;
 
-pub async fn handle(shard: &Shard, version: i16, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
+    if let Some(code) = client.refused_transaction_or_group(shard, &request.transactional_id.0, &request.group_id.0) {
+        return AddOffsetsToTxnResponse::default().with_error_code(code);
+    }
     if shard.ensure_offsets_topic().await.is_err() {
         return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }

@@ -1,19 +1,21 @@
 //! AlterConfigs: replaces the whole set of a topic's configs, of the
 //! dynamic broker configs or of a consumer group's (what is not in the request goes back to its
 //! default). Also what IncrementalAlterConfigs shares with it: the resource
-//! checks and the one call to the controller.
+//! checks (with ACLs ALTER_CONFIGS on the resource, as Kafka) and the one
+//! call to the controller.
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
-use super::message;
+use super::{message, ClientInfo};
 use crate::errors::topic_error_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::metadata::{ConfigAlteration, ConfigTarget};
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let resources = request.resources.iter().map(|r| Resource {
         resource_type: r.resource_type,
         name: &r.resource_name,
@@ -21,16 +23,18 @@ pub async fn handle(shard: &Shard, request: AlterConfigsRequest) -> AlterConfigs
             r.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
         )),
     });
-    let responses = alter(shard, resources, request.validate_only).await;
+    let responses = alter(shard, client, resources, request.validate_only).await;
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// Answers every resource of an AlterConfigs or IncrementalAlterConfigs
 /// request, in request order: INVALID_REQUEST for a resource type that cannot
-/// be altered, INVALID_CONFIG for an alteration that cannot be read, and the
+/// be altered, Kafka's authorization error where ALTER_CONFIGS is refused,
+/// INVALID_CONFIG for an alteration that cannot be read, and the
 /// controller's answer (one call for all the rest) otherwise.
 pub async fn alter<'a, R: ResourceResponse>(
     shard: &Shard,
+    client: &ClientInfo,
     resources: impl ExactSizeIterator<Item = Resource<'a>>,
     validate_only: bool,
 ) -> Vec<R> {
@@ -40,9 +44,13 @@ pub async fn alter<'a, R: ResourceResponse>(
     for resource in resources {
         let mut response = R::new(resource.resource_type, resource.name.clone());
         let target = target_of(shard, resource.resource_type, resource.name);
-        let alteration = match target {
-            Err(why) => Err((ResponseError::InvalidRequest, why)),
-            Ok(target) => resource.alteration.map(|a| (target, a)).map_err(|why| (ResponseError::InvalidConfig, why)),
+        let refused = client.refused_configs(shard, Operation::AlterConfigs, resource.resource_type, resource.name);
+        let alteration = match (target, refused) {
+            (Err(why), _) => Err((ResponseError::InvalidRequest, why)),
+            (Ok(_), Some(refused)) => Err((refused, refused.to_string())),
+            (Ok(target), None) => {
+                resource.alteration.map(|a| (target, a)).map_err(|why| (ResponseError::InvalidConfig, why))
+            }
         };
         match alteration {
             Ok(alteration) => {

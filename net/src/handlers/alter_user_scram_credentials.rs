@@ -3,21 +3,28 @@
 //! broker keeps StoredKey and ServerKey made from it, in the metadata store
 //! through the controller. Each user's changes are checked as Kafka checks
 //! them and applied all or none; results in the order users first appear.
-//! Any authenticated principal may call it until ACLs are built.
+//! Needs ALTER on the cluster.
 
-use super::{message, str_bytes};
+use super::{message, str_bytes, ClientInfo};
 use crate::errors::topic_error_code;
 use crate::sasl::scram::{ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::metadata::ScramChange;
 use weir_shards::{Shard, TopicError};
 
 /// One user's changes, or why they are refused.
 type Checked = Result<Vec<ScramChange>, (ResponseError, String)>;
 
-pub async fn handle(shard: &Shard, request: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
+    // Kafka: ALTER on the cluster, else every user is refused.
+    let may_alter = client.may_on_cluster(shard, Operation::Alter);
     let mut users: Vec<(String, Checked)> = Vec::new();
     let mut seen: Vec<(String, i8)> = Vec::new();
     let deletions = request.deletions.into_iter().map(|d| (d.name.to_string(), d.mechanism, None));
@@ -26,7 +33,10 @@ pub async fn handle(shard: &Shard, request: AlterUserScramCredentialsRequest) ->
         .into_iter()
         .map(|u| (u.name.to_string(), u.mechanism, Some((u.iterations, u.salt, u.salted_password))));
     for (user, code, upsert) in deletions.chain(upsertions) {
-        let change = check(&user, code, upsert, &seen);
+        let change = match may_alter {
+            true => check(&user, code, upsert, &seen),
+            false => Err((ResponseError::ClusterAuthorizationFailed, "Cluster authorization failed.".into())),
+        };
         seen.push((user.clone(), code));
         let entry = match users.iter_mut().position(|(u, _)| *u == user) {
             Some(at) => &mut users[at].1,

@@ -1,11 +1,13 @@
 //! ConsumerGroupDescribe (KIP-848): a consumer-protocol group's epochs,
-//! assignor and members with their current and target assignments.
+//! assignor and members with their current and target assignments. With
+//! ACLs a group needs DESCRIBE (else GROUP_AUTHORIZATION_FAILED).
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use crate::errors::group_error_code;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
 use uuid::Uuid;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::Shard;
 
 /// The member types of v1: 0 a member of the classic protocol, 1 of the consumer protocol.
@@ -28,11 +30,16 @@ fn assignment(partitions: Vec<(Uuid, String, Vec<i32>)>) -> Assignment {
 
 pub async fn handle(
     shard: &Shard,
+    client: &ClientInfo,
     version: i16,
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let mut groups = Vec::new();
     for group_id in request.group_ids {
+        if let Some(code) = client.refused_group_operation(shard, Operation::Describe, &group_id.0) {
+            groups.push(DescribedGroup::default().with_group_id(group_id).with_error_code(code));
+            continue;
+        }
         let described = shard.consumer_group_describe(&group_id.0).await;
         let described = match described {
             Ok(d) => d,

@@ -1,12 +1,16 @@
 //! ConsumerGroupHeartbeat (KIP-848): joins, heartbeats and leaves of
 //! consumer-protocol members; the answer carries the member's epoch and,
-//! when it changed, its assignment.
+//! when it changed, its assignment. With ACLs the group needs READ (else
+//! GROUP_AUTHORIZATION_FAILED) and each subscribed topic DESCRIBE (else
+//! TOPIC_AUTHORIZATION_FAILED), as Kafka.
 
 use super::{str_bytes, ClientInfo};
 use crate::errors::group_error_code;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use weir_shards::groups::consumer::{self, ConsumerHeartbeat};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::Shard;
 
 pub async fn handle(
@@ -15,6 +19,14 @@ pub async fn handle(
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
     let group_id = request.group_id.0.to_string();
+    let subscribed = request.subscribed_topic_names.iter().flatten().map(|name| &*name.0);
+    let refused = client.refused_on_group(shard, &group_id).or_else(|| {
+        let hidden = !client.refused_topics(shard, Operation::Describe, subscribed).is_empty();
+        hidden.then(|| ResponseError::TopicAuthorizationFailed.code())
+    });
+    if let Some(code) = refused {
+        return ConsumerGroupHeartbeatResponse::default().with_error_code(code);
+    }
     let owned = request.topic_partitions.map(|topics| {
         let mut owned = consumer::Assignment::new();
         for t in topics {

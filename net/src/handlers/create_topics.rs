@@ -3,19 +3,30 @@
 //! response lists every config of a created topic with its source.
 
 use super::describe_configs::topic_entries;
-use super::{message, str_bytes};
+use super::{message, str_bytes, ClientInfo};
 use crate::errors::topic_error_code;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::metadata::{plan_topic, validate_topic_configs, TopicConfigs};
 use weir_shards::{NewTopic, Shard, TopicError, TopicMetadata};
 
-pub async fn handle(shard: &Shard, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     // Topics whose configs do not validate are answered without asking the controller.
     let mut results: Vec<Option<Result<TopicMetadata, TopicError>>> = Vec::new();
     let mut to_create = Vec::new();
+    let may_create_any = client.may_on_cluster(shard, Operation::Create);
     for t in &request.topics {
+        if !may_create_any && !client.may_on_topic(shard, Operation::Create, &t.name.0) {
+            results.push(Some(Err(TopicError::AuthorizationFailed)));
+            continue;
+        }
         let new_topic = match new_topic(t) {
             Ok(new_topic) => new_topic,
             Err(e) => {

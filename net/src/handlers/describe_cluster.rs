@@ -4,17 +4,23 @@
 //! endpoint type only; a request for the controllers' endpoints gets Kafka's
 //! MISMATCHED_ENDPOINT_TYPE (v0 has no endpoint type: always brokers).
 
-use super::{message, str_bytes, CLUSTER_OPERATIONS};
+use super::{message, str_bytes, ClientInfo};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
+use weir_shards::metadata::acl::{ResourceType, CLUSTER_NAME};
 use weir_shards::Shard;
 
 const BROKER_ENDPOINTS: i8 = 1;
 const CONTROLLER_ENDPOINTS: i8 = 2;
 
-pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     if request.endpoint_type != BROKER_ENDPOINTS {
         let (error, why) = match request.endpoint_type {
             CONTROLLER_ENDPOINTS => (
@@ -49,7 +55,8 @@ pub fn handle(shard: &Shard, version: i16, request: DescribeClusterRequest) -> D
         response.endpoint_type = BROKER_ENDPOINTS;
     }
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations =
+            client.authorized_operations(shard, ResourceType::Cluster, CLUSTER_NAME);
     }
     response
 }

@@ -1,8 +1,10 @@
 //! DescribeConfigs: a topic's configs (set on it, or where its default comes
 //! from), and the broker's: the dynamic ones (KIP-226) with their layers, and
 //! the settings of its config file, read-only; a consumer group's (KIP-848).
+//! With ACLs each resource needs DESCRIBE_CONFIGS (on the cluster for a
+//! broker's), as Kafka.
 
-use super::{message, str_bytes};
+use super::{message, str_bytes, ClientInfo};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
@@ -10,6 +12,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use weir_shards::groups::OFFSETS_TOPIC_PARTITIONS;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::topic_config::{
     config_type, dynamic_broker_config_info, dynamic_broker_config_name, dynamic_broker_config_names, source,
     ConfigValue, DynamicBrokerConfigs, GROUP_CONFIGS, TOPIC_CONFIGS,
@@ -231,14 +234,22 @@ fn cluster_default_entries(dynamic: &DynamicBrokerConfigs) -> Vec<ConfigEntry> {
         .collect()
 }
 
-pub fn handle(shard: &Shard, version: i16, mut request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    mut request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let resources = std::mem::take(&mut request.resources);
-    let results = resources.into_iter().map(|resource| describe(shard, version, resource, &request)).collect();
+    let results = resources.into_iter().map(|resource| describe(shard, client, version, resource, &request)).collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// One resource's configs; with ACLs DESCRIBE_CONFIGS on it first
+/// ([`ClientInfo::refused_configs`]).
 fn describe(
     shard: &Shard,
+    client: &ClientInfo,
     version: i16,
     resource: DescribeConfigsResource,
     request: &DescribeConfigsRequest,
@@ -247,6 +258,11 @@ fn describe(
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
     let name = &*resource.resource_name;
+    if let Some(refused) = client.refused_configs(shard, Operation::DescribeConfigs, resource.resource_type, name) {
+        result.error_code = refused.code();
+        result.error_message = message(refused);
+        return result;
+    }
     let metadata = shard.metadata();
     let dynamic = &metadata.dynamic_broker_configs;
     let entries = match resource.resource_type {

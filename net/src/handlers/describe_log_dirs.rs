@@ -1,16 +1,24 @@
 //! DescribeLogDirs: the broker's one log directory (its data dir), the size
 //! of each partition stored there, and (v4) the file system's total and
-//! usable bytes. A single replica has no future log and lags nothing.
+//! usable bytes. A single replica has no future log and lags nothing. With
+//! ACLs it needs DESCRIBE on the cluster (else CLUSTER_AUTHORIZATION_FAILED
+//! and no log dir, as Kafka).
 
+use super::ClientInfo;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    if !client.may_on_cluster(shard, Operation::Describe) {
+        return DescribeLogDirsResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     // None: every partition; else those named.
     let wanted: Option<HashSet<(&str, i32)>> = request
         .topics

@@ -1,18 +1,29 @@
 //! DescribeProducers: the active producers of partitions, with the start
-//! of each one's open transaction.
+//! of each one's open transaction. With ACLs a topic needs READ (else
+//! TOPIC_AUTHORIZATION_FAILED), as Kafka.
 
+use super::ClientInfo;
 use crate::errors::partition_error_code;
 use futures::future::join_all;
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, request: DescribeProducersRequest) -> DescribeProducersResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     let topics = join_all(request.topics.into_iter().map(|topic| async move {
+        let refused = client.refused_topic_operation(shard, Operation::Read, &topic.name.0);
         let partitions = join_all(topic.partition_indexes.iter().map(|&p| {
             let name = &topic.name.0;
             async move {
                 let response = PartitionResponse::default().with_partition_index(p);
+                if let Some(code) = refused {
+                    return response.with_error_code(code);
+                }
                 match shard.describe_producers(name, p).await {
                     Ok(producers) => response.with_active_producers(
                         producers

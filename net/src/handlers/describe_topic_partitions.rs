@@ -3,12 +3,14 @@
 //! when none are named), at most `response_partition_limit` partitions
 //! (1..=2000) per answer, and `next_cursor` naming the first partition left.
 
+use super::ClientInfo;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName};
 use std::collections::BTreeSet;
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::metadata::PartitionState;
 use weir_shards::Shard;
 
@@ -16,12 +18,18 @@ use weir_shards::Shard;
 /// one answer holds, whatever the request asks.
 const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
 
-pub fn handle(shard: &Shard, request: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+pub fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
     let snapshot = shard.metadata();
     let all_topics = request.topics.is_empty();
     let cursor_topic = request.cursor.as_ref().map_or("", |c| c.topic_name.0.as_str());
     let names: BTreeSet<String> = if all_topics {
-        snapshot.topics.keys().filter(|name| name.as_str() >= cursor_topic).cloned().collect()
+        // All topics: those the client may describe (Kafka's).
+        let describable = |name: &&String| client.may_on_topic(shard, Operation::Describe, name);
+        snapshot.topics.keys().filter(|name| name.as_str() >= cursor_topic).filter(describable).cloned().collect()
     } else {
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|name| name.as_str() >= cursor_topic).collect()
     };
@@ -40,13 +48,19 @@ pub fn handle(shard: &Shard, request: DescribeTopicPartitionsRequest) -> Describ
             response.next_cursor = Some(Cursor::default().with_topic_name(topic_name(&name)).with_partition_index(0));
             break;
         }
+        let ops = client.authorized_operations(shard, ResourceType::Topic, &name);
+        if !all_topics && ops & 1 << Operation::Describe as i32 == 0 {
+            let refused = answer(&name, 0).with_error_code(ResponseError::TopicAuthorizationFailed.code());
+            response.topics.push(refused);
+            continue;
+        }
         let Some(topic) = snapshot.topic(&name) else {
             if !all_topics {
                 let error = match weir_shards::metadata::validate_topic_name(&name) {
                     Ok(()) => ResponseError::UnknownTopicOrPartition,
                     Err(_) => ResponseError::InvalidTopicException,
                 };
-                response.topics.push(answer(&name).with_error_code(error.code()));
+                response.topics.push(answer(&name, ops).with_error_code(error.code()));
             }
             continue;
         };
@@ -58,7 +72,7 @@ pub fn handle(shard: &Shard, request: DescribeTopicPartitionsRequest) -> Describ
         let partitions: Vec<_> =
             (start..end).zip(&topic.assignment[start.max(0) as usize..]).map(|(i, s)| partition(i, s)).collect();
         remaining -= partitions.len() as i32;
-        response.topics.push(answer(&name).with_topic_id(topic.id).with_partitions(partitions));
+        response.topics.push(answer(&name, ops).with_topic_id(topic.id).with_partitions(partitions));
         if end < topic.partitions {
             response.next_cursor = Some(Cursor::default().with_topic_name(topic_name(&name)).with_partition_index(end));
             break;
@@ -67,13 +81,13 @@ pub fn handle(shard: &Shard, request: DescribeTopicPartitionsRequest) -> Describ
     response
 }
 
-/// A topic's answer before its id and partitions: without an authorizer,
-/// every topic operation is allowed, as Kafka reports.
-fn answer(name: &str) -> DescribeTopicPartitionsResponseTopic {
+/// A topic's answer before its id and partitions, with the operations the
+/// client may do on it.
+fn answer(name: &str, authorized_operations: i32) -> DescribeTopicPartitionsResponseTopic {
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_is_internal(weir_shards::shard::is_internal_topic(name))
-        .with_topic_authorized_operations(super::TOPIC_OPERATIONS)
+        .with_topic_authorized_operations(authorized_operations)
 }
 
 /// One partition's replicas and leadership; no eligible leader replicas

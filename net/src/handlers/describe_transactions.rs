@@ -1,18 +1,28 @@
-//! DescribeTransactions: the coordinator's state of transactional ids.
+//! DescribeTransactions: the coordinator's state of transactional ids. With
+//! ACLs an id needs DESCRIBE (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use crate::errors::txn_error_code;
 use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName, TransactionalId,
 };
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::transactions::TxnError;
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
     let states = join_all(request.transactional_ids.into_iter().map(|id| async move {
         let state = TransactionState::default().with_transactional_id(id.clone());
+        if !client.may(shard, Operation::Describe, ResourceType::TransactionalId, &id.0) {
+            return state.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
         let described =
             shard.describe_transaction(&id.0).await.and_then(|found| found.ok_or(TxnError::InvalidTransactionalId));
         match described {

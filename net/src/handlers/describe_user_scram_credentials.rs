@@ -1,8 +1,8 @@
 //! DescribeUserScramCredentials (KIP-554): each user's SCRAM mechanisms and
 //! iteration counts (never a salt or key). No users named: every user with a
-//! credential.
+//! credential. Needs DESCRIBE on the cluster.
 
-use super::{message, str_bytes};
+use super::{message, str_bytes, ClientInfo};
 use crate::sasl::scram::ScramMechanism;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
@@ -10,10 +10,21 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{
 };
 use kafka_protocol::messages::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse};
 use std::collections::BTreeMap;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::metadata::ScramCredential;
 use weir_shards::Shard;
 
-pub fn handle(shard: &Shard, request: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+pub fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
+    if !client.may_on_cluster(shard, Operation::Describe) {
+        let refused = ResponseError::ClusterAuthorizationFailed;
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(refused.code())
+            .with_error_message(message("Cluster authorization failed."));
+    }
     let metadata = shard.metadata();
     let credentials = &metadata.scram_credentials;
     let named: Vec<String> = request.users.unwrap_or_default().into_iter().map(|u| u.name.to_string()).collect();

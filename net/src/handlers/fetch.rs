@@ -9,6 +9,7 @@
 //! whose history this log does not share is answered with the diverging
 //! epoch to truncate to.
 
+use super::ClientInfo;
 use crate::errors::partition_error_code;
 use futures::future::{select, Either};
 use kafka_protocol::error::ResponseError;
@@ -21,6 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use std::pin::pin;
 use std::time::Duration;
 use uuid::Uuid;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::{FetchedPartition, LongPoll, PartitionError, PartitionRead, PartitionReads, Shard};
 
 /// Fetch's isolation_level for read_committed.
@@ -40,11 +42,19 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     last_fetched_epoch: i32,
-    /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH: not read.
-    epoch_error: Option<i16>,
+    /// FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH or
+    /// TOPIC_AUTHORIZATION_FAILED: not read.
+    refused: Option<i16>,
 }
 
-pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> FetchResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: FetchRequest) -> FetchResponse {
+    let replica = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let replica = (replica >= 0).then_some(replica);
+    // Kafka's checks: a follower needs CLUSTER_ACTION, a consumer READ on each topic.
+    if replica.is_some() && !client.may_on_cluster(shard, Operation::ClusterAction) {
+        return FetchResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
+    let may_read = |topic: &str| client.may_on_topic(shard, Operation::Read, topic);
     let snapshot = shard.metadata();
     let wanted: Vec<Wanted> = request
         .topics
@@ -66,8 +76,11 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     last_fetched_epoch: p.last_fetched_epoch,
-                    epoch_error: leader_epoch
-                        .and_then(|s| super::current_leader_epoch_error(p.current_leader_epoch, s.leader_epoch)),
+                    refused: match topic.as_ref().is_some_and(|t| !may_read(&t.0)) {
+                        true => Some(ResponseError::TopicAuthorizationFailed.code()),
+                        false => leader_epoch
+                            .and_then(|s| super::current_leader_epoch_error(p.current_leader_epoch, s.leader_epoch)),
+                    },
                 }
             })
         })
@@ -78,8 +91,6 @@ pub async fn handle(shard: &Shard, version: i16, request: FetchRequest) -> Fetch
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = weir_runtime::clock::now() + wait;
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let replica = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
-    let replica = (replica >= 0).then_some(replica);
 
     let long_poll =
         |timeout: Duration| (min_bytes > 0 && !timeout.is_zero()).then_some(LongPoll { min_bytes, timeout });
@@ -136,7 +147,7 @@ async fn read_all<'a>(
                 break; // the budget is planned out: see what this round used first
             }
             planned += share;
-            let readable = w.topic.as_ref().filter(|_| w.epoch_error.is_none());
+            let readable = w.topic.as_ref().filter(|_| w.refused.is_none());
             round.push(readable.map(|topic| PartitionRead {
                 topic: topic.0.to_string(),
                 partition: w.partition,
@@ -193,7 +204,7 @@ fn build_response(
                 }
             }
             Err(e) => {
-                data.error_code = match (&w.topic, w.epoch_error) {
+                data.error_code = match (&w.topic, w.refused) {
                     (None, _) => ResponseError::UnknownTopicId.code(),
                     (Some(_), Some(code)) => code,
                     (Some(_), None) => partition_error_code(&e),

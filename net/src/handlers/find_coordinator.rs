@@ -1,18 +1,25 @@
 //! FindCoordinator: a group's or transactional id's coordinator is the
 //! broker that leads its partition of `__consumer_offsets` or
 //! `__transaction_state`. The first request of each kind creates the
-//! topic, as Kafka does.
+//! topic, as Kafka does. With ACLs a key needs DESCRIBE on its group or
+//! transactional id.
 
-use super::{message, str_bytes};
+use super::{message, str_bytes, ClientInfo};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::Shard;
 
 const GROUP_KEY_TYPE: i8 = 0;
 const TRANSACTION_KEY_TYPE: i8 = 1;
 
-pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let keys: Vec<String> = if version >= 4 {
         request.coordinator_keys.iter().map(|k| k.to_string()).collect()
     } else {
@@ -32,6 +39,13 @@ pub async fn handle(shard: &Shard, version: i16, request: FindCoordinatorRequest
         (code.code(), text)
     });
     let coordinator = |key: &str| {
+        let (resource_type, refused) = match request.key_type {
+            GROUP_KEY_TYPE => (ResourceType::Group, ResponseError::GroupAuthorizationFailed),
+            _ => (ResourceType::TransactionalId, ResponseError::TransactionalIdAuthorizationFailed),
+        };
+        if error.is_none() && !client.may(shard, Operation::Describe, resource_type, key) {
+            return Err((refused.code(), refused.to_string()));
+        }
         let broker = match request.key_type {
             GROUP_KEY_TYPE => shard.group_coordinator(key),
             _ => shard.transaction_coordinator(key),

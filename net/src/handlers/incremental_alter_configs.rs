@@ -3,6 +3,7 @@
 //! to the current set.
 
 use super::alter_configs::{alter, Resource};
+use super::ClientInfo;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use weir_shards::metadata::{ConfigAlteration, ConfigOp};
@@ -13,13 +14,17 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub async fn handle(shard: &Shard, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let resources = request.resources.iter().map(|r| Resource {
         resource_type: r.resource_type,
         name: &r.resource_name,
         alteration: config_ops(r).map(ConfigAlteration::Incremental),
     });
-    let responses = alter(shard, resources, request.validate_only).await;
+    let responses = alter(shard, client, resources, request.validate_only).await;
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

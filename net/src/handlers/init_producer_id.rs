@@ -3,15 +3,22 @@
 //! coordinator (which fences the previous producer of the transactional id
 //! and aborts its open transaction).
 
+use super::ClientInfo;
 use crate::errors::txn_error_code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::Shard;
 
 /// The first version that knows PRODUCER_FENCED.
 const PRODUCER_FENCED_VERSION: i16 = 4;
 
-pub async fn handle(shard: &Shard, version: i16, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let refuse = |code: i16| {
         InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
     };
@@ -19,6 +26,19 @@ pub async fn handle(shard: &Shard, version: i16, request: InitProducerIdRequest)
     // next epoch of the id it has.
     let claimed = (version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0)
         .then_some((request.producer_id.0, request.producer_epoch));
+    // Kafka's checks: WRITE on the transactional id; an idempotent producer
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    let allowed = match &request.transactional_id {
+        Some(id) => client.may(shard, Operation::Write, ResourceType::TransactionalId, id),
+        None => client.may_write_idempotently(shard),
+    };
+    if !allowed {
+        let refused = match request.transactional_id {
+            Some(_) => ResponseError::TransactionalIdAuthorizationFailed,
+            None => ResponseError::ClusterAuthorizationFailed,
+        };
+        return refuse(refused.code());
+    }
     if let Some(transactional_id) = &request.transactional_id {
         let timeout_ms = request.transaction_timeout_ms;
         return match shard.init_transactional_producer_id(&transactional_id.0, timeout_ms, claimed).await {

@@ -14,6 +14,9 @@ const NULLABLE_PROTOCOL_VERSION: i16 = 7;
 
 pub async fn handle(shard: &Shard, version: i16, client: &ClientInfo, request: JoinGroupRequest) -> JoinGroupResponse {
     let group_id = request.group_id.0.to_string();
+    if let Some(code) = client.refused_on_group(shard, &group_id) {
+        return JoinGroupResponse::default().with_error_code(code).with_generation_id(-1);
+    }
     let join = JoinRequest {
         group_id: group_id.clone(),
         member_id: request.member_id.to_string(),

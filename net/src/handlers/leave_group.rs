@@ -1,6 +1,6 @@
 //! LeaveGroup: one member (v0-2) or a batch of members (v3+) leave.
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use crate::errors::group_result_code;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
@@ -9,8 +9,16 @@ use weir_shards::Shard;
 
 const BATCH_VERSION: i16 = 3;
 
-pub async fn handle(shard: &Shard, version: i16, request: LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group_id = request.group_id.0.to_string();
+    if let Some(code) = client.refused_on_group(shard, &group_id) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let members: Vec<MemberRef> = if version >= BATCH_VERSION {
         request
             .members

@@ -1,12 +1,20 @@
 //! ListGroups: the groups of every shard, optionally filtered by state (v4+)
-//! and type (v5+: "classic" or "consumer").
+//! and type (v5+: "classic" or "consumer"). With ACLs only the groups the
+//! client may DESCRIBE, or all with DESCRIBE on the cluster, as Kafka.
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let every_group = client.may_on_cluster(shard, Operation::Describe);
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = request.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut groups = shard.list_groups().await;
@@ -15,6 +23,7 @@ pub async fn handle(shard: &Shard, version: i16, request: ListGroupsRequest) -> 
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
         .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
+        .filter(|g| every_group || client.may(shard, Operation::Describe, ResourceType::Group, &g.group_id))
         .map(|g| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))

@@ -8,11 +8,14 @@
 //! (retriable) until its high watermark reaches the epoch's start (KIP-207,
 //! to clients that send an isolation level, v2+ as in Kafka): before, it
 //! may be below an offset the old leader already gave out.
+//! With ACLs a topic needs DESCRIBE (else TOPIC_AUTHORIZATION_FAILED).
 
+use super::ClientInfo;
 use crate::errors::partition_error_code;
 use futures::future::join_all;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use weir_shards::metadata::acl::Operation;
 use weir_shards::{PartitionError, PartitionOffsets, Shard};
 
 const LATEST_TIMESTAMP: i64 = -1;
@@ -23,13 +26,22 @@ const READ_COMMITTED: i8 = 1;
 /// The first version with an isolation level, to which KIP-207 applies.
 const KIP_207_VERSION: i16 = 2;
 
-pub async fn handle(shard: &Shard, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = join_all(request.topics.into_iter().map(|topic| async move {
+        let refused = client.refused_topic_operation(shard, Operation::Describe, &topic.name.0);
         let partitions = join_all(topic.partitions.iter().map(|p| {
             let name = &topic.name.0;
             async move {
                 let mut response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                if let Some(code) = refused {
+                    return response.with_error_code(code).with_offset(-1);
+                }
                 // KIP-320: the client's view of the leader epoch (v4+, -1: none).
                 let leader_epoch = shard.metadata().partition(name, p.partition_index).map(|s| s.leader_epoch);
                 if let Some(code) =

@@ -1,9 +1,11 @@
 //! ListTransactions: every transactional id of every coordinator shard,
 //! filtered by state, producer id and (v1+) how long the transaction has run.
+//! With ACLs only the ids the client may DESCRIBE, as Kafka.
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId};
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::transactions::{TxnMetadata, TxnState};
 use weir_shards::Shard;
 
@@ -16,7 +18,9 @@ const STATES: [TxnState; 6] = [
     TxnState::CompleteAbort,
 ];
 
-pub async fn handle(shard: &Shard, request: ListTransactionsRequest) -> ListTransactionsResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, request: ListTransactionsRequest) -> ListTransactionsResponse {
+    let describable =
+        |m: &TxnMetadata| client.may(shard, Operation::Describe, ResourceType::TransactionalId, &m.transactional_id);
     let wanted_state = |m: &TxnMetadata| {
         request.state_filters.is_empty() || request.state_filters.iter().any(|s| &**s == m.state.name())
     };
@@ -32,7 +36,7 @@ pub async fn handle(shard: &Shard, request: ListTransactionsRequest) -> ListTran
         .list_transactions()
         .await
         .into_iter()
-        .filter(|m| wanted_state(m) && wanted_producer(m) && wanted_age(m))
+        .filter(|m| wanted_state(m) && wanted_producer(m) && wanted_age(m) && describable(m))
         .map(|m| {
             TransactionState::default()
                 .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))

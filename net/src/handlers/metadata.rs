@@ -2,6 +2,7 @@
 //! allowed) or, from v10, by id. v13's top-level error_code is always 0 here
 //! (Kafka sets it only when a request is refused whole).
 
+use super::ClientInfo;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -9,9 +10,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
+use weir_shards::metadata::acl::{Operation, ResourceType, CLUSTER_NAME};
 use weir_shards::{MetadataSnapshot, Shard};
 
-pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> MetadataResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: MetadataRequest) -> MetadataResponse {
     // Each topic asked for by name, or (v10+) by id alone (the consumer
     // protocol assigns topics by id).
     let requested: Option<Vec<Result<String, Uuid>>> = match request.topics {
@@ -21,19 +23,34 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
         }
         _ => None,
     };
-    if let Some(names) = &requested {
-        if version < 4 || request.allow_auto_topic_creation {
-            auto_create_topics(shard, names.iter().flatten().map(String::as_str)).await;
-        }
+    // Kafka's checks: a topic asked for by name needs DESCRIBE; one to
+    // auto-create needs CREATE on the cluster or on the topic.
+    let describable = |name: &str| client.may_on_topic(shard, Operation::Describe, name);
+    let may_create = |name: &str| {
+        client.may_on_cluster(shard, Operation::Create) || client.may_on_topic(shard, Operation::Create, name)
+    };
+    let auto_create = shard.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    if let Some(names) = requested.as_ref().filter(|_| auto_create) {
+        let creatable = names.iter().flatten().filter(|name| describable(name) && may_create(name));
+        auto_create_topics(shard, creatable.map(String::as_str)).await;
     }
     let snapshot = shard.metadata();
     let mut topics: Vec<MetadataResponseTopic> = match requested {
-        None => snapshot.topics.keys().map(|name| describe_topic(&snapshot, name, version)).collect(),
+        // All topics: those the client may describe.
+        None => (snapshot.topics.keys())
+            .filter(|name| describable(name))
+            .map(|name| describe_topic(&snapshot, name, version))
+            .collect(),
         Some(names) => names
             .into_iter()
             .map(|name| match name {
+                Ok(name) if !describable(&name) => refused_topic(&name),
+                Ok(name) if auto_create && snapshot.topic(&name).is_none() && !may_create(&name) => {
+                    refused_topic(&name)
+                }
                 Ok(name) => describe_topic(&snapshot, &name, version),
                 Err(id) => match snapshot.topic_by_id(id) {
+                    Some(topic) if !describable(&topic.name) => refused_topic(&topic.name),
                     Some(topic) => describe_topic(&snapshot, &topic.name, version),
                     None => MetadataResponseTopic::default()
                         .with_name(None)
@@ -56,7 +73,8 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
         .collect();
     if request.include_topic_authorized_operations && version >= 8 {
         for topic in topics.iter_mut().filter(|t| t.error_code == 0) {
-            topic.topic_authorized_operations = super::TOPIC_OPERATIONS;
+            let name = topic.name.as_ref().map_or("", |n| n.0.as_str());
+            topic.topic_authorized_operations = client.authorized_operations(shard, ResourceType::Topic, name);
         }
     }
     let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
@@ -66,11 +84,19 @@ pub async fn handle(shard: &Shard, version: i16, request: MetadataRequest) -> Me
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(snapshot.cluster_id.clone()));
     }
-    // Asked for from v8 (the cluster's until v10): without an authorizer, everything.
+    // Asked for from v8 (the cluster's until v10).
     if request.include_cluster_authorized_operations && (8..=10).contains(&version) {
-        response.cluster_authorized_operations = super::CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations =
+            client.authorized_operations(shard, ResourceType::Cluster, CLUSTER_NAME);
     }
     response
+}
+
+/// A topic the client may not describe (or create): named, nothing else.
+fn refused_topic(name: &str) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
 }
 
 fn describe_topic(snapshot: &MetadataSnapshot, name: &str, version: i16) -> MetadataResponseTopic {

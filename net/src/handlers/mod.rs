@@ -6,13 +6,17 @@ mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod authorize;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -54,12 +58,15 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
+use weir_shards::metadata::acl::Requester;
 use weir_shards::Shard;
 
 /// Who sent a request, for JoinGroup's member descriptions.
 pub struct ClientInfo {
     pub client_id: String,
     pub host: String,
+    /// Who asks, for the ACLs (`authorize.rs`).
+    pub requester: Requester,
     /// A Produce's place in its connection's line of produces.
     pub produce_turn: Option<ProduceTurn>,
 }
@@ -225,24 +232,6 @@ fn current_leader_epoch_error(current_leader_epoch: i32, leader_epoch: i32) -> O
 fn leader_of(shard: &Shard, topic: &str, partition: i32) -> (i32, i32) {
     shard.metadata().partition(topic, partition).map_or((-1, -1), |p| (p.leader, p.leader_epoch))
 }
-
-/// The operations a client may perform, as the bit field Kafka reports when
-/// asked (`include_*_authorized_operations`): without an authorizer, every
-/// operation the resource supports (Kafka's `AclEntry.supportedOperations`;
-/// bit n is the AclOperation with code n).
-const fn operations(codes: &[u8]) -> i32 {
-    let mut field = 0;
-    let mut i = 0;
-    while i < codes.len() {
-        field |= 1 << codes[i];
-        i += 1;
-    }
-    field
-}
-/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const CLUSTER_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
-/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const TOPIC_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
 
 /// Error messages go out as `StrBytes`.
 fn message(text: impl ToString) -> Option<StrBytes> {

@@ -1,8 +1,12 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); v9+
 //! names the consumer-protocol member asking, checked against its epoch.
+//! With ACLs a group needs DESCRIBE (else GROUP_AUTHORIZATION_FAILED) and
+//! a topic DESCRIBE: a topic named without it is TOPIC_AUTHORIZATION_FAILED
+//! on each partition; a fetch of all topics leaves it out, as Kafka.
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use crate::errors::group_error_code;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
@@ -10,37 +14,60 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use std::collections::BTreeMap;
 use weir_shards::groups::CommittedOffset;
-use weir_shards::messages::{GroupResult, OffsetQuery};
+use weir_shards::messages::OffsetQuery;
+use weir_shards::metadata::acl::Operation;
 use weir_shards::Shard;
 
 const MULTI_GROUP_VERSION: i16 = 8;
 /// The first version with require_stable (KIP-447).
 const REQUIRE_STABLE_VERSION: i16 = 7;
 
-/// Committed offsets by topic, then partition; `None` where nothing is committed.
-type Committed = BTreeMap<String, Vec<(i32, GroupResult<Option<CommittedOffset>>)>>;
+/// Committed offsets by topic, then partition; `None` where nothing is
+/// committed; an error code where the partition has none to give.
+type Committed = BTreeMap<String, Vec<(i32, Result<Option<CommittedOffset>, i16>)>>;
 
+/// The group's committed offsets, or the group's error code.
 async fn fetch(
     shard: &Shard,
+    client: &ClientInfo,
     group_id: &str,
     wanted: Option<Vec<(String, i32)>>,
     require_stable: bool,
     member: Option<(String, i32)>,
-) -> GroupResult<Committed> {
-    let offsets = shard.offset_fetch(group_id, OffsetQuery { partitions: wanted, require_stable, member }).await;
+) -> Result<Committed, i16> {
+    if let Some(code) = client.refused_group_operation(shard, Operation::Describe, group_id) {
+        return Err(code);
+    }
+    let describable = |topic: &str| client.may_on_topic(shard, Operation::Describe, topic);
+    let (refused, partitions): (Vec<_>, Option<Vec<_>>) = match wanted {
+        Some(wanted) => {
+            let (asked, refused): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(topic, _)| describable(topic));
+            (refused, Some(asked))
+        }
+        None => (Vec::new(), None),
+    };
+    let all_topics = partitions.is_none();
+    let offsets = shard.offset_fetch(group_id, OffsetQuery { partitions, require_stable, member }).await;
     let mut by_topic: Committed = BTreeMap::new();
-    for ((topic, partition), committed) in offsets? {
+    for ((topic, partition), committed) in offsets.map_err(|e| group_error_code(Some(e)))? {
+        if all_topics && !describable(&topic) {
+            continue;
+        }
+        let committed = committed.map_err(|e| group_error_code(Some(e)));
         by_topic.entry(topic).or_default().push((partition, committed));
+    }
+    for (topic, partition) in refused {
+        by_topic.entry(topic).or_default().push((partition, Err(ResponseError::TopicAuthorizationFailed.code())));
     }
     Ok(by_topic)
 }
 
 /// (offset, leader epoch, metadata, error code) of one partition.
-fn offset_fields(committed: &GroupResult<Option<CommittedOffset>>) -> (i64, i32, String, i16) {
+fn offset_fields(committed: &Result<Option<CommittedOffset>, i16>) -> (i64, i32, String, i16) {
     match committed {
         Ok(Some(c)) => (c.offset, c.leader_epoch, c.metadata.clone().unwrap_or_default(), 0),
         Ok(None) => (-1, -1, String::new(), 0),
-        Err(e) => (-1, -1, String::new(), group_error_code(Some(*e))),
+        Err(code) => (-1, -1, String::new(), *code),
     }
 }
 
@@ -60,7 +87,12 @@ fn answer<RP, RT>(
         .collect()
 }
 
-pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     if version >= MULTI_GROUP_VERSION {
         let mut groups = Vec::new();
         for group in request.groups {
@@ -69,10 +101,10 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
             });
             // v9+: a member of a consumer-protocol group names itself and its epoch.
             let member = group.member_id.map(|id| (id.to_string(), group.member_epoch));
-            let (committed, code) = match fetch(shard, &group.group_id.0, wanted, request.require_stable, member).await
-            {
+            let fetched = fetch(shard, client, &group.group_id.0, wanted, request.require_stable, member).await;
+            let (committed, code) = match fetched {
                 Ok(committed) => (committed, 0),
-                Err(e) => (Committed::new(), group_error_code(Some(e))),
+                Err(code) => (Committed::new(), code),
             };
             let topics = answer(
                 committed,
@@ -99,7 +131,11 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
         topics.iter().flat_map(|t| t.partition_indexes.iter().map(|&p| (t.name.0.to_string(), p))).collect()
     });
     let require_stable = version >= REQUIRE_STABLE_VERSION && request.require_stable;
-    let committed = fetch(shard, &request.group_id.0, wanted, require_stable, None).await.unwrap_or_default();
+    let (committed, code) = match fetch(shard, client, &request.group_id.0, wanted, require_stable, None).await {
+        Ok(committed) => (committed, 0),
+        // v1 has no top-level error: it reads as a group without offsets.
+        Err(code) => (Committed::new(), code),
+    };
     let topics = answer(
         committed,
         |p, (offset, epoch, metadata, code)| {
@@ -116,5 +152,10 @@ pub async fn handle(shard: &Shard, version: i16, request: OffsetFetchRequest) ->
         },
         |name, partitions| OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions),
     );
-    OffsetFetchResponse::default().with_topics(topics)
+    let response = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        response.with_error_code(code)
+    } else {
+        response
+    }
 }

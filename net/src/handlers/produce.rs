@@ -4,6 +4,7 @@
 //! v10 and v11 answer as v9, plus KIP-951's leader hint on NOT_LEADER_OR_FOLLOWER.
 
 use super::message;
+use super::ClientInfo;
 use crate::errors::partition_error_code;
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use weir_engine::batch::{self, RawHeader};
 use weir_engine::compression::{with_codec, Codec};
 use weir_engine::Durability;
+use weir_shards::metadata::acl::{Operation, ResourceType};
 use weir_shards::shard::{Placed, ProducedPartition};
 use weir_shards::topic_config::CLEANUP_POLICY;
 use weir_shards::{PartitionError, Shard};
@@ -35,6 +37,7 @@ pub struct ProduceTurn {
 /// Returns `None` for acks=0: the client expects no response at all.
 pub async fn handle(
     shard: &Rc<Shard>,
+    client: &ClientInfo,
     version: i16,
     request: ProduceRequest,
     turn: Option<ProduceTurn>,
@@ -53,6 +56,10 @@ pub async fn handle(
     };
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let transactional_id = transactional_id.as_deref();
+    // Kafka's checks: WRITE on the transactional id, then on each topic.
+    let txn_refused = transactional_id
+        .filter(|id| !client.may(shard, Operation::Write, ResourceType::TransactionalId, id))
+        .map(|_| ResponseError::TransactionalIdAuthorizationFailed.code());
     // One channel per partition, made before any is appended: the turn
     // passes once every partition's batch is placed.
     let mut placements = Vec::new();
@@ -73,6 +80,9 @@ pub async fn handle(
         drop(turn_placed);
     };
     let topics = join_all(topic_data.into_iter().map(|(topic_name, partitions)| async move {
+        let topic_refused = (!client.may_on_topic(shard, Operation::Write, &topic_name.0))
+            .then(|| ResponseError::TopicAuthorizationFailed.code());
+        let durability = txn_refused.or(topic_refused).map_or(durability, Err);
         let partitions = join_all(partitions.into_iter().map(|(data, placed)| {
             let name = topic_name.0.clone();
             async move {

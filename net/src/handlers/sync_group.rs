@@ -1,13 +1,16 @@
 //! SyncGroup: the leader hands out assignments; everyone waits for theirs.
 
-use super::str_bytes;
+use super::{str_bytes, ClientInfo};
 use crate::errors::group_error_code;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use weir_shards::groups::SyncRequest;
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
     let group_id = request.group_id.0.to_string();
+    if let Some(code) = client.refused_on_group(shard, &group_id) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     let sync = SyncRequest {
         group_id: group_id.clone(),
         member_id: request.member_id.to_string(),

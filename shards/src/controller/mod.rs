@@ -28,6 +28,7 @@ mod sessions;
 use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
+use crate::metadata::acl::AclChange;
 use crate::metadata::{
     AlterPartition, BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, Election, ElectionResults,
     MetadataChanges, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock,
@@ -121,6 +122,7 @@ pub(crate) enum Request {
         requester: i32,
         alteration: AlterPartition,
     },
+    ChangeAcls(AclChange),
     /// ElectLeaders for these partitions; `None`: every partition.
     ElectLeaders {
         election: Election,
@@ -158,6 +160,7 @@ impl Request {
             Request::CreatePartitions { increases, .. } => increases.len(),
             Request::DeleteTopics(names) => names.len(),
             Request::AlterScramCredentials(users) => users.len(),
+            Request::ChangeAcls(change) => change.acls().len(),
             Request::ReserveProducerIds
             | Request::RegisterBroker(_)
             | Request::AlterPartition { .. }
@@ -527,6 +530,7 @@ impl Controller {
                 Decision::Topics(names.iter().map(|name| changes.delete_topic(name)).collect())
             }
             Request::AlterScramCredentials(users) => Decision::Done(changes.alter_scram_credentials(&users)),
+            Request::ChangeAcls(change) => Decision::Done(changes.change_acls(&change)),
             Request::ReserveProducerIds => Decision::ProducerIds(Ok(changes.reserve_producer_ids())),
             Request::RegisterBroker(broker) => {
                 changes.fence_replaced_incarnation(&broker);
@@ -634,6 +638,12 @@ impl Controller {
     ) -> Vec<Result<(), TopicError>> {
         let count = users.len();
         self.decide(shard, Request::AlterScramCredentials(users)).await.into_done(count)
+    }
+
+    /// Creates or removes ACLs; results in the order of the change's ACLs.
+    pub async fn change_acls(&self, shard: &Shard, change: AclChange) -> Vec<Result<(), TopicError>> {
+        let count = change.acls().len();
+        self.decide(shard, Request::ChangeAcls(change)).await.into_done(count)
     }
 
     /// AlterPartition, from this broker as the partition's leader: its ISR

@@ -75,10 +75,16 @@ fn encode_image(image: &MetadataSnapshot) -> Vec<u8> {
 fn decode_image(snapshot: &[u8]) -> io::Result<MetadataSnapshot> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, format!("metadata snapshot: {e}"));
     if snapshot.first() != Some(&b'{') {
-        return postcard::from_bytes(snapshot).map_err(|e| invalid(e.to_string()));
+        return decode_postcard_image(snapshot).map_err(|e| invalid(e.to_string()));
     }
     serde_json::from_slice(snapshot)
-        .or_else(|json| postcard::from_bytes(snapshot).map_err(|_| invalid(json.to_string())))
+        .or_else(|json| decode_postcard_image(snapshot).map_err(|_| invalid(json.to_string())))
+}
+
+/// The postcard image of a build before JSON snapshots, which ends before
+/// `acls` (added after them): one zero byte more is an empty set there.
+fn decode_postcard_image(snapshot: &[u8]) -> postcard::Result<MetadataSnapshot> {
+    postcard::from_bytes(&[snapshot, &[0]].concat())
 }
 
 /// Applied images on their way to the shards: the state machine pushes
@@ -155,6 +161,7 @@ fn dedup_removed(removed: Vec<TopicMetadata>) -> Vec<TopicMetadata> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
     use crate::metadata::{BrokerRegistration, PartitionState, ScramCredential, TopicConfigs};
     use std::collections::BTreeMap;
     use uuid::Uuid;
@@ -188,6 +195,15 @@ mod tests {
                 credentials: BTreeMap::from([("SCRAM-SHA-256".to_string(), credential)]),
             },
             MetadataRecord::ProducerIdsUpTo(1000),
+            MetadataRecord::CreateAcl(AclBinding {
+                resource_type: ResourceType::Topic,
+                name: "t".into(),
+                pattern: PatternType::Literal,
+                principal: "User:u".into(),
+                host: "*".into(),
+                operation: Operation::Read,
+                permission: Permission::Allow,
+            }),
         ];
         let mut image = MetadataSnapshot::default();
         records.into_iter().for_each(|record| _ = image.apply(record));
@@ -201,22 +217,38 @@ mod tests {
         assert_eq!(encode_image(&decode_image(&snapshot).unwrap()), snapshot);
     }
 
-    #[test]
-    fn a_snapshot_without_a_field_added_later_reads_with_its_default() {
+    /// The image read from its JSON snapshot without `field`, as a build
+    /// before that field wrote it.
+    fn read_without(field: &str) -> MetadataSnapshot {
         let mut fields: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&encode_image(&image())).unwrap();
-        fields.remove("brokers").unwrap();
-        let image = decode_image(&serde_json::to_vec(&fields).unwrap()).unwrap();
+        fields.remove(field).unwrap();
+        decode_image(&serde_json::to_vec(&fields).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_without_a_field_added_later_reads_with_its_default() {
+        let image = read_without("brokers");
         assert!(image.brokers.is_empty());
         assert!(image.topic("t").is_some());
     }
 
     #[test]
+    fn a_snapshot_without_acls_reads_with_none() {
+        let image = read_without("acls");
+        assert!(image.acls.is_empty());
+        assert!(image.topic("t").is_some() && image.scram_credentials.contains_key("u"));
+    }
+
+    #[test]
     fn a_snapshot_of_an_earlier_build_reads_as_postcard() {
-        let image = image();
+        // Builds before JSON snapshots had no ACLs: their image is this
+        // one's postcard without the empty set's last byte.
+        let image = MetadataSnapshot { acls: Default::default(), ..image() };
         // The version's varint is the first byte: 123 is `{`.
         for version in [image.version, 123] {
-            let legacy = postcard::to_stdvec(&MetadataSnapshot { version, ..image.clone() }).unwrap();
+            let mut legacy = postcard::to_stdvec(&MetadataSnapshot { version, ..image.clone() }).unwrap();
+            assert_eq!(legacy.pop(), Some(0));
             let read = decode_image(&legacy).unwrap();
             assert_eq!(read.version, version);
             assert_eq!(encode_image(&MetadataSnapshot { version: image.version, ..read }), encode_image(&image));

@@ -5,6 +5,7 @@
 //! broker the same image. [`MetadataSnapshot::apply`] is that one
 //! deterministic step; it never fails, so planning checks everything first.
 
+use super::acl::{AclBinding, AclChange};
 use super::{
     plan_topic, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, ScramChange, ScramCredential,
     TopicConfigs, TopicDefaults, TopicMetadata,
@@ -81,6 +82,10 @@ pub enum MetadataRecord {
         partition: i32,
         state: PartitionState,
     },
+    /// An ACL created (CreateAcls).
+    CreateAcl(AclBinding),
+    /// An ACL removed (DeleteAcls).
+    RemoveAcl(AclBinding),
 }
 
 /// AlterPartition for one partition (Kafka's AlterPartitionRequest
@@ -185,6 +190,12 @@ impl MetadataSnapshot {
                     *current = state;
                 }
             }
+            MetadataRecord::CreateAcl(acl) => {
+                self.acls.insert(acl);
+            }
+            MetadataRecord::RemoveAcl(acl) => {
+                self.acls.remove(&acl);
+            }
         }
         None
     }
@@ -210,6 +221,7 @@ impl MetadataSnapshot {
             user: user.clone(),
             credentials: credentials.clone(),
         }));
+        records.extend(self.acls.iter().cloned().map(MetadataRecord::CreateAcl));
         records
     }
 
@@ -262,7 +274,7 @@ impl MetadataChanges {
 
     /// Forms a new cluster from `image` (a one-broker Weir's
     /// `metadata.toml`, or only a new cluster id): its cluster id, topics,
-    /// configs, credentials and producer ids.
+    /// configs, credentials, ACLs and producer ids.
     pub fn import(&mut self, image: &MetadataSnapshot) {
         for record in image.as_records() {
             self.push(record);
@@ -352,6 +364,22 @@ impl MetadataChanges {
                 Ok(())
             })
             .collect()
+    }
+
+    /// Creates or removes ACLs (created ones checked by the caller).
+    /// Creating one that exists, or removing one already gone (another
+    /// DeleteAcls took it), changes nothing, as in Kafka.
+    pub fn change_acls(&mut self, change: &AclChange) -> Vec<Result<(), TopicError>> {
+        let create = matches!(change, AclChange::Create(_));
+        let acls = change.acls();
+        for acl in acls {
+            match (create, self.image.acls.contains(acl)) {
+                (true, false) => self.push(MetadataRecord::CreateAcl(acl.clone())),
+                (false, true) => self.push(MetadataRecord::RemoveAcl(acl.clone())),
+                _ => {}
+            }
+        }
+        vec![Ok(()); acls.len()]
     }
 
     /// Removes a topic; returns what it was.

@@ -1,6 +1,7 @@
 //! Topic metadata: what topics exist, their ids, partition counts and the
 //! topic configs set on them (validated by `topic_config`), the dynamic
-//! broker configs, and the users' SCRAM credentials (salted and hashed).
+//! broker configs, the users' SCRAM credentials (salted and hashed) and the
+//! ACLs.
 //!
 //! The controller plans each change against the current image as
 //! [`MetadataRecord`]s ([`MetadataChanges`]) and commits them: to the
@@ -16,9 +17,10 @@ use crate::topic_config::{
     DynamicBrokerConfigs,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
+pub mod acl;
 mod changes;
 mod store;
 #[cfg(test)]
@@ -343,6 +345,9 @@ pub struct MetadataSnapshot {
     /// The registered brokers, by id.
     #[serde(default)]
     pub brokers: Vec<BrokerRegistration>,
+    /// The ACLs (CreateAcls), whatever the authorizer's setting.
+    #[serde(default)]
+    pub acls: BTreeSet<acl::AclBinding>,
 }
 
 /// What the server keeps of a SCRAM password (RFC 5802): the salt, the

@@ -199,6 +199,37 @@ fn scram_credentials_are_altered_per_user_and_persisted() {
 }
 
 #[test]
+fn acls_are_created_once_removed_and_persisted() {
+    use super::acl::{AclBinding, AclChange, Operation, PatternType, Permission, ResourceType};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_brokers(dir.path(), &[1]);
+    let read = AclBinding {
+        resource_type: ResourceType::Topic,
+        name: "pay".into(),
+        pattern: PatternType::Prefixed,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: Operation::Read,
+        permission: Permission::Allow,
+    };
+    let deny = AclBinding { permission: Permission::Deny, ..read.clone() };
+    let mut changes = store.changes();
+    let create = AclChange::Create(vec![read.clone(), deny.clone(), read.clone()]);
+    assert_eq!(changes.change_acls(&create), vec![Ok(()); 3]);
+    assert_eq!(changes.into_records().len(), 2, "a binding that exists is not created again");
+    store.change(|c| Ok(c.change_acls(&create))).unwrap();
+    let reloaded = MetadataStore::load(dir.path()).unwrap().snapshot();
+    assert_eq!(reloaded.acls.iter().collect::<Vec<_>>(), [&deny, &read]);
+    // A cluster formed from this broker's image (its records) has them too.
+    let mut formed = MetadataChanges::new(&MetadataSnapshot::default());
+    formed.import(&reloaded);
+    assert_eq!(formed.image().acls, reloaded.acls);
+
+    store.change(|c| Ok(c.change_acls(&AclChange::Remove(vec![deny.clone(), deny])))).unwrap();
+    assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().acls.iter().collect::<Vec<_>>(), [&read]);
+}
+
+#[test]
 fn a_metadata_file_without_configs_loads() {
     let dir = tempfile::tempdir().unwrap();
     let old = "cluster_id = \"abc\"\n[topics.t]\nname = \"t\"\nid = \"67e55044-10b1-426f-9247-bb680e5fe0c8\"\npartitions = 2\n";
@@ -221,7 +252,7 @@ fn replicas_are_placed_on_the_brokers_persisted_and_checked_when_given() {
     let rf3 = NewTopic { replication_factor: 3, ..new_topic("r", 6) };
     let created = store.change(|c| c.create_topic(&rf3, &TopicConfigs::new(), defaults(1))).unwrap();
     assert_eq!(created.replication_factor(), 3);
-    let leaders: std::collections::BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
+    let leaders: BTreeSet<i32> = created.assignment.iter().map(|p| p.leader).collect();
     assert_eq!(leaders.len(), 3, "leaders spread: {:?}", created.assignment);
     assert!(created.assignment.iter().all(|p| p.isr == p.replicas && p.leader == p.replicas[0]));
     assert_eq!(MetadataStore::load(dir.path()).unwrap().snapshot().topic("r"), Some(&created), "persisted");

@@ -10,6 +10,7 @@ use crate::deleted_dirs;
 use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
+use crate::metadata::acl::AclChange;
 use crate::metadata::{
     AlterPartition, ConfigAlteration, ConfigTarget, Election, ElectionResults, MetadataSnapshot, NewTopic,
     PartitionIncrease, PartitionState, ScramChange, TopicConfigs, TopicMetadata, TopicPartition,
@@ -140,6 +141,16 @@ impl Shard {
         let count = users.len();
         self.on_controller(unavailable_each(count), move |shard, controller| {
             Box::pin(controller.alter_scram_credentials(shard, users))
+        })
+        .await
+    }
+
+    /// Creates or removes ACLs through the controller (created ones checked
+    /// by the caller); every shard has them when it returns.
+    pub async fn change_acls(&self, change: AclChange) -> Vec<Result<(), TopicError>> {
+        let count = change.acls().len();
+        self.on_controller(unavailable_each(count), move |shard, controller| {
+            Box::pin(controller.change_acls(shard, change))
         })
         .await
     }

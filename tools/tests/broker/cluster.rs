@@ -4,9 +4,10 @@
 //! batches, a dead broker fenced and its partitions led by another
 //! in-sync replica, a stopped one handing them over first; leadership
 //! back to the preferred replicas when asked (ElectLeaders) or on its own;
-//! and a broker that does not vote joining a running cluster.
+//! a broker that does not vote joining a running cluster; and ACLs created
+//! on one broker applied by all, with replication going on.
 
-use crate::common;
+use crate::{acls, common};
 
 use common::*;
 use kafka_protocol::error::ResponseError;
@@ -799,4 +800,43 @@ fn a_stopping_active_controller_hands_the_quorum_leadership_to_another_voter_fir
     let handed = "metadata quorum leadership handed to another voter";
     assert!(log.lines().any(|line| line.contains(handed) && line.contains("Ok(true)")), "{log}");
     eprintln!("active controller {controller} stopped; broker {witness} names {successor} after {named:?}");
+}
+
+#[test]
+fn an_acl_created_on_one_broker_applies_on_every_broker_and_replication_goes_on() {
+    // Brokers reach each other as User:ANONYMOUS over PLAINTEXT: it holds
+    // CLUSTER_ACTION by an ACL here (a super user would do too). The test's
+    // client is User:ANONYMOUS as well; allow_everyone_if_no_acl_found lets
+    // it create the topics and the first ACLs.
+    let args =
+        ["--acl-enabled", "true", "--allow-everyone-if-no-acl-found", "true", "--replica-lag-time-max-ms", "60000"];
+    let mut cluster = Cluster::start(&args);
+    let bootstrap = cluster.broker(1).bootstrap();
+    create_replicated_topic(&bootstrap, "open", 1, 3, &["--config", "min.insync.replicas=3"]);
+    create_replicated_topic(&bootstrap, "guarded", 1, 3, &[]);
+    for id in 1..=3 {
+        cluster.wait_for_topics(id, &["guarded", "open"]);
+    }
+    let acls = vec![
+        acls::acl(4, "kafka-cluster", 3, "User:ANONYMOUS", 9, 3),
+        acls::acl(2, "guarded", 3, "User:ANONYMOUS", 4, 2),
+    ];
+    assert_eq!(acls::create_acls(&mut client(&bootstrap), acls), [0, 0]);
+    for id in 2..=3 {
+        let mut broker = client(&cluster.broker(id).bootstrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acls::produce(&mut broker, "guarded") != ResponseError::TopicAuthorizationFailed.code() {
+            assert!(Instant::now() < deadline, "broker {id} did not apply the DENY created on broker 1");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // acks=all with min.insync.replicas=3: every follower fetches, as
+    // User:ANONYMOUS with CLUSTER_ACTION.
+    let bootstrap = cluster.broker(2).bootstrap();
+    let all = producer(&bootstrap, "all");
+    produce_range(&all, "open", 0..50);
+    let failed = all.context().failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "{} failed, the first: {:?}", failed.len(), failed.first());
+    replicas_agree(&cluster, "open", 0);
+    check_consumed(&consume_all(&cluster.broker(3).bootstrap(), "open", 1), 50, 1);
 }

@@ -2,6 +2,7 @@
 //! test, on a port of its own) against real clients. One test binary, so
 //! librdkafka is linked once, not once per file.
 
+mod acls;
 mod bench_cli;
 mod cli;
 mod cluster;
