@@ -42,7 +42,9 @@ pub struct SupportedApi {
 /// per transaction, TRANSACTION_ABORTABLE). Neither inter-broker API is
 /// limited to brokers yet: Weir has no ACLs (Kafka wants ClusterAction).
 /// ElectLeaders v0-v2 (v1 added the election type and the top-level
-/// error), answered through the active controller as CreateTopics is.
+/// error), answered through the active controller as CreateTopics is, as is
+/// AlterPartitionReassignments v0-v1 (v1: KIP-860's refusal to change the
+/// replication factor); ListPartitionReassignments v0 from this broker's image.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -119,6 +121,10 @@ macro_rules! api_table {
                 reply.body(&alter_user_scram_credentials::handle(&shard, request).await);
             ElectLeaders(ElectLeadersRequest) 0..=2 =>
                 reply.body(&elect_leaders::handle(&shard, version, request).await);
+            AlterPartitionReassignments(AlterPartitionReassignmentsRequest) 0..=1 =>
+                reply.body(&alter_partition_reassignments::handle(&shard, request).await);
+            ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0 =>
+                reply.body(&list_partition_reassignments::handle(&shard, request));
         }
     };
 }
