@@ -39,7 +39,9 @@ pub async fn handle(shard: &Shard, request: AlterPartitionReassignmentsRequest) 
                     }
                 })
                 .collect();
-            ReassignableTopicResponse::default().with_name(TopicName(str_bytes(topic.name.0.to_string()))).with_partitions(partitions)
+            ReassignableTopicResponse::default()
+                .with_name(TopicName(str_bytes(topic.name.0.to_string())))
+                .with_partitions(partitions)
         })
         .collect();
     AlterPartitionReassignmentsResponse::default().with_allow_replication_factor_change(allow).with_responses(responses)

@@ -9,7 +9,9 @@ use super::str_bytes;
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
-use kafka_protocol::messages::{BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+};
 use weir_shards::Shard;
 
 pub fn handle(shard: &Shard, request: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {

@@ -301,7 +301,9 @@ impl Shard {
             tracing::warn!(topic, partition = index, "closing a removed partition: {e}");
         }
         let dir = self.partition_dir(topic, index);
-        deleted_dirs::mark_deleted(&dir, topic_id).inspect_err(|e| tracing::warn!("removing {}: {e}", dir.display())).ok()
+        deleted_dirs::mark_deleted(&dir, topic_id)
+            .inspect_err(|e| tracing::warn!("removing {}: {e}", dir.display()))
+            .ok()
     }
 
     /// Waits for the first image the controller shard publishes (the
