@@ -59,16 +59,15 @@ fn reassign(bootstrap: &str, topic: &str, partition: i32, target: Option<Vec<i32
         .with_topics(vec![ReassignableTopic::default().with_name(topic_name(topic)).with_partitions(vec![named])]);
     let response = client.send(&request, 0)?;
     check(response.error_code, response.error_message.as_ref(), "cannot reassign")?;
-    let answers = response.responses.iter().flat_map(|t| &t.partitions);
-    for answer in answers.filter(|p| p.partition_index == partition) {
-        if let Some(error) = ResponseError::try_from_code(answer.error_code) {
-            let message = answer.error_message.as_deref().map_or_else(|| error.to_string(), str::to_string);
-            bail!("{topic}-{partition}  {error:?}: {message}");
-        }
-        println!("{topic}-{partition}  {}", if cancel { "move cancelled" } else { "moving" });
-        return Ok(());
+    let mut answers = response.responses.iter().flat_map(|t| &t.partitions);
+    let answer = answers.find(|p| p.partition_index == partition);
+    let answer = answer.ok_or_else(|| anyhow::anyhow!("no answer for {topic}-{partition}"))?;
+    if let Some(error) = ResponseError::try_from_code(answer.error_code) {
+        let message = answer.error_message.as_deref().map_or_else(|| error.to_string(), str::to_string);
+        bail!("{topic}-{partition}  {error:?}: {message}");
     }
-    bail!("no answer for {topic}-{partition}")
+    println!("{topic}-{partition}  {}", if cancel { "move cancelled" } else { "moving" });
+    Ok(())
 }
 
 fn reassignments(bootstrap: &str, topic: Option<&str>) -> anyhow::Result<()> {

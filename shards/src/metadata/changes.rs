@@ -200,10 +200,11 @@ impl MetadataSnapshot {
                 self.reassignments.entry(topic).or_default().insert(partition, moving);
             }
             MetadataRecord::Reassignment { topic, partition, reassignment: None } => {
-                let Some(moving) = self.reassignments.get_mut(&topic) else { return None };
-                moving.remove(&partition);
-                if moving.is_empty() {
-                    self.reassignments.remove(&topic);
+                if let Some(moving) = self.reassignments.get_mut(&topic) {
+                    moving.remove(&partition);
+                    if moving.is_empty() {
+                        self.reassignments.remove(&topic);
+                    }
                 }
             }
         }
