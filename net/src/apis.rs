@@ -42,7 +42,9 @@ pub struct SupportedApi {
 /// per transaction, TRANSACTION_ABORTABLE). With `acl_enabled` both
 /// inter-broker APIs need CLUSTER_ACTION on the cluster, as in Kafka.
 /// ElectLeaders v0-v2 (v1 added the election type and the top-level
-/// error), answered through the active controller as CreateTopics is.
+/// error), answered through the active controller as CreateTopics is, as is
+/// AlterPartitionReassignments v0-v1 (v1: KIP-860's refusal to change the
+/// replication factor); ListPartitionReassignments v0 from this broker's image.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -126,6 +128,10 @@ macro_rules! api_table {
             DeleteAcls(DeleteAclsRequest) 1..=3 => reply.body(&delete_acls::handle(&shard, &client, request).await);
             ElectLeaders(ElectLeadersRequest) 0..=2 =>
                 reply.body(&elect_leaders::handle(&shard, &client, version, request).await);
+            AlterPartitionReassignments(AlterPartitionReassignmentsRequest) 0..=1 =>
+                reply.body(&alter_partition_reassignments::handle(&shard, &client, request).await);
+            ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0 =>
+                reply.body(&list_partition_reassignments::handle(&shard, &client, request));
         }
     };
 }

@@ -51,7 +51,9 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::InvalidPartitions(_) | TopicError::NotAnIncrease(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
-        TopicError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicationFactor { .. } | TopicError::ReplicationFactorChange { .. } => {
+            ResponseError::InvalidReplicationFactor
+        }
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::InvalidRequest(_) => ResponseError::InvalidRequest,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
@@ -63,6 +65,7 @@ pub fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         TopicError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
         TopicError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
+        TopicError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
     };
     error.code()
 }

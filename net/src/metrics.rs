@@ -103,6 +103,9 @@ error_code_with! {
     DeleteAclsResponse => |r| 0, r.filter_results.iter().map(|f| f.error_code);
     ElectLeadersResponse => |r| r.error_code,
         r.replica_election_results.iter().flat_map(|t| t.partition_result.iter().map(|p| p.error_code));
+    AlterPartitionReassignmentsResponse => |r| r.error_code,
+        r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    ListPartitionReassignmentsResponse => |r| r.error_code, [];
 }
 
 /// The name Kafka gives an API key, for the `api` label.

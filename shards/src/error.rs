@@ -96,6 +96,13 @@ pub enum TopicError {
     /// ElectLeaders(UNCLEAN) with no unfenced replica at all.
     #[error("no replica of the partition is unfenced")]
     EligibleLeadersNotAvailable,
+    /// AlterPartitionReassignments cancelling a partition that is not moving.
+    #[error("no partition reassignment is in progress for the partition")]
+    NoReassignmentInProgress,
+    /// AlterPartitionReassignments v1 changing the number of replicas
+    /// without allowing it (KIP-860).
+    #[error("the replication factor would change from {from} to {to}, but the request does not allow that")]
+    ReplicationFactorChange { from: usize, to: usize },
 }
 
 fn replication_factor_message(asked: i16, brokers: usize) -> String {

@@ -6,6 +6,7 @@ mod cluster;
 mod consume;
 mod demo;
 mod groups;
+mod partitions;
 mod produce;
 mod serve;
 mod topics;
@@ -35,6 +36,9 @@ enum Command {
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// Move partitions onto other brokers (reassignment) and list the moves.
+    #[command(subcommand)]
+    Partitions(partitions::PartitionsCommand),
     /// Produce lines from standard input, one message per line.
     Produce(produce::ProduceArgs),
     /// Print messages of a topic.
@@ -71,6 +75,7 @@ fn main() {
         Command::Serve(args) => serve::run(args),
         Command::Cluster(command) => cluster::run(command),
         Command::Topics(command) => topics::run(command),
+        Command::Partitions(command) => partitions::run(command),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Groups(command) => groups::run(command),

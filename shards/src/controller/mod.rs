@@ -128,6 +128,12 @@ pub(crate) enum Request {
         election: Election,
         partitions: Option<Vec<TopicPartition>>,
     },
+    /// AlterPartitionReassignments: each partition to its target replicas,
+    /// or (`None`) back from the move in progress.
+    AlterReassignments {
+        reassignments: Vec<(TopicPartition, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 /// What a broker asks the active controller: a change to decide, or that
@@ -161,6 +167,7 @@ impl Request {
             Request::DeleteTopics(names) => names.len(),
             Request::AlterScramCredentials(users) => users.len(),
             Request::ChangeAcls(change) => change.acls().len(),
+            Request::AlterReassignments { reassignments, .. } => reassignments.len(),
             Request::ReserveProducerIds
             | Request::RegisterBroker(_)
             | Request::AlterPartition { .. }
@@ -543,6 +550,13 @@ impl Controller {
             Request::ElectLeaders { election, partitions } => {
                 Decision::Elections(Ok(changes.elect_leaders(election, partitions.as_deref())))
             }
+            Request::AlterReassignments { reassignments, allow_replication_factor_change } => Decision::Done(
+                (reassignments.iter())
+                    .map(|((topic, partition), target)| {
+                        changes.reassign(topic, *partition, target.as_deref(), allow_replication_factor_change)
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -676,6 +690,22 @@ impl Controller {
             Decision::Elections(results) => results,
             _ => Err(TopicError::ControllerUnavailable),
         }
+    }
+
+    /// AlterPartitionReassignments: each partition moving to its target
+    /// replicas, or (`None`) its move cancelled; results in request order,
+    /// served by this broker's shards when it returns. The moves complete
+    /// later, as the new replicas catch up. (Kafka checks Alter on the
+    /// cluster first; that comes with ACLs.)
+    pub async fn alter_reassignments(
+        &self,
+        shard: &Shard,
+        reassignments: Vec<(TopicPartition, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    ) -> Vec<Result<(), TopicError>> {
+        let count = reassignments.len();
+        let request = Request::AlterReassignments { reassignments, allow_replication_factor_change };
+        self.decide(shard, request).await.into_done(count)
     }
 
     /// A producer id never handed out before (ids are reserved in blocks).

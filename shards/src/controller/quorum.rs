@@ -3,11 +3,15 @@
 //! the records a change is made of; every voter applies them in log order,
 //! and each applied image is published to the voter's shards.
 
-use crate::metadata::{MetadataRecord, MetadataSnapshot, TopicMetadata};
+use crate::metadata::{
+    BrokerRegistration, MetadataRecord, MetadataSnapshot, ScramCredential, TopicConfigs, TopicMetadata,
+};
 use crate::shard::Shard;
+use crate::topic_config::DynamicBrokerConfigs;
 use futures::channel::oneshot;
+use serde::Deserialize;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -81,10 +85,33 @@ fn decode_image(snapshot: &[u8]) -> io::Result<MetadataSnapshot> {
         .or_else(|json| decode_postcard_image(snapshot).map_err(|_| invalid(json.to_string())))
 }
 
-/// The postcard image of a build before JSON snapshots, which ends before
-/// `acls` (added after them): one zero byte more is an empty set there.
+/// The image as builds before JSON snapshots wrote it: postcard, by
+/// position, these fields only. Frozen: what came later is JSON's.
+#[derive(Deserialize)]
+struct PostcardImage {
+    version: u64,
+    cluster_id: String,
+    next_producer_id: i64,
+    topics: BTreeMap<String, TopicMetadata>,
+    dynamic_broker_configs: DynamicBrokerConfigs,
+    group_configs: BTreeMap<String, TopicConfigs>,
+    scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    brokers: Vec<BrokerRegistration>,
+}
+
 fn decode_postcard_image(snapshot: &[u8]) -> postcard::Result<MetadataSnapshot> {
-    postcard::from_bytes(&[snapshot, &[0]].concat())
+    let image: PostcardImage = postcard::from_bytes(snapshot)?;
+    Ok(MetadataSnapshot {
+        version: image.version,
+        cluster_id: image.cluster_id,
+        next_producer_id: image.next_producer_id,
+        topics: image.topics,
+        dynamic_broker_configs: image.dynamic_broker_configs,
+        group_configs: image.group_configs,
+        scram_credentials: image.scram_credentials,
+        brokers: image.brokers,
+        ..MetadataSnapshot::default()
+    })
 }
 
 /// Applied images on their way to the shards: the state machine pushes
@@ -162,8 +189,7 @@ fn dedup_removed(removed: Vec<TopicMetadata>) -> Vec<TopicMetadata> {
 mod tests {
     use super::*;
     use crate::metadata::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
-    use crate::metadata::{BrokerRegistration, PartitionState, ScramCredential, TopicConfigs};
-    use std::collections::BTreeMap;
+    use crate::metadata::PartitionState;
     use uuid::Uuid;
 
     /// An image with something in every field.
@@ -242,13 +268,22 @@ mod tests {
 
     #[test]
     fn a_snapshot_of_an_earlier_build_reads_as_postcard() {
-        // Builds before JSON snapshots had no ACLs: their image is this
-        // one's postcard without the empty set's last byte.
+        // Builds before JSON snapshots had no ACLs and no reassignments.
         let image = MetadataSnapshot { acls: Default::default(), ..image() };
         // The version's varint is the first byte: 123 is `{`.
         for version in [image.version, 123] {
-            let mut legacy = postcard::to_stdvec(&MetadataSnapshot { version, ..image.clone() }).unwrap();
-            assert_eq!(legacy.pop(), Some(0));
+            // Their layout: these fields in this order (a tuple is encoded as a struct).
+            let legacy = postcard::to_stdvec(&(
+                version,
+                &image.cluster_id,
+                image.next_producer_id,
+                &image.topics,
+                &image.dynamic_broker_configs,
+                &image.group_configs,
+                &image.scram_credentials,
+                &image.brokers,
+            ))
+            .unwrap();
             let read = decode_image(&legacy).unwrap();
             assert_eq!(read.version, version);
             assert_eq!(encode_image(&MetadataSnapshot { version: image.version, ..read }), encode_image(&image));

@@ -7,8 +7,8 @@
 
 use super::acl::{AclBinding, AclChange};
 use super::{
-    plan_topic, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, ScramChange, ScramCredential,
-    TopicConfigs, TopicDefaults, TopicMetadata,
+    check_assignments, plan_topic, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, Reassignment,
+    ScramChange, ScramCredential, TopicConfigs, TopicDefaults, TopicMetadata,
 };
 use crate::error::TopicError;
 use crate::placement::{assign_replicas, BrokerSlot};
@@ -86,6 +86,13 @@ pub enum MetadataRecord {
     CreateAcl(AclBinding),
     /// An ACL removed (DeleteAcls).
     RemoveAcl(AclBinding),
+    /// A partition's reassignment begun or replaced (`Some`), or ended
+    /// (`None`: completed or cancelled, by the PartitionChange before it).
+    Reassignment {
+        topic: String,
+        partition: i32,
+        reassignment: Option<Reassignment>,
+    },
 }
 
 /// AlterPartition for one partition (Kafka's AlterPartitionRequest
@@ -157,7 +164,10 @@ impl MetadataSnapshot {
             MetadataRecord::Topic(topic) => {
                 self.topics.insert(topic.name.clone(), topic);
             }
-            MetadataRecord::RemoveTopic(name) => return self.topics.remove(&name),
+            MetadataRecord::RemoveTopic(name) => {
+                self.reassignments.remove(&name);
+                return self.topics.remove(&name);
+            }
             MetadataRecord::DynamicBrokerConfigs { cluster_default, configs } => {
                 let dynamic = &mut self.dynamic_broker_configs;
                 *(if cluster_default { &mut dynamic.cluster_default } else { &mut dynamic.broker }) = configs;
@@ -196,6 +206,17 @@ impl MetadataSnapshot {
             MetadataRecord::RemoveAcl(acl) => {
                 self.acls.remove(&acl);
             }
+            MetadataRecord::Reassignment { topic, partition, reassignment: Some(moving) } => {
+                self.reassignments.entry(topic).or_default().insert(partition, moving);
+            }
+            MetadataRecord::Reassignment { topic, partition, reassignment: None } => {
+                if let Some(moving) = self.reassignments.get_mut(&topic) {
+                    moving.remove(&partition);
+                    if moving.is_empty() {
+                        self.reassignments.remove(&topic);
+                    }
+                }
+            }
         }
         None
     }
@@ -222,6 +243,13 @@ impl MetadataSnapshot {
             credentials: credentials.clone(),
         }));
         records.extend(self.acls.iter().cloned().map(MetadataRecord::CreateAcl));
+        for (topic, partitions) in &self.reassignments {
+            records.extend(partitions.iter().map(|(&partition, moving)| MetadataRecord::Reassignment {
+                topic: topic.clone(),
+                partition,
+                reassignment: Some(moving.clone()),
+            }));
+        }
         records
     }
 
@@ -468,20 +496,7 @@ impl MetadataChanges {
         let mut changed = Vec::new();
         for topic in self.image.topics.values() {
             for (index, current) in topic.assignment.iter().enumerate().filter(|(_, p)| which(p)) {
-                let mut state = current.clone();
-                change(&mut state);
-                if state.isr.is_empty() {
-                    state.isr = current.isr.clone();
-                }
-                let eligible = |r: &i32| state.isr.contains(r) && self.image.is_unfenced(*r);
-                if !eligible(&state.leader) {
-                    state.leader = state.replicas.iter().copied().find(eligible).unwrap_or(-1);
-                }
-                if state != *current {
-                    if state.leader != current.leader {
-                        state.leader_epoch += 1;
-                    }
-                    state.partition_epoch += 1;
+                if let Some(state) = self.changed(current, &change) {
                     changed.push((topic.name.clone(), index as i32, state));
                 }
             }
@@ -489,6 +504,117 @@ impl MetadataChanges {
         for (topic, partition, state) in changed {
             self.push(MetadataRecord::PartitionChange { topic, partition, state });
         }
+    }
+
+    /// [`change_partitions`](Self::change_partitions) for one partition.
+    fn change_partition(&mut self, topic: &str, partition: i32, change: impl FnOnce(&mut PartitionState)) {
+        let Some(current) = self.image.partition(topic, partition) else { return };
+        if let Some(state) = self.changed(current, change) {
+            self.push(MetadataRecord::PartitionChange { topic: topic.to_string(), partition, state });
+        }
+    }
+
+    /// `current` after `change`, with the leader kept or elected and the
+    /// epochs raised as [`change_partitions`](Self::change_partitions)
+    /// says; `None` if nothing changed.
+    fn changed(&self, current: &PartitionState, change: impl FnOnce(&mut PartitionState)) -> Option<PartitionState> {
+        let mut state = current.clone();
+        change(&mut state);
+        if state.isr.is_empty() {
+            state.isr = current.isr.clone();
+        }
+        let eligible = |r: &i32| state.isr.contains(r) && self.image.is_unfenced(*r);
+        if !eligible(&state.leader) {
+            state.leader = state.replicas.iter().copied().find(eligible).unwrap_or(-1);
+        }
+        if state == *current {
+            return None;
+        }
+        if state.leader != current.leader {
+            state.leader_epoch += 1;
+        }
+        state.partition_epoch += 1;
+        Some(state)
+    }
+
+    /// AlterPartitionReassignments for one partition (KIP-455): moves it
+    /// to the `target` replicas, or with `None` cancels the move in
+    /// progress, back to the replicas it started from. Kafka's checks in
+    /// Kafka's order: the partition exists, a cancel has a move to cancel
+    /// (else NO_REASSIGNMENT_IN_PROGRESS), the target is a non-empty list
+    /// of registered brokers, each once (else INVALID_REPLICA_ASSIGNMENT),
+    /// and, unless `allow_rf_change` (KIP-860), as long as the replicas it
+    /// replaces. A move in progress is replaced, from the replicas it
+    /// started from. While it moves the partition's replicas are the target
+    /// followed by those it leaves; it completes at once if the target's
+    /// new replicas are in sync already, else when its leader takes the
+    /// last of them into the ISR ([`alter_partition`](Self::alter_partition)).
+    pub fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        target: Option<&[i32]>,
+        allow_rf_change: bool,
+    ) -> Result<(), TopicError> {
+        let current = self.image.partition(topic, partition).ok_or(TopicError::Unknown)?;
+        let in_progress = self.image.reassignment(topic, partition).cloned();
+        let adding = in_progress.as_ref().map_or(&[][..], |m| &m.adding);
+        let original: Vec<i32> = current.replicas.iter().copied().filter(|r| !adding.contains(r)).collect();
+        let (replicas, moving) = match target {
+            None if in_progress.is_none() => return Err(TopicError::NoReassignmentInProgress),
+            None => (original.clone(), None),
+            Some(target) => {
+                let registered: Vec<i32> = self.image.brokers.iter().map(|b| b.id).collect();
+                check_assignments(&[target.to_vec()], &registered, None)?;
+                if !allow_rf_change && target.len() != original.len() {
+                    return Err(TopicError::ReplicationFactorChange { from: original.len(), to: target.len() });
+                }
+                let adding: Vec<i32> = target.iter().copied().filter(|r| !original.contains(r)).collect();
+                let removing: Vec<i32> = original.iter().copied().filter(|r| !target.contains(r)).collect();
+                let replicas = target.iter().chain(&removing).copied().collect();
+                let moving = (!adding.is_empty() || !removing.is_empty()).then_some(Reassignment { adding, removing });
+                (replicas, moving)
+            }
+        };
+        self.change_partition(topic, partition, |state| {
+            state.isr.retain(|r| replicas.contains(r));
+            if state.isr.is_empty() {
+                // Every in-sync replica was one the cancelled move added: as
+                // Kafka, the first original replica leads, which may lose
+                // records (an unclean election).
+                state.isr = vec![original[0]];
+            }
+            state.replicas = replicas;
+        });
+        if moving.is_some() || in_progress.is_some() {
+            let topic = topic.to_string();
+            self.push(MetadataRecord::Reassignment { topic, partition, reassignment: moving });
+        }
+        self.complete_reassignment(topic, partition);
+        Ok(())
+    }
+
+    /// Completes the move of `partition` once every replica it adds is in
+    /// the ISR and the ISR holds a replica of the target: the replicas it
+    /// leaves go (from the ISR too), a leader among them gives way to the
+    /// first target replica in sync (a new leader epoch), and the move is
+    /// cleared, in the same change.
+    fn complete_reassignment(&mut self, topic: &str, partition: i32) {
+        let (Some(current), Some(moving)) =
+            (self.image.partition(topic, partition), self.image.reassignment(topic, partition))
+        else {
+            return;
+        };
+        let caught_up = moving.adding.iter().all(|r| current.isr.contains(r));
+        if !caught_up || current.isr.iter().all(|r| moving.removing.contains(r)) {
+            return;
+        }
+        let removing = moving.removing.clone();
+        self.change_partition(topic, partition, |state| {
+            state.replicas.retain(|r| !removing.contains(r));
+            state.isr.retain(|r| !removing.contains(r));
+        });
+        self.push(MetadataRecord::Reassignment { topic: topic.to_string(), partition, reassignment: None });
     }
 
     /// ElectLeaders for `partitions`, or, with `None`, for every partition,
@@ -586,7 +712,8 @@ impl MetadataChanges {
     /// one (else INVALID_UPDATE_VERSION: another change came first), every
     /// member a replica and unfenced (else INELIGIBLE_REPLICA), the leader
     /// among them. Returns the partition's state then (partition_epoch + 1
-    /// if the ISR changed).
+    /// if the ISR changed; a reassignment whose new replicas are all in the
+    /// ISR now completes in the same change).
     pub fn alter_partition(
         &mut self,
         requester: i32,
@@ -625,7 +752,8 @@ impl MetadataChanges {
             return Ok(current.clone());
         }
         let state = PartitionState { isr: isr.clone(), partition_epoch: partition_epoch + 1, ..current.clone() };
-        self.push(MetadataRecord::PartitionChange { topic: topic.clone(), partition, state: state.clone() });
-        Ok(state)
+        self.push(MetadataRecord::PartitionChange { topic: topic.clone(), partition, state });
+        self.complete_reassignment(topic, partition);
+        self.image.partition(topic, partition).cloned().ok_or(TopicError::Unknown)
     }
 }

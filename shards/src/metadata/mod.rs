@@ -87,6 +87,19 @@ impl PartitionState {
     }
 }
 
+/// A partition on its way to other replicas (KIP-455): while it moves,
+/// its `PartitionState::replicas` are the target followed by `removing`.
+/// Kept beside the partition's state rather than in it, so that records
+/// committed before reassignment existed still decode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    /// Target replicas that were not replicas before: the move completes
+    /// once all of them are in the ISR.
+    pub adding: Vec<i32>,
+    /// Replicas that are not in the target: dropped when the move completes.
+    pub removing: Vec<i32>,
+}
+
 /// What a topic gets when CreateTopics leaves it to the broker (-1).
 #[derive(Clone, Copy, Debug)]
 pub struct TopicDefaults {
@@ -348,6 +361,9 @@ pub struct MetadataSnapshot {
     /// The ACLs (CreateAcls), whatever the authorizer's setting.
     #[serde(default)]
     pub acls: BTreeSet<acl::AclBinding>,
+    /// The partitions being reassigned: by topic, then partition.
+    #[serde(default)]
+    pub reassignments: BTreeMap<String, BTreeMap<i32, Reassignment>>,
 }
 
 /// What the server keeps of a SCRAM password (RFC 5802): the salt, the
@@ -425,6 +441,11 @@ impl MetadataSnapshot {
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
         let index = usize::try_from(partition).ok()?;
         self.topic(topic)?.assignment.get(index)
+    }
+
+    /// The reassignment of `partition` of `topic` in progress, if any.
+    pub fn reassignment(&self, topic: &str, partition: i32) -> Option<&Reassignment> {
+        self.reassignments.get(topic)?.get(&partition)
     }
 
     /// How many partitions broker `id` leads.

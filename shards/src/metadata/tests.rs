@@ -477,3 +477,133 @@ fn leaders_are_balanced_back_to_preferred_replicas_over_the_imbalance_percentage
     let mut changes = preferred_back_in(&[2, 3]);
     assert_eq!(changes.balance_leaders(0), vec![]);
 }
+
+/// `t`-0 on brokers 1, 2, 3 (led by 1), with brokers 4 and 5 registered too.
+fn five_brokers() -> MetadataChanges {
+    let mut changes = three_brokers_and(&[1, 2, 3]);
+    changes.register_broker(broker(4));
+    changes.register_broker(broker(5));
+    changes
+}
+
+fn moving(changes: &MetadataChanges) -> Option<Reassignment> {
+    changes.image().reassignment("t", 0).cloned()
+}
+
+/// AlterPartition from `t`-0's leader, in the epochs the partition is in.
+fn grow_isr(changes: &mut MetadataChanges, isr: &[i32]) -> Result<PartitionState, TopicError> {
+    let current = state(changes);
+    let alteration = AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader_epoch: current.leader_epoch,
+        partition_epoch: current.partition_epoch,
+        isr: isr.to_vec(),
+    };
+    changes.alter_partition(current.leader, &alteration)
+}
+
+#[test]
+fn reassignments_are_checked_as_kafka_checks_them() {
+    let mut changes = five_brokers();
+    let before = changes.image().version;
+    assert_eq!(changes.reassign("u", 0, Some(&[1, 2, 3]), true), Err(TopicError::Unknown));
+    assert_eq!(changes.reassign("t", 1, Some(&[1, 2, 3]), true), Err(TopicError::Unknown));
+    assert_eq!(changes.reassign("t", 0, None, true), Err(TopicError::NoReassignmentInProgress));
+    for bad in [&[][..], &[4, 2, 4], &[4, 2, 9]] {
+        let refused = changes.reassign("t", 0, Some(bad), true);
+        assert!(matches!(refused, Err(TopicError::InvalidReplicaAssignment(_))), "{bad:?}: {refused:?}");
+    }
+    assert_eq!(
+        changes.reassign("t", 0, Some(&[4, 2, 3, 5]), false),
+        Err(TopicError::ReplicationFactorChange { from: 3, to: 4 })
+    );
+    assert_eq!(changes.image().version, before, "nothing refused was recorded");
+    // A fenced broker is still registered: it may be named.
+    changes.fence_broker(5);
+    assert_eq!(changes.reassign("t", 0, Some(&[4, 2, 3, 5]), true), Ok(()));
+    assert_eq!(moving(&changes), Some(Reassignment { adding: vec![4, 5], removing: vec![1] }));
+}
+
+#[test]
+fn a_reassignment_completes_when_its_new_replicas_join_the_isr_and_moves_a_removed_leader() {
+    let mut changes = five_brokers();
+    changes.reassign("t", 0, Some(&[4, 2, 3]), false).unwrap();
+    // The target, then what it leaves; the ISR and leader as they were.
+    assert_eq!(state(&changes), partition(&[4, 2, 3, 1], &[1, 2, 3], 1, 0, 1));
+    assert_eq!(moving(&changes), Some(Reassignment { adding: vec![4], removing: vec![1] }));
+
+    // The ISR shrinking does not complete it.
+    assert_eq!(grow_isr(&mut changes, &[1, 2]), Ok(partition(&[4, 2, 3, 1], &[1, 2], 1, 0, 2)));
+    assert!(moving(&changes).is_some());
+    // 4 in sync: 1 goes, and 4, the first target replica in sync, leads.
+    assert_eq!(grow_isr(&mut changes, &[1, 2, 4]), Ok(partition(&[4, 2, 3], &[2, 4], 4, 1, 4)));
+    assert_eq!(moving(&changes), None);
+    assert!(changes.image().reassignments.is_empty());
+}
+
+#[test]
+fn a_reassignment_that_adds_no_replica_completes_at_once() {
+    let mut changes = five_brokers();
+    changes.reassign("t", 0, Some(&[2, 3]), true).unwrap();
+    assert_eq!(state(&changes), partition(&[2, 3], &[2, 3], 2, 1, 2));
+    assert_eq!(moving(&changes), None);
+    // The same replicas in another order: only the order changes, the leader stays.
+    changes.reassign("t", 0, Some(&[3, 2]), false).unwrap();
+    assert_eq!(state(&changes), partition(&[3, 2], &[2, 3], 2, 1, 3));
+    assert_eq!(moving(&changes), None);
+}
+
+#[test]
+fn a_cancelled_reassignment_goes_back_to_the_original_replicas() {
+    let mut changes = five_brokers();
+    changes.reassign("t", 0, Some(&[4, 5, 3]), false).unwrap();
+    assert_eq!(grow_isr(&mut changes, &[1, 2, 3, 4]), Ok(partition(&[4, 5, 3, 1, 2], &[1, 2, 3, 4], 1, 0, 2)));
+    changes.reassign("t", 0, None, false).unwrap();
+    // As Kafka's revert: the replicas without those added, 4 out of the ISR.
+    assert_eq!(state(&changes), partition(&[3, 1, 2], &[1, 2, 3], 1, 0, 3));
+    assert_eq!(moving(&changes), None);
+    assert_eq!(changes.reassign("t", 0, None, false), Err(TopicError::NoReassignmentInProgress));
+}
+
+#[test]
+fn a_new_reassignment_replaces_one_in_progress_from_the_original_replicas() {
+    let mut changes = five_brokers();
+    changes.reassign("t", 0, Some(&[4, 2, 3]), false).unwrap();
+    assert_eq!(grow_isr(&mut changes, &[1, 2, 3]), Ok(partition(&[4, 2, 3, 1], &[1, 2, 3], 1, 0, 1)), "no change");
+    changes.reassign("t", 0, Some(&[5, 2, 3]), false).unwrap();
+    assert_eq!(moving(&changes), Some(Reassignment { adding: vec![5], removing: vec![1] }), "4 is no longer added");
+    assert_eq!(state(&changes), partition(&[5, 2, 3, 1], &[1, 2, 3], 1, 0, 2));
+    // Its ISR holds only target replicas and those it removes.
+    assert!(matches!(grow_isr(&mut changes, &[1, 2, 3, 4]), Err(TopicError::IneligibleReplica(_))));
+    assert_eq!(grow_isr(&mut changes, &[1, 2, 3, 5]), Ok(partition(&[5, 2, 3], &[2, 3, 5], 5, 1, 4)));
+}
+
+#[test]
+fn deleting_a_topic_ends_its_reassignments() {
+    let mut changes = five_brokers();
+    changes.reassign("t", 0, Some(&[4, 2, 3]), false).unwrap();
+    changes.delete_topic("t").unwrap();
+    assert!(changes.image().reassignments.is_empty());
+}
+
+#[test]
+fn a_reassignment_record_and_the_image_holding_it_round_trip() {
+    let mut changes = five_brokers();
+    changes.reassign("t", 0, Some(&[4, 2, 3]), false).unwrap();
+    let image = changes.image().clone();
+    let records = changes.into_records();
+    let record = records.last().unwrap();
+    assert!(matches!(record, MetadataRecord::Reassignment { reassignment: Some(_), .. }));
+    let encoded = postcard::to_stdvec(record).unwrap();
+    assert_eq!(encoded[0], 12, "the last variant: earlier records keep their encoding");
+    assert_eq!(postcard::from_bytes::<MetadataRecord>(&encoded).unwrap(), *record);
+
+    let decoded: MetadataSnapshot = postcard::from_bytes(&postcard::to_stdvec(&image).unwrap()).unwrap();
+    assert_eq!(decoded.reassignments, image.reassignments);
+    let decoded: MetadataSnapshot = toml::from_str(&toml::to_string(&image).unwrap()).unwrap();
+    assert_eq!(decoded.reassignments, image.reassignments);
+    // An image written before reassignments existed reads as none moving.
+    let old: MetadataSnapshot = toml::from_str("cluster_id = \"c\"\n").unwrap();
+    assert!(old.reassignments.is_empty());
+}

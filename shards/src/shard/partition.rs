@@ -195,6 +195,16 @@ impl PartitionTable {
         removed.into_values().filter_map(Slot::into_open).collect()
     }
 
+    /// Forgets one partition; returns it if it was open.
+    pub fn remove(&mut self, topic: &str, index: i32) -> Option<Rc<Partition>> {
+        let partitions = self.topics.get_mut(topic)?;
+        let removed = partitions.remove(&index);
+        if partitions.is_empty() {
+            self.topics.remove(topic);
+        }
+        removed.and_then(Slot::into_open)
+    }
+
     /// The open partitions of `topic`.
     pub fn of_topic(&self, topic: &str) -> Vec<Rc<Partition>> {
         let partitions = self.topics.get(topic).into_iter().flat_map(HashMap::values);

@@ -3,7 +3,7 @@
 //! snapshot (deleted topics' logs closed, new partitions opened, configs
 //! applied).
 
-use super::partition::Role;
+use super::partition::{Partition, Role};
 use super::{IfRequesterLeaves, Shard};
 use crate::controller::Controller;
 use crate::deleted_dirs;
@@ -20,7 +20,10 @@ use crate::reply;
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use futures::future::{join_all, LocalBoxFuture};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Topics only the broker writes: clients may neither create nor delete them.
 pub fn is_internal_topic(name: &str) -> bool {
@@ -182,6 +185,22 @@ impl Shard {
         .await
     }
 
+    /// AlterPartitionReassignments through the controller: each partition
+    /// moving to its target replicas, or (`None`) its move cancelled;
+    /// results in request order, served by every shard of this broker when
+    /// this returns.
+    pub async fn alter_reassignments(
+        &self,
+        reassignments: Vec<(TopicPartition, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    ) -> Vec<Result<(), TopicError>> {
+        let count = reassignments.len();
+        self.on_controller(unavailable_each(count), move |shard, controller| {
+            Box::pin(controller.alter_reassignments(shard, reassignments, allow_replication_factor_change))
+        })
+        .await
+    }
+
     /// A producer id never handed out before (persisted by the controller).
     pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
         let unavailable = Err(TopicError::ControllerUnavailable);
@@ -237,8 +256,9 @@ impl Shard {
         join_all(acks).await;
     }
 
-    /// Closes and removes the logs of deleted topics and opens the partitions
-    /// the snapshot gives this shard.
+    /// Closes and removes the logs of deleted topics, and of partitions
+    /// this broker no longer holds a replica of (moved away by a
+    /// reassignment), and opens the partitions the snapshot gives this shard.
     pub(crate) async fn prepare_metadata(&self, snapshot: &MetadataSnapshot, deleted: &[TopicMetadata]) {
         let mut removed = Vec::new();
         for topic in deleted {
@@ -247,15 +267,14 @@ impl Shard {
             }
             let partitions = self.partitions.borrow_mut().remove_topic(&topic.name);
             for partition in partitions {
-                if let Err(e) = partition.log.close().await {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, "closing deleted partition: {e}");
-                }
-                let dir = self.partition_dir(&topic.name, partition.index);
-                match deleted_dirs::mark_deleted(&dir, topic.id) {
-                    Ok(marked) => removed.push(marked),
-                    Err(e) => tracing::warn!("removing {}: {e}", dir.display()),
-                }
+                removed.extend(self.remove_partition(&partition, topic.id).await);
             }
+        }
+        for (partition, topic_id) in self.moved_away(snapshot) {
+            tracing::info!(topic = %partition.topic, partition = partition.index, "no longer a replica: removing it");
+            self.partitions.borrow_mut().remove(&partition.topic, partition.index);
+            self.coordinate(&partition, None);
+            removed.extend(self.remove_partition(&partition, topic_id).await);
         }
         if !removed.is_empty() {
             if let Err(e) = weir_engine::durable::sync_dir(&self.config.data_dir) {
@@ -264,6 +283,38 @@ impl Shard {
             deleted_dirs::remove_in_background(removed);
         }
         self.open_owned_partitions(snapshot).await;
+    }
+
+    /// The open partitions `snapshot` no longer has a replica of on this
+    /// broker, with their topic's id. Only an image holding this process's
+    /// registration is acted on: a restarted voter's first images may be
+    /// stale, and a replica deleted on their word would be lost.
+    fn moved_away(&self, snapshot: &MetadataSnapshot) -> Vec<(Rc<Partition>, Uuid)> {
+        if !self.registered_in(snapshot) {
+            return Vec::new();
+        }
+        let me = self.config.node_id;
+        let open = self.partitions.borrow().all_open();
+        (open.into_iter())
+            .filter_map(|partition| {
+                let topic = snapshot.topic(&partition.topic)?;
+                let state = topic.assignment.get(usize::try_from(partition.index).ok()?)?;
+                (!state.replicas.contains(&me)).then_some((partition, topic.id))
+            })
+            .collect()
+    }
+
+    /// Closes `partition`, already out of the table, and renames its
+    /// directory to its deleted name (returned, for the background removal).
+    async fn remove_partition(&self, partition: &Partition, topic_id: Uuid) -> Option<PathBuf> {
+        let (topic, index) = (&partition.topic, partition.index);
+        if let Err(e) = partition.log.close().await {
+            tracing::warn!(topic, partition = index, "closing a removed partition: {e}");
+        }
+        let dir = self.partition_dir(topic, index);
+        deleted_dirs::mark_deleted(&dir, topic_id)
+            .inspect_err(|e| tracing::warn!("removing {}: {e}", dir.display()))
+            .ok()
     }
 
     /// Waits for the first image the controller shard publishes (the

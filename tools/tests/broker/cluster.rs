@@ -840,3 +840,88 @@ fn an_acl_created_on_one_broker_applies_on_every_broker_and_replication_goes_on(
     replicas_agree(&cluster, "open", 0);
     check_consumed(&consume_all(&cluster.broker(3).bootstrap(), "open", 1), 50, 1);
 }
+
+/// `weir partitions <args>` asked of `bootstrap`: what it printed; panics
+/// if it failed.
+fn weir_partitions(bootstrap: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(broker_binary())
+        .arg("partitions")
+        .args(args)
+        .args(["--bootstrap", bootstrap])
+        .output()
+        .expect("run weir partitions");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "weir partitions {args:?}: {printed}{}", String::from_utf8_lossy(&output.stderr));
+    printed
+}
+
+fn joined(ids: &[i32]) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn a_reassignment_moves_a_partition_and_its_leadership_onto_a_new_broker_while_an_idempotent_producer_loses_nothing() {
+    let mut cluster = Cluster::start(&["--auto-leader-rebalance-enable", "false"]);
+    let topic = "moving";
+    create_replicated_topic(&cluster.broker(1).bootstrap(), topic, 1, 3, &["--config", "min.insync.replicas=2"]);
+    cluster.add_broker(4);
+    for id in 1..=4 {
+        cluster.wait_for_topics(id, &[topic]);
+    }
+    // The leader's replica goes to broker 4 (as [1,2,3] to [4,2,3] when 1 leads).
+    let metadata = cluster.metadata(1);
+    let (original, leaving) = (ids(&partition(&metadata, topic, 0).replica_nodes), leaders(&metadata, topic)[0]);
+    let staying: Vec<i32> = original.iter().copied().filter(|&r| r != leaving).collect();
+    let target = [&[4], &staying[..]].concat();
+    let witness = staying[0];
+    let bootstrap = cluster.broker(witness).bootstrap();
+
+    // Broker 4 down: the move cannot complete; it is listed, then cancelled.
+    cluster.broker(4).kill();
+    let reassign = ["reassign", "--topic", topic, "--partition", "0"];
+    weir_partitions(&bootstrap, &[&reassign[..], &["--replicas", &joined(&target)]].concat());
+    let listed = weir_partitions(&bootstrap, &["reassignments"]);
+    let moving = format!("{topic}-0  replicas {},{leaving}  adding 4  removing {leaving}\n", joined(&target));
+    assert_eq!(listed, moving);
+    weir_partitions(&bootstrap, &[&reassign[..], &["--cancel"]].concat());
+    assert_eq!(weir_partitions(&bootstrap, &["reassignments"]), "");
+    let mut back = ids(&partition(&cluster.metadata(witness), topic, 0).replica_nodes);
+    back.sort();
+    assert_eq!(back, [1, 2, 3], "cancelled: the original replicas");
+
+    // Broker 4 back: the move completes once it has caught up, while a
+    // producer writes with acks=all.
+    cluster.broker(4).relaunch();
+    cluster.broker(4).wait_listening();
+    let count = 30_000;
+    let (producing, acked) = produce_idempotently(bootstrap.clone(), topic, count);
+    while acked.load(Ordering::SeqCst) < 2_000 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    weir_partitions(&bootstrap, &[&reassign[..], &["--replicas", &joined(&target)]].concat());
+    let started = Instant::now();
+    wait_until("the move completes", Duration::from_secs(30), || {
+        weir_partitions(&bootstrap, &["reassignments"]).is_empty()
+    });
+    let completed = started.elapsed();
+    let acked_by_then = acked.load(Ordering::SeqCst);
+    let after = partition(&cluster.metadata(witness), topic, 0).clone();
+    assert_eq!(ids(&after.replica_nodes), target);
+    assert_eq!(after.leader_id.0, 4, "the first target replica in sync leads: broker {leaving} left");
+    let mut isr = ids(&after.isr_nodes);
+    isr.sort();
+    let mut in_sync = [&staying[..], &[4]].concat();
+    in_sync.sort();
+    assert_eq!(isr, in_sync, "broker {leaving} left the ISR with the replicas");
+    let dir = |id: i32| cluster.brokers[id as usize - 1].data_dir.join(format!("{topic}-0"));
+    wait_until("the removed replica's directory is gone", Duration::from_secs(10), || !dir(leaving).exists());
+    let copied = std::fs::metadata(dir(4).join("00000000000000000000.log")).expect("broker 4 holds the log");
+    assert!(copied.len() > 0);
+    eprintln!(
+        "moved {topic}-0 from {original:?} to {target:?} in {completed:?}; {acked_by_then} of {count} acknowledged"
+    );
+    assert!(acked_by_then < count as usize, "the producer finished before the move: it proves nothing");
+
+    // Every acknowledged record, exactly once, from the new leader.
+    check_exactly_once(&cluster.broker(4).bootstrap(), topic, 1, count, producing.join().unwrap());
+}
