@@ -63,30 +63,29 @@ pub enum AclsCommand {
         bootstrap: Bootstrap,
     },
     /// Add ACLs: each principal, operation and resource.
-    Add {
-        #[command(flatten)]
-        resources: Resources,
-        #[command(flatten)]
-        entries: Entries,
-        #[command(flatten)]
-        bootstrap: Bootstrap,
-    },
+    Add(Change),
     /// Remove the ACLs the flags match (a principal or operation left out matches any).
-    Remove {
-        #[command(flatten)]
-        resources: Resources,
-        #[command(flatten)]
-        entries: Entries,
-        #[command(flatten)]
-        bootstrap: Bootstrap,
-    },
+    Remove(Change),
+}
+
+/// What `add` and `remove` take.
+#[derive(clap::Args)]
+pub struct Change {
+    #[command(flatten)]
+    resources: Resources,
+    #[command(flatten)]
+    entries: Entries,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
 }
 
 pub fn run(command: AclsCommand) -> anyhow::Result<()> {
     match command {
         AclsCommand::List { resources, principal, bootstrap } => list(&resources, principal, &bootstrap.bootstrap),
-        AclsCommand::Add { resources, entries, bootstrap } => add(&resources, &entries, &bootstrap.bootstrap),
-        AclsCommand::Remove { resources, entries, bootstrap } => remove(&resources, &entries, &bootstrap.bootstrap),
+        AclsCommand::Add(Change { resources, entries, bootstrap }) => add(&resources, &entries, &bootstrap.bootstrap),
+        AclsCommand::Remove(Change { resources, entries, bootstrap }) => {
+            remove(&resources, &entries, &bootstrap.bootstrap)
+        }
     }
 }
 
