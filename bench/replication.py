@@ -4,17 +4,24 @@ shape, release build, one shard each), then
 
 1. RF 3 against RF 1, acks=all, with `weir bench produce` against each
    partition's leader in the same run: throughput, produce latency, and the
-   three brokers' CPU seconds per GB produced;
+   three brokers' CPU seconds per GB produced; then the same with
+   librdkafka's own load generator, examples/rdkafka_performance (COUNT
+   messages of SIZE bytes, acks=all), where it is built: in the librdkafka
+   tree of tools/tests/librdkafka/run.sh, `make -C
+   target/librdkafka-tests/librdkafka-*/examples rdkafka_performance`;
 2. failover: KILLS times, SIGKILL the leader of an RF 3 partition while a
    librdkafka (confluent-kafka) producer sends acks=all, and time the kill to
    the acknowledgement of the first message sent after it (by the new
    leader); the broker is restarted and back in the ISR before the next kill.
 
-Usage: python3 bench/replication.py        (KILLS=20 DURATION=10 SIZE=1024 OUT=bench/results KEEP=0)
+Usage: python3 bench/replication.py        (KILLS=20 DURATION=10 SIZE=1024 COUNT=1000000
+                                            OUT=bench/results KEEP=0; KILLS=0 skips the failover)
 Needs confluent-kafka (tools/tests/clients/.venv has it: run with that python).
 """
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +34,9 @@ WEIR = os.path.join(ROOT, "target", "release", "weir")
 KILLS = int(os.environ.get("KILLS", "20"))
 DURATION = os.environ.get("DURATION", "10")
 SIZE = os.environ.get("SIZE", "1024")
+COUNT = os.environ.get("COUNT", "1000000")
+RDKAFKA_PERFORMANCE = sorted(glob.glob(os.path.join(
+    ROOT, "target", "librdkafka-tests", "librdkafka-*", "examples", "rdkafka_performance")))
 OUT = os.environ.get("OUT", os.path.join(ROOT, "bench", "results"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "tests"))
 from cluster import Cluster  # noqa: E402  (tools/tests/cluster.py)
@@ -47,6 +57,20 @@ def bench(cluster, topic, leader, replicas):
         result = json.load(f)
     result["broker_cpu_seconds_per_gb"] = used / (result["produce"]["bytes"] / 1e9)
     return result
+
+
+def rdkafka_performance(cluster, topic, leader, binary):
+    """(MB/s, msg/s, brokers' CPU s per GB) of librdkafka's generator producing COUNT messages, acks=all."""
+    before = cluster.cpu_seconds()
+    run = subprocess.run([binary, "-P", "-t", topic, "-p", "0", "-b", cluster.address(leader), "-s", SIZE, "-c", COUNT,
+                          "-a", "-1", "-X", "linger.ms=5"], capture_output=True, text=True, check=True)
+    used = cluster.cpu_seconds() - before
+    # A line a second, the last one the whole run's.
+    lines = re.findall(r"(\d+) delivered .* (\d+) msgs/s and ([\d.]+) MB/s", run.stdout)
+    if not lines:
+        raise RuntimeError(f"rdkafka_performance printed no summary: {run.stdout[-500:]}")
+    delivered, per_s, mb_per_s = int(lines[-1][0]), int(lines[-1][1]), float(lines[-1][2])
+    return mb_per_s, per_s, used / (delivered * int(SIZE) / 1e9)
 
 
 def failover_times(cluster, topic):
@@ -129,6 +153,16 @@ def main():
                   f"brokers {result['broker_cpu_seconds_per_gb']:.2f} CPU s/GB", flush=True)
             results[replicas] = produce["mb_per_s"]
         print(f"RF 3 / RF 1 throughput: {results[3] / results[1]:.2f}")
+        if RDKAFKA_PERFORMANCE:
+            for topic, replicas in (("rf1", 1), ("rf3", 3)):
+                leader, _ = partition_state(cluster, topic)
+                mb_per_s, per_s, cpu = rdkafka_performance(cluster, topic, leader, RDKAFKA_PERFORMANCE[-1])
+                print(f"rdkafka_performance RF {replicas} acks=all (leader {leader}): {mb_per_s:.1f} MB/s, "
+                      f"{per_s} msg/s, brokers {cpu:.2f} CPU s/GB", flush=True)
+                results[replicas] = mb_per_s
+            print(f"rdkafka_performance RF 3 / RF 1 throughput: {results[3] / results[1]:.2f}")
+        if not KILLS:
+            return
         cluster.weir("topics", "create", "failover", "-p", "1", "-r", "3", "-b", cluster.address(1))
         time.sleep(2)
         times = failover_times(cluster, "failover")
