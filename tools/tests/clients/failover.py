@@ -78,6 +78,7 @@ class KafkaPython:
         self.bootstrap = bootstrap.split(",")
         self.acked, self.acked_at, self.failed, self.consumed = [], [], 0, []
         self.producing = threading.Event()
+        self.produced = threading.Event()  # the producer's last send has its answer
         self.threads = [threading.Thread(target=self.produce), threading.Thread(target=self.consume)]
 
     def start(self):
@@ -98,6 +99,7 @@ class KafkaPython:
                 self.failed += 1
             n += 1
         producer.close()
+        self.produced.set()
 
     def consume(self):
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
@@ -112,7 +114,8 @@ class KafkaPython:
                     value = record.value.decode()
                     if value.startswith("kafka-python-"):
                         self.consumed.append(int(value[len("kafka-python-"):]))
-            if self.producing.is_set():
+            # Not before the last send has its answer: its value may be acknowledged yet.
+            if not self.produced.is_set():
                 continue
             deadline = deadline or time.monotonic() + 60
             if set(self.acked) <= set(self.consumed) or time.monotonic() > deadline:
