@@ -4,7 +4,11 @@
 //! Without tiered storage, as Kafka has it then: the earliest local offset
 //! (-4, v8+) is the earliest offset, and the latest tiered offset (-5, v9+)
 //! is -1 with no leader epoch. v10's timeout_ms bounds remote reads: none here.
-//! A leader new in its epoch answers the latest offset OFFSET_NOT_AVAILABLE
+//! A timestamp lookup answers only offsets below the high watermark (the
+//! last stable offset for read_committed; v0-1, without an isolation level,
+//! anything in the log), as Kafka: a record not yet replicated may be lost.
+//! A leader new in its epoch answers the latest offset, and a timestamp
+//! lookup with nothing below its high watermark, OFFSET_NOT_AVAILABLE
 //! (retriable) until its high watermark reaches the epoch's start (KIP-207,
 //! to clients that send an isolation level, v2+ as in Kafka): before, it
 //! may be below an offset the old leader already gave out.
@@ -93,18 +97,44 @@ async fn lookup(
             Ok((latest(&offsets, read_committed, version)?, -1))
         }
         // MAX_TIMESTAMP (-3) and real timestamps: the time index.
-        _ => Ok(shard.offset_for_timestamp(topic, partition, timestamp).await?.unwrap_or((-1, -1))),
+        _ => {
+            let (found, offsets) = shard.offset_for_timestamp(topic, partition, timestamp).await?;
+            by_timestamp(found, &offsets, read_committed, version)
+        }
     }
 }
 
 /// The latest offset: the high watermark, read_committed's the last stable
 /// offset.
 fn latest(offsets: &PartitionOffsets, read_committed: bool, version: i16) -> Result<i64, PartitionError> {
-    let lagging = offsets.epoch_start_offset.is_some_and(|start| start > offsets.high_watermark);
-    if lagging && version >= KIP_207_VERSION {
+    if lagging(offsets, version) {
         return Err(PartitionError::OffsetNotAvailable);
     }
     Ok(if read_committed { offsets.last_stable_offset } else { offsets.high_watermark })
+}
+
+/// A timestamp lookup's answer, if below what the client may read; else
+/// none, or KIP-207's refusal from a leader still catching up.
+fn by_timestamp(
+    found: Option<(i64, i64)>,
+    offsets: &PartitionOffsets,
+    read_committed: bool,
+    version: i16,
+) -> Result<(i64, i64), PartitionError> {
+    let readable = |offset| {
+        version < KIP_207_VERSION
+            || offset < if read_committed { offsets.last_stable_offset } else { offsets.high_watermark }
+    };
+    match found {
+        Some((offset, timestamp)) if readable(offset) => Ok((offset, timestamp)),
+        _ if lagging(offsets, version) => Err(PartitionError::OffsetNotAvailable),
+        _ => Ok((-1, -1)),
+    }
+}
+
+/// KIP-207: this leader's high watermark is below its epoch's start.
+fn lagging(offsets: &PartitionOffsets, version: i16) -> bool {
+    version >= KIP_207_VERSION && offsets.epoch_start_offset.is_some_and(|start| start > offsets.high_watermark)
 }
 
 #[cfg(test)]
@@ -126,5 +156,25 @@ mod tests {
         assert_eq!(latest(&offsets(9, Some(9)), false, 2).ok(), Some(9));
         assert_eq!(latest(&offsets(9, Some(9)), true, 2).ok(), Some(8));
         assert_eq!(latest(&offsets(7, None), false, 2).ok(), Some(7), "not the leader's view");
+    }
+
+    #[test]
+    fn a_timestamp_lookup_answers_only_offsets_below_the_high_watermark() {
+        let offsets = |high_watermark, epoch_start_offset| PartitionOffsets {
+            log_start_offset: 0,
+            high_watermark,
+            last_stable_offset: 5,
+            epoch_start_offset,
+        };
+        let caught_up = offsets(7, Some(7));
+        assert_eq!(by_timestamp(Some((6, 60)), &caught_up, false, 2).ok(), Some((6, 60)));
+        assert_eq!(by_timestamp(Some((7, 70)), &caught_up, false, 2).ok(), Some((-1, -1)), "not replicated yet");
+        assert_eq!(by_timestamp(Some((5, 50)), &caught_up, true, 2).ok(), Some((-1, -1)), "not stable yet");
+        assert_eq!(by_timestamp(Some((7, 70)), &caught_up, false, 1).ok(), Some((7, 70)), "v0-1 as Kafka: the log end");
+        assert_eq!(by_timestamp(None, &caught_up, false, 2).ok(), Some((-1, -1)));
+        let lagging = offsets(7, Some(9));
+        assert_eq!(by_timestamp(Some((6, 60)), &lagging, false, 2).ok(), Some((6, 60)), "below the high watermark");
+        assert!(matches!(by_timestamp(Some((8, 80)), &lagging, false, 2), Err(PartitionError::OffsetNotAvailable)));
+        assert!(matches!(by_timestamp(None, &lagging, false, 2), Err(PartitionError::OffsetNotAvailable)));
     }
 }

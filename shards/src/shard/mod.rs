@@ -302,20 +302,23 @@ impl Shard {
     /// ListOffsets by timestamp: (offset, timestamp) of the first record
     /// whose timestamp is at least `timestamp`, or of the record with the
     /// largest timestamp for [`MAX_TIMESTAMP`]; `None` when there is none.
+    /// With the partition's offsets of the same moment, which bound what a
+    /// client may be told.
     pub async fn offset_for_timestamp(
         &self,
         topic: &str,
         partition: i32,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, PartitionError> {
+    ) -> Result<(Option<(i64, i64)>, PartitionOffsets), PartitionError> {
         self.on_partition_owner(topic, partition, IfRequesterLeaves::Stop, move |_, partition| {
             Box::pin(async move {
                 let log = &partition.log;
-                Ok(if timestamp == MAX_TIMESTAMP {
+                let found = if timestamp == MAX_TIMESTAMP {
                     log.max_timestamp().await?
                 } else {
                     log.offset_for_timestamp(timestamp).await?
-                })
+                };
+                Ok((found, partition.offsets().await?))
             })
         })
         .await
