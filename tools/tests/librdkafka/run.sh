@@ -6,13 +6,15 @@
 # Every test in tests/test.c's table that needs a broker is run in full mode
 # (not -Q), one test number per test-runner process, with upstream's
 # settings: auto-created topics with 4 partitions like upstream's test
-# cluster, test.topic.random=true, and TEST_KAFKA_VERSION of a 4.1 broker
+# cluster, an authorizer open where no ACL applies (its ACL tests need one),
+# test.topic.random=true, and TEST_KAFKA_VERSION of a 4.1 broker
 # (Weir, like Kafka 4, takes RecordBatch v2 only: the tests leave out the
 # older message formats for it). Tests of the "noautocreate" scenario run
 # against a second broker with auto_create_topics off, as upstream runs
 # them. Tests that create topics with three replicas (three_brokers.txt)
 # run against a cluster of three brokers instead, one per scenario, as
-# upstream runs its whole suite. Tests that need what Weir does not have yet are skipped with their
+# upstream runs its whole suite; tests of SASL credentials (sasl.txt)
+# against a SASL/SCRAM broker. Tests that need what Weir does not have yet are skipped with their
 # reason, from skipped.txt beside this file (each names the issue that
 # builds it), and so is one that never talks to Weir (0150, librdkafka's
 # mock cluster alone, timing-sensitive); a test of which only some subtests
@@ -100,6 +102,11 @@ while read -r name _; do
   [[ -z $name || $name == \#* ]] || three_brokers[$name]=1
 done < "$HERE/three_brokers.txt"
 
+declare -A over_sasl=()
+while read -r name _; do
+  [[ -z $name || $name == \#* ]] || over_sasl[$name]=1
+done < "$HERE/sasl.txt"
+
 declare -A subtests=()
 while read -r name functions; do
   [[ -z $name || $name == \#* ]] || subtests[$name]=$functions
@@ -133,8 +140,9 @@ while read -r name flags scenario; do
     *noautocreate*) scenario=noautocreate ;;
     *) not_run+=("SKIP $name: scenario $scenario only"); continue ;;
   esac
-  # A scenario's three-broker cluster is "<scenario>3".
-  entry="$number $scenario${three_brokers[$name]:+3}"
+  # A scenario's three-broker cluster is "<scenario>3", its SASL broker
+  # "<scenario>sasl".
+  entry="$number $scenario${three_brokers[$name]:+3}${over_sasl[$name]:+sasl}"
   if [[ -n ${subtests[$name]:-} ]]; then
     for function in ${subtests[$name]}; do selected+=("$entry $function"); done
     for skipped in "${!skip_reason[@]}"; do
@@ -170,14 +178,19 @@ stop_brokers() {
 trap stop_brokers EXIT
 trap 'exit 130' INT TERM
 
-# start_broker NAME AUTO_CREATE: sets BOOTSTRAP to its address.
+# start_broker NAME AUTO_CREATE [PROTOCOL [serve flags]]: sets BOOTSTRAP to
+# its address and DATA to its data directory. With an authorizer, as
+# upstream's test cluster has (its ACL tests need one), open to everyone
+# where no ACL names the resource.
 start_broker() {
   local port data
   port=$(free_port)
   data=$(mktemp -d -t "weir-librdkafka-$1.XXXXXX")
   dirs+=("$data")
-  "$WEIR" serve --listen "127.0.0.1:$port" --data-dir "$data" --shards 2 --default-partitions 4 \
-    --auto-create-topics "$2" --admin-listen "" > "$WORK/broker-$1.log" 2>&1 &
+  [[ -z ${SASL_PASSWORD:-} ]] || echo "$SASL_PASSWORD" | "$WEIR" users add test -m SCRAM-SHA-256 --data-dir "$data"
+  "$WEIR" serve --listeners "${3:-PLAINTEXT}://127.0.0.1:$port" "${@:4}" --data-dir "$data" --shards 2 \
+    --default-partitions 4 --auto-create-topics "$2" --acl-enabled true --allow-everyone-if-no-acl-found true \
+    --admin-listen "" > "$WORK/broker-$1.log" 2>&1 &
   pids+=($!)
   wait_for_broker "$!" "$port" "$WORK/broker-$1.log"
   BOOTSTRAP="127.0.0.1:$port"
@@ -227,6 +240,14 @@ if [[ " ${selected[*]} " == *" noautocreate3"* ]]; then
   noautocreate3_bootstrap=$BOOTSTRAP
   scenarios+=(noautocreate3)
 fi
+# SASL/SCRAM for the tests of credentials (sasl.txt); sessions of 10 s, so
+# that clients re-authenticate (KIP-368) during the tests.
+if [[ " ${selected[*]} " == *" defaultsasl"* ]]; then
+  sasl_password="test-$RANDOM-secret"
+  SASL_PASSWORD=$sasl_password start_broker defaultsasl true SASL_PLAINTEXT --connections-max-reauth-ms 10000
+  defaultsasl_bootstrap=$BOOTSTRAP
+  scenarios+=(defaultsasl)
+fi
 for scenario in "${scenarios[@]}"; do
   bootstrap_var=${scenario}_bootstrap
   cat > "$WORK/test-$scenario.conf" <<CONF
@@ -235,26 +256,38 @@ test.topic.random=true
 test.timeout.multiplier=$MULTIPLIER
 CONF
 done
-# kafka-topics.sh for the tests that create or change topics through
-# Kafka's Java CLI, which is not installable here: it runs `weir topics`.
+[[ -z ${defaultsasl_bootstrap:-} ]] || cat >> "$WORK/test-defaultsasl.conf" <<CONF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-256
+sasl.username=test
+sasl.password=$sasl_password
+CONF
+# kafka-topics.sh and kafka-acls.sh for the tests that create or change
+# topics and ACLs through Kafka's Java CLI, which is not installable here:
+# they run `weir topics` and `weir acls`.
 mkdir -p "$WORK/kafka/bin"
-cat > "$WORK/kafka/bin/kafka-topics.sh" <<SHIM
+for tool in topics acls; do
+  cat > "$WORK/kafka/bin/kafka-$tool.sh" <<SHIM
 #!/usr/bin/env bash
-exec python3 "$HERE/kafka_topics_shim.py" "$WEIR" "\$@"
+exec python3 "$HERE/kafka_${tool}_shim.py" "$WEIR" "\$@"
 SHIM
-chmod +x "$WORK/kafka/bin/kafka-topics.sh"
+  chmod +x "$WORK/kafka/bin/kafka-$tool.sh"
+done
 
 # --- run --------------------------------------------------------------------------
 run_one() { # number scenario [subtest function]
   local number=$1 scenario=$2 subtest=${3:-} bootstrap_var=${2}_bootstrap rc=0
   local out="$WORK/logs/$1-$2${3:+-$3}.log"
+  # The scenario upstream's table names: this one less its broker's suffix.
+  local upstream_scenario=${scenario%3}
+  upstream_scenario=${upstream_scenario%sasl}
   # (A runner that aborts would make bash report it on stderr: the log says more.)
   { (
     cd "$tests_dir"
     LD_LIBRARY_PATH="$build/src:$build/src-cpp" TEST_KAFKA_VERSION=4.1.0 \
       TEST_CONSUMER_GROUP_PROTOCOL="$GROUP_PROTOCOL" \
       RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" SUBTESTS="${subtest:+$subtest:}" KAFKA_PATH="$WORK/kafka" BROKERS="${!bootstrap_var}" \
-      timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "${scenario%3}" "$number"
+      timeout -k 10 "$TIMEOUT" ./test-runner -L ${LIBRDKAFKA_RUNNER_ARGS:-} -s "$upstream_scenario" "$number"
   ) > "$out" 2>&1 || rc=$?; } 2> /dev/null
   # The runner's summary table (| name | STATE | duration | reason), or,
   # where a failure aborted it before the table, its failure lines.
