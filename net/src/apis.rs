@@ -45,6 +45,8 @@ pub struct SupportedApi {
 /// error), answered through the active controller as CreateTopics is, as is
 /// AlterPartitionReassignments v0-v1 (v1: KIP-860's refusal to change the
 /// replication factor); ListPartitionReassignments v0 from this broker's image.
+/// DescribeQuorum v0-v1 from the metadata quorum's leader (v2 adds KIP-853's
+/// voter directory ids and listeners).
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -132,6 +134,8 @@ macro_rules! api_table {
                 reply.body(&alter_partition_reassignments::handle(&shard, &client, request).await);
             ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0 =>
                 reply.body(&list_partition_reassignments::handle(&shard, &client, request));
+            DescribeQuorum(DescribeQuorumRequest) 0..=1 =>
+                reply.body(&describe_quorum::handle(&shard, &client, request).await);
         }
     };
 }

@@ -106,6 +106,7 @@ error_code_with! {
     AlterPartitionReassignmentsResponse => |r| r.error_code,
         r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     ListPartitionReassignmentsResponse => |r| r.error_code, [];
+    DescribeQuorumResponse => |r| r.error_code, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
 }
 
 /// The name Kafka gives an API key, for the `api` label.

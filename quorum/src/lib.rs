@@ -43,6 +43,6 @@ mod tests;
 pub use config::{parse_voters, QuorumConfig, VotersError};
 pub use log_store::LogStore;
 pub use network::AskHandler;
-pub use node::{QuorumError, QuorumNode};
+pub use node::{QuorumError, QuorumNode, QuorumStatus, ReplicaProgress};
 pub use state_machine::{MachineStore, SnapshotBuilder, StateMachine};
 pub use types::{Command, NodeId, Raft, Reply, TypeConfig};

@@ -12,10 +12,14 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use futures::{Stream, StreamExt};
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use openraft_rt::watch::WatchReceiver;
+use openraft_rt::Instant as _;
+use serde::{Deserialize, Serialize};
 use weir_runtime::net::TcpListener;
 use weir_runtime::Task;
 
@@ -26,7 +30,31 @@ use crate::{Command, LogStore, MachineStore, NodeId, QuorumConfig, Raft, Reply, 
 /// requests open more, closed after use.
 const IDLE_CONNECTIONS_PER_PEER: usize = 4;
 /// How often a learner asks again to be added while no leader answers.
-const JOIN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+const JOIN_RETRY: Duration = Duration::from_millis(500);
+
+/// A replica's progress as the leader sees it (Kafka's DescribeQuorum
+/// ReplicaState).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    pub id: u64,
+    /// One past the last log index it holds; `None` while not known.
+    pub log_end: Option<u64>,
+    /// How long ago the leader last heard from it; `None`: never, or the
+    /// leader itself.
+    pub last_heard: Option<Duration>,
+}
+
+/// The quorum as its leader sees it: what Kafka's DescribeQuorum reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub leader: u64,
+    pub term: u64,
+    /// One past the last committed index (Kafka's high watermark).
+    pub committed_end: u64,
+    pub voters: Vec<ReplicaProgress>,
+    /// Learners: nodes that follow the log without voting.
+    pub observers: Vec<ReplicaProgress>,
+}
 
 /// Why a write or a question for the leader failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +113,7 @@ pub struct QuorumNode<SM: StateMachine> {
     voters: BTreeMap<u64, String>,
     /// Idle connections to each voter, for forwarded requests.
     idle: RefCell<BTreeMap<u64, Vec<Peer>>>,
-    request_timeout: std::time::Duration,
+    request_timeout: Duration,
     /// The accept loop; dropping it closes the listener.
     server: Task<()>,
 }
@@ -236,6 +264,34 @@ impl<SM: StateMachine> QuorumNode<SM> {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// The quorum's status, if this node leads (only the leader knows
+    /// every replica's progress).
+    pub fn status(&self) -> Option<QuorumStatus> {
+        let metrics = self.metrics();
+        if metrics.current_leader.map(NodeId::get) != Some(self.id) {
+            return None;
+        }
+        let matched = metrics.replication.clone().unwrap_or_default();
+        let heard = metrics.heartbeat.clone().unwrap_or_default();
+        let progress = |id: NodeId| ReplicaProgress {
+            id: id.get(),
+            log_end: if id.get() == self.id {
+                metrics.last_log_index.map(|index| index + 1)
+            } else {
+                matched.get(&id).and_then(Option::as_ref).map(|log| log.index + 1)
+            },
+            last_heard: heard.get(&id).and_then(Option::as_ref).filter(|_| id.get() != self.id).map(|at| at.elapsed()),
+        };
+        let membership = metrics.membership_config.membership();
+        Some(QuorumStatus {
+            leader: self.id,
+            term: metrics.current_term,
+            committed_end: metrics.cluster_committed.as_ref().map_or(0, |log| log.index + 1),
+            voters: membership.voter_ids().map(progress).collect(),
+            observers: membership.learner_ids().map(progress).collect(),
+        })
+    }
+
     /// This node's id.
     pub fn id(&self) -> u64 {
         self.id
@@ -284,7 +340,7 @@ impl<SM: StateMachine> QuorumNode<SM> {
     /// rather than after an election timeout), and waits until another voter
     /// leads, at most `timeout`. Whether another leads then; on a follower,
     /// nothing to do.
-    pub async fn hand_over_leadership(&self, timeout: std::time::Duration) -> Result<bool, QuorumError> {
+    pub async fn hand_over_leadership(&self, timeout: Duration) -> Result<bool, QuorumError> {
         if !self.is_leader() {
             return Ok(true);
         }
@@ -341,7 +397,7 @@ async fn ask_leader_until<SM: StateMachine, T>(
     id: u64,
     raft: &Raft<SM>,
     voters: &BTreeMap<u64, String>,
-    timeout: std::time::Duration,
+    timeout: Duration,
     request: impl Fn() -> Request,
     answered: impl Fn(&Response) -> Option<T>,
     unanswered: &str,

@@ -28,6 +28,7 @@ pub mod topic_config;
 pub mod transactions;
 
 pub use config::{BrokerConfig, SecurityProtocol, SslClientAuth};
+pub use controller::QuorumUnknown;
 pub use error::{PartitionError, TopicError};
 pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
 pub use runtime::{run, ConnectionLimits, ConnectionPermit, ConnectionRefused, RuntimeError, ShutdownSignal};
@@ -36,3 +37,4 @@ pub use shard::{
     PartitionOffsets, PartitionRead, PartitionReads, PartitionStats, ReadResult, Shard, ShardMetrics, ShardStats,
     LATENCY_BUCKETS_US,
 };
+pub use weir_quorum::{QuorumStatus, ReplicaProgress};

@@ -46,7 +46,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use weir_quorum::{AskHandler, QuorumConfig, QuorumError, QuorumNode};
+use weir_quorum::{AskHandler, QuorumConfig, QuorumError, QuorumNode, QuorumStatus};
 use weir_runtime::sync::{Permit, Semaphore};
 
 pub(crate) use quorum::{ImageFeed, MetadataMachine};
@@ -144,7 +144,23 @@ pub(crate) enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 enum Question {
     Change(Request),
-    Heartbeat { id: i32, incarnation: Uuid, wants_shutdown: bool },
+    Heartbeat {
+        id: i32,
+        incarnation: Uuid,
+        wants_shutdown: bool,
+    },
+    /// DescribeQuorum: the leader's view (new variants go last: brokers of
+    /// an older build answer one they do not know with nothing).
+    DescribeQuorum,
+}
+
+/// Why DescribeQuorum has no answer.
+#[derive(Debug)]
+pub enum QuorumUnknown {
+    /// This broker is its own controller: there is no quorum.
+    NoQuorum,
+    /// The quorum's leader could not be asked.
+    Unavailable(QuorumError),
 }
 
 /// The active controller's answer, one result per item asked.
@@ -676,6 +692,19 @@ impl Controller {
         }
     }
 
+    /// DescribeQuorum: the metadata quorum as its leader sees it, asked of
+    /// the leader where this voter does not lead.
+    pub async fn quorum_status(&self) -> Result<QuorumStatus, QuorumUnknown> {
+        let node = match &self.metadata {
+            Metadata::Own(_) => return Err(QuorumUnknown::NoQuorum),
+            Metadata::Quorum { node, .. } => node.get().ok_or(QuorumUnknown::Unavailable(QuorumError::NoLeader))?,
+        };
+        match node.status() {
+            Some(status) => Ok(status),
+            None => ask_active_controller(node, &Question::DescribeQuorum).await.map_err(QuorumUnknown::Unavailable),
+        }
+    }
+
     /// ElectLeaders: the partitions named (`None`: every one that needs
     /// it) led as `election` asks, each partition's outcome, served by this
     /// broker's shards when it returns. Kafka checks CLUSTER_AUTHORIZATION
@@ -792,6 +821,9 @@ fn ask_handler(shard: Weak<Shard>) -> AskHandler {
                 }
                 (_, Some(controller), Ok(Question::Heartbeat { id, incarnation, wants_shutdown })) => {
                     postcard::to_stdvec(&controller.heartbeat(id, incarnation, wants_shutdown))
+                }
+                (_, Some(controller), Ok(Question::DescribeQuorum)) => {
+                    postcard::to_stdvec(&controller.quorum_node().and_then(QuorumNode::status))
                 }
                 (_, _, Err(e)) => {
                     tracing::warn!("a question for the controller did not decode: {e}");

@@ -5,7 +5,7 @@
 
 use super::partition::{Partition, Role};
 use super::{IfRequesterLeaves, Shard};
-use crate::controller::Controller;
+use crate::controller::{Controller, QuorumUnknown};
 use crate::deleted_dirs;
 use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use uuid::Uuid;
+use weir_quorum::{QuorumError, QuorumStatus};
 
 /// Topics only the broker writes: clients may neither create nor delete them.
 pub fn is_internal_topic(name: &str) -> bool {
@@ -199,6 +200,12 @@ impl Shard {
             Box::pin(controller.alter_reassignments(shard, reassignments, allow_replication_factor_change))
         })
         .await
+    }
+
+    /// DescribeQuorum through this broker's controller.
+    pub async fn quorum_status(&self) -> Result<QuorumStatus, QuorumUnknown> {
+        let unavailable = Err(QuorumUnknown::Unavailable(QuorumError::NoLeader));
+        self.on_controller(unavailable, |_, controller| Box::pin(controller.quorum_status())).await
     }
 
     /// A producer id never handed out before (persisted by the controller).

@@ -4,17 +4,22 @@
 //! batches, a dead broker fenced and its partitions led by another
 //! in-sync replica, a stopped one handing them over first; leadership
 //! back to the preferred replicas when asked (ElectLeaders) or on its own;
-//! a broker that does not vote joining a running cluster; and ACLs created
-//! on one broker applied by all, with replication going on.
+//! a broker that does not vote joining a running cluster; ACLs created
+//! on one broker applied by all, with replication going on; and the quorum
+//! described (DescribeQuorum) from any voter, through a change of leader.
 
 use crate::{acls, common};
 
 use common::*;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::describe_quorum_response::PartitionData as QuorumPartition;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ElectLeadersRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    DescribeQuorumRequest, ElectLeadersRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -800,6 +805,63 @@ fn a_stopping_active_controller_hands_the_quorum_leadership_to_another_voter_fir
     let handed = "metadata quorum leadership handed to another voter";
     assert!(log.lines().any(|line| line.contains(handed) && line.contains("Ok(true)")), "{log}");
     eprintln!("active controller {controller} stopped; broker {witness} names {successor} after {named:?}");
+}
+
+/// DescribeQuorum v1 for `topic`-`partition`, asked of broker `id`.
+fn describe_quorum(cluster: &Cluster, id: i32, topic: &str, partition: i32) -> QuorumPartition {
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(vec![PartitionData::default().with_partition_index(partition)])]);
+    let mut client = client(&cluster.brokers[id as usize - 1].bootstrap());
+    let response = client.send(&request, 1).expect("describe quorum");
+    assert_eq!(response.error_code, 0, "{response:?}");
+    response.topics[0].partitions[0].clone()
+}
+
+#[test]
+fn any_voter_describes_the_quorum_as_its_leader_sees_it_before_and_after_the_leader_dies() {
+    let mut cluster = Cluster::start(&[]);
+    let leader = cluster.controller(1, None);
+    let asked = if leader == 1 { 2 } else { 1 };
+    // Followers' progress is known once the leader has heard from them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let quorum = loop {
+        let quorum = describe_quorum(&cluster, asked, "__cluster_metadata", 0);
+        if quorum.error_code == 0 && quorum.current_voters.iter().all(|v| v.last_fetch_timestamp > 0) {
+            break quorum;
+        }
+        assert!(Instant::now() < deadline, "the followers' progress never showed: {quorum:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(quorum.leader_id.0, leader, "{quorum:?}");
+    assert!(quorum.leader_epoch >= 1 && quorum.high_watermark > 0, "{quorum:?}");
+    let mut voters: Vec<i32> = quorum.current_voters.iter().map(|v| v.replica_id.0).collect();
+    voters.sort();
+    assert_eq!(voters, [1, 2, 3]);
+    assert!(quorum.observers.is_empty(), "{quorum:?}");
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    for voter in &quorum.current_voters {
+        assert!(voter.log_end_offset >= quorum.high_watermark - 1, "{voter:?} of {quorum:?}");
+        assert!((now_ms - 60_000..=now_ms + 1_000).contains(&voter.last_fetch_timestamp), "{voter:?}");
+    }
+    let wrong = describe_quorum(&cluster, asked, "__cluster_metadata", 1);
+    assert_eq!(wrong.error_code, ResponseError::UnknownTopicOrPartition.code(), "{wrong:?}");
+
+    cluster.broker(leader).kill();
+    let witness = (1..=3).find(|&id| id != leader).expect("another voter");
+    let successor = cluster.controller(witness, Some(leader));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let after = describe_quorum(&cluster, witness, "__cluster_metadata", 0);
+        if after.error_code == 0 && after.leader_id.0 == successor {
+            break after;
+        }
+        assert!(Instant::now() < deadline, "the quorum never described leader {successor}: {after:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(after.leader_epoch > quorum.leader_epoch, "{after:?} after {quorum:?}");
+    let dead = after.current_voters.iter().find(|v| v.replica_id.0 == leader).expect("the dead voter is listed");
+    assert!(dead.last_fetch_timestamp < now_ms + 1_000, "{dead:?}");
 }
 
 #[test]
