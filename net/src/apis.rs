@@ -45,6 +45,8 @@ pub struct SupportedApi {
 /// error), answered through the active controller as CreateTopics is, as is
 /// AlterPartitionReassignments v0-v1 (v1: KIP-860's refusal to change the
 /// replication factor); ListPartitionReassignments v0 from this broker's image.
+/// DescribeClientQuotas and AlterClientQuotas v0-v1 (v1 is the flexible
+/// encoding); quotas on `ip` entities are refused.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -132,6 +134,10 @@ macro_rules! api_table {
                 reply.body(&alter_partition_reassignments::handle(&shard, &client, request).await);
             ListPartitionReassignments(ListPartitionReassignmentsRequest) 0..=0 =>
                 reply.body(&list_partition_reassignments::handle(&shard, &client, request));
+            DescribeClientQuotas(DescribeClientQuotasRequest) 0..=1 =>
+                reply.body(&describe_client_quotas::handle(&shard, &client, request));
+            AlterClientQuotas(AlterClientQuotasRequest) 0..=1 =>
+                reply.body(&alter_client_quotas::handle(&shard, &client, request).await);
         }
     };
 }

@@ -41,6 +41,7 @@ use crate::codec::{
 };
 use crate::handlers;
 use crate::sasl::{self, Authenticator};
+use crate::throttle::ConnectionQuotas;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
@@ -287,7 +288,13 @@ async fn read_requests(
         .security_protocol()
         .is_sasl()
         .then(|| Authenticator::new(config.sasl_enabled_mechanisms.clone(), config.connections_max_reauth_ms));
+    let quotas = Rc::new(ConnectionQuotas::default());
     loop {
+        // A throttled client's connection reads nothing until its throttle
+        // time is over (KIP-219); its answers still go out meanwhile.
+        if let Either::Right(_) = select(pin!(quotas.unmuted()), pin!(shutdown.wait())).await {
+            break;
+        }
         let unauthenticated = authenticator.as_ref().is_some_and(|a| a.session().is_none());
         let max_frame = if unauthenticated { max_frame.min(sasl::MAX_RECEIVE_BYTES) } else { max_frame };
         let raw_token = authenticator.as_ref().is_some_and(Authenticator::expects_raw_token);
@@ -411,6 +418,8 @@ async fn read_requests(
             host: format!("/{ip}"),
             requester: Requester { principal, host: ip.to_string() },
             produce_turn,
+            request_bytes: frame_bytes,
+            quotas: quotas.clone(),
         };
         let fetch_turn = (key == ApiKey::Fetch).then(|| {
             let (written, turn_of_next) = oneshot::channel();

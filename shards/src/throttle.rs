@@ -183,9 +183,9 @@ mod tests {
         // 50% over, so 5 s of silence (Kafka: (rate - quota) / quota × window).
         rate.record(0, 15_000);
         assert_eq!(rate.throttle_ms(0, quota), 5_000);
-        // As in Kafka, the window stays at its minimum of 10 s until more
-        // time than that has passed, so the sample weighs the same until
-        // it leaves the window (after 11 windows).
+        // As in Kafka, the window stays at its minimum (10 s, plus the part
+        // of the current second) until more time than that has passed, so
+        // the client is throttled again until the sample leaves the window.
         assert_eq!(rate.throttle_ms(5_000, quota), 5_000);
         assert_eq!(rate.throttle_ms(10_999, quota), 4_001);
         assert_eq!(rate.throttle_ms(11_000, quota), 0);
