@@ -59,6 +59,7 @@ use weir_runtime::channels::local_channel::{self, LocalSender};
 use weir_runtime::net::{TcpListener, TcpStream};
 use weir_runtime::sync::{Semaphore, StaticPermit};
 use weir_shards::metadata::acl::Requester;
+use weir_shards::metadata::quota::QuotaKey;
 use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
@@ -413,12 +414,20 @@ async fn read_requests(
             Some(session) => format!("User:{}", session.user),
             None => principal.to_string(),
         };
+        let client_id = frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string());
+        // A Produce is counted against its quota as it is read, so that a
+        // client over it is muted before the reader takes its next request
+        // (Kafka reads one request of a connection at a time).
+        let produce_throttle_ms = match key {
+            ApiKey::Produce => quotas.record(shard, &principal, &client_id, QuotaKey::ProducerByteRate, frame_bytes),
+            _ => 0,
+        };
         let client = handlers::ClientInfo {
-            client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
+            client_id,
             host: format!("/{ip}"),
             requester: Requester { principal, host: ip.to_string() },
             produce_turn,
-            request_bytes: frame_bytes,
+            produce_throttle_ms,
             quotas: quotas.clone(),
         };
         let fetch_turn = (key == ApiKey::Fetch).then(|| {
@@ -533,6 +542,10 @@ async fn answer(
         }
         None => None,
     };
+    if key == ApiKey::Fetch {
+        // A fetch read before its connection was muted waits out the mute.
+        client.quotas.unmuted().await;
+    }
     let started = Instant::now();
     let frame = handlers::handle(shard.clone(), key, version, correlation_id, client, request).await?;
     match key {

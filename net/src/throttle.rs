@@ -8,14 +8,14 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_shards::metadata::quota::QuotaKey;
-use weir_shards::throttle::Rate;
+use weir_shards::throttle::Bucket;
 use weir_shards::Shard;
 
-/// The quota of one key that applies to a connection, and the rate it is
-/// counted in (shared with every connection of the same entity).
+/// The quota of one key that applies to a connection, and the bucket it
+/// is counted in (shared with every connection of the same entity).
 struct Limit {
     quota: f64,
-    rate: Arc<Rate>,
+    bucket: Arc<Bucket>,
 }
 
 /// The quotas resolved for an image version, user and client id.
@@ -35,22 +35,25 @@ pub struct ConnectionQuotas {
 
 impl ConnectionQuotas {
     /// Records `bytes` of a produce request (`ProducerByteRate`) or fetch
-    /// response (`ConsumerByteRate`) of `user` with `client_id`; returns
-    /// the throttle time (0 when under the quota or none is set) and mutes
-    /// the connection that long.
-    pub fn record(&self, shard: &Shard, user: &str, client_id: &str, key: QuotaKey, bytes: usize) -> i32 {
+    /// response (`ConsumerByteRate`) of `principal` with `client_id`;
+    /// returns the throttle time (0 when under the quota or none is set)
+    /// and mutes the connection that long. The quota's user is the
+    /// principal's name (`ANONYMOUS` unauthenticated), as Kafka's.
+    pub fn record(&self, shard: &Shard, principal: &str, client_id: &str, key: QuotaKey, bytes: usize) -> i32 {
         let snapshot = shard.metadata();
         if snapshot.quotas.is_empty() {
             return 0; // the common case costs one check
         }
+        let user = principal.strip_prefix("User:").unwrap_or(principal);
         let mut resolved = self.resolved.borrow_mut();
-        let current =
-            resolved.as_ref().is_some_and(|r| r.version == snapshot.version && r.user == user && r.client_id == client_id);
+        let current = resolved
+            .as_ref()
+            .is_some_and(|r| r.version == snapshot.version && r.user == user && r.client_id == client_id);
         let now_ms = weir_runtime::clock::now_ms().max(0) as u64;
         if !current {
             let limit = |key| {
                 let (quota, entity) = snapshot.quotas.quota_for(user, client_id, key)?;
-                Some(Limit { quota, rate: shard.quota_rates().rate(key, entity, now_ms) })
+                Some(Limit { quota, bucket: shard.quota_rates().bucket(key, entity, now_ms) })
             };
             *resolved = Some(Resolved {
                 version: snapshot.version,
@@ -65,9 +68,8 @@ impl ConnectionQuotas {
             QuotaKey::ProducerByteRate => &resolved.produce,
             _ => &resolved.fetch,
         };
-        let Some(Limit { quota, rate }) = limit else { return 0 };
-        rate.record(now_ms, bytes as u64);
-        let throttle_ms = rate.throttle_ms(now_ms, *quota);
+        let Some(Limit { quota, bucket }) = limit else { return 0 };
+        let throttle_ms = bucket.record(now_ms, bytes as u64, *quota);
         if throttle_ms > 0 {
             self.muted_until_ms.set(self.muted_until_ms.get().max(now_ms + throttle_ms));
         }

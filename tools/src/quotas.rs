@@ -112,7 +112,13 @@ fn describe(entity: &Entity, bootstrap: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn alter(entity: &Entity, add: &[String], delete: &[String], validate_only: bool, bootstrap: &str) -> anyhow::Result<()> {
+fn alter(
+    entity: &Entity,
+    add: &[String],
+    delete: &[String],
+    validate_only: bool,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
     let parts = entity.parts();
     if parts.is_empty() {
         bail!("name an entity: --user or --user-default, --client-id or --client-id-default, or both");
@@ -129,7 +135,9 @@ fn alter(entity: &Entity, add: &[String], delete: &[String], validate_only: bool
     ops.extend(delete.iter().map(|key| OpData::default().with_key(str_bytes(key)).with_remove(true)));
     let entity = (parts.iter())
         .map(|(entity_type, name)| {
-            EntityData::default().with_entity_type(str_bytes(entity_type)).with_entity_name(name.as_deref().map(str_bytes))
+            EntityData::default()
+                .with_entity_type(str_bytes(entity_type))
+                .with_entity_name(name.as_deref().map(str_bytes))
         })
         .collect();
     let request = AlterClientQuotasRequest::default()

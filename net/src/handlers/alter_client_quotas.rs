@@ -12,7 +12,11 @@ use weir_shards::metadata::acl::Operation;
 use weir_shards::metadata::quota::{entity_from_wire, op_from_wire, QuotaAlteration, QuotaRefusal};
 use weir_shards::Shard;
 
-pub async fn handle(shard: &Shard, client: &ClientInfo, request: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
+pub async fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: AlterClientQuotasRequest,
+) -> AlterClientQuotasResponse {
     let allowed = client.may_on_cluster(shard, Operation::AlterConfigs);
     let checked: Vec<Result<QuotaAlteration, (i16, String)>> = (request.entries.iter())
         .map(|entry| match allowed {
@@ -52,6 +56,7 @@ pub async fn handle(shard: &Shard, client: &ClientInfo, request: AlterClientQuot
 fn alteration(entry: &EntryData) -> Result<QuotaAlteration, QuotaRefusal> {
     let parts = entry.entity.iter().map(|e| (e.entity_type.as_str(), e.entity_name.as_deref()));
     let entity = entity_from_wire(parts)?;
-    let ops = (entry.ops.iter()).map(|op| op_from_wire(op.key.as_str(), op.value, op.remove)).collect::<Result<_, _>>()?;
+    let ops =
+        (entry.ops.iter()).map(|op| op_from_wire(op.key.as_str(), op.value, op.remove)).collect::<Result<_, _>>()?;
     Ok(QuotaAlteration { entity, ops })
 }

@@ -9,7 +9,11 @@ use weir_shards::metadata::acl::Operation;
 use weir_shards::metadata::quota::{ClientQuota, QuotaFilter, CLIENT_ID, USER};
 use weir_shards::Shard;
 
-pub fn handle(shard: &Shard, client: &ClientInfo, request: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
+pub fn handle(
+    shard: &Shard,
+    client: &ClientInfo,
+    request: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
     let refused = |code: i16, why: String| {
         DescribeClientQuotasResponse::default().with_error_code(code).with_error_message(message(why))
     };
@@ -31,7 +35,9 @@ fn entry(quota: &ClientQuota) -> EntryData {
     let entity = (parts.into_iter())
         .filter_map(|(entity_type, name)| Some((entity_type, name.as_ref()?)))
         .map(|(entity_type, name)| {
-            EntityData::default().with_entity_type(str_bytes(entity_type)).with_entity_name(name.to_wire().map(str_bytes))
+            EntityData::default()
+                .with_entity_type(str_bytes(entity_type))
+                .with_entity_name(name.to_wire().map(str_bytes))
         })
         .collect();
     let values =

@@ -120,7 +120,9 @@ pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: F
     if replica.is_none() {
         let partitions = response.responses.iter().flat_map(|t| &t.partitions);
         let bytes = partitions.map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
-        response.throttle_time_ms = client.throttle(shard, QuotaKey::ConsumerByteRate, bytes);
+        let principal = &client.requester.principal;
+        response.throttle_time_ms =
+            client.quotas.record(shard, principal, &client.client_id, QuotaKey::ConsumerByteRate, bytes);
     }
     if version >= 16 {
         add_leader_endpoint(shard, &mut response);

@@ -73,21 +73,10 @@ pub struct ClientInfo {
     pub requester: Requester,
     /// A Produce's place in its connection's line of produces.
     pub produce_turn: Option<ProduceTurn>,
-    /// The request's size on the wire, what a produce quota counts.
-    pub request_bytes: usize,
+    /// A Produce's throttle time, counted as it was read.
+    pub produce_throttle_ms: i32,
     /// The connection's quotas and mute.
     pub quotas: Rc<crate::throttle::ConnectionQuotas>,
-}
-
-impl ClientInfo {
-    /// Counts `bytes` against the client's `key` quota (its user is the
-    /// principal's name, `ANONYMOUS` unauthenticated, as Kafka's); the
-    /// throttle time to answer, for which the connection is muted.
-    fn throttle(&self, shard: &Shard, key: weir_shards::metadata::quota::QuotaKey, bytes: usize) -> i32 {
-        let principal = &self.requester.principal;
-        let user = principal.strip_prefix("User:").unwrap_or(principal);
-        self.quotas.record(shard, user, &self.client_id, key, bytes)
-    }
 }
 
 /// Why a connection must be closed instead of answered (as Kafka does).

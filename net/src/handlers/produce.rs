@@ -22,7 +22,6 @@ use weir_engine::batch::{self, RawHeader};
 use weir_engine::compression::{with_codec, Codec};
 use weir_engine::Durability;
 use weir_shards::metadata::acl::{Operation, ResourceType};
-use weir_shards::metadata::quota::QuotaKey;
 use weir_shards::shard::{Placed, ProducedPartition};
 use weir_shards::topic_config::CLEANUP_POLICY;
 use weir_shards::{PartitionError, Shard};
@@ -118,7 +117,7 @@ pub async fn handle(
             .flat_map(|t| t.partition_responses.iter_mut().map(|p| (&*t.name.0, p.index, p)));
         response.node_endpoints = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint);
     }
-    response.throttle_time_ms = client.throttle(shard, QuotaKey::ProducerByteRate, client.request_bytes);
+    response.throttle_time_ms = client.produce_throttle_ms;
     (request.acks != 0).then_some(response)
 }
 

@@ -258,10 +258,11 @@ impl MetadataSnapshot {
                 reassignment: Some(moving.clone()),
             }));
         }
-        records.extend(self.quotas.iter().map(|q| MetadataRecord::ClientQuotas {
-            entity: q.entity.clone(),
-            quotas: q.quotas.clone(),
-        }));
+        records.extend(
+            self.quotas
+                .iter()
+                .map(|q| MetadataRecord::ClientQuotas { entity: q.entity.clone(), quotas: q.quotas.clone() }),
+        );
         records
     }
 

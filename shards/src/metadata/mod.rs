@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 pub mod acl;
-pub mod quota;
 mod changes;
+pub mod quota;
 mod store;
 #[cfg(test)]
 mod tests;

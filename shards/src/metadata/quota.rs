@@ -54,7 +54,8 @@ pub enum QuotaKey {
 }
 
 impl QuotaKey {
-    pub const ALL: [QuotaKey; 3] = [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate, QuotaKey::RequestPercentage];
+    pub const ALL: [QuotaKey; 3] =
+        [QuotaKey::ProducerByteRate, QuotaKey::ConsumerByteRate, QuotaKey::RequestPercentage];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -188,7 +189,9 @@ impl QuotaRefusal {
 /// An entity of AlterClientQuotas, as (type, name) pairs, checked as
 /// Kafka's controller checks it (`ClientQuotaControlManager.validateEntity`).
 /// `ip` entities (`connection_creation_rate`) are not served.
-pub fn entity_from_wire<'a>(parts: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Result<QuotaEntity, QuotaRefusal> {
+pub fn entity_from_wire<'a>(
+    parts: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<QuotaEntity, QuotaRefusal> {
     let mut entity = QuotaEntity { user: None, client_id: None };
     let mut empty = true;
     for (entity_type, name) in parts {
@@ -289,7 +292,10 @@ impl QuotaFilter {
                 USER => &mut filter.user,
                 CLIENT_ID => &mut filter.client_id,
                 _ => {
-                    return Err(QuotaRefusal { unsupported: true, message: format!("Unknown entity type {entity_type}") })
+                    return Err(QuotaRefusal {
+                        unsupported: true,
+                        message: format!("Unknown entity type {entity_type}"),
+                    })
                 }
             };
             if slot.is_some() {
@@ -356,7 +362,8 @@ mod tests {
         ];
         // Removing the best one at a time, the next one in the order applies.
         for best in 0..ranked.len() {
-            let entries: Vec<_> = ranked[best..].iter().zip(best..).map(|((u, c), r)| (u.clone(), c.clone(), r as f64)).collect();
+            let entries: Vec<_> =
+                ranked[best..].iter().zip(best..).map(|((u, c), r)| (u.clone(), c.clone(), r as f64)).collect();
             let (rate, _) = with(&entries).quota_for("u", "c", QuotaKey::ProducerByteRate).unwrap();
             assert_eq!(rate, best as f64, "with entities {best}.. set");
         }
