@@ -157,7 +157,11 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let bucket = bucket.clone();
-                std::thread::spawn(move || (0..10_000).for_each(|_| drop(bucket.record(0, 3, 1000.0))))
+                std::thread::spawn(move || {
+                    (0..10_000).for_each(|_| {
+                        bucket.record(0, 3, 1000.0);
+                    })
+                })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
