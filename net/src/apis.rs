@@ -47,6 +47,8 @@ pub struct SupportedApi {
 /// replication factor); ListPartitionReassignments v0 from this broker's image.
 /// DescribeQuorum v0-v1 from the metadata quorum's leader (v2 adds KIP-853's
 /// voter directory ids and listeners).
+/// DescribeClientQuotas and AlterClientQuotas v0-v1 (v1 is the flexible
+/// encoding); quotas on `ip` entities are refused.
 macro_rules! api_table {
     ($then:ident) => {
         $then! {
@@ -136,6 +138,10 @@ macro_rules! api_table {
                 reply.body(&list_partition_reassignments::handle(&shard, &client, request));
             DescribeQuorum(DescribeQuorumRequest) 0..=1 =>
                 reply.body(&describe_quorum::handle(&shard, &client, request).await);
+            DescribeClientQuotas(DescribeClientQuotasRequest) 0..=1 =>
+                reply.body(&describe_client_quotas::handle(&shard, &client, request));
+            AlterClientQuotas(AlterClientQuotasRequest) 0..=1 =>
+                reply.body(&alter_client_quotas::handle(&shard, &client, request).await);
         }
     };
 }

@@ -14,6 +14,7 @@ pub mod huge_alloc;
 pub mod metrics;
 pub mod sasl;
 pub mod server;
+pub mod throttle;
 pub mod tls;
 
 pub use server::serve_shard;

@@ -107,6 +107,8 @@ error_code_with! {
         r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
     ListPartitionReassignmentsResponse => |r| r.error_code, [];
     DescribeQuorumResponse => |r| r.error_code, r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    DescribeClientQuotasResponse => |r| r.error_code, [];
+    AlterClientQuotasResponse => |r| 0, r.entries.iter().map(|e| e.error_code);
 }
 
 /// The name Kafka gives an API key, for the `api` label.

@@ -41,6 +41,7 @@ use crate::codec::{
 };
 use crate::handlers;
 use crate::sasl::{self, Authenticator};
+use crate::throttle::ConnectionQuotas;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
@@ -58,6 +59,7 @@ use weir_runtime::channels::local_channel::{self, LocalSender};
 use weir_runtime::net::{TcpListener, TcpStream};
 use weir_runtime::sync::{Semaphore, StaticPermit};
 use weir_shards::metadata::acl::Requester;
+use weir_shards::metadata::quota::QuotaKey;
 use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
@@ -287,7 +289,13 @@ async fn read_requests(
         .security_protocol()
         .is_sasl()
         .then(|| Authenticator::new(config.sasl_enabled_mechanisms.clone(), config.connections_max_reauth_ms));
+    let quotas = Rc::new(ConnectionQuotas::default());
     loop {
+        // A throttled client's connection reads nothing until its throttle
+        // time is over (KIP-219); its answers still go out meanwhile.
+        if let Either::Right(_) = select(pin!(quotas.unmuted()), pin!(shutdown.wait())).await {
+            break;
+        }
         let unauthenticated = authenticator.as_ref().is_some_and(|a| a.session().is_none());
         let max_frame = if unauthenticated { max_frame.min(sasl::MAX_RECEIVE_BYTES) } else { max_frame };
         let raw_token = authenticator.as_ref().is_some_and(Authenticator::expects_raw_token);
@@ -406,11 +414,21 @@ async fn read_requests(
             Some(session) => format!("User:{}", session.user),
             None => principal.to_string(),
         };
+        let client_id = frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string());
+        // A Produce is counted against its quota as it is read, so that a
+        // client over it is muted before the reader takes its next request
+        // (Kafka reads one request of a connection at a time).
+        let produce_throttle_ms = match key {
+            ApiKey::Produce => quotas.record(shard, &principal, &client_id, QuotaKey::ProducerByteRate, frame_bytes),
+            _ => 0,
+        };
         let client = handlers::ClientInfo {
-            client_id: frame.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
+            client_id,
             host: format!("/{ip}"),
             requester: Requester { principal, host: ip.to_string() },
             produce_turn,
+            produce_throttle_ms,
+            quotas: quotas.clone(),
         };
         let fetch_turn = (key == ApiKey::Fetch).then(|| {
             let (written, turn_of_next) = oneshot::channel();
@@ -524,6 +542,10 @@ async fn answer(
         }
         None => None,
     };
+    if key == ApiKey::Fetch {
+        // A fetch read before its connection was muted waits out the mute.
+        client.quotas.unmuted().await;
+    }
     let started = Instant::now();
     let frame = handlers::handle(shard.clone(), key, version, correlation_id, client, request).await?;
     match key {

@@ -86,6 +86,11 @@ pub struct BrokerConfig {
     /// A SASL connection must authenticate again within this long or be
     /// closed (`connections.max.reauth.ms`, KIP-368); 0: never.
     pub connections_max_reauth_ms: u64,
+    /// Client quotas are measured over this many samples
+    /// (`quota.window.num`)...
+    pub quota_window_num: u32,
+    /// ...of this many seconds each (`quota.window.size.seconds`).
+    pub quota_window_size_seconds: u32,
     /// Every request is checked against the ACLs (Kafka's
     /// `authorizer.class.name` set to its StandardAuthorizer); off, every
     /// client may do everything.
@@ -223,6 +228,8 @@ impl Default for BrokerConfig {
             ssl_client_auth: SslClientAuth::None,
             sasl_enabled_mechanisms: SASL_MECHANISMS.iter().map(|m| m.to_string()).collect(),
             connections_max_reauth_ms: 0,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             acl_enabled: false,
             super_users: String::new(),
             allow_everyone_if_no_acl_found: false,
@@ -373,6 +380,14 @@ impl BrokerConfig {
     }
 
     /// Refuses limits that would make the broker unusable.
+    /// How client quotas are measured.
+    pub fn quota_window(&self) -> crate::throttle::QuotaWindow {
+        crate::throttle::QuotaWindow {
+            samples: self.quota_window_num,
+            sample_ms: self.quota_window_size_seconds as u64 * 1000,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let (protocol, _) = self.listener()?;
         if let Some(unknown) = self.sasl_enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str())) {
@@ -400,6 +415,8 @@ impl BrokerConfig {
             ("broker_heartbeat_interval_ms", self.broker_heartbeat_interval_ms),
             ("leader_imbalance_check_interval_seconds", self.leader_imbalance_check_interval_seconds),
             ("response_write_timeout_ms", self.response_write_timeout_ms),
+            ("quota_window_num", self.quota_window_num as u64),
+            ("quota_window_size_seconds", self.quota_window_size_seconds as u64),
             ("producer_id_expiration_ms", self.producer_id_expiration_ms),
             ("producer_id_expiration_check_interval_ms", self.producer_id_expiration_check_interval_ms),
             ("transactional_id_expiration_ms", self.transactional_id_expiration_ms),

@@ -24,6 +24,7 @@ mod replication;
 pub mod reply;
 pub mod runtime;
 pub mod shard;
+pub mod throttle;
 pub mod topic_config;
 pub mod transactions;
 

@@ -9,7 +9,8 @@ use crate::metadata::MetadataStore;
 use crate::ownership::CONTROLLER_SHARD;
 use crate::replication::Fetchers;
 use crate::reply;
-use crate::shard::Shard;
+use crate::shard::{Shard, SharedState};
+use crate::throttle::QuotaRates;
 use futures::channel::oneshot;
 use futures::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
 use std::cell::{Cell, RefCell};
@@ -124,6 +125,7 @@ where
     let wake_mesh = reply::wake_mesh(shard_count);
     let (max_connections, max_per_ip) = config.connection_limits(&snapshot.dynamic_broker_configs);
     let connections = Arc::new(ConnectionLimits::new(max_connections, max_per_ip));
+    let quota_rates = Arc::new(QuotaRates::new(config.quota_window()));
     let data_dir = config.data_dir.clone();
     let test_clock = config.test_clock.then(TestClock::new);
     let config = Arc::new(config);
@@ -141,6 +143,7 @@ where
                     let shard = ShardStart {
                         config,
                         connections,
+                        quota_rates,
                         active_controller,
                         snapshot,
                         store,
@@ -315,6 +318,7 @@ async fn hand_over_when_leaving(shard: Rc<Shard>, supervision: Arc<Supervision>)
 struct ShardStart {
     config: Arc<BrokerConfig>,
     connections: Arc<ConnectionLimits>,
+    quota_rates: Arc<QuotaRates>,
     active_controller: Arc<AtomicI32>,
     snapshot: Arc<crate::MetadataSnapshot>,
     store: Arc<Mutex<Option<MetadataStore>>>,
@@ -332,8 +336,19 @@ where
     F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let ShardStart { config, connections, active_controller, snapshot, store, quorum, mesh, wake_mesh, claim, address } =
-        start;
+    let ShardStart {
+        config,
+        connections,
+        quota_rates,
+        active_controller,
+        snapshot,
+        store,
+        quorum,
+        mesh,
+        wake_mesh,
+        claim,
+        address,
+    } = start;
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
     reply::join(wake_mesh).await.map_err(|_| RuntimeError::Shard("cannot join the shard wake mesh".into()))?;
@@ -346,7 +361,8 @@ where
     });
     let stop = watch_for_stop(supervision.clone());
     let shard = Rc::new_cyclic(|me| {
-        Shard::new(id, config, connections, active_controller, snapshot, controller, senders).living_in(me.clone())
+        let shared = SharedState { connections, quota_rates, active_controller };
+        Shard::new(id, config, shared, snapshot, controller, senders).living_in(me.clone())
     });
     if id == CONTROLLER_SHARD && quorum.is_some() {
         weir_runtime::spawn_local(hand_over_when_leaving(shard.clone(), supervision.clone())).detach();

@@ -8,6 +8,7 @@ mod demo;
 mod groups;
 mod partitions;
 mod produce;
+mod quotas;
 mod serve;
 mod topics;
 mod transactions;
@@ -52,6 +53,9 @@ enum Command {
     /// List, add and remove ACLs (as kafka-acls.sh).
     #[command(subcommand)]
     Acls(acls::AclsCommand),
+    /// Describe and alter client quotas (as kafka-configs.sh for users and clients).
+    #[command(subcommand)]
+    Quotas(quotas::QuotasCommand),
     /// List, add and delete SASL/SCRAM users.
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -82,6 +86,7 @@ fn main() {
         Command::Transactions(command) => transactions::run(command),
         Command::Users(command) => users::run(command),
         Command::Acls(command) => acls::run(command),
+        Command::Quotas(command) => quotas::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Demo(command) => demo::run(command),
     };

@@ -23,6 +23,7 @@ use std::pin::pin;
 use std::time::Duration;
 use uuid::Uuid;
 use weir_shards::metadata::acl::Operation;
+use weir_shards::metadata::quota::QuotaKey;
 use weir_shards::{FetchedPartition, LongPoll, PartitionError, PartitionRead, PartitionReads, Shard};
 
 /// Fetch's isolation_level for read_committed.
@@ -114,6 +115,15 @@ pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: F
         }
     }
     let mut response = build_response(version, &wanted, reads.results, max_bytes);
+    // Consumers' fetches count against their quota; followers' do not (Kafka
+    // throttles replication by its own settings).
+    if replica.is_none() {
+        let partitions = response.responses.iter().flat_map(|t| &t.partitions);
+        let bytes = partitions.map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+        let principal = &client.requester.principal;
+        response.throttle_time_ms =
+            client.quotas.record(shard, principal, &client.client_id, QuotaKey::ConsumerByteRate, bytes);
+    }
     if version >= 16 {
         add_leader_endpoint(shard, &mut response);
     }

@@ -3,6 +3,7 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_client_quotas;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
@@ -18,6 +19,7 @@ mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_acls;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -72,6 +74,10 @@ pub struct ClientInfo {
     pub requester: Requester,
     /// A Produce's place in its connection's line of produces.
     pub produce_turn: Option<ProduceTurn>,
+    /// A Produce's throttle time, counted as it was read.
+    pub produce_throttle_ms: i32,
+    /// The connection's quotas and mute.
+    pub quotas: Rc<crate::throttle::ConnectionQuotas>,
 }
 
 /// Why a connection must be closed instead of answered (as Kafka does).
@@ -234,6 +240,15 @@ fn current_leader_epoch_error(current_leader_epoch: i32, leader_epoch: i32) -> O
 /// The partition's leader and leader epoch (-1, -1 when it is unknown).
 fn leader_of(shard: &Shard, topic: &str, partition: i32) -> (i32, i32) {
     shard.metadata().partition(topic, partition).map_or((-1, -1), |p| (p.leader, p.leader_epoch))
+}
+
+/// The error of a refused quota request: UNSUPPORTED_VERSION for an entity
+/// type Kafka does not know, else INVALID_REQUEST.
+fn quota_error_code(refusal: &weir_shards::metadata::quota::QuotaRefusal) -> i16 {
+    match refusal.unsupported {
+        true => ResponseError::UnsupportedVersion.code(),
+        false => ResponseError::InvalidRequest.code(),
+    }
 }
 
 /// Error messages go out as `StrBytes`.

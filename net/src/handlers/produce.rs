@@ -117,6 +117,7 @@ pub async fn handle(
             .flat_map(|t| t.partition_responses.iter_mut().map(|p| (&*t.name.0, p.index, p)));
         response.node_endpoints = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint);
     }
+    response.throttle_time_ms = client.produce_throttle_ms;
     (request.acks != 0).then_some(response)
 }
 

@@ -29,6 +29,7 @@ use crate::config::BrokerConfig;
 use crate::error::TopicError;
 use crate::messages::TopicResults;
 use crate::metadata::acl::AclChange;
+use crate::metadata::quota::QuotaAlteration;
 use crate::metadata::{
     AlterPartition, BrokerRegistration, ConfigAlteration, ConfigScope, ConfigTarget, Election, ElectionResults,
     MetadataChanges, MetadataSnapshot, MetadataStore, NewTopic, PartitionIncrease, PartitionState, ProducerIdBlock,
@@ -134,6 +135,8 @@ pub(crate) enum Request {
         reassignments: Vec<(TopicPartition, Option<Vec<i32>>)>,
         allow_replication_factor_change: bool,
     },
+    /// AlterClientQuotas, checked.
+    AlterClientQuotas(Vec<QuotaAlteration>),
 }
 
 /// What a broker asks the active controller: a change to decide, or that
@@ -184,6 +187,7 @@ impl Request {
             Request::AlterScramCredentials(users) => users.len(),
             Request::ChangeAcls(change) => change.acls().len(),
             Request::AlterReassignments { reassignments, .. } => reassignments.len(),
+            Request::AlterClientQuotas(alterations) => alterations.len(),
             Request::ReserveProducerIds
             | Request::RegisterBroker(_)
             | Request::AlterPartition { .. }
@@ -573,6 +577,7 @@ impl Controller {
                     })
                     .collect(),
             ),
+            Request::AlterClientQuotas(alterations) => Decision::Done(changes.alter_client_quotas(&alterations)),
         }
     }
 
@@ -674,6 +679,16 @@ impl Controller {
     pub async fn change_acls(&self, shard: &Shard, change: AclChange) -> Vec<Result<(), TopicError>> {
         let count = change.acls().len();
         self.decide(shard, Request::ChangeAcls(change)).await.into_done(count)
+    }
+
+    /// Applies AlterClientQuotas' checked alterations; a result for each.
+    pub async fn alter_client_quotas(
+        &self,
+        shard: &Shard,
+        alterations: Vec<QuotaAlteration>,
+    ) -> Vec<Result<(), TopicError>> {
+        let count = alterations.len();
+        self.decide(shard, Request::AlterClientQuotas(alterations)).await.into_done(count)
     }
 
     /// AlterPartition, from this broker as the partition's leader: its ISR

@@ -6,6 +6,7 @@
 //! deterministic step; it never fails, so planning checks everything first.
 
 use super::acl::{AclBinding, AclChange};
+use super::quota::{QuotaAlteration, QuotaEntity, Quotas};
 use super::{
     check_assignments, plan_topic, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, Reassignment,
     ScramChange, ScramCredential, TopicConfigs, TopicDefaults, TopicMetadata,
@@ -92,6 +93,12 @@ pub enum MetadataRecord {
         topic: String,
         partition: i32,
         reassignment: Option<Reassignment>,
+    },
+    /// A quota entity's quotas, replaced; empty removes the entity
+    /// (AlterClientQuotas).
+    ClientQuotas {
+        entity: QuotaEntity,
+        quotas: Quotas,
     },
 }
 
@@ -217,6 +224,7 @@ impl MetadataSnapshot {
                     }
                 }
             }
+            MetadataRecord::ClientQuotas { entity, quotas } => self.quotas.set(entity, quotas),
         }
         None
     }
@@ -250,6 +258,11 @@ impl MetadataSnapshot {
                 reassignment: Some(moving.clone()),
             }));
         }
+        records.extend(
+            self.quotas
+                .iter()
+                .map(|q| MetadataRecord::ClientQuotas { entity: q.entity.clone(), quotas: q.quotas.clone() }),
+        );
         records
     }
 
@@ -408,6 +421,16 @@ impl MetadataChanges {
             }
         }
         vec![Ok(()); acls.len()]
+    }
+
+    /// Applies AlterClientQuotas' alterations (checked by the caller), each
+    /// to the entity's quotas as the earlier ones left them.
+    pub fn alter_client_quotas(&mut self, alterations: &[QuotaAlteration]) -> Vec<Result<(), TopicError>> {
+        for alteration in alterations {
+            let quotas = alteration.applied_to(self.image.quotas.get(&alteration.entity));
+            self.push(MetadataRecord::ClientQuotas { entity: alteration.entity.clone(), quotas });
+        }
+        vec![Ok(()); alterations.len()]
     }
 
     /// Removes a topic; returns what it was.

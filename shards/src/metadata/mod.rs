@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 pub mod acl;
 mod changes;
+pub mod quota;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -364,6 +365,9 @@ pub struct MetadataSnapshot {
     /// The partitions being reassigned: by topic, then partition.
     #[serde(default)]
     pub reassignments: BTreeMap<String, BTreeMap<i32, Reassignment>>,
+    /// The client quotas (AlterClientQuotas), by entity.
+    #[serde(default)]
+    pub quotas: quota::ClientQuotas,
 }
 
 /// What the server keeps of a SCRAM password (RFC 5802): the salt, the

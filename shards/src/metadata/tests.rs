@@ -607,3 +607,22 @@ fn a_reassignment_record_and_the_image_holding_it_round_trip() {
     let old: MetadataSnapshot = toml::from_str("cluster_id = \"c\"\n").unwrap();
     assert!(old.reassignments.is_empty());
 }
+
+#[test]
+fn client_quotas_survive_metadata_toml_and_a_json_snapshot() {
+    use quota::{EntityName, QuotaEntity, QuotaKey, Quotas};
+    let mut image = MetadataSnapshot::default();
+    let entities = [
+        QuotaEntity { user: Some(EntityName::Name("alice".into())), client_id: Some(EntityName::Default) },
+        QuotaEntity { user: None, client_id: Some(EntityName::Name("c".into())) },
+    ];
+    for entity in entities {
+        let quotas = Quotas::from([(QuotaKey::ProducerByteRate, 1024.0), (QuotaKey::RequestPercentage, 12.5)]);
+        image.apply(MetadataRecord::ClientQuotas { entity, quotas });
+    }
+    let from_toml: MetadataSnapshot = toml::from_str(&toml::to_string(&image).unwrap()).unwrap();
+    assert_eq!(from_toml.quotas, image.quotas);
+    let from_json: MetadataSnapshot = serde_json::from_slice(&serde_json::to_vec(&image).unwrap()).unwrap();
+    assert_eq!(from_json.quotas, image.quotas);
+    assert_eq!(image.quotas.iter().count(), 2);
+}

@@ -24,6 +24,7 @@ use crate::ownership::owner_of;
 use crate::replication::Fetchers;
 use crate::reply;
 use crate::runtime::ConnectionLimits;
+use crate::throttle::QuotaRates;
 use crate::transactions::TxnService;
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
@@ -121,6 +122,8 @@ pub struct Shard {
     producer_loading: Rc<ProducerLoading>,
     /// Shared by all shards; touched only when a connection opens or closes.
     connections: Arc<ConnectionLimits>,
+    /// The broker-wide rates of the client quotas.
+    quota_rates: Arc<QuotaRates>,
     /// The partitions this shard follows and their fetch loops.
     fetchers: Fetchers,
     /// Idle connections to other brokers, for markers and verification.
@@ -133,12 +136,18 @@ pub struct Shard {
     metrics: Rc<ShardMetrics>,
 }
 
+/// What the shards of a broker share, each an `Arc` handed to all.
+pub(crate) struct SharedState {
+    pub connections: Arc<ConnectionLimits>,
+    pub quota_rates: Arc<QuotaRates>,
+    pub active_controller: Arc<AtomicI32>,
+}
+
 impl Shard {
     pub(crate) fn new(
         id: usize,
         config: Arc<BrokerConfig>,
-        connections: Arc<ConnectionLimits>,
-        active_controller: Arc<AtomicI32>,
+        shared: SharedState,
         snapshot: Arc<MetadataSnapshot>,
         controller: Option<Controller>,
         peers: Senders<ShardMessage>,
@@ -170,11 +179,12 @@ impl Shard {
                 migration: MigrationPolicy::Bidirectional,
             }),
             config,
-            connections,
+            connections: shared.connections,
+            quota_rates: shared.quota_rates,
             fetchers: Fetchers::new(),
             broker_connections: BrokerConnections::default(),
             isr_wake: isr::IsrWake::default(),
-            active_controller,
+            active_controller: shared.active_controller,
             metrics,
         }
     }
@@ -211,6 +221,11 @@ impl Shard {
     /// The broker-wide connection limits.
     pub fn connections(&self) -> &Arc<ConnectionLimits> {
         &self.connections
+    }
+
+    /// The broker-wide rates of the client quotas.
+    pub fn quota_rates(&self) -> &QuotaRates {
+        &self.quota_rates
     }
 
     /// This shard's counters.

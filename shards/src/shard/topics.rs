@@ -11,6 +11,7 @@ use crate::error::TopicError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::messages::{ShardMessage, TopicResults};
 use crate::metadata::acl::AclChange;
+use crate::metadata::quota::QuotaAlteration;
 use crate::metadata::{
     AlterPartition, ConfigAlteration, ConfigTarget, Election, ElectionResults, MetadataSnapshot, NewTopic,
     PartitionIncrease, PartitionState, ScramChange, TopicConfigs, TopicMetadata, TopicPartition,
@@ -155,6 +156,16 @@ impl Shard {
         let count = change.acls().len();
         self.on_controller(unavailable_each(count), move |shard, controller| {
             Box::pin(controller.change_acls(shard, change))
+        })
+        .await
+    }
+
+    /// AlterClientQuotas' checked alterations through the controller; every
+    /// shard has them when it returns.
+    pub async fn alter_client_quotas(&self, alterations: Vec<QuotaAlteration>) -> Vec<Result<(), TopicError>> {
+        let count = alterations.len();
+        self.on_controller(unavailable_each(count), move |shard, controller| {
+            Box::pin(controller.alter_client_quotas(shard, alterations))
         })
         .await
     }

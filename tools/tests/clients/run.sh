@@ -19,6 +19,8 @@
 # listener's rules byte by byte) runs against a broker of its own, then TLS
 # (tls.sh: kcat and confluent-kafka over SSL and SASL_SSL, client
 # certificates, an untrusted certificate, a plaintext client) against two.
+# Quotas (quotas.sh: a confluent-kafka producer throttled to its
+# producer_byte_rate, another client id not) against one more.
 #
 # Left out: segmentio's kafka-go as Debian packages it (0.2.1): it writes
 # message format v1 with Produce v2 and reads with Fetch v2, which Kafka 4
@@ -138,6 +140,7 @@ run_test cross-read-codecs "$PY" "$HERE/cross_read.py" "$BOOTSTRAP" \
 run_test failover "$PY" "$HERE/failover.py"
 run_test sasl bash "$HERE/sasl.sh"
 run_test tls bash "$HERE/tls.sh"
+run_test quotas bash "$HERE/quotas.sh"
 
 if [[ $failed -gt 0 ]]; then
   log "failed: ${failed_names[*]}; last 40 lines of the broker log:"
