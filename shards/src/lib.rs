@@ -27,7 +27,7 @@ pub mod shard;
 pub mod topic_config;
 pub mod transactions;
 
-pub use config::{BrokerConfig, SecurityProtocol, SslClientAuth};
+pub use config::{BrokerConfig, Listener, SecurityProtocol, SslClientAuth};
 pub use error::{PartitionError, TopicError};
 pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};
 pub use runtime::{run, ConnectionLimits, ConnectionPermit, ConnectionRefused, RuntimeError, ShutdownSignal};
