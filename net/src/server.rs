@@ -58,9 +58,10 @@ use std::time::{Duration, Instant};
 use weir_runtime::channels::local_channel::{self, LocalSender};
 use weir_runtime::net::{TcpListener, TcpStream};
 use weir_runtime::sync::{Semaphore, StaticPermit};
+use weir_shards::listen::ShardListener;
 use weir_shards::metadata::acl::Requester;
 use weir_shards::metadata::quota::QuotaKey;
-use weir_shards::{ConnectionPermit, Shard, ShutdownSignal};
+use weir_shards::{ConnectionPermit, Listener, Shard, ShutdownSignal};
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -73,20 +74,49 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// A TLS connection must finish its handshake within this long.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections on this shard's `listener` until shutdown, then lets the open ones
-/// finish what they have in flight (bounded by `SHUTDOWN_GRACE`).
-pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: ShutdownSignal) -> Result<(), String> {
+/// Accepts connections on each of this shard's `listeners` until shutdown,
+/// then lets the open ones finish what they have in flight (bounded by
+/// `SHUTDOWN_GRACE`).
+pub async fn serve_shard(
+    shard: Rc<Shard>,
+    listeners: Vec<ShardListener>,
+    shutdown: ShutdownSignal,
+) -> Result<(), String> {
     if shard.id() == weir_shards::ownership::CONTROLLER_SHARD {
         start_admin_endpoint(&shard, &shutdown);
     }
-    let tls = match shard.config().security_protocol().is_tls() {
+    // The TLS listeners share the one certificate.
+    let tls = match listeners.iter().any(|l| l.listener.protocol.is_tls()) {
         true => Some(Rc::new(crate::tls::TlsAcceptors::new(shard.config())?)),
         false => None,
     };
     shard.metrics().serving.set(true);
     let open_connections = Rc::new(Cell::new(0usize));
+    let accepting = listeners.into_iter().map(|ShardListener { listener, socket }| {
+        let tls = tls.clone().filter(|_| listener.protocol.is_tls());
+        accept(shard.clone(), listener, socket, tls, shutdown.clone(), open_connections.clone())
+    });
+    futures::future::join_all(accepting).await;
+    shard.metrics().serving.set(false);
+    let waited = Instant::now();
+    while open_connections.get() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
+        weir_runtime::clock::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Accepts connections on one listener until shutdown, each served in a
+/// task of its own, counted in `open_connections`.
+async fn accept(
+    shard: Rc<Shard>,
+    listener: Rc<Listener>,
+    socket: TcpListener,
+    tls: Option<Rc<crate::tls::TlsAcceptors>>,
+    shutdown: ShutdownSignal,
+    open_connections: Rc<Cell<usize>>,
+) {
     loop {
-        let accepted = match select(pin!(listener.accept()), pin!(shutdown.wait())).await {
+        let accepted = match select(pin!(socket.accept()), pin!(shutdown.wait())).await {
             Either::Left((accepted, _)) => accepted,
             Either::Right(_) => break,
         };
@@ -97,8 +127,9 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
                 open.set(open.get() + 1);
                 shard.metrics().connection_opened();
                 let tls = tls.as_ref().map(|tls| tls.acceptor());
+                let listener = listener.clone();
                 weir_runtime::spawn_local(async move {
-                    serve_connection(shard.clone(), stream, shutdown, tls).await;
+                    serve_connection(shard.clone(), listener, stream, shutdown, tls).await;
                     drop(permit);
                     shard.metrics().connection_closed();
                     open.set(open.get() - 1);
@@ -112,12 +143,6 @@ pub async fn serve_shard(shard: Rc<Shard>, listener: TcpListener, shutdown: Shut
             }
         }
     }
-    shard.metrics().serving.set(false);
-    let waited = Instant::now();
-    while open_connections.get() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
-        weir_runtime::clock::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 /// Counts a new connection against the broker-wide limits; over them, the
@@ -152,6 +177,7 @@ fn start_admin_endpoint(shard: &Rc<Shard>, shutdown: &ShutdownSignal) {
 
 async fn serve_connection(
     shard: Rc<Shard>,
+    listener: Rc<Listener>,
     stream: TcpStream,
     shutdown: ShutdownSignal,
     tls: Option<futures_rustls::TlsAcceptor>,
@@ -161,7 +187,10 @@ async fn serve_connection(
     let socket = stream.as_raw_fd();
     let Some(acceptor) = tls else {
         match split(stream) {
-            Ok((reader, writer)) => run_connection(shard, reader, writer, socket, &peer, ANONYMOUS, shutdown).await,
+            Ok((reader, writer)) => {
+                let connection = Connection { listener, peer: &peer, principal: ANONYMOUS };
+                run_connection(shard, reader, writer, socket, connection, shutdown).await
+            }
             Err(e) => tracing::warn!(%peer, "cannot set up connection: {e}"),
         }
         return;
@@ -191,7 +220,8 @@ async fn serve_connection(
         "TLS connection"
     );
     let (reader, writer) = stream.split();
-    run_connection(shard, EofIsClose(reader), writer, socket, &peer, &principal, shutdown).await;
+    let connection = Connection { listener, peer: &peer, principal: &principal };
+    run_connection(shard, EofIsClose(reader), writer, socket, connection, shutdown).await;
 }
 
 /// A TLS reader whose peer's close without a close_notify alert reads as an
@@ -223,8 +253,7 @@ async fn run_connection<R, W>(
     reader: R,
     writer: W,
     socket: std::os::fd::RawFd,
-    peer: &str,
-    principal: &str,
+    connection: Connection<'_>,
     shutdown: ShutdownSignal,
 ) where
     R: WriteOnlyRead + Unpin,
@@ -234,7 +263,8 @@ async fn run_connection<R, W>(
     let stall = Duration::from_millis(config.response_write_timeout_ms);
     let (responses, pending) = local_channel::new_bounded(config.max_in_flight_per_connection);
     let writer_task = weir_runtime::spawn_local(write_responses(shard.clone(), writer, stall, pending));
-    let reading = pin!(read_requests(&shard, reader, peer, principal, &shutdown, responses));
+    let peer = connection.peer;
+    let reading = pin!(read_requests(&shard, reader, connection, &shutdown, responses));
     match select(reading, writer_task).await {
         // The writer sends what is in flight, then the connection closes.
         Either::Left((_, writer_task)) => {
@@ -249,6 +279,16 @@ async fn run_connection<R, W>(
             reset_on_close(socket);
         }
     }
+}
+
+/// Who a connection is, as its requests' answers and checks need it.
+struct Connection<'a> {
+    /// The listener it came in on: its security protocol, and the name
+    /// whose addresses Metadata and the like answer with.
+    listener: Rc<Listener>,
+    peer: &'a str,
+    /// Its principal before any SASL (its certificate's, or anonymous).
+    principal: &'a str,
 }
 
 /// The principal of a connection that names no one: PLAINTEXT, or TLS
@@ -270,11 +310,11 @@ fn reset_on_close(socket: std::os::fd::RawFd) {
 async fn read_requests(
     shard: &Rc<Shard>,
     reader: impl WriteOnlyRead + Unpin,
-    peer: &str,
-    principal: &str,
+    connection: Connection<'_>,
     shutdown: &ShutdownSignal,
     responses: LocalSender<(ResponseTask, StaticPermit)>,
 ) {
+    let Connection { listener, peer, principal } = connection;
     let config = shard.config();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max_frame = config.socket_request_max_bytes;
@@ -285,9 +325,7 @@ async fn read_requests(
     // Resolves once the previous Fetch's answer is written (or dropped).
     let mut previous_fetch_written: Option<oneshot::Receiver<()>> = None;
     let mut previous_produce_placed: Option<oneshot::Receiver<()>> = None;
-    let mut authenticator = config
-        .security_protocol()
-        .is_sasl()
+    let mut authenticator = (listener.protocol.is_sasl())
         .then(|| Authenticator::new(config.sasl_enabled_mechanisms.clone(), config.connections_max_reauth_ms));
     let quotas = Rc::new(ConnectionQuotas::default());
     loop {
@@ -426,6 +464,7 @@ async fn read_requests(
             client_id,
             host: format!("/{ip}"),
             requester: Requester { principal, host: ip.to_string() },
+            listener: listener.clone(),
             produce_turn,
             produce_throttle_ms,
             quotas: quotas.clone(),

@@ -111,10 +111,10 @@ impl TlsFiles {
     }
 }
 
-/// Checks at start that a TLS listener's files load, so that a broker with a
-/// wrong path or a key that does not match its certificate does not start.
+/// Checks at start that the TLS listeners' files load, so that a broker with
+/// a wrong path or a key that does not match its certificate does not start.
 pub fn check_config(config: &BrokerConfig) -> Result<(), String> {
-    if config.security_protocol().is_tls() {
+    if config.listeners()?.iter().any(|l| l.protocol.is_tls()) {
         TlsAcceptors::new(config)?;
     }
     Ok(())

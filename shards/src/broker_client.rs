@@ -1,5 +1,6 @@
-//! Requests this broker sends another over its client listener, as a Kafka
-//! broker does: a follower's fetches, the transaction coordinator's markers
+//! Requests this broker sends another at the other's inter-broker listener
+//! (the address its registration names), as a Kafka broker does: a
+//! follower's fetches, the transaction coordinator's markers
 //! (WriteTxnMarkers) and a partition leader's question to a remote
 //! transaction coordinator (KIP-890's AddPartitionsToTxn, verify only).
 

@@ -1,6 +1,6 @@
 //! Broker configuration: embedded defaults, overridable by a TOML file and flags.
 
-use crate::metadata::{BrokerRegistration, TopicDefaults};
+use crate::metadata::{BrokerRegistration, Endpoint, TopicDefaults};
 use serde::Deserialize;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -62,12 +62,31 @@ pub struct BrokerConfig {
     /// than this percentage of those it is the preferred replica of
     /// elsewhere (`leader.imbalance.per.broker.percentage`).
     pub leader_imbalance_per_broker_percentage: u32,
-    /// Kafka's `listeners`: `PROTOCOL://host:port`, e.g.
-    /// `SASL_SSL://127.0.0.1:9093`. One listener for now, PLAINTEXT, SSL,
-    /// SASL_PLAINTEXT or SASL_SSL; when set it replaces `listen`
-    /// ([`Self::resolve_listeners`]).
-    /// Empty: one PLAINTEXT listener on `listen`.
+    /// Kafka's `listeners`: `NAME://host:port,...`, e.g.
+    /// `PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093` (an empty host is every
+    /// interface). A name is a security protocol (PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL) or one `listener_security_protocol_map`
+    /// maps to one. Every shard serves every listener. Empty: one PLAINTEXT
+    /// listener on `listen` ([`Self::listeners`]).
     pub listeners: String,
+    /// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL,...`, e.g.
+    /// `INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL`; a listener named after a
+    /// security protocol needs no entry.
+    pub listener_security_protocol_map: String,
+    /// Kafka's `advertised.listeners`, `NAME://host:port,...`: where the
+    /// clients of each listener are told brokers are. A listener it does
+    /// not name advertises its own address (with the port it bound).
+    pub advertised_listeners: String,
+    /// The listener other brokers of the cluster connect to
+    /// (`inter.broker.listener.name`); Kafka's default, the listener named
+    /// PLAINTEXT. In a cluster it must name a PLAINTEXT listener (brokers
+    /// speak neither TLS nor SASL to each other yet); a broker alone has no
+    /// inter-broker traffic and needs none.
+    pub inter_broker_listener_name: String,
+    /// The listeners as this process bound them: [`Self::listeners`] with
+    /// each port 0 replaced by the port it got (set by the runtime at start).
+    #[serde(skip)]
+    pub bound_listeners: Vec<Listener>,
     /// A TLS listener's certificate chain, PEM, the server's first
     /// (`ssl.certificate.location`). Reread when it changes (by mtime, checked
     /// at most once a second as connections arrive).
@@ -101,8 +120,9 @@ pub struct BrokerConfig {
     /// A resource no ACL names is open to everyone
     /// (`allow.everyone.if.no.acl.found`); off, only super users may use it.
     pub allow_everyone_if_no_acl_found: bool,
-    /// host:port clients are told to connect to (`advertised.listeners`);
-    /// unset, the listen address.
+    /// host:port the first listener's clients are told to connect to (the
+    /// one-listener form of `advertised_listeners`, which it must not be
+    /// given with); unset, the listener's own address.
     pub advertise: Option<String>,
     /// Root of all partition logs and broker metadata.
     pub data_dir: PathBuf,
@@ -222,6 +242,10 @@ impl Default for BrokerConfig {
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
             listeners: String::new(),
+            listener_security_protocol_map: String::new(),
+            advertised_listeners: String::new(),
+            inter_broker_listener_name: "PLAINTEXT".into(),
+            bound_listeners: Vec::new(),
             ssl_certificate_location: None,
             ssl_key_location: None,
             ssl_ca_location: None,
@@ -274,8 +298,9 @@ impl Default for BrokerConfig {
 /// The SASL mechanisms the broker implements.
 pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
-/// A listener's security protocol (Kafka's names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A listener's security protocol (Kafka's names). In broker registrations
+/// (postcard, by position): new protocols go at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SecurityProtocol {
     Plaintext,
     SaslPlaintext,
@@ -302,6 +327,65 @@ impl SecurityProtocol {
     pub fn is_tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
+
+    /// The protocol Kafka names `name` (any case).
+    fn from_name(name: &str) -> Option<SecurityProtocol> {
+        match name.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+}
+
+/// One listener: Kafka's listener name, its security protocol, the address
+/// it binds and the one its clients are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// Upper case, as Kafka normalises listener names.
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    /// host:port to bind; port 0 binds a free port.
+    pub address: String,
+    /// host:port from `advertised_listeners` (or `advertise`); None: `address`.
+    pub advertised: Option<String>,
+}
+
+impl Listener {
+    /// The advertised host and port: `advertised`, else the bound address.
+    pub fn advertised_host_port(&self) -> Result<(String, i32), String> {
+        split_host_port(self.advertised.as_deref().unwrap_or(&self.address))
+    }
+}
+
+/// `host:port` (IPv6 hosts in brackets) as host and port.
+fn split_host_port(address: &str) -> Result<(String, i32), String> {
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("address '{address}' has no port"))?;
+    let port = port.parse::<u16>().map_err(|_| format!("address '{address}' has a bad port"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+/// Kafka's `NAME://host:port,...` as (upper-case name, host:port) pairs; an
+/// empty host is every interface. `setting` names the key in errors.
+fn parse_listener_list(setting: &str, text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut parsed: Vec<(String, String)> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let (name, address) =
+            entry.split_once("://").ok_or_else(|| format!("{setting}: '{entry}' is not NAME://host:port"))?;
+        let name = name.trim().to_ascii_uppercase();
+        if name.is_empty() {
+            return Err(format!("{setting}: '{entry}' has no listener name"));
+        }
+        if parsed.iter().any(|(seen, _)| *seen == name) {
+            return Err(format!("{setting}: listener name {name} is given twice"));
+        }
+        let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+        split_host_port(&address).map_err(|e| format!("{setting}: {name}: {e}"))?;
+        parsed.push((name, address));
+    }
+    Ok(parsed)
 }
 
 /// Kafka's `ssl.client.auth`.
@@ -343,40 +427,79 @@ impl BrokerConfig {
         toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
     }
 
-    /// The listener's security protocol and address, from `listeners`
-    /// (Kafka's syntax) or, without it, PLAINTEXT on `listen`.
-    pub fn listener(&self) -> Result<(SecurityProtocol, String), String> {
-        let listeners = self.listeners.trim();
-        if listeners.is_empty() {
-            return Ok((SecurityProtocol::Plaintext, self.listen.clone()));
-        }
-        if listeners.contains(',') {
-            return Err(format!("listeners '{listeners}': one listener is served for now"));
-        }
-        let (protocol, address) = listeners
-            .split_once("://")
-            .ok_or_else(|| format!("listeners '{listeners}' is not PROTOCOL://host:port"))?;
-        let protocol = match protocol.to_ascii_uppercase().as_str() {
-            "PLAINTEXT" => SecurityProtocol::Plaintext,
-            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-            "SSL" => SecurityProtocol::Ssl,
-            "SASL_SSL" => SecurityProtocol::SaslSsl,
-            other => return Err(format!("listeners '{listeners}': unknown security protocol {other}")),
+    /// The configured listeners, in the order given: `listeners` (Kafka's
+    /// syntax, with `listener_security_protocol_map`, `advertised_listeners`
+    /// and `advertise`) or, without it, PLAINTEXT on `listen`. Refuses what
+    /// cannot be served: an unknown protocol, a name or a port given twice,
+    /// an advertised listener without its listener.
+    pub fn listeners(&self) -> Result<Vec<Listener>, String> {
+        let given = match self.listeners.trim() {
+            "" => vec![("PLAINTEXT".to_string(), self.listen.clone())],
+            text => parse_listener_list("listeners", text)?,
         };
-        // Kafka's empty host means every interface.
-        let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
-        Ok((protocol, address))
+        let map = self.security_protocol_map()?;
+        let mut advertised = match self.advertised_listeners.trim() {
+            "" => Vec::new(),
+            _ if self.advertise.is_some() => {
+                return Err("advertise and advertised_listeners are two forms of one setting: give one".into())
+            }
+            text => parse_listener_list("advertised_listeners", text)?,
+        };
+        if let Some((name, _)) = advertised.iter().find(|(name, _)| given.iter().all(|(listener, _)| listener != name))
+        {
+            return Err(format!("advertised_listeners: {name} is not one of the listeners"));
+        }
+        if let Some((name, address)) = advertised.iter().find(|(_, address)| address.ends_with(":0")) {
+            return Err(format!("advertised_listeners: {name} advertises port 0 ({address})"));
+        }
+        if let (Some(advertise), Some((first, _))) = (&self.advertise, given.first()) {
+            split_host_port(advertise).map_err(|e| format!("advertise: {e}"))?;
+            advertised.push((first.clone(), advertise.clone()));
+        }
+        let mut listeners: Vec<Listener> = Vec::with_capacity(given.len());
+        for (name, address) in given {
+            let protocol = map
+                .iter()
+                .find(|(mapped, _)| *mapped == name)
+                .map(|&(_, protocol)| protocol)
+                .or_else(|| SecurityProtocol::from_name(&name))
+                .ok_or_else(|| {
+                    format!("listeners: {name} is neither a security protocol nor in listener_security_protocol_map")
+                })?;
+            let (_, port) = split_host_port(&address)?;
+            // Port 0 is a free port each: never the same twice.
+            let same_port = |l: &&Listener| port != 0 && split_host_port(&l.address).is_ok_and(|(_, p)| p == port);
+            if let Some(other) = listeners.iter().find(same_port) {
+                return Err(format!("listeners: {} and {name} both use port {port}", other.name));
+            }
+            let advertised = advertised.iter().find(|(advertised, _)| *advertised == name).map(|(_, a)| a.clone());
+            listeners.push(Listener { name, protocol, address, advertised });
+        }
+        Ok(listeners)
     }
 
-    /// The security protocol of the listener.
-    pub fn security_protocol(&self) -> SecurityProtocol {
-        self.listener().map_or(SecurityProtocol::Plaintext, |(protocol, _)| protocol)
+    /// `listener_security_protocol_map` as (upper-case name, protocol) pairs.
+    fn security_protocol_map(&self) -> Result<Vec<(String, SecurityProtocol)>, String> {
+        let text = self.listener_security_protocol_map.trim();
+        let mut map: Vec<(String, SecurityProtocol)> = Vec::new();
+        for entry in text.split(',').map(str::trim).filter(|_| !text.is_empty()) {
+            let bad = || format!("listener_security_protocol_map: '{entry}' is not NAME:PROTOCOL");
+            let (name, protocol) = entry.split_once(':').ok_or_else(bad)?;
+            let name = name.trim().to_ascii_uppercase();
+            let protocol = SecurityProtocol::from_name(protocol.trim()).ok_or_else(bad)?;
+            if name.is_empty() || map.iter().any(|(seen, _)| *seen == name) {
+                return Err(format!("listener_security_protocol_map: '{entry}' names no listener or one twice"));
+            }
+            map.push((name, protocol));
+        }
+        Ok(map)
     }
 
-    /// Makes `listen` the address of `listeners`, when that is set.
-    pub fn resolve_listeners(&mut self) -> Result<(), String> {
-        self.listen = self.listener()?.1;
-        Ok(())
+    /// The listener other brokers connect to, as bound: the one
+    /// `inter_broker_listener_name` names, if it is among them.
+    pub fn inter_broker_listener(&self) -> Option<&Listener> {
+        let name = self.inter_broker_listener_name.trim().to_ascii_uppercase();
+        self.bound_listeners.iter().find(|l| l.name == name)
     }
 
     /// Refuses limits that would make the broker unusable.
@@ -389,18 +512,42 @@ impl BrokerConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        let (protocol, _) = self.listener()?;
+        let listeners = self.listeners()?;
         if let Some(unknown) = self.sasl_enabled_mechanisms.iter().find(|m| !SASL_MECHANISMS.contains(&m.as_str())) {
             return Err(format!("sasl_enabled_mechanisms: {unknown} is not one of {SASL_MECHANISMS:?}"));
         }
-        if protocol.is_sasl() && self.sasl_enabled_mechanisms.is_empty() {
-            return Err("a SASL listener needs at least one of sasl_enabled_mechanisms".into());
+        for Listener { name, protocol, .. } in &listeners {
+            if protocol.is_sasl() && self.sasl_enabled_mechanisms.is_empty() {
+                return Err(format!("listener {name} is SASL: it needs at least one of sasl_enabled_mechanisms"));
+            }
+            if protocol.is_tls() && (self.ssl_certificate_location.is_none() || self.ssl_key_location.is_none()) {
+                return Err(format!(
+                    "listener {name} is {}: it needs ssl_certificate_location and ssl_key_location",
+                    protocol.name()
+                ));
+            }
+            if protocol.is_tls() && self.ssl_client_auth != SslClientAuth::None && self.ssl_ca_location.is_none() {
+                return Err("ssl_client_auth requested or required needs ssl_ca_location".into());
+            }
         }
-        if protocol.is_tls() && (self.ssl_certificate_location.is_none() || self.ssl_key_location.is_none()) {
-            return Err(format!("a {} listener needs ssl_certificate_location and ssl_key_location", protocol.name()));
-        }
-        if protocol.is_tls() && self.ssl_client_auth != SslClientAuth::None && self.ssl_ca_location.is_none() {
-            return Err("ssl_client_auth requested or required needs ssl_ca_location".into());
+        if !self.controller_quorum_voters.is_empty() {
+            let name = self.inter_broker_listener_name.trim().to_ascii_uppercase();
+            match listeners.iter().find(|l| l.name == name) {
+                None => {
+                    return Err(format!(
+                        "inter_broker_listener_name {name} is not one of the listeners: the brokers of a cluster \
+                         connect to each other there"
+                    ))
+                }
+                Some(l) if l.protocol != SecurityProtocol::Plaintext => {
+                    return Err(format!(
+                        "inter_broker_listener_name {name} is a {} listener: brokers speak neither TLS nor SASL to \
+                         each other yet, so the inter-broker listener must be PLAINTEXT",
+                        l.protocol.name()
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         let replicas = |factor: i16| u64::try_from(factor).unwrap_or(0);
         let at_least_one = [
@@ -437,7 +584,7 @@ impl BrokerConfig {
         if self.fetch_max_bytes < 1024 {
             return Err("fetch_max_bytes must be at least 1024".into());
         }
-        self.advertised_host_port().map(drop)
+        Ok(())
     }
 
     /// What CreateTopics gives a topic that leaves them to the broker.
@@ -471,14 +618,26 @@ impl BrokerConfig {
     /// This broker as it registers with the controller, in this process's
     /// incarnation.
     pub fn registration(&self) -> Result<BrokerRegistration, String> {
-        let (host, port) = self.advertised_host_port()?;
+        let endpoints = (self.bound_listeners.iter())
+            .map(|l| {
+                let (host, port) = l.advertised_host_port()?;
+                Ok(Endpoint { listener: l.name.clone(), host, port, protocol: l.protocol })
+            })
+            .collect::<Result<Vec<Endpoint>, String>>()?;
+        // Where other brokers connect: the inter-broker listener; a broker
+        // alone may have none (it has no inter-broker traffic).
+        let inter_broker = self.inter_broker_listener().map(|l| l.name.as_str());
+        let reached = (endpoints.iter().find(|e| Some(e.listener.as_str()) == inter_broker))
+            .or(endpoints.first())
+            .ok_or("the broker has no listener")?;
         Ok(BrokerRegistration {
             id: self.node_id,
             incarnation: self.incarnation,
-            host,
-            port,
+            host: reached.host.clone(),
+            port: reached.port,
             rack: self.broker_rack.clone(),
             fenced: false,
+            endpoints,
         })
     }
 
@@ -509,20 +668,6 @@ impl BrokerConfig {
             cpus.extend(first..=last);
         }
         Ok(Some(cpus.into_iter().collect()))
-    }
-
-    /// The address clients are told to connect to.
-    pub fn advertised(&self) -> &str {
-        self.advertise.as_deref().unwrap_or(&self.listen)
-    }
-
-    /// The advertised address split into host and port.
-    pub fn advertised_host_port(&self) -> Result<(String, i32), String> {
-        let advertise = self.advertised();
-        let (host, port) =
-            advertise.rsplit_once(':').ok_or_else(|| format!("advertise address '{advertise}' has no port"))?;
-        let port = port.parse::<u16>().map_err(|_| format!("advertise address '{advertise}' has a bad port"))?;
-        Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
     }
 }
 
@@ -557,26 +702,123 @@ mod tests {
         assert_eq!(BrokerConfig { shards: 3, ..pinned }.shard_count(), 3);
     }
 
+    fn listeners_of(toml_text: &str) -> Result<Vec<Listener>, String> {
+        let config: BrokerConfig = toml::from_str(toml_text).unwrap();
+        config.validate()?;
+        config.listeners()
+    }
+
+    fn listener(name: &str, protocol: SecurityProtocol, address: &str, advertised: Option<&str>) -> Listener {
+        Listener { name: name.into(), protocol, address: address.into(), advertised: advertised.map(Into::into) }
+    }
+
     #[test]
     fn listeners_have_kafkas_syntax() {
-        let listener = |text: &str| BrokerConfig { listeners: text.into(), ..Default::default() }.listener();
-        assert_eq!(listener(""), Ok((SecurityProtocol::Plaintext, "127.0.0.1:9092".into())));
+        use SecurityProtocol::*;
+        let one = |text: &str| listeners_of(&format!("listeners = \"{text}\"")).map(|mut l| l.remove(0));
+        assert_eq!(listeners_of(""), Ok(vec![listener("PLAINTEXT", Plaintext, "127.0.0.1:9092", None)]));
         assert_eq!(
-            listener("SASL_PLAINTEXT://127.0.0.1:9093"),
-            Ok((SecurityProtocol::SaslPlaintext, "127.0.0.1:9093".into()))
+            one("SASL_PLAINTEXT://127.0.0.1:9093"),
+            Ok(listener("SASL_PLAINTEXT", SaslPlaintext, "127.0.0.1:9093", None))
         );
-        assert_eq!(listener("PLAINTEXT://:9094"), Ok((SecurityProtocol::Plaintext, "0.0.0.0:9094".into())));
-        assert_eq!(listener("SSL://127.0.0.1:9093"), Ok((SecurityProtocol::Ssl, "127.0.0.1:9093".into())));
-        assert_eq!(listener("sasl_ssl://:9093"), Ok((SecurityProtocol::SaslSsl, "0.0.0.0:9093".into())));
-        for bad in ["127.0.0.1:9092", "TLS://h:1", "FOO://h:1", "PLAINTEXT://a:1,SASL_PLAINTEXT://a:2"] {
-            assert!(listener(bad).is_err(), "{bad}");
+        assert_eq!(one("PLAINTEXT://:9094"), Ok(listener("PLAINTEXT", Plaintext, "0.0.0.0:9094", None)));
+        assert_eq!(one("sasl_plaintext://[::1]:9093").map(|l| l.name), Ok("SASL_PLAINTEXT".to_string()));
+        for bad in ["127.0.0.1:9092", "TLS://h:1", "FOO://h:1", "PLAINTEXT://h", "PLAINTEXT://h:99999", "://h:1"] {
+            assert!(one(bad).is_err(), "{bad}");
         }
-        let mut cfg: BrokerConfig = toml::from_str("listeners = \"SASL_PLAINTEXT://127.0.0.1:0\"").unwrap();
-        cfg.resolve_listeners().unwrap();
-        assert_eq!((cfg.listen.as_str(), cfg.security_protocol()), ("127.0.0.1:0", SecurityProtocol::SaslPlaintext));
-        assert!(cfg.validate().is_ok());
         let bad_mechanism = BrokerConfig { sasl_enabled_mechanisms: vec!["GSSAPI".into()], ..Default::default() };
         assert!(bad_mechanism.validate().is_err());
+    }
+
+    #[test]
+    fn several_listeners_with_names_protocols_and_advertised_addresses() {
+        use SecurityProtocol::*;
+        let two = listeners_of(
+            "listeners = \"PLAINTEXT://127.0.0.1:9092, SASL_PLAINTEXT://0.0.0.0:9093\"\n\
+             advertised_listeners = \"SASL_PLAINTEXT://broker.example:19093\"",
+        );
+        assert_eq!(
+            two,
+            Ok(vec![
+                listener("PLAINTEXT", Plaintext, "127.0.0.1:9092", None),
+                listener("SASL_PLAINTEXT", SaslPlaintext, "0.0.0.0:9093", Some("broker.example:19093")),
+            ])
+        );
+        assert_eq!(two.unwrap()[1].advertised_host_port(), Ok(("broker.example".to_string(), 19093)));
+        let named = listeners_of(
+            "listeners = \"internal://127.0.0.2:9092,EXTERNAL://127.0.0.2:9093,SSL://:9094\"\n\
+             listener_security_protocol_map = \"INTERNAL:PLAINTEXT, external:sasl_plaintext\"\n\
+             ssl_certificate_location = \"c.pem\"\nssl_key_location = \"k.pem\"\n\
+             inter_broker_listener_name = \"internal\"\ncontroller_quorum_voters = \"0@127.0.0.2:9095\"",
+        )
+        .unwrap();
+        let protocols: Vec<(&str, SecurityProtocol)> = named.iter().map(|l| (l.name.as_str(), l.protocol)).collect();
+        assert_eq!(protocols, [("INTERNAL", Plaintext), ("EXTERNAL", SaslPlaintext), ("SSL", Ssl)]);
+        // `advertise`, the one-listener form, is the first listener's.
+        let advertise = "listeners = \"PLAINTEXT://:0,SSL://:0\"\nadvertise = \"h:1\"\n\
+                         ssl_certificate_location = \"c.pem\"\nssl_key_location = \"k.pem\"";
+        let advertised: Vec<Option<String>> =
+            listeners_of(advertise).unwrap().into_iter().map(|l| l.advertised).collect();
+        assert_eq!(advertised, [Some("h:1".to_string()), None]);
+    }
+
+    #[test]
+    fn bad_listener_combinations_are_refused_with_what_is_wrong() {
+        let refused = |text: &str, why: &str| {
+            let error = listeners_of(text).expect_err(text);
+            assert!(error.contains(why), "{text}: {error}");
+        };
+        refused("listeners = \"PLAINTEXT://:9092,plaintext://:9093\"", "PLAINTEXT is given twice");
+        refused("listeners = \"PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.2:9092\"", "both use port 9092");
+        refused("listeners = \"INTERNAL://:9092\"", "INTERNAL is neither a security protocol nor in");
+        refused(
+            "listeners = \"A://:9092\"\nlistener_security_protocol_map = \"A:TLS\"",
+            "'A:TLS' is not NAME:PROTOCOL",
+        );
+        refused(
+            "listeners = \"A://:9092\"\nlistener_security_protocol_map = \"A:SSL,a:PLAINTEXT\"",
+            "names no listener or one twice",
+        );
+        refused(
+            "listeners = \"PLAINTEXT://:9092\"\nadvertised_listeners = \"SSL://h:9093\"",
+            "advertised_listeners: SSL is not one of the listeners",
+        );
+        refused("advertised_listeners = \"PLAINTEXT://h:0\"", "advertises port 0");
+        refused("advertised_listeners = \"PLAINTEXT://h:1,PLAINTEXT://h:2\"", "PLAINTEXT is given twice");
+        refused("advertised_listeners = \"PLAINTEXT://h:1\"\nadvertise = \"h:1\"", "give one");
+        refused("listeners = \"SASL_SSL://:9093\"", "listener SASL_SSL is SASL_SSL: it needs ssl_certificate_location");
+        refused("listeners = \"SASL_PLAINTEXT://:9093\"\nsasl_enabled_mechanisms = []", "needs at least one");
+        // In a cluster the inter-broker listener must exist and be PLAINTEXT
+        // (a broker alone has no inter-broker traffic).
+        let cluster = "controller_quorum_voters = \"1@127.0.0.1:9095\"\nnode_id = 1\n";
+        refused(&format!("{cluster}listeners = \"SASL_PLAINTEXT://:9093\""), "PLAINTEXT is not one of the listeners");
+        refused(
+            &format!(
+                "{cluster}listeners = \"SASL_PLAINTEXT://:9093\"\ninter_broker_listener_name = \"SASL_PLAINTEXT\""
+            ),
+            "brokers speak neither TLS nor SASL to each other yet",
+        );
+        assert!(listeners_of("listeners = \"SASL_PLAINTEXT://:9093\"").is_ok());
+    }
+
+    #[test]
+    fn the_registration_names_every_listener_and_the_inter_broker_address() {
+        let mut config: BrokerConfig = toml::from_str(
+            "listeners = \"EXTERNAL://0.0.0.0:9093,INTERNAL://10.0.0.1:9092\"\n\
+             listener_security_protocol_map = \"INTERNAL:PLAINTEXT,EXTERNAL:SASL_PLAINTEXT\"\n\
+             advertised_listeners = \"EXTERNAL://kafka.example:443\"\ninter_broker_listener_name = \"INTERNAL\"",
+        )
+        .unwrap();
+        config.bound_listeners = config.listeners().unwrap();
+        let registration = config.registration().unwrap();
+        assert_eq!(registration.address(), "10.0.0.1:9092");
+        assert_eq!(registration.endpoint("EXTERNAL"), Some(("kafka.example", 443)));
+        assert_eq!(registration.endpoint("INTERNAL"), Some(("10.0.0.1", 9092)));
+        assert_eq!(registration.endpoint("PLAINTEXT"), None);
+        assert_eq!(registration.endpoints[0].protocol, SecurityProtocol::SaslPlaintext);
+        // A broker alone without the inter-broker listener: its first one.
+        config.inter_broker_listener_name = "PLAINTEXT".into();
+        assert_eq!(config.registration().unwrap().address(), "kafka.example:443");
     }
 
     #[test]
@@ -612,11 +854,12 @@ mod tests {
 
     #[test]
     fn advertise_splits_host_and_port() {
+        let advertised = |config: BrokerConfig| config.listeners().unwrap().remove(0).advertised_host_port();
         let cfg = BrokerConfig { advertise: Some("[::1]:9093".into()), ..Default::default() };
-        assert_eq!(cfg.advertised_host_port().unwrap(), ("::1".to_string(), 9093));
+        assert_eq!(advertised(cfg), Ok(("::1".to_string(), 9093)));
         let bad = BrokerConfig { advertise: Some("localhost".into()), ..Default::default() };
-        assert!(bad.advertised_host_port().is_err());
+        assert_eq!(bad.validate(), Err("advertise: address 'localhost' has no port".to_string()));
         let unset = BrokerConfig { listen: "0.0.0.0:9000".into(), ..Default::default() };
-        assert_eq!(unset.advertised_host_port().unwrap(), ("0.0.0.0".to_string(), 9000));
+        assert_eq!(advertised(unset), Ok(("0.0.0.0".to_string(), 9000)));
     }
 }

@@ -28,7 +28,7 @@ pub mod throttle;
 pub mod topic_config;
 pub mod transactions;
 
-pub use config::{BrokerConfig, SecurityProtocol, SslClientAuth};
+pub use config::{BrokerConfig, Listener, SecurityProtocol, SslClientAuth};
 pub use controller::QuorumUnknown;
 pub use error::{PartitionError, TopicError};
 pub use metadata::{MetadataSnapshot, NewTopic, TopicMetadata};

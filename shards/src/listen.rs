@@ -1,7 +1,7 @@
-//! The Kafka listen address: claimed once for this process, then bound by
-//! every shard, then reported.
+//! The Kafka listen addresses, one per listener: each claimed once for this
+//! process, then bound by every shard, then reported.
 //!
-//! Every shard listens on the same address with SO_REUSEPORT, and the kernel
+//! Every shard listens on each address with SO_REUSEPORT, and the kernel
 //! spreads new connections over them. SO_REUSEPORT alone would also let a
 //! second broker of the same user join silently (and take part of the
 //! clients), so at start, before the shards recover their partitions, the
@@ -12,6 +12,7 @@
 //! resolved by the claim, and the shards bind the port it got. (Connections
 //! that arrive while the shards recover wait in the claim's backlog.)
 
+use crate::config::Listener;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -23,12 +24,18 @@ use weir_engine::durable;
 /// of a broker killed a moment ago can outlive it briefly (its io_uring is
 /// torn down asynchronously).
 pub const CLAIM_WAIT: Duration = Duration::from_secs(5);
-/// The file in the data directory that holds the bound address once every
-/// shard listens.
+/// The file in the data directory that holds the bound addresses (a line
+/// each, in the order of `listeners`) once every shard listens.
 pub const ADDRESS_FILE: &str = "listen.addr";
 /// Connections the kernel queues per listener before the shard accepts them
 /// (as glommio's own bind).
 const LISTEN_BACKLOG: i32 = 1024;
+
+/// One listener as a shard serves it: what it is, and the shard's socket.
+pub struct ShardListener {
+    pub listener: std::rc::Rc<Listener>,
+    pub socket: weir_runtime::net::TcpListener,
+}
 
 /// The listen address, held by this process: a listening socket.
 pub struct Claim {
@@ -111,16 +118,20 @@ pub fn address_file(data_dir: &Path) -> PathBuf {
     data_dir.join(ADDRESS_FILE)
 }
 
-/// Says that the broker accepts connections on `address`: the line
-/// `listening on <address>` on stdout, and `<address>` plus a newline in
-/// `<data_dir>/listen.addr` (replaced durably, so a reader never sees half
-/// of it, even after a crash).
-pub fn report(data_dir: &Path, address: SocketAddr) -> io::Result<()> {
+/// Says that the broker accepts connections on `addresses` (its
+/// listeners', in order): a line `listening on <address>` for each on
+/// stdout, and each address plus a newline in `<data_dir>/listen.addr`
+/// (replaced durably, so a reader never sees half of it, even after a
+/// crash).
+pub fn report(data_dir: &Path, addresses: &[SocketAddr]) -> io::Result<()> {
     use std::io::Write;
     let file = address_file(data_dir);
-    durable::replace_file(&file, &file.with_extension("addr.tmp"), format!("{address}\n").as_bytes())?;
+    let lines: String = addresses.iter().map(|address| format!("{address}\n")).collect();
+    durable::replace_file(&file, &file.with_extension("addr.tmp"), lines.as_bytes())?;
     let mut stdout = io::stdout().lock();
-    writeln!(stdout, "listening on {address}")?;
+    for address in addresses {
+        writeln!(stdout, "listening on {address}")?;
+    }
     stdout.flush()
 }
 
@@ -172,9 +183,9 @@ mod tests {
     #[test]
     fn report_writes_the_address_file_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let address: SocketAddr = "127.0.0.1:4321".parse().unwrap();
-        report(dir.path(), address).unwrap();
-        assert_eq!(std::fs::read_to_string(address_file(dir.path())).unwrap(), "127.0.0.1:4321\n");
+        let addresses: Vec<SocketAddr> = vec!["127.0.0.1:4321".parse().unwrap(), "[::1]:4322".parse().unwrap()];
+        report(dir.path(), &addresses).unwrap();
+        assert_eq!(std::fs::read_to_string(address_file(dir.path())).unwrap(), "127.0.0.1:4321\n[::1]:4322\n");
         forget(dir.path());
         assert!(!address_file(dir.path()).exists());
     }

@@ -1,9 +1,9 @@
 //! Starting and stopping the shards: one pinned glommio executor per shard.
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, Listener};
 use crate::controller::Controller;
 use crate::deleted_dirs;
-use crate::listen;
+use crate::listen::{self, ShardListener};
 use crate::messages::ShardMessage;
 use crate::metadata::MetadataStore;
 use crate::ownership::CONTROLLER_SHARD;
@@ -66,17 +66,18 @@ impl ShutdownSignal {
     }
 }
 
-/// Runs the broker until SIGINT or SIGTERM: claims the listen address (see
-/// [`listen`]), starts one executor per shard, recovers each shard's
-/// partitions, binds each shard's listener, then runs `serve` on every shard.
-/// Once every shard listens, the bound address is reported ([`listen::report`]).
+/// Runs the broker until SIGINT or SIGTERM: claims every listener's address
+/// (see [`listen`]), starts one executor per shard, recovers each shard's
+/// partitions, binds each shard's listeners, then runs `serve` on every
+/// shard. Once every shard listens, the bound addresses are reported
+/// ([`listen::report`]).
 /// If any shard's `serve` fails, or any shard thread panics, every shard is
 /// stopped and the error returned. A broker of a cluster first runs the
 /// controlled shutdown ([`wait_for_handover`]). A second signal exits at
 /// once (the logs recover from that too).
 pub fn run<F, Fut>(config: BrokerConfig, serve: F) -> Result<(), RuntimeError>
 where
-    F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Shard>, Vec<ShardListener>, ShutdownSignal) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
     let mut config = config;
@@ -89,13 +90,19 @@ where
     })?;
     check_io_uring()?;
     let placement = placement(config.shard_count(), config.cpus().map_err(RuntimeError::Setup)?)?;
-    let claim = listen::claim(&config.listen, listen::CLAIM_WAIT).map_err(RuntimeError::Setup)?;
-    // Only once the address is this process's: a broker that fails to claim
-    // leaves the one serving alone.
+    let listeners = config.listeners().map_err(RuntimeError::Setup)?;
+    let claims = (listeners.iter())
+        .map(|l| listen::claim(&l.address, listen::CLAIM_WAIT))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RuntimeError::Setup)?;
+    // Only once the addresses are this process's: a broker that fails to
+    // claim leaves the one serving alone.
     listen::forget(&config.data_dir);
-    let address = claim.address();
-    let claim = Arc::new(Mutex::new(Some(claim)));
-    config.listen = with_port(&config.listen, address.port());
+    let addresses: Vec<SocketAddr> = claims.iter().map(listen::Claim::address).collect();
+    config.bound_listeners = (listeners.into_iter().zip(&addresses))
+        .map(|(listener, bound)| Listener { address: with_port(&listener.address, bound.port()), ..listener })
+        .collect();
+    let claims = Arc::new(Mutex::new(Some(claims)));
     let open_files = raise_open_files_limit();
     tracing::info!(open_files, "open-file limit (each client connection takes two)");
     let quorum = config.quorum().map_err(RuntimeError::Setup)?;
@@ -127,6 +134,7 @@ where
     let connections = Arc::new(ConnectionLimits::new(max_connections, max_per_ip));
     let quota_rates = Arc::new(QuotaRates::new(config.quota_window()));
     let data_dir = config.data_dir.clone();
+    let reported = addresses.clone();
     let test_clock = config.test_clock.then(TestClock::new);
     let config = Arc::new(config);
 
@@ -150,8 +158,8 @@ where
                         quorum,
                         mesh,
                         wake_mesh,
-                        claim,
-                        address,
+                        claims,
+                        addresses,
                     };
                     let result = shard_main(shard, &supervision, serve).await;
                     supervision.running.fetch_sub(1, Ordering::SeqCst);
@@ -161,7 +169,7 @@ where
         })
         .map_err(|e| RuntimeError::Setup(format!("cannot start shard executors: {e}")))?;
 
-    let signalled = wait_for_stop(&supervision, shard_count, &data_dir, address);
+    let signalled = wait_for_stop(&supervision, shard_count, &data_dir, &reported);
     if let Some(timeout) = controlled_shutdown.filter(|_| signalled) {
         wait_for_handover(&supervision, shard_count, timeout);
     }
@@ -326,14 +334,15 @@ struct ShardStart {
     quorum: Option<QuorumConfig>,
     mesh: MeshBuilder<ShardMessage, weir_runtime::channels::channel_mesh::Full>,
     wake_mesh: reply::WakeMesh,
-    /// The claimed listen address, and its socket (shard 0's listener).
-    claim: Arc<Mutex<Option<listen::Claim>>>,
-    address: SocketAddr,
+    /// The claimed listen addresses, one per listener in the order of
+    /// `bound_listeners`, and their sockets (shard 0's listeners).
+    claims: Arc<Mutex<Option<Vec<listen::Claim>>>>,
+    addresses: Vec<SocketAddr>,
 }
 
 async fn shard_main<F, Fut>(start: ShardStart, supervision: &Arc<Supervision>, serve: F) -> Result<(), RuntimeError>
 where
-    F: Fn(Rc<Shard>, weir_runtime::net::TcpListener, ShutdownSignal) -> Fut,
+    F: Fn(Rc<Shard>, Vec<ShardListener>, ShutdownSignal) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let ShardStart {
@@ -346,9 +355,10 @@ where
         quorum,
         mesh,
         wake_mesh,
-        claim,
-        address,
+        claims,
+        addresses,
     } = start;
+    let listeners = config.bound_listeners.clone();
     let (senders, mut receivers) =
         mesh.join().await.map_err(|_| RuntimeError::Shard("cannot join the shard mesh".into()))?;
     reply::join(wake_mesh).await.map_err(|_| RuntimeError::Shard("cannot join the shard wake mesh".into()))?;
@@ -400,14 +410,22 @@ where
     spawn_maintenance(&shard);
     weir_runtime::spawn_local(probe_scheduling_delay(shard.clone())).detach();
     tracing::debug!(shard = id, "shard ready");
-    let claim = if id == 0 { claim.lock().expect("startup lock").take() } else { None };
-    let listener = claim.map_or_else(|| listen::bind_shard(address), |claim| Ok(claim.into_listener()));
-    let served = match listener {
-        Ok(listener) => {
+    let claims = if id == 0 { claims.lock().expect("startup lock").take() } else { None };
+    let sockets = match claims {
+        Some(claims) => Ok(claims.into_iter().map(listen::Claim::into_listener).collect()),
+        None => (addresses.iter())
+            .map(|&address| listen::bind_shard(address).map_err(|e| format!("cannot listen on {address}: {e}")))
+            .collect::<Result<Vec<_>, String>>(),
+    };
+    let served = match sockets {
+        Ok(sockets) => {
             supervision.listening.fetch_add(1, Ordering::SeqCst);
-            serve(shard.clone(), listener, stop).await
+            let listeners = (listeners.into_iter().zip(sockets))
+                .map(|(listener, socket)| ShardListener { listener: Rc::new(listener), socket })
+                .collect();
+            serve(shard.clone(), listeners, stop).await
         }
-        Err(e) => Err(format!("cannot listen on {address}: {e}")),
+        Err(e) => Err(e),
     };
     shard.close_all().await;
     reply::leave();
@@ -700,23 +718,23 @@ fn take_stop_signal(timeout: Duration) -> bool {
 }
 
 /// Returns on the first stop signal (true), or as soon as any shard ended by
-/// itself (it failed) or panicked. Reports the listen address once every
+/// itself (it failed) or panicked. Reports the listen addresses once every
 /// shard listens. After a signal, a thread waits for a second one and exits
 /// at once.
 fn wait_for_stop(
     supervision: &Supervision,
     shard_count: usize,
     data_dir: &std::path::Path,
-    address: SocketAddr,
+    addresses: &[SocketAddr],
 ) -> bool {
     let mut reported = false;
     while supervision.all_running(shard_count) {
         if !reported && supervision.listening.load(Ordering::SeqCst) == shard_count {
             reported = true;
-            match listen::report(data_dir, address) {
-                Ok(()) => tracing::info!(%address, "every shard is listening"),
+            match listen::report(data_dir, addresses) {
+                Ok(()) => tracing::info!(?addresses, "every shard is listening"),
                 Err(e) => {
-                    tracing::error!(%address, "every shard is listening, but the address cannot be reported: {e}")
+                    tracing::error!(?addresses, "every shard is listening, but the addresses cannot be reported: {e}")
                 }
             }
         }
@@ -783,7 +801,7 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             ..BrokerConfig::default()
         };
-        let result = run(config, |shard: Rc<Shard>, _listener, stop: ShutdownSignal| async move {
+        let result = run(config, |shard: Rc<Shard>, _listeners, stop: ShutdownSignal| async move {
             if shard.id() == 1 {
                 panic!("deliberate test panic");
             }

@@ -41,10 +41,24 @@ pub struct ServeArgs {
     /// replica of are led elsewhere (leader.imbalance.per.broker.percentage) [default: 10].
     #[arg(long)]
     leader_imbalance_per_broker_percentage: Option<u32>,
-    /// The listener in Kafka's syntax, PROTOCOL://host:port, e.g. SASL_SSL://127.0.0.1:9093
-    /// (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; replaces --listen) [default: PLAINTEXT on the listen address].
+    /// The listeners in Kafka's syntax, NAME://host:port,..., e.g.
+    /// PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093; a name is a security protocol (PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL) or mapped to one by --listener-security-protocol-map (replaces --listen)
+    /// [default: PLAINTEXT on the listen address].
     #[arg(long)]
     listeners: Option<String>,
+    /// Each named listener's security protocol, NAME:PROTOCOL,..., e.g. INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL
+    /// (listener.security.protocol.map) [default: the protocols' own names].
+    #[arg(long)]
+    listener_security_protocol_map: Option<String>,
+    /// Where each listener's clients are told brokers are, NAME://host:port,... (advertised.listeners)
+    /// [default: each listener's own address].
+    #[arg(long)]
+    advertised_listeners: Option<String>,
+    /// The listener other brokers of a cluster connect to; PLAINTEXT only, for now
+    /// (inter.broker.listener.name) [default: PLAINTEXT].
+    #[arg(long)]
+    inter_broker_listener_name: Option<String>,
     /// A TLS listener's certificate chain, PEM (ssl.certificate.location); reread when it changes.
     #[arg(long)]
     ssl_certificate_location: Option<PathBuf>,
@@ -71,7 +85,8 @@ pub struct ServeArgs {
     /// [default: false].
     #[arg(long)]
     allow_everyone_if_no_acl_found: Option<bool>,
-    /// host:port clients are told to connect to [default: the listen address].
+    /// host:port the first listener's clients are told to connect to (the one-listener form of
+    /// --advertised-listeners) [default: the listener's address].
     #[arg(long)]
     advertise: Option<String>,
     /// Directory for logs and metadata [default: ./weir-data].
@@ -124,9 +139,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(args).map_err(anyhow::Error::msg)?;
     weir_net::tls::check_config(&config).map_err(anyhow::Error::msg)?;
     tracing::info!(
-        listen = %config.listen,
-        security_protocol = config.security_protocol().name(),
-        advertise = %config.advertised(),
+        listeners = ?config.listeners().unwrap_or_default(),
         data_dir = %config.data_dir.display(),
         shards = config.shard_count(),
         cpuset = %config.cpuset,
@@ -174,6 +187,15 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     if let Some(listeners) = args.listeners {
         config.listeners = listeners;
     }
+    if let Some(map) = args.listener_security_protocol_map {
+        config.listener_security_protocol_map = map;
+    }
+    if let Some(advertised) = args.advertised_listeners {
+        config.advertised_listeners = advertised;
+    }
+    if let Some(name) = args.inter_broker_listener_name {
+        config.inter_broker_listener_name = name;
+    }
     if let Some(path) = args.ssl_certificate_location {
         config.ssl_certificate_location = Some(path);
     }
@@ -198,7 +220,6 @@ fn config(args: ServeArgs) -> Result<BrokerConfig, String> {
     if let Some(allow) = args.allow_everyone_if_no_acl_found {
         config.allow_everyone_if_no_acl_found = allow;
     }
-    config.resolve_listeners()?;
     if let Some(advertise) = args.advertise {
         config.advertise = Some(advertise);
     }

@@ -33,18 +33,22 @@ pub fn handle(
         return DescribeClusterResponse::default().with_error_code(error.code()).with_error_message(message(why));
     }
     let snapshot = shard.metadata();
-    // Fenced brokers only if asked for (v2), marked as such.
+    // Fenced brokers only if asked for (v2), marked as such; those without
+    // the client's listener never.
     let brokers = snapshot
         .brokers
         .iter()
         .filter(|b| !b.fenced || request.include_fenced_brokers)
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id))
-                .with_host(str_bytes(&b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.as_deref().map(str_bytes))
-                .with_is_fenced(b.fenced)
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&client.listener.name)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.as_deref().map(str_bytes))
+                    .with_is_fenced(b.fenced),
+            )
         })
         .collect();
     let mut response = DescribeClusterResponse::default()

@@ -18,7 +18,7 @@ use weir_shards::topic_config::{
     ConfigValue, DynamicBrokerConfigs, GROUP_CONFIGS, TOPIC_CONFIGS,
 };
 use weir_shards::transactions::TRANSACTION_STATE_PARTITIONS;
-use weir_shards::{BrokerConfig, Shard, TopicMetadata};
+use weir_shards::{BrokerConfig, Listener, Shard, TopicMetadata};
 
 /// Config resource types (`ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -80,14 +80,14 @@ fn group_entries(config: &BrokerConfig, metadata: &weir_shards::MetadataSnapshot
 /// Kafka's names.
 fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static str)> {
     use config_type::{BOOLEAN, INT, LIST, LONG, SHORT, STRING};
-    let (host, port) = c.advertised_host_port().unwrap_or_default();
+    let listeners =
+        |show: &dyn Fn(&Listener) -> String| c.bound_listeners.iter().map(show).collect::<Vec<_>>().join(",");
+    let advertised = |l: &Listener| {
+        let (host, port) = l.advertised_host_port().unwrap_or_default();
+        format!("{}://{host}:{port}", l.name)
+    };
     vec![
-        (
-            "advertised.listeners",
-            format!("{}://{host}:{port}", c.security_protocol().name()),
-            STRING,
-            "The address clients are told.",
-        ),
+        ("advertised.listeners", listeners(&advertised), STRING, "The addresses each listener's clients are told."),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), BOOLEAN, "Create unknown topics on use."),
         (
             "auto.leader.rebalance.enable",
@@ -127,10 +127,22 @@ fn static_settings(c: &BrokerConfig) -> Vec<(&'static str, String, i8, &'static 
         ("group.max.size", c.group_max_size.to_string(), INT, "Most members of one group."),
         ("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string(), INT, "Smallest session timeout."),
         (
-            "listeners",
-            format!("{}://{}", c.security_protocol().name(), c.listen),
+            "inter.broker.listener.name",
+            c.inter_broker_listener().map_or_else(String::new, |l| l.name.clone()),
             STRING,
-            "The address the broker listens on.",
+            "The listener other brokers connect to.",
+        ),
+        (
+            "listener.security.protocol.map",
+            listeners(&|l| format!("{}:{}", l.name, l.protocol.name())),
+            STRING,
+            "Each listener's security protocol.",
+        ),
+        (
+            "listeners",
+            listeners(&|l| format!("{}://{}", l.name, l.address)),
+            STRING,
+            "The addresses the broker listens on.",
         ),
         (
             "leader.imbalance.check.interval.seconds",

@@ -125,7 +125,7 @@ pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: F
             client.quotas.record(shard, principal, &client.client_id, QuotaKey::ConsumerByteRate, bytes);
     }
     if version >= 16 {
-        add_leader_endpoint(shard, &mut response);
+        add_leader_endpoint(shard, client, &mut response);
     }
     response
 }
@@ -238,12 +238,12 @@ fn build_response(
 }
 
 /// v16+: see [`super::point_to_leader`].
-fn add_leader_endpoint(shard: &Shard, response: &mut FetchResponse) {
+fn add_leader_endpoint(shard: &Shard, client: &ClientInfo, response: &mut FetchResponse) {
     let snapshot = shard.metadata();
     let partitions = response.responses.iter_mut().flat_map(|t| {
         // v13+ names topics by id.
         let name = snapshot.topic_by_id(t.topic_id).map_or(&*t.topic.0, |topic| topic.name.as_str());
         t.partitions.iter_mut().map(move |p| (name, p.partition_index, p))
     });
-    response.node_endpoints = super::point_to_leader!(shard, partitions, LeaderIdAndEpoch, NodeEndpoint);
+    response.node_endpoints = super::point_to_leader!(shard, client, partitions, LeaderIdAndEpoch, NodeEndpoint);
 }

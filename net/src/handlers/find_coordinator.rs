@@ -50,11 +50,16 @@ pub async fn handle(
             GROUP_KEY_TYPE => shard.group_coordinator(key),
             _ => shard.transaction_coordinator(key),
         };
-        let unavailable = (ResponseError::CoordinatorNotAvailable.code(), "no broker leads the key's partition".into());
-        match &error {
-            Some(error) => Err(error.clone()),
-            None => broker.ok_or(unavailable),
+        let unavailable = |why: String| (ResponseError::CoordinatorNotAvailable.code(), why);
+        if let Some(error) = &error {
+            return Err(error.clone());
         }
+        let broker = broker.ok_or_else(|| unavailable("no broker leads the key's partition".into()))?;
+        // As Kafka: a coordinator without the client's listener is not available to it.
+        let listener = &client.listener.name;
+        let (host, port) = (broker.endpoint(listener))
+            .ok_or_else(|| unavailable(format!("the coordinator has no listener {listener}")))?;
+        Ok((broker.id, host.to_string(), port))
     };
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
@@ -68,9 +73,7 @@ pub async fn handle(
                         .with_error_message(message(text))
                         .with_node_id(BrokerId(-1))
                         .with_port(-1),
-                    Ok(broker) => {
-                        c.with_node_id(BrokerId(broker.id)).with_host(str_bytes(broker.host)).with_port(broker.port)
-                    }
+                    Ok((id, host, port)) => c.with_node_id(BrokerId(id)).with_host(str_bytes(host)).with_port(port),
                 }
             })
             .collect();
@@ -85,10 +88,10 @@ pub async fn handle(
                 response.error_message = message(text);
             }
         }
-        Ok(broker) => {
-            response.node_id = BrokerId(broker.id);
-            response.host = str_bytes(broker.host);
-            response.port = broker.port;
+        Ok((id, host, port)) => {
+            response.node_id = BrokerId(id);
+            response.host = str_bytes(host);
+            response.port = port;
         }
     }
     response

@@ -60,15 +60,19 @@ pub async fn handle(shard: &Shard, client: &ClientInfo, version: i16, request: M
             })
             .collect(),
     };
-    // Fenced brokers are left out, as Kafka does: clients go to live ones.
+    // Fenced brokers are left out, as Kafka does: clients go to live ones;
+    // so are those without the client's listener.
     let brokers = snapshot
         .unfenced_brokers()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(super::str_bytes(&b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.as_deref().map(super::str_bytes))
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&client.listener.name)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(super::str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.as_deref().map(super::str_bytes)),
+            )
         })
         .collect();
     if request.include_topic_authorized_operations && version >= 8 {

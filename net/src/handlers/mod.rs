@@ -64,7 +64,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::rc::Rc;
 use weir_shards::metadata::acl::Requester;
-use weir_shards::Shard;
+use weir_shards::{Listener, Shard};
 
 /// Who sent a request, for JoinGroup's member descriptions.
 pub struct ClientInfo {
@@ -72,6 +72,9 @@ pub struct ClientInfo {
     pub host: String,
     /// Who asks, for the ACLs (`authorize.rs`).
     pub requester: Requester,
+    /// The listener the request came in on: brokers are named to it by
+    /// their endpoints of its name.
+    pub listener: Rc<Listener>,
     /// A Produce's place in its connection's line of produces.
     pub produce_turn: Option<ProduceTurn>,
     /// A Produce's throttle time, counted as it was read.
@@ -304,7 +307,7 @@ use answer_partition_codes;
 /// yields (topic name, partition index, `&mut` partition answer); `$leader`
 /// and `$endpoint` are the response's generated types of the same shape.
 macro_rules! point_to_leader {
-    ($shard:expr, $partitions:expr, $leader:ident, $endpoint:ident) => {{
+    ($shard:expr, $client:expr, $partitions:expr, $leader:ident, $endpoint:ident) => {{
         let not_leader = kafka_protocol::error::ResponseError::NotLeaderOrFollower.code();
         let mut leaders = std::collections::BTreeSet::new();
         for (topic, index, p) in $partitions.filter(|(_, _, p)| p.error_code == not_leader) {
@@ -316,13 +319,16 @@ macro_rules! point_to_leader {
         let snapshot = $shard.metadata();
         let registered = snapshot.unfenced_brokers().filter(|b| leaders.contains(&b.id));
         let endpoint = |b: &weir_shards::metadata::BrokerRegistration| {
-            $endpoint::default()
-                .with_node_id(kafka_protocol::messages::BrokerId(b.id))
-                .with_host(super::str_bytes(&b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.as_deref().map(super::str_bytes))
+            let (host, port) = b.endpoint(&$client.listener.name)?;
+            Some(
+                $endpoint::default()
+                    .with_node_id(kafka_protocol::messages::BrokerId(b.id))
+                    .with_host(super::str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.as_deref().map(super::str_bytes)),
+            )
         };
-        registered.map(endpoint).collect::<Vec<_>>()
+        registered.filter_map(endpoint).collect::<Vec<_>>()
     }};
 }
 use point_to_leader;

@@ -115,7 +115,8 @@ pub async fn handle(
             .responses
             .iter_mut()
             .flat_map(|t| t.partition_responses.iter_mut().map(|p| (&*t.name.0, p.index, p)));
-        response.node_endpoints = super::point_to_leader!(shard.as_ref(), partitions, LeaderIdAndEpoch, NodeEndpoint);
+        response.node_endpoints =
+            super::point_to_leader!(shard.as_ref(), client, partitions, LeaderIdAndEpoch, NodeEndpoint);
     }
     response.throttle_time_ms = client.produce_throttle_ms;
     (request.acks != 0).then_some(response)

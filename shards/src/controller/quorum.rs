@@ -4,7 +4,7 @@
 //! and each applied image is published to the voter's shards.
 
 use crate::metadata::{
-    BrokerRegistration, MetadataRecord, MetadataSnapshot, ScramCredential, TopicConfigs, TopicMetadata,
+    LegacyBrokerRegistration, MetadataRecord, MetadataSnapshot, ScramCredential, TopicConfigs, TopicMetadata,
 };
 use crate::shard::Shard;
 use crate::topic_config::DynamicBrokerConfigs;
@@ -96,7 +96,7 @@ struct PostcardImage {
     dynamic_broker_configs: DynamicBrokerConfigs,
     group_configs: BTreeMap<String, TopicConfigs>,
     scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
-    brokers: Vec<BrokerRegistration>,
+    brokers: Vec<LegacyBrokerRegistration>,
 }
 
 fn decode_postcard_image(snapshot: &[u8]) -> postcard::Result<MetadataSnapshot> {
@@ -109,7 +109,7 @@ fn decode_postcard_image(snapshot: &[u8]) -> postcard::Result<MetadataSnapshot> 
         dynamic_broker_configs: image.dynamic_broker_configs,
         group_configs: image.group_configs,
         scram_credentials: image.scram_credentials,
-        brokers: image.brokers,
+        brokers: image.brokers.into_iter().map(Into::into).collect(),
         ..MetadataSnapshot::default()
     })
 }
@@ -189,8 +189,21 @@ fn dedup_removed(removed: Vec<TopicMetadata>) -> Vec<TopicMetadata> {
 mod tests {
     use super::*;
     use crate::metadata::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
-    use crate::metadata::PartitionState;
+    use crate::metadata::{BrokerRegistration, Endpoint, PartitionState};
+    use crate::SecurityProtocol::{Plaintext, SaslSsl};
     use uuid::Uuid;
+
+    /// A broker as builds before named listeners registered it.
+    fn legacy_broker() -> LegacyBrokerRegistration {
+        LegacyBrokerRegistration {
+            id: 1,
+            incarnation: Uuid::from_u128(7),
+            host: "h".into(),
+            port: 9092,
+            rack: Some("r".into()),
+            fenced: false,
+        }
+    }
 
     /// An image with something in every field.
     fn image() -> MetadataSnapshot {
@@ -199,13 +212,18 @@ mod tests {
         let configs = TopicConfigs::from([("retention.ms".to_string(), "1000".to_string())]);
         let records = vec![
             MetadataRecord::ClusterId("c".into()),
-            MetadataRecord::Broker(BrokerRegistration {
-                id: 1,
+            MetadataRecord::Broker(legacy_broker()),
+            MetadataRecord::RegisterBroker(BrokerRegistration {
+                id: 2,
                 incarnation: Uuid::new_v4(),
-                host: "h".into(),
+                host: "h2".into(),
                 port: 9092,
-                rack: Some("r".into()),
+                rack: None,
                 fenced: false,
+                endpoints: vec![
+                    Endpoint { listener: "INTERNAL".into(), host: "h2".into(), port: 9092, protocol: Plaintext },
+                    Endpoint { listener: "EXTERNAL".into(), host: "e2".into(), port: 9093, protocol: SaslSsl },
+                ],
             }),
             MetadataRecord::Topic(TopicMetadata {
                 name: "t".into(),
@@ -267,9 +285,41 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_a_build_before_named_listeners_reads_its_brokers_with_one_address_for_all() {
+        let mut fields: serde_json::Value = serde_json::from_slice(&encode_image(&image())).unwrap();
+        for broker in fields["brokers"].as_array_mut().unwrap() {
+            broker.as_object_mut().unwrap().remove("endpoints").unwrap();
+        }
+        let image = decode_image(&serde_json::to_vec(&fields).unwrap()).unwrap();
+        let old = image.brokers.iter().find(|b| b.id == 2).unwrap();
+        assert!(old.endpoints.is_empty());
+        assert_eq!((old.endpoint("EXTERNAL"), old.endpoint("ANY")), (Some(("h2", 9092)), Some(("h2", 9092))));
+    }
+
+    #[test]
+    fn a_committed_record_of_a_build_before_named_listeners_still_applies() {
+        // Its layout: variant 7 (a varint, as postcard writes an enum's
+        // index), then the registration's six fields by position.
+        let committed = postcard::to_stdvec(&(7u32, legacy_broker())).unwrap();
+        let record: MetadataRecord = postcard::from_bytes(&committed).unwrap();
+        assert_eq!(record, MetadataRecord::Broker(legacy_broker()));
+        let mut image = MetadataSnapshot::default();
+        image.apply(record);
+        let broker = &image.brokers[0];
+        assert_eq!((broker.address(), broker.endpoint("INTERNAL")), ("h:9092".to_string(), Some(("h", 9092))));
+        // A registration with listeners lists the broker only to its own.
+        let named = self::image();
+        let named = named.brokers.iter().find(|b| b.id == 2).unwrap();
+        assert_eq!((named.endpoint("EXTERNAL"), named.endpoint("OTHER")), (Some(("e2", 9093)), None));
+    }
+
+    #[test]
     fn a_snapshot_of_an_earlier_build_reads_as_postcard() {
-        // Builds before JSON snapshots had no ACLs and no reassignments.
+        // Builds before JSON snapshots had no ACLs, no reassignments and
+        // no named listeners.
         let image = MetadataSnapshot { acls: Default::default(), ..image() };
+        let legacy_brokers = vec![legacy_broker()];
+        let image = MetadataSnapshot { brokers: vec![legacy_broker().into()], ..image };
         // The version's varint is the first byte: 123 is `{`.
         for version in [image.version, 123] {
             // Their layout: these fields in this order (a tuple is encoded as a struct).
@@ -281,7 +331,7 @@ mod tests {
                 &image.dynamic_broker_configs,
                 &image.group_configs,
                 &image.scram_credentials,
-                &image.brokers,
+                &legacy_brokers,
             ))
             .unwrap();
             let read = decode_image(&legacy).unwrap();

@@ -127,6 +127,7 @@ mod tests {
                 port: 9092,
                 rack: None,
                 fenced: false,
+                endpoints: Vec::new(),
             });
         }
         changes.image().clone()

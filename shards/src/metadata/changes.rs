@@ -11,6 +11,7 @@ use super::{
     check_assignments, plan_topic, MetadataSnapshot, NewTopic, PartitionIncrease, PartitionState, Reassignment,
     ScramChange, ScramCredential, TopicConfigs, TopicDefaults, TopicMetadata,
 };
+use crate::config::SecurityProtocol;
 use crate::error::TopicError;
 use crate::placement::{assign_replicas, BrokerSlot};
 use serde::{Deserialize, Serialize};
@@ -67,8 +68,9 @@ pub enum MetadataRecord {
     },
     /// Producer ids below this may have been handed out.
     ProducerIdsUpTo(i64),
-    /// A broker (re)registered: how clients reach it, where it stands.
-    Broker(BrokerRegistration),
+    /// A broker (re)registered, as builds before named listeners recorded
+    /// it (one address); still read from their logs, no longer written.
+    Broker(LegacyBrokerRegistration),
     /// A broker fenced (its session with the active controller expired) or
     /// unfenced (heard from again); Kafka's BrokerRegistrationChangeRecord.
     BrokerFenced {
@@ -100,6 +102,9 @@ pub enum MetadataRecord {
         entity: QuotaEntity,
         quotas: Quotas,
     },
+    /// A broker (re)registered: how the clients of each of its listeners,
+    /// and other brokers, reach it; where it stands.
+    RegisterBroker(BrokerRegistration),
 }
 
 /// AlterPartition for one partition (Kafka's AlterPartitionRequest
@@ -138,7 +143,10 @@ pub struct BrokerRegistration {
     /// New at every start of the broker process: tells a restart from a
     /// registration sent twice.
     pub incarnation: Uuid,
-    /// Where clients connect (the advertised listener).
+    /// Where other brokers connect: the advertised address of its
+    /// inter-broker listener (of its first listener for a broker alone
+    /// without one). A registration without `endpoints` (from before named
+    /// listeners) gives it to the clients of every listener.
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
@@ -148,6 +156,39 @@ pub struct BrokerRegistration {
     /// written before fencing: unfenced.
     #[serde(default)]
     pub fenced: bool,
+    /// Its advertised listeners, one per listener name. Absent from the
+    /// files (`metadata.toml`, JSON snapshots) of builds before them.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One advertised listener of a broker (Kafka's BrokerEndpoint).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener name, upper case.
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+    pub protocol: SecurityProtocol,
+}
+
+/// A registration as `MetadataRecord::Broker` and the postcard snapshots
+/// of builds before named listeners hold it (by position: frozen).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyBrokerRegistration {
+    pub id: i32,
+    pub incarnation: Uuid,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+impl From<LegacyBrokerRegistration> for BrokerRegistration {
+    fn from(legacy: LegacyBrokerRegistration) -> Self {
+        let LegacyBrokerRegistration { id, incarnation, host, port, rack, fenced } = legacy;
+        BrokerRegistration { id, incarnation, host, port, rack, fenced, endpoints: Vec::new() }
+    }
 }
 
 impl BrokerRegistration {
@@ -155,9 +196,20 @@ impl BrokerRegistration {
         BrokerSlot { id: self.id, rack: self.rack.clone() }
     }
 
-    /// Where to connect to it: `host:port`.
+    /// Where other brokers connect to it: `host:port`.
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// Where the clients of listener `listener` are told it is (Kafka lists
+    /// a broker to a connection only with the connection's listener name):
+    /// its endpoint of that name; a registration from before named
+    /// listeners has one address for all.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        match self.endpoints.is_empty() {
+            true => Some((&self.host, self.port)),
+            false => self.endpoints.iter().find(|e| e.listener == listener).map(|e| (e.host.as_str(), e.port)),
+        }
     }
 }
 
@@ -192,10 +244,8 @@ impl MetadataSnapshot {
                 self.scram_credentials.insert(user, credentials);
             }
             MetadataRecord::ProducerIdsUpTo(end) => self.next_producer_id = self.next_producer_id.max(end),
-            MetadataRecord::Broker(broker) => match self.brokers.binary_search_by_key(&broker.id, |b| b.id) {
-                Ok(i) => self.brokers[i] = broker,
-                Err(i) => self.brokers.insert(i, broker),
-            },
+            MetadataRecord::Broker(legacy) => self.put_broker(legacy.into()),
+            MetadataRecord::RegisterBroker(broker) => self.put_broker(broker),
             MetadataRecord::BrokerFenced { id, fenced } => {
                 if let Some(broker) = self.brokers.iter_mut().find(|b| b.id == id) {
                     broker.fenced = fenced;
@@ -227,6 +277,14 @@ impl MetadataSnapshot {
             MetadataRecord::ClientQuotas { entity, quotas } => self.quotas.set(entity, quotas),
         }
         None
+    }
+
+    /// Adds or replaces the registration of `broker.id`.
+    fn put_broker(&mut self, broker: BrokerRegistration) {
+        match self.brokers.binary_search_by_key(&broker.id, |b| b.id) {
+            Ok(i) => self.brokers[i] = broker,
+            Err(i) => self.brokers.insert(i, broker),
+        }
     }
 
     /// The records that build this image from an empty one; brokers are
@@ -463,7 +521,7 @@ impl MetadataChanges {
         }
         let broker = BrokerRegistration { fenced: false, ..broker };
         if self.image.brokers.iter().all(|b| *b != broker) {
-            self.push(MetadataRecord::Broker(broker.clone()));
+            self.push(MetadataRecord::RegisterBroker(broker.clone()));
             self.elect_offline_leaders();
         }
     }

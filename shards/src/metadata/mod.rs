@@ -28,8 +28,8 @@ mod store;
 mod tests;
 
 pub use changes::{
-    AlterPartition, BrokerRegistration, Election, ElectionResults, MetadataChanges, MetadataRecord, ProducerIdBlock,
-    TopicPartition, PRODUCER_ID_BLOCK,
+    AlterPartition, BrokerRegistration, Election, ElectionResults, Endpoint, LegacyBrokerRegistration, MetadataChanges,
+    MetadataRecord, ProducerIdBlock, TopicPartition, PRODUCER_ID_BLOCK,
 };
 pub use store::MetadataStore;
 

@@ -5,7 +5,15 @@ fn defaults(partitions: i32) -> TopicDefaults {
 }
 
 fn broker(id: i32) -> BrokerRegistration {
-    BrokerRegistration { id, incarnation: Uuid::nil(), host: "localhost".into(), port: 9092, rack: None, fenced: false }
+    BrokerRegistration {
+        id,
+        incarnation: Uuid::nil(),
+        host: "localhost".into(),
+        port: 9092,
+        rack: None,
+        fenced: false,
+        endpoints: Vec::new(),
+    }
 }
 
 /// The store in `dir` with brokers `ids` registered.

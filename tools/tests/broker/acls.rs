@@ -37,7 +37,7 @@ fn s(text: &str) -> StrBytes {
 }
 
 /// Adds SCRAM user `user` (password `user`-pw) to a stopped broker's data directory.
-fn add_user(data_dir: &std::path::Path, user: &str) {
+pub(crate) fn add_user(data_dir: &std::path::Path, user: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["users", "add", user, "--data-dir"])
         .arg(data_dir)
@@ -65,7 +65,7 @@ fn broker_with_acls(extra: &[&str]) -> (tempfile::TempDir, Broker) {
 }
 
 /// A client authenticated as `user` with SASL PLAIN.
-fn login(bootstrap: &str, user: &str) -> Client {
+pub(crate) fn login(bootstrap: &str, user: &str) -> Client {
     let mut client = client(bootstrap);
     let handshake = client.send(&SaslHandshakeRequest::default().with_mechanism(s("PLAIN")), 1).unwrap();
     assert_eq!(handshake.error_code, 0);

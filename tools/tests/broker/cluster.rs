@@ -5,10 +5,12 @@
 //! in-sync replica, a stopped one handing them over first; leadership
 //! back to the preferred replicas when asked (ElectLeaders) or on its own;
 //! a broker that does not vote joining a running cluster; ACLs created
-//! on one broker applied by all, with replication going on; and the quorum
-//! described (DescribeQuorum) from any voter, through a change of leader.
+//! on one broker applied by all, with replication going on; brokers
+//! replicating over an internal PLAINTEXT listener while clients use SASL
+//! on an external one; and the quorum described (DescribeQuorum) from any
+//! voter, through a change of leader.
 
-use crate::{acls, common};
+use crate::{acls, common, listeners};
 
 use common::*;
 use kafka_protocol::error::ResponseError;
@@ -986,4 +988,62 @@ fn a_reassignment_moves_a_partition_and_its_leadership_onto_a_new_broker_while_a
 
     // Every acknowledged record, exactly once, from the new leader.
     check_exactly_once(&cluster.broker(4).bootstrap(), topic, 1, count, producing.join().unwrap());
+}
+
+/// Adds SCRAM user `user` (password `user`-pw) through `bootstrap`
+/// (AlterUserScramCredentials); once it returns, that broker serves it.
+fn add_user_through(bootstrap: &str, user: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(broker_binary())
+        .args(["users", "add", user, "--bootstrap", bootstrap])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{user}-pw\n").as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "users add: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn brokers_replicate_over_an_internal_listener_while_clients_use_sasl_on_an_external_one() {
+    let cluster = Cluster::start(&[
+        "--listeners",
+        // Not first: brokers must pick it by name.
+        "EXTERNAL://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "--listener-security-protocol-map",
+        "INTERNAL:PLAINTEXT,EXTERNAL:SASL_PLAINTEXT",
+        "--inter-broker-listener-name",
+        "INTERNAL",
+    ]);
+    let internal = |id: usize| cluster.brokers[id - 1].addresses[1].to_string();
+    let external = |id: usize| cluster.brokers[id - 1].addresses[0];
+    for id in 1..=3 {
+        add_user_through(&internal(id), "alice");
+    }
+    // A client of EXTERNAL, on any broker, is told every broker's EXTERNAL address, and only that.
+    let externals: Vec<(i32, String, i32)> =
+        (1..=3).map(|id| (id as i32, "127.0.0.1".to_string(), i32::from(external(id).port()))).collect();
+    for id in 1..=3 {
+        let mut alice = acls::login(&external(id).to_string(), "alice");
+        let mut told = listeners::metadata_brokers(&mut alice);
+        told.sort();
+        assert_eq!(told, externals, "broker {id}");
+    }
+    let mut anonymous = client(&internal(1));
+    let mut told = listeners::metadata_brokers(&mut anonymous);
+    told.sort();
+    let internals: Vec<i32> = (1..=3).map(|id| i32::from(cluster.brokers[id - 1].addresses[1].port())).collect();
+    assert_eq!(told.iter().map(|(_, _, port)| *port).collect::<Vec<_>>(), internals);
+
+    // acks=all with three replicas needs both followers, which fetch from
+    // the leader's INTERNAL listener (its EXTERNAL one would want SASL).
+    create_replicated_topic(&internal(1), "internal-replication", 1, 3, &["--config", "min.insync.replicas=3"]);
+    let producer = listeners::sasl_producer(&external(2).to_string(), "alice");
+    produce_range(&producer, "internal-replication", 0..300);
+    let acks = producer.context();
+    assert!(acks.failed.lock().unwrap().is_empty(), "{:?}", acks.failed.lock().unwrap());
+    assert_eq!(acks.acked.lock().unwrap().len(), 300);
+    replicas_agree(&cluster, "internal-replication", 0);
 }

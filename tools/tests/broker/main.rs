@@ -16,6 +16,7 @@ mod full_disk;
 mod idempotence;
 mod kafka_apis;
 mod limits;
+mod listeners;
 mod load;
 mod metrics;
 mod newest_versions;

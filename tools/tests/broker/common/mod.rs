@@ -30,8 +30,11 @@ pub fn broker_binary() -> std::ffi::OsString {
 /// itself (`--listen 127.0.0.1:0`), read from the address it reports.
 pub struct Broker {
     child: Option<Child>,
-    /// The port it listens on (0 until the first start has reported it).
+    /// The port it listens on (0 until the first start has reported it):
+    /// its first listener's.
     pub port: u16,
+    /// Every listener's address, in the order of `--listeners`.
+    pub addresses: Vec<std::net::SocketAddr>,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
@@ -59,6 +62,7 @@ impl Broker {
         let mut broker = Broker {
             child: None,
             port: 0,
+            addresses: Vec::new(),
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: None,
@@ -114,7 +118,8 @@ impl Broker {
             assert!(waited < Duration::from_secs(30), "broker did not listen within 30 s; its log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         };
-        let address: std::net::SocketAddr = reported.trim().parse().expect("listen.addr holds an address");
+        self.addresses = reported.lines().map(|line| line.parse().expect("listen.addr holds addresses")).collect();
+        let address = self.addresses[0];
         assert!(self.port == 0 || self.port == address.port(), "restarted on another port: {address}");
         self.port = address.port();
     }
