@@ -13,8 +13,8 @@
 # against a second broker with auto_create_topics off, as upstream runs
 # them. Tests that create topics with three replicas (three_brokers.txt)
 # run against a cluster of three brokers instead, one per scenario, as
-# upstream runs its whole suite; tests of SASL credentials (sasl.txt)
-# against a SASL/SCRAM broker. Tests that need what Weir does not have yet are skipped with their
+# upstream runs its whole suite; tests of SASL credentials and
+# re-authentication (sasl.txt) against a SASL/SCRAM broker or cluster. Tests that need what Weir does not have yet are skipped with their
 # reason, from skipped.txt beside this file (each names the issue that
 # builds it), and so is one that never talks to Weir (0150, librdkafka's
 # mock cluster alone, timing-sensitive); a test of which only some subtests
@@ -141,7 +141,7 @@ while read -r name flags scenario; do
     *) not_run+=("SKIP $name: scenario $scenario only"); continue ;;
   esac
   # A scenario's three-broker cluster is "<scenario>3", its SASL broker
-  # "<scenario>sasl".
+  # "<scenario>sasl", a three-broker cluster with SASL "<scenario>3sasl".
   entry="$number $scenario${three_brokers[$name]:+3}${over_sasl[$name]:+sasl}"
   if [[ -n ${subtests[$name]:-} ]]; then
     for function in ${subtests[$name]}; do selected+=("$entry $function"); done
@@ -154,10 +154,10 @@ while read -r name flags scenario; do
 done <<< "$table"
 
 # The longest tests first (durations measured here, 2026-12-07: 0113's
-# u_ subtests take 280 s together, 0077 150 s, 0089 and 0139 90-100 s, 0103 80 s), so
+# u_ subtests take 280 s together, 0077 150 s, 0089 and 0139 90-100 s, 0103 and 0142 80 s), so
 # that they do not end the run alone. The tests mostly wait on timers, so
 # several run at once on two cores.
-slow_first=(0113 0077 0089 0139 0103)
+slow_first=(0113 0077 0089 0139 0103 0142)
 ordered=()
 for number in "${slow_first[@]}"; do
   for entry in "${selected[@]}"; do [[ $entry == "$number "* ]] && ordered+=("$entry"); done
@@ -195,20 +195,28 @@ start_broker() {
   wait_for_broker "$!" "$port" "$WORK/broker-$1.log"
   BOOTSTRAP="127.0.0.1:$port"
 }
-# start_cluster NAME AUTO_CREATE: three brokers, each a voter of the
-# metadata quorum, one shard each; sets BOOTSTRAP to their addresses once
-# all three are registered.
+# start_cluster NAME AUTO_CREATE [SASL_PASSWORD]: three brokers, each a
+# voter of the metadata quorum, one shard each; sets BOOTSTRAP to their
+# addresses once all three are registered. With a password, clients get a
+# SASL_PLAINTEXT listener (user "test", sessions of 10 s) and the brokers
+# replicate over their PLAINTEXT one.
 start_cluster() {
-  local id ports=() voters=() listed=() data
+  local id ports=() sasl_ports=() voters=() listed=() data listening
   for id in 1 2 3; do
     ports+=("$(free_port)")
+    sasl_ports+=("$(free_port)")
     voters+=("$id@127.0.0.1:$(free_port)")
   done
   for id in 1 2 3; do
     data=$(mktemp -d -t "weir-librdkafka-$1-$id.XXXXXX")
     dirs+=("$data")
+    listening=(--listeners "PLAINTEXT://127.0.0.1:${ports[id - 1]}")
+    if [[ -n ${3:-} ]]; then
+      listening=(--listeners "${listening[1]},SASL_PLAINTEXT://127.0.0.1:${sasl_ports[id - 1]}"
+        --connections-max-reauth-ms 10000)
+    fi
     "$WEIR" serve --node-id "$id" --controller-quorum-voters "$(IFS=,; echo "${voters[*]}")" \
-      --listen "127.0.0.1:${ports[id - 1]}" --data-dir "$data" --shards 1 --default-partitions 4 \
+      "${listening[@]}" --data-dir "$data" --shards 1 --default-partitions 4 \
       --auto-create-topics "$2" --admin-listen "" > "$WORK/broker-$1-$id.log" 2>&1 &
     pids+=($!)
     listed+=("127.0.0.1:${ports[id - 1]}")
@@ -216,7 +224,12 @@ start_cluster() {
   for id in 1 2 3; do wait_for_broker "${pids[-4 + id]}" "${ports[id - 1]}" "$WORK/broker-$1-$id.log"; done
   BOOTSTRAP=$(IFS=,; echo "${listed[*]}")
   for _ in $(seq 100); do
-    [[ $("$WEIR" cluster status -b "$BOOTSTRAP" 2> /dev/null | grep -c ' active$') == 3 ]] && return
+    if [[ $("$WEIR" cluster status -b "$BOOTSTRAP" 2> /dev/null | grep -c ' active$') == 3 ]]; then
+      [[ -z ${3:-} ]] && return
+      echo "$3" | "$WEIR" users add test -m SCRAM-SHA-256 -b "$BOOTSTRAP" > /dev/null
+      BOOTSTRAP=$(for port in "${sasl_ports[@]}"; do echo "127.0.0.1:$port"; done | paste -sd,)
+      return
+    fi
     sleep 0.2
   done
   echo "cluster $1: three brokers did not all register (logs in $WORK/broker-$1-*.log)" >&2
@@ -240,13 +253,18 @@ if [[ " ${selected[*]} " == *" noautocreate3"* ]]; then
   noautocreate3_bootstrap=$BOOTSTRAP
   scenarios+=(noautocreate3)
 fi
-# SASL/SCRAM for the tests of credentials (sasl.txt); sessions of 10 s, so
-# that clients re-authenticate (KIP-368) during the tests.
+# SASL/SCRAM for the tests of credentials and re-authentication (sasl.txt);
+# sessions of 10 s, so that clients re-authenticate (KIP-368) during them.
+sasl_password="test-$RANDOM-secret"
 if [[ " ${selected[*]} " == *" defaultsasl"* ]]; then
-  sasl_password="test-$RANDOM-secret"
   SASL_PASSWORD=$sasl_password start_broker defaultsasl true SASL_PLAINTEXT --connections-max-reauth-ms 10000
   defaultsasl_bootstrap=$BOOTSTRAP
   scenarios+=(defaultsasl)
+fi
+if [[ " ${selected[*]} " == *" default3sasl"* ]]; then
+  start_cluster default3sasl true "$sasl_password"
+  default3sasl_bootstrap=$BOOTSTRAP
+  scenarios+=(default3sasl)
 fi
 for scenario in "${scenarios[@]}"; do
   bootstrap_var=${scenario}_bootstrap
@@ -256,12 +274,16 @@ test.topic.random=true
 test.timeout.multiplier=$MULTIPLIER
 CONF
 done
-[[ -z ${defaultsasl_bootstrap:-} ]] || cat >> "$WORK/test-defaultsasl.conf" <<CONF
+for scenario in "${scenarios[@]}"; do
+  if [[ $scenario == *sasl ]]; then
+    cat >> "$WORK/test-$scenario.conf" <<CONF
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=SCRAM-SHA-256
 sasl.username=test
 sasl.password=$sasl_password
 CONF
+  fi
+done
 # kafka-topics.sh and kafka-acls.sh for the tests that create or change
 # topics and ACLs through Kafka's Java CLI, which is not installable here:
 # they run `weir topics` and `weir acls`.
@@ -279,8 +301,8 @@ run_one() { # number scenario [subtest function]
   local number=$1 scenario=$2 subtest=${3:-} bootstrap_var=${2}_bootstrap rc=0
   local out="$WORK/logs/$1-$2${3:+-$3}.log"
   # The scenario upstream's table names: this one less its broker's suffix.
-  local upstream_scenario=${scenario%3}
-  upstream_scenario=${upstream_scenario%sasl}
+  local upstream_scenario=${scenario%sasl}
+  upstream_scenario=${upstream_scenario%3}
   # (A runner that aborts would make bash report it on stderr: the log says more.)
   { (
     cd "$tests_dir"
