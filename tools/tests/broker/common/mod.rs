@@ -614,14 +614,20 @@ fn try_http(admin: &str, method: &str, path: &str) -> std::io::Result<(u16, Stri
     let mut response = String::new();
     // Connection: close, so the answer ends where the stream does.
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    // A connection closed before a whole answer (an endpoint still starting,
+    // or another process on the port) is an error the caller may retry.
+    let incomplete =
+        || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("an incomplete answer: {response:?}"));
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(incomplete)?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(incomplete)?;
     let length: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))
         .and_then(|l| l.trim().parse().ok())
-        .expect("Content-Length");
-    assert_eq!(body.len(), length, "body length");
+        .ok_or_else(incomplete)?;
+    if body.len() != length {
+        return Err(incomplete());
+    }
     Ok((status, body.to_string()))
 }
 
